@@ -1,0 +1,354 @@
+/* anic.c - the `anic` command: serve, bench. */
+#define _GNU_SOURCE
+#include "app_bench.h"
+#include "app_runtime.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void usage_main(FILE *f)
+{
+    fprintf(f, "usage: anic <command> [options]\n"
+               "\n"
+               "anic is a userspace TCP/IP host (lwIP) on a simulated smart NIC with\n"
+               "autonomous TLS offload, attached to a Linux TUN device.\n"
+               "\n"
+               "commands:\n"
+               "  serve    run the HTTPS/HTTP server in a private network namespace\n"
+               "  bench    measure throughput and per-thread CPU of every mode, one run\n"
+               "  help     this text; 'anic <command> --help' for a command's options\n");
+}
+
+static void usage_serve(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: anic serve [options]\n"
+        "\n"
+        "Creates network namespace NETNS (it must not exist), a TUN device in it, the\n"
+        "simulated NIC and the lwIP host, and serves until SIGINT/SIGTERM (or --duration).\n"
+        "Clients run inside the namespace: ip netns exec NETNS curl ...\n"
+        "On exit prints every counter and deletes the namespace.\n"
+        "\n"
+        "  --tls MODE          record layer on the HTTPS port: sw (default) | mbedtls\n"
+        "                        sw: anic's kTLS-style record layer, host AES-GCM (libcrypto)\n"
+        "                        mbedtls: the stock mbed TLS record layer\n"
+        "  --https-port N      HTTPS port (default 443; 0 = none)\n"
+        "  --http-port N       plain HTTP port (default 80; 0 = none)\n"
+        "  --listen PORT:MODE  an extra listener (MODE plain|mbedtls|sw); repeatable\n"
+        "  --netns NAME        network namespace to create (default anic)\n"
+        "  --tun NAME          TUN device name (default anic0)\n"
+        "  --kernel-addr A/P   kernel side of the TUN (default 10.77.0.1/24)\n"
+        "  --host-addr A       lwIP host address (default 10.77.0.2)\n"
+        "  --mtu N             link MTU (default 1500, 576..9000)\n"
+        "  --sndbuf BYTES      TCP send buffer per connection (default 196608)\n"
+        "  --cert FILE --key FILE\n"
+        "                      PEM certificate chain and key instead of a generated one\n"
+        "  --ca-out FILE       where the generated CA is written (default /tmp/anic-ca.pem)\n"
+        "  --keylog FILE       append NSS key-log lines (CLIENT_RANDOM) for Wireshark/tshark\n"
+        "  --pcap FILE         record the wire as the peer sees it (raw IP pcap)\n"
+        "  --fault-tx SPEC     faults NIC -> kernel, netem vocabulary, e.g.\n"
+        "                        'loss 1%% duplicate 0.5%% reorder 5%% gap 3 corrupt 0.1%%\n"
+        "                         tamper 0.1%% delay 2ms 1ms rate 1gbit seed 7'\n"
+        "  --fault-rx SPEC     faults kernel -> NIC, same vocabulary\n"
+        "  --duration SECONDS  exit by itself after this long (default: run until signalled)\n"
+        "  --ready-file FILE   create FILE once the server accepts connections\n"
+        "  -h, --help          this text\n");
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int parse_addr_prefix(const char *s, uint32_t *addr, unsigned *prefix)
+{
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *slash = strchr(buf, '/');
+    uint32_t p = 24;
+    if (slash) {
+        *slash = 0;
+        if (parse_u32(slash + 1, 8, 30, &p) < 0)
+            return -1;
+    }
+    struct in_addr a;
+    if (inet_pton(AF_INET, buf, &a) != 1)
+        return -1;
+    *addr = a.s_addr;
+    *prefix = p;
+    return 0;
+}
+
+enum {
+    OPT_TLS = 256,
+    OPT_HTTPS_PORT,
+    OPT_HTTP_PORT,
+    OPT_LISTEN,
+    OPT_NETNS,
+    OPT_TUN,
+    OPT_KERNEL_ADDR,
+    OPT_HOST_ADDR,
+    OPT_MTU,
+    OPT_SNDBUF,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_CA_OUT,
+    OPT_KEYLOG,
+    OPT_PCAP,
+    OPT_FAULT_TX,
+    OPT_FAULT_RX,
+    OPT_DURATION,
+    OPT_READY_FILE,
+};
+
+static const struct option serve_opts[] = {
+    {"tls", required_argument, NULL, OPT_TLS},
+    {"https-port", required_argument, NULL, OPT_HTTPS_PORT},
+    {"http-port", required_argument, NULL, OPT_HTTP_PORT},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"netns", required_argument, NULL, OPT_NETNS},
+    {"tun", required_argument, NULL, OPT_TUN},
+    {"kernel-addr", required_argument, NULL, OPT_KERNEL_ADDR},
+    {"host-addr", required_argument, NULL, OPT_HOST_ADDR},
+    {"mtu", required_argument, NULL, OPT_MTU},
+    {"sndbuf", required_argument, NULL, OPT_SNDBUF},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"ca-out", required_argument, NULL, OPT_CA_OUT},
+    {"keylog", required_argument, NULL, OPT_KEYLOG},
+    {"pcap", required_argument, NULL, OPT_PCAP},
+    {"fault-tx", required_argument, NULL, OPT_FAULT_TX},
+    {"fault-rx", required_argument, NULL, OPT_FAULT_RX},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"ready-file", required_argument, NULL, OPT_READY_FILE},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int bad(const char *opt, const char *val)
+{
+    fprintf(stderr, "anic serve: invalid value for --%s: '%s' (see anic serve --help)\n", opt,
+            val);
+    return 2;
+}
+
+static void print_banner(const struct app_runtime *rt, const struct app_runtime_cfg *cfg)
+{
+    char k[INET_ADDRSTRLEN], h[INET_ADDRSTRLEN], ft[NIC_FAULT_FMT_LEN], fr[NIC_FAULT_FMT_LEN];
+    inet_ntop(AF_INET, &cfg->kernel_ip, k, sizeof(k));
+    inet_ntop(AF_INET, &cfg->host_ip, h, sizeof(h));
+    nic_fault_cfg_format(&rt->cfg.fault_tx, ft, sizeof(ft));
+    nic_fault_cfg_format(&rt->cfg.fault_rx, fr, sizeof(fr));
+    printf("anic: serving in network namespace '%s' on %s (MTU %u)\n", cfg->netns, cfg->tun_name,
+           cfg->mtu);
+    printf("  kernel side %s/%u, lwIP host %s\n", k, cfg->prefix_len, h);
+    for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        const struct app_listener *l = &cfg->listeners[i];
+        printf("  %s://%s:%u/  (%s)\n", l->mode == TLS_MODE_NONE ? "http" : "https", h, l->port,
+               app_mode_name(l->mode));
+    }
+    if (rt->tls)
+        printf("  CA certificate: %s\n", cfg->cert_path ? cfg->cert_path : cfg->ca_out_path);
+    printf("  fault-tx: %s\n  fault-rx: %s\n", ft, fr);
+    if (cfg->pcap_path)
+        printf("  pcap: %s\n", cfg->pcap_path);
+    if (cfg->keylog_path)
+        printf("  key log: %s\n", cfg->keylog_path);
+    printf("  try: ip netns exec %s curl --cacert %s https://%s/bytes/1000000 | sha256sum\n",
+           cfg->netns, cfg->cert_path ? cfg->cert_path : cfg->ca_out_path, h);
+    fflush(stdout);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    struct app_runtime_cfg cfg;
+    app_runtime_cfg_defaults(&cfg);
+    int tls_mode = TLS_MODE_SW;
+    uint32_t https_port = 443, http_port = 80, duration = 0;
+    struct app_listener extra[APP_SERVER_MAX_LISTENERS];
+    unsigned n_extra = 0;
+    const char *ready_file = NULL;
+    char err[256];
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", serve_opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_TLS:
+            tls_mode = app_mode_parse(optarg);
+            if (tls_mode <= TLS_MODE_NONE)
+                return bad("tls", optarg);
+            break;
+        case OPT_HTTPS_PORT:
+            if (parse_u32(optarg, 0, 65535, &https_port) < 0)
+                return bad("https-port", optarg);
+            break;
+        case OPT_HTTP_PORT:
+            if (parse_u32(optarg, 0, 65535, &http_port) < 0)
+                return bad("http-port", optarg);
+            break;
+        case OPT_LISTEN: {
+            char buf[64];
+            snprintf(buf, sizeof(buf), "%s", optarg);
+            char *colon = strchr(buf, ':');
+            uint32_t port;
+            int mode;
+            if (!colon || n_extra >= APP_SERVER_MAX_LISTENERS - 2)
+                return bad("listen", optarg);
+            *colon = 0;
+            if (parse_u32(buf, 1, 65535, &port) < 0 || (mode = app_mode_parse(colon + 1)) < 0)
+                return bad("listen", optarg);
+            extra[n_extra++] = (struct app_listener){(uint16_t)port, (enum tls_mode)mode};
+            break;
+        }
+        case OPT_NETNS:
+            cfg.netns = optarg;
+            break;
+        case OPT_TUN:
+            cfg.tun_name = optarg;
+            break;
+        case OPT_KERNEL_ADDR:
+            if (parse_addr_prefix(optarg, &cfg.kernel_ip, &cfg.prefix_len) < 0)
+                return bad("kernel-addr", optarg);
+            break;
+        case OPT_HOST_ADDR: {
+            struct in_addr a;
+            if (inet_pton(AF_INET, optarg, &a) != 1)
+                return bad("host-addr", optarg);
+            cfg.host_ip = a.s_addr;
+            break;
+        }
+        case OPT_MTU:
+            if (parse_u32(optarg, 576, 9000, &cfg.mtu) < 0)
+                return bad("mtu", optarg);
+            break;
+        case OPT_SNDBUF:
+            if (parse_u32(optarg, 8192, 1u << 20, &cfg.snd_buf) < 0)
+                return bad("sndbuf", optarg);
+            break;
+        case OPT_CERT:
+            cfg.cert_path = optarg;
+            break;
+        case OPT_KEY:
+            cfg.key_path = optarg;
+            break;
+        case OPT_CA_OUT:
+            cfg.ca_out_path = optarg;
+            break;
+        case OPT_KEYLOG:
+            cfg.keylog_path = optarg;
+            break;
+        case OPT_PCAP:
+            cfg.pcap_path = optarg;
+            break;
+        case OPT_FAULT_TX:
+        case OPT_FAULT_RX:
+            if (nic_fault_cfg_parse(c == OPT_FAULT_TX ? &cfg.fault_tx : &cfg.fault_rx, optarg, err,
+                                    sizeof(err)) < 0) {
+                fprintf(stderr, "anic serve: --%s: %s\n",
+                        c == OPT_FAULT_TX ? "fault-tx" : "fault-rx", err);
+                return 2;
+            }
+            break;
+        case OPT_DURATION:
+            if (parse_u32(optarg, 1, 86400, &duration) < 0)
+                return bad("duration", optarg);
+            break;
+        case OPT_READY_FILE:
+            ready_file = optarg;
+            break;
+        case 'h':
+            usage_serve(stdout);
+            return 0;
+        default:
+            usage_serve(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "anic serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!cfg.cert_path != !cfg.key_path) {
+        fprintf(stderr, "anic serve: --cert and --key go together\n");
+        return 2;
+    }
+    cfg.n_listeners = 0;
+    if (http_port)
+        cfg.listeners[cfg.n_listeners++] = (struct app_listener){(uint16_t)http_port,
+                                                                 TLS_MODE_NONE};
+    if (https_port)
+        cfg.listeners[cfg.n_listeners++] = (struct app_listener){(uint16_t)https_port,
+                                                                 (enum tls_mode)tls_mode};
+    for (unsigned i = 0; i < n_extra; i++)
+        cfg.listeners[cfg.n_listeners++] = extra[i];
+    if (cfg.n_listeners == 0) {
+        fprintf(stderr, "anic serve: no listener (both ports 0)\n");
+        return 2;
+    }
+
+    /* Signals are taken synchronously by this thread; block them before any
+       thread exists so that none of ours is interrupted. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct app_runtime rt;
+    if (app_runtime_start(&rt, &cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "anic serve: %s\n", err);
+        return 1;
+    }
+    print_banner(&rt, &cfg);
+    if (ready_file) {
+        FILE *f = fopen(ready_file, "w");
+        if (f)
+            fclose(f);
+    }
+    struct timespec ts = {.tv_sec = duration ? (time_t)duration : 0};
+    int sig;
+    do {
+        sig = duration ? sigtimedwait(&set, NULL, &ts) : sigwaitinfo(&set, NULL);
+    } while (sig < 0 && errno == EINTR);
+    printf("anic: %s, shutting down\n", sig > 0 ? strsignal(sig) : "duration elapsed");
+    app_runtime_stop(&rt);
+    app_stats_print_table(&rt.stats, stdout);
+    app_runtime_free(&rt);
+    fflush(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_main(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench"))
+        return app_bench_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage_main(stdout);
+        return 0;
+    }
+    fprintf(stderr, "anic: unknown command '%s'\n\n", cmd);
+    usage_main(stderr);
+    return 2;
+}

@@ -1,0 +1,95 @@
+/* app_netns.c - create, enter and delete our network namespace. */
+#define _GNU_SOURCE
+#include "app_netns.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int run_wait(char *const argv[], int stdout_fd)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (stdout_fd >= 0)
+            dup2(stdout_fd, STDOUT_FILENO);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int app_netns_create_enter(const char *name, char *err, size_t errlen)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/run/netns/%s", name);
+    struct stat stbuf;
+    if (stat(path, &stbuf) == 0) {
+        snprintf(err, errlen,
+                 "network namespace '%s' already exists (a previous run died?): "
+                 "remove it with 'ip netns del %s' or pick --netns",
+                 name, name);
+        return -1;
+    }
+    char *add[] = {"ip", "netns", "add", (char *)name, NULL};
+    if (run_wait(add, -1) != 0) {
+        snprintf(err, errlen, "'ip netns add %s' failed (needs root and iproute2)", name);
+        return -1;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+        snprintf(err, errlen, "enter namespace %s: %s", name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        app_netns_delete(name);
+        return -1;
+    }
+    close(fd);
+    /* lo up, so clients inside may also use 127.0.0.1 for other things. */
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock >= 0) {
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof(ifr));
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+        if (ioctl(sock, SIOCGIFFLAGS, &ifr) == 0) {
+            ifr.ifr_flags |= IFF_UP;
+            ioctl(sock, SIOCSIFFLAGS, &ifr);
+        }
+        close(sock);
+    }
+    return 0;
+}
+
+void app_netns_delete(const char *name)
+{
+    char *del[] = {"ip", "netns", "del", (char *)name, NULL};
+    run_wait(del, -1);
+}
+
+int app_netns_run(const char *name, char *const argv[], int stdout_fd)
+{
+    char *full[64];
+    int n = 0;
+    full[n++] = "ip";
+    full[n++] = "netns";
+    full[n++] = "exec";
+    full[n++] = (char *)name;
+    for (int i = 0; argv[i] && n < 63; i++)
+        full[n++] = argv[i];
+    full[n] = NULL;
+    return run_wait(full, stdout_fd);
+}

@@ -1,0 +1,21 @@
+/*
+ * app_netns.h - the private network namespace every TUN user lives in
+ * (network safety rule: created by us, holds only lo and our TUN, deleted
+ * afterwards). Uses iproute2's named namespaces (/run/netns/NAME).
+ */
+#ifndef ANIC_APP_NETNS_H
+#define ANIC_APP_NETNS_H
+
+#include <stddef.h>
+
+/* `ip netns add name`, then move the calling thread into it and bring lo up.
+   Call before any thread is created: threads inherit it. Fails if the
+   namespace already exists (we never reuse one we did not create). */
+int app_netns_create_enter(const char *name, char *err, size_t errlen);
+/* `ip netns del name`. */
+void app_netns_delete(const char *name);
+/* Run argv (NULL-terminated) inside the namespace via `ip netns exec`,
+   wait for it; returns its exit status or -1. stdout_fd >= 0 redirects. */
+int app_netns_run(const char *name, char *const argv[], int stdout_fd);
+
+#endif

@@ -1,0 +1,188 @@
+/* app_runtime.c - bring the whole data path up and down in the right order. */
+#define _GNU_SOURCE
+#include "app_runtime.h"
+#include "app_netns.h"
+#include "nic_dev.h"
+#include "nic_tun.h"
+#include "stack_host.h"
+
+#include <arpa/inet.h>
+#include <lwip/tcpip.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->netns = "anic";
+    cfg->tun_name = "anic0";
+    cfg->kernel_ip = inet_addr("10.77.0.1");
+    cfg->host_ip = inet_addr("10.77.0.2");
+    cfg->prefix_len = 24;
+    cfg->mtu = 1500;
+    cfg->snd_buf = 192 * 1024;
+    cfg->tx_ring_size = 1024;
+    cfg->rx_ring_size = 1024;
+    cfg->max_flows = 1024;
+    nic_fault_cfg_init(&cfg->fault_tx);
+    nic_fault_cfg_init(&cfg->fault_rx);
+    cfg->ca_out_path = "/tmp/anic-ca.pem";
+    cfg->listeners[0] = (struct app_listener){80, TLS_MODE_NONE};
+    cfg->listeners[1] = (struct app_listener){443, TLS_MODE_SW};
+    cfg->n_listeners = 2;
+}
+
+const char *app_mode_name(enum tls_mode mode)
+{
+    switch (mode) {
+    case TLS_MODE_NONE:
+        return "plain";
+    case TLS_MODE_MBEDTLS:
+        return "mbedtls";
+    case TLS_MODE_SW:
+        return "sw";
+    case TLS_MODE_COUNT:
+        break;
+    }
+    return "?";
+}
+
+int app_mode_parse(const char *s)
+{
+    if (!strcmp(s, "plain"))
+        return TLS_MODE_NONE;
+    if (!strcmp(s, "mbedtls"))
+        return TLS_MODE_MBEDTLS;
+    if (!strcmp(s, "sw"))
+        return TLS_MODE_SW;
+    return -1;
+}
+
+static uint64_t random_seed(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof(s), 0) != sizeof(s))
+        s = (uint64_t)time(NULL);
+    return s & 0xffffffffull; /* short enough to retype */
+}
+
+int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg, char *err,
+                      size_t errlen)
+{
+    memset(rt, 0, sizeof(*rt));
+    rt->cfg = *cfg;
+    if (!rt->cfg.fault_tx.seed_set) {
+        rt->cfg.fault_tx.seed = random_seed();
+        rt->cfg.fault_tx.seed_set = true;
+    }
+    if (!rt->cfg.fault_rx.seed_set) {
+        rt->cfg.fault_rx.seed = random_seed();
+        rt->cfg.fault_rx.seed_set = true;
+    }
+    if (app_netns_create_enter(cfg->netns, err, errlen) < 0)
+        return -1;
+    rt->netns_created = true;
+    int fd = nic_tun_open(cfg->tun_name, cfg->kernel_ip, cfg->prefix_len, cfg->mtu, err, errlen);
+    if (fd < 0)
+        goto fail;
+    struct nic_dev_cfg dc = {
+        .tun_fd = fd,
+        .tx_ring_size = cfg->tx_ring_size,
+        .rx_ring_size = cfg->rx_ring_size,
+        .mtu = cfg->mtu,
+        .max_flows = cfg->max_flows,
+        .fault_tx = rt->cfg.fault_tx,
+        .fault_rx = rt->cfg.fault_rx,
+        .pcap_path = cfg->pcap_path,
+    };
+    rt->dev = nic_dev_create(&dc, err, errlen);
+    if (!rt->dev) {
+        close(fd);
+        goto fail;
+    }
+    if (nic_dev_start(rt->dev) < 0) {
+        snprintf(err, errlen, "cannot start the NIC engine thread");
+        goto fail;
+    }
+    struct stack_host_cfg hc = {
+        .ip = cfg->host_ip,
+        .netmask = htonl(~0u << (32 - cfg->prefix_len)),
+        .gateway = cfg->kernel_ip,
+        .mtu = cfg->mtu,
+    };
+    rt->host = stack_host_start(rt->dev, &hc);
+    if (!rt->host) {
+        snprintf(err, errlen, "cannot start the lwIP host");
+        goto fail;
+    }
+    struct app_server_cfg sc = {.snd_buf = cfg->snd_buf, .stats_json = app_stats_json,
+                                .stats_ctx = &rt->stats};
+    bool need_tls = false;
+    for (unsigned i = 0; i < cfg->n_listeners; i++) {
+        sc.listeners[sc.n_listeners++] = cfg->listeners[i];
+        need_tls |= cfg->listeners[i].mode != TLS_MODE_NONE;
+    }
+    if (need_tls) {
+        struct tls_server_cfg tc = {
+            .cert_path = cfg->cert_path,
+            .key_path = cfg->key_path,
+            .ca_out_path = cfg->ca_out_path,
+            .server_ip = cfg->host_ip,
+            .keylog_path = cfg->keylog_path,
+        };
+        rt->tls = tls_server_new(&tc, err, errlen);
+        if (!rt->tls)
+            goto fail;
+    }
+    sc.tls = rt->tls;
+    rt->stats.dev = rt->dev;
+    rt->stats.drv = stack_host_driver(rt->host);
+    rt->stats.tls = rt->tls;
+    LOCK_TCPIP_CORE();
+    rt->server = app_server_start(&sc, err, errlen);
+    UNLOCK_TCPIP_CORE();
+    if (!rt->server)
+        goto fail;
+    rt->stats.server = rt->server;
+    return 0;
+fail:
+    app_runtime_stop(rt);
+    app_runtime_free(rt);
+    return -1;
+}
+
+void app_runtime_stop(struct app_runtime *rt)
+{
+    if (rt->server) {
+        LOCK_TCPIP_CORE();
+        app_server_stop(rt->server);
+        UNLOCK_TCPIP_CORE();
+        rt->server = NULL;
+        rt->stats.server = NULL;
+    }
+    if (rt->host)
+        stack_host_stop(rt->host);
+    if (rt->dev)
+        nic_dev_stop(rt->dev);
+}
+
+void app_runtime_free(struct app_runtime *rt)
+{
+    if (rt->host) {
+        stack_host_free(rt->host);
+        rt->host = NULL;
+        rt->stats.drv = NULL;
+    }
+    tls_server_free(rt->tls);
+    rt->tls = NULL;
+    if (rt->dev) {
+        nic_dev_destroy(rt->dev);
+        rt->dev = NULL;
+    }
+    if (rt->netns_created) {
+        app_netns_delete(rt->cfg.netns);
+        rt->netns_created = false;
+    }
+}

@@ -1,0 +1,58 @@
+/*
+ * app_runtime.h - wires the layers together for one process: private
+ * network namespace -> TUN -> NIC (engine thread) -> lwIP host + driver ->
+ * TLS servers -> HTTP server. Used by `anic serve` and `anic bench`.
+ */
+#ifndef ANIC_APP_RUNTIME_H
+#define ANIC_APP_RUNTIME_H
+
+#include "app_server.h"
+#include "app_stats.h"
+#include "nic_fault.h"
+#include "tls_server.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+
+struct app_runtime_cfg {
+    const char *netns;
+    const char *tun_name;
+    uint32_t kernel_ip, host_ip; /* network byte order */
+    unsigned prefix_len;
+    uint32_t mtu;
+    uint32_t snd_buf;
+    uint32_t tx_ring_size, rx_ring_size, max_flows;
+    struct nic_fault_cfg fault_tx, fault_rx; /* seeds are chosen here if unset */
+    const char *pcap_path, *keylog_path, *cert_path, *key_path, *ca_out_path;
+    struct app_listener listeners[APP_SERVER_MAX_LISTENERS];
+    unsigned n_listeners;
+};
+
+struct app_runtime {
+    struct app_runtime_cfg cfg;
+    bool netns_created;
+    struct nic_dev *dev;
+    struct stack_host *host;
+    struct tls_server *tls;
+    struct app_server *server;
+    struct app_stats_src stats;
+};
+
+/* Defaults: namespace "anic", TUN anic0, 10.77.0.1/24 <-> 10.77.0.2, MTU 1500,
+   HTTP 80 + HTTPS 443 (sw), no faults. */
+void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg);
+
+/* Must be called before the process creates any thread (namespace entry). */
+int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg, char *err,
+                      size_t errlen);
+/* Close connections, stop threads. Counters stay readable. */
+void app_runtime_stop(struct app_runtime *rt);
+/* Free everything and delete the namespace. */
+void app_runtime_free(struct app_runtime *rt);
+
+/* "plain" is TLS_MODE_NONE. */
+const char *app_mode_name(enum tls_mode mode);
+int app_mode_parse(const char *s); /* an enum tls_mode, or -1 if unknown */
+
+#endif

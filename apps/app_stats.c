@@ -1,0 +1,189 @@
+/* app_stats.c - counter collection and formatting. */
+#include "app_stats.h"
+#include "app_http.h"
+#include "app_server.h"
+#include "nic_dev.h"
+#include "stack_driver.h"
+#include "tls_server.h"
+
+#include <string.h>
+
+#define ADD(sec, field_struct, field)                                                              \
+    do {                                                                                           \
+        if (n < APP_STATS_MAX)                                                                     \
+            out[n++] = (struct app_stat){(sec), #field, (field_struct).field};                     \
+    } while (0)
+
+size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
+{
+    size_t n = 0;
+    struct nic_counters nc;
+    nic_dev_get_counters(src->dev, &nc);
+    ADD("nic", nc, tx_desc);
+    ADD("nic", nc, tx_bad_desc);
+    ADD("nic", nc, tx_ring_empty_polls);
+    ADD("nic", nc, rx_packets);
+    ADD("nic", nc, rx_bytes);
+    ADD("nic", nc, rx_no_buffer);
+    ADD("nic", nc, rx_csum_bad);
+    ADD("nic", nc, tx_cq_overflow);
+    ADD("nic", nc, rx_cq_overflow);
+    ADD("nic", nc, doorbells);
+    ADD("nic", nc, irqs);
+    ADD("nic", nc, engine_sleeps);
+    ADD("nic", nc, flow_table_full);
+    ADD("nic_tls", nc, tx_tls_encrypted_packets);
+    ADD("nic_tls", nc, tx_tls_encrypted_bytes);
+    ADD("nic_tls", nc, tx_tls_ooo);
+    ADD("nic_tls", nc, tx_tls_dump_packets);
+    ADD("nic_tls", nc, tx_tls_dump_bytes);
+    ADD("nic_tls", nc, tx_tls_resync_bytes);
+    ADD("nic_tls", nc, tx_tls_skip_no_sync_data);
+    ADD("nic_tls", nc, tx_tls_drop_no_sync_data);
+    ADD("nic_tls", nc, tx_tls_ctx);
+    ADD("nic_tls", nc, tx_tls_del);
+    ADD("nic_tls", nc, rx_tls_decrypted_packets);
+    ADD("nic_tls", nc, rx_tls_decrypted_bytes);
+    ADD("nic_tls", nc, rx_tls_resync_req_pkt);
+    ADD("nic_tls", nc, rx_tls_resync_req_start);
+    ADD("nic_tls", nc, rx_tls_resync_req_end);
+    ADD("nic_tls", nc, rx_tls_resync_req_skip);
+    ADD("nic_tls", nc, rx_tls_resync_res_ok);
+    ADD("nic_tls", nc, rx_tls_resync_res_skip);
+    ADD("nic_tls", nc, rx_tls_err);
+    ADD("nic_tls", nc, rx_tls_ctx);
+    ADD("nic_tls", nc, rx_tls_del);
+    ADD("wire", nc, tx_packets);
+    ADD("wire", nc, tx_bytes);
+    ADD("wire", nc, tun_write_errors);
+    ADD("wire", nc, rx_wire_packets);
+    ADD("wire", nc, rx_wire_bytes);
+    ADD("wire", nc, tun_read_errors);
+
+    struct nic_fault_stats ft, fr;
+    nic_dev_get_fault_stats(src->dev, &ft, &fr);
+    const struct nic_fault_stats *fs[2] = {&ft, &fr};
+    const char *fsec[2] = {"fault_tx", "fault_rx"};
+    for (int i = 0; i < 2; i++) {
+        ADD(fsec[i], *fs[i], packets_in);
+        ADD(fsec[i], *fs[i], packets_out);
+        ADD(fsec[i], *fs[i], dropped);
+        ADD(fsec[i], *fs[i], duplicated);
+        ADD(fsec[i], *fs[i], reordered);
+        ADD(fsec[i], *fs[i], corrupted);
+        ADD(fsec[i], *fs[i], tampered);
+        ADD(fsec[i], *fs[i], delayed);
+        ADD(fsec[i], *fs[i], queue_full_drops);
+    }
+
+    if (src->drv) {
+        struct stack_driver_counters dc;
+        stack_driver_get_counters(src->drv, &dc);
+        ADD("driver", dc, tx_packets);
+        ADD("driver", dc, tx_bytes);
+        ADD("driver", dc, tx_copied);
+        ADD("driver", dc, tx_ring_full);
+        ADD("driver", dc, tx_err_status);
+        ADD("driver", dc, tx_completions);
+        ADD("driver", dc, rx_packets);
+        ADD("driver", dc, rx_bytes);
+        ADD("driver", dc, rx_input_drops);
+        ADD("driver", dc, rx_csum_ok);
+        ADD("driver", dc, rx_decrypted_packets);
+        ADD("driver", dc, rx_resync_requests);
+        ADD("driver", dc, rx_pool_exhausted);
+        ADD("driver", dc, rx_bufs_allocated);
+        ADD("driver", dc, polls);
+    }
+
+    static const char *const tls_sec[TLS_MODE_COUNT] = {
+        [TLS_MODE_MBEDTLS] = "tls_mbedtls", [TLS_MODE_SW] = "tls_sw"};
+    for (int m = TLS_MODE_MBEDTLS; src->tls && m < TLS_MODE_COUNT; m++) {
+        const struct tls_counters *tc = tls_server_counters(src->tls, (enum tls_mode)m);
+        const char *sec = tls_sec[m];
+        ADD(sec, *tc, handshakes_ok);
+        ADD(sec, *tc, handshakes_failed);
+        ADD(sec, *tc, conns_closed);
+        ADD(sec, *tc, tx_records);
+        ADD(sec, *tc, tx_bytes_plaintext);
+        ADD(sec, *tc, rx_records);
+        ADD(sec, *tc, rx_bytes_plaintext);
+        ADD(sec, *tc, rx_records_full_offload);
+        ADD(sec, *tc, rx_records_partial_offload);
+        ADD(sec, *tc, rx_records_no_offload);
+        ADD(sec, *tc, TlsDecryptError);
+        ADD(sec, *tc, TlsRxDeviceResync);
+        ADD(sec, *tc, alerts_sent);
+        ADD(sec, *tc, alerts_received);
+        ADD(sec, *tc, close_notify_rx);
+        ADD(sec, *tc, rx_malformed);
+    }
+
+    const struct app_http_counters *hc = app_http_global_counters();
+    ADD("http", *hc, requests);
+    ADD("http", *hc, responses_2xx);
+    ADD("http", *hc, responses_4xx);
+    ADD("http", *hc, responses_5xx);
+    ADD("http", *hc, bad_requests);
+    ADD("http", *hc, bytes_body_in);
+    ADD("http", *hc, bytes_body_out);
+    if (src->server) {
+        const struct app_server_counters *sc = app_server_counters(src->server);
+        ADD("server", *sc, accepted);
+        ADD("server", *sc, active);
+        ADD("server", *sc, accept_errors);
+        ADD("server", *sc, session_oom);
+    }
+    return n;
+}
+
+uint64_t app_stats_get(const struct app_stat *st, size_t n, const char *section, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(st[i].section, section) && !strcmp(st[i].name, name))
+            return st[i].value;
+    return 0;
+}
+
+size_t app_stats_json(void *ctx, char *buf, size_t cap)
+{
+    const struct app_stats_src *src = ctx;
+    struct app_stat st[APP_STATS_MAX];
+    size_t n = app_stats_collect(src, st);
+    size_t len = 0;
+    const char *sec = NULL;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        int w = snprintf(buf + len, len < cap ? cap - len : 0, __VA_ARGS__);                       \
+        if (w < 0 || (size_t)w >= cap - len)                                                       \
+            return 0;                                                                              \
+        len += (size_t)w;                                                                          \
+    } while (0)
+    PUT("{");
+    for (size_t i = 0; i < n; i++) {
+        if (!sec || strcmp(sec, st[i].section)) {
+            PUT("%s\"%s\": {", sec ? "}, " : "", st[i].section);
+            sec = st[i].section;
+        } else {
+            PUT(", ");
+        }
+        PUT("\"%s\": %llu", st[i].name, (unsigned long long)st[i].value);
+    }
+    PUT("%s}\n", sec ? "}" : "");
+#undef PUT
+    return len;
+}
+
+void app_stats_print_table(const struct app_stats_src *src, FILE *f)
+{
+    struct app_stat st[APP_STATS_MAX];
+    size_t n = app_stats_collect(src, st);
+    const char *sec = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!sec || strcmp(sec, st[i].section)) {
+            sec = st[i].section;
+            fprintf(f, "[%s]\n", sec);
+        }
+        fprintf(f, "  %-28s %20llu\n", st[i].name, (unsigned long long)st[i].value);
+    }
+}

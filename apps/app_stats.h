@@ -1,0 +1,39 @@
+/*
+ * app_stats.h - every counter of every layer, by section, as JSON (GET
+ * /stats) or as a table (on exit). Names follow DESIGN.md §7 where they apply.
+ */
+#ifndef ANIC_APP_STATS_H
+#define ANIC_APP_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct nic_dev;
+struct stack_driver;
+struct tls_server;
+struct app_server;
+
+struct app_stats_src {
+    struct nic_dev *dev;
+    struct stack_driver *drv; /* read under the core lock */
+    struct tls_server *tls;   /* NULL: no TLS listener */
+    struct app_server *server;
+};
+
+struct app_stat {
+    const char *section;
+    const char *name;
+    uint64_t value;
+};
+
+#define APP_STATS_MAX 256
+
+/* Fill out[] (APP_STATS_MAX entries); returns the count. */
+size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out);
+size_t app_stats_json(void *src, char *buf, size_t cap); /* src: struct app_stats_src* */
+void app_stats_print_table(const struct app_stats_src *src, FILE *f);
+/* Value of section.name, or 0 if absent. */
+uint64_t app_stats_get(const struct app_stat *st, size_t n, const char *section, const char *name);
+
+#endif

@@ -1,0 +1,106 @@
+/* nic_csum.c - Internet checksum helpers (RFC 1071, RFC 793 pseudo-header). */
+#include "nic_csum.h"
+
+#include <string.h>
+
+uint32_t nic_csum_add(uint32_t sum, const uint8_t *data, size_t len)
+{
+    uint64_t acc = sum;
+    size_t i = 0;
+    /* 8 bytes at a time: adding big-endian 16-bit words in any grouping gives
+       the same folded result (RFC 1071 §2(B)). */
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, data + i, 8);
+        acc += (w & 0xffffffffu) + (w >> 32);
+    }
+    for (; i + 2 <= len; i += 2) {
+        uint16_t w;
+        memcpy(&w, data + i, 2);
+        acc += w;
+    }
+    if (i < len) {
+        uint16_t w = 0;
+        memcpy(&w, data + i, 1);
+        acc += w;
+    }
+    while (acc >> 32)
+        acc = (acc & 0xffffffffu) + (acc >> 32);
+    return (uint32_t)acc;
+}
+
+uint16_t nic_csum_fold(uint32_t sum)
+{
+    while (sum >> 16)
+        sum = (sum & 0xffffu) + (sum >> 16);
+    return (uint16_t)~sum;
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+bool nic_parse_tcp(const uint8_t *pkt, size_t len, struct nic_tcp_view *v)
+{
+    if (len < 20 || (pkt[0] >> 4) != 4)
+        return false;
+    size_t ihl = (size_t)(pkt[0] & 0x0f) * 4;
+    size_t tot = get16(pkt + 2);
+    if (ihl < 20 || tot < ihl || tot > len || pkt[9] != NIC_IPPROTO_TCP)
+        return false;
+    if (get16(pkt + 6) & 0x3fff) /* MF or fragment offset: not a whole segment */
+        return false;
+    if (tot < ihl + 20)
+        return false;
+    const uint8_t *tcp = pkt + ihl;
+    size_t thl = (size_t)(tcp[12] >> 4) * 4;
+    if (thl < 20 || ihl + thl > tot)
+        return false;
+    v->ip_hlen = ihl;
+    v->tcp_off = ihl;
+    v->tcp_hlen = thl;
+    v->payload_off = ihl + thl;
+    v->payload_len = tot - ihl - thl;
+    memcpy(&v->saddr, pkt + 12, 4);
+    memcpy(&v->daddr, pkt + 16, 4);
+    memcpy(&v->sport, tcp, 2);
+    memcpy(&v->dport, tcp + 2, 2);
+    v->seq = get32(tcp + 4);
+    v->tcp_flags = tcp[13];
+    return true;
+}
+
+static uint32_t pseudo_sum(const uint8_t *pkt, size_t tcp_len)
+{
+    uint8_t ph[12];
+    memcpy(ph, pkt + 12, 8);
+    ph[8] = 0;
+    ph[9] = NIC_IPPROTO_TCP;
+    ph[10] = (uint8_t)(tcp_len >> 8);
+    ph[11] = (uint8_t)tcp_len;
+    return nic_csum_add(0, ph, sizeof(ph));
+}
+
+bool nic_tcp_csum_ok(const uint8_t *pkt, const struct nic_tcp_view *v)
+{
+    if (nic_csum_fold(nic_csum_add(0, pkt, v->ip_hlen)) != 0)
+        return false;
+    size_t tcp_len = v->tcp_hlen + v->payload_len;
+    uint32_t s = nic_csum_add(pseudo_sum(pkt, tcp_len), pkt + v->tcp_off, tcp_len);
+    return nic_csum_fold(s) == 0;
+}
+
+void nic_tcp_csum_fix(uint8_t *pkt, const struct nic_tcp_view *v)
+{
+    uint8_t *tcp = pkt + v->tcp_off;
+    size_t tcp_len = v->tcp_hlen + v->payload_len;
+    tcp[16] = tcp[17] = 0;
+    uint16_t c = nic_csum_fold(nic_csum_add(pseudo_sum(pkt, tcp_len), tcp, tcp_len));
+    memcpy(tcp + 16, &c, 2);
+}

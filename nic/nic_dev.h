@@ -1,0 +1,91 @@
+/*
+ * nic_dev.h - the simulated NIC as a device: create it, learn where its
+ * queues are (the "BAR"), ring doorbells, wait for interrupts, read counters.
+ * Everything the host does to the device after create goes through the queues
+ * of nic_abi.h; these functions are only the bus.
+ */
+#ifndef ANIC_NIC_DEV_H
+#define ANIC_NIC_DEV_H
+
+#include "nic_abi.h"
+#include "nic_fault.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct nic_dev;
+
+/* Device configuration (set at create, fixed afterwards). */
+struct nic_dev_cfg {
+    int tun_fd;              /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
+    uint32_t tx_ring_size;   /* power of two */
+    uint32_t rx_ring_size;   /* power of two */
+    uint32_t mtu;            /* largest packet on the wire */
+    uint32_t max_flows;      /* flow context table size */
+    struct nic_fault_cfg fault_tx; /* NIC -> kernel */
+    struct nic_fault_cfg fault_rx; /* kernel -> NIC */
+    const char *pcap_path;         /* NULL = no capture */
+};
+
+/* The queue memory shared with the driver. Host memory, as if mapped. */
+struct nic_queues {
+    struct nic_tx_desc *tx_ring;
+    struct nic_rx_desc *rx_ring;
+    struct nic_cqe *tx_cq;
+    struct nic_cqe *rx_cq;
+    uint32_t tx_size, rx_size, tx_cq_size, rx_cq_size;
+    struct nic_ring_idx *tx_idx; /* prod: driver, cons: NIC */
+    struct nic_ring_idx *rx_idx;
+    struct nic_ring_idx *tx_cq_idx; /* prod: NIC (informational), cons: driver */
+    struct nic_ring_idx *rx_cq_idx;
+};
+
+/* Counters. Written by the NIC thread only; read with relaxed loads. */
+struct nic_counters {
+    /* rings */
+    uint64_t tx_desc, tx_ring_empty_polls, tx_bad_desc, rx_packets, rx_bytes, rx_no_buffer,
+        rx_buf_too_small, tx_cq_overflow, rx_cq_overflow, doorbells, irqs, engine_sleeps;
+    /* wire (after the fault stage on TX, before it on RX) */
+    uint64_t tx_packets, tx_bytes, tun_write_errors, tun_read_errors, rx_wire_packets,
+        rx_wire_bytes, rx_malformed, rx_csum_bad;
+    /* TLS offload, DESIGN.md §7 names */
+    uint64_t tx_tls_encrypted_packets, tx_tls_encrypted_bytes, tx_tls_ooo, tx_tls_dump_packets,
+        tx_tls_dump_bytes, tx_tls_resync_bytes, tx_tls_skip_no_sync_data,
+        tx_tls_drop_no_sync_data, tx_tls_ctx, tx_tls_del;
+    uint64_t rx_tls_decrypted_packets, rx_tls_decrypted_bytes, rx_tls_resync_req_pkt,
+        rx_tls_resync_req_start, rx_tls_resync_req_end, rx_tls_resync_req_skip,
+        rx_tls_resync_res_ok, rx_tls_resync_res_skip, rx_tls_err, rx_tls_ctx, rx_tls_del;
+    uint64_t flow_table_full;
+};
+
+struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t errlen);
+/* Start the engine thread ("nic-engine"). */
+int nic_dev_start(struct nic_dev *dev);
+/* Stop the engine thread; queues stay readable. */
+void nic_dev_stop(struct nic_dev *dev);
+/* Free everything, close the TUN fd and the pcap file. */
+void nic_dev_destroy(struct nic_dev *dev);
+
+const struct nic_queues *nic_dev_queues(struct nic_dev *dev);
+
+/* Doorbell: the driver stored new producer indices; wake the engine if it
+   sleeps. Cheap when the engine is awake (no syscall). */
+void nic_dev_doorbell(struct nic_dev *dev);
+
+/* Interrupts: the host arms, re-checks its CQs, then waits. The NIC fires
+   (one eventfd write) only when armed, so a busy host costs no syscalls. */
+void nic_dev_irq_arm(struct nic_dev *dev);
+void nic_dev_irq_disarm(struct nic_dev *dev);
+/* Block until an interrupt or timeout_ms (-1 = forever). Returns 1 if fired. */
+int nic_dev_irq_wait(struct nic_dev *dev, int timeout_ms);
+/* Fire the interrupt from outside (used to wake the host for shutdown). */
+void nic_dev_irq_kick(struct nic_dev *dev);
+
+void nic_dev_get_counters(const struct nic_dev *dev, struct nic_counters *out);
+void nic_dev_get_fault_stats(const struct nic_dev *dev, struct nic_fault_stats *tx,
+                             struct nic_fault_stats *rx);
+/* Thread CPU time of the engine thread in ns (CLOCK of the thread). */
+uint64_t nic_dev_engine_cpu_ns(const struct nic_dev *dev);
+
+#endif

@@ -1,0 +1,470 @@
+/*
+ * nic_engine.c - the NIC device model: queue memory, the engine thread that
+ * moves packets between the rings and the wire, doorbells and interrupts.
+ *
+ * The engine is the only writer of device state (flow contexts, counters,
+ * CQ producer indices); the host reaches it only through the queues.
+ */
+#define _GNU_SOURCE
+#include "nic_dev.h"
+#include "nic_engine.h"
+#include "nic_link.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ENGINE_BUDGET        64           /* descriptors / packets per poll round */
+#define STATS_SNAPSHOT_NS    (5000000ull) /* publish counters every 5 ms */
+#define ENGINE_IDLE_SPINS    64           /* empty rounds before sleeping */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *alloc_zero(size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n) != 0)
+        return NULL;
+    memset(p, 0, n);
+    return p;
+}
+
+static bool is_pow2(uint32_t x)
+{
+    return x && !(x & (x - 1));
+}
+
+struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t errlen)
+{
+    if (!is_pow2(cfg->tx_ring_size) || !is_pow2(cfg->rx_ring_size)) {
+        snprintf(err, errlen, "ring sizes must be powers of two");
+        return NULL;
+    }
+    struct nic_dev *dev = alloc_zero(sizeof(*dev));
+    if (!dev) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    dev->cfg = *cfg;
+    dev->doorbell_fd = dev->irq_fd = -1;
+    struct nic_queues *q = &dev->queues;
+    q->tx_size = q->tx_cq_size = cfg->tx_ring_size;
+    q->rx_size = q->rx_cq_size = cfg->rx_ring_size;
+    q->tx_ring = alloc_zero(sizeof(*q->tx_ring) * q->tx_size);
+    q->rx_ring = alloc_zero(sizeof(*q->rx_ring) * q->rx_size);
+    q->tx_cq = alloc_zero(sizeof(*q->tx_cq) * q->tx_cq_size);
+    q->rx_cq = alloc_zero(sizeof(*q->rx_cq) * q->rx_cq_size);
+    q->tx_idx = alloc_zero(sizeof(*q->tx_idx));
+    q->rx_idx = alloc_zero(sizeof(*q->rx_idx));
+    q->tx_cq_idx = alloc_zero(sizeof(*q->tx_cq_idx));
+    q->rx_cq_idx = alloc_zero(sizeof(*q->rx_cq_idx));
+    dev->flows = nic_flow_table_new(cfg->max_flows);
+    dev->pkt = malloc(NIC_MAX_PACKET);
+    if (!q->tx_ring || !q->rx_ring || !q->tx_cq || !q->rx_cq || !q->tx_idx || !q->rx_idx ||
+        !q->tx_cq_idx || !q->rx_cq_idx || !dev->flows || !dev->pkt) {
+        snprintf(err, errlen, "out of memory");
+        dev->cfg.tun_fd = -1; /* caller keeps its fd on failure */
+        nic_dev_destroy(dev);
+        return NULL;
+    }
+    /* Poison descriptor rings: a slot the driver never wrote has an invalid
+       kind and is caught at once (STYLE.md, ixy habit). */
+    memset(q->tx_ring, 0xa5, sizeof(*q->tx_ring) * q->tx_size);
+    memset(q->rx_ring, 0xa5, sizeof(*q->rx_ring) * q->rx_size);
+    dev->doorbell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    dev->irq_fd = eventfd(0, EFD_CLOEXEC);
+    if (dev->doorbell_fd < 0 || dev->irq_fd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        dev->cfg.tun_fd = -1;
+        nic_dev_destroy(dev);
+        return NULL;
+    }
+    dev->link = nic_link_create(cfg->tun_fd, &cfg->fault_tx, &cfg->fault_rx, cfg->pcap_path,
+                                cfg->mtu, err, errlen);
+    if (!dev->link) {
+        dev->cfg.tun_fd = -1;
+        nic_dev_destroy(dev);
+        return NULL;
+    }
+    pthread_mutex_init(&dev->stats_lock, NULL);
+    return dev;
+}
+
+void nic_dev_destroy(struct nic_dev *dev)
+{
+    if (!dev)
+        return;
+    nic_dev_stop(dev);
+    if (dev->link)
+        nic_link_destroy(dev->link); /* closes the TUN fd */
+    else if (dev->cfg.tun_fd >= 0)
+        close(dev->cfg.tun_fd);
+    if (dev->doorbell_fd >= 0)
+        close(dev->doorbell_fd);
+    if (dev->irq_fd >= 0)
+        close(dev->irq_fd);
+    struct nic_queues *q = &dev->queues;
+    free(q->tx_ring);
+    free(q->rx_ring);
+    free(q->tx_cq);
+    free(q->rx_cq);
+    free(q->tx_idx);
+    free(q->rx_idx);
+    free(q->tx_cq_idx);
+    free(q->rx_cq_idx);
+    nic_flow_table_free(dev->flows);
+    free(dev->pkt);
+    if (dev->link)
+        pthread_mutex_destroy(&dev->stats_lock);
+    free(dev);
+}
+
+const struct nic_queues *nic_dev_queues(struct nic_dev *dev)
+{
+    return &dev->queues;
+}
+
+/* --- doorbell and interrupt (Dekker-style: flag store, full fence, re-check) --- */
+
+void nic_dev_doorbell(struct nic_dev *dev)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&dev->engine_sleeping, memory_order_relaxed)) {
+        uint64_t one = 1;
+        if (write(dev->doorbell_fd, &one, sizeof(one)) < 0) {
+            /* EAGAIN: counter saturated, the engine will wake anyway. */
+        }
+    }
+}
+
+void nic_dev_irq_arm(struct nic_dev *dev)
+{
+    atomic_store_explicit(&dev->irq_armed, 1, memory_order_seq_cst);
+}
+
+void nic_dev_irq_disarm(struct nic_dev *dev)
+{
+    atomic_store_explicit(&dev->irq_armed, 0, memory_order_relaxed);
+}
+
+void nic_dev_irq_kick(struct nic_dev *dev)
+{
+    uint64_t one = 1;
+    if (write(dev->irq_fd, &one, sizeof(one)) < 0) {
+        /* only fails when the counter would overflow: already pending */
+    }
+}
+
+int nic_dev_irq_wait(struct nic_dev *dev, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = dev->irq_fd, .events = POLLIN};
+    int r = poll(&pfd, 1, timeout_ms);
+    if (r <= 0)
+        return 0;
+    uint64_t v;
+    if (read(dev->irq_fd, &v, sizeof(v)) < 0)
+        return 0;
+    return 1;
+}
+
+/* Engine side: fire the interrupt if the host armed it. */
+static void engine_irq(struct nic_dev *dev)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&dev->irq_armed, memory_order_relaxed) &&
+        atomic_exchange_explicit(&dev->irq_armed, 0, memory_order_relaxed)) {
+        dev->c.irqs++;
+        nic_dev_irq_kick(dev);
+    }
+}
+
+/* --- completion queues --- */
+
+/* Post a completion; the entry must be fully written before its phase. */
+void nic_engine_post_cqe(struct nic_dev *dev, bool rx, const struct nic_cqe *src)
+{
+    struct nic_queues *q = &dev->queues;
+    struct nic_cqe *cq = rx ? q->rx_cq : q->tx_cq;
+    uint32_t size = rx ? q->rx_cq_size : q->tx_cq_size;
+    struct nic_ring_idx *idx = rx ? q->rx_cq_idx : q->tx_cq_idx;
+    uint32_t *prod = rx ? &dev->rx_cq_prod : &dev->tx_cq_prod;
+    uint32_t cons = __atomic_load_n(&idx->cons, __ATOMIC_ACQUIRE);
+    if (*prod - cons >= size) {
+        /* The driver sizes CQs so this cannot happen; count it if it does. */
+        if (rx)
+            dev->c.rx_cq_overflow++;
+        else
+            dev->c.tx_cq_overflow++;
+        return;
+    }
+    struct nic_cqe *e = &cq[nic_ring_slot(*prod, size)];
+    uint8_t phase = nic_cq_phase(*prod, size);
+    memcpy(e, src, offsetof(struct nic_cqe, phase));
+    __atomic_store_n(&e->phase, phase, __ATOMIC_RELEASE);
+    (*prod)++;
+    __atomic_store_n(&idx->prod, *prod, __ATOMIC_RELEASE);
+    dev->work_for_host = true;
+}
+
+static void tx_complete(struct nic_dev *dev, const struct nic_tx_desc *d, uint8_t status)
+{
+    if (!(d->flags & NIC_TXF_SIGNAL) && status == NIC_TX_OK)
+        return;
+    struct nic_cqe e = {.kind = NIC_CQE_TX_DONE, .status = status, .cookie = d->cookie,
+                        .flow_id = d->flow_id};
+    nic_engine_post_cqe(dev, false, &e);
+}
+
+/* --- TX: descriptors -> wire --- */
+
+static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uint64_t now)
+{
+    const uint8_t *host = (const uint8_t *)(uintptr_t)d->addr;
+    if (d->len == 0) {
+        dev->c.tx_bad_desc++;
+        tx_complete(dev, d, NIC_TX_ERR_BAD_DESC);
+        return;
+    }
+    if (d->flags & NIC_TXF_OFFLOAD) {
+        /* DMA the packet into device memory, encrypt records in it. */
+        memcpy(dev->pkt, host, d->len);
+        int st = nic_tls_tx_packet(dev, d->flow_id, dev->pkt, d->len);
+        if (st != NIC_TX_OK) {
+            tx_complete(dev, d, (uint8_t)st);
+            return;
+        }
+        nic_link_send(dev->link, dev->pkt, d->len, now);
+    } else {
+        nic_link_send(dev->link, host, d->len, now);
+    }
+    tx_complete(dev, d, NIC_TX_OK);
+}
+
+static void engine_tx_desc(struct nic_dev *dev, const struct nic_tx_desc *d, uint64_t now)
+{
+    dev->c.tx_desc++;
+    int st;
+    switch (d->kind) {
+    case NIC_TX_DATA:
+        engine_tx_data(dev, d, now);
+        return;
+    case NIC_TX_STATIC_CTX:
+    case NIC_TX_PROGRESS:
+    case NIC_TX_DUMP:
+    case NIC_TX_DEL_CTX:
+    case NIC_RX_PROGRESS:
+    case NIC_RX_RESYNC_RESP:
+        st = nic_tls_ctrl(dev, d);
+        tx_complete(dev, d, (uint8_t)st);
+        return;
+    default:
+        dev->c.tx_bad_desc++;
+        tx_complete(dev, d, NIC_TX_ERR_BAD_DESC);
+        return;
+    }
+}
+
+static unsigned engine_tx_poll(struct nic_dev *dev, uint64_t now)
+{
+    struct nic_queues *q = &dev->queues;
+    uint32_t prod = __atomic_load_n(&q->tx_idx->prod, __ATOMIC_ACQUIRE);
+    uint32_t cons = dev->tx_cons;
+    unsigned n = 0;
+    while (cons != prod && n < ENGINE_BUDGET) {
+        engine_tx_desc(dev, &q->tx_ring[nic_ring_slot(cons, q->tx_size)], now);
+        cons++;
+        n++;
+    }
+    if (n) {
+        dev->tx_cons = cons;
+        /* The slots are the driver's again: their buffers are no longer read. */
+        __atomic_store_n(&q->tx_idx->cons, cons, __ATOMIC_RELEASE);
+        dev->work_for_host = true;
+    } else {
+        dev->c.tx_ring_empty_polls++;
+    }
+    return n;
+}
+
+/* --- RX: wire -> buffers --- */
+
+static unsigned engine_rx_poll(struct nic_dev *dev, uint64_t now)
+{
+    struct nic_queues *q = &dev->queues;
+    unsigned n = 0;
+    while (n < ENGINE_BUDGET) {
+        uint32_t prod = __atomic_load_n(&q->rx_idx->prod, __ATOMIC_ACQUIRE);
+        if (dev->rx_cons == prod) {
+            /* No host buffer: a real NIC drops what arrives (rx_out_of_buffer). */
+            size_t len = nic_link_recv(dev->link, dev->pkt, NIC_MAX_PACKET, now);
+            if (!len)
+                break;
+            dev->c.rx_no_buffer++;
+            n++;
+            continue;
+        }
+        const struct nic_rx_desc *d = &q->rx_ring[nic_ring_slot(dev->rx_cons, q->rx_size)];
+        uint8_t *buf = (uint8_t *)(uintptr_t)d->addr;
+        size_t len = nic_link_recv(dev->link, buf, d->len, now);
+        if (!len)
+            break;
+        struct nic_cqe e = {.kind = NIC_CQE_RX_PACKET, .len = (uint32_t)len, .cookie = d->cookie};
+        nic_tls_rx_packet(dev, buf, len, &e);
+        dev->rx_cons++;
+        __atomic_store_n(&q->rx_idx->cons, dev->rx_cons, __ATOMIC_RELEASE);
+        nic_engine_post_cqe(dev, true, &e);
+        dev->c.rx_packets++;
+        dev->c.rx_bytes += len;
+        n++;
+    }
+    return n;
+}
+
+/* --- counters --- */
+
+static void engine_publish_stats(struct nic_dev *dev)
+{
+    struct nic_link_counters lc;
+    nic_link_get_counters(dev->link, &lc);
+    dev->c.tx_packets = lc.tx_packets;
+    dev->c.tx_bytes = lc.tx_bytes;
+    dev->c.tun_write_errors = lc.tx_write_errors;
+    dev->c.tun_read_errors = lc.rx_read_errors;
+    dev->c.rx_wire_packets = lc.rx_packets;
+    dev->c.rx_wire_bytes = lc.rx_bytes;
+    pthread_mutex_lock(&dev->stats_lock);
+    dev->c_snapshot = dev->c;
+    nic_link_get_fault_stats(dev->link, &dev->fault_tx_snapshot, &dev->fault_rx_snapshot);
+    pthread_mutex_unlock(&dev->stats_lock);
+}
+
+void nic_dev_get_counters(const struct nic_dev *dev, struct nic_counters *out)
+{
+    struct nic_dev *d = (struct nic_dev *)dev;
+    pthread_mutex_lock(&d->stats_lock);
+    *out = d->c_snapshot;
+    pthread_mutex_unlock(&d->stats_lock);
+}
+
+void nic_dev_get_fault_stats(const struct nic_dev *dev, struct nic_fault_stats *tx,
+                             struct nic_fault_stats *rx)
+{
+    struct nic_dev *d = (struct nic_dev *)dev;
+    pthread_mutex_lock(&d->stats_lock);
+    *tx = d->fault_tx_snapshot;
+    *rx = d->fault_rx_snapshot;
+    pthread_mutex_unlock(&d->stats_lock);
+}
+
+uint64_t nic_dev_engine_cpu_ns(const struct nic_dev *dev)
+{
+    if (!dev->running)
+        return dev->engine_cpu_ns_final;
+    clockid_t cid;
+    struct timespec ts;
+    if (pthread_getcpuclockid(dev->thread, &cid) != 0 || clock_gettime(cid, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* --- the engine thread --- */
+
+static void engine_sleep(struct nic_dev *dev, uint64_t now)
+{
+    atomic_store_explicit(&dev->engine_sleeping, 1, memory_order_seq_cst);
+    /* Re-check after announcing sleep: a doorbell rung before the flag was
+       visible found us awake and wrote no eventfd. */
+    uint32_t prod = __atomic_load_n(&dev->queues.tx_idx->prod, __ATOMIC_ACQUIRE);
+    if (prod != dev->tx_cons || atomic_load(&dev->stop)) {
+        atomic_store_explicit(&dev->engine_sleeping, 0, memory_order_relaxed);
+        return;
+    }
+    uint64_t deadline = nic_link_next_deadline(dev->link);
+    uint64_t stats_due = dev->last_snapshot_ns + STATS_SNAPSHOT_NS;
+    if (stats_due < deadline)
+        deadline = stats_due;
+    struct timespec ts, *tsp = NULL;
+    if (deadline != UINT64_MAX) {
+        uint64_t wait = deadline > now ? deadline - now : 0;
+        ts.tv_sec = (time_t)(wait / 1000000000ull);
+        ts.tv_nsec = (long)(wait % 1000000000ull);
+        tsp = &ts;
+    }
+    struct pollfd pfd[2] = {{.fd = nic_link_fd(dev->link), .events = POLLIN},
+                            {.fd = dev->doorbell_fd, .events = POLLIN}};
+    dev->c.engine_sleeps++;
+    ppoll(pfd, 2, tsp, NULL);
+    atomic_store_explicit(&dev->engine_sleeping, 0, memory_order_relaxed);
+    if (pfd[1].revents & POLLIN) {
+        uint64_t v;
+        if (read(dev->doorbell_fd, &v, sizeof(v)) > 0)
+            dev->c.doorbells++;
+    }
+}
+
+static void *engine_main(void *arg)
+{
+    struct nic_dev *dev = arg;
+    unsigned idle = 0;
+    while (!atomic_load_explicit(&dev->stop, memory_order_relaxed)) {
+        uint64_t now = now_ns();
+        dev->work_for_host = false;
+        unsigned work = engine_tx_poll(dev, now);
+        work += nic_link_tx_flush(dev->link, now);
+        work += engine_rx_poll(dev, now);
+        if (dev->work_for_host)
+            engine_irq(dev);
+        if (now - dev->last_snapshot_ns >= STATS_SNAPSHOT_NS) {
+            engine_publish_stats(dev);
+            dev->last_snapshot_ns = now;
+        }
+        if (work) {
+            idle = 0;
+            continue;
+        }
+        if (++idle < ENGINE_IDLE_SPINS)
+            continue;
+        idle = 0;
+        engine_sleep(dev, now);
+    }
+    engine_publish_stats(dev);
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    dev->engine_cpu_ns_final = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return NULL;
+}
+
+int nic_dev_start(struct nic_dev *dev)
+{
+    atomic_store(&dev->stop, 0);
+    if (pthread_create(&dev->thread, NULL, engine_main, dev) != 0)
+        return -1;
+    pthread_setname_np(dev->thread, "nic-engine");
+    dev->running = true;
+    return 0;
+}
+
+void nic_dev_stop(struct nic_dev *dev)
+{
+    if (!dev->running)
+        return;
+    atomic_store(&dev->stop, 1);
+    uint64_t one = 1;
+    if (write(dev->doorbell_fd, &one, sizeof(one)) < 0) {
+        /* saturated: the engine is awake anyway */
+    }
+    pthread_join(dev->thread, NULL);
+    dev->running = false;
+}

@@ -1,0 +1,48 @@
+/*
+ * nic_link.h - the simulated wire between the NIC engine and the TUN device:
+ * one fault stage per direction (netem vocabulary, nic_fault.h) and a pcap
+ * tap that records the wire as the peer sees it (TX after its fault stage,
+ * RX before its fault stage). Used by the engine thread only.
+ */
+#ifndef ANIC_NIC_LINK_H
+#define ANIC_NIC_LINK_H
+
+#include "nic_fault.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct nic_link;
+
+struct nic_link_counters {
+    uint64_t tx_packets, tx_bytes, tx_write_errors;
+    uint64_t rx_packets, rx_bytes, rx_read_errors, rx_truncated;
+};
+
+/* Takes ownership of tun_fd (must be non-blocking). pcap_path may be NULL. */
+struct nic_link *nic_link_create(int tun_fd, const struct nic_fault_cfg *fault_tx,
+                                 const struct nic_fault_cfg *fault_rx, const char *pcap_path,
+                                 uint32_t mtu, char *err, size_t errlen);
+void nic_link_destroy(struct nic_link *link);
+
+/* NIC -> wire. The packet is copied or written out before return. */
+void nic_link_send(struct nic_link *link, const uint8_t *pkt, size_t len, uint64_t now_ns);
+
+/* Release TX packets whose fault-stage departure time has come. Returns count. */
+unsigned nic_link_tx_flush(struct nic_link *link, uint64_t now_ns);
+
+/* Wire -> NIC: the next packet due, written into buf. Reads the TUN device as
+   needed. Returns its length, 0 if none is ready. A packet larger than cap is
+   dropped and counted (rx_truncated). */
+size_t nic_link_recv(struct nic_link *link, uint8_t *buf, size_t cap, uint64_t now_ns);
+
+/* Earliest time a held packet (either direction) becomes due; UINT64_MAX if none. */
+uint64_t nic_link_next_deadline(const struct nic_link *link);
+
+int nic_link_fd(const struct nic_link *link);
+
+void nic_link_get_counters(const struct nic_link *link, struct nic_link_counters *out);
+void nic_link_get_fault_stats(const struct nic_link *link, struct nic_fault_stats *tx,
+                              struct nic_fault_stats *rx);
+
+#endif

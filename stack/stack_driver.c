@@ -1,0 +1,346 @@
+/*
+ * stack_driver.c - host side of the NIC driver (an lwIP netif over rings).
+ *
+ * TX: reclaim what the NIC finished, post the packet (zero copy: the NIC
+ *     reads lwIP's pbuf, which we hold a reference on until the NIC's
+ *     consumer index passes its slot), ring the doorbell.
+ * RX: the NIC writes packets into buffers we posted; each completion wraps
+ *     its buffer in a custom pbuf (zero copy) that comes back to our pool
+ *     when lwIP frees it.
+ */
+#include "stack_driver.h"
+
+#include <lwip/ip.h>
+#include <lwip/ip4.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RX_POOL_MAX 8192 /* buffers lwIP may hold (ooseq, refused data) + ring */
+
+struct stack_rx_buf {
+    struct pbuf_custom pc; /* first: the custom free function gets &pc.pbuf */
+    struct stack_driver *drv;
+    struct stack_rx_buf *next_free;
+    uint32_t id;
+    uint8_t data[]; /* drv->rx_buf_size bytes */
+};
+
+struct stack_driver {
+    struct nic_dev *dev;
+    const struct nic_queues *q;
+    struct netif netif;
+    uint32_t mtu, rx_buf_size;
+
+    /* TX ring: [tx_clean, tx_prod) is with the NIC or not yet reclaimed */
+    uint32_t tx_prod, tx_clean, tx_cq_cons;
+    struct pbuf **tx_shadow; /* slot -> pbuf to free once the NIC is done */
+
+    /* RX buffer ring and pool */
+    uint32_t rx_prod, rx_cq_cons;
+    struct stack_rx_buf **rx_bufs; /* id -> buffer */
+    uint32_t rx_nbufs;
+    pthread_mutex_t pool_lock; /* custom free may run on any lwIP thread */
+    struct stack_rx_buf *free_list;
+
+    struct stack_offload_ops offload;
+    struct stack_driver_counters c;
+};
+
+static void rx_buf_free(struct pbuf *p)
+{
+    struct stack_rx_buf *b = (struct stack_rx_buf *)(void *)p;
+    struct stack_driver *drv = b->drv;
+    pthread_mutex_lock(&drv->pool_lock);
+    b->next_free = drv->free_list;
+    drv->free_list = b;
+    pthread_mutex_unlock(&drv->pool_lock);
+}
+
+static struct stack_rx_buf *rx_buf_get(struct stack_driver *drv)
+{
+    pthread_mutex_lock(&drv->pool_lock);
+    struct stack_rx_buf *b = drv->free_list;
+    if (b)
+        drv->free_list = b->next_free;
+    pthread_mutex_unlock(&drv->pool_lock);
+    if (b || drv->rx_nbufs >= RX_POOL_MAX)
+        return b;
+    b = aligned_alloc(64, (sizeof(*b) + drv->rx_buf_size + 63) / 64 * 64);
+    if (!b)
+        return NULL;
+    memset(b, 0, sizeof(*b));
+    b->drv = drv;
+    b->id = drv->rx_nbufs;
+    b->pc.custom_free_function = rx_buf_free;
+    drv->rx_bufs[drv->rx_nbufs++] = b;
+    drv->c.rx_bufs_allocated++;
+    return b;
+}
+
+struct stack_driver *stack_driver_create(struct nic_dev *dev, uint32_t mtu)
+{
+    struct stack_driver *drv = calloc(1, sizeof(*drv));
+    if (!drv)
+        return NULL;
+    drv->dev = dev;
+    drv->q = nic_dev_queues(dev);
+    drv->mtu = mtu;
+    drv->rx_buf_size = (mtu + 63) / 64 * 64;
+    drv->tx_shadow = calloc(drv->q->tx_size, sizeof(*drv->tx_shadow));
+    drv->rx_bufs = calloc(RX_POOL_MAX, sizeof(*drv->rx_bufs));
+    pthread_mutex_init(&drv->pool_lock, NULL);
+    if (!drv->tx_shadow || !drv->rx_bufs) {
+        stack_driver_destroy(drv);
+        return NULL;
+    }
+    return drv;
+}
+
+void stack_driver_destroy(struct stack_driver *drv)
+{
+    if (!drv)
+        return;
+    /* The engine is stopped: every slot in [tx_clean, tx_prod) can go. */
+    if (drv->tx_shadow) {
+        for (uint32_t i = 0; i < drv->q->tx_size; i++)
+            if (drv->tx_shadow[i])
+                pbuf_free(drv->tx_shadow[i]);
+        free(drv->tx_shadow);
+    }
+    if (drv->rx_bufs) {
+        for (uint32_t i = 0; i < drv->rx_nbufs; i++)
+            free(drv->rx_bufs[i]);
+        free(drv->rx_bufs);
+    }
+    pthread_mutex_destroy(&drv->pool_lock);
+    free(drv);
+}
+
+struct netif *stack_driver_netif(struct stack_driver *drv)
+{
+    return &drv->netif;
+}
+
+void stack_driver_set_offload(struct stack_driver *drv, const struct stack_offload_ops *ops)
+{
+    if (ops)
+        drv->offload = *ops;
+    else
+        memset(&drv->offload, 0, sizeof(drv->offload));
+}
+
+/* --- TX --- */
+
+/* Free the buffers of every slot the NIC has consumed; drain TX completions. */
+static unsigned tx_reclaim(struct stack_driver *drv)
+{
+    const struct nic_queues *q = drv->q;
+    unsigned n = 0;
+    uint32_t cons = __atomic_load_n(&q->tx_idx->cons, __ATOMIC_ACQUIRE);
+    while (drv->tx_clean != cons) {
+        uint32_t slot = nic_ring_slot(drv->tx_clean, q->tx_size);
+        if (drv->tx_shadow[slot]) {
+            pbuf_free(drv->tx_shadow[slot]);
+            drv->tx_shadow[slot] = NULL;
+        }
+        drv->tx_clean++;
+        n++;
+    }
+    for (;;) {
+        struct nic_cqe *e = &q->tx_cq[nic_ring_slot(drv->tx_cq_cons, q->tx_cq_size)];
+        if (__atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) !=
+            nic_cq_phase(drv->tx_cq_cons, q->tx_cq_size))
+            break;
+        drv->c.tx_completions++;
+        if (e->status != NIC_TX_OK)
+            drv->c.tx_err_status++;
+        if ((e->flags & NIC_RXF_TAG_REPORT) && drv->offload.tx_tag_report)
+            drv->offload.tx_tag_report(drv->offload.ctx, e);
+        drv->tx_cq_cons++;
+        n++;
+    }
+    __atomic_store_n(&q->tx_cq_idx->cons, drv->tx_cq_cons, __ATOMIC_RELEASE);
+    return n;
+}
+
+static bool tx_ring_full(const struct stack_driver *drv)
+{
+    return drv->tx_prod - drv->tx_clean >= drv->q->tx_size;
+}
+
+/* Fill the slot at tx_prod; hold (may be NULL) is freed when the NIC is done. */
+static void tx_post(struct stack_driver *drv, const struct nic_tx_desc *d, struct pbuf *hold)
+{
+    const struct nic_queues *q = drv->q;
+    uint32_t slot = nic_ring_slot(drv->tx_prod, q->tx_size);
+    q->tx_ring[slot] = *d;
+    q->tx_ring[slot].cookie = drv->tx_prod;
+    drv->tx_shadow[slot] = hold;
+    drv->tx_prod++;
+}
+
+static void tx_publish(struct stack_driver *drv)
+{
+    __atomic_store_n(&drv->q->tx_idx->prod, drv->tx_prod, __ATOMIC_RELEASE);
+    nic_dev_doorbell(drv->dev);
+}
+
+int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d,
+                           struct pbuf *hold)
+{
+    if (tx_ring_full(drv))
+        tx_reclaim(drv);
+    if (tx_ring_full(drv)) {
+        drv->c.tx_ring_full++;
+        return -1;
+    }
+    if (hold)
+        pbuf_ref(hold);
+    tx_post(drv, d, hold);
+    return 0;
+}
+
+static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t *ipaddr)
+{
+    (void)ipaddr;
+    struct stack_driver *drv = netif->state;
+    tx_reclaim(drv);
+    if (tx_ring_full(drv)) {
+        drv->c.tx_ring_full++;
+        return ERR_MEM; /* TCP keeps the segment and sends it later */
+    }
+    struct pbuf *hold = p;
+    if (p->next) {
+        /* Not contiguous (only non-TCP traffic, see LWIP_NETIF_TX_SINGLE_PBUF). */
+        hold = pbuf_clone(PBUF_RAW, PBUF_RAM, p);
+        if (!hold) {
+            drv->c.tx_ring_full++;
+            return ERR_MEM;
+        }
+        drv->c.tx_copied++;
+    } else {
+        pbuf_ref(p);
+    }
+    struct nic_tx_desc d = {.kind = NIC_TX_DATA,
+                            .len = hold->len,
+                            .addr = (uint64_t)(uintptr_t)hold->payload};
+    if (drv->offload.tx_prepare) {
+        int r = drv->offload.tx_prepare(drv->offload.ctx, hold, &d.flow_id, &d.flags);
+        if (r < 0 || tx_ring_full(drv)) {
+            if (r >= 0)
+                drv->c.tx_ring_full++;
+            pbuf_free(hold);
+            tx_publish(drv); /* control descriptors may have been posted */
+            return ERR_OK;   /* dropped on purpose and counted; TCP retransmits */
+        }
+    }
+    tx_post(drv, &d, hold);
+    tx_publish(drv);
+    drv->c.tx_packets++;
+    drv->c.tx_bytes += hold->len;
+    return ERR_OK;
+}
+
+err_t stack_driver_netif_init(struct netif *netif)
+{
+    struct stack_driver *drv = netif->state;
+    netif->name[0] = 'a';
+    netif->name[1] = 'n';
+    netif->mtu = (u16_t)drv->mtu;
+    netif->output = driver_output;
+    netif->flags = NETIF_FLAG_LINK_UP;
+    return ERR_OK;
+}
+
+/* --- RX --- */
+
+void stack_driver_refill(struct stack_driver *drv)
+{
+    const struct nic_queues *q = drv->q;
+    uint32_t cons = __atomic_load_n(&q->rx_idx->cons, __ATOMIC_ACQUIRE);
+    bool posted = false;
+    while (drv->rx_prod - cons < q->rx_size) {
+        struct stack_rx_buf *b = rx_buf_get(drv);
+        if (!b) {
+            drv->c.rx_pool_exhausted++;
+            break;
+        }
+        struct nic_rx_desc *d = &q->rx_ring[nic_ring_slot(drv->rx_prod, q->rx_size)];
+        d->addr = (uint64_t)(uintptr_t)b->data;
+        d->len = drv->rx_buf_size;
+        d->cookie = b->id;
+        drv->rx_prod++;
+        posted = true;
+    }
+    if (posted) {
+        __atomic_store_n(&q->rx_idx->prod, drv->rx_prod, __ATOMIC_RELEASE);
+        nic_dev_doorbell(drv->dev);
+    }
+}
+
+static bool rx_cqe_ready(const struct stack_driver *drv)
+{
+    const struct nic_queues *q = drv->q;
+    const struct nic_cqe *e = &q->rx_cq[nic_ring_slot(drv->rx_cq_cons, q->rx_cq_size)];
+    return __atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) ==
+           nic_cq_phase(drv->rx_cq_cons, q->rx_cq_size);
+}
+
+bool stack_driver_pending(struct stack_driver *drv)
+{
+    const struct nic_queues *q = drv->q;
+    if (rx_cqe_ready(drv))
+        return true;
+    if (__atomic_load_n(&q->tx_idx->cons, __ATOMIC_ACQUIRE) != drv->tx_clean)
+        return true;
+    const struct nic_cqe *e = &q->tx_cq[nic_ring_slot(drv->tx_cq_cons, q->tx_cq_size)];
+    return __atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) ==
+           nic_cq_phase(drv->tx_cq_cons, q->tx_cq_size);
+}
+
+unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
+{
+    const struct nic_queues *q = drv->q;
+    unsigned n = 0;
+    drv->c.polls++;
+    while (n < budget && rx_cqe_ready(drv)) {
+        const struct nic_cqe *e = &q->rx_cq[nic_ring_slot(drv->rx_cq_cons, q->rx_cq_size)];
+        struct stack_rx_buf *b = e->cookie < drv->rx_nbufs ? drv->rx_bufs[e->cookie] : NULL;
+        uint16_t flags = e->flags;
+        uint32_t len = e->len, flow_id = e->flow_id, resync_seq = e->resync_seq;
+        drv->rx_cq_cons++;
+        n++;
+        if (!b || len > drv->rx_buf_size) {
+            drv->c.rx_input_drops++; /* a NIC bug; never trust the device blindly */
+            continue;
+        }
+        if ((flags & NIC_RXF_RESYNC_REQ) && drv->offload.rx_resync_request) {
+            drv->c.rx_resync_requests++;
+            drv->offload.rx_resync_request(drv->offload.ctx, flow_id, resync_seq);
+        }
+        struct pbuf *p = pbuf_alloced_custom(PBUF_RAW, (u16_t)len, PBUF_REF, &b->pc, b->data,
+                                             (u16_t)drv->rx_buf_size);
+        if (flags & NIC_RXF_DECRYPTED) {
+            p->flags |= STACK_PBUF_FLAG_DECRYPTED;
+            drv->c.rx_decrypted_packets++;
+        }
+        if (flags & NIC_RXF_CSUM_OK)
+            drv->c.rx_csum_ok++;
+        drv->c.rx_packets++;
+        drv->c.rx_bytes += len;
+        if (drv->netif.input(p, &drv->netif) != ERR_OK) {
+            drv->c.rx_input_drops++;
+            pbuf_free(p);
+        }
+    }
+    __atomic_store_n(&q->rx_cq_idx->cons, drv->rx_cq_cons, __ATOMIC_RELEASE);
+    n += tx_reclaim(drv);
+    stack_driver_refill(drv);
+    return n;
+}
+
+void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driver_counters *out)
+{
+    *out = drv->c;
+}

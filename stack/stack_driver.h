@@ -1,0 +1,67 @@
+/*
+ * stack_driver.h - the host side of the NIC driver: an lwIP netif whose
+ * packets travel only through the descriptor rings of nic/nic_abi.h.
+ *
+ * Locking: every function here runs with the lwIP core lock held (the tcpip
+ * thread, or the interrupt thread that takes the lock), except create/destroy.
+ */
+#ifndef ANIC_STACK_DRIVER_H
+#define ANIC_STACK_DRIVER_H
+
+#include "nic_dev.h"
+
+#include <lwip/netif.h>
+#include <lwip/pbuf.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* pbuf->flags bit (unused by lwIP 2.1.3, see LWIP-NOTES.md): the NIC decrypted
+   this packet's TLS record bytes. Set on RX pbufs; survives lwIP's TCP
+   reassembly because lwIP never merges bytes of two packets into one pbuf. */
+#define STACK_PBUF_FLAG_DECRYPTED 0x40U
+
+struct stack_driver_counters {
+    uint64_t tx_packets, tx_bytes, tx_copied, tx_ring_full, tx_err_status, tx_completions;
+    uint64_t rx_packets, rx_bytes, rx_input_drops, rx_csum_ok, rx_decrypted_packets,
+        rx_resync_requests, rx_pool_exhausted, rx_bufs_allocated, irq_waits, polls;
+};
+
+/* Hooks the TLS offload installs (issue 3/4); NULL members = no offload. */
+struct stack_offload_ops {
+    /* Called for every outgoing IPv4 packet before it is posted. May post
+       control descriptors first (stack_driver_post_ctrl) and returns the
+       flow id and flags for the data descriptor (0 = plain). A negative
+       return drops the packet (counted by the hook). */
+    int (*tx_prepare)(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *flags);
+    /* A TX completion carried a tag report. */
+    void (*tx_tag_report)(void *ctx, const struct nic_cqe *cqe);
+    /* An RX completion carried a resync request for flow_id at tcp seq. */
+    void (*rx_resync_request)(void *ctx, uint32_t flow_id, uint32_t seq);
+    void *ctx;
+};
+
+struct stack_driver;
+
+struct stack_driver *stack_driver_create(struct nic_dev *dev, uint32_t mtu);
+void stack_driver_destroy(struct stack_driver *drv);
+
+struct netif *stack_driver_netif(struct stack_driver *drv);
+/* netif init function for netif_add(); state must be the driver. */
+err_t stack_driver_netif_init(struct netif *netif);
+
+/* Post RX buffers until the ring is full. */
+void stack_driver_refill(struct stack_driver *drv);
+/* Process completions (RX packets go up into lwIP). Returns work done. */
+unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget);
+/* True if the NIC produced something poll() would consume. Lock not needed. */
+bool stack_driver_pending(struct stack_driver *drv);
+
+/* Post one control descriptor (context, progress, dump, resync response).
+   Returns 0, or -1 if the TX ring is full (counted). */
+int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d,
+                           struct pbuf *hold);
+void stack_driver_set_offload(struct stack_driver *drv, const struct stack_offload_ops *ops);
+
+void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driver_counters *out);
+
+#endif

@@ -1,0 +1,145 @@
+/* stack_host.c - lwIP bring-up and the host interrupt thread. */
+#define _GNU_SOURCE
+#include "stack_host.h"
+
+#include <lwip/ip.h>
+#include <lwip/ip4_addr.h>
+#include <lwip/netif.h>
+#include <lwip/tcpip.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define IRQ_POLL_BUDGET 64   /* completions per core-lock hold */
+#define IRQ_WAIT_MS     100  /* re-check the stop flag this often */
+
+struct stack_host {
+    struct nic_dev *dev;
+    struct stack_driver *drv;
+    pthread_t irq_thread;
+    atomic_int stop;
+    bool netif_added;
+};
+
+static sem_t tcpip_ready;
+static pthread_t tcpip_thread;
+static bool lwip_started;
+
+static void tcpip_init_done(void *arg)
+{
+    (void)arg;
+    tcpip_thread = pthread_self();
+    sem_post(&tcpip_ready);
+}
+
+static uint64_t thread_cpu_ns(pthread_t t)
+{
+    clockid_t cid;
+    struct timespec ts;
+    if (pthread_getcpuclockid(t, &cid) != 0 || clock_gettime(cid, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *irq_main(void *arg)
+{
+    struct stack_host *h = arg;
+    while (!atomic_load(&h->stop)) {
+        LOCK_TCPIP_CORE();
+        unsigned n = stack_driver_poll(h->drv, IRQ_POLL_BUDGET);
+        UNLOCK_TCPIP_CORE();
+        if (n)
+            continue;
+        nic_dev_irq_arm(h->dev);
+        if (stack_driver_pending(h->drv)) {
+            nic_dev_irq_disarm(h->dev);
+            continue;
+        }
+        nic_dev_irq_wait(h->dev, IRQ_WAIT_MS);
+        nic_dev_irq_disarm(h->dev);
+    }
+    return NULL;
+}
+
+struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host_cfg *cfg)
+{
+    if (!lwip_started) {
+        sem_init(&tcpip_ready, 0, 0);
+        tcpip_init(tcpip_init_done, NULL);
+        sem_wait(&tcpip_ready);
+        pthread_setname_np(tcpip_thread, "lwip-tcpip");
+        lwip_started = true;
+    }
+    struct stack_host *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->dev = dev;
+    h->drv = stack_driver_create(dev, cfg->mtu);
+    if (!h->drv) {
+        free(h);
+        return NULL;
+    }
+    ip4_addr_t ip, mask, gw;
+    ip.addr = cfg->ip;
+    mask.addr = cfg->netmask;
+    gw.addr = cfg->gateway;
+    LOCK_TCPIP_CORE();
+    struct netif *nif = stack_driver_netif(h->drv);
+    /* We hold the core lock while delivering, so input can be ip_input
+       directly instead of a hop through tcpip_input's mailbox. */
+    netif_add(nif, &ip, &mask, &gw, h->drv, stack_driver_netif_init, ip_input);
+    netif_set_default(nif);
+    netif_set_up(nif);
+    netif_set_link_up(nif);
+    h->netif_added = true;
+    stack_driver_refill(h->drv);
+    UNLOCK_TCPIP_CORE();
+    if (pthread_create(&h->irq_thread, NULL, irq_main, h) != 0) {
+        stack_host_stop(h);
+        stack_host_free(h);
+        return NULL;
+    }
+    pthread_setname_np(h->irq_thread, "stack-irq");
+    return h;
+}
+
+void stack_host_stop(struct stack_host *h)
+{
+    if (!h)
+        return;
+    if (!atomic_exchange(&h->stop, 1) && h->irq_thread) {
+        nic_dev_irq_kick(h->dev);
+        pthread_join(h->irq_thread, NULL);
+    }
+    if (h->netif_added) {
+        LOCK_TCPIP_CORE();
+        netif_remove(stack_driver_netif(h->drv));
+        UNLOCK_TCPIP_CORE();
+        h->netif_added = false;
+    }
+}
+
+void stack_host_free(struct stack_host *h)
+{
+    if (!h)
+        return;
+    LOCK_TCPIP_CORE();
+    stack_driver_destroy(h->drv);
+    UNLOCK_TCPIP_CORE();
+    free(h);
+}
+
+struct stack_driver *stack_host_driver(struct stack_host *h)
+{
+    return h->drv;
+}
+
+uint64_t stack_host_cpu_ns(const struct stack_host *h)
+{
+    uint64_t t = thread_cpu_ns(h->irq_thread);
+    if (lwip_started)
+        t += thread_cpu_ns(tcpip_thread);
+    return t;
+}

@@ -1,0 +1,714 @@
+/*
+ * tls_conn.c - a server connection: lwIP raw TCP <-> (mbed TLS handshake,
+ * record layer) <-> upper layer (HTTP).
+ *
+ * Receive: pbufs from tcp_recv are queued unchanged (their per-packet flags
+ * matter for the offload) and consumed in order; tcp_recved() is called only
+ * for bytes consumed, so a slow upper layer closes the peer's window.
+ * Transmit: plaintext is staged into one record's worth, then sealed (or
+ * handed to mbed TLS) and copied into lwIP's send buffer.
+ */
+#include "tls_conn.h"
+#include "stack_driver.h"
+#include "tls_internal.h"
+#include "tls_record.h"
+
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/ssl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONN_POLL_INTERVAL      4  /* tcp_poll units of 500 ms: every 2 s */
+#define HANDSHAKE_TIMEOUT_POLLS 5  /* 10 s to complete a handshake */
+#define CLOSING_TIMEOUT_POLLS   15 /* 30 s to drain output when closing */
+#define RX_PENDING_CAP          (TLS_MAX_PLAINTEXT + 65536)
+
+enum conn_state {
+    CONN_HANDSHAKE, /* mbed TLS handshake in progress */
+    CONN_OPEN,      /* application data flows */
+    CONN_CLOSING,   /* upper layer closed: drain output, then close_notify + FIN */
+    CONN_DEAD       /* pcb gone or closed; free when no callback is running */
+};
+
+enum alert_desc { ALERT_CLOSE_NOTIFY = 0, ALERT_BAD_RECORD_MAC = 20, ALERT_DECODE_ERROR = 50 };
+
+struct tls_conn {
+    struct tls_server *srv; /* NULL: plain */
+    enum tls_mode mode;
+    struct tcp_pcb *pcb;
+    enum conn_state state;
+    const struct tls_conn_upper *up;
+    void *up_ctx;
+    unsigned busy; /* callback nesting depth */
+    unsigned polls;
+    bool eof_seen, eof_told, upper_closed, rx_stalled;
+
+    struct pbuf *rxq; /* received, not yet consumed */
+
+    /* mbed TLS (handshake; and the record layer in TLS_MODE_MBEDTLS) */
+    mbedtls_ssl_context ssl;
+    bool ssl_init;
+    bool keys_ok;
+    size_t mbed_inflight; /* length of a write mbed TLS has buffered */
+    bool close_notify_sent;
+    uint8_t client_key[32], server_key[32], client_salt[4], server_salt[4];
+    size_t key_len;
+
+    /* anic record layer (TLS_MODE_SW) */
+    struct tls_aead *tx_aead, *rx_aead;
+    struct tls_rx *rx;
+    uint64_t tx_seq;
+
+    /* plaintext staging (TX) and pending plaintext (RX) */
+    uint8_t *tx_pt;
+    size_t tx_pt_len;
+    bool flush_wanted;
+    uint8_t *tx_rec; /* one sealed record */
+    uint8_t *rx_pt;
+    size_t rx_pt_off, rx_pt_len;
+};
+
+static struct tls_conn *handshaking; /* see tls_conn_export_keys */
+
+static struct tls_counters *ctr(struct tls_conn *c)
+{
+    return &c->srv->counters[c->mode];
+}
+
+/* --- lifetime --- */
+
+static void conn_free(struct tls_conn *c)
+{
+    if (c->rxq)
+        pbuf_free(c->rxq);
+    if (c->ssl_init)
+        mbedtls_ssl_free(&c->ssl);
+    tls_rx_free(c->rx);
+    tls_aead_free(c->tx_aead);
+    tls_aead_free(c->rx_aead);
+    free(c->tx_pt);
+    free(c->tx_rec);
+    free(c->rx_pt);
+    memset(c->client_key, 0, sizeof(c->client_key));
+    memset(c->server_key, 0, sizeof(c->server_key));
+    free(c);
+}
+
+static void conn_detach_pcb(struct tls_conn *c)
+{
+    if (!c->pcb)
+        return;
+    tcp_arg(c->pcb, NULL);
+    tcp_recv(c->pcb, NULL);
+    tcp_sent(c->pcb, NULL);
+    tcp_err(c->pcb, NULL);
+    tcp_poll(c->pcb, NULL, 0);
+    c->pcb = NULL;
+}
+
+/* Enter/leave a callback; the last leave frees a dead connection and tells
+   the upper layer exactly once. */
+static void conn_enter(struct tls_conn *c)
+{
+    c->busy++;
+}
+
+static void conn_leave(struct tls_conn *c)
+{
+    if (--c->busy || c->state != CONN_DEAD)
+        return;
+    if (!c->upper_closed) {
+        c->upper_closed = true;
+        c->busy++;
+        c->up->on_closed(c->up_ctx);
+        c->busy--;
+    }
+    if (c->srv)
+        ctr(c)->conns_closed++;
+    conn_free(c);
+}
+
+static void conn_kill(struct tls_conn *c, bool rst)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    c->state = CONN_DEAD;
+    struct tcp_pcb *pcb = c->pcb;
+    conn_detach_pcb(c);
+    if (!pcb)
+        return;
+    if (rst || tcp_close(pcb) != ERR_OK)
+        tcp_abort(pcb);
+}
+
+/* --- receive queue --- */
+
+static void rxq_consume(struct tls_conn *c, size_t n)
+{
+    c->rxq = pbuf_free_header(c->rxq, (u16_t)n);
+    while (n) {
+        u16_t step = n > 0xffff ? 0xffff : (u16_t)n;
+        if (c->pcb)
+            tcp_recved(c->pcb, step);
+        n -= step;
+    }
+}
+
+/* --- transmit primitives --- */
+
+static bool tcp_room(struct tls_conn *c, size_t len)
+{
+    return c->pcb && tcp_sndbuf(c->pcb) >= len;
+}
+
+/* Copy bytes into lwIP's send buffer, all or nothing. */
+static bool tcp_put(struct tls_conn *c, const void *buf, size_t len)
+{
+    if (!tcp_room(c, len))
+        return false;
+    return tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) == ERR_OK;
+}
+
+static int bio_send(void *arg, const unsigned char *buf, size_t len)
+{
+    struct tls_conn *c = arg;
+    if (!c->pcb)
+        return MBEDTLS_ERR_NET_CONN_RESET;
+    size_t room = tcp_sndbuf(c->pcb);
+    if (len > room)
+        len = room;
+    if (len > 0xffff)
+        len = 0xffff;
+    if (len == 0 || tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
+        return MBEDTLS_ERR_SSL_WANT_WRITE;
+    return (int)len;
+}
+
+static int bio_recv(void *arg, unsigned char *buf, size_t len)
+{
+    struct tls_conn *c = arg;
+    if (!c->rxq)
+        return c->eof_seen ? 0 : MBEDTLS_ERR_SSL_WANT_READ;
+    size_t n = c->rxq->tot_len < len ? c->rxq->tot_len : len;
+    pbuf_copy_partial(c->rxq, buf, (u16_t)n, 0);
+    rxq_consume(c, n);
+    return (int)n;
+}
+
+/* Seal (sw) or hand to mbed TLS one record from the staged plaintext. */
+static bool emit_record(struct tls_conn *c)
+{
+    if (c->tx_pt_len == 0)
+        return true;
+    if (c->mode == TLS_MODE_MBEDTLS) {
+        /* After WANT_WRITE, mbed TLS must be called again with the same
+           length: it returns that length once the buffered record is out. */
+        size_t len = c->mbed_inflight ? c->mbed_inflight : c->tx_pt_len;
+        int r = mbedtls_ssl_write(&c->ssl, c->tx_pt, len);
+        if (r <= 0) {
+            if (r == MBEDTLS_ERR_SSL_WANT_WRITE)
+                c->mbed_inflight = len;
+            return false;
+        }
+        c->mbed_inflight = 0;
+        memmove(c->tx_pt, c->tx_pt + r, c->tx_pt_len - (size_t)r);
+        c->tx_pt_len -= (size_t)r;
+        ctr(c)->tx_records++;
+        ctr(c)->tx_bytes_plaintext += (uint64_t)r;
+        return true;
+    }
+    size_t rec_len = c->tx_pt_len + TLS_RECORD_OVERHEAD;
+    if (!tcp_room(c, rec_len))
+        return false;
+    tls_record_seal(c->tx_aead, c->tx_seq, TLS_CT_APPDATA, c->tx_pt, c->tx_pt_len, c->tx_rec);
+    if (!tcp_put(c, c->tx_rec, rec_len))
+        return false; /* nothing consumed; the seq is reused for the same bytes */
+    c->tx_seq++;
+    ctr(c)->tx_records++;
+    ctr(c)->tx_bytes_plaintext += c->tx_pt_len;
+    c->tx_pt_len = 0;
+    return true;
+}
+
+static void send_alert(struct tls_conn *c, uint8_t level, uint8_t desc)
+{
+    if (!c->pcb || c->state == CONN_HANDSHAKE)
+        return;
+    if (c->mode == TLS_MODE_MBEDTLS) {
+        mbedtls_ssl_send_alert_message(&c->ssl, level, desc);
+    } else if (c->mode == TLS_MODE_SW) {
+        uint8_t body[2] = {level, desc};
+        size_t n = tls_record_seal(c->tx_aead, c->tx_seq, TLS_CT_ALERT, body, 2, c->tx_rec);
+        if (!tcp_put(c, c->tx_rec, n))
+            return;
+        c->tx_seq++;
+    } else {
+        return;
+    }
+    ctr(c)->alerts_sent++;
+    tcp_output(c->pcb);
+}
+
+/* Closing: once all staged plaintext is out, close_notify + FIN. */
+static void try_finish_close(struct tls_conn *c)
+{
+    if (c->state != CONN_CLOSING)
+        return;
+    if (c->mode != TLS_MODE_NONE && !emit_record(c))
+        return;
+    if (c->mode == TLS_MODE_MBEDTLS && c->pcb) {
+        /* mbed TLS keeps a partly sent record in its own buffer (out_left):
+           close_notify first only flushes that, so drain, alert, drain. */
+        if (c->ssl.out_left && (mbedtls_ssl_close_notify(&c->ssl) != 0 || c->ssl.out_left))
+            return;
+        if (!c->close_notify_sent) {
+            c->close_notify_sent = true;
+            mbedtls_ssl_close_notify(&c->ssl);
+            ctr(c)->alerts_sent++;
+            tcp_output(c->pcb);
+        }
+        if (c->ssl.out_left)
+            return;
+    } else {
+        send_alert(c, MBEDTLS_SSL_ALERT_LEVEL_WARNING, ALERT_CLOSE_NOTIFY);
+    }
+    conn_kill(c, false);
+}
+
+/* Fatal protocol error: alert, then close. */
+static void conn_fail(struct tls_conn *c, uint8_t alert)
+{
+    send_alert(c, MBEDTLS_SSL_ALERT_LEVEL_FATAL, alert);
+    conn_kill(c, false);
+}
+
+/* --- upper-layer API --- */
+
+size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
+{
+    if (c->state != CONN_OPEN || !c->pcb)
+        return 0;
+    if (c->mode == TLS_MODE_NONE) {
+        size_t room = tcp_sndbuf(c->pcb);
+        size_t n = len < room ? len : room;
+        size_t done = 0;
+        while (done < n) {
+            size_t step = n - done > 0xffff ? 0xffff : n - done;
+            if (!tcp_put(c, (const uint8_t *)buf + done, step))
+                break;
+            done += step;
+        }
+        return done;
+    }
+    const uint8_t *p = buf;
+    size_t done = 0;
+    while (done < len) {
+        if (c->tx_pt_len == TLS_MAX_PLAINTEXT && !emit_record(c))
+            break;
+        size_t n = TLS_MAX_PLAINTEXT - c->tx_pt_len;
+        if (n > len - done)
+            n = len - done;
+        memcpy(c->tx_pt + c->tx_pt_len, p + done, n);
+        c->tx_pt_len += n;
+        done += n;
+    }
+    return done;
+}
+
+size_t tls_conn_send_space(struct tls_conn *c)
+{
+    if (c->state != CONN_OPEN || !c->pcb)
+        return 0;
+    size_t room = tcp_sndbuf(c->pcb);
+    if (c->mode == TLS_MODE_NONE)
+        return room;
+    size_t staged_free = TLS_MAX_PLAINTEXT - c->tx_pt_len;
+    size_t wire = room > TLS_RECORD_OVERHEAD ? room - TLS_RECORD_OVERHEAD : 0;
+    return staged_free + (wire > c->tx_pt_len ? wire - c->tx_pt_len : 0);
+}
+
+void tls_conn_flush(struct tls_conn *c)
+{
+    if (!c->pcb || c->state == CONN_DEAD)
+        return;
+    c->flush_wanted = c->mode != TLS_MODE_NONE && !emit_record(c);
+    tcp_output(c->pcb);
+}
+
+void tls_conn_close(struct tls_conn *c)
+{
+    if (c->state == CONN_DEAD || c->state == CONN_CLOSING)
+        return;
+    conn_enter(c);
+    if (c->state == CONN_HANDSHAKE) {
+        conn_kill(c, false);
+    } else {
+        c->state = CONN_CLOSING;
+        c->polls = 0;
+        try_finish_close(c);
+    }
+    conn_leave(c);
+}
+
+void tls_conn_abort(struct tls_conn *c)
+{
+    conn_enter(c);
+    conn_kill(c, true);
+    conn_leave(c);
+}
+
+/* --- receive processing --- */
+
+/* Offer pending plaintext to the upper layer. Returns true if all taken. */
+static bool deliver_pending(struct tls_conn *c)
+{
+    while (c->rx_pt_len > c->rx_pt_off && c->state == CONN_OPEN) {
+        long n = c->up->on_data(c->up_ctx, c->rx_pt + c->rx_pt_off, c->rx_pt_len - c->rx_pt_off);
+        if (n < 0)
+            return false;
+        if (n == 0) {
+            c->rx_stalled = true;
+            return false;
+        }
+        c->rx_pt_off += (size_t)n;
+    }
+    c->rx_pt_off = c->rx_pt_len = 0;
+    return c->state == CONN_OPEN;
+}
+
+static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
+{
+    struct tls_conn *c = arg;
+    ctr(c)->rx_records++;
+    if (type == TLS_CT_APPDATA) {
+        /* Bounded: one pbuf's worth of records at most (see RX_PENDING_CAP). */
+        if (c->rx_pt_len + len > RX_PENDING_CAP)
+            return -1;
+        memcpy(c->rx_pt + c->rx_pt_len, pt, len);
+        c->rx_pt_len += len;
+        ctr(c)->rx_bytes_plaintext += len;
+        return 0;
+    }
+    if (type == TLS_CT_ALERT && len == 2) {
+        ctr(c)->alerts_received++;
+        if (pt[1] == ALERT_CLOSE_NOTIFY) {
+            ctr(c)->close_notify_rx++;
+            c->eof_seen = true;
+            return 1;
+        }
+        conn_kill(c, false); /* fatal alert from the peer */
+        return 1;
+    }
+    /* Handshake after the handshake (renegotiation, KeyUpdate-like) is refused. */
+    ctr(c)->rx_malformed++;
+    conn_fail(c, 10 /* unexpected_message */);
+    return 1;
+}
+
+static void rx_sw(struct tls_conn *c)
+{
+    while (c->state == CONN_OPEN && deliver_pending(c) && c->rxq && !c->eof_seen) {
+        struct pbuf *q = c->rxq;
+        size_t len = q->len;
+        int r = tls_rx_feed(c->rx, q->payload, len, (q->flags & STACK_PBUF_FLAG_DECRYPTED) != 0,
+                            sw_record, c);
+        rxq_consume(c, len);
+        if (r == TLS_RX_ERR_BAD_MAC) {
+            ctr(c)->TlsDecryptError++;
+            conn_fail(c, ALERT_BAD_RECORD_MAC);
+            return;
+        }
+        if (r < 0) {
+            ctr(c)->rx_malformed++;
+            conn_fail(c, ALERT_DECODE_ERROR);
+            return;
+        }
+    }
+}
+
+static void rx_mbedtls(struct tls_conn *c)
+{
+    while (c->state == CONN_OPEN && deliver_pending(c)) {
+        int r = mbedtls_ssl_read(&c->ssl, c->rx_pt, TLS_MAX_PLAINTEXT);
+        if (r > 0) {
+            c->rx_pt_off = 0;
+            c->rx_pt_len = (size_t)r;
+            ctr(c)->rx_records++;
+            ctr(c)->rx_bytes_plaintext += (uint64_t)r;
+            continue;
+        }
+        if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE)
+            return;
+        if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || r == 0) {
+            ctr(c)->close_notify_rx++;
+            c->eof_seen = true;
+            return;
+        }
+        if (r == MBEDTLS_ERR_SSL_INVALID_MAC)
+            ctr(c)->TlsDecryptError++;
+        else
+            ctr(c)->rx_malformed++;
+        conn_kill(c, false); /* mbed TLS already sent its alert */
+        return;
+    }
+}
+
+static void rx_plain(struct tls_conn *c)
+{
+    while (c->state == CONN_OPEN && c->rxq) {
+        struct pbuf *q = c->rxq;
+        long n = c->up->on_data(c->up_ctx, q->payload, q->len);
+        if (n < 0)
+            return;
+        if (n > 0)
+            rxq_consume(c, (size_t)n);
+        if ((size_t)n < q->len) {
+            c->rx_stalled = true;
+            return;
+        }
+    }
+}
+
+static bool switch_to_sw(struct tls_conn *c)
+{
+    /* Server writes with the server key; the client's key opens what we read. */
+    c->tx_aead = tls_aead_new(c->server_key, c->key_len, c->server_salt);
+    c->rx_aead = tls_aead_new(c->client_key, c->key_len, c->client_salt);
+    /* The Finished messages were record 0 of each direction (RFC 5246 §6.1). */
+    c->rx = c->rx_aead ? tls_rx_new(c->rx_aead, 1) : NULL;
+    c->tx_seq = 1;
+    return c->tx_aead && c->rx_aead && c->rx;
+}
+
+static void do_handshake(struct tls_conn *c)
+{
+    handshaking = c;
+    int r = mbedtls_ssl_handshake(&c->ssl);
+    handshaking = NULL;
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        if (c->pcb)
+            tcp_output(c->pcb);
+        return;
+    }
+    if (r != 0 || !c->keys_ok) {
+        ctr(c)->handshakes_failed++;
+        conn_kill(c, false);
+        return;
+    }
+    if (c->pcb)
+        tcp_output(c->pcb);
+    if (c->mode == TLS_MODE_SW) {
+        if (!switch_to_sw(c)) {
+            ctr(c)->handshakes_failed++;
+            conn_kill(c, true);
+            return;
+        }
+    }
+    ctr(c)->handshakes_ok++;
+    c->state = CONN_OPEN;
+}
+
+static void process_input(struct tls_conn *c)
+{
+    if (c->state == CONN_HANDSHAKE)
+        do_handshake(c);
+    if (c->state == CONN_OPEN || c->state == CONN_CLOSING) {
+        c->rx_stalled = false;
+        if (c->state == CONN_OPEN) {
+            if (c->mode == TLS_MODE_NONE)
+                rx_plain(c);
+            else if (c->mode == TLS_MODE_SW)
+                rx_sw(c);
+            else
+                rx_mbedtls(c);
+        }
+        if (c->state == CONN_CLOSING) {
+            /* Upper layer is done: discard what the peer still sends. */
+            if (c->rxq)
+                rxq_consume(c, c->rxq->tot_len);
+        }
+    }
+    if (c->eof_seen && !c->eof_told && c->state == CONN_OPEN && !c->rx_stalled &&
+        c->rx_pt_len == 0 && (!c->rxq || c->mode == TLS_MODE_SW)) {
+        c->eof_told = true;
+        c->up->on_eof(c->up_ctx);
+    }
+    if (c->eof_seen && c->state == CONN_HANDSHAKE) {
+        ctr(c)->handshakes_failed++;
+        conn_kill(c, false); /* truncated handshake */
+    }
+}
+
+void tls_conn_resume(struct tls_conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    conn_enter(c);
+    process_input(c);
+    conn_leave(c);
+}
+
+/* --- lwIP callbacks --- */
+
+static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+    struct tls_conn *c = arg;
+    (void)pcb;
+    if (!c) {
+        if (p)
+            pbuf_free(p);
+        return ERR_OK;
+    }
+    conn_enter(c);
+    if (err != ERR_OK || c->state == CONN_DEAD) {
+        if (p)
+            pbuf_free(p);
+    } else if (!p) {
+        c->eof_seen = true;
+        process_input(c);
+        if (c->state == CONN_HANDSHAKE || (c->state == CONN_CLOSING && !c->rxq))
+            conn_kill(c, false);
+    } else {
+        if (c->rxq)
+            pbuf_cat(c->rxq, p);
+        else
+            c->rxq = p;
+        c->polls = 0;
+        process_input(c);
+    }
+    conn_leave(c);
+    return ERR_OK;
+}
+
+static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
+{
+    struct tls_conn *c = arg;
+    (void)pcb;
+    (void)len;
+    if (!c)
+        return ERR_OK;
+    conn_enter(c);
+    c->polls = 0;
+    if (c->state == CONN_OPEN) {
+        if (c->flush_wanted)
+            tls_conn_flush(c);
+        c->up->on_writable(c->up_ctx);
+    } else if (c->state == CONN_CLOSING) {
+        try_finish_close(c);
+    }
+    conn_leave(c);
+    return ERR_OK;
+}
+
+static void on_err(void *arg, err_t err)
+{
+    struct tls_conn *c = arg;
+    (void)err;
+    if (!c)
+        return;
+    c->pcb = NULL; /* already freed by lwIP */
+    conn_enter(c);
+    c->state = CONN_DEAD;
+    conn_leave(c);
+}
+
+static err_t on_poll(void *arg, struct tcp_pcb *pcb)
+{
+    struct tls_conn *c = arg;
+    (void)pcb;
+    if (!c)
+        return ERR_OK;
+    conn_enter(c);
+    c->polls++;
+    if (c->state == CONN_HANDSHAKE && c->polls >= HANDSHAKE_TIMEOUT_POLLS) {
+        ctr(c)->handshakes_failed++;
+        conn_kill(c, true);
+    } else if (c->state == CONN_CLOSING) {
+        try_finish_close(c);
+        if (c->state == CONN_CLOSING && c->polls >= CLOSING_TIMEOUT_POLLS)
+            conn_kill(c, true);
+    } else if (c->state == CONN_OPEN) {
+        if (c->rx_stalled)
+            process_input(c);
+        if (c->flush_wanted)
+            tls_conn_flush(c);
+        if (c->state == CONN_OPEN)
+            c->up->on_writable(c->up_ctx);
+    }
+    conn_leave(c);
+    return ERR_OK;
+}
+
+int tls_conn_export_keys(void *p_expkey, const unsigned char *ms, const unsigned char *kb,
+                         size_t maclen, size_t keylen, size_t ivlen,
+                         const unsigned char client_random[32],
+                         const unsigned char server_random[32], mbedtls_tls_prf_types tls_prf_type)
+{
+    struct tls_server *srv = p_expkey;
+    struct tls_conn *c = handshaking;
+    (void)server_random;
+    (void)tls_prf_type;
+    if (!c || keylen > sizeof(c->client_key) || ivlen != 4)
+        return -1;
+    /* RFC 5246 §6.3 key block: client MAC, server MAC, client key, server
+       key, client IV, server IV (GCM: no MAC keys, 4-byte implicit IVs). */
+    const unsigned char *p = kb + 2 * maclen;
+    memcpy(c->client_key, p, keylen);
+    memcpy(c->server_key, p + keylen, keylen);
+    memcpy(c->client_salt, p + 2 * keylen, 4);
+    memcpy(c->server_salt, p + 2 * keylen + 4, 4);
+    c->key_len = keylen;
+    c->keys_ok = true;
+    if (srv->keylog) {
+        fputs("CLIENT_RANDOM ", srv->keylog);
+        for (int i = 0; i < 32; i++)
+            fprintf(srv->keylog, "%02x", client_random[i]);
+        fputc(' ', srv->keylog);
+        for (int i = 0; i < 48; i++)
+            fprintf(srv->keylog, "%02x", ms[i]);
+        fputc('\n', srv->keylog);
+        fflush(srv->keylog);
+    }
+    return 0;
+}
+
+struct tls_conn *tls_conn_accept(struct tls_server *srv, enum tls_mode mode, struct tcp_pcb *pcb,
+                                 uint32_t snd_buf,
+                                 const struct tls_conn_upper *up, void *up_ctx)
+{
+    struct tls_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        tcp_abort(pcb);
+        return NULL;
+    }
+    if (mode == TLS_MODE_NONE)
+        srv = NULL;
+    c->srv = srv;
+    c->mode = srv ? mode : TLS_MODE_NONE;
+    c->pcb = pcb;
+    c->up = up;
+    c->up_ctx = up_ctx;
+    c->state = srv ? CONN_HANDSHAKE : CONN_OPEN;
+    if (srv) {
+        c->tx_pt = malloc(TLS_MAX_PLAINTEXT);
+        c->tx_rec = malloc(TLS_MAX_PLAINTEXT + TLS_RECORD_OVERHEAD);
+        c->rx_pt = malloc(RX_PENDING_CAP);
+        mbedtls_ssl_init(&c->ssl);
+        c->ssl_init = true;
+        if (!c->tx_pt || !c->tx_rec || !c->rx_pt || mbedtls_ssl_setup(&c->ssl, &srv->conf) != 0) {
+            conn_free(c);
+            tcp_abort(pcb);
+            return NULL;
+        }
+        mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
+    }
+    if (snd_buf > pcb->snd_buf)
+        pcb->snd_buf = snd_buf;
+    tcp_arg(pcb, c);
+    tcp_recv(pcb, on_recv);
+    tcp_sent(pcb, on_sent);
+    tcp_err(pcb, on_err);
+    tcp_poll(pcb, on_poll, CONN_POLL_INTERVAL);
+    tcp_nagle_disable(pcb);
+    return c;
+}

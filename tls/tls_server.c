@@ -1,0 +1,236 @@
+/*
+ * tls_server.c - the server-wide mbed TLS configuration: RNG, certificate
+ * (generated at start: a CA and a leaf for the host's address, or loaded from
+ * PEM files), TLS 1.2 with ECDHE + AES-GCM only, and the export-keys hook that
+ * hands each connection its keys and writes the NSS key log.
+ */
+#include "tls_server.h"
+#include "tls_internal.h"
+
+#include <mbedtls/error.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/x509_crt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Only AEAD suites with ECDHE: the record layer we offload is AES-GCM. */
+static const int gcm_suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,   MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    0};
+
+static void mbed_err(char *err, size_t errlen, const char *what, int ret)
+{
+    char buf[128];
+    mbedtls_strerror(ret, buf, sizeof(buf));
+    snprintf(err, errlen, "%s: %s (-0x%04x)", what, buf, (unsigned)-ret);
+}
+
+static int gen_ec_key(struct tls_server *s, mbedtls_pk_context *pk)
+{
+    mbedtls_pk_init(pk);
+    int ret = mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
+    if (ret == 0)
+        ret = mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(*pk),
+                                  mbedtls_ctr_drbg_random, &s->drbg);
+    return ret;
+}
+
+/* subjectAltName = IP:addr, DNS:localhost (DER built by hand: mbed TLS 2.28
+   has no SAN writer). */
+static int set_san(mbedtls_x509write_cert *crt, uint32_t ip_be)
+{
+    static const char dns[] = "localhost";
+    unsigned char der[2 + 6 + 2 + sizeof(dns) - 1];
+    size_t n = 0;
+    der[n++] = 0x30; /* SEQUENCE */
+    der[n++] = (unsigned char)(sizeof(der) - 2);
+    der[n++] = 0x87; /* [7] iPAddress */
+    der[n++] = 4;
+    memcpy(der + n, &ip_be, 4);
+    n += 4;
+    der[n++] = 0x82; /* [2] dNSName */
+    der[n++] = (unsigned char)(sizeof(dns) - 1);
+    memcpy(der + n, dns, sizeof(dns) - 1);
+    n += sizeof(dns) - 1;
+    return mbedtls_x509write_crt_set_extension(crt, MBEDTLS_OID_SUBJECT_ALT_NAME,
+                                               MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0,
+                                               der, n);
+}
+
+static int write_crt(struct tls_server *s, mbedtls_pk_context *subject, mbedtls_pk_context *issuer,
+                     const char *subject_name, const char *issuer_name, bool ca, uint32_t ip_be,
+                     int serial, unsigned char *pem, size_t pem_len)
+{
+    mbedtls_x509write_cert crt;
+    mbedtls_mpi sn;
+    mbedtls_x509write_crt_init(&crt);
+    mbedtls_mpi_init(&sn);
+    mbedtls_x509write_crt_set_version(&crt, MBEDTLS_X509_CRT_VERSION_3);
+    mbedtls_x509write_crt_set_md_alg(&crt, MBEDTLS_MD_SHA256);
+    mbedtls_x509write_crt_set_subject_key(&crt, subject);
+    mbedtls_x509write_crt_set_issuer_key(&crt, issuer);
+    int ret = mbedtls_mpi_lset(&sn, serial);
+    if (!ret)
+        ret = mbedtls_x509write_crt_set_serial(&crt, &sn);
+    if (!ret)
+        ret = mbedtls_x509write_crt_set_subject_name(&crt, subject_name);
+    if (!ret)
+        ret = mbedtls_x509write_crt_set_issuer_name(&crt, issuer_name);
+    if (!ret)
+        ret = mbedtls_x509write_crt_set_validity(&crt, "20200101000000", "20491231235959");
+    if (!ret)
+        ret = mbedtls_x509write_crt_set_basic_constraints(&crt, ca ? 1 : 0, ca ? 0 : -1);
+    if (!ret)
+        ret = mbedtls_x509write_crt_set_key_usage(
+            &crt, ca ? (MBEDTLS_X509_KU_KEY_CERT_SIGN | MBEDTLS_X509_KU_CRL_SIGN)
+                     : MBEDTLS_X509_KU_DIGITAL_SIGNATURE);
+    if (!ret)
+        ret = mbedtls_x509write_crt_set_subject_key_identifier(&crt);
+    if (!ret)
+        ret = mbedtls_x509write_crt_set_authority_key_identifier(&crt);
+    if (!ret && !ca)
+        ret = set_san(&crt, ip_be);
+    if (!ret)
+        ret = mbedtls_x509write_crt_pem(&crt, pem, pem_len, mbedtls_ctr_drbg_random, &s->drbg);
+    mbedtls_mpi_free(&sn);
+    mbedtls_x509write_crt_free(&crt);
+    return ret;
+}
+
+/* Generate CA + leaf, load the leaf chain, write the CA PEM to ca_out. */
+static int gen_certs(struct tls_server *s, const struct tls_server_cfg *cfg, char *err,
+                     size_t errlen)
+{
+    mbedtls_pk_context ca_key;
+    unsigned char ca_pem[4096], leaf_pem[4096];
+    int ret = gen_ec_key(s, &ca_key);
+    if (!ret)
+        ret = gen_ec_key(s, &s->key);
+    if (!ret)
+        ret = write_crt(s, &ca_key, &ca_key, "CN=anic test CA,O=anic", "CN=anic test CA,O=anic",
+                        true, 0, 1, ca_pem, sizeof(ca_pem));
+    if (!ret)
+        ret = write_crt(s, &s->key, &ca_key, "CN=anic,O=anic", "CN=anic test CA,O=anic", false,
+                        cfg->server_ip, 2, leaf_pem, sizeof(leaf_pem));
+    mbedtls_pk_free(&ca_key);
+    if (ret) {
+        mbed_err(err, errlen, "generate certificate", ret);
+        return -1;
+    }
+    ret = mbedtls_x509_crt_parse(&s->chain, leaf_pem, strlen((char *)leaf_pem) + 1);
+    if (ret) {
+        mbed_err(err, errlen, "parse generated certificate", ret);
+        return -1;
+    }
+    FILE *f = fopen(cfg->ca_out_path, "w");
+    if (!f || fputs((char *)ca_pem, f) < 0 || fclose(f) != 0) {
+        snprintf(err, errlen, "write CA file %s failed", cfg->ca_out_path);
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_certs(struct tls_server *s, const struct tls_server_cfg *cfg, char *err,
+                      size_t errlen)
+{
+    int ret = mbedtls_x509_crt_parse_file(&s->chain, cfg->cert_path);
+    if (ret) {
+        mbed_err(err, errlen, cfg->cert_path, ret);
+        return -1;
+    }
+    mbedtls_pk_init(&s->key);
+    ret = mbedtls_pk_parse_keyfile(&s->key, cfg->key_path, NULL);
+    if (ret) {
+        mbed_err(err, errlen, cfg->key_path, ret);
+        return -1;
+    }
+    return 0;
+}
+
+struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, size_t errlen)
+{
+    struct tls_server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    mbedtls_entropy_init(&s->entropy);
+    mbedtls_ctr_drbg_init(&s->drbg);
+    mbedtls_x509_crt_init(&s->chain);
+    mbedtls_pk_init(&s->key);
+    mbedtls_ssl_config_init(&s->conf);
+    s->initialised = true;
+    static const unsigned char pers[] = "anic-tls-server";
+    int ret = mbedtls_ctr_drbg_seed(&s->drbg, mbedtls_entropy_func, &s->entropy, pers,
+                                    sizeof(pers) - 1);
+    if (ret) {
+        mbed_err(err, errlen, "seed RNG", ret);
+        goto fail;
+    }
+    if (cfg->cert_path && cfg->key_path) {
+        if (load_certs(s, cfg, err, errlen) < 0)
+            goto fail;
+    } else {
+        mbedtls_pk_free(&s->key);
+        if (gen_certs(s, cfg, err, errlen) < 0)
+            goto fail;
+    }
+    ret = mbedtls_ssl_config_defaults(&s->conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                      MBEDTLS_SSL_PRESET_DEFAULT);
+    if (ret) {
+        mbed_err(err, errlen, "TLS config", ret);
+        goto fail;
+    }
+    mbedtls_ssl_conf_rng(&s->conf, mbedtls_ctr_drbg_random, &s->drbg);
+    mbedtls_ssl_conf_min_version(&s->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(&s->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_ciphersuites(&s->conf, gcm_suites);
+#ifdef MBEDTLS_SSL_RENEGOTIATION
+    /* Renegotiation would re-key under the offload's feet: refuse it. */
+    mbedtls_ssl_conf_renegotiation(&s->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+    mbedtls_ssl_conf_export_keys_ext_cb(&s->conf, tls_conn_export_keys, s);
+    ret = mbedtls_ssl_conf_own_cert(&s->conf, &s->chain, &s->key);
+    if (ret) {
+        mbed_err(err, errlen, "certificate/key", ret);
+        goto fail;
+    }
+    if (cfg->keylog_path) {
+        s->keylog = fopen(cfg->keylog_path, "a");
+        if (!s->keylog) {
+            snprintf(err, errlen, "open key log %s failed", cfg->keylog_path);
+            goto fail;
+        }
+    }
+    return s;
+fail:
+    tls_server_free(s);
+    return NULL;
+}
+
+void tls_server_free(struct tls_server *s)
+{
+    if (!s)
+        return;
+    if (s->keylog)
+        fclose(s->keylog);
+    if (s->initialised) {
+        mbedtls_ssl_config_free(&s->conf);
+        mbedtls_pk_free(&s->key);
+        mbedtls_x509_crt_free(&s->chain);
+        mbedtls_ctr_drbg_free(&s->drbg);
+        mbedtls_entropy_free(&s->entropy);
+    }
+    free(s);
+}
+
+const struct tls_counters *tls_server_counters(const struct tls_server *s, enum tls_mode mode)
+{
+    return &s->counters[mode];
+}

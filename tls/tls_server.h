@@ -1,0 +1,38 @@
+/* tls_server.h - server-wide TLS configuration shared by all connections. */
+#ifndef ANIC_TLS_SERVER_H
+#define ANIC_TLS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Record layer after the handshake. */
+enum tls_mode {
+    TLS_MODE_NONE = 0, /* plain TCP (the HTTP port): a passthrough, same code path */
+    TLS_MODE_MBEDTLS,  /* stock mbed TLS record layer */
+    TLS_MODE_SW,       /* anic's record layer, host crypto (libcrypto AES-GCM) */
+    TLS_MODE_COUNT
+};
+
+struct tls_server_cfg {
+    const char *cert_path, *key_path; /* both NULL: generate a CA + leaf */
+    const char *ca_out_path;          /* where the generated CA is written */
+    uint32_t server_ip;               /* network byte order, for the leaf's SAN */
+    const char *keylog_path;          /* NULL: no NSS key log */
+};
+
+/* Counters (DESIGN.md §7 software side + connection outcomes). */
+struct tls_counters {
+    uint64_t handshakes_ok, handshakes_failed, conns_closed;
+    uint64_t tx_records, tx_bytes_plaintext, rx_records, rx_bytes_plaintext;
+    uint64_t rx_records_full_offload, rx_records_partial_offload, rx_records_no_offload;
+    uint64_t TlsDecryptError, TlsRxDeviceResync, alerts_sent, alerts_received, close_notify_rx;
+    uint64_t rx_malformed;
+};
+
+struct tls_server;
+struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, size_t errlen);
+void tls_server_free(struct tls_server *s);
+/* Counters of the connections that ran in `mode`. */
+const struct tls_counters *tls_server_counters(const struct tls_server *s, enum tls_mode mode);
+
+#endif
