@@ -22,6 +22,8 @@ static void usage_main(FILE *f)
                "commands:\n"
                "  serve    run the HTTPS/HTTP server in a private network namespace\n"
                "  bench    measure throughput and per-thread CPU of every mode, one run\n"
+               "  pattern N  write the N bytes GET /bytes/N serves (byte i = i %% 251) to\n"
+               "           stdout, e.g. 'anic pattern 1000000 | sha256sum'\n"
                "  help     this text; 'anic <command> --help' for a command's options\n");
 }
 
@@ -333,6 +335,28 @@ static int cmd_serve(int argc, char **argv)
     return 0;
 }
 
+/* The /bytes/N body, for checking downloads with standard tools. */
+static int cmd_pattern(int argc, char **argv)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = argc == 2 ? strtoull(argv[1], &end, 10) : 0;
+    if (argc != 2 || errno || end == argv[1] || *end) {
+        fprintf(stderr, "usage: anic pattern N\n");
+        return 2;
+    }
+    static unsigned char period[251 * 64];
+    for (size_t i = 0; i < sizeof(period); i++)
+        period[i] = (unsigned char)(i % 251);
+    while (n) {
+        size_t chunk = n < sizeof(period) ? (size_t)n : sizeof(period);
+        if (fwrite(period, 1, chunk, stdout) != chunk)
+            return 1;
+        n -= chunk;
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -342,6 +366,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "pattern"))
+        return cmd_pattern(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
         return app_bench_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {

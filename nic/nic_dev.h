@@ -62,6 +62,10 @@ struct nic_counters {
 struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t errlen);
 /* Start the engine thread ("nic-engine"). */
 int nic_dev_start(struct nic_dev *dev);
+/* Run one engine round in the calling thread instead of the engine thread
+   (tests drive the device step by step; never while the thread runs).
+   Returns the number of descriptors/packets handled. */
+unsigned nic_dev_poll_once(struct nic_dev *dev);
 /* Stop the engine thread; queues stay readable. */
 void nic_dev_stop(struct nic_dev *dev);
 /* Free everything, close the TUN fd and the pcap file. */

@@ -414,22 +414,35 @@ static void engine_sleep(struct nic_dev *dev, uint64_t now)
     }
 }
 
+static unsigned engine_round(struct nic_dev *dev, uint64_t now)
+{
+    dev->work_for_host = false;
+    unsigned work = engine_tx_poll(dev, now);
+    work += nic_link_tx_flush(dev->link, now);
+    work += engine_rx_poll(dev, now);
+    if (dev->work_for_host)
+        engine_irq(dev);
+    if (now - dev->last_snapshot_ns >= STATS_SNAPSHOT_NS) {
+        engine_publish_stats(dev);
+        dev->last_snapshot_ns = now;
+    }
+    return work;
+}
+
+unsigned nic_dev_poll_once(struct nic_dev *dev)
+{
+    unsigned work = engine_round(dev, now_ns());
+    engine_publish_stats(dev); /* tests read counters right after */
+    return work;
+}
+
 static void *engine_main(void *arg)
 {
     struct nic_dev *dev = arg;
     unsigned idle = 0;
     while (!atomic_load_explicit(&dev->stop, memory_order_relaxed)) {
         uint64_t now = now_ns();
-        dev->work_for_host = false;
-        unsigned work = engine_tx_poll(dev, now);
-        work += nic_link_tx_flush(dev->link, now);
-        work += engine_rx_poll(dev, now);
-        if (dev->work_for_host)
-            engine_irq(dev);
-        if (now - dev->last_snapshot_ns >= STATS_SNAPSHOT_NS) {
-            engine_publish_stats(dev);
-            dev->last_snapshot_ns = now;
-        }
+        unsigned work = engine_round(dev, now);
         if (work) {
             idle = 0;
             continue;

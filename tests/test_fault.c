@@ -708,7 +708,7 @@ START_TEST(tamper_skips_non_candidates)
 }
 END_TEST
 
-/* Finds a seed for spec (which must contain "%"PRIu64" for it) whose first
+/* fmt: a printf format taking the seed (uint64_t). Finds a seed whose first
  * packet is held: pushed at 0, pop(0) yields nothing. */
 static struct nic_fault *make_first_held(const char *fmt, uint64_t *seed_out)
 {
@@ -782,7 +782,7 @@ START_TEST(reorder_releases_after_timeout)
     check_conservation(f);
     nic_fault_destroy(f);
 
-    /* Custom timeout, counted from the packet's own departure (after delay). */
+    /* Custom timeout; one later packet, short of the gap, does not release it. */
     uint8_t in[64];
     f = make_first_held("reorder 50%% gap 100 timeout 5ms seed %" PRIu64, &seed);
     nic_fault_push(f, in, make_pkt(in, 1, 64), 1 * MS); /* may be held too */

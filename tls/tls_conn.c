@@ -57,6 +57,7 @@ struct tls_conn {
     /* anic record layer (TLS_MODE_SW) */
     struct tls_aead *tx_aead, *rx_aead;
     struct tls_rx *rx;
+    struct tls_rx_stats rx_stats_seen; /* already added to the server counters */
     uint64_t tx_seq;
 
     /* plaintext staging (TX) and pending plaintext (RX) */
@@ -405,6 +406,20 @@ static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
     return 1;
 }
 
+/* Fold the record layer's per-record offload classification into the
+   server counters (deltas, so /stats is live). */
+static void account_rx_stats(struct tls_conn *c)
+{
+    struct tls_rx_stats now;
+    tls_rx_get_stats(c->rx, &now);
+    struct tls_counters *t = ctr(c);
+    t->rx_records_full_offload += now.records_full_offload - c->rx_stats_seen.records_full_offload;
+    t->rx_records_partial_offload +=
+        now.records_partial_offload - c->rx_stats_seen.records_partial_offload;
+    t->rx_records_no_offload += now.records_no_offload - c->rx_stats_seen.records_no_offload;
+    c->rx_stats_seen = now;
+}
+
 static void rx_sw(struct tls_conn *c)
 {
     while (c->state == CONN_OPEN && deliver_pending(c) && c->rxq && !c->eof_seen) {
@@ -413,6 +428,7 @@ static void rx_sw(struct tls_conn *c)
         int r = tls_rx_feed(c->rx, q->payload, len, (q->flags & STACK_PBUF_FLAG_DECRYPTED) != 0,
                             sw_record, c);
         rxq_consume(c, len);
+        account_rx_stats(c);
         if (r == TLS_RX_ERR_BAD_MAC) {
             ctr(c)->TlsDecryptError++;
             conn_fail(c, ALERT_BAD_RECORD_MAC);

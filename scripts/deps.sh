@@ -1,0 +1,27 @@
+#!/bin/sh
+# Install the Debian 12 packages anic needs, only those missing.
+# Usage: scripts/deps.sh   (as root; non-interactive)
+set -eu
+
+PKGS="gcc make cmake pkg-config liblwip-dev libmbedtls-dev libssl-dev libpcap-dev check
+      curl openssl tshark iproute2 procps"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing packages:$missing; run as root to install them" >&2
+    exit 1
+fi
+echo "deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; answer no without a prompt.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
