@@ -38,12 +38,16 @@ static void usage_serve(FILE *f)
         "Clients run inside the namespace: ip netns exec NETNS curl ...\n"
         "On exit prints every counter and deletes the namespace.\n"
         "\n"
-        "  --tls MODE          record layer on the HTTPS port: sw (default) | mbedtls\n"
+        "  --tls MODE          record layer on the HTTPS port: nic (default) | sw | mbedtls\n"
+        "                        nic: records encrypted by the NIC (autonomous TX offload)\n"
         "                        sw: anic's kTLS-style record layer, host AES-GCM (libcrypto)\n"
         "                        mbedtls: the stock mbed TLS record layer\n"
+        "  --tx-resync POLICY  how the NIC recovers for retransmissions: dump (default,\n"
+        "                        replay the record prefix, as mlx5) | tagcache (NIC reports\n"
+        "                        tags; retransmissions seek the keystream, no dump)\n"
         "  --https-port N      HTTPS port (default 443; 0 = none)\n"
         "  --http-port N       plain HTTP port (default 80; 0 = none)\n"
-        "  --listen PORT:MODE  an extra listener (MODE plain|mbedtls|sw); repeatable\n"
+        "  --listen PORT:MODE  an extra listener (MODE plain|mbedtls|sw|nic); repeatable\n"
         "  --netns NAME        network namespace to create (default anic)\n"
         "  --tun NAME          TUN device name (default anic0)\n"
         "  --kernel-addr A/P   kernel side of the TUN (default 10.77.0.1/24)\n"
@@ -114,6 +118,7 @@ enum {
     OPT_FAULT_RX,
     OPT_DURATION,
     OPT_READY_FILE,
+    OPT_TX_RESYNC,
 };
 
 static const struct option serve_opts[] = {
@@ -136,6 +141,7 @@ static const struct option serve_opts[] = {
     {"fault-rx", required_argument, NULL, OPT_FAULT_RX},
     {"duration", required_argument, NULL, OPT_DURATION},
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
+    {"tx-resync", required_argument, NULL, OPT_TX_RESYNC},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -178,7 +184,7 @@ static int cmd_serve(int argc, char **argv)
 {
     struct app_runtime_cfg cfg;
     app_runtime_cfg_defaults(&cfg);
-    int tls_mode = TLS_MODE_SW;
+    int tls_mode = TLS_MODE_NIC;
     uint32_t https_port = 443, http_port = 80, duration = 0;
     struct app_listener extra[APP_SERVER_MAX_LISTENERS];
     unsigned n_extra = 0;
@@ -270,6 +276,14 @@ static int cmd_serve(int argc, char **argv)
             break;
         case OPT_READY_FILE:
             ready_file = optarg;
+            break;
+        case OPT_TX_RESYNC:
+            if (!strcmp(optarg, "dump"))
+                cfg.tx_resync = TLS_TX_RESYNC_DUMP;
+            else if (!strcmp(optarg, "tagcache"))
+                cfg.tx_resync = TLS_TX_RESYNC_TAGCACHE;
+            else
+                return bad("tx-resync", optarg);
             break;
         case 'h':
             usage_serve(stdout);

@@ -30,7 +30,8 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     nic_fault_cfg_init(&cfg->fault_rx);
     cfg->ca_out_path = "/tmp/anic-ca.pem";
     cfg->listeners[0] = (struct app_listener){80, TLS_MODE_NONE};
-    cfg->listeners[1] = (struct app_listener){443, TLS_MODE_SW};
+    cfg->listeners[1] = (struct app_listener){443, TLS_MODE_NIC};
+    cfg->tx_resync = TLS_TX_RESYNC_DUMP;
     cfg->n_listeners = 2;
 }
 
@@ -43,6 +44,8 @@ const char *app_mode_name(enum tls_mode mode)
         return "mbedtls";
     case TLS_MODE_SW:
         return "sw";
+    case TLS_MODE_NIC:
+        return "nic";
     case TLS_MODE_COUNT:
         break;
     }
@@ -57,6 +60,8 @@ int app_mode_parse(const char *s)
         return TLS_MODE_MBEDTLS;
     if (!strcmp(s, "sw"))
         return TLS_MODE_SW;
+    if (!strcmp(s, "nic"))
+        return TLS_MODE_NIC;
     return -1;
 }
 
@@ -119,10 +124,11 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
     }
     struct app_server_cfg sc = {.snd_buf = cfg->snd_buf, .stats_json = app_stats_json,
                                 .stats_ctx = &rt->stats};
-    bool need_tls = false;
+    bool need_tls = false, need_offload = false;
     for (unsigned i = 0; i < cfg->n_listeners; i++) {
         sc.listeners[sc.n_listeners++] = cfg->listeners[i];
         need_tls |= cfg->listeners[i].mode != TLS_MODE_NONE;
+        need_offload |= cfg->listeners[i].mode == TLS_MODE_NIC;
     }
     if (need_tls) {
         struct tls_server_cfg tc = {
@@ -136,10 +142,21 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         if (!rt->tls)
             goto fail;
     }
+    if (need_offload) {
+        LOCK_TCPIP_CORE();
+        rt->offload = tls_offload_new(stack_host_driver(rt->host), cfg->max_flows, cfg->tx_resync);
+        UNLOCK_TCPIP_CORE();
+        if (!rt->offload) {
+            snprintf(err, errlen, "out of memory (offload)");
+            goto fail;
+        }
+        tls_server_set_offload(rt->tls, rt->offload);
+    }
     sc.tls = rt->tls;
     rt->stats.dev = rt->dev;
     rt->stats.drv = stack_host_driver(rt->host);
     rt->stats.tls = rt->tls;
+    rt->stats.offload = rt->offload;
     LOCK_TCPIP_CORE();
     rt->server = app_server_start(&sc, err, errlen);
     UNLOCK_TCPIP_CORE();
@@ -161,6 +178,13 @@ void app_runtime_stop(struct app_runtime *rt)
         UNLOCK_TCPIP_CORE();
         rt->server = NULL;
         rt->stats.server = NULL;
+    }
+    if (rt->offload) {
+        /* Connections are gone; lingering flows are dropped with the pcbs. */
+        LOCK_TCPIP_CORE();
+        tls_offload_free(rt->offload);
+        UNLOCK_TCPIP_CORE();
+        rt->offload = NULL;
     }
     if (rt->host)
         stack_host_stop(rt->host);

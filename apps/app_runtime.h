@@ -9,6 +9,7 @@
 #include "app_server.h"
 #include "app_stats.h"
 #include "nic_fault.h"
+#include "tls_offload.h"
 #include "tls_server.h"
 
 #include <stdbool.h>
@@ -23,6 +24,7 @@ struct app_runtime_cfg {
     uint32_t mtu;
     uint32_t snd_buf;
     uint32_t tx_ring_size, rx_ring_size, max_flows;
+    enum tls_tx_resync tx_resync; /* TLS_MODE_NIC retransmission policy */
     struct nic_fault_cfg fault_tx, fault_rx; /* seeds are chosen here if unset */
     const char *pcap_path, *keylog_path, *cert_path, *key_path, *ca_out_path;
     struct app_listener listeners[APP_SERVER_MAX_LISTENERS];
@@ -35,12 +37,13 @@ struct app_runtime {
     struct nic_dev *dev;
     struct stack_host *host;
     struct tls_server *tls;
+    struct tls_offload *offload;
     struct app_server *server;
     struct app_stats_src stats;
 };
 
 /* Defaults: namespace "anic", TUN anic0, 10.77.0.1/24 <-> 10.77.0.2, MTU 1500,
-   HTTP 80 + HTTPS 443 (sw), no faults. */
+   HTTP 80 + HTTPS 443 (nic, dump resync), no faults. */
 void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg);
 
 /* Must be called before the process creates any thread (namespace entry). */

@@ -4,6 +4,7 @@
 #include "app_server.h"
 #include "nic_dev.h"
 #include "stack_driver.h"
+#include "tls_offload.h"
 #include "tls_server.h"
 
 #include <string.h>
@@ -25,6 +26,7 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     ADD("nic", nc, rx_packets);
     ADD("nic", nc, rx_bytes);
     ADD("nic", nc, rx_no_buffer);
+    ADD("nic", nc, rx_buf_too_small);
     ADD("nic", nc, rx_csum_bad);
     ADD("nic", nc, tx_cq_overflow);
     ADD("nic", nc, rx_cq_overflow);
@@ -38,10 +40,13 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     ADD("nic_tls", nc, tx_tls_dump_packets);
     ADD("nic_tls", nc, tx_tls_dump_bytes);
     ADD("nic_tls", nc, tx_tls_resync_bytes);
-    ADD("nic_tls", nc, tx_tls_skip_no_sync_data);
-    ADD("nic_tls", nc, tx_tls_drop_no_sync_data);
     ADD("nic_tls", nc, tx_tls_ctx);
     ADD("nic_tls", nc, tx_tls_del);
+    ADD("nic_tls", nc, tx_tls_oneshot);
+    ADD("nic_tls", nc, tx_tls_tag_reports);
+    ADD("nic_tls", nc, tx_tls_seq_mismatch);
+    ADD("nic_tls", nc, tx_tls_bad_record);
+    ADD("nic_tls", nc, tx_tls_no_ctx);
     ADD("nic_tls", nc, rx_tls_decrypted_packets);
     ADD("nic_tls", nc, rx_tls_decrypted_bytes);
     ADD("nic_tls", nc, rx_tls_resync_req_pkt);
@@ -97,7 +102,7 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     }
 
     static const char *const tls_sec[TLS_MODE_COUNT] = {
-        [TLS_MODE_MBEDTLS] = "tls_mbedtls", [TLS_MODE_SW] = "tls_sw"};
+        [TLS_MODE_MBEDTLS] = "tls_mbedtls", [TLS_MODE_SW] = "tls_sw", [TLS_MODE_NIC] = "tls_nic"};
     for (int m = TLS_MODE_MBEDTLS; src->tls && m < TLS_MODE_COUNT; m++) {
         const struct tls_counters *tc = tls_server_counters(src->tls, (enum tls_mode)m);
         const char *sec = tls_sec[m];
@@ -117,6 +122,27 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD(sec, *tc, alerts_received);
         ADD(sec, *tc, close_notify_rx);
         ADD(sec, *tc, rx_malformed);
+        ADD(sec, *tc, offload_fallback_sw);
+    }
+    if (src->offload) {
+        const struct tls_offload_counters *oc = tls_offload_counters(src->offload);
+        ADD("offload", *oc, tx_tls_ctx_installed);
+        ADD("offload", *oc, tx_tls_ctx_fail);
+        ADD("offload", *oc, tx_tls_ctx_deleted);
+        ADD("offload", *oc, tx_tls_ooo);
+        ADD("offload", *oc, tx_tls_skip_no_sync_data);
+        ADD("offload", *oc, tx_tls_drop_no_sync_data);
+        ADD("offload", *oc, tx_tls_resync_dump);
+        ADD("offload", *oc, tx_tls_resync_tagcache);
+        ADD("offload", *oc, tx_tls_tagcache_miss);
+        ADD("offload", *oc, tx_tls_dump_bytes);
+        ADD("offload", *oc, tx_tls_retransmit_bytes);
+        ADD("offload", *oc, tx_tls_tags_cached);
+        ADD("offload", *oc, tx_tls_ring_full_drops);
+        ADD("offload", *oc, tx_records);
+        ADD("offload", *oc, tx_record_bytes);
+        ADD("offload", *oc, records_in_store);
+        ADD("offload", *oc, lingering);
     }
 
     const struct app_http_counters *hc = app_http_global_counters();

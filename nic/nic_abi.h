@@ -61,11 +61,16 @@ enum nic_tx_kind {
 #define NIC_TXF_SIGNAL    0x02 /* post a completion for this descriptor */
 #define NIC_TXF_RESYNC_OK 0x04 /* RX_RESYNC_RESP: 1 = confirm, 0 = deny */
 #define NIC_TXF_TAG_VALID 0x08 /* PROGRESS: tag[] holds the cached record tag */
+#define NIC_TXF_ONESHOT   0x10 /* TX PROGRESS (tagcache policy): the state applies to the next
+                                  DATA descriptor only. The NIC seeks the keystream to rec_off
+                                  of the record (len = its total length, record_sn gives the
+                                  nonce), writes the cached tag if the segment holds tag bytes,
+                                  then returns to its main in-sequence state untouched. */
 
 struct nic_tx_desc {
     uint8_t kind;     /* enum nic_tx_kind */
     uint8_t flags;    /* NIC_TXF_* */
-    uint16_t len;     /* DATA, DUMP: bytes at addr */
+    uint16_t len;     /* DATA, DUMP: bytes at addr; PROGRESS+ONESHOT: record length */
     uint32_t flow_id; /* 0 = no flow */
     uint64_t addr;    /* DATA, DUMP, STATIC_CTX: host memory the NIC reads */
     uint64_t cookie;  /* echoed in the completion; the driver's slot tag */
@@ -81,10 +86,13 @@ static_assert(sizeof(struct nic_tx_desc) == 64, "TX descriptor is one cache line
 enum nic_cipher { NIC_CIPHER_AES_128_GCM = 1, NIC_CIPHER_AES_256_GCM = 2 };
 enum nic_ctx_dir { NIC_CTX_TX = 1, NIC_CTX_RX = 2 };
 
+#define NIC_CTXF_TAG_REPORT 0x01 /* TX: report every record's tag in a TX_DONE completion */
+
 struct nic_tls_static_ctx {
     uint8_t cipher;    /* enum nic_cipher */
     uint8_t direction; /* enum nic_ctx_dir */
-    uint8_t pad[2];
+    uint8_t flags;     /* NIC_CTXF_* */
+    uint8_t pad;
     uint8_t salt[4];    /* implicit IV */
     uint8_t key[32];    /* 16 or 32 bytes used */
     uint32_t saddr;     /* 4-tuple in network byte order, as seen in packets the */

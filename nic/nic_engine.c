@@ -232,7 +232,7 @@ static void tx_complete(struct nic_dev *dev, const struct nic_tx_desc *d, uint8_
 static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uint64_t now)
 {
     const uint8_t *host = (const uint8_t *)(uintptr_t)d->addr;
-    if (d->len == 0) {
+    if (d->len == 0 || d->len > dev->cfg.mtu) {
         dev->c.tx_bad_desc++;
         tx_complete(dev, d, NIC_TX_ERR_BAD_DESC);
         return;
@@ -344,6 +344,7 @@ static void engine_publish_stats(struct nic_dev *dev)
     dev->c.tun_read_errors = lc.rx_read_errors;
     dev->c.rx_wire_packets = lc.rx_packets;
     dev->c.rx_wire_bytes = lc.rx_bytes;
+    dev->c.rx_buf_too_small = lc.rx_truncated;
     pthread_mutex_lock(&dev->stats_lock);
     dev->c_snapshot = dev->c;
     nic_link_get_fault_stats(dev->link, &dev->fault_tx_snapshot, &dev->fault_rx_snapshot);

@@ -23,6 +23,7 @@ void nic_flow_table_free(struct nic_flow_table *t)
 {
     if (!t)
         return;
+    nic_flow_table_free_all(t);
     free(t->slots);
     free(t);
 }

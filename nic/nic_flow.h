@@ -11,10 +11,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct nic_tls_tx_flow;
+struct nic_tls_rx_flow;
+
 struct nic_flow {
     bool used;
     struct nic_tls_static_ctx st;
-    void *crypto; /* per-flow cipher state, owned by nic_tls_*.c */
+    struct nic_tls_tx_flow *tx; /* direction TX: record walker + cipher state */
+    struct nic_tls_rx_flow *rx; /* direction RX */
 };
 
 struct nic_flow_table {
@@ -22,6 +26,8 @@ struct nic_flow_table {
     struct nic_flow *slots;
 };
 
+/* Free every flow's cipher state (device teardown). */
+void nic_flow_table_free_all(struct nic_flow_table *t);
 struct nic_flow *nic_flow_get(struct nic_flow_table *t, uint32_t flow_id);
 /* Find an RX flow by the packet's 4-tuple (network byte order). */
 struct nic_flow *nic_flow_lookup_rx(struct nic_flow_table *t, uint32_t saddr, uint32_t daddr,

@@ -55,6 +55,7 @@ struct nic_link *nic_link_create(int tun_fd, const struct nic_fault_cfg *fault_t
         link->dumper = pcap_dump_open(link->pcap, pcap_path);
         if (!link->dumper) {
             snprintf(err, errlen, "pcap %s: %s", pcap_path, pcap_geterr(link->pcap));
+            link->tun_fd = -1; /* the caller keeps its fd on failure */
             nic_link_destroy(link);
             return NULL;
         }
@@ -62,6 +63,7 @@ struct nic_link *nic_link_create(int tun_fd, const struct nic_fault_cfg *fault_t
     return link;
 oom:
     snprintf(err, errlen, "out of memory");
+    link->tun_fd = -1;
     nic_link_destroy(link);
     return NULL;
 }
@@ -142,13 +144,14 @@ size_t nic_link_recv(struct nic_link *link, uint8_t *buf, size_t cap, uint64_t n
            packet the kernel hands us: read straight into it (the "DMA"). */
         if (cap >= link->mtu)
             return link_read(link, buf, cap);
-        size_t n = link_read(link, link->scratch, sizeof(link->scratch));
-        if (n > cap) {
-            link->counters.rx_truncated++;
-            return 0;
+        for (;;) {
+            size_t n = link_read(link, link->scratch, sizeof(link->scratch));
+            if (n <= cap) {
+                memcpy(buf, link->scratch, n);
+                return n;
+            }
+            link->counters.rx_truncated++; /* dropped; try the next one */
         }
-        memcpy(buf, link->scratch, n);
-        return n;
     }
     /* Feed everything the kernel has queued into the fault stage, then take
        the next packet that is due. Bounded: the stage counts its own overflow. */

@@ -1,29 +1,81 @@
 /*
- * nic_tls.c - TLS offload engine hooks. The foundation NIC verifies RX
- * checksums and accepts flow contexts, but performs no record crypto yet:
- * offloaded TX data is refused (NIC_TX_ERR_NO_CTX), so the host never
- * believes bytes were encrypted that were not.
+ * nic_tls.c - flow context control descriptors (install, delete, progress,
+ * dump, resync response) and the RX entry point.
  */
+#include "nic_tls.h"
 #include "nic_csum.h"
-#include "nic_engine.h"
-#include "nic_flow.h"
 
 #include <string.h>
 
-int nic_tls_ctrl(struct nic_dev *dev, const struct nic_tx_desc *d)
+static int install_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
 {
-    (void)dev;
-    (void)d;
-    return NIC_TX_ERR_NO_CTX;
+    struct nic_flow_table *t = dev->flows;
+    if (d->flow_id == 0 || d->flow_id > t->max || !d->addr) {
+        dev->c.flow_table_full++;
+        return NIC_TX_ERR_NO_CTX;
+    }
+    struct nic_flow *f = &t->slots[d->flow_id - 1];
+    if (f->used) {
+        dev->c.flow_table_full++;
+        return NIC_TX_ERR_NO_CTX;
+    }
+    memset(f, 0, sizeof(*f));
+    memcpy(&f->st, (const void *)(uintptr_t)d->addr, sizeof(f->st)); /* DMA read */
+    if (f->st.cipher != NIC_CIPHER_AES_128_GCM && f->st.cipher != NIC_CIPHER_AES_256_GCM)
+        return NIC_TX_ERR_BAD_DESC;
+    if (f->st.direction == NIC_CTX_TX) {
+        int r = nic_tls_tx_install(dev, f);
+        if (r != NIC_TX_OK)
+            return r;
+        dev->c.tx_tls_ctx++;
+    } else {
+        return NIC_TX_ERR_BAD_DESC; /* RX offload: not in this device revision */
+    }
+    f->used = true;
+    return NIC_TX_OK;
 }
 
-int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, uint8_t *pkt, size_t len)
+static int delete_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
 {
-    (void)pkt;
-    (void)len;
-    (void)flow_id;
-    dev->c.tx_tls_drop_no_sync_data += 0;
-    return NIC_TX_ERR_NO_CTX;
+    struct nic_flow *f = nic_flow_get(dev->flows, d->flow_id);
+    if (!f) {
+        dev->c.tx_tls_no_ctx++;
+        return NIC_TX_ERR_NO_CTX;
+    }
+    if (f->tx) {
+        nic_tls_tx_free(f->tx);
+        dev->c.tx_tls_del++;
+    }
+    memset(f, 0, sizeof(*f));
+    return NIC_TX_OK;
+}
+
+int nic_tls_ctrl(struct nic_dev *dev, const struct nic_tx_desc *d)
+{
+    if (d->kind == NIC_TX_STATIC_CTX)
+        return install_ctx(dev, d);
+    if (d->kind == NIC_TX_DEL_CTX)
+        return delete_ctx(dev, d);
+    struct nic_flow *f = nic_flow_get(dev->flows, d->flow_id);
+    if (!f) {
+        dev->c.tx_tls_no_ctx++;
+        return NIC_TX_ERR_NO_CTX;
+    }
+    switch (d->kind) {
+    case NIC_TX_PROGRESS:
+        return f->tx ? nic_tls_tx_progress(dev, f, d) : NIC_TX_ERR_NO_CTX;
+    case NIC_TX_DUMP:
+        return f->tx ? nic_tls_tx_dump(dev, f, d) : NIC_TX_ERR_NO_CTX;
+    default:
+        return NIC_TX_ERR_BAD_DESC;
+    }
+}
+
+void nic_flow_table_free_all(struct nic_flow_table *t)
+{
+    for (uint32_t i = 0; i < t->max; i++)
+        if (t->slots[i].tx)
+            nic_tls_tx_free(t->slots[i].tx);
 }
 
 void nic_tls_rx_packet(struct nic_dev *dev, uint8_t *pkt, size_t len, struct nic_cqe *cqe)

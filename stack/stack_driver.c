@@ -164,6 +164,12 @@ static unsigned tx_reclaim(struct stack_driver *drv)
     return n;
 }
 
+uint32_t stack_driver_tx_space(struct stack_driver *drv)
+{
+    tx_reclaim(drv);
+    return drv->q->tx_size - (drv->tx_prod - drv->tx_clean);
+}
+
 static bool tx_ring_full(const struct stack_driver *drv)
 {
     return drv->tx_prod - drv->tx_clean >= drv->q->tx_size;
@@ -258,9 +264,11 @@ err_t stack_driver_netif_init(struct netif *netif)
 void stack_driver_refill(struct stack_driver *drv)
 {
     const struct nic_queues *q = drv->q;
-    uint32_t cons = __atomic_load_n(&q->rx_idx->cons, __ATOMIC_ACQUIRE);
     bool posted = false;
-    while (drv->rx_prod - cons < q->rx_size) {
+    /* Bound by completions we have read, not by the NIC's consumer index:
+       buffers with unread completions still count, so the RX CQ (same size
+       as the ring) can never overflow. */
+    while (drv->rx_prod - drv->rx_cq_cons < q->rx_size) {
         struct stack_rx_buf *b = rx_buf_get(drv);
         if (!b) {
             drv->c.rx_pool_exhausted++;

@@ -60,6 +60,9 @@ bool stack_driver_pending(struct stack_driver *drv);
    Returns 0, or -1 if the TX ring is full (counted). */
 int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d,
                            struct pbuf *hold);
+/* Free TX ring slots (after reclaiming what the NIC finished). A hook that
+   posts control descriptors checks first that they and the data fit. */
+uint32_t stack_driver_tx_space(struct stack_driver *drv);
 void stack_driver_set_offload(struct stack_driver *drv, const struct stack_offload_ops *ops);
 
 void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driver_counters *out);

@@ -11,6 +11,7 @@
 #include "tls_conn.h"
 #include "stack_driver.h"
 #include "tls_internal.h"
+#include "tls_offload.h"
 #include "tls_record.h"
 
 #include <mbedtls/net_sockets.h>
@@ -60,6 +61,10 @@ struct tls_conn {
     struct tls_rx_stats rx_stats_seen; /* already added to the server counters */
     uint64_t tx_seq;
 
+    /* TX offload (TLS_MODE_NIC) */
+    struct tls_tx_offload *txo; /* NULL: records are sealed in software */
+    bool offload_fence;         /* waiting for handshake bytes to leave lwIP */
+
     /* plaintext staging (TX) and pending plaintext (RX) */
     uint8_t *tx_pt;
     size_t tx_pt_len;
@@ -80,6 +85,8 @@ static struct tls_counters *ctr(struct tls_conn *c)
 
 static void conn_free(struct tls_conn *c)
 {
+    if (c->txo)
+        tls_tx_offload_release(c->txo, NULL, true);
     if (c->rxq)
         pbuf_free(c->rxq);
     if (c->ssl_init)
@@ -136,6 +143,12 @@ static void conn_kill(struct tls_conn *c, bool rst)
     c->state = CONN_DEAD;
     struct tcp_pcb *pcb = c->pcb;
     conn_detach_pcb(c);
+    if (c->txo) {
+        /* Offloaded segments may still be resent after we let go: the
+           offload lingers on the pcb until they are acked. */
+        tls_tx_offload_release(c->txo, pcb, rst || !pcb);
+        c->txo = NULL;
+    }
     if (!pcb)
         return;
     if (rst || tcp_close(pcb) != ERR_OK)
@@ -196,7 +209,38 @@ static int bio_recv(void *arg, unsigned char *buf, size_t len)
     return (int)n;
 }
 
-/* Seal (sw) or hand to mbed TLS one record from the staged plaintext. */
+/* Write one record of our own record layer (TLS_MODE_SW / TLS_MODE_NIC):
+   sealed on the host, or framed as plaintext with a blank tag for the NIC
+   and kept until acked. All or nothing; the sequence number is used only
+   when the record went into lwIP's send buffer. */
+static bool write_record(struct tls_conn *c, uint8_t type, const uint8_t *pt, size_t len)
+{
+    size_t rec_len = len + TLS_RECORD_OVERHEAD;
+    if (!tcp_room(c, rec_len))
+        return false;
+    if (!c->txo) {
+        tls_record_seal(c->tx_aead, c->tx_seq, type, pt, len, c->tx_rec);
+        if (!tcp_put(c, c->tx_rec, rec_len))
+            return false;
+    } else {
+        struct pbuf *rp = pbuf_alloc(PBUF_RAW, (u16_t)rec_len, PBUF_RAM);
+        if (!rp)
+            return false;
+        tls_record_frame_plain(c->tx_seq, type, pt, len, rp->payload);
+        uint32_t start = c->pcb->snd_lbb; /* seq of the first byte tcp_write queues */
+        if (!tcp_put(c, rp->payload, rec_len)) {
+            pbuf_free(rp);
+            return false;
+        }
+        tls_tx_offload_record(c->txo, rp, start, c->tx_seq);
+        pbuf_free(rp);
+    }
+    c->tx_seq++;
+    return true;
+}
+
+/* Seal (sw), frame for the NIC, or hand to mbed TLS one record from the
+   staged plaintext. */
 static bool emit_record(struct tls_conn *c)
 {
     if (c->tx_pt_len == 0)
@@ -218,13 +262,8 @@ static bool emit_record(struct tls_conn *c)
         ctr(c)->tx_bytes_plaintext += (uint64_t)r;
         return true;
     }
-    size_t rec_len = c->tx_pt_len + TLS_RECORD_OVERHEAD;
-    if (!tcp_room(c, rec_len))
+    if (!write_record(c, TLS_CT_APPDATA, c->tx_pt, c->tx_pt_len))
         return false;
-    tls_record_seal(c->tx_aead, c->tx_seq, TLS_CT_APPDATA, c->tx_pt, c->tx_pt_len, c->tx_rec);
-    if (!tcp_put(c, c->tx_rec, rec_len))
-        return false; /* nothing consumed; the seq is reused for the same bytes */
-    c->tx_seq++;
     ctr(c)->tx_records++;
     ctr(c)->tx_bytes_plaintext += c->tx_pt_len;
     c->tx_pt_len = 0;
@@ -237,12 +276,10 @@ static void send_alert(struct tls_conn *c, uint8_t level, uint8_t desc)
         return;
     if (c->mode == TLS_MODE_MBEDTLS) {
         mbedtls_ssl_send_alert_message(&c->ssl, level, desc);
-    } else if (c->mode == TLS_MODE_SW) {
+    } else if (c->mode == TLS_MODE_SW || c->mode == TLS_MODE_NIC) {
         uint8_t body[2] = {level, desc};
-        size_t n = tls_record_seal(c->tx_aead, c->tx_seq, TLS_CT_ALERT, body, 2, c->tx_rec);
-        if (!tcp_put(c, c->tx_rec, n))
+        if (!write_record(c, TLS_CT_ALERT, body, sizeof(body)))
             return;
-        c->tx_seq++;
     } else {
         return;
     }
@@ -287,7 +324,7 @@ static void conn_fail(struct tls_conn *c, uint8_t alert)
 
 size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
 {
-    if (c->state != CONN_OPEN || !c->pcb)
+    if (c->state != CONN_OPEN || !c->pcb || c->offload_fence)
         return 0;
     if (c->mode == TLS_MODE_NONE) {
         size_t room = tcp_sndbuf(c->pcb);
@@ -318,7 +355,7 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
 
 size_t tls_conn_send_space(struct tls_conn *c)
 {
-    if (c->state != CONN_OPEN || !c->pcb)
+    if (c->state != CONN_OPEN || !c->pcb || c->offload_fence)
         return 0;
     size_t room = tcp_sndbuf(c->pcb);
     if (c->mode == TLS_MODE_NONE)
@@ -496,6 +533,25 @@ static bool switch_to_sw(struct tls_conn *c)
     return c->tx_aead && c->rx_aead && c->rx;
 }
 
+/* The fence (DESIGN.md §3): offloaded records may be written only once no
+   handshake byte waits in lwIP's unsent queue, so that no segment mixes
+   bytes mbed TLS encrypted with bytes the NIC will encrypt. */
+static void try_start_offload(struct tls_conn *c)
+{
+    if (!c->offload_fence || !c->pcb)
+        return;
+    if (c->pcb->unsent) {
+        tcp_output(c->pcb);
+        if (c->pcb->unsent)
+            return; /* retried from on_sent */
+    }
+    c->offload_fence = false;
+    c->txo = tls_tx_offload_start(c->srv->offload, c->pcb, c->server_key, c->key_len,
+                                  c->server_salt, c->pcb->snd_lbb, c->tx_seq);
+    if (!c->txo)
+        ctr(c)->offload_fallback_sw++; /* sealed in software instead, still correct */
+}
+
 static void do_handshake(struct tls_conn *c)
 {
     handshaking = c;
@@ -513,7 +569,7 @@ static void do_handshake(struct tls_conn *c)
     }
     if (c->pcb)
         tcp_output(c->pcb);
-    if (c->mode == TLS_MODE_SW) {
+    if (c->mode == TLS_MODE_SW || c->mode == TLS_MODE_NIC) {
         if (!switch_to_sw(c)) {
             ctr(c)->handshakes_failed++;
             conn_kill(c, true);
@@ -522,6 +578,10 @@ static void do_handshake(struct tls_conn *c)
     }
     ctr(c)->handshakes_ok++;
     c->state = CONN_OPEN;
+    if (c->mode == TLS_MODE_NIC) {
+        c->offload_fence = true;
+        try_start_offload(c);
+    }
 }
 
 static void process_input(struct tls_conn *c)
@@ -533,7 +593,7 @@ static void process_input(struct tls_conn *c)
         if (c->state == CONN_OPEN) {
             if (c->mode == TLS_MODE_NONE)
                 rx_plain(c);
-            else if (c->mode == TLS_MODE_SW)
+            else if (c->mode == TLS_MODE_SW || c->mode == TLS_MODE_NIC)
                 rx_sw(c);
             else
                 rx_mbedtls(c);
@@ -605,7 +665,11 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
         return ERR_OK;
     conn_enter(c);
     c->polls = 0;
-    if (c->state == CONN_OPEN) {
+    if (c->txo)
+        tls_tx_offload_acked(c->txo, c->pcb);
+    if (c->offload_fence && c->state == CONN_OPEN)
+        try_start_offload(c);
+    if (c->state == CONN_OPEN && !c->offload_fence) {
         if (c->flush_wanted)
             tls_conn_flush(c);
         c->up->on_writable(c->up_ctx);
@@ -623,6 +687,10 @@ static void on_err(void *arg, err_t err)
     if (!c)
         return;
     c->pcb = NULL; /* already freed by lwIP */
+    if (c->txo) {
+        tls_tx_offload_release(c->txo, NULL, true);
+        c->txo = NULL;
+    }
     conn_enter(c);
     c->state = CONN_DEAD;
     conn_leave(c);
@@ -644,6 +712,7 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
         if (c->state == CONN_CLOSING && c->polls >= CLOSING_TIMEOUT_POLLS)
             conn_kill(c, true);
     } else if (c->state == CONN_OPEN) {
+        try_start_offload(c);
         if (c->rx_stalled)
             process_input(c);
         if (c->flush_wanted)

@@ -230,6 +230,11 @@ void tls_server_free(struct tls_server *s)
     free(s);
 }
 
+void tls_server_set_offload(struct tls_server *s, struct tls_offload *o)
+{
+    s->offload = o;
+}
+
 const struct tls_counters *tls_server_counters(const struct tls_server *s, enum tls_mode mode)
 {
     return &s->counters[mode];

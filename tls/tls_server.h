@@ -10,6 +10,7 @@ enum tls_mode {
     TLS_MODE_NONE = 0, /* plain TCP (the HTTP port): a passthrough, same code path */
     TLS_MODE_MBEDTLS,  /* stock mbed TLS record layer */
     TLS_MODE_SW,       /* anic's record layer, host crypto (libcrypto AES-GCM) */
+    TLS_MODE_NIC,      /* anic's record layer, records encrypted by the NIC (TX offload) */
     TLS_MODE_COUNT
 };
 
@@ -27,11 +28,15 @@ struct tls_counters {
     uint64_t rx_records_full_offload, rx_records_partial_offload, rx_records_no_offload;
     uint64_t TlsDecryptError, TlsRxDeviceResync, alerts_sent, alerts_received, close_notify_rx;
     uint64_t rx_malformed;
+    uint64_t offload_fallback_sw; /* TLS_MODE_NIC connections that got no NIC context */
 };
 
 struct tls_server;
+struct tls_offload;
 struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, size_t errlen);
 void tls_server_free(struct tls_server *s);
+/* Connections in TLS_MODE_NIC use o (NULL: they fall back to TLS_MODE_SW). */
+void tls_server_set_offload(struct tls_server *s, struct tls_offload *o);
 /* Counters of the connections that ran in `mode`. */
 const struct tls_counters *tls_server_counters(const struct tls_server *s, enum tls_mode mode);
 

@@ -1,0 +1,34 @@
+/*
+ * nic_tls.h - the NIC's TLS record engine (device side), shared by the TX
+ * and RX paths. The NIC parses TLS 1.2 AES-GCM records (RFC 5246 §6.2.3.3,
+ * RFC 5288) from the TCP byte stream on its own: it includes no tls/ header.
+ */
+#ifndef ANIC_NIC_TLS_H
+#define ANIC_NIC_TLS_H
+
+#include "nic_engine.h"
+#include "nic_flow.h"
+
+#define NIC_TLS_HEADER_LEN  5
+#define NIC_TLS_NONCE_LEN   8
+#define NIC_TLS_TAG_LEN     16
+#define NIC_TLS_PAYLOAD_OFF (NIC_TLS_HEADER_LEN + NIC_TLS_NONCE_LEN)
+#define NIC_TLS_MAX_PT      16384
+/* Smallest and largest value of the header's length field for AES-GCM. */
+#define NIC_TLS_MIN_LENFIELD (NIC_TLS_NONCE_LEN + NIC_TLS_TAG_LEN)
+#define NIC_TLS_MAX_LENFIELD (NIC_TLS_MAX_PT + NIC_TLS_NONCE_LEN + NIC_TLS_TAG_LEN)
+
+/* TX side (nic_tls_tx.c). */
+int nic_tls_tx_install(struct nic_dev *dev, struct nic_flow *flow);
+void nic_tls_tx_free(struct nic_tls_tx_flow *tx);
+int nic_tls_tx_progress(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d);
+int nic_tls_tx_dump(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d);
+
+/* Big-endian helpers. */
+static inline void nic_put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+#endif

@@ -1,0 +1,298 @@
+/*
+ * nic_tls_tx.c - autonomous TLS transmit offload (DESIGN.md §3).
+ *
+ * The host writes each record as plaintext with a blank tag. For every
+ * offloaded segment that starts at the expected TCP sequence number, the NIC
+ * walks the records in the payload — headers and tags may be split across
+ * segments, many records may share one — encrypts payload bytes with AES-GCM,
+ * writes each tag, and fixes the TCP checksum.
+ *
+ * Recovery from out-of-sequence segments (retransmissions) is driven by the
+ * driver:
+ *   - dump policy (as mlx5): PROGRESS (record start seq, record number) then
+ *     DUMP descriptors with the record's bytes up to the segment: the NIC runs
+ *     them through the cipher to rebuild GHASH/counter state, sends nothing.
+ *   - tagcache policy: PROGRESS with NIC_TXF_ONESHOT: the NIC seeks the
+ *     keystream to the segment's offset in its record, writes the cached tag
+ *     if the segment holds tag bytes, and afterwards its main state is as
+ *     before — new data continues in sequence without any resync.
+ */
+#include "nic_csum.h"
+#include "nic_tls.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Where the walker stands in the record stream. */
+struct tx_walker {
+    uint32_t expected_seq; /* TCP seq of the next byte */
+    uint64_t record_sn;    /* number of the current record */
+    uint32_t rec_off;      /* bytes of the current record already walked */
+    uint32_t rec_len;      /* total record length, valid once rec_off >= 5 */
+    uint8_t hdr[NIC_TLS_PAYLOAD_OFF];
+    bool keystream_only; /* resumed mid-record: no GHASH, tag must be cached */
+    bool tag_valid;
+    uint8_t tag[NIC_TLS_TAG_LEN];
+};
+
+struct nic_tls_tx_flow {
+    struct tx_walker main;    /* in-sequence state */
+    struct tx_walker oneshot; /* tagcache resync for the next DATA only */
+    bool oneshot_armed;
+    bool report_tags;
+    uint32_t flow_id;
+    const EVP_CIPHER *ctr_cipher;
+    EVP_CIPHER_CTX *gcm; /* the main walker's record in progress */
+    EVP_CIPHER_CTX *ctr; /* keystream-only mode */
+    uint8_t salt[4];
+    uint8_t scratch[65536]; /* device memory for DUMP bytes */
+};
+
+enum walk_result { WALK_OK = 0, WALK_BAD_RECORD = -1, WALK_NO_TAG = -2 };
+
+int nic_tls_tx_install(struct nic_dev *dev, struct nic_flow *flow)
+{
+    (void)dev;
+    struct nic_tls_tx_flow *tx = calloc(1, sizeof(*tx));
+    if (!tx)
+        return NIC_TX_ERR_NO_CTX;
+    bool aes256 = flow->st.cipher == NIC_CIPHER_AES_256_GCM;
+    const EVP_CIPHER *gcm = aes256 ? EVP_aes_256_gcm() : EVP_aes_128_gcm();
+    tx->ctr_cipher = aes256 ? EVP_aes_256_ctr() : EVP_aes_128_ctr();
+    tx->gcm = EVP_CIPHER_CTX_new();
+    tx->ctr = EVP_CIPHER_CTX_new();
+    if (!tx->gcm || !tx->ctr || !EVP_EncryptInit_ex(tx->gcm, gcm, NULL, flow->st.key, NULL) ||
+        !EVP_EncryptInit_ex(tx->ctr, tx->ctr_cipher, NULL, flow->st.key, NULL)) {
+        nic_tls_tx_free(tx);
+        return NIC_TX_ERR_NO_CTX;
+    }
+    memcpy(tx->salt, flow->st.salt, 4);
+    tx->report_tags = flow->st.flags & NIC_CTXF_TAG_REPORT;
+    tx->main.expected_seq = flow->st.start_tcp_sn;
+    tx->main.record_sn = flow->st.record_sn;
+    flow->tx = tx;
+    return NIC_TX_OK;
+}
+
+void nic_tls_tx_free(struct nic_tls_tx_flow *tx)
+{
+    if (!tx)
+        return;
+    EVP_CIPHER_CTX_free(tx->gcm);
+    EVP_CIPHER_CTX_free(tx->ctr);
+    free(tx);
+}
+
+static void report_tag(struct nic_dev *dev, struct nic_tls_tx_flow *tx, const struct tx_walker *w)
+{
+    struct nic_cqe e = {.kind = NIC_CQE_TX_DONE,
+                        .status = NIC_TX_OK,
+                        .flags = NIC_RXF_TAG_REPORT,
+                        .flow_id = tx->flow_id,
+                        .record_sn = w->record_sn};
+    memcpy(e.tag, w->tag, sizeof(e.tag));
+    nic_engine_post_cqe(dev, false, &e);
+    dev->c.tx_tls_tag_reports++;
+}
+
+/* Header and explicit nonce complete: start the record's GCM. */
+static int start_record(struct nic_tls_tx_flow *tx, struct tx_walker *w)
+{
+    uint8_t iv[12], aad[13];
+    int outl;
+    memcpy(iv, tx->salt, 4);
+    memcpy(iv + 4, w->hdr + NIC_TLS_HEADER_LEN, NIC_TLS_NONCE_LEN);
+    uint32_t pt_len = w->rec_len - NIC_TLS_PAYLOAD_OFF - NIC_TLS_TAG_LEN;
+    nic_put_be64(aad, w->record_sn);
+    aad[8] = w->hdr[0];
+    aad[9] = w->hdr[1];
+    aad[10] = w->hdr[2];
+    aad[11] = (uint8_t)(pt_len >> 8);
+    aad[12] = (uint8_t)pt_len;
+    if (!EVP_EncryptInit_ex(tx->gcm, NULL, NULL, NULL, iv) ||
+        !EVP_EncryptUpdate(tx->gcm, NULL, &outl, aad, sizeof(aad)))
+        return WALK_BAD_RECORD;
+    return WALK_OK;
+}
+
+/* Keystream-only resume at payload offset off of record record_sn. */
+static int seek_keystream(struct nic_tls_tx_flow *tx, uint64_t record_sn, uint32_t off)
+{
+    uint8_t iv[16], skip[16];
+    uint32_t ctr = 2 + off / 16; /* GCM: counter 1 is the tag's, payload starts at 2 */
+    int outl;
+    memcpy(iv, tx->salt, 4);
+    nic_put_be64(iv + 4, record_sn); /* explicit nonce == record number (our host's rule) */
+    iv[12] = (uint8_t)(ctr >> 24);
+    iv[13] = (uint8_t)(ctr >> 16);
+    iv[14] = (uint8_t)(ctr >> 8);
+    iv[15] = (uint8_t)ctr;
+    if (!EVP_EncryptInit_ex(tx->ctr, NULL, NULL, NULL, iv))
+        return WALK_BAD_RECORD;
+    memset(skip, 0, sizeof(skip));
+    if (off % 16 && !EVP_EncryptUpdate(tx->ctr, skip, &outl, skip, (int)(off % 16)))
+        return WALK_BAD_RECORD;
+    return WALK_OK;
+}
+
+/* Walk len stream bytes at data through the record state, encrypting
+   payload in place and writing tags. Reports tags when `report` is set. */
+static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walker *w,
+                uint8_t *data, size_t len, bool report)
+{
+    int outl;
+    while (len) {
+        if (w->rec_off < NIC_TLS_PAYLOAD_OFF) {
+            size_t n = NIC_TLS_PAYLOAD_OFF - w->rec_off;
+            if (n > len)
+                n = len;
+            memcpy(w->hdr + w->rec_off, data, n);
+            uint32_t before = w->rec_off;
+            w->rec_off += (uint32_t)n;
+            data += n;
+            len -= n;
+            if (before < NIC_TLS_HEADER_LEN && w->rec_off >= NIC_TLS_HEADER_LEN) {
+                uint32_t lf = ((uint32_t)w->hdr[3] << 8) | w->hdr[4];
+                if (w->hdr[0] < 20 || w->hdr[0] > 23 || w->hdr[1] != 3 || w->hdr[2] != 3 ||
+                    lf < NIC_TLS_MIN_LENFIELD || lf > NIC_TLS_MAX_LENFIELD)
+                    return WALK_BAD_RECORD;
+                w->rec_len = NIC_TLS_HEADER_LEN + lf;
+            }
+            if (w->rec_off == NIC_TLS_PAYLOAD_OFF && !w->keystream_only &&
+                start_record(tx, w) != WALK_OK)
+                return WALK_BAD_RECORD;
+        }
+        uint32_t payload_end = w->rec_len - NIC_TLS_TAG_LEN;
+        if (w->rec_off >= NIC_TLS_PAYLOAD_OFF && w->rec_off < payload_end && len) {
+            size_t n = payload_end - w->rec_off;
+            if (n > len)
+                n = len;
+            EVP_CIPHER_CTX *c = w->keystream_only ? tx->ctr : tx->gcm;
+            if (!EVP_EncryptUpdate(c, data, &outl, data, (int)n))
+                return WALK_BAD_RECORD;
+            w->rec_off += (uint32_t)n;
+            data += n;
+            len -= n;
+        }
+        if (w->rec_off == payload_end && !w->tag_valid) {
+            if (w->keystream_only)
+                return WALK_NO_TAG; /* the driver must send the cached tag */
+            if (!EVP_EncryptFinal_ex(tx->gcm, NULL, &outl) ||
+                !EVP_CIPHER_CTX_ctrl(tx->gcm, EVP_CTRL_GCM_GET_TAG, NIC_TLS_TAG_LEN, w->tag))
+                return WALK_BAD_RECORD;
+            w->tag_valid = true;
+            if (report)
+                report_tag(dev, tx, w);
+        }
+        if (w->rec_off >= payload_end && len) {
+            size_t n = w->rec_len - w->rec_off;
+            if (n > len)
+                n = len;
+            memcpy(data, w->tag + (w->rec_off - payload_end), n);
+            w->rec_off += (uint32_t)n;
+            data += n;
+            len -= n;
+        }
+        if (w->rec_off == w->rec_len && w->rec_off >= NIC_TLS_PAYLOAD_OFF) {
+            w->record_sn++;
+            w->rec_off = 0;
+            w->keystream_only = false;
+            w->tag_valid = false;
+        }
+    }
+    return WALK_OK;
+}
+
+int nic_tls_tx_progress(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d)
+{
+    struct nic_tls_tx_flow *tx = flow->tx;
+    dev->c.tx_tls_ooo++;
+    if (!(d->flags & NIC_TXF_ONESHOT)) {
+        /* Dump policy: restart at the record start; DUMP descriptors follow. */
+        memset(&tx->main, 0, sizeof(tx->main));
+        tx->main.expected_seq = d->tcp_seq;
+        tx->main.record_sn = d->record_sn;
+        tx->oneshot_armed = false;
+        return NIC_TX_OK;
+    }
+    dev->c.tx_tls_oneshot++;
+    struct tx_walker *w = &tx->oneshot;
+    memset(w, 0, sizeof(*w));
+    w->record_sn = d->record_sn;
+    w->rec_off = d->rec_off;
+    w->rec_len = d->len;
+    w->expected_seq = d->tcp_seq + d->rec_off;
+    if (d->rec_off > 0) {
+        if (d->len < NIC_TLS_PAYLOAD_OFF + NIC_TLS_TAG_LEN || d->rec_off >= d->len)
+            return NIC_TX_ERR_BAD_DESC;
+        w->keystream_only = true;
+        if (d->flags & NIC_TXF_TAG_VALID) {
+            memcpy(w->tag, d->tag, sizeof(w->tag));
+            w->tag_valid = true;
+        }
+        uint32_t payload_end = d->len - NIC_TLS_TAG_LEN;
+        if (d->rec_off < payload_end) {
+            uint32_t off = d->rec_off > NIC_TLS_PAYLOAD_OFF ? d->rec_off - NIC_TLS_PAYLOAD_OFF : 0;
+            if (seek_keystream(tx, d->record_sn, off) != WALK_OK)
+                return NIC_TX_ERR_BAD_DESC;
+        }
+    }
+    tx->oneshot_armed = true;
+    return NIC_TX_OK;
+}
+
+int nic_tls_tx_dump(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d)
+{
+    struct nic_tls_tx_flow *tx = flow->tx;
+    if (d->len == 0)
+        return NIC_TX_ERR_BAD_DESC;
+    /* DMA into device memory: the host's record must not change. */
+    memcpy(tx->scratch, (const void *)(uintptr_t)d->addr, d->len);
+    if (walk(dev, tx, &tx->main, tx->scratch, d->len, false) != WALK_OK) {
+        dev->c.tx_tls_bad_record++;
+        return NIC_TX_ERR_BAD_DESC;
+    }
+    tx->main.expected_seq += d->len;
+    dev->c.tx_tls_dump_packets++;
+    dev->c.tx_tls_dump_bytes += d->len;
+    dev->c.tx_tls_resync_bytes += d->len;
+    return NIC_TX_OK;
+}
+
+int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, uint8_t *pkt, size_t len)
+{
+    struct nic_flow *flow = nic_flow_get(dev->flows, flow_id);
+    if (!flow || !flow->tx) {
+        dev->c.tx_tls_no_ctx++;
+        return NIC_TX_ERR_NO_CTX;
+    }
+    struct nic_tls_tx_flow *tx = flow->tx;
+    tx->flow_id = flow_id;
+    struct nic_tcp_view v;
+    if (!nic_parse_tcp(pkt, len, &v)) {
+        dev->c.tx_bad_desc++;
+        return NIC_TX_ERR_BAD_DESC;
+    }
+    if (v.payload_len == 0)
+        return NIC_TX_OK; /* nothing to encrypt */
+    bool oneshot = tx->oneshot_armed;
+    struct tx_walker *w = oneshot ? &tx->oneshot : &tx->main;
+    tx->oneshot_armed = false;
+    if (v.seq != w->expected_seq) {
+        dev->c.tx_tls_seq_mismatch++;
+        return NIC_TX_ERR_DROPPED;
+    }
+    int r = walk(dev, tx, w, pkt + v.payload_off, v.payload_len, !oneshot && tx->report_tags);
+    if (r != WALK_OK) {
+        if (!oneshot) /* the main state is lost: only a resync recovers it */
+            w->expected_seq = ~w->expected_seq;
+        dev->c.tx_tls_bad_record++;
+        return NIC_TX_ERR_DROPPED;
+    }
+    w->expected_seq += (uint32_t)v.payload_len;
+    nic_tcp_csum_fix(pkt, &v);
+    dev->c.tx_tls_encrypted_packets++;
+    dev->c.tx_tls_encrypted_bytes += v.payload_len;
+    return NIC_TX_OK;
+}

@@ -1,0 +1,1057 @@
+/* Check suite for the descriptor rings of nic/nic_abi.h, exercised through the
+ * device. The test thread is the host driver: it fills rings, rings doorbells
+ * and reads completions through nic_dev_queues(), and runs one engine round at
+ * a time with nic_dev_poll_once(). One end of a SOCK_SEQPACKET socketpair
+ * stands in for the TUN device (message boundaries like TUN), the other end is
+ * the wire peer. Nothing sleeps and nothing is random: every packet is a real
+ * IPv4/TCP segment derived from its sequence number. */
+#include <check.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "nic_abi.h"
+#include "nic_dev.h"
+
+#define TEST_MTU     1500u
+#define RX_BUF_LEN   2048u /* >= TEST_MTU: the NIC writes straight into it */
+#define WIRE_BUF_LEN 65536u
+#define RING_MAX     8u /* largest ring the tests create */
+#define COOKIE_TAG   UINT64_C(0xc0de000000000000)
+#define BAD_KIND     0xee /* no enum nic_tx_kind has this value */
+
+/* For hot loops: ck_assert_* records its location on every call; this only
+ * acts on failure. */
+#define FAST_CHECK(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond);                                  \
+    } while (0)
+
+/* ---- The host side: a minimal driver over the queues ---- */
+
+struct host {
+    struct nic_dev *dev;
+    const struct nic_queues *q;
+    int wire; /* our end of the socketpair: the peer on the wire */
+    uint32_t tx_prod, tx_cq_cons, rx_prod, rx_cq_cons;
+    uint64_t rx_cookie[RING_MAX]; /* driver shadow: cookie posted in each RX slot */
+};
+
+static struct host h;
+
+static void host_open(uint32_t tx_size, uint32_t rx_size)
+{
+    ck_assert_uint_le(tx_size, RING_MAX);
+    ck_assert_uint_le(rx_size, RING_MAX);
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+    struct nic_dev_cfg cfg = {
+        .tun_fd = sv[0], /* the NIC owns (and closes) this end */
+        .tx_ring_size = tx_size,
+        .rx_ring_size = rx_size,
+        .mtu = TEST_MTU,
+        .max_flows = 4,
+        .pcap_path = NULL,
+    };
+    nic_fault_cfg_init(&cfg.fault_tx);
+    nic_fault_cfg_init(&cfg.fault_rx);
+    char err[128] = "";
+    memset(&h, 0, sizeof(h));
+    h.wire = sv[1];
+    h.dev = nic_dev_create(&cfg, err, sizeof(err));
+    ck_assert_msg(h.dev != NULL, "nic_dev_create: %s", err);
+    h.q = nic_dev_queues(h.dev);
+    ck_assert_uint_eq(h.q->tx_size, tx_size);
+    ck_assert_uint_eq(h.q->rx_size, rx_size);
+}
+
+static void setup(void)
+{
+    memset(&h, 0, sizeof(h));
+    h.wire = -1;
+}
+
+static void teardown(void)
+{
+    nic_dev_destroy(h.dev);
+    if (h.wire >= 0)
+        close(h.wire);
+    memset(&h, 0, sizeof(h));
+    h.wire = -1;
+}
+
+static uint32_t load_acq(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+/* Free TX slots as the driver sees them: a ring is full when prod - cons == size. */
+static uint32_t tx_space(void)
+{
+    uint32_t in_use = h.tx_prod - load_acq(&h.q->tx_idx->cons);
+    FAST_CHECK(in_use <= h.q->tx_size);
+    return h.q->tx_size - in_use;
+}
+
+/* Fill the slot at prod (not yet visible to the NIC). */
+static void tx_post(const struct nic_tx_desc *d)
+{
+    FAST_CHECK(tx_space() > 0);
+    h.q->tx_ring[nic_ring_slot(h.tx_prod, h.q->tx_size)] = *d;
+    h.tx_prod++;
+}
+
+/* The doorbell: publish prod with release order. */
+static void tx_publish(void)
+{
+    __atomic_store_n(&h.q->tx_idx->prod, h.tx_prod, __ATOMIC_RELEASE);
+    nic_dev_doorbell(h.dev);
+}
+
+static struct nic_tx_desc data_desc(const uint8_t *pkt, size_t len, uint8_t flags, uint64_t cookie)
+{
+    struct nic_tx_desc d;
+    memset(&d, 0, sizeof(d));
+    d.kind = NIC_TX_DATA;
+    d.flags = flags;
+    d.len = (uint16_t)len;
+    d.addr = (uint64_t)(uintptr_t)pkt;
+    d.cookie = cookie;
+    return d;
+}
+
+static uint32_t rx_space(void)
+{
+    uint32_t in_use = h.rx_prod - load_acq(&h.q->rx_idx->cons);
+    FAST_CHECK(in_use <= h.q->rx_size);
+    return h.q->rx_size - in_use;
+}
+
+static void rx_post(uint8_t *buf, uint32_t len, uint64_t cookie)
+{
+    FAST_CHECK(rx_space() > 0);
+    uint32_t slot = nic_ring_slot(h.rx_prod, h.q->rx_size);
+    struct nic_rx_desc *d = &h.q->rx_ring[slot];
+    memset(d, 0, sizeof(*d));
+    d->addr = (uint64_t)(uintptr_t)buf;
+    d->len = len;
+    d->cookie = cookie;
+    h.rx_cookie[slot] = cookie;
+    h.rx_prod++;
+}
+
+static void rx_publish(void)
+{
+    __atomic_store_n(&h.q->rx_idx->prod, h.rx_prod, __ATOMIC_RELEASE);
+    nic_dev_doorbell(h.dev);
+}
+
+/* Take the entry at the driver's CQ consumer index if the NIC has handed it
+   over (its phase is the one expected for this lap). */
+static bool cq_take(bool rx, struct nic_cqe *out)
+{
+    struct nic_cqe *cq = rx ? h.q->rx_cq : h.q->tx_cq;
+    uint32_t size = rx ? h.q->rx_cq_size : h.q->tx_cq_size;
+    uint32_t *cons = rx ? &h.rx_cq_cons : &h.tx_cq_cons;
+    const struct nic_cqe *e = &cq[nic_ring_slot(*cons, size)];
+    if (__atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) != nic_cq_phase(*cons, size))
+        return false;
+    *out = *e;
+    (*cons)++;
+    return true;
+}
+
+/* Tell the NIC how far the driver has read (it counts overflow against it). */
+static void cq_publish(bool rx)
+{
+    struct nic_ring_idx *idx = rx ? h.q->rx_cq_idx : h.q->tx_cq_idx;
+    __atomic_store_n(&idx->cons, rx ? h.rx_cq_cons : h.tx_cq_cons, __ATOMIC_RELEASE);
+}
+
+/* Phase the k-th entry ever written to a CQ of this size must carry:
+   1 on the first lap, 0 on the second, ... (written out, not nic_cq_phase). */
+static uint8_t lap_phase(uint32_t k, uint32_t size)
+{
+    return (k / size) % 2 == 0 ? 1 : 0;
+}
+
+static struct nic_counters counters(void)
+{
+    struct nic_counters c;
+    nic_dev_get_counters(h.dev, &c);
+    return c;
+}
+
+/* ---- The wire peer ---- */
+
+static void wire_send(const uint8_t *pkt, size_t len)
+{
+    ssize_t n = send(h.wire, pkt, len, 0);
+    ck_assert_msg(n == (ssize_t)len, "send %zu bytes: %zd (%s)", len, n, strerror(errno));
+}
+
+/* One packet the NIC transmitted, or 0 when none is queued. The NIC writes
+   synchronously inside nic_dev_poll_once(), so no waiting is needed. */
+static size_t wire_recv(uint8_t *buf)
+{
+    ssize_t n = recv(h.wire, buf, WIRE_BUF_LEN, 0);
+    if (n < 0) {
+        ck_assert_msg(errno == EAGAIN || errno == EWOULDBLOCK, "recv: %s", strerror(errno));
+        return 0;
+    }
+    ck_assert_int_gt(n, 0);
+    return (size_t)n;
+}
+
+static void assert_wire_empty(void)
+{
+    static uint8_t buf[WIRE_BUF_LEN];
+    ck_assert_uint_eq(wire_recv(buf), 0);
+}
+
+/* ---- Packets: real IPv4/TCP segments with checksums (RFC 791, RFC 793) ---- */
+
+/* Independent RFC 1071 sum: one big-endian byte pair at a time. */
+static uint32_t ref_sum(uint32_t acc, const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i += 2)
+        acc += (uint32_t)p[i] << 8 | p[i + 1];
+    if (len & 1)
+        acc += (uint32_t)p[len - 1] << 8;
+    return acc;
+}
+
+static uint16_t ref_fold(uint32_t acc)
+{
+    while (acc >> 16)
+        acc = (acc & 0xffffu) + (acc >> 16);
+    return (uint16_t)~acc;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    put16(p, (uint16_t)(v >> 16));
+    put16(p + 2, (uint16_t)v);
+}
+
+#define IP_HLEN  20u
+#define TCP_HLEN 20u
+#define TCP_CSUM (IP_HLEN + 16u) /* offset of the TCP checksum in the packet */
+#define IP_CSUM  10u
+
+/* Packet number id: 40..TEST_MTU bytes (odd and even), payload from id. */
+static size_t build_tcp(uint8_t *p, uint32_t id)
+{
+    size_t payload = (id * 97u + 13u) % (TEST_MTU - IP_HLEN - TCP_HLEN + 1);
+    size_t tot = IP_HLEN + TCP_HLEN + payload;
+    memset(p, 0, IP_HLEN + TCP_HLEN);
+    p[0] = 0x45; /* IPv4, 5 words */
+    put16(p + 2, (uint16_t)tot);
+    put16(p + 4, (uint16_t)id);
+    put16(p + 6, 0x4000); /* DF, not a fragment */
+    p[8] = 64;
+    p[9] = 6; /* TCP */
+    put32(p + 12, 0x0a000002);
+    put32(p + 16, 0x0a000001);
+    uint8_t *t = p + IP_HLEN;
+    put16(t, (uint16_t)(40000 + id % 1000));
+    put16(t + 2, 443);
+    put32(t + 4, id * 1461u + 7u);
+    put32(t + 8, 1);
+    t[12] = (TCP_HLEN / 4) << 4;
+    t[13] = 0x18; /* PSH|ACK */
+    put16(t + 14, 65535);
+    for (size_t i = 0; i < payload; i++)
+        t[TCP_HLEN + i] = (uint8_t)((id * 31u + i * 7u) ^ (i >> 8));
+    put16(p + IP_CSUM, ref_fold(ref_sum(0, p, IP_HLEN)));
+    uint8_t ph[12];
+    memcpy(ph, p + 12, 8);
+    ph[8] = 0;
+    ph[9] = 6;
+    put16(ph + 10, (uint16_t)(TCP_HLEN + payload));
+    put16(p + TCP_CSUM, ref_fold(ref_sum(ref_sum(0, ph, sizeof(ph)), t, TCP_HLEN + payload)));
+    return tot;
+}
+
+/* ---- Index math (nic_abi.h helpers) ---- */
+
+START_TEST(ring_slot_wraps_at_power_of_two)
+{
+    static const uint32_t sizes[] = {1, 2, 8, 64, 1024, UINT32_C(1) << 31};
+    static const uint32_t idxs[] = {0, 1, 7, 8, 9, 1023, 1024, 1025, UINT32_MAX - 8, UINT32_MAX};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        uint32_t size = sizes[s];
+        for (size_t i = 0; i < sizeof(idxs) / sizeof(idxs[0]); i++)
+            ck_assert_uint_eq(nic_ring_slot(idxs[i], size), idxs[i] % size);
+        ck_assert_uint_eq(nic_ring_slot(size, size), 0);
+        ck_assert_uint_eq(nic_ring_slot(size - 1, size), size - 1);
+        /* The 32-bit counter wrapping is just the next slot. */
+        ck_assert_uint_eq(nic_ring_slot(UINT32_MAX, size), size - 1);
+        uint32_t next = UINT32_MAX;
+        next++;
+        ck_assert_uint_eq(nic_ring_slot(next, size), 0);
+    }
+}
+END_TEST
+
+START_TEST(free_running_indices_near_uint32_max)
+{
+    const uint32_t size = 8;
+    uint32_t prod = UINT32_MAX - 2, cons = UINT32_MAX - 5;
+    ck_assert_uint_eq(prod - cons, 3); /* in use */
+    ck_assert(prod != cons);           /* not empty */
+    ck_assert_uint_lt(prod - cons, size);
+    ck_assert_uint_eq(size - (prod - cons), 5); /* free */
+    /* The producer crosses zero: counts stay exact with unsigned subtraction. */
+    for (uint32_t i = 0; i < 5; i++) {
+        ck_assert_uint_eq(nic_ring_slot(prod + 1, size), (nic_ring_slot(prod, size) + 1) % size);
+        prod++;
+    }
+    ck_assert_uint_eq(prod, 2);
+    ck_assert_uint_eq(prod - cons, size);                                    /* full */
+    ck_assert_uint_eq(nic_ring_slot(prod, size), nic_ring_slot(cons, size)); /* same slot... */
+    ck_assert(prod != cons); /* ...but full, not empty: that is why indices free-run */
+    /* The consumer crosses zero too. */
+    for (uint32_t i = 0; i < 6; i++) {
+        cons++;
+        ck_assert_uint_eq(prod - cons, size - 1 - i);
+    }
+    ck_assert_uint_eq(cons, 0);
+    cons += 2;
+    ck_assert_uint_eq(prod - cons, 0); /* empty */
+    ck_assert_uint_eq(prod, cons);
+}
+END_TEST
+
+START_TEST(cq_phase_alternates_per_lap)
+{
+    static const uint32_t sizes[] = {1, 2, 8, 4096, UINT32_C(1) << 31};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        uint32_t size = sizes[s];
+        ck_assert_uint_eq(nic_cq_phase(0, size), 1); /* fresh CQ memory is 0: not owned */
+        ck_assert_uint_eq(nic_cq_phase(size - 1, size), 1);
+        ck_assert_uint_eq(nic_cq_phase(size, size), 0);
+        ck_assert_uint_eq(nic_cq_phase(2 * size - 1, size), 0);
+        ck_assert_uint_eq(nic_cq_phase(2 * size, size), 1);
+        /* 2^32 / size laps is even, so parity keeps alternating across the wrap. */
+        ck_assert_uint_eq(nic_cq_phase(UINT32_MAX, size), 0);
+        uint32_t next = UINT32_MAX;
+        next++;
+        ck_assert_uint_eq(nic_cq_phase(next, size), 1);
+    }
+    for (uint32_t k = 0; k < 64; k++)
+        ck_assert_uint_eq(nic_cq_phase(k, 8), lap_phase(k, 8));
+}
+END_TEST
+
+/* ---- TX ---- */
+
+START_TEST(tx_ring_wraps_in_order_byte_identical)
+{
+    enum { N = 100 };
+    host_open(8, 8);
+    static uint8_t slot_buf[RING_MAX][TEST_MTU]; /* driver shadow: one buffer per slot */
+    static uint8_t got[WIRE_BUF_LEN], want[TEST_MTU];
+    uint32_t sent = 0, received = 0;
+    uint64_t bytes = 0;
+    for (uint32_t round = 0; received < N; round++) {
+        uint32_t batch = 1 + (round * 3) % 8; /* 1, 4, 7, 2, 5, 8, 3, 6, ... */
+        for (uint32_t i = 0; i < batch && sent < N && tx_space() > 0; i++) {
+            uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
+            size_t len = build_tcp(buf, sent);
+            struct nic_tx_desc d = data_desc(buf, len, 0, COOKIE_TAG | sent);
+            tx_post(&d);
+            bytes += len;
+            sent++;
+        }
+        tx_publish();
+        nic_dev_poll_once(h.dev);
+        ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), h.tx_prod);
+        size_t n;
+        while ((n = wire_recv(got)) != 0) {
+            FAST_CHECK(received < sent);
+            size_t len = build_tcp(want, received);
+            ck_assert_uint_eq(n, len);
+            ck_assert_mem_eq(got, want, len);
+            received++;
+        }
+        ck_assert_uint_eq(received, sent);
+        struct nic_cqe e;
+        ck_assert(!cq_take(false, &e)); /* unsignalled: no completion */
+    }
+    ck_assert_uint_gt(h.tx_prod / h.q->tx_size, 10); /* the ring wrapped many times */
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.tx_desc, N);
+    ck_assert_uint_eq(c.tx_packets, N);
+    ck_assert_uint_eq(c.tx_bytes, bytes);
+    ck_assert_uint_eq(c.tx_bad_desc, 0);
+    ck_assert_uint_eq(c.tun_write_errors, 0);
+    ck_assert_uint_eq(load_acq(&h.q->tx_cq_idx->prod), 0);
+}
+END_TEST
+
+START_TEST(tx_signal_completes_with_cookie_and_phase)
+{
+    enum { N = 100 };
+    host_open(8, 8);
+    static uint8_t slot_buf[RING_MAX][TEST_MTU];
+    static uint8_t got[WIRE_BUF_LEN];
+    uint32_t sent = 0, next_signalled = 0, completions = 0;
+    for (uint32_t round = 0; sent < N; round++) {
+        uint32_t batch = 1 + (round * 5) % 8;
+        for (uint32_t i = 0; i < batch && sent < N && tx_space() > 0; i++) {
+            uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
+            size_t len = build_tcp(buf, sent);
+            uint8_t flags = sent % 3 == 0 ? NIC_TXF_SIGNAL : 0;
+            struct nic_tx_desc d = data_desc(buf, len, flags, COOKIE_TAG | sent);
+            tx_post(&d);
+            sent++;
+        }
+        tx_publish();
+        nic_dev_poll_once(h.dev);
+        while (wire_recv(got) != 0) {
+        }
+        struct nic_cqe e;
+        while (cq_take(false, &e)) {
+            ck_assert_uint_eq(e.kind, NIC_CQE_TX_DONE);
+            ck_assert_uint_eq(e.status, NIC_TX_OK);
+            ck_assert_uint_eq(e.cookie, COOKIE_TAG | next_signalled);
+            ck_assert_uint_eq(e.flow_id, 0);
+            ck_assert_uint_eq(e.phase, lap_phase(completions, h.q->tx_cq_size));
+            next_signalled += 3;
+            completions++;
+        }
+        cq_publish(false);
+        /* Everything signalled so far has completed, nothing else. */
+        ck_assert_uint_eq(next_signalled, (sent + 2) / 3 * 3);
+        ck_assert_uint_eq(load_acq(&h.q->tx_cq_idx->prod), completions);
+    }
+    ck_assert_uint_eq(completions, (N + 2) / 3);
+    ck_assert_uint_gt(completions / h.q->tx_cq_size, 3); /* several CQ laps */
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.tx_packets, N);
+    ck_assert_uint_eq(c.tx_cq_overflow, 0);
+}
+END_TEST
+
+/* ---- TX ownership ---- */
+
+START_TEST(tx_unpublished_poisoned_ring_is_ignored)
+{
+    host_open(8, 8);
+    /* Fresh rings are poisoned: a slot the driver never wrote is invalid. */
+    for (uint32_t i = 0; i < h.q->tx_size; i++)
+        ck_assert_uint_eq(h.q->tx_ring[i].kind, 0xa5);
+    for (int i = 0; i < 4; i++)
+        ck_assert_uint_eq(nic_dev_poll_once(h.dev), 0);
+    assert_wire_empty();
+    struct nic_cqe e;
+    ck_assert(!cq_take(false, &e));
+    ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), 0);
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.tx_desc, 0);
+    ck_assert_uint_eq(c.tx_bad_desc, 0);
+    ck_assert_uint_eq(c.tx_packets, 0);
+}
+END_TEST
+
+START_TEST(tx_never_consumes_beyond_prod)
+{
+    host_open(8, 8);
+    static uint8_t pkt[RING_MAX][TEST_MTU];
+    static uint8_t got[WIRE_BUF_LEN];
+    size_t len[RING_MAX];
+    for (uint32_t i = 0; i < 3; i++) {
+        len[i] = build_tcp(pkt[i], i);
+        struct nic_tx_desc d = data_desc(pkt[i], len[i], 0, COOKIE_TAG | i);
+        tx_post(&d);
+    }
+    /* Garbage in the driver-owned slots after prod, never published. */
+    for (uint32_t i = 3; i < h.q->tx_size; i++) {
+        struct nic_tx_desc *d = &h.q->tx_ring[nic_ring_slot(h.tx_prod + i - 3, h.q->tx_size)];
+        memset(d, 0x5c, sizeof(*d));
+        d->kind = BAD_KIND;
+        d->flags = NIC_TXF_SIGNAL;
+    }
+    tx_publish();
+    for (int i = 0; i < 4; i++)
+        nic_dev_poll_once(h.dev);
+    ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), 3);
+    for (uint32_t i = 0; i < 3; i++) {
+        ck_assert_uint_eq(wire_recv(got), len[i]);
+        ck_assert_mem_eq(got, pkt[i], len[i]);
+    }
+    assert_wire_empty();
+    struct nic_cqe e;
+    ck_assert(!cq_take(false, &e));
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.tx_desc, 3);
+    ck_assert_uint_eq(c.tx_bad_desc, 0);
+
+    /* Those slots were still the driver's: fill them properly and publish. */
+    for (uint32_t i = 3; i < h.q->tx_size; i++) {
+        len[i] = build_tcp(pkt[i], i);
+        struct nic_tx_desc d = data_desc(pkt[i], len[i], 0, COOKIE_TAG | i);
+        tx_post(&d);
+    }
+    tx_publish();
+    nic_dev_poll_once(h.dev);
+    for (uint32_t i = 3; i < h.q->tx_size; i++) {
+        ck_assert_uint_eq(wire_recv(got), len[i]);
+        ck_assert_mem_eq(got, pkt[i], len[i]);
+    }
+    assert_wire_empty();
+    c = counters();
+    ck_assert_uint_eq(c.tx_desc, h.q->tx_size);
+    ck_assert_uint_eq(c.tx_bad_desc, 0);
+}
+END_TEST
+
+START_TEST(tx_unknown_kind_counted_as_bad_desc)
+{
+    host_open(8, 8);
+    static uint8_t pkt[TEST_MTU], got[WIRE_BUF_LEN];
+    struct nic_tx_desc d;
+    memset(&d, 0, sizeof(d));
+    d.kind = BAD_KIND; /* unsignalled: errors complete anyway */
+    d.cookie = COOKIE_TAG | 1;
+    tx_post(&d);
+    memset(&d, 0, sizeof(d));
+    d.kind = 0;
+    d.flags = NIC_TXF_SIGNAL;
+    d.cookie = COOKIE_TAG | 2;
+    tx_post(&d);
+    /* The ring keeps moving after bad descriptors. */
+    size_t len = build_tcp(pkt, 3);
+    d = data_desc(pkt, len, NIC_TXF_SIGNAL, COOKIE_TAG | 3);
+    tx_post(&d);
+    tx_publish();
+    nic_dev_poll_once(h.dev);
+    ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), 3);
+
+    struct nic_cqe e;
+    ck_assert(cq_take(false, &e));
+    ck_assert_uint_eq(e.kind, NIC_CQE_TX_DONE);
+    ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
+    ck_assert_uint_eq(e.cookie, COOKIE_TAG | 1);
+    ck_assert(cq_take(false, &e));
+    ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
+    ck_assert_uint_eq(e.cookie, COOKIE_TAG | 2);
+    ck_assert(cq_take(false, &e));
+    ck_assert_uint_eq(e.status, NIC_TX_OK);
+    ck_assert_uint_eq(e.cookie, COOKIE_TAG | 3);
+    ck_assert(!cq_take(false, &e));
+    cq_publish(false);
+
+    ck_assert_uint_eq(wire_recv(got), len);
+    ck_assert_mem_eq(got, pkt, len);
+    assert_wire_empty();
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.tx_desc, 3);
+    ck_assert_uint_eq(c.tx_bad_desc, 2);
+    ck_assert_uint_eq(c.tx_packets, 1);
+}
+END_TEST
+
+START_TEST(tx_zero_length_data_counted_as_bad_desc)
+{
+    host_open(8, 8);
+    static uint8_t pkt[TEST_MTU];
+    struct nic_tx_desc d = data_desc(NULL, 0, 0, COOKIE_TAG | 1); /* never dereferenced */
+    tx_post(&d);
+    d = data_desc(pkt, 0, NIC_TXF_SIGNAL, COOKIE_TAG | 2); /* exactly one completion */
+    tx_post(&d);
+    tx_publish();
+    nic_dev_poll_once(h.dev);
+    ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), 2);
+    struct nic_cqe e;
+    ck_assert(cq_take(false, &e));
+    ck_assert_uint_eq(e.kind, NIC_CQE_TX_DONE);
+    ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
+    ck_assert_uint_eq(e.cookie, COOKIE_TAG | 1);
+    ck_assert(cq_take(false, &e));
+    ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
+    ck_assert_uint_eq(e.cookie, COOKIE_TAG | 2);
+    ck_assert(!cq_take(false, &e));
+    assert_wire_empty();
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.tx_desc, 2);
+    ck_assert_uint_eq(c.tx_bad_desc, 2);
+    ck_assert_uint_eq(c.tx_packets, 0);
+}
+END_TEST
+
+/* ---- RX ---- */
+
+#define RX_POISON 0xcc
+
+static uint64_t rx_cookie_for(uint32_t prod, uint32_t buf)
+{
+    return COOKIE_TAG | (uint64_t)prod << 8 | buf;
+}
+
+/* Check the completion for the k-th packet the NIC accepted (k == its RX
+   descriptor index) and return the buffer it landed in. */
+static uint32_t rx_check_cqe(const struct nic_cqe *e, uint32_t k, uint32_t id,
+                             uint8_t (*bufs)[RX_BUF_LEN], uint16_t want_flags)
+{
+    static uint8_t want[TEST_MTU];
+    size_t len = build_tcp(want, id);
+    uint64_t cookie = h.rx_cookie[nic_ring_slot(k, h.q->rx_size)];
+    ck_assert_uint_eq(e->kind, NIC_CQE_RX_PACKET);
+    ck_assert_uint_eq(e->phase, lap_phase(k, h.q->rx_cq_size));
+    ck_assert_uint_eq(e->cookie, cookie);
+    ck_assert_uint_eq(e->len, len);
+    ck_assert_uint_eq(e->flags, want_flags);
+    uint32_t b = (uint32_t)(cookie & 0xff);
+    ck_assert_mem_eq(bufs[b], want, len);
+    for (size_t i = len; i < RX_BUF_LEN; i++) /* nothing written past the packet */
+        FAST_CHECK(bufs[b][i] == RX_POISON);
+    return b;
+}
+
+START_TEST(rx_ring_wraps_reposting_buffers)
+{
+    enum { N = 100 };
+    host_open(8, 8);
+    static uint8_t bufs[RING_MAX][RX_BUF_LEN];
+    static uint8_t pkt[TEST_MTU];
+    memset(bufs, RX_POISON, sizeof(bufs));
+    for (uint32_t b = 0; b < h.q->rx_size; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    rx_publish();
+    uint32_t sent = 0, done = 0;
+    uint64_t bytes = 0;
+    for (uint32_t round = 0; done < N; round++) {
+        uint32_t batch = 1 + (round * 5) % 8; /* never more than the posted buffers */
+        for (uint32_t i = 0; i < batch && sent < N; i++) {
+            size_t len = build_tcp(pkt, sent);
+            wire_send(pkt, len);
+            bytes += len;
+            sent++;
+        }
+        nic_dev_poll_once(h.dev);
+        ck_assert_uint_eq(load_acq(&h.q->rx_idx->cons), sent);
+        struct nic_cqe e;
+        while (cq_take(true, &e)) {
+            uint32_t b = rx_check_cqe(&e, done, done, bufs, NIC_RXF_CSUM_OK);
+            /* The buffer is the driver's again: poison it and post it anew. */
+            memset(bufs[b], RX_POISON, RX_BUF_LEN);
+            rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+            done++;
+        }
+        cq_publish(true);
+        rx_publish();
+        ck_assert_uint_eq(done, sent);
+    }
+    ck_assert_uint_gt(done / h.q->rx_cq_size, 10); /* many ring and CQ laps */
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.rx_packets, N);
+    ck_assert_uint_eq(c.rx_bytes, bytes);
+    ck_assert_uint_eq(c.rx_wire_packets, N);
+    ck_assert_uint_eq(c.rx_wire_bytes, bytes);
+    ck_assert_uint_eq(c.rx_no_buffer, 0);
+    ck_assert_uint_eq(c.rx_csum_bad, 0);
+    ck_assert_uint_eq(c.rx_cq_overflow, 0);
+}
+END_TEST
+
+START_TEST(rx_bad_checksum_clears_csum_ok_and_counts)
+{
+    host_open(8, 8);
+    static uint8_t bufs[RING_MAX][RX_BUF_LEN];
+    static uint8_t pkt[3][TEST_MTU];
+    memset(bufs, RX_POISON, sizeof(bufs));
+    for (uint32_t b = 0; b < 3; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    rx_publish();
+    size_t len[3];
+    for (uint32_t i = 0; i < 3; i++)
+        len[i] = build_tcp(pkt[i], 10 + i);
+    pkt[1][TCP_CSUM] ^= 0x01; /* TCP checksum wrong, IP header fine */
+    pkt[2][8] ^= 0x01;        /* TTL changed: IP header checksum wrong, TCP fine */
+    for (uint32_t i = 0; i < 3; i++)
+        wire_send(pkt[i], len[i]);
+    nic_dev_poll_once(h.dev);
+    static const uint16_t want_flags[3] = {NIC_RXF_CSUM_OK, 0, 0};
+    for (uint32_t i = 0; i < 3; i++) {
+        struct nic_cqe e;
+        ck_assert(cq_take(true, &e));
+        ck_assert_uint_eq(e.kind, NIC_CQE_RX_PACKET);
+        ck_assert_uint_eq(e.cookie, rx_cookie_for(i, i));
+        ck_assert_uint_eq(e.len, len[i]);
+        ck_assert_uint_eq(e.flags, want_flags[i]);
+        ck_assert_mem_eq(bufs[i], pkt[i], len[i]); /* delivered as received */
+    }
+    struct nic_cqe e;
+    ck_assert(!cq_take(true, &e));
+    cq_publish(true);
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.rx_csum_bad, 2);
+    ck_assert_uint_eq(c.rx_packets, 3);
+}
+END_TEST
+
+START_TEST(rx_without_buffer_drops_and_counts)
+{
+    host_open(8, 8);
+    static uint8_t bufs[RING_MAX][RX_BUF_LEN];
+    static uint8_t pkt[TEST_MTU];
+    memset(bufs, RX_POISON, sizeof(bufs));
+    /* A filled but unpublished slot is still the driver's. */
+    rx_post(bufs[0], RX_BUF_LEN, rx_cookie_for(h.rx_prod, 0));
+    uint64_t dropped_bytes = 0;
+    for (uint32_t i = 0; i < 5; i++) {
+        size_t len = build_tcp(pkt, i);
+        wire_send(pkt, len);
+        dropped_bytes += len;
+    }
+    nic_dev_poll_once(h.dev);
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.rx_no_buffer, 5);
+    ck_assert_uint_eq(c.rx_wire_packets, 5);
+    ck_assert_uint_eq(c.rx_wire_bytes, dropped_bytes);
+    ck_assert_uint_eq(c.rx_packets, 0);
+    ck_assert_uint_eq(c.rx_bytes, 0);
+    ck_assert_uint_eq(load_acq(&h.q->rx_idx->cons), 0);
+    struct nic_cqe e;
+    ck_assert(!cq_take(true, &e));
+    for (size_t i = 0; i < sizeof(bufs); i++) /* never written anywhere */
+        FAST_CHECK(bufs[i / RX_BUF_LEN][i % RX_BUF_LEN] == RX_POISON);
+
+    /* Publish the buffer: only the next packet lands in it. */
+    rx_publish();
+    size_t len = build_tcp(pkt, 42);
+    wire_send(pkt, len);
+    nic_dev_poll_once(h.dev);
+    ck_assert(cq_take(true, &e));
+    rx_check_cqe(&e, 0, 42, bufs, NIC_RXF_CSUM_OK);
+    ck_assert(!cq_take(true, &e));
+    cq_publish(true);
+    c = counters();
+    ck_assert_uint_eq(c.rx_no_buffer, 5);
+    ck_assert_uint_eq(c.rx_packets, 1);
+    ck_assert_uint_eq(c.rx_bytes, len);
+}
+END_TEST
+
+/* ---- Full / empty ---- */
+
+START_TEST(tx_full_check_prevents_overwrite)
+{
+    host_open(8, 8);
+    static uint8_t slot_buf[RING_MAX][TEST_MTU];
+    static uint8_t got[WIRE_BUF_LEN], want[TEST_MTU];
+    ck_assert_uint_eq(tx_space(), h.q->tx_size); /* empty: prod == cons */
+    uint32_t posted = 0;
+    while (tx_space() > 0) {
+        uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
+        struct nic_tx_desc d = data_desc(buf, build_tcp(buf, posted), 0, COOKIE_TAG | posted);
+        tx_post(&d);
+        posted++;
+    }
+    ck_assert_uint_eq(posted, h.q->tx_size);
+    ck_assert_uint_eq(h.tx_prod - load_acq(&h.q->tx_idx->cons), h.q->tx_size); /* full */
+    /* prod's slot is cons's slot: writing it now would overwrite packet 0. */
+    ck_assert_uint_eq(nic_ring_slot(h.tx_prod, h.q->tx_size), 0);
+    ck_assert_uint_eq(h.q->tx_ring[0].cookie, COOKIE_TAG | 0);
+    tx_publish();
+    nic_dev_poll_once(h.dev);
+    for (uint32_t i = 0; i < posted; i++) {
+        size_t len = build_tcp(want, i);
+        ck_assert_uint_eq(wire_recv(got), len);
+        ck_assert_mem_eq(got, want, len);
+    }
+    assert_wire_empty();
+    ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), h.tx_prod); /* empty again */
+    ck_assert_uint_eq(tx_space(), h.q->tx_size);
+}
+END_TEST
+
+START_TEST(rx_full_check_prevents_overwrite)
+{
+    host_open(8, 8);
+    static uint8_t bufs[RING_MAX][RX_BUF_LEN];
+    static uint8_t pkt[TEST_MTU];
+    memset(bufs, RX_POISON, sizeof(bufs));
+    uint32_t posted = 0;
+    while (rx_space() > 0) {
+        rx_post(bufs[posted], RX_BUF_LEN, rx_cookie_for(h.rx_prod, posted));
+        posted++;
+    }
+    rx_publish();
+    ck_assert_uint_eq(posted, h.q->rx_size);
+    ck_assert_uint_eq(h.rx_prod - load_acq(&h.q->rx_idx->cons), h.q->rx_size);
+    /* One packet more than there are buffers. */
+    for (uint32_t i = 0; i <= posted; i++)
+        wire_send(pkt, build_tcp(pkt, i));
+    nic_dev_poll_once(h.dev);
+    ck_assert_uint_eq(load_acq(&h.q->rx_idx->cons), h.rx_prod);
+    for (uint32_t i = 0; i < posted; i++) {
+        struct nic_cqe e;
+        ck_assert(cq_take(true, &e));
+        rx_check_cqe(&e, i, i, bufs, NIC_RXF_CSUM_OK);
+    }
+    struct nic_cqe e;
+    ck_assert(!cq_take(true, &e));
+    cq_publish(true);
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.rx_packets, posted);
+    ck_assert_uint_eq(c.rx_no_buffer, 1);
+    ck_assert_uint_eq(rx_space(), h.q->rx_size);
+}
+END_TEST
+
+START_TEST(tx_cq_never_overflows_when_driver_consumes)
+{
+    enum { N = 200 };
+    host_open(8, 8);
+    static uint8_t slot_buf[RING_MAX][TEST_MTU];
+    static uint8_t got[WIRE_BUF_LEN];
+    uint32_t sent = 0, completions = 0;
+    while (sent < N) {
+        while (tx_space() > 0 && sent < N) { /* a full ring of signalled descriptors */
+            uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
+            struct nic_tx_desc d =
+                data_desc(buf, build_tcp(buf, sent), NIC_TXF_SIGNAL, COOKIE_TAG | sent);
+            tx_post(&d);
+            sent++;
+        }
+        tx_publish();
+        nic_dev_poll_once(h.dev);
+        while (wire_recv(got) != 0) {
+        }
+        struct nic_cqe e;
+        while (cq_take(false, &e)) {
+            ck_assert_uint_eq(e.cookie, COOKIE_TAG | completions);
+            completions++;
+        }
+        cq_publish(false);
+        ck_assert_uint_eq(completions, sent);
+    }
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.tx_cq_overflow, 0);
+    ck_assert_uint_eq(c.rx_cq_overflow, 0);
+    ck_assert_uint_eq(c.tx_packets, N);
+}
+END_TEST
+
+START_TEST(rx_cq_never_overflows_when_driver_consumes)
+{
+    enum { N = 100 };
+    host_open(8, 8);
+    static uint8_t bufs[RING_MAX][RX_BUF_LEN];
+    static uint8_t pkt[TEST_MTU];
+    memset(bufs, RX_POISON, sizeof(bufs));
+    for (uint32_t b = 0; b < h.q->rx_size; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    rx_publish();
+    uint32_t sent = 0, done = 0;
+    while (done < N) {
+        for (uint32_t i = 0; i < h.q->rx_size && sent < N; i++) /* a full ring's worth */
+            wire_send(pkt, build_tcp(pkt, sent++));
+        nic_dev_poll_once(h.dev);
+        struct nic_cqe e;
+        while (cq_take(true, &e)) {
+            uint32_t b = rx_check_cqe(&e, done, done, bufs, NIC_RXF_CSUM_OK);
+            memset(bufs[b], RX_POISON, RX_BUF_LEN);
+            rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+            done++;
+        }
+        cq_publish(true);
+        rx_publish();
+        ck_assert_uint_eq(done, sent);
+    }
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.rx_cq_overflow, 0);
+    ck_assert_uint_eq(c.tx_cq_overflow, 0);
+    ck_assert_uint_eq(c.rx_no_buffer, 0);
+    ck_assert_uint_eq(c.rx_packets, N);
+}
+END_TEST
+
+/* A driver that reuses TX slots (NIC cons passed them) without draining the CQ
+   breaks the sizing guarantee: the NIC counts the overflow and never
+   overwrites an entry the driver still owns. */
+START_TEST(tx_cq_overflow_counted_when_driver_stalls)
+{
+    host_open(8, 8);
+    static uint8_t slot_buf[RING_MAX][TEST_MTU];
+    static uint8_t got[WIRE_BUF_LEN];
+    uint32_t n = 2 * h.q->tx_size;
+    for (uint32_t lap = 0; lap < 2; lap++) {
+        while (tx_space() > 0 && h.tx_prod < (lap + 1) * h.q->tx_size) {
+            uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
+            struct nic_tx_desc d =
+                data_desc(buf, build_tcp(buf, h.tx_prod), NIC_TXF_SIGNAL, COOKIE_TAG | h.tx_prod);
+            tx_post(&d);
+        }
+        tx_publish();
+        nic_dev_poll_once(h.dev);
+    }
+    ck_assert_uint_eq(h.tx_prod, n);
+    uint32_t on_wire = 0;
+    while (wire_recv(got) != 0)
+        on_wire++;
+    ck_assert_uint_eq(on_wire, n); /* the packets themselves went out */
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.tx_cq_overflow, h.q->tx_size);
+    ck_assert_uint_eq(load_acq(&h.q->tx_cq_idx->prod), h.q->tx_cq_size);
+    /* The first lap's entries are intact. */
+    struct nic_cqe e;
+    for (uint32_t i = 0; i < h.q->tx_cq_size; i++) {
+        ck_assert(cq_take(false, &e));
+        ck_assert_uint_eq(e.cookie, COOKIE_TAG | i);
+    }
+    ck_assert(!cq_take(false, &e));
+}
+END_TEST
+
+/* ---- Counters ---- */
+
+START_TEST(counters_match_traffic_exactly)
+{
+    host_open(8, 8);
+    static uint8_t slot_buf[RING_MAX][TEST_MTU];
+    static uint8_t bufs[RING_MAX][RX_BUF_LEN];
+    static uint8_t pkt[TEST_MTU], got[WIRE_BUF_LEN];
+    uint64_t tx_bytes = 0, rx_bytes = 0, wire_rx_bytes = 0;
+    uint32_t tx_good = 0, tx_bad = 0, rx_good = 0, rx_dropped = 0, rx_bad_csum = 0;
+
+    /* RX with no buffers yet: 3 drops. */
+    for (uint32_t i = 0; i < 3; i++) {
+        size_t len = build_tcp(pkt, 1000 + i);
+        wire_send(pkt, len);
+        wire_rx_bytes += len;
+        rx_dropped++;
+    }
+    nic_dev_poll_once(h.dev);
+
+    memset(bufs, RX_POISON, sizeof(bufs));
+    for (uint32_t b = 0; b < h.q->rx_size; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    rx_publish();
+    for (uint32_t round = 0; round < 10; round++) {
+        /* TX: up to 4 packets and, every third round, one bad descriptor. */
+        for (uint32_t i = 0; i < 4 && tx_space() > 1; i++) {
+            uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
+            size_t len = build_tcp(buf, 2000 + tx_good);
+            struct nic_tx_desc d = data_desc(buf, len, 0, COOKIE_TAG | h.tx_prod);
+            tx_post(&d);
+            tx_bytes += len;
+            tx_good++;
+        }
+        if (round % 3 == 0) {
+            struct nic_tx_desc d = data_desc(NULL, 0, 0, COOKIE_TAG | h.tx_prod);
+            tx_post(&d);
+            tx_bad++;
+        }
+        tx_publish();
+        /* RX: round + 1 packets (<= 8 buffers), the last of round 5 corrupt. */
+        for (uint32_t i = 0; i <= round && i < h.q->rx_size; i++) {
+            size_t len = build_tcp(pkt, 3000 + rx_good);
+            if (round == 5 && i == round) {
+                pkt[TCP_CSUM + 1] ^= 0x80;
+                rx_bad_csum++;
+            }
+            wire_send(pkt, len);
+            rx_bytes += len;
+            wire_rx_bytes += len;
+            rx_good++;
+        }
+        nic_dev_poll_once(h.dev);
+        while (wire_recv(got) != 0) {
+        }
+        struct nic_cqe e;
+        while (cq_take(false, &e))
+            ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
+        cq_publish(false);
+        while (cq_take(true, &e)) {
+            uint32_t b = (uint32_t)(e.cookie & 0xff);
+            memset(bufs[b], RX_POISON, RX_BUF_LEN);
+            rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+        }
+        cq_publish(true);
+        rx_publish();
+    }
+    struct nic_counters c = counters();
+    ck_assert_uint_eq(c.tx_desc, tx_good + tx_bad);
+    ck_assert_uint_eq(c.tx_bad_desc, tx_bad);
+    ck_assert_uint_eq(c.tx_packets, tx_good);
+    ck_assert_uint_eq(c.tx_bytes, tx_bytes);
+    ck_assert_uint_eq(c.rx_packets, rx_good);
+    ck_assert_uint_eq(c.rx_bytes, rx_bytes);
+    ck_assert_uint_eq(c.rx_no_buffer, rx_dropped);
+    ck_assert_uint_eq(c.rx_csum_bad, rx_bad_csum);
+    ck_assert_uint_eq(c.rx_wire_packets, rx_good + rx_dropped);
+    ck_assert_uint_eq(c.rx_wire_bytes, wire_rx_bytes);
+    ck_assert_uint_eq(c.tx_cq_overflow, 0);
+    ck_assert_uint_eq(c.rx_cq_overflow, 0);
+    ck_assert_uint_eq(c.tun_write_errors, 0);
+    ck_assert_uint_eq(c.tun_read_errors, 0);
+    ck_assert_uint_eq(c.rx_malformed, 0);
+    ck_assert_uint_eq(c.irqs, 0); /* never armed */
+}
+END_TEST
+
+static Suite *ring_suite(void)
+{
+    Suite *s = suite_create("nic_ring");
+    TCase *idx = tcase_create("index");
+    tcase_add_test(idx, ring_slot_wraps_at_power_of_two);
+    tcase_add_test(idx, free_running_indices_near_uint32_max);
+    tcase_add_test(idx, cq_phase_alternates_per_lap);
+    suite_add_tcase(s, idx);
+
+    TCase *tx = tcase_create("tx");
+    tcase_add_checked_fixture(tx, setup, teardown);
+    tcase_add_test(tx, tx_ring_wraps_in_order_byte_identical);
+    tcase_add_test(tx, tx_signal_completes_with_cookie_and_phase);
+    tcase_add_test(tx, tx_unpublished_poisoned_ring_is_ignored);
+    tcase_add_test(tx, tx_never_consumes_beyond_prod);
+    tcase_add_test(tx, tx_unknown_kind_counted_as_bad_desc);
+    tcase_add_test(tx, tx_zero_length_data_counted_as_bad_desc);
+    suite_add_tcase(s, tx);
+
+    TCase *rx = tcase_create("rx");
+    tcase_add_checked_fixture(rx, setup, teardown);
+    tcase_add_test(rx, rx_ring_wraps_reposting_buffers);
+    tcase_add_test(rx, rx_bad_checksum_clears_csum_ok_and_counts);
+    tcase_add_test(rx, rx_without_buffer_drops_and_counts);
+    suite_add_tcase(s, rx);
+
+    TCase *full = tcase_create("full_empty");
+    tcase_add_checked_fixture(full, setup, teardown);
+    tcase_add_test(full, tx_full_check_prevents_overwrite);
+    tcase_add_test(full, rx_full_check_prevents_overwrite);
+    tcase_add_test(full, tx_cq_never_overflows_when_driver_consumes);
+    tcase_add_test(full, rx_cq_never_overflows_when_driver_consumes);
+    tcase_add_test(full, tx_cq_overflow_counted_when_driver_stalls);
+    suite_add_tcase(s, full);
+
+    TCase *cnt = tcase_create("counters");
+    tcase_add_checked_fixture(cnt, setup, teardown);
+    tcase_add_test(cnt, counters_match_traffic_exactly);
+    suite_add_tcase(s, cnt);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(ring_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,468 @@
+/*
+ * tls_offload.c - host side of the TLS transmit offload: flow contexts,
+ * record store, and the driver hook (shadow seq + resync), DESIGN.md §3.
+ */
+#include "tls_offload.h"
+#include "nic_abi.h"
+
+#include <lwip/priv/tcp_priv.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FLOW_HASH_BUCKETS  256
+#define LINGER_POLL        4  /* tcp_poll units of 500 ms */
+#define LINGER_MAX_POLLS   30 /* give up on an unresponsive peer after 60 s */
+#define TLS_TAG_BYTES      16
+
+struct tx_record {
+    struct tx_record *prev, *next;
+    struct pbuf *p; /* the plaintext frame, as written to TCP */
+    uint32_t start_seq;
+    uint16_t len;
+    uint64_t record_sn;
+    bool tag_valid;
+    uint8_t tag[TLS_TAG_BYTES];
+};
+
+struct tls_tx_offload {
+    struct tls_offload *o;
+    struct tls_tx_offload *hash_next;
+    uint32_t flow_id;
+    /* 4-tuple of outgoing packets, network byte order */
+    uint32_t local_ip, remote_ip;
+    uint16_t local_port, remote_port;
+    uint32_t start_seq;  /* start_offload_tcp_sn */
+    uint32_t shadow_seq; /* what the NIC expects next */
+    struct tx_record *head, *tail; /* oldest .. newest */
+    bool lingering;
+    unsigned linger_polls;
+};
+
+struct tls_offload {
+    struct stack_driver *drv;
+    enum tls_tx_resync policy;
+    uint32_t max_flows;
+    struct tls_tx_offload **by_flow; /* flow_id -> flow (index 0 unused) */
+    uint32_t *free_ids;
+    uint32_t n_free;
+    struct tls_tx_offload *hash[FLOW_HASH_BUCKETS];
+    struct tls_offload_counters c;
+};
+
+/* Serial-number arithmetic (RFC 1982 style) for 32-bit TCP sequence numbers. */
+static bool seq_lt(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) < 0;
+}
+
+static bool seq_leq(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) <= 0;
+}
+
+static unsigned hash_key(uint32_t remote_ip, uint16_t remote_port, uint16_t local_port)
+{
+    uint32_t h = remote_ip ^ ((uint32_t)remote_port << 16) ^ local_port;
+    h ^= h >> 16;
+    h *= 0x45d9f3bu;
+    h ^= h >> 16;
+    return h % FLOW_HASH_BUCKETS;
+}
+
+static struct tls_tx_offload *lookup(struct tls_offload *o, uint32_t remote_ip,
+                                     uint16_t remote_port, uint16_t local_port)
+{
+    struct tls_tx_offload *t = o->hash[hash_key(remote_ip, remote_port, local_port)];
+    for (; t; t = t->hash_next)
+        if (t->remote_ip == remote_ip && t->remote_port == remote_port &&
+            t->local_port == local_port)
+            return t;
+    return NULL;
+}
+
+static void record_free(struct tls_tx_offload *t, struct tx_record *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        t->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        t->tail = r->prev;
+    pbuf_free(r->p); /* a DUMP descriptor may still hold its own reference */
+    t->o->c.records_in_store--;
+    free(r);
+}
+
+/* The record holding byte seq, or NULL. Retransmissions hit the oldest. */
+static struct tx_record *find_record(struct tls_tx_offload *t, uint32_t seq)
+{
+    for (struct tx_record *r = t->head; r; r = r->next) {
+        if (seq_lt(seq, r->start_seq))
+            return NULL;
+        if (seq_lt(seq, r->start_seq + r->len))
+            return r;
+    }
+    return NULL;
+}
+
+/* --- the driver hook --- */
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static int post(struct tls_offload *o, const struct nic_tx_desc *d, struct pbuf *hold)
+{
+    return stack_driver_post_ctrl(o->drv, d, hold);
+}
+
+static int tx_prepare(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *flags)
+{
+    struct tls_offload *o = ctx;
+    const uint8_t *ip = p->payload;
+    if (p->len < 40 || (ip[0] >> 4) != 4 || ip[9] != 6 /* TCP */)
+        return 0;
+    size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
+    size_t tot = get16(ip + 2);
+    if (ihl < 20 || tot > p->len || tot < ihl + 20)
+        return 0;
+    const uint8_t *tcp = ip + ihl;
+    size_t thl = (size_t)(tcp[12] >> 4) * 4;
+    if (thl < 20 || ihl + thl > tot)
+        return 0;
+    uint32_t remote_ip;
+    uint16_t sport, dport;
+    memcpy(&remote_ip, ip + 16, 4);
+    memcpy(&sport, tcp, 2);
+    memcpy(&dport, tcp + 2, 2);
+    struct tls_tx_offload *t = lookup(o, remote_ip, dport, sport);
+    uint32_t plen = (uint32_t)(tot - ihl - thl);
+    if (!t || plen == 0)
+        return 0;
+    uint32_t seq = get32(tcp + 4);
+    if (seq_leq(seq + plen, t->start_seq)) {
+        o->c.tx_tls_skip_no_sync_data++; /* handshake bytes: already encrypted */
+        return 0;
+    }
+    if (seq_lt(seq, t->start_seq)) {
+        /* Would mix handshake and offloaded bytes: the fence forbids it. */
+        o->c.tx_tls_drop_no_sync_data++;
+        return -1;
+    }
+    *flow_id = t->flow_id;
+    *flags = NIC_TXF_OFFLOAD;
+    if (seq == t->shadow_seq) {
+        t->shadow_seq = seq + plen; /* the driver checked the ring has a slot */
+        return 0;
+    }
+
+    /* Out of sequence: a retransmission (or a jump after one). */
+    o->c.tx_tls_ooo++;
+    o->c.tx_tls_retransmit_bytes += plen;
+    struct tx_record *r = find_record(t, seq);
+    if (!r) {
+        o->c.tx_tls_drop_no_sync_data++;
+        return -1;
+    }
+    uint32_t off = seq - r->start_seq;
+    if (o->policy == TLS_TX_RESYNC_TAGCACHE) {
+        bool touches_tag = seq_lt(r->start_seq + r->len - TLS_TAG_BYTES, seq + plen);
+        if (!touches_tag || r->tag_valid) {
+            if (stack_driver_tx_space(o->drv) < 2) {
+                o->c.tx_tls_ring_full_drops++;
+                return -1;
+            }
+            struct nic_tx_desc d = {.kind = NIC_TX_PROGRESS,
+                                    .flags = NIC_TXF_ONESHOT,
+                                    .len = r->len,
+                                    .flow_id = t->flow_id,
+                                    .tcp_seq = r->start_seq,
+                                    .rec_off = off,
+                                    .record_sn = r->record_sn};
+            if (touches_tag) {
+                d.flags |= NIC_TXF_TAG_VALID;
+                memcpy(d.tag, r->tag, TLS_TAG_BYTES);
+            }
+            post(o, &d, NULL);
+            o->c.tx_tls_resync_tagcache++;
+            return 0; /* the NIC's main state, and our shadow, stay as they are */
+        }
+        o->c.tx_tls_tagcache_miss++;
+    }
+    if (stack_driver_tx_space(o->drv) < (off ? 3u : 2u)) {
+        o->c.tx_tls_ring_full_drops++;
+        return -1;
+    }
+    struct nic_tx_desc st = {.kind = NIC_TX_PROGRESS,
+                             .flow_id = t->flow_id,
+                             .tcp_seq = r->start_seq,
+                             .record_sn = r->record_sn};
+    post(o, &st, NULL);
+    if (off) {
+        struct nic_tx_desc dump = {.kind = NIC_TX_DUMP,
+                                   .len = (uint16_t)off,
+                                   .flow_id = t->flow_id,
+                                   .addr = (uint64_t)(uintptr_t)r->p->payload};
+        post(o, &dump, r->p); /* the descriptor holds the record until the NIC read it */
+        o->c.tx_tls_dump_bytes += off;
+    }
+    o->c.tx_tls_resync_dump++;
+    t->shadow_seq = seq + plen;
+    return 0;
+}
+
+static void tx_tag_report(void *ctx, const struct nic_cqe *cqe)
+{
+    struct tls_offload *o = ctx;
+    if (cqe->flow_id == 0 || cqe->flow_id > o->max_flows)
+        return;
+    struct tls_tx_offload *t = o->by_flow[cqe->flow_id];
+    if (!t)
+        return;
+    /* Reports arrive for the newest records: search from the tail. */
+    for (struct tx_record *r = t->tail; r; r = r->prev) {
+        if (r->record_sn == cqe->record_sn) {
+            memcpy(r->tag, cqe->tag, TLS_TAG_BYTES);
+            r->tag_valid = true;
+            o->c.tx_tls_tags_cached++;
+            return;
+        }
+        if (r->record_sn < cqe->record_sn)
+            return;
+    }
+}
+
+/* --- lifecycle --- */
+
+struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows,
+                                    enum tls_tx_resync policy)
+{
+    struct tls_offload *o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    o->drv = drv;
+    o->policy = policy;
+    o->max_flows = max_flows;
+    o->by_flow = calloc(max_flows + 1, sizeof(*o->by_flow));
+    o->free_ids = calloc(max_flows, sizeof(*o->free_ids));
+    if (!o->by_flow || !o->free_ids) {
+        tls_offload_free(o);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < max_flows; i++)
+        o->free_ids[o->n_free++] = max_flows - i; /* hand out 1, 2, ... */
+    struct stack_offload_ops ops = {
+        .tx_prepare = tx_prepare, .tx_tag_report = tx_tag_report, .ctx = o};
+    stack_driver_set_offload(drv, &ops);
+    return o;
+}
+
+static void flow_stop(struct tls_tx_offload *t)
+{
+    struct tls_offload *o = t->o;
+    while (t->head)
+        record_free(t, t->head);
+    struct tls_tx_offload **pp =
+        &o->hash[hash_key(t->remote_ip, t->remote_port, t->local_port)];
+    while (*pp && *pp != t)
+        pp = &(*pp)->hash_next;
+    if (*pp)
+        *pp = t->hash_next;
+    struct nic_tx_desc del = {.kind = NIC_TX_DEL_CTX, .flow_id = t->flow_id};
+    if (post(o, &del, NULL) == 0) {
+        o->c.tx_tls_ctx_deleted++;
+        o->free_ids[o->n_free++] = t->flow_id;
+    } /* else: the id leaks rather than being reused while the NIC still has it */
+    o->by_flow[t->flow_id] = NULL;
+    if (t->lingering)
+        o->c.lingering--;
+    free(t);
+}
+
+void tls_offload_free(struct tls_offload *o)
+{
+    if (!o)
+        return;
+    if (o->by_flow) {
+        for (uint32_t i = 1; i <= o->max_flows; i++)
+            if (o->by_flow[i])
+                flow_stop(o->by_flow[i]);
+        stack_driver_set_offload(o->drv, NULL);
+    }
+    free(o->by_flow);
+    free(o->free_ids);
+    free(o);
+}
+
+const struct tls_offload_counters *tls_offload_counters(const struct tls_offload *o)
+{
+    return &o->c;
+}
+
+enum tls_tx_resync tls_offload_policy(const struct tls_offload *o)
+{
+    return o->policy;
+}
+
+struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, struct tcp_pcb *pcb,
+                                            const uint8_t *key, size_t key_len,
+                                            const uint8_t salt[4], uint32_t start_seq,
+                                            uint64_t record_sn)
+{
+    if (!o || o->n_free == 0 || (key_len != 16 && key_len != 32)) {
+        if (o)
+            o->c.tx_tls_ctx_fail++;
+        return NULL;
+    }
+    /* Static context + (implicitly) progress: the NIC reads this memory when
+       it consumes the descriptor, so it lives in a pbuf the ring holds. */
+    struct pbuf *ctxbuf = pbuf_alloc(PBUF_RAW, sizeof(struct nic_tls_static_ctx), PBUF_RAM);
+    struct tls_tx_offload *t = calloc(1, sizeof(*t));
+    if (!ctxbuf || !t || stack_driver_tx_space(o->drv) < 1) {
+        if (ctxbuf)
+            pbuf_free(ctxbuf);
+        free(t);
+        o->c.tx_tls_ctx_fail++;
+        return NULL;
+    }
+    t->o = o;
+    t->flow_id = o->free_ids[--o->n_free];
+    t->local_ip = ip_2_ip4(&pcb->local_ip)->addr;
+    t->remote_ip = ip_2_ip4(&pcb->remote_ip)->addr;
+    t->local_port = lwip_htons(pcb->local_port);
+    t->remote_port = lwip_htons(pcb->remote_port);
+    t->start_seq = start_seq;
+    t->shadow_seq = start_seq;
+
+    struct nic_tls_static_ctx *st = ctxbuf->payload;
+    memset(st, 0, sizeof(*st));
+    st->cipher = key_len == 16 ? NIC_CIPHER_AES_128_GCM : NIC_CIPHER_AES_256_GCM;
+    st->direction = NIC_CTX_TX;
+    st->flags = o->policy == TLS_TX_RESYNC_TAGCACHE ? NIC_CTXF_TAG_REPORT : 0;
+    memcpy(st->salt, salt, 4);
+    memcpy(st->key, key, key_len);
+    st->saddr = t->local_ip;
+    st->daddr = t->remote_ip;
+    st->sport = t->local_port;
+    st->dport = t->remote_port;
+    st->start_tcp_sn = start_seq;
+    st->record_sn = record_sn;
+    struct nic_tx_desc d = {.kind = NIC_TX_STATIC_CTX,
+                            .flags = NIC_TXF_SIGNAL,
+                            .flow_id = t->flow_id,
+                            .addr = (uint64_t)(uintptr_t)st};
+    post(o, &d, ctxbuf);
+    pbuf_free(ctxbuf); /* the ring's reference keeps it until the NIC read it */
+    o->by_flow[t->flow_id] = t;
+    unsigned h = hash_key(t->remote_ip, t->remote_port, t->local_port);
+    t->hash_next = o->hash[h];
+    o->hash[h] = t;
+    o->c.tx_tls_ctx_installed++;
+    return t;
+}
+
+void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t start_seq,
+                           uint64_t record_sn)
+{
+    struct tx_record *r = calloc(1, sizeof(*r));
+    if (!r)
+        return; /* a retransmission of it will be dropped and counted */
+    pbuf_ref(rec);
+    r->p = rec;
+    r->start_seq = start_seq;
+    r->len = rec->len;
+    r->record_sn = record_sn;
+    r->prev = t->tail;
+    if (t->tail)
+        t->tail->next = r;
+    else
+        t->head = r;
+    t->tail = r;
+    t->o->c.tx_records++;
+    t->o->c.tx_record_bytes += rec->len;
+    t->o->c.records_in_store++;
+}
+
+void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb)
+{
+    /* lwIP resends whole segments, even partly acked ones: keep every record
+       that overlaps the oldest segment still queued, not just unacked bytes. */
+    uint32_t keep_from = pcb->lastack;
+    if (pcb->unacked)
+        keep_from = lwip_ntohl(pcb->unacked->tcphdr->seqno);
+    else if (pcb->unsent)
+        keep_from = lwip_ntohl(pcb->unsent->tcphdr->seqno);
+    while (t->head && seq_leq(t->head->start_seq + t->head->len, keep_from))
+        record_free(t, t->head);
+}
+
+/* --- lingering after the connection let go of the pcb --- */
+
+static err_t linger_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
+{
+    struct tls_tx_offload *t = arg;
+    (void)len;
+    tls_tx_offload_acked(t, pcb);
+    if (!t->head) {
+        tcp_arg(pcb, NULL);
+        tcp_sent(pcb, NULL);
+        tcp_err(pcb, NULL);
+        tcp_poll(pcb, NULL, 0);
+        tcp_recv(pcb, NULL);
+        flow_stop(t);
+    }
+    return ERR_OK;
+}
+
+static void linger_err(void *arg, err_t err)
+{
+    (void)err;
+    flow_stop(arg); /* pcb already freed */
+}
+
+static err_t linger_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+    (void)arg;
+    (void)err;
+    if (p) {
+        tcp_recved(pcb, p->tot_len);
+        pbuf_free(p);
+    }
+    return ERR_OK;
+}
+
+static err_t linger_poll(void *arg, struct tcp_pcb *pcb)
+{
+    struct tls_tx_offload *t = arg;
+    if (++t->linger_polls >= LINGER_MAX_POLLS) {
+        tcp_abort(pcb); /* calls linger_err */
+        return ERR_ABRT;
+    }
+    return ERR_OK;
+}
+
+void tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort)
+{
+    if (pcb && !abort)
+        tls_tx_offload_acked(t, pcb);
+    if (!pcb || abort || !t->head) {
+        flow_stop(t);
+        return;
+    }
+    /* Segments of ours may still be resent: they must stay encrypted. */
+    t->lingering = true;
+    t->o->c.lingering++;
+    tcp_arg(pcb, t);
+    tcp_sent(pcb, linger_sent);
+    tcp_err(pcb, linger_err);
+    tcp_recv(pcb, linger_recv);
+    tcp_poll(pcb, linger_poll, LINGER_POLL);
+}

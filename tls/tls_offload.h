@@ -1,0 +1,63 @@
+/*
+ * tls_offload.h - host side of the autonomous TLS offload (DESIGN.md §3):
+ * flow contexts in the NIC, the record store for retransmissions, and the
+ * driver hook that keeps a shadow of the NIC's expected sequence number and
+ * resynchronises it with state/dump descriptors (or tag-cache one-shots).
+ *
+ * Everything runs under the lwIP core lock.
+ */
+#ifndef ANIC_TLS_OFFLOAD_H
+#define ANIC_TLS_OFFLOAD_H
+
+#include "stack_driver.h"
+
+#include <lwip/tcp.h>
+#include <stdint.h>
+
+enum tls_tx_resync {
+    TLS_TX_RESYNC_DUMP,    /* mlx5: state descriptor + record bytes replayed up to the seq */
+    TLS_TX_RESYNC_TAGCACHE /* NIC reports tags; retransmissions seek the keystream */
+};
+
+struct tls_offload_counters {
+    uint64_t tx_tls_ctx_installed, tx_tls_ctx_fail, tx_tls_ctx_deleted;
+    uint64_t tx_tls_ooo;               /* out-of-sequence segments (resyncs) */
+    uint64_t tx_tls_skip_no_sync_data; /* segment before start_offload_tcp_sn: sent as is */
+    uint64_t tx_tls_drop_no_sync_data; /* record already acked and freed: dropped */
+    uint64_t tx_tls_resync_dump, tx_tls_resync_tagcache, tx_tls_tagcache_miss;
+    uint64_t tx_tls_dump_bytes;       /* record bytes posted in DUMP descriptors */
+    uint64_t tx_tls_retransmit_bytes; /* payload bytes of out-of-sequence segments */
+    uint64_t tx_tls_tags_cached, tx_tls_ring_full_drops;
+    uint64_t tx_records, tx_record_bytes, records_in_store, lingering;
+};
+
+struct tls_offload;
+struct tls_tx_offload;
+
+/* Installs itself as the driver's offload hook. */
+struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows,
+                                    enum tls_tx_resync policy);
+void tls_offload_free(struct tls_offload *o);
+const struct tls_offload_counters *tls_offload_counters(const struct tls_offload *o);
+enum tls_tx_resync tls_offload_policy(const struct tls_offload *o);
+
+/* Start offloading the TX side of pcb. start_seq: the TCP seq of the first
+   offloaded byte (the caller guarantees lwIP's unsent queue is empty, so no
+   segment mixes handshake and offloaded bytes). NULL: no flow context free
+   (counted); the caller keeps software crypto. */
+struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, struct tcp_pcb *pcb,
+                                            const uint8_t *key, size_t key_len,
+                                            const uint8_t salt[4], uint32_t start_seq,
+                                            uint64_t record_sn);
+/* A record (plaintext frame with blank tag) was written at start_seq. The
+   store takes a reference on rec and keeps it until every byte is acked. */
+void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t start_seq,
+                           uint64_t record_sn);
+/* Called from tcp_sent: free records no segment in lwIP can still resend. */
+void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb);
+/* The connection is done with the pcb. If segments may still be resent, the
+   offload lingers on the pcb (taking over its callbacks) until they are
+   acked; abort: the pcb is being aborted/freed, stop at once. */
+void tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort);
+
+#endif
