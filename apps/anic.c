@@ -54,6 +54,8 @@ static void usage_serve(FILE *f)
         "  --host-addr A       lwIP host address (default 10.77.0.2)\n"
         "  --mtu N             link MTU (default 1500, 576..9000)\n"
         "  --sndbuf BYTES      TCP send buffer per connection (default 196608)\n"
+        "  --tcp-tick-ms N     period of lwIP's TCP slow timer (RTO granularity; default 1,\n"
+        "                        0 = lwIP's own 500 ms: a lost retransmission then costs >= 1 s)\n"
         "  --cert FILE --key FILE\n"
         "                      PEM certificate chain and key instead of a generated one\n"
         "  --ca-out FILE       where the generated CA is written (default /tmp/anic-ca.pem)\n"
@@ -119,6 +121,7 @@ enum {
     OPT_DURATION,
     OPT_READY_FILE,
     OPT_TX_RESYNC,
+    OPT_TCP_TICK,
 };
 
 static const struct option serve_opts[] = {
@@ -142,6 +145,7 @@ static const struct option serve_opts[] = {
     {"duration", required_argument, NULL, OPT_DURATION},
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
     {"tx-resync", required_argument, NULL, OPT_TX_RESYNC},
+    {"tcp-tick-ms", required_argument, NULL, OPT_TCP_TICK},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -276,6 +280,10 @@ static int cmd_serve(int argc, char **argv)
             break;
         case OPT_READY_FILE:
             ready_file = optarg;
+            break;
+        case OPT_TCP_TICK:
+            if (parse_u32(optarg, 0, 500, &cfg.tcp_tick_ms) < 0)
+                return bad("tcp-tick-ms", optarg);
             break;
         case OPT_TX_RESYNC:
             if (!strcmp(optarg, "dump"))

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <lwip/tcpip.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -23,6 +24,7 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->prefix_len = 24;
     cfg->mtu = 1500;
     cfg->snd_buf = 192 * 1024;
+    cfg->tcp_tick_ms = 1;
     cfg->tx_ring_size = 1024;
     cfg->rx_ring_size = 1024;
     cfg->max_flows = 1024;
@@ -116,6 +118,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .netmask = htonl(~0u << (32 - cfg->prefix_len)),
         .gateway = cfg->kernel_ip,
         .mtu = cfg->mtu,
+        .tcp_tick_ms = cfg->tcp_tick_ms,
     };
     rt->host = stack_host_start(rt->dev, &hc);
     if (!rt->host) {
@@ -179,13 +182,6 @@ void app_runtime_stop(struct app_runtime *rt)
         rt->server = NULL;
         rt->stats.server = NULL;
     }
-    if (rt->offload) {
-        /* Connections are gone; lingering flows are dropped with the pcbs. */
-        LOCK_TCPIP_CORE();
-        tls_offload_free(rt->offload);
-        UNLOCK_TCPIP_CORE();
-        rt->offload = NULL;
-    }
     if (rt->host)
         stack_host_stop(rt->host);
     if (rt->dev)
@@ -194,6 +190,14 @@ void app_runtime_stop(struct app_runtime *rt)
 
 void app_runtime_free(struct app_runtime *rt)
 {
+    if (rt->offload) {
+        /* Connections are gone; lingering flows are aborted with their pcbs. */
+        LOCK_TCPIP_CORE();
+        tls_offload_free(rt->offload);
+        UNLOCK_TCPIP_CORE();
+        rt->offload = NULL;
+        rt->stats.offload = NULL;
+    }
     if (rt->host) {
         stack_host_free(rt->host);
         rt->host = NULL;

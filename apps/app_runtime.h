@@ -23,6 +23,7 @@ struct app_runtime_cfg {
     unsigned prefix_len;
     uint32_t mtu;
     uint32_t snd_buf;
+    uint32_t tcp_tick_ms; /* see stack_host_cfg */
     uint32_t tx_ring_size, rx_ring_size, max_flows;
     enum tls_tx_resync tx_resync; /* TLS_MODE_NIC retransmission policy */
     struct nic_fault_cfg fault_tx, fault_rx; /* seeds are chosen here if unset */

@@ -5,7 +5,9 @@
 #include <lwip/ip.h>
 #include <lwip/ip4_addr.h>
 #include <lwip/netif.h>
+#include <lwip/priv/tcp_priv.h>
 #include <lwip/tcpip.h>
+#include <lwip/timeouts.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -16,6 +18,8 @@
 #define IRQ_WAIT_MS     100  /* re-check the stop flag this often */
 
 struct stack_host {
+    uint32_t tcp_tick_ms;
+    bool tick_armed;
     struct nic_dev *dev;
     struct stack_driver *drv;
     pthread_t irq_thread;
@@ -41,6 +45,14 @@ static uint64_t thread_cpu_ns(pthread_t t)
     if (pthread_getcpuclockid(t, &cid) != 0 || clock_gettime(cid, &ts) != 0)
         return 0;
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Runs in the tcpip thread (core lock held), re-arming itself. */
+static void fast_tcp_tick(void *arg)
+{
+    struct stack_host *h = arg;
+    tcp_slowtmr();
+    sys_timeout(h->tcp_tick_ms, fast_tcp_tick, h);
 }
 
 static void *irq_main(void *arg)
@@ -95,6 +107,11 @@ struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host
     netif_set_link_up(nif);
     h->netif_added = true;
     stack_driver_refill(h->drv);
+    h->tcp_tick_ms = cfg->tcp_tick_ms;
+    if (h->tcp_tick_ms) {
+        sys_timeout(h->tcp_tick_ms, fast_tcp_tick, h);
+        h->tick_armed = true;
+    }
     UNLOCK_TCPIP_CORE();
     if (pthread_create(&h->irq_thread, NULL, irq_main, h) != 0) {
         stack_host_stop(h);
@@ -112,6 +129,12 @@ void stack_host_stop(struct stack_host *h)
     if (!atomic_exchange(&h->stop, 1) && h->irq_thread) {
         nic_dev_irq_kick(h->dev);
         pthread_join(h->irq_thread, NULL);
+    }
+    if (h->tick_armed) {
+        LOCK_TCPIP_CORE();
+        sys_untimeout(fast_tcp_tick, h);
+        UNLOCK_TCPIP_CORE();
+        h->tick_armed = false;
     }
     if (h->netif_added) {
         LOCK_TCPIP_CORE();

@@ -14,14 +14,17 @@
 #include "tls_offload.h"
 #include "tls_record.h"
 
+#include <lwip/sys.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CONN_POLL_INTERVAL      4  /* tcp_poll units of 500 ms: every 2 s */
-#define HANDSHAKE_TIMEOUT_POLLS 5  /* 10 s to complete a handshake */
-#define CLOSING_TIMEOUT_POLLS   15 /* 30 s to drain output when closing */
+/* tcp_poll runs every CONN_POLL_INTERVAL TCP slow-timer ticks; the tick may
+   be shortened (stack_host_cfg.tcp_tick_ms), so timeouts use sys_now(). */
+#define CONN_POLL_INTERVAL   4
+#define HANDSHAKE_TIMEOUT_MS 10000 /* a handshake must finish within this */
+#define CLOSING_TIMEOUT_MS   30000 /* draining output when closing, without progress */
 #define RX_PENDING_CAP          (TLS_MAX_PLAINTEXT + 65536)
 
 enum conn_state {
@@ -41,7 +44,7 @@ struct tls_conn {
     const struct tls_conn_upper *up;
     void *up_ctx;
     unsigned busy; /* callback nesting depth */
-    unsigned polls;
+    uint32_t since_ms; /* accept (handshake) or last output progress (closing) */
     bool eof_seen, eof_told, upper_closed, rx_stalled;
 
     struct pbuf *rxq; /* received, not yet consumed */
@@ -382,7 +385,7 @@ void tls_conn_close(struct tls_conn *c)
         conn_kill(c, false);
     } else {
         c->state = CONN_CLOSING;
-        c->polls = 0;
+        c->since_ms = sys_now();
         try_finish_close(c);
     }
     conn_leave(c);
@@ -649,7 +652,6 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
             pbuf_cat(c->rxq, p);
         else
             c->rxq = p;
-        c->polls = 0;
         process_input(c);
     }
     conn_leave(c);
@@ -664,7 +666,8 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     if (!c)
         return ERR_OK;
     conn_enter(c);
-    c->polls = 0;
+    if (c->state == CONN_CLOSING)
+        c->since_ms = sys_now(); /* output progress */
     if (c->txo)
         tls_tx_offload_acked(c->txo, c->pcb);
     if (c->offload_fence && c->state == CONN_OPEN)
@@ -703,13 +706,13 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
     if (!c)
         return ERR_OK;
     conn_enter(c);
-    c->polls++;
-    if (c->state == CONN_HANDSHAKE && c->polls >= HANDSHAKE_TIMEOUT_POLLS) {
+    uint32_t idle_ms = sys_now() - c->since_ms;
+    if (c->state == CONN_HANDSHAKE && idle_ms >= HANDSHAKE_TIMEOUT_MS) {
         ctr(c)->handshakes_failed++;
         conn_kill(c, true);
     } else if (c->state == CONN_CLOSING) {
         try_finish_close(c);
-        if (c->state == CONN_CLOSING && c->polls >= CLOSING_TIMEOUT_POLLS)
+        if (c->state == CONN_CLOSING && idle_ms >= CLOSING_TIMEOUT_MS)
             conn_kill(c, true);
     } else if (c->state == CONN_OPEN) {
         try_start_offload(c);
@@ -774,6 +777,7 @@ struct tls_conn *tls_conn_accept(struct tls_server *srv, enum tls_mode mode, str
     c->up = up;
     c->up_ctx = up_ctx;
     c->state = srv ? CONN_HANDSHAKE : CONN_OPEN;
+    c->since_ms = sys_now();
     if (srv) {
         c->tx_pt = malloc(TLS_MAX_PLAINTEXT);
         c->tx_rec = malloc(TLS_MAX_PLAINTEXT + TLS_RECORD_OVERHEAD);

@@ -6,12 +6,13 @@
 #include "nic_abi.h"
 
 #include <lwip/priv/tcp_priv.h>
+#include <lwip/sys.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define FLOW_HASH_BUCKETS  256
-#define LINGER_POLL        4  /* tcp_poll units of 500 ms */
-#define LINGER_MAX_POLLS   30 /* give up on an unresponsive peer after 60 s */
+#define LINGER_POLL        4     /* tcp_poll interval, in TCP slow-timer ticks */
+#define LINGER_MAX_MS      60000 /* give up on an unresponsive peer */
 #define TLS_TAG_BYTES      16
 
 struct tx_record {
@@ -35,7 +36,8 @@ struct tls_tx_offload {
     uint32_t shadow_seq; /* what the NIC expects next */
     struct tx_record *head, *tail; /* oldest .. newest */
     bool lingering;
-    unsigned linger_polls;
+    struct tcp_pcb *linger_pcb; /* while lingering: the pcb whose callbacks we own */
+    uint32_t linger_since_ms;
 };
 
 struct tls_offload {
@@ -292,9 +294,13 @@ void tls_offload_free(struct tls_offload *o)
     if (!o)
         return;
     if (o->by_flow) {
-        for (uint32_t i = 1; i <= o->max_flows; i++)
-            if (o->by_flow[i])
-                flow_stop(o->by_flow[i]);
+        for (uint32_t i = 1; i <= o->max_flows; i++) {
+            struct tls_tx_offload *t = o->by_flow[i];
+            if (t && t->lingering)
+                tcp_abort(t->linger_pcb); /* linger_err stops the flow */
+            else if (t)
+                flow_stop(t);
+        }
         stack_driver_set_offload(o->drv, NULL);
     }
     free(o->by_flow);
@@ -442,7 +448,7 @@ static err_t linger_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t e
 static err_t linger_poll(void *arg, struct tcp_pcb *pcb)
 {
     struct tls_tx_offload *t = arg;
-    if (++t->linger_polls >= LINGER_MAX_POLLS) {
+    if (sys_now() - t->linger_since_ms >= LINGER_MAX_MS) {
         tcp_abort(pcb); /* calls linger_err */
         return ERR_ABRT;
     }
@@ -459,6 +465,8 @@ void tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool 
     }
     /* Segments of ours may still be resent: they must stay encrypted. */
     t->lingering = true;
+    t->linger_pcb = pcb;
+    t->linger_since_ms = sys_now();
     t->o->c.lingering++;
     tcp_arg(pcb, t);
     tcp_sent(pcb, linger_sent);
