@@ -47,7 +47,8 @@ static void usage_serve(FILE *f)
         "                        tags; retransmissions seek the keystream, no dump)\n"
         "  --https-port N      HTTPS port (default 443; 0 = none)\n"
         "  --http-port N       plain HTTP port (default 80; 0 = none)\n"
-        "  --listen PORT:MODE  an extra listener (MODE plain|mbedtls|sw|nic); repeatable\n"
+        "  --listen PORT:MODE  an extra listener (MODE plain|mbedtls|sw|nic|nic-tagcache);\n"
+        "                        repeatable\n"
         "  --netns NAME        network namespace to create (default anic)\n"
         "  --tun NAME          TUN device name (default anic0)\n"
         "  --kernel-addr A/P   kernel side of the TUN (default 10.77.0.1/24)\n"
@@ -152,8 +153,7 @@ static const struct option serve_opts[] = {
 
 static int bad(const char *opt, const char *val)
 {
-    fprintf(stderr, "anic serve: invalid value for --%s: '%s' (see anic serve --help)\n", opt,
-            val);
+    fprintf(stderr, "anic serve: invalid value for --%s: '%s' (see anic serve --help)\n", opt, val);
     return 2;
 }
 
@@ -189,6 +189,7 @@ static int cmd_serve(int argc, char **argv)
     struct app_runtime_cfg cfg;
     app_runtime_cfg_defaults(&cfg);
     int tls_mode = TLS_MODE_NIC;
+    bool tagcache = false;
     uint32_t https_port = 443, http_port = 80, duration = 0;
     struct app_listener extra[APP_SERVER_MAX_LISTENERS];
     unsigned n_extra = 0;
@@ -287,9 +288,9 @@ static int cmd_serve(int argc, char **argv)
             break;
         case OPT_TX_RESYNC:
             if (!strcmp(optarg, "dump"))
-                cfg.tx_resync = TLS_TX_RESYNC_DUMP;
+                tagcache = false;
             else if (!strcmp(optarg, "tagcache"))
-                cfg.tx_resync = TLS_TX_RESYNC_TAGCACHE;
+                tagcache = true;
             else
                 return bad("tx-resync", optarg);
             break;
@@ -305,17 +306,19 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "anic serve: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (tagcache && tls_mode == TLS_MODE_NIC)
+        tls_mode = TLS_MODE_NIC_TAGCACHE;
     if (!cfg.cert_path != !cfg.key_path) {
         fprintf(stderr, "anic serve: --cert and --key go together\n");
         return 2;
     }
     cfg.n_listeners = 0;
     if (http_port)
-        cfg.listeners[cfg.n_listeners++] = (struct app_listener){(uint16_t)http_port,
-                                                                 TLS_MODE_NONE};
+        cfg.listeners[cfg.n_listeners++] =
+            (struct app_listener){(uint16_t)http_port, TLS_MODE_NONE};
     if (https_port)
-        cfg.listeners[cfg.n_listeners++] = (struct app_listener){(uint16_t)https_port,
-                                                                 (enum tls_mode)tls_mode};
+        cfg.listeners[cfg.n_listeners++] =
+            (struct app_listener){(uint16_t)https_port, (enum tls_mode)tls_mode};
     for (unsigned i = 0; i < n_extra; i++)
         cfg.listeners[cfg.n_listeners++] = extra[i];
     if (cfg.n_listeners == 0) {

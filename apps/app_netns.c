@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,33 @@ int app_netns_create_enter(const char *name, char *err, size_t errlen)
         close(sock);
     }
     return 0;
+}
+
+static char crash_ns[64];
+
+/* Only async-signal-safe calls: fork, execve, waitpid, signal, raise. */
+static void crash_handler(int sig)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *const argv[] = {"ip", "netns", "del", crash_ns, NULL};
+        char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+        execve("/usr/sbin/ip", argv, envp);
+        execve("/sbin/ip", argv, envp);
+        _exit(127);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void app_netns_cleanup_on_crash(const char *name)
+{
+    snprintf(crash_ns, sizeof(crash_ns), "%s", name);
+    static const int sigs[] = {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        signal(sigs[i], crash_handler);
 }
 
 void app_netns_delete(const char *name)

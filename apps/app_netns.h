@@ -12,6 +12,9 @@
    Call before any thread is created: threads inherit it. Fails if the
    namespace already exists (we never reuse one we did not create). */
 int app_netns_create_enter(const char *name, char *err, size_t errlen);
+/* If the process dies of a fatal signal (SIGSEGV, SIGABRT, ...), delete
+   the namespace first, then die as before: a crash leaves nothing behind. */
+void app_netns_cleanup_on_crash(const char *name);
 /* `ip netns del name`. */
 void app_netns_delete(const char *name);
 /* Run argv (NULL-terminated) inside the namespace via `ip netns exec`,

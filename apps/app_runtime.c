@@ -33,7 +33,6 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->ca_out_path = "/tmp/anic-ca.pem";
     cfg->listeners[0] = (struct app_listener){80, TLS_MODE_NONE};
     cfg->listeners[1] = (struct app_listener){443, TLS_MODE_NIC};
-    cfg->tx_resync = TLS_TX_RESYNC_DUMP;
     cfg->n_listeners = 2;
 }
 
@@ -48,6 +47,8 @@ const char *app_mode_name(enum tls_mode mode)
         return "sw";
     case TLS_MODE_NIC:
         return "nic";
+    case TLS_MODE_NIC_TAGCACHE:
+        return "nic-tagcache";
     case TLS_MODE_COUNT:
         break;
     }
@@ -64,6 +65,8 @@ int app_mode_parse(const char *s)
         return TLS_MODE_SW;
     if (!strcmp(s, "nic"))
         return TLS_MODE_NIC;
+    if (!strcmp(s, "nic-tagcache"))
+        return TLS_MODE_NIC_TAGCACHE;
     return -1;
 }
 
@@ -91,6 +94,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
     if (app_netns_create_enter(cfg->netns, err, errlen) < 0)
         return -1;
     rt->netns_created = true;
+    app_netns_cleanup_on_crash(cfg->netns);
     int fd = nic_tun_open(cfg->tun_name, cfg->kernel_ip, cfg->prefix_len, cfg->mtu, err, errlen);
     if (fd < 0)
         goto fail;
@@ -125,13 +129,13 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         snprintf(err, errlen, "cannot start the lwIP host");
         goto fail;
     }
-    struct app_server_cfg sc = {.snd_buf = cfg->snd_buf, .stats_json = app_stats_json,
-                                .stats_ctx = &rt->stats};
+    struct app_server_cfg sc = {
+        .snd_buf = cfg->snd_buf, .stats_json = app_stats_json, .stats_ctx = &rt->stats};
     bool need_tls = false, need_offload = false;
     for (unsigned i = 0; i < cfg->n_listeners; i++) {
         sc.listeners[sc.n_listeners++] = cfg->listeners[i];
         need_tls |= cfg->listeners[i].mode != TLS_MODE_NONE;
-        need_offload |= cfg->listeners[i].mode == TLS_MODE_NIC;
+        need_offload |= tls_mode_offloads(cfg->listeners[i].mode);
     }
     if (need_tls) {
         struct tls_server_cfg tc = {
@@ -147,7 +151,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
     }
     if (need_offload) {
         LOCK_TCPIP_CORE();
-        rt->offload = tls_offload_new(stack_host_driver(rt->host), cfg->max_flows, cfg->tx_resync);
+        rt->offload = tls_offload_new(stack_host_driver(rt->host), cfg->max_flows);
         UNLOCK_TCPIP_CORE();
         if (!rt->offload) {
             snprintf(err, errlen, "out of memory (offload)");

@@ -15,7 +15,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-
 struct app_runtime_cfg {
     const char *netns;
     const char *tun_name;
@@ -25,7 +24,6 @@ struct app_runtime_cfg {
     uint32_t snd_buf;
     uint32_t tcp_tick_ms; /* see stack_host_cfg */
     uint32_t tx_ring_size, rx_ring_size, max_flows;
-    enum tls_tx_resync tx_resync; /* TLS_MODE_NIC retransmission policy */
     struct nic_fault_cfg fault_tx, fault_rx; /* seeds are chosen here if unset */
     const char *pcap_path, *keylog_path, *cert_path, *key_path, *ca_out_path;
     struct app_listener listeners[APP_SERVER_MAX_LISTENERS];

@@ -24,7 +24,7 @@ struct app_server_cfg {
     struct app_listener listeners[APP_SERVER_MAX_LISTENERS];
     unsigned n_listeners;
     struct tls_server *tls; /* certificate + config for the TLS listeners */
-    uint32_t snd_buf; /* TCP send buffer per connection (bytes) */
+    uint32_t snd_buf;       /* TCP send buffer per connection (bytes) */
     app_stats_json_fn stats_json;
     void *stats_ctx;
 };

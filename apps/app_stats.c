@@ -101,8 +101,11 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD("driver", dc, polls);
     }
 
-    static const char *const tls_sec[TLS_MODE_COUNT] = {
-        [TLS_MODE_MBEDTLS] = "tls_mbedtls", [TLS_MODE_SW] = "tls_sw", [TLS_MODE_NIC] = "tls_nic"};
+    static const char *const tls_sec[TLS_MODE_COUNT] = {[TLS_MODE_MBEDTLS] = "tls_mbedtls",
+                                                        [TLS_MODE_SW] = "tls_sw",
+                                                        [TLS_MODE_NIC] = "tls_nic",
+                                                        [TLS_MODE_NIC_TAGCACHE] =
+                                                            "tls_nic_tagcache"};
     for (int m = TLS_MODE_MBEDTLS; src->tls && m < TLS_MODE_COUNT; m++) {
         const struct tls_counters *tc = tls_server_counters(src->tls, (enum tls_mode)m);
         const char *sec = tls_sec[m];
@@ -124,25 +127,30 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD(sec, *tc, rx_malformed);
         ADD(sec, *tc, offload_fallback_sw);
     }
-    if (src->offload) {
-        const struct tls_offload_counters *oc = tls_offload_counters(src->offload);
-        ADD("offload", *oc, tx_tls_ctx_installed);
-        ADD("offload", *oc, tx_tls_ctx_fail);
-        ADD("offload", *oc, tx_tls_ctx_deleted);
-        ADD("offload", *oc, tx_tls_ooo);
-        ADD("offload", *oc, tx_tls_skip_no_sync_data);
-        ADD("offload", *oc, tx_tls_drop_no_sync_data);
-        ADD("offload", *oc, tx_tls_resync_dump);
-        ADD("offload", *oc, tx_tls_resync_tagcache);
-        ADD("offload", *oc, tx_tls_tagcache_miss);
-        ADD("offload", *oc, tx_tls_dump_bytes);
-        ADD("offload", *oc, tx_tls_retransmit_bytes);
-        ADD("offload", *oc, tx_tls_tags_cached);
-        ADD("offload", *oc, tx_tls_ring_full_drops);
-        ADD("offload", *oc, tx_records);
-        ADD("offload", *oc, tx_record_bytes);
-        ADD("offload", *oc, records_in_store);
-        ADD("offload", *oc, lingering);
+    static const char *const ofl_sec[TLS_TX_RESYNC_COUNT] = {
+        [TLS_TX_RESYNC_DUMP] = "offload_dump", [TLS_TX_RESYNC_TAGCACHE] = "offload_tagcache"};
+    for (int pol = 0; src->offload && pol < TLS_TX_RESYNC_COUNT; pol++) {
+        const struct tls_offload_counters *oc =
+            tls_offload_counters(src->offload, (enum tls_tx_resync)pol);
+        const char *osec = ofl_sec[pol];
+        ADD(osec, *oc, tx_tls_ctx_installed);
+        ADD(osec, *oc, tx_tls_ctx_fail);
+        ADD(osec, *oc, tx_tls_ctx_deleted);
+        ADD(osec, *oc, tx_tls_ooo);
+        ADD(osec, *oc, tx_tls_skip_no_sync_data);
+        ADD(osec, *oc, tx_tls_drop_no_sync_data);
+        ADD(osec, *oc, tx_tls_resync_dump);
+        ADD(osec, *oc, tx_tls_resync_tagcache);
+        ADD(osec, *oc, tx_tls_tagcache_miss);
+        ADD(osec, *oc, tx_tls_dump_bytes);
+        ADD(osec, *oc, tx_tls_retransmit_bytes);
+        ADD(osec, *oc, tx_tls_tags_cached);
+        ADD(osec, *oc, tx_tls_ring_full_drops);
+        ADD(osec, *oc, tx_tls_nic_errors);
+        ADD(osec, *oc, tx_records);
+        ADD(osec, *oc, tx_record_bytes);
+        ADD(osec, *oc, records_in_store);
+        ADD(osec, *oc, lingering);
     }
 
     const struct app_http_counters *hc = app_http_global_counters();

@@ -61,21 +61,22 @@ enum nic_tx_kind {
 #define NIC_TXF_SIGNAL    0x02 /* post a completion for this descriptor */
 #define NIC_TXF_RESYNC_OK 0x04 /* RX_RESYNC_RESP: 1 = confirm, 0 = deny */
 #define NIC_TXF_TAG_VALID 0x08 /* PROGRESS: tag[] holds the cached record tag */
-#define NIC_TXF_ONESHOT   0x10 /* TX PROGRESS (tagcache policy): the state applies to the next
-                                  DATA descriptor only. The NIC seeks the keystream to rec_off
-                                  of the record (len = its total length, record_sn gives the
-                                  nonce), writes the cached tag if the segment holds tag bytes,
-                                  then returns to its main in-sequence state untouched. */
+#define NIC_TXF_ONESHOT                                                                            \
+    0x10 /* TX PROGRESS (tagcache policy): the state applies to the next                           \
+            DATA descriptor only. The NIC seeks the keystream to rec_off                           \
+            of the record (len = its total length, record_sn gives the                             \
+            nonce), writes the cached tag if the segment holds tag bytes,                          \
+            then returns to its main in-sequence state untouched. */
 
 struct nic_tx_desc {
-    uint8_t kind;     /* enum nic_tx_kind */
-    uint8_t flags;    /* NIC_TXF_* */
-    uint16_t len;     /* DATA, DUMP: bytes at addr; PROGRESS+ONESHOT: record length */
-    uint32_t flow_id; /* 0 = no flow */
-    uint64_t addr;    /* DATA, DUMP, STATIC_CTX: host memory the NIC reads */
-    uint64_t cookie;  /* echoed in the completion; the driver's slot tag */
-    uint32_t tcp_seq; /* PROGRESS: record start seq; RESYNC_RESP: requested seq */
-    uint32_t rec_off; /* PROGRESS (tagcache): offset of the resumed byte in the record */
+    uint8_t kind;       /* enum nic_tx_kind */
+    uint8_t flags;      /* NIC_TXF_* */
+    uint16_t len;       /* DATA, DUMP: bytes at addr; PROGRESS+ONESHOT: record length */
+    uint32_t flow_id;   /* 0 = no flow */
+    uint64_t addr;      /* DATA, DUMP, STATIC_CTX: host memory the NIC reads */
+    uint64_t cookie;    /* echoed in the completion; the driver's slot tag */
+    uint32_t tcp_seq;   /* PROGRESS: record start seq; RESYNC_RESP: requested seq */
+    uint32_t rec_off;   /* PROGRESS (tagcache): offset of the resumed byte in the record */
     uint64_t record_sn; /* PROGRESS, RESYNC_RESP: TLS record sequence number */
     uint8_t tag[16];    /* PROGRESS with NIC_TXF_TAG_VALID: the record's tag */
     uint8_t pad[8];
@@ -93,11 +94,11 @@ struct nic_tls_static_ctx {
     uint8_t direction; /* enum nic_ctx_dir */
     uint8_t flags;     /* NIC_CTXF_* */
     uint8_t pad;
-    uint8_t salt[4];    /* implicit IV */
-    uint8_t key[32];    /* 16 or 32 bytes used */
-    uint32_t saddr;     /* 4-tuple in network byte order, as seen in packets the */
-    uint32_t daddr;     /* context applies to (TX: host is source; RX: host is  */
-    uint16_t sport;     /* destination)                                         */
+    uint8_t salt[4]; /* implicit IV */
+    uint8_t key[32]; /* 16 or 32 bytes used */
+    uint32_t saddr;  /* 4-tuple in network byte order, as seen in packets the */
+    uint32_t daddr;  /* context applies to (TX: host is source; RX: host is  */
+    uint16_t sport;  /* destination)                                         */
     uint16_t dport;
     uint32_t start_tcp_sn; /* first offloaded TCP seq (TX) / next record seq (RX) */
     uint64_t record_sn;    /* record number at start_tcp_sn */
@@ -105,8 +106,8 @@ struct nic_tls_static_ctx {
 
 /* --- RX buffer ring --- */
 struct nic_rx_desc {
-    uint64_t addr;   /* host buffer the NIC may write one packet into */
-    uint32_t len;    /* its capacity */
+    uint64_t addr; /* host buffer the NIC may write one packet into */
+    uint32_t len;  /* its capacity */
     uint32_t pad;
     uint64_t cookie; /* echoed in the completion */
     uint64_t pad2;
@@ -128,11 +129,12 @@ enum nic_tx_status {
 };
 
 /* RX_PACKET flags. */
-#define NIC_RXF_CSUM_OK     0x01 /* IPv4 + TCP checksums verified by the NIC */
-#define NIC_RXF_DECRYPTED   0x02 /* every TLS record byte in it was decrypted and every
-                                    record ending in it authenticated */
-#define NIC_RXF_RESYNC_REQ  0x04 /* resync_seq holds a candidate record header seq */
-#define NIC_RXF_TAG_REPORT  0x08 /* TX_DONE: tag/record_sn hold a record's tag */
+#define NIC_RXF_CSUM_OK 0x01 /* IPv4 + TCP checksums verified by the NIC */
+#define NIC_RXF_DECRYPTED                                                                          \
+    0x02                        /* every TLS record byte in it was decrypted and every             \
+                                   record ending in it authenticated */
+#define NIC_RXF_RESYNC_REQ 0x04 /* resync_seq holds a candidate record header seq */
+#define NIC_RXF_TAG_REPORT 0x08 /* TX_DONE: tag/record_sn hold a record's tag */
 
 struct nic_cqe {
     uint8_t kind;   /* enum nic_cqe_kind */

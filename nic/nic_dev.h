@@ -18,11 +18,11 @@ struct nic_dev;
 
 /* Device configuration (set at create, fixed afterwards). */
 struct nic_dev_cfg {
-    int tun_fd;              /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
-    uint32_t tx_ring_size;   /* power of two */
-    uint32_t rx_ring_size;   /* power of two */
-    uint32_t mtu;            /* largest packet on the wire */
-    uint32_t max_flows;      /* flow context table size */
+    int tun_fd;                    /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
+    uint32_t tx_ring_size;         /* power of two */
+    uint32_t rx_ring_size;         /* power of two */
+    uint32_t mtu;                  /* largest packet on the wire */
+    uint32_t max_flows;            /* flow context table size */
     struct nic_fault_cfg fault_tx; /* NIC -> kernel */
     struct nic_fault_cfg fault_rx; /* kernel -> NIC */
     const char *pcap_path;         /* NULL = no capture */
@@ -52,11 +52,11 @@ struct nic_counters {
     /* TLS offload, DESIGN.md §7 names */
     uint64_t tx_tls_encrypted_packets, tx_tls_encrypted_bytes, tx_tls_ooo, tx_tls_dump_packets,
         tx_tls_dump_bytes, tx_tls_resync_bytes, tx_tls_ctx, tx_tls_del;
-    uint64_t tx_tls_oneshot,   /* tagcache resyncs (keystream seek, no dump) */
-        tx_tls_tag_reports,    /* record tags reported to the host */
-        tx_tls_seq_mismatch,   /* offloaded segment not at the expected seq: dropped */
-        tx_tls_bad_record,     /* malformed record header in an offloaded stream */
-        tx_tls_no_ctx;         /* descriptor named an unknown flow */
+    uint64_t tx_tls_oneshot, /* tagcache resyncs (keystream seek, no dump) */
+        tx_tls_tag_reports,  /* record tags reported to the host */
+        tx_tls_seq_mismatch, /* offloaded segment not at the expected seq: dropped */
+        tx_tls_bad_record,   /* malformed record header in an offloaded stream */
+        tx_tls_no_ctx;       /* descriptor named an unknown flow */
     uint64_t rx_tls_decrypted_packets, rx_tls_decrypted_bytes, rx_tls_resync_req_pkt,
         rx_tls_resync_req_start, rx_tls_resync_req_end, rx_tls_resync_req_skip,
         rx_tls_resync_res_ok, rx_tls_resync_res_skip, rx_tls_err, rx_tls_ctx, rx_tls_del;

@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ENGINE_BUDGET        64           /* descriptors / packets per poll round */
-#define STATS_SNAPSHOT_NS    (5000000ull) /* publish counters every 5 ms */
-#define ENGINE_IDLE_SPINS    64           /* empty rounds before sleeping */
+#define ENGINE_BUDGET     64           /* descriptors / packets per poll round */
+#define STATS_SNAPSHOT_NS (5000000ull) /* publish counters every 5 ms */
+#define ENGINE_IDLE_SPINS 64           /* empty rounds before sleeping */
 
 static uint64_t now_ns(void)
 {
@@ -222,8 +222,8 @@ static void tx_complete(struct nic_dev *dev, const struct nic_tx_desc *d, uint8_
 {
     if (!(d->flags & NIC_TXF_SIGNAL) && status == NIC_TX_OK)
         return;
-    struct nic_cqe e = {.kind = NIC_CQE_TX_DONE, .status = status, .cookie = d->cookie,
-                        .flow_id = d->flow_id};
+    struct nic_cqe e = {
+        .kind = NIC_CQE_TX_DONE, .status = status, .cookie = d->cookie, .flow_id = d->flow_id};
     nic_engine_post_cqe(dev, false, &e);
 }
 

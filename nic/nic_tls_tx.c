@@ -34,6 +34,10 @@ struct tx_walker {
     bool keystream_only; /* resumed mid-record: no GHASH, tag must be cached */
     bool tag_valid;
     uint8_t tag[NIC_TLS_TAG_LEN];
+    /* Cipher state is per walker: a one-shot that runs into the next record
+       must not disturb the main walker's record in progress. */
+    EVP_CIPHER_CTX *gcm; /* the record in progress */
+    EVP_CIPHER_CTX *ctr; /* keystream-only mode */
 };
 
 struct nic_tls_tx_flow {
@@ -42,14 +46,22 @@ struct nic_tls_tx_flow {
     bool oneshot_armed;
     bool report_tags;
     uint32_t flow_id;
-    const EVP_CIPHER *ctr_cipher;
-    EVP_CIPHER_CTX *gcm; /* the main walker's record in progress */
-    EVP_CIPHER_CTX *ctr; /* keystream-only mode */
     uint8_t salt[4];
     uint8_t scratch[65536]; /* device memory for DUMP bytes */
 };
 
 enum walk_result { WALK_OK = 0, WALK_BAD_RECORD = -1, WALK_NO_TAG = -2 };
+
+/* Restart a walker at the start of record record_sn, at TCP seq seq. */
+static void walker_reset(struct tx_walker *w, uint32_t seq, uint64_t record_sn)
+{
+    EVP_CIPHER_CTX *gcm = w->gcm, *ctr = w->ctr;
+    memset(w, 0, sizeof(*w));
+    w->gcm = gcm;
+    w->ctr = ctr;
+    w->expected_seq = seq;
+    w->record_sn = record_sn;
+}
 
 int nic_tls_tx_install(struct nic_dev *dev, struct nic_flow *flow)
 {
@@ -59,13 +71,17 @@ int nic_tls_tx_install(struct nic_dev *dev, struct nic_flow *flow)
         return NIC_TX_ERR_NO_CTX;
     bool aes256 = flow->st.cipher == NIC_CIPHER_AES_256_GCM;
     const EVP_CIPHER *gcm = aes256 ? EVP_aes_256_gcm() : EVP_aes_128_gcm();
-    tx->ctr_cipher = aes256 ? EVP_aes_256_ctr() : EVP_aes_128_ctr();
-    tx->gcm = EVP_CIPHER_CTX_new();
-    tx->ctr = EVP_CIPHER_CTX_new();
-    if (!tx->gcm || !tx->ctr || !EVP_EncryptInit_ex(tx->gcm, gcm, NULL, flow->st.key, NULL) ||
-        !EVP_EncryptInit_ex(tx->ctr, tx->ctr_cipher, NULL, flow->st.key, NULL)) {
-        nic_tls_tx_free(tx);
-        return NIC_TX_ERR_NO_CTX;
+    const EVP_CIPHER *ctr = aes256 ? EVP_aes_256_ctr() : EVP_aes_128_ctr();
+    struct tx_walker *ws[2] = {&tx->main, &tx->oneshot};
+    for (int i = 0; i < 2; i++) {
+        ws[i]->gcm = EVP_CIPHER_CTX_new();
+        ws[i]->ctr = EVP_CIPHER_CTX_new();
+        if (!ws[i]->gcm || !ws[i]->ctr ||
+            !EVP_EncryptInit_ex(ws[i]->gcm, gcm, NULL, flow->st.key, NULL) ||
+            !EVP_EncryptInit_ex(ws[i]->ctr, ctr, NULL, flow->st.key, NULL)) {
+            nic_tls_tx_free(tx);
+            return NIC_TX_ERR_NO_CTX;
+        }
     }
     memcpy(tx->salt, flow->st.salt, 4);
     tx->report_tags = flow->st.flags & NIC_CTXF_TAG_REPORT;
@@ -79,8 +95,10 @@ void nic_tls_tx_free(struct nic_tls_tx_flow *tx)
 {
     if (!tx)
         return;
-    EVP_CIPHER_CTX_free(tx->gcm);
-    EVP_CIPHER_CTX_free(tx->ctr);
+    EVP_CIPHER_CTX_free(tx->main.gcm);
+    EVP_CIPHER_CTX_free(tx->main.ctr);
+    EVP_CIPHER_CTX_free(tx->oneshot.gcm);
+    EVP_CIPHER_CTX_free(tx->oneshot.ctr);
     free(tx);
 }
 
@@ -110,14 +128,15 @@ static int start_record(struct nic_tls_tx_flow *tx, struct tx_walker *w)
     aad[10] = w->hdr[2];
     aad[11] = (uint8_t)(pt_len >> 8);
     aad[12] = (uint8_t)pt_len;
-    if (!EVP_EncryptInit_ex(tx->gcm, NULL, NULL, NULL, iv) ||
-        !EVP_EncryptUpdate(tx->gcm, NULL, &outl, aad, sizeof(aad)))
+    if (!EVP_EncryptInit_ex(w->gcm, NULL, NULL, NULL, iv) ||
+        !EVP_EncryptUpdate(w->gcm, NULL, &outl, aad, sizeof(aad)))
         return WALK_BAD_RECORD;
     return WALK_OK;
 }
 
 /* Keystream-only resume at payload offset off of record record_sn. */
-static int seek_keystream(struct nic_tls_tx_flow *tx, uint64_t record_sn, uint32_t off)
+static int seek_keystream(struct nic_tls_tx_flow *tx, struct tx_walker *w, uint64_t record_sn,
+                          uint32_t off)
 {
     uint8_t iv[16], skip[16];
     uint32_t ctr = 2 + off / 16; /* GCM: counter 1 is the tag's, payload starts at 2 */
@@ -128,18 +147,18 @@ static int seek_keystream(struct nic_tls_tx_flow *tx, uint64_t record_sn, uint32
     iv[13] = (uint8_t)(ctr >> 16);
     iv[14] = (uint8_t)(ctr >> 8);
     iv[15] = (uint8_t)ctr;
-    if (!EVP_EncryptInit_ex(tx->ctr, NULL, NULL, NULL, iv))
+    if (!EVP_EncryptInit_ex(w->ctr, NULL, NULL, NULL, iv))
         return WALK_BAD_RECORD;
     memset(skip, 0, sizeof(skip));
-    if (off % 16 && !EVP_EncryptUpdate(tx->ctr, skip, &outl, skip, (int)(off % 16)))
+    if (off % 16 && !EVP_EncryptUpdate(w->ctr, skip, &outl, skip, (int)(off % 16)))
         return WALK_BAD_RECORD;
     return WALK_OK;
 }
 
 /* Walk len stream bytes at data through the record state, encrypting
    payload in place and writing tags. Reports tags when `report` is set. */
-static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walker *w,
-                uint8_t *data, size_t len, bool report)
+static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walker *w, uint8_t *data,
+                size_t len, bool report)
 {
     int outl;
     while (len) {
@@ -152,7 +171,10 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
             w->rec_off += (uint32_t)n;
             data += n;
             len -= n;
-            if (before < NIC_TLS_HEADER_LEN && w->rec_off >= NIC_TLS_HEADER_LEN) {
+            /* A one-shot resumed inside the header lacks its first bytes; it
+               was given the record length instead. */
+            if (before < NIC_TLS_HEADER_LEN && w->rec_off >= NIC_TLS_HEADER_LEN &&
+                !w->keystream_only) {
                 uint32_t lf = ((uint32_t)w->hdr[3] << 8) | w->hdr[4];
                 if (w->hdr[0] < 20 || w->hdr[0] > 23 || w->hdr[1] != 3 || w->hdr[2] != 3 ||
                     lf < NIC_TLS_MIN_LENFIELD || lf > NIC_TLS_MAX_LENFIELD)
@@ -168,7 +190,7 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
             size_t n = payload_end - w->rec_off;
             if (n > len)
                 n = len;
-            EVP_CIPHER_CTX *c = w->keystream_only ? tx->ctr : tx->gcm;
+            EVP_CIPHER_CTX *c = w->keystream_only ? w->ctr : w->gcm;
             if (!EVP_EncryptUpdate(c, data, &outl, data, (int)n))
                 return WALK_BAD_RECORD;
             w->rec_off += (uint32_t)n;
@@ -176,10 +198,13 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
             len -= n;
         }
         if (w->rec_off == payload_end && !w->tag_valid) {
-            if (w->keystream_only)
+            if (w->keystream_only) {
+                if (!len)
+                    break;          /* segment ends before the tag: none needed */
                 return WALK_NO_TAG; /* the driver must send the cached tag */
-            if (!EVP_EncryptFinal_ex(tx->gcm, NULL, &outl) ||
-                !EVP_CIPHER_CTX_ctrl(tx->gcm, EVP_CTRL_GCM_GET_TAG, NIC_TLS_TAG_LEN, w->tag))
+            }
+            if (!EVP_EncryptFinal_ex(w->gcm, NULL, &outl) ||
+                !EVP_CIPHER_CTX_ctrl(w->gcm, EVP_CTRL_GCM_GET_TAG, NIC_TLS_TAG_LEN, w->tag))
                 return WALK_BAD_RECORD;
             w->tag_valid = true;
             if (report)
@@ -210,19 +235,15 @@ int nic_tls_tx_progress(struct nic_dev *dev, struct nic_flow *flow, const struct
     dev->c.tx_tls_ooo++;
     if (!(d->flags & NIC_TXF_ONESHOT)) {
         /* Dump policy: restart at the record start; DUMP descriptors follow. */
-        memset(&tx->main, 0, sizeof(tx->main));
-        tx->main.expected_seq = d->tcp_seq;
-        tx->main.record_sn = d->record_sn;
+        walker_reset(&tx->main, d->tcp_seq, d->record_sn);
         tx->oneshot_armed = false;
         return NIC_TX_OK;
     }
     dev->c.tx_tls_oneshot++;
     struct tx_walker *w = &tx->oneshot;
-    memset(w, 0, sizeof(*w));
-    w->record_sn = d->record_sn;
+    walker_reset(w, d->tcp_seq + d->rec_off, d->record_sn);
     w->rec_off = d->rec_off;
     w->rec_len = d->len;
-    w->expected_seq = d->tcp_seq + d->rec_off;
     if (d->rec_off > 0) {
         if (d->len < NIC_TLS_PAYLOAD_OFF + NIC_TLS_TAG_LEN || d->rec_off >= d->len)
             return NIC_TX_ERR_BAD_DESC;
@@ -234,7 +255,7 @@ int nic_tls_tx_progress(struct nic_dev *dev, struct nic_flow *flow, const struct
         uint32_t payload_end = d->len - NIC_TLS_TAG_LEN;
         if (d->rec_off < payload_end) {
             uint32_t off = d->rec_off > NIC_TLS_PAYLOAD_OFF ? d->rec_off - NIC_TLS_PAYLOAD_OFF : 0;
-            if (seek_keystream(tx, d->record_sn, off) != WALK_OK)
+            if (seek_keystream(tx, w, d->record_sn, off) != WALK_OK)
                 return NIC_TX_ERR_BAD_DESC;
         }
     }

@@ -37,8 +37,7 @@ int nic_tun_open(const char *name, uint32_t kernel_addr, unsigned prefix_len, ui
     }
     int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, errlen, "/dev/net/tun: %s (needs root and the tun module)",
-                 strerror(errno));
+        snprintf(err, errlen, "/dev/net/tun: %s (needs root and the tun module)", strerror(errno));
         return -1;
     }
     struct ifreq ifr;

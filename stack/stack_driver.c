@@ -153,8 +153,11 @@ static unsigned tx_reclaim(struct stack_driver *drv)
             nic_cq_phase(drv->tx_cq_cons, q->tx_cq_size))
             break;
         drv->c.tx_completions++;
-        if (e->status != NIC_TX_OK)
+        if (e->status != NIC_TX_OK) {
             drv->c.tx_err_status++;
+            if (e->flow_id && drv->offload.tx_error)
+                drv->offload.tx_error(drv->offload.ctx, e);
+        }
         if ((e->flags & NIC_RXF_TAG_REPORT) && drv->offload.tx_tag_report)
             drv->offload.tx_tag_report(drv->offload.ctx, e);
         drv->tx_cq_cons++;
@@ -192,8 +195,7 @@ static void tx_publish(struct stack_driver *drv)
     nic_dev_doorbell(drv->dev);
 }
 
-int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d,
-                           struct pbuf *hold)
+int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d, struct pbuf *hold)
 {
     if (tx_ring_full(drv))
         tx_reclaim(drv);
@@ -228,9 +230,8 @@ static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t
     } else {
         pbuf_ref(p);
     }
-    struct nic_tx_desc d = {.kind = NIC_TX_DATA,
-                            .len = hold->len,
-                            .addr = (uint64_t)(uintptr_t)hold->payload};
+    struct nic_tx_desc d = {
+        .kind = NIC_TX_DATA, .len = hold->len, .addr = (uint64_t)(uintptr_t)hold->payload};
     if (drv->offload.tx_prepare) {
         int r = drv->offload.tx_prepare(drv->offload.ctx, hold, &d.flow_id, &d.flags);
         if (r < 0 || tx_ring_full(drv)) {

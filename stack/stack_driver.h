@@ -35,6 +35,9 @@ struct stack_offload_ops {
     int (*tx_prepare)(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *flags);
     /* A TX completion carried a tag report. */
     void (*tx_tag_report)(void *ctx, const struct nic_cqe *cqe);
+    /* The NIC failed an offloaded descriptor of cqe->flow_id (its state for
+       the flow is lost until the next resync). */
+    void (*tx_error)(void *ctx, const struct nic_cqe *cqe);
     /* An RX completion carried a resync request for flow_id at tcp seq. */
     void (*rx_resync_request)(void *ctx, uint32_t flow_id, uint32_t seq);
     void *ctx;

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define IRQ_POLL_BUDGET 64   /* completions per core-lock hold */
-#define IRQ_WAIT_MS     100  /* re-check the stop flag this often */
+#define IRQ_POLL_BUDGET 64  /* completions per core-lock hold */
+#define IRQ_WAIT_MS     100 /* re-check the stop flag this often */
 
 struct stack_host {
     uint32_t tcp_tick_ms;

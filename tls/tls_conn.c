@@ -25,7 +25,7 @@
 #define CONN_POLL_INTERVAL   4
 #define HANDSHAKE_TIMEOUT_MS 10000 /* a handshake must finish within this */
 #define CLOSING_TIMEOUT_MS   30000 /* draining output when closing, without progress */
-#define RX_PENDING_CAP          (TLS_MAX_PLAINTEXT + 65536)
+#define RX_PENDING_CAP       (TLS_MAX_PLAINTEXT + 65536)
 
 enum conn_state {
     CONN_HANDSHAKE, /* mbed TLS handshake in progress */
@@ -43,7 +43,7 @@ struct tls_conn {
     enum conn_state state;
     const struct tls_conn_upper *up;
     void *up_ctx;
-    unsigned busy; /* callback nesting depth */
+    unsigned busy;     /* callback nesting depth */
     uint32_t since_ms; /* accept (handshake) or last output progress (closing) */
     bool eof_seen, eof_told, upper_closed, rx_stalled;
 
@@ -279,7 +279,7 @@ static void send_alert(struct tls_conn *c, uint8_t level, uint8_t desc)
         return;
     if (c->mode == TLS_MODE_MBEDTLS) {
         mbedtls_ssl_send_alert_message(&c->ssl, level, desc);
-    } else if (c->mode == TLS_MODE_SW || c->mode == TLS_MODE_NIC) {
+    } else if (tls_mode_own_records(c->mode)) {
         uint8_t body[2] = {level, desc};
         if (!write_record(c, TLS_CT_ALERT, body, sizeof(body)))
             return;
@@ -549,7 +549,9 @@ static void try_start_offload(struct tls_conn *c)
             return; /* retried from on_sent */
     }
     c->offload_fence = false;
-    c->txo = tls_tx_offload_start(c->srv->offload, c->pcb, c->server_key, c->key_len,
+    enum tls_tx_resync policy =
+        c->mode == TLS_MODE_NIC_TAGCACHE ? TLS_TX_RESYNC_TAGCACHE : TLS_TX_RESYNC_DUMP;
+    c->txo = tls_tx_offload_start(c->srv->offload, policy, c->pcb, c->server_key, c->key_len,
                                   c->server_salt, c->pcb->snd_lbb, c->tx_seq);
     if (!c->txo)
         ctr(c)->offload_fallback_sw++; /* sealed in software instead, still correct */
@@ -572,7 +574,7 @@ static void do_handshake(struct tls_conn *c)
     }
     if (c->pcb)
         tcp_output(c->pcb);
-    if (c->mode == TLS_MODE_SW || c->mode == TLS_MODE_NIC) {
+    if (tls_mode_own_records(c->mode)) {
         if (!switch_to_sw(c)) {
             ctr(c)->handshakes_failed++;
             conn_kill(c, true);
@@ -581,7 +583,7 @@ static void do_handshake(struct tls_conn *c)
     }
     ctr(c)->handshakes_ok++;
     c->state = CONN_OPEN;
-    if (c->mode == TLS_MODE_NIC) {
+    if (tls_mode_offloads(c->mode)) {
         c->offload_fence = true;
         try_start_offload(c);
     }
@@ -596,7 +598,7 @@ static void process_input(struct tls_conn *c)
         if (c->state == CONN_OPEN) {
             if (c->mode == TLS_MODE_NONE)
                 rx_plain(c);
-            else if (c->mode == TLS_MODE_SW || c->mode == TLS_MODE_NIC)
+            else if (tls_mode_own_records(c->mode))
                 rx_sw(c);
             else
                 rx_mbedtls(c);
@@ -608,7 +610,7 @@ static void process_input(struct tls_conn *c)
         }
     }
     if (c->eof_seen && !c->eof_told && c->state == CONN_OPEN && !c->rx_stalled &&
-        c->rx_pt_len == 0 && (!c->rxq || c->mode == TLS_MODE_SW)) {
+        c->rx_pt_len == 0 && (!c->rxq || tls_mode_own_records(c->mode))) {
         c->eof_told = true;
         c->up->on_eof(c->up_ctx);
     }
@@ -761,8 +763,7 @@ int tls_conn_export_keys(void *p_expkey, const unsigned char *ms, const unsigned
 }
 
 struct tls_conn *tls_conn_accept(struct tls_server *srv, enum tls_mode mode, struct tcp_pcb *pcb,
-                                 uint32_t snd_buf,
-                                 const struct tls_conn_upper *up, void *up_ctx)
+                                 uint32_t snd_buf, const struct tls_conn_upper *up, void *up_ctx)
 {
     struct tls_conn *c = calloc(1, sizeof(*c));
     if (!c) {

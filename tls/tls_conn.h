@@ -32,8 +32,7 @@ struct tls_conn;
    Returns NULL (and aborts the pcb) on out-of-memory. snd_buf: TCP send
    buffer to allow (bytes). */
 struct tls_conn *tls_conn_accept(struct tls_server *srv, enum tls_mode mode, struct tcp_pcb *pcb,
-                                 uint32_t snd_buf,
-                                 const struct tls_conn_upper *up, void *up_ctx);
+                                 uint32_t snd_buf, const struct tls_conn_upper *up, void *up_ctx);
 
 /* Queue plaintext; returns bytes accepted (may be 0 when the send buffer is
    full: on_writable follows). Full-size records are formed as data arrives. */

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FLOW_HASH_BUCKETS  256
-#define LINGER_POLL        4     /* tcp_poll interval, in TCP slow-timer ticks */
-#define LINGER_MAX_MS      60000 /* give up on an unresponsive peer */
-#define TLS_TAG_BYTES      16
+#define FLOW_HASH_BUCKETS 256
+#define LINGER_POLL       4     /* tcp_poll interval, in TCP slow-timer ticks */
+#define LINGER_MAX_MS     60000 /* give up on an unresponsive peer */
+#define TLS_TAG_BYTES     16
 
 struct tx_record {
     struct tx_record *prev, *next;
@@ -27,13 +27,15 @@ struct tx_record {
 
 struct tls_tx_offload {
     struct tls_offload *o;
+    enum tls_tx_resync policy;
+    struct tls_offload_counters *c; /* &o->c[policy] */
     struct tls_tx_offload *hash_next;
     uint32_t flow_id;
     /* 4-tuple of outgoing packets, network byte order */
     uint32_t local_ip, remote_ip;
     uint16_t local_port, remote_port;
-    uint32_t start_seq;  /* start_offload_tcp_sn */
-    uint32_t shadow_seq; /* what the NIC expects next */
+    uint32_t start_seq;            /* start_offload_tcp_sn */
+    uint32_t shadow_seq;           /* what the NIC expects next */
     struct tx_record *head, *tail; /* oldest .. newest */
     bool lingering;
     struct tcp_pcb *linger_pcb; /* while lingering: the pcb whose callbacks we own */
@@ -42,13 +44,12 @@ struct tls_tx_offload {
 
 struct tls_offload {
     struct stack_driver *drv;
-    enum tls_tx_resync policy;
     uint32_t max_flows;
     struct tls_tx_offload **by_flow; /* flow_id -> flow (index 0 unused) */
     uint32_t *free_ids;
     uint32_t n_free;
     struct tls_tx_offload *hash[FLOW_HASH_BUCKETS];
-    struct tls_offload_counters c;
+    struct tls_offload_counters c[TLS_TX_RESYNC_COUNT]; /* by the flow's policy */
 };
 
 /* Serial-number arithmetic (RFC 1982 style) for 32-bit TCP sequence numbers. */
@@ -93,7 +94,7 @@ static void record_free(struct tls_tx_offload *t, struct tx_record *r)
     else
         t->tail = r->prev;
     pbuf_free(r->p); /* a DUMP descriptor may still hold its own reference */
-    t->o->c.records_in_store--;
+    t->c->records_in_store--;
     free(r);
 }
 
@@ -151,12 +152,12 @@ static int tx_prepare(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *fla
         return 0;
     uint32_t seq = get32(tcp + 4);
     if (seq_leq(seq + plen, t->start_seq)) {
-        o->c.tx_tls_skip_no_sync_data++; /* handshake bytes: already encrypted */
+        t->c->tx_tls_skip_no_sync_data++; /* handshake bytes: already encrypted */
         return 0;
     }
     if (seq_lt(seq, t->start_seq)) {
         /* Would mix handshake and offloaded bytes: the fence forbids it. */
-        o->c.tx_tls_drop_no_sync_data++;
+        t->c->tx_tls_drop_no_sync_data++;
         return -1;
     }
     *flow_id = t->flow_id;
@@ -167,19 +168,19 @@ static int tx_prepare(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *fla
     }
 
     /* Out of sequence: a retransmission (or a jump after one). */
-    o->c.tx_tls_ooo++;
-    o->c.tx_tls_retransmit_bytes += plen;
+    t->c->tx_tls_ooo++;
+    t->c->tx_tls_retransmit_bytes += plen;
     struct tx_record *r = find_record(t, seq);
     if (!r) {
-        o->c.tx_tls_drop_no_sync_data++;
+        t->c->tx_tls_drop_no_sync_data++;
         return -1;
     }
     uint32_t off = seq - r->start_seq;
-    if (o->policy == TLS_TX_RESYNC_TAGCACHE) {
+    if (t->policy == TLS_TX_RESYNC_TAGCACHE) {
         bool touches_tag = seq_lt(r->start_seq + r->len - TLS_TAG_BYTES, seq + plen);
         if (!touches_tag || r->tag_valid) {
             if (stack_driver_tx_space(o->drv) < 2) {
-                o->c.tx_tls_ring_full_drops++;
+                t->c->tx_tls_ring_full_drops++;
                 return -1;
             }
             struct nic_tx_desc d = {.kind = NIC_TX_PROGRESS,
@@ -194,13 +195,13 @@ static int tx_prepare(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *fla
                 memcpy(d.tag, r->tag, TLS_TAG_BYTES);
             }
             post(o, &d, NULL);
-            o->c.tx_tls_resync_tagcache++;
+            t->c->tx_tls_resync_tagcache++;
             return 0; /* the NIC's main state, and our shadow, stay as they are */
         }
-        o->c.tx_tls_tagcache_miss++;
+        t->c->tx_tls_tagcache_miss++;
     }
     if (stack_driver_tx_space(o->drv) < (off ? 3u : 2u)) {
-        o->c.tx_tls_ring_full_drops++;
+        t->c->tx_tls_ring_full_drops++;
         return -1;
     }
     struct nic_tx_desc st = {.kind = NIC_TX_PROGRESS,
@@ -214,9 +215,9 @@ static int tx_prepare(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *fla
                                    .flow_id = t->flow_id,
                                    .addr = (uint64_t)(uintptr_t)r->p->payload};
         post(o, &dump, r->p); /* the descriptor holds the record until the NIC read it */
-        o->c.tx_tls_dump_bytes += off;
+        t->c->tx_tls_dump_bytes += off;
     }
-    o->c.tx_tls_resync_dump++;
+    t->c->tx_tls_resync_dump++;
     t->shadow_seq = seq + plen;
     return 0;
 }
@@ -234,7 +235,7 @@ static void tx_tag_report(void *ctx, const struct nic_cqe *cqe)
         if (r->record_sn == cqe->record_sn) {
             memcpy(r->tag, cqe->tag, TLS_TAG_BYTES);
             r->tag_valid = true;
-            o->c.tx_tls_tags_cached++;
+            t->c->tx_tls_tags_cached++;
             return;
         }
         if (r->record_sn < cqe->record_sn)
@@ -242,16 +243,26 @@ static void tx_tag_report(void *ctx, const struct nic_cqe *cqe)
     }
 }
 
+static void tx_error(void *ctx, const struct nic_cqe *cqe)
+{
+    struct tls_offload *o = ctx;
+    if (cqe->flow_id == 0 || cqe->flow_id > o->max_flows || !o->by_flow[cqe->flow_id])
+        return;
+    struct tls_tx_offload *t = o->by_flow[cqe->flow_id];
+    /* The NIC dropped a segment and lost its place: make the shadow differ
+       from any seq TCP will send, so the next segment resyncs. */
+    t->shadow_seq = t->start_seq - 1;
+    t->c->tx_tls_nic_errors++;
+}
+
 /* --- lifecycle --- */
 
-struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows,
-                                    enum tls_tx_resync policy)
+struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows)
 {
     struct tls_offload *o = calloc(1, sizeof(*o));
     if (!o)
         return NULL;
     o->drv = drv;
-    o->policy = policy;
     o->max_flows = max_flows;
     o->by_flow = calloc(max_flows + 1, sizeof(*o->by_flow));
     o->free_ids = calloc(max_flows, sizeof(*o->free_ids));
@@ -262,7 +273,7 @@ struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows
     for (uint32_t i = 0; i < max_flows; i++)
         o->free_ids[o->n_free++] = max_flows - i; /* hand out 1, 2, ... */
     struct stack_offload_ops ops = {
-        .tx_prepare = tx_prepare, .tx_tag_report = tx_tag_report, .ctx = o};
+        .tx_prepare = tx_prepare, .tx_tag_report = tx_tag_report, .tx_error = tx_error, .ctx = o};
     stack_driver_set_offload(drv, &ops);
     return o;
 }
@@ -272,20 +283,19 @@ static void flow_stop(struct tls_tx_offload *t)
     struct tls_offload *o = t->o;
     while (t->head)
         record_free(t, t->head);
-    struct tls_tx_offload **pp =
-        &o->hash[hash_key(t->remote_ip, t->remote_port, t->local_port)];
+    struct tls_tx_offload **pp = &o->hash[hash_key(t->remote_ip, t->remote_port, t->local_port)];
     while (*pp && *pp != t)
         pp = &(*pp)->hash_next;
     if (*pp)
         *pp = t->hash_next;
     struct nic_tx_desc del = {.kind = NIC_TX_DEL_CTX, .flow_id = t->flow_id};
     if (post(o, &del, NULL) == 0) {
-        o->c.tx_tls_ctx_deleted++;
+        t->c->tx_tls_ctx_deleted++;
         o->free_ids[o->n_free++] = t->flow_id;
     } /* else: the id leaks rather than being reused while the NIC still has it */
     o->by_flow[t->flow_id] = NULL;
     if (t->lingering)
-        o->c.lingering--;
+        t->c->lingering--;
     free(t);
 }
 
@@ -308,24 +318,20 @@ void tls_offload_free(struct tls_offload *o)
     free(o);
 }
 
-const struct tls_offload_counters *tls_offload_counters(const struct tls_offload *o)
+const struct tls_offload_counters *tls_offload_counters(const struct tls_offload *o,
+                                                        enum tls_tx_resync policy)
 {
-    return &o->c;
+    return &o->c[policy];
 }
 
-enum tls_tx_resync tls_offload_policy(const struct tls_offload *o)
-{
-    return o->policy;
-}
-
-struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, struct tcp_pcb *pcb,
-                                            const uint8_t *key, size_t key_len,
+struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_resync policy,
+                                            struct tcp_pcb *pcb, const uint8_t *key, size_t key_len,
                                             const uint8_t salt[4], uint32_t start_seq,
                                             uint64_t record_sn)
 {
     if (!o || o->n_free == 0 || (key_len != 16 && key_len != 32)) {
         if (o)
-            o->c.tx_tls_ctx_fail++;
+            o->c[policy].tx_tls_ctx_fail++;
         return NULL;
     }
     /* Static context + (implicitly) progress: the NIC reads this memory when
@@ -336,10 +342,12 @@ struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, struct tcp_pc
         if (ctxbuf)
             pbuf_free(ctxbuf);
         free(t);
-        o->c.tx_tls_ctx_fail++;
+        o->c[policy].tx_tls_ctx_fail++;
         return NULL;
     }
     t->o = o;
+    t->policy = policy;
+    t->c = &o->c[policy];
     t->flow_id = o->free_ids[--o->n_free];
     t->local_ip = ip_2_ip4(&pcb->local_ip)->addr;
     t->remote_ip = ip_2_ip4(&pcb->remote_ip)->addr;
@@ -352,7 +360,7 @@ struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, struct tcp_pc
     memset(st, 0, sizeof(*st));
     st->cipher = key_len == 16 ? NIC_CIPHER_AES_128_GCM : NIC_CIPHER_AES_256_GCM;
     st->direction = NIC_CTX_TX;
-    st->flags = o->policy == TLS_TX_RESYNC_TAGCACHE ? NIC_CTXF_TAG_REPORT : 0;
+    st->flags = policy == TLS_TX_RESYNC_TAGCACHE ? NIC_CTXF_TAG_REPORT : 0;
     memcpy(st->salt, salt, 4);
     memcpy(st->key, key, key_len);
     st->saddr = t->local_ip;
@@ -371,7 +379,7 @@ struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, struct tcp_pc
     unsigned h = hash_key(t->remote_ip, t->remote_port, t->local_port);
     t->hash_next = o->hash[h];
     o->hash[h] = t;
-    o->c.tx_tls_ctx_installed++;
+    t->c->tx_tls_ctx_installed++;
     return t;
 }
 
@@ -392,9 +400,9 @@ void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t 
     else
         t->head = r;
     t->tail = r;
-    t->o->c.tx_records++;
-    t->o->c.tx_record_bytes += rec->len;
-    t->o->c.records_in_store++;
+    t->c->tx_records++;
+    t->c->tx_record_bytes += rec->len;
+    t->c->records_in_store++;
 }
 
 void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb)
@@ -467,7 +475,7 @@ void tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool 
     t->lingering = true;
     t->linger_pcb = pcb;
     t->linger_since_ms = sys_now();
-    t->o->c.lingering++;
+    t->c->lingering++;
     tcp_arg(pcb, t);
     tcp_sent(pcb, linger_sent);
     tcp_err(pcb, linger_err);

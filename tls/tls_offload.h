@@ -15,8 +15,9 @@
 #include <stdint.h>
 
 enum tls_tx_resync {
-    TLS_TX_RESYNC_DUMP,    /* mlx5: state descriptor + record bytes replayed up to the seq */
-    TLS_TX_RESYNC_TAGCACHE /* NIC reports tags; retransmissions seek the keystream */
+    TLS_TX_RESYNC_DUMP,     /* mlx5: state descriptor + record bytes replayed up to the seq */
+    TLS_TX_RESYNC_TAGCACHE, /* NIC reports tags; retransmissions seek the keystream */
+    TLS_TX_RESYNC_COUNT
 };
 
 struct tls_offload_counters {
@@ -28,6 +29,7 @@ struct tls_offload_counters {
     uint64_t tx_tls_dump_bytes;       /* record bytes posted in DUMP descriptors */
     uint64_t tx_tls_retransmit_bytes; /* payload bytes of out-of-sequence segments */
     uint64_t tx_tls_tags_cached, tx_tls_ring_full_drops;
+    uint64_t tx_tls_nic_errors; /* NIC reported a failed offloaded descriptor */
     uint64_t tx_records, tx_record_bytes, records_in_store, lingering;
 };
 
@@ -35,18 +37,18 @@ struct tls_offload;
 struct tls_tx_offload;
 
 /* Installs itself as the driver's offload hook. */
-struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows,
-                                    enum tls_tx_resync policy);
+struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows);
 void tls_offload_free(struct tls_offload *o);
-const struct tls_offload_counters *tls_offload_counters(const struct tls_offload *o);
-enum tls_tx_resync tls_offload_policy(const struct tls_offload *o);
+/* Counters of the flows that use `policy`. */
+const struct tls_offload_counters *tls_offload_counters(const struct tls_offload *o,
+                                                        enum tls_tx_resync policy);
 
 /* Start offloading the TX side of pcb. start_seq: the TCP seq of the first
    offloaded byte (the caller guarantees lwIP's unsent queue is empty, so no
    segment mixes handshake and offloaded bytes). NULL: no flow context free
    (counted); the caller keeps software crypto. */
-struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, struct tcp_pcb *pcb,
-                                            const uint8_t *key, size_t key_len,
+struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_resync policy,
+                                            struct tcp_pcb *pcb, const uint8_t *key, size_t key_len,
                                             const uint8_t salt[4], uint32_t start_seq,
                                             uint64_t record_sn);
 /* A record (plaintext frame with blank tag) was written at start_seq. The

@@ -15,10 +15,10 @@
 #include <string.h>
 
 /* Only AEAD suites with ECDHE: the record layer we offload is AES-GCM. */
-static const int gcm_suites[] = {
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,   MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    0};
+static const int gcm_suites[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                                 MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                                 MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+                                 MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, 0};
 
 static void mbed_err(char *err, size_t errlen, const char *what, int ret)
 {
@@ -165,8 +165,8 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
     mbedtls_ssl_config_init(&s->conf);
     s->initialised = true;
     static const unsigned char pers[] = "anic-tls-server";
-    int ret = mbedtls_ctr_drbg_seed(&s->drbg, mbedtls_entropy_func, &s->entropy, pers,
-                                    sizeof(pers) - 1);
+    int ret =
+        mbedtls_ctr_drbg_seed(&s->drbg, mbedtls_entropy_func, &s->entropy, pers, sizeof(pers) - 1);
     if (ret) {
         mbed_err(err, errlen, "seed RNG", ret);
         goto fail;

@@ -7,10 +7,12 @@
 
 /* Record layer after the handshake. */
 enum tls_mode {
-    TLS_MODE_NONE = 0, /* plain TCP (the HTTP port): a passthrough, same code path */
-    TLS_MODE_MBEDTLS,  /* stock mbed TLS record layer */
-    TLS_MODE_SW,       /* anic's record layer, host crypto (libcrypto AES-GCM) */
-    TLS_MODE_NIC,      /* anic's record layer, records encrypted by the NIC (TX offload) */
+    TLS_MODE_NONE = 0,     /* plain TCP (the HTTP port): a passthrough, same code path */
+    TLS_MODE_MBEDTLS,      /* stock mbed TLS record layer */
+    TLS_MODE_SW,           /* anic's record layer, host crypto (libcrypto AES-GCM) */
+    TLS_MODE_NIC,          /* anic's record layer, records encrypted by the NIC (TX offload);
+                              retransmissions recovered with state + dump descriptors */
+    TLS_MODE_NIC_TAGCACHE, /* as TLS_MODE_NIC, recovered with the tag-cache policy */
     TLS_MODE_COUNT
 };
 
@@ -34,6 +36,15 @@ struct tls_counters {
 struct tls_server;
 struct tls_offload;
 struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, size_t errlen);
+/* Modes whose records use anic's record layer (keys exported after the handshake). */
+static inline int tls_mode_own_records(enum tls_mode m)
+{
+    return m == TLS_MODE_SW || m == TLS_MODE_NIC || m == TLS_MODE_NIC_TAGCACHE;
+}
+static inline int tls_mode_offloads(enum tls_mode m)
+{
+    return m == TLS_MODE_NIC || m == TLS_MODE_NIC_TAGCACHE;
+}
 void tls_server_free(struct tls_server *s);
 /* Connections in TLS_MODE_NIC use o (NULL: they fall back to TLS_MODE_SW). */
 void tls_server_set_offload(struct tls_server *s, struct tls_offload *o);
