@@ -55,8 +55,17 @@ static void usage_serve(FILE *f)
         "  --host-addr A       lwIP host address (default 10.77.0.2)\n"
         "  --mtu N             link MTU (default 1500, 576..9000)\n"
         "  --sndbuf BYTES      TCP send buffer per connection (default 196608)\n"
-        "  --tcp-tick-ms N     period of lwIP's TCP slow timer (RTO granularity; default 1,\n"
-        "                        0 = lwIP's own 500 ms: a lost retransmission then costs >= 1 s)\n"
+        "  --rx-resync MODE    how the NIC finds records again after losing track: nic\n"
+        "                        (default: magic-pattern search, host confirms) | hint\n"
+        "                        (no search; tls/ tells the NIC where records start)\n"
+        "  --rx-reorder-buf B  NIC RX: ciphertext bytes held per flow across a hole, so\n"
+        "                        reordering and loss don't lose sync (default 262144;\n"
+        "                        0 = the paper's NIC)\n"
+        "  --peer-rto-min-ms N rto_min of the kernel peer's route in the namespace (default 5;\n"
+        "                        0 = Linux's 200 ms)\n"
+        "  --rto-min-ms N      fine-grained retransmission timeout floor (default 10;\n"
+        "                        0 = lwIP's own 500 ms ticks: a loss that fast retransmit\n"
+        "                        can't repair then costs >= 0.5 s)\n"
         "  --cert FILE --key FILE\n"
         "                      PEM certificate chain and key instead of a generated one\n"
         "  --ca-out FILE       where the generated CA is written (default /tmp/anic-ca.pem)\n"
@@ -122,7 +131,10 @@ enum {
     OPT_DURATION,
     OPT_READY_FILE,
     OPT_TX_RESYNC,
-    OPT_TCP_TICK,
+    OPT_RTO_MIN,
+    OPT_PEER_RTO_MIN,
+    OPT_RX_RESYNC,
+    OPT_RX_REORDER,
 };
 
 static const struct option serve_opts[] = {
@@ -146,7 +158,10 @@ static const struct option serve_opts[] = {
     {"duration", required_argument, NULL, OPT_DURATION},
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
     {"tx-resync", required_argument, NULL, OPT_TX_RESYNC},
-    {"tcp-tick-ms", required_argument, NULL, OPT_TCP_TICK},
+    {"rto-min-ms", required_argument, NULL, OPT_RTO_MIN},
+    {"peer-rto-min-ms", required_argument, NULL, OPT_PEER_RTO_MIN},
+    {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
+    {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -282,9 +297,25 @@ static int cmd_serve(int argc, char **argv)
         case OPT_READY_FILE:
             ready_file = optarg;
             break;
-        case OPT_TCP_TICK:
-            if (parse_u32(optarg, 0, 500, &cfg.tcp_tick_ms) < 0)
-                return bad("tcp-tick-ms", optarg);
+        case OPT_PEER_RTO_MIN:
+            if (parse_u32(optarg, 0, 200, &cfg.peer_rto_min_ms) < 0)
+                return bad("peer-rto-min-ms", optarg);
+            break;
+        case OPT_RX_RESYNC:
+            if (!strcmp(optarg, "nic"))
+                cfg.rx_hint = false;
+            else if (!strcmp(optarg, "hint"))
+                cfg.rx_hint = true;
+            else
+                return bad("rx-resync", optarg);
+            break;
+        case OPT_RX_REORDER:
+            if (parse_u32(optarg, 0, 64u << 20, &cfg.rx_reorder_bytes) < 0)
+                return bad("rx-reorder-buf", optarg);
+            break;
+        case OPT_RTO_MIN:
+            if (parse_u32(optarg, 0, 5000, &cfg.rto_min_ms) < 0)
+                return bad("rto-min-ms", optarg);
             break;
         case OPT_TX_RESYNC:
             if (!strcmp(optarg, "dump"))

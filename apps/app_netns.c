@@ -108,6 +108,11 @@ void app_netns_delete(const char *name)
     run_wait(del, -1);
 }
 
+int app_netns_run_here(char *const argv[])
+{
+    return run_wait(argv, -1);
+}
+
 int app_netns_run(const char *name, char *const argv[], int stdout_fd)
 {
     char *full[64];

@@ -58,6 +58,13 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     ADD("nic_tls", nc, rx_tls_err);
     ADD("nic_tls", nc, rx_tls_ctx);
     ADD("nic_tls", nc, rx_tls_del);
+    ADD("nic_tls", nc, rx_tls_lost);
+    ADD("nic_tls", nc, rx_tls_jump);
+    ADD("nic_tls", nc, rx_tls_bad_record);
+    ADD("nic_tls", nc, rx_tls_reorder_buffered);
+    ADD("nic_tls", nc, rx_tls_reorder_drained);
+    ADD("nic_tls", nc, rx_tls_reorder_dup);
+    ADD("nic_tls", nc, rx_tls_ahead_decrypted);
     ADD("wire", nc, tx_packets);
     ADD("wire", nc, tx_bytes);
     ADD("wire", nc, tun_write_errors);
@@ -153,6 +160,17 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD(osec, *oc, lingering);
     }
 
+    if (src->offload) {
+        const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(src->offload);
+        ADD("offload_rx", *rc, rx_tls_ctx_installed);
+        ADD("offload_rx", *rc, rx_tls_ctx_fail);
+        ADD("offload_rx", *rc, rx_tls_ctx_deleted);
+        ADD("offload_rx", *rc, rx_resync_requests);
+        ADD("offload_rx", *rc, TlsRxDeviceResync);
+        ADD("offload_rx", *rc, rx_resync_denied);
+        ADD("offload_rx", *rc, rx_resync_req_dropped);
+        ADD("offload_rx", *rc, rx_hints_sent);
+    }
     const struct app_http_counters *hc = app_http_global_counters();
     ADD("http", *hc, requests);
     ADD("http", *hc, responses_2xx);

@@ -88,6 +88,7 @@ enum nic_cipher { NIC_CIPHER_AES_128_GCM = 1, NIC_CIPHER_AES_256_GCM = 2 };
 enum nic_ctx_dir { NIC_CTX_TX = 1, NIC_CTX_RX = 2 };
 
 #define NIC_CTXF_TAG_REPORT 0x01 /* TX: report every record's tag in a TX_DONE completion */
+#define NIC_CTXF_RX_HINT    0x02 /* RX: never search; wait for NIC_RX_PROGRESS hints */
 
 struct nic_tls_static_ctx {
     uint8_t cipher;    /* enum nic_cipher */

@@ -23,6 +23,7 @@ struct nic_dev_cfg {
     uint32_t rx_ring_size;         /* power of two */
     uint32_t mtu;                  /* largest packet on the wire */
     uint32_t max_flows;            /* flow context table size */
+    uint32_t rx_reorder_bytes;     /* per RX flow: ciphertext held across holes (0 = none) */
     struct nic_fault_cfg fault_tx; /* NIC -> kernel */
     struct nic_fault_cfg fault_rx; /* kernel -> NIC */
     const char *pcap_path;         /* NULL = no capture */
@@ -60,6 +61,13 @@ struct nic_counters {
     uint64_t rx_tls_decrypted_packets, rx_tls_decrypted_bytes, rx_tls_resync_req_pkt,
         rx_tls_resync_req_start, rx_tls_resync_req_end, rx_tls_resync_req_skip,
         rx_tls_resync_res_ok, rx_tls_resync_res_skip, rx_tls_err, rx_tls_ctx, rx_tls_del;
+    uint64_t rx_tls_lost,        /* lost track of the record stream */
+        rx_tls_jump,             /* skipped to the known next record start */
+        rx_tls_bad_record,       /* implausible header while in sync */
+        rx_tls_reorder_buffered, /* ahead-of-hole segments held */
+        rx_tls_reorder_drained,  /* held segments fed through GCM once the hole filled */
+        rx_tls_reorder_dup,      /* ahead segment already held: delivered untouched */
+        rx_tls_ahead_decrypted;  /* ahead segments decrypted by keystream and marked */
     uint64_t flow_table_full;
 };
 

@@ -35,14 +35,46 @@ struct nic_flow *nic_flow_get(struct nic_flow_table *t, uint32_t flow_id)
     return &t->slots[flow_id - 1];
 }
 
+static unsigned tuple_hash(uint32_t saddr, uint32_t daddr, uint16_t sport, uint16_t dport)
+{
+    uint32_t h = saddr ^ daddr ^ ((uint32_t)sport << 16 | dport);
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    h ^= h >> 15;
+    return h % NIC_FLOW_HASH_BUCKETS;
+}
+
+static unsigned flow_bucket(const struct nic_flow *f)
+{
+    return tuple_hash(f->st.saddr, f->st.daddr, f->st.sport, f->st.dport);
+}
+
+void nic_flow_rx_hash_add(struct nic_flow_table *t, uint32_t flow_id)
+{
+    struct nic_flow *f = &t->slots[flow_id - 1];
+    unsigned b = flow_bucket(f);
+    f->hash_next = t->rx_hash[b];
+    t->rx_hash[b] = flow_id;
+}
+
+void nic_flow_rx_hash_del(struct nic_flow_table *t, uint32_t flow_id)
+{
+    uint32_t *pp = &t->rx_hash[flow_bucket(&t->slots[flow_id - 1])];
+    while (*pp && *pp != flow_id)
+        pp = &t->slots[*pp - 1].hash_next;
+    if (*pp)
+        *pp = t->slots[flow_id - 1].hash_next;
+}
+
 struct nic_flow *nic_flow_lookup_rx(struct nic_flow_table *t, uint32_t saddr, uint32_t daddr,
                                     uint16_t sport, uint16_t dport)
 {
-    for (uint32_t i = 0; i < t->max; i++) {
-        struct nic_flow *f = &t->slots[i];
-        if (f->used && f->st.direction == NIC_CTX_RX && f->st.saddr == saddr &&
-            f->st.daddr == daddr && f->st.sport == sport && f->st.dport == dport)
+    for (uint32_t id = t->rx_hash[tuple_hash(saddr, daddr, sport, dport)]; id;) {
+        struct nic_flow *f = &t->slots[id - 1];
+        if (f->used && f->st.saddr == saddr && f->st.daddr == daddr && f->st.sport == sport &&
+            f->st.dport == dport)
             return f;
+        id = f->hash_next;
     }
     return NULL;
 }

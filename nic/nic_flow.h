@@ -16,15 +16,22 @@ struct nic_tls_rx_flow;
 
 struct nic_flow {
     bool used;
+    uint32_t hash_next; /* next RX flow id in the same bucket, 0 = end */
     struct nic_tls_static_ctx st;
     struct nic_tls_tx_flow *tx; /* direction TX: record walker + cipher state */
     struct nic_tls_rx_flow *rx; /* direction RX */
 };
 
+#define NIC_FLOW_HASH_BUCKETS 256
+
 struct nic_flow_table {
     uint32_t max;
     struct nic_flow *slots;
+    uint32_t rx_hash[NIC_FLOW_HASH_BUCKETS]; /* RX flows by 4-tuple: first flow id */
 };
+
+void nic_flow_rx_hash_add(struct nic_flow_table *t, uint32_t flow_id);
+void nic_flow_rx_hash_del(struct nic_flow_table *t, uint32_t flow_id);
 
 /* Free every flow's cipher state (device teardown). */
 void nic_flow_table_free_all(struct nic_flow_table *t);

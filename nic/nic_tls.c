@@ -28,8 +28,14 @@ static int install_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
         if (r != NIC_TX_OK)
             return r;
         dev->c.tx_tls_ctx++;
+    } else if (f->st.direction == NIC_CTX_RX) {
+        int r = nic_tls_rx_install(dev, f, d->flow_id);
+        if (r != NIC_TX_OK)
+            return r;
+        nic_flow_rx_hash_add(t, d->flow_id);
+        dev->c.rx_tls_ctx++;
     } else {
-        return NIC_TX_ERR_BAD_DESC; /* RX offload: not in this device revision */
+        return NIC_TX_ERR_BAD_DESC;
     }
     f->used = true;
     return NIC_TX_OK;
@@ -45,6 +51,11 @@ static int delete_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
     if (f->tx) {
         nic_tls_tx_free(f->tx);
         dev->c.tx_tls_del++;
+    }
+    if (f->rx) {
+        nic_flow_rx_hash_del(dev->flows, d->flow_id);
+        nic_tls_rx_free(f->rx);
+        dev->c.rx_tls_del++;
     }
     memset(f, 0, sizeof(*f));
     return NIC_TX_OK;
@@ -66,6 +77,10 @@ int nic_tls_ctrl(struct nic_dev *dev, const struct nic_tx_desc *d)
         return f->tx ? nic_tls_tx_progress(dev, f, d) : NIC_TX_ERR_NO_CTX;
     case NIC_TX_DUMP:
         return f->tx ? nic_tls_tx_dump(dev, f, d) : NIC_TX_ERR_NO_CTX;
+    case NIC_RX_RESYNC_RESP:
+        return f->rx ? nic_tls_rx_resync_response(dev, f, d) : NIC_TX_ERR_NO_CTX;
+    case NIC_RX_PROGRESS:
+        return f->rx ? nic_tls_rx_hint(dev, f, d) : NIC_TX_ERR_NO_CTX;
     default:
         return NIC_TX_ERR_BAD_DESC;
     }
@@ -73,9 +88,12 @@ int nic_tls_ctrl(struct nic_dev *dev, const struct nic_tx_desc *d)
 
 void nic_flow_table_free_all(struct nic_flow_table *t)
 {
-    for (uint32_t i = 0; i < t->max; i++)
+    for (uint32_t i = 0; i < t->max; i++) {
         if (t->slots[i].tx)
             nic_tls_tx_free(t->slots[i].tx);
+        if (t->slots[i].rx)
+            nic_tls_rx_free(t->slots[i].rx);
+    }
 }
 
 void nic_tls_rx_packet(struct nic_dev *dev, uint8_t *pkt, size_t len, struct nic_cqe *cqe)
@@ -88,4 +106,10 @@ void nic_tls_rx_packet(struct nic_dev *dev, uint8_t *pkt, size_t len, struct nic
         return;
     }
     cqe->flags |= NIC_RXF_CSUM_OK;
+    if (v.payload_len == 0)
+        return;
+    /* Received packets run from the peer (source) to our host (destination). */
+    struct nic_flow *f = nic_flow_lookup_rx(dev->flows, v.saddr, v.daddr, v.sport, v.dport);
+    if (f && f->rx)
+        nic_tls_rx_flow_packet(dev, f, pkt, &v, cqe);
 }

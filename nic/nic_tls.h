@@ -24,6 +24,16 @@ void nic_tls_tx_free(struct nic_tls_tx_flow *tx);
 int nic_tls_tx_progress(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d);
 int nic_tls_tx_dump(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d);
 
+/* RX side (nic_tls_rx.c). */
+struct nic_tcp_view;
+int nic_tls_rx_install(struct nic_dev *dev, struct nic_flow *flow, uint32_t flow_id);
+void nic_tls_rx_free(struct nic_tls_rx_flow *rx);
+void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t *pkt,
+                            const struct nic_tcp_view *v, struct nic_cqe *cqe);
+int nic_tls_rx_resync_response(struct nic_dev *dev, struct nic_flow *flow,
+                               const struct nic_tx_desc *d);
+int nic_tls_rx_hint(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d);
+
 /* Big-endian helpers. */
 static inline void nic_put_be64(uint8_t *p, uint64_t v)
 {

@@ -1,6 +1,7 @@
 /* stack_host.c - lwIP bring-up and the host interrupt thread. */
 #define _GNU_SOURCE
 #include "stack_host.h"
+#include "stack_rto.h"
 
 #include <lwip/ip.h>
 #include <lwip/ip4_addr.h>
@@ -18,8 +19,7 @@
 #define IRQ_WAIT_MS     100 /* re-check the stop flag this often */
 
 struct stack_host {
-    uint32_t tcp_tick_ms;
-    bool tick_armed;
+    bool rto_started;
     struct nic_dev *dev;
     struct stack_driver *drv;
     pthread_t irq_thread;
@@ -45,14 +45,6 @@ static uint64_t thread_cpu_ns(pthread_t t)
     if (pthread_getcpuclockid(t, &cid) != 0 || clock_gettime(cid, &ts) != 0)
         return 0;
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Runs in the tcpip thread (core lock held), re-arming itself. */
-static void fast_tcp_tick(void *arg)
-{
-    struct stack_host *h = arg;
-    tcp_slowtmr();
-    sys_timeout(h->tcp_tick_ms, fast_tcp_tick, h);
 }
 
 static void *irq_main(void *arg)
@@ -107,10 +99,9 @@ struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host
     netif_set_link_up(nif);
     h->netif_added = true;
     stack_driver_refill(h->drv);
-    h->tcp_tick_ms = cfg->tcp_tick_ms;
-    if (h->tcp_tick_ms) {
-        sys_timeout(h->tcp_tick_ms, fast_tcp_tick, h);
-        h->tick_armed = true;
+    if (cfg->rto_min_ms) {
+        stack_rto_start(cfg->rto_min_ms);
+        h->rto_started = true;
     }
     UNLOCK_TCPIP_CORE();
     if (pthread_create(&h->irq_thread, NULL, irq_main, h) != 0) {
@@ -130,11 +121,11 @@ void stack_host_stop(struct stack_host *h)
         nic_dev_irq_kick(h->dev);
         pthread_join(h->irq_thread, NULL);
     }
-    if (h->tick_armed) {
+    if (h->rto_started) {
         LOCK_TCPIP_CORE();
-        sys_untimeout(fast_tcp_tick, h);
+        stack_rto_stop();
         UNLOCK_TCPIP_CORE();
-        h->tick_armed = false;
+        h->rto_started = false;
     }
     if (h->netif_added) {
         LOCK_TCPIP_CORE();

@@ -15,11 +15,8 @@ struct stack_host;
 struct stack_host_cfg {
     uint32_t ip, netmask, gateway; /* lwIP's address, network byte order */
     uint32_t mtu;
-    /* Period of TCP's slow timer (RTO, persist, TIME_WAIT, poll callbacks).
-       lwIP runs it every 500 ms; RTOs are whole ticks, so on a sub-ms link a
-       lost retransmission costs >= 1 s. A shorter tick scales every TCP timer
-       down with it (RTT is measured in ticks too). 0 = lwIP's own only. */
-    uint32_t tcp_tick_ms;
+    /* Fine-grained RTO floor in ms (stack_rto.h); 0 = lwIP's 500 ms ticks only. */
+    uint32_t rto_min_ms;
 };
 
 /* Starts lwIP once per process (tcpip_init), adds the netif, posts RX

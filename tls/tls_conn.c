@@ -66,6 +66,11 @@ struct tls_conn {
 
     /* TX offload (TLS_MODE_NIC) */
     struct tls_tx_offload *txo; /* NULL: records are sealed in software */
+    struct tls_rx_offload *rxo; /* NULL: the NIC does not decrypt for us */
+    uint32_t rx_seq0;           /* TCP seq of the first byte the peer sent */
+    uint64_t rx_consumed;       /* bytes consumed from the receive queue */
+    uint32_t rx_stream_base;    /* TCP seq of tls_rx stream offset 0 */
+    uint64_t rx_full_seen;      /* records_full_offload already accounted */
     bool offload_fence;         /* waiting for handshake bytes to leave lwIP */
 
     /* plaintext staging (TX) and pending plaintext (RX) */
@@ -88,6 +93,8 @@ static struct tls_counters *ctr(struct tls_conn *c)
 
 static void conn_free(struct tls_conn *c)
 {
+    if (c->rxo)
+        tls_rx_offload_stop(c->rxo);
     if (c->txo)
         tls_tx_offload_release(c->txo, NULL, true);
     if (c->rxq)
@@ -146,6 +153,10 @@ static void conn_kill(struct tls_conn *c, bool rst)
     c->state = CONN_DEAD;
     struct tcp_pcb *pcb = c->pcb;
     conn_detach_pcb(c);
+    if (c->rxo) {
+        tls_rx_offload_stop(c->rxo);
+        c->rxo = NULL;
+    }
     if (c->txo) {
         /* Offloaded segments may still be resent after we let go: the
            offload lingers on the pcb until they are acked. */
@@ -162,6 +173,7 @@ static void conn_kill(struct tls_conn *c, bool rst)
 
 static void rxq_consume(struct tls_conn *c, size_t n)
 {
+    c->rx_consumed += n;
     c->rxq = pbuf_free_header(c->rxq, (u16_t)n);
     while (n) {
         u16_t step = n > 0xffff ? 0xffff : (u16_t)n;
@@ -421,6 +433,15 @@ static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
 {
     struct tls_conn *c = arg;
     ctr(c)->rx_records++;
+    if (c->rxo) {
+        /* Record boundary: answer the NIC's resync requests (DESIGN.md §4). */
+        struct tls_rx_stats st;
+        tls_rx_get_stats(c->rx, &st);
+        bool offloaded = st.records_full_offload != c->rx_full_seen;
+        c->rx_full_seen = st.records_full_offload;
+        tls_rx_offload_record_done(c->rxo, c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx),
+                                   tls_rx_next_seq(c->rx), offloaded);
+    }
     if (type == TLS_CT_APPDATA) {
         /* Bounded: one pbuf's worth of records at most (see RX_PENDING_CAP). */
         if (c->rx_pt_len + len > RX_PENDING_CAP)
@@ -469,6 +490,11 @@ static void rx_sw(struct tls_conn *c)
                             sw_record, c);
         rxq_consume(c, len);
         account_rx_stats(c);
+        uint64_t rec_start;
+        size_t rec_len;
+        if (c->rxo && r == TLS_RX_OK && tls_rx_current_record(c->rx, &rec_start, &rec_len))
+            tls_rx_offload_future_record(c->rxo, c->rx_stream_base + (uint32_t)(rec_start + rec_len),
+                                         tls_rx_next_seq(c->rx) + 1);
         if (r == TLS_RX_ERR_BAD_MAC) {
             ctr(c)->TlsDecryptError++;
             conn_fail(c, ALERT_BAD_RECORD_MAC);
@@ -584,6 +610,11 @@ static void do_handshake(struct tls_conn *c)
     ctr(c)->handshakes_ok++;
     c->state = CONN_OPEN;
     if (tls_mode_offloads(c->mode)) {
+        /* RX: the next byte mbed TLS did not consume starts record 1. */
+        c->rx_stream_base = c->rx_seq0 + (uint32_t)c->rx_consumed;
+        if (c->pcb)
+            c->rxo = tls_rx_offload_start(c->srv->offload, c->pcb, c->client_key, c->key_len,
+                                          c->client_salt, c->rx_stream_base, 1);
         c->offload_fence = true;
         try_start_offload(c);
     }
@@ -692,6 +723,10 @@ static void on_err(void *arg, err_t err)
     if (!c)
         return;
     c->pcb = NULL; /* already freed by lwIP */
+    if (c->rxo) {
+        tls_rx_offload_stop(c->rxo);
+        c->rxo = NULL;
+    }
     if (c->txo) {
         tls_tx_offload_release(c->txo, NULL, true);
         c->txo = NULL;
@@ -792,6 +827,7 @@ struct tls_conn *tls_conn_accept(struct tls_server *srv, enum tls_mode mode, str
         }
         mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
     }
+    c->rx_seq0 = pcb->rcv_nxt;
     if (snd_buf > pcb->snd_buf)
         pcb->snd_buf = snd_buf;
     tcp_arg(pcb, c);

@@ -42,8 +42,26 @@ struct tls_tx_offload {
     uint32_t linger_since_ms;
 };
 
+#define RX_MAX_PENDING_REQ 8
+#define RX_HINT_BACKOFF_MIN 2
+#define RX_HINT_BACKOFF_MAX 128
+
+struct tls_rx_offload {
+    struct tls_offload *o;
+    uint32_t flow_id;
+    uint32_t boundary_seq; /* where tls/ stands between records */
+    uint64_t boundary_sn;
+    uint32_t req[RX_MAX_PENDING_REQ];
+    unsigned nreq;
+    unsigned sw_run;     /* consecutive records not fully offloaded */
+    unsigned hint_after; /* back-off threshold for the next hint */
+};
+
 struct tls_offload {
     struct stack_driver *drv;
+    bool rx_hint;
+    struct tls_rx_offload **rx_by_flow;
+    struct tls_offload_rx_counters rxc;
     uint32_t max_flows;
     struct tls_tx_offload **by_flow; /* flow_id -> flow (index 0 unused) */
     uint32_t *free_ids;
@@ -255,6 +273,46 @@ static void tx_error(void *ctx, const struct nic_cqe *cqe)
     t->c->tx_tls_nic_errors++;
 }
 
+/* --- receive side --- */
+
+static void rx_respond(struct tls_rx_offload *r, uint32_t seq, uint64_t sn, bool ok)
+{
+    struct nic_tx_desc d = {.kind = NIC_RX_RESYNC_RESP,
+                            .flags = ok ? NIC_TXF_RESYNC_OK : 0,
+                            .flow_id = r->flow_id,
+                            .tcp_seq = seq,
+                            .record_sn = sn};
+    if (post(r->o, &d, NULL) != 0)
+        return; /* ring full: the NIC times out the candidate by itself */
+    if (ok)
+        r->o->rxc.TlsRxDeviceResync++;
+    else
+        r->o->rxc.rx_resync_denied++;
+}
+
+static void rx_resync_request(void *ctx, uint32_t flow_id, uint32_t seq)
+{
+    struct tls_offload *o = ctx;
+    if (flow_id == 0 || flow_id > o->max_flows || !o->rx_by_flow[flow_id])
+        return;
+    struct tls_rx_offload *r = o->rx_by_flow[flow_id];
+    o->rxc.rx_resync_requests++;
+    if (seq == r->boundary_seq) {
+        rx_respond(r, seq, r->boundary_sn, true); /* tls/ stands right there */
+        return;
+    }
+    if (seq_lt(seq, r->boundary_seq)) {
+        rx_respond(r, seq, 0, false); /* already passed: not a record start we know */
+        return;
+    }
+    if (r->nreq == RX_MAX_PENDING_REQ) {
+        memmove(r->req, r->req + 1, (RX_MAX_PENDING_REQ - 1) * sizeof(r->req[0]));
+        r->nreq--;
+        o->rxc.rx_resync_req_dropped++;
+    }
+    r->req[r->nreq++] = seq;
+}
+
 /* --- lifecycle --- */
 
 struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows)
@@ -265,15 +323,20 @@ struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows
     o->drv = drv;
     o->max_flows = max_flows;
     o->by_flow = calloc(max_flows + 1, sizeof(*o->by_flow));
+    o->rx_by_flow = calloc(max_flows + 1, sizeof(*o->rx_by_flow));
     o->free_ids = calloc(max_flows, sizeof(*o->free_ids));
-    if (!o->by_flow || !o->free_ids) {
+    if (!o->by_flow || !o->rx_by_flow || !o->free_ids) {
         tls_offload_free(o);
         return NULL;
     }
     for (uint32_t i = 0; i < max_flows; i++)
         o->free_ids[o->n_free++] = max_flows - i; /* hand out 1, 2, ... */
     struct stack_offload_ops ops = {
-        .tx_prepare = tx_prepare, .tx_tag_report = tx_tag_report, .tx_error = tx_error, .ctx = o};
+        .tx_prepare = tx_prepare,
+        .tx_tag_report = tx_tag_report,
+        .tx_error = tx_error,
+        .rx_resync_request = rx_resync_request,
+        .ctx = o};
     stack_driver_set_offload(drv, &ops);
     return o;
 }
@@ -313,6 +376,11 @@ void tls_offload_free(struct tls_offload *o)
         }
         stack_driver_set_offload(o->drv, NULL);
     }
+    if (o->rx_by_flow)
+        for (uint32_t i = 1; i <= o->max_flows; i++)
+            if (o->rx_by_flow[i])
+                tls_rx_offload_stop(o->rx_by_flow[i]);
+    free(o->rx_by_flow);
     free(o->by_flow);
     free(o->free_ids);
     free(o);
@@ -481,4 +549,112 @@ void tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool 
     tcp_err(pcb, linger_err);
     tcp_recv(pcb, linger_recv);
     tcp_poll(pcb, linger_poll, LINGER_POLL);
+}
+
+void tls_offload_set_rx_hint(struct tls_offload *o, bool hint)
+{
+    o->rx_hint = hint;
+}
+
+const struct tls_offload_rx_counters *tls_offload_rx_counters(const struct tls_offload *o)
+{
+    return &o->rxc;
+}
+
+struct tls_rx_offload *tls_rx_offload_start(struct tls_offload *o, struct tcp_pcb *pcb,
+                                            const uint8_t *key, size_t key_len,
+                                            const uint8_t salt[4], uint32_t start_seq,
+                                            uint64_t record_sn)
+{
+    if (!o || o->n_free == 0 || (key_len != 16 && key_len != 32)) {
+        if (o)
+            o->rxc.rx_tls_ctx_fail++;
+        return NULL;
+    }
+    struct pbuf *ctxbuf = pbuf_alloc(PBUF_RAW, sizeof(struct nic_tls_static_ctx), PBUF_RAM);
+    struct tls_rx_offload *r = calloc(1, sizeof(*r));
+    if (!ctxbuf || !r || stack_driver_tx_space(o->drv) < 1) {
+        if (ctxbuf)
+            pbuf_free(ctxbuf);
+        free(r);
+        o->rxc.rx_tls_ctx_fail++;
+        return NULL;
+    }
+    r->o = o;
+    r->flow_id = o->free_ids[--o->n_free];
+    r->boundary_seq = start_seq;
+    r->boundary_sn = record_sn;
+    r->hint_after = RX_HINT_BACKOFF_MIN;
+    struct nic_tls_static_ctx *st = ctxbuf->payload;
+    memset(st, 0, sizeof(*st));
+    st->cipher = key_len == 16 ? NIC_CIPHER_AES_128_GCM : NIC_CIPHER_AES_256_GCM;
+    st->direction = NIC_CTX_RX;
+    st->flags = o->rx_hint ? NIC_CTXF_RX_HINT : 0;
+    memcpy(st->salt, salt, 4);
+    memcpy(st->key, key, key_len);
+    /* Packets we receive run from the peer to us. */
+    st->saddr = ip_2_ip4(&pcb->remote_ip)->addr;
+    st->daddr = ip_2_ip4(&pcb->local_ip)->addr;
+    st->sport = lwip_htons(pcb->remote_port);
+    st->dport = lwip_htons(pcb->local_port);
+    st->start_tcp_sn = start_seq;
+    st->record_sn = record_sn;
+    struct nic_tx_desc d = {.kind = NIC_TX_STATIC_CTX,
+                            .flags = NIC_TXF_SIGNAL,
+                            .flow_id = r->flow_id,
+                            .addr = (uint64_t)(uintptr_t)st};
+    post(o, &d, ctxbuf);
+    pbuf_free(ctxbuf);
+    o->rx_by_flow[r->flow_id] = r;
+    o->rxc.rx_tls_ctx_installed++;
+    return r;
+}
+
+void tls_rx_offload_record_done(struct tls_rx_offload *r, uint32_t next_seq, uint64_t next_sn,
+                                bool offloaded)
+{
+    r->boundary_seq = next_seq;
+    r->boundary_sn = next_sn;
+    unsigned kept = 0;
+    for (unsigned i = 0; i < r->nreq; i++) {
+        if (r->req[i] == next_seq)
+            rx_respond(r, next_seq, next_sn, true);
+        else if (seq_lt(r->req[i], next_seq))
+            rx_respond(r, r->req[i], 0, false); /* passed inside a record */
+        else
+            r->req[kept++] = r->req[i];
+    }
+    r->nreq = kept;
+    if (offloaded) {
+        r->sw_run = 0;
+        r->hint_after = RX_HINT_BACKOFF_MIN;
+    } else {
+        r->sw_run++;
+    }
+}
+
+void tls_rx_offload_future_record(struct tls_rx_offload *r, uint32_t seq, uint64_t sn)
+{
+    if (!r->o->rx_hint || r->sw_run < r->hint_after)
+        return;
+    struct nic_tx_desc d = {.kind = NIC_RX_PROGRESS, .flow_id = r->flow_id, .tcp_seq = seq,
+                            .record_sn = sn};
+    if (post(r->o, &d, NULL) != 0)
+        return;
+    r->o->rxc.rx_hints_sent++;
+    r->sw_run = 0;
+    if (r->hint_after < RX_HINT_BACKOFF_MAX)
+        r->hint_after *= 2;
+}
+
+void tls_rx_offload_stop(struct tls_rx_offload *r)
+{
+    struct tls_offload *o = r->o;
+    struct nic_tx_desc del = {.kind = NIC_TX_DEL_CTX, .flow_id = r->flow_id};
+    if (post(o, &del, NULL) == 0) {
+        o->rxc.rx_tls_ctx_deleted++;
+        o->free_ids[o->n_free++] = r->flow_id;
+    }
+    o->rx_by_flow[r->flow_id] = NULL;
+    free(r);
 }

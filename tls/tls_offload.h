@@ -63,3 +63,36 @@ void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb);
 void tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort);
 
 #endif
+
+/* --- receive side (DESIGN.md §4) --- */
+
+struct tls_offload_rx_counters {
+    uint64_t rx_tls_ctx_installed, rx_tls_ctx_fail, rx_tls_ctx_deleted;
+    uint64_t rx_resync_requests;  /* resync requests received from the NIC */
+    uint64_t TlsRxDeviceResync;   /* requests confirmed (as /proc/net/tls_stat) */
+    uint64_t rx_resync_denied;    /* requests passed inside a record */
+    uint64_t rx_resync_req_dropped; /* more pending requests than we keep */
+    uint64_t rx_hints_sent;       /* hint mode: next-record hints posted */
+};
+
+struct tls_rx_offload;
+
+/* Hint mode: the NIC never searches; tls/ tells it where records start
+   after a run of software-decrypted records (backing off 2, 4, ... 128). */
+void tls_offload_set_rx_hint(struct tls_offload *o, bool hint);
+const struct tls_offload_rx_counters *tls_offload_rx_counters(const struct tls_offload *o);
+
+/* Offload decryption of what pcb receives. start_seq: TCP seq of the first
+   byte of record record_sn. NULL: no context (counted); software decrypts. */
+struct tls_rx_offload *tls_rx_offload_start(struct tls_offload *o, struct tcp_pcb *pcb,
+                                            const uint8_t *key, size_t key_len,
+                                            const uint8_t salt[4], uint32_t start_seq,
+                                            uint64_t record_sn);
+/* tls/ completed a record: the next one starts at next_seq with number
+   next_sn. Confirms or denies pending resync requests. offloaded: the record
+   was fully decrypted by the NIC (drives the hint back-off). */
+void tls_rx_offload_record_done(struct tls_rx_offload *r, uint32_t next_seq, uint64_t next_sn,
+                                bool offloaded);
+/* Hint mode: tls/ knows where a record beyond the current one starts. */
+void tls_rx_offload_future_record(struct tls_rx_offload *r, uint32_t seq, uint64_t sn);
+void tls_rx_offload_stop(struct tls_rx_offload *r);

@@ -322,6 +322,15 @@ uint64_t tls_rx_stream_offset(const struct tls_rx *rx)
     return rx->stream_off;
 }
 
+bool tls_rx_current_record(const struct tls_rx *rx, uint64_t *start_off, size_t *rec_len)
+{
+    if (rx->rec_len == 0)
+        return false;
+    *start_off = rx->stream_off - rx->have;
+    *rec_len = rx->rec_len;
+    return true;
+}
+
 const char *tls_rx_strerror(int err)
 {
     switch (err) {

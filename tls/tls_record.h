@@ -176,6 +176,9 @@ uint64_t tls_rx_next_seq(const struct tls_rx *rx);
  * past the delivered record, so that record started at
  * tls_rx_stream_offset(rx) - (len + TLS_RECORD_OVERHEAD). */
 uint64_t tls_rx_stream_offset(const struct tls_rx *rx);
+/* The record being reassembled, once its header is complete: its start
+   offset in the stream and total length. False between records. */
+bool tls_rx_current_record(const struct tls_rx *rx, uint64_t *start_off, size_t *rec_len);
 /* Short description of a tls_rx_feed return value. */
 const char *tls_rx_strerror(int err);
 

@@ -1,0 +1,579 @@
+/*
+ * nic_tls_rx.c - autonomous TLS receive offload (DESIGN.md §4).
+ *
+ * In sequence, the NIC walks the records of each segment, decrypts payload
+ * in place (AES-GCM), checks every tag, and marks the packet DECRYPTED only
+ * if every record byte in it was decrypted and every record ending in it
+ * authenticated; otherwise the packet keeps its original bytes.
+ *
+ * What this NIC does beyond the paper's design: it knows where the current
+ * record ends, and CTR keystream positions don't need order. A segment that
+ * arrives ahead of a hole (reordering, loss) is copied into a bounded reorder
+ * buffer (ciphertext, for GHASH later) and, when it lies inside the current
+ * record and holds no record end, decrypted in place with the keystream at
+ * its offset and marked. When the hole is filled, the buffered ciphertext is
+ * fed through GCM in order, so the record still authenticates and the NIC
+ * stays in sync with no help from the host. Only when the buffer overflows
+ * does it lose track: then, if it knows where the next record starts, it
+ * jumps there; otherwise it searches for the magic pattern (`17 03 03` + a
+ * plausible length), asks the host to confirm the candidate (resync request
+ * in the completion), tracks the length chain while waiting, and resumes at
+ * the next record boundary once the host confirms (resync response). In hint
+ * mode it does no searching and waits for the host to tell it where a
+ * future record starts. rx_reorder_bytes = 0 gives the paper's behaviour.
+ */
+#include "nic_csum.h"
+#include "nic_tls.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RX_REORDER_MAX_SEGS 512
+
+enum rx_state {
+    RX_IN_SYNC,   /* walking records in order (possibly waiting at a future start) */
+    RX_SEARCHING, /* lost: scanning payloads for a record header */
+    RX_TRACKING,  /* candidate requested: following its length chain */
+    RX_WAIT_HINT  /* lost, hint mode: waiting for the host's next-record hint */
+};
+
+struct rx_walker {
+    uint32_t seq; /* next stream byte the in-order walker needs */
+    uint64_t record_sn;
+    uint32_t rec_off; /* bytes of the current record walked */
+    uint32_t rec_len; /* valid once rec_off >= header length */
+    uint8_t hdr[NIC_TLS_PAYLOAD_OFF];
+    uint8_t tag[NIC_TLS_TAG_LEN];
+    EVP_CIPHER_CTX *gcm;
+};
+
+struct rx_seg {
+    uint32_t seq, len;
+    uint8_t *data; /* ciphertext copy */
+};
+
+struct nic_tls_rx_flow {
+    uint32_t flow_id;
+    enum rx_state state;
+    bool hint_mode;
+    struct rx_walker w;
+    EVP_CIPHER_CTX *ctr;
+    uint8_t salt[4];
+    uint32_t high_seq; /* end of the highest stream byte seen */
+    /* reorder buffer: ciphertext after w.seq, sorted by seq, non-overlapping */
+    struct rx_seg segs[RX_REORDER_MAX_SEGS];
+    unsigned nsegs;
+    size_t buf_bytes, buf_cap;
+    /* search / track */
+    uint32_t cand_seq;   /* header seq we asked the host about */
+    uint32_t track_next; /* next predicted header */
+    uint32_t track_end;  /* stream position checked up to */
+    uint64_t tracked;    /* headers verified after the candidate */
+    uint8_t track_hdr[NIC_TLS_HEADER_LEN];
+    unsigned track_have; /* bytes of a predicted header split across segments */
+    uint8_t orig[NIC_MAX_PACKET];
+    uint8_t scratch[NIC_MAX_PACKET];
+};
+
+/* Serial-number comparisons for TCP sequence numbers. */
+static bool seq_lt(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) < 0;
+}
+
+static bool seq_leq(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) <= 0;
+}
+
+static bool header_plausible(const uint8_t *h)
+{
+    uint32_t lf = ((uint32_t)h[3] << 8) | h[4];
+    return h[0] >= 20 && h[0] <= 23 && h[1] == 3 && h[2] == 3 && lf >= NIC_TLS_MIN_LENFIELD &&
+           lf <= NIC_TLS_MAX_LENFIELD;
+}
+
+static uint32_t header_record_len(const uint8_t *h)
+{
+    return NIC_TLS_HEADER_LEN + (((uint32_t)h[3] << 8) | h[4]);
+}
+
+/* --- install / free --- */
+
+int nic_tls_rx_install(struct nic_dev *dev, struct nic_flow *flow, uint32_t flow_id)
+{
+    struct nic_tls_rx_flow *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NIC_TX_ERR_NO_CTX;
+    bool aes256 = flow->st.cipher == NIC_CIPHER_AES_256_GCM;
+    f->w.gcm = EVP_CIPHER_CTX_new();
+    f->ctr = EVP_CIPHER_CTX_new();
+    if (!f->w.gcm || !f->ctr ||
+        !EVP_DecryptInit_ex(f->w.gcm, aes256 ? EVP_aes_256_gcm() : EVP_aes_128_gcm(), NULL,
+                            flow->st.key, NULL) ||
+        !EVP_EncryptInit_ex(f->ctr, aes256 ? EVP_aes_256_ctr() : EVP_aes_128_ctr(), NULL,
+                            flow->st.key, NULL)) {
+        nic_tls_rx_free(f);
+        return NIC_TX_ERR_NO_CTX;
+    }
+    f->flow_id = flow_id;
+    memcpy(f->salt, flow->st.salt, 4);
+    f->hint_mode = flow->st.flags & NIC_CTXF_RX_HINT;
+    f->buf_cap = dev->cfg.rx_reorder_bytes;
+    f->w.seq = flow->st.start_tcp_sn;
+    f->w.record_sn = flow->st.record_sn;
+    f->high_seq = flow->st.start_tcp_sn;
+    f->state = RX_IN_SYNC;
+    flow->rx = f;
+    return NIC_TX_OK;
+}
+
+static void buffer_clear(struct nic_tls_rx_flow *f)
+{
+    for (unsigned i = 0; i < f->nsegs; i++)
+        free(f->segs[i].data);
+    f->nsegs = 0;
+    f->buf_bytes = 0;
+}
+
+void nic_tls_rx_free(struct nic_tls_rx_flow *f)
+{
+    if (!f)
+        return;
+    buffer_clear(f);
+    EVP_CIPHER_CTX_free(f->w.gcm);
+    EVP_CIPHER_CTX_free(f->ctr);
+    free(f);
+}
+
+/* --- the in-order walker --- */
+
+static void walker_reset(struct rx_walker *w, uint32_t seq, uint64_t record_sn)
+{
+    w->seq = seq;
+    w->record_sn = record_sn;
+    w->rec_off = 0;
+    w->rec_len = 0;
+}
+
+enum { WALK_OK = 0, WALK_BAD_RECORD = -1 };
+
+struct walk_result {
+    unsigned ended;  /* records that ended in the walked bytes */
+    unsigned failed; /* of those, how many failed authentication */
+};
+
+static int start_record(struct nic_tls_rx_flow *f)
+{
+    struct rx_walker *w = &f->w;
+    uint8_t iv[12], aad[13];
+    int outl;
+    memcpy(iv, f->salt, 4);
+    memcpy(iv + 4, w->hdr + NIC_TLS_HEADER_LEN, NIC_TLS_NONCE_LEN);
+    uint32_t pt_len = w->rec_len - NIC_TLS_PAYLOAD_OFF - NIC_TLS_TAG_LEN;
+    nic_put_be64(aad, w->record_sn);
+    aad[8] = w->hdr[0];
+    aad[9] = w->hdr[1];
+    aad[10] = w->hdr[2];
+    aad[11] = (uint8_t)(pt_len >> 8);
+    aad[12] = (uint8_t)pt_len;
+    if (!EVP_DecryptInit_ex(w->gcm, NULL, NULL, NULL, iv) ||
+        !EVP_DecryptUpdate(w->gcm, NULL, &outl, aad, sizeof(aad)))
+        return WALK_BAD_RECORD;
+    return WALK_OK;
+}
+
+/* Walk len stream bytes: in -> out (may alias). Payload is decrypted, header
+   and tag bytes are copied unchanged, every completed record is checked. */
+static int walk(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *in, uint8_t *out,
+                size_t len, struct walk_result *res)
+{
+    struct rx_walker *w = &f->w;
+    int outl;
+    if (in != out)
+        memcpy(out, in, len); /* header and tag bytes; payload is overwritten below */
+    while (len) {
+        if (w->rec_off < NIC_TLS_PAYLOAD_OFF) {
+            size_t n = NIC_TLS_PAYLOAD_OFF - w->rec_off;
+            if (n > len)
+                n = len;
+            memcpy(w->hdr + w->rec_off, in, n);
+            uint32_t before = w->rec_off;
+            w->rec_off += (uint32_t)n;
+            w->seq += (uint32_t)n;
+            in += n;
+            out += n;
+            len -= n;
+            if (before < NIC_TLS_HEADER_LEN && w->rec_off >= NIC_TLS_HEADER_LEN) {
+                if (!header_plausible(w->hdr))
+                    return WALK_BAD_RECORD;
+                w->rec_len = header_record_len(w->hdr);
+            }
+            if (w->rec_off == NIC_TLS_PAYLOAD_OFF && start_record(f) != WALK_OK)
+                return WALK_BAD_RECORD;
+            if (w->rec_off < NIC_TLS_PAYLOAD_OFF)
+                break;
+        }
+        uint32_t payload_end = w->rec_len - NIC_TLS_TAG_LEN;
+        if (w->rec_off < payload_end && len) {
+            size_t n = payload_end - w->rec_off;
+            if (n > len)
+                n = len;
+            if (!EVP_DecryptUpdate(w->gcm, out, &outl, in, (int)n))
+                return WALK_BAD_RECORD;
+            w->rec_off += (uint32_t)n;
+            w->seq += (uint32_t)n;
+            in += n;
+            out += n;
+            len -= n;
+        }
+        if (w->rec_off >= payload_end && w->rec_off < w->rec_len && len) {
+            size_t n = w->rec_len - w->rec_off;
+            if (n > len)
+                n = len;
+            memcpy(w->tag + (w->rec_off - payload_end), in, n);
+            w->rec_off += (uint32_t)n;
+            w->seq += (uint32_t)n;
+            in += n;
+            out += n;
+            len -= n;
+        }
+        if (w->rec_off == w->rec_len) {
+            uint8_t sink[16];
+            bool ok = EVP_CIPHER_CTX_ctrl(w->gcm, EVP_CTRL_GCM_SET_TAG, NIC_TLS_TAG_LEN, w->tag) &&
+                      EVP_DecryptFinal_ex(w->gcm, sink, &outl) > 0;
+            res->ended++;
+            if (!ok) {
+                res->failed++;
+                dev->c.rx_tls_err++;
+            }
+            w->record_sn++;
+            w->rec_off = 0;
+            w->rec_len = 0;
+        }
+    }
+    return WALK_OK;
+}
+
+/* --- losing and finding the way --- */
+
+static void search_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+                          uint32_t seq, size_t len, struct nic_cqe *cqe);
+
+static void lose_track(struct nic_dev *dev, struct nic_tls_rx_flow *f)
+{
+    buffer_clear(f);
+    if (f->hint_mode) {
+        f->state = RX_WAIT_HINT;
+    } else {
+        f->state = RX_SEARCHING;
+        dev->c.rx_tls_resync_req_start++;
+    }
+    dev->c.rx_tls_lost++;
+}
+
+/* Verify predicted headers in stream bytes [seq, seq+len). Returns false on
+   a mismatch (the candidate was wrong). */
+static bool track_bytes(struct nic_tls_rx_flow *f, const uint8_t *data, uint32_t seq, size_t len)
+{
+    uint32_t end = seq + (uint32_t)len;
+    while (seq_lt(f->track_next + f->track_have, end) &&
+           seq_leq(seq, f->track_next + f->track_have)) {
+        uint32_t pos = f->track_next + f->track_have;
+        size_t avail = end - pos;
+        size_t need = NIC_TLS_HEADER_LEN - f->track_have;
+        size_t n = avail < need ? avail : need;
+        memcpy(f->track_hdr + f->track_have, data + (pos - seq), n);
+        f->track_have += (unsigned)n;
+        if (f->track_have < NIC_TLS_HEADER_LEN)
+            break;
+        if (!header_plausible(f->track_hdr))
+            return false;
+        f->track_next += header_record_len(f->track_hdr);
+        f->track_have = 0;
+        f->tracked++;
+    }
+    f->track_end = end;
+    return true;
+}
+
+static void search_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+                          uint32_t seq, size_t len, struct nic_cqe *cqe)
+{
+    for (size_t i = 0; i + NIC_TLS_HEADER_LEN <= len; i++) {
+        if (data[i] < 20 || data[i] > 23 || data[i + 1] != 3 || data[i + 2] != 3 ||
+            !header_plausible(data + i))
+            continue;
+        /* A second header predicted inside this packet must match too. */
+        size_t next = i + header_record_len(data + i);
+        if (next + NIC_TLS_HEADER_LEN <= len && !header_plausible(data + next))
+            continue;
+        f->cand_seq = seq + (uint32_t)i;
+        f->track_next = f->cand_seq;
+        f->track_have = 0;
+        f->tracked = 0;
+        f->state = RX_TRACKING;
+        track_bytes(f, data + i, f->cand_seq, len - i);
+        f->tracked = 0; /* the candidate's own header is not "after" it */
+        cqe->flags |= NIC_RXF_RESYNC_REQ;
+        cqe->resync_seq = f->cand_seq;
+        dev->c.rx_tls_resync_req_pkt++;
+        return;
+    }
+}
+
+static void track_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+                         uint32_t seq, size_t len, struct nic_cqe *cqe)
+{
+    uint32_t end = seq + (uint32_t)len;
+    if (seq_leq(end, f->track_end))
+        return; /* old */
+    if (seq_lt(seq, f->track_end)) {
+        uint32_t skip = f->track_end - seq;
+        data += skip;
+        len -= skip;
+        seq = f->track_end;
+    }
+    if (seq_lt(f->track_next + f->track_have, seq)) {
+        /* A predicted header fell into a gap: the chain can't be followed. */
+        dev->c.rx_tls_resync_req_skip++;
+        f->state = RX_SEARCHING;
+        search_packet(dev, f, data, seq, len, cqe);
+        return;
+    }
+    if (!track_bytes(f, data, seq, len)) {
+        dev->c.rx_tls_resync_req_skip++;
+        f->state = RX_SEARCHING;
+        search_packet(dev, f, data, seq, len, cqe);
+    }
+}
+
+/* --- in sync --- */
+
+static void drain_buffer(struct nic_dev *dev, struct nic_tls_rx_flow *f)
+{
+    while (f->nsegs && seq_leq(f->segs[0].seq, f->w.seq)) {
+        struct rx_seg *s = &f->segs[0];
+        uint32_t end = s->seq + s->len;
+        if (seq_lt(f->w.seq, end)) {
+            uint32_t off = f->w.seq - s->seq;
+            struct walk_result r = {0, 0};
+            if (walk(dev, f, s->data + off, f->scratch, end - f->w.seq, &r) != WALK_OK) {
+                dev->c.rx_tls_bad_record++;
+                lose_track(dev, f);
+                return;
+            }
+        }
+        f->buf_bytes -= s->len;
+        free(s->data);
+        memmove(&f->segs[0], &f->segs[1], (f->nsegs - 1) * sizeof(f->segs[0]));
+        f->nsegs--;
+        dev->c.rx_tls_reorder_drained++;
+    }
+}
+
+/* Decrypt an ahead segment in place with the keystream, if it lies inside
+   the current record (header known) and holds no record end. */
+static bool ahead_decrypt(struct nic_tls_rx_flow *f, uint8_t *data, uint32_t seq, size_t len)
+{
+    struct rx_walker *w = &f->w;
+    if (w->rec_off < NIC_TLS_PAYLOAD_OFF)
+        return false;
+    uint32_t rec_start = w->seq - w->rec_off;
+    uint32_t payload_start = rec_start + NIC_TLS_PAYLOAD_OFF;
+    uint32_t rec_end = rec_start + w->rec_len;
+    uint32_t payload_end = rec_end - NIC_TLS_TAG_LEN;
+    if (seq_lt(seq, payload_start) || !seq_lt(seq + (uint32_t)len, rec_end))
+        return false;
+    if (!seq_lt(seq, payload_end))
+        return true; /* only tag bytes, which stay as they are */
+    uint32_t off = seq - payload_start;
+    size_t n = payload_end - seq;
+    if (n > len)
+        n = len;
+    uint8_t iv[16], skip[16] = {0};
+    uint32_t ctr = 2 + off / 16; /* GCM payload counter blocks start at 2 */
+    int outl;
+    memcpy(iv, f->salt, 4);
+    memcpy(iv + 4, w->hdr + NIC_TLS_HEADER_LEN, NIC_TLS_NONCE_LEN);
+    iv[12] = (uint8_t)(ctr >> 24);
+    iv[13] = (uint8_t)(ctr >> 16);
+    iv[14] = (uint8_t)(ctr >> 8);
+    iv[15] = (uint8_t)ctr;
+    if (!EVP_EncryptInit_ex(f->ctr, NULL, NULL, NULL, iv))
+        return false;
+    if (off % 16 && !EVP_EncryptUpdate(f->ctr, skip, &outl, skip, (int)(off % 16)))
+        return false;
+    return EVP_EncryptUpdate(f->ctr, data, &outl, data, (int)n) != 0;
+}
+
+/* Try to keep an ahead segment. Returns false if it can't be buffered. */
+static bool buffer_ahead(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+                         uint32_t seq, size_t len)
+{
+    if (f->nsegs == RX_REORDER_MAX_SEGS || f->buf_bytes + len > f->buf_cap)
+        return false;
+    unsigned i = 0;
+    while (i < f->nsegs && seq_lt(f->segs[i].seq, seq))
+        i++;
+    uint32_t end = seq + (uint32_t)len;
+    bool overlaps = (i > 0 && seq_lt(seq, f->segs[i - 1].seq + f->segs[i - 1].len)) ||
+                    (i < f->nsegs && seq_lt(f->segs[i].seq, end));
+    if (overlaps) {
+        dev->c.rx_tls_reorder_dup++;
+        return true; /* already held: deliver this copy untouched */
+    }
+    uint8_t *copy = malloc(len);
+    if (!copy)
+        return false;
+    memcpy(copy, data, len);
+    memmove(&f->segs[i + 1], &f->segs[i], (f->nsegs - i) * sizeof(f->segs[0]));
+    f->segs[i] = (struct rx_seg){seq, (uint32_t)len, copy};
+    f->nsegs++;
+    f->buf_bytes += len;
+    dev->c.rx_tls_reorder_buffered++;
+    return true;
+}
+
+/* Returns true if the packet's payload was decrypted and may be marked. */
+static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8_t *data,
+                           uint32_t seq, size_t len, struct nic_cqe *cqe)
+{
+    struct rx_walker *w = &f->w;
+    uint32_t end = seq + (uint32_t)len;
+    if (seq_leq(end, w->seq))
+        return false; /* entirely old: a retransmission, passed up untouched */
+    if (seq_lt(seq, w->seq)) {
+        /* Partly old: walk the new part (state only), deliver as is. */
+        struct walk_result r = {0, 0};
+        uint32_t skip = w->seq - seq;
+        if (walk(dev, f, data + skip, f->scratch, len - skip, &r) != WALK_OK) {
+            dev->c.rx_tls_bad_record++;
+            lose_track(dev, f);
+            return false;
+        }
+        drain_buffer(dev, f);
+        return false;
+    }
+    if (seq == w->seq) {
+        struct walk_result r = {0, 0};
+        memcpy(f->orig, data, len);
+        if (walk(dev, f, data, data, len, &r) != WALK_OK) {
+            memcpy(data, f->orig, len);
+            dev->c.rx_tls_bad_record++;
+            lose_track(dev, f);
+            return false;
+        }
+        drain_buffer(dev, f);
+        if (r.failed) {
+            memcpy(data, f->orig, len); /* never hand up unauthenticated plaintext */
+            return false;
+        }
+        return true;
+    }
+    /* Ahead of a hole. */
+    if (f->buf_cap && buffer_ahead(dev, f, data, seq, len)) {
+        if (ahead_decrypt(f, data, seq, len)) {
+            dev->c.rx_tls_ahead_decrypted++;
+            return true;
+        }
+        return false;
+    }
+    /* Can't wait for the hole. If the next header's place is known and not
+       passed, jump there: the rest of this record goes to software. */
+    if (w->rec_off >= NIC_TLS_HEADER_LEN) {
+        uint32_t next_hdr = w->seq - w->rec_off + w->rec_len;
+        bool in_this = seq_leq(seq, next_hdr) && seq_lt(next_hdr, end);
+        bool in_future = seq_leq(end, next_hdr) && seq_leq(f->high_seq, next_hdr);
+        if (in_this || in_future) {
+            buffer_clear(f);
+            walker_reset(w, next_hdr, w->record_sn + 1);
+            dev->c.rx_tls_jump++;
+            if (in_this) {
+                struct walk_result r = {0, 0};
+                uint32_t skip = next_hdr - seq;
+                if (walk(dev, f, data + skip, f->scratch, len - skip, &r) != WALK_OK) {
+                    dev->c.rx_tls_bad_record++;
+                    lose_track(dev, f);
+                }
+            }
+            return false;
+        }
+    }
+    lose_track(dev, f);
+    if (f->state == RX_SEARCHING)
+        search_packet(dev, f, data, seq, len, cqe);
+    return false;
+}
+
+void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t *pkt,
+                            const struct nic_tcp_view *v, struct nic_cqe *cqe)
+{
+    struct nic_tls_rx_flow *f = flow->rx;
+    uint8_t *data = pkt + v->payload_off;
+    size_t len = v->payload_len;
+    uint32_t seq = v->seq;
+    cqe->flow_id = f->flow_id;
+    bool decrypted = false;
+    switch (f->state) {
+    case RX_IN_SYNC:
+        decrypted = in_sync_packet(dev, f, data, seq, len, cqe);
+        break;
+    case RX_SEARCHING:
+        search_packet(dev, f, data, seq, len, cqe);
+        break;
+    case RX_TRACKING:
+        track_packet(dev, f, data, seq, len, cqe);
+        break;
+    case RX_WAIT_HINT:
+        break;
+    }
+    if (seq_lt(f->high_seq, seq + (uint32_t)len))
+        f->high_seq = seq + (uint32_t)len;
+    if (decrypted) {
+        nic_tcp_csum_fix(pkt, v); /* the host stack still checks it */
+        cqe->flags |= NIC_RXF_DECRYPTED;
+        dev->c.rx_tls_decrypted_packets++;
+        dev->c.rx_tls_decrypted_bytes += len;
+    }
+}
+
+/* Host's answer to a resync request: confirm (record number) or deny. */
+int nic_tls_rx_resync_response(struct nic_dev *dev, struct nic_flow *flow,
+                               const struct nic_tx_desc *d)
+{
+    struct nic_tls_rx_flow *f = flow->rx;
+    if (f->state != RX_TRACKING || d->tcp_seq != f->cand_seq) {
+        dev->c.rx_tls_resync_res_skip++; /* stale: we moved on */
+        return NIC_TX_OK;
+    }
+    if (!(d->flags & NIC_TXF_RESYNC_OK) || f->track_have) {
+        dev->c.rx_tls_resync_res_skip++;
+        f->state = RX_SEARCHING;
+        return NIC_TX_OK;
+    }
+    /* Resume at the next predicted header, which we have not passed. */
+    walker_reset(&f->w, f->track_next, d->record_sn + f->tracked + 1);
+    buffer_clear(f);
+    f->state = RX_IN_SYNC;
+    dev->c.rx_tls_resync_res_ok++;
+    dev->c.rx_tls_resync_req_end++;
+    return NIC_TX_OK;
+}
+
+/* Hint mode: the host says where a future record starts. */
+int nic_tls_rx_hint(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d)
+{
+    struct nic_tls_rx_flow *f = flow->rx;
+    if (f->state == RX_IN_SYNC || seq_lt(d->tcp_seq, f->high_seq)) {
+        dev->c.rx_tls_resync_res_skip++; /* in sync already, or that start has passed */
+        return NIC_TX_OK;
+    }
+    walker_reset(&f->w, d->tcp_seq, d->record_sn);
+    buffer_clear(f);
+    f->state = RX_IN_SYNC;
+    dev->c.rx_tls_resync_res_ok++;
+    dev->c.rx_tls_resync_req_end++;
+    return NIC_TX_OK;
+}
