@@ -30,6 +30,7 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     ADD("nic", nc, rx_csum_bad);
     ADD("nic", nc, tx_cq_overflow);
     ADD("nic", nc, rx_cq_overflow);
+    ADD("nic", nc, tx_cq_backpressure);
     ADD("nic", nc, doorbells);
     ADD("nic", nc, irqs);
     ADD("nic", nc, engine_sleeps);

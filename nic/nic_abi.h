@@ -147,7 +147,8 @@ struct nic_cqe {
     uint32_t resync_seq; /* RX_PACKET with NIC_RXF_RESYNC_REQ */
     uint64_t record_sn;  /* TX_DONE with NIC_RXF_TAG_REPORT */
     uint8_t tag[16];
-    uint8_t pad[15];
+    uint8_t desc_kind; /* TX_DONE: enum nic_tx_kind of the completed descriptor */
+    uint8_t pad[14];
     uint8_t phase; /* written last, release order; see the ownership rule above */
 };
 static_assert(sizeof(struct nic_cqe) == 64, "completion entry is one cache line");

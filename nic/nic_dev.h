@@ -46,7 +46,8 @@ struct nic_queues {
 struct nic_counters {
     /* rings */
     uint64_t tx_desc, tx_ring_empty_polls, tx_bad_desc, rx_packets, rx_bytes, rx_no_buffer,
-        rx_buf_too_small, tx_cq_overflow, rx_cq_overflow, doorbells, irqs, engine_sleeps;
+        rx_buf_too_small, tx_cq_overflow, rx_cq_overflow, tx_cq_backpressure, doorbells, irqs,
+        engine_sleeps;
     /* wire (after the fault stage on TX, before it on RX) */
     uint64_t tx_packets, tx_bytes, tun_write_errors, tun_read_errors, rx_wire_packets,
         rx_wire_bytes, rx_malformed, rx_csum_bad;

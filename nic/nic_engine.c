@@ -60,7 +60,9 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
     dev->cfg = *cfg;
     dev->doorbell_fd = dev->irq_fd = -1;
     struct nic_queues *q = &dev->queues;
-    q->tx_size = q->tx_cq_size = cfg->tx_ring_size;
+    /* The TX CQ also carries tag reports (several per segment): 4x the ring. */
+    q->tx_size = cfg->tx_ring_size;
+    q->tx_cq_size = cfg->tx_ring_size * 4;
     q->rx_size = q->rx_cq_size = cfg->rx_ring_size;
     q->tx_ring = alloc_zero(sizeof(*q->tx_ring) * q->tx_size);
     q->rx_ring = alloc_zero(sizeof(*q->rx_ring) * q->rx_size);
@@ -222,8 +224,11 @@ static void tx_complete(struct nic_dev *dev, const struct nic_tx_desc *d, uint8_
 {
     if (!(d->flags & NIC_TXF_SIGNAL) && status == NIC_TX_OK)
         return;
-    struct nic_cqe e = {
-        .kind = NIC_CQE_TX_DONE, .status = status, .cookie = d->cookie, .flow_id = d->flow_id};
+    struct nic_cqe e = {.kind = NIC_CQE_TX_DONE,
+                        .status = status,
+                        .cookie = d->cookie,
+                        .flow_id = d->flow_id,
+                        .desc_kind = d->kind};
     nic_engine_post_cqe(dev, false, &e);
 }
 
@@ -282,7 +287,18 @@ static unsigned engine_tx_poll(struct nic_dev *dev, uint64_t now)
     uint32_t prod = __atomic_load_n(&q->tx_idx->prod, __ATOMIC_ACQUIRE);
     uint32_t cons = dev->tx_cons;
     unsigned n = 0;
+    /* One descriptor may complete, fail, and report a tag for every record
+       ending in its segment (the smallest record is 29 bytes): never start
+       one without room for all of that in the TX CQ. */
+    uint32_t worst = 3 + dev->cfg.mtu / 29;
     while (cons != prod && n < ENGINE_BUDGET) {
+        uint32_t cq_used =
+            dev->tx_cq_prod - __atomic_load_n(&q->tx_cq_idx->cons, __ATOMIC_ACQUIRE);
+        if (q->tx_cq_size - cq_used < worst) {
+            dev->c.tx_cq_backpressure++;
+            dev->work_for_host = true; /* the host must drain; wake it */
+            break;
+        }
         engine_tx_desc(dev, &q->tx_ring[nic_ring_slot(cons, q->tx_size)], now);
         cons++;
         n++;

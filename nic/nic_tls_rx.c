@@ -408,12 +408,14 @@ static bool ahead_decrypt(struct nic_tls_rx_flow *f, uint8_t *data, uint32_t seq
     return EVP_EncryptUpdate(f->ctr, data, &outl, data, (int)n) != 0;
 }
 
-/* Try to keep an ahead segment. Returns false if it can't be buffered. */
-static bool buffer_ahead(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+enum hold_result { HOLD_KEPT, HOLD_DUP, HOLD_NO_ROOM };
+
+/* Try to keep an ahead segment's ciphertext for GHASH once the hole fills. */
+static enum hold_result buffer_ahead(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
                          uint32_t seq, size_t len)
 {
     if (f->nsegs == RX_REORDER_MAX_SEGS || f->buf_bytes + len > f->buf_cap)
-        return false;
+        return HOLD_NO_ROOM;
     unsigned i = 0;
     while (i < f->nsegs && seq_lt(f->segs[i].seq, seq))
         i++;
@@ -422,18 +424,18 @@ static bool buffer_ahead(struct nic_dev *dev, struct nic_tls_rx_flow *f, const u
                     (i < f->nsegs && seq_lt(f->segs[i].seq, end));
     if (overlaps) {
         dev->c.rx_tls_reorder_dup++;
-        return true; /* already held: deliver this copy untouched */
+        return HOLD_DUP; /* bytes already held: deliver this copy untouched */
     }
     uint8_t *copy = malloc(len);
     if (!copy)
-        return false;
+        return HOLD_NO_ROOM;
     memcpy(copy, data, len);
     memmove(&f->segs[i + 1], &f->segs[i], (f->nsegs - i) * sizeof(f->segs[0]));
     f->segs[i] = (struct rx_seg){seq, (uint32_t)len, copy};
     f->nsegs++;
     f->buf_bytes += len;
     dev->c.rx_tls_reorder_buffered++;
-    return true;
+    return HOLD_KEPT;
 }
 
 /* Returns true if the packet's payload was decrypted and may be marked. */
@@ -473,7 +475,11 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
         return true;
     }
     /* Ahead of a hole. */
-    if (f->buf_cap && buffer_ahead(dev, f, data, seq, len)) {
+    enum hold_result held = f->buf_cap ? buffer_ahead(dev, f, data, seq, len) : HOLD_NO_ROOM;
+    if (held == HOLD_DUP)
+        return false;
+    if (held == HOLD_KEPT) {
+        /* Marked only once its ciphertext is held: GCM will still see it. */
         if (ahead_decrypt(f, data, seq, len)) {
             dev->c.rx_tls_ahead_decrypted++;
             return true;

@@ -158,8 +158,12 @@ static unsigned tx_reclaim(struct stack_driver *drv)
             if (e->flow_id && drv->offload.tx_error)
                 drv->offload.tx_error(drv->offload.ctx, e);
         }
-        if ((e->flags & NIC_RXF_TAG_REPORT) && drv->offload.tx_tag_report)
-            drv->offload.tx_tag_report(drv->offload.ctx, e);
+        if (e->flags & NIC_RXF_TAG_REPORT) {
+            if (drv->offload.tx_tag_report)
+                drv->offload.tx_tag_report(drv->offload.ctx, e);
+        } else if (e->desc_kind != NIC_TX_DATA && drv->offload.tx_ctrl_done) {
+            drv->offload.tx_ctrl_done(drv->offload.ctx, e);
+        }
         drv->tx_cq_cons++;
         n++;
     }
@@ -206,6 +210,10 @@ int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d
     if (hold)
         pbuf_ref(hold);
     tx_post(drv, d, hold);
+    /* Publish now: control descriptors are also posted outside driver_output
+       (context install/delete, resync responses) and must not wait for the
+       next packet. Order on the ring is what matters, not the doorbell count. */
+    tx_publish(drv);
     return 0;
 }
 

@@ -38,6 +38,9 @@ struct stack_offload_ops {
     /* The NIC failed an offloaded descriptor of cqe->flow_id (its state for
        the flow is lost until the next resync). */
     void (*tx_error)(void *ctx, const struct nic_cqe *cqe);
+    /* A signalled control descriptor completed (e.g. a context delete: its
+       flow id may be reused now, no older completion of it is pending). */
+    void (*tx_ctrl_done)(void *ctx, const struct nic_cqe *cqe);
     /* An RX completion carried a resync request for flow_id at tcp seq. */
     void (*rx_resync_request)(void *ctx, uint32_t flow_id, uint32_t seq);
     void *ctx;

@@ -16,9 +16,7 @@
  * TCP checksum must verify with the test's own RFC 1071 sum.
  *
  * Random choices come from a seeded generator; the seed is printed and can
- * be replayed with ANIC_TEST_SEED=<seed>. ANIC_TEST_KNOWN_BUGS=1 adds the
- * reproductions of bugs found while writing this suite (they fail until
- * fixed).
+ * be replayed with ANIC_TEST_SEED=<seed>.
  */
 #include <check.h>
 #include <errno.h>
@@ -1326,14 +1324,12 @@ START_TEST(random_retransmissions)
 }
 END_TEST
 
-/* ---- 5. known bugs (reported, not fixed here) ----
-   Each test states the behaviour the code should have; they fail on the
-   tree they were written against. Run with ANIC_TEST_KNOWN_BUGS=1. */
+/* ---- 5. regressions: bugs this suite found, now fixed ---- */
 
 /* Control descriptors posted outside netif->output are never published:
    stack_driver_post_ctrl() advances the driver's tx_prod but does not store
    it to the ring's producer index nor ring the doorbell. */
-START_TEST(known_bug_ctrl_desc_unpublished)
+START_TEST(regression_ctrl_desc_published)
 {
     struct nic_counters b, a;
     nic_dev_get_counters(H.dev, &b);
@@ -1353,7 +1349,7 @@ END_TEST
 /* Tag reports are completions the driver did not size the TX CQ for (it
    assumes at most one completion per descriptor): one NIC round over a few
    segments full of small records overflows the CQ and loses reports. */
-START_TEST(known_bug_tag_reports_overflow_tx_cq)
+START_TEST(regression_tag_reports_never_overflow_tx_cq)
 {
     CTX("tagcache");
     flow_start(TLS_TX_RESYNC_TAGCACHE, 5000);
@@ -1378,7 +1374,7 @@ END_TEST
 /* A tag report of a deleted flow, still in the TX CQ, is taken for the new
    flow that reuses its flow id and caches a wrong tag for the new flow's
    record with the same number; a later one-shot writes it on the wire. */
-START_TEST(known_bug_stale_tag_report_after_flow_id_reuse)
+START_TEST(regression_no_stale_tag_report_after_flow_id_reuse)
 {
     CTX("tagcache");
     flow_start(TLS_TX_RESYNC_TAGCACHE, 1000); /* flow A */
@@ -1445,14 +1441,12 @@ static Suite *tx_offload_suite(void)
     tcase_add_loop_test(tag, tagcache_counts_tags_and_resends_without_dump, 0, TLS_TX_RESYNC_COUNT);
     suite_add_tcase(s, tag);
 
-    if (getenv("ANIC_TEST_KNOWN_BUGS")) {
-        TCase *bugs = tcase_create("known_bugs");
-        tcase_add_checked_fixture(bugs, setup, teardown);
-        tcase_add_test(bugs, known_bug_ctrl_desc_unpublished);
-        tcase_add_test(bugs, known_bug_tag_reports_overflow_tx_cq);
-        tcase_add_test(bugs, known_bug_stale_tag_report_after_flow_id_reuse);
-        suite_add_tcase(s, bugs);
-    }
+    TCase *bugs = tcase_create("regressions");
+    tcase_add_checked_fixture(bugs, setup, teardown);
+    tcase_add_test(bugs, regression_ctrl_desc_published);
+    tcase_add_test(bugs, regression_tag_reports_never_overflow_tx_cq);
+    tcase_add_test(bugs, regression_no_stale_tag_report_after_flow_id_reuse);
+    suite_add_tcase(s, bugs);
     return s;
 }
 

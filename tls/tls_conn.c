@@ -146,6 +146,8 @@ static void conn_leave(struct tls_conn *c)
     conn_free(c);
 }
 
+static void rxq_consume(struct tls_conn *c, size_t n);
+
 static void conn_kill(struct tls_conn *c, bool rst)
 {
     if (c->state == CONN_DEAD)
@@ -165,6 +167,14 @@ static void conn_kill(struct tls_conn *c, bool rst)
     }
     if (!pcb)
         return;
+    if (!rst && c->rxq) {
+        /* lwIP answers a close with unread data by RST and frees the pcb at
+           once: account everything as read first (the offload may linger). */
+        struct tcp_pcb *saved = c->pcb;
+        c->pcb = pcb;
+        rxq_consume(c, c->rxq->tot_len);
+        c->pcb = saved;
+    }
     if (rst || tcp_close(pcb) != ERR_OK)
         tcp_abort(pcb);
 }

@@ -273,6 +273,16 @@ static void tx_error(void *ctx, const struct nic_cqe *cqe)
     t->c->tx_tls_nic_errors++;
 }
 
+static void tx_ctrl_done(void *ctx, const struct nic_cqe *cqe)
+{
+    struct tls_offload *o = ctx;
+    if (cqe->desc_kind != NIC_TX_DEL_CTX || cqe->flow_id == 0 || cqe->flow_id > o->max_flows)
+        return;
+    if (o->by_flow[cqe->flow_id] || o->rx_by_flow[cqe->flow_id])
+        return; /* still in use: never free an id twice */
+    o->free_ids[o->n_free++] = cqe->flow_id;
+}
+
 /* --- receive side --- */
 
 static void rx_respond(struct tls_rx_offload *r, uint32_t seq, uint64_t sn, bool ok)
@@ -336,6 +346,7 @@ struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows
         .tx_tag_report = tx_tag_report,
         .tx_error = tx_error,
         .rx_resync_request = rx_resync_request,
+        .tx_ctrl_done = tx_ctrl_done,
         .ctx = o};
     stack_driver_set_offload(drv, &ops);
     return o;
@@ -351,11 +362,13 @@ static void flow_stop(struct tls_tx_offload *t)
         pp = &(*pp)->hash_next;
     if (*pp)
         *pp = t->hash_next;
-    struct nic_tx_desc del = {.kind = NIC_TX_DEL_CTX, .flow_id = t->flow_id};
-    if (post(o, &del, NULL) == 0) {
+    struct nic_tx_desc del = {
+        .kind = NIC_TX_DEL_CTX, .flags = NIC_TXF_SIGNAL, .flow_id = t->flow_id};
+    if (post(o, &del, NULL) == 0)
         t->c->tx_tls_ctx_deleted++;
-        o->free_ids[o->n_free++] = t->flow_id;
-    } /* else: the id leaks rather than being reused while the NIC still has it */
+    /* The id is reused only once the delete completed (tx_ctrl_done): a tag
+       report of this flow still queued must not land on its successor. If
+       the ring was full the id leaks rather than being reused too early. */
     o->by_flow[t->flow_id] = NULL;
     if (t->lingering)
         t->c->lingering--;
@@ -650,11 +663,10 @@ void tls_rx_offload_future_record(struct tls_rx_offload *r, uint32_t seq, uint64
 void tls_rx_offload_stop(struct tls_rx_offload *r)
 {
     struct tls_offload *o = r->o;
-    struct nic_tx_desc del = {.kind = NIC_TX_DEL_CTX, .flow_id = r->flow_id};
-    if (post(o, &del, NULL) == 0) {
-        o->rxc.rx_tls_ctx_deleted++;
-        o->free_ids[o->n_free++] = r->flow_id;
-    }
+    struct nic_tx_desc del = {
+        .kind = NIC_TX_DEL_CTX, .flags = NIC_TXF_SIGNAL, .flow_id = r->flow_id};
+    if (post(o, &del, NULL) == 0)
+        o->rxc.rx_tls_ctx_deleted++; /* the id is released in tx_ctrl_done */
     o->rx_by_flow[r->flow_id] = NULL;
     free(r);
 }
