@@ -89,8 +89,8 @@ static int set_peer_route(const struct app_runtime_cfg *cfg)
     struct in_addr a = {.s_addr = cfg->kernel_ip & htonl(~0u << (32 - cfg->prefix_len))};
     snprintf(net, sizeof(net), "%s/%u", inet_ntoa(a), cfg->prefix_len);
     snprintf(rto, sizeof(rto), "%ums", cfg->peer_rto_min_ms);
-    char *argv[] = {"ip", "route", "replace", net, "dev", (char *)cfg->tun_name, "rto_min", rto,
-                    "quickack", "1", NULL};
+    char *argv[] = {"ip",      "route", "replace",  net, "dev", (char *)cfg->tun_name,
+                    "rto_min", rto,     "quickack", "1", NULL};
     return app_netns_run_here(argv);
 }
 

@@ -292,8 +292,7 @@ static unsigned engine_tx_poll(struct nic_dev *dev, uint64_t now)
        one without room for all of that in the TX CQ. */
     uint32_t worst = 3 + dev->cfg.mtu / 29;
     while (cons != prod && n < ENGINE_BUDGET) {
-        uint32_t cq_used =
-            dev->tx_cq_prod - __atomic_load_n(&q->tx_cq_idx->cons, __ATOMIC_ACQUIRE);
+        uint32_t cq_used = dev->tx_cq_prod - __atomic_load_n(&q->tx_cq_idx->cons, __ATOMIC_ACQUIRE);
         if (q->tx_cq_size - cq_used < worst) {
             dev->c.tx_cq_backpressure++;
             dev->work_for_host = true; /* the host must drain; wake it */

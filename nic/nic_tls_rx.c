@@ -411,8 +411,8 @@ static bool ahead_decrypt(struct nic_tls_rx_flow *f, uint8_t *data, uint32_t seq
 enum hold_result { HOLD_KEPT, HOLD_DUP, HOLD_NO_ROOM };
 
 /* Try to keep an ahead segment's ciphertext for GHASH once the hole fills. */
-static enum hold_result buffer_ahead(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
-                         uint32_t seq, size_t len)
+static enum hold_result buffer_ahead(struct nic_dev *dev, struct nic_tls_rx_flow *f,
+                                     const uint8_t *data, uint32_t seq, size_t len)
 {
     if (f->nsegs == RX_REORDER_MAX_SEGS || f->buf_bytes + len > f->buf_cap)
         return HOLD_NO_ROOM;
@@ -474,7 +474,20 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
         }
         return true;
     }
-    /* Ahead of a hole. */
+    /* Ahead of a hole. A hole costs at most the record it is in: GCM state is
+       per record, so once a segment reaches past that record's end (known
+       from its header), the record can't be authenticated before its last
+       byte is handed up. Leave it to software and walk on from the next
+       record, whose number and start we know. */
+    if (w->rec_off >= NIC_TLS_HEADER_LEN) {
+        uint32_t rec_end = w->seq - w->rec_off + w->rec_len;
+        if (seq_lt(rec_end, end)) {
+            buffer_clear(f);
+            walker_reset(w, rec_end, w->record_sn + 1);
+            dev->c.rx_tls_jump++;
+            return in_sync_packet(dev, f, data, seq, len, cqe);
+        }
+    }
     enum hold_result held = f->buf_cap ? buffer_ahead(dev, f, data, seq, len) : HOLD_NO_ROOM;
     if (held == HOLD_DUP)
         return false;

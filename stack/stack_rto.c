@@ -8,9 +8,9 @@
 #include <stdbool.h>
 #include <string.h>
 
-#define RTO_TABLE_SIZE   1024 /* pcbs tracked (open addressing by pointer) */
-#define RTO_MAX_BACKOFF  6
-#define RTO_PERIOD_MS    1
+#define RTO_TABLE_SIZE  1024 /* pcbs tracked (open addressing by pointer) */
+#define RTO_MAX_BACKOFF 6
+#define RTO_PERIOD_MS   1
 
 struct rto_entry {
     const struct tcp_pcb *pcb;

@@ -850,11 +850,15 @@ static int curl_argv(char **argv, const struct server *s)
     return n;
 }
 
+/* Make tool output fit on one line of a failure message. */
 static void trim(char *s)
 {
     size_t n = strlen(s);
     while (n && (s[n - 1] == '\n' || s[n - 1] == '\r'))
         s[--n] = 0;
+    for (char *p = s; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = '|';
 }
 
 /* GET /bytes/N: stream curl's stdout into SHA-256. */
@@ -1371,7 +1375,7 @@ START_TEST(test_hostile_tls)
         snprintf(what, sizeof(what), "hostile sw: %s", h[i].name);
         int rc = s_client(&cur->srv, modes[MODE_SW].port, NULL, h[i].req, h[i].len, out,
                           sizeof(out), &io);
-        if (rc == 0) {
+        if (strstr(io.err, "CONNECTION ESTABLISHED")) { /* -brief: handshake done */
             cur->bad_sent++;
             cur->bad_5xx_sent += h[i].expect >= 500;
             cur->tls_ok[MODE_SW]++;

@@ -449,7 +449,8 @@ static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
         tls_rx_get_stats(c->rx, &st);
         bool offloaded = st.records_full_offload != c->rx_full_seen;
         c->rx_full_seen = st.records_full_offload;
-        tls_rx_offload_record_done(c->rxo, c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx),
+        tls_rx_offload_record_done(c->rxo,
+                                   c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx),
                                    tls_rx_next_seq(c->rx), offloaded);
     }
     if (type == TLS_CT_APPDATA) {
@@ -503,7 +504,8 @@ static void rx_sw(struct tls_conn *c)
         uint64_t rec_start;
         size_t rec_len;
         if (c->rxo && r == TLS_RX_OK && tls_rx_current_record(c->rx, &rec_start, &rec_len))
-            tls_rx_offload_future_record(c->rxo, c->rx_stream_base + (uint32_t)(rec_start + rec_len),
+            tls_rx_offload_future_record(c->rxo,
+                                         c->rx_stream_base + (uint32_t)(rec_start + rec_len),
                                          tls_rx_next_seq(c->rx) + 1);
         if (r == TLS_RX_ERR_BAD_MAC) {
             ctr(c)->TlsDecryptError++;

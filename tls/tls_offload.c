@@ -42,7 +42,7 @@ struct tls_tx_offload {
     uint32_t linger_since_ms;
 };
 
-#define RX_MAX_PENDING_REQ 8
+#define RX_MAX_PENDING_REQ  8
 #define RX_HINT_BACKOFF_MIN 2
 #define RX_HINT_BACKOFF_MAX 128
 
@@ -341,13 +341,12 @@ struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows
     }
     for (uint32_t i = 0; i < max_flows; i++)
         o->free_ids[o->n_free++] = max_flows - i; /* hand out 1, 2, ... */
-    struct stack_offload_ops ops = {
-        .tx_prepare = tx_prepare,
-        .tx_tag_report = tx_tag_report,
-        .tx_error = tx_error,
-        .rx_resync_request = rx_resync_request,
-        .tx_ctrl_done = tx_ctrl_done,
-        .ctx = o};
+    struct stack_offload_ops ops = {.tx_prepare = tx_prepare,
+                                    .tx_tag_report = tx_tag_report,
+                                    .tx_error = tx_error,
+                                    .rx_resync_request = rx_resync_request,
+                                    .tx_ctrl_done = tx_ctrl_done,
+                                    .ctx = o};
     stack_driver_set_offload(drv, &ops);
     return o;
 }
@@ -650,8 +649,8 @@ void tls_rx_offload_future_record(struct tls_rx_offload *r, uint32_t seq, uint64
 {
     if (!r->o->rx_hint || r->sw_run < r->hint_after)
         return;
-    struct nic_tx_desc d = {.kind = NIC_RX_PROGRESS, .flow_id = r->flow_id, .tcp_seq = seq,
-                            .record_sn = sn};
+    struct nic_tx_desc d = {
+        .kind = NIC_RX_PROGRESS, .flow_id = r->flow_id, .tcp_seq = seq, .record_sn = sn};
     if (post(r->o, &d, NULL) != 0)
         return;
     r->o->rxc.rx_hints_sent++;

@@ -68,11 +68,11 @@ void tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool 
 
 struct tls_offload_rx_counters {
     uint64_t rx_tls_ctx_installed, rx_tls_ctx_fail, rx_tls_ctx_deleted;
-    uint64_t rx_resync_requests;  /* resync requests received from the NIC */
-    uint64_t TlsRxDeviceResync;   /* requests confirmed (as /proc/net/tls_stat) */
-    uint64_t rx_resync_denied;    /* requests passed inside a record */
+    uint64_t rx_resync_requests;    /* resync requests received from the NIC */
+    uint64_t TlsRxDeviceResync;     /* requests confirmed (as /proc/net/tls_stat) */
+    uint64_t rx_resync_denied;      /* requests passed inside a record */
     uint64_t rx_resync_req_dropped; /* more pending requests than we keep */
-    uint64_t rx_hints_sent;       /* hint mode: next-record hints posted */
+    uint64_t rx_hints_sent;         /* hint mode: next-record hints posted */
 };
 
 struct tls_rx_offload;
