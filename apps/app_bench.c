@@ -19,7 +19,15 @@
  *    offload counters (offload_<policy>.tx_tls_dump_bytes and
  *    .tx_tls_retransmit_bytes) are read around every transfer.
  *
- * 3. Engine microbenchmark (--micro): app_microbench.c, no namespace at all.
+ * 3. RX sweeps (--rx-loss-sweep, --rx-reorder-sweep): the same, uploads only,
+ *    one runtime per value of the kernel -> NIC fault stage ('loss P%' or
+ *    'reorder P% gap 3'). Besides throughput and CPU, the record layer's
+ *    classification of received records (tls_<mode>.rx_records_full_offload,
+ *    _partial_offload, _no_offload) and the RX resync counters (offload_rx)
+ *    are read around every upload: the share of records the NIC decrypted
+ *    and authenticated entirely (DESIGN.md §4).
+ *
+ * 4. Engine microbenchmark (--micro): app_microbench.c, no namespace at all.
  *
  * Signals: SIGINT/SIGTERM/SIGHUP/SIGCHLD are blocked in every thread (they
  * inherit the mask from the main thread, which blocks them before the first
@@ -57,18 +65,23 @@
 #include <unistd.h>
 
 #define BENCH_DEFAULT_SIZE   (UINT64_C(256) << 20)
-#define BENCH_SWEEP_SIZE     (UINT64_C(64) << 20) /* --tx-loss-sweep without --size */
+#define BENCH_SWEEP_SIZE     (UINT64_C(64) << 20) /* a sweep without --size */
 #define BENCH_MICRO_SIZE     (UINT64_C(1) << 30)  /* --micro without --size */
 #define BENCH_MICRO_REPEAT   3u                   /* --micro without --repeat */
 #define BENCH_DEFAULT_MODES  "plain,mbedtls,sw,nic,nic-tagcache"
+#define BENCH_RX_SWEEP_MODES "plain,mbedtls,sw,nic" /* --rx-*-sweep without --modes */
 #define BENCH_DEFAULT_LOSSES "0,0.5,1,2,5"
+#define BENCH_REORDER_GAP    3u
+#define BENCH_MAX_RX_REORDER (UINT64_C(64) << 20) /* --rx-reorder-buf, as anic serve */
 #define BENCH_DEFAULT_SEED   UINT64_C(1)
 #define BENCH_DEFAULT_CSV    "anic-bench.csv"
 #define BENCH_MAX_REPEAT     100u
-#define BENCH_MAX_LOSSES     16u
+#define BENCH_MAX_VALUES     16u
 #define BENCH_MAX_TASKS      64u
 #define BENCH_OUT_CAP        4096u
 #define BENCH_WATCHDOG_S     30u /* beyond curl's own --max-time */
+#define BENCH_MAXTIME_BASE_S 60.0
+#define BENCH_MAXTIME_RATE   10e6 /* B/s assumed without faults; / (1 + P) under P % faults */
 #define BENCH_SETTLE_MS      100u
 #define BENCH_IDLE_WAIT_MS   3000u
 #define BENCH_MARK           "\n@@anic-bench@@ "
@@ -76,6 +89,18 @@
 /* The sweep's target: nic throughput within 11 % of plain at 5 % TX loss. */
 #define BENCH_TARGET_LOSS  5.0
 #define BENCH_TARGET_RATIO 0.89
+/* The RX sweeps' targets: records fully offloaded, and host CPU per byte. */
+#define BENCH_RX_TARGET_REORDER     2.0  /* % RX reordering ... */
+#define BENCH_RX_TARGET_REORDER_PCT 50.0 /* ... >= this % of records fully offloaded */
+#define BENCH_RX_TARGET_LOSS        5.0  /* % RX loss ... */
+#define BENCH_RX_TARGET_LOSS_PCT    60.0 /* ... >= this % */
+#define BENCH_RX_TARGET_CPU_RATIO   1.15 /* offloaded upload host CPU/B <= this x plain's */
+#define BENCH_PAPER_REF                                                                            \
+    "paper (ASPLOS'21): 2% RX reordering -> 24% of records fully offloaded; 5% RX loss -> "       \
+    "just over 50%"
+
+enum sweep_kind { SWEEP_NONE, SWEEP_TX_LOSS, SWEEP_RX_LOSS, SWEEP_RX_REORDER };
+static const char *const sweep_opt[] = {"", "tx-loss-sweep", "rx-loss-sweep", "rx-reorder-sweep"};
 
 enum { DIR_DOWN, DIR_UP, DIR_COUNT };
 static const char *const dir_name[DIR_COUNT] = {"download", "upload"};

@@ -5,28 +5,40 @@
 
 uint32_t nic_csum_add(uint32_t sum, const uint8_t *data, size_t len)
 {
-    uint64_t acc = sum;
+    /* Ones'-complement addition is associative in any word size that is a
+       multiple of 16 bits, given end-around carry (RFC 1071 §2): add 64-bit
+       words in two independent chains, counting carries, fold at the end. */
+    uint64_t a0 = sum, a1 = 0, c0 = 0, c1 = 0;
     size_t i = 0;
-    /* 8 bytes at a time: adding big-endian 16-bit words in any grouping gives
-       the same folded result (RFC 1071 §2(B)). */
-    for (; i + 8 <= len; i += 8) {
+    for (; i + 16 <= len; i += 16) {
+        uint64_t w0, w1;
+        memcpy(&w0, data + i, 8);
+        memcpy(&w1, data + i + 8, 8);
+        a0 += w0;
+        c0 += a0 < w0;
+        a1 += w1;
+        c1 += a1 < w1;
+    }
+    uint64_t acc = a0 + a1;
+    uint64_t carries = c0 + c1 + (acc < a1);
+    if (i + 8 <= len) {
         uint64_t w;
         memcpy(&w, data + i, 8);
-        acc += (w & 0xffffffffu) + (w >> 32);
-    }
-    for (; i + 2 <= len; i += 2) {
-        uint16_t w;
-        memcpy(&w, data + i, 2);
         acc += w;
+        carries += acc < w;
+        i += 8;
     }
-    if (i < len) {
-        uint16_t w = 0;
-        memcpy(&w, data + i, 1);
-        acc += w;
-    }
-    while (acc >> 32)
-        acc = (acc & 0xffffffffu) + (acc >> 32);
-    return (uint32_t)acc;
+    uint64_t tail = 0;
+    memcpy(&tail, data + i, len - i); /* < 8 bytes, zero padded (little endian) */
+    acc += tail;
+    carries += acc < tail;
+    acc += carries;
+    if (acc < carries)
+        acc++;
+    /* fold 64 -> 32 bits with end-around carry */
+    uint64_t f = (acc & 0xffffffffu) + (acc >> 32);
+    f = (f & 0xffffffffu) + (f >> 32);
+    return (uint32_t)f;
 }
 
 uint16_t nic_csum_fold(uint32_t sum)

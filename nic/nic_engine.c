@@ -287,18 +287,21 @@ static unsigned engine_tx_poll(struct nic_dev *dev, uint64_t now)
     uint32_t prod = __atomic_load_n(&q->tx_idx->prod, __ATOMIC_ACQUIRE);
     uint32_t cons = dev->tx_cons;
     unsigned n = 0;
-    /* One descriptor may complete, fail, and report a tag for every record
-       ending in its segment (the smallest record is 29 bytes): never start
-       one without room for all of that in the TX CQ. */
-    uint32_t worst = 3 + dev->cfg.mtu / 29;
     while (cons != prod && n < ENGINE_BUDGET) {
+        /* An offloaded segment may complete, fail, and report a tag for
+           every record ending in it (the smallest record is 29 bytes): never
+           start one without room for all of that in the TX CQ. */
+        const struct nic_tx_desc *d = &q->tx_ring[nic_ring_slot(cons, q->tx_size)];
+        uint32_t worst = 2;
+        if (d->kind == NIC_TX_DATA && (d->flags & NIC_TXF_OFFLOAD))
+            worst += 1 + d->len / 29u;
         uint32_t cq_used = dev->tx_cq_prod - __atomic_load_n(&q->tx_cq_idx->cons, __ATOMIC_ACQUIRE);
         if (q->tx_cq_size - cq_used < worst) {
             dev->c.tx_cq_backpressure++;
             dev->work_for_host = true; /* the host must drain; wake it */
             break;
         }
-        engine_tx_desc(dev, &q->tx_ring[nic_ring_slot(cons, q->tx_size)], now);
+        engine_tx_desc(dev, d, now);
         cons++;
         n++;
     }
