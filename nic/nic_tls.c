@@ -7,6 +7,44 @@
 
 #include <string.h>
 
+int nic_tls_gcm_start(EVP_CIPHER_CTX *ctx, bool encrypt, const uint8_t salt[4],
+                      const uint8_t hdr[NIC_TLS_PAYLOAD_OFF], uint64_t record_sn, uint32_t rec_len)
+{
+    uint8_t iv[12], aad[13];
+    int outl;
+    memcpy(iv, salt, 4);
+    memcpy(iv + 4, hdr + NIC_TLS_HEADER_LEN, NIC_TLS_NONCE_LEN);
+    uint32_t pt_len = rec_len - NIC_TLS_PAYLOAD_OFF - NIC_TLS_TAG_LEN;
+    nic_put_be64(aad, record_sn);
+    memcpy(aad + 8, hdr, 3); /* type, version */
+    aad[11] = (uint8_t)(pt_len >> 8);
+    aad[12] = (uint8_t)pt_len;
+    int ok = encrypt ? EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) &&
+                           EVP_EncryptUpdate(ctx, NULL, &outl, aad, sizeof(aad))
+                     : EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, iv) &&
+                           EVP_DecryptUpdate(ctx, NULL, &outl, aad, sizeof(aad));
+    return ok ? 0 : -1;
+}
+
+int nic_tls_ctr_seek(EVP_CIPHER_CTX *ctx, const uint8_t salt[4],
+                     const uint8_t explicit_nonce[NIC_TLS_NONCE_LEN], uint32_t off)
+{
+    uint8_t iv[16], skip[16] = {0};
+    uint32_t ctr = 2 + off / 16; /* counter 1 encrypts the tag */
+    int outl;
+    memcpy(iv, salt, 4);
+    memcpy(iv + 4, explicit_nonce, NIC_TLS_NONCE_LEN);
+    iv[12] = (uint8_t)(ctr >> 24);
+    iv[13] = (uint8_t)(ctr >> 16);
+    iv[14] = (uint8_t)(ctr >> 8);
+    iv[15] = (uint8_t)ctr;
+    if (!EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv))
+        return -1;
+    if (off % 16 && !EVP_EncryptUpdate(ctx, skip, &outl, skip, (int)(off % 16)))
+        return -1;
+    return 0;
+}
+
 static int install_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
 {
     struct nic_flow_table *t = dev->flows;

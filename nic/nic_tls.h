@@ -9,6 +9,8 @@
 #include "nic_engine.h"
 #include "nic_flow.h"
 
+#include <openssl/evp.h>
+
 #define NIC_TLS_HEADER_LEN  5
 #define NIC_TLS_NONCE_LEN   8
 #define NIC_TLS_TAG_LEN     16
@@ -33,6 +35,18 @@ void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t 
 int nic_tls_rx_resync_response(struct nic_dev *dev, struct nic_flow *flow,
                                const struct nic_tx_desc *d);
 int nic_tls_rx_hint(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d);
+
+/* Shared record crypto (nic_tls.c). hdr: the record's 5-byte header and
+   8-byte explicit nonce. Starts the record's AES-GCM on ctx (keyed, in the
+   direction it was initialised for): nonce = salt || explicit nonce, AAD =
+   seq_num || type || version || plaintext length (RFC 5246 §6.2.3.3).
+   Returns 0 or -1. */
+int nic_tls_gcm_start(EVP_CIPHER_CTX *ctx, bool encrypt, const uint8_t salt[4],
+                      const uint8_t hdr[NIC_TLS_PAYLOAD_OFF], uint64_t record_sn, uint32_t rec_len);
+/* Position an AES-CTR ctx at payload offset off of the record with this
+   explicit nonce: the GCM keystream (payload counter blocks start at 2). */
+int nic_tls_ctr_seek(EVP_CIPHER_CTX *ctx, const uint8_t salt[4],
+                     const uint8_t explicit_nonce[NIC_TLS_NONCE_LEN], uint32_t off);
 
 /* Big-endian helpers. */
 static inline void nic_put_be64(uint8_t *p, uint64_t v)

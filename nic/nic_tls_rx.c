@@ -164,26 +164,6 @@ struct walk_result {
     unsigned failed; /* of those, how many failed authentication */
 };
 
-static int start_record(struct nic_tls_rx_flow *f)
-{
-    struct rx_walker *w = &f->w;
-    uint8_t iv[12], aad[13];
-    int outl;
-    memcpy(iv, f->salt, 4);
-    memcpy(iv + 4, w->hdr + NIC_TLS_HEADER_LEN, NIC_TLS_NONCE_LEN);
-    uint32_t pt_len = w->rec_len - NIC_TLS_PAYLOAD_OFF - NIC_TLS_TAG_LEN;
-    nic_put_be64(aad, w->record_sn);
-    aad[8] = w->hdr[0];
-    aad[9] = w->hdr[1];
-    aad[10] = w->hdr[2];
-    aad[11] = (uint8_t)(pt_len >> 8);
-    aad[12] = (uint8_t)pt_len;
-    if (!EVP_DecryptInit_ex(w->gcm, NULL, NULL, NULL, iv) ||
-        !EVP_DecryptUpdate(w->gcm, NULL, &outl, aad, sizeof(aad)))
-        return WALK_BAD_RECORD;
-    return WALK_OK;
-}
-
 /* Walk len stream bytes: in -> out (may alias). Payload is decrypted, header
    and tag bytes are copied unchanged, every completed record is checked. */
 static int walk(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *in, uint8_t *out,
@@ -210,7 +190,8 @@ static int walk(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *i
                     return WALK_BAD_RECORD;
                 w->rec_len = header_record_len(w->hdr);
             }
-            if (w->rec_off == NIC_TLS_PAYLOAD_OFF && start_record(f) != WALK_OK)
+            if (w->rec_off == NIC_TLS_PAYLOAD_OFF &&
+                nic_tls_gcm_start(w->gcm, false, f->salt, w->hdr, w->record_sn, w->rec_len) != 0)
                 return WALK_BAD_RECORD;
             if (w->rec_off < NIC_TLS_PAYLOAD_OFF)
                 break;
@@ -392,18 +373,8 @@ static bool ahead_decrypt(struct nic_tls_rx_flow *f, uint8_t *data, uint32_t seq
     size_t n = payload_end - seq;
     if (n > len)
         n = len;
-    uint8_t iv[16], skip[16] = {0};
-    uint32_t ctr = 2 + off / 16; /* GCM payload counter blocks start at 2 */
     int outl;
-    memcpy(iv, f->salt, 4);
-    memcpy(iv + 4, w->hdr + NIC_TLS_HEADER_LEN, NIC_TLS_NONCE_LEN);
-    iv[12] = (uint8_t)(ctr >> 24);
-    iv[13] = (uint8_t)(ctr >> 16);
-    iv[14] = (uint8_t)(ctr >> 8);
-    iv[15] = (uint8_t)ctr;
-    if (!EVP_EncryptInit_ex(f->ctr, NULL, NULL, NULL, iv))
-        return false;
-    if (off % 16 && !EVP_EncryptUpdate(f->ctr, skip, &outl, skip, (int)(off % 16)))
+    if (nic_tls_ctr_seek(f->ctr, f->salt, w->hdr + NIC_TLS_HEADER_LEN, off) != 0)
         return false;
     return EVP_EncryptUpdate(f->ctr, data, &outl, data, (int)n) != 0;
 }

@@ -114,45 +114,13 @@ static void report_tag(struct nic_dev *dev, struct nic_tls_tx_flow *tx, const st
     dev->c.tx_tls_tag_reports++;
 }
 
-/* Header and explicit nonce complete: start the record's GCM. */
-static int start_record(struct nic_tls_tx_flow *tx, struct tx_walker *w)
-{
-    uint8_t iv[12], aad[13];
-    int outl;
-    memcpy(iv, tx->salt, 4);
-    memcpy(iv + 4, w->hdr + NIC_TLS_HEADER_LEN, NIC_TLS_NONCE_LEN);
-    uint32_t pt_len = w->rec_len - NIC_TLS_PAYLOAD_OFF - NIC_TLS_TAG_LEN;
-    nic_put_be64(aad, w->record_sn);
-    aad[8] = w->hdr[0];
-    aad[9] = w->hdr[1];
-    aad[10] = w->hdr[2];
-    aad[11] = (uint8_t)(pt_len >> 8);
-    aad[12] = (uint8_t)pt_len;
-    if (!EVP_EncryptInit_ex(w->gcm, NULL, NULL, NULL, iv) ||
-        !EVP_EncryptUpdate(w->gcm, NULL, &outl, aad, sizeof(aad)))
-        return WALK_BAD_RECORD;
-    return WALK_OK;
-}
-
 /* Keystream-only resume at payload offset off of record record_sn. */
 static int seek_keystream(struct nic_tls_tx_flow *tx, struct tx_walker *w, uint64_t record_sn,
                           uint32_t off)
 {
-    uint8_t iv[16], skip[16];
-    uint32_t ctr = 2 + off / 16; /* GCM: counter 1 is the tag's, payload starts at 2 */
-    int outl;
-    memcpy(iv, tx->salt, 4);
-    nic_put_be64(iv + 4, record_sn); /* explicit nonce == record number (our host's rule) */
-    iv[12] = (uint8_t)(ctr >> 24);
-    iv[13] = (uint8_t)(ctr >> 16);
-    iv[14] = (uint8_t)(ctr >> 8);
-    iv[15] = (uint8_t)ctr;
-    if (!EVP_EncryptInit_ex(w->ctr, NULL, NULL, NULL, iv))
-        return WALK_BAD_RECORD;
-    memset(skip, 0, sizeof(skip));
-    if (off % 16 && !EVP_EncryptUpdate(w->ctr, skip, &outl, skip, (int)(off % 16)))
-        return WALK_BAD_RECORD;
-    return WALK_OK;
+    uint8_t nonce[NIC_TLS_NONCE_LEN];
+    nic_put_be64(nonce, record_sn); /* explicit nonce == record number (our host's rule) */
+    return nic_tls_ctr_seek(w->ctr, tx->salt, nonce, off) == 0 ? WALK_OK : WALK_BAD_RECORD;
 }
 
 /* Walk len stream bytes at data through the record state, encrypting
@@ -182,7 +150,7 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
                 w->rec_len = NIC_TLS_HEADER_LEN + lf;
             }
             if (w->rec_off == NIC_TLS_PAYLOAD_OFF && !w->keystream_only &&
-                start_record(tx, w) != WALK_OK)
+                nic_tls_gcm_start(w->gcm, true, tx->salt, w->hdr, w->record_sn, w->rec_len) != 0)
                 return WALK_BAD_RECORD;
         }
         uint32_t payload_end = w->rec_len - NIC_TLS_TAG_LEN;
