@@ -7,6 +7,7 @@
 #include "stack_host.h"
 
 #include <arpa/inet.h>
+#include <lwip/priv/tcp_priv.h>
 #include <lwip/tcpip.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,6 +203,9 @@ void app_runtime_stop(struct app_runtime *rt)
     if (rt->server) {
         LOCK_TCPIP_CORE();
         app_server_stop(rt->server);
+        /* Half-closed pcbs still draining belong to nobody: end them too. */
+        while (tcp_active_pcbs && !rt->offload)
+            tcp_abort(tcp_active_pcbs);
         UNLOCK_TCPIP_CORE();
         rt->server = NULL;
         rt->stats.server = NULL;
@@ -218,6 +222,8 @@ void app_runtime_free(struct app_runtime *rt)
         /* Connections are gone; lingering flows are aborted with their pcbs. */
         LOCK_TCPIP_CORE();
         tls_offload_free(rt->offload);
+        while (tcp_active_pcbs)
+            tcp_abort(tcp_active_pcbs); /* draining half-closed pcbs */
         UNLOCK_TCPIP_CORE();
         rt->offload = NULL;
         rt->stats.offload = NULL;

@@ -148,6 +148,63 @@ static void conn_leave(struct tls_conn *c)
 
 static void rxq_consume(struct tls_conn *c, size_t n);
 
+/* --- draining a half-closed pcb after the connection let go of it --- */
+
+#define DRAIN_TIMEOUT_MS 10000 /* peers that never close get a RST after this */
+
+struct drain {
+    uint32_t since_ms;
+};
+
+static err_t drain_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
+{
+    (void)err;
+    if (p) {
+        tcp_recved(pcb, p->tot_len);
+        pbuf_free(p);
+        return ERR_OK;
+    }
+    /* Peer's FIN: both directions are done. */
+    free(arg);
+    tcp_arg(pcb, NULL);
+    tcp_recv(pcb, NULL);
+    tcp_err(pcb, NULL);
+    tcp_poll(pcb, NULL, 0);
+    if (tcp_close(pcb) != ERR_OK) {
+        tcp_abort(pcb);
+        return ERR_ABRT;
+    }
+    return ERR_OK;
+}
+
+static err_t drain_poll(void *arg, struct tcp_pcb *pcb)
+{
+    struct drain *d = arg;
+    if (sys_now() - d->since_ms < DRAIN_TIMEOUT_MS)
+        return ERR_OK;
+    tcp_abort(pcb); /* drain_err frees d */
+    return ERR_ABRT;
+}
+
+static void drain_err(void *arg, err_t err)
+{
+    (void)err;
+    free(arg);
+}
+
+static bool drain_attach(struct tcp_pcb *pcb)
+{
+    struct drain *d = malloc(sizeof(*d));
+    if (!d)
+        return false;
+    d->since_ms = sys_now();
+    tcp_arg(pcb, d);
+    tcp_recv(pcb, drain_recv);
+    tcp_err(pcb, drain_err);
+    tcp_poll(pcb, drain_poll, CONN_POLL_INTERVAL);
+    return true;
+}
+
 static void conn_kill(struct tls_conn *c, bool rst)
 {
     if (c->state == CONN_DEAD)
@@ -159,10 +216,11 @@ static void conn_kill(struct tls_conn *c, bool rst)
         tls_rx_offload_stop(c->rxo);
         c->rxo = NULL;
     }
+    bool lingering = false;
     if (c->txo) {
         /* Offloaded segments may still be resent after we let go: the
            offload lingers on the pcb until they are acked. */
-        tls_tx_offload_release(c->txo, pcb, rst || !pcb);
+        lingering = tls_tx_offload_release(c->txo, pcb, rst || !pcb);
         c->txo = NULL;
     }
     if (!pcb)
@@ -175,7 +233,19 @@ static void conn_kill(struct tls_conn *c, bool rst)
         rxq_consume(c, c->rxq->tot_len);
         c->pcb = saved;
     }
-    if (rst || tcp_close(pcb) != ERR_OK)
+    if (rst) {
+        tcp_abort(pcb);
+        return;
+    }
+    /* Half-close: send FIN but keep reading (and discarding) until the peer
+       closes too. A full close would answer data still in flight (say the
+       rest of a rejected request) with RST, and the peer could lose our
+       last response. */
+    if (!lingering && !drain_attach(pcb)) {
+        tcp_abort(pcb);
+        return;
+    }
+    if (tcp_shutdown(pcb, 0, 1) != ERR_OK)
         tcp_abort(pcb);
 }
 

@@ -529,6 +529,13 @@ static err_t linger_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t e
     if (p) {
         tcp_recved(pcb, p->tot_len);
         pbuf_free(p);
+        return ERR_OK;
+    }
+    /* Peer's FIN: close our receive side too; keep lingering for acks. */
+    tcp_recv(pcb, NULL);
+    if (tcp_close(pcb) != ERR_OK) {
+        tcp_abort(pcb); /* linger_err stops the flow */
+        return ERR_ABRT;
     }
     return ERR_OK;
 }
@@ -543,13 +550,13 @@ static err_t linger_poll(void *arg, struct tcp_pcb *pcb)
     return ERR_OK;
 }
 
-void tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort)
+bool tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort)
 {
     if (pcb && !abort)
         tls_tx_offload_acked(t, pcb);
     if (!pcb || abort || !t->head) {
         flow_stop(t);
-        return;
+        return false;
     }
     /* Segments of ours may still be resent: they must stay encrypted. */
     t->lingering = true;
@@ -561,6 +568,7 @@ void tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool 
     tcp_err(pcb, linger_err);
     tcp_recv(pcb, linger_recv);
     tcp_poll(pcb, linger_poll, LINGER_POLL);
+    return true;
 }
 
 void tls_offload_set_rx_hint(struct tls_offload *o, bool hint)

@@ -58,9 +58,10 @@ void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t 
 /* Called from tcp_sent: free records no segment in lwIP can still resend. */
 void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb);
 /* The connection is done with the pcb. If segments may still be resent, the
-   offload lingers on the pcb (taking over its callbacks) until they are
-   acked; abort: the pcb is being aborted/freed, stop at once. */
-void tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort);
+   offload lingers on the pcb (taking over its callbacks, discarding what
+   arrives, closing on the peer's FIN) until they are acked, and returns
+   true; abort: the pcb is being aborted/freed, stop at once. */
+bool tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort);
 
 #endif
 
