@@ -149,8 +149,10 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         snprintf(err, errlen, "cannot start the lwIP host");
         goto fail;
     }
-    struct app_server_cfg sc = {
-        .snd_buf = cfg->snd_buf, .stats_json = app_stats_json, .stats_ctx = &rt->stats};
+    struct app_server_cfg sc = {.snd_buf = cfg->snd_buf,
+                                .mss = (uint16_t)(cfg->mtu - 40),
+                                .stats_json = app_stats_json,
+                                .stats_ctx = &rt->stats};
     bool need_tls = false, need_offload = false;
     for (unsigned i = 0; i < cfg->n_listeners; i++) {
         sc.listeners[sc.n_listeners++] = cfg->listeners[i];

@@ -132,6 +132,10 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
         return ERR_ABRT;
     }
     ac->srv = s;
+    /* lwIP clamps the MSS to its compile-time 1460; our peer is the kernel
+       on a TUN device of our MTU, whose SYN announced MTU - 40. */
+    if (s->cfg.mss > pcb->mss)
+        pcb->mss = s->cfg.mss;
     ac->tc = tls_conn_accept(s->cfg.tls, l->mode, pcb, s->cfg.snd_buf, &conn_upper, ac);
     if (!ac->tc) {
         app_http_session_free(ac->http);

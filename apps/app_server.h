@@ -25,6 +25,7 @@ struct app_server_cfg {
     unsigned n_listeners;
     struct tls_server *tls; /* certificate + config for the TLS listeners */
     uint32_t snd_buf;       /* TCP send buffer per connection (bytes) */
+    uint16_t mss;           /* TX segment size (lwIP clamps to 1460 at SYN time) */
     app_stats_json_fn stats_json;
     void *stats_ctx;
 };
