@@ -71,7 +71,7 @@
 #define BENCH_DEFAULT_MODES  "plain,mbedtls,sw,nic,nic-tagcache"
 #define BENCH_RX_SWEEP_MODES "plain,mbedtls,sw,nic" /* --rx-*-sweep without --modes */
 #define BENCH_DEFAULT_LOSSES "0,0.5,1,2,5"
-#define BENCH_REORDER_GAP    3u
+#define BENCH_REORDER_GAP    3u                   /* --rx-reorder-sweep: 'reorder P% gap 3' */
 #define BENCH_MAX_RX_REORDER (UINT64_C(64) << 20) /* --rx-reorder-buf, as anic serve */
 #define BENCH_DEFAULT_SEED   UINT64_C(1)
 #define BENCH_DEFAULT_CSV    "anic-bench.csv"
@@ -96,7 +96,7 @@
 #define BENCH_RX_TARGET_LOSS_PCT    60.0 /* ... >= this % */
 #define BENCH_RX_TARGET_CPU_RATIO   1.15 /* offloaded upload host CPU/B <= this x plain's */
 #define BENCH_PAPER_REF                                                                            \
-    "paper (ASPLOS'21): 2% RX reordering -> 24% of records fully offloaded; 5% RX loss -> "       \
+    "paper (ASPLOS'21): 2% RX reordering -> 24% of records fully offloaded; 5% RX loss -> "        \
     "just over 50%"
 
 enum sweep_kind { SWEEP_NONE, SWEEP_TX_LOSS, SWEEP_RX_LOSS, SWEEP_RX_REORDER };
@@ -110,15 +110,19 @@ struct bench_opts {
     bool size_set;
     enum tls_mode modes[APP_SERVER_MAX_LISTENERS];
     unsigned n_modes;
+    bool modes_set;
     const char *csv_path;
     uint32_t mtu;
     unsigned repeat;
     bool repeat_set;
     struct nic_fault_cfg fault_tx, fault_rx;
-    bool fault_tx_set;
-    bool sweep; /* --tx-loss-sweep */
-    double losses[BENCH_MAX_LOSSES];
-    unsigned n_losses;
+    bool fault_tx_set, fault_rx_set;
+    uint32_t rx_reorder_bytes; /* --rx-reorder-buf (cfg.rx_reorder_bytes) */
+    bool rx_reorder_set;
+    bool rx_hint; /* --rx-resync hint */
+    enum sweep_kind sweep;
+    double values[BENCH_MAX_VALUES]; /* the sweep's percentages */
+    unsigned n_values;
     uint64_t seed;
     bool seed_set;
     bool micro; /* --micro */
@@ -138,6 +142,11 @@ struct ctr_delta {
     uint64_t retx_bytes; /* offload_<policy>.tx_tls_retransmit_bytes */
     uint64_t tx_pkts;    /* fault_tx.packets_in: packets the NIC put on the wire */
     uint64_t tx_dropped; /* fault_tx.dropped: ... and the fault stage dropped */
+    uint64_t rx_pkts;    /* fault_rx.packets_in: packets the kernel sent to the NIC */
+    uint64_t rx_dropped, rx_reordered; /* fault_rx.dropped, .reordered */
+    bool records; /* the mode runs anic's record layer (sw, nic, nic-tagcache) */
+    uint64_t rec_full, rec_partial, rec_none; /* tls_<mode>.rx_records_{full,partial,no}_offload */
+    uint64_t resync_req, resync_ok; /* offload_rx.rx_resync_requests, .TlsRxDeviceResync */
 };
 
 struct run {
@@ -159,8 +168,9 @@ struct cell {
 struct bench {
     struct bench_opts o;
     struct app_runtime rt;
-    bool runtime;    /* rt is up */
-    double cur_loss; /* loss_pct of the running runtime's TX fault stage */
+    bool runtime;      /* rt is up */
+    double cur_loss;   /* loss_pct of the running runtime's TX fault stage */
+    char rx_fault[64]; /* the running RX stage's loss/reorder, e.g. "reorder 2% gap 3" */
     char netns[64];
     char ca_path[128];
     char upload_path[128];
@@ -174,93 +184,128 @@ struct bench {
     pid_t self_tid;
     long clk_tck;
     struct cell cells[APP_SERVER_MAX_LISTENERS][DIR_COUNT];
-    struct cell sweep[BENCH_MAX_LOSSES][APP_SERVER_MAX_LISTENERS]; /* downloads */
-    bool sweep_ran[BENCH_MAX_LOSSES];
+    /* Sweeps: downloads (TX) or uploads (RX), one runtime per value. */
+    struct cell sweep[BENCH_MAX_VALUES][APP_SERVER_MAX_LISTENERS];
+    bool sweep_ran[BENCH_MAX_VALUES];
 };
 
 /* ---- options ---- */
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: anic bench [options]\n"
-            "       anic bench --tx-loss-sweep [LIST] [options]\n"
-            "       anic bench --micro [--size BYTES] [--repeat N]\n"
-            "\n"
-            "Measures every selected mode side by side in one run: one process, one\n"
-            "private network namespace (anic-bench-PID, created here and deleted at the end),\n"
-            "one TUN device, the simulated NIC and the lwIP host with one listener per mode\n"
-            "(plain on port 80, TLS mode M on port 4430+M: mbedtls 4431, sw 4432, nic 4433,\n"
-            "nic-tagcache 4434). The client is curl, run inside the namespace\n"
-            "(ip netns exec).\n"
-            "\n"
-            "For each mode: a download (GET /bytes/SIZE, HTTP 200 and SIZE bytes required)\n"
-            "and an upload (PUT /upload of a sparse file of SIZE zero bytes; the answer must\n"
-            "be the SHA-256 of SIZE zero bytes). Each transfer is timed with CLOCK_MONOTONIC\n"
-            "around the curl run, and the CPU time of this process's threads is read from\n"
-            "/proc/self/task/*/schedstat (user/system split from .../stat) before and after:\n"
-            "  NIC   threads whose name starts with \"nic\" (the simulated device)\n"
-            "  host  every other thread (lwIP, driver, TLS, HTTP), except the bench's own\n"
-            "        main thread, which only starts curl and waits\n"
-            "The NIC's system time includes the peer kernel's TCP work behind each TUN\n"
-            "read/write, so NIC user time is also reported on its own. MB/s = 10^6 B/s,\n"
-            "s/GB = CPU seconds per 10^9 bytes.\n"
-            "\n"
-            "  --size BYTES      bytes per transfer (default 256M; 64M with --tx-loss-sweep;\n"
-            "                      with --micro: record bytes per engine run, default 1G);\n"
-            "                      suffix K, M, G (KiB, MiB, GiB), at most 1T\n"
-            "  --modes LIST      comma-separated modes, run in this order\n"
-            "                      (default " BENCH_DEFAULT_MODES ";\n"
-            "                      plain = no TLS; nic = TX offload, dump resync;\n"
-            "                      nic-tagcache = TX offload, tag-cache resync)\n"
-            "  --csv FILE        write every successful measurement to FILE\n"
-            "                      (default ./" BENCH_DEFAULT_CSV "; '-' = no CSV)\n"
-            "  --mtu N           link MTU (default 1500, 576..9000)\n"
-            "  --repeat N        run every transfer N times (1..%u, default 1), rounds\n"
-            "                      interleaved over modes; the table shows the run with the\n"
-            "                      median throughput (lower median for even N) and its CPU\n"
-            "                      (--micro: every engine run N times, default 3, median\n"
-            "                      engine time)\n"
-            "  --fault-tx SPEC   faults NIC -> kernel, as in anic serve, e.g.\n"
-            "                      'loss 1%% reorder 2%% gap 3 seed 7' (seeds are printed)\n"
-            "  --fault-rx SPEC   faults kernel -> NIC, same vocabulary\n"
-            "  --tx-loss-sweep [LIST]\n"
-            "                    downloads only, once per TX loss value in LIST (percent,\n"
-            "                      comma-separated, 0..100, default " BENCH_DEFAULT_LOSSES "):\n"
-            "                      for each value a fresh runtime (namespace, TUN, NIC,\n"
-            "                      host) with --fault-tx 'loss P%% seed S', every mode as a\n"
-            "                      listener, one download of SIZE per mode. The seed is the\n"
-            "                      same at every loss value; the modes of one loss value\n"
-            "                      share its fault stage, so each sees a different stretch\n"
-            "                      of the same random stream. Reports per (loss, mode):\n"
-            "                      MB/s, throughput vs plain at that loss, host and NIC CPU\n"
-            "                      s/GB, the measured drop rate and, for nic modes, the\n"
-            "                      resync cost: dump bytes per retransmitted byte (deltas\n"
-            "                      of offload_<policy>.tx_tls_dump_bytes and\n"
-            "                      .tx_tls_retransmit_bytes). Checks the target: nic within\n"
-            "                      11%% of plain at 5%% loss. Not with --fault-tx.\n"
-            "  --seed S          the sweep's fault seed (default %" PRIu64 ")\n"
-            "  --micro           microbenchmark of the NIC engine alone: no namespace, no\n"
-            "                      TUN, no thread; the bench thread drives a nic_dev and\n"
-            "                      times nic_dev_poll_once() with CLOCK_THREAD_CPUTIME_ID\n"
-            "                      while pushing 16 KiB TLS records as 1448-byte TCP\n"
-            "                      segments, offloaded and not, over a socketpair and over\n"
-            "                      /dev/null as the link; compared with\n"
-            "                      'openssl speed -evp aes-128-gcm' at 16 KiB. Needs no root.\n"
-            "  -h, --help        this text\n"
-            "\n"
-            "CSV columns: mode,direction,size_bytes,seconds,mbps,host_cpu_s,nic_cpu_s,\n"
-            "nic_user_s,host_cpu_s_per_gb,nic_cpu_s_per_gb,fault_tx,fault_rx,tx_loss_pct,\n"
-            "dump_bytes,retransmit_bytes (one row per successful transfer, sweep included;\n"
-            "dump_bytes/retransmit_bytes only for nic modes; failed transfers are only in\n"
-            "the table). --micro writes no CSV.\n"
-            "\n"
-            "curl gets --max-time 60 s + SIZE at 10 MB/s. A failed transfer (curl error,\n"
-            "HTTP status, wrong size, wrong digest) shows as FAILED with the reason and\n"
-            "makes the exit status 1. Exit status 2: bad options. SIGINT/SIGTERM stop the\n"
-            "running curl, clean up (namespace, temporary files) and exit 128+signal.\n"
-            "Needs root, iproute2 and curl (except --micro).\n",
-            BENCH_MAX_REPEAT, BENCH_DEFAULT_SEED);
+    fprintf(
+        f,
+        "usage: anic bench [options]\n"
+        "       anic bench --tx-loss-sweep [LIST] [options]\n"
+        "       anic bench --rx-loss-sweep [LIST] | --rx-reorder-sweep [LIST] [options]\n"
+        "       anic bench --micro [--size BYTES] [--repeat N]\n"
+        "\n"
+        "Measures every selected mode side by side in one run: one process, one\n"
+        "private network namespace (anic-bench-PID, created here and deleted at the end),\n"
+        "one TUN device, the simulated NIC and the lwIP host with one listener per mode\n"
+        "(plain on port 80, TLS mode M on port 4430+M: mbedtls 4431, sw 4432, nic 4433,\n"
+        "nic-tagcache 4434). The client is curl, run inside the namespace\n"
+        "(ip netns exec).\n"
+        "\n"
+        "For each mode: a download (GET /bytes/SIZE, HTTP 200 and SIZE bytes required)\n"
+        "and an upload (PUT /upload of a sparse file of SIZE zero bytes; the answer must\n"
+        "be the SHA-256 of SIZE zero bytes). Each transfer is timed with CLOCK_MONOTONIC\n"
+        "around the curl run, and the CPU time of this process's threads is read from\n"
+        "/proc/self/task/*/schedstat (user/system split from .../stat) before and after:\n"
+        "  NIC   threads whose name starts with \"nic\" (the simulated device)\n"
+        "  host  every other thread (lwIP, driver, TLS, HTTP), except the bench's own\n"
+        "        main thread, which only starts curl and waits\n"
+        "The NIC's system time includes the peer kernel's TCP work behind each TUN\n"
+        "read/write, so NIC user time is also reported on its own. MB/s = 10^6 B/s,\n"
+        "s/GB = CPU seconds per 10^9 bytes.\n"
+        "\n"
+        "  --size BYTES      bytes per transfer (default 256M; 64M with a sweep;\n"
+        "                      with --micro: record bytes per engine run, default 1G);\n"
+        "                      suffix K, M, G (KiB, MiB, GiB), at most 1T\n"
+        "  --modes LIST      comma-separated modes, run in this order\n"
+        "                      (default " BENCH_DEFAULT_MODES ";\n"
+        "                      plain = no TLS; nic = TX offload, dump resync;\n"
+        "                      nic-tagcache = TX offload, tag-cache resync;\n"
+        "                      RX sweeps: default " BENCH_RX_SWEEP_MODES ")\n"
+        "  --csv FILE        write every successful measurement to FILE\n"
+        "                      (default ./" BENCH_DEFAULT_CSV "; '-' = no CSV)\n"
+        "  --mtu N           link MTU (default 1500, 576..9000)\n"
+        "  --repeat N        run every transfer N times (1..%u, default 1), rounds\n"
+        "                      interleaved over modes; the table shows the run with the\n"
+        "                      median throughput (lower median for even N) and its CPU\n"
+        "                      (--micro: every engine run N times, default 3, median\n"
+        "                      engine time)\n"
+        "  --fault-tx SPEC   faults NIC -> kernel, as in anic serve, e.g.\n"
+        "                      'loss 1%% reorder 2%% gap 3 seed 7' (seeds are printed)\n"
+        "  --fault-rx SPEC   faults kernel -> NIC, same vocabulary\n"
+        "  --rx-reorder-buf BYTES\n"
+        "                    NIC RX: ciphertext held per flow across a hole (suffix K/M,\n"
+        "                      at most 64M; default the runtime's, 256K); 0 = the\n"
+        "                      paper's NIC, which keeps nothing and resyncs instead\n"
+        "  --rx-resync nic|hint\n"
+        "                    how the NIC finds records again after losing track: nic =\n"
+        "                      its own search/track/resync request (default), hint =\n"
+        "                      the host posts next-record hints\n"
+        "  --tx-loss-sweep [LIST]\n"
+        "                    downloads only, once per TX loss value in LIST (percent,\n"
+        "                      comma-separated, 0..100, default " BENCH_DEFAULT_LOSSES "):\n"
+        "                      for each value a fresh runtime (namespace, TUN, NIC,\n"
+        "                      host) with --fault-tx 'loss P%% seed S', every mode as a\n"
+        "                      listener, one download of SIZE per mode. The seed is the\n"
+        "                      same at every loss value; the modes of one loss value\n"
+        "                      share its fault stage, so each sees a different stretch\n"
+        "                      of the same random stream. Reports per (loss, mode):\n"
+        "                      MB/s, throughput vs plain at that loss, host and NIC CPU\n"
+        "                      s/GB, the measured drop rate and, for nic modes, the\n"
+        "                      resync cost: dump bytes per retransmitted byte (deltas\n"
+        "                      of offload_<policy>.tx_tls_dump_bytes and\n"
+        "                      .tx_tls_retransmit_bytes). Checks the target: nic within\n"
+        "                      11%% of plain at 5%% loss. Not with --fault-tx.\n"
+        "  --rx-loss-sweep [LIST]\n"
+        "  --rx-reorder-sweep [LIST]\n"
+        "                    uploads only, once per RX fault value in LIST (percent,\n"
+        "                      default " BENCH_DEFAULT_LOSSES "): a fresh runtime per value with\n"
+        "                      --fault-rx 'loss P%% seed S' or 'reorder P%% gap %u seed S',\n"
+        "                      one upload of SIZE per mode. Reports per (value, mode):\n"
+        "                      MB/s, host and NIC CPU s/GB, host CPU vs plain, the\n"
+        "                      measured drop/reorder rate and, for modes with anic's\n"
+        "                      record layer (sw, nic, nic-tagcache), the received records\n"
+        "                      fully / partially decrypted by the NIC (deltas of\n"
+        "                      tls_<mode>.rx_records_{full,partial,no}_offload) and the\n"
+        "                      NIC's resync requests / host confirmations (offload_rx).\n"
+        "                      Prints the paper's figures and checks the targets: >= %.0f%%\n"
+        "                      fully offloaded at %g%% reordering, >= %.0f%% at %g%% loss, host\n"
+        "                      CPU per byte of an offloaded upload within %.0f%% of plain.\n"
+        "                      Not with --fault-rx.\n"
+        "  --seed S          a sweep's fault seed (default %" PRIu64 ")\n"
+        "  --micro           microbenchmark of the NIC engine alone: no namespace, no\n"
+        "                      TUN, no thread; the bench thread drives a nic_dev and\n"
+        "                      times nic_dev_poll_once() with CLOCK_THREAD_CPUTIME_ID\n"
+        "                      while pushing 16 KiB TLS records as 1448-byte TCP\n"
+        "                      segments, offloaded and not, over a socketpair and over\n"
+        "                      /dev/null as the link; compared with\n"
+        "                      'openssl speed -evp aes-128-gcm' at 16 KiB. Needs no root.\n"
+        "  -h, --help        this text\n"
+        "\n"
+        "CSV columns: mode,direction,size_bytes,seconds,mbps,host_cpu_s,nic_cpu_s,\n"
+        "nic_user_s,host_cpu_s_per_gb,nic_cpu_s_per_gb,fault_tx,fault_rx,tx_loss_pct,\n"
+        "dump_bytes,retransmit_bytes,rx_fault,records_full_pct,records_partial_pct,\n"
+        "rx_reorder_bytes,rx_resync (one row per successful transfer, sweeps included;\n"
+        "dump_bytes/retransmit_bytes only for nic modes; rx_fault = the RX stage's loss\n"
+        "and reorder, e.g. 'reorder 2%% gap 3', or 'none'; records_*_pct only for uploads\n"
+        "of sw/nic/nic-tagcache; failed transfers are only in the table). --micro writes\n"
+        "no CSV.\n"
+        "\n"
+        "curl gets --max-time 60 s + SIZE at 10 MB/s / (1 + P), P = loss + reorder %%\n"
+        "of the fault stage the data crosses (TX for downloads, RX for uploads): a TCP\n"
+        "sender without SACK slows down under loss. A failed transfer (curl error,\n"
+        "HTTP status, wrong size, wrong digest) shows as FAILED with the reason and\n"
+        "makes the exit status 1. Exit status 2: bad options. SIGINT/SIGTERM stop the\n"
+        "running curl, clean up (namespace, temporary files) and exit 128+signal.\n"
+        "Needs root, iproute2 and curl (except --micro).\n",
+        BENCH_MAX_REPEAT, BENCH_REORDER_GAP, BENCH_RX_TARGET_REORDER_PCT, BENCH_RX_TARGET_REORDER,
+        BENCH_RX_TARGET_LOSS_PCT, BENCH_RX_TARGET_LOSS, (BENCH_RX_TARGET_CPU_RATIO - 1) * 100,
+        BENCH_DEFAULT_SEED);
 }
 
 enum {
@@ -272,6 +317,10 @@ enum {
     OPT_FAULT_TX,
     OPT_FAULT_RX,
     OPT_SWEEP,
+    OPT_RX_LOSS_SWEEP,
+    OPT_RX_REORDER_SWEEP,
+    OPT_RX_REORDER_BUF,
+    OPT_RX_RESYNC,
     OPT_SEED,
     OPT_MICRO,
 };
@@ -285,6 +334,10 @@ static const struct option bench_opts_long[] = {
     {"fault-tx", required_argument, NULL, OPT_FAULT_TX},
     {"fault-rx", required_argument, NULL, OPT_FAULT_RX},
     {"tx-loss-sweep", optional_argument, NULL, OPT_SWEEP},
+    {"rx-loss-sweep", optional_argument, NULL, OPT_RX_LOSS_SWEEP},
+    {"rx-reorder-sweep", optional_argument, NULL, OPT_RX_REORDER_SWEEP},
+    {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER_BUF},
+    {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
     {"seed", required_argument, NULL, OPT_SEED},
     {"micro", no_argument, NULL, OPT_MICRO},
     {"help", no_argument, NULL, 'h'},
@@ -381,37 +434,38 @@ static int parse_modes(const char *s, struct bench_opts *o)
     return 0;
 }
 
-/* "0,0.5,1%,2,5": percentages 0..100, each at most once, in this order. */
-static int parse_losses(const char *s, struct bench_opts *o)
+/* "0,0.5,1%,2,5": percentages 0..100, each at most once, in this order; opt
+   names the option in messages. */
+static int parse_values(const char *opt, const char *s, struct bench_opts *o)
 {
     char buf[256];
     if (strlen(s) >= sizeof(buf))
-        return bad("tx-loss-sweep", s, "too long");
+        return bad(opt, s, "too long");
     snprintf(buf, sizeof(buf), "%s", s);
-    o->n_losses = 0;
+    o->n_values = 0;
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char *end;
         if (!isdigit((unsigned char)tok[0]) && tok[0] != '.')
-            return bad("tx-loss-sweep", s, "expected percentages 0..100, e.g. 0,0.5,1,2,5");
+            return bad(opt, s, "expected percentages 0..100, e.g. 0,0.5,1,2,5");
         errno = 0;
         double v = strtod(tok, &end);
         if (*end == '%')
             end++;
         if (errno || *end || !isfinite(v) || v < 0 || v > 100)
-            return bad("tx-loss-sweep", s, "expected percentages 0..100, e.g. 0,0.5,1,2,5");
-        for (unsigned i = 0; i < o->n_losses; i++)
-            if (o->losses[i] == v)
-                return bad("tx-loss-sweep", s, "a value is listed twice");
-        if (o->n_losses == BENCH_MAX_LOSSES) {
+            return bad(opt, s, "expected percentages 0..100, e.g. 0,0.5,1,2,5");
+        for (unsigned i = 0; i < o->n_values; i++)
+            if (o->values[i] == v)
+                return bad(opt, s, "a value is listed twice");
+        if (o->n_values == BENCH_MAX_VALUES) {
             char why[64];
-            snprintf(why, sizeof(why), "at most %u values", BENCH_MAX_LOSSES);
-            return bad("tx-loss-sweep", s, why);
+            snprintf(why, sizeof(why), "at most %u values", BENCH_MAX_VALUES);
+            return bad(opt, s, why);
         }
-        o->losses[o->n_losses++] = v;
+        o->values[o->n_values++] = v;
     }
-    if (o->n_losses == 0)
-        return bad("tx-loss-sweep", s, "no value");
+    if (o->n_values == 0)
+        return bad(opt, s, "no value");
     return 0;
 }
 
@@ -445,6 +499,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         case OPT_MODES:
             if ((rc = parse_modes(optarg, o)) != 0)
                 return rc;
+            o->modes_set = true;
             break;
         case OPT_CSV:
             if (!optarg[0])
@@ -474,8 +529,20 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             }
             if (c == OPT_FAULT_TX)
                 o->fault_tx_set = true;
+            else
+                o->fault_rx_set = true;
             break;
-        case OPT_SWEEP: {
+        case OPT_SWEEP:
+        case OPT_RX_LOSS_SWEEP:
+        case OPT_RX_REORDER_SWEEP: {
+            enum sweep_kind k = c == OPT_SWEEP           ? SWEEP_TX_LOSS
+                                : c == OPT_RX_LOSS_SWEEP ? SWEEP_RX_LOSS
+                                                         : SWEEP_RX_REORDER;
+            if (o->sweep != SWEEP_NONE && o->sweep != k) {
+                fprintf(stderr, "anic bench: --%s and --%s are separate runs\n",
+                        sweep_opt[o->sweep], sweep_opt[k]);
+                return 2;
+            }
             /* The list is optional: "--tx-loss-sweep=LIST", or "--tx-loss-sweep
                LIST" when the next word is a number (no positional arguments
                exist, so that word cannot mean anything else). */
@@ -483,11 +550,27 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             if (!list && optind < argc &&
                 (isdigit((unsigned char)argv[optind][0]) || argv[optind][0] == '.'))
                 list = argv[optind++];
-            if ((rc = parse_losses(list ? list : BENCH_DEFAULT_LOSSES, o)) != 0)
+            if ((rc = parse_values(sweep_opt[k], list ? list : BENCH_DEFAULT_LOSSES, o)) != 0)
                 return rc;
-            o->sweep = true;
+            o->sweep = k;
             break;
         }
+        case OPT_RX_REORDER_BUF: {
+            uint64_t bytes;
+            if (parse_size(optarg, &bytes) < 0 || bytes > BENCH_MAX_RX_REORDER)
+                return bad("rx-reorder-buf", optarg, "expected 0..64M bytes, suffix K/M");
+            o->rx_reorder_bytes = (uint32_t)bytes;
+            o->rx_reorder_set = true;
+            break;
+        }
+        case OPT_RX_RESYNC:
+            if (!strcmp(optarg, "nic"))
+                o->rx_hint = false;
+            else if (!strcmp(optarg, "hint"))
+                o->rx_hint = true;
+            else
+                return bad("rx-resync", optarg, "expected nic or hint");
+            break;
         case OPT_SEED: {
             char *end;
             if (!isdigit((unsigned char)optarg[0]))
@@ -519,19 +602,29 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         return 2;
     }
     if (o->micro && o->sweep) {
-        fprintf(stderr, "anic bench: --micro and --tx-loss-sweep are separate runs\n");
+        fprintf(stderr, "anic bench: --micro and --%s are separate runs\n", sweep_opt[o->sweep]);
         return 2;
     }
-    if (o->sweep && o->fault_tx_set) {
+    if (o->sweep == SWEEP_TX_LOSS && o->fault_tx_set) {
         fprintf(stderr, "anic bench: --fault-tx conflicts with --tx-loss-sweep "
                         "(the sweep sets the TX fault stage; --fault-rx is allowed)\n");
         return 2;
     }
+    if ((o->sweep == SWEEP_RX_LOSS || o->sweep == SWEEP_RX_REORDER) && o->fault_rx_set) {
+        fprintf(stderr,
+                "anic bench: --fault-rx conflicts with --%s "
+                "(the sweep sets the RX fault stage; --fault-tx is allowed)\n",
+                sweep_opt[o->sweep]);
+        return 2;
+    }
     if (o->seed_set && !o->sweep) {
-        fprintf(stderr, "anic bench: --seed is for --tx-loss-sweep (else put 'seed S' in "
+        fprintf(stderr, "anic bench: --seed is for the sweeps (else put 'seed S' in "
                         "--fault-tx/--fault-rx)\n");
         return 2;
     }
+    if ((o->sweep == SWEEP_RX_LOSS || o->sweep == SWEEP_RX_REORDER) && !o->modes_set &&
+        (rc = parse_modes(BENCH_RX_SWEEP_MODES, o)) != 0)
+        return rc;
     if (!o->size_set)
         o->size = o->micro ? BENCH_MICRO_SIZE : o->sweep ? BENCH_SWEEP_SIZE : BENCH_DEFAULT_SIZE;
     if (o->micro && !o->repeat_set)
@@ -798,6 +891,22 @@ static const char *offload_section(enum tls_mode m)
     }
 }
 
+/* app_stats section of a mode that runs anic's record layer (which classifies
+   every received record by what the NIC decrypted), or NULL. */
+static const char *records_section(enum tls_mode m)
+{
+    switch (m) {
+    case TLS_MODE_SW:
+        return "tls_sw";
+    case TLS_MODE_NIC:
+        return "tls_nic";
+    case TLS_MODE_NIC_TAGCACHE:
+        return "tls_nic_tagcache";
+    default:
+        return NULL;
+    }
+}
+
 /* Absolute counter values now. The driver and offload counters are read
    under the core lock (app_stats.h); the NIC's are its last snapshot
    (published every few ms by the engine thread). */
@@ -816,6 +925,20 @@ static void read_counters(struct bench *b, enum tls_mode mode, struct ctr_delta 
     }
     c->tx_pkts = app_stats_get(st, n, "fault_tx", "packets_in");
     c->tx_dropped = app_stats_get(st, n, "fault_tx", "dropped");
+    c->rx_pkts = app_stats_get(st, n, "fault_rx", "packets_in");
+    c->rx_dropped = app_stats_get(st, n, "fault_rx", "dropped");
+    c->rx_reordered = app_stats_get(st, n, "fault_rx", "reordered");
+    const char *rsec = records_section(mode);
+    c->records = rsec != NULL;
+    if (rsec) {
+        c->rec_full = app_stats_get(st, n, rsec, "rx_records_full_offload");
+        c->rec_partial = app_stats_get(st, n, rsec, "rx_records_partial_offload");
+        c->rec_none = app_stats_get(st, n, rsec, "rx_records_no_offload");
+    }
+    /* One set for every listener; transfers run one at a time, so the delta
+       over a transfer is that transfer's. */
+    c->resync_req = app_stats_get(st, n, "offload_rx", "rx_resync_requests");
+    c->resync_ok = app_stats_get(st, n, "offload_rx", "TlsRxDeviceResync");
 }
 
 static uint64_t sub0(uint64_t after, uint64_t before)
@@ -831,6 +954,43 @@ static void ctr_sub(const struct ctr_delta *after, const struct ctr_delta *befor
     d->retx_bytes = sub0(after->retx_bytes, before->retx_bytes);
     d->tx_pkts = sub0(after->tx_pkts, before->tx_pkts);
     d->tx_dropped = sub0(after->tx_dropped, before->tx_dropped);
+    d->rx_pkts = sub0(after->rx_pkts, before->rx_pkts);
+    d->rx_dropped = sub0(after->rx_dropped, before->rx_dropped);
+    d->rx_reordered = sub0(after->rx_reordered, before->rx_reordered);
+    d->records = after->records;
+    d->rec_full = sub0(after->rec_full, before->rec_full);
+    d->rec_partial = sub0(after->rec_partial, before->rec_partial);
+    d->rec_none = sub0(after->rec_none, before->rec_none);
+    d->resync_req = sub0(after->resync_req, before->resync_req);
+    d->resync_ok = sub0(after->resync_ok, before->resync_ok);
+}
+
+static uint64_t rec_total(const struct ctr_delta *c)
+{
+    return c->rec_full + c->rec_partial + c->rec_none;
+}
+
+/* Share of received records fully / partially decrypted by the NIC, in %;
+   false if the mode has no record layer or received no record. */
+static bool rec_pct(const struct ctr_delta *c, double *full, double *partial)
+{
+    uint64_t t = rec_total(c);
+    if (!c->records || t == 0)
+        return false;
+    *full = 100.0 * (double)c->rec_full / (double)t;
+    *partial = 100.0 * (double)c->rec_partial / (double)t;
+    return true;
+}
+
+/* curl's --max-time: 60 s + SIZE at 10 MB/s / (1 + P), P = loss + reorder %
+   of the fault stage the data crosses. The kernel's sender, without SACK
+   from lwIP, recovers about one hole per round trip: 5 % RX loss costs an
+   order of magnitude in upload throughput. */
+static double transfer_max_time(const struct bench *b, int dir)
+{
+    const struct nic_fault_cfg *f = dir == DIR_DOWN ? &b->rt.cfg.fault_tx : &b->rt.cfg.fault_rx;
+    double p = f->loss_pct + f->reorder_pct;
+    return BENCH_MAXTIME_BASE_S + (double)b->o.size / (BENCH_MAXTIME_RATE / (1.0 + p));
 }
 
 static void transfer(struct bench *b, unsigned mi, int dir, struct run *r)
@@ -839,7 +999,7 @@ static void transfer(struct bench *b, unsigned mi, int dir, struct run *r)
     bool tls = mode != TLS_MODE_NONE;
     char url[160], maxtime[32], sizebuf[32];
     uint64_t size = b->o.size;
-    double max_time = 60.0 + (double)size / 10e6;
+    double max_time = transfer_max_time(b, dir);
 
     memset(r, 0, sizeof(*r));
     snprintf(sizebuf, sizeof(sizebuf), "%" PRIu64, size);
@@ -1063,7 +1223,14 @@ static void csv_row(struct bench *b, enum tls_mode mode, int dir, const struct r
         fprintf(b->csv, "%" PRIu64 ",%" PRIu64, r->ctr.dump_bytes, r->ctr.retx_bytes);
     else
         fputc(',', b->csv);
-    fputc('\n', b->csv);
+    fputc(',', b->csv);
+    csv_field(b->csv, b->rx_fault);
+    double full, partial;
+    if (dir == DIR_UP && rec_pct(&r->ctr, &full, &partial))
+        fprintf(b->csv, ",%.3f,%.3f", full, partial);
+    else
+        fputs(",,", b->csv);
+    fprintf(b->csv, ",%" PRIu32 ",%s\n", b->o.rx_reorder_bytes, b->o.rx_hint ? "hint" : "nic");
     fflush(b->csv);
 }
 
@@ -1083,6 +1250,14 @@ static void print_run(const struct bench *b, enum tls_mode mode, int dir, unsign
         printf(", dropped %" PRIu64 "/%" PRIu64 " pkts", r->ctr.tx_dropped, r->ctr.tx_pkts);
     if (r->ctr.offload && r->ctr.retx_bytes)
         printf(", retx %" PRIu64 " B, dump %" PRIu64 " B", r->ctr.retx_bytes, r->ctr.dump_bytes);
+    if (r->ctr.rx_dropped || r->ctr.rx_reordered)
+        printf(", rx dropped %" PRIu64 " reordered %" PRIu64 " of %" PRIu64 " pkts",
+               r->ctr.rx_dropped, r->ctr.rx_reordered, r->ctr.rx_pkts);
+    double full, partial;
+    if (dir == DIR_UP && rec_pct(&r->ctr, &full, &partial))
+        printf(", records %" PRIu64 ": full %.1f%% partial %.1f%%, resync req %" PRIu64
+               " ok %" PRIu64,
+               rec_total(&r->ctr), full, partial, r->ctr.resync_req, r->ctr.resync_ok);
     printf("\n");
     fflush(stdout);
 }
@@ -1139,6 +1314,28 @@ static void dump_ratio_col(const struct ctr_delta *c, int width)
         printf(" %*s", width, "-");
 }
 
+/* Received records by what the NIC decrypted, for the uploads of modes with
+   anic's record layer (compare mode). */
+static void print_rx_records(const struct bench *b)
+{
+    bool header = false;
+    for (unsigned mi = 0; mi < b->o.n_modes; mi++) {
+        const struct run *r = b->cells[mi][DIR_UP].shown;
+        double full, partial;
+        if (!r || !r->ok || !rec_pct(&r->ctr, &full, &partial))
+            continue;
+        if (!header)
+            printf("RX records of the upload (deltas of tls_<mode> and offload_rx counters over "
+                   "the shown run):\n");
+        header = true;
+        printf("  %-*s %" PRIu64 " records: fully offloaded %.1f%%, partially %.1f%%, not %.1f%%; "
+               "NIC resync requests %" PRIu64 ", confirmed %" PRIu64 "\n",
+               BENCH_MODE_W, app_mode_name(b->o.modes[mi]), rec_total(&r->ctr), full, partial,
+               100.0 * (double)r->ctr.rec_none / (double)rec_total(&r->ctr), r->ctr.resync_req,
+               r->ctr.resync_ok);
+    }
+}
+
 static void print_table(const struct bench *b)
 {
     double gb = (double)b->o.size / 1e9;
@@ -1193,6 +1390,7 @@ static void print_table(const struct bench *b)
                 printf("\n");
             }
     }
+    print_rx_records(b);
 
     /* Every later mode against every earlier one, in --modes order. */
     for (int dir = 0; dir < DIR_COUNT; dir++) {
@@ -1215,17 +1413,34 @@ static void print_table(const struct bench *b)
 
 /* ---- the runtime ---- */
 
+/* "loss 2% reorder 1% gap 3", the RX stage's loss and reorder, or "none". */
+static void format_rx_fault(const struct nic_fault_cfg *f, char *buf, size_t cap)
+{
+    int n = 0;
+    buf[0] = 0;
+    if (f->loss_pct > 0)
+        n = snprintf(buf, cap, "loss %g%%", f->loss_pct);
+    if (f->reorder_pct > 0 && n >= 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, "%sreorder %g%% gap %u", n ? " " : "", f->reorder_pct,
+                 f->reorder_gap);
+    if (!buf[0])
+        snprintf(buf, cap, "none");
+}
+
 /* One runtime (namespace, TUN, NIC, lwIP host, one listener per mode) with
-   the given TX fault stage; --fault-rx and --mtu from the options. */
-static int runtime_up(struct bench *b, const struct nic_fault_cfg *fault_tx, char *err,
-                      size_t errlen)
+   the given fault stages; --mtu, --rx-reorder-buf, --rx-resync from the
+   options. */
+static int runtime_up(struct bench *b, const struct nic_fault_cfg *fault_tx,
+                      const struct nic_fault_cfg *fault_rx, char *err, size_t errlen)
 {
     struct app_runtime_cfg cfg;
     app_runtime_cfg_defaults(&cfg);
     cfg.netns = b->netns;
     cfg.mtu = b->o.mtu;
     cfg.fault_tx = *fault_tx;
-    cfg.fault_rx = b->o.fault_rx;
+    cfg.fault_rx = *fault_rx;
+    cfg.rx_reorder_bytes = b->o.rx_reorder_bytes;
+    cfg.rx_hint = b->o.rx_hint;
     cfg.ca_out_path = b->ca_path;
     cfg.n_listeners = 0;
     for (unsigned i = 0; i < b->o.n_modes; i++)
@@ -1237,6 +1452,7 @@ static int runtime_up(struct bench *b, const struct nic_fault_cfg *fault_tx, cha
     b->cur_loss = b->rt.cfg.fault_tx.loss_pct;
     nic_fault_cfg_format(&b->rt.cfg.fault_tx, b->fault_tx, sizeof(b->fault_tx));
     nic_fault_cfg_format(&b->rt.cfg.fault_rx, b->fault_rx, sizeof(b->fault_rx));
+    format_rx_fault(&b->rt.cfg.fault_rx, b->rx_fault, sizeof(b->rx_fault));
     return 0;
 }
 
@@ -1278,6 +1494,18 @@ static void print_listeners(const struct bench *b)
     printf("\n");
 }
 
+/* The NIC's RX configuration, one header line. */
+static void print_nic_rx(const struct bench *b)
+{
+    printf("  NIC RX: rx-reorder-buf %" PRIu32 " B", b->o.rx_reorder_bytes);
+    if (b->o.rx_reorder_bytes == 0)
+        printf(" (the paper's NIC: no reorder buffer)");
+    else if (b->o.rx_reorder_bytes % 1024 == 0)
+        printf(" (%" PRIu32 " KiB per flow)", b->o.rx_reorder_bytes / 1024);
+    printf(", rx-resync %s\n",
+           b->o.rx_hint ? "hint (host posts next-record hints)" : "nic (search/track/request)");
+}
+
 static void print_header(struct bench *b)
 {
     printf("anic bench: %" PRIu64 " bytes (%.1f MiB) per transfer, modes ", b->o.size,
@@ -1288,6 +1516,7 @@ static void print_header(struct bench *b)
     printf("  namespace %s, TUN %s, lwIP host %s, MTU %u\n", b->netns, b->rt.cfg.tun_name, b->host,
            b->rt.cfg.mtu);
     print_listeners(b);
+    print_nic_rx(b);
     printf("  fault-tx: %s\n  fault-rx: %s\n", b->fault_tx, b->fault_rx);
     printf("  csv: %s\n\n", b->csv ? b->o.csv_path : "(none)");
     fflush(stdout);
@@ -1319,7 +1548,7 @@ static void run_all(struct bench *b)
 static int run_compare(struct bench *b)
 {
     char err[512];
-    if (runtime_up(b, &b->o.fault_tx, err, sizeof(err)) < 0) {
+    if (runtime_up(b, &b->o.fault_tx, &b->o.fault_rx, err, sizeof(err)) < 0) {
         fprintf(stderr, "anic bench: %s\n", err);
         return 1;
     }
@@ -1337,9 +1566,23 @@ static int run_compare(struct bench *b)
     return failed ? 1 : 0;
 }
 
-/* ---- TX loss sweep ---- */
+/* ---- sweeps ---- */
 
-/* The shown download of mode m at loss index li, if it succeeded. */
+static bool sweep_rx(const struct bench *b)
+{
+    return b->o.sweep == SWEEP_RX_LOSS || b->o.sweep == SWEEP_RX_REORDER;
+}
+
+/* The swept fault in messages: "loss" (TX sweep, as before), "RX loss",
+   "RX reorder". */
+static const char *sweep_label(const struct bench *b)
+{
+    return b->o.sweep == SWEEP_RX_LOSS      ? "RX loss"
+           : b->o.sweep == SWEEP_RX_REORDER ? "RX reorder"
+                                            : "loss";
+}
+
+/* The shown transfer of mode m at value index li, if it succeeded. */
 static const struct run *sweep_good(const struct bench *b, unsigned li, enum tls_mode m)
 {
     for (unsigned i = 0; i < b->o.n_modes; i++)
@@ -1349,6 +1592,33 @@ static const struct run *sweep_good(const struct bench *b, unsigned li, enum tls
         }
     return NULL;
 }
+
+/* Median host CPU seconds over the successful runs of mode m at value index
+   li (lower median for an even count), or -1 if the shown run failed. The
+   CPU target uses it: the run shown is the throughput median, and one
+   upload of a few hundred ms is noisy in CPU. */
+static double sweep_host_median(const struct bench *b, unsigned li, enum tls_mode m)
+{
+    for (unsigned i = 0; i < b->o.n_modes; i++) {
+        const struct cell *c = &b->sweep[li][i];
+        if (b->o.modes[i] != m || !c->shown || !c->shown->ok)
+            continue;
+        double v[BENCH_MAX_REPEAT];
+        unsigned n = 0;
+        for (unsigned k = 0; k < c->n_runs; k++)
+            if (c->runs[k].ok) {
+                unsigned j = n++;
+                for (; j > 0 && v[j - 1] > c->runs[k].cpu.host_s; j--)
+                    v[j] = v[j - 1];
+                v[j] = c->runs[k].cpu.host_s;
+            }
+        return n ? v[(n - 1) / 2] : -1;
+    }
+    return -1;
+}
+
+static const enum tls_mode nic_modes[] = {TLS_MODE_NIC, TLS_MODE_NIC_TAGCACHE};
+#define N_NIC_MODES (sizeof(nic_modes) / sizeof(nic_modes[0]))
 
 static void print_sweep_table(const struct bench *b)
 {
@@ -1362,13 +1632,13 @@ static void print_sweep_table(const struct bench *b)
            "host", "NIC", "dropped", "retx", "dump", "dump B /");
     printf("%6s %-*s %9s %9s %9s %9s %7s %10s %10s %9s\n", "%", BENCH_MODE_W, "mode", "MB/s",
            "vs plain", "s/GB", "s/GB", "pkts %", "MB", "MB", "retx B");
-    for (unsigned li = 0; li < b->o.n_losses; li++) {
+    for (unsigned li = 0; li < b->o.n_values; li++) {
         if (!b->sweep_ran[li])
             continue;
         const struct run *plain = sweep_good(b, li, TLS_MODE_NONE);
         for (unsigned mi = 0; mi < b->o.n_modes; mi++) {
             const struct run *r = b->sweep[li][mi].shown;
-            printf("%6g %-*s", b->o.losses[li], BENCH_MODE_W, app_mode_name(b->o.modes[mi]));
+            printf("%6g %-*s", b->o.values[li], BENCH_MODE_W, app_mode_name(b->o.modes[mi]));
             if (!r) {
                 printf(" %9s\n", "not run");
                 continue;
@@ -1400,12 +1670,11 @@ static void print_sweep_table(const struct bench *b)
 
     /* The target: nic within 11 % of plain at 5 % loss. */
     bool have_target = false;
-    for (unsigned li = 0; li < b->o.n_losses; li++) {
-        if (b->o.losses[li] != BENCH_TARGET_LOSS || !b->sweep_ran[li])
+    for (unsigned li = 0; li < b->o.n_values; li++) {
+        if (b->o.values[li] != BENCH_TARGET_LOSS || !b->sweep_ran[li])
             continue;
         const struct run *plain = sweep_good(b, li, TLS_MODE_NONE);
-        static const enum tls_mode nic_modes[] = {TLS_MODE_NIC, TLS_MODE_NIC_TAGCACHE};
-        for (size_t k = 0; k < sizeof(nic_modes) / sizeof(nic_modes[0]); k++) {
+        for (size_t k = 0; k < N_NIC_MODES; k++) {
             const struct run *r = sweep_good(b, li, nic_modes[k]);
             if (!r || !plain || plain->mbps <= 0)
                 continue;
@@ -1423,47 +1692,202 @@ static void print_sweep_table(const struct bench *b)
                (1 - BENCH_TARGET_RATIO) * 100, BENCH_TARGET_LOSS, BENCH_TARGET_LOSS);
 }
 
-/* One runtime per loss value, in order: start, downloads, stop, free. */
+/* Records-fully-offloaded target of an RX sweep at value `at` (percent):
+   every nic mode's share against `want`. */
+static void rx_records_target(const struct bench *b, enum sweep_kind kind, double at, double want)
+{
+    const char *what = kind == SWEEP_RX_REORDER ? "reordering" : "loss";
+    printf("target (>= %.0f%% of records fully offloaded at %g%% RX %s):", want, at, what);
+    if (b->o.sweep != kind) {
+        printf(" not checked in this run (needs --%s with %g)\n", sweep_opt[kind], at);
+        return;
+    }
+    bool any = false;
+    for (unsigned li = 0; li < b->o.n_values; li++) {
+        if (b->o.values[li] != at || !b->sweep_ran[li])
+            continue;
+        for (size_t k = 0; k < N_NIC_MODES; k++) {
+            const struct run *r = sweep_good(b, li, nic_modes[k]);
+            double full, partial;
+            if (!r || !rec_pct(&r->ctr, &full, &partial))
+                continue;
+            printf("%s %s %.1f%% -> %s", any ? ";" : "", app_mode_name(nic_modes[k]), full,
+                   full >= want ? "met" : "NOT met");
+            any = true;
+        }
+    }
+    if (!any)
+        printf(" not checked (needs the value %g and a successful nic mode)", at);
+    printf("\n");
+}
+
+static void print_rx_sweep_table(const struct bench *b)
+{
+    double gb = (double)b->o.size / 1e9;
+    bool reorder = b->o.sweep == SWEEP_RX_REORDER;
+    char gap[32] = "";
+    if (reorder)
+        snprintf(gap, sizeof(gap), " gap %u", BENCH_REORDER_GAP);
+    printf("\n%s sweep: one upload of %.1f MiB per (value, mode), fault-rx '%s P%%%s seed "
+           "%" PRIu64 "'\n",
+           reorder ? "RX reorder" : "RX loss", (double)b->o.size / (1 << 20),
+           reorder ? "reorder" : "loss", gap, b->o.seed);
+    print_nic_rx(b);
+    if (b->o.repeat > 1)
+        printf("median of %u runs (by throughput), CPU and counters of that run\n", b->o.repeat);
+    printf("%7s %-*s %8s %9s %8s %9s %8s %7s %7s %7s %13s\n", reorder ? "reorder" : "loss",
+           BENCH_MODE_W, "", "", "MB/s", "host", "host CPU", "NIC", reorder ? "reord." : "dropped",
+           "records", "records", "NIC resync");
+    printf("%7s %-*s %8s %9s %8s %9s %8s %7s %7s %7s %13s\n", "%", BENCH_MODE_W, "mode", "MB/s",
+           "vs plain", "s/GB", "vs plain", "s/GB", "pkts %", "full %", "part. %", "req/confirmed");
+    for (unsigned li = 0; li < b->o.n_values; li++) {
+        if (!b->sweep_ran[li])
+            continue;
+        const struct run *plain = sweep_good(b, li, TLS_MODE_NONE);
+        for (unsigned mi = 0; mi < b->o.n_modes; mi++) {
+            const struct run *r = b->sweep[li][mi].shown;
+            printf("%7g %-*s", b->o.values[li], BENCH_MODE_W, app_mode_name(b->o.modes[mi]));
+            if (!r) {
+                printf(" %8s\n", "not run");
+                continue;
+            }
+            if (!r->ok) {
+                printf(" FAILED: %s\n", r->reason);
+                continue;
+            }
+            printf(" %8.1f", r->mbps);
+            ratio_col(r->mbps, plain ? plain->mbps : 0, plain != NULL);
+            printf(" %8.3f", r->cpu.host_s / gb);
+            ratio_col(r->cpu.host_s, plain ? plain->cpu.host_s : 0, plain != NULL);
+            printf(" %8.3f", r->cpu.nic_s / gb);
+            uint64_t hit = reorder ? r->ctr.rx_reordered : r->ctr.rx_dropped;
+            if (r->ctr.rx_pkts)
+                printf(" %7.2f", 100.0 * (double)hit / (double)r->ctr.rx_pkts);
+            else
+                printf(" %7s", "-");
+            double full, partial;
+            if (rec_pct(&r->ctr, &full, &partial))
+                printf(" %7.1f %7.1f", full, partial);
+            else
+                printf(" %7s %7s", "-", "-");
+            bool nic = false;
+            for (size_t k = 0; k < N_NIC_MODES; k++)
+                nic |= b->o.modes[mi] == nic_modes[k];
+            if (nic) {
+                char rs[48];
+                snprintf(rs, sizeof(rs), "%" PRIu64 "/%" PRIu64, r->ctr.resync_req,
+                         r->ctr.resync_ok);
+                printf(" %13s", rs);
+            } else {
+                printf(" %13s", "-");
+            }
+            printf("\n");
+        }
+    }
+    printf("(host/NIC s/GB = CPU seconds per 10^9 bytes of the thread class; %s = measured by\n"
+           " the RX fault stage over that upload; records full/part. = received records the\n"
+           " NIC decrypted and authenticated entirely / in part (the host re-encrypts and\n"
+           " decrypts those), deltas of tls_<mode>.rx_records_*_offload; the rest had no\n"
+           " help; sw never has any. NIC resync = offload_rx.rx_resync_requests /\n"
+           " .TlsRxDeviceResync; '-' = not applicable)\n",
+           reorder ? "reord." : "dropped");
+
+    printf("%s\n", BENCH_PAPER_REF);
+    printf("targets: >= %.0f%% at %g%% reordering, >= %.0f%% at %g%% loss, host CPU per byte of an "
+           "offloaded upload within %.0f%% of plain%s\n",
+           BENCH_RX_TARGET_REORDER_PCT, BENCH_RX_TARGET_REORDER, BENCH_RX_TARGET_LOSS_PCT,
+           BENCH_RX_TARGET_LOSS, (BENCH_RX_TARGET_CPU_RATIO - 1) * 100,
+           b->o.rx_reorder_bytes == 0
+               ? " (they are anic's NIC's; this run is the paper's NIC, rx-reorder-buf 0)"
+               : "");
+    rx_records_target(b, SWEEP_RX_REORDER, BENCH_RX_TARGET_REORDER, BENCH_RX_TARGET_REORDER_PCT);
+    rx_records_target(b, SWEEP_RX_LOSS, BENCH_RX_TARGET_LOSS, BENCH_RX_TARGET_LOSS_PCT);
+    for (size_t k = 0; k < N_NIC_MODES; k++) {
+        bool listed = false;
+        for (unsigned mi = 0; mi < b->o.n_modes; mi++)
+            listed |= b->o.modes[mi] == nic_modes[k];
+        if (!listed)
+            continue;
+        printf(
+            "target (host CPU/B of a %s upload <= %.2fx plain's%s):", app_mode_name(nic_modes[k]),
+            BENCH_RX_TARGET_CPU_RATIO, b->o.repeat > 1 ? ", medians of the runs" : "");
+        unsigned checked = 0, met = 0;
+        for (unsigned li = 0; li < b->o.n_values; li++) {
+            if (!b->sweep_ran[li])
+                continue;
+            double plain = sweep_host_median(b, li, TLS_MODE_NONE);
+            double nic = sweep_host_median(b, li, nic_modes[k]);
+            if (plain <= 0 || nic < 0)
+                continue;
+            double ratio = nic / plain;
+            printf(" %.2fx@%g%%", ratio, b->o.values[li]);
+            checked++;
+            met += ratio <= BENCH_RX_TARGET_CPU_RATIO;
+        }
+        if (checked)
+            printf(" -> met at %u of %u values\n", met, checked);
+        else
+            printf(" not checked (needs plain and %s, both successful)\n",
+                   app_mode_name(nic_modes[k]));
+    }
+}
+
+/* One runtime per value, in order: start, transfers (downloads for the TX
+   sweep, uploads for the RX sweeps), stop, free. */
 static int run_sweep(struct bench *b)
 {
     char err[512], spec[128];
-    bool failed = false;
-    printf("anic bench --tx-loss-sweep: %" PRIu64 " bytes (%.1f MiB) per download, modes ",
-           b->o.size, (double)b->o.size / (1 << 20));
+    bool failed = false, rx = sweep_rx(b);
+    int dir = rx ? DIR_UP : DIR_DOWN;
+    const char *label = sweep_label(b);
+    printf("anic bench --%s: %" PRIu64 " bytes (%.1f MiB) per %s, modes ", sweep_opt[b->o.sweep],
+           b->o.size, (double)b->o.size / (1 << 20), dir == DIR_UP ? "upload" : "download");
     print_modes(b);
-    printf(", %u run%s each\n  TX loss %%:", b->o.repeat, b->o.repeat > 1 ? "s" : "");
-    for (unsigned li = 0; li < b->o.n_losses; li++)
-        printf("%s%g", li ? "," : " ", b->o.losses[li]);
-    printf(", fault seed %" PRIu64 " (same at every loss; modes of one loss share its stage)\n",
+    printf(", %u run%s each\n  %s %%:", b->o.repeat, b->o.repeat > 1 ? "s" : "",
+           rx ? label : "TX loss");
+    for (unsigned li = 0; li < b->o.n_values; li++)
+        printf("%s%g", li ? "," : " ", b->o.values[li]);
+    if (b->o.sweep == SWEEP_RX_REORDER)
+        printf(" (gap %u)", BENCH_REORDER_GAP);
+    printf(", fault seed %" PRIu64 " (same at every value; modes of one value share its stage)\n",
            b->o.seed);
     print_machine(b);
-    printf("  namespace %s (a fresh one per loss value), MTU %u\n", b->netns, b->o.mtu);
+    printf("  namespace %s (a fresh one per value), MTU %u\n", b->netns, b->o.mtu);
     print_listeners(b);
+    print_nic_rx(b);
     printf("  csv: %s\n", b->csv ? b->o.csv_path : "(none)");
     fflush(stdout);
 
-    /* --fault-rx without a seed: the sweep's, so every runtime replays it. */
-    if (!b->o.fault_rx.seed_set) {
-        b->o.fault_rx.seed = b->o.seed;
-        b->o.fault_rx.seed_set = true;
+    /* The other direction's stage without a seed: the sweep's, so every
+       runtime replays it. */
+    struct nic_fault_cfg *other = rx ? &b->o.fault_tx : &b->o.fault_rx;
+    if (!other->seed_set) {
+        other->seed = b->o.seed;
+        other->seed_set = true;
     }
-    for (unsigned li = 0; li < b->o.n_losses && !stop_requested(b); li++) {
-        struct nic_fault_cfg ftx;
-        snprintf(spec, sizeof(spec), "loss %g%% seed %" PRIu64, b->o.losses[li], b->o.seed);
-        if (nic_fault_cfg_parse(&ftx, spec, err, sizeof(err)) < 0) {
+    for (unsigned li = 0; li < b->o.n_values && !stop_requested(b); li++) {
+        struct nic_fault_cfg f;
+        if (b->o.sweep == SWEEP_RX_REORDER)
+            snprintf(spec, sizeof(spec), "reorder %g%% gap %u seed %" PRIu64, b->o.values[li],
+                     BENCH_REORDER_GAP, b->o.seed);
+        else
+            snprintf(spec, sizeof(spec), "loss %g%% seed %" PRIu64, b->o.values[li], b->o.seed);
+        if (nic_fault_cfg_parse(&f, spec, err, sizeof(err)) < 0) {
             fprintf(stderr, "anic bench: fault spec '%s': %s\n", spec, err);
             failed = true;
             break;
         }
-        if (runtime_up(b, &ftx, err, sizeof(err)) < 0) {
-            fprintf(stderr, "anic bench: runtime %u of %u (loss %g%%): %s\n", li + 1, b->o.n_losses,
-                    b->o.losses[li], err);
+        if (runtime_up(b, rx ? &b->o.fault_tx : &f, rx ? &f : &b->o.fault_rx, err, sizeof(err)) <
+            0) {
+            fprintf(stderr, "anic bench: runtime %u of %u (%s %g%%): %s\n", li + 1, b->o.n_values,
+                    label, b->o.values[li], err);
             failed = true;
             break;
         }
         b->sweep_ran[li] = true;
-        printf("\nloss %g%%: runtime %u/%u up, fault-tx '%s', fault-rx '%s'\n", b->o.losses[li],
-               li + 1, b->o.n_losses, b->fault_tx, b->fault_rx);
+        printf("\n%s %g%%: runtime %u/%u up, fault-tx '%s', fault-rx '%s', curl max-time %.0f s\n",
+               label, b->o.values[li], li + 1, b->o.n_values, b->fault_tx, b->fault_rx,
+               transfer_max_time(b, dir));
         fflush(stdout);
         for (unsigned rep = 0; rep < b->o.repeat && !stop_requested(b); rep++)
             for (unsigned mi = 0; mi < b->o.n_modes; mi++) {
@@ -1474,24 +1898,27 @@ static int run_sweep(struct bench *b)
                 if (stop_requested(b))
                     break;
                 struct run *r = &c->runs[c->n_runs++];
-                transfer(b, mi, DIR_DOWN, r);
-                print_run(b, b->o.modes[mi], DIR_DOWN, rep, r);
+                transfer(b, mi, dir, r);
+                print_run(b, b->o.modes[mi], dir, rep, r);
                 if (!r->ok)
                     c->failed = true;
-                csv_row(b, b->o.modes[mi], DIR_DOWN, r);
+                csv_row(b, b->o.modes[mi], dir, r);
                 if (stop_requested(b))
                     break;
             }
         double t0 = now_s();
         runtime_down(b);
-        printf("loss %g%%: runtime stopped and freed, namespace deleted (%.2f s)\n",
-               b->o.losses[li], now_s() - t0);
+        printf("%s %g%%: runtime stopped and freed, namespace deleted (%.2f s)\n", label,
+               b->o.values[li], now_s() - t0);
         for (unsigned mi = 0; mi < b->o.n_modes; mi++) {
             pick_median(&b->sweep[li][mi]);
             failed |= b->sweep[li][mi].failed;
         }
     }
-    print_sweep_table(b);
+    if (rx)
+        print_rx_sweep_table(b);
+    else
+        print_sweep_table(b);
     return failed ? 1 : 0;
 }
 
@@ -1537,7 +1964,13 @@ int app_bench_main(int argc, char **argv)
         b->ports[i] = m == TLS_MODE_NONE ? 80 : (uint16_t)(4430 + (unsigned)m);
         tls |= m != TLS_MODE_NONE;
     }
-    if (!b->o.sweep && zero_digest(b->o.size, b->expect_hex) < 0) {
+    if (!b->o.rx_reorder_set) {
+        struct app_runtime_cfg def;
+        app_runtime_cfg_defaults(&def);
+        b->o.rx_reorder_bytes = def.rx_reorder_bytes; /* shown in headers and the CSV */
+    }
+    bool uploads = b->o.sweep != SWEEP_TX_LOSS;
+    if (uploads && zero_digest(b->o.size, b->expect_hex) < 0) {
         fprintf(stderr, "anic bench: SHA-256 (libcrypto) failed\n");
         goto out;
     }
@@ -1549,10 +1982,11 @@ int app_bench_main(int argc, char **argv)
         }
         fprintf(b->csv, "mode,direction,size_bytes,seconds,mbps,host_cpu_s,nic_cpu_s,nic_user_s,"
                         "host_cpu_s_per_gb,nic_cpu_s_per_gb,fault_tx,fault_rx,tx_loss_pct,"
-                        "dump_bytes,retransmit_bytes\n");
+                        "dump_bytes,retransmit_bytes,rx_fault,records_full_pct,"
+                        "records_partial_pct,rx_reorder_bytes,rx_resync\n");
         fflush(b->csv);
     }
-    if (!b->o.sweep) {
+    if (uploads) {
         if (make_sparse(b->upload_path, b->o.size) < 0)
             goto out;
         uploaded = true;
