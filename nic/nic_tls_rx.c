@@ -29,7 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RX_REORDER_MAX_SEGS 512
+#define RX_REORDER_MAX_SEGS      512
+#define RX_HEADERLESS_HOLD_BYTES (6 * 1460) /* a few segments: reordering, not loss */
 
 enum rx_state {
     RX_IN_SYNC,   /* walking records in order (possibly waiting at a future start) */
@@ -459,7 +460,16 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
             return in_sync_packet(dev, f, data, seq, len, cqe);
         }
     }
-    enum hold_result held = f->buf_cap ? buffer_ahead(dev, f, data, seq, len) : HOLD_NO_ROOM;
+    /* Inside a record whose header we have, hold up to the buffer: the
+       keystream decrypts what arrives and GCM catches up when the hole
+       fills. A hole that swallowed a header leaves the layout unknown: wait
+       only as long as a reordering would take, then search, which finds the
+       next record sooner than waiting for a retransmission. */
+    size_t cap = w->rec_off >= NIC_TLS_PAYLOAD_OFF ? f->buf_cap : RX_HEADERLESS_HOLD_BYTES;
+    if (cap > f->buf_cap)
+        cap = f->buf_cap;
+    enum hold_result held =
+        f->buf_bytes + len <= cap ? buffer_ahead(dev, f, data, seq, len) : HOLD_NO_ROOM;
     if (held == HOLD_DUP)
         return false;
     if (held == HOLD_KEPT) {

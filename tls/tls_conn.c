@@ -251,10 +251,24 @@ static void conn_kill(struct tls_conn *c, bool rst)
 
 /* --- receive queue --- */
 
+/* lwIP can hand us a pbuf trimmed to length 0 (an old first IP fragment of
+   a retransmission): unlink such heads, or the consumers would spin on them. */
+static void rxq_drop_empty(struct tls_conn *c)
+{
+    while (c->rxq && c->rxq->len == 0) {
+        struct pbuf *h = c->rxq;
+        c->rxq = h->next;
+        if (c->rxq)
+            pbuf_ref(c->rxq); /* the chain's reference now belongs to the new head */
+        pbuf_free(h);
+    }
+}
+
 static void rxq_consume(struct tls_conn *c, size_t n)
 {
     c->rx_consumed += n;
     c->rxq = pbuf_free_header(c->rxq, (u16_t)n);
+    rxq_drop_empty(c);
     while (n) {
         u16_t step = n > 0xffff ? 0xffff : (u16_t)n;
         if (c->pcb)
@@ -767,6 +781,7 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
             pbuf_cat(c->rxq, p);
         else
             c->rxq = p;
+        rxq_drop_empty(c);
         process_input(c);
     }
     conn_leave(c);
