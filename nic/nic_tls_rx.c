@@ -295,9 +295,10 @@ static void search_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const 
         f->track_next = f->cand_seq;
         f->track_have = 0;
         f->tracked = 0;
+        if (!track_bytes(f, data + i, f->cand_seq, len - i))
+            continue; /* a later predicted header in this packet does not match */
         f->state = RX_TRACKING;
-        track_bytes(f, data + i, f->cand_seq, len - i);
-        f->tracked = 0; /* the candidate's own header is not "after" it */
+        f->tracked--; /* the candidate's own header is not "after" it */
         cqe->flags |= NIC_RXF_RESYNC_REQ;
         cqe->resync_seq = f->cand_seq;
         dev->c.rx_tls_resync_req_pkt++;
@@ -353,6 +354,36 @@ static void drain_buffer(struct nic_dev *dev, struct nic_tls_rx_flow *f)
         f->nsegs--;
         dev->c.rx_tls_reorder_drained++;
     }
+}
+
+/* True if a held segment overlaps stream bytes [seq, end). */
+static bool overlaps_held(const struct nic_tls_rx_flow *f, uint32_t seq, uint32_t end)
+{
+    for (unsigned i = 0; i < f->nsegs; i++)
+        if (seq_lt(f->segs[i].seq, end) && seq_lt(seq, f->segs[i].seq + f->segs[i].len))
+            return true;
+    return false;
+}
+
+/* Walk the new part of [seq, seq+len) (state only): where a held copy of a
+   byte exists, GCM takes the held copy, since that copy may already have gone
+   up marked (ahead_decrypt) and the host may keep it. */
+static int walk_with_held(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+                          uint32_t seq, size_t len)
+{
+    uint32_t end = seq + (uint32_t)len;
+    while (f->state == RX_IN_SYNC && seq_lt(f->w.seq, end)) {
+        uint32_t stop = end;
+        if (f->nsegs && seq_lt(f->segs[0].seq, stop))
+            stop = f->segs[0].seq;
+        if (seq_lt(f->w.seq, stop)) {
+            struct walk_result r = {0, 0};
+            if (walk(dev, f, data + (f->w.seq - seq), f->scratch, stop - f->w.seq, &r) != WALK_OK)
+                return WALK_BAD_RECORD;
+        }
+        drain_buffer(dev, f);
+    }
+    return WALK_OK;
 }
 
 /* Decrypt an ahead segment in place with the keystream, if it lies inside
@@ -420,15 +451,18 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
         return false; /* entirely old: a retransmission, passed up untouched */
     if (seq_lt(seq, w->seq)) {
         /* Partly old: walk the new part (state only), deliver as is. */
-        struct walk_result r = {0, 0};
-        uint32_t skip = w->seq - seq;
-        if (walk(dev, f, data + skip, f->scratch, len - skip, &r) != WALK_OK) {
+        if (walk_with_held(dev, f, data, seq, len) != WALK_OK) {
             dev->c.rx_tls_bad_record++;
             lose_track(dev, f);
-            return false;
         }
-        drain_buffer(dev, f);
         return false;
+    }
+    if (seq == w->seq && overlaps_held(f, seq, end)) {
+        if (walk_with_held(dev, f, data, seq, len) != WALK_OK) {
+            dev->c.rx_tls_bad_record++;
+            lose_track(dev, f);
+        }
+        return false; /* delivered as is: the host sees these bytes' own copy */
     }
     if (seq == w->seq) {
         struct walk_result r = {0, 0};
@@ -548,13 +582,18 @@ int nic_tls_rx_resync_response(struct nic_dev *dev, struct nic_flow *flow,
         dev->c.rx_tls_resync_res_skip++; /* stale: we moved on */
         return NIC_TX_OK;
     }
-    if (!(d->flags & NIC_TXF_RESYNC_OK) || f->track_have) {
+    if (!(d->flags & NIC_TXF_RESYNC_OK)) {
         dev->c.rx_tls_resync_res_skip++;
         f->state = RX_SEARCHING;
         return NIC_TX_OK;
     }
     /* Resume at the next predicted header, which we have not passed. */
     walker_reset(&f->w, f->track_next, d->record_sn + f->tracked + 1);
+    if (f->track_have) { /* part of that header seen: continue inside it */
+        memcpy(f->w.hdr, f->track_hdr, f->track_have);
+        f->w.rec_off = f->track_have;
+        f->w.seq = f->track_next + f->track_have;
+    }
     buffer_clear(f);
     f->state = RX_IN_SYNC;
     dev->c.rx_tls_resync_res_ok++;

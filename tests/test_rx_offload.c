@@ -1,0 +1,1725 @@
+/*
+ * test_rx_offload.c - Check suite for the autonomous TLS receive offload of
+ * the NIC (DESIGN.md §4, nic/nic_tls_rx.c), driven through the device's
+ * queues exactly as a driver would.
+ *
+ * The test thread is the driver and the wire peer at once. One end of a
+ * SOCK_SEQPACKET socketpair stands in for TUN; the test writes IPv4/TCP
+ * segments (peer 10.0.0.2:40000 -> host 10.0.0.1:443, correct checksums)
+ * into the other end, runs one engine round (nic_dev_poll_once) per segment
+ * and reads the RX completion (phase bit) and the buffer. Control
+ * descriptors (context install, resync response, hint) go through the TX
+ * ring. The engine thread is never started.
+ *
+ * The stream: TLS 1.2 AES-128-GCM records sealed with tls_record_seal
+ * (record numbers 1, 2, 3, ...; the explicit nonce is the record number),
+ * concatenated, cut into segments at seq = seq0 + stream offset.
+ *
+ * Every delivered packet is checked on its own ("raw" checks):
+ *   - CSUM_OK is set iff the checksums we sent verify; a packet without it
+ *     is never DECRYPTED, never a resync request and is byte-identical;
+ *   - a DECRYPTED packet equals what we sent with the GCM keystream XORed
+ *     over its record payload bytes (header, nonce and tag bytes unchanged,
+ *     IP/TCP headers unchanged but for the TCP checksum, which verifies);
+ *   - any other packet is byte-identical to what we sent;
+ *   - a resync request names a seq inside the packet.
+ * Then the host side is replayed: the delivered payloads are reassembled
+ * by seq and fed in stream order into a tls_rx (decrypted bit per chunk =
+ * the packet's DECRYPTED flag), which must deliver exactly the original
+ * records or fail with bad_record_mac, never a wrong plaintext. Two
+ * reassembly models, both legitimate TCP behaviour:
+ *   FIRST_COPY_WINS: a byte comes from the first packet (in arrival order)
+ *     that carried it. This is lwIP for duplicates of delivered data and for
+ *     held out-of-order data that a later in-order segment overlaps only in
+ *     part (tcp_receive trims the incoming segment).
+ *   LAST_COPY_WINS: a byte comes from the last packet that carried it (lwIP
+ *     when an in-order segment covers a held one entirely).
+ * Per-record offload classes (F = full, P = partial, N = none, as counted by
+ * tls_rx) are asserted under FIRST_COPY_WINS; both models must be correct.
+ *
+ * Layouts used below (1448-byte segments unless stated):
+ *   STD: plaintext sizes 16384 1000 1 0 3000 16384 16384 700 16384 2000 16384
+ *        16384 (records r0..r11 = numbers 1..12; r5 spans segments 14..25,
+ *        segment 25 holds r5's end and r6's header, segment 36 r7's header,
+ *        segment 37 r8's header, segment 12 the ends of r1, r2, r3).
+ *   BIG: n records of 16384 (one header per segment at most).
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "nic_abi.h"
+#include "nic_dev.h"
+#include "tls_record.h"
+
+#define TEST_MTU        1500u
+#define IP_HLEN         20u
+#define TCP_HLEN        20u
+#define HDRS            (IP_HLEN + TCP_HLEN)
+#define MAX_PAYLOAD     (TEST_MTU - HDRS)
+#define IP_CSUM         10u
+#define TCP_CSUM        (IP_HLEN + 16u)
+#define TX_RING         64u
+#define RX_RING         256u
+#define RX_BUF_LEN      2048u
+#define DEFAULT_REORDER 262144u
+#define MSS             1448u
+#define FLOW_ID         1u
+#define PEER_IP         0x0a000002u
+#define HOST_IP         0x0a000001u
+#define PEER_PORT       40000u
+#define HOST_PORT       443u
+#define MAX_RECS        512u
+#define MAX_SEGS        4096u
+#define MAX_LOG         8192u
+#define SEQ0            0x6a09e667u
+/* nic_tls_rx.c RX_HEADERLESS_HOLD_BYTES: how much the NIC holds ahead of a
+   hole while it does not know the current record's header (reordering). */
+#define HEADERLESS_HOLD (6u * 1460u)
+
+/* ---- failure reporting: cheap in hot loops (only acts on failure) ---- */
+
+static char g_ctx[256]; /* what the test is doing, printed on failure */
+
+#define CTX(...) snprintf(g_ctx, sizeof(g_ctx), __VA_ARGS__)
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            ck_abort_msg("%s:%d: %s [%s]", __FILE__, __LINE__, #cond, g_ctx);                      \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                                           \
+        if (a_ != b_)                                                                              \
+            ck_abort_msg("%s:%d: %s == %s: %" PRIu64 " != %" PRIu64 " [%s]", __FILE__, __LINE__,   \
+                         #a, #b, a_, b_, g_ctx);                                                   \
+    } while (0)
+
+static const uint8_t KEY[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+                                0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+static const uint8_t SALT[4] = {0x5a, 0x17, 0xc0, 0xde};
+
+static const size_t STD_SIZES[] = {16384, 1000, 1,     0,    3000,  16384,
+                                   16384, 700,  16384, 2000, 16384, 16384};
+#define STD_N (sizeof(STD_SIZES) / sizeof(STD_SIZES[0]))
+
+/* ---- the host driver ---- */
+
+static struct {
+    struct nic_dev *dev;
+    const struct nic_queues *q;
+    int wire; /* our end of the socketpair: the peer */
+    uint32_t tx_prod, tx_cq_cons, rx_prod, rx_cq_cons;
+    struct nic_tls_static_ctx ctx; /* the NIC reads it when the descriptor runs */
+    uint16_t ip_id;
+    bool open;
+} h = {.wire = -1};
+
+static uint8_t g_rxbuf[RX_RING][RX_BUF_LEN];
+
+static void rx_post(uint32_t buf)
+{
+    CHECK(h.rx_prod - __atomic_load_n(&h.q->rx_idx->cons, __ATOMIC_ACQUIRE) < h.q->rx_size);
+    struct nic_rx_desc *d = &h.q->rx_ring[nic_ring_slot(h.rx_prod, h.q->rx_size)];
+    memset(d, 0, sizeof(*d));
+    d->addr = (uint64_t)(uintptr_t)g_rxbuf[buf];
+    d->len = RX_BUF_LEN;
+    d->cookie = buf;
+    h.rx_prod++;
+    __atomic_store_n(&h.q->rx_idx->prod, h.rx_prod, __ATOMIC_RELEASE);
+    nic_dev_doorbell(h.dev);
+}
+
+static bool cq_take(bool rx, struct nic_cqe *out)
+{
+    struct nic_cqe *cq = rx ? h.q->rx_cq : h.q->tx_cq;
+    uint32_t size = rx ? h.q->rx_cq_size : h.q->tx_cq_size;
+    uint32_t *cons = rx ? &h.rx_cq_cons : &h.tx_cq_cons;
+    const struct nic_cqe *e = &cq[nic_ring_slot(*cons, size)];
+    if (__atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) != nic_cq_phase(*cons, size))
+        return false;
+    *out = *e;
+    (*cons)++;
+    __atomic_store_n(rx ? &h.q->rx_cq_idx->cons : &h.q->tx_cq_idx->cons, *cons, __ATOMIC_RELEASE);
+    return true;
+}
+
+static void dev_open(uint32_t reorder_bytes)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
+    struct nic_dev_cfg cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.tun_fd = sv[0]; /* the NIC owns this end */
+    cfg.tx_ring_size = TX_RING;
+    cfg.rx_ring_size = RX_RING;
+    cfg.mtu = TEST_MTU;
+    cfg.max_flows = 8;
+    cfg.rx_reorder_bytes = reorder_bytes;
+    nic_fault_cfg_init(&cfg.fault_tx);
+    nic_fault_cfg_init(&cfg.fault_rx);
+    char err[128] = "";
+    h.wire = sv[1];
+    h.dev = nic_dev_create(&cfg, err, sizeof(err));
+    ck_assert_msg(h.dev != NULL, "nic_dev_create: %s", err);
+    h.q = nic_dev_queues(h.dev);
+    h.tx_prod = h.tx_cq_cons = h.rx_prod = h.rx_cq_cons = 0;
+    h.open = true;
+    for (uint32_t i = 0; i < RX_RING; i++)
+        rx_post(i);
+}
+
+static struct nic_counters counters(void)
+{
+    struct nic_counters c;
+    nic_dev_get_counters(h.dev, &c);
+    return c;
+}
+
+/* One control descriptor, signalled; it must complete with status OK. */
+static void ctrl(uint8_t kind, uint8_t flags, uint64_t addr, uint32_t tcp_seq, uint64_t record_sn)
+{
+    CHECK(h.tx_prod - __atomic_load_n(&h.q->tx_idx->cons, __ATOMIC_ACQUIRE) < h.q->tx_size);
+    struct nic_tx_desc *d = &h.q->tx_ring[nic_ring_slot(h.tx_prod, h.q->tx_size)];
+    memset(d, 0, sizeof(*d));
+    d->kind = kind;
+    d->flags = flags | NIC_TXF_SIGNAL;
+    d->flow_id = FLOW_ID;
+    d->addr = addr;
+    d->cookie = 0xc7000000u + h.tx_prod;
+    d->tcp_seq = tcp_seq;
+    d->record_sn = record_sn;
+    h.tx_prod++;
+    __atomic_store_n(&h.q->tx_idx->prod, h.tx_prod, __ATOMIC_RELEASE);
+    nic_dev_doorbell(h.dev);
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    CHECK(cq_take(false, &e));
+    CHECK_EQ(e.kind, NIC_CQE_TX_DONE);
+    CHECK_EQ(e.status, NIC_TX_OK);
+    CHECK_EQ(e.desc_kind, kind);
+    CHECK_EQ(e.cookie, 0xc7000000u + h.tx_prod - 1);
+    CHECK(!cq_take(false, &e));
+    CHECK(!cq_take(true, &e)); /* no packet was pending */
+}
+
+static void install_rx_ctx(uint8_t ctx_flags, uint32_t start_seq)
+{
+    memset(&h.ctx, 0, sizeof(h.ctx));
+    h.ctx.cipher = NIC_CIPHER_AES_128_GCM;
+    h.ctx.direction = NIC_CTX_RX;
+    h.ctx.flags = ctx_flags;
+    memcpy(h.ctx.salt, SALT, 4);
+    memcpy(h.ctx.key, KEY, 16);
+    /* peer -> host, as in the packets we inject (network byte order) */
+    h.ctx.saddr = htonl(PEER_IP);
+    h.ctx.daddr = htonl(HOST_IP);
+    h.ctx.sport = htons(PEER_PORT);
+    h.ctx.dport = htons(HOST_PORT);
+    h.ctx.start_tcp_sn = start_seq;
+    h.ctx.record_sn = 1;
+    ctrl(NIC_TX_STATIC_CTX, 0, (uint64_t)(uintptr_t)&h.ctx, 0, 0);
+    CHECK_EQ(counters().rx_tls_ctx, 1);
+}
+
+static void resync_resp(uint32_t seq, bool ok, uint64_t record_sn)
+{
+    ctrl(NIC_RX_RESYNC_RESP, ok ? NIC_TXF_RESYNC_OK : 0, 0, seq, record_sn);
+}
+
+static void rx_hint(uint32_t seq, uint64_t record_sn)
+{
+    ctrl(NIC_RX_PROGRESS, 0, 0, seq, record_sn);
+}
+
+/* ---- the TLS stream ---- */
+
+static struct {
+    uint32_t seq0;
+    size_t nrec, len;
+    size_t start[MAX_RECS + 1]; /* record r spans [start[r], start[r + 1]) */
+    size_t pt_len[MAX_RECS];
+    size_t pt_off[MAX_RECS]; /* into pt */
+    uint8_t type[MAX_RECS];
+    uint8_t *pt;        /* all plaintexts */
+    uint8_t *ct;        /* the wire bytes */
+    uint8_t *pv;        /* the decrypted view: ct with every payload in plaintext */
+    struct tls_aead *a; /* the peer's write key = the host's read key */
+} S;
+
+static uint8_t pt_byte(size_t r, size_t i)
+{
+    uint64_t z = (uint64_t)r * 0x9e3779b97f4a7c15ull + i * 0xbf58476d1ce4e5b9ull;
+    z ^= z >> 29;
+    z *= 0x94d049bb133111ebull;
+    return (uint8_t)(z >> 32);
+}
+
+static void seal_record(size_t r)
+{
+    size_t off = S.start[r];
+    size_t n = tls_record_seal(S.a, r + 1, S.type[r], S.pt + S.pt_off[r], S.pt_len[r], S.ct + off);
+    CHECK_EQ(n, S.start[r + 1] - off);
+    memcpy(S.pv + off, S.ct + off, n);
+    memcpy(S.pv + off + TLS_PAYLOAD_OFFSET, S.pt + S.pt_off[r], S.pt_len[r]);
+}
+
+static void stream_build(const size_t *sizes, size_t n, uint32_t seq0)
+{
+    static const uint8_t types[] = {TLS_CT_APPDATA, TLS_CT_APPDATA, TLS_CT_HANDSHAKE,
+                                    TLS_CT_APPDATA, TLS_CT_ALERT};
+    CHECK(n <= MAX_RECS);
+    memset(&S, 0, sizeof(S));
+    S.seq0 = seq0;
+    S.nrec = n;
+    size_t total_pt = 0;
+    for (size_t r = 0; r < n; r++) {
+        CHECK(sizes[r] <= TLS_MAX_PLAINTEXT);
+        S.start[r + 1] = S.start[r] + sizes[r] + TLS_RECORD_OVERHEAD;
+        S.pt_len[r] = sizes[r];
+        S.pt_off[r] = total_pt;
+        S.type[r] = types[r % sizeof(types)];
+        total_pt += sizes[r];
+    }
+    S.len = S.start[n];
+    S.pt = malloc(total_pt + 1);
+    S.ct = malloc(S.len);
+    S.pv = malloc(S.len);
+    S.a = tls_aead_new(KEY, sizeof(KEY), SALT);
+    CHECK(S.pt && S.ct && S.pv && S.a);
+    for (size_t r = 0; r < n; r++) {
+        for (size_t i = 0; i < sizes[r]; i++)
+            S.pt[S.pt_off[r] + i] = pt_byte(r, i);
+        seal_record(r);
+    }
+}
+
+static size_t rec_of(size_t off)
+{
+    size_t r = 0;
+    while (S.start[r + 1] <= off)
+        r++;
+    return r;
+}
+
+/* Make the ciphertext at stream offset off read bytes[0..n) by choosing the
+   plaintext there (pt = wanted ct ^ keystream), then reseal the record. */
+static void stream_force_ct(size_t off, const uint8_t *bytes, size_t n)
+{
+    size_t r = rec_of(off);
+    size_t po = off - S.start[r] - TLS_PAYLOAD_OFFSET;
+    CHECK(off >= S.start[r] + TLS_PAYLOAD_OFFSET && po + n <= S.pt_len[r]);
+    uint8_t ks[64] = {0};
+    CHECK(n <= sizeof(ks));
+    tls_record_xor_keystream(S.a, S.ct + S.start[r] + TLS_HEADER_LEN, po, ks, n);
+    for (size_t i = 0; i < n; i++)
+        S.pt[S.pt_off[r] + po + i] = bytes[i] ^ ks[i];
+    seal_record(r);
+    CHECK(memcmp(S.ct + off, bytes, n) == 0);
+}
+
+static void stream_free(void)
+{
+    free(S.pt);
+    free(S.ct);
+    free(S.pv);
+    tls_aead_free(S.a);
+    memset(&S, 0, sizeof(S));
+}
+
+static uint32_t seq_at(size_t off)
+{
+    return S.seq0 + (uint32_t)off;
+}
+
+/* ---- segments ---- */
+
+struct seg {
+    size_t off, len;
+};
+static struct seg G[MAX_SEGS];
+static size_t NG;
+static uint16_t g_seg_flags[MAX_SEGS]; /* flags of the first delivery of each segment */
+static bool g_seg_sent[MAX_SEGS];
+
+/* Cut the stream into segments of at most mss bytes; a segment also ends at
+   every forced cut point. */
+static void cut(size_t mss, const size_t *forced, size_t nforced)
+{
+    NG = 0;
+    for (size_t pos = 0; pos < S.len;) {
+        size_t end = pos + mss < S.len ? pos + mss : S.len;
+        for (size_t i = 0; i < nforced; i++)
+            if (forced[i] > pos && forced[i] < end)
+                end = forced[i];
+        CHECK(NG < MAX_SEGS);
+        G[NG++] = (struct seg){pos, end - pos};
+        pos = end;
+    }
+}
+
+static size_t seg_at(size_t off)
+{
+    for (size_t i = 0; i < NG; i++)
+        if (off >= G[i].off && off < G[i].off + G[i].len)
+            return i;
+    ck_abort_msg("no segment holds offset %zu [%s]", off, g_ctx);
+    return 0;
+}
+
+static size_t seg_end(size_t i)
+{
+    return G[i].off + G[i].len;
+}
+
+/* ---- packets (RFC 791 / RFC 793), independent RFC 1071 checksum ---- */
+
+static uint32_t ref_sum(uint32_t acc, const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i += 2)
+        acc += (uint32_t)p[i] << 8 | p[i + 1];
+    if (len & 1)
+        acc += (uint32_t)p[len - 1] << 8;
+    return acc;
+}
+
+static uint16_t ref_fold(uint32_t acc)
+{
+    while (acc >> 16)
+        acc = (acc & 0xffffu) + (acc >> 16);
+    return (uint16_t)~acc;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    put16(p, (uint16_t)(v >> 16));
+    put16(p + 2, (uint16_t)v);
+}
+
+static uint32_t tcp_sum(const uint8_t *p, size_t tot)
+{
+    uint8_t ph[12];
+    memcpy(ph, p + 12, 8);
+    ph[8] = 0;
+    ph[9] = 6;
+    put16(ph + 10, (uint16_t)(tot - IP_HLEN));
+    return ref_sum(ref_sum(0, ph, sizeof(ph)), p + IP_HLEN, tot - IP_HLEN);
+}
+
+static bool csum_valid(const uint8_t *p, size_t tot)
+{
+    return ref_fold(ref_sum(0, p, IP_HLEN)) == 0 && ref_fold(tcp_sum(p, tot)) == 0;
+}
+
+static void tcp_csum_fix(uint8_t *p, size_t tot)
+{
+    put16(p + TCP_CSUM, 0);
+    put16(p + TCP_CSUM, ref_fold(tcp_sum(p, tot)));
+}
+
+static size_t build_pkt(uint8_t *p, uint32_t seq, const uint8_t *payload, size_t plen)
+{
+    size_t tot = HDRS + plen;
+    memset(p, 0, HDRS);
+    p[0] = 0x45;
+    put16(p + 2, (uint16_t)tot);
+    put16(p + 4, h.ip_id++);
+    put16(p + 6, 0x4000); /* DF */
+    p[8] = 64;
+    p[9] = 6;
+    put32(p + 12, PEER_IP);
+    put32(p + 16, HOST_IP);
+    uint8_t *t = p + IP_HLEN;
+    put16(t, PEER_PORT);
+    put16(t + 2, HOST_PORT);
+    put32(t + 4, seq);
+    put32(t + 8, 1);
+    t[12] = (TCP_HLEN / 4) << 4;
+    t[13] = 0x18; /* PSH|ACK */
+    put16(t + 14, 65535);
+    memcpy(p + HDRS, payload, plen);
+    put16(p + IP_CSUM, ref_fold(ref_sum(0, p, IP_HLEN)));
+    tcp_csum_fix(p, tot);
+    return tot;
+}
+
+/* ---- injecting, and what came back ---- */
+
+struct dpkt {
+    size_t off, len;
+    uint16_t flags;
+    uint32_t resync_seq;
+    uint8_t *data; /* the payload as delivered */
+};
+static struct dpkt L[MAX_LOG];
+static size_t NL;
+static struct nic_cqe g_last; /* completion of the last injected packet */
+/* The keystream a DECRYPTED packet must show over each stream byte; NULL =
+   ct ^ pv. A test that tampers an explicit nonce sets the NIC's view. */
+static uint8_t *g_mask;
+
+struct mod {
+    size_t flip_at; /* payload offset of a byte to flip (with flip != 0) */
+    uint8_t flip;   /* XOR mask */
+    bool keep_csum; /* don't fix the TCP checksum after the flip */
+    bool bad_csum;  /* break the TCP checksum */
+};
+
+/* Send stream bytes [off, off + len) as one segment, run one engine round,
+   take its completion and check it on its own. Returns its flags. */
+static uint16_t inject(size_t off, size_t len, const struct mod *m)
+{
+    static uint8_t pkt[RX_BUF_LEN];
+    CHECK(len > 0 && len <= MAX_PAYLOAD && off + len <= S.len);
+    CHECK(NL < MAX_LOG);
+    size_t tot = build_pkt(pkt, seq_at(off), S.ct + off, len);
+    if (m && m->flip) {
+        CHECK(m->flip_at < len);
+        pkt[HDRS + m->flip_at] ^= m->flip;
+        if (!m->keep_csum)
+            tcp_csum_fix(pkt, tot);
+    }
+    if (m && m->bad_csum)
+        pkt[TCP_CSUM] ^= 0x5a;
+    bool valid = csum_valid(pkt, tot);
+    ssize_t n = send(h.wire, pkt, tot, 0);
+    CHECK(n == (ssize_t)tot);
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    CHECK(cq_take(true, &e));
+    struct nic_cqe extra;
+    CHECK(!cq_take(true, &extra));
+    CHECK(!cq_take(false, &extra));
+    CHECK_EQ(e.kind, NIC_CQE_RX_PACKET);
+    CHECK_EQ(e.len, tot);
+    CHECK(e.cookie < RX_RING);
+    const uint8_t *got = g_rxbuf[e.cookie];
+
+    /* raw checks */
+    CHECK_EQ(!!(e.flags & NIC_RXF_CSUM_OK), valid);
+    CHECK((e.flags & ~(NIC_RXF_CSUM_OK | NIC_RXF_DECRYPTED | NIC_RXF_RESYNC_REQ)) == 0);
+    if (valid) {
+        CHECK_EQ(e.flow_id, FLOW_ID);
+        CHECK(csum_valid(got, tot));
+    } else {
+        CHECK((e.flags & (NIC_RXF_DECRYPTED | NIC_RXF_RESYNC_REQ)) == 0);
+    }
+    if (e.flags & NIC_RXF_DECRYPTED) {
+        CHECK(memcmp(got, pkt, TCP_CSUM) == 0);
+        CHECK(memcmp(got + TCP_CSUM + 2, pkt + TCP_CSUM + 2, HDRS - TCP_CSUM - 2) == 0);
+        for (size_t i = 0; i < len; i++) {
+            /* 0 on header, nonce and tag bytes */
+            uint8_t ks = g_mask ? g_mask[off + i] : S.ct[off + i] ^ S.pv[off + i];
+            if (got[HDRS + i] != (pkt[HDRS + i] ^ ks))
+                ck_abort_msg("DECRYPTED packet at offset %zu: byte %zu is %#x, want %#x [%s]", off,
+                             i, got[HDRS + i], pkt[HDRS + i] ^ ks, g_ctx);
+        }
+    } else {
+        CHECK(memcmp(got, pkt, tot) == 0);
+    }
+    if (e.flags & NIC_RXF_RESYNC_REQ)
+        CHECK(e.resync_seq - seq_at(off) < len);
+
+    struct dpkt *d = &L[NL++];
+    d->off = off;
+    d->len = len;
+    d->flags = e.flags;
+    d->resync_seq = e.resync_seq;
+    d->data = malloc(len);
+    CHECK(d->data);
+    memcpy(d->data, got + HDRS, len);
+    g_last = e;
+    rx_post((uint32_t)e.cookie); /* the buffer is the driver's again */
+    return e.flags;
+}
+
+static uint16_t send_seg_mod(size_t i, const struct mod *m)
+{
+    CHECK(i < NG);
+    uint16_t fl = inject(G[i].off, G[i].len, m);
+    if (!g_seg_sent[i] && (fl & NIC_RXF_CSUM_OK)) {
+        g_seg_sent[i] = true;
+        g_seg_flags[i] = fl;
+    }
+    return fl;
+}
+
+static uint16_t send_seg(size_t i)
+{
+    return send_seg_mod(i, NULL);
+}
+
+static void send_range(size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        send_seg(i);
+}
+
+/* Segments [from, to) were delivered (first time) with DECRYPTED == want. */
+static void expect_dec_line(size_t from, size_t to, bool want, int line)
+{
+    for (size_t i = from; i < to; i++) {
+        if (!g_seg_sent[i])
+            ck_abort_msg("line %d: segment %zu never delivered [%s]", line, i, g_ctx);
+        if (!!(g_seg_flags[i] & NIC_RXF_DECRYPTED) != want)
+            ck_abort_msg("line %d: segment %zu [%zu, %zu) flags %#x, want DECRYPTED=%d [%s]", line,
+                         i, G[i].off, seg_end(i), g_seg_flags[i], want, g_ctx);
+    }
+}
+#define expect_dec(from, to, want) expect_dec_line(from, to, want, __LINE__)
+
+/* Send segments from `from` on until a completion carries a resync request;
+   the packets before it must be plain (neither decrypted nor a request). */
+static size_t send_until_request(size_t from)
+{
+    for (size_t i = from; i < NG; i++) {
+        uint16_t fl = send_seg(i);
+        if (fl & NIC_RXF_RESYNC_REQ) {
+            CHECK(!(fl & NIC_RXF_DECRYPTED));
+            return i;
+        }
+        if (fl != NIC_RXF_CSUM_OK)
+            ck_abort_msg("segment %zu: flags %#x while lost [%s]", i, fl, g_ctx);
+    }
+    ck_abort_msg("no resync request [%s]", g_ctx);
+    return 0;
+}
+
+/* ---- counters ---- */
+
+/* Expected rx_tls_* counters; a field left out must be 0, ANY: not checked. */
+#define ANY UINT64_MAX
+struct want {
+    uint64_t req_pkt, req_start, req_end, req_skip, res_ok, res_skip, err, lost, jump, bad_record,
+        buffered, drained, dup, ahead, csum_bad;
+};
+
+static void check_counters(const struct want *w, int line)
+{
+    struct nic_counters c = counters();
+    uint64_t dec = 0;
+    for (size_t i = 0; i < NL; i++)
+        dec += !!(L[i].flags & NIC_RXF_DECRYPTED);
+#define CNT(field, want_v)                                                                         \
+    do {                                                                                           \
+        if ((uint64_t)(want_v) != ANY && c.field != (want_v))                                      \
+            ck_abort_msg("line %d: " #field " = %" PRIu64 ", want %" PRIu64 " [%s]", line,         \
+                         (uint64_t)c.field, (uint64_t)(want_v), g_ctx);                            \
+    } while (0)
+    CNT(rx_tls_decrypted_packets, dec);
+    CNT(rx_tls_resync_req_pkt, w->req_pkt);
+    CNT(rx_tls_resync_req_start, w->req_start);
+    CNT(rx_tls_resync_req_end, w->req_end);
+    CNT(rx_tls_resync_req_skip, w->req_skip);
+    CNT(rx_tls_resync_res_ok, w->res_ok);
+    CNT(rx_tls_resync_res_skip, w->res_skip);
+    CNT(rx_tls_err, w->err);
+    CNT(rx_tls_lost, w->lost);
+    CNT(rx_tls_jump, w->jump);
+    CNT(rx_tls_bad_record, w->bad_record);
+    CNT(rx_tls_reorder_buffered, w->buffered);
+    CNT(rx_tls_reorder_drained, w->drained);
+    CNT(rx_tls_reorder_dup, w->dup);
+    CNT(rx_tls_ahead_decrypted, w->ahead);
+    CNT(rx_csum_bad, w->csum_bad);
+    CNT(rx_tls_ctx, 1);
+    CNT(rx_packets, NL);
+    CNT(rx_no_buffer, 0);
+    CNT(rx_cq_overflow, 0);
+#undef CNT
+}
+#define EXPECT(...) check_counters(&(struct want){__VA_ARGS__}, __LINE__)
+
+/* ---- the host: reassemble by seq, feed tls_rx in stream order ---- */
+
+enum model { FIRST_COPY_WINS, LAST_COPY_WINS };
+
+struct host_res {
+    int err;
+    size_t fed;     /* stream bytes fed (contiguous prefix) */
+    size_t records; /* delivered */
+    bool wrong;     /* a delivered record differed from the original */
+    char cls[MAX_RECS + 1];
+};
+
+struct host_cb {
+    struct tls_rx *rx;
+    struct tls_rx_stats prev;
+    struct host_res *res;
+};
+
+static int host_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
+{
+    struct host_cb *cb = arg;
+    size_t r = cb->res->records;
+    if (r >= S.nrec || type != S.type[r] || len != S.pt_len[r] ||
+        (len && memcmp(pt, S.pt + S.pt_off[r], len) != 0))
+        cb->res->wrong = true;
+    struct tls_rx_stats st;
+    tls_rx_get_stats(cb->rx, &st);
+    char c = '?';
+    if (st.records_full_offload != cb->prev.records_full_offload)
+        c = 'F';
+    else if (st.records_partial_offload != cb->prev.records_partial_offload)
+        c = 'P';
+    else if (st.records_no_offload != cb->prev.records_no_offload)
+        c = 'N';
+    cb->prev = st;
+    if (r < MAX_RECS)
+        cb->res->cls[r] = c;
+    cb->res->records++;
+    return 0;
+}
+
+static struct host_res host_replay(enum model m)
+{
+    struct host_res res;
+    memset(&res, 0, sizeof(res));
+    int32_t *owner = malloc(S.len * sizeof(*owner));
+    CHECK(owner);
+    for (size_t b = 0; b < S.len; b++)
+        owner[b] = -1;
+    for (size_t i = 0; i < NL; i++) {
+        if (!(L[i].flags & NIC_RXF_CSUM_OK))
+            continue; /* the host stack drops it too */
+        for (size_t b = L[i].off; b < L[i].off + L[i].len; b++)
+            if (m == LAST_COPY_WINS || owner[b] < 0)
+                owner[b] = (int32_t)i;
+    }
+    struct host_cb cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.rx = tls_rx_new(S.a, 1);
+    cb.res = &res;
+    CHECK(cb.rx);
+    size_t pos = 0;
+    while (pos < S.len && owner[pos] >= 0) {
+        int32_t i = owner[pos];
+        size_t end = pos;
+        while (end < S.len && owner[end] == i)
+            end++;
+        const struct dpkt *d = &L[i];
+        int rc = tls_rx_feed(cb.rx, d->data + (pos - d->off), end - pos,
+                             (d->flags & NIC_RXF_DECRYPTED) != 0, host_record, &cb);
+        pos = end;
+        if (rc != TLS_RX_OK) {
+            res.err = rc;
+            break;
+        }
+    }
+    res.fed = pos;
+    tls_rx_free(cb.rx);
+    free(owner);
+    return res;
+}
+
+/* Replay under both models. want_cls: the classes of the records delivered
+   under FIRST_COPY_WINS. complete: the whole stream is there (else only a
+   prefix up to a hole). */
+static void assert_host_line(const char *want_cls, int want_err, bool complete, int line)
+{
+    for (int m = FIRST_COPY_WINS; m <= LAST_COPY_WINS; m++) {
+        const char *mn = m == FIRST_COPY_WINS ? "first-copy-wins" : "last-copy-wins";
+        struct host_res r = host_replay((enum model)m);
+        if (r.wrong)
+            ck_abort_msg("line %d (%s): the host delivered a WRONG plaintext (classes %s) [%s]",
+                         line, mn, r.cls, g_ctx);
+        if (r.err != want_err)
+            ck_abort_msg("line %d (%s): tls_rx returned %d (%s), want %d (classes %s) [%s]", line,
+                         mn, r.err, tls_rx_strerror(r.err), want_err, r.cls, g_ctx);
+        if (want_err == TLS_RX_OK && complete) {
+            CHECK_EQ(r.fed, S.len);
+            CHECK_EQ(r.records, S.nrec);
+        }
+        if (!complete)
+            CHECK(r.fed < S.len);
+        if (m == FIRST_COPY_WINS && strcmp(r.cls, want_cls) != 0)
+            ck_abort_msg("line %d: record classes %s, want %s [%s]", line, r.cls, want_cls, g_ctx);
+    }
+}
+#define assert_host(cls, err)   assert_host_line(cls, err, true, __LINE__)
+#define assert_host_prefix(cls) assert_host_line(cls, TLS_RX_OK, false, __LINE__)
+
+/* Whatever copies the host keeps: it delivers the original records or stops
+   at a bad MAC, never a wrong plaintext. */
+static void assert_host_safe_line(int line)
+{
+    for (int m = FIRST_COPY_WINS; m <= LAST_COPY_WINS; m++) {
+        struct host_res r = host_replay((enum model)m);
+        if (r.wrong || (r.err != TLS_RX_OK && r.err != TLS_RX_ERR_BAD_MAC))
+            ck_abort_msg("line %d (%s): wrong=%d err=%d (classes %s) [%s]", line,
+                         m == FIRST_COPY_WINS ? "first-copy-wins" : "last-copy-wins", r.wrong,
+                         r.err, r.cls, g_ctx);
+        if (r.err == TLS_RX_OK) {
+            CHECK_EQ(r.fed, S.len);
+            CHECK_EQ(r.records, S.nrec);
+        }
+    }
+}
+#define assert_host_safe() assert_host_safe_line(__LINE__)
+
+static const char *all_full(size_t n)
+{
+    static char s[MAX_RECS + 1];
+    CHECK(n <= MAX_RECS);
+    memset(s, 'F', n);
+    s[n] = 0;
+    return s;
+}
+
+/* ---- one scenario: device + stream + context ---- */
+
+static void open_variant(uint32_t reorder, const size_t *sizes, size_t n, uint32_t seq0, size_t mss,
+                         uint8_t ctx_flags)
+{
+    dev_open(reorder);
+    stream_build(sizes, n, seq0);
+    cut(mss, NULL, 0);
+    install_rx_ctx(ctx_flags, seq0);
+}
+
+static void close_variant(void)
+{
+    if (h.open) {
+        nic_dev_destroy(h.dev);
+        close(h.wire);
+    }
+    memset(&h, 0, sizeof(h));
+    h.wire = -1;
+    for (size_t i = 0; i < NL; i++)
+        free(L[i].data);
+    NL = 0;
+    NG = 0;
+    free(g_mask);
+    g_mask = NULL;
+    memset(g_seg_sent, 0, sizeof(g_seg_sent));
+    memset(g_seg_flags, 0, sizeof(g_seg_flags));
+    if (S.a)
+        stream_free();
+}
+
+static void setup(void)
+{
+    g_ctx[0] = 0;
+}
+
+static void teardown(void)
+{
+    close_variant();
+}
+
+static size_t g_big[32];
+
+static const size_t *big_sizes(size_t n)
+{
+    CHECK(n <= 32);
+    for (size_t i = 0; i < n; i++)
+        g_big[i] = TLS_MAX_PLAINTEXT;
+    return g_big;
+}
+
+/* ======================================================================
+ * 1. In sequence
+ * ====================================================================== */
+
+START_TEST(t01_in_sequence_every_packet_decrypted)
+{
+    /* The second seq0 makes the TCP sequence space wrap inside record 1. */
+    static const uint32_t seq0s[] = {SEQ0, 0xfffff000u};
+    for (size_t v = 0; v < 2; v++) {
+        CTX("STD in sequence, seq0 %#x", seq0s[v]);
+        open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, seq0s[v], MSS, 0);
+        send_range(0, NG);
+        expect_dec(0, NG, true);
+        EXPECT(.err = 0);
+        CHECK_EQ(counters().rx_tls_decrypted_packets, NG);
+        assert_host(all_full(STD_N), TLS_RX_OK);
+        close_variant();
+    }
+    /* Small records: many records per segment, and tiny segments. */
+    size_t small[64];
+    for (size_t i = 0; i < 64; i++)
+        small[i] = (i * 7) % 41;
+    static const size_t mss_list[] = {MSS, 1, 5, 7, 13, 29, 100};
+    for (size_t v = 0; v < sizeof(mss_list) / sizeof(mss_list[0]); v++) {
+        CTX("small records, mss %zu", mss_list[v]);
+        open_variant(DEFAULT_REORDER, small, 64, SEQ0 + (uint32_t)v * 977u, mss_list[v], 0);
+        send_range(0, NG);
+        expect_dec(0, NG, true);
+        EXPECT(.err = 0);
+        assert_host(all_full(64), TLS_RX_OK);
+        close_variant();
+    }
+}
+END_TEST
+
+START_TEST(t01_record_split_at_every_byte)
+{
+    /* One record per cut position c: segments [start, start + c) and
+       [start + c, end), for records of 0, 1, 17 and 100 plaintext bytes:
+       every header, nonce, payload and tag byte position is a boundary once. */
+    static const size_t pts[] = {0, 1, 17, 100};
+    static size_t sizes[MAX_RECS], forced[2 * MAX_RECS];
+    size_t n = 0;
+    for (size_t p = 0; p < sizeof(pts) / sizeof(pts[0]); p++)
+        for (size_t c = 1; c < pts[p] + TLS_RECORD_OVERHEAD; c++)
+            sizes[n++] = pts[p];
+    CTX("split at every byte, %zu records", n);
+    open_variant(DEFAULT_REORDER, sizes, n, SEQ0, MSS, 0);
+    size_t nf = 0, r = 0;
+    for (size_t p = 0; p < sizeof(pts) / sizeof(pts[0]); p++)
+        for (size_t c = 1; c < pts[p] + TLS_RECORD_OVERHEAD; c++, r++) {
+            forced[nf++] = S.start[r];
+            forced[nf++] = S.start[r] + c;
+        }
+    cut(MSS, forced, nf);
+    CHECK_EQ(NG, 2 * n);
+    send_range(0, NG);
+    expect_dec(0, NG, true);
+    EXPECT(.err = 0);
+    assert_host(all_full(n), TLS_RX_OK);
+}
+END_TEST
+
+/* ======================================================================
+ * 2. Loss of a segment that holds no record header
+ * ====================================================================== */
+
+/* STD, segment k inside r5 lost. early: retransmitted after k+3 (before
+   r5's last packet); else only after the whole stream. */
+static void loss_nonheader(uint32_t reorder, bool early)
+{
+    CTX("non-header loss, reorder %u, %s", reorder, early ? "retransmitted after k+3" : "late");
+    open_variant(reorder, STD_SIZES, STD_N, SEQ0, MSS, 0);
+    size_t k = seg_at(S.start[5] + 5000), last = seg_at(S.start[6] - 1);
+    CHECK(G[k].off >= S.start[5] + TLS_PAYLOAD_OFFSET);
+    CHECK(seg_end(last - 1) < S.start[6] - TLS_TAG_LEN);        /* k+1..last-1: payload only */
+    CHECK(seg_end(last) > S.start[6] + TLS_PAYLOAD_OFFSET + 1); /* last: r5 end + r6 payload */
+    CHECK(last - k >= 5);
+    size_t ahead = last - 1 - k;
+    send_range(0, k);
+    if (early) {
+        send_range(k + 1, k + 4);
+        uint16_t fl = send_seg(k);
+        send_range(k + 4, NG);
+        if (reorder) {
+            /* The hole filled before r5's end: the held ciphertext went
+               through GCM, r5 authenticated, nothing lost. */
+            CHECK(fl & NIC_RXF_DECRYPTED);
+            expect_dec(0, NG, true);
+            EXPECT(.buffered = 3, .ahead = 3, .drained = 3);
+            assert_host(all_full(STD_N), TLS_RX_OK);
+        } else {
+            /* Paper NIC: k+1 is out of sequence; the next header's place is
+               known, so it jumps there; the rest of r5 and the retransmitted
+               k go up untouched; the packet with r5's end and r6's start is
+               only partly new and goes up untouched too. */
+            CHECK(!(fl & NIC_RXF_DECRYPTED));
+            expect_dec(0, k, true);
+            expect_dec(k + 1, last + 1, false);
+            expect_dec(last + 1, NG, true);
+            EXPECT(.jump = 1);
+            assert_host("FFFFFPPFFFFF", TLS_RX_OK);
+        }
+        return;
+    }
+    send_range(k + 1, NG);
+    expect_dec(0, k, true);
+    if (reorder) {
+        /* Held and keystream-decrypted while inside r5; r5's last packet
+           reaches past r5's end: jump to r6 (r5 can't authenticate). */
+        expect_dec(k + 1, last, true);
+        expect_dec(last, last + 1, false);
+        EXPECT(.buffered = ahead, .ahead = ahead, .jump = 1);
+    } else {
+        expect_dec(k + 1, last + 1, false);
+        EXPECT(.jump = 1);
+    }
+    expect_dec(last + 1, NG, true);
+    /* Never retransmitted: the host has r0..r4 and waits at the hole. */
+    assert_host_prefix("FFFFF");
+    /* Retransmitted at last: old for the NIC, passed up untouched. */
+    CHECK_EQ(send_seg(k), NIC_RXF_CSUM_OK);
+    if (reorder)
+        EXPECT(.buffered = ahead, .ahead = ahead, .jump = 1);
+    else
+        EXPECT(.jump = 1);
+    assert_host("FFFFFPPFFFFF", TLS_RX_OK);
+}
+
+START_TEST(t02_loss_nonheader_reorder0)
+{
+    loss_nonheader(0, false);
+    close_variant();
+    loss_nonheader(0, true);
+}
+END_TEST
+
+START_TEST(t02_loss_nonheader_reorder_default)
+{
+    loss_nonheader(DEFAULT_REORDER, false);
+    close_variant();
+    loss_nonheader(DEFAULT_REORDER, true);
+}
+END_TEST
+
+/* ======================================================================
+ * 3. Loss of the segment holding a record header
+ * ====================================================================== */
+
+START_TEST(t03_header_loss_search_request_confirm)
+{
+    CTX("STD, reorder 0, r6 header lost, confirm");
+    open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+    size_t H = seg_at(S.start[6]);
+    CHECK(G[H].off < S.start[6] && seg_end(H) > S.start[6] + TLS_PAYLOAD_OFFSET);
+    send_range(0, H);
+    /* H+1 is past r6's header: jump to r6's start, then lost -> searching. */
+    CHECK_EQ(send_seg(H + 1), NIC_RXF_CSUM_OK);
+    EXPECT(.jump = 1, .lost = 1, .req_start = 1);
+    size_t R = send_until_request(H + 2);
+    CHECK_EQ(R, seg_at(S.start[7]));
+    CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
+    CHECK_EQ(g_last.flow_id, FLOW_ID);
+    CHECK(seg_end(R) < S.start[8]); /* r8's header is in the next segment */
+    EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1);
+    /* The host confirms: r7 is record number 8. */
+    resync_resp(seq_at(S.start[7]), true, 8);
+    EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1, .req_end = 1);
+    /* Resumed at the next boundary (r8): R+1 holds r8's start but begins
+       before it -> untouched; everything after is decrypted. */
+    CHECK(G[R + 1].off < S.start[8] && seg_end(R + 1) > S.start[8]);
+    send_range(R + 1, NG);
+    expect_dec(R + 1, R + 2, false);
+    expect_dec(R + 2, NG, true);
+    CHECK_EQ(send_seg(H), NIC_RXF_CSUM_OK); /* the retransmission */
+    EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1, .req_end = 1);
+    assert_host("FFFFFPNNPFFF", TLS_RX_OK);
+}
+END_TEST
+
+START_TEST(t03_header_loss_deny_then_confirm)
+{
+    CTX("STD, reorder 0, r6 header lost, deny then confirm");
+    open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+    size_t H = seg_at(S.start[6]);
+    send_range(0, H);
+    size_t R = send_until_request(H + 1);
+    CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
+    /* Deny: back to searching. */
+    resync_resp(seq_at(S.start[7]), false, 0);
+    EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_skip = 1);
+    /* A confirmation for the same seq now is stale. */
+    resync_resp(seq_at(S.start[7]), true, 8);
+    EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_skip = 2);
+    /* It finds r8's header in the next segment and asks again. */
+    size_t R2 = send_until_request(R + 1);
+    CHECK_EQ(R2, R + 1);
+    CHECK_EQ(g_last.resync_seq, seq_at(S.start[8]));
+    resync_resp(seq_at(S.start[8]), true, 9);
+    EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 2, .res_skip = 2, .res_ok = 1,
+           .req_end = 1);
+    /* Resumes at r9 (segment holding r9's start begins before it). */
+    size_t N = seg_at(S.start[9]);
+    CHECK(G[N].off < S.start[9]);
+    send_range(R2 + 1, NG);
+    expect_dec(R2 + 1, N + 1, false);
+    expect_dec(N + 1, NG, true);
+    send_seg(H);
+    assert_host("FFFFFPNNNPFF", TLS_RX_OK);
+}
+END_TEST
+
+START_TEST(t03_header_loss_reorder_buffer_waits_for_retransmission)
+{
+    CTX("STD, reorder default, r6 header lost, retransmitted after 3");
+    open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
+    size_t H = seg_at(S.start[6]);
+    send_range(0, H);
+    /* r6's header unknown: held, not decrypted, no search. */
+    send_range(H + 1, H + 4);
+    EXPECT(.jump = 1, .buffered = 3);
+    uint16_t fl = send_seg(H); /* partly old: r6's part walked, held data drained */
+    CHECK_EQ(fl, NIC_RXF_CSUM_OK);
+    EXPECT(.jump = 1, .buffered = 3, .drained = 3);
+    send_range(H + 4, NG);
+    expect_dec(0, H, true);
+    expect_dec(H, H + 4, false);
+    expect_dec(H + 4, NG, true);
+    EXPECT(.jump = 1, .buffered = 3, .drained = 3);
+    assert_host("FFFFFPPFFFFF", TLS_RX_OK);
+}
+END_TEST
+
+START_TEST(t03_header_loss_reorder_buffer_short_hold_then_search)
+{
+    /* With the buffer but r1's header never retransmitted: a hole that hides
+       a header is held only as long as reordering takes (HEADERLESS_HOLD),
+       then the NIC searches, asks, and resumes after the confirmation. */
+    CTX("BIG8, reorder default, r1 header never retransmitted");
+    open_variant(DEFAULT_REORDER, big_sizes(8), 8, SEQ0, MSS, 0);
+    size_t H = seg_at(S.start[1]);
+    size_t held = HEADERLESS_HOLD / MSS;
+    size_t first_lost = H + 1 + held;
+    CHECK(held >= 3 && seg_end(first_lost) < S.start[2]);
+    send_range(0, H);
+    send_range(H + 1, first_lost);
+    expect_dec(H + 1, first_lost, false);
+    EXPECT(.jump = 1, .buffered = held);
+    CHECK_EQ(send_seg(first_lost), NIC_RXF_CSUM_OK);
+    EXPECT(.jump = 1, .buffered = held, .lost = 1, .req_start = 1);
+    size_t R = send_until_request(first_lost + 1);
+    CHECK_EQ(R, seg_at(S.start[2]));
+    CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
+    EXPECT(.jump = 1, .buffered = held, .lost = 1, .req_start = 1, .req_pkt = 1);
+    resync_resp(seq_at(S.start[2]), true, 3);
+    size_t N = seg_at(S.start[3]);
+    CHECK(G[N].off < S.start[3]);
+    send_range(R + 1, NG);
+    expect_dec(R + 1, N + 1, false);
+    expect_dec(N + 1, NG, true);
+    send_seg(H);
+    EXPECT(.jump = 1, .buffered = held, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1,
+           .req_end = 1);
+    assert_host("PNNPFFFF", TLS_RX_OK);
+}
+END_TEST
+
+/* ======================================================================
+ * 4. Reordering
+ * ====================================================================== */
+
+/* Deliver segment k after k + d (everything else in order). */
+static void send_reordered(size_t k, size_t d)
+{
+    send_range(0, k);
+    send_range(k + 1, k + 1 + d);
+    send_seg(k);
+    send_range(k + 1 + d, NG);
+}
+
+START_TEST(t04_reorder_with_buffer)
+{
+    for (size_t d = 1; d <= 3; d += 2) {
+        CTX("STD, reorder buffer, by %zu inside r5", d);
+        open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t k = seg_at(S.start[5] + 5000);
+        CHECK(seg_end(k + d) < S.start[6] - TLS_TAG_LEN);
+        send_reordered(k, d);
+        expect_dec(0, NG, true);
+        EXPECT(.buffered = d, .ahead = d, .drained = d);
+        assert_host(all_full(STD_N), TLS_RX_OK);
+        close_variant();
+    }
+    {
+        /* The late packet arrives after r5's last packet: that one can't be
+           authenticated in time -> jump; r5 and r6 partial. */
+        CTX("STD, reorder buffer, late after the record's last packet");
+        open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t last = seg_at(S.start[6] - 1), k = last - 1;
+        send_reordered(k, 1);
+        expect_dec(0, k, true);
+        expect_dec(k, last + 1, false);
+        expect_dec(last + 1, NG, true);
+        EXPECT(.jump = 1);
+        assert_host("FFFFFPPFFFFF", TLS_RX_OK);
+        close_variant();
+    }
+    {
+        /* Segment 12 (ends of r1, r2, r3; r4's start) after 13: 13 is past
+           r1's end -> jump to r2, held (header unknown); 12 then is partly
+           old: walked, drains 13; both untouched. */
+        CTX("STD, reorder buffer, across small records");
+        open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t k = seg_at(S.start[2]);
+        CHECK_EQ(k, seg_at(S.start[4]));
+        CHECK(G[k].off < S.start[2] && seg_end(k + 1) < S.start[5]);
+        send_reordered(k, 1);
+        expect_dec(0, k, true);
+        expect_dec(k, k + 2, false);
+        expect_dec(k + 2, NG, true);
+        EXPECT(.jump = 1, .buffered = 1, .drained = 1);
+        assert_host("FPNNPFFFFFFF", TLS_RX_OK);
+    }
+}
+END_TEST
+
+START_TEST(t04_reorder_paper_nic)
+{
+    for (size_t d = 1; d <= 3; d += 2) {
+        /* No buffer: k+1 is out of sequence before r6's header -> jump to
+           r6's start; k and the rest of r5 go up untouched. */
+        CTX("STD, reorder 0, by %zu inside r5", d);
+        open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t k = seg_at(S.start[5] + 5000), last = seg_at(S.start[6] - 1);
+        send_reordered(k, d);
+        expect_dec(0, k, true);
+        expect_dec(k, last + 1, false);
+        expect_dec(last + 1, NG, true);
+        EXPECT(.jump = 1);
+        assert_host("FFFFFPPFFFFF", TLS_RX_OK);
+        close_variant();
+    }
+}
+END_TEST
+
+/* ======================================================================
+ * 5. Duplicates and overlapping retransmissions (700-byte segments, so a
+ *    retransmission may cover two of them)
+ * ====================================================================== */
+
+START_TEST(t05_duplicates_never_corrupt)
+{
+    for (int v = 0; v < 7; v++) {
+        CTX("STD/700, duplicate variant %d", v);
+        open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, 700, 0);
+        size_t k = seg_at(S.start[5] + 5000);
+        CHECK(G[k].off > S.start[5] + TLS_PAYLOAD_OFFSET && seg_end(k + 3) < S.start[6] - 16);
+        const char *cls = all_full(STD_N);
+        send_range(0, k);
+        switch (v) {
+        case 0: /* exact duplicate of an in-order segment: old, untouched */
+            send_seg(k);
+            CHECK_EQ(inject(G[k].off, G[k].len, NULL), NIC_RXF_CSUM_OK);
+            send_range(k + 1, NG);
+            expect_dec(0, NG, true);
+            EXPECT(.err = 0);
+            break;
+        case 1: /* duplicate of a held ahead segment */
+            send_seg(k + 1);
+            CHECK_EQ(inject(G[k + 1].off, G[k + 1].len, NULL), NIC_RXF_CSUM_OK);
+            send_seg(k);
+            send_range(k + 2, NG);
+            expect_dec(0, NG, true);
+            EXPECT(.buffered = 1, .ahead = 1, .drained = 1, .dup = 1);
+            break;
+        case 2: /* both delivered, then one retransmission covering both */
+            send_range(k, k + 2);
+            CHECK_EQ(inject(G[k].off, 2 * 700, NULL), NIC_RXF_CSUM_OK);
+            send_range(k + 2, NG);
+            expect_dec(0, NG, true);
+            EXPECT(.err = 0);
+            break;
+        case 3: /* k lost, k+1 held, retransmission covering k and k+1 */
+        case 4: /* k lost, k+1 held, retransmission covering k and half of k+1 */
+            send_seg(k + 1);
+            /* Decrypted (consistently: raw checks) or passed up as is. */
+            if (!(inject(G[k].off, v == 3 ? 2 * 700 : 700 + 350, NULL) & NIC_RXF_DECRYPTED))
+                cls = "FFFFFPFFFFFF";
+            send_range(k + 2, NG);
+            expect_dec(0, k, true);
+            expect_dec(k + 1, NG, true);
+            EXPECT(.buffered = 1, .ahead = 1, .drained = 1);
+            break;
+        case 5: /* k lost, k+1 held, an ahead retransmission overlapping k+1
+                   and covering k+2: a dup for the NIC, untouched; k+2's bytes
+                   then reach the host first untouched -> r5 partial */
+            send_seg(k + 1);
+            CHECK_EQ(inject(G[k + 1].off + 350, 350 + 700, NULL), NIC_RXF_CSUM_OK);
+            send_seg(k);
+            send_range(k + 2, NG);
+            expect_dec(0, NG, true);
+            EXPECT(.buffered = 1, .ahead = 1, .drained = 1, .dup = 1);
+            cls = "FFFFFPFFFFFF";
+            break;
+        case 6: { /* k lost, k+1 held; the retransmission of k and half of
+                     k+1 is tampered inside the overlap (valid checksum).
+                     Which copy the host keeps decides whether r5 is intact
+                     or fails its MAC; never a wrong plaintext. */
+            send_seg(k + 1);
+            struct mod m = {.flip_at = 700 + 100, .flip = 0x10};
+            inject(G[k].off, 700 + 350, &m);
+            send_range(k + 2, NG);
+            EXPECT(.buffered = 1, .ahead = 1, .drained = 1, .err = ANY);
+            assert_host_safe();
+            close_variant();
+            continue;
+        }
+        }
+        assert_host(cls, TLS_RX_OK);
+        close_variant();
+    }
+}
+END_TEST
+
+/* ======================================================================
+ * 6. A false magic pattern in the ciphertext
+ * ====================================================================== */
+
+START_TEST(t06_false_magic_corrupts_nothing)
+{
+    static const uint8_t magic[5] = {0x17, 0x03, 0x03, 0x00, 0x40}; /* 64-byte "record" */
+    static const uint8_t nomagic = 0x42;
+    for (int v = 0; v < 2; v++) {
+        CTX("STD, reorder 0, false magic, %s", v ? "tracking fails, stale deny" : "deny at once");
+        open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t H = seg_at(S.start[6]), F1 = H + 5, F2 = H + 3;
+        /* F1: the pattern 20 bytes before the segment's end (its successor
+           header would be in the next segment, where it does not match).
+           F2: a pattern whose successor is inside the same segment and does
+           not match: not even a candidate. */
+        size_t fake1 = seg_end(F1) - 20, fake2 = G[F2].off + 300;
+        CHECK(rec_of(fake1) == 6 && rec_of(fake2) == 6 && seg_end(F1) < S.start[7]);
+        stream_force_ct(fake1, magic, 5);
+        stream_force_ct(fake1 + 5 + 64, &nomagic, 1);
+        stream_force_ct(fake2, magic, 5);
+        stream_force_ct(fake2 + 5 + 64, &nomagic, 1);
+        send_range(0, H);
+        CHECK_EQ(send_until_request(H + 1), F1);
+        CHECK_EQ(g_last.resync_seq, seq_at(fake1));
+        EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1);
+        size_t R;
+        if (v == 0) {
+            resync_resp(seq_at(fake1), false, 0); /* tls/ passed that seq inside r6 */
+            EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_skip = 1);
+            R = send_until_request(F1 + 1);
+        } else {
+            /* The chain breaks at the predicted header: back to searching. */
+            CHECK_EQ(send_seg(F1 + 1), NIC_RXF_CSUM_OK);
+            EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .req_skip = 1);
+            R = send_until_request(F1 + 2);
+        }
+        CHECK_EQ(R, seg_at(S.start[7]));
+        CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
+        if (v == 1) /* the deny for the fake arrives now: stale, harmless */
+            resync_resp(seq_at(fake1), false, 0);
+        resync_resp(seq_at(S.start[7]), true, 8);
+        EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 2, .req_skip = (uint64_t)v,
+               .res_skip = 1, .res_ok = 1, .req_end = 1);
+        send_range(R + 1, NG);
+        expect_dec(R + 1, R + 2, false);
+        expect_dec(R + 2, NG, true);
+        send_seg(H);
+        assert_host("FFFFFPNNPFFF", TLS_RX_OK);
+        close_variant();
+    }
+}
+END_TEST
+
+/* ======================================================================
+ * 7. A header split across a lost segment
+ * ====================================================================== */
+
+START_TEST(t07_header_split_across_lost_segment)
+{
+    {
+        /* BIG8: the segment holding r1's end and r2's first 3 header bytes
+           is lost; the next one starts with r2's length bytes. */
+        CTX("BIG8, reorder 0, r2 header split, lost");
+        open_variant(0, big_sizes(8), 8, SEQ0, MSS, 0);
+        size_t fc = S.start[2] + 3;
+        cut(MSS, &fc, 1);
+        size_t X = seg_at(S.start[2]);
+        CHECK_EQ(seg_end(X), fc);
+        send_range(0, X);
+        CHECK_EQ(send_seg(X + 1), NIC_RXF_CSUM_OK);
+        EXPECT(.jump = 1, .lost = 1, .req_start = 1);
+        size_t R = send_until_request(X + 2);
+        CHECK_EQ(R, seg_at(S.start[3]));
+        CHECK_EQ(g_last.resync_seq, seq_at(S.start[3]));
+        resync_resp(seq_at(S.start[3]), true, 4);
+        size_t N = seg_at(S.start[4]);
+        CHECK(G[N].off < S.start[4]);
+        send_range(R + 1, NG);
+        expect_dec(R + 1, N + 1, false);
+        expect_dec(N + 1, NG, true);
+        send_seg(X);
+        EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1, .req_end = 1);
+        assert_host("FPNNPFFF", TLS_RX_OK);
+        close_variant();
+    }
+    {
+        /* Same with the reorder buffer: the 2 header bytes and what follows
+           are held; the retransmission completes the header and drains. */
+        CTX("BIG8, reorder buffer, r2 header split, retransmitted after 2");
+        open_variant(DEFAULT_REORDER, big_sizes(8), 8, SEQ0, MSS, 0);
+        size_t fc = S.start[2] + 3;
+        cut(MSS, &fc, 1);
+        size_t X = seg_at(S.start[2]);
+        send_reordered(X, 2);
+        expect_dec(0, X, true);
+        expect_dec(X, X + 3, false);
+        expect_dec(X + 3, NG, true);
+        EXPECT(.jump = 1, .buffered = 2, .drained = 2);
+        assert_host("FPPFFFFF", TLS_RX_OK);
+        close_variant();
+    }
+    {
+        /* While tracking: the predicted header r3 has its first 3 bytes in a
+           lost (10-byte) segment -> the chain can't be followed: skip, back
+           to searching; the host's late confirmation is stale; the NIC asks
+           again at r4 and resumes at r5. */
+        CTX("BIG8, reorder 0, predicted header split across a lost segment");
+        open_variant(0, big_sizes(8), 8, SEQ0, MSS, 0);
+        size_t fc = S.start[3] + 3;
+        cut(MSS, &fc, 1);
+        size_t H = seg_at(S.start[1]), X = seg_at(S.start[3]);
+        CHECK_EQ(seg_end(X), fc);
+        send_range(0, H);
+        size_t R = send_until_request(H + 1);
+        CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
+        send_range(R + 1, X); /* tracking, nothing predicted in them */
+        CHECK_EQ(send_seg(X + 1), NIC_RXF_CSUM_OK);
+        EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .req_skip = 1);
+        resync_resp(seq_at(S.start[2]), true, 3);
+        EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .req_skip = 1, .res_skip = 1);
+        size_t R2 = send_until_request(X + 2);
+        CHECK_EQ(g_last.resync_seq, seq_at(S.start[4]));
+        resync_resp(seq_at(S.start[4]), true, 5);
+        size_t N = seg_at(S.start[5]);
+        send_range(R2 + 1, NG);
+        expect_dec(R2 + 1, N + 1, false);
+        expect_dec(N + 1, NG, true);
+        send_seg(H);
+        send_seg(X);
+        EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 2, .req_skip = 1, .res_skip = 1,
+               .res_ok = 1, .req_end = 1);
+        assert_host("PNNNNPFF", TLS_RX_OK);
+    }
+}
+END_TEST
+
+/* ======================================================================
+ * 8. Tampered ciphertext with a valid TCP checksum
+ * ====================================================================== */
+
+START_TEST(t08_tampered_record_never_authenticated)
+{
+    for (int v = 0; v < 6; v++) {
+        open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t last = seg_at(S.start[6] - 1);
+        size_t at = 0; /* stream offset of the flipped byte */
+        size_t rec = 5;
+        const char *what = "";
+        switch (v) {
+        case 0:
+            at = S.start[5] + 5000;
+            what = "payload, not the last packet";
+            break;
+        case 1:
+            at = S.start[6] - TLS_TAG_LEN - 10;
+            what = "payload, in the last packet";
+            break;
+        case 2:
+            at = S.start[6] - 8;
+            what = "tag";
+            break;
+        case 3:
+            at = S.start[5] + TLS_HEADER_LEN + 3;
+            what = "explicit nonce";
+            break;
+        case 4:
+            at = S.start[2] + TLS_PAYLOAD_OFFSET; /* r2: one byte, inside one packet */
+            rec = 2;
+            what = "one-packet record";
+            break;
+        case 5:
+            at = S.start[5] + 5000;
+            what = "payload of a held ahead segment";
+            break;
+        }
+        CTX("STD, tamper %s (offset %zu)", what, at);
+        size_t t = seg_at(at), end_seg = seg_at(S.start[rec + 1] - 1);
+        struct mod m = {.flip_at = at - G[t].off, .flip = 0x20};
+        if (v == 3) {
+            /* The NIC decrypts r5 with the keystream of the nonce it sees. */
+            g_mask = malloc(S.len);
+            CHECK(g_mask);
+            for (size_t i = 0; i < S.len; i++)
+                g_mask[i] = S.ct[i] ^ S.pv[i];
+            uint8_t nonce[TLS_EXPLICIT_NONCE_LEN];
+            memcpy(nonce, S.ct + S.start[5] + TLS_HEADER_LEN, sizeof(nonce));
+            nonce[at - S.start[5] - TLS_HEADER_LEN] ^= m.flip;
+            uint8_t *p = g_mask + S.start[5] + TLS_PAYLOAD_OFFSET;
+            memset(p, 0, S.pt_len[5]);
+            tls_record_xor_keystream(S.a, nonce, 0, p, S.pt_len[5]);
+        }
+        if (v == 5) {
+            send_range(0, t - 1);
+            CHECK(send_seg_mod(t, &m) & NIC_RXF_DECRYPTED); /* held, keystream */
+            send_range(t - 1, t);
+        } else {
+            send_range(0, t);
+            send_seg_mod(t, &m);
+        }
+        send_range(t + 1, NG);
+        /* The packet with the record's end: original bytes. */
+        expect_dec(end_seg, end_seg + 1, false);
+        if (v == 0 || v == 3 || v == 5)
+            expect_dec(t, t + 1, true); /* its record ends later: marked */
+        if (v == 5)
+            EXPECT(.err = 1, .buffered = 1, .ahead = 1, .drained = 1);
+        else
+            EXPECT(.err = 1);
+        CHECK(last == end_seg || rec == 2);
+        /* Every other packet is decrypted. */
+        for (size_t i = 0; i < NG; i++)
+            if (i != end_seg)
+                expect_dec(i, i + 1, true);
+        char cls[16];
+        memcpy(cls, "FFFFFFFFFFFF", rec);
+        cls[rec] = 0;
+        if (rec == 2)
+            cls[1] = 'P'; /* r1 ends in the restored packet */
+        assert_host(cls, TLS_RX_ERR_BAD_MAC);
+        close_variant();
+    }
+}
+END_TEST
+
+/* ======================================================================
+ * 9. The record number of a resync confirmation
+ * ====================================================================== */
+
+START_TEST(t09_confirm_record_number_is_trusted)
+{
+    static const uint64_t told[] = {8, 10, 5}; /* r7 is record 8 */
+    for (size_t v = 0; v < 3; v++) {
+        CTX("STD, reorder 0, confirm r7 as record %" PRIu64, told[v]);
+        open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t H = seg_at(S.start[6]);
+        send_range(0, H);
+        size_t R = send_until_request(H + 1);
+        CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
+        resync_resp(seq_at(S.start[7]), true, told[v]);
+        send_range(R + 1, NG);
+        send_seg(H);
+        /* Resumed at r8 with record number told + 1. The nonce comes from
+           the record, so payload decrypts right either way; with a wrong
+           number the AAD differs: every record's tag fails, the packets
+           holding record ends go up untouched, the host does the crypto. */
+        size_t ends[] = {seg_at(S.start[9] - 1), seg_at(S.start[10] - 1), seg_at(S.start[11] - 1),
+                         seg_at(S.start[12] - 1)};
+        bool honest = told[v] == 8;
+        expect_dec(R + 1, R + 2, false);
+        for (size_t i = R + 2; i < NG; i++) {
+            bool is_end = i == ends[0] || i == ends[1] || i == ends[2] || i == ends[3];
+            expect_dec(i, i + 1, honest || !is_end);
+        }
+        EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1, .req_end = 1,
+               .err = honest ? 0 : 4);
+        assert_host(honest ? "FFFFFPNNPFFF" : "FFFFFPNNPPPP", TLS_RX_OK);
+        close_variant();
+    }
+}
+END_TEST
+
+/* ======================================================================
+ * 10. Hint mode
+ * ====================================================================== */
+
+START_TEST(t10_hint_mode)
+{
+    CTX("BIG8, reorder 0, hint mode");
+    open_variant(0, big_sizes(8), 8, SEQ0, MSS, NIC_CTXF_RX_HINT);
+    size_t H = seg_at(S.start[1]);
+    send_range(0, H);
+    /* A hint while in sync is ignored. */
+    rx_hint(seq_at(S.start[2]), 3);
+    EXPECT(.res_skip = 1);
+    /* Lose r1's header: no searching, no resync requests. */
+    size_t until = seg_at(S.start[3]) - 4;
+    send_range(H + 1, until);
+    for (size_t i = H + 1; i < until; i++)
+        CHECK_EQ(g_seg_flags[i], NIC_RXF_CSUM_OK);
+    EXPECT(.res_skip = 1, .jump = 1, .lost = 1);
+    /* A hint for a start already passed: ignored. */
+    rx_hint(seq_at(S.start[2]), 3);
+    EXPECT(.res_skip = 2, .jump = 1, .lost = 1);
+    send_seg(until);
+    /* A hint for r3's start, still ahead: resume there. */
+    CHECK(seg_end(until) < S.start[3]);
+    rx_hint(seq_at(S.start[3]), 4);
+    EXPECT(.res_skip = 2, .jump = 1, .lost = 1, .res_ok = 1, .req_end = 1);
+    size_t N = seg_at(S.start[3]);
+    CHECK(G[N].off < S.start[3]);
+    send_range(until + 1, NG);
+    expect_dec(until + 1, N + 1, false);
+    expect_dec(N + 1, NG, true);
+    /* In sync again: a hint is ignored. */
+    rx_hint(seq_at(S.start[7]), 8);
+    send_seg(H);
+    for (size_t i = 0; i < NL; i++)
+        CHECK(!(L[i].flags & NIC_RXF_RESYNC_REQ));
+    EXPECT(.res_skip = 3, .jump = 1, .lost = 1, .res_ok = 1, .req_end = 1);
+    assert_host("PNNPFFFF", TLS_RX_OK);
+}
+END_TEST
+
+/* ======================================================================
+ * 11. Bad TCP checksum
+ * ====================================================================== */
+
+START_TEST(t11_bad_checksum_never_decrypted_no_state)
+{
+    {
+        CTX("STD, reorder buffer, bad checksums");
+        open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        struct mod bad = {.bad_csum = true};
+        size_t hdr = seg_at(S.start[2]); /* several headers */
+        struct mod corrupt = {
+            .flip_at = S.start[3] + 1 - G[hdr].off, .flip = 0x01, .keep_csum = true};
+        send_range(0, 5);
+        CHECK_EQ(send_seg_mod(5, &bad), 0); /* in sequence, bad checksum */
+        EXPECT(.csum_bad = 1);
+        send_range(5, hdr);
+        CHECK_EQ(send_seg_mod(hdr, &corrupt), 0); /* a header byte corrupted on the wire */
+        EXPECT(.csum_bad = 2);
+        send_range(hdr, 28);
+        CHECK_EQ(send_seg_mod(29, &bad), 0); /* ahead: would be held if looked at */
+        EXPECT(.csum_bad = 3);
+        send_range(28, NG);
+        expect_dec(0, NG, true);
+        EXPECT(.csum_bad = 3);
+        assert_host(all_full(STD_N), TLS_RX_OK);
+        close_variant();
+    }
+    {
+        /* While searching: a bad-checksum packet holding a real header is
+           not looked at (no request); the good copy is. */
+        CTX("STD, reorder 0, bad checksum while searching");
+        open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        struct mod bad = {.bad_csum = true};
+        size_t H = seg_at(S.start[6]), R = seg_at(S.start[7]);
+        send_range(0, H);
+        send_range(H + 1, R);
+        CHECK_EQ(send_seg_mod(R, &bad), 0);
+        EXPECT(.jump = 1, .lost = 1, .req_start = 1, .csum_bad = 1);
+        CHECK_EQ(send_seg(R), NIC_RXF_CSUM_OK | NIC_RXF_RESYNC_REQ);
+        CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
+        resync_resp(seq_at(S.start[7]), true, 8);
+        send_range(R + 1, NG);
+        send_seg(H);
+        EXPECT(.jump = 1, .lost = 1, .req_start = 1, .csum_bad = 1, .req_pkt = 1, .res_ok = 1,
+               .req_end = 1);
+        assert_host("FFFFFPNNPFFF", TLS_RX_OK);
+    }
+}
+END_TEST
+
+/* ======================================================================
+ * Regressions: bugs this suite found, now fixed
+ * ====================================================================== */
+
+/* nic_tls_rx.c in_sync_packet()/drain_buffer(): when an in-order packet
+   overlaps ciphertext held from an ahead segment, GCM is fed the in-order
+   packet's copy of the overlap, but the ahead copy was already handed up
+   DECRYPTED (keystream). A host that keeps the held copy (lwIP does when the
+   in-order segment overlaps it only in part) then gets a "fully offloaded"
+   record whose bytes the NIC never authenticated. Here the ahead copy is
+   tampered (valid checksum): the host must not deliver its plaintext. */
+START_TEST(kb_overlap_with_held_copy_is_authenticated)
+{
+    CTX("STD/700, tampered ahead copy, genuine overlapping retransmission");
+    open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, 700, 0);
+    size_t k = seg_at(S.start[5] + 5000);
+    send_range(0, k);
+    struct mod m = {.flip_at = 100, .flip = 0x08};
+    CHECK(send_seg_mod(k + 1, &m) & NIC_RXF_DECRYPTED);
+    inject(G[k].off, 700 + 350, NULL); /* covers k and k+1's first half, incl. the flip */
+    send_range(k + 2, NG);
+    /* Correct: GCM sees the bytes the host may keep (the held, marked copy:
+       tag fails, r5's last packet goes up untouched, the host re-encrypts
+       and finds the bad MAC); today r5 comes out "fully offloaded" with the
+       tampered plaintext under first-copy-wins (lwIP's choice here). */
+    assert_host_safe();
+}
+END_TEST
+
+/* nic_tls_rx.c search_packet(): `f->tracked = 0` after track_bytes() drops
+   the headers verified after the candidate inside the same packet; a
+   confirmation then resumes with record number host_sn + 1 instead of
+   host_sn + 1 + (headers after the candidate): every later tag fails. */
+START_TEST(kb_candidate_packet_with_several_headers)
+{
+    CTX("STD, reorder 0, segment 12 (r2, r3, r4 headers) after 13, confirm r2");
+    open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+    size_t k = seg_at(S.start[2]);
+    send_range(0, k);
+    CHECK_EQ(send_seg(k + 1), NIC_RXF_CSUM_OK); /* jump to r2, lost, searching */
+    CHECK(send_seg(k) & NIC_RXF_RESYNC_REQ);
+    CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
+    resync_resp(seq_at(S.start[2]), true, 3); /* r2 is record 3 */
+    send_range(k + 2, NG);
+    EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1, .req_end = 1);
+    assert_host("FPNNNPFFFFFF", TLS_RX_OK);
+}
+END_TEST
+
+/* nic_tls_rx.c nic_tls_rx_resync_response(): a confirmation that arrives
+   while the NIC, still tracking, has seen only part of the next predicted
+   header (track_have != 0) is treated as a deny (back to searching), though
+   DESIGN.md §4 says a confirmation that finds the NIC tracking resumes
+   offload at the next record boundary. */
+START_TEST(kb_confirm_while_predicted_header_split)
+{
+    CTX("BIG8, reorder 0, confirm between the halves of a predicted header");
+    open_variant(0, big_sizes(8), 8, SEQ0, MSS, 0);
+    size_t fc = S.start[3] + 3;
+    cut(MSS, &fc, 1);
+    size_t H = seg_at(S.start[1]), X = seg_at(S.start[3]);
+    send_range(0, H);
+    send_until_request(H + 1);
+    CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
+    send_range(seg_at(S.start[2]) + 1, X + 1); /* X ends 3 bytes into r3's header */
+    resync_resp(seq_at(S.start[2]), true, 3);
+    EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1, .req_end = 1);
+}
+END_TEST
+
+static Suite *rx_suite(void)
+{
+    Suite *s = suite_create("rx_offload");
+    TCase *tc = tcase_create("rx");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, t01_in_sequence_every_packet_decrypted);
+    tcase_add_test(tc, t01_record_split_at_every_byte);
+    tcase_add_test(tc, t02_loss_nonheader_reorder0);
+    tcase_add_test(tc, t02_loss_nonheader_reorder_default);
+    tcase_add_test(tc, t03_header_loss_search_request_confirm);
+    tcase_add_test(tc, t03_header_loss_deny_then_confirm);
+    tcase_add_test(tc, t03_header_loss_reorder_buffer_waits_for_retransmission);
+    tcase_add_test(tc, t03_header_loss_reorder_buffer_short_hold_then_search);
+    tcase_add_test(tc, t04_reorder_with_buffer);
+    tcase_add_test(tc, t04_reorder_paper_nic);
+    tcase_add_test(tc, t05_duplicates_never_corrupt);
+    tcase_add_test(tc, t06_false_magic_corrupts_nothing);
+    tcase_add_test(tc, t07_header_split_across_lost_segment);
+    tcase_add_test(tc, t08_tampered_record_never_authenticated);
+    tcase_add_test(tc, t09_confirm_record_number_is_trusted);
+    tcase_add_test(tc, t10_hint_mode);
+    tcase_add_test(tc, t11_bad_checksum_never_decrypted_no_state);
+    suite_add_tcase(s, tc);
+    TCase *bugs = tcase_create("regressions");
+    tcase_add_checked_fixture(bugs, setup, teardown);
+    tcase_add_test(bugs, kb_overlap_with_held_copy_is_authenticated);
+    tcase_add_test(bugs, kb_candidate_packet_with_several_headers);
+    tcase_add_test(bugs, kb_confirm_while_predicted_header_split);
+    suite_add_tcase(s, bugs);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(rx_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
