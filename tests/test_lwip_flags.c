@@ -53,16 +53,12 @@
 #include "nic_abi.h"
 #include "nic_dev.h"
 #include "stack_driver.h"
+#include "test_util.h"
 
 #define TEST_MTU     1500u
 #define RING_SIZE    16u /* TX and RX rings: small, so RX buffers are reused */
 #define WIRE_BUF_LEN 65536u
-#define LWIP_IP      0x0a000001u /* 10.0.0.1, lwIP's address (host order) */
-#define PEER_IP      0x0a000002u /* 10.0.0.2, the test playing the kernel */
-#define SERVER_PORT  443u
-#define PKT_IP_HLEN  20u
-#define PKT_TCP_HLEN 20u
-#define DATA_HLEN    (PKT_IP_HLEN + PKT_TCP_HLEN)
+#define DATA_HLEN    (TU_IP_HLEN + TU_TCP_HLEN)
 #define MAX_SEG      1460u
 #define STREAM_MAX   8192u
 #define MAX_PKTS     256
@@ -70,13 +66,6 @@
 #define MAX_BUFS     64
 #define MAX_PENDING  8 /* packets injected per NIC round (<= RING_SIZE) */
 #define POLL_BUDGET  64u
-
-/* TCP header flags (our own names: lwIP's headers define TCP_*). */
-#define PKT_FIN 0x01u
-#define PKT_SYN 0x02u
-#define PKT_RST 0x04u
-#define PKT_PSH 0x08u
-#define PKT_ACK 0x10u
 
 /* One packet the peer sent. */
 struct pkt {
@@ -176,91 +165,31 @@ __attribute__((format(printf, 1, 2))) static void cb_fail(const char *fmt, ...)
 
 /* ---- Packets ---- */
 
-static void put16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, v >> 16);
-    put16(p + 2, v & 0xffffu);
-}
-
-static uint32_t get16(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 8 | p[1];
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return get16(p) << 16 | get16(p + 2);
-}
-
-/* RFC 1071, one big-endian byte pair at a time. */
-static uint32_t sum16(uint32_t acc, const uint8_t *p, size_t len)
-{
-    for (size_t i = 0; i + 1 < len; i += 2)
-        acc += (uint32_t)p[i] << 8 | p[i + 1];
-    if (len & 1)
-        acc += (uint32_t)p[len - 1] << 8;
-    return acc;
-}
-
-static uint16_t fold(uint32_t acc)
-{
-    while (acc >> 16)
-        acc = (acc & 0xffffu) + (acc >> 16);
-    return (uint16_t)~acc;
-}
-
 /* IPv4/TCP segment from the peer to lwIP's port 443; SYN carries MSS 1460. */
 static size_t build_tcp(uint8_t *p, uint32_t seq, uint32_t ack, uint8_t flags, const uint8_t *data,
                         uint32_t len)
 {
-    uint32_t thl = PKT_TCP_HLEN + ((flags & PKT_SYN) ? 4u : 0u);
-    uint32_t tot = PKT_IP_HLEN + thl + len;
-    memset(p, 0, PKT_IP_HLEN + thl);
-    p[0] = 0x45;
-    put16(p + 2, tot);
-    put16(p + 4, g.ip_id++);
-    put16(p + 6, 0x4000); /* DF */
-    p[8] = 64;
-    p[9] = 6;
-    put32(p + 12, PEER_IP);
-    put32(p + 16, LWIP_IP);
-    uint8_t *h = p + PKT_IP_HLEN;
-    put16(h, g.peer_port);
-    put16(h + 2, SERVER_PORT);
-    put32(h + 4, seq);
-    put32(h + 8, ack);
-    h[12] = (uint8_t)((thl / 4) << 4);
-    h[13] = flags;
-    put16(h + 14, 65535);
-    if (flags & PKT_SYN) {
-        h[20] = 2; /* MSS */
-        h[21] = 4;
-        put16(h + 22, MAX_SEG);
-    }
-    if (len)
-        memcpy(h + thl, data, len);
-    put16(p + 10, fold(sum16(0, p, PKT_IP_HLEN)));
-    uint8_t ph[12];
-    memcpy(ph, p + 12, 8);
-    ph[8] = 0;
-    ph[9] = 6;
-    put16(ph + 10, thl + len);
-    put16(h + 16, fold(sum16(sum16(0, ph, sizeof(ph)), h, thl + len)));
-    return tot;
+    static const uint8_t mss[4] = {2, 4, MAX_SEG >> 8, MAX_SEG & 0xff}; /* kind, length, value */
+    struct tu_tcp seg = {.saddr = TU_PEER_IP,
+                         .daddr = TU_HOST_IP,
+                         .sport = g.peer_port,
+                         .dport = TU_HOST_PORT,
+                         .ip_id = g.ip_id++,
+                         .seq = seq,
+                         .ack = ack,
+                         .flags = flags,
+                         .opt = mss,
+                         .opt_len = (flags & TU_TCP_SYN) ? sizeof(mss) : 0,
+                         .payload = data,
+                         .len = len};
+    return tu_build_tcp(p, &seg);
 }
 
 static int send_pkt(const uint8_t *p, size_t n, uint32_t off, uint32_t len, bool marked)
 {
     ck_assert_int_lt(g.npkts, MAX_PKTS);
     ck_assert_int_lt(g.npending, MAX_PENDING);
-    ssize_t r = send(g.wire, p, n, 0);
-    ck_assert_msg(r == (ssize_t)n, "send %zu bytes: %zd (%s)", n, r, strerror(errno));
+    tu_wire_send(g.wire, p, n);
     int id = g.npkts++;
     g.pkts[id] = (struct pkt){.off = off,
                               .len = len,
@@ -282,7 +211,7 @@ static int inject(uint32_t off, uint32_t len, bool marked, uint8_t extra_flags)
     for (uint32_t i = 0; i < len; i++)
         data[i] = marked ? plain_byte(off + i) : wire_byte(off + i);
     size_t n = build_tcp(p, g.cisn + 1 + off, g.liss + 1,
-                         (uint8_t)(PKT_ACK | PKT_PSH | extra_flags), data, len);
+                         (uint8_t)(TU_TCP_ACK | TU_TCP_PSH | extra_flags), data, len);
     return send_pkt(p, n, off, len, marked);
 }
 
@@ -294,23 +223,22 @@ static int inject_fragmented(uint32_t off, uint32_t len, uint32_t first_len, boo
 {
     static uint8_t data[MAX_SEG], seg[TEST_MTU], f[TEST_MTU];
     ck_assert_uint_lt(first_len, len);
-    ck_assert_uint_eq((first_len + PKT_TCP_HLEN) % 8, 0);
+    ck_assert_uint_eq((first_len + TU_TCP_HLEN) % 8, 0);
     ck_assert_uint_le(len, MAX_SEG);
     for (uint32_t i = 0; i < len; i++)
         data[i] = (i < first_len ? mark1 : mark2) ? plain_byte(off + i) : wire_byte(off + i);
-    size_t n = build_tcp(seg, g.cisn + 1 + off, g.liss + 1, PKT_ACK | PKT_PSH, data, len);
-    uint32_t part[2] = {PKT_TCP_HLEN + first_len,
-                        (uint32_t)n - PKT_IP_HLEN - PKT_TCP_HLEN - first_len};
+    size_t n = build_tcp(seg, g.cisn + 1 + off, g.liss + 1, TU_TCP_ACK | TU_TCP_PSH, data, len);
+    uint32_t part[2] = {TU_TCP_HLEN + first_len,
+                        (uint32_t)n - TU_IP_HLEN - TU_TCP_HLEN - first_len};
     int first = -1;
     for (int i = 0; i < 2; i++) {
         uint32_t at = i ? part[0] : 0; /* offset in the IP payload */
-        memcpy(f, seg, PKT_IP_HLEN);
-        memcpy(f + PKT_IP_HLEN, seg + PKT_IP_HLEN + at, part[i]);
-        put16(f + 2, PKT_IP_HLEN + part[i]);
-        put16(f + 6, (i ? 0u : 0x2000u) | at / 8); /* MF on the first */
-        put16(f + 10, 0);
-        put16(f + 10, fold(sum16(0, f, PKT_IP_HLEN)));
-        int id = send_pkt(f, PKT_IP_HLEN + part[i], i ? off + first_len : off,
+        memcpy(f, seg, TU_IP_HLEN);
+        memcpy(f + TU_IP_HLEN, seg + TU_IP_HLEN + at, part[i]);
+        tu_put16(f + 2, TU_IP_HLEN + part[i]);
+        tu_put16(f + 6, (i ? 0u : 0x2000u) | at / 8); /* MF on the first */
+        tu_ip_csum_set(f);
+        int id = send_pkt(f, TU_IP_HLEN + part[i], i ? off + first_len : off,
                           i ? len - first_len : first_len, i ? mark2 : mark1);
         g.pkts[id].fragment = true;
         if (!i)
@@ -336,34 +264,29 @@ static void drain_wire(void)
         }
         uint32_t ihl = (b[0] & 15u) * 4u;
         const uint8_t *h = b + ihl;
-        if (get32(b + 12) != LWIP_IP || get32(b + 16) != PEER_IP || get16(h) != SERVER_PORT ||
-            get16(h + 2) != g.peer_port) {
+        if (tu_get32(b + 12) != TU_HOST_IP || tu_get32(b + 16) != TU_PEER_IP ||
+            tu_get16(h) != TU_HOST_PORT || tu_get16(h + 2) != g.peer_port) {
             g.other++;
             continue;
         }
         uint32_t thl = (uint32_t)(h[12] >> 4) * 4u;
-        ck_assert_uint_eq(get16(b + 2), (uint32_t)n);
+        ck_assert_uint_eq(tu_get16(b + 2), (uint32_t)n);
         ck_assert_uint_eq((uint32_t)n - ihl - thl, 0); /* lwIP sends no data here */
         uint8_t fl = h[13];
-        if ((fl & (PKT_SYN | PKT_ACK)) == (PKT_SYN | PKT_ACK)) {
-            g.liss = get32(h + 4);
+        if ((fl & (TU_TCP_SYN | TU_TCP_ACK)) == (TU_TCP_SYN | TU_TCP_ACK)) {
+            g.liss = tu_get32(h + 4);
             g.synack = true;
         }
-        if (fl & PKT_RST)
+        if (fl & TU_TCP_RST)
             g.rsts++;
-        if (fl & PKT_ACK) {
+        if (fl & TU_TCP_ACK) {
             g.acks++;
-            g.last_ack = get32(h + 8);
+            g.last_ack = tu_get32(h + 8);
         }
     }
 }
 
 /* ---- The driver side ---- */
-
-static uint32_t load_acq(const uint32_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
 
 static void driver_poll(void)
 {
@@ -407,8 +330,8 @@ static unsigned held_now(void)
 static void step(void)
 {
     const struct nic_queues *q = g.q;
-    uint32_t cons0 = load_acq(&q->rx_idx->cons);
-    ck_assert_uint_ge(load_acq(&q->rx_idx->prod) - cons0, (uint32_t)g.npending);
+    uint32_t cons0 = tu_load_acq(&q->rx_idx->cons);
+    ck_assert_uint_ge(tu_load_acq(&q->rx_idx->prod) - cons0, (uint32_t)g.npending);
     /* The NIC fills posted buffers in ring order. */
     for (int i = 0; i < g.npending; i++) {
         const struct nic_rx_desc *d = &q->rx_ring[nic_ring_slot(cons0 + (uint32_t)i, q->rx_size)];
@@ -418,10 +341,10 @@ static void step(void)
         remember_buf(k->buf);
     }
     uint32_t cq0 = g.rx_cqes;
-    ck_assert_uint_eq(load_acq(&q->rx_cq_idx->cons), cq0); /* driver read all before */
+    ck_assert_uint_eq(tu_load_acq(&q->rx_cq_idx->cons), cq0); /* driver read all before */
     nic_dev_poll_once(g.dev);
-    ck_assert_uint_eq(load_acq(&q->rx_idx->cons), cons0 + (uint32_t)g.npending);
-    ck_assert_uint_eq(load_acq(&q->rx_cq_idx->prod), cq0 + (uint32_t)g.npending);
+    ck_assert_uint_eq(tu_load_acq(&q->rx_idx->cons), cons0 + (uint32_t)g.npending);
+    ck_assert_uint_eq(tu_load_acq(&q->rx_cq_idx->prod), cq0 + (uint32_t)g.npending);
     for (int i = 0; i < g.npending; i++) {
         uint32_t idx = cq0 + (uint32_t)i;
         struct nic_cqe *e = &q->rx_cq[nic_ring_slot(idx, q->rx_cq_size)];
@@ -442,7 +365,7 @@ static void step(void)
     driver_poll();
     ck_assert_msg(g.err[0] == 0, "%s", g.err);
     nic_dev_poll_once(g.dev); /* lwIP's replies go out; nothing new comes in */
-    ck_assert_uint_eq(load_acq(&q->rx_cq_idx->prod), g.rx_cqes);
+    ck_assert_uint_eq(tu_load_acq(&q->rx_cq_idx->prod), g.rx_cqes);
     driver_poll(); /* reclaim TX */
     drain_wire();
     if (g.pbuf_dist_known) {
@@ -604,22 +527,14 @@ static void setup(void)
     g.wire = -1;
     lwip_start_once();
 
-    int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
     struct nic_dev_cfg cfg = {
-        .tun_fd = sv[0], /* the NIC owns (and closes) this end */
         .tx_ring_size = RING_SIZE,
         .rx_ring_size = RING_SIZE,
         .mtu = TEST_MTU,
         .max_flows = 4,
         .pcap_path = NULL,
     };
-    nic_fault_cfg_init(&cfg.fault_tx);
-    nic_fault_cfg_init(&cfg.fault_rx);
-    char err[128] = "";
-    g.wire = sv[1];
-    g.dev = nic_dev_create(&cfg, err, sizeof(err));
-    ck_assert_msg(g.dev != NULL, "nic_dev_create: %s", err);
+    g.dev = tu_dev_create(&cfg, &g.wire);
     g.q = nic_dev_queues(g.dev);
     g.drv = stack_driver_create(g.dev, TEST_MTU);
     ck_assert(g.drv != NULL);
@@ -639,7 +554,7 @@ static void setup(void)
         stack_driver_refill(g.drv);
     }
     struct tcp_pcb *pcb = tcp_new();
-    err_t berr = pcb ? tcp_bind(pcb, IP4_ADDR_ANY, SERVER_PORT) : ERR_MEM;
+    err_t berr = pcb ? tcp_bind(pcb, IP4_ADDR_ANY, TU_HOST_PORT) : ERR_MEM;
     if (berr == ERR_OK) {
         g.lpcb = tcp_listen(pcb);
         if (g.lpcb)
@@ -686,11 +601,11 @@ static void handshake(uint16_t port)
     static uint8_t p[TEST_MTU];
     g.peer_port = port;
     g.cisn = UINT32_MAX - 300u - (port % 64u);
-    send_pkt(p, build_tcp(p, g.cisn, 0, PKT_SYN, NULL, 0), 0, 0, false);
+    send_pkt(p, build_tcp(p, g.cisn, 0, TU_TCP_SYN, NULL, 0), 0, 0, false);
     step();
     ck_assert_msg(g.synack, "no SYN-ACK from lwIP");
     ck_assert_uint_eq(g.last_ack, g.cisn + 1);
-    send_pkt(p, build_tcp(p, g.cisn + 1, g.liss + 1, PKT_ACK, NULL, 0), 0, 0, false);
+    send_pkt(p, build_tcp(p, g.cisn + 1, g.liss + 1, TU_TCP_ACK, NULL, 0), 0, 0, false);
     step();
     ck_assert(g.accepted);
     ck_assert_uint_eq(g.base, g.cisn + 1);
@@ -1066,7 +981,7 @@ START_TEST(fin_on_last_inorder_segment)
     handshake(40008);
     int w0 = inject(0, 200, false, 0);
     step();
-    int l = inject(200, 500, true, PKT_FIN);
+    int l = inject(200, 500, true, TU_TCP_FIN);
     step();
     ck_assert(g.fin);
     ck_assert_uint_eq(g.fin_at, 700);
@@ -1086,10 +1001,10 @@ START_TEST(fin_on_queued_segment)
     handshake(40009);
     int w0 = inject(0, 100, true, 0);
     step();
-    int qf = inject(400, 200, false, PKT_FIN);
+    int qf = inject(400, 200, false, TU_TCP_FIN);
     step();
     ck_assert(!g.fin);
-    inject(400, 200, true, PKT_FIN); /* duplicate of the queued one, other mark */
+    inject(400, 200, true, TU_TCP_FIN); /* duplicate of the queued one, other mark */
     step();
     ck_assert_uint_eq(held_now(), 1);
     int p = inject(100, 300, true, 0);

@@ -6,16 +6,14 @@
  * the wire peer. Nothing sleeps and nothing is random: every packet is a real
  * IPv4/TCP segment derived from its sequence number. */
 #include <check.h>
-#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "nic_abi.h"
 #include "nic_dev.h"
+#include "test_util.h"
 
 #define TEST_MTU     1500u
 #define RX_BUF_LEN   2048u /* >= TEST_MTU: the NIC writes straight into it */
@@ -24,48 +22,24 @@
 #define COOKIE_TAG   UINT64_C(0xc0de000000000000)
 #define BAD_KIND     0xee /* no enum nic_tx_kind has this value */
 
-/* For hot loops: ck_assert_* records its location on every call; this only
- * acts on failure. */
-#define FAST_CHECK(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond);                                  \
-    } while (0)
-
 /* ---- The host side: a minimal driver over the queues ---- */
 
-struct host {
-    struct nic_dev *dev;
-    const struct nic_queues *q;
-    int wire; /* our end of the socketpair: the peer on the wire */
-    uint32_t tx_prod, tx_cq_cons, rx_prod, rx_cq_cons;
-    uint64_t rx_cookie[RING_MAX]; /* driver shadow: cookie posted in each RX slot */
-};
-
-static struct host h;
+static struct tu_drv h;
+static uint64_t rx_cookie[RING_MAX]; /* driver shadow: cookie posted in each RX slot */
 
 static void host_open(uint32_t tx_size, uint32_t rx_size)
 {
     ck_assert_uint_le(tx_size, RING_MAX);
     ck_assert_uint_le(rx_size, RING_MAX);
-    int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
     struct nic_dev_cfg cfg = {
-        .tun_fd = sv[0], /* the NIC owns (and closes) this end */
         .tx_ring_size = tx_size,
         .rx_ring_size = rx_size,
         .mtu = TEST_MTU,
         .max_flows = 4,
         .pcap_path = NULL,
     };
-    nic_fault_cfg_init(&cfg.fault_tx);
-    nic_fault_cfg_init(&cfg.fault_rx);
-    char err[128] = "";
-    memset(&h, 0, sizeof(h));
-    h.wire = sv[1];
-    h.dev = nic_dev_create(&cfg, err, sizeof(err));
-    ck_assert_msg(h.dev != NULL, "nic_dev_create: %s", err);
-    h.q = nic_dev_queues(h.dev);
+    memset(rx_cookie, 0, sizeof(rx_cookie));
+    tu_drv_open(&h, &cfg);
     ck_assert_uint_eq(h.q->tx_size, tx_size);
     ck_assert_uint_eq(h.q->rx_size, rx_size);
 }
@@ -78,39 +52,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    nic_dev_destroy(h.dev);
-    if (h.wire >= 0)
-        close(h.wire);
-    memset(&h, 0, sizeof(h));
-    h.wire = -1;
-}
-
-static uint32_t load_acq(const uint32_t *p)
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-/* Free TX slots as the driver sees them: a ring is full when prod - cons == size. */
-static uint32_t tx_space(void)
-{
-    uint32_t in_use = h.tx_prod - load_acq(&h.q->tx_idx->cons);
-    FAST_CHECK(in_use <= h.q->tx_size);
-    return h.q->tx_size - in_use;
-}
-
-/* Fill the slot at prod (not yet visible to the NIC). */
-static void tx_post(const struct nic_tx_desc *d)
-{
-    FAST_CHECK(tx_space() > 0);
-    h.q->tx_ring[nic_ring_slot(h.tx_prod, h.q->tx_size)] = *d;
-    h.tx_prod++;
-}
-
-/* The doorbell: publish prod with release order. */
-static void tx_publish(void)
-{
-    __atomic_store_n(&h.q->tx_idx->prod, h.tx_prod, __ATOMIC_RELEASE);
-    nic_dev_doorbell(h.dev);
+    tu_drv_close(&h);
 }
 
 static struct nic_tx_desc data_desc(const uint8_t *pkt, size_t len, uint8_t flags, uint64_t cookie)
@@ -125,52 +67,11 @@ static struct nic_tx_desc data_desc(const uint8_t *pkt, size_t len, uint8_t flag
     return d;
 }
 
-static uint32_t rx_space(void)
-{
-    uint32_t in_use = h.rx_prod - load_acq(&h.q->rx_idx->cons);
-    FAST_CHECK(in_use <= h.q->rx_size);
-    return h.q->rx_size - in_use;
-}
-
+/* tu_rx_post, and remember the cookie of the slot. */
 static void rx_post(uint8_t *buf, uint32_t len, uint64_t cookie)
 {
-    FAST_CHECK(rx_space() > 0);
-    uint32_t slot = nic_ring_slot(h.rx_prod, h.q->rx_size);
-    struct nic_rx_desc *d = &h.q->rx_ring[slot];
-    memset(d, 0, sizeof(*d));
-    d->addr = (uint64_t)(uintptr_t)buf;
-    d->len = len;
-    d->cookie = cookie;
-    h.rx_cookie[slot] = cookie;
-    h.rx_prod++;
-}
-
-static void rx_publish(void)
-{
-    __atomic_store_n(&h.q->rx_idx->prod, h.rx_prod, __ATOMIC_RELEASE);
-    nic_dev_doorbell(h.dev);
-}
-
-/* Take the entry at the driver's CQ consumer index if the NIC has handed it
-   over (its phase is the one expected for this lap). */
-static bool cq_take(bool rx, struct nic_cqe *out)
-{
-    struct nic_cqe *cq = rx ? h.q->rx_cq : h.q->tx_cq;
-    uint32_t size = rx ? h.q->rx_cq_size : h.q->tx_cq_size;
-    uint32_t *cons = rx ? &h.rx_cq_cons : &h.tx_cq_cons;
-    const struct nic_cqe *e = &cq[nic_ring_slot(*cons, size)];
-    if (__atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) != nic_cq_phase(*cons, size))
-        return false;
-    *out = *e;
-    (*cons)++;
-    return true;
-}
-
-/* Tell the NIC how far the driver has read (it counts overflow against it). */
-static void cq_publish(bool rx)
-{
-    struct nic_ring_idx *idx = rx ? h.q->rx_cq_idx : h.q->tx_cq_idx;
-    __atomic_store_n(&idx->cons, rx ? h.rx_cq_cons : h.tx_cq_cons, __ATOMIC_RELEASE);
+    rx_cookie[nic_ring_slot(h.rx_prod, h.q->rx_size)] = cookie;
+    tu_rx_post(&h, buf, len, cookie);
 }
 
 /* Phase the k-th entry ever written to a CQ of this size must carry:
@@ -180,108 +81,34 @@ static uint8_t lap_phase(uint32_t k, uint32_t size)
     return (k / size) % 2 == 0 ? 1 : 0;
 }
 
-static struct nic_counters counters(void)
-{
-    struct nic_counters c;
-    nic_dev_get_counters(h.dev, &c);
-    return c;
-}
-
 /* ---- The wire peer ---- */
-
-static void wire_send(const uint8_t *pkt, size_t len)
-{
-    ssize_t n = send(h.wire, pkt, len, 0);
-    ck_assert_msg(n == (ssize_t)len, "send %zu bytes: %zd (%s)", len, n, strerror(errno));
-}
-
-/* One packet the NIC transmitted, or 0 when none is queued. The NIC writes
-   synchronously inside nic_dev_poll_once(), so no waiting is needed. */
-static size_t wire_recv(uint8_t *buf)
-{
-    ssize_t n = recv(h.wire, buf, WIRE_BUF_LEN, 0);
-    if (n < 0) {
-        ck_assert_msg(errno == EAGAIN || errno == EWOULDBLOCK, "recv: %s", strerror(errno));
-        return 0;
-    }
-    ck_assert_int_gt(n, 0);
-    return (size_t)n;
-}
 
 static void assert_wire_empty(void)
 {
     static uint8_t buf[WIRE_BUF_LEN];
-    ck_assert_uint_eq(wire_recv(buf), 0);
+    ck_assert_uint_eq(tu_wire_recv(h.wire, buf, WIRE_BUF_LEN), 0);
 }
 
 /* ---- Packets: real IPv4/TCP segments with checksums (RFC 791, RFC 793) ---- */
 
-/* Independent RFC 1071 sum: one big-endian byte pair at a time. */
-static uint32_t ref_sum(uint32_t acc, const uint8_t *p, size_t len)
-{
-    for (size_t i = 0; i + 1 < len; i += 2)
-        acc += (uint32_t)p[i] << 8 | p[i + 1];
-    if (len & 1)
-        acc += (uint32_t)p[len - 1] << 8;
-    return acc;
-}
-
-static uint16_t ref_fold(uint32_t acc)
-{
-    while (acc >> 16)
-        acc = (acc & 0xffffu) + (acc >> 16);
-    return (uint16_t)~acc;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, (uint16_t)(v >> 16));
-    put16(p + 2, (uint16_t)v);
-}
-
-#define IP_HLEN  20u
-#define TCP_HLEN 20u
-#define TCP_CSUM (IP_HLEN + 16u) /* offset of the TCP checksum in the packet */
-#define IP_CSUM  10u
-
 /* Packet number id: 40..TEST_MTU bytes (odd and even), payload from id. */
 static size_t build_tcp(uint8_t *p, uint32_t id)
 {
-    size_t payload = (id * 97u + 13u) % (TEST_MTU - IP_HLEN - TCP_HLEN + 1);
-    size_t tot = IP_HLEN + TCP_HLEN + payload;
-    memset(p, 0, IP_HLEN + TCP_HLEN);
-    p[0] = 0x45; /* IPv4, 5 words */
-    put16(p + 2, (uint16_t)tot);
-    put16(p + 4, (uint16_t)id);
-    put16(p + 6, 0x4000); /* DF, not a fragment */
-    p[8] = 64;
-    p[9] = 6; /* TCP */
-    put32(p + 12, 0x0a000002);
-    put32(p + 16, 0x0a000001);
-    uint8_t *t = p + IP_HLEN;
-    put16(t, (uint16_t)(40000 + id % 1000));
-    put16(t + 2, 443);
-    put32(t + 4, id * 1461u + 7u);
-    put32(t + 8, 1);
-    t[12] = (TCP_HLEN / 4) << 4;
-    t[13] = 0x18; /* PSH|ACK */
-    put16(t + 14, 65535);
-    for (size_t i = 0; i < payload; i++)
-        t[TCP_HLEN + i] = (uint8_t)((id * 31u + i * 7u) ^ (i >> 8));
-    put16(p + IP_CSUM, ref_fold(ref_sum(0, p, IP_HLEN)));
-    uint8_t ph[12];
-    memcpy(ph, p + 12, 8);
-    ph[8] = 0;
-    ph[9] = 6;
-    put16(ph + 10, (uint16_t)(TCP_HLEN + payload));
-    put16(p + TCP_CSUM, ref_fold(ref_sum(ref_sum(0, ph, sizeof(ph)), t, TCP_HLEN + payload)));
-    return tot;
+    uint8_t payload[TEST_MTU];
+    size_t len = (id * 97u + 13u) % (TEST_MTU - TU_IP_HLEN - TU_TCP_HLEN + 1);
+    for (size_t i = 0; i < len; i++)
+        payload[i] = (uint8_t)((id * 31u + i * 7u) ^ (i >> 8));
+    struct tu_tcp seg = {.saddr = TU_PEER_IP,
+                         .daddr = TU_HOST_IP,
+                         .sport = (uint16_t)(TU_PEER_PORT + id % 1000),
+                         .dport = TU_HOST_PORT,
+                         .ip_id = (uint16_t)id,
+                         .seq = id * 1461u + 7u,
+                         .ack = 1,
+                         .flags = TU_TCP_PSH | TU_TCP_ACK,
+                         .payload = payload,
+                         .len = len};
+    return tu_build_tcp(p, &seg);
 }
 
 /* ---- Index math (nic_abi.h helpers) ---- */
@@ -367,20 +194,20 @@ START_TEST(tx_ring_wraps_in_order_byte_identical)
     uint64_t bytes = 0;
     for (uint32_t round = 0; received < N; round++) {
         uint32_t batch = 1 + (round * 3) % 8; /* 1, 4, 7, 2, 5, 8, 3, 6, ... */
-        for (uint32_t i = 0; i < batch && sent < N && tx_space() > 0; i++) {
+        for (uint32_t i = 0; i < batch && sent < N && tu_tx_space(&h) > 0; i++) {
             uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
             size_t len = build_tcp(buf, sent);
             struct nic_tx_desc d = data_desc(buf, len, 0, COOKIE_TAG | sent);
-            tx_post(&d);
+            tu_tx_post(&h, &d);
             bytes += len;
             sent++;
         }
-        tx_publish();
+        tu_tx_publish(&h);
         nic_dev_poll_once(h.dev);
-        ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), h.tx_prod);
+        ck_assert_uint_eq(tu_load_acq(&h.q->tx_idx->cons), h.tx_prod);
         size_t n;
-        while ((n = wire_recv(got)) != 0) {
-            FAST_CHECK(received < sent);
+        while ((n = tu_wire_recv(h.wire, got, WIRE_BUF_LEN)) != 0) {
+            TU_CHECK(received < sent);
             size_t len = build_tcp(want, received);
             ck_assert_uint_eq(n, len);
             ck_assert_mem_eq(got, want, len);
@@ -388,16 +215,16 @@ START_TEST(tx_ring_wraps_in_order_byte_identical)
         }
         ck_assert_uint_eq(received, sent);
         struct nic_cqe e;
-        ck_assert(!cq_take(false, &e)); /* unsignalled: no completion */
+        ck_assert(!tu_cq_take(&h, false, &e)); /* unsignalled: no completion */
     }
     ck_assert_uint_gt(h.tx_prod / h.q->tx_size, 10); /* the ring wrapped many times */
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.tx_desc, N);
     ck_assert_uint_eq(c.tx_packets, N);
     ck_assert_uint_eq(c.tx_bytes, bytes);
     ck_assert_uint_eq(c.tx_bad_desc, 0);
     ck_assert_uint_eq(c.tun_write_errors, 0);
-    ck_assert_uint_eq(load_acq(&h.q->tx_cq_idx->prod), 0);
+    ck_assert_uint_eq(tu_load_acq(&h.q->tx_cq_idx->prod), 0);
 }
 END_TEST
 
@@ -410,20 +237,20 @@ START_TEST(tx_signal_completes_with_cookie_and_phase)
     uint32_t sent = 0, next_signalled = 0, completions = 0;
     for (uint32_t round = 0; sent < N; round++) {
         uint32_t batch = 1 + (round * 5) % 8;
-        for (uint32_t i = 0; i < batch && sent < N && tx_space() > 0; i++) {
+        for (uint32_t i = 0; i < batch && sent < N && tu_tx_space(&h) > 0; i++) {
             uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
             size_t len = build_tcp(buf, sent);
             uint8_t flags = sent % 3 == 0 ? NIC_TXF_SIGNAL : 0;
             struct nic_tx_desc d = data_desc(buf, len, flags, COOKIE_TAG | sent);
-            tx_post(&d);
+            tu_tx_post(&h, &d);
             sent++;
         }
-        tx_publish();
+        tu_tx_publish(&h);
         nic_dev_poll_once(h.dev);
-        while (wire_recv(got) != 0) {
+        while (tu_wire_recv(h.wire, got, WIRE_BUF_LEN) != 0) {
         }
         struct nic_cqe e;
-        while (cq_take(false, &e)) {
+        while (tu_cq_take(&h, false, &e)) {
             ck_assert_uint_eq(e.kind, NIC_CQE_TX_DONE);
             ck_assert_uint_eq(e.status, NIC_TX_OK);
             ck_assert_uint_eq(e.cookie, COOKIE_TAG | next_signalled);
@@ -432,14 +259,14 @@ START_TEST(tx_signal_completes_with_cookie_and_phase)
             next_signalled += 3;
             completions++;
         }
-        cq_publish(false);
+        tu_cq_publish(&h, false);
         /* Everything signalled so far has completed, nothing else. */
         ck_assert_uint_eq(next_signalled, (sent + 2) / 3 * 3);
-        ck_assert_uint_eq(load_acq(&h.q->tx_cq_idx->prod), completions);
+        ck_assert_uint_eq(tu_load_acq(&h.q->tx_cq_idx->prod), completions);
     }
     ck_assert_uint_eq(completions, (N + 2) / 3);
     ck_assert_uint_gt(completions / h.q->tx_cq_size, 3); /* several CQ laps */
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.tx_packets, N);
     ck_assert_uint_eq(c.tx_cq_overflow, 0);
 }
@@ -457,9 +284,9 @@ START_TEST(tx_unpublished_poisoned_ring_is_ignored)
         ck_assert_uint_eq(nic_dev_poll_once(h.dev), 0);
     assert_wire_empty();
     struct nic_cqe e;
-    ck_assert(!cq_take(false, &e));
-    ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), 0);
-    struct nic_counters c = counters();
+    ck_assert(!tu_cq_take(&h, false, &e));
+    ck_assert_uint_eq(tu_load_acq(&h.q->tx_idx->cons), 0);
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.tx_desc, 0);
     ck_assert_uint_eq(c.tx_bad_desc, 0);
     ck_assert_uint_eq(c.tx_packets, 0);
@@ -475,7 +302,7 @@ START_TEST(tx_never_consumes_beyond_prod)
     for (uint32_t i = 0; i < 3; i++) {
         len[i] = build_tcp(pkt[i], i);
         struct nic_tx_desc d = data_desc(pkt[i], len[i], 0, COOKIE_TAG | i);
-        tx_post(&d);
+        tu_tx_post(&h, &d);
     }
     /* Garbage in the driver-owned slots after prod, never published. */
     for (uint32_t i = 3; i < h.q->tx_size; i++) {
@@ -484,18 +311,18 @@ START_TEST(tx_never_consumes_beyond_prod)
         d->kind = BAD_KIND;
         d->flags = NIC_TXF_SIGNAL;
     }
-    tx_publish();
+    tu_tx_publish(&h);
     for (int i = 0; i < 4; i++)
         nic_dev_poll_once(h.dev);
-    ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), 3);
+    ck_assert_uint_eq(tu_load_acq(&h.q->tx_idx->cons), 3);
     for (uint32_t i = 0; i < 3; i++) {
-        ck_assert_uint_eq(wire_recv(got), len[i]);
+        ck_assert_uint_eq(tu_wire_recv(h.wire, got, WIRE_BUF_LEN), len[i]);
         ck_assert_mem_eq(got, pkt[i], len[i]);
     }
     assert_wire_empty();
     struct nic_cqe e;
-    ck_assert(!cq_take(false, &e));
-    struct nic_counters c = counters();
+    ck_assert(!tu_cq_take(&h, false, &e));
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.tx_desc, 3);
     ck_assert_uint_eq(c.tx_bad_desc, 0);
 
@@ -503,16 +330,16 @@ START_TEST(tx_never_consumes_beyond_prod)
     for (uint32_t i = 3; i < h.q->tx_size; i++) {
         len[i] = build_tcp(pkt[i], i);
         struct nic_tx_desc d = data_desc(pkt[i], len[i], 0, COOKIE_TAG | i);
-        tx_post(&d);
+        tu_tx_post(&h, &d);
     }
-    tx_publish();
+    tu_tx_publish(&h);
     nic_dev_poll_once(h.dev);
     for (uint32_t i = 3; i < h.q->tx_size; i++) {
-        ck_assert_uint_eq(wire_recv(got), len[i]);
+        ck_assert_uint_eq(tu_wire_recv(h.wire, got, WIRE_BUF_LEN), len[i]);
         ck_assert_mem_eq(got, pkt[i], len[i]);
     }
     assert_wire_empty();
-    c = counters();
+    c = tu_counters(h.dev);
     ck_assert_uint_eq(c.tx_desc, h.q->tx_size);
     ck_assert_uint_eq(c.tx_bad_desc, 0);
 }
@@ -526,38 +353,38 @@ START_TEST(tx_unknown_kind_counted_as_bad_desc)
     memset(&d, 0, sizeof(d));
     d.kind = BAD_KIND; /* unsignalled: errors complete anyway */
     d.cookie = COOKIE_TAG | 1;
-    tx_post(&d);
+    tu_tx_post(&h, &d);
     memset(&d, 0, sizeof(d));
     d.kind = 0;
     d.flags = NIC_TXF_SIGNAL;
     d.cookie = COOKIE_TAG | 2;
-    tx_post(&d);
+    tu_tx_post(&h, &d);
     /* The ring keeps moving after bad descriptors. */
     size_t len = build_tcp(pkt, 3);
     d = data_desc(pkt, len, NIC_TXF_SIGNAL, COOKIE_TAG | 3);
-    tx_post(&d);
-    tx_publish();
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
     nic_dev_poll_once(h.dev);
-    ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), 3);
+    ck_assert_uint_eq(tu_load_acq(&h.q->tx_idx->cons), 3);
 
     struct nic_cqe e;
-    ck_assert(cq_take(false, &e));
+    ck_assert(tu_cq_take(&h, false, &e));
     ck_assert_uint_eq(e.kind, NIC_CQE_TX_DONE);
     ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
     ck_assert_uint_eq(e.cookie, COOKIE_TAG | 1);
-    ck_assert(cq_take(false, &e));
+    ck_assert(tu_cq_take(&h, false, &e));
     ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
     ck_assert_uint_eq(e.cookie, COOKIE_TAG | 2);
-    ck_assert(cq_take(false, &e));
+    ck_assert(tu_cq_take(&h, false, &e));
     ck_assert_uint_eq(e.status, NIC_TX_OK);
     ck_assert_uint_eq(e.cookie, COOKIE_TAG | 3);
-    ck_assert(!cq_take(false, &e));
-    cq_publish(false);
+    ck_assert(!tu_cq_take(&h, false, &e));
+    tu_cq_publish(&h, false);
 
-    ck_assert_uint_eq(wire_recv(got), len);
+    ck_assert_uint_eq(tu_wire_recv(h.wire, got, WIRE_BUF_LEN), len);
     ck_assert_mem_eq(got, pkt, len);
     assert_wire_empty();
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.tx_desc, 3);
     ck_assert_uint_eq(c.tx_bad_desc, 2);
     ck_assert_uint_eq(c.tx_packets, 1);
@@ -569,23 +396,23 @@ START_TEST(tx_zero_length_data_counted_as_bad_desc)
     host_open(8, 8);
     static uint8_t pkt[TEST_MTU];
     struct nic_tx_desc d = data_desc(NULL, 0, 0, COOKIE_TAG | 1); /* never dereferenced */
-    tx_post(&d);
+    tu_tx_post(&h, &d);
     d = data_desc(pkt, 0, NIC_TXF_SIGNAL, COOKIE_TAG | 2); /* exactly one completion */
-    tx_post(&d);
-    tx_publish();
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
     nic_dev_poll_once(h.dev);
-    ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), 2);
+    ck_assert_uint_eq(tu_load_acq(&h.q->tx_idx->cons), 2);
     struct nic_cqe e;
-    ck_assert(cq_take(false, &e));
+    ck_assert(tu_cq_take(&h, false, &e));
     ck_assert_uint_eq(e.kind, NIC_CQE_TX_DONE);
     ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
     ck_assert_uint_eq(e.cookie, COOKIE_TAG | 1);
-    ck_assert(cq_take(false, &e));
+    ck_assert(tu_cq_take(&h, false, &e));
     ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
     ck_assert_uint_eq(e.cookie, COOKIE_TAG | 2);
-    ck_assert(!cq_take(false, &e));
+    ck_assert(!tu_cq_take(&h, false, &e));
     assert_wire_empty();
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.tx_desc, 2);
     ck_assert_uint_eq(c.tx_bad_desc, 2);
     ck_assert_uint_eq(c.tx_packets, 0);
@@ -608,7 +435,7 @@ static uint32_t rx_check_cqe(const struct nic_cqe *e, uint32_t k, uint32_t id,
 {
     static uint8_t want[TEST_MTU];
     size_t len = build_tcp(want, id);
-    uint64_t cookie = h.rx_cookie[nic_ring_slot(k, h.q->rx_size)];
+    uint64_t cookie = rx_cookie[nic_ring_slot(k, h.q->rx_size)];
     ck_assert_uint_eq(e->kind, NIC_CQE_RX_PACKET);
     ck_assert_uint_eq(e->phase, lap_phase(k, h.q->rx_cq_size));
     ck_assert_uint_eq(e->cookie, cookie);
@@ -617,7 +444,7 @@ static uint32_t rx_check_cqe(const struct nic_cqe *e, uint32_t k, uint32_t id,
     uint32_t b = (uint32_t)(cookie & 0xff);
     ck_assert_mem_eq(bufs[b], want, len);
     for (size_t i = len; i < RX_BUF_LEN; i++) /* nothing written past the packet */
-        FAST_CHECK(bufs[b][i] == RX_POISON);
+        TU_CHECK(bufs[b][i] == RX_POISON);
     return b;
 }
 
@@ -630,33 +457,33 @@ START_TEST(rx_ring_wraps_reposting_buffers)
     memset(bufs, RX_POISON, sizeof(bufs));
     for (uint32_t b = 0; b < h.q->rx_size; b++)
         rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
-    rx_publish();
+    tu_rx_publish(&h);
     uint32_t sent = 0, done = 0;
     uint64_t bytes = 0;
     for (uint32_t round = 0; done < N; round++) {
         uint32_t batch = 1 + (round * 5) % 8; /* never more than the posted buffers */
         for (uint32_t i = 0; i < batch && sent < N; i++) {
             size_t len = build_tcp(pkt, sent);
-            wire_send(pkt, len);
+            tu_wire_send(h.wire, pkt, len);
             bytes += len;
             sent++;
         }
         nic_dev_poll_once(h.dev);
-        ck_assert_uint_eq(load_acq(&h.q->rx_idx->cons), sent);
+        ck_assert_uint_eq(tu_load_acq(&h.q->rx_idx->cons), sent);
         struct nic_cqe e;
-        while (cq_take(true, &e)) {
+        while (tu_cq_take(&h, true, &e)) {
             uint32_t b = rx_check_cqe(&e, done, done, bufs, NIC_RXF_CSUM_OK);
             /* The buffer is the driver's again: poison it and post it anew. */
             memset(bufs[b], RX_POISON, RX_BUF_LEN);
             rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
             done++;
         }
-        cq_publish(true);
-        rx_publish();
+        tu_cq_publish(&h, true);
+        tu_rx_publish(&h);
         ck_assert_uint_eq(done, sent);
     }
     ck_assert_uint_gt(done / h.q->rx_cq_size, 10); /* many ring and CQ laps */
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.rx_packets, N);
     ck_assert_uint_eq(c.rx_bytes, bytes);
     ck_assert_uint_eq(c.rx_wire_packets, N);
@@ -675,19 +502,19 @@ START_TEST(rx_bad_checksum_clears_csum_ok_and_counts)
     memset(bufs, RX_POISON, sizeof(bufs));
     for (uint32_t b = 0; b < 3; b++)
         rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
-    rx_publish();
+    tu_rx_publish(&h);
     size_t len[3];
     for (uint32_t i = 0; i < 3; i++)
         len[i] = build_tcp(pkt[i], 10 + i);
-    pkt[1][TCP_CSUM] ^= 0x01; /* TCP checksum wrong, IP header fine */
-    pkt[2][8] ^= 0x01;        /* TTL changed: IP header checksum wrong, TCP fine */
+    pkt[1][TU_TCP_CSUM_OFF] ^= 0x01; /* TCP checksum wrong, IP header fine */
+    pkt[2][8] ^= 0x01;               /* TTL changed: IP header checksum wrong, TCP fine */
     for (uint32_t i = 0; i < 3; i++)
-        wire_send(pkt[i], len[i]);
+        tu_wire_send(h.wire, pkt[i], len[i]);
     nic_dev_poll_once(h.dev);
     static const uint16_t want_flags[3] = {NIC_RXF_CSUM_OK, 0, 0};
     for (uint32_t i = 0; i < 3; i++) {
         struct nic_cqe e;
-        ck_assert(cq_take(true, &e));
+        ck_assert(tu_cq_take(&h, true, &e));
         ck_assert_uint_eq(e.kind, NIC_CQE_RX_PACKET);
         ck_assert_uint_eq(e.cookie, rx_cookie_for(i, i));
         ck_assert_uint_eq(e.len, len[i]);
@@ -695,9 +522,9 @@ START_TEST(rx_bad_checksum_clears_csum_ok_and_counts)
         ck_assert_mem_eq(bufs[i], pkt[i], len[i]); /* delivered as received */
     }
     struct nic_cqe e;
-    ck_assert(!cq_take(true, &e));
-    cq_publish(true);
-    struct nic_counters c = counters();
+    ck_assert(!tu_cq_take(&h, true, &e));
+    tu_cq_publish(&h, true);
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.rx_csum_bad, 2);
     ck_assert_uint_eq(c.rx_packets, 3);
 }
@@ -714,32 +541,32 @@ START_TEST(rx_without_buffer_drops_and_counts)
     uint64_t dropped_bytes = 0;
     for (uint32_t i = 0; i < 5; i++) {
         size_t len = build_tcp(pkt, i);
-        wire_send(pkt, len);
+        tu_wire_send(h.wire, pkt, len);
         dropped_bytes += len;
     }
     nic_dev_poll_once(h.dev);
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.rx_no_buffer, 5);
     ck_assert_uint_eq(c.rx_wire_packets, 5);
     ck_assert_uint_eq(c.rx_wire_bytes, dropped_bytes);
     ck_assert_uint_eq(c.rx_packets, 0);
     ck_assert_uint_eq(c.rx_bytes, 0);
-    ck_assert_uint_eq(load_acq(&h.q->rx_idx->cons), 0);
+    ck_assert_uint_eq(tu_load_acq(&h.q->rx_idx->cons), 0);
     struct nic_cqe e;
-    ck_assert(!cq_take(true, &e));
+    ck_assert(!tu_cq_take(&h, true, &e));
     for (size_t i = 0; i < sizeof(bufs); i++) /* never written anywhere */
-        FAST_CHECK(bufs[i / RX_BUF_LEN][i % RX_BUF_LEN] == RX_POISON);
+        TU_CHECK(bufs[i / RX_BUF_LEN][i % RX_BUF_LEN] == RX_POISON);
 
     /* Publish the buffer: only the next packet lands in it. */
-    rx_publish();
+    tu_rx_publish(&h);
     size_t len = build_tcp(pkt, 42);
-    wire_send(pkt, len);
+    tu_wire_send(h.wire, pkt, len);
     nic_dev_poll_once(h.dev);
-    ck_assert(cq_take(true, &e));
+    ck_assert(tu_cq_take(&h, true, &e));
     rx_check_cqe(&e, 0, 42, bufs, NIC_RXF_CSUM_OK);
-    ck_assert(!cq_take(true, &e));
-    cq_publish(true);
-    c = counters();
+    ck_assert(!tu_cq_take(&h, true, &e));
+    tu_cq_publish(&h, true);
+    c = tu_counters(h.dev);
     ck_assert_uint_eq(c.rx_no_buffer, 5);
     ck_assert_uint_eq(c.rx_packets, 1);
     ck_assert_uint_eq(c.rx_bytes, len);
@@ -753,29 +580,29 @@ START_TEST(tx_full_check_prevents_overwrite)
     host_open(8, 8);
     static uint8_t slot_buf[RING_MAX][TEST_MTU];
     static uint8_t got[WIRE_BUF_LEN], want[TEST_MTU];
-    ck_assert_uint_eq(tx_space(), h.q->tx_size); /* empty: prod == cons */
+    ck_assert_uint_eq(tu_tx_space(&h), h.q->tx_size); /* empty: prod == cons */
     uint32_t posted = 0;
-    while (tx_space() > 0) {
+    while (tu_tx_space(&h) > 0) {
         uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
         struct nic_tx_desc d = data_desc(buf, build_tcp(buf, posted), 0, COOKIE_TAG | posted);
-        tx_post(&d);
+        tu_tx_post(&h, &d);
         posted++;
     }
     ck_assert_uint_eq(posted, h.q->tx_size);
-    ck_assert_uint_eq(h.tx_prod - load_acq(&h.q->tx_idx->cons), h.q->tx_size); /* full */
+    ck_assert_uint_eq(h.tx_prod - tu_load_acq(&h.q->tx_idx->cons), h.q->tx_size); /* full */
     /* prod's slot is cons's slot: writing it now would overwrite packet 0. */
     ck_assert_uint_eq(nic_ring_slot(h.tx_prod, h.q->tx_size), 0);
     ck_assert_uint_eq(h.q->tx_ring[0].cookie, COOKIE_TAG | 0);
-    tx_publish();
+    tu_tx_publish(&h);
     nic_dev_poll_once(h.dev);
     for (uint32_t i = 0; i < posted; i++) {
         size_t len = build_tcp(want, i);
-        ck_assert_uint_eq(wire_recv(got), len);
+        ck_assert_uint_eq(tu_wire_recv(h.wire, got, WIRE_BUF_LEN), len);
         ck_assert_mem_eq(got, want, len);
     }
     assert_wire_empty();
-    ck_assert_uint_eq(load_acq(&h.q->tx_idx->cons), h.tx_prod); /* empty again */
-    ck_assert_uint_eq(tx_space(), h.q->tx_size);
+    ck_assert_uint_eq(tu_load_acq(&h.q->tx_idx->cons), h.tx_prod); /* empty again */
+    ck_assert_uint_eq(tu_tx_space(&h), h.q->tx_size);
 }
 END_TEST
 
@@ -786,30 +613,30 @@ START_TEST(rx_full_check_prevents_overwrite)
     static uint8_t pkt[TEST_MTU];
     memset(bufs, RX_POISON, sizeof(bufs));
     uint32_t posted = 0;
-    while (rx_space() > 0) {
+    while (tu_rx_space(&h) > 0) {
         rx_post(bufs[posted], RX_BUF_LEN, rx_cookie_for(h.rx_prod, posted));
         posted++;
     }
-    rx_publish();
+    tu_rx_publish(&h);
     ck_assert_uint_eq(posted, h.q->rx_size);
-    ck_assert_uint_eq(h.rx_prod - load_acq(&h.q->rx_idx->cons), h.q->rx_size);
+    ck_assert_uint_eq(h.rx_prod - tu_load_acq(&h.q->rx_idx->cons), h.q->rx_size);
     /* One packet more than there are buffers. */
     for (uint32_t i = 0; i <= posted; i++)
-        wire_send(pkt, build_tcp(pkt, i));
+        tu_wire_send(h.wire, pkt, build_tcp(pkt, i));
     nic_dev_poll_once(h.dev);
-    ck_assert_uint_eq(load_acq(&h.q->rx_idx->cons), h.rx_prod);
+    ck_assert_uint_eq(tu_load_acq(&h.q->rx_idx->cons), h.rx_prod);
     for (uint32_t i = 0; i < posted; i++) {
         struct nic_cqe e;
-        ck_assert(cq_take(true, &e));
+        ck_assert(tu_cq_take(&h, true, &e));
         rx_check_cqe(&e, i, i, bufs, NIC_RXF_CSUM_OK);
     }
     struct nic_cqe e;
-    ck_assert(!cq_take(true, &e));
-    cq_publish(true);
-    struct nic_counters c = counters();
+    ck_assert(!tu_cq_take(&h, true, &e));
+    tu_cq_publish(&h, true);
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.rx_packets, posted);
     ck_assert_uint_eq(c.rx_no_buffer, 1);
-    ck_assert_uint_eq(rx_space(), h.q->rx_size);
+    ck_assert_uint_eq(tu_rx_space(&h), h.q->rx_size);
 }
 END_TEST
 
@@ -821,26 +648,26 @@ START_TEST(tx_cq_never_overflows_when_driver_consumes)
     static uint8_t got[WIRE_BUF_LEN];
     uint32_t sent = 0, completions = 0;
     while (sent < N) {
-        while (tx_space() > 0 && sent < N) { /* a full ring of signalled descriptors */
+        while (tu_tx_space(&h) > 0 && sent < N) { /* a full ring of signalled descriptors */
             uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
             struct nic_tx_desc d =
                 data_desc(buf, build_tcp(buf, sent), NIC_TXF_SIGNAL, COOKIE_TAG | sent);
-            tx_post(&d);
+            tu_tx_post(&h, &d);
             sent++;
         }
-        tx_publish();
+        tu_tx_publish(&h);
         nic_dev_poll_once(h.dev);
-        while (wire_recv(got) != 0) {
+        while (tu_wire_recv(h.wire, got, WIRE_BUF_LEN) != 0) {
         }
         struct nic_cqe e;
-        while (cq_take(false, &e)) {
+        while (tu_cq_take(&h, false, &e)) {
             ck_assert_uint_eq(e.cookie, COOKIE_TAG | completions);
             completions++;
         }
-        cq_publish(false);
+        tu_cq_publish(&h, false);
         ck_assert_uint_eq(completions, sent);
     }
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.tx_cq_overflow, 0);
     ck_assert_uint_eq(c.rx_cq_overflow, 0);
     ck_assert_uint_eq(c.tx_packets, N);
@@ -856,24 +683,24 @@ START_TEST(rx_cq_never_overflows_when_driver_consumes)
     memset(bufs, RX_POISON, sizeof(bufs));
     for (uint32_t b = 0; b < h.q->rx_size; b++)
         rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
-    rx_publish();
+    tu_rx_publish(&h);
     uint32_t sent = 0, done = 0;
     while (done < N) {
         for (uint32_t i = 0; i < h.q->rx_size && sent < N; i++) /* a full ring's worth */
-            wire_send(pkt, build_tcp(pkt, sent++));
+            tu_wire_send(h.wire, pkt, build_tcp(pkt, sent++));
         nic_dev_poll_once(h.dev);
         struct nic_cqe e;
-        while (cq_take(true, &e)) {
+        while (tu_cq_take(&h, true, &e)) {
             uint32_t b = rx_check_cqe(&e, done, done, bufs, NIC_RXF_CSUM_OK);
             memset(bufs[b], RX_POISON, RX_BUF_LEN);
             rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
             done++;
         }
-        cq_publish(true);
-        rx_publish();
+        tu_cq_publish(&h, true);
+        tu_rx_publish(&h);
         ck_assert_uint_eq(done, sent);
     }
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.rx_cq_overflow, 0);
     ck_assert_uint_eq(c.tx_cq_overflow, 0);
     ck_assert_uint_eq(c.rx_no_buffer, 0);
@@ -895,42 +722,42 @@ START_TEST(tx_cq_full_stalls_engine_without_loss)
     const uint32_t total = h.q->tx_cq_size + 2 * h.q->tx_size; /* more than the CQ holds */
     uint32_t on_wire = 0;
     for (int round = 0; round < 64 && h.tx_prod < total; round++) {
-        while (tx_space() > 0 && h.tx_prod < total) {
+        while (tu_tx_space(&h) > 0 && h.tx_prod < total) {
             uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
             struct nic_tx_desc d =
                 data_desc(buf, build_tcp(buf, h.tx_prod), NIC_TXF_SIGNAL, COOKIE_TAG | h.tx_prod);
-            tx_post(&d);
+            tu_tx_post(&h, &d);
         }
-        tx_publish();
+        tu_tx_publish(&h);
         nic_dev_poll_once(h.dev);
-        while (wire_recv(got) != 0)
+        while (tu_wire_recv(h.wire, got, WIRE_BUF_LEN) != 0)
             on_wire++;
     }
     /* Stalled with one entry of headroom left (a descriptor may need two). */
     uint32_t done = h.q->tx_cq_size - 1;
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.tx_cq_overflow, 0);
     ck_assert_uint_gt(c.tx_cq_backpressure, 0);
-    ck_assert_uint_eq(load_acq(&h.q->tx_cq_idx->prod), done);
+    ck_assert_uint_eq(tu_load_acq(&h.q->tx_cq_idx->prod), done);
     ck_assert_uint_eq(on_wire, done);
     /* Drain: every entry is there, in order; then the rest goes out. */
     struct nic_cqe e;
     for (uint32_t i = 0; i < done; i++) {
-        ck_assert(cq_take(false, &e));
+        ck_assert(tu_cq_take(&h, false, &e));
         ck_assert_uint_eq(e.cookie, COOKIE_TAG | i);
     }
-    cq_publish(false);
+    tu_cq_publish(&h, false);
     for (int round = 0; round < 64 && on_wire < h.tx_prod; round++) {
         nic_dev_poll_once(h.dev);
-        while (wire_recv(got) != 0)
+        while (tu_wire_recv(h.wire, got, WIRE_BUF_LEN) != 0)
             on_wire++;
-        while (cq_take(false, &e))
+        while (tu_cq_take(&h, false, &e))
             done++;
-        cq_publish(false);
+        tu_cq_publish(&h, false);
     }
     ck_assert_uint_eq(on_wire, h.tx_prod);
     ck_assert_uint_eq(done, h.tx_prod);
-    ck_assert_uint_eq(counters().tx_cq_overflow, 0);
+    ck_assert_uint_eq(tu_counters(h.dev).tx_cq_overflow, 0);
 }
 END_TEST
 
@@ -948,7 +775,7 @@ START_TEST(counters_match_traffic_exactly)
     /* RX with no buffers yet: 3 drops. */
     for (uint32_t i = 0; i < 3; i++) {
         size_t len = build_tcp(pkt, 1000 + i);
-        wire_send(pkt, len);
+        tu_wire_send(h.wire, pkt, len);
         wire_rx_bytes += len;
         rx_dropped++;
     }
@@ -957,51 +784,51 @@ START_TEST(counters_match_traffic_exactly)
     memset(bufs, RX_POISON, sizeof(bufs));
     for (uint32_t b = 0; b < h.q->rx_size; b++)
         rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
-    rx_publish();
+    tu_rx_publish(&h);
     for (uint32_t round = 0; round < 10; round++) {
         /* TX: up to 4 packets and, every third round, one bad descriptor. */
-        for (uint32_t i = 0; i < 4 && tx_space() > 1; i++) {
+        for (uint32_t i = 0; i < 4 && tu_tx_space(&h) > 1; i++) {
             uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
             size_t len = build_tcp(buf, 2000 + tx_good);
             struct nic_tx_desc d = data_desc(buf, len, 0, COOKIE_TAG | h.tx_prod);
-            tx_post(&d);
+            tu_tx_post(&h, &d);
             tx_bytes += len;
             tx_good++;
         }
         if (round % 3 == 0) {
             struct nic_tx_desc d = data_desc(NULL, 0, 0, COOKIE_TAG | h.tx_prod);
-            tx_post(&d);
+            tu_tx_post(&h, &d);
             tx_bad++;
         }
-        tx_publish();
+        tu_tx_publish(&h);
         /* RX: round + 1 packets (<= 8 buffers), the last of round 5 corrupt. */
         for (uint32_t i = 0; i <= round && i < h.q->rx_size; i++) {
             size_t len = build_tcp(pkt, 3000 + rx_good);
             if (round == 5 && i == round) {
-                pkt[TCP_CSUM + 1] ^= 0x80;
+                pkt[TU_TCP_CSUM_OFF + 1] ^= 0x80;
                 rx_bad_csum++;
             }
-            wire_send(pkt, len);
+            tu_wire_send(h.wire, pkt, len);
             rx_bytes += len;
             wire_rx_bytes += len;
             rx_good++;
         }
         nic_dev_poll_once(h.dev);
-        while (wire_recv(got) != 0) {
+        while (tu_wire_recv(h.wire, got, WIRE_BUF_LEN) != 0) {
         }
         struct nic_cqe e;
-        while (cq_take(false, &e))
+        while (tu_cq_take(&h, false, &e))
             ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
-        cq_publish(false);
-        while (cq_take(true, &e)) {
+        tu_cq_publish(&h, false);
+        while (tu_cq_take(&h, true, &e)) {
             uint32_t b = (uint32_t)(e.cookie & 0xff);
             memset(bufs[b], RX_POISON, RX_BUF_LEN);
             rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
         }
-        cq_publish(true);
-        rx_publish();
+        tu_cq_publish(&h, true);
+        tu_rx_publish(&h);
     }
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.tx_desc, tx_good + tx_bad);
     ck_assert_uint_eq(c.tx_bad_desc, tx_bad);
     ck_assert_uint_eq(c.tx_packets, tx_good);

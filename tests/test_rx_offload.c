@@ -46,37 +46,27 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "nic_abi.h"
 #include "nic_dev.h"
+#include "test_util.h"
 #include "tls_record.h"
 
 #define TEST_MTU        1500u
-#define IP_HLEN         20u
-#define TCP_HLEN        20u
-#define HDRS            (IP_HLEN + TCP_HLEN)
+#define HDRS            (TU_IP_HLEN + TU_TCP_HLEN)
 #define MAX_PAYLOAD     (TEST_MTU - HDRS)
-#define IP_CSUM         10u
-#define TCP_CSUM        (IP_HLEN + 16u)
 #define TX_RING         64u
 #define RX_RING         256u
 #define RX_BUF_LEN      2048u
 #define DEFAULT_REORDER 262144u
 #define MSS             1448u
 #define FLOW_ID         1u
-#define PEER_IP         0x0a000002u
-#define HOST_IP         0x0a000001u
-#define PEER_PORT       40000u
-#define HOST_PORT       443u
 #define MAX_RECS        512u
 #define MAX_SEGS        4096u
 #define MAX_LOG         8192u
@@ -84,26 +74,6 @@
 /* nic_tls_rx.c RX_HEADERLESS_HOLD_BYTES: how much the NIC holds ahead of a
    hole while it does not know the current record's header (reordering). */
 #define HEADERLESS_HOLD (6u * 1460u)
-
-/* ---- failure reporting: cheap in hot loops (only acts on failure) ---- */
-
-static char g_ctx[256]; /* what the test is doing, printed on failure */
-
-#define CTX(...) snprintf(g_ctx, sizeof(g_ctx), __VA_ARGS__)
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            ck_abort_msg("%s:%d: %s [%s]", __FILE__, __LINE__, #cond, g_ctx);                      \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                                           \
-        if (a_ != b_)                                                                              \
-            ck_abort_msg("%s:%d: %s == %s: %" PRIu64 " != %" PRIu64 " [%s]", __FILE__, __LINE__,   \
-                         #a, #b, a_, b_, g_ctx);                                                   \
-    } while (0)
 
 static const uint8_t KEY[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
                                 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
@@ -115,121 +85,82 @@ static const size_t STD_SIZES[] = {16384, 1000, 1,     0,    3000,  16384,
 
 /* ---- the host driver ---- */
 
-static struct {
-    struct nic_dev *dev;
-    const struct nic_queues *q;
-    int wire; /* our end of the socketpair: the peer */
-    uint32_t tx_prod, tx_cq_cons, rx_prod, rx_cq_cons;
-    struct nic_tls_static_ctx ctx; /* the NIC reads it when the descriptor runs */
-    uint16_t ip_id;
-    bool open;
-} h = {.wire = -1};
+static struct tu_drv h = {.wire = -1};
+static struct nic_tls_static_ctx g_tls_ctx; /* the NIC reads it when the descriptor runs */
+static uint16_t g_ip_id;
 
 static uint8_t g_rxbuf[RX_RING][RX_BUF_LEN];
 
+/* Post RX buffer buf (cookie buf) and publish it. */
 static void rx_post(uint32_t buf)
 {
-    CHECK(h.rx_prod - __atomic_load_n(&h.q->rx_idx->cons, __ATOMIC_ACQUIRE) < h.q->rx_size);
-    struct nic_rx_desc *d = &h.q->rx_ring[nic_ring_slot(h.rx_prod, h.q->rx_size)];
-    memset(d, 0, sizeof(*d));
-    d->addr = (uint64_t)(uintptr_t)g_rxbuf[buf];
-    d->len = RX_BUF_LEN;
-    d->cookie = buf;
-    h.rx_prod++;
-    __atomic_store_n(&h.q->rx_idx->prod, h.rx_prod, __ATOMIC_RELEASE);
-    nic_dev_doorbell(h.dev);
+    tu_rx_post(&h, g_rxbuf[buf], RX_BUF_LEN, buf);
+    tu_rx_publish(&h);
 }
 
+/* tu_cq_take(), telling the NIC at once how far the driver has read. */
 static bool cq_take(bool rx, struct nic_cqe *out)
 {
-    struct nic_cqe *cq = rx ? h.q->rx_cq : h.q->tx_cq;
-    uint32_t size = rx ? h.q->rx_cq_size : h.q->tx_cq_size;
-    uint32_t *cons = rx ? &h.rx_cq_cons : &h.tx_cq_cons;
-    const struct nic_cqe *e = &cq[nic_ring_slot(*cons, size)];
-    if (__atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) != nic_cq_phase(*cons, size))
+    if (!tu_cq_take(&h, rx, out))
         return false;
-    *out = *e;
-    (*cons)++;
-    __atomic_store_n(rx ? &h.q->rx_cq_idx->cons : &h.q->tx_cq_idx->cons, *cons, __ATOMIC_RELEASE);
+    tu_cq_publish(&h, rx);
     return true;
 }
 
 static void dev_open(uint32_t reorder_bytes)
 {
-    int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
-    struct nic_dev_cfg cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.tun_fd = sv[0]; /* the NIC owns this end */
-    cfg.tx_ring_size = TX_RING;
-    cfg.rx_ring_size = RX_RING;
-    cfg.mtu = TEST_MTU;
-    cfg.max_flows = 8;
-    cfg.rx_reorder_bytes = reorder_bytes;
-    nic_fault_cfg_init(&cfg.fault_tx);
-    nic_fault_cfg_init(&cfg.fault_rx);
-    char err[128] = "";
-    h.wire = sv[1];
-    h.dev = nic_dev_create(&cfg, err, sizeof(err));
-    ck_assert_msg(h.dev != NULL, "nic_dev_create: %s", err);
-    h.q = nic_dev_queues(h.dev);
-    h.tx_prod = h.tx_cq_cons = h.rx_prod = h.rx_cq_cons = 0;
-    h.open = true;
+    struct nic_dev_cfg cfg = {.tx_ring_size = TX_RING,
+                              .rx_ring_size = RX_RING,
+                              .mtu = TEST_MTU,
+                              .max_flows = 8,
+                              .rx_reorder_bytes = reorder_bytes};
+    tu_drv_open(&h, &cfg);
     for (uint32_t i = 0; i < RX_RING; i++)
         rx_post(i);
-}
-
-static struct nic_counters counters(void)
-{
-    struct nic_counters c;
-    nic_dev_get_counters(h.dev, &c);
-    return c;
 }
 
 /* One control descriptor, signalled; it must complete with status OK. */
 static void ctrl(uint8_t kind, uint8_t flags, uint64_t addr, uint32_t tcp_seq, uint64_t record_sn)
 {
-    CHECK(h.tx_prod - __atomic_load_n(&h.q->tx_idx->cons, __ATOMIC_ACQUIRE) < h.q->tx_size);
-    struct nic_tx_desc *d = &h.q->tx_ring[nic_ring_slot(h.tx_prod, h.q->tx_size)];
-    memset(d, 0, sizeof(*d));
-    d->kind = kind;
-    d->flags = flags | NIC_TXF_SIGNAL;
-    d->flow_id = FLOW_ID;
-    d->addr = addr;
-    d->cookie = 0xc7000000u + h.tx_prod;
-    d->tcp_seq = tcp_seq;
-    d->record_sn = record_sn;
-    h.tx_prod++;
-    __atomic_store_n(&h.q->tx_idx->prod, h.tx_prod, __ATOMIC_RELEASE);
-    nic_dev_doorbell(h.dev);
+    struct nic_tx_desc d;
+    memset(&d, 0, sizeof(d));
+    d.kind = kind;
+    d.flags = flags | NIC_TXF_SIGNAL;
+    d.flow_id = FLOW_ID;
+    d.addr = addr;
+    d.cookie = 0xc7000000u + h.tx_prod;
+    d.tcp_seq = tcp_seq;
+    d.record_sn = record_sn;
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
     nic_dev_poll_once(h.dev);
     struct nic_cqe e;
-    CHECK(cq_take(false, &e));
-    CHECK_EQ(e.kind, NIC_CQE_TX_DONE);
-    CHECK_EQ(e.status, NIC_TX_OK);
-    CHECK_EQ(e.desc_kind, kind);
-    CHECK_EQ(e.cookie, 0xc7000000u + h.tx_prod - 1);
-    CHECK(!cq_take(false, &e));
-    CHECK(!cq_take(true, &e)); /* no packet was pending */
+    TU_CHECK(cq_take(false, &e));
+    TU_CHECK_EQ(e.kind, NIC_CQE_TX_DONE);
+    TU_CHECK_EQ(e.status, NIC_TX_OK);
+    TU_CHECK_EQ(e.desc_kind, kind);
+    TU_CHECK_EQ(e.cookie, 0xc7000000u + h.tx_prod - 1);
+    TU_CHECK(!cq_take(false, &e));
+    TU_CHECK(!cq_take(true, &e)); /* no packet was pending */
 }
 
 static void install_rx_ctx(uint8_t ctx_flags, uint32_t start_seq)
 {
-    memset(&h.ctx, 0, sizeof(h.ctx));
-    h.ctx.cipher = NIC_CIPHER_AES_128_GCM;
-    h.ctx.direction = NIC_CTX_RX;
-    h.ctx.flags = ctx_flags;
-    memcpy(h.ctx.salt, SALT, 4);
-    memcpy(h.ctx.key, KEY, 16);
+    memset(&g_tls_ctx, 0, sizeof(g_tls_ctx));
+    g_tls_ctx.cipher = NIC_CIPHER_AES_128_GCM;
+    g_tls_ctx.direction = NIC_CTX_RX;
+    g_tls_ctx.flags = ctx_flags;
+    memcpy(g_tls_ctx.salt, SALT, 4);
+    memcpy(g_tls_ctx.key, KEY, 16);
     /* peer -> host, as in the packets we inject (network byte order) */
-    h.ctx.saddr = htonl(PEER_IP);
-    h.ctx.daddr = htonl(HOST_IP);
-    h.ctx.sport = htons(PEER_PORT);
-    h.ctx.dport = htons(HOST_PORT);
-    h.ctx.start_tcp_sn = start_seq;
-    h.ctx.record_sn = 1;
-    ctrl(NIC_TX_STATIC_CTX, 0, (uint64_t)(uintptr_t)&h.ctx, 0, 0);
-    CHECK_EQ(counters().rx_tls_ctx, 1);
+    g_tls_ctx.saddr = htonl(TU_PEER_IP);
+    g_tls_ctx.daddr = htonl(TU_HOST_IP);
+    g_tls_ctx.sport = htons(TU_PEER_PORT);
+    g_tls_ctx.dport = htons(TU_HOST_PORT);
+    g_tls_ctx.start_tcp_sn = start_seq;
+    g_tls_ctx.record_sn = 1;
+    ctrl(NIC_TX_STATIC_CTX, 0, (uint64_t)(uintptr_t)&g_tls_ctx, 0, 0);
+    TU_CHECK_EQ(tu_counters(h.dev).rx_tls_ctx, 1);
 }
 
 static void resync_resp(uint32_t seq, bool ok, uint64_t record_sn)
@@ -269,7 +200,7 @@ static void seal_record(size_t r)
 {
     size_t off = S.start[r];
     size_t n = tls_record_seal(S.a, r + 1, S.type[r], S.pt + S.pt_off[r], S.pt_len[r], S.ct + off);
-    CHECK_EQ(n, S.start[r + 1] - off);
+    TU_CHECK_EQ(n, S.start[r + 1] - off);
     memcpy(S.pv + off, S.ct + off, n);
     memcpy(S.pv + off + TLS_PAYLOAD_OFFSET, S.pt + S.pt_off[r], S.pt_len[r]);
 }
@@ -278,13 +209,13 @@ static void stream_build(const size_t *sizes, size_t n, uint32_t seq0)
 {
     static const uint8_t types[] = {TLS_CT_APPDATA, TLS_CT_APPDATA, TLS_CT_HANDSHAKE,
                                     TLS_CT_APPDATA, TLS_CT_ALERT};
-    CHECK(n <= MAX_RECS);
+    TU_CHECK(n <= MAX_RECS);
     memset(&S, 0, sizeof(S));
     S.seq0 = seq0;
     S.nrec = n;
     size_t total_pt = 0;
     for (size_t r = 0; r < n; r++) {
-        CHECK(sizes[r] <= TLS_MAX_PLAINTEXT);
+        TU_CHECK(sizes[r] <= TLS_MAX_PLAINTEXT);
         S.start[r + 1] = S.start[r] + sizes[r] + TLS_RECORD_OVERHEAD;
         S.pt_len[r] = sizes[r];
         S.pt_off[r] = total_pt;
@@ -296,7 +227,7 @@ static void stream_build(const size_t *sizes, size_t n, uint32_t seq0)
     S.ct = malloc(S.len);
     S.pv = malloc(S.len);
     S.a = tls_aead_new(KEY, sizeof(KEY), SALT);
-    CHECK(S.pt && S.ct && S.pv && S.a);
+    TU_CHECK(S.pt && S.ct && S.pv && S.a);
     for (size_t r = 0; r < n; r++) {
         for (size_t i = 0; i < sizes[r]; i++)
             S.pt[S.pt_off[r] + i] = pt_byte(r, i);
@@ -318,14 +249,14 @@ static void stream_force_ct(size_t off, const uint8_t *bytes, size_t n)
 {
     size_t r = rec_of(off);
     size_t po = off - S.start[r] - TLS_PAYLOAD_OFFSET;
-    CHECK(off >= S.start[r] + TLS_PAYLOAD_OFFSET && po + n <= S.pt_len[r]);
+    TU_CHECK(off >= S.start[r] + TLS_PAYLOAD_OFFSET && po + n <= S.pt_len[r]);
     uint8_t ks[64] = {0};
-    CHECK(n <= sizeof(ks));
+    TU_CHECK(n <= sizeof(ks));
     tls_record_xor_keystream(S.a, S.ct + S.start[r] + TLS_HEADER_LEN, po, ks, n);
     for (size_t i = 0; i < n; i++)
         S.pt[S.pt_off[r] + po + i] = bytes[i] ^ ks[i];
     seal_record(r);
-    CHECK(memcmp(S.ct + off, bytes, n) == 0);
+    TU_CHECK(memcmp(S.ct + off, bytes, n) == 0);
 }
 
 static void stream_free(void)
@@ -362,7 +293,7 @@ static void cut(size_t mss, const size_t *forced, size_t nforced)
         for (size_t i = 0; i < nforced; i++)
             if (forced[i] > pos && forced[i] < end)
                 end = forced[i];
-        CHECK(NG < MAX_SEGS);
+        TU_CHECK(NG < MAX_SEGS);
         G[NG++] = (struct seg){pos, end - pos};
         pos = end;
     }
@@ -373,7 +304,7 @@ static size_t seg_at(size_t off)
     for (size_t i = 0; i < NG; i++)
         if (off >= G[i].off && off < G[i].off + G[i].len)
             return i;
-    ck_abort_msg("no segment holds offset %zu [%s]", off, g_ctx);
+    ck_abort_msg("no segment holds offset %zu [%s]", off, tu_ctx);
     return 0;
 }
 
@@ -384,79 +315,24 @@ static size_t seg_end(size_t i)
 
 /* ---- packets (RFC 791 / RFC 793), independent RFC 1071 checksum ---- */
 
-static uint32_t ref_sum(uint32_t acc, const uint8_t *p, size_t len)
-{
-    for (size_t i = 0; i + 1 < len; i += 2)
-        acc += (uint32_t)p[i] << 8 | p[i + 1];
-    if (len & 1)
-        acc += (uint32_t)p[len - 1] << 8;
-    return acc;
-}
-
-static uint16_t ref_fold(uint32_t acc)
-{
-    while (acc >> 16)
-        acc = (acc & 0xffffu) + (acc >> 16);
-    return (uint16_t)~acc;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, (uint16_t)(v >> 16));
-    put16(p + 2, (uint16_t)v);
-}
-
-static uint32_t tcp_sum(const uint8_t *p, size_t tot)
-{
-    uint8_t ph[12];
-    memcpy(ph, p + 12, 8);
-    ph[8] = 0;
-    ph[9] = 6;
-    put16(ph + 10, (uint16_t)(tot - IP_HLEN));
-    return ref_sum(ref_sum(0, ph, sizeof(ph)), p + IP_HLEN, tot - IP_HLEN);
-}
-
 static bool csum_valid(const uint8_t *p, size_t tot)
 {
-    return ref_fold(ref_sum(0, p, IP_HLEN)) == 0 && ref_fold(tcp_sum(p, tot)) == 0;
-}
-
-static void tcp_csum_fix(uint8_t *p, size_t tot)
-{
-    put16(p + TCP_CSUM, 0);
-    put16(p + TCP_CSUM, ref_fold(tcp_sum(p, tot)));
+    return tu_ip_csum(p) == 0 && tu_tcp_csum(p, tot) == 0;
 }
 
 static size_t build_pkt(uint8_t *p, uint32_t seq, const uint8_t *payload, size_t plen)
 {
-    size_t tot = HDRS + plen;
-    memset(p, 0, HDRS);
-    p[0] = 0x45;
-    put16(p + 2, (uint16_t)tot);
-    put16(p + 4, h.ip_id++);
-    put16(p + 6, 0x4000); /* DF */
-    p[8] = 64;
-    p[9] = 6;
-    put32(p + 12, PEER_IP);
-    put32(p + 16, HOST_IP);
-    uint8_t *t = p + IP_HLEN;
-    put16(t, PEER_PORT);
-    put16(t + 2, HOST_PORT);
-    put32(t + 4, seq);
-    put32(t + 8, 1);
-    t[12] = (TCP_HLEN / 4) << 4;
-    t[13] = 0x18; /* PSH|ACK */
-    put16(t + 14, 65535);
-    memcpy(p + HDRS, payload, plen);
-    put16(p + IP_CSUM, ref_fold(ref_sum(0, p, IP_HLEN)));
-    tcp_csum_fix(p, tot);
-    return tot;
+    struct tu_tcp seg = {.saddr = TU_PEER_IP,
+                         .daddr = TU_HOST_IP,
+                         .sport = TU_PEER_PORT,
+                         .dport = TU_HOST_PORT,
+                         .ip_id = g_ip_id++,
+                         .seq = seq,
+                         .ack = 1,
+                         .flags = TU_TCP_PSH | TU_TCP_ACK,
+                         .payload = payload,
+                         .len = plen};
+    return tu_build_tcp(p, &seg);
 }
 
 /* ---- injecting, and what came back ---- */
@@ -486,55 +362,55 @@ struct mod {
 static uint16_t inject(size_t off, size_t len, const struct mod *m)
 {
     static uint8_t pkt[RX_BUF_LEN];
-    CHECK(len > 0 && len <= MAX_PAYLOAD && off + len <= S.len);
-    CHECK(NL < MAX_LOG);
+    TU_CHECK(len > 0 && len <= MAX_PAYLOAD && off + len <= S.len);
+    TU_CHECK(NL < MAX_LOG);
     size_t tot = build_pkt(pkt, seq_at(off), S.ct + off, len);
     if (m && m->flip) {
-        CHECK(m->flip_at < len);
+        TU_CHECK(m->flip_at < len);
         pkt[HDRS + m->flip_at] ^= m->flip;
         if (!m->keep_csum)
-            tcp_csum_fix(pkt, tot);
+            tu_tcp_csum_set(pkt, tot);
     }
     if (m && m->bad_csum)
-        pkt[TCP_CSUM] ^= 0x5a;
+        pkt[TU_TCP_CSUM_OFF] ^= 0x5a;
     bool valid = csum_valid(pkt, tot);
-    ssize_t n = send(h.wire, pkt, tot, 0);
-    CHECK(n == (ssize_t)tot);
+    tu_wire_send(h.wire, pkt, tot);
     nic_dev_poll_once(h.dev);
     struct nic_cqe e;
-    CHECK(cq_take(true, &e));
+    TU_CHECK(cq_take(true, &e));
     struct nic_cqe extra;
-    CHECK(!cq_take(true, &extra));
-    CHECK(!cq_take(false, &extra));
-    CHECK_EQ(e.kind, NIC_CQE_RX_PACKET);
-    CHECK_EQ(e.len, tot);
-    CHECK(e.cookie < RX_RING);
+    TU_CHECK(!cq_take(true, &extra));
+    TU_CHECK(!cq_take(false, &extra));
+    TU_CHECK_EQ(e.kind, NIC_CQE_RX_PACKET);
+    TU_CHECK_EQ(e.len, tot);
+    TU_CHECK(e.cookie < RX_RING);
     const uint8_t *got = g_rxbuf[e.cookie];
 
     /* raw checks */
-    CHECK_EQ(!!(e.flags & NIC_RXF_CSUM_OK), valid);
-    CHECK((e.flags & ~(NIC_RXF_CSUM_OK | NIC_RXF_DECRYPTED | NIC_RXF_RESYNC_REQ)) == 0);
+    TU_CHECK_EQ(!!(e.flags & NIC_RXF_CSUM_OK), valid);
+    TU_CHECK((e.flags & ~(NIC_RXF_CSUM_OK | NIC_RXF_DECRYPTED | NIC_RXF_RESYNC_REQ)) == 0);
     if (valid) {
-        CHECK_EQ(e.flow_id, FLOW_ID);
-        CHECK(csum_valid(got, tot));
+        TU_CHECK_EQ(e.flow_id, FLOW_ID);
+        TU_CHECK(csum_valid(got, tot));
     } else {
-        CHECK((e.flags & (NIC_RXF_DECRYPTED | NIC_RXF_RESYNC_REQ)) == 0);
+        TU_CHECK((e.flags & (NIC_RXF_DECRYPTED | NIC_RXF_RESYNC_REQ)) == 0);
     }
     if (e.flags & NIC_RXF_DECRYPTED) {
-        CHECK(memcmp(got, pkt, TCP_CSUM) == 0);
-        CHECK(memcmp(got + TCP_CSUM + 2, pkt + TCP_CSUM + 2, HDRS - TCP_CSUM - 2) == 0);
+        TU_CHECK(memcmp(got, pkt, TU_TCP_CSUM_OFF) == 0);
+        TU_CHECK(memcmp(got + TU_TCP_CSUM_OFF + 2, pkt + TU_TCP_CSUM_OFF + 2,
+                        HDRS - TU_TCP_CSUM_OFF - 2) == 0);
         for (size_t i = 0; i < len; i++) {
             /* 0 on header, nonce and tag bytes */
             uint8_t ks = g_mask ? g_mask[off + i] : S.ct[off + i] ^ S.pv[off + i];
             if (got[HDRS + i] != (pkt[HDRS + i] ^ ks))
                 ck_abort_msg("DECRYPTED packet at offset %zu: byte %zu is %#x, want %#x [%s]", off,
-                             i, got[HDRS + i], pkt[HDRS + i] ^ ks, g_ctx);
+                             i, got[HDRS + i], pkt[HDRS + i] ^ ks, tu_ctx);
         }
     } else {
-        CHECK(memcmp(got, pkt, tot) == 0);
+        TU_CHECK(memcmp(got, pkt, tot) == 0);
     }
     if (e.flags & NIC_RXF_RESYNC_REQ)
-        CHECK(e.resync_seq - seq_at(off) < len);
+        TU_CHECK(e.resync_seq - seq_at(off) < len);
 
     struct dpkt *d = &L[NL++];
     d->off = off;
@@ -542,7 +418,7 @@ static uint16_t inject(size_t off, size_t len, const struct mod *m)
     d->flags = e.flags;
     d->resync_seq = e.resync_seq;
     d->data = malloc(len);
-    CHECK(d->data);
+    TU_CHECK(d->data);
     memcpy(d->data, got + HDRS, len);
     g_last = e;
     rx_post((uint32_t)e.cookie); /* the buffer is the driver's again */
@@ -551,7 +427,7 @@ static uint16_t inject(size_t off, size_t len, const struct mod *m)
 
 static uint16_t send_seg_mod(size_t i, const struct mod *m)
 {
-    CHECK(i < NG);
+    TU_CHECK(i < NG);
     uint16_t fl = inject(G[i].off, G[i].len, m);
     if (!g_seg_sent[i] && (fl & NIC_RXF_CSUM_OK)) {
         g_seg_sent[i] = true;
@@ -576,10 +452,10 @@ static void expect_dec_line(size_t from, size_t to, bool want, int line)
 {
     for (size_t i = from; i < to; i++) {
         if (!g_seg_sent[i])
-            ck_abort_msg("line %d: segment %zu never delivered [%s]", line, i, g_ctx);
+            ck_abort_msg("line %d: segment %zu never delivered [%s]", line, i, tu_ctx);
         if (!!(g_seg_flags[i] & NIC_RXF_DECRYPTED) != want)
             ck_abort_msg("line %d: segment %zu [%zu, %zu) flags %#x, want DECRYPTED=%d [%s]", line,
-                         i, G[i].off, seg_end(i), g_seg_flags[i], want, g_ctx);
+                         i, G[i].off, seg_end(i), g_seg_flags[i], want, tu_ctx);
     }
 }
 #define expect_dec(from, to, want) expect_dec_line(from, to, want, __LINE__)
@@ -591,13 +467,13 @@ static size_t send_until_request(size_t from)
     for (size_t i = from; i < NG; i++) {
         uint16_t fl = send_seg(i);
         if (fl & NIC_RXF_RESYNC_REQ) {
-            CHECK(!(fl & NIC_RXF_DECRYPTED));
+            TU_CHECK(!(fl & NIC_RXF_DECRYPTED));
             return i;
         }
         if (fl != NIC_RXF_CSUM_OK)
-            ck_abort_msg("segment %zu: flags %#x while lost [%s]", i, fl, g_ctx);
+            ck_abort_msg("segment %zu: flags %#x while lost [%s]", i, fl, tu_ctx);
     }
-    ck_abort_msg("no resync request [%s]", g_ctx);
+    ck_abort_msg("no resync request [%s]", tu_ctx);
     return 0;
 }
 
@@ -612,7 +488,7 @@ struct want {
 
 static void check_counters(const struct want *w, int line)
 {
-    struct nic_counters c = counters();
+    struct nic_counters c = tu_counters(h.dev);
     uint64_t dec = 0;
     for (size_t i = 0; i < NL; i++)
         dec += !!(L[i].flags & NIC_RXF_DECRYPTED);
@@ -620,7 +496,7 @@ static void check_counters(const struct want *w, int line)
     do {                                                                                           \
         if ((uint64_t)(want_v) != ANY && c.field != (want_v))                                      \
             ck_abort_msg("line %d: " #field " = %" PRIu64 ", want %" PRIu64 " [%s]", line,         \
-                         (uint64_t)c.field, (uint64_t)(want_v), g_ctx);                            \
+                         (uint64_t)c.field, (uint64_t)(want_v), tu_ctx);                           \
     } while (0)
     CNT(rx_tls_decrypted_packets, dec);
     CNT(rx_tls_resync_req_pkt, w->req_pkt);
@@ -692,7 +568,7 @@ static struct host_res host_replay(enum model m)
     struct host_res res;
     memset(&res, 0, sizeof(res));
     int32_t *owner = malloc(S.len * sizeof(*owner));
-    CHECK(owner);
+    TU_CHECK(owner);
     for (size_t b = 0; b < S.len; b++)
         owner[b] = -1;
     for (size_t i = 0; i < NL; i++) {
@@ -706,7 +582,7 @@ static struct host_res host_replay(enum model m)
     memset(&cb, 0, sizeof(cb));
     cb.rx = tls_rx_new(S.a, 1);
     cb.res = &res;
-    CHECK(cb.rx);
+    TU_CHECK(cb.rx);
     size_t pos = 0;
     while (pos < S.len && owner[pos] >= 0) {
         int32_t i = owner[pos];
@@ -738,18 +614,18 @@ static void assert_host_line(const char *want_cls, int want_err, bool complete, 
         struct host_res r = host_replay((enum model)m);
         if (r.wrong)
             ck_abort_msg("line %d (%s): the host delivered a WRONG plaintext (classes %s) [%s]",
-                         line, mn, r.cls, g_ctx);
+                         line, mn, r.cls, tu_ctx);
         if (r.err != want_err)
             ck_abort_msg("line %d (%s): tls_rx returned %d (%s), want %d (classes %s) [%s]", line,
-                         mn, r.err, tls_rx_strerror(r.err), want_err, r.cls, g_ctx);
+                         mn, r.err, tls_rx_strerror(r.err), want_err, r.cls, tu_ctx);
         if (want_err == TLS_RX_OK && complete) {
-            CHECK_EQ(r.fed, S.len);
-            CHECK_EQ(r.records, S.nrec);
+            TU_CHECK_EQ(r.fed, S.len);
+            TU_CHECK_EQ(r.records, S.nrec);
         }
         if (!complete)
-            CHECK(r.fed < S.len);
+            TU_CHECK(r.fed < S.len);
         if (m == FIRST_COPY_WINS && strcmp(r.cls, want_cls) != 0)
-            ck_abort_msg("line %d: record classes %s, want %s [%s]", line, r.cls, want_cls, g_ctx);
+            ck_abort_msg("line %d: record classes %s, want %s [%s]", line, r.cls, want_cls, tu_ctx);
     }
 }
 #define assert_host(cls, err)   assert_host_line(cls, err, true, __LINE__)
@@ -764,10 +640,10 @@ static void assert_host_safe_line(int line)
         if (r.wrong || (r.err != TLS_RX_OK && r.err != TLS_RX_ERR_BAD_MAC))
             ck_abort_msg("line %d (%s): wrong=%d err=%d (classes %s) [%s]", line,
                          m == FIRST_COPY_WINS ? "first-copy-wins" : "last-copy-wins", r.wrong,
-                         r.err, r.cls, g_ctx);
+                         r.err, r.cls, tu_ctx);
         if (r.err == TLS_RX_OK) {
-            CHECK_EQ(r.fed, S.len);
-            CHECK_EQ(r.records, S.nrec);
+            TU_CHECK_EQ(r.fed, S.len);
+            TU_CHECK_EQ(r.records, S.nrec);
         }
     }
 }
@@ -776,7 +652,7 @@ static void assert_host_safe_line(int line)
 static const char *all_full(size_t n)
 {
     static char s[MAX_RECS + 1];
-    CHECK(n <= MAX_RECS);
+    TU_CHECK(n <= MAX_RECS);
     memset(s, 'F', n);
     s[n] = 0;
     return s;
@@ -795,12 +671,8 @@ static void open_variant(uint32_t reorder, const size_t *sizes, size_t n, uint32
 
 static void close_variant(void)
 {
-    if (h.open) {
-        nic_dev_destroy(h.dev);
-        close(h.wire);
-    }
-    memset(&h, 0, sizeof(h));
-    h.wire = -1;
+    tu_drv_close(&h);
+    g_ip_id = 0;
     for (size_t i = 0; i < NL; i++)
         free(L[i].data);
     NL = 0;
@@ -815,7 +687,7 @@ static void close_variant(void)
 
 static void setup(void)
 {
-    g_ctx[0] = 0;
+    tu_ctx[0] = 0;
 }
 
 static void teardown(void)
@@ -827,7 +699,7 @@ static size_t g_big[32];
 
 static const size_t *big_sizes(size_t n)
 {
-    CHECK(n <= 32);
+    TU_CHECK(n <= 32);
     for (size_t i = 0; i < n; i++)
         g_big[i] = TLS_MAX_PLAINTEXT;
     return g_big;
@@ -842,12 +714,12 @@ START_TEST(t01_in_sequence_every_packet_decrypted)
     /* The second seq0 makes the TCP sequence space wrap inside record 1. */
     static const uint32_t seq0s[] = {SEQ0, 0xfffff000u};
     for (size_t v = 0; v < 2; v++) {
-        CTX("STD in sequence, seq0 %#x", seq0s[v]);
+        TU_CTX("STD in sequence, seq0 %#x", seq0s[v]);
         open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, seq0s[v], MSS, 0);
         send_range(0, NG);
         expect_dec(0, NG, true);
         EXPECT(.err = 0);
-        CHECK_EQ(counters().rx_tls_decrypted_packets, NG);
+        TU_CHECK_EQ(tu_counters(h.dev).rx_tls_decrypted_packets, NG);
         assert_host(all_full(STD_N), TLS_RX_OK);
         close_variant();
     }
@@ -857,7 +729,7 @@ START_TEST(t01_in_sequence_every_packet_decrypted)
         small[i] = (i * 7) % 41;
     static const size_t mss_list[] = {MSS, 1, 5, 7, 13, 29, 100};
     for (size_t v = 0; v < sizeof(mss_list) / sizeof(mss_list[0]); v++) {
-        CTX("small records, mss %zu", mss_list[v]);
+        TU_CTX("small records, mss %zu", mss_list[v]);
         open_variant(DEFAULT_REORDER, small, 64, SEQ0 + (uint32_t)v * 977u, mss_list[v], 0);
         send_range(0, NG);
         expect_dec(0, NG, true);
@@ -879,7 +751,7 @@ START_TEST(t01_record_split_at_every_byte)
     for (size_t p = 0; p < sizeof(pts) / sizeof(pts[0]); p++)
         for (size_t c = 1; c < pts[p] + TLS_RECORD_OVERHEAD; c++)
             sizes[n++] = pts[p];
-    CTX("split at every byte, %zu records", n);
+    TU_CTX("split at every byte, %zu records", n);
     open_variant(DEFAULT_REORDER, sizes, n, SEQ0, MSS, 0);
     size_t nf = 0, r = 0;
     for (size_t p = 0; p < sizeof(pts) / sizeof(pts[0]); p++)
@@ -888,7 +760,7 @@ START_TEST(t01_record_split_at_every_byte)
             forced[nf++] = S.start[r] + c;
         }
     cut(MSS, forced, nf);
-    CHECK_EQ(NG, 2 * n);
+    TU_CHECK_EQ(NG, 2 * n);
     send_range(0, NG);
     expect_dec(0, NG, true);
     EXPECT(.err = 0);
@@ -904,13 +776,13 @@ END_TEST
    r5's last packet); else only after the whole stream. */
 static void loss_nonheader(uint32_t reorder, bool early)
 {
-    CTX("non-header loss, reorder %u, %s", reorder, early ? "retransmitted after k+3" : "late");
+    TU_CTX("non-header loss, reorder %u, %s", reorder, early ? "retransmitted after k+3" : "late");
     open_variant(reorder, STD_SIZES, STD_N, SEQ0, MSS, 0);
     size_t k = seg_at(S.start[5] + 5000), last = seg_at(S.start[6] - 1);
-    CHECK(G[k].off >= S.start[5] + TLS_PAYLOAD_OFFSET);
-    CHECK(seg_end(last - 1) < S.start[6] - TLS_TAG_LEN);        /* k+1..last-1: payload only */
-    CHECK(seg_end(last) > S.start[6] + TLS_PAYLOAD_OFFSET + 1); /* last: r5 end + r6 payload */
-    CHECK(last - k >= 5);
+    TU_CHECK(G[k].off >= S.start[5] + TLS_PAYLOAD_OFFSET);
+    TU_CHECK(seg_end(last - 1) < S.start[6] - TLS_TAG_LEN);        /* k+1..last-1: payload only */
+    TU_CHECK(seg_end(last) > S.start[6] + TLS_PAYLOAD_OFFSET + 1); /* last: r5 end + r6 payload */
+    TU_CHECK(last - k >= 5);
     size_t ahead = last - 1 - k;
     send_range(0, k);
     if (early) {
@@ -920,7 +792,7 @@ static void loss_nonheader(uint32_t reorder, bool early)
         if (reorder) {
             /* The hole filled before r5's end: the held ciphertext went
                through GCM, r5 authenticated, nothing lost. */
-            CHECK(fl & NIC_RXF_DECRYPTED);
+            TU_CHECK(fl & NIC_RXF_DECRYPTED);
             expect_dec(0, NG, true);
             EXPECT(.buffered = 3, .ahead = 3, .drained = 3);
             assert_host(all_full(STD_N), TLS_RX_OK);
@@ -929,7 +801,7 @@ static void loss_nonheader(uint32_t reorder, bool early)
                known, so it jumps there; the rest of r5 and the retransmitted
                k go up untouched; the packet with r5's end and r6's start is
                only partly new and goes up untouched too. */
-            CHECK(!(fl & NIC_RXF_DECRYPTED));
+            TU_CHECK(!(fl & NIC_RXF_DECRYPTED));
             expect_dec(0, k, true);
             expect_dec(k + 1, last + 1, false);
             expect_dec(last + 1, NG, true);
@@ -954,7 +826,7 @@ static void loss_nonheader(uint32_t reorder, bool early)
     /* Never retransmitted: the host has r0..r4 and waits at the hole. */
     assert_host_prefix("FFFFF");
     /* Retransmitted at last: old for the NIC, passed up untouched. */
-    CHECK_EQ(send_seg(k), NIC_RXF_CSUM_OK);
+    TU_CHECK_EQ(send_seg(k), NIC_RXF_CSUM_OK);
     if (reorder)
         EXPECT(.buffered = ahead, .ahead = ahead, .jump = 1);
     else
@@ -984,30 +856,30 @@ END_TEST
 
 START_TEST(t03_header_loss_search_request_confirm)
 {
-    CTX("STD, reorder 0, r6 header lost, confirm");
+    TU_CTX("STD, reorder 0, r6 header lost, confirm");
     open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
     size_t H = seg_at(S.start[6]);
-    CHECK(G[H].off < S.start[6] && seg_end(H) > S.start[6] + TLS_PAYLOAD_OFFSET);
+    TU_CHECK(G[H].off < S.start[6] && seg_end(H) > S.start[6] + TLS_PAYLOAD_OFFSET);
     send_range(0, H);
     /* H+1 is past r6's header: jump to r6's start, then lost -> searching. */
-    CHECK_EQ(send_seg(H + 1), NIC_RXF_CSUM_OK);
+    TU_CHECK_EQ(send_seg(H + 1), NIC_RXF_CSUM_OK);
     EXPECT(.jump = 1, .lost = 1, .req_start = 1);
     size_t R = send_until_request(H + 2);
-    CHECK_EQ(R, seg_at(S.start[7]));
-    CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
-    CHECK_EQ(g_last.flow_id, FLOW_ID);
-    CHECK(seg_end(R) < S.start[8]); /* r8's header is in the next segment */
+    TU_CHECK_EQ(R, seg_at(S.start[7]));
+    TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
+    TU_CHECK_EQ(g_last.flow_id, FLOW_ID);
+    TU_CHECK(seg_end(R) < S.start[8]); /* r8's header is in the next segment */
     EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1);
     /* The host confirms: r7 is record number 8. */
     resync_resp(seq_at(S.start[7]), true, 8);
     EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1, .req_end = 1);
     /* Resumed at the next boundary (r8): R+1 holds r8's start but begins
        before it -> untouched; everything after is decrypted. */
-    CHECK(G[R + 1].off < S.start[8] && seg_end(R + 1) > S.start[8]);
+    TU_CHECK(G[R + 1].off < S.start[8] && seg_end(R + 1) > S.start[8]);
     send_range(R + 1, NG);
     expect_dec(R + 1, R + 2, false);
     expect_dec(R + 2, NG, true);
-    CHECK_EQ(send_seg(H), NIC_RXF_CSUM_OK); /* the retransmission */
+    TU_CHECK_EQ(send_seg(H), NIC_RXF_CSUM_OK); /* the retransmission */
     EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1, .req_end = 1);
     assert_host("FFFFFPNNPFFF", TLS_RX_OK);
 }
@@ -1015,12 +887,12 @@ END_TEST
 
 START_TEST(t03_header_loss_deny_then_confirm)
 {
-    CTX("STD, reorder 0, r6 header lost, deny then confirm");
+    TU_CTX("STD, reorder 0, r6 header lost, deny then confirm");
     open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
     size_t H = seg_at(S.start[6]);
     send_range(0, H);
     size_t R = send_until_request(H + 1);
-    CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
+    TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
     /* Deny: back to searching. */
     resync_resp(seq_at(S.start[7]), false, 0);
     EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_skip = 1);
@@ -1029,14 +901,14 @@ START_TEST(t03_header_loss_deny_then_confirm)
     EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_skip = 2);
     /* It finds r8's header in the next segment and asks again. */
     size_t R2 = send_until_request(R + 1);
-    CHECK_EQ(R2, R + 1);
-    CHECK_EQ(g_last.resync_seq, seq_at(S.start[8]));
+    TU_CHECK_EQ(R2, R + 1);
+    TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[8]));
     resync_resp(seq_at(S.start[8]), true, 9);
     EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 2, .res_skip = 2, .res_ok = 1,
            .req_end = 1);
     /* Resumes at r9 (segment holding r9's start begins before it). */
     size_t N = seg_at(S.start[9]);
-    CHECK(G[N].off < S.start[9]);
+    TU_CHECK(G[N].off < S.start[9]);
     send_range(R2 + 1, NG);
     expect_dec(R2 + 1, N + 1, false);
     expect_dec(N + 1, NG, true);
@@ -1047,7 +919,7 @@ END_TEST
 
 START_TEST(t03_header_loss_reorder_buffer_waits_for_retransmission)
 {
-    CTX("STD, reorder default, r6 header lost, retransmitted after 3");
+    TU_CTX("STD, reorder default, r6 header lost, retransmitted after 3");
     open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
     size_t H = seg_at(S.start[6]);
     send_range(0, H);
@@ -1055,7 +927,7 @@ START_TEST(t03_header_loss_reorder_buffer_waits_for_retransmission)
     send_range(H + 1, H + 4);
     EXPECT(.jump = 1, .buffered = 3);
     uint16_t fl = send_seg(H); /* partly old: r6's part walked, held data drained */
-    CHECK_EQ(fl, NIC_RXF_CSUM_OK);
+    TU_CHECK_EQ(fl, NIC_RXF_CSUM_OK);
     EXPECT(.jump = 1, .buffered = 3, .drained = 3);
     send_range(H + 4, NG);
     expect_dec(0, H, true);
@@ -1071,25 +943,25 @@ START_TEST(t03_header_loss_reorder_buffer_short_hold_then_search)
     /* With the buffer but r1's header never retransmitted: a hole that hides
        a header is held only as long as reordering takes (HEADERLESS_HOLD),
        then the NIC searches, asks, and resumes after the confirmation. */
-    CTX("BIG8, reorder default, r1 header never retransmitted");
+    TU_CTX("BIG8, reorder default, r1 header never retransmitted");
     open_variant(DEFAULT_REORDER, big_sizes(8), 8, SEQ0, MSS, 0);
     size_t H = seg_at(S.start[1]);
     size_t held = HEADERLESS_HOLD / MSS;
     size_t first_lost = H + 1 + held;
-    CHECK(held >= 3 && seg_end(first_lost) < S.start[2]);
+    TU_CHECK(held >= 3 && seg_end(first_lost) < S.start[2]);
     send_range(0, H);
     send_range(H + 1, first_lost);
     expect_dec(H + 1, first_lost, false);
     EXPECT(.jump = 1, .buffered = held);
-    CHECK_EQ(send_seg(first_lost), NIC_RXF_CSUM_OK);
+    TU_CHECK_EQ(send_seg(first_lost), NIC_RXF_CSUM_OK);
     EXPECT(.jump = 1, .buffered = held, .lost = 1, .req_start = 1);
     size_t R = send_until_request(first_lost + 1);
-    CHECK_EQ(R, seg_at(S.start[2]));
-    CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
+    TU_CHECK_EQ(R, seg_at(S.start[2]));
+    TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
     EXPECT(.jump = 1, .buffered = held, .lost = 1, .req_start = 1, .req_pkt = 1);
     resync_resp(seq_at(S.start[2]), true, 3);
     size_t N = seg_at(S.start[3]);
-    CHECK(G[N].off < S.start[3]);
+    TU_CHECK(G[N].off < S.start[3]);
     send_range(R + 1, NG);
     expect_dec(R + 1, N + 1, false);
     expect_dec(N + 1, NG, true);
@@ -1116,10 +988,10 @@ static void send_reordered(size_t k, size_t d)
 START_TEST(t04_reorder_with_buffer)
 {
     for (size_t d = 1; d <= 3; d += 2) {
-        CTX("STD, reorder buffer, by %zu inside r5", d);
+        TU_CTX("STD, reorder buffer, by %zu inside r5", d);
         open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
         size_t k = seg_at(S.start[5] + 5000);
-        CHECK(seg_end(k + d) < S.start[6] - TLS_TAG_LEN);
+        TU_CHECK(seg_end(k + d) < S.start[6] - TLS_TAG_LEN);
         send_reordered(k, d);
         expect_dec(0, NG, true);
         EXPECT(.buffered = d, .ahead = d, .drained = d);
@@ -1129,7 +1001,7 @@ START_TEST(t04_reorder_with_buffer)
     {
         /* The late packet arrives after r5's last packet: that one can't be
            authenticated in time -> jump; r5 and r6 partial. */
-        CTX("STD, reorder buffer, late after the record's last packet");
+        TU_CTX("STD, reorder buffer, late after the record's last packet");
         open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
         size_t last = seg_at(S.start[6] - 1), k = last - 1;
         send_reordered(k, 1);
@@ -1144,11 +1016,11 @@ START_TEST(t04_reorder_with_buffer)
         /* Segment 12 (ends of r1, r2, r3; r4's start) after 13: 13 is past
            r1's end -> jump to r2, held (header unknown); 12 then is partly
            old: walked, drains 13; both untouched. */
-        CTX("STD, reorder buffer, across small records");
+        TU_CTX("STD, reorder buffer, across small records");
         open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
         size_t k = seg_at(S.start[2]);
-        CHECK_EQ(k, seg_at(S.start[4]));
-        CHECK(G[k].off < S.start[2] && seg_end(k + 1) < S.start[5]);
+        TU_CHECK_EQ(k, seg_at(S.start[4]));
+        TU_CHECK(G[k].off < S.start[2] && seg_end(k + 1) < S.start[5]);
         send_reordered(k, 1);
         expect_dec(0, k, true);
         expect_dec(k, k + 2, false);
@@ -1164,7 +1036,7 @@ START_TEST(t04_reorder_paper_nic)
     for (size_t d = 1; d <= 3; d += 2) {
         /* No buffer: k+1 is out of sequence before r6's header -> jump to
            r6's start; k and the rest of r5 go up untouched. */
-        CTX("STD, reorder 0, by %zu inside r5", d);
+        TU_CTX("STD, reorder 0, by %zu inside r5", d);
         open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
         size_t k = seg_at(S.start[5] + 5000), last = seg_at(S.start[6] - 1);
         send_reordered(k, d);
@@ -1186,23 +1058,23 @@ END_TEST
 START_TEST(t05_duplicates_never_corrupt)
 {
     for (int v = 0; v < 7; v++) {
-        CTX("STD/700, duplicate variant %d", v);
+        TU_CTX("STD/700, duplicate variant %d", v);
         open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, 700, 0);
         size_t k = seg_at(S.start[5] + 5000);
-        CHECK(G[k].off > S.start[5] + TLS_PAYLOAD_OFFSET && seg_end(k + 3) < S.start[6] - 16);
+        TU_CHECK(G[k].off > S.start[5] + TLS_PAYLOAD_OFFSET && seg_end(k + 3) < S.start[6] - 16);
         const char *cls = all_full(STD_N);
         send_range(0, k);
         switch (v) {
         case 0: /* exact duplicate of an in-order segment: old, untouched */
             send_seg(k);
-            CHECK_EQ(inject(G[k].off, G[k].len, NULL), NIC_RXF_CSUM_OK);
+            TU_CHECK_EQ(inject(G[k].off, G[k].len, NULL), NIC_RXF_CSUM_OK);
             send_range(k + 1, NG);
             expect_dec(0, NG, true);
             EXPECT(.err = 0);
             break;
         case 1: /* duplicate of a held ahead segment */
             send_seg(k + 1);
-            CHECK_EQ(inject(G[k + 1].off, G[k + 1].len, NULL), NIC_RXF_CSUM_OK);
+            TU_CHECK_EQ(inject(G[k + 1].off, G[k + 1].len, NULL), NIC_RXF_CSUM_OK);
             send_seg(k);
             send_range(k + 2, NG);
             expect_dec(0, NG, true);
@@ -1210,7 +1082,7 @@ START_TEST(t05_duplicates_never_corrupt)
             break;
         case 2: /* both delivered, then one retransmission covering both */
             send_range(k, k + 2);
-            CHECK_EQ(inject(G[k].off, 2 * 700, NULL), NIC_RXF_CSUM_OK);
+            TU_CHECK_EQ(inject(G[k].off, 2 * 700, NULL), NIC_RXF_CSUM_OK);
             send_range(k + 2, NG);
             expect_dec(0, NG, true);
             EXPECT(.err = 0);
@@ -1230,7 +1102,7 @@ START_TEST(t05_duplicates_never_corrupt)
                    and covering k+2: a dup for the NIC, untouched; k+2's bytes
                    then reach the host first untouched -> r5 partial */
             send_seg(k + 1);
-            CHECK_EQ(inject(G[k + 1].off + 350, 350 + 700, NULL), NIC_RXF_CSUM_OK);
+            TU_CHECK_EQ(inject(G[k + 1].off + 350, 350 + 700, NULL), NIC_RXF_CSUM_OK);
             send_seg(k);
             send_range(k + 2, NG);
             expect_dec(0, NG, true);
@@ -1266,7 +1138,8 @@ START_TEST(t06_false_magic_corrupts_nothing)
     static const uint8_t magic[5] = {0x17, 0x03, 0x03, 0x00, 0x40}; /* 64-byte "record" */
     static const uint8_t nomagic = 0x42;
     for (int v = 0; v < 2; v++) {
-        CTX("STD, reorder 0, false magic, %s", v ? "tracking fails, stale deny" : "deny at once");
+        TU_CTX("STD, reorder 0, false magic, %s",
+               v ? "tracking fails, stale deny" : "deny at once");
         open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
         size_t H = seg_at(S.start[6]), F1 = H + 5, F2 = H + 3;
         /* F1: the pattern 20 bytes before the segment's end (its successor
@@ -1274,14 +1147,14 @@ START_TEST(t06_false_magic_corrupts_nothing)
            F2: a pattern whose successor is inside the same segment and does
            not match: not even a candidate. */
         size_t fake1 = seg_end(F1) - 20, fake2 = G[F2].off + 300;
-        CHECK(rec_of(fake1) == 6 && rec_of(fake2) == 6 && seg_end(F1) < S.start[7]);
+        TU_CHECK(rec_of(fake1) == 6 && rec_of(fake2) == 6 && seg_end(F1) < S.start[7]);
         stream_force_ct(fake1, magic, 5);
         stream_force_ct(fake1 + 5 + 64, &nomagic, 1);
         stream_force_ct(fake2, magic, 5);
         stream_force_ct(fake2 + 5 + 64, &nomagic, 1);
         send_range(0, H);
-        CHECK_EQ(send_until_request(H + 1), F1);
-        CHECK_EQ(g_last.resync_seq, seq_at(fake1));
+        TU_CHECK_EQ(send_until_request(H + 1), F1);
+        TU_CHECK_EQ(g_last.resync_seq, seq_at(fake1));
         EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1);
         size_t R;
         if (v == 0) {
@@ -1290,12 +1163,12 @@ START_TEST(t06_false_magic_corrupts_nothing)
             R = send_until_request(F1 + 1);
         } else {
             /* The chain breaks at the predicted header: back to searching. */
-            CHECK_EQ(send_seg(F1 + 1), NIC_RXF_CSUM_OK);
+            TU_CHECK_EQ(send_seg(F1 + 1), NIC_RXF_CSUM_OK);
             EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .req_skip = 1);
             R = send_until_request(F1 + 2);
         }
-        CHECK_EQ(R, seg_at(S.start[7]));
-        CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
+        TU_CHECK_EQ(R, seg_at(S.start[7]));
+        TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
         if (v == 1) /* the deny for the fake arrives now: stale, harmless */
             resync_resp(seq_at(fake1), false, 0);
         resync_resp(seq_at(S.start[7]), true, 8);
@@ -1320,21 +1193,21 @@ START_TEST(t07_header_split_across_lost_segment)
     {
         /* BIG8: the segment holding r1's end and r2's first 3 header bytes
            is lost; the next one starts with r2's length bytes. */
-        CTX("BIG8, reorder 0, r2 header split, lost");
+        TU_CTX("BIG8, reorder 0, r2 header split, lost");
         open_variant(0, big_sizes(8), 8, SEQ0, MSS, 0);
         size_t fc = S.start[2] + 3;
         cut(MSS, &fc, 1);
         size_t X = seg_at(S.start[2]);
-        CHECK_EQ(seg_end(X), fc);
+        TU_CHECK_EQ(seg_end(X), fc);
         send_range(0, X);
-        CHECK_EQ(send_seg(X + 1), NIC_RXF_CSUM_OK);
+        TU_CHECK_EQ(send_seg(X + 1), NIC_RXF_CSUM_OK);
         EXPECT(.jump = 1, .lost = 1, .req_start = 1);
         size_t R = send_until_request(X + 2);
-        CHECK_EQ(R, seg_at(S.start[3]));
-        CHECK_EQ(g_last.resync_seq, seq_at(S.start[3]));
+        TU_CHECK_EQ(R, seg_at(S.start[3]));
+        TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[3]));
         resync_resp(seq_at(S.start[3]), true, 4);
         size_t N = seg_at(S.start[4]);
-        CHECK(G[N].off < S.start[4]);
+        TU_CHECK(G[N].off < S.start[4]);
         send_range(R + 1, NG);
         expect_dec(R + 1, N + 1, false);
         expect_dec(N + 1, NG, true);
@@ -1346,7 +1219,7 @@ START_TEST(t07_header_split_across_lost_segment)
     {
         /* Same with the reorder buffer: the 2 header bytes and what follows
            are held; the retransmission completes the header and drains. */
-        CTX("BIG8, reorder buffer, r2 header split, retransmitted after 2");
+        TU_CTX("BIG8, reorder buffer, r2 header split, retransmitted after 2");
         open_variant(DEFAULT_REORDER, big_sizes(8), 8, SEQ0, MSS, 0);
         size_t fc = S.start[2] + 3;
         cut(MSS, &fc, 1);
@@ -1364,22 +1237,22 @@ START_TEST(t07_header_split_across_lost_segment)
            lost (10-byte) segment -> the chain can't be followed: skip, back
            to searching; the host's late confirmation is stale; the NIC asks
            again at r4 and resumes at r5. */
-        CTX("BIG8, reorder 0, predicted header split across a lost segment");
+        TU_CTX("BIG8, reorder 0, predicted header split across a lost segment");
         open_variant(0, big_sizes(8), 8, SEQ0, MSS, 0);
         size_t fc = S.start[3] + 3;
         cut(MSS, &fc, 1);
         size_t H = seg_at(S.start[1]), X = seg_at(S.start[3]);
-        CHECK_EQ(seg_end(X), fc);
+        TU_CHECK_EQ(seg_end(X), fc);
         send_range(0, H);
         size_t R = send_until_request(H + 1);
-        CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
+        TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
         send_range(R + 1, X); /* tracking, nothing predicted in them */
-        CHECK_EQ(send_seg(X + 1), NIC_RXF_CSUM_OK);
+        TU_CHECK_EQ(send_seg(X + 1), NIC_RXF_CSUM_OK);
         EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .req_skip = 1);
         resync_resp(seq_at(S.start[2]), true, 3);
         EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .req_skip = 1, .res_skip = 1);
         size_t R2 = send_until_request(X + 2);
-        CHECK_EQ(g_last.resync_seq, seq_at(S.start[4]));
+        TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[4]));
         resync_resp(seq_at(S.start[4]), true, 5);
         size_t N = seg_at(S.start[5]);
         send_range(R2 + 1, NG);
@@ -1433,13 +1306,13 @@ START_TEST(t08_tampered_record_never_authenticated)
             what = "payload of a held ahead segment";
             break;
         }
-        CTX("STD, tamper %s (offset %zu)", what, at);
+        TU_CTX("STD, tamper %s (offset %zu)", what, at);
         size_t t = seg_at(at), end_seg = seg_at(S.start[rec + 1] - 1);
         struct mod m = {.flip_at = at - G[t].off, .flip = 0x20};
         if (v == 3) {
             /* The NIC decrypts r5 with the keystream of the nonce it sees. */
             g_mask = malloc(S.len);
-            CHECK(g_mask);
+            TU_CHECK(g_mask);
             for (size_t i = 0; i < S.len; i++)
                 g_mask[i] = S.ct[i] ^ S.pv[i];
             uint8_t nonce[TLS_EXPLICIT_NONCE_LEN];
@@ -1451,7 +1324,7 @@ START_TEST(t08_tampered_record_never_authenticated)
         }
         if (v == 5) {
             send_range(0, t - 1);
-            CHECK(send_seg_mod(t, &m) & NIC_RXF_DECRYPTED); /* held, keystream */
+            TU_CHECK(send_seg_mod(t, &m) & NIC_RXF_DECRYPTED); /* held, keystream */
             send_range(t - 1, t);
         } else {
             send_range(0, t);
@@ -1466,7 +1339,7 @@ START_TEST(t08_tampered_record_never_authenticated)
             EXPECT(.err = 1, .buffered = 1, .ahead = 1, .drained = 1);
         else
             EXPECT(.err = 1);
-        CHECK(last == end_seg || rec == 2);
+        TU_CHECK(last == end_seg || rec == 2);
         /* Every other packet is decrypted. */
         for (size_t i = 0; i < NG; i++)
             if (i != end_seg)
@@ -1490,12 +1363,12 @@ START_TEST(t09_confirm_record_number_is_trusted)
 {
     static const uint64_t told[] = {8, 10, 5}; /* r7 is record 8 */
     for (size_t v = 0; v < 3; v++) {
-        CTX("STD, reorder 0, confirm r7 as record %" PRIu64, told[v]);
+        TU_CTX("STD, reorder 0, confirm r7 as record %" PRIu64, told[v]);
         open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
         size_t H = seg_at(S.start[6]);
         send_range(0, H);
         size_t R = send_until_request(H + 1);
-        CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
+        TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
         resync_resp(seq_at(S.start[7]), true, told[v]);
         send_range(R + 1, NG);
         send_seg(H);
@@ -1525,7 +1398,7 @@ END_TEST
 
 START_TEST(t10_hint_mode)
 {
-    CTX("BIG8, reorder 0, hint mode");
+    TU_CTX("BIG8, reorder 0, hint mode");
     open_variant(0, big_sizes(8), 8, SEQ0, MSS, NIC_CTXF_RX_HINT);
     size_t H = seg_at(S.start[1]);
     send_range(0, H);
@@ -1536,18 +1409,18 @@ START_TEST(t10_hint_mode)
     size_t until = seg_at(S.start[3]) - 4;
     send_range(H + 1, until);
     for (size_t i = H + 1; i < until; i++)
-        CHECK_EQ(g_seg_flags[i], NIC_RXF_CSUM_OK);
+        TU_CHECK_EQ(g_seg_flags[i], NIC_RXF_CSUM_OK);
     EXPECT(.res_skip = 1, .jump = 1, .lost = 1);
     /* A hint for a start already passed: ignored. */
     rx_hint(seq_at(S.start[2]), 3);
     EXPECT(.res_skip = 2, .jump = 1, .lost = 1);
     send_seg(until);
     /* A hint for r3's start, still ahead: resume there. */
-    CHECK(seg_end(until) < S.start[3]);
+    TU_CHECK(seg_end(until) < S.start[3]);
     rx_hint(seq_at(S.start[3]), 4);
     EXPECT(.res_skip = 2, .jump = 1, .lost = 1, .res_ok = 1, .req_end = 1);
     size_t N = seg_at(S.start[3]);
-    CHECK(G[N].off < S.start[3]);
+    TU_CHECK(G[N].off < S.start[3]);
     send_range(until + 1, NG);
     expect_dec(until + 1, N + 1, false);
     expect_dec(N + 1, NG, true);
@@ -1555,7 +1428,7 @@ START_TEST(t10_hint_mode)
     rx_hint(seq_at(S.start[7]), 8);
     send_seg(H);
     for (size_t i = 0; i < NL; i++)
-        CHECK(!(L[i].flags & NIC_RXF_RESYNC_REQ));
+        TU_CHECK(!(L[i].flags & NIC_RXF_RESYNC_REQ));
     EXPECT(.res_skip = 3, .jump = 1, .lost = 1, .res_ok = 1, .req_end = 1);
     assert_host("PNNPFFFF", TLS_RX_OK);
 }
@@ -1568,20 +1441,20 @@ END_TEST
 START_TEST(t11_bad_checksum_never_decrypted_no_state)
 {
     {
-        CTX("STD, reorder buffer, bad checksums");
+        TU_CTX("STD, reorder buffer, bad checksums");
         open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, MSS, 0);
         struct mod bad = {.bad_csum = true};
         size_t hdr = seg_at(S.start[2]); /* several headers */
         struct mod corrupt = {
             .flip_at = S.start[3] + 1 - G[hdr].off, .flip = 0x01, .keep_csum = true};
         send_range(0, 5);
-        CHECK_EQ(send_seg_mod(5, &bad), 0); /* in sequence, bad checksum */
+        TU_CHECK_EQ(send_seg_mod(5, &bad), 0); /* in sequence, bad checksum */
         EXPECT(.csum_bad = 1);
         send_range(5, hdr);
-        CHECK_EQ(send_seg_mod(hdr, &corrupt), 0); /* a header byte corrupted on the wire */
+        TU_CHECK_EQ(send_seg_mod(hdr, &corrupt), 0); /* a header byte corrupted on the wire */
         EXPECT(.csum_bad = 2);
         send_range(hdr, 28);
-        CHECK_EQ(send_seg_mod(29, &bad), 0); /* ahead: would be held if looked at */
+        TU_CHECK_EQ(send_seg_mod(29, &bad), 0); /* ahead: would be held if looked at */
         EXPECT(.csum_bad = 3);
         send_range(28, NG);
         expect_dec(0, NG, true);
@@ -1592,16 +1465,16 @@ START_TEST(t11_bad_checksum_never_decrypted_no_state)
     {
         /* While searching: a bad-checksum packet holding a real header is
            not looked at (no request); the good copy is. */
-        CTX("STD, reorder 0, bad checksum while searching");
+        TU_CTX("STD, reorder 0, bad checksum while searching");
         open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
         struct mod bad = {.bad_csum = true};
         size_t H = seg_at(S.start[6]), R = seg_at(S.start[7]);
         send_range(0, H);
         send_range(H + 1, R);
-        CHECK_EQ(send_seg_mod(R, &bad), 0);
+        TU_CHECK_EQ(send_seg_mod(R, &bad), 0);
         EXPECT(.jump = 1, .lost = 1, .req_start = 1, .csum_bad = 1);
-        CHECK_EQ(send_seg(R), NIC_RXF_CSUM_OK | NIC_RXF_RESYNC_REQ);
-        CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
+        TU_CHECK_EQ(send_seg(R), NIC_RXF_CSUM_OK | NIC_RXF_RESYNC_REQ);
+        TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
         resync_resp(seq_at(S.start[7]), true, 8);
         send_range(R + 1, NG);
         send_seg(H);
@@ -1625,12 +1498,12 @@ END_TEST
    tampered (valid checksum): the host must not deliver its plaintext. */
 START_TEST(kb_overlap_with_held_copy_is_authenticated)
 {
-    CTX("STD/700, tampered ahead copy, genuine overlapping retransmission");
+    TU_CTX("STD/700, tampered ahead copy, genuine overlapping retransmission");
     open_variant(DEFAULT_REORDER, STD_SIZES, STD_N, SEQ0, 700, 0);
     size_t k = seg_at(S.start[5] + 5000);
     send_range(0, k);
     struct mod m = {.flip_at = 100, .flip = 0x08};
-    CHECK(send_seg_mod(k + 1, &m) & NIC_RXF_DECRYPTED);
+    TU_CHECK(send_seg_mod(k + 1, &m) & NIC_RXF_DECRYPTED);
     inject(G[k].off, 700 + 350, NULL); /* covers k and k+1's first half, incl. the flip */
     send_range(k + 2, NG);
     /* Correct: GCM sees the bytes the host may keep (the held, marked copy:
@@ -1647,13 +1520,13 @@ END_TEST
    host_sn + 1 + (headers after the candidate): every later tag fails. */
 START_TEST(kb_candidate_packet_with_several_headers)
 {
-    CTX("STD, reorder 0, segment 12 (r2, r3, r4 headers) after 13, confirm r2");
+    TU_CTX("STD, reorder 0, segment 12 (r2, r3, r4 headers) after 13, confirm r2");
     open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
     size_t k = seg_at(S.start[2]);
     send_range(0, k);
-    CHECK_EQ(send_seg(k + 1), NIC_RXF_CSUM_OK); /* jump to r2, lost, searching */
-    CHECK(send_seg(k) & NIC_RXF_RESYNC_REQ);
-    CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
+    TU_CHECK_EQ(send_seg(k + 1), NIC_RXF_CSUM_OK); /* jump to r2, lost, searching */
+    TU_CHECK(send_seg(k) & NIC_RXF_RESYNC_REQ);
+    TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
     resync_resp(seq_at(S.start[2]), true, 3); /* r2 is record 3 */
     send_range(k + 2, NG);
     EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1, .req_end = 1);
@@ -1668,14 +1541,14 @@ END_TEST
    offload at the next record boundary. */
 START_TEST(kb_confirm_while_predicted_header_split)
 {
-    CTX("BIG8, reorder 0, confirm between the halves of a predicted header");
+    TU_CTX("BIG8, reorder 0, confirm between the halves of a predicted header");
     open_variant(0, big_sizes(8), 8, SEQ0, MSS, 0);
     size_t fc = S.start[3] + 3;
     cut(MSS, &fc, 1);
     size_t H = seg_at(S.start[1]), X = seg_at(S.start[3]);
     send_range(0, H);
     send_until_request(H + 1);
-    CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
+    TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[2]));
     send_range(seg_at(S.start[2]) + 1, X + 1); /* X ends 3 bytes into r3's header */
     resync_resp(seq_at(S.start[2]), true, 3);
     EXPECT(.jump = 1, .lost = 1, .req_start = 1, .req_pkt = 1, .res_ok = 1, .req_end = 1);

@@ -19,7 +19,6 @@
  * be replayed with ANIC_TEST_SEED=<seed>.
  */
 #include <check.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <semaphore.h>
 #include <stdbool.h>
@@ -27,8 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <lwip/ip_addr.h>
@@ -40,14 +37,13 @@
 #include "nic_abi.h"
 #include "nic_dev.h"
 #include "stack_driver.h"
+#include "test_util.h"
 #include "tls_offload.h"
 #include "tls_record.h"
 
 #define TEST_MTU     1500u
-#define T_IP_HLEN    20u
-#define T_TCP_HLEN   20u
 #define TS_OPT_LEN   12u /* NOP, NOP, timestamps */
-#define HDRS         (T_IP_HLEN + T_TCP_HLEN + g_opt_len)
+#define HDRS         (TU_IP_HLEN + TU_TCP_HLEN + g_opt_len)
 #define MAX_PAYLOAD  (TEST_MTU - HDRS) /* 1460 without TCP options */
 #define SEG_CHUNK    1400u             /* default segment size when chunking */
 #define WIRE_BUF_LEN 2048u
@@ -58,36 +54,7 @@
 #define OVERHEAD     TLS_RECORD_OVERHEAD /* 29 */
 #define NONE         SIZE_MAX
 
-/* Offsets in the packet. */
-#define IP_CSUM  10u
-#define TCP_CSUM (T_IP_HLEN + 16u)
-
-#define LOCAL_IP    0x0a000001u /* 10.0.0.1: the host (source of offloaded segments) */
-#define REMOTE_IP   0x0a000002u /* 10.0.0.2: the peer */
-#define LOCAL_PORT  443u
-#define REMOTE_PORT 40000u
-
-static uint64_t g_seed;
-static char g_ctx[256];  /* what the test is doing, printed on failure */
 static size_t g_opt_len; /* TCP options in the segments we send: 0 or TS_OPT_LEN */
-
-/* ck_assert_* records its location on every call (a write to the parent in
-   fork mode); these only act on failure, so they are cheap in hot loops. */
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            ck_abort_msg("%s:%d: %s [%s]", __FILE__, __LINE__, #cond, g_ctx);                      \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);                                           \
-        if (a_ != b_)                                                                              \
-            ck_abort_msg("%s:%d: %s == %s: %" PRIu64 " != %" PRIu64 " [%s]", __FILE__, __LINE__,   \
-                         #a, #b, a_, b_, g_ctx);                                                   \
-    } while (0)
-
-#define CTX(...) snprintf(g_ctx, sizeof(g_ctx), __VA_ARGS__)
 
 static const uint8_t KEY[16] = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
                                 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
@@ -101,109 +68,25 @@ static const char *policy_name(int policy)
     return policy == TLS_TX_RESYNC_TAGCACHE ? "tagcache" : "dump";
 }
 
-/* ---- seeded PRNG (splitmix64) ---- */
-
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t rng_next(struct rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [lo, hi]. */
-static size_t rng_range(struct rng *r, size_t lo, size_t hi)
-{
-    return lo + (size_t)(rng_next(r) % (hi - lo + 1));
-}
-
-static struct rng rng_for(const char *name, int variant)
-{
-    struct rng r = {g_seed ^ (uint64_t)variant * 0x2545f4914f6cdd1dull};
-    for (const char *c = name; *c; c++)
-        r.s = (r.s ^ (uint8_t)*c) * 0x100000001b3ull;
-    return r;
-}
-
-/* ---- independent checksums (RFC 1071, one big-endian pair at a time) ---- */
-
-static uint32_t ref_sum(uint32_t acc, const uint8_t *p, size_t len)
-{
-    for (size_t i = 0; i + 1 < len; i += 2)
-        acc += (uint32_t)p[i] << 8 | p[i + 1];
-    if (len & 1)
-        acc += (uint32_t)p[len - 1] << 8;
-    return acc;
-}
-
-static uint16_t ref_fold(uint32_t acc)
-{
-    while (acc >> 16)
-        acc = (acc & 0xffffu) + (acc >> 16);
-    return (uint16_t)~acc;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, (uint16_t)(v >> 16));
-    put16(p + 2, (uint16_t)v);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-/* Sum over pseudo-header + TCP header + payload; 0 after folding = valid. */
-static uint16_t tcp_csum_of(const uint8_t *pkt, size_t tot)
-{
-    uint8_t ph[12];
-    memcpy(ph, pkt + 12, 8);
-    ph[8] = 0;
-    ph[9] = 6;
-    put16(ph + 10, (uint16_t)(tot - T_IP_HLEN));
-    return ref_fold(ref_sum(ref_sum(0, ph, sizeof(ph)), pkt + T_IP_HLEN, tot - T_IP_HLEN));
-}
+/* ---- packets ---- */
 
 /* A real IPv4/TCP segment host -> peer with correct checksums. */
 static size_t build_pkt(uint8_t *p, uint32_t seq, const uint8_t *payload, size_t plen)
 {
-    size_t tot = HDRS + plen;
-    memset(p, 0, HDRS);
-    p[0] = 0x45;
-    put16(p + 2, (uint16_t)tot);
-    put16(p + 4, (uint16_t)((seq * 2654435761u) >> 16 ^ plen)); /* IP id: from seq, len */
-    put16(p + 6, 0x4000);                                       /* DF */
-    p[8] = 64;
-    p[9] = 6;
-    put32(p + 12, LOCAL_IP);
-    put32(p + 16, REMOTE_IP);
-    uint8_t *t = p + T_IP_HLEN;
-    put16(t, LOCAL_PORT);
-    put16(t + 2, REMOTE_PORT);
-    put32(t + 4, seq);
-    put32(t + 8, 1);
-    t[12] = (uint8_t)(((T_TCP_HLEN + g_opt_len) / 4) << 4);
-    t[13] = 0x18; /* PSH|ACK */
-    put16(t + 14, 65535);
-    if (g_opt_len) {
-        static const uint8_t ts[TS_OPT_LEN] = {1, 1, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 9};
-        memcpy(t + T_TCP_HLEN, ts, sizeof(ts));
-    }
-    memcpy(t + T_TCP_HLEN + g_opt_len, payload, plen);
-    put16(p + IP_CSUM, ref_fold(ref_sum(0, p, T_IP_HLEN)));
-    put16(p + TCP_CSUM, tcp_csum_of(p, tot));
-    return tot;
+    static const uint8_t ts[TS_OPT_LEN] = {1, 1, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 9};
+    struct tu_tcp seg = {.saddr = TU_HOST_IP,
+                         .daddr = TU_PEER_IP,
+                         .sport = TU_HOST_PORT,
+                         .dport = TU_PEER_PORT,
+                         .ip_id = (uint16_t)((seq * 2654435761u) >> 16 ^ plen), /* from seq, len */
+                         .seq = seq,
+                         .ack = 1,
+                         .flags = TU_TCP_PSH | TU_TCP_ACK,
+                         .opt = ts,
+                         .opt_len = g_opt_len,
+                         .payload = payload,
+                         .len = plen};
+    return tu_build_tcp(p, &seg);
 }
 
 /* ---- lwIP ---- */
@@ -277,20 +160,12 @@ static void setup(void)
     lwip_start_once();
     memset(&H, 0, sizeof(H));
     H.wire = -1;
-    int sv[2];
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv), 0);
-    struct nic_dev_cfg cfg = {.tun_fd = sv[0],
-                              .tx_ring_size = 256,
+    struct nic_dev_cfg cfg = {.tx_ring_size = 256,
                               .rx_ring_size = 64,
                               .mtu = TEST_MTU,
                               .max_flows = 8,
                               .pcap_path = NULL};
-    nic_fault_cfg_init(&cfg.fault_tx);
-    nic_fault_cfg_init(&cfg.fault_rx);
-    char err[128] = "";
-    H.wire = sv[1];
-    H.dev = nic_dev_create(&cfg, err, sizeof(err));
-    ck_assert_msg(H.dev != NULL, "nic_dev_create: %s", err);
+    H.dev = tu_dev_create(&cfg, &H.wire);
     H.rx = calloc(MAX_RX, sizeof(*H.rx));
     ck_assert_ptr_nonnull(H.rx);
     H.aead = tls_aead_new(KEY, sizeof(KEY), SALT);
@@ -309,9 +184,9 @@ static void setup(void)
     ck_assert_ptr_nonnull(H.pcb);
     IP_ADDR4(&H.pcb->local_ip, 10, 0, 0, 1);
     IP_ADDR4(&H.pcb->remote_ip, 10, 0, 0, 2);
-    H.pcb->local_port = LOCAL_PORT;
-    H.pcb->remote_port = REMOTE_PORT;
-    g_ctx[0] = '\0';
+    H.pcb->local_port = TU_HOST_PORT;
+    H.pcb->remote_port = TU_PEER_PORT;
+    tu_ctx[0] = '\0';
     g_opt_len = 0;
 }
 
@@ -356,45 +231,41 @@ static void pump(void)
 {
     const struct nic_queues *q = nic_dev_queues(H.dev);
     for (int i = 0;; i++) {
-        CHECK(i < 64);
+        TU_CHECK(i < 64);
         nic_dev_poll_once(H.dev);
-        if (__atomic_load_n(&q->tx_idx->cons, __ATOMIC_ACQUIRE) ==
-            __atomic_load_n(&q->tx_idx->prod, __ATOMIC_ACQUIRE))
+        if (tu_load_acq(&q->tx_idx->cons) == tu_load_acq(&q->tx_idx->prod))
             break;
     }
     if (H.rx_head == H.rx_n)
         H.rx_head = H.rx_n = 0;
     for (;;) {
-        CHECK(H.rx_n < MAX_RX);
-        ssize_t n = recv(H.wire, H.rx[H.rx_n].data, WIRE_BUF_LEN, 0);
-        if (n < 0) {
-            CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+        TU_CHECK(H.rx_n < MAX_RX);
+        size_t n = tu_wire_recv(H.wire, H.rx[H.rx_n].data, WIRE_BUF_LEN);
+        if (n == 0)
             break;
-        }
-        CHECK(n > 0);
-        H.rx[H.rx_n++].len = (size_t)n;
+        H.rx[H.rx_n++].len = n;
     }
     for (int i = 0; stack_driver_poll(H.drv, 64) != 0; i++)
-        CHECK(i < 64);
+        TU_CHECK(i < 64);
 }
 
 /* Hand one segment to the driver, as lwIP's ip4_output would. */
 static void send_bytes(uint32_t seq, const uint8_t *payload, size_t plen)
 {
-    CHECK(plen <= MAX_PAYLOAD);
+    TU_CHECK(plen <= MAX_PAYLOAD);
     struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(HDRS + plen), PBUF_RAM);
-    CHECK(p != NULL);
+    TU_CHECK(p != NULL);
     build_pkt(p->payload, seq, payload, plen);
     ip4_addr_t dst;
     IP4_ADDR(&dst, 10, 0, 0, 2);
-    CHECK_EQ(H.nif->output(H.nif, p, &dst), ERR_OK);
+    TU_CHECK_EQ(H.nif->output(H.nif, p, &dst), ERR_OK);
     pbuf_free(p); /* the driver holds its own reference */
 }
 
 /* Stream bytes [a, b) at seq start_seq + a. */
 static void send_range(size_t a, size_t b)
 {
-    CHECK(a < b && b <= H.len);
+    TU_CHECK(a < b && b <= H.len);
     send_bytes(H.start_seq + (uint32_t)a, H.plain + a, b - a);
 }
 
@@ -404,24 +275,26 @@ static void send_range(size_t a, size_t b)
 static const uint8_t *expect_pkt(uint32_t seq, const uint8_t *payload, size_t plen, bool exact_csum)
 {
     static uint8_t want[WIRE_BUF_LEN];
-    CHECK(H.rx_head < H.rx_n);
+    TU_CHECK(H.rx_head < H.rx_n);
     const struct rxpkt *got = &H.rx[H.rx_head++];
     size_t tot = build_pkt(want, seq, payload, plen);
-    CHECK_EQ(got->len, tot);
-    CHECK_EQ(get16(got->data + 2), tot);
-    CHECK(memcmp(got->data, want, TCP_CSUM) == 0); /* IPv4 header, TCP header up to csum */
-    CHECK(memcmp(got->data + TCP_CSUM + 2, want + TCP_CSUM + 2, HDRS - TCP_CSUM - 2) == 0);
+    TU_CHECK_EQ(got->len, tot);
+    TU_CHECK_EQ(tu_get16(got->data + 2), tot);
+    TU_CHECK(memcmp(got->data, want, TU_TCP_CSUM_OFF) ==
+             0); /* IPv4 header, TCP header up to csum */
+    TU_CHECK(memcmp(got->data + TU_TCP_CSUM_OFF + 2, want + TU_TCP_CSUM_OFF + 2,
+                    HDRS - TU_TCP_CSUM_OFF - 2) == 0);
     if (memcmp(got->data + HDRS, payload, plen) != 0) {
         size_t i = 0;
         while (got->data[HDRS + i] == payload[i])
             i++;
         ck_abort_msg("seq %" PRIu32 " len %zu: payload differs from byte %zu [%s]", seq, plen, i,
-                     g_ctx);
+                     tu_ctx);
     }
-    CHECK_EQ(ref_fold(ref_sum(0, got->data, T_IP_HLEN)), 0);
-    CHECK_EQ(tcp_csum_of(got->data, tot), 0);
+    TU_CHECK_EQ(tu_ip_csum(got->data), 0);
+    TU_CHECK_EQ(tu_tcp_csum(got->data, tot), 0);
     if (exact_csum)
-        CHECK(memcmp(got->data + TCP_CSUM, want + TCP_CSUM, 2) == 0);
+        TU_CHECK(memcmp(got->data + TU_TCP_CSUM_OFF, want + TU_TCP_CSUM_OFF, 2) == 0);
     return got->data + HDRS;
 }
 
@@ -432,7 +305,7 @@ static void expect_range(size_t a, size_t b)
     const uint8_t *got = expect_pkt(H.start_seq + (uint32_t)a, H.sealed + a, b - a, false);
     for (size_t i = a; i < b; i++) {
         if (H.seen[i])
-            CHECK_EQ(got[i - a], H.first[i]);
+            TU_CHECK_EQ(got[i - a], H.first[i]);
         H.first[i] = got[i - a];
         H.seen[i] = 1;
     }
@@ -440,7 +313,7 @@ static void expect_range(size_t a, size_t b)
 
 static void expect_none(void)
 {
-    CHECK_EQ(H.rx_n - H.rx_head, 0);
+    TU_CHECK_EQ(H.rx_n - H.rx_head, 0);
 }
 
 /* One segment: send, run the NIC, check the one packet on the wire. */
@@ -471,17 +344,17 @@ static void stream_reserve(size_t need)
     H.sealed = realloc(H.sealed, cap);
     H.first = realloc(H.first, cap);
     H.seen = realloc(H.seen, cap);
-    CHECK(H.plain && H.sealed && H.first && H.seen);
+    TU_CHECK(H.plain && H.sealed && H.first && H.seen);
     H.cap = cap;
 }
 
 /* Append a record of n plaintext bytes: frame it (blank tag) into a pbuf
    and register it with the offload, as tls/ does when it writes a record to
    TCP; seal the same record in software for the expected wire bytes. */
-static void stream_add(uint8_t type, size_t n, struct rng *r)
+static void stream_add(uint8_t type, size_t n, struct tu_rng *r)
 {
     static uint8_t pt[TLS_MAX_PLAINTEXT];
-    CHECK(n <= TLS_MAX_PLAINTEXT && H.nrec < MAX_RECS);
+    TU_CHECK(n <= TLS_MAX_PLAINTEXT && H.nrec < MAX_RECS);
     size_t rlen = n + OVERHEAD;
     stream_reserve(H.len + rlen);
     struct rec *rec = &H.recs[H.nrec];
@@ -490,12 +363,12 @@ static void stream_add(uint8_t type, size_t n, struct rng *r)
     rec->sn = 1 + H.nrec;
     rec->type = type;
     for (size_t i = 0; i < n; i++)
-        pt[i] = r ? (uint8_t)rng_next(r) : (uint8_t)(rec->sn * 131u + i * 7u + (i >> 8));
+        pt[i] = r ? (uint8_t)tu_rng_next(r) : (uint8_t)(rec->sn * 131u + i * 7u + (i >> 8));
     struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)rlen, PBUF_RAM);
-    CHECK(p != NULL);
-    CHECK_EQ(tls_record_frame_plain(rec->sn, type, pt, n, p->payload), rlen);
+    TU_CHECK(p != NULL);
+    TU_CHECK_EQ(tls_record_frame_plain(rec->sn, type, pt, n, p->payload), rlen);
     memcpy(H.plain + H.len, p->payload, rlen);
-    CHECK_EQ(tls_record_seal(H.aead, rec->sn, type, pt, n, H.sealed + H.len), rlen);
+    TU_CHECK_EQ(tls_record_seal(H.aead, rec->sn, type, pt, n, H.sealed + H.len), rlen);
     memset(H.seen + H.len, 0, rlen);
     tls_tx_offload_record(H.t, p, H.start_seq + (uint32_t)H.len, rec->sn);
     pbuf_free(p); /* the record store keeps its own reference */
@@ -532,11 +405,11 @@ static void flow_start(int policy, uint32_t start_seq)
     H.start_seq = start_seq;
     H.t = tls_tx_offload_start(H.o, (enum tls_tx_resync)policy, H.pcb, KEY, sizeof(KEY), SALT,
                                start_seq, 1);
-    CHECK(H.t != NULL);
+    TU_CHECK(H.t != NULL);
     publish_with_ack();
     struct nic_counters after;
     nic_dev_get_counters(H.dev, &after);
-    CHECK_EQ(after.tx_tls_ctx - before.tx_tls_ctx, 1);
+    TU_CHECK_EQ(after.tx_tls_ctx - before.tx_tls_ctx, 1);
     stream_clear();
 }
 
@@ -548,7 +421,7 @@ static void flow_stop(void)
     H.t = NULL;
     publish_with_ack();
     nic_dev_get_counters(H.dev, &after);
-    CHECK_EQ(after.tx_tls_del - before.tx_tls_del, 1);
+    TU_CHECK_EQ(after.tx_tls_del - before.tx_tls_del, 1);
 }
 
 /* Index of the record holding stream byte off. */
@@ -557,7 +430,7 @@ static size_t rec_at(size_t off)
     for (size_t i = 0; i < H.nrec; i++)
         if (off < H.recs[i].off + H.recs[i].len)
             return i;
-    ck_abort_msg("offset %zu beyond the stream [%s]", off, g_ctx);
+    ck_abort_msg("offset %zu beyond the stream [%s]", off, tu_ctx);
     return 0;
 }
 
@@ -586,39 +459,39 @@ struct want {
 static void check_delta_at(const struct snap *b, const struct want *w, int line)
 {
     struct snap a = snap();
-    char saved[sizeof(g_ctx)];
-    memcpy(saved, g_ctx, sizeof(saved));
-    size_t used = strnlen(g_ctx, sizeof(g_ctx) - 40);
-    snprintf(g_ctx + used, sizeof(g_ctx) - used, "; deltas checked at line %d", line);
-    CHECK_EQ(D(h.tx_tls_ooo), w->ooo);
-    CHECK_EQ(D(h.tx_tls_skip_no_sync_data), w->skip);
-    CHECK_EQ(D(h.tx_tls_drop_no_sync_data), w->drop);
-    CHECK_EQ(D(h.tx_tls_resync_dump), w->rdump);
-    CHECK_EQ(D(h.tx_tls_resync_tagcache), w->rtag);
-    CHECK_EQ(D(h.tx_tls_tagcache_miss), w->miss);
-    CHECK_EQ(D(h.tx_tls_dump_bytes), w->dump_bytes);
-    CHECK_EQ(D(h.tx_tls_retransmit_bytes), w->rexmit_bytes);
-    CHECK_EQ(D(h.tx_tls_tags_cached), w->tags);
-    CHECK_EQ(D(h.tx_tls_ring_full_drops), 0);
-    CHECK_EQ(D(h.tx_tls_nic_errors), 0);
-    CHECK_EQ(D(h.tx_tls_ctx_fail), 0);
-    CHECK_EQ(D(n.tx_tls_ooo), w->n_ooo);
-    CHECK_EQ(D(n.tx_tls_oneshot), w->n_oneshot);
-    CHECK_EQ(D(n.tx_tls_dump_packets), w->n_dump_pkts);
-    CHECK_EQ(D(n.tx_tls_dump_bytes), w->n_dump_bytes);
-    CHECK_EQ(D(n.tx_tls_resync_bytes), w->n_dump_bytes);
-    CHECK_EQ(D(n.tx_tls_encrypted_packets), w->n_enc_pkts);
-    CHECK_EQ(D(n.tx_tls_encrypted_bytes), w->n_enc_bytes);
-    CHECK_EQ(D(n.tx_tls_tag_reports), w->n_reports);
-    CHECK_EQ(D(n.tx_tls_seq_mismatch), 0);
-    CHECK_EQ(D(n.tx_tls_bad_record), 0);
-    CHECK_EQ(D(n.tx_tls_no_ctx), 0);
-    CHECK_EQ(D(n.tx_bad_desc), 0);
-    CHECK_EQ(D(n.tx_cq_overflow), 0);
-    CHECK_EQ(D(n.tun_write_errors), 0);
-    CHECK_EQ(D(d.tx_err_status), 0);
-    CHECK_EQ(D(d.tx_ring_full), 0);
-    memcpy(g_ctx, saved, sizeof(g_ctx));
+    char saved[sizeof(tu_ctx)];
+    memcpy(saved, tu_ctx, sizeof(saved));
+    size_t used = strnlen(tu_ctx, sizeof(tu_ctx) - 40);
+    snprintf(tu_ctx + used, sizeof(tu_ctx) - used, "; deltas checked at line %d", line);
+    TU_CHECK_EQ(D(h.tx_tls_ooo), w->ooo);
+    TU_CHECK_EQ(D(h.tx_tls_skip_no_sync_data), w->skip);
+    TU_CHECK_EQ(D(h.tx_tls_drop_no_sync_data), w->drop);
+    TU_CHECK_EQ(D(h.tx_tls_resync_dump), w->rdump);
+    TU_CHECK_EQ(D(h.tx_tls_resync_tagcache), w->rtag);
+    TU_CHECK_EQ(D(h.tx_tls_tagcache_miss), w->miss);
+    TU_CHECK_EQ(D(h.tx_tls_dump_bytes), w->dump_bytes);
+    TU_CHECK_EQ(D(h.tx_tls_retransmit_bytes), w->rexmit_bytes);
+    TU_CHECK_EQ(D(h.tx_tls_tags_cached), w->tags);
+    TU_CHECK_EQ(D(h.tx_tls_ring_full_drops), 0);
+    TU_CHECK_EQ(D(h.tx_tls_nic_errors), 0);
+    TU_CHECK_EQ(D(h.tx_tls_ctx_fail), 0);
+    TU_CHECK_EQ(D(n.tx_tls_ooo), w->n_ooo);
+    TU_CHECK_EQ(D(n.tx_tls_oneshot), w->n_oneshot);
+    TU_CHECK_EQ(D(n.tx_tls_dump_packets), w->n_dump_pkts);
+    TU_CHECK_EQ(D(n.tx_tls_dump_bytes), w->n_dump_bytes);
+    TU_CHECK_EQ(D(n.tx_tls_resync_bytes), w->n_dump_bytes);
+    TU_CHECK_EQ(D(n.tx_tls_encrypted_packets), w->n_enc_pkts);
+    TU_CHECK_EQ(D(n.tx_tls_encrypted_bytes), w->n_enc_bytes);
+    TU_CHECK_EQ(D(n.tx_tls_tag_reports), w->n_reports);
+    TU_CHECK_EQ(D(n.tx_tls_seq_mismatch), 0);
+    TU_CHECK_EQ(D(n.tx_tls_bad_record), 0);
+    TU_CHECK_EQ(D(n.tx_tls_no_ctx), 0);
+    TU_CHECK_EQ(D(n.tx_bad_desc), 0);
+    TU_CHECK_EQ(D(n.tx_cq_overflow), 0);
+    TU_CHECK_EQ(D(n.tun_write_errors), 0);
+    TU_CHECK_EQ(D(d.tx_err_status), 0);
+    TU_CHECK_EQ(D(d.tx_ring_full), 0);
+    memcpy(tu_ctx, saved, sizeof(tu_ctx));
 }
 
 #define CHECK_DELTA(b, ...) check_delta_at(&(b), &(struct want){__VA_ARGS__}, __LINE__)
@@ -660,7 +533,7 @@ static void send_in_sequence(const size_t *bounds, size_t n)
             segs++;
             if (H.policy == TLS_TX_RESYNC_TAGCACHE) {
                 struct snap now = snap();
-                CHECK_EQ(now.h.tx_tls_tags_cached - b.h.tx_tls_tags_cached, tags_done(e));
+                TU_CHECK_EQ(now.h.tx_tls_tags_cached - b.h.tx_tls_tags_cached, tags_done(e));
             }
             a = e;
         }
@@ -685,8 +558,8 @@ START_TEST(sweep_split_points_in_sequence)
                 size_t c2 = s2 < 0 ? NONE : rlen - TAG + (size_t)s2;
                 if (c1 != NONE && c2 != NONE && c2 <= c1)
                     continue;
-                CTX("%s size %zu cut %d/%d run %" PRIu32, policy_name(policy), SWEEP_SIZES[si], s1,
-                    s2, run);
+                TU_CTX("%s size %zu cut %d/%d run %" PRIu32, policy_name(policy), SWEEP_SIZES[si],
+                       s1, s2, run);
                 /* Start near the top of the sequence space: early runs wrap. */
                 flow_start(policy, 0xffffc000u + run * 7919u);
                 stream_add(TYPES[(run + 1) % 3], 40, NULL);
@@ -714,36 +587,36 @@ END_TEST
 START_TEST(sweep_random_segmentation_in_sequence)
 {
     int policy = _i;
-    struct rng r = rng_for("sweep_random", policy);
+    struct tu_rng r = tu_rng_for("sweep_random", policy);
     for (int iter = 0; iter < 40; iter++) {
-        CTX("%s iter %d seed %" PRIu64, policy_name(policy), iter, g_seed);
+        TU_CTX("%s iter %d seed %" PRIu64, policy_name(policy), iter, tu_seed);
         g_opt_len = iter % 2 ? TS_OPT_LEN : 0; /* payload offset 52 instead of 40 */
-        uint32_t start = (uint32_t)rng_next(&r);
+        uint32_t start = (uint32_t)tu_rng_next(&r);
         if (iter % 4 == 0)
-            start = 0u - (uint32_t)rng_range(&r, 1, 20000); /* wraps mid-stream */
+            start = 0u - (uint32_t)tu_rng_range(&r, 1, 20000); /* wraps mid-stream */
         flow_start(policy, start);
-        size_t nrec = rng_range(&r, 30, 80);
+        size_t nrec = tu_rng_range(&r, 30, 80);
         for (size_t i = 0; i < nrec; i++) {
             size_t n;
-            unsigned k = (unsigned)rng_range(&r, 0, 99);
+            unsigned k = (unsigned)tu_rng_range(&r, 0, 99);
             if (k < 40)
-                n = SWEEP_SIZES[rng_range(&r, 0, N_SWEEP_SIZES - 1)];
+                n = SWEEP_SIZES[tu_rng_range(&r, 0, N_SWEEP_SIZES - 1)];
             else if (k < 45)
-                n = rng_range(&r, 2000, TLS_MAX_PLAINTEXT);
+                n = tu_rng_range(&r, 2000, TLS_MAX_PLAINTEXT);
             else
-                n = rng_range(&r, 0, 2000);
-            stream_add(TYPES[rng_range(&r, 0, 2)], n, &r);
+                n = tu_rng_range(&r, 0, 2000);
+            stream_add(TYPES[tu_rng_range(&r, 0, 2)], n, &r);
         }
         struct snap b = snap();
         size_t a = 0, segs = 0;
         while (a < H.len) {
             /* up to 4 segments in one NIC round */
-            size_t batch = rng_range(&r, 1, 4), starts[4], ends[4], k = 0;
+            size_t batch = tu_rng_range(&r, 1, 4), starts[4], ends[4], k = 0;
             for (; k < batch && a < H.len; k++) {
-                unsigned kind = (unsigned)rng_range(&r, 0, 3);
-                size_t len = kind == 0   ? rng_range(&r, 1, 64)
-                             : kind == 1 ? rng_range(&r, 1300, SEG_CHUNK)
-                                         : rng_range(&r, 1, SEG_CHUNK);
+                unsigned kind = (unsigned)tu_rng_range(&r, 0, 3);
+                size_t len = kind == 0   ? tu_rng_range(&r, 1, 64)
+                             : kind == 1 ? tu_rng_range(&r, 1300, SEG_CHUNK)
+                                         : tu_rng_range(&r, 1, SEG_CHUNK);
                 if (len > H.len - a)
                     len = H.len - a;
                 send_range(a, a + len);
@@ -758,7 +631,7 @@ START_TEST(sweep_random_segmentation_in_sequence)
             segs += k;
             if (policy == TLS_TX_RESYNC_TAGCACHE) {
                 struct snap now = snap();
-                CHECK_EQ(now.h.tx_tls_tags_cached - b.h.tx_tls_tags_cached, tags_done(a));
+                TU_CHECK_EQ(now.h.tx_tls_tags_cached - b.h.tx_tls_tags_cached, tags_done(a));
             }
         }
         bool tc = policy == TLS_TX_RESYNC_TAGCACHE;
@@ -778,7 +651,7 @@ static void flow_layout5(int policy, uint32_t start)
 {
     flow_start(policy, start);
     stream_add_sizes(LAYOUT5, 5);
-    CHECK_EQ(H.len, 2745);
+    TU_CHECK_EQ(H.len, 2745);
 }
 
 /* A segment starting inside a record, after later data went out. */
@@ -786,13 +659,13 @@ START_TEST(rexmit_mid_record)
 {
     int policy = _i;
     bool tc = policy == TLS_TX_RESYNC_TAGCACHE;
-    CTX("%s", policy_name(policy));
+    TU_CTX("%s", policy_name(policy));
     flow_layout5(policy, 1000000);
     xmit(0, 700);
     xmit(700, 1400);
     xmit(1400, 2300);
     struct snap b = snap();
-    CHECK_EQ(b.h.tx_tls_tags_cached, tc ? 3 : 0); /* R1, R2, R3 */
+    TU_CHECK_EQ(b.h.tx_tls_tags_cached, tc ? 3 : 0); /* R1, R2, R3 */
 
     /* [700,1400): R2 from offset 571 with its tag, then R3's head. */
     b = snap();
@@ -838,7 +711,7 @@ START_TEST(rexmit_at_record_boundary)
 {
     int policy = _i;
     bool tc = policy == TLS_TX_RESYNC_TAGCACHE;
-    CTX("%s", policy_name(policy));
+    TU_CTX("%s", policy_name(policy));
     flow_layout5(policy, 77);
     xmit(0, 700);
     xmit(700, 1158);
@@ -894,7 +767,7 @@ START_TEST(rexmit_record_spanning_segments)
 {
     int policy = _i;
     bool tc = policy == TLS_TX_RESYNC_TAGCACHE;
-    CTX("%s", policy_name(policy));
+    TU_CTX("%s", policy_name(policy));
     flow_start(policy, 0xfffffe00u); /* the sequence numbers wrap inside R2 */
     static const size_t sizes[] = {100, 4000, 200};
     stream_add_sizes(sizes, 3); /* [0,129) [129,4158) [4158,4387) */
@@ -903,7 +776,7 @@ START_TEST(rexmit_record_spanning_segments)
     for (size_t i = 0; i < 5; i++)
         xmit(cuts[i][0], cuts[i][1]);
     struct snap b = snap();
-    CHECK_EQ(b.h.tx_tls_tags_cached, tc ? 3 : 0);
+    TU_CHECK_EQ(b.h.tx_tls_tags_cached, tc ? 3 : 0);
 
     /* middle, no tag byte; then from the 9th tag byte on, with R3 whole;
        then up to 8 bytes into the tag; then the second segment. None starts
@@ -911,15 +784,15 @@ START_TEST(rexmit_record_spanning_segments)
     static const size_t order[] = {2, 4, 3, 1};
     for (size_t k = 0; k < 4; k++) {
         size_t a = cuts[order[k]][0], e = cuts[order[k]][1];
-        CTX("%s rexmit [%zu,%zu)", policy_name(policy), a, e);
+        TU_CTX("%s rexmit [%zu,%zu)", policy_name(policy), a, e);
         b = snap();
         xmit(a, e);
         struct want w = rexmit_cost(a, e, true);
         check_delta_at(&b, &w, __LINE__);
         if (tc)
-            CHECK_EQ(w.rtag, 1);
+            TU_CHECK_EQ(w.rtag, 1);
         else
-            CHECK_EQ(w.dump_bytes, a - 129); /* offset in R2 */
+            TU_CHECK_EQ(w.dump_bytes, a - 129); /* offset in R2 */
     }
 }
 END_TEST
@@ -930,7 +803,7 @@ START_TEST(rexmit_before_offload_start)
 {
     int policy = _i;
     bool tc = policy == TLS_TX_RESYNC_TAGCACHE;
-    CTX("%s", policy_name(policy));
+    TU_CTX("%s", policy_name(policy));
     flow_layout5(policy, 100); /* handshake bytes below 100: seq wraps to 2^32 - 200 */
     static uint8_t hs[400];
     for (size_t i = 0; i < sizeof(hs); i++)
@@ -979,14 +852,14 @@ END_TEST
 START_TEST(rexmit_after_record_acked)
 {
     int policy = _i;
-    CTX("%s", policy_name(policy));
+    TU_CTX("%s", policy_name(policy));
     const uint32_t start = 4000000000u;
     flow_layout5(policy, start);
     xmit(0, 700);
     xmit(700, 1400);
     xmit(1400, 2187);
     xmit(2187, 2516);
-    CHECK_EQ(snap().h.records_in_store, 5);
+    TU_CHECK_EQ(snap().h.records_in_store, 5);
 
     /* lwIP still holds a segment starting at 700 (partly acked up to 1500):
        it resends whole segments, so R2 stays; R1 goes. */
@@ -999,13 +872,13 @@ START_TEST(rexmit_after_record_acked)
     H.pcb->unacked = &seg;
     H.pcb->lastack = start + 1500;
     tls_tx_offload_acked(H.t, H.pcb);
-    CHECK_EQ(snap().h.records_in_store, 4);
+    TU_CHECK_EQ(snap().h.records_in_store, 4);
 
     /* Acked through the end of R2, nothing queued: R2 goes too. */
     H.pcb->unacked = NULL;
     H.pcb->lastack = start + 1158;
     tls_tx_offload_acked(H.t, H.pcb);
-    CHECK_EQ(snap().h.records_in_store, 3);
+    TU_CHECK_EQ(snap().h.records_in_store, 3);
 
     /* [700,1400) starts in R2: no record to resync from -> not sent. */
     struct snap b = snap();
@@ -1013,10 +886,10 @@ START_TEST(rexmit_after_record_acked)
     pump();
     expect_none();
     CHECK_DELTA(b, .ooo = 1, .drop = 1, .rexmit_bytes = 700);
-    CHECK_EQ(snap().n.tx_desc - b.n.tx_desc, 0); /* nothing was posted */
+    TU_CHECK_EQ(snap().n.tx_desc - b.n.tx_desc, 0); /* nothing was posted */
 
     /* [1400,2187) starts in R3, still stored. */
-    CTX("%s rexmit [1400,2187)", policy_name(policy));
+    TU_CTX("%s rexmit [1400,2187)", policy_name(policy));
     b = snap();
     xmit(1400, 2187);
     struct want w = rexmit_cost(1400, 2187, true);
@@ -1025,7 +898,7 @@ START_TEST(rexmit_after_record_acked)
     /* Everything acked: the store is empty and nothing can be resent. */
     H.pcb->lastack = start + 2745;
     tls_tx_offload_acked(H.t, H.pcb);
-    CHECK_EQ(snap().h.records_in_store, 0);
+    TU_CHECK_EQ(snap().h.records_in_store, 0);
     b = snap();
     send_range(1400, 2187);
     pump();
@@ -1040,7 +913,7 @@ START_TEST(rexmit_then_new_data)
 {
     int policy = _i;
     bool tc = policy == TLS_TX_RESYNC_TAGCACHE;
-    CTX("%s", policy_name(policy));
+    TU_CTX("%s", policy_name(policy));
     flow_layout5(policy, 123456789);
     xmit(0, 700);
     xmit(700, 1400);
@@ -1077,7 +950,7 @@ START_TEST(rexmit_tag_not_cached)
 {
     int policy = _i;
     bool tc = policy == TLS_TX_RESYNC_TAGCACHE;
-    CTX("%s", policy_name(policy));
+    TU_CTX("%s", policy_name(policy));
     flow_layout5(policy, 31337);
     xmit(0, 700);
 
@@ -1128,7 +1001,7 @@ START_TEST(rexmit_sweep_start_offsets)
     bool tc = policy == TLS_TX_RESYNC_TAGCACHE;
     uint32_t n = 0;
     for (size_t si = 0; si < N_SWEEP_SIZES; si++) {
-        CTX("%s size %zu", policy_name(policy), SWEEP_SIZES[si]);
+        TU_CTX("%s size %zu", policy_name(policy), SWEEP_SIZES[si]);
         flow_start(policy, 0x7ffffc00u + (uint32_t)si * 4099u);
         stream_add(TLS_CT_HANDSHAKE, 40, NULL);
         stream_add(TYPES[si % 3], SWEEP_SIZES[si], NULL);
@@ -1154,8 +1027,8 @@ START_TEST(rexmit_sweep_start_offsets)
                     dup = dup || ends[i] == e;
                 if (e <= a || dup)
                     continue;
-                CTX("%s size %zu rexmit [%zu,%zu) record offset %zu", policy_name(policy),
-                    SWEEP_SIZES[si], a, e, k);
+                TU_CTX("%s size %zu rexmit [%zu,%zu) record offset %zu", policy_name(policy),
+                       SWEEP_SIZES[si], a, e, k);
                 struct snap b = snap();
                 xmit(a, e);
                 struct want w;
@@ -1183,7 +1056,7 @@ START_TEST(tagcache_counts_tags_and_resends_without_dump)
 {
     int policy = _i;
     bool tc = policy == TLS_TX_RESYNC_TAGCACHE;
-    CTX("%s", policy_name(policy));
+    TU_CTX("%s", policy_name(policy));
     flow_start(policy, 0xffffff00u);
     static const size_t sizes[] = {0, 1, 15, 16, 17, 100, 1400, 16384, 5, 300, 2000, 64, 0, 0};
     const size_t nsz = sizeof(sizes) / sizeof(sizes[0]);
@@ -1197,12 +1070,12 @@ START_TEST(tagcache_counts_tags_and_resends_without_dump)
         seg_b[nseg] = a + 300 < H.len ? a + 300 : H.len;
         xmit(seg_a[nseg], seg_b[nseg]);
         struct snap now = snap();
-        CHECK_EQ(now.h.tx_tls_tags_cached - b.h.tx_tls_tags_cached,
-                 tc ? tags_done(seg_b[nseg]) : 0);
-        CHECK_EQ(now.n.tx_tls_tag_reports - b.n.tx_tls_tag_reports,
-                 tc ? tags_done(seg_b[nseg]) : 0);
+        TU_CHECK_EQ(now.h.tx_tls_tags_cached - b.h.tx_tls_tags_cached,
+                    tc ? tags_done(seg_b[nseg]) : 0);
+        TU_CHECK_EQ(now.n.tx_tls_tag_reports - b.n.tx_tls_tag_reports,
+                    tc ? tags_done(seg_b[nseg]) : 0);
     }
-    CHECK_EQ(snap().h.tx_tls_tags_cached - b.h.tx_tls_tags_cached, tc ? nsz : 0);
+    TU_CHECK_EQ(snap().h.tx_tls_tags_cached - b.h.tx_tls_tags_cached, tc ? nsz : 0);
 
     /* Resend, newest first, every segment that holds tag bytes. */
     size_t resent = 0;
@@ -1215,13 +1088,13 @@ START_TEST(tagcache_counts_tags_and_resends_without_dump)
         }
         if (!holds_tag)
             continue;
-        CTX("%s rexmit [%zu,%zu)", policy_name(policy), seg_a[k], seg_b[k]);
+        TU_CTX("%s rexmit [%zu,%zu)", policy_name(policy), seg_a[k], seg_b[k]);
         b = snap();
         xmit(seg_a[k], seg_b[k]);
         struct want w = rexmit_cost(seg_a[k], seg_b[k], true);
         check_delta_at(&b, &w, __LINE__);
         if (tc)
-            CHECK_EQ(snap().n.tx_tls_dump_packets - b.n.tx_tls_dump_packets, 0);
+            TU_CHECK_EQ(snap().n.tx_tls_dump_packets - b.n.tx_tls_dump_packets, 0);
         resent++;
     }
     ck_assert_uint_eq(resent, 7);
@@ -1237,28 +1110,28 @@ START_TEST(random_retransmissions)
 {
     int policy = _i;
     bool tc = policy == TLS_TX_RESYNC_TAGCACHE;
-    struct rng r = rng_for("random_rexmit", policy);
+    struct tu_rng r = tu_rng_for("random_rexmit", policy);
     static size_t seg_a[MAX_SEGS], seg_b[MAX_SEGS];
     for (int iter = 0; iter < 40; iter++) {
-        CTX("%s iter %d seed %" PRIu64, policy_name(policy), iter, g_seed);
+        TU_CTX("%s iter %d seed %" PRIu64, policy_name(policy), iter, tu_seed);
         g_opt_len = iter % 3 == 2 ? TS_OPT_LEN : 0;
-        uint32_t start = (uint32_t)rng_next(&r);
+        uint32_t start = (uint32_t)tu_rng_next(&r);
         flow_start(policy, start);
         H.pcb->lastack = start;
         H.pcb->unacked = H.pcb->unsent = NULL;
-        size_t nrec = rng_range(&r, 30, 60);
+        size_t nrec = tu_rng_range(&r, 30, 60);
         for (size_t i = 0; i < nrec; i++) {
-            unsigned k = (unsigned)rng_range(&r, 0, 9);
-            size_t n = k < 3   ? SWEEP_SIZES[rng_range(&r, 0, N_SWEEP_SIZES - 1)]
-                       : k < 4 ? rng_range(&r, 2000, 8000)
-                               : rng_range(&r, 0, 1500);
-            stream_add(TYPES[rng_range(&r, 0, 2)], n, &r);
+            unsigned k = (unsigned)tu_rng_range(&r, 0, 9);
+            size_t n = k < 3   ? SWEEP_SIZES[tu_rng_range(&r, 0, N_SWEEP_SIZES - 1)]
+                       : k < 4 ? tu_rng_range(&r, 2000, 8000)
+                               : tu_rng_range(&r, 0, 1500);
+            stream_add(TYPES[tu_rng_range(&r, 0, 2)], n, &r);
         }
         size_t nseg = 0;
         for (size_t a = 0; a < H.len; nseg++) {
-            CHECK(nseg < MAX_SEGS);
-            size_t len =
-                rng_range(&r, 1, 4) == 1 ? rng_range(&r, 1, 100) : rng_range(&r, 1, MAX_PAYLOAD);
+            TU_CHECK(nseg < MAX_SEGS);
+            size_t len = tu_rng_range(&r, 1, 4) == 1 ? tu_rng_range(&r, 1, 100)
+                                                     : tu_rng_range(&r, 1, MAX_PAYLOAD);
             seg_a[nseg] = a;
             seg_b[nseg] = a + len < H.len ? a + len : H.len;
             a = seg_b[nseg];
@@ -1266,22 +1139,22 @@ START_TEST(random_retransmissions)
         struct snap b = snap();
         size_t next = 0, acked = 0, bytes = 0, pkts = 0;
         while (next < nseg) {
-            size_t batch = rng_range(&r, 1, 3), qa[3], qb[3], k = 0;
+            size_t batch = tu_rng_range(&r, 1, 3), qa[3], qb[3], k = 0;
             for (; k < batch && next < nseg; k++) {
-                unsigned what = (unsigned)rng_range(&r, 0, 99);
+                unsigned what = (unsigned)tu_rng_range(&r, 0, 99);
                 if (what < 5 && next > acked) {
                     /* ack up to the start of a sent segment */
-                    acked = rng_range(&r, acked, next - 1);
+                    acked = tu_rng_range(&r, acked, next - 1);
                     H.pcb->lastack = start + (uint32_t)seg_a[acked];
                     tls_tx_offload_acked(H.t, H.pcb);
                 }
                 if (what < 35 && next > acked) {
-                    size_t s = rng_range(&r, acked, next - 1);
+                    size_t s = tu_rng_range(&r, acked, next - 1);
                     qa[k] = seg_a[s];
                     qb[k] = seg_b[s];
                     if (what < 15 && qb[k] - qa[k] > 1) { /* a sub-range */
-                        qa[k] = rng_range(&r, qa[k], qb[k] - 1);
-                        qb[k] = rng_range(&r, qa[k] + 1, qb[k]);
+                        qa[k] = tu_rng_range(&r, qa[k], qb[k] - 1);
+                        qb[k] = tu_rng_range(&r, qa[k] + 1, qb[k]);
                     }
                 } else {
                     qa[k] = seg_a[next];
@@ -1299,26 +1172,26 @@ START_TEST(random_retransmissions)
         }
         struct snap a = snap();
         uint64_t ooo = a.h.tx_tls_ooo - b.h.tx_tls_ooo;
-        CHECK_EQ(a.h.tx_tls_drop_no_sync_data - b.h.tx_tls_drop_no_sync_data, 0);
-        CHECK_EQ(a.h.tx_tls_skip_no_sync_data - b.h.tx_tls_skip_no_sync_data, 0);
-        CHECK_EQ(a.n.tx_tls_ooo - b.n.tx_tls_ooo, ooo);
-        CHECK_EQ(a.h.tx_tls_resync_dump - b.h.tx_tls_resync_dump +
-                     (a.h.tx_tls_resync_tagcache - b.h.tx_tls_resync_tagcache),
-                 ooo);
-        CHECK_EQ(a.n.tx_tls_oneshot - b.n.tx_tls_oneshot,
-                 a.h.tx_tls_resync_tagcache - b.h.tx_tls_resync_tagcache);
-        CHECK_EQ(a.n.tx_tls_dump_bytes - b.n.tx_tls_dump_bytes,
-                 a.h.tx_tls_dump_bytes - b.h.tx_tls_dump_bytes);
-        CHECK_EQ(a.n.tx_tls_encrypted_packets - b.n.tx_tls_encrypted_packets, pkts);
-        CHECK_EQ(a.n.tx_tls_encrypted_bytes - b.n.tx_tls_encrypted_bytes, bytes);
-        CHECK_EQ(a.n.tx_tls_seq_mismatch - b.n.tx_tls_seq_mismatch, 0);
-        CHECK_EQ(a.n.tx_tls_bad_record - b.n.tx_tls_bad_record, 0);
-        CHECK_EQ(a.n.tx_cq_overflow - b.n.tx_cq_overflow, 0);
-        CHECK_EQ(a.h.tx_tls_nic_errors - b.h.tx_tls_nic_errors, 0);
-        CHECK_EQ(a.d.tx_err_status - b.d.tx_err_status, 0);
+        TU_CHECK_EQ(a.h.tx_tls_drop_no_sync_data - b.h.tx_tls_drop_no_sync_data, 0);
+        TU_CHECK_EQ(a.h.tx_tls_skip_no_sync_data - b.h.tx_tls_skip_no_sync_data, 0);
+        TU_CHECK_EQ(a.n.tx_tls_ooo - b.n.tx_tls_ooo, ooo);
+        TU_CHECK_EQ(a.h.tx_tls_resync_dump - b.h.tx_tls_resync_dump +
+                        (a.h.tx_tls_resync_tagcache - b.h.tx_tls_resync_tagcache),
+                    ooo);
+        TU_CHECK_EQ(a.n.tx_tls_oneshot - b.n.tx_tls_oneshot,
+                    a.h.tx_tls_resync_tagcache - b.h.tx_tls_resync_tagcache);
+        TU_CHECK_EQ(a.n.tx_tls_dump_bytes - b.n.tx_tls_dump_bytes,
+                    a.h.tx_tls_dump_bytes - b.h.tx_tls_dump_bytes);
+        TU_CHECK_EQ(a.n.tx_tls_encrypted_packets - b.n.tx_tls_encrypted_packets, pkts);
+        TU_CHECK_EQ(a.n.tx_tls_encrypted_bytes - b.n.tx_tls_encrypted_bytes, bytes);
+        TU_CHECK_EQ(a.n.tx_tls_seq_mismatch - b.n.tx_tls_seq_mismatch, 0);
+        TU_CHECK_EQ(a.n.tx_tls_bad_record - b.n.tx_tls_bad_record, 0);
+        TU_CHECK_EQ(a.n.tx_cq_overflow - b.n.tx_cq_overflow, 0);
+        TU_CHECK_EQ(a.h.tx_tls_nic_errors - b.h.tx_tls_nic_errors, 0);
+        TU_CHECK_EQ(a.d.tx_err_status - b.d.tx_err_status, 0);
         if (!tc)
-            CHECK_EQ(a.h.tx_tls_resync_tagcache - b.h.tx_tls_resync_tagcache, 0);
-        CHECK(ooo > 0);
+            TU_CHECK_EQ(a.h.tx_tls_resync_tagcache - b.h.tx_tls_resync_tagcache, 0);
+        TU_CHECK(ooo > 0);
         flow_stop();
     }
 }
@@ -1351,7 +1224,7 @@ END_TEST
    segments full of small records overflows the CQ and loses reports. */
 START_TEST(regression_tag_reports_never_overflow_tx_cq)
 {
-    CTX("tagcache");
+    TU_CTX("tagcache");
     flow_start(TLS_TX_RESYNC_TAGCACHE, 5000);
     for (int i = 0; i < 400; i++)
         stream_add(TLS_CT_APPDATA, 0, NULL); /* 29-byte records, 50 per segment */
@@ -1364,10 +1237,10 @@ START_TEST(regression_tag_reports_never_overflow_tx_cq)
         expect_range(a, a + 1450 < H.len ? a + 1450 : H.len); /* the bytes are right */
     expect_none();
     struct snap a = snap();
-    CHECK_EQ(a.n.tx_tls_tag_reports - b.n.tx_tls_tag_reports, 400);
-    CHECK_EQ(a.n.tx_cq_overflow - b.n.tx_cq_overflow, 0);              /* fails: 144 */
-    CHECK_EQ(a.h.tx_tls_tags_cached - b.h.tx_tls_tags_cached, H.nrec); /* fails: 256 */
-    CHECK_EQ(n, 8);
+    TU_CHECK_EQ(a.n.tx_tls_tag_reports - b.n.tx_tls_tag_reports, 400);
+    TU_CHECK_EQ(a.n.tx_cq_overflow - b.n.tx_cq_overflow, 0);              /* fails: 144 */
+    TU_CHECK_EQ(a.h.tx_tls_tags_cached - b.h.tx_tls_tags_cached, H.nrec); /* fails: 256 */
+    TU_CHECK_EQ(n, 8);
 }
 END_TEST
 
@@ -1376,13 +1249,13 @@ END_TEST
    record with the same number; a later one-shot writes it on the wire. */
 START_TEST(regression_no_stale_tag_report_after_flow_id_reuse)
 {
-    CTX("tagcache");
+    TU_CTX("tagcache");
     flow_start(TLS_TX_RESYNC_TAGCACHE, 1000); /* flow A */
     stream_add(TLS_CT_APPDATA, 100, NULL);
     send_range(0, 129);                       /* A's record 1, whole; the NIC has not run yet */
     tls_tx_offload_release(H.t, NULL, false); /* DEL_CTX posted, flow id free again */
 
-    struct rng r = rng_for("stale", 0);
+    struct tu_rng r = tu_rng_for("stale", 0);
     H.policy = TLS_TX_RESYNC_TAGCACHE;
     H.start_seq = 70000;
     H.t = tls_tx_offload_start(H.o, TLS_TX_RESYNC_TAGCACHE, H.pcb, KEY, sizeof(KEY), SALT,
@@ -1393,8 +1266,8 @@ START_TEST(regression_no_stale_tag_report_after_flow_id_reuse)
     struct snap b = snap();
     send_range(0, 60); /* publishes: A's segment, DEL, STATIC(B), B's segment */
     pump();
-    CHECK_EQ(H.rx_n - H.rx_head, 2);
-    CHECK_EQ(H.rx[H.rx_head++].len, HDRS + 129); /* A's segment */
+    TU_CHECK_EQ(H.rx_n - H.rx_head, 2);
+    TU_CHECK_EQ(H.rx[H.rx_head++].len, HDRS + 129); /* A's segment */
     expect_range(0, 60);
     expect_none();
 
@@ -1406,8 +1279,8 @@ START_TEST(regression_no_stale_tag_report_after_flow_id_reuse)
     /* B's record 1 tag was never reported: a miss, dump fallback, and then
        the NIC reports it (the main walker passes its payload end). */
     struct snap a = snap();
-    CHECK_EQ(a.h.tx_tls_tagcache_miss - b.h.tx_tls_tagcache_miss, 1);
-    CHECK_EQ(a.h.tx_tls_tags_cached - b.h.tx_tls_tags_cached, 1);
+    TU_CHECK_EQ(a.h.tx_tls_tagcache_miss - b.h.tx_tls_tagcache_miss, 1);
+    TU_CHECK_EQ(a.h.tx_tls_tags_cached - b.h.tx_tls_tags_cached, 1);
 }
 END_TEST
 
@@ -1452,11 +1325,7 @@ static Suite *tx_offload_suite(void)
 
 int main(void)
 {
-    const char *env = getenv("ANIC_TEST_SEED");
-    g_seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    printf("test_tx_offload: seed %" PRIu64 " (replay with ANIC_TEST_SEED=%" PRIu64 ")\n", g_seed,
-           g_seed);
-    fflush(stdout);
+    tu_seed_init("test_tx_offload");
     SRunner *sr = srunner_create(tx_offload_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
