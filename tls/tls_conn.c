@@ -74,8 +74,9 @@ struct tls_conn {
     bool offload_fence;         /* waiting for handshake bytes to leave lwIP */
 
     /* plaintext staging (TX) and pending plaintext (RX) */
-    uint8_t *tx_pt;
+    uint8_t *tx_pt; /* staging for sw/mbedtls */
     size_t tx_pt_len;
+    struct pbuf *tx_frame; /* staging for the NIC: plaintext in place in its record frame */
     bool flush_wanted;
     uint8_t *tx_rec; /* one sealed record */
     uint8_t *rx_pt;
@@ -105,6 +106,8 @@ static void conn_free(struct tls_conn *c)
     tls_aead_free(c->tx_aead);
     tls_aead_free(c->rx_aead);
     free(c->tx_pt);
+    if (c->tx_frame)
+        pbuf_free(c->tx_frame);
     free(c->tx_rec);
     free(c->rx_pt);
     memset(c->client_key, 0, sizeof(c->client_key));
@@ -348,6 +351,46 @@ static bool write_record(struct tls_conn *c, uint8_t type, const uint8_t *pt, si
     return true;
 }
 
+/* Where staged plaintext goes. With the NIC offloading, the plaintext is
+   staged in place inside the record frame that the record store keeps for
+   retransmissions, saving a copy per record. NULL: out of memory. */
+static uint8_t *stage_buf(struct tls_conn *c)
+{
+    if (!c->txo)
+        return c->tx_pt;
+    if (!c->tx_frame)
+        c->tx_frame = pbuf_alloc(PBUF_RAW, TLS_MAX_RECORD_LEN, PBUF_RAM);
+    return c->tx_frame ? (uint8_t *)c->tx_frame->payload + TLS_PAYLOAD_OFFSET : NULL;
+}
+
+/* Complete the staged frame (header, explicit nonce = seq, blank tag), copy
+   it into TCP's send buffer, hand it to the record store. All or nothing. */
+static bool emit_frame(struct tls_conn *c)
+{
+    size_t rec_len = c->tx_pt_len + TLS_RECORD_OVERHEAD;
+    if (!tcp_room(c, rec_len))
+        return false;
+    uint8_t *f = c->tx_frame->payload;
+    size_t len_field = rec_len - TLS_HEADER_LEN;
+    f[0] = TLS_CT_APPDATA;
+    f[1] = TLS_VERSION_MAJOR;
+    f[2] = TLS_VERSION_MINOR;
+    f[3] = (uint8_t)(len_field >> 8);
+    f[4] = (uint8_t)len_field;
+    for (int i = 0; i < 8; i++)
+        f[TLS_HEADER_LEN + i] = (uint8_t)(c->tx_seq >> (56 - 8 * i));
+    memset(f + TLS_PAYLOAD_OFFSET + c->tx_pt_len, 0, TLS_TAG_LEN);
+    uint32_t start = c->pcb->snd_lbb; /* seq of the first byte tcp_write queues */
+    if (!tcp_put(c, f, rec_len))
+        return false; /* nothing changed: retried with the same frame */
+    pbuf_realloc(c->tx_frame, (u16_t)rec_len);
+    tls_tx_offload_record(c->txo, c->tx_frame, start, c->tx_seq);
+    pbuf_free(c->tx_frame); /* the store holds its own reference */
+    c->tx_frame = NULL;
+    c->tx_seq++;
+    return true;
+}
+
 /* Seal (sw), frame for the NIC, or hand to mbed TLS one record from the
    staged plaintext. */
 static bool emit_record(struct tls_conn *c)
@@ -371,8 +414,12 @@ static bool emit_record(struct tls_conn *c)
         ctr(c)->tx_bytes_plaintext += (uint64_t)r;
         return true;
     }
-    if (!write_record(c, TLS_CT_APPDATA, c->tx_pt, c->tx_pt_len))
+    if (c->txo) {
+        if (!emit_frame(c))
+            return false;
+    } else if (!write_record(c, TLS_CT_APPDATA, c->tx_pt, c->tx_pt_len)) {
         return false;
+    }
     ctr(c)->tx_records++;
     ctr(c)->tx_bytes_plaintext += c->tx_pt_len;
     c->tx_pt_len = 0;
@@ -452,10 +499,13 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
     while (done < len) {
         if (c->tx_pt_len == TLS_MAX_PLAINTEXT && !emit_record(c))
             break;
+        uint8_t *stage = stage_buf(c);
+        if (!stage)
+            break;
         size_t n = TLS_MAX_PLAINTEXT - c->tx_pt_len;
         if (n > len - done)
             n = len - done;
-        memcpy(c->tx_pt + c->tx_pt_len, p + done, n);
+        memcpy(stage + c->tx_pt_len, p + done, n);
         c->tx_pt_len += n;
         done += n;
     }
