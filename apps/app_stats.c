@@ -128,7 +128,6 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD(sec, *tc, rx_records_partial_offload);
         ADD(sec, *tc, rx_records_no_offload);
         ADD(sec, *tc, TlsDecryptError);
-        ADD(sec, *tc, TlsRxDeviceResync);
         ADD(sec, *tc, alerts_sent);
         ADD(sec, *tc, alerts_received);
         ADD(sec, *tc, close_notify_rx);

@@ -1,12 +1,38 @@
 /* test_e2e.c - end-to-end tests: a real `anic serve` in a private network
  * namespace, with curl, openssl s_client, a raw socket and tshark as peers.
  *
- * One Check test case per fault profile (none, 2% loss TX/RX, 5% reorder TX/RX)
- * plus one with packet capture. Each case starts ONE server that listens on
- * three ports (80 plain, 443 sw, 4431 mbedtls) and runs every check against it:
- * GET /bytes/N and PUT /upload of edge sizes, a chunked POST, keep-alive,
- * Connection: close read by hand, s_client (TLS 1.2, default suite and AES-256),
- * hostile requests, /stats counters and a clean SIGTERM shutdown.
+ * One Check test case per fault profile. Each case starts ONE server that
+ * listens on five ports (80 plain, 443 sw, 4431 mbedtls, 4432 nic = NIC TX+RX
+ * offload with dump resync, 4433 nic-tagcache = the same with the tag-cache TX
+ * policy) and runs the checks of its kind against it:
+ *
+ *  classic (none, loss-tx, loss-rx, reorder-tx, reorder-rx): on every port GET
+ *    /bytes/N and PUT /upload of edge sizes, a chunked POST, keep-alive,
+ *    Connection: close read by hand; s_client on sw, nic and nic-tagcache
+ *    (TLS 1.2, default suite and AES-256); hostile requests (plain, sw, nic);
+ *    /stats counters; a clean SIGTERM shutdown. "none" also runs the TX matrix
+ *    below.
+ *  TX matrix (tx-loss1, tx-loss5, tx-reorder5, tx-dup1): GET of 1 B .. 256 MiB
+ *    on nic and nic-tagcache (plain at 1 MiB as a control), each SHA-256
+ *    checked; then the TX offload counters (resyncs by dump / by tag cache,
+ *    never a sequence mismatch or a bad record).
+ *  RX matrix (rx-reorder2, rx-loss1, rx-loss5, rx-dup1, rx-corrupt01, and
+ *    rx-loss2-nobuf = --rx-reorder-buf 0, rx-loss2-hint = --rx-resync hint):
+ *    PUT of 1 B .. 256 MiB on nic (sw at 1 MiB as a control), each SHA-256
+ *    checked; then the RX offload counters (resyncs happened, records were
+ *    fully offloaded, no decryption error).
+ *  tamper (rx-tamper1): uploads through a wire that flips payload bits and
+ *    fixes the TCP checksum: each must fail or, if none of its packets was
+ *    tampered, be right; a wrong hash is never acceptable.
+ *  capture (tshark: no faults; tshark-nic: 2% TX loss): transfers on every TLS
+ *    port with --pcap and --keylog; tshark must decrypt every session (also the
+ *    offloaded ones with retransmissions), find no expert errors, and its
+ *    exported HTTP bodies must be the bytes that were served.
+ *
+ * Counters: after the transfers of every profile, /stats is checked: the
+ * faults of the profile (and no others) happened, HTTP and TLS counters match
+ * what the test did, and the offload counters satisfy the invariants of
+ * DESIGN.md sections 3, 4 and 7 (see check_tx_offload / check_rx_offload).
  *
  * Network safety: anic itself creates (and on exit deletes) the namespace
  * anic-e2e-<pid>-<n>; clients only run inside it (ip netns exec, or a forked
@@ -25,13 +51,22 @@
  *
  * Environment:
  *   ANIC_E2E_SEED=S       base seed of the upload contents and the fault specs
+ *                         (each profile's fault seed is S + its fixed offset,
+ *                         printed in the profile's start line)
  *   ANIC_E2E_BIG=BYTES    the big transfer size (default 64 MiB)
- *   ANIC_E2E_MAX_TIME=S   curl --max-time per transfer (default 60)
+ *   ANIC_E2E_HUGE=BYTES   the huge transfer size of the matrices (default 256 MiB;
+ *                         0 = leave the huge transfers out)
+ *   ANIC_E2E_MAX_TIME=S   curl --max-time per transfer (default 60; huge transfers
+ *                         get twice that, at least 120)
  *   ANIC_E2E_KEEP=1       keep the run directory (logs, stats, pcap) even on success
- *   CK_RUN_CASE=NAME      only one profile: none loss-tx loss-rx reorder-tx reorder-rx tshark
+ *   CK_RUN_CASE=NAME      only one profile: none loss-tx loss-rx reorder-tx
+ *                         reorder-rx tshark tx-loss1 tx-loss5 tx-reorder5 tx-dup1
+ *                         rx-reorder2 rx-loss1 rx-loss5 rx-dup1 rx-corrupt01
+ *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 tshark-nic
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -67,9 +102,11 @@
 #define WATCHDOG_S       840 /* below ctest's 900 s: clean up ourselves first */
 #define SMALL_TIMEOUT_S  30.0
 #define SERVER_DURATION  "600"
-#define MAX_SERVERS      16
-#define MAX_RECORDS      1024
+#define MAX_SERVERS      32
+#define MAX_RECORDS      4096
 #define UPLOAD_CHUNKED_B (1u << 20)
+#define UPLOAD_TAMPER_B  (16u << 20)
+#define STATS_CAP        65536
 
 /* ---- Small utilities --------------------------------------------------------- */
 
@@ -398,7 +435,7 @@ static int n_servers_made;
 static char run_dir[256];
 static bool any_failure;
 
-static const char *volatile big_upload_path; /* for the signal handler */
+static void unlink_big_uploads(void); /* also from the signal handler */
 
 static void ns_path(const char *ns, char *out, size_t cap)
 {
@@ -474,8 +511,7 @@ static void on_fatal_signal(int sig)
     ssize_t r = write(2, msg, sizeof(msg) - 1);
     (void)r;
     cleanup_all();
-    if (big_upload_path)
-        unlink(big_upload_path); /* 64 MiB; the logs stay */
+    unlink_big_uploads(); /* the logs stay */
     signal(sig, SIG_DFL);
     raise(sig);
     _exit(1);
@@ -531,8 +567,10 @@ static bool file_contains(const char *path, const char *needle)
     return found;
 }
 
+/* extra: NULL-terminated list of further anic arguments (or NULL). */
 static bool server_start(struct server *s, const char *name, const char *fault_tx,
-                         const char *fault_rx, bool capture, char *err, size_t errlen)
+                         const char *fault_rx, bool capture, const char *const *extra, char *err,
+                         size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     snprintf(s->ns, sizeof(s->ns), "anic-e2e-%d-%d", (int)getpid(), n_servers_made++);
@@ -551,7 +589,7 @@ static bool server_start(struct server *s, const char *name, const char *fault_t
         snprintf(err, errlen, "namespace %s already exists; not touching it", s->ns);
         return false;
     }
-    char *argv[32];
+    char *argv[64]; /* 22 fixed, extra (< 40 in all), 8 for faults and capture, NULL */
     int n = 0;
     argv[n++] = ANIC_BIN;
     argv[n++] = "serve";
@@ -571,6 +609,12 @@ static bool server_start(struct server *s, const char *name, const char *fault_t
     argv[n++] = "sw";
     argv[n++] = "--listen";
     argv[n++] = "4431:mbedtls";
+    argv[n++] = "--listen";
+    argv[n++] = "4432:nic";
+    argv[n++] = "--listen";
+    argv[n++] = "4433:nic-tagcache";
+    for (int i = 0; extra && extra[i] && n < 40; i++)
+        argv[n++] = (char *)extra[i];
     if (fault_tx) {
         argv[n++] = "--fault-tx";
         argv[n++] = (char *)fault_tx;
@@ -659,21 +703,37 @@ static bool server_start(struct server *s, const char *name, const char *fault_t
 
 /* ---- Profiles ---------------------------------------------------------------- */
 
-enum { MODE_PLAIN, MODE_SW, MODE_MBEDTLS, N_MODES };
+enum { MODE_PLAIN, MODE_SW, MODE_MBEDTLS, MODE_NIC, MODE_NIC_TC, N_MODES };
 
 static const struct mode {
     const char *name, *scheme;
     int port;
+    const char *tls_sec; /* its TLS counter section in /stats */
 } modes[N_MODES] = {
-    {"plain", "http", 80},
-    {"sw", "https", 443},
-    {"mbedtls", "https", 4431},
+    {"plain", "http", 80, NULL},
+    {"sw", "https", 443, "tls_sw"},
+    {"mbedtls", "https", 4431, "tls_mbedtls"},
+    {"nic", "https", 4432, "tls_nic"},                   /* TX+RX offload, dump resync */
+    {"nic-tagcache", "https", 4433, "tls_nic_tagcache"}, /* ... tag-cache TX resync */
+};
+
+/* What a profile runs (bit set). */
+enum {
+    T_CLASSIC = 1u << 0, /* every mode: GET/PUT/chunked/keep-alive/close, s_client, hostile */
+    T_TXM = 1u << 1,     /* TX matrix: downloads 1 B .. huge on nic and nic-tagcache */
+    T_RXM = 1u << 2,     /* RX matrix: uploads 1 B .. huge on nic */
+    T_TAMPER = 1u << 3,  /* uploads under tamper: an error, never a wrong hash */
+    T_CAPTURE = 1u << 4, /* --pcap and --keylog; tshark decrypts the capture */
 };
 
 struct profile {
     const char *name;
+    unsigned tests;      /* T_* */
     const char *tx, *rx; /* fault specs without seed */
-    bool capture;
+    uint32_t seed_off;   /* fault seed: base seed + seed_off (TX), + seed_off + 1 (RX) */
+    bool rx_nobuf;       /* --rx-reorder-buf 0: the paper's NIC, no reorder buffer */
+    bool rx_hint;        /* --rx-resync hint: no magic-pattern search */
+    bool no_huge;        /* the matrix leaves the huge transfer out (see profiles[]) */
     /* filled in at run time */
     char tx_spec[128], rx_spec[128];
     uint32_t seed;
@@ -682,44 +742,88 @@ struct profile {
     char start_err[256];
     double t_start, t_end;
     /* what the server must have counted */
-    uint64_t bad_sent;            /* hostile HTTP requests delivered */
-    uint64_t bad_5xx_sent;        /* ... of which the right answer is 5xx (505) */
-    uint64_t tls_garbage_sent;    /* non-TLS bytes sent to the sw port */
-    uint64_t body_ok, body_tried; /* upload body bytes: confirmed / attempted */
-    uint64_t tls_ok[N_MODES];     /* completed TLS connections per mode */
+    uint64_t bad_sent;                  /* hostile HTTP requests delivered */
+    uint64_t bad_5xx_sent;              /* ... of which the right answer is 5xx (505) */
+    uint64_t tls_garbage_sent[N_MODES]; /* non-TLS connections to a TLS port */
+    uint64_t body_ok, body_tried;       /* upload body bytes: confirmed / attempted */
+    uint64_t tls_ok[N_MODES];           /* completed TLS connections per mode */
     int n_transfers, n_failed;
 };
 
+/* Seeds: seed_off is fixed per profile (not its place in the table), so a
+ * profile's fault seed depends only on ANIC_E2E_SEED; the full spec, seed
+ * included, is printed when the profile starts.
+ *
+ * The huge (256 MiB) transfers: measured on the 2-core machine, a 256 MiB
+ * download takes 2-5 s without loss or at 1% TX loss and ~31 s at 5% TX loss
+ * (per offload mode); a 256 MiB upload takes 2-4 s under 2% reordering, 1%
+ * loss, 1% duplication or 0.1% corruption and ~10 s with --rx-reorder-buf 0 or
+ * hint resync at 2% loss. Under 5% RX loss uploads crawl at ~4 MB/s (lwIP does
+ * not do SACK, so the kernel sender recovers one hole per RTT): 64 MiB takes
+ * ~16 s, 256 MiB ~70 s, longer than curl's --max-time. So rx-loss5 stops at the
+ * big (64 MiB) size; every other matrix profile includes 256 MiB, and the whole
+ * program still runs in about 5 minutes. */
 static struct profile profiles[] = {
-    {.name = "none"},
-    {.name = "loss-tx", .tx = "loss 2%"},
-    {.name = "loss-rx", .rx = "loss 2%"},
-    {.name = "reorder-tx", .tx = "reorder 5% gap 3"},
-    {.name = "reorder-rx", .rx = "reorder 5% gap 3"},
-    {.name = "tshark", .capture = true},
+    /* Classic profiles: every mode. */
+    {.name = "none", .tests = T_CLASSIC | T_TXM, .seed_off = 0},
+    {.name = "loss-tx", .tests = T_CLASSIC, .tx = "loss 2%", .seed_off = 1000},
+    {.name = "loss-rx", .tests = T_CLASSIC, .rx = "loss 2%", .seed_off = 2000},
+    {.name = "reorder-tx", .tests = T_CLASSIC, .tx = "reorder 5% gap 3", .seed_off = 3000},
+    {.name = "reorder-rx", .tests = T_CLASSIC, .rx = "reorder 5% gap 3", .seed_off = 4000},
+    {.name = "tshark", .tests = T_CAPTURE, .seed_off = 5000},
+    /* TX offload matrix: downloads. */
+    {.name = "tx-loss1", .tests = T_TXM, .tx = "loss 1%", .seed_off = 6000},
+    {.name = "tx-loss5", .tests = T_TXM, .tx = "loss 5%", .seed_off = 7000},
+    {.name = "tx-reorder5", .tests = T_TXM, .tx = "reorder 5% gap 3", .seed_off = 8000},
+    {.name = "tx-dup1", .tests = T_TXM, .tx = "duplicate 1%", .seed_off = 9000},
+    /* RX offload matrix: uploads. */
+    {.name = "rx-reorder2", .tests = T_RXM, .rx = "reorder 2% gap 3", .seed_off = 10000},
+    {.name = "rx-loss1", .tests = T_RXM, .rx = "loss 1%", .seed_off = 11000},
+    {.name = "rx-loss5", .tests = T_RXM, .rx = "loss 5%", .seed_off = 12000, .no_huge = true},
+    {.name = "rx-dup1", .tests = T_RXM, .rx = "duplicate 1%", .seed_off = 13000},
+    {.name = "rx-corrupt01", .tests = T_RXM, .rx = "corrupt 0.1%", .seed_off = 14000},
+    {.name = "rx-loss2-nobuf",
+     .tests = T_RXM,
+     .rx = "loss 2%",
+     .seed_off = 15000,
+     .rx_nobuf = true},
+    {.name = "rx-loss2-hint",
+     .tests = T_RXM,
+     .rx = "loss 2%",
+     .seed_off = 16000,
+     .rx_nobuf = true,
+     .rx_hint = true},
+    /* An attacker on the wire. */
+    {.name = "rx-tamper1", .tests = T_TAMPER, .rx = "tamper 1%", .seed_off = 17000},
+    /* tshark on offloaded sessions with retransmissions. */
+    {.name = "tshark-nic", .tests = T_CAPTURE, .tx = "loss 2%", .seed_off = 18000},
 };
 #define N_PROFILES ((int)(sizeof(profiles) / sizeof(profiles[0])))
 
 static struct profile *cur;
 static uint64_t base_seed = 0x616e6963; /* "anic" */
 static uint64_t big_size = 64ull << 20;
-static double max_time = 60;
+static uint64_t huge_size = 256ull << 20;
+static double max_time = 60, max_time_huge = 120;
 
-/* Upload files: sizes[] plus the chunked one. */
-#define N_SIZES 5
-static uint64_t sizes[N_SIZES]; /* 1, 16383, 16384, 16385, big */
+/* Transfer sizes (GET /bytes/N and upload files). The classic loops use
+ * classic_si[]; the matrices use all of them (SI_HUGE only if huge_size > 0). */
+enum { SI_1, SI_16383, SI_16384, SI_16385, SI_1M, SI_BIG, SI_HUGE, N_SIZES };
+static const int classic_si[] = {SI_1, SI_16383, SI_16384, SI_16385, SI_BIG};
+#define N_CLASSIC ((int)(sizeof(classic_si) / sizeof(classic_si[0])))
+static uint64_t sizes[N_SIZES];
 struct upload {
     uint64_t size;
     char path[PATH_MAX + 32];
     char sha[65];
 };
-static struct upload uploads[N_SIZES], upload_chunked;
+static struct upload uploads[N_SIZES], upload_chunked, upload_tamper;
 static char pattern_sha[N_SIZES][65];
 
 /* Timing records. */
 struct record {
     const char *profile;
-    char what[96];
+    char what[112];
     double secs;
     bool ok;
 };
@@ -738,7 +842,7 @@ static void record(const char *what, double secs, bool ok)
     cur->n_transfers++;
     if (!ok)
         cur->n_failed++;
-    note("[%s] %-44s %8.3f s  %s%s", cur->name, what, secs, ok ? "ok" : "FAILED",
+    note("[%s] %-52s %8.3f s  %s%s", cur->name, what, secs, ok ? "ok" : "FAILED",
          secs > 60 ? "  (> 60 s!)" : "");
 }
 
@@ -770,6 +874,17 @@ static bool make_upload(struct upload *u, uint64_t size, uint64_t seed, const ch
     return fclose(f) == 0;
 }
 
+/* The big upload files are never worth keeping (the logs are). */
+static void unlink_big_uploads(void)
+{
+    if (uploads[SI_BIG].path[0])
+        unlink(uploads[SI_BIG].path);
+    if (uploads[SI_HUGE].path[0])
+        unlink(uploads[SI_HUGE].path);
+    if (upload_tamper.path[0])
+        unlink(upload_tamper.path);
+}
+
 /* ---- Fixtures ---------------------------------------------------------------- */
 
 static void profile_setup(int idx)
@@ -777,15 +892,27 @@ static void profile_setup(int idx)
     struct profile *p = cur = &profiles[idx];
     install_handlers();
     p->t_start = now_s();
-    p->seed = (uint32_t)(base_seed + (uint64_t)idx * 1000u);
+    p->seed = (uint32_t)(base_seed + p->seed_off);
     if (p->tx)
         snprintf(p->tx_spec, sizeof(p->tx_spec), "%s seed %" PRIu32, p->tx, p->seed);
     if (p->rx)
         snprintf(p->rx_spec, sizeof(p->rx_spec), "%s seed %" PRIu32, p->rx, p->seed + 1);
-    note("===== profile %s: fault-tx '%s', fault-rx '%s' =====", p->name,
-         p->tx ? p->tx_spec : "none", p->rx ? p->rx_spec : "none");
+    const char *extra[8];
+    int n = 0;
+    if (p->rx_nobuf) {
+        extra[n++] = "--rx-reorder-buf";
+        extra[n++] = "0";
+    }
+    if (p->rx_hint) {
+        extra[n++] = "--rx-resync";
+        extra[n++] = "hint";
+    }
+    extra[n] = NULL;
+    note("===== profile %s: fault-tx '%s', fault-rx '%s'%s%s =====", p->name,
+         p->tx ? p->tx_spec : "none", p->rx ? p->rx_spec : "none",
+         p->rx_nobuf ? ", --rx-reorder-buf 0" : "", p->rx_hint ? ", --rx-resync hint" : "");
     p->up = server_start(&p->srv, p->name, p->tx ? p->tx_spec : NULL, p->rx ? p->rx_spec : NULL,
-                         p->capture, p->start_err, sizeof(p->start_err));
+                         (p->tests & T_CAPTURE) != 0, extra, p->start_err, sizeof(p->start_err));
     if (!p->up)
         note("[%s] server did not start: %s", p->name, p->start_err);
 }
@@ -816,9 +943,35 @@ FIXTURES(2)
 FIXTURES(3)
 FIXTURES(4)
 FIXTURES(5)
-static void (*const setups[])(void) = {setup_0, setup_1, setup_2, setup_3, setup_4, setup_5};
-static void (*const teardowns[])(void) = {teardown_0, teardown_1, teardown_2,
-                                          teardown_3, teardown_4, teardown_5};
+FIXTURES(6)
+FIXTURES(7)
+FIXTURES(8)
+FIXTURES(9)
+FIXTURES(10)
+FIXTURES(11)
+FIXTURES(12)
+FIXTURES(13)
+FIXTURES(14)
+FIXTURES(15)
+FIXTURES(16)
+FIXTURES(17)
+FIXTURES(18)
+FIXTURES(19)
+FIXTURES(20)
+FIXTURES(21)
+FIXTURES(22)
+FIXTURES(23)
+static void (*const setups[])(void) = {setup_0,  setup_1,  setup_2,  setup_3,  setup_4,  setup_5,
+                                       setup_6,  setup_7,  setup_8,  setup_9,  setup_10, setup_11,
+                                       setup_12, setup_13, setup_14, setup_15, setup_16, setup_17,
+                                       setup_18, setup_19, setup_20, setup_21, setup_22, setup_23};
+static void (*const teardowns[])(void) = {
+    teardown_0,  teardown_1,  teardown_2,  teardown_3,  teardown_4,  teardown_5,
+    teardown_6,  teardown_7,  teardown_8,  teardown_9,  teardown_10, teardown_11,
+    teardown_12, teardown_13, teardown_14, teardown_15, teardown_16, teardown_17,
+    teardown_18, teardown_19, teardown_20, teardown_21, teardown_22, teardown_23};
+_Static_assert(sizeof(setups) / sizeof(setups[0]) >= sizeof(profiles) / sizeof(profiles[0]),
+               "add FIXTURES() for the new profiles");
 
 #define REQUIRE_SERVER()                                                                           \
     ck_assert_msg(cur && cur->up && cur->srv.pid > 0, "server of profile %s is not running: %s",   \
@@ -831,10 +984,10 @@ static void url_of(int mode, const char *path, char *out, size_t cap)
     snprintf(out, cap, "%s://%s:%d%s", modes[mode].scheme, HOST, modes[mode].port, path);
 }
 
-static char max_time_arg[32];
+static char max_time_arg[32], max_time_huge_arg[32];
 
-/* argv prefix: ip netns exec NS curl --cacert CA -sS --max-time T */
-static int curl_argv(char **argv, const struct server *s)
+/* argv prefix: ip netns exec NS curl --cacert CA -sS --max-time MT */
+static int curl_argv_mt(char **argv, const struct server *s, const char *mt)
 {
     int n = 0;
     argv[n++] = ip_path;
@@ -846,8 +999,21 @@ static int curl_argv(char **argv, const struct server *s)
     argv[n++] = (char *)s->ca;
     argv[n++] = "-sS";
     argv[n++] = "--max-time";
-    argv[n++] = max_time_arg;
+    argv[n++] = (char *)mt;
     return n;
+}
+
+static int curl_argv(char **argv, const struct server *s)
+{
+    return curl_argv_mt(argv, s, max_time_arg);
+}
+
+/* Transfers beyond the big size get the huge time limit. */
+static int curl_argv_for(char **argv, const struct server *s, uint64_t size, double *timeout)
+{
+    bool huge = size > big_size;
+    *timeout = (huge ? max_time_huge : max_time) + 15;
+    return curl_argv_mt(argv, s, huge ? max_time_huge_arg : max_time_arg);
 }
 
 /* Make tool output fit on one line of a failure message. */
@@ -868,16 +1034,17 @@ static void do_get(struct fails *f, int mode, int si)
     char path[64], url[128], what[96];
     snprintf(path, sizeof(path), "/bytes/%" PRIu64, n);
     url_of(mode, path, url, sizeof(url));
-    snprintf(what, sizeof(what), "GET %-7s /bytes/%" PRIu64, modes[mode].name, n);
+    snprintf(what, sizeof(what), "GET %-12s /bytes/%" PRIu64, modes[mode].name, n);
     char *argv[32];
-    int a = curl_argv(argv, &cur->srv);
+    double timeout;
+    int a = curl_argv_for(argv, &cur->srv, n, &timeout);
     argv[a++] = url;
     argv[a] = NULL;
     char head[256];
     struct run_io io = {.out = head, .out_cap = sizeof(head)};
     io.md = EVP_MD_CTX_new();
     EVP_DigestInit_ex(io.md, EVP_sha256(), NULL);
-    int rc = run_proc(argv, NULL, NULL, &io, max_time + 15);
+    int rc = run_proc(argv, NULL, NULL, &io, timeout);
     char got[65];
     md_final_hex(io.md, got);
     EVP_MD_CTX_free(io.md);
@@ -899,10 +1066,11 @@ static void do_upload(struct fails *f, int mode, const struct upload *u, bool ch
 {
     char url[128], what[96], data_arg[PATH_MAX + 40];
     url_of(mode, "/upload", url, sizeof(url));
-    snprintf(what, sizeof(what), "%s %-7s /upload %" PRIu64 " B%s", chunked ? "POST" : "PUT",
+    snprintf(what, sizeof(what), "%s %-12s /upload %" PRIu64 " B%s", chunked ? "POST" : "PUT",
              modes[mode].name, u->size, chunked ? " chunked" : "");
     char *argv[40];
-    int a = curl_argv(argv, &cur->srv);
+    double timeout;
+    int a = curl_argv_for(argv, &cur->srv, u->size, &timeout);
     if (chunked) {
         snprintf(data_arg, sizeof(data_arg), "@%s", u->path);
         argv[a++] = "-H";
@@ -918,7 +1086,7 @@ static void do_upload(struct fails *f, int mode, const struct upload *u, bool ch
     char out[512];
     struct run_io io = {.out = out, .out_cap = sizeof(out)};
     cur->body_tried += u->size;
-    int rc = run_proc(argv, NULL, NULL, &io, max_time + 15);
+    int rc = run_proc(argv, NULL, NULL, &io, timeout);
     char want[80];
     snprintf(want, sizeof(want), "%s\n", u->sha);
     bool ok = rc == 0 && !strcmp(out, want);
@@ -948,8 +1116,8 @@ START_TEST(test_get)
 {
     REQUIRE_SERVER();
     struct fails f = {0};
-    for (int si = 0; si < N_SIZES; si++)
-        do_get(&f, _i, si);
+    for (int k = 0; k < N_CLASSIC; k++)
+        do_get(&f, _i, classic_si[k]);
     FAILS_ASSERT(&f);
 }
 END_TEST
@@ -958,8 +1126,8 @@ START_TEST(test_put)
 {
     REQUIRE_SERVER();
     struct fails f = {0};
-    for (int si = 0; si < N_SIZES; si++)
-        do_upload(&f, _i, &uploads[si], false);
+    for (int k = 0; k < N_CLASSIC; k++)
+        do_upload(&f, _i, &uploads[classic_si[k]], false);
     FAILS_ASSERT(&f);
 }
 END_TEST
@@ -999,7 +1167,7 @@ START_TEST(test_keepalive)
     struct run_io io = {.out = out, .out_cap = sizeof(out)};
     int rc = run_proc(argv, NULL, NULL, &io, max_time + 15);
     struct fails f = {0};
-    snprintf(what, sizeof(what), "keep-alive %-7s 4 GETs", modes[_i].name);
+    snprintf(what, sizeof(what), "keep-alive %-12s 4 GETs", modes[_i].name);
     if (rc != 0) {
         trim(io.err);
         fail_add(&f, "%s: curl rc %d: %s", what, rc, io.err);
@@ -1101,6 +1269,10 @@ static int s_client(const struct server *s, int port, const char *cipher, const 
     return run_proc(argv, NULL, NULL, io, SMALL_TIMEOUT_S);
 }
 
+/* The host record layer and both offload policies, with AES-128 (default) and
+ * AES-256 keys. */
+static const int s_client_modes[] = {MODE_SW, MODE_NIC, MODE_NIC_TC};
+
 START_TEST(test_s_client)
 {
     REQUIRE_SERVER();
@@ -1108,11 +1280,13 @@ START_TEST(test_s_client)
     static const char *const ciphers[] = {NULL, "ECDHE-ECDSA-AES256-GCM-SHA384"};
     static char out[200000];
     struct fails f = {0};
-    for (int c = 0; c < 2; c++) {
+    for (int k = 0; k < 2 * (int)(sizeof(s_client_modes) / sizeof(s_client_modes[0])); k++) {
+        int m = s_client_modes[k / 2], c = k % 2;
         char what[96];
-        snprintf(what, sizeof(what), "s_client sw tls1.2 %s", ciphers[c] ? ciphers[c] : "default");
+        snprintf(what, sizeof(what), "s_client %s tls1.2 %s", modes[m].name,
+                 ciphers[c] ? ciphers[c] : "default");
         struct run_io io;
-        int rc = s_client(&cur->srv, modes[MODE_SW].port, ciphers[c], req, sizeof(req) - 1, out,
+        int rc = s_client(&cur->srv, modes[m].port, ciphers[c], req, sizeof(req) - 1, out,
                           sizeof(out), &io);
         int status;
         long long clen;
@@ -1126,11 +1300,11 @@ START_TEST(test_s_client)
         const char *cs = strstr(io.err, "Ciphersuite: ");
         if (cs)
             sscanf(cs + 13, "%63s", suite);
-        note("[%s] s_client negotiated %s", cur->name, suite);
+        note("[%s] s_client %s negotiated %s", cur->name, modes[m].name, suite);
         bool ok = rc == 0 && parsed && status == 200 && clen == 100000 && body_ok && cipher_ok &&
                   verified && strstr(out, "HTTP/1.1 200") == out;
         if (rc == 0)
-            cur->tls_ok[MODE_SW]++;
+            cur->tls_ok[m]++;
         record(what, io.secs, ok);
         if (!ok) {
             trim(io.err);
@@ -1254,7 +1428,7 @@ static void check_still_serving(struct fails *f, int mode, const char *after)
 {
     char url[128], what[96];
     url_of(mode, "/bytes/100000", url, sizeof(url));
-    snprintf(what, sizeof(what), "GET %-7s /bytes/100000 after %s", modes[mode].name, after);
+    snprintf(what, sizeof(what), "GET %-12s /bytes/100000 after %s", modes[mode].name, after);
     char *argv[32];
     int a = curl_argv(argv, &cur->srv);
     argv[a++] = url;
@@ -1310,7 +1484,7 @@ START_TEST(test_conn_close)
         int len = snprintf(
             req, sizeof(req),
             "GET /bytes/%" PRIu64 " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", ns[k]);
-        snprintf(what, sizeof(what), "Connection: close %-7s /bytes/%" PRIu64, modes[_i].name,
+        snprintf(what, sizeof(what), "Connection: close %-12s /bytes/%" PRIu64, modes[_i].name,
                  ns[k]);
         struct run_io io;
         int rc = _i == MODE_PLAIN ? raw_exchange(&cur->srv, modes[_i].port, req, (size_t)len, out,
@@ -1362,28 +1536,16 @@ START_TEST(test_hostile_plain)
 }
 END_TEST
 
+/* Malformed HTTP inside a good TLS session, then non-TLS bytes on the TLS
+ * port; on the sw port (host record layer) and the nic port (offloaded). */
+static const int hostile_tls_modes[] = {MODE_SW, MODE_NIC};
+
 START_TEST(test_hostile_tls)
 {
     REQUIRE_SERVER();
     struct hostile h[8];
     int nh = make_hostile(h);
     struct fails f = {0};
-    /* Malformed HTTP inside a good TLS session. */
-    for (int i = 0; i < nh; i++) {
-        char out[4096], what[96];
-        struct run_io io;
-        snprintf(what, sizeof(what), "hostile sw: %s", h[i].name);
-        int rc = s_client(&cur->srv, modes[MODE_SW].port, NULL, h[i].req, h[i].len, out,
-                          sizeof(out), &io);
-        if (strstr(io.err, "CONNECTION ESTABLISHED")) { /* -brief: handshake done */
-            cur->bad_sent++;
-            cur->bad_5xx_sent += h[i].expect >= 500;
-            cur->tls_ok[MODE_SW]++;
-        }
-        check_hostile_answer(&f, what, rc, &io, out, h[i].expect);
-    }
-    /* Not TLS at all on the TLS port: the handshake must fail and the
-     * connection close, without hurting the server. */
     static const char plain_on_tls[] = "GET /bytes/10 HTTP/1.1\r\nHost: x\r\n\r\n";
     uint8_t junk[1024];
     uint64_t st = base_seed ^ 0x6a756e6bu;
@@ -1395,25 +1557,43 @@ START_TEST(test_hostile_tls)
         size_t n;
     } garbage[] = {{"plain HTTP", plain_on_tls, sizeof(plain_on_tls) - 1},
                    {"1 KiB random", junk, sizeof(junk)}};
-    for (int g = 0; g < 2; g++) {
-        char out[4096], what[96];
-        struct run_io io;
-        snprintf(what, sizeof(what), "non-TLS to sw port: %s", garbage[g].name);
-        int rc = raw_exchange(&cur->srv, modes[MODE_SW].port, garbage[g].p, garbage[g].n, out,
-                              sizeof(out), &io);
-        /* Closed (EOF, rc 0) or reset (rc 5) are fine; no answer in 10 s (4) is not. */
-        bool ok = (rc == 0 || rc == 5) && !io.timed_out && strstr(out, "HTTP/") == NULL;
-        if (rc == 0 || rc == 5)
-            cur->tls_garbage_sent++;
-        record(what, io.secs, ok);
-        if (!ok) {
-            trim(io.err);
-            fail_add(&f, "%s: rc %d (4 = still open after 10 s), %zu bytes back: %s", what, rc,
-                     io.out_len, io.err);
+    for (size_t mi = 0; mi < sizeof(hostile_tls_modes) / sizeof(hostile_tls_modes[0]); mi++) {
+        int m = hostile_tls_modes[mi];
+        for (int i = 0; i < nh; i++) {
+            char out[4096], what[96];
+            struct run_io io;
+            snprintf(what, sizeof(what), "hostile %s: %s", modes[m].name, h[i].name);
+            int rc =
+                s_client(&cur->srv, modes[m].port, NULL, h[i].req, h[i].len, out, sizeof(out), &io);
+            if (strstr(io.err, "CONNECTION ESTABLISHED")) { /* -brief: handshake done */
+                cur->bad_sent++;
+                cur->bad_5xx_sent += h[i].expect >= 500;
+                cur->tls_ok[m]++;
+            }
+            check_hostile_answer(&f, what, rc, &io, out, h[i].expect);
+        }
+        /* Not TLS at all on the TLS port: the handshake must fail and the
+         * connection close, without hurting the server. */
+        for (int g = 0; g < 2; g++) {
+            char out[4096], what[96];
+            struct run_io io;
+            snprintf(what, sizeof(what), "non-TLS to %s port: %s", modes[m].name, garbage[g].name);
+            int rc = raw_exchange(&cur->srv, modes[m].port, garbage[g].p, garbage[g].n, out,
+                                  sizeof(out), &io);
+            /* Closed (EOF, rc 0) or reset (rc 5) are fine; no answer in 10 s (4) is not. */
+            bool ok = (rc == 0 || rc == 5) && !io.timed_out && strstr(out, "HTTP/") == NULL;
+            if (rc == 0 || rc == 5)
+                cur->tls_garbage_sent[m]++;
+            record(what, io.secs, ok);
+            if (!ok) {
+                trim(io.err);
+                fail_add(&f, "%s: rc %d (4 = still open after 10 s), %zu bytes back: %s", what, rc,
+                         io.out_len, io.err);
+            }
         }
     }
-    check_still_serving(&f, MODE_SW, "hostile input");
-    check_still_serving(&f, MODE_MBEDTLS, "hostile input");
+    for (int m = MODE_SW; m < N_MODES; m++)
+        check_still_serving(&f, m, "hostile input");
     FAILS_ASSERT(&f);
 }
 END_TEST
@@ -1475,39 +1655,78 @@ static bool json_balanced(const char *js)
     return depth == 0 && !in_str;
 }
 
+/* The /stats JSON now. Plain HTTP, except under RX tamper: there a tampered
+ * plain request could turn into a bad request (and count as one), so it goes
+ * over the mbedtls port, whose record layer rejects tampered records and whose
+ * counters the tamper checks leave alone; and it is retried a few times.
+ * Saved as stats-<tag>.json in the profile's directory. */
+static const char *fetch_stats(struct fails *f, const char *tag, bool rec)
+{
+    static char js[STATS_CAP];
+    bool tamper = cur->rx && strstr(cur->rx, "tamper");
+    int mode = tamper ? MODE_MBEDTLS : MODE_PLAIN;
+    char url[128], what[96];
+    url_of(mode, "/stats", url, sizeof(url));
+    snprintf(what, sizeof(what), "GET %-12s /stats", modes[mode].name);
+    int attempts = tamper ? 5 : 1;
+    for (int t = 0; t < attempts; t++) {
+        char *argv[32];
+        int a = curl_argv(argv, &cur->srv);
+        argv[a++] = url;
+        argv[a] = NULL;
+        struct run_io io = {.out = js, .out_cap = sizeof(js)};
+        int rc = run_proc(argv, NULL, NULL, &io, SMALL_TIMEOUT_S);
+        const char *p = js;
+        while (*p == ' ' || *p == '\n')
+            p++;
+        bool ok = rc == 0 && *p == '{' && json_balanced(js);
+        if (rec && (ok || t + 1 == attempts)) /* a retried attempt is no failure */
+            record(what, io.secs, ok);
+        if (ok) {
+            char path[PATH_MAX + 64];
+            snprintf(path, sizeof(path), "%s/stats-%s.json", cur->srv.dir, tag);
+            FILE *fp = fopen(path, "w");
+            if (fp) {
+                fputs(js, fp);
+                fclose(fp);
+            }
+            return js;
+        }
+        trim(io.err);
+        if (t + 1 == attempts)
+            fail_add(f, "%s: curl rc %d, answer '%.100s' (attempt %d of %d): %s", what, rc, js,
+                     t + 1, attempts, io.err);
+        else
+            note("[%s] %s: curl rc %d (attempt %d of %d; retrying): %s", cur->name, what, rc, t + 1,
+                 attempts, io.err);
+    }
+    return NULL;
+}
+
+static uint64_t stat_of(struct fails *f, const char *js, const char *sec, const char *name)
+{
+    uint64_t v = 0;
+    if (!json_get(js, sec, name, &v))
+        fail_add(f, "/stats: no %s.%s", sec, name);
+    return v;
+}
+
+static bool spec_has(const char *spec, const char *kw)
+{
+    return spec && strstr(spec, kw);
+}
+
 START_TEST(test_stats)
 {
     REQUIRE_SERVER();
-    char url[128];
-    url_of(MODE_PLAIN, "/stats", url, sizeof(url));
-    char *argv[32];
-    int a = curl_argv(argv, &cur->srv);
-    argv[a++] = url;
-    argv[a] = NULL;
-    static char js[65536];
-    struct run_io io = {.out = js, .out_cap = sizeof(js)};
-    int rc = run_proc(argv, NULL, NULL, &io, SMALL_TIMEOUT_S);
     struct fails f = {0};
-    record("GET plain   /stats", io.secs, rc == 0);
-    if (rc != 0) {
-        trim(io.err);
-        fail_add(&f, "GET /stats: curl rc %d: %s", rc, io.err);
+    const char *js = fetch_stats(&f, "final", true);
+    if (!js)
         FAILS_ASSERT(&f);
-    }
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/stats.json", cur->srv.dir);
-    FILE *fp = fopen(path, "w");
-    if (fp) {
-        fputs(js, fp);
-        fclose(fp);
-    }
-    const char *p = js;
-    while (*p == ' ' || *p == '\n')
-        p++;
-    if (*p != '{' || !json_balanced(js))
-        fail_add(&f, "/stats is not a JSON object: '%.100s'", js);
-    static const char *const sections[] = {"nic",  "wire",     "tls_sw",   "tls_mbedtls",
-                                           "http", "fault_tx", "fault_rx", "server"};
+    static const char *const sections[] = {
+        "nic",          "nic_tls",          "wire",        "fault_tx", "fault_rx",
+        "driver",       "tls_sw",           "tls_mbedtls", "tls_nic",  "tls_nic_tagcache",
+        "offload_dump", "offload_tagcache", "offload_rx",  "http",     "server"};
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
         char key[64];
         snprintf(key, sizeof(key), "\"%s\"", sections[i]);
@@ -1515,50 +1734,40 @@ START_TEST(test_stats)
             fail_add(&f, "/stats has no section %s", key);
     }
 
-#define GET(sec, name)                                                                             \
-    ({                                                                                             \
-        uint64_t v_ = 0;                                                                           \
-        if (!json_get(js, sec, name, &v_))                                                         \
-            fail_add(&f, "/stats: no %s.%s", sec, name);                                           \
-        v_;                                                                                        \
-    })
-    uint64_t tx_drop = GET("fault_tx", "dropped"), rx_drop = GET("fault_rx", "dropped");
-    uint64_t tx_reord = GET("fault_tx", "reordered"), rx_reord = GET("fault_rx", "reordered");
+#define GET(sec, name) stat_of(&f, js, sec, name)
+    /* The faults of this profile happened, and no others. */
+    static const struct {
+        const char *kw, *counter;
+    } kinds[] = {{"loss", "dropped"},
+                 {"reorder", "reordered"},
+                 {"duplicate", "duplicated"},
+                 {"corrupt", "corrupted"},
+                 {"tamper", "tampered"}};
+    char faults[512] = "";
+    for (int dir = 0; dir < 2; dir++) {
+        const char *sec = dir ? "fault_rx" : "fault_tx", *spec = dir ? cur->rx : cur->tx;
+        for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+            uint64_t got = GET(sec, kinds[k].counter);
+            bool want = spec_has(spec, kinds[k].kw);
+            size_t used = strlen(faults);
+            if (got || want)
+                snprintf(faults + used, sizeof(faults) - used, " %s.%s %" PRIu64, sec,
+                         kinds[k].counter, got);
+            if ((got > 0) != want)
+                fail_add(&f, "%s.%s = %" PRIu64 " (want %s: spec '%s')", sec, kinds[k].counter, got,
+                         want ? ">0" : "0", spec ? spec : "none");
+        }
+    }
     uint64_t bad = GET("http", "bad_requests"), r5 = GET("http", "responses_5xx");
     uint64_t r4 = GET("http", "responses_4xx"), body_in = GET("http", "bytes_body_in");
-    uint64_t sw_ok = GET("tls_sw", "handshakes_ok"), sw_fail = GET("tls_sw", "handshakes_failed");
-    uint64_t mb_ok = GET("tls_mbedtls", "handshakes_ok");
-    uint64_t sw_dec = GET("tls_sw", "TlsDecryptError"),
-             mb_dec = GET("tls_mbedtls", "TlsDecryptError");
     uint64_t acc_err = GET("server", "accept_errors"), oom = GET("server", "session_oom");
     uint64_t bad_desc = GET("nic", "tx_bad_desc");
     uint64_t wr_err = GET("wire", "tun_write_errors"), rd_err = GET("wire", "tun_read_errors");
-#undef GET
-    note("[%s] stats: fault_tx dropped %" PRIu64 " reordered %" PRIu64 "; fault_rx dropped %" PRIu64
-         " reordered %" PRIu64 "; http bad_requests %" PRIu64 " (sent %" PRIu64 ") 4xx %" PRIu64
+    note("[%s] stats: faults:%s; http bad_requests %" PRIu64 " (sent %" PRIu64 ") 4xx %" PRIu64
          " 5xx %" PRIu64 " body_in %" PRIu64 " (ok %" PRIu64 ", tried %" PRIu64
-         "); tls_sw ok %" PRIu64 " failed %" PRIu64 "; tls_mbedtls ok %" PRIu64
-         "; tun errors w %" PRIu64 " r %" PRIu64,
-         cur->name, tx_drop, tx_reord, rx_drop, rx_reord, bad, cur->bad_sent, r4, r5, body_in,
-         cur->body_ok, cur->body_tried, sw_ok, sw_fail, mb_ok, wr_err, rd_err);
-
-    /* The faults of this profile happened, and no others. */
-    bool want_tx_drop = cur->tx && strstr(cur->tx, "loss");
-    bool want_rx_drop = cur->rx && strstr(cur->rx, "loss");
-    bool want_tx_reord = cur->tx && strstr(cur->tx, "reorder");
-    bool want_rx_reord = cur->rx && strstr(cur->rx, "reorder");
-    if ((tx_drop > 0) != want_tx_drop)
-        fail_add(&f, "fault_tx.dropped = %" PRIu64 " (want %s)", tx_drop,
-                 want_tx_drop ? ">0" : "0");
-    if ((rx_drop > 0) != want_rx_drop)
-        fail_add(&f, "fault_rx.dropped = %" PRIu64 " (want %s)", rx_drop,
-                 want_rx_drop ? ">0" : "0");
-    if ((tx_reord > 0) != want_tx_reord)
-        fail_add(&f, "fault_tx.reordered = %" PRIu64 " (want %s)", tx_reord,
-                 want_tx_reord ? ">0" : "0");
-    if ((rx_reord > 0) != want_rx_reord)
-        fail_add(&f, "fault_rx.reordered = %" PRIu64 " (want %s)", rx_reord,
-                 want_rx_reord ? ">0" : "0");
+         "); tun errors w %" PRIu64 " r %" PRIu64,
+         cur->name, faults[0] ? faults : " none", bad, cur->bad_sent, r4, r5, body_in, cur->body_ok,
+         cur->body_tried, wr_err, rd_err);
     /* HTTP counts what we did. */
     if (bad != cur->bad_sent)
         fail_add(&f, "http.bad_requests = %" PRIu64 ", but %" PRIu64 " hostile requests were sent",
@@ -1574,24 +1783,388 @@ START_TEST(test_stats)
                  "http.bytes_body_in = %" PRIu64 ", want between %" PRIu64 " (confirmed uploads) "
                  "and %" PRIu64 " (attempted)",
                  body_in, cur->body_ok, cur->body_tried);
-    /* TLS: every completed client connection was a handshake; garbage failed one. */
-    if (sw_ok < cur->tls_ok[MODE_SW])
-        fail_add(&f, "tls_sw.handshakes_ok = %" PRIu64 " < %" PRIu64 " completed connections",
-                 sw_ok, cur->tls_ok[MODE_SW]);
-    if (mb_ok < cur->tls_ok[MODE_MBEDTLS])
-        fail_add(&f, "tls_mbedtls.handshakes_ok = %" PRIu64 " < %" PRIu64 " completed connections",
-                 mb_ok, cur->tls_ok[MODE_MBEDTLS]);
-    if (sw_fail < cur->tls_garbage_sent)
-        fail_add(&f, "tls_sw.handshakes_failed = %" PRIu64 " < %" PRIu64 " non-TLS connections",
-                 sw_fail, cur->tls_garbage_sent);
-    if (sw_dec || mb_dec)
-        fail_add(&f, "TlsDecryptError sw %" PRIu64 " mbedtls %" PRIu64 " (no corruption here)",
-                 sw_dec, mb_dec);
+    /* TLS, per mode: every completed client connection was a handshake; garbage
+     * failed one; no record failed authentication unless the wire tampered. */
+    bool tamper = spec_has(cur->rx, "tamper");
+    for (int m = MODE_SW; m < N_MODES; m++) {
+        const char *sec = modes[m].tls_sec;
+        uint64_t hs_ok = GET(sec, "handshakes_ok"), hs_fail = GET(sec, "handshakes_failed");
+        uint64_t dec = GET(sec, "TlsDecryptError");
+        note("[%s] %s: handshakes ok %" PRIu64 " failed %" PRIu64 ", TlsDecryptError %" PRIu64
+             " (test: %" PRIu64 " completed, %" PRIu64 " non-TLS)",
+             cur->name, sec, hs_ok, hs_fail, dec, cur->tls_ok[m], cur->tls_garbage_sent[m]);
+        if (hs_ok < cur->tls_ok[m])
+            fail_add(&f, "%s.handshakes_ok = %" PRIu64 " < %" PRIu64 " completed connections", sec,
+                     hs_ok, cur->tls_ok[m]);
+        if (hs_fail < cur->tls_garbage_sent[m])
+            fail_add(&f, "%s.handshakes_failed = %" PRIu64 " < %" PRIu64 " non-TLS connections",
+                     sec, hs_fail, cur->tls_garbage_sent[m]);
+        if (dec && !tamper)
+            fail_add(&f, "%s.TlsDecryptError = %" PRIu64 " (no tampering here)", sec, dec);
+    }
     if (acc_err || oom || bad_desc)
         fail_add(&f,
                  "server.accept_errors %" PRIu64 ", server.session_oom %" PRIu64
                  ", nic.tx_bad_desc %" PRIu64 " (want 0)",
                  acc_err, oom, bad_desc);
+#undef GET
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
+/* TX offload (DESIGN.md section 3). The NIC's nic_tls counters cover both
+ * offload listeners; offload_dump / offload_tagcache are the host's, per
+ * policy. */
+static void check_tx_offload(struct fails *f, const char *js)
+{
+#define GET(sec, name) stat_of(f, js, sec, name)
+    uint64_t enc = GET("nic_tls", "tx_tls_encrypted_bytes"), ooo = GET("nic_tls", "tx_tls_ooo");
+    uint64_t mismatch = GET("nic_tls", "tx_tls_seq_mismatch");
+    uint64_t bad_rec = GET("nic_tls", "tx_tls_bad_record");
+    uint64_t nic_dump = GET("nic_tls", "tx_tls_dump_bytes");
+    uint64_t d_ooo = GET("offload_dump", "tx_tls_ooo"),
+             t_ooo = GET("offload_tagcache", "tx_tls_ooo");
+    uint64_t d_rec = GET("offload_dump", "tx_record_bytes");
+    uint64_t t_rec = GET("offload_tagcache", "tx_record_bytes");
+    uint64_t d_resync = GET("offload_dump", "tx_tls_resync_dump");
+    uint64_t d_dump = GET("offload_dump", "tx_tls_dump_bytes");
+    uint64_t t_resync = GET("offload_tagcache", "tx_tls_resync_tagcache");
+    uint64_t t_resync_dump = GET("offload_tagcache", "tx_tls_resync_dump");
+    uint64_t t_dump = GET("offload_tagcache", "tx_tls_dump_bytes");
+    uint64_t t_miss = GET("offload_tagcache", "tx_tls_tagcache_miss");
+    uint64_t d_drop = GET("offload_dump", "tx_tls_drop_no_sync_data");
+    uint64_t t_drop = GET("offload_tagcache", "tx_tls_drop_no_sync_data");
+    uint64_t d_full = GET("offload_dump", "tx_tls_ring_full_drops");
+    uint64_t t_full = GET("offload_tagcache", "tx_tls_ring_full_drops");
+    uint64_t d_err = GET("offload_dump", "tx_tls_nic_errors");
+    uint64_t t_err = GET("offload_tagcache", "tx_tls_nic_errors");
+#undef GET
+    note("[%s] TX offload: nic_tls encrypted_bytes %" PRIu64 " ooo %" PRIu64 " dump_bytes %" PRIu64
+         " seq_mismatch %" PRIu64 " bad_record %" PRIu64 "; offload_dump record_bytes %" PRIu64
+         " ooo %" PRIu64 " resync_dump %" PRIu64 " dump_bytes %" PRIu64 " drop_no_sync %" PRIu64
+         " ring_full_drops %" PRIu64 " nic_errors %" PRIu64
+         "; offload_tagcache record_bytes %" PRIu64 " ooo %" PRIu64 " resync_tagcache %" PRIu64
+         " miss %" PRIu64 " resync_dump %" PRIu64 " dump_bytes %" PRIu64 " drop_no_sync %" PRIu64
+         " ring_full_drops %" PRIu64 " nic_errors %" PRIu64,
+         cur->name, enc, ooo, nic_dump, mismatch, bad_rec, d_rec, d_ooo, d_resync, d_dump, d_drop,
+         d_full, d_err, t_rec, t_ooo, t_resync, t_miss, t_resync_dump, t_dump, t_drop, t_full,
+         t_err);
+    uint64_t rec = d_rec + t_rec;
+    /* The driver only posts segments at the NIC's expected seq, or after a resync. */
+    if (mismatch || bad_rec)
+        fail_add(f,
+                 "nic_tls.tx_tls_seq_mismatch %" PRIu64 ", nic_tls.tx_tls_bad_record %" PRIu64
+                 " (want 0)",
+                 mismatch, bad_rec);
+    /* What the host posted, the NIC did: every resync (state descriptor) and
+     * every dumped byte. */
+    if (ooo != d_resync + t_resync + t_resync_dump)
+        fail_add(f,
+                 "nic_tls.tx_tls_ooo %" PRIu64 " != offload_dump.tx_tls_resync_dump %" PRIu64
+                 " + offload_tagcache.tx_tls_resync_tagcache %" PRIu64 " + .tx_tls_resync_dump "
+                 "%" PRIu64 " (state descriptors posted)",
+                 ooo, d_resync, t_resync, t_resync_dump);
+    if (nic_dump != d_dump + t_dump)
+        fail_add(f,
+                 "nic_tls.tx_tls_dump_bytes %" PRIu64 " != offload_dump.tx_tls_dump_bytes %" PRIu64
+                 " + offload_tagcache.tx_tls_dump_bytes %" PRIu64,
+                 nic_dump, d_dump, t_dump);
+    if ((cur->tests & (T_CLASSIC | T_TXM | T_CAPTURE)) && (!d_rec || !t_rec))
+        fail_add(f,
+                 "offload_dump.tx_record_bytes %" PRIu64 ", offload_tagcache.tx_record_bytes "
+                 "%" PRIu64 ": nothing offloaded on a port that served downloads",
+                 d_rec, t_rec);
+    if (!cur->tx && !cur->rx) {
+        /* Nothing lost, nothing retransmitted: no resync at all. */
+        if (ooo || d_ooo || t_ooo)
+            fail_add(f,
+                     "no faults, yet resyncs: nic_tls.tx_tls_ooo %" PRIu64
+                     ", offload_dump.tx_tls_ooo %" PRIu64 ", offload_tagcache.tx_tls_ooo %" PRIu64
+                     " (want 0)",
+                     ooo, d_ooo, t_ooo);
+    }
+    /* Each record byte is encrypted once when nothing is retransmitted, and at
+     * least once when all transfers completed. */
+    if (ooo == 0 && enc != rec)
+        fail_add(f,
+                 "nic_tls.tx_tls_encrypted_bytes %" PRIu64
+                 " != offload_dump.tx_record_bytes %" PRIu64
+                 " + offload_tagcache.tx_record_bytes %" PRIu64 " = %" PRIu64
+                 " (no retransmission: want equal)",
+                 enc, d_rec, t_rec, rec);
+    if (ooo > 0 && cur->n_failed == 0 && enc < rec)
+        fail_add(f,
+                 "nic_tls.tx_tls_encrypted_bytes %" PRIu64 " < %" PRIu64
+                 " record bytes (every transfer completed: each byte was sent encrypted)",
+                 enc, rec);
+    if (spec_has(cur->tx, "loss")) {
+        if (!d_resync || !d_dump)
+            fail_add(f,
+                     "TX loss, yet offload_dump.tx_tls_resync_dump %" PRIu64
+                     ", .tx_tls_dump_bytes %" PRIu64 " (want > 0)",
+                     d_resync, d_dump);
+        if (!t_resync)
+            fail_add(f, "TX loss, yet offload_tagcache.tx_tls_resync_tagcache = 0");
+        if (t_dump && !t_miss)
+            fail_add(f,
+                     "offload_tagcache.tx_tls_dump_bytes %" PRIu64
+                     " without a tag-cache miss (the tag-cache policy dumps only on a miss)",
+                     t_dump);
+    }
+}
+
+/* RX offload (DESIGN.md section 4). */
+static void check_rx_offload(struct fails *f, const char *js)
+{
+#define GET(sec, name) stat_of(f, js, sec, name)
+    uint64_t full = GET("tls_nic", "rx_records_full_offload");
+    uint64_t partial = GET("tls_nic", "rx_records_partial_offload");
+    uint64_t none = GET("tls_nic", "rx_records_no_offload");
+    uint64_t dec_nic = GET("tls_nic", "TlsDecryptError");
+    uint64_t dec_tc = GET("tls_nic_tagcache", "TlsDecryptError");
+    uint64_t dec_sw = GET("tls_sw", "TlsDecryptError");
+    uint64_t buffered = GET("nic_tls", "rx_tls_reorder_buffered");
+    uint64_t jump = GET("nic_tls", "rx_tls_jump");
+    uint64_t req_end = GET("nic_tls", "rx_tls_resync_req_end");
+    uint64_t req_pkt = GET("nic_tls", "rx_tls_resync_req_pkt");
+    uint64_t res_ok = GET("nic_tls", "rx_tls_resync_res_ok");
+    uint64_t lost = GET("nic_tls", "rx_tls_lost");
+    uint64_t auth_err = GET("nic_tls", "rx_tls_err");
+    uint64_t dev_resync = GET("offload_rx", "TlsRxDeviceResync");
+    uint64_t hints = GET("offload_rx", "rx_hints_sent");
+    uint64_t csum_bad = GET("nic", "rx_csum_bad");
+    uint64_t tampered = GET("fault_rx", "tampered");
+#undef GET
+    note("[%s] RX offload: tls_nic records full %" PRIu64 " partial %" PRIu64 " none %" PRIu64
+         " TlsDecryptError %" PRIu64 " (tagcache %" PRIu64 ", sw %" PRIu64
+         "); nic_tls reorder_buffered %" PRIu64 " jump %" PRIu64 " lost %" PRIu64
+         " resync_req_pkt %" PRIu64 " resync_req_end %" PRIu64 " resync_res_ok %" PRIu64
+         " rx_tls_err %" PRIu64 "; offload_rx TlsRxDeviceResync %" PRIu64 " hints_sent %" PRIu64
+         "; nic.rx_csum_bad %" PRIu64,
+         cur->name, full, partial, none, dec_nic, dec_tc, dec_sw, buffered, jump, lost, req_pkt,
+         req_end, res_ok, auth_err, dev_resync, hints, csum_bad);
+    bool tamper = spec_has(cur->rx, "tamper");
+    if (tamper) {
+        /* Tampered records must have been caught, by the NIC's and the host's check. */
+        if (!tampered)
+            fail_add(f, "fault_rx.tampered = 0 under '%s'", cur->rx_spec);
+        if (!dec_nic)
+            fail_add(f, "tls_nic.TlsDecryptError = 0 after tampered nic uploads");
+        if (!dec_sw)
+            fail_add(f, "tls_sw.TlsDecryptError = 0 after tampered sw uploads");
+        return;
+    }
+    if (dec_nic || dec_tc)
+        fail_add(f,
+                 "tls_nic.TlsDecryptError %" PRIu64 ", tls_nic_tagcache.TlsDecryptError %" PRIu64
+                 " (nothing tampered: want 0)",
+                 dec_nic, dec_tc);
+    /* A single flipped bit never passes the TCP checksum; nothing else changes
+     * payload bytes. So the NIC's GHASH must agree with every tag it checks. */
+    if (auth_err)
+        fail_add(f, "nic_tls.rx_tls_err = %" PRIu64 " (nothing tampered: want 0)", auth_err);
+    if (!full)
+        fail_add(f, "tls_nic.rx_records_full_offload = 0: the NIC decrypted no record");
+    /* Loss, reordering and corruption (a packet with a bad checksum is never
+     * offloaded, and lwIP drops it) put ahead-of-hole segments in front of the
+     * NIC; it must have held, jumped or resynchronised. Duplicates cannot: the
+     * copy follows the original and is "entirely old" (passed up untouched),
+     * so under duplicates alone every record must be fully offloaded instead. */
+    bool desync =
+        spec_has(cur->rx, "loss") || spec_has(cur->rx, "reorder") || spec_has(cur->rx, "corrupt");
+    if (desync && buffered + jump + req_end == 0)
+        fail_add(f,
+                 "RX faults '%s', yet no resync: nic_tls.rx_tls_reorder_buffered + rx_tls_jump + "
+                 "rx_tls_resync_req_end = 0",
+                 cur->rx_spec);
+    if (spec_has(cur->rx, "duplicate") && !desync && (partial || none || lost))
+        fail_add(f,
+                 "RX duplicates only, yet tls_nic.rx_records_partial_offload %" PRIu64
+                 ", rx_records_no_offload %" PRIu64 ", nic_tls.rx_tls_lost %" PRIu64
+                 " (a duplicate never costs the offload anything: want 0)",
+                 partial, none, lost);
+    if (spec_has(cur->rx, "corrupt") && !csum_bad)
+        fail_add(f, "RX corruption, yet nic.rx_csum_bad = 0");
+    if (cur->rx_nobuf) {
+        /* The paper's NIC: no reorder buffer, so a hole means searching for the
+         * magic pattern and the host confirming. */
+        if (buffered)
+            fail_add(f, "--rx-reorder-buf 0, yet nic_tls.rx_tls_reorder_buffered = %" PRIu64,
+                     buffered);
+        if (!cur->rx_hint && (!req_pkt || !dev_resync || !res_ok))
+            fail_add(f,
+                     "--rx-reorder-buf 0 under loss: nic_tls.rx_tls_resync_req_pkt %" PRIu64
+                     ", offload_rx.TlsRxDeviceResync %" PRIu64 ", nic_tls.rx_tls_resync_res_ok "
+                     "%" PRIu64 " (want all > 0)",
+                     req_pkt, dev_resync, res_ok);
+    }
+    if (cur->rx_hint) {
+        if (!hints)
+            fail_add(f, "--rx-resync hint under loss, yet offload_rx.rx_hints_sent = 0");
+        if (req_pkt)
+            fail_add(f,
+                     "--rx-resync hint: nic_tls.rx_tls_resync_req_pkt = %" PRIu64
+                     " (hint mode never searches: want 0)",
+                     req_pkt);
+    }
+}
+
+START_TEST(test_offload_counters)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    const char *js = fetch_stats(&f, "offload", false);
+    if (js) {
+        check_tx_offload(&f, js);
+        check_rx_offload(&f, js);
+    }
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
+/* ---- Tests: offload matrices ------------------------------------------------- */
+
+/* This profile's matrix sizes: all, less the huge one if it is off. */
+static int matrix_sizes(int *si)
+{
+    int n = 0;
+    for (int i = 0; i < N_SIZES; i++)
+        if (i != SI_HUGE || (huge_size && !cur->no_huge))
+            si[n++] = i;
+    return n;
+}
+
+/* Downloads through the TX offload (both resync policies), SHA-256 checked. */
+START_TEST(test_tx_matrix)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    int si[N_SIZES], n = matrix_sizes(si);
+    for (int m = MODE_NIC; m <= MODE_NIC_TC; m++)
+        for (int k = 0; k < n; k++)
+            do_get(&f, m, si[k]);
+    do_get(&f, MODE_PLAIN, SI_1M); /* control: the same wire without offload */
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
+/* Uploads through the RX offload, SHA-256 checked. */
+START_TEST(test_rx_matrix)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    int si[N_SIZES], n = matrix_sizes(si);
+    for (int k = 0; k < n; k++)
+        do_upload(&f, MODE_NIC, &uploads[si[k]], false);
+    do_upload(&f, MODE_SW, &uploads[SI_1M], false); /* control: host record layer */
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
+/* ---- Tests: tamper ----------------------------------------------------------- */
+
+/* fault_rx.tampered now, or UINT64_MAX if /stats could not be read. */
+static uint64_t tampered_now(struct fails *f)
+{
+    const char *js = fetch_stats(f, "tamper", false);
+    uint64_t v;
+    return js && json_get(js, "fault_rx", "tampered", &v) ? v : UINT64_MAX;
+}
+
+static bool is_sha_line(const char *s)
+{
+    for (int i = 0; i < 64; i++)
+        if (!s[i] || !strchr("0123456789abcdef", s[i]))
+            return false;
+    return s[64] == '\n' && !s[65];
+}
+
+/* An attacker flips one payload bit of 1% of the packets and fixes the TCP
+ * checksum. Every upload must fail (TLS alert, reset: curl non-zero or no hash)
+ * unless none of the packets that arrived while it ran was tampered, in which
+ * case it must succeed; a wrong hash means tampered plaintext reached the
+ * application, whatever the counters say. The 16 MiB uploads (~11,000 packets)
+ * are all but certain to be hit, the 16385-byte ones (~12 packets) usually not. */
+START_TEST(test_tamper)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    static const int tmodes[] = {MODE_NIC, MODE_SW};
+    const struct upload *ups[] = {&upload_tamper,     &upload_tamper,     &upload_tamper,
+                                  &uploads[SI_16385], &uploads[SI_16385], &uploads[SI_16385]};
+    uint64_t before = tampered_now(&f);
+    for (size_t mi = 0; mi < sizeof(tmodes) / sizeof(tmodes[0]); mi++) {
+        int m = tmodes[mi];
+        int rejected = 0, intact = 0;
+        for (size_t k = 0; k < sizeof(ups) / sizeof(ups[0]); k++) {
+            const struct upload *u = ups[k];
+            char url[128], what[112];
+            url_of(m, "/upload", url, sizeof(url));
+            char *argv[40];
+            double timeout;
+            int a = curl_argv_for(argv, &cur->srv, u->size, &timeout);
+            argv[a++] = "-T";
+            argv[a++] = (char *)u->path;
+            argv[a++] = url;
+            argv[a] = NULL;
+            char out[512];
+            struct run_io io = {.out = out, .out_cap = sizeof(out)};
+            cur->body_tried += u->size;
+            int rc = run_proc(argv, NULL, NULL, &io, timeout);
+            uint64_t after = tampered_now(&f);
+            bool known = before != UINT64_MAX && after != UINT64_MAX;
+            uint64_t delta = known ? after - before : UINT64_MAX;
+            before = after;
+            char want[80];
+            snprintf(want, sizeof(want), "%s\n", u->sha);
+            bool right = rc == 0 && !strcmp(out, want);
+            bool wrong_hash = rc == 0 && !right && is_sha_line(out);
+            if (rc == 0)
+                cur->tls_ok[m]++;
+            const char *outcome;
+            bool ok;
+            trim(io.err);
+            if (wrong_hash) {
+                ok = false;
+                outcome = "WRONG HASH";
+                trim(out);
+                fail_add(&f,
+                         "PUT %s %" PRIu64 " B under tamper: the server answered sha256 %.64s, "
+                         "want %s (tampered bytes reached the application; %" PRIu64
+                         " packet(s) tampered meanwhile)",
+                         modes[m].name, u->size, out, u->sha, delta);
+            } else if (right) {
+                ok = true;
+                outcome = delta == 0 ? "intact, nothing tampered" : "intact";
+                cur->body_ok += u->size;
+                intact++;
+            } else if (delta == 0) {
+                ok = false;
+                outcome = "FAILED, nothing tampered";
+                trim(out);
+                fail_add(&f,
+                         "PUT %s %" PRIu64 " B under tamper: no packet was tampered, yet curl rc "
+                         "%d, answer '%.80s': %s",
+                         modes[m].name, u->size, rc, out, io.err);
+            } else {
+                ok = true;
+                outcome = "rejected";
+                rejected++;
+            }
+            snprintf(what, sizeof(what), "PUT %-12s /upload %" PRIu64 " B (tamper)", modes[m].name,
+                     u->size);
+            record(what, io.secs, ok);
+            char tampered_s[32] = "?";
+            if (known)
+                snprintf(tampered_s, sizeof(tampered_s), "%" PRIu64, delta);
+            note("[%s]   -> %s: curl rc %d, %s packet(s) tampered meanwhile%s%.120s", cur->name,
+                 outcome, rc, tampered_s, io.err[0] ? "; " : "", io.err);
+        }
+        note("[%s] tamper %s: %d rejected, %d intact", cur->name, modes[m].name, rejected, intact);
+        if (!rejected)
+            fail_add(&f, "no %s upload was rejected under '%s': tamper never hit one?",
+                     modes[m].name, cur->rx_spec);
+    }
     FAILS_ASSERT(&f);
 }
 END_TEST
@@ -1634,15 +2207,22 @@ END_TEST
 
 /* ---- Tests: tshark on the capture -------------------------------------------- */
 
-START_TEST(test_tshark)
+/* Transfers to look at in the capture: on every TLS port a GET /bytes/1000 and
+ * a PUT of 16385 bytes, and on the offloaded ports a 1 MiB GET (long enough to
+ * see retransmissions under TX loss). */
+#define CAPTURE_SMALL 1000
+static const int capture_modes[] = {MODE_SW, MODE_MBEDTLS, MODE_NIC, MODE_NIC_TC};
+#define N_CAPTURE_MODES ((int)(sizeof(capture_modes) / sizeof(capture_modes[0])))
+
+START_TEST(test_capture)
 {
     REQUIRE_SERVER();
     struct fails f = {0};
-    int si16385 = 3;
-    for (int m = MODE_SW; m <= MODE_MBEDTLS; m++) {
+    for (int i = 0; i < N_CAPTURE_MODES; i++) {
+        int m = capture_modes[i];
         char url[128], what[96];
         url_of(m, "/bytes/1000", url, sizeof(url));
-        snprintf(what, sizeof(what), "GET %-7s /bytes/1000", modes[m].name);
+        snprintf(what, sizeof(what), "GET %-12s /bytes/1000", modes[m].name);
         char *argv[32];
         int a = curl_argv(argv, &cur->srv);
         argv[a++] = url;
@@ -1650,54 +2230,237 @@ START_TEST(test_tshark)
         static char body[2000];
         struct run_io io = {.out = body, .out_cap = sizeof(body)};
         int rc = run_proc(argv, NULL, NULL, &io, SMALL_TIMEOUT_S);
-        bool ok = rc == 0 && io.out_len == 1000 && pattern_ok((uint8_t *)body, 1000);
+        bool ok =
+            rc == 0 && io.out_len == CAPTURE_SMALL && pattern_ok((uint8_t *)body, CAPTURE_SMALL);
         if (rc == 0)
             cur->tls_ok[m]++;
         record(what, io.secs, ok);
         if (!ok)
             fail_add(&f, "%s: rc %d, %zu bytes", what, rc, io.out_len);
-        do_upload(&f, m, &uploads[si16385], false);
+        do_upload(&f, m, &uploads[SI_16385], false);
+        if (m == MODE_NIC || m == MODE_NIC_TC)
+            do_get(&f, m, SI_1M);
     }
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
+static char tshark_path[PATH_MAX];
+
+/* tshark -r PCAP -o tls.keylog_file:KEYLOG -o tcp.reassemble_out_of_order:TRUE ARGS.
+ * Out-of-order reassembly matters under loss: the capture shows the wire as the
+ * peer sees it, segments after a hole before its retransmission; without it
+ * tshark loses the TLS record boundaries there and reports junk records. */
+static int tshark_run(struct fails *f, const char *const *args, char *out, size_t cap,
+                      const char *what)
+{
+    char keyopt[PATH_MAX + 32];
+    snprintf(keyopt, sizeof(keyopt), "tls.keylog_file:%s", cur->srv.keylog);
+    char *argv[40];
+    int n = 0;
+    argv[n++] = tshark_path;
+    argv[n++] = "-r";
+    argv[n++] = cur->srv.pcap;
+    argv[n++] = "-o";
+    argv[n++] = keyopt;
+    argv[n++] = "-o";
+    argv[n++] = "tcp.reassemble_out_of_order:TRUE";
+    for (int i = 0; args[i] && n < 38; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    char cmd[1024] = "";
+    for (int i = 1; i < n; i++) {
+        size_t used = strlen(cmd);
+        bool q = strpbrk(argv[i], " &|{}") != NULL;
+        snprintf(cmd + used, sizeof(cmd) - used, " %s%s%s", q ? "'" : "", argv[i], q ? "'" : "");
+    }
+    struct run_io io = {.out = out, .out_cap = cap};
+    int rc = run_proc(argv, NULL, NULL, &io, 120);
+    note("[%s] tshark%s (%s; %.1f s, %zu bytes out)", cur->name, cmd, what, io.secs, io.out_len);
+    if (rc != 0) {
+        trim(io.err);
+        fail_add(f, "tshark (%s) rc %d: %.300s", what, rc, io.err);
+    }
+    return rc;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static bool file_sha256(const char *path, char hex[65])
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return false;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    static uint8_t buf[1 << 16];
+    size_t r;
+    while ((r = fread(buf, 1, sizeof(buf), fp)) > 0)
+        EVP_DigestUpdate(md, buf, r);
+    fclose(fp);
+    md_final_hex(md, hex);
+    EVP_MD_CTX_free(md);
+    return true;
+}
+
+/* Decrypted HTTP: per TLS port, the requests of test_capture and as many 200s. */
+static void tshark_http(struct fails *f)
+{
+    static char out[1 << 20];
+    static const char *const args[] = {"-Y", "http",
+                                       "-T", "fields",
+                                       "-e", "tcp.srcport",
+                                       "-e", "tcp.dstport",
+                                       "-e", "http.request.method",
+                                       "-e", "http.request.uri",
+                                       "-e", "http.response.code",
+                                       NULL};
+    if (tshark_run(f, args, out, sizeof(out), "decrypted HTTP") != 0)
+        return;
+    printf("%s", out);
+    for (int i = 0; i < N_CAPTURE_MODES; i++) {
+        int m = capture_modes[i], port = modes[m].port;
+        bool nic = m == MODE_NIC || m == MODE_NIC_TC;
+        const char *want[3] = {"GET /bytes/1000", "PUT /upload", "GET /bytes/1048576"};
+        int n_want = nic ? 3 : 2, n_200 = 0;
+        bool seen[3] = {false, false, false};
+        static char copy[sizeof(out)];
+        snprintf(copy, sizeof(copy), "%s", out);
+        char *save = NULL;
+        for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+            char *fld[5] = {0};
+            char *p = l;
+            for (int k = 0; k < 5; k++)
+                fld[k] = strsep(&p, "\t");
+            if (!fld[4])
+                continue;
+            if (atoi(fld[1]) == port && fld[2][0]) {
+                char req[200];
+                snprintf(req, sizeof(req), "%s %s", fld[2], fld[3]);
+                for (int k = 0; k < n_want; k++)
+                    seen[k] |= !strcmp(req, want[k]);
+            }
+            if (atoi(fld[0]) == port && !strcmp(fld[4], "200"))
+                n_200++;
+        }
+        for (int k = 0; k < n_want; k++)
+            if (!seen[k])
+                fail_add(f, "tshark did not decrypt the request '%s' to port %d (%s)", want[k],
+                         port, modes[m].name);
+        if (n_200 < n_want)
+            fail_add(f, "tshark decrypted %d '200' responses from port %d (%s), want %d", n_200,
+                     port, modes[m].name, n_want);
+    }
+}
+
+/* tshark's own decryption of the wire must give back the served bytes: export
+ * the HTTP bodies and hash them. With a bad GCM tag, tshark does not decrypt
+ * the record at all, so this also checks the NIC's tags. */
+static void tshark_bodies(struct fails *f)
+{
+    char dir[PATH_MAX + 32], opt[PATH_MAX + 48];
+    snprintf(dir, sizeof(dir), "%s/http-objects", cur->srv.dir);
+    mkdir(dir, 0700);
+    snprintf(opt, sizeof(opt), "http,%s", dir);
+    static char out[4096];
+    const char *const args[] = {"--export-objects", opt, "-q", NULL};
+    if (tshark_run(f, args, out, sizeof(out), "export HTTP bodies") != 0)
+        return;
+    char sha_small[65];
+    pattern_sha256(CAPTURE_SMALL, sha_small);
+    int n_small = 0, n_1m = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        fail_add(f, "tshark exported nothing into %s", dir);
+        return;
+    }
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        bool small = !strcmp(e->d_name, "1000") || !strncmp(e->d_name, "1000(", 5);
+        bool big = !strcmp(e->d_name, "1048576") || !strncmp(e->d_name, "1048576(", 8);
+        if (!small && !big)
+            continue;
+        char path[PATH_MAX + 320], got[65] = "";
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        file_sha256(path, got);
+        const char *want = small ? sha_small : pattern_sha[SI_1M];
+        if (strcmp(got, want))
+            fail_add(f, "tshark's decryption of /bytes/%s: sha256 %.16s.., want %.16s..", e->d_name,
+                     got, want);
+        n_small += small;
+        n_1m += big;
+    }
+    closedir(d);
+    note("[%s] tshark exported %d /bytes/1000 and %d /bytes/1048576 bodies", cur->name, n_small,
+         n_1m);
+    if (n_small != N_CAPTURE_MODES || n_1m != 2)
+        fail_add(f,
+                 "tshark exported %d /bytes/1000 bodies (want %d) and %d /bytes/1048576 (want 2)",
+                 n_small, N_CAPTURE_MODES, n_1m);
+}
+
+/* No expert error (malformed record, reassembly conflict: a retransmission
+ * whose bytes differ from the original) on any TLS port. */
+static void tshark_expert(struct fails *f)
+{
+    static char out[65536];
+    static const char *const args[] = {
+        "-Y", "_ws.expert.severity == error && tcp.port in {443, 4431, 4432, 4433}",
+        "-T", "fields",
+        "-e", "frame.number",
+        "-e", "tcp.srcport",
+        "-e", "_ws.expert.message",
+        NULL};
+    if (tshark_run(f, args, out, sizeof(out), "expert errors") != 0)
+        return;
+    if (out[0]) {
+        printf("%.4000s", out);
+        fail_add(f, "tshark reports %d frame(s) with expert errors on the TLS ports: %.200s",
+                 count_lines(out), out);
+    }
+}
+
+/* Under TX loss, the offloaded sessions must show retransmitted segments (that
+ * tshark then decrypted like the rest: tshark_http, tshark_bodies). */
+static void tshark_retransmissions(struct fails *f)
+{
+    for (int m = MODE_NIC; m <= MODE_NIC_TC; m++) {
+        static char out[65536];
+        char filter[96];
+        snprintf(filter, sizeof(filter), "tcp.analysis.retransmission && tcp.srcport == %d",
+                 modes[m].port);
+        const char *const args[] = {"-Y", filter, "-T", "fields", "-e", "frame.number", NULL};
+        if (tshark_run(f, args, out, sizeof(out), "retransmissions") != 0)
+            continue;
+        int n = count_lines(out);
+        note("[%s] %d retransmitted segment(s) from port %d (%s)", cur->name, n, modes[m].port,
+             modes[m].name);
+        if (n == 0)
+            fail_add(f, "TX loss, yet tshark sees no retransmission from port %d (%s)",
+                     modes[m].port, modes[m].name);
+    }
+}
+
+START_TEST(test_tshark)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
     /* Stop first: SIGTERM flushes the pcap. */
     check_shutdown(&f);
-    char tshark[PATH_MAX];
-    if (!find_in_path("tshark", tshark, sizeof(tshark))) {
+    if (!find_in_path("tshark", tshark_path, sizeof(tshark_path))) {
         fail_add(&f, "tshark not found (apt-get install tshark)");
         FAILS_ASSERT(&f);
     }
-    char keyopt[PATH_MAX + 32];
-    snprintf(keyopt, sizeof(keyopt), "tls.keylog_file:%s", cur->srv.keylog);
-    char *argv[] = {tshark,
-                    "-r",
-                    cur->srv.pcap,
-                    "-o",
-                    keyopt,
-                    "-Y",
-                    "http.request",
-                    "-T",
-                    "fields",
-                    "-e",
-                    "http.request.method",
-                    "-e",
-                    "http.request.uri",
-                    "-e",
-                    "tcp.dstport",
-                    NULL};
-    static char out[65536];
-    struct run_io io = {.out = out, .out_cap = sizeof(out)};
-    int rc = run_proc(argv, NULL, NULL, &io, 120);
-    note("[tshark] %s -r %s -o %s -Y http.request -T fields ... (%.1f s):\n%s", tshark,
-         cur->srv.pcap, keyopt, io.secs, out);
-    if (rc != 0)
-        fail_add(&f, "tshark rc %d: %.300s", rc, io.err);
-    static const char *const want[] = {"GET\t/bytes/1000\t443", "PUT\t/upload\t443",
-                                       "GET\t/bytes/1000\t4431", "PUT\t/upload\t4431"};
-    for (int i = 0; i < 4; i++) {
-        char line[64];
-        snprintf(line, sizeof(line), "%s\n", want[i]);
-        if (!strstr(out, line))
-            fail_add(&f, "tshark did not decrypt/list '%s' (method, uri, port)", want[i]);
-    }
+    tshark_http(&f);
+    tshark_bodies(&f);
+    tshark_expert(&f);
+    if (spec_has(cur->tx, "loss"))
+        tshark_retransmissions(&f);
     FAILS_ASSERT(&f);
 }
 END_TEST
@@ -1723,9 +2486,7 @@ static void remove_run_dir(void)
 static void at_exit(void)
 {
     cleanup_all();
-    /* The big upload file is never worth keeping. */
-    if (uploads[N_SIZES - 1].path[0])
-        unlink(uploads[N_SIZES - 1].path);
+    unlink_big_uploads();
 }
 
 static Suite *make_suite(void)
@@ -1736,9 +2497,8 @@ static Suite *make_suite(void)
         tcase_set_timeout(tc, 600);
         tcase_add_unchecked_fixture(tc, setups[i], teardowns[i]);
         tcase_add_test(tc, test_server_up);
-        if (profiles[i].capture) {
-            tcase_add_test(tc, test_tshark);
-        } else {
+        unsigned t = profiles[i].tests;
+        if (t & T_CLASSIC) {
             tcase_add_loop_test(tc, test_get, 0, N_MODES);
             tcase_add_loop_test(tc, test_put, 0, N_MODES);
             tcase_add_loop_test(tc, test_post_chunked, 0, N_MODES);
@@ -1747,9 +2507,21 @@ static Suite *make_suite(void)
             tcase_add_loop_test(tc, test_conn_close, 0, N_MODES);
             tcase_add_test(tc, test_hostile_plain);
             tcase_add_test(tc, test_hostile_tls);
-            tcase_add_test(tc, test_stats);
-            tcase_add_test(tc, test_shutdown);
         }
+        if (t & T_TXM)
+            tcase_add_test(tc, test_tx_matrix);
+        if (t & T_RXM)
+            tcase_add_test(tc, test_rx_matrix);
+        if (t & T_TAMPER)
+            tcase_add_test(tc, test_tamper);
+        if (t & T_CAPTURE)
+            tcase_add_test(tc, test_capture);
+        tcase_add_test(tc, test_stats);
+        tcase_add_test(tc, test_offload_counters);
+        if (t & T_CAPTURE)
+            tcase_add_test(tc, test_tshark); /* stops the server first */
+        else
+            tcase_add_test(tc, test_shutdown);
         suite_add_tcase(s, tc);
     }
     return s;
@@ -1797,9 +2569,18 @@ int main(void)
     /* ---- configuration ---- */
     base_seed = env_u64("ANIC_E2E_SEED", base_seed) & 0xffffffffu;
     big_size = env_u64("ANIC_E2E_BIG", big_size);
+    huge_size = env_u64("ANIC_E2E_HUGE", huge_size);
+    if (huge_size && huge_size <= big_size) {
+        printf("test_e2e: FAIL: ANIC_E2E_HUGE (%" PRIu64
+               ") must be 0 or above ANIC_E2E_BIG (%" PRIu64 ")\n",
+               huge_size, big_size);
+        return 1;
+    }
     max_time = (double)env_u64("ANIC_E2E_MAX_TIME", 60);
+    max_time_huge = 2 * max_time > 120 ? 2 * max_time : 120;
     snprintf(max_time_arg, sizeof(max_time_arg), "%.0f", max_time);
-    const uint64_t sz[N_SIZES] = {1, 16383, 16384, 16385, big_size};
+    snprintf(max_time_huge_arg, sizeof(max_time_huge_arg), "%.0f", max_time_huge);
+    const uint64_t sz[N_SIZES] = {1, 16383, 16384, 16385, 1u << 20, big_size, huge_size};
     memcpy(sizes, sz, sizeof(sizes));
 
     snprintf(run_dir, sizeof(run_dir), "/tmp/anic-e2e-XXXXXX");
@@ -1814,11 +2595,13 @@ int main(void)
 
     note("anic binary %s, run directory %s", ANIC_BIN, run_dir);
     note("seed %" PRIu64 " (replay: ANIC_E2E_SEED=%" PRIu64 "; one profile: CK_RUN_CASE=name), "
-         "big size %" PRIu64 " B, curl --max-time %s",
-         base_seed, base_seed, big_size, max_time_arg);
+         "big size %" PRIu64 " B, huge size %" PRIu64 " B, curl --max-time %s (huge: %s)",
+         base_seed, base_seed, big_size, huge_size, max_time_arg, max_time_huge_arg);
 
     double t0 = now_s();
     for (int i = 0; i < N_SIZES; i++) {
+        if (i == SI_HUGE && !huge_size)
+            continue;
         char tag[32];
         snprintf(tag, sizeof(tag), "%" PRIu64, sizes[i]);
         uint64_t seed = base_seed * 1000003u + (uint64_t)i;
@@ -1827,8 +2610,6 @@ int main(void)
             return 1;
         }
         pattern_sha256(sizes[i], pattern_sha[i]);
-        if (i == N_SIZES - 1)
-            big_upload_path = uploads[i].path;
         note("upload %-9" PRIu64 " B: PRNG seed %" PRIu64 ", sha256 %.16s..; GET pattern sha256 "
              "%.16s..",
              sizes[i], seed, uploads[i].sha, pattern_sha[i]);
@@ -1838,8 +2619,15 @@ int main(void)
         printf("test_e2e: FAIL: cannot write %s\n", upload_chunked.path);
         return 1;
     }
-    note("chunked upload %u B: PRNG seed %" PRIu64 ", sha256 %.16s.. (prepared in %.1f s)",
-         UPLOAD_CHUNKED_B, cseed, upload_chunked.sha, now_s() - t0);
+    uint64_t tseed = base_seed * 1000003u + 98;
+    if (!make_upload(&upload_tamper, UPLOAD_TAMPER_B, tseed, "tamper")) {
+        printf("test_e2e: FAIL: cannot write %s\n", upload_tamper.path);
+        return 1;
+    }
+    note("chunked upload %u B: PRNG seed %" PRIu64 ", sha256 %.16s..; tamper upload %u B: PRNG "
+         "seed %" PRIu64 ", sha256 %.16s.. (all prepared in %.1f s)",
+         UPLOAD_CHUNKED_B, cseed, upload_chunked.sha, UPLOAD_TAMPER_B, tseed, upload_tamper.sha,
+         now_s() - t0);
 
     SRunner *sr = srunner_create(make_suite());
     srunner_set_fork_status(sr, CK_NOFORK);
@@ -1850,7 +2638,7 @@ int main(void)
 
     /* ---- summary ---- */
     printf("\ntest_e2e: summary (seed %" PRIu64 ")\n", base_seed);
-    printf("  %-11s %9s %9s %7s   slowest transfer\n", "profile", "seconds", "transfers", "failed");
+    printf("  %-15s %9s %9s %7s   slowest transfer\n", "profile", "seconds", "transfers", "failed");
     for (int i = 0; i < N_PROFILES; i++) {
         struct profile *p = &profiles[i];
         if (p->t_start == 0)
@@ -1859,7 +2647,7 @@ int main(void)
         for (int r = 0; r < n_records; r++)
             if (records[r].profile == p->name && (!slow || records[r].secs > slow->secs))
                 slow = &records[r];
-        printf("  %-11s %9.1f %9d %7d   %s%s%.2f s\n", p->name, p->t_end - p->t_start,
+        printf("  %-15s %9.1f %9d %7d   %s%s%.2f s\n", p->name, p->t_end - p->t_start,
                p->n_transfers, p->n_failed, slow ? slow->what : "", slow ? ": " : "",
                slow ? slow->secs : 0.0);
     }
@@ -1876,8 +2664,7 @@ int main(void)
 
     if (failed || any_failure || getenv("ANIC_E2E_KEEP")) {
         /* Keep logs, stats and captures for the post-mortem; drop the big file. */
-        if (uploads[N_SIZES - 1].path[0])
-            unlink(uploads[N_SIZES - 1].path);
+        unlink_big_uploads();
         printf("test_e2e: logs kept in %s\n", run_dir);
     } else {
         remove_run_dir();
