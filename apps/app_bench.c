@@ -1932,7 +1932,7 @@ int app_bench_main(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : 2;
     if (b->o.micro)
-        return app_microbench_run(b->o.size, b->o.repeat);
+        return app_microbench_run(b->o.size, b->o.repeat, b->o.mtu);
 
     if (geteuid() != 0) {
         fprintf(stderr, "anic bench: needs root (network namespace, TUN device)\n");

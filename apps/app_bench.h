@@ -11,6 +11,6 @@ int app_bench_main(int argc, char **argv);
    wire, no TUN, no namespace), record_bytes of 16 KiB TLS records per run,
    each run repeated `repeat` times (median shown). Prints its report on
    stdout; returns an exit status (0 ok, 1 failure, 128+signal). */
-int app_microbench_run(uint64_t record_bytes, unsigned repeat);
+int app_microbench_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu);
 
 #endif

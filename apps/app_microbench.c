@@ -55,12 +55,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MB_MSS               1448u /* TCP payload per segment (MTU 1500 with timestamps) */
-#define MB_MTU               1500u
+/* Segment geometry, from --mtu: TCP payload = MTU - 52 (IP, TCP, timestamps). */
+static uint32_t mb_mtu = 1500;
+static uint32_t mb_mss = 1448;
+
 #define MB_IP_HLEN           20u
 #define MB_TCP_HLEN          20u
 #define MB_HDR_LEN           (MB_IP_HLEN + MB_TCP_HLEN)
-#define MB_SLOT_LEN          2048u /* one packet buffer per TX ring slot (driver shadow) */
+#define MB_SLOT_LEN          9216u /* one packet buffer per TX ring slot (any MTU up to 9000) */
 #define MB_RING              1024u /* TX ring = TX CQ size */
 #define MB_FLOW_ID           1u
 #define MB_REC_PT            TLS_MAX_PLAINTEXT
@@ -188,12 +190,12 @@ static uint32_t load_acq(const uint32_t *p)
 /* ---- the record stream, cut into segments ---- */
 
 /* Packet at p: IPv4 + TCP headers (10.77.0.2:4433 -> 10.77.0.1:50000, the
-   host's direction) and the next <= MB_MSS stream bytes. The IP checksum is
+   host's direction) and the next <= mb_mss stream bytes. The IP checksum is
    set; the TCP checksum is left 0, as a driver with checksum offload does
    (the offloading NIC recomputes it; the plain path never looks). */
 static size_t mb_build(struct mb *m, uint8_t *p)
 {
-    uint32_t pay = m->stream_left < MB_MSS ? (uint32_t)m->stream_left : MB_MSS;
+    uint32_t pay = m->stream_left < mb_mss ? (uint32_t)m->stream_left : mb_mss;
     memset(p, 0, MB_HDR_LEN);
     p[0] = 0x45;
     put16(p + 2, (uint16_t)(MB_HDR_LEN + pay));
@@ -387,7 +389,7 @@ static struct mb *mb_open(enum mb_link link, bool offload, bool verify, char *er
         .tun_fd = fd,
         .tx_ring_size = MB_RING,
         .rx_ring_size = 64, /* no RX buffers are ever posted */
-        .mtu = MB_MTU,
+        .mtu = mb_mtu,
         .max_flows = 4,
         .pcap_path = NULL,
     };
@@ -455,7 +457,7 @@ static struct mb *mb_open(enum mb_link link, bool offload, bool verify, char *er
 static void mb_push(struct mb *m, uint64_t n_records, struct mb_result *r)
 {
     const struct nic_queues *q = m->q;
-    uint64_t total_pkts = (n_records * MB_REC_LEN + MB_MSS - 1) / MB_MSS;
+    uint64_t total_pkts = (n_records * MB_REC_LEN + mb_mss - 1) / mb_mss;
     uint64_t posted = 0, done = 0;
     unsigned stall = 0;
     memset(r, 0, sizeof(*r));
@@ -549,8 +551,8 @@ static void mb_run(enum mb_link link, bool offload, uint64_t n_records, struct m
 /* ---- where the engine's per-byte time goes ---- */
 
 /* The pieces of the offload path, each timed alone in this thread with the
-   same libcrypto and hot caches, in ns per full segment (MB_MSS payload).
-   gcm_seg: AES-128-GCM of 16 KiB records fed in MB_MSS-byte updates, with
+   same libcrypto and hot caches, in ns per full segment (mb_mss payload).
+   gcm_seg: AES-128-GCM of 16 KiB records fed in mb_mss-byte updates, with
    the per-record IV, AAD, final and tag, as the engine's walker does;
    gcm_rec: the same with one 16 KiB update per record (what openssl speed
    measures, plus the per-record set-up). */
@@ -584,7 +586,7 @@ static bool gcm_records(EVP_CIPHER_CTX *c, uint8_t *buf, unsigned n_records, siz
 static void mb_breakdown(struct mb_breakdown *bd)
 {
     static uint8_t rec[MB_REC_PT], pkt[MB_SLOT_LEN], dev_mem[MB_SLOT_LEN];
-    const double segs = (double)MB_BREAKDOWN_RECORDS * MB_REC_PT / MB_MSS;
+    const double segs = (double)MB_BREAKDOWN_RECORDS * MB_REC_PT / mb_mss;
     memset(bd, 0, sizeof(*bd));
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     if (!c || !EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, mb_key, NULL)) {
@@ -592,9 +594,9 @@ static void mb_breakdown(struct mb_breakdown *bd)
         return;
     }
     memset(rec, 0x5a, sizeof(rec));
-    gcm_records(c, rec, 64, MB_MSS); /* warm up */
+    gcm_records(c, rec, 64, mb_mss); /* warm up */
     uint64_t t0 = thread_ns();
-    bool ok = gcm_records(c, rec, MB_BREAKDOWN_RECORDS, MB_MSS);
+    bool ok = gcm_records(c, rec, MB_BREAKDOWN_RECORDS, mb_mss);
     uint64_t t1 = thread_ns();
     ok = ok && gcm_records(c, rec, MB_BREAKDOWN_RECORDS, MB_REC_PT);
     uint64_t t2 = thread_ns();
@@ -610,7 +612,7 @@ static void mb_breakdown(struct mb_breakdown *bd)
     m0.ctx.saddr = inet_addr("10.77.0.2");
     m0.ctx.daddr = inet_addr("10.77.0.1");
     m0.rec_off = MB_REC_LEN;
-    m0.stream_left = MB_MSS;
+    m0.stream_left = mb_mss;
     size_t len = mb_build(&m0, pkt);
     unsigned n = (unsigned)segs;
     uint64_t t3 = thread_ns();
@@ -761,8 +763,10 @@ static double gbps(uint64_t bytes, uint64_t ns)
     return ns ? (double)bytes / (double)ns : 0; /* bytes per ns = GB/s */
 }
 
-int app_microbench_run(uint64_t record_bytes, unsigned repeat)
+int app_microbench_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu)
 {
+    mb_mtu = mtu;
+    mb_mss = mtu - 52;
     uint64_t n_records = (record_bytes + MB_REC_LEN - 1) / MB_REC_LEN;
     if (n_records == 0)
         n_records = 1;
@@ -787,12 +791,12 @@ int app_microbench_run(uint64_t record_bytes, unsigned repeat)
         fclose(ci);
     }
     uint64_t stream = n_records * MB_REC_LEN;
-    uint64_t pkts = (stream + MB_MSS - 1) / MB_MSS;
+    uint64_t pkts = (stream + mb_mss - 1) / mb_mss;
     printf("anic bench --micro: the NIC's TX engine alone, %" PRIu64 " records of %u B plaintext "
            "(%u B framed) = %" PRIu64 " record bytes (%.2f GiB) per run,\n"
            "  cut into %" PRIu64 " IPv4/TCP segments of %u payload bytes; AES-128-GCM; "
            "%u run%s per configuration\n",
-           n_records, MB_REC_PT, MB_REC_LEN, stream, (double)stream / (1 << 30), pkts, MB_MSS,
+           n_records, MB_REC_PT, MB_REC_LEN, stream, (double)stream / (1 << 30), pkts, mb_mss,
            repeat, repeat > 1 ? "s (median by engine time)" : "");
     printf("  machine: %ld CPUs online, %s, Linux %s\n", sysconf(_SC_NPROCESSORS_ONLN), model,
            un.release);
@@ -913,8 +917,8 @@ int app_microbench_run(uint64_t record_bytes, unsigned repeat)
                "  segment-sized updates %.1f (%.2f GB/s; in one 16 KiB update per record: %.1f =\n"
                "  %.2f GB/s); sum %.1f ns = %.2f GB/s; the rest of crypto+walk is the walker\n"
                "  and descriptor handling\n",
-               MB_MSS, bd.copy_ns, bd.csum_ns, bd.gcm_seg_ns, MB_MSS / bd.gcm_seg_ns, bd.gcm_rec_ns,
-               MB_MSS / bd.gcm_rec_ns, sum, MB_MSS / sum);
+               mb_mss, bd.copy_ns, bd.csum_ns, bd.gcm_seg_ns, mb_mss / bd.gcm_seg_ns, bd.gcm_rec_ns,
+               mb_mss / bd.gcm_rec_ns, sum, mb_mss / sum);
     }
 
     double ossl = 0;

@@ -64,7 +64,7 @@ echo "== the wire, decrypted by tshark with the key log (first requests)"
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID" || true
 SERVER_PID=""
-tshark -r "$TMP/wire.pcap" -o "tls.keylog_file:$TMP/keys.log" -Y http.request \
+tshark -r "$TMP/wire.pcap" -o "tls.keylog_file:$TMP/keys.log" -o tcp.reassemble_out_of_order:TRUE -Y http.request \
     -T fields -e ip.src -e http.request.method -e http.request.uri 2>/dev/null | head -5 || true
 
 echo
