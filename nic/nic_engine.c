@@ -243,9 +243,8 @@ static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uin
         return;
     }
     if (d->flags & NIC_TXF_OFFLOAD) {
-        /* DMA the packet into device memory, encrypt records in it. */
-        memcpy(dev->pkt, host, d->len);
-        int st = nic_tls_tx_packet(dev, d->flow_id, dev->pkt, d->len);
+        /* The packet is built in device memory, records encrypted on the way. */
+        int st = nic_tls_tx_packet(dev, d->flow_id, host, dev->pkt, d->len);
         if (st != NIC_TX_OK) {
             tx_complete(dev, d, (uint8_t)st);
             return;

@@ -54,9 +54,11 @@ void nic_flow_table_free(struct nic_flow_table *t);
 /* Control descriptors (context install/delete, progress, dump, resync
    response). Returns an enum nic_tx_status. */
 int nic_tls_ctrl(struct nic_dev *dev, const struct nic_tx_desc *d);
-/* Encrypt the TLS records of an offloaded TCP segment in place (pkt is device
-   memory) and fix its checksum. Returns an enum nic_tx_status. */
-int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, uint8_t *pkt, size_t len);
+/* Build an offloaded TCP segment in device memory pkt from the host's
+   packet, encrypting its TLS records on the way, and fix its checksum.
+   Returns an enum nic_tx_status. */
+int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, const uint8_t *host, uint8_t *pkt,
+                      size_t len);
 /* Inspect a received packet (already in the host buffer): verify checksums,
    decrypt in-sequence records of known flows in place, set cqe flags. */
 void nic_tls_rx_packet(struct nic_dev *dev, uint8_t *pkt, size_t len, struct nic_cqe *cqe);

@@ -123,10 +123,11 @@ static int seek_keystream(struct nic_tls_tx_flow *tx, struct tx_walker *w, uint6
     return nic_tls_ctr_seek(w->ctr, tx->salt, nonce, off) == 0 ? WALK_OK : WALK_BAD_RECORD;
 }
 
-/* Walk len stream bytes at data through the record state, encrypting
-   payload in place and writing tags. Reports tags when `report` is set. */
-static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walker *w, uint8_t *data,
-                size_t len, bool report)
+/* Walk len stream bytes through the record state: in -> out (may alias).
+   Payload is encrypted, header bytes copied, tags written. Reports tags
+   when `report` is set. */
+static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walker *w,
+                const uint8_t *in, uint8_t *out, size_t len, bool report)
 {
     int outl;
     while (len) {
@@ -134,10 +135,13 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
             size_t n = NIC_TLS_PAYLOAD_OFF - w->rec_off;
             if (n > len)
                 n = len;
-            memcpy(w->hdr + w->rec_off, data, n);
+            memcpy(w->hdr + w->rec_off, in, n);
+            if (out != in)
+                memcpy(out, in, n);
             uint32_t before = w->rec_off;
             w->rec_off += (uint32_t)n;
-            data += n;
+            in += n;
+            out += n;
             len -= n;
             /* A one-shot resumed inside the header lacks its first bytes; it
                was given the record length instead. */
@@ -159,10 +163,11 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
             if (n > len)
                 n = len;
             EVP_CIPHER_CTX *c = w->keystream_only ? w->ctr : w->gcm;
-            if (!EVP_EncryptUpdate(c, data, &outl, data, (int)n))
+            if (!EVP_EncryptUpdate(c, out, &outl, in, (int)n))
                 return WALK_BAD_RECORD;
             w->rec_off += (uint32_t)n;
-            data += n;
+            in += n;
+            out += n;
             len -= n;
         }
         if (w->rec_off == payload_end && !w->tag_valid) {
@@ -182,9 +187,10 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
             size_t n = w->rec_len - w->rec_off;
             if (n > len)
                 n = len;
-            memcpy(data, w->tag + (w->rec_off - payload_end), n);
+            memcpy(out, w->tag + (w->rec_off - payload_end), n);
             w->rec_off += (uint32_t)n;
-            data += n;
+            in += n;
+            out += n;
             len -= n;
         }
         if (w->rec_off == w->rec_len && w->rec_off >= NIC_TLS_PAYLOAD_OFF) {
@@ -236,9 +242,9 @@ int nic_tls_tx_dump(struct nic_dev *dev, struct nic_flow *flow, const struct nic
     struct nic_tls_tx_flow *tx = flow->tx;
     if (d->len == 0)
         return NIC_TX_ERR_BAD_DESC;
-    /* DMA into device memory: the host's record must not change. */
-    memcpy(tx->scratch, (const void *)(uintptr_t)d->addr, d->len);
-    if (walk(dev, tx, &tx->main, tx->scratch, d->len, false) != WALK_OK) {
+    /* Read from host memory; output to device memory, then discarded. */
+    if (walk(dev, tx, &tx->main, (const uint8_t *)(uintptr_t)d->addr, tx->scratch, d->len, false) !=
+        WALK_OK) {
         dev->c.tx_tls_bad_record++;
         return NIC_TX_ERR_BAD_DESC;
     }
@@ -249,7 +255,8 @@ int nic_tls_tx_dump(struct nic_dev *dev, struct nic_flow *flow, const struct nic
     return NIC_TX_OK;
 }
 
-int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, uint8_t *pkt, size_t len)
+int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, const uint8_t *host, uint8_t *pkt,
+                      size_t len)
 {
     struct nic_flow *flow = nic_flow_get(dev->flows, flow_id);
     if (!flow || !flow->tx) {
@@ -259,10 +266,13 @@ int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, uint8_t *pkt, size_
     struct nic_tls_tx_flow *tx = flow->tx;
     tx->flow_id = flow_id;
     struct nic_tcp_view v;
-    if (!nic_parse_tcp(pkt, len, &v)) {
+    if (!nic_parse_tcp(host, len, &v)) {
         dev->c.tx_bad_desc++;
         return NIC_TX_ERR_BAD_DESC;
     }
+    /* DMA the headers into device memory; the payload is read once, by the
+       cipher, which writes it encrypted into device memory. */
+    memcpy(pkt, host, v.payload_len ? v.payload_off : len);
     if (v.payload_len == 0)
         return NIC_TX_OK; /* nothing to encrypt */
     bool oneshot = tx->oneshot_armed;
@@ -272,7 +282,8 @@ int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, uint8_t *pkt, size_
         dev->c.tx_tls_seq_mismatch++;
         return NIC_TX_ERR_DROPPED;
     }
-    int r = walk(dev, tx, w, pkt + v.payload_off, v.payload_len, !oneshot && tx->report_tags);
+    int r = walk(dev, tx, w, host + v.payload_off, pkt + v.payload_off, v.payload_len,
+                 !oneshot && tx->report_tags);
     if (r != WALK_OK) {
         if (!oneshot) /* the main state is lost: only a resync recovers it */
             w->expected_seq = ~w->expected_seq;
@@ -280,6 +291,9 @@ int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, uint8_t *pkt, size_
         return NIC_TX_ERR_DROPPED;
     }
     w->expected_seq += (uint32_t)v.payload_len;
+    size_t end = v.payload_off + v.payload_len;
+    if (len > end)
+        memcpy(pkt + end, host + end, len - end); /* bytes past the IP total length */
     nic_tcp_csum_fix(pkt, &v);
     dev->c.tx_tls_encrypted_packets++;
     dev->c.tx_tls_encrypted_bytes += v.payload_len;
