@@ -30,6 +30,7 @@
 #include <string.h>
 
 #define RX_REORDER_MAX_SEGS      512
+#define RX_CHAIN_KEEP            64
 #define RX_HEADERLESS_HOLD_BYTES (6 * 1460) /* a few segments: reordering, not loss */
 
 enum rx_state {
@@ -73,6 +74,12 @@ struct nic_tls_rx_flow {
     uint64_t tracked;    /* headers verified after the candidate */
     uint8_t track_hdr[NIC_TLS_HEADER_LEN];
     unsigned track_have; /* bytes of a predicted header split across segments */
+    /* Hint mode: while waiting, the NIC follows a candidate chain without
+       asking (passive); the seqs of the last verified headers let a hint for
+       a record it has already passed still resume it. */
+    bool passive;
+    uint32_t chain[RX_CHAIN_KEEP];
+    uint64_t chain_total; /* headers verified in the current chain */
     uint8_t orig[NIC_MAX_PACKET];
     uint8_t scratch[NIC_MAX_PACKET];
 };
@@ -248,6 +255,7 @@ static void lose_track(struct nic_dev *dev, struct nic_tls_rx_flow *f)
     buffer_clear(f);
     if (f->hint_mode) {
         f->state = RX_WAIT_HINT;
+        f->passive = false;
     } else {
         f->state = RX_SEARCHING;
         dev->c.rx_tls_resync_req_start++;
@@ -272,6 +280,8 @@ static bool track_bytes(struct nic_tls_rx_flow *f, const uint8_t *data, uint32_t
             break;
         if (!header_plausible(f->track_hdr))
             return false;
+        f->chain[f->chain_total % RX_CHAIN_KEEP] = f->track_next;
+        f->chain_total++;
         f->track_next += header_record_len(f->track_hdr);
         f->track_have = 0;
         f->tracked++;
@@ -295,10 +305,15 @@ static void search_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const 
         f->track_next = f->cand_seq;
         f->track_have = 0;
         f->tracked = 0;
+        f->chain_total = 0;
         if (!track_bytes(f, data + i, f->cand_seq, len - i))
             continue; /* a later predicted header in this packet does not match */
-        f->state = RX_TRACKING;
         f->tracked--; /* the candidate's own header is not "after" it */
+        if (f->hint_mode) {
+            f->passive = true; /* follow it quietly; a hint will name a record */
+            return;
+        }
+        f->state = RX_TRACKING;
         cqe->flags |= NIC_RXF_RESYNC_REQ;
         cqe->resync_seq = f->cand_seq;
         dev->c.rx_tls_resync_req_pkt++;
@@ -330,6 +345,28 @@ static void track_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const u
         f->state = RX_SEARCHING;
         search_packet(dev, f, data, seq, len, cqe);
     }
+}
+
+/* Hint mode, lost: find a plausible header and follow its length chain
+   without asking the host. */
+static void hint_wait_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+                             uint32_t seq, size_t len, struct nic_cqe *cqe)
+{
+    uint32_t end = seq + (uint32_t)len;
+    if (f->passive) {
+        if (seq_leq(end, f->track_end))
+            return; /* old */
+        if (seq_lt(seq, f->track_end)) {
+            uint32_t skip = f->track_end - seq;
+            data += skip;
+            len -= skip;
+            seq = f->track_end;
+        }
+        if (!seq_lt(f->track_next + f->track_have, seq) && track_bytes(f, data, seq, len))
+            return;
+        f->passive = false; /* the chain broke: look for another */
+    }
+    search_packet(dev, f, data, seq, len, cqe);
 }
 
 /* --- in sync --- */
@@ -561,6 +598,7 @@ void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t 
         track_packet(dev, f, data, seq, len, cqe);
         break;
     case RX_WAIT_HINT:
+        hint_wait_packet(dev, f, data, seq, len, cqe);
         break;
     }
     if (seq_lt(f->high_seq, seq + (uint32_t)len))
@@ -605,10 +643,35 @@ int nic_tls_rx_resync_response(struct nic_dev *dev, struct nic_flow *flow,
 int nic_tls_rx_hint(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d)
 {
     struct nic_tls_rx_flow *f = flow->rx;
-    if (f->state == RX_IN_SYNC || seq_lt(d->tcp_seq, f->high_seq)) {
-        dev->c.rx_tls_resync_res_skip++; /* in sync already, or that start has passed */
+    if (f->state == RX_IN_SYNC) {
+        dev->c.rx_tls_resync_res_skip++;
         return NIC_TX_OK;
     }
+    if (seq_lt(d->tcp_seq, f->high_seq)) {
+        /* Passed. If it is a header of the chain we followed, we know the
+           number of every header after it: resume at the next one. */
+        uint64_t kept = f->chain_total < RX_CHAIN_KEEP ? f->chain_total : RX_CHAIN_KEEP;
+        for (uint64_t k = 0; f->passive && k < kept; k++) {
+            uint64_t idx = f->chain_total - 1 - k; /* newest first */
+            if (f->chain[idx % RX_CHAIN_KEEP] != d->tcp_seq)
+                continue;
+            walker_reset(&f->w, f->track_next, d->record_sn + k + 1);
+            if (f->track_have) { /* part of that header seen: continue inside it */
+                memcpy(f->w.hdr, f->track_hdr, f->track_have);
+                f->w.rec_off = f->track_have;
+                f->w.seq = f->track_next + f->track_have;
+            }
+            buffer_clear(f);
+            f->passive = false;
+            f->state = RX_IN_SYNC;
+            dev->c.rx_tls_resync_res_ok++;
+            dev->c.rx_tls_resync_req_end++;
+            return NIC_TX_OK;
+        }
+        dev->c.rx_tls_resync_res_skip++; /* passed, and not on our chain */
+        return NIC_TX_OK;
+    }
+    f->passive = false;
     walker_reset(&f->w, d->tcp_seq, d->record_sn);
     buffer_clear(f);
     f->state = RX_IN_SYNC;
