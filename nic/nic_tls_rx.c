@@ -321,30 +321,34 @@ static void search_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const 
     }
 }
 
+/* Follow the candidate chain through a segment. Returns false if it broke
+   (a predicted header fell into a gap, or did not match); true also for
+   segments entirely behind what was already checked. */
+static bool chain_follow(struct nic_tls_rx_flow *f, const uint8_t **data, uint32_t *seq,
+                         size_t *len)
+{
+    uint32_t end = *seq + (uint32_t)*len;
+    if (seq_leq(end, f->track_end))
+        return true; /* old */
+    if (seq_lt(*seq, f->track_end)) {
+        uint32_t skip = f->track_end - *seq;
+        *data += skip;
+        *len -= skip;
+        *seq = f->track_end;
+    }
+    if (seq_lt(f->track_next + f->track_have, *seq))
+        return false; /* a predicted header fell into a gap */
+    return track_bytes(f, *data, *seq, *len);
+}
+
 static void track_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
                          uint32_t seq, size_t len, struct nic_cqe *cqe)
 {
-    uint32_t end = seq + (uint32_t)len;
-    if (seq_leq(end, f->track_end))
-        return; /* old */
-    if (seq_lt(seq, f->track_end)) {
-        uint32_t skip = f->track_end - seq;
-        data += skip;
-        len -= skip;
-        seq = f->track_end;
-    }
-    if (seq_lt(f->track_next + f->track_have, seq)) {
-        /* A predicted header fell into a gap: the chain can't be followed. */
-        dev->c.rx_tls_resync_req_skip++;
-        f->state = RX_SEARCHING;
-        search_packet(dev, f, data, seq, len, cqe);
+    if (chain_follow(f, &data, &seq, &len))
         return;
-    }
-    if (!track_bytes(f, data, seq, len)) {
-        dev->c.rx_tls_resync_req_skip++;
-        f->state = RX_SEARCHING;
-        search_packet(dev, f, data, seq, len, cqe);
-    }
+    dev->c.rx_tls_resync_req_skip++;
+    f->state = RX_SEARCHING;
+    search_packet(dev, f, data, seq, len, cqe);
 }
 
 /* Hint mode, lost: find a plausible header and follow its length chain
@@ -352,17 +356,8 @@ static void track_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const u
 static void hint_wait_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
                              uint32_t seq, size_t len, struct nic_cqe *cqe)
 {
-    uint32_t end = seq + (uint32_t)len;
     if (f->passive) {
-        if (seq_leq(end, f->track_end))
-            return; /* old */
-        if (seq_lt(seq, f->track_end)) {
-            uint32_t skip = f->track_end - seq;
-            data += skip;
-            len -= skip;
-            seq = f->track_end;
-        }
-        if (!seq_lt(f->track_next + f->track_have, seq) && track_bytes(f, data, seq, len))
+        if (chain_follow(f, &data, &seq, &len))
             return;
         f->passive = false; /* the chain broke: look for another */
     }
