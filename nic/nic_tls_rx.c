@@ -497,10 +497,19 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
         return false; /* delivered as is: the host sees these bytes' own copy */
     }
     if (seq == w->seq) {
+        /* Keep the original bytes only if this segment can fail: a record
+           ends in it (tag check) or a header is parsed in it. Most segments
+           of a 16 KiB record do neither and are decrypted without a copy
+           (a cipher-library error there is not restorable, and then the
+           host fails the record's authentication itself). */
+        bool may_fail =
+            w->rec_off < NIC_TLS_HEADER_LEN || !seq_lt(end, w->seq - w->rec_off + w->rec_len);
         struct walk_result r = {0, 0};
-        memcpy(f->orig, data, len);
+        if (may_fail)
+            memcpy(f->orig, data, len);
         if (walk(dev, f, data, data, len, &r) != WALK_OK) {
-            memcpy(data, f->orig, len);
+            if (may_fail)
+                memcpy(data, f->orig, len);
             dev->c.rx_tls_bad_record++;
             lose_track(dev, f);
             return false;
