@@ -16,14 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int run_wait(char *const argv[], int stdout_fd)
+static int run_wait(char *const argv[])
 {
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        if (stdout_fd >= 0)
-            dup2(stdout_fd, STDOUT_FILENO);
         execvp(argv[0], argv);
         _exit(127);
     }
@@ -47,7 +45,7 @@ int app_netns_create_enter(const char *name, char *err, size_t errlen)
         return -1;
     }
     char *add[] = {"ip", "netns", "add", (char *)name, NULL};
-    if (run_wait(add, -1) != 0) {
+    if (run_wait(add) != 0) {
         snprintf(err, errlen, "'ip netns add %s' failed (needs root and iproute2)", name);
         return -1;
     }
@@ -105,24 +103,10 @@ void app_netns_cleanup_on_crash(const char *name)
 void app_netns_delete(const char *name)
 {
     char *del[] = {"ip", "netns", "del", (char *)name, NULL};
-    run_wait(del, -1);
+    run_wait(del);
 }
 
 int app_netns_run_here(char *const argv[])
 {
-    return run_wait(argv, -1);
-}
-
-int app_netns_run(const char *name, char *const argv[], int stdout_fd)
-{
-    char *full[64];
-    int n = 0;
-    full[n++] = "ip";
-    full[n++] = "netns";
-    full[n++] = "exec";
-    full[n++] = (char *)name;
-    for (int i = 0; argv[i] && n < 63; i++)
-        full[n++] = argv[i];
-    full[n] = NULL;
-    return run_wait(full, stdout_fd);
+    return run_wait(argv);
 }

@@ -19,8 +19,5 @@ void app_netns_cleanup_on_crash(const char *name);
 void app_netns_delete(const char *name);
 /* Run argv in the calling thread's current namespace; returns the exit status. */
 int app_netns_run_here(char *const argv[]);
-/* Run argv (NULL-terminated) inside the namespace via `ip netns exec`,
-   wait for it; returns its exit status or -1. stdout_fd >= 0 redirects. */
-int app_netns_run(const char *name, char *const argv[], int stdout_fd);
 
 #endif

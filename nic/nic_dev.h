@@ -102,7 +102,5 @@ void nic_dev_irq_kick(struct nic_dev *dev);
 void nic_dev_get_counters(const struct nic_dev *dev, struct nic_counters *out);
 void nic_dev_get_fault_stats(const struct nic_dev *dev, struct nic_fault_stats *tx,
                              struct nic_fault_stats *rx);
-/* Thread CPU time of the engine thread in ns (CLOCK of the thread). */
-uint64_t nic_dev_engine_cpu_ns(const struct nic_dev *dev);
 
 #endif

@@ -386,17 +386,6 @@ void nic_dev_get_fault_stats(const struct nic_dev *dev, struct nic_fault_stats *
     pthread_mutex_unlock(&d->stats_lock);
 }
 
-uint64_t nic_dev_engine_cpu_ns(const struct nic_dev *dev)
-{
-    if (!dev->running)
-        return dev->engine_cpu_ns_final;
-    clockid_t cid;
-    struct timespec ts;
-    if (pthread_getcpuclockid(dev->thread, &cid) != 0 || clock_gettime(cid, &ts) != 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* --- the engine thread --- */
 
 static void engine_sleep(struct nic_dev *dev, uint64_t now)
@@ -471,9 +460,6 @@ static void *engine_main(void *arg)
         engine_sleep(dev, now);
     }
     engine_publish_stats(dev);
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    dev->engine_cpu_ns_final = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     return NULL;
 }
 

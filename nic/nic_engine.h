@@ -36,7 +36,6 @@ struct nic_dev {
     pthread_t thread;
     bool running;
     atomic_int stop;
-    uint64_t engine_cpu_ns_final;
 
     /* counters: c is engine-private; the snapshot is what readers see */
     struct nic_counters c;

@@ -38,15 +38,6 @@ static void tcpip_init_done(void *arg)
     sem_post(&tcpip_ready);
 }
 
-static uint64_t thread_cpu_ns(pthread_t t)
-{
-    clockid_t cid;
-    struct timespec ts;
-    if (pthread_getcpuclockid(t, &cid) != 0 || clock_gettime(cid, &ts) != 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void *irq_main(void *arg)
 {
     struct stack_host *h = arg;
@@ -148,12 +139,4 @@ void stack_host_free(struct stack_host *h)
 struct stack_driver *stack_host_driver(struct stack_host *h)
 {
     return h->drv;
-}
-
-uint64_t stack_host_cpu_ns(const struct stack_host *h)
-{
-    uint64_t t = thread_cpu_ns(h->irq_thread);
-    if (lwip_started)
-        t += thread_cpu_ns(tcpip_thread);
-    return t;
 }

@@ -29,7 +29,4 @@ void stack_host_free(struct stack_host *h);
 
 struct stack_driver *stack_host_driver(struct stack_host *h);
 
-/* CPU time (ns) of the host threads we know: lwIP's tcpip thread and ours. */
-uint64_t stack_host_cpu_ns(const struct stack_host *h);
-
 #endif
