@@ -205,9 +205,6 @@ void app_runtime_stop(struct app_runtime *rt)
     if (rt->server) {
         LOCK_TCPIP_CORE();
         app_server_stop(rt->server);
-        /* Half-closed pcbs still draining belong to nobody: end them too. */
-        while (tcp_active_pcbs && !rt->offload)
-            tcp_abort(tcp_active_pcbs);
         UNLOCK_TCPIP_CORE();
         rt->server = NULL;
         rt->stats.server = NULL;
@@ -220,17 +217,17 @@ void app_runtime_stop(struct app_runtime *rt)
 
 void app_runtime_free(struct app_runtime *rt)
 {
-    if (rt->offload) {
-        /* Connections are gone; lingering flows are aborted with their pcbs. */
+    if (rt->host) {
+        /* Connections are gone; what is left are half-closed pcbs draining
+           and offloaded flows lingering on theirs: abort them all (lingering
+           flows stop from their error callback). */
         LOCK_TCPIP_CORE();
-        tls_offload_free(rt->offload);
         while (tcp_active_pcbs)
-            tcp_abort(tcp_active_pcbs); /* draining half-closed pcbs */
+            tcp_abort(tcp_active_pcbs);
+        tls_offload_free(rt->offload);
         UNLOCK_TCPIP_CORE();
         rt->offload = NULL;
         rt->stats.offload = NULL;
-    }
-    if (rt->host) {
         stack_host_free(rt->host);
         rt->host = NULL;
         rt->stats.drv = NULL;

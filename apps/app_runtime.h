@@ -48,7 +48,8 @@ struct app_runtime {
    HTTP 80 + HTTPS 443 (nic, dump resync), no faults. */
 void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg);
 
-/* Must be called before the process creates any thread (namespace entry). */
+/* Moves the calling thread into a new namespace: threads created afterwards
+   inherit it. Sequential runtimes in one process are fine (anic bench). */
 int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg, char *err,
                       size_t errlen);
 /* Close connections, stop threads. Counters stay readable. */

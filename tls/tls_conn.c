@@ -213,6 +213,10 @@ static void conn_kill(struct tls_conn *c, bool rst)
     if (c->state == CONN_DEAD)
         return;
     c->state = CONN_DEAD;
+    /* lwIP answers a close with unread data by RST and frees the pcb at
+       once: account everything as read first (the offload may linger). */
+    if (!rst && c->rxq && c->pcb)
+        rxq_consume(c, c->rxq->tot_len);
     struct tcp_pcb *pcb = c->pcb;
     conn_detach_pcb(c);
     if (c->rxo) {
@@ -228,14 +232,6 @@ static void conn_kill(struct tls_conn *c, bool rst)
     }
     if (!pcb)
         return;
-    if (!rst && c->rxq) {
-        /* lwIP answers a close with unread data by RST and frees the pcb at
-           once: account everything as read first (the offload may linger). */
-        struct tcp_pcb *saved = c->pcb;
-        c->pcb = pcb;
-        rxq_consume(c, c->rxq->tot_len);
-        c->pcb = saved;
-    }
     if (rst) {
         tcp_abort(pcb);
         return;
