@@ -1593,6 +1593,24 @@ static const struct run *sweep_good(const struct bench *b, unsigned li, enum tls
     return NULL;
 }
 
+/* Start a sweep table row: the value and the mode. Returns the run to show,
+   or NULL when the row is already complete (not run, or failed). */
+static const struct run *sweep_row_start(const struct bench *b, unsigned li, unsigned mi,
+                                         int value_w, int col_w)
+{
+    const struct run *r = b->sweep[li][mi].shown;
+    printf("%*g %-*s", value_w, b->o.values[li], BENCH_MODE_W, app_mode_name(b->o.modes[mi]));
+    if (!r) {
+        printf(" %*s\n", col_w, "not run");
+        return NULL;
+    }
+    if (!r->ok) {
+        printf(" FAILED: %s\n", r->reason);
+        return NULL;
+    }
+    return r;
+}
+
 /* Median host CPU seconds over the successful runs of mode m at value index
    li (lower median for an even count), or -1 if the shown run failed. The
    CPU target uses it: the run shown is the throughput median, and one
@@ -1637,16 +1655,9 @@ static void print_sweep_table(const struct bench *b)
             continue;
         const struct run *plain = sweep_good(b, li, TLS_MODE_NONE);
         for (unsigned mi = 0; mi < b->o.n_modes; mi++) {
-            const struct run *r = b->sweep[li][mi].shown;
-            printf("%6g %-*s", b->o.values[li], BENCH_MODE_W, app_mode_name(b->o.modes[mi]));
-            if (!r) {
-                printf(" %9s\n", "not run");
+            const struct run *r = sweep_row_start(b, li, mi, 6, 9);
+            if (!r)
                 continue;
-            }
-            if (!r->ok) {
-                printf(" FAILED: %s\n", r->reason);
-                continue;
-            }
             printf(" %9.1f", r->mbps);
             ratio_col(r->mbps, plain ? plain->mbps : 0, plain != NULL);
             printf(" %9.3f %9.3f", r->cpu.host_s / gb, r->cpu.nic_s / gb);
@@ -1745,16 +1756,9 @@ static void print_rx_sweep_table(const struct bench *b)
             continue;
         const struct run *plain = sweep_good(b, li, TLS_MODE_NONE);
         for (unsigned mi = 0; mi < b->o.n_modes; mi++) {
-            const struct run *r = b->sweep[li][mi].shown;
-            printf("%7g %-*s", b->o.values[li], BENCH_MODE_W, app_mode_name(b->o.modes[mi]));
-            if (!r) {
-                printf(" %8s\n", "not run");
+            const struct run *r = sweep_row_start(b, li, mi, 7, 8);
+            if (!r)
                 continue;
-            }
-            if (!r->ok) {
-                printf(" FAILED: %s\n", r->reason);
-                continue;
-            }
             printf(" %8.1f", r->mbps);
             ratio_col(r->mbps, plain ? plain->mbps : 0, plain != NULL);
             printf(" %8.3f", r->cpu.host_s / gb);
