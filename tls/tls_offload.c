@@ -36,6 +36,7 @@ struct tls_tx_offload {
     uint16_t local_port, remote_port;
     uint32_t start_seq;            /* start_offload_tcp_sn */
     uint32_t shadow_seq;           /* what the NIC expects next */
+    bool shadow_valid;             /* false: the NIC lost its place; resync first */
     struct tx_record *head, *tail; /* oldest .. newest */
     bool lingering;
     struct tcp_pcb *linger_pcb; /* while lingering: the pcb whose callbacks we own */
@@ -180,7 +181,7 @@ static int tx_prepare(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *fla
     }
     *flow_id = t->flow_id;
     *flags = NIC_TXF_OFFLOAD;
-    if (seq == t->shadow_seq) {
+    if (t->shadow_valid && seq == t->shadow_seq) {
         t->shadow_seq = seq + plen; /* the driver checked the ring has a slot */
         return 0;
     }
@@ -237,6 +238,7 @@ static int tx_prepare(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *fla
     }
     t->c->tx_tls_resync_dump++;
     t->shadow_seq = seq + plen;
+    t->shadow_valid = true;
     return 0;
 }
 
@@ -267,9 +269,8 @@ static void tx_error(void *ctx, const struct nic_cqe *cqe)
     if (cqe->flow_id == 0 || cqe->flow_id > o->max_flows || !o->by_flow[cqe->flow_id])
         return;
     struct tls_tx_offload *t = o->by_flow[cqe->flow_id];
-    /* The NIC dropped a segment and lost its place: make the shadow differ
-       from any seq TCP will send, so the next segment resyncs. */
-    t->shadow_seq = t->start_seq - 1;
+    /* The NIC dropped a segment and lost its place: the next segment resyncs. */
+    t->shadow_valid = false;
     t->c->tx_tls_nic_errors++;
 }
 
@@ -435,6 +436,7 @@ struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_r
     t->remote_port = lwip_htons(pcb->remote_port);
     t->start_seq = start_seq;
     t->shadow_seq = start_seq;
+    t->shadow_valid = true;
 
     struct nic_tls_static_ctx *st = ctxbuf->payload;
     memset(st, 0, sizeof(*st));
