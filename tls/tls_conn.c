@@ -70,7 +70,6 @@ struct tls_conn {
     uint32_t rx_seq0;           /* TCP seq of the first byte the peer sent */
     uint64_t rx_consumed;       /* bytes consumed from the receive queue */
     uint32_t rx_stream_base;    /* TCP seq of tls_rx stream offset 0 */
-    uint64_t rx_full_seen;      /* records_full_offload already accounted */
     bool offload_fence;         /* waiting for handshake bytes to leave lwIP */
 
     /* plaintext staging (TX) and pending plaintext (RX) */
@@ -573,12 +572,19 @@ static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
 {
     struct tls_conn *c = arg;
     ctr(c)->rx_records++;
+    /* Fold the record layer's classification of this record into the server
+       counters, live for /stats. */
+    struct tls_rx_stats st;
+    tls_rx_get_stats(c->rx, &st);
+    struct tls_counters *t = ctr(c);
+    bool offloaded = st.records_full_offload != c->rx_stats_seen.records_full_offload;
+    t->rx_records_full_offload += st.records_full_offload - c->rx_stats_seen.records_full_offload;
+    t->rx_records_partial_offload +=
+        st.records_partial_offload - c->rx_stats_seen.records_partial_offload;
+    t->rx_records_no_offload += st.records_no_offload - c->rx_stats_seen.records_no_offload;
+    c->rx_stats_seen = st;
     if (c->rxo) {
         /* Record boundary: answer the NIC's resync requests (DESIGN.md §4). */
-        struct tls_rx_stats st;
-        tls_rx_get_stats(c->rx, &st);
-        bool offloaded = st.records_full_offload != c->rx_full_seen;
-        c->rx_full_seen = st.records_full_offload;
         tls_rx_offload_record_done(c->rxo,
                                    c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx),
                                    tls_rx_next_seq(c->rx), offloaded);
@@ -608,20 +614,6 @@ static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
     return 1;
 }
 
-/* Fold the record layer's per-record offload classification into the
-   server counters (deltas, so /stats is live). */
-static void account_rx_stats(struct tls_conn *c)
-{
-    struct tls_rx_stats now;
-    tls_rx_get_stats(c->rx, &now);
-    struct tls_counters *t = ctr(c);
-    t->rx_records_full_offload += now.records_full_offload - c->rx_stats_seen.records_full_offload;
-    t->rx_records_partial_offload +=
-        now.records_partial_offload - c->rx_stats_seen.records_partial_offload;
-    t->rx_records_no_offload += now.records_no_offload - c->rx_stats_seen.records_no_offload;
-    c->rx_stats_seen = now;
-}
-
 static void rx_sw(struct tls_conn *c)
 {
     while (c->state == CONN_OPEN && deliver_pending(c) && c->rxq && !c->eof_seen) {
@@ -630,7 +622,6 @@ static void rx_sw(struct tls_conn *c)
         int r = tls_rx_feed(c->rx, q->payload, len, (q->flags & STACK_PBUF_FLAG_DECRYPTED) != 0,
                             sw_record, c);
         rxq_consume(c, len);
-        account_rx_stats(c);
         uint64_t rec_start;
         size_t rec_len;
         if (c->rxo && r == TLS_RX_OK && tls_rx_current_record(c->rx, &rec_start, &rec_len))
