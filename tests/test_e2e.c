@@ -24,6 +24,9 @@
  *  tamper (rx-tamper1): uploads through a wire that flips payload bits and
  *    fixes the TCP checksum: each must fail or, if none of its packets was
  *    tampered, be right; a wrong hash is never acceptable.
+ *  no context (tx-noctx1: --nic-contexts 1, 1% TX loss): the NIC refuses most
+ *    installs; the TX matrix downloads must still be right (host crypto), and
+ *    the refusals and software fallbacks are counted.
  *  capture (tshark: no faults; tshark-nic: 2% TX loss): transfers on every TLS
  *    port with --pcap and --keylog; tshark must decrypt every session (also the
  *    offloaded ones with retransmissions), find no expert errors, and its
@@ -62,7 +65,12 @@
  *   CK_RUN_CASE=NAME      only one profile: none loss-tx loss-rx reorder-tx
  *                         reorder-rx tshark tx-loss1 tx-loss5 tx-reorder5 tx-dup1
  *                         rx-reorder2 rx-loss1 rx-loss5 rx-dup1 rx-corrupt01
+<<<<<<< HEAD
  *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 rx-inject tshark-nic
+=======
+ *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 tshark-nic
+ *                         tx-noctx1
+>>>>>>> hygiene
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -738,6 +746,7 @@ struct profile {
     bool rx_nobuf;       /* --rx-reorder-buf 0: the paper's NIC, no reorder buffer */
     bool rx_hint;        /* --rx-resync hint: no magic-pattern search */
     bool no_huge;        /* the matrix leaves the huge transfer out (see profiles[]) */
+    bool one_context;    /* --nic-contexts 1: most installs are refused */
     /* filled in at run time */
     char tx_spec[128], rx_spec[128];
     uint32_t seed;
@@ -803,6 +812,13 @@ static struct profile profiles[] = {
     {.name = "rx-inject", .tests = T_INJECT, .seed_off = 19000},
     /* tshark on offloaded sessions with retransmissions. */
     {.name = "tshark-nic", .tests = T_CAPTURE, .tx = "loss 2%", .seed_off = 18000},
+    /* A NIC out of flow contexts: connections fall back to host crypto. */
+    {.name = "tx-noctx1",
+     .tests = T_TXM,
+     .tx = "loss 1%",
+     .seed_off = 19000,
+     .no_huge = true,
+     .one_context = true},
 };
 #define N_PROFILES ((int)(sizeof(profiles) / sizeof(profiles[0])))
 
@@ -913,10 +929,15 @@ static void profile_setup(int idx)
         extra[n++] = "--rx-resync";
         extra[n++] = "hint";
     }
+    if (p->one_context) {
+        extra[n++] = "--nic-contexts";
+        extra[n++] = "1";
+    }
     extra[n] = NULL;
-    note("===== profile %s: fault-tx '%s', fault-rx '%s'%s%s =====", p->name,
+    note("===== profile %s: fault-tx '%s', fault-rx '%s'%s%s%s =====", p->name,
          p->tx ? p->tx_spec : "none", p->rx ? p->rx_spec : "none",
-         p->rx_nobuf ? ", --rx-reorder-buf 0" : "", p->rx_hint ? ", --rx-resync hint" : "");
+         p->rx_nobuf ? ", --rx-reorder-buf 0" : "", p->rx_hint ? ", --rx-resync hint" : "",
+         p->one_context ? ", --nic-contexts 1" : "");
     p->up = server_start(&p->srv, p->name, p->tx ? p->tx_spec : NULL, p->rx ? p->rx_spec : NULL,
                          (p->tests & T_CAPTURE) != 0, extra, p->start_err, sizeof(p->start_err));
     if (!p->up)
@@ -2023,12 +2044,50 @@ static void check_rx_offload(struct fails *f, const char *js)
     }
 }
 
+/* --nic-contexts 1: connections whose install the NIC refused sealed their
+ * records on the host (the downloads were checked); every refusal counted. */
+static void check_refused_installs(struct fails *f, const char *js)
+{
+#define GET(sec, name) stat_of(f, js, sec, name)
+    uint64_t d_fail = GET("offload_dump", "tx_tls_ctx_install_failed");
+    uint64_t t_fail = GET("offload_tagcache", "tx_tls_ctx_install_failed");
+    uint64_t d_fb = GET("tls_nic", "offload_fallback_sw");
+    uint64_t t_fb = GET("tls_nic_tagcache", "offload_fallback_sw");
+    uint64_t d_pkts = GET("offload_dump", "tx_tls_sw_fallback_packets");
+    uint64_t t_pkts = GET("offload_tagcache", "tx_tls_sw_fallback_packets");
+    uint64_t nic_ctx = GET("nic_tls", "tx_tls_ctx") + GET("nic_tls", "rx_tls_ctx");
+    uint64_t full = GET("nic", "flow_table_full");
+    uint64_t mismatch = GET("nic_tls", "tx_tls_seq_mismatch");
+#undef GET
+    note("[%s] refused installs: dump %" PRIu64 " tagcache %" PRIu64 "; fallback_sw %" PRIu64
+         " / %" PRIu64 "; sealed-copy packets %" PRIu64 " / %" PRIu64 "; nic contexts %" PRIu64
+         ", flow_table_full %" PRIu64,
+         cur->name, d_fail, t_fail, d_fb, t_fb, d_pkts, t_pkts, nic_ctx, full);
+    if (!d_fail || !t_fail)
+        fail_add(f,
+                 "--nic-contexts 1, yet tx_tls_ctx_install_failed dump %" PRIu64
+                 " tagcache %" PRIu64 " (want > 0)",
+                 d_fail, t_fail);
+    if (d_fb < d_fail || t_fb < t_fail)
+        fail_add(f,
+                 "offload_fallback_sw %" PRIu64 " / %" PRIu64 " < refused TX installs %" PRIu64
+                 " / %" PRIu64,
+                 d_fb, t_fb, d_fail, t_fail);
+    if (full < d_fail + t_fail)
+        fail_add(f, "nic.flow_table_full %" PRIu64 " < refused TX installs %" PRIu64, full,
+                 d_fail + t_fail);
+    if (mismatch)
+        fail_add(f, "nic_tls.tx_tls_seq_mismatch %" PRIu64 " (want 0)", mismatch);
+}
+
 START_TEST(test_offload_counters)
 {
     REQUIRE_SERVER();
     struct fails f = {0};
     const char *js = fetch_stats(&f, "offload", false);
-    if (js) {
+    if (js && cur->one_context) {
+        check_refused_installs(&f, js);
+    } else if (js) {
         check_tx_offload(&f, js);
         check_rx_offload(&f, js);
     }
