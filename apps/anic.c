@@ -1,6 +1,6 @@
 /* anic.c - the `anic` command: serve, bench. */
 #define _GNU_SOURCE
-#include "app_bench.h"
+#include "bench.h"
 #include "app_runtime.h"
 
 #include <arpa/inet.h>

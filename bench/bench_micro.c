@@ -32,7 +32,7 @@
  * authenticates with tls_record_open and decrypts to the plaintext sent.
  */
 #define _GNU_SOURCE
-#include "app_bench.h"
+#include "bench.h"
 #include "nic_abi.h"
 #include "nic_csum.h"
 #include "nic_dev.h"

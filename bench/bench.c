@@ -36,7 +36,7 @@
  * and deletes the namespace. SIGPIPE is ignored.
  */
 #define _GNU_SOURCE
-#include "app_bench.h"
+#include "bench.h"
 #include "app_http.h"
 #include "app_runtime.h"
 #include "app_stats.h"
