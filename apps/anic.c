@@ -425,7 +425,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "pattern"))
         return cmd_pattern(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
-        return app_bench_main(argc - 1, argv + 1);
+        return bench_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage_main(stdout);
         return 0;

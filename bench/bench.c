@@ -1,5 +1,5 @@
 /*
- * app_bench.c - `anic bench`, three measurements:
+ * bench.c - `anic bench`, four measurements:
  *
  * 1. Mode comparison (default): one process, one app_runtime with one
  *    listener per selected mode, curl as the client inside the bench's own
@@ -27,7 +27,7 @@
  *    are read around every upload: the share of records the NIC decrypted
  *    and authenticated entirely (DESIGN.md §4).
  *
- * 4. Engine microbenchmark (--micro): app_microbench.c, no namespace at all.
+ * 4. Engine microbenchmark (--micro): bench_micro.c, no namespace at all.
  *
  * Signals: SIGINT/SIGTERM/SIGHUP/SIGCHLD are blocked in every thread (they
  * inherit the mask from the main thread, which blocks them before the first
@@ -1928,7 +1928,7 @@ static int run_sweep(struct bench *b)
 
 /* ---- main ---- */
 
-int app_bench_main(int argc, char **argv)
+int bench_main(int argc, char **argv)
 {
     static struct bench bench; /* large: cells */
     struct bench *b = &bench;
@@ -1936,7 +1936,7 @@ int app_bench_main(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : 2;
     if (b->o.micro)
-        return app_microbench_run(b->o.size, b->o.repeat, b->o.mtu);
+        return bench_micro_run(b->o.size, b->o.repeat, b->o.mtu);
 
     if (geteuid() != 0) {
         fprintf(stderr, "anic bench: needs root (network namespace, TUN device)\n");

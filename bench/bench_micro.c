@@ -1,5 +1,5 @@
 /*
- * app_microbench.c - `anic bench --micro`: the NIC's TX record engine alone.
+ * bench_micro.c - `anic bench --micro`: the NIC's TX record engine alone.
  *
  * No namespace, no TUN, no engine thread. The bench thread is both the host
  * driver and the device: it creates a nic_dev whose "TUN" fd is something
@@ -763,7 +763,7 @@ static double gbps(uint64_t bytes, uint64_t ns)
     return ns ? (double)bytes / (double)ns : 0; /* bytes per ns = GB/s */
 }
 
-int app_microbench_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu)
+int bench_micro_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu)
 {
     mb_mtu = mtu;
     mb_mss = mtu - 52;
