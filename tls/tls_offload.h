@@ -63,8 +63,6 @@ void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb);
    true; abort: the pcb is being aborted/freed, stop at once. */
 bool tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort);
 
-#endif
-
 /* --- receive side (DESIGN.md §4) --- */
 
 struct tls_offload_rx_counters {
@@ -97,3 +95,5 @@ void tls_rx_offload_record_done(struct tls_rx_offload *r, uint32_t next_seq, uin
 /* Hint mode: tls/ knows where a record beyond the current one starts. */
 void tls_rx_offload_future_record(struct tls_rx_offload *r, uint32_t seq, uint64_t sn);
 void tls_rx_offload_stop(struct tls_rx_offload *r);
+
+#endif
