@@ -6,6 +6,7 @@
  * CQ producer indices); the host reaches it only through the queues.
  */
 #define _GNU_SOURCE
+#include "nic_csum.h"
 #include "nic_dev.h"
 #include "nic_engine.h"
 #include "nic_link.h"
@@ -339,6 +340,11 @@ static unsigned engine_rx_poll(struct nic_dev *dev, uint64_t now)
             break;
         struct nic_cqe e = {.kind = NIC_CQE_RX_PACKET, .len = (uint32_t)len, .cookie = d->cookie};
         nic_tls_rx_packet(dev, buf, len, &e);
+        /* A frame whose headers do not hold together is counted and still
+           delivered, without NIC_RXF_CSUM_OK; lwIP makes its own checks. Only
+           frames the checksum stage did not pass are classified again. */
+        if (!(e.flags & NIC_RXF_CSUM_OK) && nic_ip_classify(buf, len, NULL) == NIC_IP_MALFORMED)
+            dev->c.rx_malformed++;
         dev->rx_cons++;
         __atomic_store_n(&q->rx_idx->cons, dev->rx_cons, __ATOMIC_RELEASE);
         nic_engine_post_cqe(dev, true, &e);
