@@ -205,7 +205,8 @@ void nic_engine_post_cqe(struct nic_dev *dev, bool rx, const struct nic_cqe *src
     uint32_t *prod = rx ? &dev->rx_cq_prod : &dev->tx_cq_prod;
     uint32_t cons = __atomic_load_n(&idx->cons, __ATOMIC_ACQUIRE);
     if (*prod - cons >= size) {
-        /* The driver sizes CQs so this cannot happen; count it if it does. */
+        /* Cannot happen while the driver keeps the rules of nic_abi.h (TX:
+           the room check in engine_tx_poll; RX: one buffer per free entry). */
         if (rx)
             dev->c.rx_cq_overflow++;
         else

@@ -814,6 +814,44 @@ END_TEST
 /* A driver that stops reading TX completions stalls the NIC instead of
    losing completions: the engine consumes no descriptor without CQ room
    (tx_cq_backpressure counts the stalls), and resumes once the CQ drains. */
+/* A driver that reposts buffers without publishing its RX CQ consumer index
+   breaks the rule of nic_abi.h: the NIC then writes no entry over unread ones
+   and counts every completion it could not post in rx_cq_overflow. */
+START_TEST(rx_cq_full_counts_overflow_never_overwrites)
+{
+    host_open(8, 8);
+    static uint8_t bufs[RING_MAX][RX_BUF_LEN];
+    static uint8_t pkt[TEST_MTU];
+    uint32_t size = h.q->rx_size;
+    for (uint32_t b = 0; b < size; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    tu_rx_publish(&h);
+    for (uint32_t i = 0; i < size; i++)
+        tu_wire_send(h.wire, pkt, build_tcp(pkt, i));
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe first[RING_MAX];
+    for (uint32_t i = 0; i < size; i++)
+        ck_assert(tu_cq_take(&h, true, &first[i]));
+    /* Repost every buffer, but keep the CQ consumer index unpublished. */
+    for (uint32_t b = 0; b < size; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    tu_rx_publish(&h);
+    for (uint32_t i = 0; i < size; i++)
+        tu_wire_send(h.wire, pkt, build_tcp(pkt, size + i));
+    nic_dev_poll_once(h.dev);
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.rx_cq_overflow, size);
+    ck_assert_uint_eq(c.rx_packets, 2 * size);
+    struct nic_cqe e;
+    ck_assert(!tu_cq_take(&h, true, &e)); /* no entry of the second lap */
+    for (uint32_t i = 0; i < size; i++) { /* the first lap is intact */
+        const struct nic_cqe *q = &h.q->rx_cq[i];
+        ck_assert_uint_eq(q->phase, 1);
+        ck_assert_uint_eq(q->cookie, first[i].cookie);
+    }
+}
+END_TEST
+
 START_TEST(tx_cq_full_stalls_engine_without_loss)
 {
     host_open(8, 8);
@@ -982,6 +1020,7 @@ static Suite *ring_suite(void)
     tcase_add_test(full, tx_cq_never_overflows_when_driver_consumes);
     tcase_add_test(full, rx_cq_never_overflows_when_driver_consumes);
     tcase_add_test(full, tx_cq_full_stalls_engine_without_loss);
+    tcase_add_test(full, rx_cq_full_counts_overflow_never_overwrites);
     suite_add_tcase(s, full);
 
     TCase *cnt = tcase_create("counters");
