@@ -56,7 +56,8 @@ struct nic_counters {
         tx_tls_dump_bytes, tx_tls_resync_bytes, tx_tls_ctx, tx_tls_del;
     uint64_t tx_tls_oneshot, /* tagcache resyncs (keystream seek, no dump) */
         tx_tls_tag_reports,  /* record tags reported to the host */
-        tx_tls_seq_mismatch, /* offloaded segment not at the expected seq: dropped */
+        tx_tls_seq_mismatch, /* offloaded segment not at the expected seq, or the
+                                state was lost to a bad record: dropped */
         tx_tls_bad_record,   /* malformed record header in an offloaded stream */
         tx_tls_no_ctx;       /* descriptor named an unknown flow */
     uint64_t rx_tls_decrypted_packets, rx_tls_decrypted_bytes, rx_tls_resync_req_pkt,

@@ -18,6 +18,7 @@
  * Random choices come from a seeded generator; the seed is printed and can
  * be replayed with ANIC_TEST_SEED=<seed>.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <inttypes.h>
 #include <semaphore.h>
@@ -1284,6 +1285,140 @@ START_TEST(regression_no_stale_tag_report_after_flow_id_reuse)
 }
 END_TEST
 
+/* ---- the NIC alone: descriptors posted straight to its rings ---- */
+
+static struct tu_drv N; /* the driver side of the rings, no lwIP */
+
+static void nic_setup(void)
+{
+    memset(&N, 0, sizeof(N));
+    N.wire = -1;
+    struct nic_dev_cfg cfg = {
+        .tx_ring_size = 16, .rx_ring_size = 8, .mtu = TEST_MTU, .max_flows = 4};
+    tu_drv_open(&N, &cfg);
+    tu_ctx[0] = '\0';
+    g_opt_len = 0;
+}
+
+static void nic_teardown(void)
+{
+    tu_drv_close(&N);
+}
+
+/* Post one signalled descriptor, run the engine, return its completion's
+   status (tag reports are skipped) and copy what reached the wire. */
+static int nic_post(struct nic_tx_desc d, uint8_t *wire_out, size_t *wire_len)
+{
+    d.flags |= NIC_TXF_SIGNAL;
+    TU_CHECK(tu_tx_space(&N) > 0);
+    tu_tx_post(&N, &d);
+    tu_tx_publish(&N);
+    nic_dev_poll_once(N.dev);
+    TU_CHECK_EQ(tu_load_acq(&N.q->tx_idx->cons), N.tx_prod);
+    int status = -1;
+    struct nic_cqe e;
+    while (tu_cq_take(&N, false, &e))
+        if (!(e.flags & NIC_RXF_TAG_REPORT)) {
+            TU_CHECK_EQ(e.cookie, d.cookie);
+            status = e.status;
+        }
+    tu_cq_publish(&N, false);
+    static uint8_t scratch[WIRE_BUF_LEN];
+    size_t n = tu_wire_recv(N.wire, wire_out ? wire_out : scratch, WIRE_BUF_LEN);
+    if (wire_len)
+        *wire_len = n;
+    else
+        TU_CHECK_EQ(n, 0);
+    return status;
+}
+
+static int nic_post_data(const uint8_t *pkt, size_t len, uint8_t *wire_out, size_t *wire_len)
+{
+    struct nic_tx_desc d = {.kind = NIC_TX_DATA,
+                            .flags = NIC_TXF_OFFLOAD,
+                            .len = (uint16_t)len,
+                            .flow_id = 1,
+                            .addr = (uint64_t)(uintptr_t)pkt,
+                            .cookie = N.tx_prod};
+    return nic_post(d, wire_out, wire_len);
+}
+
+/* After a record fails in the main walker, the flow has no expected sequence
+   number at all (an explicit state, not a sentinel seq): every offloaded
+   segment is dropped, whatever its seq, until a PROGRESS restarts the walker. */
+START_TEST(nic_bad_record_loses_state_until_progress)
+{
+    const uint32_t S = 0x10000000u;
+    static uint8_t pt[200], rec0[200 + OVERHEAD], rec1[200 + OVERHEAD], sealed[200 + OVERHEAD];
+    static uint8_t pkt[WIRE_BUF_LEN], wire[WIRE_BUF_LEN];
+    for (size_t i = 0; i < sizeof(pt); i++)
+        pt[i] = (uint8_t)(i * 13 + 1);
+    size_t len0 = tls_record_frame_plain(0, TLS_CT_APPDATA, pt, 100, rec0);
+    size_t len1 = tls_record_frame_plain(1, TLS_CT_APPDATA, pt, 200, rec1);
+    struct tls_aead *a = tls_aead_new(KEY, sizeof(KEY), SALT);
+    ck_assert_ptr_nonnull(a);
+
+    struct nic_tls_static_ctx ctx = {.cipher = NIC_CIPHER_AES_128_GCM,
+                                     .direction = NIC_CTX_TX,
+                                     .saddr = htonl(TU_HOST_IP),
+                                     .daddr = htonl(TU_PEER_IP),
+                                     .sport = htons(TU_HOST_PORT),
+                                     .dport = htons(TU_PEER_PORT),
+                                     .start_tcp_sn = S,
+                                     .record_sn = 0};
+    memcpy(ctx.salt, SALT, sizeof(SALT));
+    memcpy(ctx.key, KEY, sizeof(KEY));
+    struct nic_tx_desc install = {
+        .kind = NIC_TX_STATIC_CTX, .flow_id = 1, .addr = (uint64_t)(uintptr_t)&ctx};
+    ck_assert_int_eq(nic_post(install, NULL, NULL), NIC_TX_OK);
+
+    /* Record 0 in sequence: encrypted as software seals it. */
+    size_t n, plen = build_pkt(pkt, S, rec0, len0);
+    ck_assert_int_eq(nic_post_data(pkt, plen, wire, &n), NIC_TX_OK);
+    ck_assert_uint_eq(n, plen);
+    tls_record_seal(a, 0, TLS_CT_APPDATA, pt, 100, sealed);
+    ck_assert_mem_eq(wire + HDRS, sealed, len0);
+
+    /* A bad record header at the expected seq: dropped, state lost. */
+    const uint32_t s1 = S + (uint32_t)len0;
+    static uint8_t bad[64];
+    memcpy(bad, rec1, sizeof(bad));
+    bad[0] = 99; /* no such content type */
+    plen = build_pkt(pkt, s1, bad, sizeof(bad));
+    ck_assert_int_eq(nic_post_data(pkt, plen, NULL, NULL), NIC_TX_ERR_DROPPED);
+    struct nic_counters c = tu_counters(N.dev);
+    ck_assert_uint_eq(c.tx_tls_bad_record, 1);
+    ck_assert_uint_eq(c.tx_tls_seq_mismatch, 0);
+
+    /* Neither the old expected seq nor its complement (a sentinel value)
+       nor any other seq is accepted now. */
+    const uint32_t seqs[] = {s1, ~s1, s1 + sizeof(bad)};
+    for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+        TU_CTX("seq %#" PRIx32, seqs[i]);
+        plen = build_pkt(pkt, seqs[i], rec1, len1);
+        TU_CHECK_EQ(nic_post_data(pkt, plen, NULL, NULL), NIC_TX_ERR_DROPPED);
+        c = tu_counters(N.dev);
+        TU_CHECK_EQ(c.tx_tls_seq_mismatch, i + 1);
+        TU_CHECK_EQ(c.tx_tls_bad_record, 1);
+    }
+
+    /* PROGRESS at record 1 restarts the walker: record 1 goes out right. */
+    struct nic_tx_desc prog = {
+        .kind = NIC_TX_PROGRESS, .flow_id = 1, .tcp_seq = s1, .record_sn = 1, .cookie = 77};
+    ck_assert_int_eq(nic_post(prog, NULL, NULL), NIC_TX_OK);
+    plen = build_pkt(pkt, s1, rec1, len1);
+    ck_assert_int_eq(nic_post_data(pkt, plen, wire, &n), NIC_TX_OK);
+    ck_assert_uint_eq(n, plen);
+    tls_record_seal(a, 1, TLS_CT_APPDATA, pt, 200, sealed);
+    ck_assert_mem_eq(wire + HDRS, sealed, len1);
+    ck_assert_uint_eq(tu_tcp_csum(wire, plen), 0);
+    c = tu_counters(N.dev);
+    ck_assert_uint_eq(c.tx_tls_encrypted_packets, 2);
+    ck_assert_uint_eq(c.tx_tls_seq_mismatch, 3);
+    tls_aead_free(a);
+}
+END_TEST
+
 static Suite *tx_offload_suite(void)
 {
     Suite *s = suite_create("tx_offload");
@@ -1320,6 +1455,11 @@ static Suite *tx_offload_suite(void)
     tcase_add_test(bugs, regression_tag_reports_never_overflow_tx_cq);
     tcase_add_test(bugs, regression_no_stale_tag_report_after_flow_id_reuse);
     suite_add_tcase(s, bugs);
+
+    TCase *nic = tcase_create("nic");
+    tcase_add_checked_fixture(nic, nic_setup, nic_teardown);
+    tcase_add_test(nic, nic_bad_record_loses_state_until_progress);
+    suite_add_tcase(s, nic);
     return s;
 }
 
