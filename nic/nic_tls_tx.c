@@ -148,11 +148,9 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
                was given the record length instead. */
             if (before < NIC_TLS_HEADER_LEN && w->rec_off >= NIC_TLS_HEADER_LEN &&
                 !w->keystream_only) {
-                uint32_t lf = ((uint32_t)w->hdr[3] << 8) | w->hdr[4];
-                if (w->hdr[0] < 20 || w->hdr[0] > 23 || w->hdr[1] != 3 || w->hdr[2] != 3 ||
-                    lf < NIC_TLS_MIN_LENFIELD || lf > NIC_TLS_MAX_LENFIELD)
+                if (!nic_tls_header_plausible(w->hdr))
                     return WALK_BAD_RECORD;
-                w->rec_len = NIC_TLS_HEADER_LEN + lf;
+                w->rec_len = nic_tls_record_len(w->hdr);
             }
             if (w->rec_off == NIC_TLS_PAYLOAD_OFF && !w->keystream_only &&
                 nic_tls_gcm_start(w->gcm, true, tx->salt, w->hdr, w->record_sn, w->rec_len) != 0)

@@ -37,6 +37,7 @@
 
 #include "nic_abi.h"
 #include "nic_dev.h"
+#include "nic_tls.h"
 #include "stack_driver.h"
 #include "test_util.h"
 #include "tls_offload.h"
@@ -1419,6 +1420,36 @@ START_TEST(nic_bad_record_loses_state_until_progress)
 }
 END_TEST
 
+/* The NIC's header check (nic_tls.h, used by its TX walker) accepts exactly
+   the headers the host's record layer accepts (tls_record_parse_header), and
+   both give the same record length. */
+START_TEST(nic_header_check_matches_record_layer)
+{
+    static const uint8_t vers[] = {0, 2, 3, 4, 0xff};
+    static const uint32_t lfs[] = {
+        0,     NIC_TLS_MIN_LENFIELD - 1, NIC_TLS_MIN_LENFIELD, NIC_TLS_MIN_LENFIELD + 1,
+        1000,  NIC_TLS_MAX_LENFIELD - 1, NIC_TLS_MAX_LENFIELD, NIC_TLS_MAX_LENFIELD + 1,
+        0xffff};
+    unsigned accepted = 0;
+    for (unsigned type = 0; type < 256; type++)
+        for (size_t ma = 0; ma < sizeof(vers); ma++)
+            for (size_t mi = 0; mi < sizeof(vers); mi++)
+                for (size_t l = 0; l < sizeof(lfs) / sizeof(lfs[0]); l++) {
+                    uint8_t h[NIC_TLS_HEADER_LEN] = {(uint8_t)type, vers[ma], vers[mi],
+                                                     (uint8_t)(lfs[l] >> 8), (uint8_t)lfs[l]};
+                    TU_CTX("header %02x %02x %02x len field %" PRIu32, h[0], h[1], h[2], lfs[l]);
+                    long want = tls_record_parse_header(h);
+                    TU_CHECK_EQ(nic_tls_header_plausible(h), want >= 0);
+                    if (want >= 0) {
+                        TU_CHECK_EQ(nic_tls_record_len(h), want);
+                        accepted++;
+                    }
+                }
+    /* 4 content types x TLS 1.2 x the 5 length fields within bounds. */
+    ck_assert_uint_eq(accepted, 4 * 5);
+}
+END_TEST
+
 static Suite *tx_offload_suite(void)
 {
     Suite *s = suite_create("tx_offload");
@@ -1459,6 +1490,7 @@ static Suite *tx_offload_suite(void)
     TCase *nic = tcase_create("nic");
     tcase_add_checked_fixture(nic, nic_setup, nic_teardown);
     tcase_add_test(nic, nic_bad_record_loses_state_until_progress);
+    tcase_add_test(nic, nic_header_check_matches_record_layer);
     suite_add_tcase(s, nic);
     return s;
 }
