@@ -6,7 +6,7 @@
  *    network namespace. For every (mode, direction) it measures wall time
  *    around the curl run and the CPU time of this process's threads by class:
  *
- *      NIC  = threads whose name starts with "nic" (DESIGN.md §2)
+ *      NIC  = threads whose name starts with "nic" (docs/design.md §2)
  *      host = every other thread, except the bench's own (main) thread, which
  *             only forks curl and waits for it
  *
@@ -25,7 +25,7 @@
  *    classification of received records (tls_<mode>.rx_records_full_offload,
  *    _partial_offload, _no_offload) and the RX resync counters (offload_rx)
  *    are read around every upload: the share of records the NIC decrypted
- *    and authenticated entirely (DESIGN.md §4).
+ *    and authenticated entirely (docs/design.md §5).
  *
  * 4. Engine microbenchmark (--micro): bench_micro.c, no namespace at all.
  *

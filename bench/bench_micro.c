@@ -67,7 +67,7 @@ static uint32_t mb_mss = 1448;
 #define MB_FLOW_ID           1u
 #define MB_REC_PT            TLS_MAX_PLAINTEXT
 #define MB_REC_LEN           (MB_REC_PT + TLS_RECORD_OVERHEAD)
-#define MB_FIRST_SN          1u          /* first application record (DESIGN.md §3) */
+#define MB_FIRST_SN          1u          /* first application record (docs/design.md §4) */
 #define MB_ISN               0xfff00000u /* first TCP seq: the stream crosses 2^32 early */
 #define MB_SNDBUF            (8u << 20)  /* socketpair send buffer: many poll rounds */
 #define MB_DRAIN             64u         /* packets per recvmmsg */

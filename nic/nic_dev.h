@@ -51,7 +51,7 @@ struct nic_counters {
     /* wire (after the fault stage on TX, before it on RX) */
     uint64_t tx_packets, tx_bytes, tun_write_errors, tun_read_errors, rx_wire_packets,
         rx_wire_bytes, rx_malformed, rx_csum_bad;
-    /* TLS offload, DESIGN.md §7 names */
+    /* TLS offload, docs/design.md §9 names */
     uint64_t tx_tls_encrypted_packets, tx_tls_encrypted_bytes, tx_tls_ooo, tx_tls_dump_packets,
         tx_tls_dump_bytes, tx_tls_resync_bytes, tx_tls_ctx, tx_tls_del;
     uint64_t tx_tls_oneshot, /* tagcache resyncs (keystream seek, no dump) */

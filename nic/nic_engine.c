@@ -83,7 +83,7 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
         return NULL;
     }
     /* Poison descriptor rings: a slot the driver never wrote has an invalid
-       kind and is caught at once (STYLE.md, ixy habit). */
+       kind and is caught at once (docs/design.md §3). */
     memset(q->tx_ring, 0xa5, sizeof(*q->tx_ring) * q->tx_size);
     memset(q->rx_ring, 0xa5, sizeof(*q->rx_ring) * q->rx_size);
     dev->doorbell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

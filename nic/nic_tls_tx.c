@@ -1,5 +1,5 @@
 /*
- * nic_tls_tx.c - autonomous TLS transmit offload (DESIGN.md §3).
+ * nic_tls_tx.c - autonomous TLS transmit offload (docs/design.md §4).
  *
  * The host writes each record as plaintext with a blank tag. For every
  * offloaded segment that starts at the expected TCP sequence number, the NIC

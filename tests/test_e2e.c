@@ -32,7 +32,7 @@
  * Counters: after the transfers of every profile, /stats is checked: the
  * faults of the profile (and no others) happened, HTTP and TLS counters match
  * what the test did, and the offload counters satisfy the invariants of
- * DESIGN.md sections 3, 4 and 7 (see check_tx_offload / check_rx_offload).
+ * docs/design.md §4, §5 and §9 (see check_tx_offload / check_rx_offload).
  *
  * Network safety: anic itself creates (and on exit deletes) the namespace
  * anic-e2e-<pid>-<n>; clients only run inside it (ip netns exec, or a forked
@@ -1779,7 +1779,7 @@ START_TEST(test_stats)
 }
 END_TEST
 
-/* TX offload (DESIGN.md section 3). The NIC's nic_tls counters cover both
+/* TX offload (docs/design.md §4). The NIC's nic_tls counters cover both
  * offload listeners; offload_dump / offload_tagcache are the host's, per
  * policy. */
 static void check_tx_offload(struct fails *f, const char *js)
@@ -1880,7 +1880,7 @@ static void check_tx_offload(struct fails *f, const char *js)
     }
 }
 
-/* RX offload (DESIGN.md section 4). */
+/* RX offload (docs/design.md §5). */
 static void check_rx_offload(struct fails *f, const char *js)
 {
 #define GET(sec, name) stat_of(f, js, sec, name)

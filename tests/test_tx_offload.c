@@ -1,6 +1,6 @@
 /*
  * test_tx_offload.c - Check suite for the TLS transmit offload below TCP
- * (DESIGN.md §3): the host side in tls/tls_offload.c (record store, shadow
+ * (docs/design.md §4): the host side in tls/tls_offload.c (record store, shadow
  * sequence number, dump and tag-cache resync policies), the driver in
  * stack/stack_driver.c (netif->output, TX completions, tag reports) and the
  * NIC record engine in nic/nic_tls_tx.c, all driven from the test thread.

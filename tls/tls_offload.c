@@ -1,6 +1,6 @@
 /*
  * tls_offload.c - host side of the TLS transmit offload: flow contexts,
- * record store, and the driver hook (shadow seq + resync), DESIGN.md §3.
+ * record store, and the driver hook (shadow seq + resync), docs/design.md §4.
  */
 #include "tls_offload.h"
 #include "nic_abi.h"

@@ -1,5 +1,5 @@
 /*
- * tls_offload.h - host side of the autonomous TLS offload (DESIGN.md §3):
+ * tls_offload.h - host side of the autonomous TLS offload (docs/design.md §4):
  * flow contexts in the NIC, the record store for retransmissions, and the
  * driver hook that keeps a shadow of the NIC's expected sequence number and
  * resynchronises it with state/dump descriptors (or tag-cache one-shots).
@@ -63,7 +63,7 @@ void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb);
    true; abort: the pcb is being aborted/freed, stop at once. */
 bool tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort);
 
-/* --- receive side (DESIGN.md §4) --- */
+/* --- receive side (docs/design.md §5) --- */
 
 struct tls_offload_rx_counters {
     uint64_t rx_tls_ctx_installed, rx_tls_ctx_fail, rx_tls_ctx_deleted;

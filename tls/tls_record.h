@@ -109,7 +109,7 @@ void tls_record_xor_keystream(struct tls_aead *a, const uint8_t explicit_nonce[8
  * (TLS_MAX_RECORD_LEN bytes). A record that lies whole inside one chunk is
  * handled without copying it first.
  *
- * Each chunk carries the NIC's "decrypted" bit (DESIGN.md §4). Per record,
+ * Each chunk carries the NIC's "decrypted" bit (docs/design.md §5). Per record,
  * counting only its payload and tag bytes (header and explicit nonce are
  * never encrypted, so their flag does not matter):
  *   all flagged  -> payload delivered as is, tag ignored, no host crypto
