@@ -1,6 +1,6 @@
 /* anic.c - the `anic` command: serve, bench. */
 #define _GNU_SOURCE
-#include "app_bench.h"
+#include "bench.h"
 #include "app_runtime.h"
 
 #include <arpa/inet.h>
@@ -436,7 +436,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "pattern"))
         return cmd_pattern(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
-        return app_bench_main(argc - 1, argv + 1);
+        return bench_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage_main(stdout);
         return 0;

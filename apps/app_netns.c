@@ -58,6 +58,21 @@ int app_netns_create_enter(const char *name, char *err, size_t errlen)
         return -1;
     }
     close(fd);
+    /* The wire is IPv4 only: without this the kernel sends IPv6 router
+       solicitations through the TUN device, which the NIC counts as
+       malformed (not IPv4). Devices created from now on inherit "default".
+       Best effort: a kernel without IPv6 has no such files. */
+    static const char *const no_v6[] = {"/proc/sys/net/ipv6/conf/default/disable_ipv6",
+                                        "/proc/sys/net/ipv6/conf/all/disable_ipv6"};
+    for (size_t i = 0; i < sizeof(no_v6) / sizeof(no_v6[0]); i++) {
+        int sfd = open(no_v6[i], O_WRONLY | O_CLOEXEC);
+        if (sfd >= 0) {
+            if (write(sfd, "1", 1) != 1) {
+                /* IPv6 stays on; only the counter sees it */
+            }
+            close(sfd);
+        }
+    }
     /* lo up, so clients inside may also use 127.0.0.1 for other things. */
     int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (sock >= 0) {

@@ -28,6 +28,7 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     ADD("nic", nc, rx_no_buffer);
     ADD("nic", nc, rx_buf_too_small);
     ADD("nic", nc, rx_csum_bad);
+    ADD("nic", nc, rx_malformed);
     ADD("nic", nc, tx_cq_overflow);
     ADD("nic", nc, rx_cq_overflow);
     ADD("nic", nc, tx_cq_backpressure);
@@ -84,6 +85,7 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     for (int i = 0; i < 2; i++) {
         ADD(fsec[i], *fs[i], packets_in);
         ADD(fsec[i], *fs[i], packets_out);
+        ADD(fsec[i], *fs[i], bytes_out);
         ADD(fsec[i], *fs[i], dropped);
         ADD(fsec[i], *fs[i], duplicated);
         ADD(fsec[i], *fs[i], reordered);
@@ -91,6 +93,8 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD(fsec[i], *fs[i], tampered);
         ADD(fsec[i], *fs[i], delayed);
         ADD(fsec[i], *fs[i], queue_full_drops);
+        ADD(fsec[i], *fs[i], invalid_drops);
+        ADD(fsec[i], *fs[i], nomem_drops);
     }
 
     if (src->drv) {

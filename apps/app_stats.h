@@ -1,6 +1,6 @@
 /*
  * app_stats.h - every counter of every layer, by section, as JSON (GET
- * /stats) or as a table (on exit). Names follow DESIGN.md §7 where they apply.
+ * /stats) or as a table (on exit). Names: docs/design.md §9.
  */
 #ifndef ANIC_APP_STATS_H
 #define ANIC_APP_STATS_H

@@ -30,9 +30,19 @@
  * entry, then stores `phase` (release) = the lap parity of its producer index
  * plus one, i.e. 1 on the first lap, 0 on the second, ... The driver owns an
  * entry when its phase equals the parity it expects for its own consumer
- * index. The driver publishes its consumer index so the NIC can count
- * overflow (it never happens while CQ size >= ring size, which the driver
- * guarantees: at most one completion per consumed descriptor).
+ * index. The driver publishes its consumer index; the NIC never writes an
+ * entry the driver has not consumed:
+ *   - TX CQ (4x the TX ring: besides TX_DONE it carries one tag report per
+ *     record ending in an offloaded segment). Before it takes a descriptor the
+ *     engine checks the CQ has room for the worst case of that descriptor; if
+ *     not, it stops taking descriptors until the driver drains the CQ and
+ *     publishes its index (counted in tx_cq_backpressure). Nothing is lost.
+ *   - RX CQ (as large as the RX buffer ring: one RX_PACKET per buffer). The
+ *     driver posts a buffer only while buffers posted minus completions read
+ *     is below the ring size, so an entry is always free.
+ * Should a CQ be full anyway (a driver breaking its rule), the entry is
+ * dropped and counted in tx_cq_overflow / rx_cq_overflow; an RX buffer whose
+ * completion was dropped is not handed back.
  *
  * Addresses in descriptors are host virtual addresses (our "DMA addresses"):
  * the NIC reads/writes host memory there and nowhere else.

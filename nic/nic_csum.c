@@ -102,22 +102,26 @@ static uint32_t get32(const uint8_t *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-bool nic_parse_tcp(const uint8_t *pkt, size_t len, struct nic_tcp_view *v)
+enum nic_ip_kind nic_ip_classify(const uint8_t *pkt, size_t len, struct nic_tcp_view *v)
 {
     if (len < 20 || (pkt[0] >> 4) != 4)
-        return false;
+        return NIC_IP_MALFORMED;
     size_t ihl = (size_t)(pkt[0] & 0x0f) * 4;
     size_t tot = get16(pkt + 2);
-    if (ihl < 20 || tot < ihl || tot > len || pkt[9] != NIC_IPPROTO_TCP)
-        return false;
+    if (ihl < 20 || tot < ihl || tot > len)
+        return NIC_IP_MALFORMED;
+    if (pkt[9] != NIC_IPPROTO_TCP)
+        return NIC_IP_OTHER;
     if (get16(pkt + 6) & 0x3fff) /* MF or fragment offset: not a whole segment */
-        return false;
+        return NIC_IP_OTHER;
     if (tot < ihl + 20)
-        return false;
+        return NIC_IP_MALFORMED;
     const uint8_t *tcp = pkt + ihl;
     size_t thl = (size_t)(tcp[12] >> 4) * 4;
     if (thl < 20 || ihl + thl > tot)
-        return false;
+        return NIC_IP_MALFORMED;
+    if (!v)
+        return NIC_IP_TCP;
     v->ip_hlen = ihl;
     v->tcp_off = ihl;
     v->tcp_hlen = thl;
@@ -131,7 +135,12 @@ bool nic_parse_tcp(const uint8_t *pkt, size_t len, struct nic_tcp_view *v)
     v->ack = get32(tcp + 8);
     v->window = get16(tcp + 14);
     v->tcp_flags = tcp[13];
-    return true;
+    return NIC_IP_TCP;
+}
+
+bool nic_parse_tcp(const uint8_t *pkt, size_t len, struct nic_tcp_view *v)
+{
+    return nic_ip_classify(pkt, len, v) == NIC_IP_TCP;
 }
 
 bool nic_is_tcp_fragment(const uint8_t *pkt, size_t len)

@@ -29,6 +29,17 @@ struct nic_tcp_view {
 uint32_t nic_csum_add(uint32_t sum, const uint8_t *data, size_t len);
 uint16_t nic_csum_fold(uint32_t sum);
 
+/* What a received frame is, as far as its headers tell (checksums aside). */
+enum nic_ip_kind {
+    NIC_IP_TCP,       /* a whole IPv4 TCP segment, lengths consistent */
+    NIC_IP_OTHER,     /* well-formed IPv4 but not that: other protocol, fragment */
+    NIC_IP_MALFORMED, /* not IPv4, IP header or total length inconsistent with the
+                         frame, or a TCP header that does not fit */
+};
+
+/* Classify pkt and, for NIC_IP_TCP, fill v (when v is not NULL). */
+enum nic_ip_kind nic_ip_classify(const uint8_t *pkt, size_t len, struct nic_tcp_view *v);
+
 /* Fill v if pkt is a well-formed IPv4 TCP packet (lengths consistent, not a
    fragment). Returns false otherwise. Checksums are not checked. */
 bool nic_parse_tcp(const uint8_t *pkt, size_t len, struct nic_tcp_view *v);

@@ -51,12 +51,13 @@ struct nic_counters {
     /* wire (after the fault stage on TX, before it on RX) */
     uint64_t tx_packets, tx_bytes, tun_write_errors, tun_read_errors, rx_wire_packets,
         rx_wire_bytes, rx_malformed, rx_csum_bad;
-    /* TLS offload, DESIGN.md §7 names */
+    /* TLS offload, docs/design.md §9 names */
     uint64_t tx_tls_encrypted_packets, tx_tls_encrypted_bytes, tx_tls_ooo, tx_tls_dump_packets,
         tx_tls_dump_bytes, tx_tls_resync_bytes, tx_tls_ctx, tx_tls_del;
     uint64_t tx_tls_oneshot, /* tagcache resyncs (keystream seek, no dump) */
         tx_tls_tag_reports,  /* record tags reported to the host */
-        tx_tls_seq_mismatch, /* offloaded segment not at the expected seq: dropped */
+        tx_tls_seq_mismatch, /* offloaded segment not at the expected seq, or the
+                                state was lost to a bad record: dropped */
         tx_tls_bad_record,   /* malformed record header in an offloaded stream */
         tx_tls_no_ctx;       /* descriptor named an unknown flow */
     uint64_t rx_tls_decrypted_packets, rx_tls_decrypted_bytes, rx_tls_resync_req_pkt,

@@ -6,6 +6,7 @@
  * CQ producer indices); the host reaches it only through the queues.
  */
 #define _GNU_SOURCE
+#include "nic_csum.h"
 #include "nic_dev.h"
 #include "nic_engine.h"
 #include "nic_link.h"
@@ -82,7 +83,7 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
         return NULL;
     }
     /* Poison descriptor rings: a slot the driver never wrote has an invalid
-       kind and is caught at once (STYLE.md, ixy habit). */
+       kind and is caught at once (docs/design.md §3). */
     memset(q->tx_ring, 0xa5, sizeof(*q->tx_ring) * q->tx_size);
     memset(q->rx_ring, 0xa5, sizeof(*q->rx_ring) * q->rx_size);
     dev->doorbell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -204,7 +205,8 @@ void nic_engine_post_cqe(struct nic_dev *dev, bool rx, const struct nic_cqe *src
     uint32_t *prod = rx ? &dev->rx_cq_prod : &dev->tx_cq_prod;
     uint32_t cons = __atomic_load_n(&idx->cons, __ATOMIC_ACQUIRE);
     if (*prod - cons >= size) {
-        /* The driver sizes CQs so this cannot happen; count it if it does. */
+        /* Cannot happen while the driver keeps the rules of nic_abi.h (TX:
+           the room check in engine_tx_poll; RX: one buffer per free entry). */
         if (rx)
             dev->c.rx_cq_overflow++;
         else
@@ -341,6 +343,11 @@ static unsigned engine_rx_poll(struct nic_dev *dev, uint64_t now)
             break;
         struct nic_cqe e = {.kind = NIC_CQE_RX_PACKET, .len = (uint32_t)len, .cookie = d->cookie};
         nic_tls_rx_packet(dev, buf, len, &e);
+        /* A frame whose headers do not hold together is counted and still
+           delivered, without NIC_RXF_CSUM_OK; lwIP makes its own checks. Only
+           frames the checksum stage did not pass are classified again. */
+        if (!(e.flags & NIC_RXF_CSUM_OK) && nic_ip_classify(buf, len, NULL) == NIC_IP_MALFORMED)
+            dev->c.rx_malformed++;
         dev->rx_cons++;
         __atomic_store_n(&q->rx_idx->cons, dev->rx_cons, __ATOMIC_RELEASE);
         nic_engine_post_cqe(dev, true, &e);

@@ -20,6 +20,32 @@
 #define NIC_TLS_MIN_LENFIELD (NIC_TLS_NONCE_LEN + NIC_TLS_TAG_LEN)
 #define NIC_TLS_MAX_LENFIELD (NIC_TLS_MAX_PT + NIC_TLS_NONCE_LEN + NIC_TLS_TAG_LEN)
 
+/* Record header fields (RFC 5246 §6.2.1): content types, TLS 1.2 = 3.3. */
+enum nic_tls_content_type {
+    NIC_TLS_CT_CCS = 20,
+    NIC_TLS_CT_ALERT = 21,
+    NIC_TLS_CT_HANDSHAKE = 22,
+    NIC_TLS_CT_APPDATA = 23,
+};
+#define NIC_TLS_VERSION_MAJOR 3
+#define NIC_TLS_VERSION_MINOR 3
+
+/* The header every offload path accepts: a known content type, TLS 1.2, and
+   a length field an AES-GCM record can have. h: NIC_TLS_HEADER_LEN bytes. */
+static inline bool nic_tls_header_plausible(const uint8_t *h)
+{
+    uint32_t lf = ((uint32_t)h[3] << 8) | h[4];
+    return h[0] >= NIC_TLS_CT_CCS && h[0] <= NIC_TLS_CT_APPDATA && h[1] == NIC_TLS_VERSION_MAJOR &&
+           h[2] == NIC_TLS_VERSION_MINOR && lf >= NIC_TLS_MIN_LENFIELD &&
+           lf <= NIC_TLS_MAX_LENFIELD;
+}
+
+/* Total record length (header included) from a header. */
+static inline uint32_t nic_tls_record_len(const uint8_t *h)
+{
+    return NIC_TLS_HEADER_LEN + (((uint32_t)h[3] << 8) | h[4]);
+}
+
 /* TX side (nic_tls_tx.c). */
 int nic_tls_tx_install(struct nic_dev *dev, struct nic_flow *flow);
 void nic_tls_tx_free(struct nic_tls_tx_flow *tx);

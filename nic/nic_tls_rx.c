@@ -1,5 +1,5 @@
 /*
- * nic_tls_rx.c - autonomous TLS receive offload (DESIGN.md §4).
+ * nic_tls_rx.c - autonomous TLS receive offload (docs/design.md §5).
  *
  * In sequence, the NIC walks the records of each segment, decrypts payload
  * in place (AES-GCM), checks every tag, and marks the packet DECRYPTED only

@@ -1,5 +1,5 @@
 /*
- * nic_tls_tx.c - autonomous TLS transmit offload (DESIGN.md §3).
+ * nic_tls_tx.c - autonomous TLS transmit offload (docs/design.md §4).
  *
  * The host writes each record as plaintext with a blank tag. For every
  * offloaded segment that starts at the expected TCP sequence number, the NIC
@@ -33,6 +33,7 @@ struct tx_walker {
     uint32_t rec_len;      /* total record length, valid once rec_off >= 5 */
     uint8_t hdr[NIC_TLS_PAYLOAD_OFF];
     bool keystream_only; /* resumed mid-record: no GHASH, tag must be cached */
+    bool lost;           /* a record failed mid-walk: no valid state until a PROGRESS resets it */
     bool tag_valid;
     uint8_t tag[NIC_TLS_TAG_LEN];
     /* Cipher state is per walker: a one-shot that runs into the next record
@@ -149,11 +150,9 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
                was given the record length instead. */
             if (before < NIC_TLS_HEADER_LEN && w->rec_off >= NIC_TLS_HEADER_LEN &&
                 !w->keystream_only) {
-                uint32_t lf = ((uint32_t)w->hdr[3] << 8) | w->hdr[4];
-                if (w->hdr[0] < 20 || w->hdr[0] > 23 || w->hdr[1] != 3 || w->hdr[2] != 3 ||
-                    lf < NIC_TLS_MIN_LENFIELD || lf > NIC_TLS_MAX_LENFIELD)
+                if (!nic_tls_header_plausible(w->hdr))
                     return WALK_BAD_RECORD;
-                w->rec_len = NIC_TLS_HEADER_LEN + lf;
+                w->rec_len = nic_tls_record_len(w->hdr);
             }
             if (w->rec_off == NIC_TLS_PAYLOAD_OFF && !w->keystream_only &&
                 nic_tls_gcm_start(w->gcm, true, tx->salt, w->hdr, w->record_sn, w->rec_len) != 0)
@@ -247,6 +246,7 @@ int nic_tls_tx_dump(struct nic_dev *dev, struct nic_flow *flow, const struct nic
     /* Read from host memory; output to device memory, then discarded. */
     if (walk(dev, tx, &tx->main, (const uint8_t *)(uintptr_t)d->addr, tx->scratch, d->len, false) !=
         WALK_OK) {
+        tx->main.lost = true; /* as for DATA: wait for the next PROGRESS */
         dev->c.tx_tls_bad_record++;
         return NIC_TX_ERR_BAD_DESC;
     }
@@ -280,7 +280,7 @@ int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, const uint8_t *host
     bool oneshot = tx->oneshot_armed;
     struct tx_walker *w = oneshot ? &tx->oneshot : &tx->main;
     tx->oneshot_armed = false;
-    if (v.seq != w->expected_seq) {
+    if (w->lost || v.seq != w->expected_seq) {
         dev->c.tx_tls_seq_mismatch++;
         return NIC_TX_ERR_DROPPED;
     }
@@ -288,7 +288,7 @@ int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, const uint8_t *host
                  !oneshot && tx->report_tags);
     if (r != WALK_OK) {
         if (!oneshot) /* the main state is lost: only a resync recovers it */
-            w->expected_seq = ~w->expected_seq;
+            w->lost = true;
         dev->c.tx_tls_bad_record++;
         return NIC_TX_ERR_DROPPED;
     }

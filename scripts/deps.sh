@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh   (as root; non-interactive)
 set -eu
 
-PKGS="gcc make cmake pkg-config liblwip-dev libmbedtls-dev libssl-dev libpcap-dev check
+PKGS="gcc clang make cmake pkg-config liblwip-dev libmbedtls-dev libssl-dev libpcap-dev check
       curl openssl tshark iproute2 procps"
 
 missing=""

@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* pbuf->flags bit (unused by lwIP 2.1.3, see LWIP-NOTES.md): the NIC decrypted
+/* pbuf->flags bit (unused by lwIP 2.1.3, docs/design.md §7): the NIC decrypted
    this packet's TLS record bytes. Set on RX pbufs; survives lwIP's TCP
    reassembly because lwIP never merges bytes of two packets into one pbuf. */
 #define STACK_PBUF_FLAG_DECRYPTED 0x40U

@@ -35,7 +35,7 @@
  * Counters: after the transfers of every profile, /stats is checked: the
  * faults of the profile (and no others) happened, HTTP and TLS counters match
  * what the test did, and the offload counters satisfy the invariants of
- * DESIGN.md sections 3, 4 and 7 (see check_tx_offload / check_rx_offload).
+ * docs/design.md §4, §5 and §9 (see check_tx_offload / check_rx_offload).
  *
  * Network safety: anic itself creates (and on exit deletes) the namespace
  * anic-e2e-<pid>-<n>; clients only run inside it (ip netns exec, or a forked
@@ -530,7 +530,8 @@ static void on_fatal_signal(int sig)
 
 /* Check's runner installs its own SIGINT/SIGTERM/SIGALRM handlers, which
  * killpg() the whole process group (in no-fork mode: ours, i.e. the shell or
- * ctest that started us). So ours go in again in every fixture, after Check's. */
+ * ctest that started us). So ours go in again at the start of every profile,
+ * after Check's. */
 static void install_handlers(void)
 {
     struct sigaction sa = {.sa_handler = on_fatal_signal};
@@ -907,7 +908,12 @@ static void unlink_big_uploads(void)
         unlink(upload_tamper.path);
 }
 
-/* ---- Fixtures ---------------------------------------------------------------- */
+/* ---- Fixtures ----------------------------------------------------------------
+ *
+ * Check fixtures take no argument, so a profile's server is started by the
+ * first test of its case, test_server_up, registered as a loop test over the
+ * single index [i, i + 1) of its profile; the case's unchecked teardown stops
+ * the current profile. Adding a profile is one row of profiles[]. */
 
 static void profile_setup(int idx)
 {
@@ -944,9 +950,13 @@ static void profile_setup(int idx)
         note("[%s] server did not start: %s", p->name, p->start_err);
 }
 
-static void profile_teardown(int idx)
+/* Unchecked teardown of every case: stops the server of the profile that
+ * test_server_up started (none if the case was filtered out before it ran). */
+static void profile_teardown(void)
 {
-    struct profile *p = &profiles[idx];
+    struct profile *p = cur;
+    if (!p || p->t_end != 0)
+        return;
     server_stop(&p->srv, STOP_TIMEOUT_S); /* no-op if the shutdown test did it */
     p->t_end = now_s();
     if (p->n_failed)
@@ -954,51 +964,6 @@ static void profile_teardown(int idx)
     note("===== profile %s took %.1f s (%d transfers, %d failed) =====", p->name,
          p->t_end - p->t_start, p->n_transfers, p->n_failed);
 }
-
-#define FIXTURES(i)                                                                                \
-    static void setup_##i(void)                                                                    \
-    {                                                                                              \
-        profile_setup(i);                                                                          \
-    }                                                                                              \
-    static void teardown_##i(void)                                                                 \
-    {                                                                                              \
-        profile_teardown(i);                                                                       \
-    }
-FIXTURES(0)
-FIXTURES(1)
-FIXTURES(2)
-FIXTURES(3)
-FIXTURES(4)
-FIXTURES(5)
-FIXTURES(6)
-FIXTURES(7)
-FIXTURES(8)
-FIXTURES(9)
-FIXTURES(10)
-FIXTURES(11)
-FIXTURES(12)
-FIXTURES(13)
-FIXTURES(14)
-FIXTURES(15)
-FIXTURES(16)
-FIXTURES(17)
-FIXTURES(18)
-FIXTURES(19)
-FIXTURES(20)
-FIXTURES(21)
-FIXTURES(22)
-FIXTURES(23)
-static void (*const setups[])(void) = {setup_0,  setup_1,  setup_2,  setup_3,  setup_4,  setup_5,
-                                       setup_6,  setup_7,  setup_8,  setup_9,  setup_10, setup_11,
-                                       setup_12, setup_13, setup_14, setup_15, setup_16, setup_17,
-                                       setup_18, setup_19, setup_20, setup_21, setup_22, setup_23};
-static void (*const teardowns[])(void) = {
-    teardown_0,  teardown_1,  teardown_2,  teardown_3,  teardown_4,  teardown_5,
-    teardown_6,  teardown_7,  teardown_8,  teardown_9,  teardown_10, teardown_11,
-    teardown_12, teardown_13, teardown_14, teardown_15, teardown_16, teardown_17,
-    teardown_18, teardown_19, teardown_20, teardown_21, teardown_22, teardown_23};
-_Static_assert(sizeof(setups) / sizeof(setups[0]) >= sizeof(profiles) / sizeof(profiles[0]),
-               "add FIXTURES() for the new profiles");
 
 #define REQUIRE_SERVER()                                                                           \
     ck_assert_msg(cur && cur->up && cur->srv.pid > 0, "server of profile %s is not running: %s",   \
@@ -1132,8 +1097,10 @@ static void do_upload(struct fails *f, int mode, const struct upload *u, bool ch
 
 /* ---- Tests: transfers -------------------------------------------------------- */
 
+/* _i is the profile's index (see Fixtures). */
 START_TEST(test_server_up)
 {
+    profile_setup(_i);
     ck_assert_msg(cur && cur->up, "server of profile %s did not start: %s", cur ? cur->name : "?",
                   cur ? cur->start_err : "");
 }
@@ -1839,7 +1806,7 @@ START_TEST(test_stats)
 }
 END_TEST
 
-/* TX offload (DESIGN.md section 3). The NIC's nic_tls counters cover both
+/* TX offload (docs/design.md §4). The NIC's nic_tls counters cover both
  * offload listeners; offload_dump / offload_tagcache are the host's, per
  * policy. */
 static void check_tx_offload(struct fails *f, const char *js)
@@ -1941,7 +1908,7 @@ static void check_tx_offload(struct fails *f, const char *js)
     }
 }
 
-/* RX offload (DESIGN.md section 4). */
+/* RX offload (docs/design.md §5). */
 static void check_rx_offload(struct fails *f, const char *js)
 {
 #define GET(sec, name) stat_of(f, js, sec, name)
@@ -2879,8 +2846,8 @@ static Suite *make_suite(void)
     for (int i = 0; i < N_PROFILES; i++) {
         TCase *tc = tcase_create(profiles[i].name);
         tcase_set_timeout(tc, 600);
-        tcase_add_unchecked_fixture(tc, setups[i], teardowns[i]);
-        tcase_add_test(tc, test_server_up);
+        tcase_add_unchecked_fixture(tc, NULL, profile_teardown);
+        tcase_add_loop_test(tc, test_server_up, i, i + 1);
         unsigned t = profiles[i].tests;
         if (t & T_CLASSIC) {
             tcase_add_loop_test(tc, test_get, 0, N_MODES);

@@ -530,6 +530,106 @@ START_TEST(rx_bad_checksum_clears_csum_ok_and_counts)
 }
 END_TEST
 
+/* Frames whose headers do not hold together are counted in rx_malformed and
+   still delivered as received, without NIC_RXF_CSUM_OK; well-formed IPv4 that
+   is not a whole TCP segment (UDP, a fragment) and a bad checksum are not
+   malformed. */
+enum rx_frame_kind {
+    RXF_GOOD,      /* control: a TCP segment, checksums right */
+    RXF_CSUM_BAD,  /* control: TCP checksum wrong (rx_csum_bad) */
+    RXF_UDP,       /* control: well-formed IPv4, protocol 17 */
+    RXF_FRAGMENT,  /* control: MF set, not a whole segment */
+    RXF_IPV6,      /* version 6 */
+    RXF_SHORT,     /* 12 bytes: shorter than an IPv4 header */
+    RXF_IHL4,      /* IHL 4: a 16-byte IPv4 header */
+    RXF_TOT_LONG,  /* total length beyond the frame (truncated packet) */
+    RXF_TCP_SHORT, /* total length leaves 10 bytes for the TCP header */
+    RXF_THL_LONG,  /* TCP data offset 15 (60 bytes) beyond the total length */
+    RXF_COUNT
+};
+
+static size_t build_rx_frame(uint8_t *p, enum rx_frame_kind k)
+{
+    size_t len = build_tcp(p, 3); /* 304 payload bytes */
+    switch (k) {
+    case RXF_GOOD:
+        break;
+    case RXF_CSUM_BAD:
+        p[TU_TCP_CSUM_OFF] ^= 0x01;
+        break;
+    case RXF_UDP:
+        p[9] = 17;
+        tu_ip_csum_set(p);
+        break;
+    case RXF_FRAGMENT:
+        tu_put16(p + 6, 0x2000); /* MF */
+        tu_ip_csum_set(p);
+        break;
+    case RXF_IPV6:
+        p[0] = 0x60;
+        break;
+    case RXF_SHORT:
+        len = 12;
+        break;
+    case RXF_IHL4:
+        p[0] = 0x44;
+        break;
+    case RXF_TOT_LONG:
+        tu_put16(p + 2, (uint16_t)(len + 1));
+        tu_ip_csum_set(p);
+        break;
+    case RXF_TCP_SHORT:
+        len = TU_IP_HLEN + 10;
+        tu_put16(p + 2, (uint16_t)len);
+        tu_ip_csum_set(p);
+        break;
+    case RXF_THL_LONG:
+        len = TU_IP_HLEN + TU_TCP_HLEN + 8;
+        tu_put16(p + 2, (uint16_t)len);
+        tu_ip_csum_set(p);
+        p[TU_IP_HLEN + 12] = 0xf0;
+        break;
+    default:
+        ck_abort_msg("frame kind %d", (int)k);
+    }
+    return len;
+}
+
+START_TEST(rx_malformed_counted_and_delivered)
+{
+    host_open(8, 8);
+    static uint8_t bufs[RING_MAX][RX_BUF_LEN];
+    static uint8_t pkt[TEST_MTU];
+    uint64_t bytes = 0;
+    for (uint32_t k = 0; k < RXF_COUNT; k++) {
+        TU_CTX("frame kind %u", k);
+        uint32_t b = k % RING_MAX;
+        memset(bufs[b], RX_POISON, RX_BUF_LEN);
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+        tu_rx_publish(&h);
+        size_t len = build_rx_frame(pkt, (enum rx_frame_kind)k);
+        tu_wire_send(h.wire, pkt, len);
+        bytes += len;
+        nic_dev_poll_once(h.dev);
+        struct nic_cqe e;
+        TU_CHECK(tu_cq_take(&h, true, &e));
+        TU_CHECK_EQ(e.kind, NIC_CQE_RX_PACKET);
+        TU_CHECK_EQ(e.cookie, rx_cookie_for(k, b));
+        TU_CHECK_EQ(e.len, len);
+        TU_CHECK_EQ(e.flags, k == RXF_GOOD ? NIC_RXF_CSUM_OK : 0);
+        TU_CHECK(memcmp(bufs[b], pkt, len) == 0); /* delivered as received */
+        tu_cq_publish(&h, true);
+        struct nic_counters c = tu_counters(h.dev);
+        TU_CHECK_EQ(c.rx_malformed, k < RXF_IPV6 ? 0 : k - RXF_IPV6 + 1);
+    }
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.rx_malformed, RXF_COUNT - RXF_IPV6);
+    ck_assert_uint_eq(c.rx_csum_bad, 1);
+    ck_assert_uint_eq(c.rx_packets, RXF_COUNT);
+    ck_assert_uint_eq(c.rx_bytes, bytes);
+}
+END_TEST
+
 START_TEST(rx_without_buffer_drops_and_counts)
 {
     host_open(8, 8);
@@ -714,6 +814,44 @@ END_TEST
 /* A driver that stops reading TX completions stalls the NIC instead of
    losing completions: the engine consumes no descriptor without CQ room
    (tx_cq_backpressure counts the stalls), and resumes once the CQ drains. */
+/* A driver that reposts buffers without publishing its RX CQ consumer index
+   breaks the rule of nic_abi.h: the NIC then writes no entry over unread ones
+   and counts every completion it could not post in rx_cq_overflow. */
+START_TEST(rx_cq_full_counts_overflow_never_overwrites)
+{
+    host_open(8, 8);
+    static uint8_t bufs[RING_MAX][RX_BUF_LEN];
+    static uint8_t pkt[TEST_MTU];
+    uint32_t size = h.q->rx_size;
+    for (uint32_t b = 0; b < size; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    tu_rx_publish(&h);
+    for (uint32_t i = 0; i < size; i++)
+        tu_wire_send(h.wire, pkt, build_tcp(pkt, i));
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe first[RING_MAX];
+    for (uint32_t i = 0; i < size; i++)
+        ck_assert(tu_cq_take(&h, true, &first[i]));
+    /* Repost every buffer, but keep the CQ consumer index unpublished. */
+    for (uint32_t b = 0; b < size; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    tu_rx_publish(&h);
+    for (uint32_t i = 0; i < size; i++)
+        tu_wire_send(h.wire, pkt, build_tcp(pkt, size + i));
+    nic_dev_poll_once(h.dev);
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.rx_cq_overflow, size);
+    ck_assert_uint_eq(c.rx_packets, 2 * size);
+    struct nic_cqe e;
+    ck_assert(!tu_cq_take(&h, true, &e)); /* no entry of the second lap */
+    for (uint32_t i = 0; i < size; i++) { /* the first lap is intact */
+        const struct nic_cqe *q = &h.q->rx_cq[i];
+        ck_assert_uint_eq(q->phase, 1);
+        ck_assert_uint_eq(q->cookie, first[i].cookie);
+    }
+}
+END_TEST
+
 START_TEST(tx_cq_full_stalls_engine_without_loss)
 {
     host_open(8, 8);
@@ -871,6 +1009,7 @@ static Suite *ring_suite(void)
     tcase_add_checked_fixture(rx, setup, teardown);
     tcase_add_test(rx, rx_ring_wraps_reposting_buffers);
     tcase_add_test(rx, rx_bad_checksum_clears_csum_ok_and_counts);
+    tcase_add_test(rx, rx_malformed_counted_and_delivered);
     tcase_add_test(rx, rx_without_buffer_drops_and_counts);
     suite_add_tcase(s, rx);
 
@@ -881,6 +1020,7 @@ static Suite *ring_suite(void)
     tcase_add_test(full, tx_cq_never_overflows_when_driver_consumes);
     tcase_add_test(full, rx_cq_never_overflows_when_driver_consumes);
     tcase_add_test(full, tx_cq_full_stalls_engine_without_loss);
+    tcase_add_test(full, rx_cq_full_counts_overflow_never_overwrites);
     suite_add_tcase(s, full);
 
     TCase *cnt = tcase_create("counters");

@@ -1,6 +1,6 @@
 /*
  * test_rx_offload.c - Check suite for the autonomous TLS receive offload of
- * the NIC (DESIGN.md §4, nic/nic_tls_rx.c), driven through the device's
+ * the NIC (docs/design.md §5, nic/nic_tls_rx.c), driven through the device's
  * queues exactly as a driver would.
  *
  * The test thread is the driver and the wire peer at once. One end of a
@@ -1563,7 +1563,7 @@ END_TEST
 /* nic_tls_rx.c nic_tls_rx_resync_response(): a confirmation that arrives
    while the NIC, still tracking, has seen only part of the next predicted
    header (track_have != 0) is treated as a deny (back to searching), though
-   DESIGN.md §4 says a confirmation that finds the NIC tracking resumes
+   docs/design.md §5 says a confirmation that finds the NIC tracking resumes
    offload at the next record boundary. */
 START_TEST(kb_confirm_while_predicted_header_split)
 {

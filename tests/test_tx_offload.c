@@ -1,6 +1,6 @@
 /*
  * test_tx_offload.c - Check suite for the TLS transmit offload below TCP
- * (DESIGN.md §3): the host side in tls/tls_offload.c (record store, shadow
+ * (docs/design.md §4): the host side in tls/tls_offload.c (record store, shadow
  * sequence number, dump and tag-cache resync policies), the driver in
  * stack/stack_driver.c (netif->output, TX completions, tag reports) and the
  * NIC record engine in nic/nic_tls_tx.c, all driven from the test thread.
@@ -18,6 +18,7 @@
  * Random choices come from a seeded generator; the seed is printed and can
  * be replayed with ANIC_TEST_SEED=<seed>.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <inttypes.h>
 #include <semaphore.h>
@@ -38,6 +39,7 @@
 #include "nic_dev.h"
 #include "nic_engine.h" /* white box: the NIC's flow table, to see what it keeps of a key */
 #include "nic_flow.h"
+#include "nic_tls.h"
 #include "stack_driver.h"
 #include "test_util.h"
 #include "tls_offload.h"

@@ -629,7 +629,7 @@ static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
        counters, live for /stats. */
     bool offloaded = rx_stats_fold(c);
     if (c->rxo) {
-        /* Record boundary: answer the NIC's resync requests (DESIGN.md §4). */
+        /* Record boundary: answer the NIC's resync requests (docs/design.md §5). */
         tls_rx_offload_record_done(c->rxo,
                                    c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx),
                                    tls_rx_next_seq(c->rx), offloaded);
@@ -751,7 +751,7 @@ static bool switch_to_sw(struct tls_conn *c)
     return c->tx_aead && c->rx_aead && c->rx;
 }
 
-/* The fence (DESIGN.md §3): offloaded records may be written only once no
+/* The fence (docs/design.md §4): offloaded records may be written only once no
    handshake byte waits in lwIP's unsent queue, so that no segment mixes
    bytes mbed TLS encrypted with bytes the NIC will encrypt. */
 static void try_start_offload(struct tls_conn *c)

@@ -1,6 +1,6 @@
 /*
  * tls_offload.c - host side of the TLS transmit offload: flow contexts,
- * record store, and the driver hook (shadow seq + resync), DESIGN.md §3.
+ * record store, and the driver hook (shadow seq + resync), docs/design.md §4.
  *
  * A flow whose install the NIC refused falls back to software: the records
  * already written as frames are sealed in place in the store and the hook

@@ -1,5 +1,5 @@
 /*
- * tls_offload.h - host side of the autonomous TLS offload (DESIGN.md §3):
+ * tls_offload.h - host side of the autonomous TLS offload (docs/design.md §4):
  * flow contexts in the NIC, the record store for retransmissions, and the
  * driver hook that keeps a shadow of the NIC's expected sequence number and
  * resynchronises it with state/dump descriptors (or tag-cache one-shots).
@@ -81,9 +81,7 @@ void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb);
    true; abort: the pcb is being aborted/freed, stop at once. */
 bool tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort);
 
-#endif
-
-/* --- receive side (DESIGN.md §4) --- */
+/* --- receive side (docs/design.md §5) --- */
 
 struct tls_offload_rx_counters {
     uint64_t rx_tls_ctx_installed, rx_tls_ctx_fail; /* as the tx_ names above */
@@ -117,3 +115,5 @@ void tls_rx_offload_record_done(struct tls_rx_offload *r, uint32_t next_seq, uin
 /* Hint mode: tls/ knows where a record beyond the current one starts. */
 void tls_rx_offload_future_record(struct tls_rx_offload *r, uint32_t seq, uint64_t sn);
 void tls_rx_offload_stop(struct tls_rx_offload *r);
+
+#endif

@@ -109,7 +109,7 @@ void tls_record_xor_keystream(struct tls_aead *a, const uint8_t explicit_nonce[8
  * (TLS_MAX_RECORD_LEN bytes). A record that lies whole inside one chunk is
  * handled without copying it first.
  *
- * Each chunk may carry the NIC's "decrypted" mark (DESIGN.md §4) together
+ * Each chunk may carry the NIC's "decrypted" mark (docs/design.md §5) together
  * with the NIC's view of where the chunk's first byte lies: which record,
  * which offset in it, and that record's length. A mark is *trusted* only if
  * that view equals the reassembler's own; otherwise the chunk's payload

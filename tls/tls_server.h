@@ -23,7 +23,7 @@ struct tls_server_cfg {
     const char *keylog_path;          /* NULL: no NSS key log */
 };
 
-/* Counters (DESIGN.md §7 software side + connection outcomes). */
+/* Counters (docs/design.md §9: software side + connection outcomes). */
 struct tls_counters {
     uint64_t handshakes_ok, handshakes_failed, conns_closed;
     uint64_t tx_records, tx_bytes_plaintext, rx_records, rx_bytes_plaintext;

@@ -1,16 +1,16 @@
-/* app_bench.h - `anic bench`: one run, every mode side by side; a TX loss
-   sweep; a microbenchmark of the NIC engine alone (app_microbench.c). */
-#ifndef ANIC_APP_BENCH_H
-#define ANIC_APP_BENCH_H
+/* bench.h - `anic bench`: one run, every mode side by side; a TX loss
+   sweep; a microbenchmark of the NIC engine alone (bench_micro.c). */
+#ifndef ANIC_BENCH_H
+#define ANIC_BENCH_H
 
 #include <stdint.h>
 
-int app_bench_main(int argc, char **argv);
+int bench_main(int argc, char **argv);
 
 /* `anic bench --micro`: the NIC engine driven from the calling thread (no
    wire, no TUN, no namespace), record_bytes of 16 KiB TLS records per run,
    each run repeated `repeat` times (median shown). Prints its report on
    stdout; returns an exit status (0 ok, 1 failure, 128+signal). */
-int app_microbench_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu);
+int bench_micro_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu);
 
 #endif

@@ -1,12 +1,12 @@
 /*
- * app_bench.c - `anic bench`, three measurements:
+ * bench.c - `anic bench`, four measurements:
  *
  * 1. Mode comparison (default): one process, one app_runtime with one
  *    listener per selected mode, curl as the client inside the bench's own
  *    network namespace. For every (mode, direction) it measures wall time
  *    around the curl run and the CPU time of this process's threads by class:
  *
- *      NIC  = threads whose name starts with "nic" (DESIGN.md §2)
+ *      NIC  = threads whose name starts with "nic" (docs/design.md §2)
  *      host = every other thread, except the bench's own (main) thread, which
  *             only forks curl and waits for it
  *
@@ -25,9 +25,9 @@
  *    classification of received records (tls_<mode>.rx_records_full_offload,
  *    _partial_offload, _no_offload) and the RX resync counters (offload_rx)
  *    are read around every upload: the share of records the NIC decrypted
- *    and authenticated entirely (DESIGN.md §4).
+ *    and authenticated entirely (docs/design.md §5).
  *
- * 4. Engine microbenchmark (--micro): app_microbench.c, no namespace at all.
+ * 4. Engine microbenchmark (--micro): bench_micro.c, no namespace at all.
  *
  * Signals: SIGINT/SIGTERM/SIGHUP/SIGCHLD are blocked in every thread (they
  * inherit the mask from the main thread, which blocks them before the first
@@ -36,7 +36,7 @@
  * and deletes the namespace. SIGPIPE is ignored.
  */
 #define _GNU_SOURCE
-#include "app_bench.h"
+#include "bench.h"
 #include "app_http.h"
 #include "app_runtime.h"
 #include "app_stats.h"
@@ -1928,7 +1928,7 @@ static int run_sweep(struct bench *b)
 
 /* ---- main ---- */
 
-int app_bench_main(int argc, char **argv)
+int bench_main(int argc, char **argv)
 {
     static struct bench bench; /* large: cells */
     struct bench *b = &bench;
@@ -1936,7 +1936,7 @@ int app_bench_main(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : 2;
     if (b->o.micro)
-        return app_microbench_run(b->o.size, b->o.repeat, b->o.mtu);
+        return bench_micro_run(b->o.size, b->o.repeat, b->o.mtu);
 
     if (geteuid() != 0) {
         fprintf(stderr, "anic bench: needs root (network namespace, TUN device)\n");

@@ -1,5 +1,5 @@
 /*
- * app_microbench.c - `anic bench --micro`: the NIC's TX record engine alone.
+ * bench_micro.c - `anic bench --micro`: the NIC's TX record engine alone.
  *
  * No namespace, no TUN, no engine thread. The bench thread is both the host
  * driver and the device: it creates a nic_dev whose "TUN" fd is something
@@ -32,7 +32,7 @@
  * authenticates with tls_record_open and decrypts to the plaintext sent.
  */
 #define _GNU_SOURCE
-#include "app_bench.h"
+#include "bench.h"
 #include "nic_abi.h"
 #include "nic_csum.h"
 #include "nic_dev.h"
@@ -67,7 +67,7 @@ static uint32_t mb_mss = 1448;
 #define MB_FLOW_ID           1u
 #define MB_REC_PT            TLS_MAX_PLAINTEXT
 #define MB_REC_LEN           (MB_REC_PT + TLS_RECORD_OVERHEAD)
-#define MB_FIRST_SN          1u          /* first application record (DESIGN.md §3) */
+#define MB_FIRST_SN          1u          /* first application record (docs/design.md §4) */
 #define MB_ISN               0xfff00000u /* first TCP seq: the stream crosses 2^32 early */
 #define MB_SNDBUF            (8u << 20)  /* socketpair send buffer: many poll rounds */
 #define MB_DRAIN             64u         /* packets per recvmmsg */
@@ -763,7 +763,7 @@ static double gbps(uint64_t bytes, uint64_t ns)
     return ns ? (double)bytes / (double)ns : 0; /* bytes per ns = GB/s */
 }
 
-int app_microbench_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu)
+int bench_micro_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu)
 {
     mb_mtu = mtu;
     mb_mss = mtu - 52;
