@@ -101,18 +101,6 @@ static bool seq_leq(uint32_t a, uint32_t b)
     return (int32_t)(a - b) <= 0;
 }
 
-static bool header_plausible(const uint8_t *h)
-{
-    uint32_t lf = ((uint32_t)h[3] << 8) | h[4];
-    return h[0] >= 20 && h[0] <= 23 && h[1] == 3 && h[2] == 3 && lf >= NIC_TLS_MIN_LENFIELD &&
-           lf <= NIC_TLS_MAX_LENFIELD;
-}
-
-static uint32_t header_record_len(const uint8_t *h)
-{
-    return NIC_TLS_HEADER_LEN + (((uint32_t)h[3] << 8) | h[4]);
-}
-
 /* --- install / free --- */
 
 int nic_tls_rx_install(struct nic_dev *dev, struct nic_flow *flow, uint32_t flow_id)
@@ -206,9 +194,9 @@ static int walk(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *i
             out += n;
             len -= n;
             if (before < NIC_TLS_HEADER_LEN && w->rec_off >= NIC_TLS_HEADER_LEN) {
-                if (!header_plausible(w->hdr))
+                if (!nic_tls_header_plausible(w->hdr))
                     return WALK_BAD_RECORD;
-                w->rec_len = header_record_len(w->hdr);
+                w->rec_len = nic_tls_record_len(w->hdr);
             }
             if (w->rec_off == NIC_TLS_PAYLOAD_OFF &&
                 nic_tls_gcm_start(w->gcm, false, f->salt, w->hdr, w->record_sn, w->rec_len) != 0)
@@ -290,11 +278,11 @@ static bool track_bytes(struct nic_tls_rx_flow *f, const uint8_t *data, uint32_t
         f->track_have += (unsigned)n;
         if (f->track_have < NIC_TLS_HEADER_LEN)
             break;
-        if (!header_plausible(f->track_hdr))
+        if (!nic_tls_header_plausible(f->track_hdr))
             return false;
         f->chain[f->chain_total % RX_CHAIN_KEEP] = f->track_next;
         f->chain_total++;
-        f->track_next += header_record_len(f->track_hdr);
+        f->track_next += nic_tls_record_len(f->track_hdr);
         f->track_have = 0;
         f->tracked++;
     }
@@ -306,12 +294,11 @@ static void search_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const 
                           uint32_t seq, size_t len, struct nic_cqe *cqe)
 {
     for (size_t i = 0; i + NIC_TLS_HEADER_LEN <= len; i++) {
-        if (data[i] < 20 || data[i] > 23 || data[i + 1] != 3 || data[i + 2] != 3 ||
-            !header_plausible(data + i))
+        if (!nic_tls_header_plausible(data + i))
             continue;
         /* A second header predicted inside this packet must match too. */
-        size_t next = i + header_record_len(data + i);
-        if (next + NIC_TLS_HEADER_LEN <= len && !header_plausible(data + next))
+        size_t next = i + nic_tls_record_len(data + i);
+        if (next + NIC_TLS_HEADER_LEN <= len && !nic_tls_header_plausible(data + next))
             continue;
         f->cand_seq = seq + (uint32_t)i;
         f->track_next = f->cand_seq;
