@@ -66,6 +66,10 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     ADD("nic_tls", nc, rx_tls_reorder_drained);
     ADD("nic_tls", nc, rx_tls_reorder_dup);
     ADD("nic_tls", nc, rx_tls_ahead_decrypted);
+    ADD("nic_tls", nc, rx_tls_skip_syn);
+    ADD("nic_tls", nc, rx_tls_skip_rst);
+    ADD("nic_tls", nc, rx_tls_skip_frag);
+    ADD("nic_tls", nc, rx_tls_skip_oow);
     ADD("wire", nc, tx_packets);
     ADD("wire", nc, tx_bytes);
     ADD("wire", nc, tun_write_errors);
@@ -127,6 +131,7 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD(sec, *tc, rx_records_full_offload);
         ADD(sec, *tc, rx_records_partial_offload);
         ADD(sec, *tc, rx_records_no_offload);
+        ADD(sec, *tc, rx_tls_view_mismatch);
         ADD(sec, *tc, TlsDecryptError);
         ADD(sec, *tc, alerts_sent);
         ADD(sec, *tc, alerts_received);

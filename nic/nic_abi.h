@@ -41,6 +41,7 @@
 #define ANIC_NIC_ABI_H
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define NIC_ABI_VERSION 1
@@ -89,6 +90,7 @@ enum nic_ctx_dir { NIC_CTX_TX = 1, NIC_CTX_RX = 2 };
 
 #define NIC_CTXF_TAG_REPORT 0x01 /* TX: report every record's tag in a TX_DONE completion */
 #define NIC_CTXF_RX_HINT    0x02 /* RX: never search; wait for NIC_RX_PROGRESS hints */
+#define NIC_CTXF_RX_WND     0x04 /* RX: rx_wnd_right_edge/rx_wnd_scale are valid */
 
 struct nic_tls_static_ctx {
     uint8_t cipher;    /* enum nic_cipher */
@@ -103,6 +105,13 @@ struct nic_tls_static_ctx {
     uint16_t dport;
     uint32_t start_tcp_sn; /* first offloaded TCP seq (TX) / next record seq (RX) */
     uint64_t record_sn;    /* record number at start_tcp_sn */
+    /* RX: the host's receive window as announced when the context is
+       installed: right edge (TCP seq) and window scale shift. The NIC then
+       follows the window in the host's outgoing ACKs and never lets a segment
+       beyond it (which TCP will drop) advance its record state. */
+    uint32_t rx_wnd_right_edge;
+    uint8_t rx_wnd_scale;
+    uint8_t pad2[3];
 };
 
 /* --- RX buffer ring --- */
@@ -145,13 +154,24 @@ struct nic_cqe {
     uint64_t cookie;
     uint32_t flow_id;
     uint32_t resync_seq; /* RX_PACKET with NIC_RXF_RESYNC_REQ */
-    uint64_t record_sn;  /* TX_DONE with NIC_RXF_TAG_REPORT */
+    /* TX_DONE with NIC_RXF_TAG_REPORT: the record whose tag is in tag[].
+       RX_PACKET with NIC_RXF_DECRYPTED: the NIC's record view of the packet's
+       first payload byte (TCP seq view_seq): the record it belongs to, its
+       offset in that record (0 = first header byte) and the record's total
+       length (0 while the offset is inside the 5-byte header). The host
+       trusts the mark only where this view equals its own. */
+    uint64_t record_sn;
     uint8_t tag[16];
     uint8_t desc_kind; /* TX_DONE: enum nic_tx_kind of the completed descriptor */
-    uint8_t pad[14];
+    uint8_t pad0;
+    uint16_t view_rec_len;
+    uint32_t view_rec_off;
+    uint32_t view_seq;
+    uint8_t pad[3];
     uint8_t phase; /* written last, release order; see the ownership rule above */
 };
 static_assert(sizeof(struct nic_cqe) == 64, "completion entry is one cache line");
+static_assert(offsetof(struct nic_cqe, phase) == 63, "phase is the last byte written");
 
 /* Free-running ring index -> slot. size must be a power of two. */
 static inline uint32_t nic_ring_slot(uint32_t idx, uint32_t size)

@@ -128,8 +128,16 @@ bool nic_parse_tcp(const uint8_t *pkt, size_t len, struct nic_tcp_view *v)
     memcpy(&v->sport, tcp, 2);
     memcpy(&v->dport, tcp + 2, 2);
     v->seq = get32(tcp + 4);
+    v->ack = get32(tcp + 8);
+    v->window = get16(tcp + 14);
     v->tcp_flags = tcp[13];
     return true;
+}
+
+bool nic_is_tcp_fragment(const uint8_t *pkt, size_t len)
+{
+    return len >= 20 && (pkt[0] >> 4) == 4 && pkt[9] == NIC_IPPROTO_TCP &&
+           (get16(pkt + 6) & 0x3fff) != 0;
 }
 
 static uint32_t pseudo_sum(const uint8_t *pkt, size_t tcp_len)

@@ -8,12 +8,20 @@
 
 #define NIC_IPPROTO_TCP 6
 
+/* TCP header flag bits (RFC 793). */
+#define NIC_TCP_FIN 0x01
+#define NIC_TCP_SYN 0x02
+#define NIC_TCP_RST 0x04
+#define NIC_TCP_ACK 0x10
+
 /* Parsed view of an IPv4/TCP packet; offsets into the packet. */
 struct nic_tcp_view {
     size_t ip_hlen, tcp_off, tcp_hlen, payload_off, payload_len;
     uint32_t saddr, daddr; /* network byte order */
     uint16_t sport, dport; /* network byte order */
     uint32_t seq;          /* host byte order */
+    uint32_t ack;          /* host byte order */
+    uint16_t window;       /* host byte order, unscaled */
     uint8_t tcp_flags;
 };
 
@@ -24,6 +32,8 @@ uint16_t nic_csum_fold(uint32_t sum);
 /* Fill v if pkt is a well-formed IPv4 TCP packet (lengths consistent, not a
    fragment). Returns false otherwise. Checksums are not checked. */
 bool nic_parse_tcp(const uint8_t *pkt, size_t len, struct nic_tcp_view *v);
+/* True if pkt is an IPv4 fragment (first or later) of a TCP segment. */
+bool nic_is_tcp_fragment(const uint8_t *pkt, size_t len);
 
 /* True if both the IPv4 header checksum and the TCP checksum verify. */
 bool nic_tcp_csum_ok(const uint8_t *pkt, const struct nic_tcp_view *v);

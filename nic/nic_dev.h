@@ -69,6 +69,12 @@ struct nic_counters {
         rx_tls_reorder_drained,  /* held segments fed through GCM once the hole filled */
         rx_tls_reorder_dup,      /* ahead segment already held: delivered untouched */
         rx_tls_ahead_decrypted;  /* ahead segments decrypted by keystream and marked */
+    /* Segments of an RX flow that TCP will not accept as stream data: they
+       never advance the NIC's record state and are never marked. */
+    uint64_t rx_tls_skip_syn, /* SYN set (no data segment of an open connection has it) */
+        rx_tls_skip_rst,      /* RST set */
+        rx_tls_skip_frag,     /* IPv4 fragments of TCP: reassembled by the host, a hole here */
+        rx_tls_skip_oow;      /* data beyond the receive window the host last announced */
     uint64_t flow_table_full;
 };
 

@@ -249,8 +249,10 @@ static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uin
             tx_complete(dev, d, (uint8_t)st);
             return;
         }
+        nic_tls_tx_observe(dev, dev->pkt, d->len);
         nic_link_send(dev->link, dev->pkt, d->len, now);
     } else {
+        nic_tls_tx_observe(dev, host, d->len);
         nic_link_send(dev->link, host, d->len, now);
     }
     tx_complete(dev, d, NIC_TX_OK);

@@ -61,5 +61,8 @@ int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, const uint8_t *host
 /* Inspect a received packet (already in the host buffer): verify checksums,
    decrypt in-sequence records of known flows in place, set cqe flags. */
 void nic_tls_rx_packet(struct nic_dev *dev, uint8_t *pkt, size_t len, struct nic_cqe *cqe);
+/* Every transmitted packet: follow the host's announced receive window of
+   RX flows (see nic_tls_rx_observe_ack). */
+void nic_tls_tx_observe(struct nic_dev *dev, const uint8_t *pkt, size_t len);
 
 #endif

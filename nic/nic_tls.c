@@ -134,11 +134,32 @@ void nic_flow_table_free_all(struct nic_flow_table *t)
     }
 }
 
+static bool have_rx_flows(const struct nic_dev *dev)
+{
+    return dev->c.rx_tls_ctx != dev->c.rx_tls_del;
+}
+
+void nic_tls_tx_observe(struct nic_dev *dev, const uint8_t *pkt, size_t len)
+{
+    struct nic_tcp_view v;
+    if (!have_rx_flows(dev) || !nic_parse_tcp(pkt, len, &v) || !(v.tcp_flags & NIC_TCP_ACK))
+        return;
+    /* Our segment runs host -> peer; the RX flow is keyed peer -> host. */
+    struct nic_flow *f = nic_flow_lookup_rx(dev->flows, v.daddr, v.saddr, v.dport, v.sport);
+    if (f && f->rx)
+        nic_tls_rx_observe_ack(f, v.ack, v.window);
+}
+
 void nic_tls_rx_packet(struct nic_dev *dev, uint8_t *pkt, size_t len, struct nic_cqe *cqe)
 {
     struct nic_tcp_view v;
-    if (!nic_parse_tcp(pkt, len, &v))
+    if (!nic_parse_tcp(pkt, len, &v)) {
+        /* The host reassembles fragments; the NIC never sees the segment
+           whole, so for an RX flow its bytes are a hole. */
+        if (have_rx_flows(dev) && nic_is_tcp_fragment(pkt, len))
+            dev->c.rx_tls_skip_frag++;
         return;
+    }
     if (!nic_tcp_csum_ok(pkt, &v)) {
         dev->c.rx_csum_bad++;
         return;

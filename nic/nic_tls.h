@@ -35,6 +35,9 @@ void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t 
 int nic_tls_rx_resync_response(struct nic_dev *dev, struct nic_flow *flow,
                                const struct nic_tx_desc *d);
 int nic_tls_rx_hint(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d);
+/* The host sent a segment on this RX flow's connection acknowledging ack
+   with this (unscaled) window: the right edge of what TCP will accept. */
+void nic_tls_rx_observe_ack(struct nic_flow *flow, uint32_t ack, uint16_t window);
 
 /* Shared record crypto (nic_tls.c). hdr: the record's 5-byte header and
    8-byte explicit nonce. Starts the record's AES-GCM on ctx (keyed, in the

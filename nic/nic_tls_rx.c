@@ -63,6 +63,11 @@ struct nic_tls_rx_flow {
     EVP_CIPHER_CTX *ctr;
     uint8_t salt[4];
     uint32_t high_seq; /* end of the highest stream byte seen */
+    /* The host's receive window as the NIC can know it: the right edge the
+       host last announced (install, then every outgoing ACK). */
+    bool wnd_known;
+    uint8_t wnd_scale;
+    uint32_t wnd_edge;
     /* reorder buffer: ciphertext after w.seq, sorted by seq, non-overlapping */
     struct rx_seg segs[RX_REORDER_MAX_SEGS];
     unsigned nsegs;
@@ -132,6 +137,11 @@ int nic_tls_rx_install(struct nic_dev *dev, struct nic_flow *flow, uint32_t flow
     f->w.seq = flow->st.start_tcp_sn;
     f->w.record_sn = flow->st.record_sn;
     f->high_seq = flow->st.start_tcp_sn;
+    f->wnd_scale = flow->st.rx_wnd_scale;
+    if (flow->st.flags & NIC_CTXF_RX_WND) {
+        f->wnd_known = true;
+        f->wnd_edge = flow->st.rx_wnd_right_edge;
+    }
     f->state = RX_IN_SYNC;
     flow->rx = f;
     return NIC_TX_OK;
@@ -473,7 +483,19 @@ static enum hold_result buffer_ahead(struct nic_dev *dev, struct nic_tls_rx_flow
     return HOLD_KEPT;
 }
 
-/* Returns true if the packet's payload was decrypted and may be marked. */
+/* The walker's view of stream byte seq, which lies in the current record
+   at or after w->seq: what the completion of a marked packet reports. */
+static void view_at(const struct rx_walker *w, uint32_t seq, struct nic_cqe *cqe)
+{
+    uint32_t off = w->rec_off + (seq - w->seq);
+    cqe->record_sn = w->record_sn;
+    cqe->view_seq = seq;
+    cqe->view_rec_off = off;
+    cqe->view_rec_len = (uint16_t)(off >= NIC_TLS_HEADER_LEN ? w->rec_len : 0);
+}
+
+/* Returns true if the packet's payload was decrypted and may be marked; the
+   view of its first byte is then in cqe. */
 static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8_t *data,
                            uint32_t seq, size_t len, struct nic_cqe *cqe)
 {
@@ -507,6 +529,7 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
         struct walk_result r = {0, 0};
         if (may_fail)
             memcpy(f->orig, data, len);
+        view_at(w, seq, cqe);
         if (walk(dev, f, data, data, len, &r) != WALK_OK) {
             if (may_fail)
                 memcpy(data, f->orig, len);
@@ -550,6 +573,7 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
     if (held == HOLD_KEPT) {
         /* Marked only once its ciphertext is held: GCM will still see it. */
         if (ahead_decrypt(f, data, seq, len)) {
+            view_at(w, seq, cqe);
             dev->c.rx_tls_ahead_decrypted++;
             return true;
         }
@@ -582,6 +606,39 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
     return false;
 }
 
+void nic_tls_rx_observe_ack(struct nic_flow *flow, uint32_t ack, uint16_t window)
+{
+    struct nic_tls_rx_flow *f = flow->rx;
+    uint32_t edge = ack + ((uint32_t)window << f->wnd_scale);
+    if (!f->wnd_known || seq_lt(f->wnd_edge, edge)) {
+        f->wnd_edge = edge; /* TCP never shrinks an announced window edge */
+        f->wnd_known = true;
+    }
+}
+
+/* A segment TCP would not take as stream data must not move the walker:
+   otherwise the NIC's idea of where records start parts from the host's
+   (an injected SYN segment carrying a fake header, say). */
+static bool tcp_will_drop(struct nic_dev *dev, const struct nic_tls_rx_flow *f,
+                          const struct nic_tcp_view *v)
+{
+    if (v->tcp_flags & NIC_TCP_SYN) {
+        dev->c.rx_tls_skip_syn++;
+        return true;
+    }
+    if (v->tcp_flags & NIC_TCP_RST) {
+        dev->c.rx_tls_skip_rst++;
+        return true;
+    }
+    if (f->wnd_known && seq_lt(f->wnd_edge, v->seq + (uint32_t)v->payload_len)) {
+        /* TCP keeps the in-window part; here the whole segment is a hole,
+           which a compliant sender never causes. */
+        dev->c.rx_tls_skip_oow++;
+        return true;
+    }
+    return false;
+}
+
 void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t *pkt,
                             const struct nic_tcp_view *v, struct nic_cqe *cqe)
 {
@@ -590,6 +647,8 @@ void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t 
     size_t len = v->payload_len;
     uint32_t seq = v->seq;
     cqe->flow_id = f->flow_id;
+    if (tcp_will_drop(dev, f, v))
+        return;
     bool decrypted = false;
     switch (f->state) {
     case RX_IN_SYNC:

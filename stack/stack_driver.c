@@ -23,7 +23,8 @@ struct stack_rx_buf {
     struct stack_driver *drv;
     struct stack_rx_buf *next_free;
     uint32_t id;
-    uint8_t data[]; /* drv->rx_buf_size bytes */
+    struct stack_rx_view view; /* the NIC's record view, if marked decrypted */
+    uint8_t data[];            /* drv->rx_buf_size bytes */
 };
 
 struct stack_driver {
@@ -339,6 +340,10 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
         struct pbuf *p = pbuf_alloced_custom(PBUF_RAW, (u16_t)len, PBUF_REF, &b->pc, b->data,
                                              (u16_t)drv->rx_buf_size);
         if (flags & NIC_RXF_DECRYPTED) {
+            b->view = (struct stack_rx_view){.seq = e->view_seq,
+                                             .record_sn = e->record_sn,
+                                             .rec_off = e->view_rec_off,
+                                             .rec_len = e->view_rec_len};
             p->flags |= STACK_PBUF_FLAG_DECRYPTED;
             drv->c.rx_decrypted_packets++;
         }
@@ -355,6 +360,16 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
     n += tx_reclaim(drv);
     stack_driver_refill(drv);
     return n;
+}
+
+bool stack_rx_pbuf_view(const struct pbuf *p, struct stack_rx_view *out)
+{
+    if (!(p->flags & STACK_PBUF_FLAG_DECRYPTED))
+        return false;
+    /* Only the driver sets the flag, and only on its own RX buffers, whose
+       pbuf is their first member. */
+    *out = ((const struct stack_rx_buf *)(const void *)p)->view;
+    return true;
 }
 
 void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driver_counters *out)

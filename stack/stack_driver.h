@@ -20,6 +20,18 @@
    reassembly because lwIP never merges bytes of two packets into one pbuf. */
 #define STACK_PBUF_FLAG_DECRYPTED 0x40U
 
+/* Where the NIC placed the first payload byte of a packet it marked
+   decrypted, in its own walk of the TLS stream: TCP seq of that byte, the
+   record it belongs to, its offset in that record and the record's length
+   (0 while the offset is inside the 5-byte header). The host trusts the
+   mark only where this agrees with its own record state. */
+struct stack_rx_view {
+    uint32_t seq;
+    uint64_t record_sn;
+    uint32_t rec_off;
+    uint32_t rec_len;
+};
+
 struct stack_driver_counters {
     uint64_t tx_packets, tx_bytes, tx_copied, tx_ring_full, tx_err_status, tx_completions;
     uint64_t rx_packets, rx_bytes, rx_input_drops, rx_csum_ok, rx_decrypted_packets,
@@ -70,6 +82,10 @@ int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d
    posts control descriptors checks first that they and the data fit. */
 uint32_t stack_driver_tx_space(struct stack_driver *drv);
 void stack_driver_set_offload(struct stack_driver *drv, const struct stack_offload_ops *ops);
+
+/* The view of a received pbuf that carries STACK_PBUF_FLAG_DECRYPTED (the
+   driver's own RX buffer, possibly trimmed by lwIP). False if unmarked. */
+bool stack_rx_pbuf_view(const struct pbuf *p, struct stack_rx_view *out);
 
 void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driver_counters *out);
 

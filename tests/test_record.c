@@ -582,15 +582,35 @@ static void sink_check(const struct sink *k, const struct stream *s, size_t n)
     }
 }
 
+/* The true view of stream offset at (what an honest NIC reports). */
+static struct tls_rx_mark true_mark(const struct stream *s, uint64_t first_seq, size_t at)
+{
+    struct tls_rx_mark m = {first_seq + s->nrec, 0, 0};
+    for (size_t i = 0; i < s->nrec; i++) {
+        size_t total = s->rec[i].pt_len + TLS_RECORD_OVERHEAD;
+        if (at >= s->rec[i].start && at < s->rec[i].start + total) {
+            m.record_sn = first_seq + i;
+            m.rec_off = (uint32_t)(at - s->rec[i].start);
+            m.rec_len = m.rec_off >= TLS_HEADER_LEN ? (uint32_t)total : 0;
+            break;
+        }
+    }
+    return m;
+}
+
 /* Feed wire[0..len) in chunks whose ends are cuts[0..ncuts) (ascending,
- * the last one == len); flags[i] is the decrypted bit of chunk i (NULL: all
- * false). Stops at the first error and returns it. */
+ * the last one == len); flags[i] says chunk i comes marked decrypted with the
+ * true view of stream s (records numbered from first_seq) (NULL: none
+ * marked). Stops at the first error and returns it. */
 static int feed_cuts(struct tls_rx *rx, const uint8_t *wire, const size_t *cuts, size_t ncuts,
-                     const bool *flags, struct sink *k)
+                     const bool *flags, const struct stream *s, uint64_t first_seq, struct sink *k)
 {
     size_t at = 0;
     for (size_t i = 0; i < ncuts; i++) {
-        int rc = tls_rx_feed(rx, wire + at, cuts[i] - at, flags ? flags[i] : false, sink_fn, k);
+        struct tls_rx_mark m =
+            flags && flags[i] ? true_mark(s, first_seq, at) : (struct tls_rx_mark){0, 0, 0};
+        int rc =
+            tls_rx_feed(rx, wire + at, cuts[i] - at, flags && flags[i] ? &m : NULL, sink_fn, k);
         if (rc)
             return rc;
         at = cuts[i];
@@ -639,7 +659,7 @@ START_TEST(test_rx_many_records_one_chunk)
     stream_build(&s, &r, &k, 1, 40, NULL);
     struct tls_rx *rx = tls_rx_new(a, 1);
     sink.rx = rx;
-    ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, false, sink_fn, &sink), TLS_RX_OK);
+    ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, NULL, sink_fn, &sink), TLS_RX_OK);
     sink_check(&sink, &s, 40);
     check_stats(rx, 0, 0, 40, 0);
     ck_assert_uint_eq(tls_rx_next_seq(rx), 41);
@@ -651,7 +671,7 @@ START_TEST(test_rx_many_records_one_chunk)
         total += s.rec[i].pt_len;
     ck_assert_uint_eq(st.bytes_plaintext, total);
     /* An empty feed is a no-op. */
-    ck_assert_int_eq(tls_rx_feed(rx, s.bytes, 0, false, sink_fn, &sink), TLS_RX_OK);
+    ck_assert_int_eq(tls_rx_feed(rx, s.bytes, 0, NULL, sink_fn, &sink), TLS_RX_OK);
 
     tls_rx_free(rx);
     sink_reset(&sink);
@@ -676,7 +696,7 @@ START_TEST(test_rx_random_chunking)
         size_t ncuts = random_cuts(&r, s.len, cuts, MAX_CUTS);
         struct tls_rx *rx = tls_rx_new(a, first);
         sink.rx = rx;
-        ck_assert_int_eq(feed_cuts(rx, s.bytes, cuts, ncuts, NULL, &sink), TLS_RX_OK);
+        ck_assert_int_eq(feed_cuts(rx, s.bytes, cuts, ncuts, NULL, NULL, 0, &sink), TLS_RX_OK);
         sink_check(&sink, &s, 30);
         check_stats(rx, 0, 0, 30, 0);
         ck_assert_uint_eq(tls_rx_next_seq(rx), first + 30);
@@ -705,7 +725,7 @@ START_TEST(test_rx_split_every_byte)
         struct tls_rx *rx = tls_rx_new(a, 7);
         size_t cuts[2] = {p, s.len};
         sink.rx = rx;
-        ck_assert_int_eq(feed_cuts(rx, s.bytes, cuts, 2, NULL, &sink), TLS_RX_OK);
+        ck_assert_int_eq(feed_cuts(rx, s.bytes, cuts, 2, NULL, NULL, 0, &sink), TLS_RX_OK);
         sink_check(&sink, &s, 5);
         check_stats(rx, 0, 0, 5, 0);
         tls_rx_free(rx);
@@ -716,7 +736,7 @@ START_TEST(test_rx_split_every_byte)
     struct tls_rx *rx = tls_rx_new(a, 7);
     sink.rx = rx;
     for (size_t i = 0; i < s.len; i++)
-        ck_assert_int_eq(tls_rx_feed(rx, s.bytes + i, 1, false, sink_fn, &sink), TLS_RX_OK);
+        ck_assert_int_eq(tls_rx_feed(rx, s.bytes + i, 1, NULL, sink_fn, &sink), TLS_RX_OK);
     sink_check(&sink, &s, 5);
     tls_rx_free(rx);
     sink_reset(&sink);
@@ -753,12 +773,14 @@ START_TEST(test_rx_malformed_header)
             struct sink sink = {0};
             struct tls_rx *rx = tls_rx_new(a, 0);
             size_t cuts[2] = {p, total};
-            ck_assert_int_eq(feed_cuts(rx, wire, cuts, 2, NULL, &sink), TLS_RX_ERR_MALFORMED);
+            ck_assert_int_eq(feed_cuts(rx, wire, cuts, 2, NULL, NULL, 0, &sink),
+                             TLS_RX_ERR_MALFORMED);
             sink_check(&sink, &s, 2);
             /* Dead: the same error again, whatever is fed. */
-            ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, false, sink_fn, &sink),
+            ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, NULL, sink_fn, &sink),
                              TLS_RX_ERR_MALFORMED);
-            ck_assert_int_eq(tls_rx_feed(rx, s.bytes, 0, true, sink_fn, &sink),
+            struct tls_rx_mark any = {0, 0, 0};
+            ck_assert_int_eq(tls_rx_feed(rx, s.bytes, 0, &any, sink_fn, &sink),
                              TLS_RX_ERR_MALFORMED);
             ck_assert_uint_eq(sink.n, 2);
             check_stats(rx, 0, 0, 2, 0);
@@ -806,11 +828,12 @@ START_TEST(test_rx_bad_mac)
                 for (ncuts = 0; ncuts < s.len; ncuts++)
                     cuts[ncuts] = ncuts + 1;
             }
-            ck_assert_int_eq(feed_cuts(rx, wire, cuts, ncuts, NULL, &sink), TLS_RX_ERR_BAD_MAC);
+            ck_assert_int_eq(feed_cuts(rx, wire, cuts, ncuts, NULL, NULL, 0, &sink),
+                             TLS_RX_ERR_BAD_MAC);
             sink_check(&sink, &s, 2);
             check_stats(rx, 0, 0, 2, 1);
             ck_assert_uint_eq(tls_rx_next_seq(rx), 7);
-            ck_assert_int_eq(tls_rx_feed(rx, wire, s.len, false, sink_fn, &sink),
+            ck_assert_int_eq(tls_rx_feed(rx, wire, s.len, NULL, sink_fn, &sink),
                              TLS_RX_ERR_BAD_MAC);
             ck_assert_uint_eq(sink.n, 2);
             check_stats(rx, 0, 0, 2, 1);
@@ -823,7 +846,7 @@ START_TEST(test_rx_bad_mac)
     /* Out of step: the receiver expects another sequence number. */
     struct sink sink = {0};
     struct tls_rx *rx = tls_rx_new(a, 6);
-    ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, false, sink_fn, &sink), TLS_RX_ERR_BAD_MAC);
+    ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, NULL, sink_fn, &sink), TLS_RX_ERR_BAD_MAC);
     ck_assert_uint_eq(sink.n, 0);
     tls_rx_free(rx);
     stream_free(&s);
@@ -846,16 +869,15 @@ START_TEST(test_rx_callback_stops)
             /* The feed that completes record 3 (its last byte) stops. */
             size_t end3 = s.rec[2].start + s.rec[2].pt_len + TLS_RECORD_OVERHEAD;
             for (size_t i = 0; i < end3; i++)
-                ck_assert_int_eq(tls_rx_feed(rx, s.bytes + i, 1, false, sink_fn, &sink), TLS_RX_OK);
+                ck_assert_int_eq(tls_rx_feed(rx, s.bytes + i, 1, NULL, sink_fn, &sink), TLS_RX_OK);
         } else {
             /* The stopping feed itself succeeds; the rest of it is dropped. */
-            ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, false, sink_fn, &sink), TLS_RX_OK);
+            ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, NULL, sink_fn, &sink), TLS_RX_OK);
         }
         sink_check(&sink, &s, 3);
         check_stats(rx, 0, 0, 3, 0);
         ck_assert_uint_eq(tls_rx_next_seq(rx), 3);
-        ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, false, sink_fn, &sink),
-                         TLS_RX_ERR_STOPPED);
+        ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, NULL, sink_fn, &sink), TLS_RX_ERR_STOPPED);
         ck_assert_uint_eq(sink.n, 3);
         tls_rx_free(rx);
         sink_reset(&sink);
@@ -887,15 +909,21 @@ enum { CLASS_NONE, CLASS_PARTIAL, CLASS_FULL };
 static int expected_class(const struct stream *s, size_t i, const size_t *cuts, size_t ncuts,
                           const bool *flags)
 {
-    size_t p0 = s->rec[i].start + TLS_PAYLOAD_OFFSET, p1 = p0 + s->rec[i].pt_len + TLS_TAG_LEN;
-    size_t at = 0, dec = 0;
+    /* Full only if every byte, header included, came marked; otherwise
+       partial if any payload or tag byte did. */
+    size_t r0 = s->rec[i].start, p0 = r0 + TLS_PAYLOAD_OFFSET,
+           p1 = p0 + s->rec[i].pt_len + TLS_TAG_LEN;
+    size_t at = 0, dec = 0, dec_all = 0;
     for (size_t c = 0; c < ncuts; c++) {
         size_t a = at > p0 ? at : p0, b = cuts[c] < p1 ? cuts[c] : p1;
         if (a < b && flags[c])
             dec += b - a;
+        a = at > r0 ? at : r0;
+        if (a < b && flags[c])
+            dec_all += b - a;
         at = cuts[c];
     }
-    return dec == 0 ? CLASS_NONE : dec == p1 - p0 ? CLASS_FULL : CLASS_PARTIAL;
+    return dec == 0 ? CLASS_NONE : dec_all == p1 - r0 ? CLASS_FULL : CLASS_PARTIAL;
 }
 
 /* Build the wire image the NIC would deliver for this chunking (flagged
@@ -952,7 +980,7 @@ START_TEST(test_rx_full_offload_no_crypto)
         ck_assert_uint_eq(counts[CLASS_FULL], 20);
         struct tls_rx *rx = tls_rx_new(a, 1);
         sink.rx = rx;
-        ck_assert_int_eq(feed_cuts(rx, wire, cuts, ncuts, flags, &sink), TLS_RX_OK);
+        ck_assert_int_eq(feed_cuts(rx, wire, cuts, ncuts, flags, &s, 1, &sink), TLS_RX_OK);
         sink_check(&sink, &s, 20);
         check_stats(rx, 20, 0, 0, 0);
         ck_assert_uint_eq(tls_rx_next_seq(rx), 21);
@@ -994,7 +1022,7 @@ static void run_split_case(const struct ref_key *k, struct tls_aead *aead, const
 
     if (sc->tamper >= 0)
         wire[x0 + (size_t)sc->tamper] ^= 0x01;
-    int rc = feed_cuts(rx, wire, cuts, 3, flags, &sink);
+    int rc = feed_cuts(rx, wire, cuts, 3, flags, s, 100, &sink);
 
     uint64_t want[3] = {0, 0, 0};
     if (sc->tamper >= 0) {
@@ -1039,12 +1067,18 @@ START_TEST(test_rx_partial_prefix_suffix)
         run_split_case(&k, a, &s, &pre);
         run_split_case(&k, a, &s, &suf);
     }
-    /* Class checks at the ends: all flagged = full, none = no offload. */
+    /* Class checks at the ends: all flagged = full, none = no offload; an
+       unmarked header alone makes it partial (the NIC may have parsed a
+       different header). */
     {
         size_t x0 = s.rec[1].start + TLS_PAYLOAD_OFFSET;
-        size_t cuts[3] = {x0, x0 + X_SPAN, s.len};
+        size_t cuts[3] = {s.rec[1].start, x0 + X_SPAN, s.len};
         bool flags[3] = {false, true, false};
         ck_assert_int_eq(expected_class(&s, 1, cuts, 3, flags), CLASS_FULL);
+        cuts[0] = s.rec[1].start + 1;
+        ck_assert_int_eq(expected_class(&s, 1, cuts, 3, flags), CLASS_PARTIAL);
+        cuts[0] = x0;
+        ck_assert_int_eq(expected_class(&s, 1, cuts, 3, flags), CLASS_PARTIAL);
         cuts[1] = x0 + X_SPAN - 1;
         ck_assert_int_eq(expected_class(&s, 1, cuts, 3, flags), CLASS_PARTIAL);
         cuts[1] = x0;
@@ -1146,7 +1180,7 @@ START_TEST(test_rx_random_offload_stream)
         uint8_t *wire = nic_wire(&k, &s, cuts, ncuts, flags, true, counts);
         struct tls_rx *rx = tls_rx_new(a, 1);
         sink.rx = rx;
-        ck_assert_int_eq(feed_cuts(rx, wire, cuts, ncuts, flags, &sink), TLS_RX_OK);
+        ck_assert_int_eq(feed_cuts(rx, wire, cuts, ncuts, flags, &s, 1, &sink), TLS_RX_OK);
         sink_check(&sink, &s, 30);
         check_stats(rx, counts[CLASS_FULL], counts[CLASS_PARTIAL], counts[CLASS_NONE], 0);
         tls_rx_free(rx);

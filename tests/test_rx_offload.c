@@ -341,11 +341,14 @@ struct dpkt {
     size_t off, len;
     uint16_t flags;
     uint32_t resync_seq;
-    uint8_t *data; /* the payload as delivered */
+    struct tls_rx_mark mark; /* with NIC_RXF_DECRYPTED: the NIC's view of byte off */
+    bool tcp_drops;          /* an injected packet the host's TCP does not accept */
+    uint8_t *data;           /* the payload as delivered */
 };
 static struct dpkt L[MAX_LOG];
 static size_t NL;
 static struct nic_cqe g_last; /* completion of the last injected packet */
+static bool g_forged;         /* the stream on the wire was tampered with by the test */
 /* The keystream a DECRYPTED packet must show over each stream byte; NULL =
    ct ^ pv. A test that tampers an explicit nonce sets the NIC's view. */
 static uint8_t *g_mask;
@@ -411,12 +414,22 @@ static uint16_t inject(size_t off, size_t len, const struct mod *m)
     }
     if (e.flags & NIC_RXF_RESYNC_REQ)
         TU_CHECK(e.resync_seq - seq_at(off) < len);
+    if ((e.flags & NIC_RXF_DECRYPTED) && !g_forged) {
+        /* An honest stream: the NIC's view of the first byte is the truth. */
+        size_t r = rec_of(off), ro = off - S.start[r];
+        TU_CHECK_EQ(e.view_seq, seq_at(off));
+        TU_CHECK_EQ(e.record_sn, r + 1);
+        TU_CHECK_EQ(e.view_rec_off, ro);
+        TU_CHECK_EQ(e.view_rec_len, ro >= TLS_HEADER_LEN ? S.start[r + 1] - S.start[r] : 0);
+    }
 
     struct dpkt *d = &L[NL++];
     d->off = off;
     d->len = len;
     d->flags = e.flags;
     d->resync_seq = e.resync_seq;
+    d->mark = (struct tls_rx_mark){e.record_sn, e.view_rec_off, e.view_rec_len};
+    d->tcp_drops = false;
     d->data = malloc(len);
     TU_CHECK(d->data);
     memcpy(d->data, got + HDRS, len);
@@ -572,7 +585,7 @@ static struct host_res host_replay(enum model m)
     for (size_t b = 0; b < S.len; b++)
         owner[b] = -1;
     for (size_t i = 0; i < NL; i++) {
-        if (!(L[i].flags & NIC_RXF_CSUM_OK))
+        if (!(L[i].flags & NIC_RXF_CSUM_OK) || L[i].tcp_drops)
             continue; /* the host stack drops it too */
         for (size_t b = L[i].off; b < L[i].off + L[i].len; b++)
             if (m == LAST_COPY_WINS || owner[b] < 0)
@@ -590,8 +603,9 @@ static struct host_res host_replay(enum model m)
         while (end < S.len && owner[end] == i)
             end++;
         const struct dpkt *d = &L[i];
+        struct tls_rx_mark mark = tls_rx_mark_skip(d->mark, (uint32_t)(pos - d->off));
         int rc = tls_rx_feed(cb.rx, d->data + (pos - d->off), end - pos,
-                             (d->flags & NIC_RXF_DECRYPTED) != 0, host_record, &cb);
+                             (d->flags & NIC_RXF_DECRYPTED) ? &mark : NULL, host_record, &cb);
         pos = end;
         if (rc != TLS_RX_OK) {
             res.err = rc;
@@ -679,6 +693,7 @@ static void close_variant(void)
     NG = 0;
     free(g_mask);
     g_mask = NULL;
+    g_forged = false;
     memset(g_seg_sent, 0, sizeof(g_seg_sent));
     memset(g_seg_flags, 0, sizeof(g_seg_flags));
     if (S.a)
@@ -1370,6 +1385,7 @@ START_TEST(t09_confirm_record_number_is_trusted)
         size_t R = send_until_request(H + 1);
         TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[7]));
         resync_resp(seq_at(S.start[7]), true, told[v]);
+        g_forged = told[v] != 8; /* the NIC was told a wrong number: its views are off */
         send_range(R + 1, NG);
         send_seg(H);
         /* Resumed at r8 with record number told + 1. The nonce comes from

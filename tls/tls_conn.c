@@ -568,21 +568,30 @@ static bool deliver_pending(struct tls_conn *c)
     return c->state == CONN_OPEN;
 }
 
+/* Fold the record layer's counters since the last fold into the server's,
+   live for /stats. Returns true if a fully offloaded record was among them. */
+static bool rx_stats_fold(struct tls_conn *c)
+{
+    struct tls_rx_stats st;
+    tls_rx_get_stats(c->rx, &st);
+    struct tls_counters *t = ctr(c);
+    const struct tls_rx_stats *seen = &c->rx_stats_seen;
+    bool offloaded = st.records_full_offload != seen->records_full_offload;
+    t->rx_records_full_offload += st.records_full_offload - seen->records_full_offload;
+    t->rx_records_partial_offload += st.records_partial_offload - seen->records_partial_offload;
+    t->rx_records_no_offload += st.records_no_offload - seen->records_no_offload;
+    t->rx_tls_view_mismatch += st.view_mismatch - seen->view_mismatch;
+    c->rx_stats_seen = st;
+    return offloaded;
+}
+
 static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
 {
     struct tls_conn *c = arg;
     ctr(c)->rx_records++;
     /* Fold the record layer's classification of this record into the server
        counters, live for /stats. */
-    struct tls_rx_stats st;
-    tls_rx_get_stats(c->rx, &st);
-    struct tls_counters *t = ctr(c);
-    bool offloaded = st.records_full_offload != c->rx_stats_seen.records_full_offload;
-    t->rx_records_full_offload += st.records_full_offload - c->rx_stats_seen.records_full_offload;
-    t->rx_records_partial_offload +=
-        st.records_partial_offload - c->rx_stats_seen.records_partial_offload;
-    t->rx_records_no_offload += st.records_no_offload - c->rx_stats_seen.records_no_offload;
-    c->rx_stats_seen = st;
+    bool offloaded = rx_stats_fold(c);
     if (c->rxo) {
         /* Record boundary: answer the NIC's resync requests (DESIGN.md §4). */
         tls_rx_offload_record_done(c->rxo,
@@ -619,8 +628,19 @@ static void rx_sw(struct tls_conn *c)
     while (c->state == CONN_OPEN && deliver_pending(c) && c->rxq && !c->eof_seen) {
         struct pbuf *q = c->rxq;
         size_t len = q->len;
-        int r = tls_rx_feed(c->rx, q->payload, len, (q->flags & STACK_PBUF_FLAG_DECRYPTED) != 0,
-                            sw_record, c);
+        struct tls_rx_mark mark, *marked = NULL;
+        struct stack_rx_view view;
+        if (stack_rx_pbuf_view(q, &view)) {
+            /* The NIC's claim is about its packet's first byte; lwIP may
+               have trimmed the front of the packet since. */
+            uint32_t q_seq = c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx);
+            mark = tls_rx_mark_skip(
+                (struct tls_rx_mark){view.record_sn, view.rec_off, view.rec_len}, q_seq - view.seq);
+            marked = &mark;
+        }
+        int r = tls_rx_feed(c->rx, q->payload, len, marked, sw_record, c);
+        if (marked)
+            rx_stats_fold(c); /* a distrusted mark counts even with no record done */
         rxq_consume(c, len);
         uint64_t rec_start;
         size_t rec_len;

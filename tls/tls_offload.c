@@ -621,6 +621,11 @@ struct tls_rx_offload *tls_rx_offload_start(struct tls_offload *o, struct tcp_pc
     st->dport = lwip_htons(pcb->local_port);
     st->start_tcp_sn = start_seq;
     st->record_sn = record_sn;
+    /* The window TCP accepts data in, as announced so far; the NIC follows
+       it in our ACKs from here on. */
+    st->flags |= NIC_CTXF_RX_WND;
+    st->rx_wnd_right_edge = pcb->rcv_ann_right_edge;
+    st->rx_wnd_scale = pcb->rcv_scale;
     struct nic_tx_desc d = {.kind = NIC_TX_STATIC_CTX,
                             .flags = NIC_TXF_SIGNAL,
                             .flow_id = r->flow_id,

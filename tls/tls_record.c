@@ -276,13 +276,14 @@ struct tls_rx {
      * of a rec_len-byte record are in buf. */
     size_t have;
     size_t rec_len;
-    /* Whether any payload/tag byte of this record came flagged decrypted
-     * (dec_seen) or not (enc_seen). Once both are set the record is mixed
-     * and buf holds pure ciphertext: flagged payload bytes are re-encrypted
-     * as they arrive. While only dec_seen is set, buf holds plaintext from
-     * the payload start up to have. */
+    /* dec_seen: some payload/tag byte of this record came marked decrypted.
+     * sw_auth: some byte (header included) came unmarked, or marked with a
+     * view the reassembler does not share: the record is authenticated in
+     * software. Once sw_auth is set buf holds pure ciphertext (marked payload
+     * bytes are re-encrypted as they arrive); before, buf holds NIC
+     * plaintext from the payload start up to have. */
     bool dec_seen;
-    bool enc_seen;
+    bool sw_auth;
 
     struct tls_rx_stats stats;
     uint8_t buf[TLS_MAX_RECORD_LEN];
@@ -415,27 +416,33 @@ static void rx_reencrypt(struct tls_rx *rx, size_t from, size_t to)
                              rx->buf + from, to - from);
 }
 
-/* Append n bytes of the current record to buf, tracking the decrypted bit. */
-static void rx_append(struct tls_rx *rx, const uint8_t *src, size_t n, bool decrypted)
+enum rx_chunk {
+    CHUNK_WIRE,     /* bytes as they came off the wire */
+    CHUNK_TRUSTED,  /* NIC plaintext, with a view equal to ours */
+    CHUNK_DISTRUST, /* NIC plaintext, with a view we do not share */
+};
+
+/* Append n bytes of the current record to buf. */
+static void rx_append(struct tls_rx *rx, const uint8_t *src, size_t n, enum rx_chunk kind)
 {
     size_t from = rx->have, to = from + n;
 
     memcpy(rx->buf + from, src, n);
     rx->have = to;
-    if (to <= TLS_PAYLOAD_OFFSET) /* header and nonce: never encrypted */
+    if (kind != CHUNK_TRUSTED && !rx->sw_auth) {
+        /* Software authenticates this record: what the NIC decrypted so
+           far goes back to ciphertext. */
+        if (rx->dec_seen)
+            rx_reencrypt(rx, TLS_PAYLOAD_OFFSET, from);
+        rx->sw_auth = true;
+    }
+    if (kind == CHUNK_WIRE || to <= TLS_PAYLOAD_OFFSET) /* header, nonce: never encrypted */
         return;
     if (from < TLS_PAYLOAD_OFFSET)
         from = TLS_PAYLOAD_OFFSET;
-
-    if (decrypted) {
-        if (rx->enc_seen) /* already mixed: back to ciphertext at once */
-            rx_reencrypt(rx, from, to);
-        rx->dec_seen = true;
-    } else {
-        if (rx->dec_seen && !rx->enc_seen) /* turns mixed: all before was plaintext */
-            rx_reencrypt(rx, TLS_PAYLOAD_OFFSET, from);
-        rx->enc_seen = true;
-    }
+    rx->dec_seen = true;
+    if (rx->sw_auth)
+        rx_reencrypt(rx, from, to);
 }
 
 /* The buffered record is complete: authenticate unless fully offloaded. */
@@ -444,14 +451,14 @@ static int rx_finish_buffered(struct tls_rx *rx, tls_rx_record_fn fn, void *arg)
     uint8_t *rec = rx->buf;
     size_t len = rx->rec_len - TLS_RECORD_OVERHEAD;
     uint8_t *payload = rec + TLS_PAYLOAD_OFFSET;
-    enum rx_offload how = !rx->enc_seen  ? RX_OFFLOAD_FULL
+    enum rx_offload how = !rx->sw_auth   ? RX_OFFLOAD_FULL
                           : rx->dec_seen ? RX_OFFLOAD_PARTIAL
                                          : RX_OFFLOAD_NONE;
 
     rx->have = 0;
     rx->rec_len = 0;
     rx->dec_seen = false;
-    rx->enc_seen = false;
+    rx->sw_auth = false;
     if (how != RX_OFFLOAD_FULL && !gcm_open(rx->aead, rx->seq, rec[0], rec + TLS_HEADER_LEN,
                                             payload, len, payload + len, payload))
         return rx_fail(rx, TLS_RX_ERR_BAD_MAC);
@@ -459,22 +466,47 @@ static int rx_finish_buffered(struct tls_rx *rx, tls_rx_record_fn fn, void *arg)
     return rx_deliver(rx, how, rec[0], payload, len, fn, arg);
 }
 
-int tls_rx_feed(struct tls_rx *rx, const uint8_t *data, size_t len, bool decrypted,
+/* What a chunk's mark is worth: trusted only if the NIC's view of its first
+   byte is exactly ours (record number, offset, and the record's length). */
+static enum rx_chunk rx_classify(struct tls_rx *rx, const struct tls_rx_mark *mark)
+{
+    if (!mark)
+        return CHUNK_WIRE;
+    if (mark->record_sn == rx->seq && mark->rec_off == rx->have && mark->rec_len == rx->rec_len)
+        return CHUNK_TRUSTED;
+    rx->stats.view_mismatch++;
+    return CHUNK_DISTRUST;
+}
+
+struct tls_rx_mark tls_rx_mark_skip(struct tls_rx_mark m, uint32_t skip)
+{
+    if (skip == 0 || m.rec_off == TLS_RX_MARK_UNKNOWN)
+        return m;
+    uint64_t off = (uint64_t)m.rec_off + skip;
+    /* Without the record's length the claim reaches only to the header's end. */
+    uint64_t limit = m.rec_len ? m.rec_len : TLS_HEADER_LEN;
+    m.rec_off = off < limit ? (uint32_t)off : TLS_RX_MARK_UNKNOWN;
+    return m;
+}
+
+int tls_rx_feed(struct tls_rx *rx, const uint8_t *data, size_t len, const struct tls_rx_mark *mark,
                 tls_rx_record_fn fn, void *arg)
 {
     assert(fn);
     if (rx->err)
         return rx->err;
 
+    enum rx_chunk kind = rx_classify(rx, mark);
     while (len > 0) {
-        /* Fast path: a record boundary and the whole record in this chunk. */
-        if (rx->have == 0 && len >= TLS_HEADER_LEN) {
+        /* Fast path: a record boundary and the whole record in this chunk
+           (not for distrusted NIC plaintext, which goes through buf). */
+        if (rx->have == 0 && len >= TLS_HEADER_LEN && kind != CHUNK_DISTRUST) {
             long rec_len = tls_record_parse_header(data);
             if (rec_len < 0)
                 return rx_fail(rx, TLS_RX_ERR_MALFORMED);
             if ((size_t)rec_len <= len) {
                 rx->stream_off += (size_t)rec_len;
-                int rc = rx_whole_record(rx, data, (size_t)rec_len, decrypted, fn, arg);
+                int rc = rx_whole_record(rx, data, (size_t)rec_len, kind == CHUNK_TRUSTED, fn, arg);
                 if (rc)
                     return rx_feed_result(rc);
                 data += rec_len;
@@ -486,7 +518,7 @@ int tls_rx_feed(struct tls_rx *rx, const uint8_t *data, size_t len, bool decrypt
         /* Slow path: collect the header, then the body, in buf. */
         size_t want = (rx->rec_len ? rx->rec_len : TLS_HEADER_LEN) - rx->have;
         size_t n = len < want ? len : want;
-        rx_append(rx, data, n, decrypted);
+        rx_append(rx, data, n, kind);
         rx->stream_off += n;
         data += n;
         len -= n;

@@ -109,18 +109,27 @@ void tls_record_xor_keystream(struct tls_aead *a, const uint8_t explicit_nonce[8
  * (TLS_MAX_RECORD_LEN bytes). A record that lies whole inside one chunk is
  * handled without copying it first.
  *
- * Each chunk carries the NIC's "decrypted" bit (DESIGN.md §4). Per record,
- * counting only its payload and tag bytes (header and explicit nonce are
- * never encrypted, so their flag does not matter):
- *   all flagged  -> payload delivered as is, tag ignored, no host crypto
+ * Each chunk may carry the NIC's "decrypted" mark (DESIGN.md §4) together
+ * with the NIC's view of where the chunk's first byte lies: which record,
+ * which offset in it, and that record's length. A mark is *trusted* only if
+ * that view equals the reassembler's own; otherwise the chunk's payload
+ * bytes are still NIC plaintext, but nothing the NIC claims about them is
+ * believed (view_mismatch). Per record:
+ *   every byte, header included, in trusted marked chunks
+ *                -> payload delivered as is, tag ignored, no host crypto
  *                   (records_full_offload);
- *   none flagged -> decrypted and authenticated in software
+ *   no byte marked -> decrypted and authenticated in software
  *                   (records_no_offload);
- *   mixed        -> flagged payload bytes are re-encrypted with the keystream
- *                   as they arrive, then the record is decrypted and
+ *   otherwise    -> marked payload bytes are re-encrypted with the keystream
+ *                   (CTR is its own inverse), then the record is decrypted and
  *                   authenticated in software (records_partial_offload).
- *                   Flagged tag bytes are the original tag (the NIC leaves
+ *                   Marked tag bytes are the original tag (the NIC leaves
  *                   tags as they are) and are used unchanged.
+ * Why this suffices: the NIC marks a packet only if it walked all of it in
+ * one pass of its record state and authenticated every record ending in
+ * it. With the views equal at every marked chunk and every byte marked, the
+ * NIC's record is byte for byte the host's record, and the NIC checked its
+ * tag. Any other record is authenticated here, whatever the NIC was fed.
  */
 struct tls_rx;
 
@@ -136,6 +145,7 @@ enum tls_rx_err {
  * authentication counts only in decrypt_errors. bytes_plaintext sums the
  * delivered plaintext lengths. */
 struct tls_rx_stats {
+    uint64_t view_mismatch; /* marked chunks whose NIC view disagreed (distrusted) */
     uint64_t records;
     uint64_t records_full_offload;
     uint64_t records_partial_offload;
@@ -154,9 +164,26 @@ struct tls_rx *tls_rx_new(struct tls_aead *a, uint64_t first_seq);
 /* Frees rx (NULL is fine), wiping buffered plaintext. */
 void tls_rx_free(struct tls_rx *rx);
 
-/* Feed len bytes of TCP payload, in stream order. decrypted: the NIC
- * decrypted every record byte of this chunk and authenticated every record
- * that ends in it. Calls fn for each record completed by this chunk.
+/* The NIC's claim about a chunk it marked decrypted (every record byte in
+ * it decrypted, every record ending in it authenticated), stated for the
+ * chunk's first byte. A claim that cannot be stated (e.g. the chunk does not
+ * start where the NIC's packet started) uses rec_off = TLS_RX_MARK_UNKNOWN:
+ * such bytes are NIC plaintext that is never trusted. */
+struct tls_rx_mark {
+    uint64_t record_sn; /* the record the byte belongs to */
+    uint32_t rec_off;   /* its offset in that record (0 = first header byte) */
+    uint32_t rec_len;   /* the record's total length; 0 while rec_off < 5 */
+};
+#define TLS_RX_MARK_UNKNOWN UINT32_MAX
+
+/* The claim for the byte skip bytes after the one m was stated for (a chunk
+ * that starts inside the NIC's packet, e.g. after TCP trimmed an overlap).
+ * Conservative: UNKNOWN once the claim cannot be carried that far. */
+struct tls_rx_mark tls_rx_mark_skip(struct tls_rx_mark m, uint32_t skip);
+
+/* Feed len bytes of TCP payload, in stream order. mark: NULL for bytes as
+ * they came off the wire, else the NIC's claim (see struct tls_rx_mark).
+ * Calls fn for each record completed by this chunk.
  * Returns TLS_RX_OK or a negative enum tls_rx_err:
  *   TLS_RX_ERR_BAD_MAC    no plaintext of the failing record was delivered;
  *   TLS_RX_ERR_MALFORMED  see tls_record_parse_header.
@@ -165,7 +192,7 @@ void tls_rx_free(struct tls_rx *rx);
  * If fn returns nonzero, the feed returns TLS_RX_OK at once, the rest of the
  * chunk is dropped, and the rx is stopped: later feeds return
  * TLS_RX_ERR_STOPPED (the caller asked for no more records). */
-int tls_rx_feed(struct tls_rx *rx, const uint8_t *data, size_t len, bool decrypted,
+int tls_rx_feed(struct tls_rx *rx, const uint8_t *data, size_t len, const struct tls_rx_mark *mark,
                 tls_rx_record_fn fn, void *arg);
 
 void tls_rx_get_stats(const struct tls_rx *rx, struct tls_rx_stats *out);

@@ -28,6 +28,7 @@ struct tls_counters {
     uint64_t handshakes_ok, handshakes_failed, conns_closed;
     uint64_t tx_records, tx_bytes_plaintext, rx_records, rx_bytes_plaintext;
     uint64_t rx_records_full_offload, rx_records_partial_offload, rx_records_no_offload;
+    uint64_t rx_tls_view_mismatch; /* NIC marks whose record view the host did not share */
     uint64_t TlsDecryptError, alerts_sent, alerts_received, close_notify_rx;
     uint64_t rx_malformed;
     uint64_t offload_fallback_sw; /* TLS_MODE_NIC connections that got no NIC context */
