@@ -61,6 +61,9 @@ static void usage_serve(FILE *f)
            "  --rx-reorder-buf B  NIC RX: ciphertext bytes held per flow across a hole, so\n"
            "                        reordering and loss don't lose sync (default 262144;\n"
            "                        0 = the paper's NIC)\n"
+           "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
+           "                        uses); fewer: installs fail and connections fall back to\n"
+           "                        host crypto (counted *_ctx_install_failed)\n"
            "  --peer-rto-min-ms N rto_min of the kernel peer's route in the namespace (default 5;\n"
            "                        0 = Linux's 200 ms)\n"
            "  --rto-min-ms N      fine-grained retransmission timeout floor (default 10;\n"
@@ -68,8 +71,10 @@ static void usage_serve(FILE *f)
            "                        can't repair then costs >= 0.5 s)\n"
            "  --cert FILE --key FILE\n"
            "                      PEM certificate chain and key instead of a generated one\n"
-           "  --ca-out FILE       where the generated CA is written (default /tmp/anic-ca.pem)\n"
-           "  --keylog FILE       append NSS key-log lines (CLIENT_RANDOM) for Wireshark/tshark\n"
+           "  --ca-out FILE       where the generated CA is written (default /tmp/anic-ca.pem;\n"
+           "                        a new file renamed over it: never written through a link)\n"
+           "  --keylog FILE       append NSS key-log lines (CLIENT_RANDOM) for Wireshark/tshark;\n"
+           "                        mode 0600, never through a symlink, must be ours\n"
            "  --pcap FILE         record the wire as the peer sees it (raw IP pcap)\n"
            "  --fault-tx SPEC     faults NIC -> kernel, netem vocabulary, e.g.\n"
            "                        'loss 1%% duplicate 0.5%% reorder 5%% gap 3 corrupt 0.1%%\n"
@@ -135,6 +140,7 @@ enum {
     OPT_PEER_RTO_MIN,
     OPT_RX_RESYNC,
     OPT_RX_REORDER,
+    OPT_NIC_CONTEXTS,
 };
 
 static const struct option serve_opts[] = {
@@ -162,6 +168,7 @@ static const struct option serve_opts[] = {
     {"peer-rto-min-ms", required_argument, NULL, OPT_PEER_RTO_MIN},
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER},
+    {"nic-contexts", required_argument, NULL, OPT_NIC_CONTEXTS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -308,6 +315,10 @@ static int cmd_serve(int argc, char **argv)
                 cfg.rx_hint = true;
             else
                 return bad("rx-resync", optarg);
+            break;
+        case OPT_NIC_CONTEXTS:
+            if (parse_u32(optarg, 1, 1u << 16, &cfg.nic_contexts) < 0)
+                return bad("nic-contexts", optarg);
             break;
         case OPT_RX_REORDER:
             if (parse_u32(optarg, 0, 64u << 20, &cfg.rx_reorder_bytes) < 0)

@@ -25,6 +25,7 @@ struct app_runtime_cfg {
     uint32_t rto_min_ms;      /* see stack_host_cfg */
     uint32_t peer_rto_min_ms; /* the kernel peer's route rto_min (0 = kernel default) */
     uint32_t tx_ring_size, rx_ring_size, max_flows;
+    uint32_t nic_contexts;                   /* NIC flow-context table size (0 = max_flows) */
     uint32_t rx_reorder_bytes;               /* NIC RX: ciphertext held per flow across holes */
     bool rx_hint;                            /* RX resync by host hints instead of NIC search */
     struct nic_fault_cfg fault_tx, fault_rx; /* seeds are chosen here if unset */

@@ -147,7 +147,13 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         const char *osec = ofl_sec[pol];
         ADD(osec, *oc, tx_tls_ctx_installed);
         ADD(osec, *oc, tx_tls_ctx_fail);
+        ADD(osec, *oc, tx_tls_ctx_install_failed);
         ADD(osec, *oc, tx_tls_ctx_deleted);
+        ADD(osec, *oc, tx_tls_ctx_del_deferred);
+        ADD(osec, *oc, tx_tls_ctx_del_pending);
+        ADD(osec, *oc, tx_tls_sw_fallback_packets);
+        ADD(osec, *oc, tx_tls_sw_fallback_bytes);
+        ADD(osec, *oc, tx_tls_sw_fallback_nomem);
         ADD(osec, *oc, tx_tls_ooo);
         ADD(osec, *oc, tx_tls_skip_no_sync_data);
         ADD(osec, *oc, tx_tls_drop_no_sync_data);
@@ -169,7 +175,10 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(src->offload);
         ADD("offload_rx", *rc, rx_tls_ctx_installed);
         ADD("offload_rx", *rc, rx_tls_ctx_fail);
+        ADD("offload_rx", *rc, rx_tls_ctx_install_failed);
         ADD("offload_rx", *rc, rx_tls_ctx_deleted);
+        ADD("offload_rx", *rc, rx_tls_ctx_del_deferred);
+        ADD("offload_rx", *rc, rx_tls_ctx_del_pending);
         ADD("offload_rx", *rc, rx_resync_requests);
         ADD("offload_rx", *rc, TlsRxDeviceResync);
         ADD("offload_rx", *rc, rx_resync_denied);

@@ -16,10 +16,10 @@ struct nic_tls_rx_flow;
 
 struct nic_flow {
     bool used;
-    uint32_t hash_next; /* next RX flow id in the same bucket, 0 = end */
-    struct nic_tls_static_ctx st;
-    struct nic_tls_tx_flow *tx; /* direction TX: record walker + cipher state */
-    struct nic_tls_rx_flow *rx; /* direction RX */
+    uint32_t hash_next;           /* next RX flow id in the same bucket, 0 = end */
+    struct nic_tls_static_ctx st; /* key wiped once the cipher contexts hold it */
+    struct nic_tls_tx_flow *tx;   /* direction TX: record walker + cipher state */
+    struct nic_tls_rx_flow *rx;   /* direction RX */
 };
 
 #define NIC_FLOW_HASH_BUCKETS 256
@@ -33,7 +33,7 @@ struct nic_flow_table {
 void nic_flow_rx_hash_add(struct nic_flow_table *t, uint32_t flow_id);
 void nic_flow_rx_hash_del(struct nic_flow_table *t, uint32_t flow_id);
 
-/* Free every flow's cipher state (device teardown). */
+/* Free every flow's cipher state and wipe every slot (device teardown). */
 void nic_flow_table_free_all(struct nic_flow_table *t);
 struct nic_flow *nic_flow_get(struct nic_flow_table *t, uint32_t flow_id);
 /* Find an RX flow by the packet's 4-tuple (network byte order). */

@@ -5,6 +5,7 @@
 #include "nic_tls.h"
 #include "nic_csum.h"
 
+#include <openssl/crypto.h>
 #include <string.h>
 
 int nic_tls_gcm_start(EVP_CIPHER_CTX *ctx, bool encrypt, const uint8_t salt[4],
@@ -45,6 +46,9 @@ int nic_tls_ctr_seek(EVP_CIPHER_CTX *ctx, const uint8_t salt[4],
     return 0;
 }
 
+/* Key material in device memory is wiped with OPENSSL_cleanse (a store the
+   compiler may not drop): a slot whose install failed, a deleted slot, and
+   the raw key once the cipher contexts hold the key schedule. */
 static int install_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
 {
     struct nic_flow_table *t = dev->flows;
@@ -59,22 +63,27 @@ static int install_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
     }
     memset(f, 0, sizeof(*f));
     memcpy(&f->st, (const void *)(uintptr_t)d->addr, sizeof(f->st)); /* DMA read */
-    if (f->st.cipher != NIC_CIPHER_AES_128_GCM && f->st.cipher != NIC_CIPHER_AES_256_GCM)
-        return NIC_TX_ERR_BAD_DESC;
-    if (f->st.direction == NIC_CTX_TX) {
-        int r = nic_tls_tx_install(dev, f);
-        if (r != NIC_TX_OK)
-            return r;
-        dev->c.tx_tls_ctx++;
+    int r = NIC_TX_ERR_BAD_DESC;
+    if (f->st.cipher != NIC_CIPHER_AES_128_GCM && f->st.cipher != NIC_CIPHER_AES_256_GCM) {
+        dev->c.tx_bad_desc++;
+    } else if (f->st.direction == NIC_CTX_TX) {
+        r = nic_tls_tx_install(dev, f);
+        if (r == NIC_TX_OK)
+            dev->c.tx_tls_ctx++;
     } else if (f->st.direction == NIC_CTX_RX) {
-        int r = nic_tls_rx_install(dev, f, d->flow_id);
-        if (r != NIC_TX_OK)
-            return r;
-        nic_flow_rx_hash_add(t, d->flow_id);
-        dev->c.rx_tls_ctx++;
+        r = nic_tls_rx_install(dev, f, d->flow_id);
+        if (r == NIC_TX_OK) {
+            nic_flow_rx_hash_add(t, d->flow_id);
+            dev->c.rx_tls_ctx++;
+        }
     } else {
-        return NIC_TX_ERR_BAD_DESC;
+        dev->c.tx_bad_desc++;
     }
+    if (r != NIC_TX_OK) {
+        OPENSSL_cleanse(f, sizeof(*f));
+        return r;
+    }
+    OPENSSL_cleanse(f->st.key, sizeof(f->st.key)); /* the cipher contexts are keyed */
     f->used = true;
     return NIC_TX_OK;
 }
@@ -95,7 +104,7 @@ static int delete_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
         nic_tls_rx_free(f->rx);
         dev->c.rx_tls_del++;
     }
-    memset(f, 0, sizeof(*f));
+    OPENSSL_cleanse(f, sizeof(*f));
     return NIC_TX_OK;
 }
 
@@ -131,6 +140,7 @@ void nic_flow_table_free_all(struct nic_flow_table *t)
             nic_tls_tx_free(t->slots[i].tx);
         if (t->slots[i].rx)
             nic_tls_rx_free(t->slots[i].rx);
+        OPENSSL_cleanse(&t->slots[i], sizeof(t->slots[i]));
     }
 }
 

@@ -25,6 +25,7 @@
 #include "nic_csum.h"
 #include "nic_tls.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,7 @@ void nic_tls_rx_free(struct nic_tls_rx_flow *f)
     buffer_clear(f);
     EVP_CIPHER_CTX_free(f->w.gcm);
     EVP_CIPHER_CTX_free(f->ctr);
+    OPENSSL_cleanse(f, sizeof(*f)); /* salt */
     free(f);
 }
 

@@ -20,6 +20,7 @@
 #include "nic_csum.h"
 #include "nic_tls.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,7 @@ void nic_tls_tx_free(struct nic_tls_tx_flow *tx)
     EVP_CIPHER_CTX_free(tx->main.ctr);
     EVP_CIPHER_CTX_free(tx->oneshot.gcm);
     EVP_CIPHER_CTX_free(tx->oneshot.ctr);
+    OPENSSL_cleanse(tx, sizeof(*tx)); /* salt, dumped record bytes */
     free(tx);
 }
 

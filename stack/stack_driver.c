@@ -12,6 +12,7 @@
 
 #include <lwip/ip.h>
 #include <lwip/ip4.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ struct stack_driver {
     struct stack_rx_buf *free_list;
 
     struct stack_offload_ops offload;
+    bool in_space_hook; /* tx_ring_space is running */
     struct stack_driver_counters c;
 };
 
@@ -98,6 +100,19 @@ struct stack_driver *stack_driver_create(struct nic_dev *dev, uint32_t mtu)
     return drv;
 }
 
+/* Drop the driver's reference to the buffer of TX slot `slot`, which the
+   NIC no longer reads. A static context holds a key: wipe it first. */
+static void tx_slot_release(struct stack_driver *drv, uint32_t slot)
+{
+    struct pbuf *p = drv->tx_shadow[slot];
+    if (!p)
+        return;
+    if (drv->q->tx_ring[slot].kind == NIC_TX_STATIC_CTX)
+        OPENSSL_cleanse(p->payload, p->len);
+    pbuf_free(p);
+    drv->tx_shadow[slot] = NULL;
+}
+
 void stack_driver_destroy(struct stack_driver *drv)
 {
     if (!drv)
@@ -105,8 +120,7 @@ void stack_driver_destroy(struct stack_driver *drv)
     /* The engine is stopped: every slot in [tx_clean, tx_prod) can go. */
     if (drv->tx_shadow) {
         for (uint32_t i = 0; i < drv->q->tx_size; i++)
-            if (drv->tx_shadow[i])
-                pbuf_free(drv->tx_shadow[i]);
+            tx_slot_release(drv, i);
         free(drv->tx_shadow);
     }
     if (drv->rx_bufs) {
@@ -140,14 +154,11 @@ static unsigned tx_reclaim(struct stack_driver *drv)
     unsigned n = 0;
     uint32_t cons = __atomic_load_n(&q->tx_idx->cons, __ATOMIC_ACQUIRE);
     while (drv->tx_clean != cons) {
-        uint32_t slot = nic_ring_slot(drv->tx_clean, q->tx_size);
-        if (drv->tx_shadow[slot]) {
-            pbuf_free(drv->tx_shadow[slot]);
-            drv->tx_shadow[slot] = NULL;
-        }
+        tx_slot_release(drv, nic_ring_slot(drv->tx_clean, q->tx_size));
         drv->tx_clean++;
         n++;
     }
+    bool freed = n > 0;
     for (;;) {
         struct nic_cqe *e = &q->tx_cq[nic_ring_slot(drv->tx_cq_cons, q->tx_cq_size)];
         if (__atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) !=
@@ -169,6 +180,11 @@ static unsigned tx_reclaim(struct stack_driver *drv)
         n++;
     }
     __atomic_store_n(&q->tx_cq_idx->cons, drv->tx_cq_cons, __ATOMIC_RELEASE);
+    if (freed && drv->offload.tx_ring_space && !drv->in_space_hook) {
+        drv->in_space_hook = true; /* the hook posts, and posting reclaims */
+        drv->offload.tx_ring_space(drv->offload.ctx);
+        drv->in_space_hook = false;
+    }
     return n;
 }
 
@@ -242,7 +258,7 @@ static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t
     struct nic_tx_desc d = {
         .kind = NIC_TX_DATA, .len = hold->len, .addr = (uint64_t)(uintptr_t)hold->payload};
     if (drv->offload.tx_prepare) {
-        int r = drv->offload.tx_prepare(drv->offload.ctx, hold, &d.flow_id, &d.flags);
+        int r = drv->offload.tx_prepare(drv->offload.ctx, &hold, &d.flow_id, &d.flags);
         if (r < 0 || tx_ring_full(drv)) {
             if (r >= 0)
                 drv->c.tx_ring_full++;
@@ -250,6 +266,8 @@ static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t
             tx_publish(drv); /* control descriptors may have been posted */
             return ERR_OK;   /* dropped on purpose and counted; TCP retransmits */
         }
+        d.len = hold->len; /* the hook may have replaced the packet */
+        d.addr = (uint64_t)(uintptr_t)hold->payload;
     }
     tx_post(drv, &d, hold);
     tx_publish(drv);

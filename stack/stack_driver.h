@@ -42,9 +42,11 @@ struct stack_driver_counters {
 struct stack_offload_ops {
     /* Called for every outgoing IPv4 packet before it is posted. May post
        control descriptors first (stack_driver_post_ctrl) and returns the
-       flow id and flags for the data descriptor (0 = plain). A negative
-       return drops the packet (counted by the hook). */
-    int (*tx_prepare)(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *flags);
+       flow id and flags for the data descriptor (0 = plain). It may replace
+       *p by a packet it built (one reference, passed to the driver), then it
+       frees the driver's reference to the old one. A negative return drops
+       the packet (counted by the hook). */
+    int (*tx_prepare)(void *ctx, struct pbuf **p, uint32_t *flow_id, uint8_t *flags);
     /* A TX completion carried a tag report. */
     void (*tx_tag_report)(void *ctx, const struct nic_cqe *cqe);
     /* The NIC failed an offloaded descriptor of cqe->flow_id (its state for
@@ -53,6 +55,9 @@ struct stack_offload_ops {
     /* A signalled control descriptor completed (e.g. a context delete: its
        flow id may be reused now, no older completion of it is pending). */
     void (*tx_ctrl_done)(void *ctx, const struct nic_cqe *cqe);
+    /* TX ring slots were reclaimed: control descriptors held back for lack
+       of space (context deletes) can be posted now. Not re-entered. */
+    void (*tx_ring_space)(void *ctx);
     /* An RX completion carried a resync request for flow_id at tcp seq. */
     void (*rx_resync_request)(void *ctx, uint32_t flow_id, uint32_t seq);
     void *ctx;
@@ -75,7 +80,9 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget);
 bool stack_driver_pending(struct stack_driver *drv);
 
 /* Post one control descriptor (context, progress, dump, resync response).
-   Returns 0, or -1 if the TX ring is full (counted). */
+   Returns 0, or -1 if the TX ring is full (counted). hold (may be NULL)
+   stays referenced until the NIC has read the descriptor; the hold of a
+   NIC_TX_STATIC_CTX carries a key and is wiped then (also at destroy). */
 int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d,
                            struct pbuf *hold);
 /* Free TX ring slots (after reclaiming what the NIC finished). A hook that

@@ -24,6 +24,9 @@
  *  tamper (rx-tamper1): uploads through a wire that flips payload bits and
  *    fixes the TCP checksum: each must fail or, if none of its packets was
  *    tampered, be right; a wrong hash is never acceptable.
+ *  no context (tx-noctx1: --nic-contexts 1, 1% TX loss): the NIC refuses most
+ *    installs; the TX matrix downloads must still be right (host crypto), and
+ *    the refusals and software fallbacks are counted.
  *  capture (tshark: no faults; tshark-nic: 2% TX loss): transfers on every TLS
  *    port with --pcap and --keylog; tshark must decrypt every session (also the
  *    offloaded ones with retransmissions), find no expert errors, and its
@@ -62,7 +65,12 @@
  *   CK_RUN_CASE=NAME      only one profile: none loss-tx loss-rx reorder-tx
  *                         reorder-rx tshark tx-loss1 tx-loss5 tx-reorder5 tx-dup1
  *                         rx-reorder2 rx-loss1 rx-loss5 rx-dup1 rx-corrupt01
+<<<<<<< HEAD
+ *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 rx-inject tshark-nic
+=======
  *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 tshark-nic
+ *                         tx-noctx1
+>>>>>>> hygiene
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -80,6 +88,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -724,6 +735,7 @@ enum {
     T_RXM = 1u << 2,     /* RX matrix: uploads 1 B .. huge on nic */
     T_TAMPER = 1u << 3,  /* uploads under tamper: an error, never a wrong hash */
     T_CAPTURE = 1u << 4, /* --pcap and --keylog; tshark decrypts the capture */
+    T_INJECT = 1u << 5,  /* a raw-socket attacker injects into live uploads */
 };
 
 struct profile {
@@ -734,6 +746,7 @@ struct profile {
     bool rx_nobuf;       /* --rx-reorder-buf 0: the paper's NIC, no reorder buffer */
     bool rx_hint;        /* --rx-resync hint: no magic-pattern search */
     bool no_huge;        /* the matrix leaves the huge transfer out (see profiles[]) */
+    bool one_context;    /* --nic-contexts 1: most installs are refused */
     /* filled in at run time */
     char tx_spec[128], rx_spec[128];
     uint32_t seed;
@@ -795,8 +808,17 @@ static struct profile profiles[] = {
      .rx_hint = true},
     /* An attacker on the wire. */
     {.name = "rx-tamper1", .tests = T_TAMPER, .rx = "tamper 1%", .seed_off = 17000},
+    /* An attacker who sees the live flow and injects crafted segments. */
+    {.name = "rx-inject", .tests = T_INJECT, .seed_off = 19000},
     /* tshark on offloaded sessions with retransmissions. */
     {.name = "tshark-nic", .tests = T_CAPTURE, .tx = "loss 2%", .seed_off = 18000},
+    /* A NIC out of flow contexts: connections fall back to host crypto. */
+    {.name = "tx-noctx1",
+     .tests = T_TXM,
+     .tx = "loss 1%",
+     .seed_off = 19000,
+     .no_huge = true,
+     .one_context = true},
 };
 #define N_PROFILES ((int)(sizeof(profiles) / sizeof(profiles[0])))
 
@@ -907,10 +929,15 @@ static void profile_setup(int idx)
         extra[n++] = "--rx-resync";
         extra[n++] = "hint";
     }
+    if (p->one_context) {
+        extra[n++] = "--nic-contexts";
+        extra[n++] = "1";
+    }
     extra[n] = NULL;
-    note("===== profile %s: fault-tx '%s', fault-rx '%s'%s%s =====", p->name,
+    note("===== profile %s: fault-tx '%s', fault-rx '%s'%s%s%s =====", p->name,
          p->tx ? p->tx_spec : "none", p->rx ? p->rx_spec : "none",
-         p->rx_nobuf ? ", --rx-reorder-buf 0" : "", p->rx_hint ? ", --rx-resync hint" : "");
+         p->rx_nobuf ? ", --rx-reorder-buf 0" : "", p->rx_hint ? ", --rx-resync hint" : "",
+         p->one_context ? ", --nic-contexts 1" : "");
     p->up = server_start(&p->srv, p->name, p->tx ? p->tx_spec : NULL, p->rx ? p->rx_spec : NULL,
                          (p->tests & T_CAPTURE) != 0, extra, p->start_err, sizeof(p->start_err));
     if (!p->up)
@@ -1785,7 +1812,7 @@ START_TEST(test_stats)
                  body_in, cur->body_ok, cur->body_tried);
     /* TLS, per mode: every completed client connection was a handshake; garbage
      * failed one; no record failed authentication unless the wire tampered. */
-    bool tamper = spec_has(cur->rx, "tamper");
+    bool tamper = spec_has(cur->rx, "tamper") || (cur->tests & T_INJECT);
     for (int m = MODE_SW; m < N_MODES; m++) {
         const char *sec = modes[m].tls_sec;
         uint64_t hs_ok = GET(sec, "handshakes_ok"), hs_fail = GET(sec, "handshakes_failed");
@@ -1874,8 +1901,9 @@ static void check_tx_offload(struct fails *f, const char *js)
                  "offload_dump.tx_record_bytes %" PRIu64 ", offload_tagcache.tx_record_bytes "
                  "%" PRIu64 ": nothing offloaded on a port that served downloads",
                  d_rec, t_rec);
-    if (!cur->tx && !cur->rx) {
-        /* Nothing lost, nothing retransmitted: no resync at all. */
+    if (!cur->tx && !cur->rx && !(cur->tests & T_INJECT)) {
+        /* Nothing lost, nothing retransmitted: no resync at all (an attacker
+           who forges acceptable data makes both ends retransmit). */
         if (ooo || d_ooo || t_ooo)
             fail_add(f,
                      "no faults, yet resyncs: nic_tls.tx_tls_ooo %" PRIu64
@@ -1954,6 +1982,13 @@ static void check_rx_offload(struct fails *f, const char *js)
             fail_add(f, "tls_sw.TlsDecryptError = 0 after tampered sw uploads");
         return;
     }
+    if (cur->tests & T_INJECT) {
+        /* Forged in-window data fails authentication on the NIC and the host;
+           test_inject checks the rest. */
+        if (!dec_nic)
+            fail_add(f, "tls_nic.TlsDecryptError = 0 after in-window forgeries");
+        return;
+    }
     if (dec_nic || dec_tc)
         fail_add(f,
                  "tls_nic.TlsDecryptError %" PRIu64 ", tls_nic_tagcache.TlsDecryptError %" PRIu64
@@ -2009,12 +2044,50 @@ static void check_rx_offload(struct fails *f, const char *js)
     }
 }
 
+/* --nic-contexts 1: connections whose install the NIC refused sealed their
+ * records on the host (the downloads were checked); every refusal counted. */
+static void check_refused_installs(struct fails *f, const char *js)
+{
+#define GET(sec, name) stat_of(f, js, sec, name)
+    uint64_t d_fail = GET("offload_dump", "tx_tls_ctx_install_failed");
+    uint64_t t_fail = GET("offload_tagcache", "tx_tls_ctx_install_failed");
+    uint64_t d_fb = GET("tls_nic", "offload_fallback_sw");
+    uint64_t t_fb = GET("tls_nic_tagcache", "offload_fallback_sw");
+    uint64_t d_pkts = GET("offload_dump", "tx_tls_sw_fallback_packets");
+    uint64_t t_pkts = GET("offload_tagcache", "tx_tls_sw_fallback_packets");
+    uint64_t nic_ctx = GET("nic_tls", "tx_tls_ctx") + GET("nic_tls", "rx_tls_ctx");
+    uint64_t full = GET("nic", "flow_table_full");
+    uint64_t mismatch = GET("nic_tls", "tx_tls_seq_mismatch");
+#undef GET
+    note("[%s] refused installs: dump %" PRIu64 " tagcache %" PRIu64 "; fallback_sw %" PRIu64
+         " / %" PRIu64 "; sealed-copy packets %" PRIu64 " / %" PRIu64 "; nic contexts %" PRIu64
+         ", flow_table_full %" PRIu64,
+         cur->name, d_fail, t_fail, d_fb, t_fb, d_pkts, t_pkts, nic_ctx, full);
+    if (!d_fail || !t_fail)
+        fail_add(f,
+                 "--nic-contexts 1, yet tx_tls_ctx_install_failed dump %" PRIu64
+                 " tagcache %" PRIu64 " (want > 0)",
+                 d_fail, t_fail);
+    if (d_fb < d_fail || t_fb < t_fail)
+        fail_add(f,
+                 "offload_fallback_sw %" PRIu64 " / %" PRIu64 " < refused TX installs %" PRIu64
+                 " / %" PRIu64,
+                 d_fb, t_fb, d_fail, t_fail);
+    if (full < d_fail + t_fail)
+        fail_add(f, "nic.flow_table_full %" PRIu64 " < refused TX installs %" PRIu64, full,
+                 d_fail + t_fail);
+    if (mismatch)
+        fail_add(f, "nic_tls.tx_tls_seq_mismatch %" PRIu64 " (want 0)", mismatch);
+}
+
 START_TEST(test_offload_counters)
 {
     REQUIRE_SERVER();
     struct fails f = {0};
     const char *js = fetch_stats(&f, "offload", false);
-    if (js) {
+    if (js && cur->one_context) {
+        check_refused_installs(&f, js);
+    } else if (js) {
         check_tx_offload(&f, js);
         check_rx_offload(&f, js);
     }
@@ -2164,6 +2237,317 @@ START_TEST(test_tamper)
         if (!rejected)
             fail_add(&f, "no %s upload was rejected under '%s': tamper never hit one?",
                      modes[m].name, cur->rx_spec);
+    }
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
+/* ---- Tests: an on-path attacker injecting into live uploads ------------------- */
+
+/*
+ * The attacker is a child in the namespace. It watches the upload on the TUN
+ * device (AF_PACKET, the kernel's side of the wire) to learn the flow's
+ * current sequence number, and every few milliseconds injects crafted
+ * segments with a raw socket, as the kernel-side address:
+ *   - SYN-flagged data with a fake TLS header at the live sequence number;
+ *   - data with a fake header far beyond the receive window;
+ *   - the same as two IPv4 fragments;
+ *   - (phase "in-window" only) data with a fake header at the live sequence
+ *     number, which TCP may well take: the TLS stream is then forged.
+ * It stops on SIGTERM or after its deadline and prints what it sent.
+ */
+struct inject_arg {
+    const char *ns;
+    int port;
+    bool in_window;
+    int limit_s;
+};
+
+static volatile sig_atomic_t inject_stop;
+
+static void inject_on_term(int sig)
+{
+    (void)sig;
+    inject_stop = 1;
+}
+
+static uint16_t inet_csum(const uint8_t *p, size_t len, uint32_t acc)
+{
+    for (size_t i = 0; i + 1 < len; i += 2)
+        acc += (uint32_t)p[i] << 8 | p[i + 1];
+    if (len & 1)
+        acc += (uint32_t)p[len - 1] << 8;
+    while (acc >> 16)
+        acc = (acc & 0xffff) + (acc >> 16);
+    return (uint16_t)~acc;
+}
+
+/* An IPv4/TCP packet 10.77.0.1:sport -> HOST:dport at pkt; returns its length. */
+static size_t inject_build(uint8_t *pkt, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
+                           uint8_t flags, const uint8_t *payload, size_t plen, uint16_t ip_id)
+{
+    size_t tot = 40 + plen;
+    memset(pkt, 0, 40);
+    pkt[0] = 0x45;
+    pkt[2] = (uint8_t)(tot >> 8), pkt[3] = (uint8_t)tot;
+    pkt[4] = (uint8_t)(ip_id >> 8), pkt[5] = (uint8_t)ip_id;
+    pkt[8] = 64, pkt[9] = 6;
+    inet_pton(AF_INET, "10.77.0.1", pkt + 12);
+    inet_pton(AF_INET, HOST, pkt + 16);
+    uint8_t *t = pkt + 20;
+    t[0] = (uint8_t)(sport >> 8), t[1] = (uint8_t)sport;
+    t[2] = (uint8_t)(dport >> 8), t[3] = (uint8_t)dport;
+    for (int i = 0; i < 4; i++) {
+        t[4 + i] = (uint8_t)(seq >> (24 - 8 * i));
+        t[8 + i] = (uint8_t)(ack >> (24 - 8 * i));
+    }
+    t[12] = 5 << 4, t[13] = flags, t[14] = 0xff, t[15] = 0xff;
+    memcpy(t + 20, payload, plen);
+    uint8_t ph[12];
+    memcpy(ph, pkt + 12, 8);
+    ph[8] = 0, ph[9] = 6, ph[10] = (uint8_t)((20 + plen) >> 8), ph[11] = (uint8_t)(20 + plen);
+    uint32_t acc = 0;
+    for (int i = 0; i < 12; i += 2)
+        acc += (uint32_t)ph[i] << 8 | ph[i + 1];
+    uint16_t c = inet_csum(t, 20 + plen, acc);
+    t[16] = (uint8_t)(c >> 8), t[17] = (uint8_t)c;
+    uint16_t ic = inet_csum(pkt, 20, 0);
+    pkt[10] = (uint8_t)(ic >> 8), pkt[11] = (uint8_t)ic;
+    return tot;
+}
+
+static void inject_child(void *vp)
+{
+    struct inject_arg *a = vp;
+    char p[128];
+    ns_path(a->ns, p, sizeof(p));
+    int nfd = open(p, O_RDONLY | O_CLOEXEC);
+    if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0) {
+        dprintf(2, "setns %s: %s\n", p, strerror(errno));
+        _exit(2);
+    }
+    signal(SIGTERM, inject_on_term);
+    alarm((unsigned)a->limit_s + 5);
+    /* ETH_P_ALL: packets the kernel sends out reach only such taps. */
+    int pfd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    int rfd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+    unsigned ifx = if_nametoindex("anic0");
+    struct sockaddr_ll ll = {
+        .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)ifx};
+    if (pfd < 0 || rfd < 0 || !ifx || bind(pfd, (struct sockaddr *)&ll, sizeof(ll)) < 0) {
+        dprintf(2, "attacker sockets: %s\n", strerror(errno));
+        _exit(3);
+    }
+    struct sockaddr_in dst = {.sin_family = AF_INET};
+    inet_pton(AF_INET, HOST, &dst.sin_addr);
+    uint32_t host_ip = dst.sin_addr.s_addr;
+    uint16_t sport = 0;
+    uint32_t snd_nxt = 0, ack = 0, first_seq = 0;
+    unsigned long seen = 0, syn = 0, oow = 0, frag = 0, inwin = 0;
+    uint16_t ip_id = 0x4000;
+    double end = now_s() + a->limit_s, next = 0;
+    uint8_t fake[69];
+    fake[0] = 23, fake[1] = 3, fake[2] = 3, fake[3] = 0, fake[4] = 64;
+    for (size_t i = 5; i < sizeof(fake); i++)
+        fake[i] = (uint8_t)(0x5a ^ i);
+    while (!inject_stop && now_s() < end) {
+        struct pollfd pf = {.fd = pfd, .events = POLLIN};
+        if (poll(&pf, 1, 5) > 0) {
+            uint8_t b[2048];
+            ssize_t n = recv(pfd, b, sizeof(b), MSG_DONTWAIT);
+            if (n >= 40 && (b[0] >> 4) == 4 && b[9] == 6 && !memcmp(b + 16, &host_ip, 4)) {
+                size_t ihl = (size_t)(b[0] & 15) * 4, thl = (size_t)(b[ihl + 12] >> 4) * 4;
+                size_t tot = (size_t)b[2] << 8 | b[3];
+                uint16_t dp = (uint16_t)(b[ihl + 2] << 8 | b[ihl + 3]);
+                if (dp == a->port && tot <= (size_t)n && tot > ihl + thl) {
+                    uint32_t seq = (uint32_t)b[ihl + 4] << 24 | (uint32_t)b[ihl + 5] << 16 |
+                                   (uint32_t)b[ihl + 6] << 8 | b[ihl + 7];
+                    uint32_t end_seq = seq + (uint32_t)(tot - ihl - thl);
+                    uint16_t sp = (uint16_t)(b[ihl] << 8 | b[ihl + 1]);
+                    if (sp != sport) /* a new connection: its first data byte */
+                        first_seq = seq;
+                    if (sp != sport || (int32_t)(end_seq - snd_nxt) > 0) {
+                        sport = sp;
+                        snd_nxt = end_seq;
+                        ack = (uint32_t)b[ihl + 8] << 24 | (uint32_t)b[ihl + 9] << 16 |
+                              (uint32_t)b[ihl + 10] << 8 | b[ihl + 11];
+                    }
+                    seen++;
+                }
+            }
+        }
+        if (!sport || now_s() < next)
+            continue;
+        next = now_s() + 0.005;
+        uint8_t pkt[256];
+        size_t n = inject_build(pkt, sport, (uint16_t)a->port, snd_nxt, ack, 0x02 | 0x10 | 0x08,
+                                fake, sizeof(fake), ip_id++);
+        syn += sendto(rfd, pkt, n, 0, (struct sockaddr *)&dst, sizeof(dst)) == (ssize_t)n;
+        n = inject_build(pkt, sport, (uint16_t)a->port, snd_nxt + (64u << 20), ack, 0x18, fake,
+                         sizeof(fake), ip_id++);
+        oow += sendto(rfd, pkt, n, 0, (struct sockaddr *)&dst, sizeof(dst)) == (ssize_t)n;
+        /* The same, out of the window, as two fragments (TCP header + 20
+           payload bytes, then the rest at fragment offset 5 = 40 bytes). */
+        uint8_t whole[256], f2[256];
+        size_t wn = inject_build(whole, sport, (uint16_t)a->port, snd_nxt + (65u << 20), ack, 0x18,
+                                 fake, sizeof(fake), ip_id++);
+        memcpy(pkt, whole, 60);
+        pkt[2] = 0, pkt[3] = 60, pkt[6] = 0x20, pkt[7] = 0, pkt[10] = pkt[11] = 0;
+        uint16_t ic = inet_csum(pkt, 20, 0);
+        pkt[10] = (uint8_t)(ic >> 8), pkt[11] = (uint8_t)ic;
+        memcpy(f2, whole, 20);
+        memcpy(f2 + 20, whole + 60, wn - 60);
+        f2[2] = (uint8_t)((wn - 40) >> 8), f2[3] = (uint8_t)(wn - 40), f2[6] = 0, f2[7] = 5;
+        f2[10] = f2[11] = 0;
+        ic = inet_csum(f2, 20, 0);
+        f2[10] = (uint8_t)(ic >> 8), f2[11] = (uint8_t)ic;
+        frag +=
+            sendto(rfd, pkt, 60, 0, (struct sockaddr *)&dst, sizeof(dst)) == 60 &&
+            sendto(rfd, f2, wn - 40, 0, (struct sockaddr *)&dst, sizeof(dst)) == (ssize_t)(wn - 40);
+        /* Forge the TLS stream only well past the handshake. */
+        if (a->in_window && snd_nxt - first_seq > (1u << 20)) {
+            n = inject_build(pkt, sport, (uint16_t)a->port, snd_nxt, ack, 0x18, fake, sizeof(fake),
+                             ip_id++);
+            inwin += sendto(rfd, pkt, n, 0, (struct sockaddr *)&dst, sizeof(dst)) == (ssize_t)n;
+        }
+    }
+    printf("seen %lu syn %lu oow %lu frag %lu inwin %lu\n", seen, syn, oow, frag, inwin);
+    fflush(stdout);
+    _exit(0);
+}
+
+/* One upload to the nic port while the attacker runs; classifies it. */
+static void inject_upload(struct fails *f, bool in_window, int *right, int *failed)
+{
+    const struct upload *u = &upload_tamper;
+    char path_out[PATH_MAX + 64];
+    snprintf(path_out, sizeof(path_out), "%s/attacker-%s.txt", cur->srv.dir,
+             in_window ? "inwindow" : "dropped");
+    int ofd = open(path_out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    struct inject_arg ia = {cur->srv.ns, modes[MODE_NIC].port, in_window, 30};
+    pid_t apid = fork();
+    if (apid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (ofd >= 0)
+            dup2(ofd, 1);
+        inject_child(&ia);
+    }
+    if (ofd >= 0)
+        close(ofd);
+    ck_assert_msg(apid > 0, "fork: %s", strerror(errno));
+
+    char url[128], what[112], rate[] = "6M";
+    url_of(MODE_NIC, "/upload", url, sizeof(url));
+    char *argv[40];
+    double timeout;
+    int a = curl_argv_for(argv, &cur->srv, u->size, &timeout);
+    argv[a++] = "--limit-rate"; /* a few seconds of live flow to attack */
+    argv[a++] = rate;
+    argv[a++] = "-T";
+    argv[a++] = (char *)u->path;
+    argv[a++] = url;
+    argv[a] = NULL;
+    char out[512];
+    struct run_io io = {.out = out, .out_cap = sizeof(out)};
+    usleep(100 * 1000); /* the attacker's sockets are open */
+    cur->body_tried += u->size;
+    int rc = run_proc(argv, NULL, NULL, &io, timeout);
+    kill(apid, SIGTERM);
+    int st = 0;
+    for (int i = 0; i < 100 && waitpid(apid, &st, WNOHANG) == 0; i++)
+        usleep(50 * 1000);
+    if (waitpid(apid, &st, WNOHANG) == 0) {
+        kill(apid, SIGKILL);
+        waitpid(apid, &st, 0);
+    }
+    char summary[160] = "";
+    FILE *fp = fopen(path_out, "r");
+    if (fp) {
+        if (!fgets(summary, sizeof(summary), fp))
+            summary[0] = 0;
+        fclose(fp);
+    }
+    trim(summary);
+    char want[80];
+    snprintf(want, sizeof(want), "%s\n", u->sha);
+    bool ok_hash = rc == 0 && !strcmp(out, want);
+    bool wrong_hash = rc == 0 && !ok_hash && is_sha_line(out);
+    snprintf(what, sizeof(what), "PUT nic /upload %" PRIu64 " B under injection (%s)", u->size,
+             in_window ? "in-window" : "TCP drops it");
+    record(what, io.secs, !wrong_hash);
+    trim(io.err);
+    note("[%s] %s: curl rc %d, %s; attacker: %s (exit 0x%x)", cur->name, what, rc,
+         ok_hash      ? "right hash"
+         : wrong_hash ? "WRONG HASH"
+                      : "failed",
+         summary, st);
+    if (wrong_hash)
+        fail_add(f, "%s: the server answered a WRONG hash: forged bytes reached the application",
+                 what);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || strncmp(summary, "seen ", 5) != 0)
+        fail_add(f, "%s: the attacker did not run (exit 0x%x, '%s')", what, st, summary);
+    else if (strstr(summary, "seen 0 "))
+        fail_add(f, "%s: the attacker never saw the flow ('%s')", what, summary);
+    *right += ok_hash;
+    *failed += !ok_hash && !wrong_hash;
+    if (ok_hash) {
+        cur->body_ok += u->size;
+        cur->tls_ok[MODE_NIC]++;
+    }
+    if (!in_window && !ok_hash)
+        fail_add(f,
+                 "%s: curl rc %d, '%.80s': TCP accepts none of these segments, so the upload "
+                 "must complete: %s",
+                 what, rc, out, io.err);
+}
+
+START_TEST(test_inject)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    const char *js = fetch_stats(&f, "inject-before", false);
+    uint64_t b_syn = js ? stat_of(&f, js, "nic_tls", "rx_tls_skip_syn") : 0;
+    uint64_t b_oow = js ? stat_of(&f, js, "nic_tls", "rx_tls_skip_oow") : 0;
+    uint64_t b_frag = js ? stat_of(&f, js, "nic_tls", "rx_tls_skip_frag") : 0;
+    uint64_t b_full = js ? stat_of(&f, js, "tls_nic", "rx_records_full_offload") : 0;
+    int right = 0, failed = 0;
+    for (int k = 0; k < 2; k++)
+        inject_upload(&f, false, &right, &failed);
+    js = fetch_stats(&f, "inject-dropped", false);
+    if (js) {
+        uint64_t syn = stat_of(&f, js, "nic_tls", "rx_tls_skip_syn") - b_syn;
+        uint64_t oow = stat_of(&f, js, "nic_tls", "rx_tls_skip_oow") - b_oow;
+        uint64_t frag = stat_of(&f, js, "nic_tls", "rx_tls_skip_frag") - b_frag;
+        uint64_t full = stat_of(&f, js, "tls_nic", "rx_records_full_offload") - b_full;
+        note("[%s] NIC skipped: %" PRIu64 " SYN, %" PRIu64 " out-of-window, %" PRIu64
+             " fragments; %" PRIu64 " records fully offloaded meanwhile",
+             cur->name, syn, oow, frag, full);
+        if (!syn || !oow || !frag)
+            fail_add(&f,
+                     "the NIC did not count the injected segments it must skip "
+                     "(syn %" PRIu64 ", oow %" PRIu64 ", frag %" PRIu64 ")",
+                     syn, oow, frag);
+        if (!full)
+            fail_add(&f, "no record was fully offloaded during the attack");
+        b_full += full;
+    }
+    uint64_t b_err = js ? stat_of(&f, js, "tls_nic", "TlsDecryptError") : 0;
+    uint64_t b_alerts = js ? stat_of(&f, js, "tls_nic", "alerts_sent") : 0;
+    int in_right = 0, in_failed = 0;
+    for (int k = 0; k < 3; k++)
+        inject_upload(&f, true, &in_right, &in_failed);
+    js = fetch_stats(&f, "inject-inwindow", false);
+    if (js) {
+        uint64_t err = stat_of(&f, js, "tls_nic", "TlsDecryptError") - b_err;
+        uint64_t alerts = stat_of(&f, js, "tls_nic", "alerts_sent") - b_alerts;
+        note("[%s] in-window forgeries: %d uploads intact, %d failed; TlsDecryptError +%" PRIu64
+             ", alerts sent +%" PRIu64,
+             cur->name, in_right, in_failed, err, alerts);
+        if (in_failed && !err)
+            fail_add(&f,
+                     "%d upload(s) failed under in-window forgery but no TlsDecryptError "
+                     "was counted",
+                     in_failed);
     }
     FAILS_ASSERT(&f);
 }
@@ -2514,6 +2898,8 @@ static Suite *make_suite(void)
             tcase_add_test(tc, test_rx_matrix);
         if (t & T_TAMPER)
             tcase_add_test(tc, test_tamper);
+        if (t & T_INJECT)
+            tcase_add_test(tc, test_inject);
         if (t & T_CAPTURE)
             tcase_add_test(tc, test_capture);
         tcase_add_test(tc, test_stats);

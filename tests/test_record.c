@@ -1152,6 +1152,100 @@ START_TEST(test_rx_partial_tampered)
 }
 END_TEST
 
+/* A marked chunk whose NIC view disagrees with the reassembler's (wrong
+ * record number, offset or length) is NIC plaintext that is not believed:
+ * every record it touches is re-encrypted and authenticated in software,
+ * and it is counted. Honest plaintext then still delivers intact (partial);
+ * plaintext the NIC made up fails with bad_record_mac. */
+START_TEST(test_rx_view_mismatch_is_distrusted)
+{
+    struct rng r = rng_for(__func__);
+    struct ref_key k = make_key(16, 0x74);
+    struct tls_aead *a = aead_for(&k);
+    const size_t sizes[] = {100, 3000, 50};
+    struct stream s;
+    stream_build(&s, &r, &k, 9, 3, sizes);
+    size_t mid = s.rec[1].start + 1000; /* a chunk boundary inside record 1 */
+    size_t cuts[3] = {mid, s.rec[2].start + 10, s.len};
+    bool flags[3] = {true, true, true};
+    uint64_t counts[3];
+    for (int lie = 0; lie < 4; lie++) {
+        for (int forge = 0; forge < 2; forge++) {
+            uint8_t *wire = nic_wire(&k, &s, cuts, 3, flags, false, counts);
+            if (forge)
+                wire[mid + 5] ^= 0x20; /* "decrypted" text the sender never sent */
+            struct sink sink = {0};
+            struct tls_rx *rx = tls_rx_new(a, 9);
+            sink.rx = rx;
+            struct tls_rx_mark m0 = true_mark(&s, 9, 0), m1 = true_mark(&s, 9, mid),
+                               m2 = true_mark(&s, 9, cuts[1]);
+            switch (lie) { /* the second chunk's claim */
+            case 0:
+                break;
+            case 1:
+                m1.record_sn++;
+                break;
+            case 2:
+                m1.rec_off += 16;
+                break;
+            case 3:
+                m1.rec_len += 100;
+                break;
+            }
+            ck_assert_int_eq(tls_rx_feed(rx, wire, mid, &m0, sink_fn, &sink), TLS_RX_OK);
+            int rc = tls_rx_feed(rx, wire + mid, cuts[1] - mid, &m1, sink_fn, &sink);
+            struct tls_rx_stats st;
+            tls_rx_get_stats(rx, &st);
+            ck_assert_uint_eq(st.view_mismatch, lie ? 1 : 0);
+            if (!lie && forge) {
+                /* Believed (the view is right): the NIC vouches for it. This
+                   is the trust the view check narrows, not removes. */
+                ck_assert_int_eq(rc, TLS_RX_OK);
+            } else if (forge) {
+                ck_assert_int_eq(rc, TLS_RX_ERR_BAD_MAC);
+                sink_check(&sink, &s, 1);
+            } else {
+                ck_assert_int_eq(rc, TLS_RX_OK);
+                ck_assert_int_eq(
+                    tls_rx_feed(rx, wire + cuts[1], s.len - cuts[1], &m2, sink_fn, &sink),
+                    TLS_RX_OK);
+                sink_check(&sink, &s, 3);
+                /* the lie touched records 1 and 2 */
+                check_stats(rx, lie ? 1 : 3, lie ? 2 : 0, 0, 0);
+            }
+            tls_rx_free(rx);
+            sink_reset(&sink);
+            free(wire);
+        }
+    }
+    stream_free(&s);
+    tls_aead_free(a);
+}
+END_TEST
+
+/* tls_rx_mark_skip carries a claim forward only as far as it can know. */
+START_TEST(test_rx_mark_skip)
+{
+    struct tls_rx_mark m = {7, 2, 0}, n;
+    n = tls_rx_mark_skip(m, 0);
+    ck_assert_uint_eq(n.rec_off, 2);
+    n = tls_rx_mark_skip(m, 2);
+    ck_assert_uint_eq(n.rec_off, 4);
+    n = tls_rx_mark_skip(m, 3); /* past the header: its length was unknown */
+    ck_assert_uint_eq(n.rec_off, TLS_RX_MARK_UNKNOWN);
+    m = (struct tls_rx_mark){7, 100, 500};
+    n = tls_rx_mark_skip(m, 399);
+    ck_assert_uint_eq(n.rec_off, 499);
+    ck_assert_uint_eq(n.record_sn, 7);
+    n = tls_rx_mark_skip(m, 400); /* into the next record */
+    ck_assert_uint_eq(n.rec_off, TLS_RX_MARK_UNKNOWN);
+    n = tls_rx_mark_skip(m, UINT32_MAX); /* a chunk before the packet */
+    ck_assert_uint_eq(n.rec_off, TLS_RX_MARK_UNKNOWN);
+    n = tls_rx_mark_skip(n, 1);
+    ck_assert_uint_eq(n.rec_off, TLS_RX_MARK_UNKNOWN);
+}
+END_TEST
+
 /* Random streams, random chunking, random decrypted bits: every record is
  * delivered intact and classified as the chunking says. */
 START_TEST(test_rx_random_offload_stream)
@@ -1225,6 +1319,8 @@ static Suite *record_suite(void)
     tcase_add_test(off, test_rx_partial_middle_ranges);
     tcase_add_test(off, test_rx_partial_tampered);
     tcase_add_test(off, test_rx_random_offload_stream);
+    tcase_add_test(off, test_rx_view_mismatch_is_distrusted);
+    tcase_add_test(off, test_rx_mark_skip);
     suite_add_tcase(s, off);
     return s;
 }

@@ -541,9 +541,10 @@ enum model { FIRST_COPY_WINS, LAST_COPY_WINS };
 
 struct host_res {
     int err;
-    size_t fed;     /* stream bytes fed (contiguous prefix) */
-    size_t records; /* delivered */
-    bool wrong;     /* a delivered record differed from the original */
+    size_t fed;             /* stream bytes fed (contiguous prefix) */
+    size_t records;         /* delivered */
+    bool wrong;             /* a delivered record differed from the original */
+    uint64_t view_mismatch; /* marked chunks whose NIC view tls_rx did not share */
     char cls[MAX_RECS + 1];
 };
 
@@ -613,6 +614,9 @@ static struct host_res host_replay(enum model m)
         }
     }
     res.fed = pos;
+    struct tls_rx_stats st;
+    tls_rx_get_stats(cb.rx, &st);
+    res.view_mismatch = st.view_mismatch;
     tls_rx_free(cb.rx);
     free(owner);
     return res;
@@ -1577,6 +1581,430 @@ START_TEST(kb_confirm_while_predicted_header_split)
 }
 END_TEST
 
+/* ======================================================================
+ * 12. An on-path attacker
+ *
+ * Crafted segments go through the real NIC; the host replay then keeps
+ * what the host's TCP would keep. Whatever the NIC was fed, the host
+ * delivers the sender's records or fails with bad_record_mac: never bytes
+ * the sender did not authenticate.
+ * ====================================================================== */
+
+/* Log a crafted packet's completion. off/len: the stream bytes it claims;
+   tcp_drops: the host's TCP would not take them (the replay skips it). */
+static uint16_t inject_crafted(const uint8_t *pkt, size_t tot, size_t off, size_t len,
+                               bool tcp_drops)
+{
+    TU_CHECK(NL < MAX_LOG);
+    g_forged = true;
+    tu_wire_send(h.wire, pkt, tot);
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    TU_CHECK(cq_take(true, &e));
+    TU_CHECK(e.cookie < RX_RING);
+    struct dpkt *d = &L[NL++];
+    *d = (struct dpkt){.off = off,
+                       .len = len,
+                       .flags = e.flags,
+                       .mark = {e.record_sn, e.view_rec_off, e.view_rec_len},
+                       .tcp_drops = tcp_drops,
+                       .data = malloc(len + 1)};
+    TU_CHECK(d->data);
+    if (!tcp_drops)
+        memcpy(d->data, g_rxbuf[e.cookie] + HDRS, len);
+    rx_post((uint32_t)e.cookie);
+    return e.flags;
+}
+
+/* A forged segment claiming stream bytes [off, off + len) = bytes. */
+static uint16_t inject_forged(size_t off, const uint8_t *bytes, size_t len, uint8_t tcp_flags,
+                              bool tcp_drops)
+{
+    static uint8_t pkt[RX_BUF_LEN];
+    struct tu_tcp seg = {.saddr = TU_PEER_IP,
+                         .daddr = TU_HOST_IP,
+                         .sport = TU_PEER_PORT,
+                         .dport = TU_HOST_PORT,
+                         .ip_id = g_ip_id++,
+                         .seq = seq_at(off),
+                         .ack = 1,
+                         .flags = tcp_flags,
+                         .payload = bytes,
+                         .len = len};
+    size_t tot = tu_build_tcp(pkt, &seg);
+    return inject_crafted(pkt, tot, off, len, tcp_drops);
+}
+
+/* What the host's IP layer hands TCP after reassembling fragments the NIC
+   saw only in pieces: the segment's original bytes, unmarked. */
+static void host_reassembled(size_t off, size_t len)
+{
+    TU_CHECK(NL < MAX_LOG);
+    struct dpkt *d = &L[NL++];
+    *d = (struct dpkt){.off = off, .len = len, .flags = NIC_RXF_CSUM_OK, .data = malloc(len)};
+    TU_CHECK(d->data);
+    memcpy(d->data, S.ct + off, len);
+}
+
+/* Segment i sent as two IPv4 fragments (the first holds the TCP header and
+   44 payload bytes; fragment offsets count 8-byte units). */
+static void send_seg_fragmented(size_t i)
+{
+    static uint8_t whole[RX_BUF_LEN], frag[RX_BUF_LEN];
+    size_t tot = build_pkt(whole, seq_at(G[i].off), S.ct + G[i].off, G[i].len);
+    size_t first = TU_TCP_HLEN + 44; /* a multiple of 8 */
+    TU_CHECK(tot > TU_IP_HLEN + first);
+    memcpy(frag, whole, TU_IP_HLEN + first);
+    tu_put16(frag + 2, (uint16_t)(TU_IP_HLEN + first));
+    tu_put16(frag + 6, 0x2000); /* MF, offset 0 */
+    tu_ip_csum_set(frag);
+    inject_crafted(frag, TU_IP_HLEN + first, G[i].off, 0, true);
+    size_t rest = tot - TU_IP_HLEN - first;
+    memcpy(frag, whole, TU_IP_HLEN);
+    memcpy(frag + TU_IP_HLEN, whole + TU_IP_HLEN + first, rest);
+    tu_put16(frag + 2, (uint16_t)(TU_IP_HLEN + rest));
+    tu_put16(frag + 6, (uint16_t)(first / 8));
+    tu_ip_csum_set(frag);
+    inject_crafted(frag, TU_IP_HLEN + rest, G[i].off, 0, true);
+    host_reassembled(G[i].off, G[i].len);
+}
+
+/* The host sends an ACK for ack with this (unscaled) window: the NIC moves
+   the RX flow's window edge. The packet goes out on the wire. */
+static void host_ack(uint32_t ack, uint16_t window)
+{
+    static uint8_t pkt[128];
+    struct tu_tcp seg = {.saddr = TU_HOST_IP,
+                         .daddr = TU_PEER_IP,
+                         .sport = TU_HOST_PORT,
+                         .dport = TU_PEER_PORT,
+                         .seq = 1,
+                         .ack = ack,
+                         .flags = TU_TCP_ACK};
+    size_t tot = tu_build_tcp(pkt, &seg);
+    tu_put16(pkt + TU_IP_HLEN + 14, window);
+    tu_tcp_csum_set(pkt, tot);
+    struct nic_tx_desc d = {.kind = NIC_TX_DATA,
+                            .flags = NIC_TXF_SIGNAL,
+                            .len = (uint16_t)tot,
+                            .addr = (uint64_t)(uintptr_t)pkt,
+                            .cookie = 0xac000000u + h.tx_prod};
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    TU_CHECK(cq_take(false, &e));
+    TU_CHECK_EQ(e.status, NIC_TX_OK);
+    uint8_t out[256];
+    TU_CHECK_EQ(tu_wire_recv(h.wire, out, sizeof(out)), tot);
+}
+
+/* Forged ciphertext that the NIC's keystream turns into text: what an
+   attacker who knows record r's plaintext (hence its keystream) can make
+   the NIC "decrypt" at stream offset off. */
+static void forge_ct(size_t off, const char *text, uint8_t *out, size_t n)
+{
+    size_t r = rec_of(off);
+    size_t po = off - S.start[r] - TLS_PAYLOAD_OFFSET;
+    TU_CHECK(off >= S.start[r] + TLS_PAYLOAD_OFFSET && po + n <= S.pt_len[r]);
+    size_t tl = strlen(text);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (uint8_t)text[i % tl];
+    tls_record_xor_keystream(S.a, S.ct + S.start[r] + TLS_HEADER_LEN, po, out, n);
+}
+
+/* Both replays complete, with the sender's records and nothing else. */
+static void assert_host_intact_line(int line)
+{
+    for (int m = FIRST_COPY_WINS; m <= LAST_COPY_WINS; m++) {
+        struct host_res r = host_replay((enum model)m);
+        if (r.wrong || r.err != TLS_RX_OK || r.fed != S.len || r.records != S.nrec)
+            ck_abort_msg("line %d (%s): wrong=%d err=%d fed=%zu/%zu (classes %s) [%s]", line,
+                         m == FIRST_COPY_WINS ? "first-copy-wins" : "last-copy-wins", r.wrong,
+                         r.err, r.fed, S.len, r.cls, tu_ctx);
+    }
+}
+#define assert_host_intact() assert_host_intact_line(__LINE__)
+
+/* SYN- and RST-flagged data carrying a fake header where a record starts:
+   TCP takes neither, so the NIC must not move either; it stays in step. */
+START_TEST(ta_syn_and_rst_data_do_not_move_the_nic)
+{
+    for (int v = 0; v < 2; v++) {
+        TU_CTX("STD, reorder %u, %s data with a fake header", v ? DEFAULT_REORDER : 0,
+               v ? "RST" : "SYN");
+        open_variant(v ? DEFAULT_REORDER : 0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t X = S.start[6], H = seg_at(X);
+        send_range(0, H);
+        uint8_t fake[64];
+        memcpy(fake, S.ct + X, sizeof(fake));
+        fake[3] = 0x02; /* a different length */
+        uint16_t fl = inject_forged(X, fake, sizeof(fake),
+                                    (uint8_t)((v ? TU_TCP_RST : TU_TCP_SYN) | TU_TCP_ACK), true);
+        TU_CHECK_EQ(fl, NIC_RXF_CSUM_OK);
+        send_range(H, NG);
+        expect_dec(0, NG, true);
+        struct nic_counters c = tu_counters(h.dev);
+        TU_CHECK_EQ(c.rx_tls_skip_syn, v ? 0 : 1);
+        TU_CHECK_EQ(c.rx_tls_skip_rst, v ? 1 : 0);
+        TU_CHECK_EQ(c.rx_tls_err, 0);
+        assert_host(all_full(STD_N), TLS_RX_OK);
+        close_variant();
+    }
+}
+END_TEST
+
+/* A segment sent as IPv4 fragments reaches TCP whole but the NIC only in
+   pieces: a hole for the NIC, never a mark. */
+START_TEST(ta_fragments_are_a_hole)
+{
+    for (int v = 0; v < 2; v++) {
+        TU_CTX("STD, reorder %u, r5's segment 20 fragmented", v ? DEFAULT_REORDER : 0);
+        open_variant(v ? DEFAULT_REORDER : 0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t k = seg_at(S.start[5] + 8000);
+        send_range(0, k);
+        send_seg_fragmented(k);
+        send_range(k + 1, NG);
+        TU_CHECK_EQ(tu_counters(h.dev).rx_tls_skip_frag, 2);
+        expect_dec(0, k, true);
+        assert_host_intact();
+        close_variant();
+    }
+}
+END_TEST
+
+/* Data beyond the window the host announced is dropped by TCP; the NIC
+   follows the window in the host's ACKs and ignores such data. */
+START_TEST(ta_out_of_window_data_does_not_move_the_nic)
+{
+    TU_CTX("STD, reorder 0, window 32 KiB, fake header beyond it");
+    dev_open(0);
+    stream_build(STD_SIZES, STD_N, SEQ0);
+    cut(MSS, NULL, 0);
+    memset(&g_tls_ctx, 0, sizeof(g_tls_ctx));
+    g_tls_ctx.cipher = NIC_CIPHER_AES_128_GCM;
+    g_tls_ctx.direction = NIC_CTX_RX;
+    g_tls_ctx.flags = NIC_CTXF_RX_WND;
+    memcpy(g_tls_ctx.salt, SALT, 4);
+    memcpy(g_tls_ctx.key, KEY, 16);
+    g_tls_ctx.saddr = htonl(TU_PEER_IP);
+    g_tls_ctx.daddr = htonl(TU_HOST_IP);
+    g_tls_ctx.sport = htons(TU_PEER_PORT);
+    g_tls_ctx.dport = htons(TU_HOST_PORT);
+    g_tls_ctx.start_tcp_sn = SEQ0;
+    g_tls_ctx.record_sn = 1;
+    g_tls_ctx.rx_wnd_right_edge = SEQ0 + 32768;
+    g_tls_ctx.rx_wnd_scale = 1;
+    ctrl(NIC_TX_STATIC_CTX, 0, (uint64_t)(uintptr_t)&g_tls_ctx, 0, 0);
+
+    size_t X = S.start[6], H = seg_at(X);
+    TU_CHECK(X > 32768 + 1448);
+    size_t k = seg_at(30000);
+    send_range(0, k);
+    /* A fake header where r6 will start, beyond the window: not held, not
+       searched, counted. */
+    uint8_t fake[32];
+    memcpy(fake, S.ct + X, sizeof(fake));
+    fake[3] ^= 0x01;
+    TU_CHECK_EQ(inject_forged(X, fake, sizeof(fake), TU_TCP_ACK | TU_TCP_PSH, true),
+                NIC_RXF_CSUM_OK);
+    TU_CHECK_EQ(tu_counters(h.dev).rx_tls_skip_oow, 1);
+    /* The host reads and opens its window (scale 1: 65535 << 1). */
+    host_ack(seq_at(G[k].off), 65535);
+    send_range(k, H + 1);
+    TU_CHECK_EQ(tu_counters(h.dev).rx_tls_skip_oow, 1); /* in the window now */
+    send_range(H + 1, NG);
+    expect_dec(0, NG, true);
+    assert_host(all_full(STD_N), TLS_RX_OK);
+}
+END_TEST
+
+/* A forged header at a record's start that TCP takes (it came first): the
+   record cannot authenticate; nothing forged is delivered. */
+START_TEST(ta_forged_header_first_at_same_seq)
+{
+    for (int v = 0; v < 2; v++) {
+        TU_CTX("STD, reorder %u, forged header first at r6's start", v ? DEFAULT_REORDER : 0);
+        open_variant(v ? DEFAULT_REORDER : 0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t X = S.start[6], H = seg_at(X);
+        send_range(0, H);
+        uint8_t fake[1448];
+        size_t n = seg_end(H) - X;
+        memcpy(fake, S.ct + X, n);
+        fake[0] = TLS_CT_HANDSHAKE; /* same length, other type: other AAD */
+        inject_forged(X, fake, n, TU_TCP_ACK | TU_TCP_PSH, false);
+        send_range(H, NG);
+        assert_host_safe();
+        struct host_res r = host_replay(FIRST_COPY_WINS);
+        TU_CHECK_EQ(r.err, TLS_RX_ERR_BAD_MAC);
+        TU_CHECK_EQ(r.records, 6);
+        close_variant();
+    }
+}
+END_TEST
+
+/* The NIC sees a segment the host never takes (TCP rejects it for a reason
+   the NIC cannot know: a bad ACK number, a full host queue): a fake header
+   with a longer length at r4's start. The real header then reaches the
+   host unmarked, the NIC's record boundaries are no longer the host's, and
+   the attacker sends ciphertext forged from r4's known plaintext, which the
+   NIC "decrypts" into chosen text and marks mid-record. The host must
+   neither trust those marks (their view disagrees, and r4's header came
+   unmarked) nor deliver the text. */
+START_TEST(ta_host_drops_what_the_nic_saw)
+{
+    static const char chosen[] = "GET /stats HTTP/1.1\r\nHost: x\r\nX-Injected: 1\r\n\r\n";
+    for (int v = 0; v < 4; v++) {
+        bool longer = v & 1, reorder = v & 2;
+        TU_CTX("STD, reorder %u, fake header (%s length) the host drops, forged r4 payload",
+               reorder ? DEFAULT_REORDER : 0, longer ? "longer" : "same");
+        open_variant(reorder ? DEFAULT_REORDER : 0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+        size_t X = S.start[4], Y = S.start[5]; /* r4: 3000 B, starting at rcv_nxt */
+        cut(MSS, &X, 1);
+        size_t H = seg_at(X);
+        TU_CHECK_EQ(G[H].off, X);
+        send_range(0, H);
+        uint8_t hdr[TLS_HEADER_LEN];
+        memcpy(hdr, S.ct + X, sizeof(hdr));
+        if (longer) {
+            uint32_t lf = ((uint32_t)hdr[3] << 8 | hdr[4]) + 900u; /* ends inside r5 */
+            hdr[3] = (uint8_t)(lf >> 8);
+            hdr[4] = (uint8_t)lf;
+        }
+        TU_CHECK_EQ(inject_forged(X, hdr, sizeof(hdr), TU_TCP_ACK | TU_TCP_PSH, true),
+                    NIC_RXF_CSUM_OK | NIC_RXF_DECRYPTED);
+        /* The real header and nonce, replayed by the attacker as a segment of
+           their own: old for the NIC, so unmarked. */
+        TU_CHECK_EQ(inject_forged(X, S.ct + X, TLS_PAYLOAD_OFFSET, TU_TCP_ACK, false),
+                    NIC_RXF_CSUM_OK);
+        /* Forged payload and tag for the rest of r4; TCP takes it (first). */
+        uint16_t last = 0;
+        for (size_t at = X + TLS_PAYLOAD_OFFSET; at < Y;) {
+            uint8_t forged[1448];
+            size_t n = Y - at < sizeof(forged) ? Y - at : sizeof(forged);
+            size_t pay =
+                at < Y - TLS_TAG_LEN ? (Y - TLS_TAG_LEN - at < n ? Y - TLS_TAG_LEN - at : n) : 0;
+            forge_ct(at, chosen, forged, pay);
+            memset(forged + pay, 0xee, n - pay); /* any tag */
+            last = inject_forged(at, forged, n, TU_TCP_ACK | TU_TCP_PSH, false);
+            at += n;
+        }
+        /* With the longer fake length the NIC is mid-record at r4's end and
+           marks the packet holding r4's forged tag. */
+        TU_CHECK_EQ(!!(last & NIC_RXF_DECRYPTED), longer);
+        send_range(H, NG); /* the real segments, late */
+        assert_host_safe();
+        struct host_res r = host_replay(FIRST_COPY_WINS);
+        TU_CHECK_EQ(r.err, TLS_RX_ERR_BAD_MAC);
+        TU_CHECK_EQ(r.records, 4); /* r0..r3; r4 is never delivered */
+        if (longer)
+            TU_CHECK(r.view_mismatch > 0);
+        close_variant();
+    }
+}
+END_TEST
+
+/* A header straddling an injected segment the host drops: its first bytes
+   forged (another type), the rest real. */
+START_TEST(ta_header_straddles_injected_segment)
+{
+    for (int v = 0; v < 2; v++) {
+        TU_CTX("STD/700, reorder %u, r6's header split by a forged segment",
+               v ? DEFAULT_REORDER : 0);
+        size_t X;
+        open_variant(v ? DEFAULT_REORDER : 0, STD_SIZES, STD_N, SEQ0, 700, 0);
+        X = S.start[6];
+        size_t forced[] = {X + 3};
+        cut(700, forced, 1);
+        size_t H = seg_at(X);
+        TU_CHECK_EQ(seg_end(H), X + 3);
+        send_range(0, H);
+        uint8_t fake[700];
+        memcpy(fake, S.ct + G[H].off, G[H].len);
+        fake[X - G[H].off] = TLS_CT_ALERT; /* r6's type byte */
+        inject_forged(G[H].off, fake, G[H].len, TU_TCP_ACK | TU_TCP_PSH, true);
+        send_range(H, NG);
+        assert_host_intact();
+        close_variant();
+    }
+}
+END_TEST
+
+/* Random attacks: forged segments of every kind at random places,
+   interleaved with the real stream (in order, or lightly reordered). When
+   TCP took none of them the host must deliver the whole stream intact;
+   otherwise intact or bad_record_mac. */
+START_TEST(ta_random_injections)
+{
+    struct tu_rng rng = tu_rng_for(__func__, 0);
+    for (int iter = 0; iter < 60; iter++) {
+        bool tcp_takes_some = iter % 3 == 2;
+        uint32_t reorder = iter % 2 ? DEFAULT_REORDER : 0;
+        TU_CTX("iteration %d, reorder %u, TCP takes forged data: %d", iter, reorder,
+               tcp_takes_some);
+        open_variant(reorder, STD_SIZES, STD_N, SEQ0, 300 + tu_rng_range(&rng, 0, 1148), 0);
+        for (size_t i = 0; i < NG; i++) {
+            /* Forge something first, now and then. */
+            while (tu_rng_range(&rng, 0, 5) == 0) {
+                size_t at = tu_rng_range(&rng, 0, S.len - 1);
+                size_t n = tu_rng_range(&rng, 1, 1448);
+                if (at + n > S.len)
+                    n = S.len - at;
+                uint8_t buf[1448];
+                memcpy(buf, S.ct + at, n);
+                switch (tu_rng_range(&rng, 0, 3)) {
+                case 0: /* a fake header at a random place inside */
+                    if (n >= TLS_HEADER_LEN) {
+                        size_t p = tu_rng_range(&rng, 0, n - TLS_HEADER_LEN);
+                        uint16_t lf = (uint16_t)tu_rng_range(&rng, 24, 16408);
+                        buf[p] = 23, buf[p + 1] = 3, buf[p + 2] = 3;
+                        buf[p + 3] = (uint8_t)(lf >> 8), buf[p + 4] = (uint8_t)lf;
+                    }
+                    break;
+                case 1: /* random bytes */
+                    for (size_t b = 0; b < n; b++)
+                        buf[b] = (uint8_t)tu_rng_next(&rng);
+                    break;
+                case 2: /* one byte flipped */
+                    buf[tu_rng_range(&rng, 0, n - 1)] ^= (uint8_t)(1 + tu_rng_range(&rng, 0, 254));
+                    break;
+                default: /* a true copy (a replay) */
+                    break;
+                }
+                static const uint8_t kinds[] = {TU_TCP_SYN, TU_TCP_RST | TU_TCP_ACK, TU_TCP_ACK,
+                                                TU_TCP_ACK | TU_TCP_PSH};
+                uint8_t fl = kinds[tu_rng_range(&rng, 0, 3)];
+                bool takes =
+                    tcp_takes_some && !(fl & (TU_TCP_SYN | TU_TCP_RST)) && tu_rng_range(&rng, 0, 1);
+                inject_forged(at, buf, n, fl, !takes);
+            }
+            /* The real segment, sometimes swapped with the next. */
+            if (reorder && i + 1 < NG && tu_rng_range(&rng, 0, 9) == 0) {
+                send_seg(i + 1);
+                send_seg(i);
+                i++;
+            } else {
+                send_seg(i);
+            }
+        }
+        /* Retransmit every segment once more, as a sender whose data was
+           never acked would: fills what TCP took from nobody. */
+        send_range(0, NG);
+        for (int m = FIRST_COPY_WINS; m <= LAST_COPY_WINS; m++) {
+            struct host_res r = host_replay((enum model)m);
+            if (r.wrong)
+                ck_abort_msg("model %d: WRONG plaintext delivered (classes %s) [%s]", m, r.cls,
+                             tu_ctx);
+            bool intact = r.err == TLS_RX_OK && r.fed == S.len && r.records == S.nrec;
+            if (!intact && (tcp_takes_some ? r.err != TLS_RX_ERR_BAD_MAC : true))
+                ck_abort_msg("model %d: err=%d fed=%zu/%zu records=%zu (classes %s) [%s]", m, r.err,
+                             r.fed, S.len, r.records, r.cls, tu_ctx);
+        }
+        close_variant();
+    }
+}
+END_TEST
+
 static Suite *rx_suite(void)
 {
     Suite *s = suite_create("rx_offload");
@@ -1607,6 +2035,17 @@ static Suite *rx_suite(void)
     tcase_add_test(bugs, kb_candidate_packet_with_several_headers);
     tcase_add_test(bugs, kb_confirm_while_predicted_header_split);
     suite_add_tcase(s, bugs);
+    TCase *att = tcase_create("attacks");
+    tcase_add_checked_fixture(att, setup, teardown);
+    tcase_set_timeout(att, 120);
+    tcase_add_test(att, ta_syn_and_rst_data_do_not_move_the_nic);
+    tcase_add_test(att, ta_fragments_are_a_hole);
+    tcase_add_test(att, ta_out_of_window_data_does_not_move_the_nic);
+    tcase_add_test(att, ta_forged_header_first_at_same_seq);
+    tcase_add_test(att, ta_host_drops_what_the_nic_saw);
+    tcase_add_test(att, ta_header_straddles_injected_segment);
+    tcase_add_test(att, ta_random_injections);
+    suite_add_tcase(s, att);
     return s;
 }
 

@@ -36,6 +36,8 @@
 
 #include "nic_abi.h"
 #include "nic_dev.h"
+#include "nic_engine.h" /* white box: the NIC's flow table, to see what it keeps of a key */
+#include "nic_flow.h"
 #include "stack_driver.h"
 #include "test_util.h"
 #include "tls_offload.h"
@@ -54,7 +56,8 @@
 #define OVERHEAD     TLS_RECORD_OVERHEAD /* 29 */
 #define NONE         SIZE_MAX
 
-static size_t g_opt_len; /* TCP options in the segments we send: 0 or TS_OPT_LEN */
+static size_t g_opt_len;         /* TCP options in the segments we send: 0 or TS_OPT_LEN */
+static uint32_t g_nic_flows = 8; /* the NIC's flow table (the host has 8 flow ids) */
 
 static const uint8_t KEY[16] = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
                                 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
@@ -163,7 +166,7 @@ static void setup(void)
     struct nic_dev_cfg cfg = {.tx_ring_size = 256,
                               .rx_ring_size = 64,
                               .mtu = TEST_MTU,
-                              .max_flows = 8,
+                              .max_flows = g_nic_flows,
                               .pcap_path = NULL};
     H.dev = tu_dev_create(&cfg, &H.wire);
     H.rx = calloc(MAX_RX, sizeof(*H.rx));
@@ -213,6 +216,14 @@ static void teardown(void)
     free(H.seen);
     memset(&H, 0, sizeof(H));
     H.wire = -1;
+    g_nic_flows = 8;
+}
+
+/* A NIC with a single flow context: the second install is refused. */
+static void setup_one_nic_flow(void)
+{
+    g_nic_flows = 1;
+    setup();
 }
 
 static struct snap snap(void)
@@ -370,7 +381,8 @@ static void stream_add(uint8_t type, size_t n, struct tu_rng *r)
     memcpy(H.plain + H.len, p->payload, rlen);
     TU_CHECK_EQ(tls_record_seal(H.aead, rec->sn, type, pt, n, H.sealed + H.len), rlen);
     memset(H.seen + H.len, 0, rlen);
-    tls_tx_offload_record(H.t, p, H.start_seq + (uint32_t)H.len, rec->sn);
+    if (H.t)
+        tls_tx_offload_record(H.t, p, H.start_seq + (uint32_t)H.len, rec->sn);
     pbuf_free(p); /* the record store keeps its own reference */
     H.len += rlen;
     H.nrec++;
@@ -1284,6 +1296,426 @@ START_TEST(regression_no_stale_tag_report_after_flow_id_reuse)
 }
 END_TEST
 
+/* ---- 6. key hygiene, refused installs, deferred deletes ---- */
+
+static bool all_zero(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i])
+            return false;
+    return true;
+}
+
+/* A static context for the harness's 4-tuple in a pbuf the test owns. */
+static struct pbuf *static_ctx_pbuf(uint8_t cipher, uint8_t dir, uint32_t start_seq)
+{
+    struct pbuf *p = pbuf_alloc(PBUF_RAW, sizeof(struct nic_tls_static_ctx), PBUF_RAM);
+    TU_CHECK(p != NULL);
+    struct nic_tls_static_ctx *st = p->payload;
+    memset(st, 0, sizeof(*st));
+    st->cipher = cipher;
+    st->direction = dir;
+    memcpy(st->salt, SALT, sizeof(SALT));
+    memcpy(st->key, KEY, sizeof(KEY));
+    st->saddr = lwip_htonl(dir == NIC_CTX_RX ? TU_PEER_IP : TU_HOST_IP);
+    st->daddr = lwip_htonl(dir == NIC_CTX_RX ? TU_HOST_IP : TU_PEER_IP);
+    st->sport = lwip_htons(dir == NIC_CTX_RX ? TU_PEER_PORT : TU_HOST_PORT);
+    st->dport = lwip_htons(dir == NIC_CTX_RX ? TU_HOST_PORT : TU_PEER_PORT);
+    st->start_tcp_sn = start_seq;
+    st->record_sn = 1;
+    return p;
+}
+
+/* Post a signalled control descriptor through the driver (hold: its buffer). */
+static void post_ctrl(uint8_t kind, uint32_t flow_id, struct pbuf *hold)
+{
+    struct nic_tx_desc d = {.kind = kind,
+                            .flags = NIC_TXF_SIGNAL,
+                            .flow_id = flow_id,
+                            .addr = hold ? (uint64_t)(uintptr_t)hold->payload : 0};
+    TU_CHECK_EQ(stack_driver_post_ctrl(H.drv, &d, hold), 0);
+}
+
+/* The NIC's slot for flow_id: device memory that lives as long as the NIC. */
+static const struct nic_flow *nic_slot(uint32_t flow_id)
+{
+    return &H.dev->flows->slots[flow_id - 1];
+}
+
+/* Run the NIC and the driver until both are idle, discarding the wire. */
+static void drain_discard(void)
+{
+    uint8_t buf[WIRE_BUF_LEN];
+    for (int i = 0;; i++) {
+        TU_CHECK(i < 256);
+        unsigned work = nic_dev_poll_once(H.dev);
+        while (tu_wire_recv(H.wire, buf, sizeof(buf)) > 0)
+            work++;
+        work += stack_driver_poll(H.drv, 256);
+        if (work == 0)
+            break;
+    }
+    H.rx_head = H.rx_n = 0;
+}
+
+/* Pure ACKs through netif->output until the driver refuses one: the TX ring
+   is full (the NIC does not run). Returns how many went in. */
+static size_t fill_tx_ring(void)
+{
+    static const uint8_t nothing[1];
+    ip4_addr_t dst;
+    IP4_ADDR(&dst, 10, 0, 0, 2);
+    for (size_t n = 0; n <= 4096; n++) {
+        struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)HDRS, PBUF_RAM);
+        TU_CHECK(p != NULL);
+        build_pkt(p->payload, H.start_seq, nothing, 0);
+        err_t e = H.nif->output(H.nif, p, &dst);
+        pbuf_free(p);
+        if (e == ERR_MEM)
+            return n;
+        TU_CHECK_EQ(e, ERR_OK);
+    }
+    ck_abort_msg("the TX ring never filled [%s]", tu_ctx);
+    return 0;
+}
+
+/* Plaintext byte i of a record tls/ sealed itself (stream_add_sealed). */
+static uint8_t sealed_pt(uint64_t sn, size_t i)
+{
+    return (uint8_t)(sn * 29u + i * 3u);
+}
+
+/* Append a record that tls/ sealed itself after a refused install: lwIP
+   holds its ciphertext and the record store never sees it. */
+static void stream_add_sealed(size_t n)
+{
+    static uint8_t pt[TLS_MAX_PLAINTEXT];
+    TU_CHECK(n <= TLS_MAX_PLAINTEXT && H.nrec < MAX_RECS);
+    size_t rlen = n + OVERHEAD;
+    stream_reserve(H.len + rlen);
+    struct rec *rec = &H.recs[H.nrec];
+    rec->off = H.len;
+    rec->len = rlen;
+    rec->sn = 1 + H.nrec;
+    rec->type = TLS_CT_APPDATA;
+    for (size_t i = 0; i < n; i++)
+        pt[i] = sealed_pt(rec->sn, i);
+    TU_CHECK_EQ(tls_record_seal(H.aead, rec->sn, rec->type, pt, n, H.sealed + H.len), rlen);
+    memcpy(H.plain + H.len, H.sealed + H.len, rlen);
+    memset(H.seen + H.len, 0, rlen);
+    H.len += rlen;
+    H.nrec++;
+}
+
+/* Every record as the peer received it (first transmissions) opens with the
+   test's own copy of the key, to the plaintext tls/ wrote. first_sealed:
+   index of the first record written by stream_add_sealed. */
+static void check_peer_opens(size_t first_sealed)
+{
+    struct tls_aead *peer = tls_aead_new(KEY, sizeof(KEY), SALT);
+    uint8_t *buf = malloc(TLS_MAX_RECORD_LEN);
+    TU_CHECK(peer && buf);
+    for (size_t i = 0; i < H.nrec; i++) {
+        const struct rec *r = &H.recs[i];
+        TU_CTX("record %zu", i);
+        for (size_t k = 0; k < r->len; k++)
+            TU_CHECK(H.seen[r->off + k]);
+        memcpy(buf, H.first + r->off, r->len);
+        uint8_t *pt;
+        TU_CHECK_EQ(tls_record_open(peer, r->sn, buf, r->len, &pt), r->len - OVERHEAD);
+        for (size_t k = 0; k < r->len - OVERHEAD; k++)
+            TU_CHECK_EQ(pt[k], i < first_sealed ? H.plain[r->off + TLS_PAYLOAD_OFFSET + k]
+                                                : sealed_pt(r->sn, k));
+    }
+    free(buf);
+    tls_aead_free(peer);
+}
+
+/* The static context a driver posted holds a key: once the NIC read it the
+   driver wipes it, and the NIC keeps only its cipher contexts (no raw key
+   in the flow slot) yet encrypts with them; a delete wipes the slot. */
+START_TEST(hygiene_static_ctx_wiped_once_read)
+{
+    H.start_seq = 3000;
+    struct pbuf *ctx = static_ctx_pbuf(NIC_CIPHER_AES_128_GCM, NIC_CTX_TX, H.start_seq);
+    post_ctrl(NIC_TX_STATIC_CTX, 5, ctx);
+    TU_CHECK_EQ(ctx->ref, 2); /* ours and the ring's */
+    TU_CHECK(memcmp(((struct nic_tls_static_ctx *)ctx->payload)->key, KEY, sizeof(KEY)) == 0);
+    struct snap b = snap();
+    pump();
+    struct snap a = snap();
+    TU_CHECK_EQ(a.n.tx_tls_ctx - b.n.tx_tls_ctx, 1);
+    TU_CHECK_EQ(ctx->ref, 1);                   /* the driver let go of it ... */
+    TU_CHECK(all_zero(ctx->payload, ctx->len)); /* ... and wiped it first */
+    TU_CHECK(nic_slot(5)->used);
+    TU_CHECK(all_zero(nic_slot(5)->st.key, sizeof(nic_slot(5)->st.key)));
+    TU_CHECK(memcmp(nic_slot(5)->st.salt, SALT, sizeof(SALT)) == 0);
+
+    /* The NIC still encrypts with the key it was given. */
+    stream_add(TLS_CT_APPDATA, 700, NULL);
+    struct pbuf *pkt = pbuf_alloc(PBUF_RAW, (u16_t)(HDRS + H.len), PBUF_RAM);
+    TU_CHECK(pkt != NULL);
+    build_pkt(pkt->payload, H.start_seq, H.plain, H.len);
+    struct nic_tx_desc d = {.kind = NIC_TX_DATA,
+                            .flags = NIC_TXF_OFFLOAD,
+                            .len = pkt->len,
+                            .flow_id = 5,
+                            .addr = (uint64_t)(uintptr_t)pkt->payload};
+    TU_CHECK_EQ(stack_driver_post_ctrl(H.drv, &d, pkt), 0);
+    pbuf_free(pkt);
+    pump();
+    expect_range(0, H.len);
+    expect_none();
+
+    post_ctrl(NIC_TX_DEL_CTX, 5, NULL);
+    pump();
+    TU_CHECK_EQ(snap().n.tx_tls_del - b.n.tx_tls_del, 1);
+    TU_CHECK(all_zero(nic_slot(5), sizeof(struct nic_flow)));
+    pbuf_free(ctx);
+}
+END_TEST
+
+/* A static context still on the ring when the driver goes away is wiped. */
+START_TEST(hygiene_static_ctx_wiped_at_driver_teardown)
+{
+    struct pbuf *ctx = static_ctx_pbuf(NIC_CIPHER_AES_256_GCM, NIC_CTX_RX, 1);
+    post_ctrl(NIC_TX_STATIC_CTX, 2, ctx);
+    TU_CHECK_EQ(ctx->ref, 2);
+    /* Teardown order of the runtime: the engine never runs again. */
+    tls_offload_free(H.o);
+    H.o = NULL;
+    stack_driver_destroy(H.drv);
+    H.drv = NULL;
+    TU_CHECK_EQ(ctx->ref, 1);
+    TU_CHECK(all_zero(ctx->payload, ctx->len));
+    nic_dev_destroy(H.dev); /* the ring still points at ctx */
+    H.dev = NULL;
+    pbuf_free(ctx);
+}
+END_TEST
+
+/* The NIC copies the static context into a slot before validating it: a
+   refused install leaves nothing of the key there; an RX context keeps no
+   raw key either, and its delete wipes the slot. */
+START_TEST(hygiene_nic_refused_install_leaves_no_key)
+{
+    static const struct {
+        uint8_t cipher, dir;
+    } bad[] = {{0x7f, NIC_CTX_TX}, {NIC_CIPHER_AES_128_GCM, 9}, {0, NIC_CTX_RX}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        TU_CTX("cipher %u direction %u", bad[i].cipher, bad[i].dir);
+        struct pbuf *ctx = static_ctx_pbuf(bad[i].cipher, bad[i].dir, 1);
+        struct snap b = snap();
+        post_ctrl(NIC_TX_STATIC_CTX, 3, ctx);
+        pbuf_free(ctx); /* the driver holds its own reference */
+        pump();
+        struct snap a = snap();
+        TU_CHECK_EQ(a.n.tx_bad_desc - b.n.tx_bad_desc, 1);
+        TU_CHECK_EQ(a.n.tx_tls_ctx + a.n.rx_tls_ctx - b.n.tx_tls_ctx - b.n.rx_tls_ctx, 0);
+        TU_CHECK_EQ(a.d.tx_err_status - b.d.tx_err_status, 1);
+        TU_CHECK(all_zero(nic_slot(3), sizeof(struct nic_flow)));
+    }
+    TU_CTX("rx install");
+    struct pbuf *ctx = static_ctx_pbuf(NIC_CIPHER_AES_128_GCM, NIC_CTX_RX, 1);
+    post_ctrl(NIC_TX_STATIC_CTX, 3, ctx);
+    pbuf_free(ctx);
+    pump();
+    TU_CHECK(nic_slot(3)->used && nic_slot(3)->rx);
+    TU_CHECK(all_zero(nic_slot(3)->st.key, sizeof(nic_slot(3)->st.key)));
+    post_ctrl(NIC_TX_DEL_CTX, 3, NULL);
+    pump();
+    TU_CHECK_EQ(snap().n.rx_tls_del, 1);
+    TU_CHECK(all_zero(nic_slot(3), sizeof(struct nic_flow)));
+}
+END_TEST
+
+/* The NIC has one flow context, taken by the RX side: it refuses the TX
+   context. Segments lwIP sent before the answer are dropped by the NIC
+   (nothing leaves as plaintext); their retransmissions, and all later
+   frames, leave sealed by the host from the record store; records tls/
+   seals itself afterwards pass untouched, also inside a segment that
+   starts with frame bytes. The peer opens everything with the key. */
+START_TEST(install_refused_tx_sealed_in_software)
+{
+    int policy = _i;
+    TU_CTX("%s", policy_name(policy));
+    H.policy = policy;
+    struct snap b = snap();
+    struct tls_rx_offload *rx =
+        tls_rx_offload_start(H.o, H.pcb, KEY, sizeof(KEY), SALT, 777, 1); /* flow id 1 */
+    ck_assert_ptr_nonnull(rx);
+    H.start_seq = 0xfffffa00u; /* the stream wraps the sequence space */
+    H.t = tls_tx_offload_start(H.o, (enum tls_tx_resync)policy, H.pcb, KEY, sizeof(KEY), SALT,
+                               H.start_seq, 1); /* flow id 2: refused */
+    ck_assert_ptr_nonnull(H.t);
+    stream_clear();
+    stream_add_sizes(LAYOUT5, 5); /* frames [0, 2745) */
+    send_range(0, 1400);          /* before the NIC answered */
+    send_range(1400, 2745);
+    pump();
+    expect_none();
+    struct snap a = snap();
+    TU_CHECK(tls_tx_offload_failed(H.t));
+    TU_CHECK_EQ(a.h.tx_tls_ctx_install_failed - b.h.tx_tls_ctx_install_failed, 1);
+    TU_CHECK_EQ(a.n.flow_table_full - b.n.flow_table_full, 1);
+    TU_CHECK_EQ(a.n.rx_tls_ctx - b.n.rx_tls_ctx, 1);
+    TU_CHECK_EQ(a.n.tx_tls_ctx - b.n.tx_tls_ctx, 0);
+    TU_CHECK_EQ(a.n.tx_tls_no_ctx - b.n.tx_tls_no_ctx, 2); /* both segments dropped */
+    TU_CHECK_EQ(a.n.tx_packets - b.n.tx_packets, 0);
+    TU_CHECK_EQ(a.h.tx_tls_nic_errors - b.h.tx_tls_nic_errors, 0); /* no resync for a dead ctx */
+
+    /* TCP resends (cut differently), and a retransmission of those. */
+    xmit(0, 700);
+    xmit(700, 2000);
+    xmit(2000, 2745);
+    xmit(100, 1200);
+    size_t first_sealed = H.nrec;
+    stream_add_sealed(300);  /* [2745, 3074) */
+    stream_add_sealed(5000); /* [3074, 8103) */
+    xmit(2500, 3000);        /* last frame bytes + a sealed record's */
+    xmit(3000, 4400);
+    for (size_t o = 4400; o < H.len; o += 1400)
+        xmit(o, o + 1400 < H.len ? o + 1400 : H.len);
+    xmit(2600, 2745); /* a late retransmission of frame bytes only */
+    a = snap();
+    TU_CHECK_EQ(a.h.tx_tls_sw_fallback_packets - b.h.tx_tls_sw_fallback_packets, 6);
+    TU_CHECK_EQ(a.h.tx_tls_sw_fallback_bytes - b.h.tx_tls_sw_fallback_bytes,
+                700 + 1300 + 745 + 1100 + 245 + 145);
+    TU_CHECK_EQ(a.h.tx_tls_drop_no_sync_data - b.h.tx_tls_drop_no_sync_data, 0);
+    TU_CHECK_EQ(a.n.tx_tls_encrypted_packets - b.n.tx_tls_encrypted_packets, 0);
+    TU_CHECK_EQ(a.n.tx_tls_no_ctx - b.n.tx_tls_no_ctx, 2); /* nothing offloaded since */
+    check_peer_opens(first_sealed);
+
+    /* Release: the NIC holds nothing to delete; the id is free at once. */
+    tls_tx_offload_release(H.t, NULL, false);
+    H.t = NULL;
+    tls_rx_offload_stop(rx);
+    drain_discard();
+    a = snap();
+    const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(H.o);
+    TU_CHECK_EQ(a.h.tx_tls_ctx_installed, 1);
+    TU_CHECK_EQ(a.h.tx_tls_ctx_install_failed, 1);
+    TU_CHECK_EQ(a.h.tx_tls_ctx_deleted, 0);
+    TU_CHECK_EQ(a.n.tx_tls_del, 0);
+    TU_CHECK_EQ(a.n.tx_tls_no_ctx - b.n.tx_tls_no_ctx, 2); /* no delete for a refused install */
+    TU_CHECK_EQ(rc->rx_tls_ctx_installed, 1);
+    TU_CHECK_EQ(rc->rx_tls_ctx_deleted, 1);
+    TU_CHECK_EQ(a.n.rx_tls_del, 1);
+
+    /* Both ids are free again, the NIC slot too: the next flow offloads. */
+    flow_start(policy, 123456);
+    stream_add(TLS_CT_APPDATA, 1000, NULL);
+    struct snap c = snap();
+    xmit(0, H.len);
+    TU_CHECK_EQ(snap().n.tx_tls_encrypted_packets - c.n.tx_tls_encrypted_packets, 1);
+    flow_stop();
+}
+END_TEST
+
+/* A refused RX context: the host never posts a resync answer or a hint for
+   it (the NIC would only count descriptors naming an unknown flow). The same
+   sequence on an installed context does post hints. */
+START_TEST(install_refused_rx_no_resync_traffic)
+{
+    tls_offload_set_rx_hint(H.o, true);
+    flow_start(TLS_TX_RESYNC_DUMP, 1000); /* takes the NIC's only context */
+    for (int installed = 0; installed < 2; installed++) {
+        TU_CTX("rx context %s", installed ? "installed" : "refused");
+        const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(H.o);
+        uint64_t failed0 = rc->rx_tls_ctx_install_failed, hints0 = rc->rx_hints_sent;
+        struct tls_rx_offload *rx =
+            tls_rx_offload_start(H.o, H.pcb, KEY, sizeof(KEY), SALT, 9000, 1);
+        ck_assert_ptr_nonnull(rx);
+        drain_discard();
+        TU_CHECK_EQ(rc->rx_tls_ctx_install_failed - failed0, installed ? 0 : 1);
+        struct snap b = snap();
+        /* Software-decrypted records: in hint mode the host tells the NIC
+           where a later record starts after 2, 4, ... of them. */
+        for (uint32_t i = 0; i < 8; i++) {
+            tls_rx_offload_record_done(rx, 9000 + 100 * (i + 1), i + 2, false);
+            tls_rx_offload_future_record(rx, 9000 + 100 * (i + 2), i + 3);
+        }
+        drain_discard();
+        struct snap a = snap();
+        if (installed) {
+            TU_CHECK(rc->rx_hints_sent - hints0 > 0);
+            TU_CHECK_EQ(a.n.tx_desc - b.n.tx_desc, rc->rx_hints_sent - hints0);
+        } else {
+            TU_CHECK_EQ(rc->rx_hints_sent - hints0, 0);
+            TU_CHECK_EQ(a.n.tx_desc - b.n.tx_desc, 0);
+            TU_CHECK_EQ(a.n.tx_tls_no_ctx - b.n.tx_tls_no_ctx, 0);
+        }
+        tls_rx_offload_stop(rx);
+        if (!installed) {
+            flow_stop(); /* frees the NIC's context for the second round */
+            H.t = NULL;
+        }
+        drain_discard();
+    }
+    const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(H.o);
+    TU_CHECK_EQ(rc->rx_tls_ctx_installed, 2);
+    TU_CHECK_EQ(rc->rx_tls_ctx_install_failed + rc->rx_tls_ctx_deleted, 2);
+    TU_CHECK_EQ(snap().n.rx_tls_del, 1);
+}
+END_TEST
+
+/* Releasing flows while the TX ring is full: the deletes wait in a queue
+   and go out when the driver reclaims ring slots. In the end the NIC
+   deleted every context it installed, the host counted the same, and every
+   flow id can be used again. */
+START_TEST(delete_deferred_while_tx_ring_full)
+{
+    int policy = _i;
+    TU_CTX("%s", policy_name(policy));
+    flow_start(policy, 4000);
+    struct tls_rx_offload *rx = tls_rx_offload_start(H.o, H.pcb, KEY, sizeof(KEY), SALT, 777, 1);
+    ck_assert_ptr_nonnull(rx);
+    stream_add(TLS_CT_APPDATA, 200, NULL);
+    xmit(0, H.len);
+    const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(H.o);
+    struct snap b = snap();
+    TU_CHECK(fill_tx_ring() > 0);
+    tls_tx_offload_release(H.t, NULL, false);
+    H.t = NULL;
+    tls_rx_offload_stop(rx);
+    struct snap a = snap();
+    TU_CHECK_EQ(a.h.tx_tls_ctx_del_deferred - b.h.tx_tls_ctx_del_deferred, 1);
+    TU_CHECK_EQ(a.h.tx_tls_ctx_del_pending, 1);
+    TU_CHECK_EQ(rc->rx_tls_ctx_del_deferred, 1);
+    TU_CHECK_EQ(rc->rx_tls_ctx_del_pending, 1);
+    TU_CHECK_EQ(a.d.tx_ring_full - b.d.tx_ring_full, 1); /* the ACK that did not fit */
+
+    drain_discard(); /* the NIC sends the ACKs; reclaiming posts the deletes */
+    a = snap();
+    TU_CHECK_EQ(a.h.tx_tls_ctx_del_pending, 0);
+    TU_CHECK_EQ(rc->rx_tls_ctx_del_pending, 0);
+    TU_CHECK_EQ(a.n.tx_tls_del, a.n.tx_tls_ctx);
+    TU_CHECK_EQ(a.n.rx_tls_del, a.n.rx_tls_ctx);
+    TU_CHECK_EQ(a.h.tx_tls_ctx_deleted, a.h.tx_tls_ctx_installed);
+    TU_CHECK_EQ(rc->rx_tls_ctx_deleted, rc->rx_tls_ctx_installed);
+    TU_CHECK_EQ(a.n.tx_tls_ctx, 1);
+    TU_CHECK_EQ(a.n.rx_tls_ctx, 1);
+
+    /* No flow id leaked: all 8 are usable, each installed by the NIC. */
+    struct tls_tx_offload *t[8];
+    for (int i = 0; i < 8; i++) {
+        t[i] = tls_tx_offload_start(H.o, (enum tls_tx_resync)policy, H.pcb, KEY, sizeof(KEY), SALT,
+                                    1000, 1);
+        ck_assert_ptr_nonnull(t[i]);
+    }
+    drain_discard();
+    TU_CHECK_EQ(snap().n.tx_tls_ctx, 9);
+    for (int i = 0; i < 8; i++)
+        tls_tx_offload_release(t[i], NULL, false);
+    drain_discard();
+    a = snap();
+    TU_CHECK_EQ(a.n.tx_tls_del, 9);
+    TU_CHECK_EQ(a.h.tx_tls_ctx_deleted, 9);
+    TU_CHECK_EQ(a.h.tx_tls_ctx_fail, 0);
+}
+END_TEST
+
 static Suite *tx_offload_suite(void)
 {
     Suite *s = suite_create("tx_offload");
@@ -1320,6 +1752,20 @@ static Suite *tx_offload_suite(void)
     tcase_add_test(bugs, regression_tag_reports_never_overflow_tx_cq);
     tcase_add_test(bugs, regression_no_stale_tag_report_after_flow_id_reuse);
     suite_add_tcase(s, bugs);
+
+    TCase *hyg = tcase_create("hygiene");
+    tcase_add_checked_fixture(hyg, setup, teardown);
+    tcase_add_test(hyg, hygiene_static_ctx_wiped_once_read);
+    tcase_add_test(hyg, hygiene_static_ctx_wiped_at_driver_teardown);
+    tcase_add_test(hyg, hygiene_nic_refused_install_leaves_no_key);
+    tcase_add_loop_test(hyg, delete_deferred_while_tx_ring_full, 0, TLS_TX_RESYNC_COUNT);
+    suite_add_tcase(s, hyg);
+
+    TCase *refused = tcase_create("install_refused");
+    tcase_add_checked_fixture(refused, setup_one_nic_flow, teardown);
+    tcase_add_loop_test(refused, install_refused_tx_sealed_in_software, 0, TLS_TX_RESYNC_COUNT);
+    tcase_add_test(refused, install_refused_rx_no_resync_traffic);
+    suite_add_tcase(s, refused);
     return s;
 }
 

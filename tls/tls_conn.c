@@ -16,6 +16,7 @@
 
 #include <lwip/sys.h>
 #include <mbedtls/net_sockets.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,8 @@ struct tls_conn {
     bool keys_ok;
     size_t mbed_inflight; /* length of a write mbed TLS has buffered */
     bool close_notify_sent;
+    /* Exported session keys (own record layer only), wiped as soon as the
+       AEADs and NIC contexts of their direction are keyed. */
     uint8_t client_key[32], server_key[32], client_salt[4], server_salt[4];
     size_t key_len;
 
@@ -66,6 +69,7 @@ struct tls_conn {
 
     /* TX offload (TLS_MODE_NIC) */
     struct tls_tx_offload *txo; /* NULL: records are sealed in software */
+    bool tx_nic_failed;         /* the NIC refused txo's context: sealed in software too */
     struct tls_rx_offload *rxo; /* NULL: the NIC does not decrypt for us */
     uint32_t rx_seq0;           /* TCP seq of the first byte the peer sent */
     uint64_t rx_consumed;       /* bytes consumed from the receive queue */
@@ -91,6 +95,19 @@ static struct tls_counters *ctr(struct tls_conn *c)
 
 /* --- lifetime --- */
 
+/* Wipe a direction's exported key (mbed TLS's zeroize: never optimised out). */
+static void conn_wipe_tx_key(struct tls_conn *c)
+{
+    mbedtls_platform_zeroize(c->server_key, sizeof(c->server_key));
+    mbedtls_platform_zeroize(c->server_salt, sizeof(c->server_salt));
+}
+
+static void conn_wipe_rx_key(struct tls_conn *c)
+{
+    mbedtls_platform_zeroize(c->client_key, sizeof(c->client_key));
+    mbedtls_platform_zeroize(c->client_salt, sizeof(c->client_salt));
+}
+
 static void conn_free(struct tls_conn *c)
 {
     if (c->rxo)
@@ -109,8 +126,8 @@ static void conn_free(struct tls_conn *c)
         pbuf_free(c->tx_frame);
     free(c->tx_rec);
     free(c->rx_pt);
-    memset(c->client_key, 0, sizeof(c->client_key));
-    memset(c->server_key, 0, sizeof(c->server_key));
+    conn_wipe_tx_key(c);
+    conn_wipe_rx_key(c);
     free(c);
 }
 
@@ -316,6 +333,25 @@ static int bio_recv(void *arg, unsigned char *buf, size_t len)
     return (int)n;
 }
 
+/* True while records go to the NIC as frames. Once the NIC refused the
+   context, records are sealed here for good (the offload seals the frames it
+   already holds): the staged plaintext moves from the frame to tx_pt. */
+static bool tx_frames(struct tls_conn *c)
+{
+    if (!c->txo || c->tx_nic_failed)
+        return false;
+    if (!tls_tx_offload_failed(c->txo))
+        return true;
+    c->tx_nic_failed = true;
+    ctr(c)->offload_fallback_sw++;
+    if (c->tx_frame) {
+        memcpy(c->tx_pt, (uint8_t *)c->tx_frame->payload + TLS_PAYLOAD_OFFSET, c->tx_pt_len);
+        pbuf_free(c->tx_frame);
+        c->tx_frame = NULL;
+    }
+    return false;
+}
+
 /* Write one record of our own record layer (TLS_MODE_SW / TLS_MODE_NIC):
    sealed on the host, or framed as plaintext with a blank tag for the NIC
    and kept until acked. All or nothing; the sequence number is used only
@@ -325,7 +361,7 @@ static bool write_record(struct tls_conn *c, uint8_t type, const uint8_t *pt, si
     size_t rec_len = len + TLS_RECORD_OVERHEAD;
     if (!tcp_room(c, rec_len))
         return false;
-    if (!c->txo) {
+    if (!tx_frames(c)) {
         tls_record_seal(c->tx_aead, c->tx_seq, type, pt, len, c->tx_rec);
         if (!tcp_put(c, c->tx_rec, rec_len))
             return false;
@@ -351,7 +387,7 @@ static bool write_record(struct tls_conn *c, uint8_t type, const uint8_t *pt, si
    retransmissions, saving a copy per record. NULL: out of memory. */
 static uint8_t *stage_buf(struct tls_conn *c)
 {
-    if (!c->txo)
+    if (!tx_frames(c))
         return c->tx_pt;
     if (!c->tx_frame)
         c->tx_frame = pbuf_alloc(PBUF_RAW, TLS_MAX_RECORD_LEN, PBUF_RAM);
@@ -409,7 +445,7 @@ static bool emit_record(struct tls_conn *c)
         ctr(c)->tx_bytes_plaintext += (uint64_t)r;
         return true;
     }
-    if (c->txo) {
+    if (tx_frames(c)) {
         if (!emit_frame(c))
             return false;
     } else if (!write_record(c, TLS_CT_APPDATA, c->tx_pt, c->tx_pt_len)) {
@@ -732,6 +768,7 @@ static void try_start_offload(struct tls_conn *c)
         c->mode == TLS_MODE_NIC_TAGCACHE ? TLS_TX_RESYNC_TAGCACHE : TLS_TX_RESYNC_DUMP;
     c->txo = tls_tx_offload_start(c->srv->offload, policy, c->pcb, c->server_key, c->key_len,
                                   c->server_salt, c->pcb->snd_lbb, c->tx_seq);
+    conn_wipe_tx_key(c); /* tx_aead and the offload hold it now */
     if (!c->txo)
         ctr(c)->offload_fallback_sw++; /* sealed in software instead, still correct */
 }
@@ -759,6 +796,10 @@ static void do_handshake(struct tls_conn *c)
             conn_kill(c, true);
             return;
         }
+        if (!tls_mode_offloads(c->mode)) {
+            conn_wipe_tx_key(c);
+            conn_wipe_rx_key(c);
+        }
     }
     ctr(c)->handshakes_ok++;
     c->state = CONN_OPEN;
@@ -768,6 +809,7 @@ static void do_handshake(struct tls_conn *c)
         if (c->pcb)
             c->rxo = tls_rx_offload_start(c->srv->offload, c->pcb, c->client_key, c->key_len,
                                           c->client_salt, c->rx_stream_base, 1);
+        conn_wipe_rx_key(c);
         c->offload_fence = true;
         try_start_offload(c);
     }
@@ -930,12 +972,15 @@ int tls_conn_export_keys(void *p_expkey, const unsigned char *ms, const unsigned
     if (!c || keylen > sizeof(c->client_key) || ivlen != 4)
         return -1;
     /* RFC 5246 §6.3 key block: client MAC, server MAC, client key, server
-       key, client IV, server IV (GCM: no MAC keys, 4-byte implicit IVs). */
-    const unsigned char *p = kb + 2 * maclen;
-    memcpy(c->client_key, p, keylen);
-    memcpy(c->server_key, p + keylen, keylen);
-    memcpy(c->client_salt, p + 2 * keylen, 4);
-    memcpy(c->server_salt, p + 2 * keylen + 4, 4);
+       key, client IV, server IV (GCM: no MAC keys, 4-byte implicit IVs).
+       Copied only for our own record layer; mbed TLS wipes the block. */
+    if (tls_mode_own_records(c->mode)) {
+        const unsigned char *p = kb + 2 * maclen;
+        memcpy(c->client_key, p, keylen);
+        memcpy(c->server_key, p + keylen, keylen);
+        memcpy(c->client_salt, p + 2 * keylen, 4);
+        memcpy(c->server_salt, p + 2 * keylen + 4, 4);
+    }
     c->key_len = keylen;
     c->keys_ok = true;
     if (srv->keylog) {

@@ -1,12 +1,20 @@
 /*
  * tls_offload.c - host side of the TLS transmit offload: flow contexts,
  * record store, and the driver hook (shadow seq + resync), DESIGN.md §3.
+ *
+ * A flow whose install the NIC refused falls back to software: the records
+ * already written as frames are sealed in place in the store and the hook
+ * sends a sealed copy of every segment that holds frame bytes; the NIC drops
+ * the offloaded segments it saw before (no context), TCP resends them.
  */
 #include "tls_offload.h"
 #include "nic_abi.h"
+#include "tls_record.h"
 
+#include <lwip/inet_chksum.h>
 #include <lwip/priv/tcp_priv.h>
 #include <lwip/sys.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +30,7 @@ struct tx_record {
     uint16_t len;
     uint64_t record_sn;
     bool tag_valid;
+    bool sealed; /* install failed: p holds the record encrypted in software */
     uint8_t tag[TLS_TAG_BYTES];
 };
 
@@ -35,12 +44,15 @@ struct tls_tx_offload {
     uint32_t local_ip, remote_ip;
     uint16_t local_port, remote_port;
     uint32_t start_seq;            /* start_offload_tcp_sn */
+    uint32_t frame_end;            /* seq past the last frame written; tls/ seals after it */
     uint32_t shadow_seq;           /* what the NIC expects next */
     bool shadow_valid;             /* false: the NIC lost its place; resync first */
     struct tx_record *head, *tail; /* oldest .. newest */
     bool lingering;
     struct tcp_pcb *linger_pcb; /* while lingering: the pcb whose callbacks we own */
     uint32_t linger_since_ms;
+    bool failed;              /* the NIC refused the install: records are sealed here */
+    struct tls_aead *sw_aead; /* until the NIC answered the install (then NULL if ok) */
 };
 
 #define RX_MAX_PENDING_REQ  8
@@ -56,7 +68,29 @@ struct tls_rx_offload {
     unsigned nreq;
     unsigned sw_run;     /* consecutive records not fully offloaded */
     unsigned hint_after; /* back-off threshold for the next hint */
+    bool failed;         /* the NIC refused the install: never resync or hint */
 };
+
+/* What the host knows of the NIC context behind a flow id. */
+enum fid_state {
+    FID_FREE,       /* on the free list */
+    FID_LIVE,       /* a flow uses it */
+    FID_DEL_QUEUED, /* flow stopped, delete waits for TX ring space */
+    FID_DEL_POSTED  /* delete posted; the id is free once it completed */
+};
+enum fid_install { FID_INSTALL_PENDING, FID_INSTALL_OK, FID_INSTALL_FAILED };
+
+struct fid_info {
+    uint8_t state;   /* enum fid_state */
+    uint8_t install; /* enum fid_install: the NIC's answer to the static context */
+    uint8_t dir;     /* NIC_CTX_TX or NIC_CTX_RX */
+    uint8_t policy;  /* TX: enum tls_tx_resync, whose counters it uses */
+};
+
+/* The direction's counter `name` of flow id info f: tx_<name> of its policy
+   or rx_<name>. */
+#define FID_CTR(o, f, name)                                                                        \
+    (*((f)->dir == NIC_CTX_TX ? &(o)->c[(f)->policy].tx_##name : &(o)->rxc.rx_##name))
 
 struct tls_offload {
     struct stack_driver *drv;
@@ -67,6 +101,10 @@ struct tls_offload {
     struct tls_tx_offload **by_flow; /* flow_id -> flow (index 0 unused) */
     uint32_t *free_ids;
     uint32_t n_free;
+    struct fid_info *fid; /* flow id -> state (index 0 unused) */
+    uint32_t *del_q;      /* queued deletes, FIFO ring of max_flows ids */
+    uint32_t del_head, del_n;
+    bool flushing; /* flush_deletes is running */
     struct tls_tx_offload *hash[FLOW_HASH_BUCKETS];
     struct tls_offload_counters c[TLS_TX_RESYNC_COUNT]; /* by the flow's policy */
 };
@@ -129,6 +167,107 @@ static struct tx_record *find_record(struct tls_tx_offload *t, uint32_t seq)
     return NULL;
 }
 
+/* Seal a frame in place (tls_record_seal allows pt == out + 13). */
+static void record_seal(struct tls_tx_offload *t, struct tx_record *r)
+{
+    uint8_t *f = r->p->payload;
+    if (r->len < TLS_RECORD_OVERHEAD || r->p->len < r->len)
+        return; /* not a frame: never sent (the hook drops it, counted) */
+    tls_record_seal(t->sw_aead, r->record_sn, f[0], f + TLS_PAYLOAD_OFFSET,
+                    r->len - TLS_RECORD_OVERHEAD, f);
+    r->sealed = true;
+}
+
+/* --- flow ids and their NIC contexts --- */
+
+static void fid_release(struct tls_offload *o, uint32_t id)
+{
+    o->fid[id].state = FID_FREE;
+    o->free_ids[o->n_free++] = id;
+}
+
+/* Post queued deletes while the TX ring has room (oldest first). */
+static void flush_deletes(struct tls_offload *o)
+{
+    if (o->flushing)
+        return; /* reached again through the driver's reclaim */
+    o->flushing = true;
+    /* Space first: reclaiming may drain install completions that cancel
+       queued deletes (install_done). */
+    while (stack_driver_tx_space(o->drv) >= 1 && o->del_n) {
+        uint32_t id = o->del_q[o->del_head];
+        struct nic_tx_desc del = {.kind = NIC_TX_DEL_CTX, .flags = NIC_TXF_SIGNAL, .flow_id = id};
+        if (stack_driver_post_ctrl(o->drv, &del, NULL) != 0)
+            break;
+        o->del_head = (o->del_head + 1) % o->max_flows;
+        o->del_n--;
+        o->fid[id].state = FID_DEL_POSTED;
+        FID_CTR(o, &o->fid[id], tls_ctx_del_pending)--;
+    }
+    o->flushing = false;
+}
+
+static void tx_ring_space(void *ctx)
+{
+    struct tls_offload *o = ctx;
+    if (o->del_n)
+        flush_deletes(o);
+}
+
+/* The flow using id stopped: delete its NIC context, or queue the delete
+   when the ring is full. Nothing to delete if the install failed. */
+static void fid_stop(struct tls_offload *o, uint32_t id)
+{
+    struct fid_info *f = &o->fid[id];
+    if (f->install == FID_INSTALL_FAILED) {
+        fid_release(o, id);
+        return;
+    }
+    f->state = FID_DEL_QUEUED;
+    o->del_q[(o->del_head + o->del_n++) % o->max_flows] = id;
+    FID_CTR(o, f, tls_ctx_del_pending)++;
+    flush_deletes(o);
+    if (f->state == FID_DEL_QUEUED)
+        FID_CTR(o, f, tls_ctx_del_deferred)++;
+}
+
+static void del_queue_remove(struct tls_offload *o, uint32_t id)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < o->del_n; i++) {
+        uint32_t v = o->del_q[(o->del_head + i) % o->max_flows];
+        if (v != id)
+            o->del_q[(o->del_head + kept++) % o->max_flows] = v;
+    }
+    o->del_n = kept;
+}
+
+/* The NIC answered the static context of id. */
+static void install_done(struct tls_offload *o, uint32_t id, bool ok)
+{
+    struct fid_info *f = &o->fid[id];
+    f->install = ok ? FID_INSTALL_OK : FID_INSTALL_FAILED;
+    if (!ok)
+        FID_CTR(o, f, tls_ctx_install_failed)++;
+    if (f->state == FID_LIVE && f->dir == NIC_CTX_TX) {
+        struct tls_tx_offload *t = o->by_flow[id];
+        if (ok) {
+            tls_aead_free(t->sw_aead); /* wipes the key schedule */
+            t->sw_aead = NULL;
+        } else {
+            t->failed = true;
+            for (struct tx_record *r = t->head; r; r = r->next)
+                record_seal(t, r);
+        }
+    } else if (f->state == FID_LIVE && !ok) {
+        o->rx_by_flow[id]->failed = true;
+    } else if (f->state == FID_DEL_QUEUED && !ok) {
+        del_queue_remove(o, id); /* nothing to delete */
+        FID_CTR(o, f, tls_ctx_del_pending)--;
+        fid_release(o, id);
+    }
+}
+
 /* --- the driver hook --- */
 
 static uint16_t get16(const uint8_t *p)
@@ -146,9 +285,62 @@ static int post(struct tls_offload *o, const struct nic_tx_desc *d, struct pbuf 
     return stack_driver_post_ctrl(o->drv, d, hold);
 }
 
-static int tx_prepare(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *flags)
+/* Recompute the TCP checksum of the IPv4 packet in q (q->len bytes). */
+static void tcp_csum_set(struct pbuf *q, size_t ihl)
+{
+    uint8_t *ip = q->payload, *tcp = ip + ihl;
+    ip4_addr_t src, dst;
+    memcpy(&src.addr, ip + 12, 4);
+    memcpy(&dst.addr, ip + 16, 4);
+    tcp[16] = tcp[17] = 0;
+    pbuf_remove_header(q, ihl);
+    u16_t sum = inet_chksum_pseudo(q, IP_PROTO_TCP, q->len, &src, &dst);
+    pbuf_add_header(q, ihl);
+    memcpy(tcp + 16, &sum, 2); /* lwIP's sums are in network byte order */
+}
+
+/* Failed flow: send a copy of the segment whose frame bytes (before
+   frame_end) come from the sealed records; bytes after it were sealed by
+   tls/ and go as they are. Never lets a frame byte out unencrypted. */
+static int tx_sw_fallback(struct tls_tx_offload *t, struct pbuf **pp, uint32_t seq, uint32_t plen,
+                          size_t ihl, size_t thl)
+{
+    size_t hdr_len = ihl + thl;
+    if (!seq_lt(seq, t->frame_end))
+        return 0;
+    uint32_t n = seq_lt(t->frame_end, seq + plen) ? t->frame_end - seq : plen;
+    struct pbuf *q = pbuf_alloc(PBUF_RAW, (u16_t)(hdr_len + plen), PBUF_RAM);
+    if (!q) {
+        t->c->tx_tls_sw_fallback_nomem++;
+        return -1;
+    }
+    memcpy(q->payload, (*pp)->payload, hdr_len + plen);
+    uint8_t *payload = (uint8_t *)q->payload + hdr_len;
+    for (uint32_t done = 0; done < n;) {
+        struct tx_record *r = find_record(t, seq + done);
+        if (!r || !r->sealed) {
+            pbuf_free(q);
+            t->c->tx_tls_drop_no_sync_data++;
+            return -1;
+        }
+        uint32_t off = seq + done - r->start_seq, k = r->len - off;
+        if (k > n - done)
+            k = n - done;
+        memcpy(payload + done, (const uint8_t *)r->p->payload + off, k);
+        done += k;
+    }
+    tcp_csum_set(q, ihl);
+    pbuf_free(*pp);
+    *pp = q;
+    t->c->tx_tls_sw_fallback_packets++;
+    t->c->tx_tls_sw_fallback_bytes += n;
+    return 0;
+}
+
+static int tx_prepare(void *ctx, struct pbuf **pp, uint32_t *flow_id, uint8_t *flags)
 {
     struct tls_offload *o = ctx;
+    struct pbuf *p = *pp;
     const uint8_t *ip = p->payload;
     if (p->len < 40 || (ip[0] >> 4) != 4 || ip[9] != 6 /* TCP */)
         return 0;
@@ -179,6 +371,8 @@ static int tx_prepare(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *fla
         t->c->tx_tls_drop_no_sync_data++;
         return -1;
     }
+    if (t->failed)
+        return tx_sw_fallback(t, pp, seq, plen, ihl, thl);
     *flow_id = t->flow_id;
     *flags = NIC_TXF_OFFLOAD;
     if (t->shadow_valid && seq == t->shadow_seq) {
@@ -245,8 +439,9 @@ static int tx_prepare(void *ctx, struct pbuf *p, uint32_t *flow_id, uint8_t *fla
 static void tx_tag_report(void *ctx, const struct nic_cqe *cqe)
 {
     struct tls_offload *o = ctx;
-    if (cqe->flow_id == 0 || cqe->flow_id > o->max_flows)
-        return;
+    if (cqe->flow_id == 0 || cqe->flow_id > o->max_flows ||
+        o->fid[cqe->flow_id].install != FID_INSTALL_OK)
+        return; /* an earlier flow's: it precedes this flow's install completion */
     struct tls_tx_offload *t = o->by_flow[cqe->flow_id];
     if (!t)
         return;
@@ -266,7 +461,13 @@ static void tx_tag_report(void *ctx, const struct nic_cqe *cqe)
 static void tx_error(void *ctx, const struct nic_cqe *cqe)
 {
     struct tls_offload *o = ctx;
+    if (cqe->desc_kind == NIC_TX_STATIC_CTX || cqe->desc_kind == NIC_TX_DEL_CTX)
+        return; /* tx_ctrl_done */
     if (cqe->flow_id == 0 || cqe->flow_id > o->max_flows || !o->by_flow[cqe->flow_id])
+        return;
+    /* Install not answered yet: the completion is an earlier flow's with
+       this id. Failed: the NIC drops what it cannot encrypt; TCP resends. */
+    if (o->fid[cqe->flow_id].install != FID_INSTALL_OK)
         return;
     struct tls_tx_offload *t = o->by_flow[cqe->flow_id];
     /* The NIC dropped a segment and lost its place: the next segment resyncs. */
@@ -277,17 +478,28 @@ static void tx_error(void *ctx, const struct nic_cqe *cqe)
 static void tx_ctrl_done(void *ctx, const struct nic_cqe *cqe)
 {
     struct tls_offload *o = ctx;
-    if (cqe->desc_kind != NIC_TX_DEL_CTX || cqe->flow_id == 0 || cqe->flow_id > o->max_flows)
+    uint32_t id = cqe->flow_id;
+    if (id == 0 || id > o->max_flows)
         return;
-    if (o->by_flow[cqe->flow_id] || o->rx_by_flow[cqe->flow_id])
-        return; /* still in use: never free an id twice */
-    o->free_ids[o->n_free++] = cqe->flow_id;
+    struct fid_info *f = &o->fid[id];
+    if (cqe->desc_kind == NIC_TX_STATIC_CTX && f->state != FID_FREE &&
+        f->install == FID_INSTALL_PENDING) {
+        install_done(o, id, cqe->status == NIC_TX_OK);
+    } else if (cqe->desc_kind == NIC_TX_DEL_CTX && f->state == FID_DEL_POSTED) {
+        /* No older completion of the flow is pending: the id can be reused
+           (a tag report of it must not land on its successor). */
+        if (cqe->status == NIC_TX_OK)
+            FID_CTR(o, f, tls_ctx_deleted)++;
+        fid_release(o, id);
+    }
 }
 
 /* --- receive side --- */
 
 static void rx_respond(struct tls_rx_offload *r, uint32_t seq, uint64_t sn, bool ok)
 {
+    if (r->failed)
+        return; /* the NIC has no context to resync */
     struct nic_tx_desc d = {.kind = NIC_RX_RESYNC_RESP,
                             .flags = ok ? NIC_TXF_RESYNC_OK : 0,
                             .flow_id = r->flow_id,
@@ -307,6 +519,8 @@ static void rx_resync_request(void *ctx, uint32_t flow_id, uint32_t seq)
     if (flow_id == 0 || flow_id > o->max_flows || !o->rx_by_flow[flow_id])
         return;
     struct tls_rx_offload *r = o->rx_by_flow[flow_id];
+    if (r->failed)
+        return;
     o->rxc.rx_resync_requests++;
     if (seq == r->boundary_seq) {
         rx_respond(r, seq, r->boundary_sn, true); /* tls/ stands right there */
@@ -336,7 +550,9 @@ struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows
     o->by_flow = calloc(max_flows + 1, sizeof(*o->by_flow));
     o->rx_by_flow = calloc(max_flows + 1, sizeof(*o->rx_by_flow));
     o->free_ids = calloc(max_flows, sizeof(*o->free_ids));
-    if (!o->by_flow || !o->rx_by_flow || !o->free_ids) {
+    o->fid = calloc(max_flows + 1, sizeof(*o->fid));
+    o->del_q = calloc(max_flows, sizeof(*o->del_q));
+    if (!o->by_flow || !o->rx_by_flow || !o->free_ids || !o->fid || !o->del_q) {
         tls_offload_free(o);
         return NULL;
     }
@@ -347,6 +563,7 @@ struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows
                                     .tx_error = tx_error,
                                     .rx_resync_request = rx_resync_request,
                                     .tx_ctrl_done = tx_ctrl_done,
+                                    .tx_ring_space = tx_ring_space,
                                     .ctx = o};
     stack_driver_set_offload(drv, &ops);
     return o;
@@ -362,16 +579,11 @@ static void flow_stop(struct tls_tx_offload *t)
         pp = &(*pp)->hash_next;
     if (*pp)
         *pp = t->hash_next;
-    struct nic_tx_desc del = {
-        .kind = NIC_TX_DEL_CTX, .flags = NIC_TXF_SIGNAL, .flow_id = t->flow_id};
-    if (post(o, &del, NULL) == 0)
-        t->c->tx_tls_ctx_deleted++;
-    /* The id is reused only once the delete completed (tx_ctrl_done): a tag
-       report of this flow still queued must not land on its successor. If
-       the ring was full the id leaks rather than being reused too early. */
     o->by_flow[t->flow_id] = NULL;
+    fid_stop(o, t->flow_id);
     if (t->lingering)
         t->c->lingering--;
+    tls_aead_free(t->sw_aead);
     free(t);
 }
 
@@ -393,9 +605,15 @@ void tls_offload_free(struct tls_offload *o)
         for (uint32_t i = 1; i <= o->max_flows; i++)
             if (o->rx_by_flow[i])
                 tls_rx_offload_stop(o->rx_by_flow[i]);
+    /* Deletes still queued are dropped: the engine is stopped or stops
+       next, and destroying the device wipes every context it holds. */
+    if (o->del_q)
+        flush_deletes(o);
     free(o->rx_by_flow);
     free(o->by_flow);
     free(o->free_ids);
+    free(o->fid);
+    free(o->del_q);
     free(o);
 }
 
@@ -405,23 +623,54 @@ const struct tls_offload_counters *tls_offload_counters(const struct tls_offload
     return &o->c[policy];
 }
 
+/* Take a flow id and post the static context st with key and salt added.
+   The NIC reads it from a pbuf the ring holds; the driver wipes that once
+   the NIC is done. Returns the id, or 0 when no id, ring slot or memory is
+   available. */
+static uint32_t install_post(struct tls_offload *o, const struct nic_tls_static_ctx *st,
+                             const uint8_t *key, size_t key_len, const uint8_t salt[4],
+                             uint8_t policy)
+{
+    if (o->n_free == 0 || stack_driver_tx_space(o->drv) < 1)
+        return 0;
+    struct pbuf *ctxbuf = pbuf_alloc(PBUF_RAW, sizeof(*st), PBUF_RAM);
+    if (!ctxbuf)
+        return 0;
+    struct nic_tls_static_ctx *buf = ctxbuf->payload;
+    *buf = *st;
+    buf->cipher = key_len == 16 ? NIC_CIPHER_AES_128_GCM : NIC_CIPHER_AES_256_GCM;
+    memcpy(buf->salt, salt, 4);
+    memcpy(buf->key, key, key_len);
+    uint32_t id = o->free_ids[o->n_free - 1];
+    struct nic_tx_desc d = {.kind = NIC_TX_STATIC_CTX,
+                            .flags = NIC_TXF_SIGNAL,
+                            .flow_id = id,
+                            .addr = (uint64_t)(uintptr_t)buf};
+    int r = post(o, &d, ctxbuf);
+    if (r != 0)
+        OPENSSL_cleanse(buf, sizeof(*buf));
+    pbuf_free(ctxbuf); /* posted: the ring's reference keeps it until the NIC read it */
+    if (r != 0)
+        return 0;
+    o->n_free--;
+    o->fid[id] = (struct fid_info){
+        .state = FID_LIVE, .install = FID_INSTALL_PENDING, .dir = st->direction, .policy = policy};
+    return id;
+}
+
 struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_resync policy,
                                             struct tcp_pcb *pcb, const uint8_t *key, size_t key_len,
                                             const uint8_t salt[4], uint32_t start_seq,
                                             uint64_t record_sn)
 {
-    if (!o || o->n_free == 0 || (key_len != 16 && key_len != 32)) {
-        if (o)
-            o->c[policy].tx_tls_ctx_fail++;
+    if (!o)
         return NULL;
-    }
-    /* Static context + (implicitly) progress: the NIC reads this memory when
-       it consumes the descriptor, so it lives in a pbuf the ring holds. */
-    struct pbuf *ctxbuf = pbuf_alloc(PBUF_RAW, sizeof(struct nic_tls_static_ctx), PBUF_RAM);
-    struct tls_tx_offload *t = calloc(1, sizeof(*t));
-    if (!ctxbuf || !t || stack_driver_tx_space(o->drv) < 1) {
-        if (ctxbuf)
-            pbuf_free(ctxbuf);
+    struct tls_tx_offload *t = NULL;
+    if (key_len == 16 || key_len == 32)
+        t = calloc(1, sizeof(*t));
+    if (t)
+        t->sw_aead = tls_aead_new(key, key_len, salt); /* for a refused install */
+    if (!t || !t->sw_aead) {
         free(t);
         o->c[policy].tx_tls_ctx_fail++;
         return NULL;
@@ -429,34 +678,30 @@ struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_r
     t->o = o;
     t->policy = policy;
     t->c = &o->c[policy];
-    t->flow_id = o->free_ids[--o->n_free];
     t->local_ip = ip_2_ip4(&pcb->local_ip)->addr;
     t->remote_ip = ip_2_ip4(&pcb->remote_ip)->addr;
     t->local_port = lwip_htons(pcb->local_port);
     t->remote_port = lwip_htons(pcb->remote_port);
     t->start_seq = start_seq;
+    t->frame_end = start_seq;
     t->shadow_seq = start_seq;
     t->shadow_valid = true;
-
-    struct nic_tls_static_ctx *st = ctxbuf->payload;
-    memset(st, 0, sizeof(*st));
-    st->cipher = key_len == 16 ? NIC_CIPHER_AES_128_GCM : NIC_CIPHER_AES_256_GCM;
-    st->direction = NIC_CTX_TX;
-    st->flags = policy == TLS_TX_RESYNC_TAGCACHE ? NIC_CTXF_TAG_REPORT : 0;
-    memcpy(st->salt, salt, 4);
-    memcpy(st->key, key, key_len);
-    st->saddr = t->local_ip;
-    st->daddr = t->remote_ip;
-    st->sport = t->local_port;
-    st->dport = t->remote_port;
-    st->start_tcp_sn = start_seq;
-    st->record_sn = record_sn;
-    struct nic_tx_desc d = {.kind = NIC_TX_STATIC_CTX,
-                            .flags = NIC_TXF_SIGNAL,
-                            .flow_id = t->flow_id,
-                            .addr = (uint64_t)(uintptr_t)st};
-    post(o, &d, ctxbuf);
-    pbuf_free(ctxbuf); /* the ring's reference keeps it until the NIC read it */
+    struct nic_tls_static_ctx st = {.direction = NIC_CTX_TX,
+                                    .flags =
+                                        policy == TLS_TX_RESYNC_TAGCACHE ? NIC_CTXF_TAG_REPORT : 0,
+                                    .saddr = t->local_ip,
+                                    .daddr = t->remote_ip,
+                                    .sport = t->local_port,
+                                    .dport = t->remote_port,
+                                    .start_tcp_sn = start_seq,
+                                    .record_sn = record_sn};
+    t->flow_id = install_post(o, &st, key, key_len, salt, (uint8_t)policy);
+    if (!t->flow_id) {
+        tls_aead_free(t->sw_aead);
+        free(t);
+        o->c[policy].tx_tls_ctx_fail++;
+        return NULL;
+    }
     o->by_flow[t->flow_id] = t;
     unsigned h = hash_key(t->remote_ip, t->remote_port, t->local_port);
     t->hash_next = o->hash[h];
@@ -465,9 +710,15 @@ struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_r
     return t;
 }
 
+bool tls_tx_offload_failed(const struct tls_tx_offload *t)
+{
+    return t->failed;
+}
+
 void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t start_seq,
                            uint64_t record_sn)
 {
+    t->frame_end = start_seq + rec->len;
     struct tx_record *r = calloc(1, sizeof(*r));
     if (!r)
         return; /* a retransmission of it will be dropped and counted */
@@ -476,6 +727,8 @@ void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t 
     r->start_seq = start_seq;
     r->len = rec->len;
     r->record_sn = record_sn;
+    if (t->failed)
+        record_seal(t, r);
     r->prev = t->tail;
     if (t->tail)
         t->tail->next = r;
@@ -588,50 +841,36 @@ struct tls_rx_offload *tls_rx_offload_start(struct tls_offload *o, struct tcp_pc
                                             const uint8_t salt[4], uint32_t start_seq,
                                             uint64_t record_sn)
 {
-    if (!o || o->n_free == 0 || (key_len != 16 && key_len != 32)) {
-        if (o)
-            o->rxc.rx_tls_ctx_fail++;
+    if (!o)
         return NULL;
-    }
-    struct pbuf *ctxbuf = pbuf_alloc(PBUF_RAW, sizeof(struct nic_tls_static_ctx), PBUF_RAM);
-    struct tls_rx_offload *r = calloc(1, sizeof(*r));
-    if (!ctxbuf || !r || stack_driver_tx_space(o->drv) < 1) {
-        if (ctxbuf)
-            pbuf_free(ctxbuf);
+    struct tls_rx_offload *r = NULL;
+    if (key_len == 16 || key_len == 32)
+        r = calloc(1, sizeof(*r));
+    /* Packets we receive run from the peer to us. The window TCP accepts
+       data in, as announced so far: the NIC follows it in our ACKs from here
+       on and ignores data beyond it. */
+    struct nic_tls_static_ctx st = {
+        .direction = NIC_CTX_RX,
+        .flags = (uint8_t)((o->rx_hint ? NIC_CTXF_RX_HINT : 0) | NIC_CTXF_RX_WND),
+        .rx_wnd_right_edge = pcb->rcv_ann_right_edge,
+        .rx_wnd_scale = pcb->rcv_scale,
+        .saddr = ip_2_ip4(&pcb->remote_ip)->addr,
+        .daddr = ip_2_ip4(&pcb->local_ip)->addr,
+        .sport = lwip_htons(pcb->remote_port),
+        .dport = lwip_htons(pcb->local_port),
+        .start_tcp_sn = start_seq,
+        .record_sn = record_sn};
+    if (r)
+        r->flow_id = install_post(o, &st, key, key_len, salt, 0);
+    if (!r || !r->flow_id) {
         free(r);
         o->rxc.rx_tls_ctx_fail++;
         return NULL;
     }
     r->o = o;
-    r->flow_id = o->free_ids[--o->n_free];
     r->boundary_seq = start_seq;
     r->boundary_sn = record_sn;
     r->hint_after = RX_HINT_BACKOFF_MIN;
-    struct nic_tls_static_ctx *st = ctxbuf->payload;
-    memset(st, 0, sizeof(*st));
-    st->cipher = key_len == 16 ? NIC_CIPHER_AES_128_GCM : NIC_CIPHER_AES_256_GCM;
-    st->direction = NIC_CTX_RX;
-    st->flags = o->rx_hint ? NIC_CTXF_RX_HINT : 0;
-    memcpy(st->salt, salt, 4);
-    memcpy(st->key, key, key_len);
-    /* Packets we receive run from the peer to us. */
-    st->saddr = ip_2_ip4(&pcb->remote_ip)->addr;
-    st->daddr = ip_2_ip4(&pcb->local_ip)->addr;
-    st->sport = lwip_htons(pcb->remote_port);
-    st->dport = lwip_htons(pcb->local_port);
-    st->start_tcp_sn = start_seq;
-    st->record_sn = record_sn;
-    /* The window TCP accepts data in, as announced so far; the NIC follows
-       it in our ACKs from here on. */
-    st->flags |= NIC_CTXF_RX_WND;
-    st->rx_wnd_right_edge = pcb->rcv_ann_right_edge;
-    st->rx_wnd_scale = pcb->rcv_scale;
-    struct nic_tx_desc d = {.kind = NIC_TX_STATIC_CTX,
-                            .flags = NIC_TXF_SIGNAL,
-                            .flow_id = r->flow_id,
-                            .addr = (uint64_t)(uintptr_t)st};
-    post(o, &d, ctxbuf);
-    pbuf_free(ctxbuf);
     o->rx_by_flow[r->flow_id] = r;
     o->rxc.rx_tls_ctx_installed++;
     return r;
@@ -662,7 +901,7 @@ void tls_rx_offload_record_done(struct tls_rx_offload *r, uint32_t next_seq, uin
 
 void tls_rx_offload_future_record(struct tls_rx_offload *r, uint32_t seq, uint64_t sn)
 {
-    if (!r->o->rx_hint || r->sw_run < r->hint_after)
+    if (!r->o->rx_hint || r->failed || r->sw_run < r->hint_after)
         return;
     struct nic_tx_desc d = {
         .kind = NIC_RX_PROGRESS, .flow_id = r->flow_id, .tcp_seq = seq, .record_sn = sn};
@@ -677,10 +916,7 @@ void tls_rx_offload_future_record(struct tls_rx_offload *r, uint32_t seq, uint64
 void tls_rx_offload_stop(struct tls_rx_offload *r)
 {
     struct tls_offload *o = r->o;
-    struct nic_tx_desc del = {
-        .kind = NIC_TX_DEL_CTX, .flags = NIC_TXF_SIGNAL, .flow_id = r->flow_id};
-    if (post(o, &del, NULL) == 0)
-        o->rxc.rx_tls_ctx_deleted++; /* the id is released in tx_ctrl_done */
     o->rx_by_flow[r->flow_id] = NULL;
+    fid_stop(o, r->flow_id);
     free(r);
 }

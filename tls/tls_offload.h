@@ -12,6 +12,7 @@
 #include "stack_driver.h"
 
 #include <lwip/tcp.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 enum tls_tx_resync {
@@ -21,7 +22,14 @@ enum tls_tx_resync {
 };
 
 struct tls_offload_counters {
-    uint64_t tx_tls_ctx_installed, tx_tls_ctx_fail, tx_tls_ctx_deleted;
+    uint64_t tx_tls_ctx_installed;      /* install descriptors posted */
+    uint64_t tx_tls_ctx_fail;           /* no install tried: no flow id, ring full, no memory */
+    uint64_t tx_tls_ctx_install_failed; /* the NIC refused the install: software fallback */
+    uint64_t tx_tls_ctx_deleted;        /* deletes the NIC completed */
+    uint64_t tx_tls_ctx_del_deferred;   /* deletes queued because the TX ring was full */
+    uint64_t tx_tls_ctx_del_pending;    /* deletes queued now (gauge) */
+    uint64_t tx_tls_sw_fallback_packets, tx_tls_sw_fallback_bytes; /* frames sealed by the host */
+    uint64_t tx_tls_sw_fallback_nomem; /* no memory for the sealed copy: dropped */
     uint64_t tx_tls_ooo;               /* out-of-sequence segments (resyncs) */
     uint64_t tx_tls_skip_no_sync_data; /* segment before start_offload_tcp_sn: sent as is */
     uint64_t tx_tls_drop_no_sync_data; /* record already acked and freed: dropped */
@@ -36,7 +44,10 @@ struct tls_offload_counters {
 struct tls_offload;
 struct tls_tx_offload;
 
-/* Installs itself as the driver's offload hook. */
+/* Installs itself as the driver's offload hook. Flow ids (1..max_flows) are
+   reused only once the NIC holds nothing of the previous flow: after its
+   delete completed, or at once if its install failed. A delete that finds
+   the TX ring full is queued and posted when the driver reclaims slots. */
 struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows);
 void tls_offload_free(struct tls_offload *o);
 /* Counters of the flows that use `policy`. */
@@ -46,7 +57,9 @@ const struct tls_offload_counters *tls_offload_counters(const struct tls_offload
 /* Start offloading the TX side of pcb. start_seq: the TCP seq of the first
    offloaded byte (the caller guarantees lwIP's unsent queue is empty, so no
    segment mixes handshake and offloaded bytes). NULL: no flow context free
-   (counted); the caller keeps software crypto. */
+   (counted); the caller keeps software crypto. The key is copied into the
+   NIC's static context (wiped by the driver once read) and into a software
+   AEAD kept until the NIC answers the install. */
 struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_resync policy,
                                             struct tcp_pcb *pcb, const uint8_t *key, size_t key_len,
                                             const uint8_t salt[4], uint32_t start_seq,
@@ -55,6 +68,11 @@ struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_r
    store takes a reference on rec and keeps it until every byte is acked. */
 void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t start_seq,
                            uint64_t record_sn);
+/* The NIC refused the flow's context. From then on the driver hook sends
+   the frames already written encrypted in software (the store seals them in
+   place); the caller must write every further record sealed itself, not as
+   a frame, and keep calling acked/release as before. */
+bool tls_tx_offload_failed(const struct tls_tx_offload *t);
 /* Called from tcp_sent: free records no segment in lwIP can still resend. */
 void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb);
 /* The connection is done with the pcb. If segments may still be resent, the
@@ -68,7 +86,9 @@ bool tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool 
 /* --- receive side (DESIGN.md §4) --- */
 
 struct tls_offload_rx_counters {
-    uint64_t rx_tls_ctx_installed, rx_tls_ctx_fail, rx_tls_ctx_deleted;
+    uint64_t rx_tls_ctx_installed, rx_tls_ctx_fail; /* as the tx_ names above */
+    uint64_t rx_tls_ctx_install_failed; /* the NIC refused: software decrypts, no resync */
+    uint64_t rx_tls_ctx_deleted, rx_tls_ctx_del_deferred, rx_tls_ctx_del_pending;
     uint64_t rx_resync_requests;    /* resync requests received from the NIC */
     uint64_t TlsRxDeviceResync;     /* requests confirmed (as /proc/net/tls_stat) */
     uint64_t rx_resync_denied;      /* requests passed inside a record */

@@ -4,15 +4,20 @@
  * PEM files), TLS 1.2 with ECDHE + AES-GCM only, and the export-keys hook that
  * hands each connection its keys and writes the NSS key log.
  */
+#define _GNU_SOURCE /* mkostemp */
 #include "tls_server.h"
 #include "tls_internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/x509_crt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Only AEAD suites with ECDHE: the record layer we offload is AES-GCM. */
 static const int gcm_suites[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -25,6 +30,95 @@ static void mbed_err(char *err, size_t errlen, const char *what, int ret)
     char buf[128];
     mbedtls_strerror(ret, buf, sizeof(buf));
     snprintf(err, errlen, "%s: %s (-0x%04x)", what, buf, (unsigned)-ret);
+}
+
+/* Put len bytes at path without writing through whatever is there: a new
+   file in the same directory (mkostemp: O_CREAT | O_EXCL, which never
+   follows a link), written and fsync'd, then rename()d over path. rename
+   replaces a symlink or file at path instead of following it. */
+static int write_file_replace(const char *path, const char *data, size_t len, mode_t mode,
+                              char *err, size_t errlen)
+{
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + sizeof(".tmp-XXXXXX"));
+    if (!tmp) {
+        snprintf(err, errlen, "write %s: out of memory", path);
+        return -1;
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp-XXXXXX", sizeof(".tmp-XXXXXX"));
+    const char *what = "create a temporary file next to";
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd >= 0) {
+        what = "write";
+        int ok = fchmod(fd, mode) == 0;
+        for (size_t off = 0; ok && off < len;) {
+            ssize_t w = write(fd, data + off, len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            ok = w > 0;
+            off += ok ? (size_t)w : 0;
+        }
+        ok = ok && fsync(fd) == 0;
+        int saved = errno;
+        ok = close(fd) == 0 && ok;
+        if (ok) {
+            what = "rename a temporary file over";
+            ok = rename(tmp, path) == 0;
+        } else {
+            errno = saved;
+        }
+        if (ok) {
+            free(tmp);
+            return 0;
+        }
+        saved = errno;
+        unlink(tmp);
+        errno = saved;
+    }
+    snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+    free(tmp);
+    return -1;
+}
+
+/* The NSS key log: appended to, created 0600, never through a symlink
+   (O_NOFOLLOW). An existing file must be a regular file of ours with a
+   single link (not a hard link to someone else's file); if its mode is
+   wider than 0600 it is narrowed to 0600. */
+static FILE *keylog_open(const char *path, char *err, size_t errlen)
+{
+    /* O_NONBLOCK: opening a FIFO must not hang; cleared below. */
+    int fd = open(
+        path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            snprintf(err, errlen, "key log %s is a symbolic link: refusing to follow it", path);
+        else if (errno == ENXIO) /* a FIFO without reader, a socket */
+            snprintf(err, errlen, "key log %s: not a regular file", path);
+        else
+            snprintf(err, errlen, "open key log %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    const char *bad = NULL;
+    if (fstat(fd, &st) != 0)
+        bad = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        bad = "not a regular file";
+    else if (st.st_uid != geteuid())
+        bad = "owned by another user";
+    else if (st.st_nlink != 1)
+        bad = "has more than one hard link";
+    else if ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0)
+        bad = "cannot narrow its mode to 0600";
+    else if (fcntl(fd, F_SETFL, O_WRONLY | O_APPEND) != 0)
+        bad = strerror(errno);
+    FILE *f = bad ? NULL : fdopen(fd, "a");
+    if (!f) {
+        snprintf(err, errlen, "key log %s: %s", path, bad ? bad : strerror(errno));
+        close(fd);
+    }
+    return f;
 }
 
 static int gen_ec_key(struct tls_server *s, mbedtls_pk_context *pk)
@@ -124,14 +218,9 @@ static int gen_certs(struct tls_server *s, const struct tls_server_cfg *cfg, cha
         mbed_err(err, errlen, "parse generated certificate", ret);
         return -1;
     }
-    FILE *f = fopen(cfg->ca_out_path, "w");
-    if (!f || fputs((char *)ca_pem, f) < 0 || fclose(f) != 0) {
-        snprintf(err, errlen, "write CA file %s failed", cfg->ca_out_path);
-        if (f)
-            fclose(f);
-        return -1;
-    }
-    return 0;
+    /* The CA is public: 0644, so that clients of any user can use it. */
+    return write_file_replace(cfg->ca_out_path, (const char *)ca_pem, strlen((char *)ca_pem), 0644,
+                              err, errlen);
 }
 
 static int load_certs(struct tls_server *s, const struct tls_server_cfg *cfg, char *err,
@@ -202,11 +291,9 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
         goto fail;
     }
     if (cfg->keylog_path) {
-        s->keylog = fopen(cfg->keylog_path, "a");
-        if (!s->keylog) {
-            snprintf(err, errlen, "open key log %s failed", cfg->keylog_path);
+        s->keylog = keylog_open(cfg->keylog_path, err, errlen);
+        if (!s->keylog)
             goto fail;
-        }
     }
     return s;
 fail:

@@ -31,7 +31,8 @@ struct tls_counters {
     uint64_t rx_tls_view_mismatch; /* NIC marks whose record view the host did not share */
     uint64_t TlsDecryptError, alerts_sent, alerts_received, close_notify_rx;
     uint64_t rx_malformed;
-    uint64_t offload_fallback_sw; /* TLS_MODE_NIC connections that got no NIC context */
+    uint64_t offload_fallback_sw; /* TLS_MODE_NIC connections sealing in software: no TX
+                                     context free, or the NIC refused the install */
 };
 
 struct tls_server;
