@@ -38,7 +38,7 @@
 #define NIC_FAULT_MAX_TIME_NS             UINT64_C(3600000000000) /* 1 h: delay, jitter, timeout */
 #define NIC_FAULT_MAX_RATE_BPS            UINT64_C(1000000000000000) /* 1 Pbit/s */
 #define NIC_FAULT_DRAWS_PER_PKT           8u
-#define NIC_FAULT_FMT_LEN                 256u /* nic_fault_cfg_format() never needs more */
+#define NIC_FAULT_FMT_LEN                 320u /* nic_fault_cfg_format() never needs more */
 
 struct nic_fault_cfg {
     double loss_pct, duplicate_pct, corrupt_pct, tamper_pct, reorder_pct; /* 0..100 */
@@ -88,7 +88,9 @@ int nic_fault_cfg_check(const struct nic_fault_cfg *cfg, char *err, size_t errle
 
 /* Writes a spec that parses back to an identical cfg (seed included if set;
  * "none" for passthrough without seed). Always NUL-terminates when len > 0;
- * NIC_FAULT_FMT_LEN bytes are always enough. */
+ * NIC_FAULT_FMT_LEN bytes are always enough: the longest spec is 284
+ * characters (five percentages of 23, e.g. "4.9406564584124654e-324", gap
+ * 65535, three 15-character times, a 15-digit rate in bits, a 20-digit seed). */
 void nic_fault_cfg_format(const struct nic_fault_cfg *cfg, char *buf, size_t len);
 
 /* True if no fault, no delay and no rate limit is configured (seed ignored). */

@@ -3,8 +3,9 @@
 # Usage: scripts/deps.sh   (as root; non-interactive)
 set -eu
 
-PKGS="gcc clang make cmake pkg-config liblwip-dev libmbedtls-dev libssl-dev libpcap-dev check
-      curl openssl tshark iproute2 procps"
+# clang + libclang-rt-14-dev: libFuzzer and the sanitizer runtimes for scripts/fuzz.sh.
+PKGS="gcc make cmake pkg-config liblwip-dev libmbedtls-dev libssl-dev libpcap-dev check
+      curl openssl tshark iproute2 procps clang libclang-rt-14-dev"
 
 missing=""
 for p in $PKGS; do

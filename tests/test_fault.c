@@ -390,6 +390,27 @@ START_TEST(format_roundtrip)
 }
 END_TEST
 
+START_TEST(format_longest_fits)
+{
+    /* The longest text nic_fault_cfg_format writes: five percentages that
+     * print with %.17g (a subnormal: 23 characters), the largest gap, times
+     * that print only in ns, a rate that prints only in bits, a 20-digit
+     * seed. It must fit NIC_FAULT_FMT_LEN and read back to the same config. */
+    static const char spec[] = "loss 4.9406564584124654e-324 duplicate 4.9406564584124654e-324 "
+                               "corrupt 4.9406564584124654e-324 tamper 4.9406564584124654e-324 "
+                               "reorder 4.9406564584124654e-324 gap 65535 timeout 3599999999999ns "
+                               "delay 3599999999999ns 3599999999999ns rate 999999999999999bit "
+                               "seed 18446744073709551615";
+    struct nic_fault_cfg c;
+    char err[128], full[1024];
+    ck_assert_msg(nic_fault_cfg_parse(&c, spec, err, sizeof(err)) == 0, "%s", err);
+    nic_fault_cfg_format(&c, full, sizeof(full));
+    ck_assert_uint_eq(strlen(full), 284);
+    ck_assert_uint_lt(strlen(full), NIC_FAULT_FMT_LEN);
+    roundtrip(&c);
+}
+END_TEST
+
 START_TEST(create_rejects_bad_cfg_and_chooses_seed)
 {
     struct nic_fault_cfg c;
@@ -955,6 +976,7 @@ static Suite *fault_suite(void)
     tcase_add_test(parse, parse_percent_forms_and_misc);
     tcase_add_test(parse, parse_errors);
     tcase_add_test(parse, format_roundtrip);
+    tcase_add_test(parse, format_longest_fits);
     tcase_add_test(parse, create_rejects_bad_cfg_and_chooses_seed);
     suite_add_tcase(s, parse);
 
