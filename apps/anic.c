@@ -66,6 +66,19 @@ static void usage_serve(FILE *f)
            "  --rto-min-ms N      fine-grained retransmission timeout floor (default 10;\n"
            "                        0 = lwIP's own 500 ms ticks: a loss that fast retransmit\n"
            "                        can't repair then costs >= 0.5 s)\n"
+           "  --handshake-timeout S  TLS handshake must finish within S seconds of accept\n"
+           "                        (default 10; 0 = none)\n"
+           "  --header-timeout S  a request head must arrive within S seconds of its first byte\n"
+           "                        (a connection's first request: of accept), else 408 (default 60)\n"
+           "  --keepalive-timeout S  close a connection idle between requests for S (default 75)\n"
+           "  --body-timeout S    408 when a request body stops arriving for S (default 60)\n"
+           "  --send-timeout S    abort when the peer acknowledges no output for S (default 60)\n"
+           "                        (S may have decimals, e.g. 0.5; 0 = no such timeout)\n"
+           "  --max-conns N       open connections; more are refused with RST at accept\n"
+           "                        (default 0 = no cap)\n"
+           "  --tcp-retries-time S give up on a peer that acknowledges none of our data for S\n"
+           "                        seconds, as Linux's tcp_retries2 (default 900; 0 = lwIP's\n"
+           "                        12 retransmissions, which the fast RTO uses up in ~4.5 s)\n"
            "  --cert FILE --key FILE\n"
            "                      PEM certificate chain and key instead of a generated one\n"
            "  --ca-out FILE       where the generated CA is written (default /tmp/anic-ca.pem)\n"
@@ -88,6 +101,20 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
     if (errno || end == s || *end || v < lo || v > hi)
         return -1;
     *out = (uint32_t)v;
+    return 0;
+}
+
+/* Seconds (decimals allowed), 0 .. max_s, into milliseconds. */
+static int parse_secs_ms(const char *s, uint32_t max_s, uint32_t *ms)
+{
+    char *end;
+    errno = 0;
+    if (!(*s >= '0' && *s <= '9'))
+        return -1;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0) || v > max_s)
+        return -1;
+    *ms = (uint32_t)(v * 1000.0 + 0.5); /* to the nearest millisecond */
     return 0;
 }
 
@@ -135,6 +162,13 @@ enum {
     OPT_PEER_RTO_MIN,
     OPT_RX_RESYNC,
     OPT_RX_REORDER,
+    OPT_HS_TIMEOUT,
+    OPT_HEADER_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_BODY_TIMEOUT,
+    OPT_SEND_TIMEOUT,
+    OPT_MAX_CONNS,
+    OPT_TCP_RETRIES,
 };
 
 static const struct option serve_opts[] = {
@@ -162,6 +196,13 @@ static const struct option serve_opts[] = {
     {"peer-rto-min-ms", required_argument, NULL, OPT_PEER_RTO_MIN},
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER},
+    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"keepalive-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
+    {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"tcp-retries-time", required_argument, NULL, OPT_TCP_RETRIES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -312,6 +353,34 @@ static int cmd_serve(int argc, char **argv)
         case OPT_RX_REORDER:
             if (parse_u32(optarg, 0, 64u << 20, &cfg.rx_reorder_bytes) < 0)
                 return bad("rx-reorder-buf", optarg);
+            break;
+        case OPT_HS_TIMEOUT:
+            if (parse_secs_ms(optarg, 3600, &cfg.limits.handshake_ms) < 0)
+                return bad("handshake-timeout", optarg);
+            break;
+        case OPT_HEADER_TIMEOUT:
+            if (parse_secs_ms(optarg, 3600, &cfg.limits.header_ms) < 0)
+                return bad("header-timeout", optarg);
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (parse_secs_ms(optarg, 86400, &cfg.limits.idle_ms) < 0)
+                return bad("keepalive-timeout", optarg);
+            break;
+        case OPT_BODY_TIMEOUT:
+            if (parse_secs_ms(optarg, 3600, &cfg.limits.body_ms) < 0)
+                return bad("body-timeout", optarg);
+            break;
+        case OPT_SEND_TIMEOUT:
+            if (parse_secs_ms(optarg, 3600, &cfg.limits.send_ms) < 0)
+                return bad("send-timeout", optarg);
+            break;
+        case OPT_MAX_CONNS:
+            if (parse_u32(optarg, 0, 1000000, &cfg.limits.max_conns) < 0)
+                return bad("max-conns", optarg);
+            break;
+        case OPT_TCP_RETRIES:
+            if (parse_secs_ms(optarg, 86400, &cfg.tcp_retries_ms) < 0)
+                return bad("tcp-retries-time", optarg);
             break;
         case OPT_RTO_MIN:
             if (parse_u32(optarg, 0, 5000, &cfg.rto_min_ms) < 0)
