@@ -82,6 +82,7 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD(fsec[i], *fs[i], packets_in);
         ADD(fsec[i], *fs[i], packets_out);
         ADD(fsec[i], *fs[i], dropped);
+        ADD(fsec[i], *fs[i], blackout_drops);
         ADD(fsec[i], *fs[i], duplicated);
         ADD(fsec[i], *fs[i], reordered);
         ADD(fsec[i], *fs[i], corrupted);
