@@ -100,10 +100,12 @@ static void fire(struct tcp_pcb *pcb)
         pcb->ssthresh = (tcpwnd_size_t)(pcb->mss << 1);
     pcb->cwnd = pcb->mss;
     pcb->bytes_acked = 0;
-    /* tcp_rexmit_rto counts toward lwIP's TCP_MAXRTX; ours must not. */
+    /* tcp_rexmit_rto counts toward lwIP's TCP_MAXRTX; ours must not, unless
+       lwIP's count is to decide (give_up_ms 0). */
     u8_t nrtx = pcb->nrtx;
     tcp_rexmit_rto(pcb);
-    pcb->nrtx = nrtx;
+    if (give_up_ms)
+        pcb->nrtx = nrtx;
     counters.fast_rto_fired++;
 }
 
