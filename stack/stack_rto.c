@@ -191,7 +191,7 @@ static void tick(void *arg)
         if (!pcb_is_active(doomed[i]))
             continue;
         counters.rto_give_up++;
-        tcp_abort(doomed[i]);
+        stack_tcp_abort(doomed[i]);
     }
     sys_timeout(LWIP_MAX(next, 1u), tick, NULL);
 }
@@ -215,6 +215,29 @@ void stack_rto_stop(void)
     for (int i = 0; i < 2; i++) {
         free(tables[i].slot);
         tables[i] = (struct rto_table){0};
+    }
+}
+
+void stack_tcp_abort(struct tcp_pcb *pcb)
+{
+    switch (pcb->state) {
+    case SYN_RCVD:
+    case ESTABLISHED:
+    case FIN_WAIT_1:
+    case FIN_WAIT_2:
+    case CLOSE_WAIT:
+    case CLOSING:
+    case LAST_ACK: {
+        u32_t edge = pcb->lastack + pcb->snd_wnd;
+        u32_t seq = TCP_SEQ_LEQ(pcb->snd_nxt, edge) ? pcb->snd_nxt : edge;
+        tcp_rst(pcb, seq, pcb->rcv_nxt, &pcb->local_ip, &pcb->remote_ip, pcb->local_port,
+                pcb->remote_port);
+        tcp_abandon(pcb, 0);
+        return;
+    }
+    default:
+        tcp_abort(pcb);
+        return;
     }
 }
 

@@ -34,6 +34,8 @@
 
 #include <stdint.h>
 
+struct tcp_pcb;
+
 struct stack_rto_counters {
     uint64_t fast_rto_fired; /* retransmissions by this timer */
     uint64_t rto_give_up;    /* pcbs aborted: no ACK progress for give_up_ms */
@@ -47,5 +49,12 @@ struct stack_rto_counters {
 void stack_rto_start(uint32_t min_ms, uint32_t give_up_ms);
 void stack_rto_stop(void);
 const struct stack_rto_counters *stack_rto_counters(void);
+
+/* tcp_abort with a RST the peer accepts. lwIP sends it at snd_nxt, which a
+   peer whose window is closed (it stopped reading) ignores (RFC 5961 §3.2:
+   in window or a challenge ACK), so the peer would hang on. As Linux
+   (tcp_acceptable_seq): at snd_nxt if within the peer's window, else at the
+   window's right edge. The error callback runs as with tcp_abort. */
+void stack_tcp_abort(struct tcp_pcb *pcb);
 
 #endif

@@ -10,6 +10,7 @@
  */
 #include "tls_conn.h"
 #include "stack_driver.h"
+#include "stack_rto.h"
 #include "tls_internal.h"
 #include "tls_offload.h"
 #include "tls_record.h"
@@ -232,7 +233,7 @@ static void conn_kill(struct tls_conn *c, bool rst)
     if (!pcb)
         return;
     if (rst) {
-        tcp_abort(pcb);
+        stack_tcp_abort(pcb); /* a RST even a peer with a closed window accepts */
         return;
     }
     /* Half-close: send FIN but keep reading (and discarding) until the peer
