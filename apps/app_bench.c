@@ -37,6 +37,7 @@
  */
 #define _GNU_SOURCE
 #include "app_bench.h"
+#include "app_load.h"
 #include "app_http.h"
 #include "app_runtime.h"
 #include "app_stats.h"
@@ -1930,6 +1931,8 @@ static int run_sweep(struct bench *b)
 
 int app_bench_main(int argc, char **argv)
 {
+    if (app_load_wanted(argc, argv))
+        return app_load_main(argc, argv); /* apps/app_load.c */
     static struct bench bench; /* large: cells */
     struct bench *b = &bench;
     int rc = parse_opts(argc, argv, &b->o);

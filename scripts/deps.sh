@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="gcc make cmake pkg-config liblwip-dev libmbedtls-dev libssl-dev libpcap-dev check
-      curl openssl tshark iproute2 procps"
+      curl openssl tshark iproute2 procps wrk nginx-light"
 
 missing=""
 for p in $PKGS; do
@@ -22,6 +22,15 @@ echo "deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 # tshark asks whether non-root users may capture; answer no without a prompt.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+# nginx-light is for 'anic bench --load', which starts its own nginx inside its
+# namespace: keep the package from starting a system-wide service.
+guard=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    guard=1
+fi
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+[ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
