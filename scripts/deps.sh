@@ -24,13 +24,11 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 # nginx-light is for 'anic bench --load', which starts its own nginx inside its
 # namespace: keep the package from starting a system-wide service.
-guard=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
-    guard=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
-[ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
