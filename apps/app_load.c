@@ -97,6 +97,24 @@ static bool find_tool(const char *name, char *out, size_t cap)
     return false;
 }
 
+/* Soft fd limit up to the hard one: wrk and nginx need one per connection. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static unsigned nofile_max(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY)
+        return LOAD_NOFILE;
+    return rl.rlim_max < LOAD_NOFILE ? (unsigned)rl.rlim_max : LOAD_NOFILE;
+}
+
 /* Fork and exec argv with stdout into a pipe (read into out, NUL-terminated)
    and stderr into err_path (or /dev/null). Bounded: killed after timeout_s.
    Returns the exit status, 128 + signal, or -1. */
@@ -110,8 +128,7 @@ static int run_capture(char *const argv[], char *out, size_t cap, const char *er
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        struct rlimit rl = {LOAD_NOFILE, LOAD_NOFILE};
-        setrlimit(RLIMIT_NOFILE, &rl);
+        raise_nofile();
         int nul = open("/dev/null", O_RDWR);
         int efd = err_path ? open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : nul;
         dup2(nul, 0);
@@ -268,7 +285,7 @@ static int write_nginx_conf(struct load *L)
             "    root %s/www;\n"
             "  }\n"
             "}\n",
-            L->o.nginx_workers, LOAD_NOFILE, L->dir, L->dir, LOAD_NOFILE / 2, L->dir, L->dir,
+            L->o.nginx_workers, nofile_max(), L->dir, L->dir, nofile_max() / 2, L->dir, L->dir,
             L->dir, L->dir, L->dir, LOAD_NGINX_ADDR, LOAD_NGINX_HTTP, LOAD_NGINX_ADDR,
             LOAD_NGINX_HTTPS, L->cert, L->key, LOAD_CIPHER, L->dir);
     return fclose(f) == 0 ? 0 : -1;
@@ -294,8 +311,7 @@ static int nginx_start(struct load *L)
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
-        struct rlimit rl = {LOAD_NOFILE, LOAD_NOFILE};
-        setrlimit(RLIMIT_NOFILE, &rl);
+        raise_nofile();
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
@@ -409,7 +425,9 @@ static void run_wrk(struct load *L, const char *url, unsigned conns, uint64_t si
     int rc = run_capture(argv, out, sizeof(out), errp, L->o.seconds + LOAD_WRK_GRACE_S);
     if (rc != 0 || !parse_wrk(out, size, r)) {
         memset(r, 0, sizeof(*r));
-        fprintf(stderr, "anic bench --load: wrk %s failed (rc %d); see %s\n", url, rc, errp);
+        fprintf(stderr, "anic bench --load: wrk %s failed (rc %d):\n%s\n", url, rc, out);
+    } else if (r->requests == 0) {
+        fprintf(stderr, "anic bench --load: wrk %s completed no request:\n%s\n", url, out);
     }
 }
 

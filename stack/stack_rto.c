@@ -78,6 +78,10 @@ static bool table_reset(struct rto_table *t, size_t n)
     size_t cap = RTO_TABLE_MIN;
     while (cap < 2 * n)
         cap *= 2;
+    /* Keep a larger table until it is 8 x too large: no reallocation per
+       walk when the number in flight hovers around a power of two. */
+    if (cap <= t->cap && t->cap < 8 * cap)
+        cap = t->cap;
     if (cap != t->cap) {
         struct rto_entry *s = calloc(cap, sizeof(*s));
         if (!s)
