@@ -2838,6 +2838,7 @@ static void flood_child(void *arg)
     (void)arg;
     ns_enter_or_exit(cur->srv.ns);
     static int fds[FLOOD_CONNS];
+    static bool reset_at_send[FLOOD_CONNS];
     static const char req[] = "GET /bytes/1 HTTP/1.1\r\nHost: x\r\n\r\n";
     struct timeval tv = {5, 0};
     for (int i = 0; i < FLOOD_CONNS; i++) {
@@ -2855,7 +2856,11 @@ static void flood_child(void *arg)
             fds[i] = -1;
             continue;
         }
-        (void)!send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL); /* a reset one may refuse */
+        /* The RST may also come first here: then send reports it, and recv
+           only sees the end of the stream. */
+        if (send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL) < 0 &&
+            (errno == ECONNRESET || errno == EPIPE))
+            reset_at_send[i] = true;
     }
     int accepted = 0, refused = 0, odd = 0;
     for (int i = 0; i < FLOOD_CONNS; i++) {
@@ -2867,7 +2872,7 @@ static void flood_child(void *arg)
         ssize_t r = recv(fds[i], buf, sizeof(buf), 0);
         if (r >= 12 && !memcmp(buf, "HTTP/1.1 200", 12))
             accepted++;
-        else if (r < 0 && (errno == ECONNRESET || errno == EPIPE))
+        else if ((r < 0 && (errno == ECONNRESET || errno == EPIPE)) || (r == 0 && reset_at_send[i]))
             refused++;
         else {
             if (!odd)
