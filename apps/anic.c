@@ -22,6 +22,7 @@ static void usage_main(FILE *f)
                "commands:\n"
                "  serve    run the HTTPS/HTTP server in a private network namespace\n"
                "  bench    measure throughput and per-thread CPU of every mode, one run\n"
+               "           ('anic bench --load': wrk against anic and nginx, many connections)\n"
                "  pattern N  write the N bytes GET /bytes/N serves (byte i = i %% 251) to\n"
                "           stdout, e.g. 'anic pattern 1000000 | sha256sum'\n"
                "  help     this text; 'anic <command> --help' for a command's options\n");
@@ -30,59 +31,73 @@ static void usage_main(FILE *f)
 static void usage_serve(FILE *f)
 {
     fprintf(
-        f, "usage: anic serve [options]\n"
-           "\n"
-           "Creates network namespace NETNS (it must not exist), a TUN device in it, the\n"
-           "simulated NIC and the lwIP host, and serves until SIGINT/SIGTERM (or --duration).\n"
-           "Clients run inside the namespace: ip netns exec NETNS curl ...\n"
-           "On exit prints every counter and deletes the namespace.\n"
-           "\n"
-           "  --tls MODE          record layer on the HTTPS port: nic (default) | sw | mbedtls\n"
-           "                        nic: the NIC encrypts and decrypts records (autonomous TX\n"
+        f,
+        "usage: anic serve [options]\n"
+        "\n"
+        "Creates network namespace NETNS (it must not exist), a TUN device in it, the\n"
+        "simulated NIC and the lwIP host, and serves until SIGINT/SIGTERM (or --duration).\n"
+        "Clients run inside the namespace: ip netns exec NETNS curl ...\n"
+        "On exit prints every counter and deletes the namespace.\n"
+        "\n"
+        "  --tls MODE          record layer on the HTTPS port: nic (default) | sw | mbedtls\n"
+        "                        nic: the NIC encrypts and decrypts records (autonomous TX\n"
         "                        and RX offload)\n"
-           "                        sw: anic's kTLS-style record layer, host AES-GCM (libcrypto)\n"
-           "                        mbedtls: the stock mbed TLS record layer\n"
-           "  --tx-resync POLICY  how the NIC recovers for retransmissions: dump (default,\n"
-           "                        replay the record prefix, as mlx5) | tagcache (NIC reports\n"
-           "                        tags; retransmissions seek the keystream, no dump)\n"
-           "  --https-port N      HTTPS port (default 443; 0 = none)\n"
-           "  --http-port N       plain HTTP port (default 80; 0 = none)\n"
-           "  --listen PORT:MODE  an extra listener (MODE plain|mbedtls|sw|nic|nic-tagcache);\n"
-           "                        repeatable\n"
-           "  --netns NAME        network namespace to create (default anic)\n"
-           "  --tun NAME          TUN device name (default anic0)\n"
-           "  --kernel-addr A/P   kernel side of the TUN (default 10.77.0.1/24)\n"
-           "  --host-addr A       lwIP host address (default 10.77.0.2)\n"
-           "  --mtu N             link MTU (default 1500, 576..9000)\n"
-           "  --sndbuf BYTES      TCP send buffer per connection (default 196608)\n"
-           "  --rx-resync MODE    how the NIC finds records again after losing track: nic\n"
-           "                        (default: magic-pattern search, host confirms) | hint\n"
-           "                        (no search; tls/ tells the NIC where records start)\n"
-           "  --rx-reorder-buf B  NIC RX: ciphertext bytes held per flow across a hole, so\n"
-           "                        reordering and loss don't lose sync (default 262144;\n"
-           "                        0 = the paper's NIC)\n"
-           "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
-           "                        uses); fewer: installs fail and connections fall back to\n"
-           "                        host crypto (counted *_ctx_install_failed)\n"
-           "  --peer-rto-min-ms N rto_min of the kernel peer's route in the namespace (default 5;\n"
-           "                        0 = Linux's 200 ms)\n"
-           "  --rto-min-ms N      fine-grained retransmission timeout floor (default 10;\n"
-           "                        0 = lwIP's own 500 ms ticks: a loss that fast retransmit\n"
-           "                        can't repair then costs >= 0.5 s)\n"
-           "  --cert FILE --key FILE\n"
-           "                      PEM certificate chain and key instead of a generated one\n"
-           "  --ca-out FILE       where the generated CA is written (default /tmp/anic-ca.pem;\n"
-           "                        a new file renamed over it: never written through a link)\n"
-           "  --keylog FILE       append NSS key-log lines (CLIENT_RANDOM) for Wireshark/tshark;\n"
-           "                        mode 0600, never through a symlink, must be ours\n"
-           "  --pcap FILE         record the wire as the peer sees it (raw IP pcap)\n"
-           "  --fault-tx SPEC     faults NIC -> kernel, netem vocabulary, e.g.\n"
-           "                        'loss 1%% duplicate 0.5%% reorder 5%% gap 3 corrupt 0.1%%\n"
-           "                         tamper 0.1%% delay 2ms 1ms rate 1gbit seed 7'\n"
-           "  --fault-rx SPEC     faults kernel -> NIC, same vocabulary\n"
-           "  --duration SECONDS  exit by itself after this long (default: run until signalled)\n"
-           "  --ready-file FILE   create FILE once the server accepts connections\n"
-           "  -h, --help          this text\n");
+        "                        sw: anic's kTLS-style record layer, host AES-GCM (libcrypto)\n"
+        "                        mbedtls: the stock mbed TLS record layer\n"
+        "  --tx-resync POLICY  how the NIC recovers for retransmissions: dump (default,\n"
+        "                        replay the record prefix, as mlx5) | tagcache (NIC reports\n"
+        "                        tags; retransmissions seek the keystream, no dump)\n"
+        "  --https-port N      HTTPS port (default 443; 0 = none)\n"
+        "  --http-port N       plain HTTP port (default 80; 0 = none)\n"
+        "  --listen PORT:MODE  an extra listener (MODE plain|mbedtls|sw|nic|nic-tagcache);\n"
+        "                        repeatable\n"
+        "  --netns NAME        network namespace to create (default anic)\n"
+        "  --tun NAME          TUN device name (default anic0)\n"
+        "  --kernel-addr A/P   kernel side of the TUN (default 10.77.0.1/24)\n"
+        "  --host-addr A       lwIP host address (default 10.77.0.2)\n"
+        "  --mtu N             link MTU (default 1500, 576..9000)\n"
+        "  --sndbuf BYTES      TCP send buffer per connection (default 196608)\n"
+        "  --rx-resync MODE    how the NIC finds records again after losing track: nic\n"
+        "                        (default: magic-pattern search, host confirms) | hint\n"
+        "                        (no search; tls/ tells the NIC where records start)\n"
+        "  --rx-reorder-buf B  NIC RX: ciphertext bytes held per flow across a hole, so\n"
+        "                        reordering and loss don't lose sync (default 262144;\n"
+        "                        0 = the paper's NIC)\n"
+        "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
+        "                        uses); fewer: installs fail and connections fall back to\n"
+        "                        host crypto (counted *_ctx_install_failed)\n"
+        "  --peer-rto-min-ms N rto_min of the kernel peer's route in the namespace (default 5;\n"
+        "                        0 = Linux's 200 ms)\n"
+        "  --rto-min-ms N      fine-grained retransmission timeout floor (default 10;\n"
+        "                        0 = lwIP's own 500 ms ticks: a loss that fast retransmit\n"
+        "                        can't repair then costs >= 0.5 s)\n"
+        "  --handshake-timeout S  TLS handshake must finish within S seconds of accept\n"
+        "                        (default 10; 0 = none)\n"
+        "  --header-timeout S  a request head must arrive within S seconds of its first byte\n"
+        "                        (a connection's first request: of accept), else 408 (default 60)\n"
+        "  --keepalive-timeout S  close a connection idle between requests for S (default 75)\n"
+        "  --body-timeout S    408 when a request body stops arriving for S (default 60)\n"
+        "  --send-timeout S    abort when the peer acknowledges no output for S (default 60)\n"
+        "                        (S may have decimals, e.g. 0.5; 0 = no such timeout)\n"
+        "  --max-conns N       open connections; more are refused with RST at accept\n"
+        "                        (default 0 = no cap)\n"
+        "  --tcp-retries-time S give up on a peer that acknowledges none of our data for S\n"
+        "                        seconds, as Linux's tcp_retries2 (default 900; 0 = lwIP's\n"
+        "                        12 retransmissions, which the fast RTO uses up in ~4.5 s)\n"
+        "  --cert FILE --key FILE\n"
+        "                      PEM certificate chain and key instead of a generated one\n"
+        "  --ca-out FILE       where the generated CA is written (default /tmp/anic-ca.pem;\n"
+        "                        a new file renamed over it: never written through a link)\n"
+        "  --keylog FILE       append NSS key-log lines (CLIENT_RANDOM) for Wireshark/tshark;\n"
+        "                        mode 0600, never through a symlink, must be ours\n"
+        "  --pcap FILE         record the wire as the peer sees it (raw IP pcap)\n"
+        "  --fault-tx SPEC     faults NIC -> kernel, netem vocabulary, e.g.\n"
+        "                        'loss 1%% duplicate 0.5%% reorder 5%% gap 3 corrupt 0.1%%\n"
+        "                         tamper 0.1%% delay 2ms 1ms rate 1gbit seed 7'\n"
+        "  --fault-rx SPEC     faults kernel -> NIC, same vocabulary\n"
+        "  --duration SECONDS  exit by itself after this long (default: run until signalled)\n"
+        "  --ready-file FILE   create FILE once the server accepts connections\n"
+        "  -h, --help          this text\n");
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -93,6 +108,20 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
     if (errno || end == s || *end || v < lo || v > hi)
         return -1;
     *out = (uint32_t)v;
+    return 0;
+}
+
+/* Seconds (decimals allowed), 0 .. max_s, into milliseconds. */
+static int parse_secs_ms(const char *s, uint32_t max_s, uint32_t *ms)
+{
+    char *end;
+    errno = 0;
+    if (!(*s >= '0' && *s <= '9'))
+        return -1;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0) || v > max_s)
+        return -1;
+    *ms = (uint32_t)(v * 1000.0 + 0.5); /* to the nearest millisecond */
     return 0;
 }
 
@@ -141,6 +170,13 @@ enum {
     OPT_RX_RESYNC,
     OPT_RX_REORDER,
     OPT_NIC_CONTEXTS,
+    OPT_HS_TIMEOUT,
+    OPT_HEADER_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_BODY_TIMEOUT,
+    OPT_SEND_TIMEOUT,
+    OPT_MAX_CONNS,
+    OPT_TCP_RETRIES,
 };
 
 static const struct option serve_opts[] = {
@@ -169,6 +205,13 @@ static const struct option serve_opts[] = {
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER},
     {"nic-contexts", required_argument, NULL, OPT_NIC_CONTEXTS},
+    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"keepalive-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
+    {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"tcp-retries-time", required_argument, NULL, OPT_TCP_RETRIES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -323,6 +366,34 @@ static int cmd_serve(int argc, char **argv)
         case OPT_RX_REORDER:
             if (parse_u32(optarg, 0, 64u << 20, &cfg.rx_reorder_bytes) < 0)
                 return bad("rx-reorder-buf", optarg);
+            break;
+        case OPT_HS_TIMEOUT:
+            if (parse_secs_ms(optarg, 3600, &cfg.limits.handshake_ms) < 0)
+                return bad("handshake-timeout", optarg);
+            break;
+        case OPT_HEADER_TIMEOUT:
+            if (parse_secs_ms(optarg, 3600, &cfg.limits.header_ms) < 0)
+                return bad("header-timeout", optarg);
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (parse_secs_ms(optarg, 86400, &cfg.limits.idle_ms) < 0)
+                return bad("keepalive-timeout", optarg);
+            break;
+        case OPT_BODY_TIMEOUT:
+            if (parse_secs_ms(optarg, 3600, &cfg.limits.body_ms) < 0)
+                return bad("body-timeout", optarg);
+            break;
+        case OPT_SEND_TIMEOUT:
+            if (parse_secs_ms(optarg, 3600, &cfg.limits.send_ms) < 0)
+                return bad("send-timeout", optarg);
+            break;
+        case OPT_MAX_CONNS:
+            if (parse_u32(optarg, 0, 1000000, &cfg.limits.max_conns) < 0)
+                return bad("max-conns", optarg);
+            break;
+        case OPT_TCP_RETRIES:
+            if (parse_secs_ms(optarg, 86400, &cfg.tcp_retries_ms) < 0)
+                return bad("tcp-retries-time", optarg);
             break;
         case OPT_RTO_MIN:
             if (parse_u32(optarg, 0, 5000, &cfg.rto_min_ms) < 0)

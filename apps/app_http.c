@@ -587,6 +587,8 @@ static const char *reason_phrase(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
     case 414:
         return "URI Too Long";
     case 431:
@@ -1031,6 +1033,31 @@ void app_http_session_on_eof(struct app_http_session *s)
 bool app_http_session_idle(const struct app_http_session *s)
 {
     return !s->resp_active && s->out_len == 0;
+}
+
+enum app_http_phase app_http_session_phase(const struct app_http_session *s)
+{
+    if (s->resp_active || s->out_len > 0)
+        return APP_HTTP_PHASE_RESPONDING;
+    if (s->input_done)
+        return APP_HTTP_PHASE_DONE;
+    switch (s->parser.state) {
+    case APP_HTTP_EXPECT_REQUEST_LINE:
+        return s->parser.head_len ? APP_HTTP_PHASE_HEAD : APP_HTTP_PHASE_IDLE;
+    case APP_HTTP_EXPECT_HEADER:
+        return APP_HTTP_PHASE_HEAD;
+    default:
+        return APP_HTTP_PHASE_BODY;
+    }
+}
+
+void app_http_session_timeout(struct app_http_session *s)
+{
+    enum app_http_phase ph = app_http_session_phase(s);
+    if (ph != APP_HTTP_PHASE_IDLE && ph != APP_HTTP_PHASE_HEAD && ph != APP_HTTP_PHASE_BODY)
+        return;
+    s->keep_alive = false;
+    respond_error(s, 408, false);
 }
 
 const struct app_http_counters *app_http_session_counters(const struct app_http_session *s)

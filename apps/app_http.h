@@ -163,6 +163,21 @@ void app_http_session_on_eof(struct app_http_session *s);
 /* No response in progress: nothing waits to be handed to send(). */
 bool app_http_session_idle(const struct app_http_session *s);
 
+/* Where a session is, for the transport's timeouts (apps/app_server.c). */
+enum app_http_phase {
+    APP_HTTP_PHASE_IDLE,       /* between requests: no byte of the next one yet */
+    APP_HTTP_PHASE_HEAD,       /* request line / header fields arriving */
+    APP_HTTP_PHASE_BODY,       /* request body arriving */
+    APP_HTTP_PHASE_RESPONDING, /* output waits to be handed to send() */
+    APP_HTTP_PHASE_DONE,       /* closed, or closing once its output is out */
+};
+enum app_http_phase app_http_session_phase(const struct app_http_session *s);
+
+/* The peer took too long with a request (head or body): answer 408 Request
+ * Timeout with Connection: close; io->close() follows once it was sent.
+ * Only in APP_HTTP_PHASE_IDLE, _HEAD or _BODY (otherwise nothing happens). */
+void app_http_session_timeout(struct app_http_session *s);
+
 struct app_http_counters {
     uint64_t requests;      /* request heads parsed */
     uint64_t responses_2xx; /* final responses queued, by status class */

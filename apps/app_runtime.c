@@ -27,6 +27,14 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->snd_buf = 192 * 1024;
     cfg->rto_min_ms = 10;
     cfg->peer_rto_min_ms = 5;
+    cfg->tcp_retries_ms = 900 * 1000;
+    cfg->limits = (struct app_server_limits){
+        .handshake_ms = 10 * 1000,
+        .header_ms = 60 * 1000,
+        .idle_ms = 75 * 1000,
+        .body_ms = 60 * 1000,
+        .send_ms = 60 * 1000,
+    };
     cfg->tx_ring_size = 1024;
     cfg->rx_ring_size = 1024;
     cfg->max_flows = 1024;
@@ -143,6 +151,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .gateway = cfg->kernel_ip,
         .mtu = cfg->mtu,
         .rto_min_ms = cfg->rto_min_ms,
+        .tcp_retries_ms = cfg->tcp_retries_ms,
     };
     rt->host = stack_host_start(rt->dev, &hc);
     if (!rt->host) {
@@ -151,6 +160,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
     }
     struct app_server_cfg sc = {.snd_buf = cfg->snd_buf,
                                 .mss = (uint16_t)(cfg->mtu - 40),
+                                .limits = cfg->limits,
                                 .stats_json = app_stats_json,
                                 .stats_ctx = &rt->stats};
     bool need_tls = false, need_offload = false;

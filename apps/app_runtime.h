@@ -24,6 +24,8 @@ struct app_runtime_cfg {
     uint32_t snd_buf;
     uint32_t rto_min_ms;      /* see stack_host_cfg */
     uint32_t peer_rto_min_ms; /* the kernel peer's route rto_min (0 = kernel default) */
+    uint32_t tcp_retries_ms;  /* give up on a peer that acks nothing for this long (0 = lwIP's) */
+    struct app_server_limits limits; /* timeouts and the connection cap */
     uint32_t tx_ring_size, rx_ring_size, max_flows;
     uint32_t nic_contexts;                   /* NIC flow-context table size (0 = max_flows) */
     uint32_t rx_reorder_bytes;               /* NIC RX: ciphertext held per flow across holes */
@@ -46,7 +48,9 @@ struct app_runtime {
 };
 
 /* Defaults: namespace "anic", TUN anic0, 10.77.0.1/24 <-> 10.77.0.2, MTU 1500,
-   HTTP 80 + HTTPS 443 (nic, dump resync), no faults. */
+   HTTP 80 + HTTPS 443 (nic, dump resync), no faults; timeouts as nginx's
+   (header 60 s, keep-alive 75 s, body 60 s, send 60 s; handshake 10 s), no
+   connection cap, retransmission give-up after 900 s (Linux: ~15 min). */
 void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg);
 
 /* Moves the calling thread into a new namespace: threads created afterwards

@@ -17,6 +17,18 @@ struct app_listener {
     enum tls_mode mode; /* TLS_MODE_NONE: plain HTTP */
 };
 
+/* Connection limits. Times in ms, 0 = no limit. Enforced by one periodic
+   timer in the tcpip thread (period: a fraction of the shortest timeout). */
+struct app_server_limits {
+    uint32_t handshake_ms; /* TLS handshake must finish within this after accept */
+    uint32_t header_ms;    /* total time for a request head (from its first byte; for a
+                              connection's first request, from accept): 408 */
+    uint32_t idle_ms;      /* keep-alive: no byte of a next request for this long: close */
+    uint32_t body_ms;      /* request body: no byte for this long: 408 */
+    uint32_t send_ms;      /* output waiting, no byte acknowledged for this long: abort */
+    uint32_t max_conns;    /* open connections; more are refused at accept (RST) */
+};
+
 /* Writes the JSON object of all counters into buf; returns its length. */
 typedef size_t (*app_stats_json_fn)(void *ctx, char *buf, size_t cap);
 
@@ -26,12 +38,19 @@ struct app_server_cfg {
     struct tls_server *tls; /* certificate + config for the TLS listeners */
     uint32_t snd_buf;       /* TCP send buffer per connection (bytes) */
     uint16_t mss;           /* TX segment size (lwIP clamps to 1460 at SYN time) */
+    struct app_server_limits limits;
     app_stats_json_fn stats_json;
     void *stats_ctx;
 };
 
 struct app_server_counters {
     uint64_t accepted, active, accept_errors, session_oom;
+    uint64_t conns_refused_max;     /* accepts over limits.max_conns, answered with RST */
+    uint64_t tls_timeout_handshake; /* closed: handshake not done in handshake_ms */
+    uint64_t http_timeout_header;   /* 408: request head not complete in header_ms */
+    uint64_t http_timeout_idle;     /* closed: keep-alive idle for idle_ms */
+    uint64_t http_timeout_body;     /* 408: request body stalled for body_ms */
+    uint64_t http_timeout_send;     /* aborted: peer acknowledged nothing for send_ms */
 };
 
 struct app_server;

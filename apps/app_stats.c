@@ -4,6 +4,7 @@
 #include "app_server.h"
 #include "nic_dev.h"
 #include "stack_driver.h"
+#include "stack_rto.h"
 #include "tls_offload.h"
 #include "tls_server.h"
 
@@ -87,6 +88,7 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD(fsec[i], *fs[i], packets_out);
         ADD(fsec[i], *fs[i], bytes_out);
         ADD(fsec[i], *fs[i], dropped);
+        ADD(fsec[i], *fs[i], blackout_drops);
         ADD(fsec[i], *fs[i], duplicated);
         ADD(fsec[i], *fs[i], reordered);
         ADD(fsec[i], *fs[i], corrupted);
@@ -115,6 +117,11 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD("driver", dc, rx_pool_exhausted);
         ADD("driver", dc, rx_bufs_allocated);
         ADD("driver", dc, polls);
+        const struct stack_rto_counters *rc = stack_rto_counters();
+        ADD("tcp", *rc, fast_rto_fired);
+        ADD("tcp", *rc, rto_give_up);
+        ADD("tcp", *rc, rto_scans);
+        ADD("tcp", *rc, rto_tracked);
     }
 
     static const char *const tls_sec[TLS_MODE_COUNT] = {[TLS_MODE_MBEDTLS] = "tls_mbedtls",
@@ -203,6 +210,12 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD("server", *sc, active);
         ADD("server", *sc, accept_errors);
         ADD("server", *sc, session_oom);
+        ADD("server", *sc, conns_refused_max);
+        ADD("server", *sc, tls_timeout_handshake);
+        ADD("server", *sc, http_timeout_header);
+        ADD("server", *sc, http_timeout_idle);
+        ADD("server", *sc, http_timeout_body);
+        ADD("server", *sc, http_timeout_send);
     }
     return n;
 }

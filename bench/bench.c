@@ -36,6 +36,7 @@
  * and deletes the namespace. SIGPIPE is ignored.
  */
 #define _GNU_SOURCE
+#include "bench_load.h"
 #include "bench.h"
 #include "app_http.h"
 #include "app_runtime.h"
@@ -1930,7 +1931,9 @@ static int run_sweep(struct bench *b)
 
 int bench_main(int argc, char **argv)
 {
-    static struct bench bench; /* large: cells */
+    if (bench_load_wanted(argc, argv))
+        return bench_load_main(argc, argv); /* bench/bench_load.c */
+    static struct bench bench;              /* large: cells */
     struct bench *b = &bench;
     int rc = parse_opts(argc, argv, &b->o);
     if (rc)

@@ -178,6 +178,8 @@ struct nic_fault {
     uint64_t last_dep_ns; /* departures are monotonic: jitter never reorders */
     uint64_t rate_rem;    /* serialisation remainder (ns * rate_bps) so long runs keep the rate */
     uint64_t sched_out;   /* packets emitted from the sched FIFO: the "later packets" of a hold */
+    uint64_t pushed_ok;   /* packets of valid length pushed: counts toward blackout_after */
+    uint64_t blackout_end_ns;  /* 0: the blackout has not started */
     struct pkt_ring *emitting; /* FIFO whose head still owes its duplicate copy */
     struct nic_fault_stats st;
     struct buf_cache bufs;
@@ -315,6 +317,14 @@ void nic_fault_push(struct nic_fault *f, const uint8_t *pkt, size_t len, uint64_
     }
     struct fault_draws d;
     draw(f, &d);
+    if (f->cfg.blackout_ns && ++f->pushed_ok > f->cfg.blackout_after) {
+        if (!f->blackout_end_ns)
+            f->blackout_end_ns = sat_add(now_ns, f->cfg.blackout_ns);
+        if (now_ns < f->blackout_end_ns) {
+            f->st.blackout_drops++;
+            return;
+        }
+    }
     if (hit(d.loss, f->thr_loss)) {
         f->st.dropped++;
         return;
@@ -523,7 +533,7 @@ bool nic_fault_cfg_is_passthrough(const struct nic_fault_cfg *cfg)
 {
     return cfg->loss_pct == 0 && cfg->duplicate_pct == 0 && cfg->corrupt_pct == 0 &&
            cfg->tamper_pct == 0 && cfg->reorder_pct == 0 && cfg->delay_ns == 0 &&
-           cfg->jitter_ns == 0 && cfg->rate_bps == 0;
+           cfg->jitter_ns == 0 && cfg->rate_bps == 0 && cfg->blackout_ns == 0;
 }
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
@@ -563,8 +573,8 @@ int nic_fault_cfg_check(const struct nic_fault_cfg *cfg, char *err, size_t errle
     if (cfg->reorder_gap < 1 || cfg->reorder_gap > NIC_FAULT_MAX_GAP)
         return fail(err, errlen, "gap %u out of range 1..%u", cfg->reorder_gap, NIC_FAULT_MAX_GAP);
     if (cfg->reorder_timeout_ns > NIC_FAULT_MAX_TIME_NS || cfg->delay_ns > NIC_FAULT_MAX_TIME_NS ||
-        cfg->jitter_ns > NIC_FAULT_MAX_TIME_NS)
-        return fail(err, errlen, "delay, jitter and timeout must be at most 3600s");
+        cfg->jitter_ns > NIC_FAULT_MAX_TIME_NS || cfg->blackout_ns > NIC_FAULT_MAX_TIME_NS)
+        return fail(err, errlen, "delay, jitter, timeout and blackout must be at most 3600s");
     if (cfg->rate_bps > NIC_FAULT_MAX_RATE_BPS)
         return fail(err, errlen, "rate %" PRIu64 "bit out of range (max 1000tbit)", cfg->rate_bps);
     return 0;
@@ -721,12 +731,22 @@ static int parse_u64(const char *kw, const char *tok, uint64_t max, uint64_t *ou
     return 0;
 }
 
-enum kw_id { KW_LOSS, KW_DUPLICATE, KW_CORRUPT, KW_TAMPER, KW_REORDER, KW_DELAY, KW_RATE, KW_SEED };
+enum kw_id {
+    KW_LOSS,
+    KW_DUPLICATE,
+    KW_CORRUPT,
+    KW_TAMPER,
+    KW_REORDER,
+    KW_DELAY,
+    KW_RATE,
+    KW_BLACKOUT,
+    KW_SEED
+};
 
 static const char *const kw_names[] = {
     [KW_LOSS] = "loss",     [KW_DUPLICATE] = "duplicate", [KW_CORRUPT] = "corrupt",
     [KW_TAMPER] = "tamper", [KW_REORDER] = "reorder",     [KW_DELAY] = "delay",
-    [KW_RATE] = "rate",     [KW_SEED] = "seed",
+    [KW_RATE] = "rate",     [KW_BLACKOUT] = "blackout",   [KW_SEED] = "seed",
 };
 #define KW_COUNT (sizeof(kw_names) / sizeof(kw_names[0]))
 
@@ -809,6 +829,8 @@ int nic_fault_cfg_parse(struct nic_fault_cfg *out, const char *spec, char *err, 
         }
         if (strcmp(tok, "gap") == 0 || strcmp(tok, "timeout") == 0)
             return fail(err, errlen, "'%s' is only valid right after 'reorder P%%'", tok);
+        if (strcmp(tok, "after") == 0)
+            return fail(err, errlen, "'after' is only valid right after 'blackout T'");
         size_t id = 0;
         while (id < KW_COUNT && strcmp(tok, kw_names[id]) != 0)
             id++;
@@ -839,6 +861,18 @@ int nic_fault_cfg_parse(struct nic_fault_cfg *out, const char *spec, char *err, 
         } else if (id == KW_RATE) {
             if (parse_rate(val, &cfg.rate_bps, err, errlen) < 0)
                 return -1;
+        } else if (id == KW_BLACKOUT) {
+            if (parse_time(tok, val, &cfg.blackout_ns, err, errlen) < 0)
+                return -1;
+            if (!cfg.blackout_ns)
+                return fail(err, errlen, "blackout '%s' must be a positive time", val);
+            char next[TOKEN_MAX];
+            if (peek(&lx, next) > 0 && strcmp(next, "after") == 0) {
+                lex(&lx, next, NULL, 0);
+                if (need_value(&lx, "after", val, err, errlen) < 0 ||
+                    parse_u64("after", val, UINT64_MAX, &cfg.blackout_after, err, errlen) < 0)
+                    return -1;
+            }
         } else {
             assert(id == KW_SEED);
             if (parse_u64(tok, val, UINT64_MAX, &cfg.seed, err, errlen) < 0)
@@ -954,6 +988,12 @@ void nic_fault_cfg_format(const struct nic_fault_cfg *cfg, char *buf, size_t len
     if (cfg->rate_bps) {
         sb_printf(&sb, "%srate ", sb.len ? " " : "");
         fmt_rate(&sb, cfg->rate_bps);
+    }
+    if (cfg->blackout_ns) {
+        sb_printf(&sb, "%sblackout ", sb.len ? " " : "");
+        fmt_time(&sb, cfg->blackout_ns);
+        if (cfg->blackout_after)
+            sb_printf(&sb, " after %" PRIu64, cfg->blackout_after);
     }
     if (cfg->seed_set)
         sb_printf(&sb, "%sseed %" PRIu64, sb.len ? " " : "", cfg->seed);

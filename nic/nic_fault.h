@@ -10,6 +10,8 @@
  *    ▲                                                                        │ marked
  *    └──── released after `gap` later packets leave, or after the timeout ◄─ hold FIFO
  *
+ * A blackout (a timed outage) drops packets at push, before loss.
+ *
  * Departure times are monotonic, so the sched FIFO is also departure order.
  * A packet marked for reordering enters the hold FIFO at its own departure
  * time; from then on every packet popped from the sched FIFO is "later", so
@@ -38,7 +40,7 @@
 #define NIC_FAULT_MAX_TIME_NS             UINT64_C(3600000000000) /* 1 h: delay, jitter, timeout */
 #define NIC_FAULT_MAX_RATE_BPS            UINT64_C(1000000000000000) /* 1 Pbit/s */
 #define NIC_FAULT_DRAWS_PER_PKT           8u
-#define NIC_FAULT_FMT_LEN                 320u /* nic_fault_cfg_format() never needs more */
+#define NIC_FAULT_FMT_LEN                 384u /* nic_fault_cfg_format() never needs more */
 
 struct nic_fault_cfg {
     double loss_pct, duplicate_pct, corrupt_pct, tamper_pct, reorder_pct; /* 0..100 */
@@ -46,6 +48,10 @@ struct nic_fault_cfg {
     uint64_t reorder_timeout_ns; /* default 2 ms */
     uint64_t delay_ns, jitter_ns;
     uint64_t rate_bps; /* bits per second, 0 = unlimited */
+    /* One outage: every packet pushed within blackout_ns from the push of
+       packet number blackout_after + 1 is dropped (0 = none). */
+    uint64_t blackout_ns;
+    uint64_t blackout_after; /* packets that pass before the blackout starts */
     uint64_t seed;
     bool
         seed_set; /* false: nic_fault_create() chooses one; read it back with nic_fault_get_cfg() */
@@ -56,6 +62,7 @@ struct nic_fault_stats {
     uint64_t packets_out; /* every pop that returned a packet (each duplicate copy counts) */
     uint64_t bytes_out;
     uint64_t dropped;          /* by `loss` */
+    uint64_t blackout_drops;   /* by `blackout` */
     uint64_t duplicated;       /* packets emitted twice */
     uint64_t reordered;        /* packets marked for the hold FIFO */
     uint64_t corrupted;        /* one bit flipped anywhere */
@@ -66,7 +73,7 @@ struct nic_fault_stats {
     uint64_t nomem_drops;      /* packet buffer allocation failed */
 };
 /* After the stage drains: packets_in + duplicated == packets_out + dropped +
- * queue_full_drops + invalid_drops + nomem_drops. */
+ * blackout_drops + queue_full_drops + invalid_drops + nomem_drops. */
 
 /* All faults off, gap 3, reorder timeout 2 ms, no seed. */
 void nic_fault_cfg_init(struct nic_fault_cfg *cfg);
@@ -75,11 +82,12 @@ void nic_fault_cfg_init(struct nic_fault_cfg *cfg);
  * Parse a netem-style spec, e.g.
  *   "loss 1% duplicate 0.5% reorder 5% gap 3 corrupt 0.1% tamper 0.2% delay 2ms 1ms rate 1gbit seed
  * 7" Keywords: loss|duplicate|corrupt|tamper P, reorder P [gap N] [timeout T], delay T [J], rate R,
- * seed S. P is 0..100 with an optional '%'. T is a number with unit ns|us|ms|s (bare = ms). R is a
- * number with unit bit|kbit|mbit|gbit| tbit (bits/s, bare = bit) or bps|kbps|mbps|gbps (bytes/s, as
- * in tc); k = 1000. S is a decimal or 0x-hex uint64. "" or "none" is passthrough. Each keyword may
- * appear once. Returns 0 and overwrites *cfg (reset to defaults first), or -1 with *cfg untouched
- * and a message naming the offending token in err (if errlen > 0).
+ * blackout T [after N], seed S. P is 0..100 with an optional '%'. T is a number with unit
+ * ns|us|ms|s (bare = ms). R is a number with unit bit|kbit|mbit|gbit| tbit (bits/s, bare = bit) or
+ * bps|kbps|mbps|gbps (bytes/s, as in tc); k = 1000. S is a decimal or 0x-hex uint64. "" or "none"
+ * is passthrough. Each keyword may appear once. Returns 0 and overwrites *cfg (reset to defaults
+ * first), or -1 with *cfg untouched and a message naming the offending token in err (if errlen >
+ * 0).
  */
 int nic_fault_cfg_parse(struct nic_fault_cfg *cfg, const char *spec, char *err, size_t errlen);
 
@@ -88,9 +96,10 @@ int nic_fault_cfg_check(const struct nic_fault_cfg *cfg, char *err, size_t errle
 
 /* Writes a spec that parses back to an identical cfg (seed included if set;
  * "none" for passthrough without seed). Always NUL-terminates when len > 0;
- * NIC_FAULT_FMT_LEN bytes are always enough: the longest spec is 284
+ * NIC_FAULT_FMT_LEN bytes are always enough: the longest spec is 336
  * characters (five percentages of 23, e.g. "4.9406564584124654e-324", gap
- * 65535, three 15-character times, a 15-digit rate in bits, a 20-digit seed). */
+ * 65535, four 15-character times, a 15-digit rate in bits, a blackout after
+ * a 20-digit packet count, a 20-digit seed). */
 void nic_fault_cfg_format(const struct nic_fault_cfg *cfg, char *buf, size_t len);
 
 /* True if no fault, no delay and no rate limit is configured (seed ignored). */

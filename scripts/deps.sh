@@ -5,7 +5,7 @@ set -eu
 
 # clang + libclang-rt-14-dev: libFuzzer and the sanitizer runtimes for scripts/fuzz.sh.
 PKGS="gcc make cmake pkg-config liblwip-dev libmbedtls-dev libssl-dev libpcap-dev check
-      curl openssl tshark iproute2 procps clang libclang-rt-14-dev"
+      curl openssl tshark iproute2 procps clang libclang-rt-14-dev wrk nginx-light"
 
 missing=""
 for p in $PKGS; do
@@ -23,6 +23,13 @@ echo "deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 # tshark asks whether non-root users may capture; answer no without a prompt.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+# nginx-light is for 'anic bench --load', which starts its own nginx inside its
+# namespace: keep the package from starting a system-wide service.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -90,8 +90,8 @@ struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host
     netif_set_link_up(nif);
     h->netif_added = true;
     stack_driver_refill(h->drv);
-    if (cfg->rto_min_ms) {
-        stack_rto_start(cfg->rto_min_ms);
+    if (cfg->rto_min_ms || cfg->tcp_retries_ms) {
+        stack_rto_start(cfg->rto_min_ms, cfg->tcp_retries_ms);
         h->rto_started = true;
     }
     UNLOCK_TCPIP_CORE();

@@ -17,6 +17,9 @@ struct stack_host_cfg {
     uint32_t mtu;
     /* Fine-grained RTO floor in ms (stack_rto.h); 0 = lwIP's 500 ms ticks only. */
     uint32_t rto_min_ms;
+    /* Abort a connection whose data saw no ACK progress for this long (ms),
+       as Linux's tcp_retries2 does; 0 = lwIP's own 12 retransmissions. */
+    uint32_t tcp_retries_ms;
 };
 
 /* Starts lwIP once per process (tcpip_init), adds the netif, posts RX

@@ -1,4 +1,5 @@
-/* stack_rto.c - millisecond retransmission timer for lwIP pcbs. */
+/* stack_rto.c - millisecond retransmission timer and time-based give-up for
+   lwIP pcbs; see stack_rto.h. */
 #include "stack_rto.h"
 
 #include <lwip/priv/tcp_priv.h>
@@ -6,43 +7,92 @@
 #include <lwip/tcp.h>
 #include <lwip/timeouts.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define RTO_TABLE_SIZE  1024 /* pcbs tracked (open addressing by pointer) */
-#define RTO_MAX_BACKOFF 6
-#define RTO_PERIOD_MS   1
+#define RTO_MAX_BACKOFF     6    /* the fast RTO doubles up to min_ms << 6 */
+#define RTO_IDLE_PERIOD_MS  1000 /* walk period without a fast RTO (give-up only) */
+#define RTO_TABLE_MIN       64   /* slots; power of two */
+#define RTO_ABORTS_PER_SCAN 16   /* more are aborted by the next walk */
+/* lwIP's slow RTO still counts nrtx (up to TCP_MAXRTX = 12, then it drops the
+   pcb). Holding it here keeps lwIP's backoff at its largest shift
+   (tcp_backoff[6..12] = 7) and far from the limit; the give-up is ours. */
+#define RTO_NRTX_HOLD 6
 
 struct rto_entry {
-    const struct tcp_pcb *pcb;
+    const struct tcp_pcb *pcb; /* NULL: free slot */
     uint32_t lastack;
-    uint32_t since_ms;
-    uint32_t seen_round;
+    uint32_t since_ms; /* last ACK progress or fast RTO: the fast RTO clock */
+    uint32_t stall_ms; /* last ACK progress: the give-up clock */
     unsigned backoff;
 };
 
-static struct rto_entry table[RTO_TABLE_SIZE];
-static uint32_t min_rto_ms;
-static uint32_t round_no;
+/* Two tables: each walk rebuilds the next one from the current one, holding
+   exactly the pcbs with data in flight, so there are no tombstones and no
+   stale pointers (a pcb pointer is compared, never dereferenced, unless it
+   is found on tcp_active_pcbs). */
+struct rto_table {
+    struct rto_entry *slot;
+    size_t cap; /* power of two or 0 */
+};
+
+static struct rto_table tables[2];
+static unsigned cur_table;
+static uint32_t min_rto_ms, give_up_ms;
 static bool running;
 static struct stack_rto_counters counters;
 
-static struct rto_entry *lookup(const struct tcp_pcb *pcb)
+static size_t slot_of(const struct tcp_pcb *pcb, size_t cap)
 {
-    size_t h = ((uintptr_t)pcb >> 4) % RTO_TABLE_SIZE;
-    for (size_t i = 0; i < RTO_TABLE_SIZE; i++) {
-        struct rto_entry *e = &table[(h + i) % RTO_TABLE_SIZE];
-        if (e->pcb == pcb)
-            return e;
-        if (!e->pcb || e->seen_round + 1 < round_no) {
-            /* free, or a pcb not seen last round (gone): take it */
-            e->pcb = pcb;
-            e->lastack = pcb->lastack;
-            e->since_ms = sys_now();
-            e->backoff = 0;
-            return e;
-        }
+    uintptr_t h = (uintptr_t)pcb >> 4;
+    h ^= h >> 17;
+    h *= 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 7) & (cap - 1);
+}
+
+static struct rto_entry *table_find(const struct rto_table *t, const struct tcp_pcb *pcb)
+{
+    if (!t->cap)
+        return NULL;
+    for (size_t i = slot_of(pcb, t->cap);; i = (i + 1) & (t->cap - 1)) {
+        if (t->slot[i].pcb == pcb)
+            return &t->slot[i];
+        if (!t->slot[i].pcb)
+            return NULL; /* load stays <= 1/2: a free slot always ends the probe */
     }
-    return NULL; /* more active pcbs than we track: lwIP's own RTO covers them */
+}
+
+/* An entry for pcb in t, which must have room (see table_reset). */
+static struct rto_entry *table_insert(struct rto_table *t, const struct tcp_pcb *pcb)
+{
+    size_t i = slot_of(pcb, t->cap);
+    while (t->slot[i].pcb)
+        i = (i + 1) & (t->cap - 1);
+    t->slot[i].pcb = pcb;
+    return &t->slot[i];
+}
+
+/* Empty t with room for n entries at load <= 1/2. False: out of memory. */
+static bool table_reset(struct rto_table *t, size_t n)
+{
+    size_t cap = RTO_TABLE_MIN;
+    while (cap < 2 * n)
+        cap *= 2;
+    /* Keep a larger table until it is 8 x too large: no reallocation per
+       walk when the number in flight hovers around a power of two. */
+    if (cap <= t->cap && t->cap < 8 * cap)
+        cap = t->cap;
+    if (cap != t->cap) {
+        struct rto_entry *s = calloc(cap, sizeof(*s));
+        if (!s)
+            return false;
+        free(t->slot);
+        t->slot = s;
+        t->cap = cap;
+    } else {
+        memset(t->slot, 0, cap * sizeof(*t->slot));
+    }
+    return true;
 }
 
 static void fire(struct tcp_pcb *pcb)
@@ -54,46 +104,110 @@ static void fire(struct tcp_pcb *pcb)
         pcb->ssthresh = (tcpwnd_size_t)(pcb->mss << 1);
     pcb->cwnd = pcb->mss;
     pcb->bytes_acked = 0;
+    /* tcp_rexmit_rto counts toward lwIP's TCP_MAXRTX; ours must not, unless
+       lwIP's count is to decide (give_up_ms 0). */
+    u8_t nrtx = pcb->nrtx;
     tcp_rexmit_rto(pcb);
+    if (give_up_ms)
+        pcb->nrtx = nrtx;
     counters.fast_rto_fired++;
+}
+
+static bool pcb_is_active(const struct tcp_pcb *pcb)
+{
+    for (const struct tcp_pcb *p = tcp_active_pcbs; p; p = p->next)
+        if (p == pcb)
+            return true;
+    return false;
+}
+
+/* Time to the next deadline, as an unsigned delay from now (0: due). */
+static uint32_t left_ms(uint32_t now, uint32_t since, uint32_t span)
+{
+    uint32_t age = now - since;
+    return age >= span ? 0 : span - age;
 }
 
 static void tick(void *arg)
 {
     (void)arg;
     uint32_t now = sys_now();
-    round_no++;
+    uint32_t discover = min_rto_ms ? LWIP_MAX(min_rto_ms / 2, 1u) : RTO_IDLE_PERIOD_MS;
+    uint32_t next = discover;
+    struct tcp_pcb *doomed[RTO_ABORTS_PER_SCAN];
+    unsigned n_doomed = 0;
+
+    size_t n = 0;
+    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
+        n += pcb->unacked != NULL;
+    struct rto_table *old = &tables[cur_table], *t = &tables[cur_table ^ 1];
+    if (!table_reset(t, n)) {
+        sys_timeout(discover, tick, NULL); /* keep the old state; lwIP's RTO still runs */
+        return;
+    }
+    counters.rto_scans++;
+    counters.rto_tracked = n;
+
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
         if (!pcb->unacked)
             continue;
-        struct rto_entry *e = lookup(pcb);
-        if (!e)
-            continue;
-        e->seen_round = round_no;
+        struct rto_entry *e = table_insert(t, pcb);
+        const struct rto_entry *prev = table_find(old, pcb);
+        if (prev) {
+            *e = *prev;
+        } else {
+            e->lastack = pcb->lastack;
+            e->since_ms = e->stall_ms = now;
+            e->backoff = 0;
+        }
         if (e->lastack != pcb->lastack) {
             e->lastack = pcb->lastack;
-            e->since_ms = now;
+            e->since_ms = e->stall_ms = now;
             e->backoff = 0;
-            continue;
         }
-        if (now - e->since_ms >= (min_rto_ms << e->backoff)) {
+        if (give_up_ms && pcb->state != SYN_RCVD) {
+            if (now - e->stall_ms >= give_up_ms) {
+                if (n_doomed < RTO_ABORTS_PER_SCAN)
+                    doomed[n_doomed++] = pcb;
+                continue;
+            }
+            if (pcb->nrtx > RTO_NRTX_HOLD)
+                pcb->nrtx = RTO_NRTX_HOLD;
+            next = LWIP_MIN(next, left_ms(now, e->stall_ms, give_up_ms));
+        }
+        if (!min_rto_ms)
+            continue;
+        uint32_t rto = min_rto_ms << e->backoff;
+        if (now - e->since_ms >= rto) {
             fire(pcb);
             e->since_ms = now;
             if (e->backoff < RTO_MAX_BACKOFF)
                 e->backoff++;
+            rto = min_rto_ms << e->backoff;
         }
+        next = LWIP_MIN(next, left_ms(now, e->since_ms, rto));
     }
-    sys_timeout(RTO_PERIOD_MS, tick, NULL);
+    cur_table ^= 1;
+
+    /* Abort after the walk: tcp_abort unlinks and frees the pcb and runs its
+       error callback, which may close other pcbs; so check each is still there. */
+    for (unsigned i = 0; i < n_doomed; i++) {
+        if (!pcb_is_active(doomed[i]))
+            continue;
+        counters.rto_give_up++;
+        stack_tcp_abort(doomed[i]);
+    }
+    sys_timeout(LWIP_MAX(next, 1u), tick, NULL);
 }
 
-void stack_rto_start(uint32_t min_ms)
+void stack_rto_start(uint32_t min_ms, uint32_t give_up)
 {
-    if (running || !min_ms)
+    if (running || (!min_ms && !give_up))
         return;
-    memset(table, 0, sizeof(table));
     min_rto_ms = min_ms;
+    give_up_ms = give_up;
     running = true;
-    sys_timeout(RTO_PERIOD_MS, tick, NULL);
+    sys_timeout(1, tick, NULL);
 }
 
 void stack_rto_stop(void)
@@ -102,6 +216,33 @@ void stack_rto_stop(void)
         return;
     sys_untimeout(tick, NULL);
     running = false;
+    for (int i = 0; i < 2; i++) {
+        free(tables[i].slot);
+        tables[i] = (struct rto_table){0};
+    }
+}
+
+void stack_tcp_abort(struct tcp_pcb *pcb)
+{
+    switch (pcb->state) {
+    case SYN_RCVD:
+    case ESTABLISHED:
+    case FIN_WAIT_1:
+    case FIN_WAIT_2:
+    case CLOSE_WAIT:
+    case CLOSING:
+    case LAST_ACK: {
+        u32_t edge = pcb->lastack + pcb->snd_wnd;
+        u32_t seq = TCP_SEQ_LEQ(pcb->snd_nxt, edge) ? pcb->snd_nxt : edge;
+        tcp_rst(pcb, seq, pcb->rcv_nxt, &pcb->local_ip, &pcb->remote_ip, pcb->local_port,
+                pcb->remote_port);
+        tcp_abandon(pcb, 0);
+        return;
+    }
+    default:
+        tcp_abort(pcb);
+        return;
+    }
 }
 
 const struct stack_rto_counters *stack_rto_counters(void)

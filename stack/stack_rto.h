@@ -1,29 +1,60 @@
 /*
- * stack_rto.h - a fine-grained retransmission timer next to lwIP's own.
+ * stack_rto.h - a fine-grained retransmission timer next to lwIP's own, and
+ * a retransmission give-up by time (Linux's tcp_retries2) instead of lwIP's
+ * retry count.
  *
  * lwIP measures RTO in ticks of its 500 ms slow timer, so on a sub-
  * millisecond link every loss that fast retransmit can't repair (several
  * losses in one window: lwIP has no SACK and no NewReno partial-ACK
  * retransmit) costs >= 0.5-1 s. Shortening the slow timer itself would
  * scale all of lwIP's timers (out-of-order queue expiry, FIN_WAIT_2, ...)
- * and break receivers. Instead this timer, run every millisecond in the
- * tcpip thread, watches each active pcb with unacknowledged data and, when
- * no ACK progress was made for min_ms (doubling per consecutive expiry, up
- * to 64 x), does what lwIP's RTO does: halve ssthresh, cwnd = 1 MSS,
- * retransmit from the first unacked segment.
+ * and break receivers. Instead this timer, run in the tcpip thread, watches
+ * each active pcb with unacknowledged data and, when no ACK progress was
+ * made for min_ms (doubling per consecutive expiry, up to 64 x), does what
+ * lwIP's RTO does: halve ssthresh, cwnd = 1 MSS, retransmit from the first
+ * unacked segment.
+ *
+ * Give-up. lwIP drops a connection after TCP_MAXRTX (12) retransmissions,
+ * counted in pcb->nrtx by its own RTO and by tcp_rexmit_rto alike; at our
+ * fast pace 12 come in ~4.5 s, so a peer silent for a few seconds would be
+ * reset (Linux waits ~15 min, tcp_retries2 = 15). So the fast retransmissions
+ * do not count toward nrtx, nrtx is held below lwIP's limit, and a pcb is
+ * aborted (tcp_abort: its error callback runs) when it made no ACK progress
+ * for give_up_ms while having data in flight, counted in rto_give_up.
+ *
+ * Cost. No per-pcb table with a fixed size: state lives in a hash keyed by
+ * the pcb pointer that grows with the pcbs in flight. The timer walks
+ * tcp_active_pcbs (one pointer test for a pcb with nothing in flight) not
+ * every millisecond but when the earliest armed deadline is due, and at
+ * least every min_ms / 2 to find pcbs that started sending (their first RTO
+ * thus comes after min_ms .. 1.5 x min_ms, never earlier).
  */
 #ifndef ANIC_STACK_RTO_H
 #define ANIC_STACK_RTO_H
 
 #include <stdint.h>
 
+struct tcp_pcb;
+
 struct stack_rto_counters {
-    uint64_t fast_rto_fired;
+    uint64_t fast_rto_fired; /* retransmissions by this timer */
+    uint64_t rto_give_up;    /* pcbs aborted: no ACK progress for give_up_ms */
+    uint64_t rto_scans;      /* walks of tcp_active_pcbs */
+    uint64_t rto_tracked;    /* pcbs with data in flight at the last walk */
 };
 
-/* Start/stop the timer (core lock held). min_ms 0 = disabled. */
-void stack_rto_start(uint32_t min_ms);
+/* Start/stop the timer (core lock held). min_ms 0 = no fast retransmission
+   (lwIP's own RTO only); give_up_ms 0 = lwIP's retry count decides. Both 0:
+   not started. */
+void stack_rto_start(uint32_t min_ms, uint32_t give_up_ms);
 void stack_rto_stop(void);
 const struct stack_rto_counters *stack_rto_counters(void);
+
+/* tcp_abort with a RST the peer accepts. lwIP sends it at snd_nxt, which a
+   peer whose window is closed (it stopped reading) ignores (RFC 5961 §3.2:
+   in window or a challenge ACK), so the peer would hang on. As Linux
+   (tcp_acceptable_seq): at snd_nxt if within the peer's window, else at the
+   window's right edge. The error callback runs as with tcp_abort. */
+void stack_tcp_abort(struct tcp_pcb *pcb);
 
 #endif

@@ -65,12 +65,8 @@
  *   CK_RUN_CASE=NAME      only one profile: none loss-tx loss-rx reorder-tx
  *                         reorder-rx tshark tx-loss1 tx-loss5 tx-reorder5 tx-dup1
  *                         rx-reorder2 rx-loss1 rx-loss5 rx-dup1 rx-corrupt01
-<<<<<<< HEAD
  *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 rx-inject tshark-nic
-=======
- *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 tshark-nic
- *                         tx-noctx1
->>>>>>> hygiene
+ *                         tx-noctx1 slow-clients conn-flood blackout-tx
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -737,6 +733,12 @@ enum {
     T_TAMPER = 1u << 3,  /* uploads under tamper: an error, never a wrong hash */
     T_CAPTURE = 1u << 4, /* --pcap and --keylog; tshark decrypts the capture */
     T_INJECT = 1u << 5,  /* a raw-socket attacker injects into live uploads */
+    /* slow and idle clients closed by the timeouts during a download */
+    T_SLOW = 1u << 6,
+    /* a connection flood above --max-conns during a download */
+    T_FLOOD = 1u << 7,
+    /* a download across a 6 s TX blackout */
+    T_BLACKOUT = 1u << 8,
 };
 
 struct profile {
@@ -748,6 +750,8 @@ struct profile {
     bool rx_hint;        /* --rx-resync hint: no magic-pattern search */
     bool no_huge;        /* the matrix leaves the huge transfer out (see profiles[]) */
     bool one_context;    /* --nic-contexts 1: most installs are refused */
+    /* further anic serve arguments, NULL-terminated (or NULL) */
+    const char *const *args;
     /* filled in at run time */
     char tx_spec[128], rx_spec[128];
     uint32_t seed;
@@ -777,6 +781,25 @@ struct profile {
  * ~16 s, 256 MiB ~70 s, longer than curl's --max-time. So rx-loss5 stops at the
  * big (64 MiB) size; every other matrix profile includes 256 MiB, and the whole
  * program still runs in about 5 minutes. */
+/* Short timeouts so that the slow-clients profile runs in seconds; the
+ * connection cap of conn-flood. See the load tests below. */
+#define SLOW_TIMEOUT_S  "2"
+#define SLOW_SEND_S     "3"
+#define FLOOD_MAX_CONNS 50
+static const char *const slow_args[] = {"--handshake-timeout",
+                                        SLOW_TIMEOUT_S,
+                                        "--header-timeout",
+                                        SLOW_TIMEOUT_S,
+                                        "--keepalive-timeout",
+                                        SLOW_TIMEOUT_S,
+                                        "--body-timeout",
+                                        SLOW_TIMEOUT_S,
+                                        "--send-timeout",
+                                        SLOW_SEND_S,
+                                        NULL};
+#define FLOOD_MAX_CONNS_S "50"
+static const char *const flood_args[] = {"--max-conns", FLOOD_MAX_CONNS_S, NULL};
+
 static struct profile profiles[] = {
     /* Classic profiles: every mode. */
     {.name = "none", .tests = T_CLASSIC | T_TXM, .seed_off = 0},
@@ -810,7 +833,7 @@ static struct profile profiles[] = {
     /* An attacker on the wire. */
     {.name = "rx-tamper1", .tests = T_TAMPER, .rx = "tamper 1%", .seed_off = 17000},
     /* An attacker who sees the live flow and injects crafted segments. */
-    {.name = "rx-inject", .tests = T_INJECT, .seed_off = 19000},
+    {.name = "rx-inject", .tests = T_INJECT, .seed_off = 23000},
     /* tshark on offloaded sessions with retransmissions. */
     {.name = "tshark-nic", .tests = T_CAPTURE, .tx = "loss 2%", .seed_off = 18000},
     /* A NIC out of flow contexts: connections fall back to host crypto. */
@@ -820,6 +843,11 @@ static struct profile profiles[] = {
      .seed_off = 19000,
      .no_huge = true,
      .one_context = true},
+    /* Load: timeouts, the connection cap, a blackout (test_slow_clients,
+       test_conn_flood, test_blackout). */
+    {.name = "slow-clients", .tests = T_SLOW, .seed_off = 20000, .args = slow_args},
+    {.name = "conn-flood", .tests = T_FLOOD, .seed_off = 21000, .args = flood_args},
+    {.name = "blackout-tx", .tests = T_BLACKOUT, .tx = "blackout 6s after 3000", .seed_off = 22000},
 };
 #define N_PROFILES ((int)(sizeof(profiles) / sizeof(profiles[0])))
 
@@ -925,7 +953,7 @@ static void profile_setup(int idx)
         snprintf(p->tx_spec, sizeof(p->tx_spec), "%s seed %" PRIu32, p->tx, p->seed);
     if (p->rx)
         snprintf(p->rx_spec, sizeof(p->rx_spec), "%s seed %" PRIu32, p->rx, p->seed + 1);
-    const char *extra[8];
+    const char *extra[32];
     int n = 0;
     if (p->rx_nobuf) {
         extra[n++] = "--rx-reorder-buf";
@@ -939,6 +967,8 @@ static void profile_setup(int idx)
         extra[n++] = "--nic-contexts";
         extra[n++] = "1";
     }
+    for (int i = 0; p->args && p->args[i] && n < 31; i++)
+        extra[n++] = p->args[i];
     extra[n] = NULL;
     note("===== profile %s: fault-tx '%s', fault-rx '%s'%s%s%s =====", p->name,
          p->tx ? p->tx_spec : "none", p->rx ? p->rx_spec : "none",
@@ -1732,11 +1762,9 @@ START_TEST(test_stats)
     /* The faults of this profile happened, and no others. */
     static const struct {
         const char *kw, *counter;
-    } kinds[] = {{"loss", "dropped"},
-                 {"reorder", "reordered"},
-                 {"duplicate", "duplicated"},
-                 {"corrupt", "corrupted"},
-                 {"tamper", "tampered"}};
+    } kinds[] = {{"loss", "dropped"},         {"reorder", "reordered"},
+                 {"duplicate", "duplicated"}, {"corrupt", "corrupted"},
+                 {"tamper", "tampered"},      {"blackout", "blackout_drops"}};
     char faults[512] = "";
     for (int dir = 0; dir < 2; dir++) {
         const char *sec = dir ? "fault_rx" : "fault_tx", *spec = dir ? cur->rx : cur->tx;
@@ -1868,9 +1896,11 @@ static void check_tx_offload(struct fails *f, const char *js)
                  "offload_dump.tx_record_bytes %" PRIu64 ", offload_tagcache.tx_record_bytes "
                  "%" PRIu64 ": nothing offloaded on a port that served downloads",
                  d_rec, t_rec);
-    if (!cur->tx && !cur->rx && !(cur->tests & T_INJECT)) {
-        /* Nothing lost, nothing retransmitted: no resync at all (an attacker
-           who forges acceptable data makes both ends retransmit). */
+    /* The load profiles' connection bursts overrun the NIC's RX buffers
+     * (nic.rx_no_buffer): ACKs are lost there and segments resent. An
+     * attacker who forges acceptable data makes both ends retransmit. */
+    if (!cur->tx && !cur->rx && !(cur->tests & (T_SLOW | T_FLOOD | T_INJECT))) {
+        /* Nothing lost, nothing retransmitted: no resync at all. */
         if (ooo || d_ooo || t_ooo)
             fail_add(f,
                      "no faults, yet resyncs: nic_tls.tx_tls_ooo %" PRIu64
@@ -2816,6 +2846,468 @@ START_TEST(test_tshark)
 }
 END_TEST
 
+/* ---- Tests: load (timeouts, connection cap, blackout) ------------------------ */
+
+/* A download that runs in the background while a client misbehaves: curl
+ * with --limit-rate (so that it is still running when the timeouts act) into
+ * a file, SHA-256 checked at the end. */
+struct bg_get {
+    pid_t pid;
+    char path[PATH_MAX + 32];
+    double t0;
+};
+
+#define BG_SIZE  (64ull << 20)
+#define BG_LIMIT "16M" /* bytes/s: the 64 MiB take ~4 s */
+
+static bool bg_get_start(struct bg_get *g, int mode)
+{
+    char url[128], path[64];
+    snprintf(path, sizeof(path), "/bytes/%llu", (unsigned long long)BG_SIZE);
+    url_of(mode, path, url, sizeof(url));
+    snprintf(g->path, sizeof(g->path), "%s/bg-download.bin", cur->srv.dir);
+    char *argv[40];
+    int a = curl_argv(argv, &cur->srv);
+    argv[a++] = "--limit-rate";
+    argv[a++] = BG_LIMIT;
+    argv[a++] = "-o";
+    argv[a++] = g->path;
+    argv[a++] = url;
+    argv[a] = NULL;
+    fflush(NULL);
+    g->t0 = now_s();
+    g->pid = fork();
+    if (g->pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0);
+        dup2(nul, 1);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    if (g->pid > 0)
+        setpgid(g->pid, g->pid);
+    return g->pid > 0;
+}
+
+static bool bg_get_running(const struct bg_get *g)
+{
+    int st;
+    return g->pid > 0 && waitpid(g->pid, &st, WNOHANG) == 0;
+}
+
+/* Waits (bounded) and checks the bytes; records the transfer. */
+static void bg_get_finish(struct fails *f, struct bg_get *g, int mode, const char *what)
+{
+    int st = 0;
+    pid_t w = 0;
+    double deadline = g->t0 + max_time + 10;
+    while (g->pid > 0 && (w = waitpid(g->pid, &st, WNOHANG)) == 0 && now_s() < deadline)
+        sleep_ms(20);
+    if (g->pid > 0 && w == 0) {
+        kill(-g->pid, SIGKILL);
+        kill(g->pid, SIGKILL);
+        waitpid(g->pid, &st, 0);
+    }
+    g->pid = 0;
+    char got[65] = "", want[65];
+    pattern_sha256(BG_SIZE, want);
+    bool sha_ok = file_sha256(g->path, got) && !strcmp(got, want);
+    bool ok = w > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && sha_ok;
+    if (ok && mode != MODE_PLAIN)
+        cur->tls_ok[mode]++;
+    record(what, now_s() - g->t0, ok);
+    if (!ok)
+        fail_add(f, "%s: curl status 0x%x%s, sha256 %.16s.. want %.16s..", what, st,
+                 w == 0 ? " (killed)" : "", got, want);
+    unlink(g->path);
+}
+
+/* Enter the server's namespace (a forked client). */
+static void ns_enter_or_exit(const char *ns)
+{
+    char p[128];
+    ns_path(ns, p, sizeof(p));
+    int nfd = open(p, O_RDONLY | O_CLOEXEC);
+    if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0) {
+        dprintf(2, "setns %s: %s\n", p, strerror(errno));
+        _exit(2);
+    }
+    close(nfd);
+}
+
+static int nb_connect(int port, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (rcvbuf)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, HOST, &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* slow-clients: what each connection does, and what the server must do to it
+ * (timeouts of slow_args: 2 s, send 3 s). */
+enum slow_kind {
+    SK_IDLE, /* one request, then idle: closed by the keep-alive timeout, no 408 */
+    SK_SLOW, /* slowloris: a request head, one byte every 300 ms: 408 */
+    SK_BODY, /* a body that stops after 10 of 1000 bytes: 408 */
+    SK_SEND, /* a 1 GB GET never read (4 KiB receive buffer): aborted (RST) */
+    SK_HS,   /* TLS port, nothing sent: closed by the handshake timeout */
+    SK_COUNT
+};
+static const struct {
+    const char *name;
+    int count;
+    double min_s; /* the earliest the server may act, from the start point */
+} slow_kinds[SK_COUNT] = {
+    [SK_IDLE] = {"idle", 500, 1.5},   [SK_SLOW] = {"slowloris", 100, 1.5},
+    [SK_BODY] = {"body", 10, 1.5},    [SK_SEND] = {"send-stall", 5, 2.5},
+    [SK_HS] = {"handshake", 10, 1.5},
+};
+#define SLOW_CLIENT_S 25.0 /* the client's own deadline */
+
+struct slow_conn {
+    int fd, kind;
+    bool connected, done, reset;
+    double t_start; /* connect done (idle: response complete) */
+    double t_end, next_byte;
+    size_t got;
+    char buf[160];
+};
+
+static bool response_complete_1(const struct slow_conn *c)
+{
+    /* GET /bytes/1: head, blank line, one body byte. */
+    const char *e =
+        memmem(c->buf, c->got < sizeof(c->buf) ? c->got : sizeof(c->buf), "\r\n\r\n", 4);
+    return e && (size_t)(e - c->buf) + 5 <= c->got;
+}
+
+static void slow_child(void *arg)
+{
+    (void)arg;
+    ns_enter_or_exit(cur->srv.ns);
+    static struct slow_conn conns[1024];
+    static struct pollfd pf[1024];
+    int n = 0;
+    for (int k = 0; k < SK_COUNT; k++)
+        for (int i = 0; i < slow_kinds[k].count; i++) {
+            struct slow_conn *c = &conns[n++];
+            c->kind = k;
+            c->fd = nb_connect(k == SK_HS ? modes[MODE_SW].port : 80, k == SK_SEND ? 4096 : 0);
+            if (c->fd < 0) {
+                printf("socket/connect: %s\n", strerror(errno));
+                _exit(3);
+            }
+        }
+    static const char idle_req[] = "GET /bytes/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char slow_head[] = "GET /bytes/1 HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    static const char body_req[] = "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+                                   "0123456789";
+    static const char send_req[] = "GET /bytes/1000000000 HTTP/1.1\r\nHost: x\r\n\r\n";
+    double t0 = now_s();
+    int left = n;
+    while (left > 0 && now_s() - t0 < SLOW_CLIENT_S) {
+        double now = now_s();
+        for (int i = 0; i < n; i++) {
+            struct slow_conn *c = &conns[i];
+            short ev = 0;
+            if (!c->done)
+                ev = !c->connected ? POLLOUT : c->kind == SK_SEND ? 0 : POLLIN;
+            pf[i] = (struct pollfd){c->done ? -1 : c->fd, ev, 0};
+            if (c->connected && !c->done && c->kind == SK_SLOW && now >= c->next_byte) {
+                if (send(c->fd, "a", 1, MSG_NOSIGNAL) == 1)
+                    c->next_byte = now + 0.3;
+                else
+                    c->next_byte = now + 3600; /* the server stopped reading */
+            }
+        }
+        if (poll(pf, (nfds_t)n, 50) < 0 && errno != EINTR)
+            _exit(4);
+        now = now_s();
+        for (int i = 0; i < n; i++) {
+            struct slow_conn *c = &conns[i];
+            if (c->done || !pf[i].revents)
+                continue;
+            if (!c->connected) {
+                int e = 0;
+                socklen_t el = sizeof(e);
+                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
+                if (e || !(pf[i].revents & POLLOUT)) {
+                    c->done = c->reset = true;
+                    c->t_end = now;
+                    left--;
+                    continue;
+                }
+                c->connected = true;
+                c->t_start = now;
+                c->next_byte = now + 0.3;
+                const char *req = c->kind == SK_IDLE   ? idle_req
+                                  : c->kind == SK_SLOW ? slow_head
+                                  : c->kind == SK_BODY ? body_req
+                                  : c->kind == SK_SEND ? send_req
+                                                       : NULL;
+                if (req && send(c->fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req)) {
+                    printf("%s: request not sent: %s\n", slow_kinds[c->kind].name, strerror(errno));
+                    _exit(5);
+                }
+                continue;
+            }
+            bool end = false;
+            if (c->kind == SK_SEND) {
+                end = (pf[i].revents & (POLLHUP | POLLERR)) != 0;
+                c->reset = end;
+            } else {
+                char tmp[4096];
+                ssize_t r = recv(c->fd, tmp, sizeof(tmp), 0);
+                if (r > 0) {
+                    size_t room = c->got < sizeof(c->buf) ? sizeof(c->buf) - c->got : 0;
+                    memcpy(c->buf + c->got, tmp, (size_t)r < room ? (size_t)r : room);
+                    c->got += (size_t)r;
+                    if (c->kind == SK_IDLE && response_complete_1(c) && c->t_start < 1e8)
+                        c->t_start = now + 1e9; /* mark; fixed below */
+                } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                    end = true;
+                    c->reset = r < 0;
+                }
+                if (c->t_start > 1e8) /* the idle clock starts at the response */
+                    c->t_start = now;
+            }
+            if (end) {
+                c->done = true;
+                c->t_end = now;
+                left--;
+            }
+        }
+    }
+    /* Verdicts. */
+    int ok[SK_COUNT] = {0};
+    bool all = true;
+    for (int i = 0; i < n; i++) {
+        struct slow_conn *c = &conns[i];
+        const char *why = NULL;
+        double dt = c->t_end - c->t_start;
+        bool got408 = c->got >= 12 && !memcmp(c->buf, "HTTP/1.1 408", 12);
+        if (!c->done)
+            why = "still open at the deadline";
+        else if (!c->connected)
+            why = "connect failed";
+        else if (dt < slow_kinds[c->kind].min_s)
+            why = "closed too early";
+        else if ((c->kind == SK_SLOW || c->kind == SK_BODY) && !got408)
+            why = "no 408";
+        else if (c->kind == SK_IDLE &&
+                 (!response_complete_1(c) || memmem(c->buf, c->got, " 408 ", 5)))
+            why = "no clean response before the close";
+        else if (c->kind == SK_HS && c->got)
+            why = "bytes from a TLS port before any ClientHello";
+        else if (c->kind == SK_SEND && !c->reset)
+            why = "not reset";
+        if (why) {
+            if (all)
+                printf("first problem: %s #%d: %s (after %.2f s, %zu bytes: '%.40s')\n",
+                       slow_kinds[c->kind].name, i, why, c->done ? dt : -1.0, c->got, c->buf);
+            all = false;
+        } else {
+            ok[c->kind]++;
+        }
+        close(c->fd);
+    }
+    for (int k = 0; k < SK_COUNT; k++)
+        printf("%s %d/%d%s", slow_kinds[k].name, ok[k], slow_kinds[k].count,
+               k + 1 < SK_COUNT ? ", " : "\n");
+    fflush(stdout);
+    _exit(all ? 0 : 1);
+}
+
+/* 500 idle keep-alive connections, 100 slowloris, stalled bodies, readers
+ * that stopped and TLS clients that never say hello, while a download runs:
+ * every one is closed by its timeout, the right way, and counted once; the
+ * download completes byte-exact. */
+START_TEST(test_slow_clients)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    struct bg_get g;
+    ck_assert_msg(bg_get_start(&g, MODE_NIC), "cannot start the download");
+    sleep_ms(300);
+    char out[2048];
+    struct run_io io = {.out = out, .out_cap = sizeof(out)};
+    int rc = run_proc(NULL, slow_child, NULL, &io, SLOW_CLIENT_S + 15);
+    trim(out);
+    note("[%s] slow clients: %s", cur->name, out);
+    record("slow clients closed by their timeouts", io.secs, rc == 0);
+    if (rc != 0) {
+        trim(io.err);
+        fail_add(&f, "slow-client process rc %d%s: %s %s", rc, io.timed_out ? " (killed)" : "", out,
+                 io.err);
+    }
+    bg_get_finish(&f, &g, MODE_NIC, "GET nic /bytes/64M during the slow clients");
+    cur->body_tried += 10 * (uint64_t)slow_kinds[SK_BODY].count;
+
+    const char *js = fetch_stats(&f, "slow", true);
+    if (js) {
+        static const struct {
+            const char *name;
+            int kind;
+        } want[] = {{"http_timeout_idle", SK_IDLE},
+                    {"http_timeout_header", SK_SLOW},
+                    {"http_timeout_body", SK_BODY},
+                    {"http_timeout_send", SK_SEND},
+                    {"tls_timeout_handshake", SK_HS}};
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+            uint64_t v = stat_of(&f, js, "server", want[i].name);
+            if (v != (uint64_t)slow_kinds[want[i].kind].count)
+                fail_add(&f, "server.%s = %" PRIu64 ", want %d (%s connections)", want[i].name, v,
+                         slow_kinds[want[i].kind].count, slow_kinds[want[i].kind].name);
+        }
+    }
+    check_still_serving(&f, MODE_PLAIN, "the slow clients");
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
+/* conn-flood: FLOOD_CONNS connections opened one after another and held,
+ * each sending a request; those over the cap must be reset at once. */
+#define FLOOD_CONNS 200
+
+static void flood_child(void *arg)
+{
+    (void)arg;
+    ns_enter_or_exit(cur->srv.ns);
+    static int fds[FLOOD_CONNS];
+    static bool reset_at_send[FLOOD_CONNS];
+    static const char req[] = "GET /bytes/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    struct timeval tv = {5, 0};
+    for (int i = 0; i < FLOOD_CONNS; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fds[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(80)};
+        inet_pton(AF_INET, HOST, &sa.sin_addr);
+        if (connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            if (errno != ECONNRESET) { /* the RST may come before connect returns */
+                printf("connect #%d: %s\n", i, strerror(errno));
+                _exit(3);
+            }
+            close(fds[i]);
+            fds[i] = -1;
+            continue;
+        }
+        /* The RST may also come first here: then send reports it, and recv
+           only sees the end of the stream. */
+        if (send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL) < 0 &&
+            (errno == ECONNRESET || errno == EPIPE))
+            reset_at_send[i] = true;
+    }
+    int accepted = 0, refused = 0, odd = 0;
+    for (int i = 0; i < FLOOD_CONNS; i++) {
+        if (fds[i] < 0) {
+            refused++;
+            continue;
+        }
+        char buf[256];
+        ssize_t r = recv(fds[i], buf, sizeof(buf), 0);
+        if (r >= 12 && !memcmp(buf, "HTTP/1.1 200", 12))
+            accepted++;
+        else if ((r < 0 && (errno == ECONNRESET || errno == EPIPE)) || (r == 0 && reset_at_send[i]))
+            refused++;
+        else {
+            if (!odd)
+                printf("conn #%d: recv %zd (%s)\n", i, r, r < 0 ? strerror(errno) : "data");
+            odd++;
+        }
+    }
+    for (int i = 0; i < FLOOD_CONNS; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    printf("accepted %d refused %d odd %d\n", accepted, refused, odd);
+    fflush(stdout);
+    _exit(odd ? 1 : 0);
+}
+
+/* A flood above --max-conns during a download: the flood's excess is reset
+ * and counted, the download completes byte-exact, and the server serves
+ * again afterwards. */
+START_TEST(test_conn_flood)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    struct bg_get g;
+    ck_assert_msg(bg_get_start(&g, MODE_NIC), "cannot start the download");
+    sleep_ms(500);
+    char out[1024];
+    struct run_io io = {.out = out, .out_cap = sizeof(out)};
+    int rc = run_proc(NULL, flood_child, NULL, &io, 60);
+    bool dl_running = bg_get_running(&g);
+    trim(out);
+    note("[%s] flood of %d: %s (download %s)", cur->name, FLOOD_CONNS, out,
+         dl_running ? "still running" : "already finished");
+    int acc = -1, ref = -1, odd = -1;
+    const char *line = strstr(out, "accepted ");
+    bool parsed = line && sscanf(line, "accepted %d refused %d odd %d", &acc, &ref, &odd) == 3;
+    bool ok = rc == 0 && parsed && acc + ref == FLOOD_CONNS &&
+              acc == FLOOD_MAX_CONNS - (dl_running ? 1 : 0);
+    record("flood above --max-conns", io.secs, ok);
+    if (!ok) {
+        trim(io.err);
+        fail_add(&f, "flood: rc %d, '%s' (want accepted = %d - the download, the rest refused) %s",
+                 rc, out, FLOOD_MAX_CONNS, io.err);
+    }
+    if (!dl_running)
+        fail_add(&f, "the download finished before the flood did: it was not under test");
+    bg_get_finish(&f, &g, MODE_NIC, "GET nic /bytes/64M during the flood");
+    const char *js = fetch_stats(&f, "flood", true);
+    if (js && parsed) {
+        uint64_t v = stat_of(&f, js, "server", "conns_refused_max");
+        if (v != (uint64_t)ref)
+            fail_add(&f, "server.conns_refused_max = %" PRIu64 ", the client saw %d resets", v,
+                     ref);
+    }
+    check_still_serving(&f, MODE_PLAIN, "the flood");
+    check_still_serving(&f, MODE_NIC, "the flood");
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
+/* A download across a 6 s blackout of the TX wire (the profile's fault
+ * spec): the fast retransmission timer backs off but must not spend lwIP's
+ * retry budget (which ran out after ~4.5 s): the transfer resumes and
+ * completes byte-exact, and nothing gave up. */
+START_TEST(test_blackout)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    do_get(&f, MODE_NIC, SI_BIG);
+    const char *js = fetch_stats(&f, "blackout", true);
+    if (js) {
+        uint64_t drops = stat_of(&f, js, "fault_tx", "blackout_drops");
+        uint64_t give_up = stat_of(&f, js, "tcp", "rto_give_up");
+        uint64_t fired = stat_of(&f, js, "tcp", "fast_rto_fired");
+        note("[%s] blackout_drops %" PRIu64 ", fast_rto_fired %" PRIu64 ", rto_give_up %" PRIu64,
+             cur->name, drops, fired, give_up);
+        if (drops < 10)
+            fail_add(&f, "fault_tx.blackout_drops = %" PRIu64 ": the blackout missed the download",
+                     drops);
+        if (give_up)
+            fail_add(&f, "tcp.rto_give_up = %" PRIu64 " (want 0: 6 s is far below the limit)",
+                     give_up);
+        if (fired < 5)
+            fail_add(&f, "tcp.fast_rto_fired = %" PRIu64 ": the RTO never backed off across 6 s",
+                     fired);
+    }
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
 /* ---- Main -------------------------------------------------------------------- */
 
 static void skip(const char *why)
@@ -2869,6 +3361,12 @@ static Suite *make_suite(void)
             tcase_add_test(tc, test_inject);
         if (t & T_CAPTURE)
             tcase_add_test(tc, test_capture);
+        if (t & T_SLOW)
+            tcase_add_test(tc, test_slow_clients);
+        if (t & T_FLOOD)
+            tcase_add_test(tc, test_conn_flood);
+        if (t & T_BLACKOUT)
+            tcase_add_test(tc, test_blackout);
         tcase_add_test(tc, test_stats);
         tcase_add_test(tc, test_offload_counters);
         if (t & T_CAPTURE)

@@ -46,8 +46,8 @@ static void check_conservation(const struct nic_fault *f)
     struct nic_fault_stats st = stats(f);
     ck_assert_uint_eq(nic_fault_queued(f), 0);
     ck_assert_uint_eq(st.packets_in + st.duplicated, st.packets_out + st.dropped +
-                                                         st.queue_full_drops + st.invalid_drops +
-                                                         st.nomem_drops);
+                                                         st.blackout_drops + st.queue_full_drops +
+                                                         st.invalid_drops + st.nomem_drops);
 }
 
 /* Plain test packet: 4-byte big-endian id, then a pattern mixed from the
@@ -332,6 +332,8 @@ static void assert_cfg_eq(const struct nic_fault_cfg *a, const struct nic_fault_
     ck_assert_uint_eq(a->delay_ns, b->delay_ns);
     ck_assert_uint_eq(a->jitter_ns, b->jitter_ns);
     ck_assert_uint_eq(a->rate_bps, b->rate_bps);
+    ck_assert_uint_eq(a->blackout_ns, b->blackout_ns);
+    ck_assert_uint_eq(a->blackout_after, b->blackout_after);
     ck_assert_int_eq(a->seed_set, b->seed_set);
     if (a->seed_set)
         ck_assert_uint_eq(a->seed, b->seed);
@@ -358,6 +360,11 @@ START_TEST(format_roundtrip)
         "reorder 100 timeout 1s",
         "loss 100 rate 8gbps",
         "rate 1000tbit delay 3600s 3600s",
+        "blackout 6s after 2000",
+        "blackout 1ns",
+        "loss 1% reorder 5% gap 3 timeout 1s duplicate 1% corrupt 1% tamper 1% delay 3600s 3600s "
+        "rate 1000001bit blackout 3599999999999ns after 18446744073709551615 seed "
+        "18446744073709551615",
     };
     for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
         struct nic_fault_cfg c;
@@ -400,14 +407,43 @@ START_TEST(format_longest_fits)
                                "corrupt 4.9406564584124654e-324 tamper 4.9406564584124654e-324 "
                                "reorder 4.9406564584124654e-324 gap 65535 timeout 3599999999999ns "
                                "delay 3599999999999ns 3599999999999ns rate 999999999999999bit "
+                               "blackout 3599999999999ns after 18446744073709551615 "
                                "seed 18446744073709551615";
     struct nic_fault_cfg c;
     char err[128], full[1024];
     ck_assert_msg(nic_fault_cfg_parse(&c, spec, err, sizeof(err)) == 0, "%s", err);
     nic_fault_cfg_format(&c, full, sizeof(full));
-    ck_assert_uint_eq(strlen(full), 284);
+    ck_assert_uint_eq(strlen(full), 336);
     ck_assert_uint_lt(strlen(full), NIC_FAULT_FMT_LEN);
     roundtrip(&c);
+}
+END_TEST
+
+START_TEST(parse_blackout)
+{
+    struct nic_fault_cfg c;
+    char err[128];
+    ck_assert_int_eq(nic_fault_cfg_parse(&c, "blackout 6s after 2000 loss 1%", err, sizeof(err)),
+                     0);
+    ck_assert_uint_eq(c.blackout_ns, UINT64_C(6000000000));
+    ck_assert_uint_eq(c.blackout_after, 2000);
+    ck_assert(c.loss_pct == 1);
+    ck_assert(!nic_fault_cfg_is_passthrough(&c));
+    ck_assert_int_eq(nic_fault_cfg_parse(&c, "blackout 250", err, sizeof(err)), 0);
+    ck_assert_uint_eq(c.blackout_ns, UINT64_C(250000000)); /* bare number: ms */
+    ck_assert_uint_eq(c.blackout_after, 0);
+    static const char *const bad[] = {
+        "blackout",          "blackout 0",
+        "blackout 1s after", "blackout 1s after -1",
+        "after 5",           "blackout 1s after 2 after 3",
+        "blackout 3601s",    "blackout 1s blackout 2s",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        ck_assert_msg(nic_fault_cfg_parse(&c, bad[i], err, sizeof(err)) < 0, "accepted '%s'",
+                      bad[i]);
+        ck_assert_msg(err[0] != 0, "no message for '%s'", bad[i]);
+    }
 }
 END_TEST
 
@@ -467,6 +503,54 @@ START_TEST(passthrough_preserves_order_and_bytes)
     ck_assert_uint_eq(st.dropped + st.duplicated + st.reordered + st.corrupted + st.tampered +
                           st.delayed + st.queue_full_drops,
                       0);
+    check_conservation(f);
+    nic_fault_destroy(f);
+}
+END_TEST
+
+/* The blackout starts with packet after + 1 and drops everything pushed for
+ * its duration, measured from that push; then packets flow again. */
+START_TEST(blackout_drops_a_window)
+{
+    struct nic_fault *f = make("blackout 100us after 10 seed 3");
+    uint8_t in[64];
+    uint32_t next_out = 0;
+    const uint64_t step = 1000; /* 1 us between pushes */
+    for (uint32_t i = 0; i < 400; i++) {
+        nic_fault_push(f, in, make_pkt(in, i, sizeof(in)), 5000 + i * step);
+        size_t n;
+        while ((n = nic_fault_pop(f, 5000 + i * step, out_buf, sizeof(out_buf)))) {
+            uint32_t id = pkt_id(out_buf);
+            /* Packets 0..9 pass, 10..109 (pushed within 100 us of packet 10) are
+               dropped, the rest pass, in order. */
+            uint32_t want = next_out < 10 ? next_out : next_out + 100;
+            ck_assert_uint_eq(id, want);
+            next_out++;
+        }
+    }
+    struct nic_fault_stats st = stats(f);
+    ck_assert_uint_eq(st.blackout_drops, 100);
+    ck_assert_uint_eq(st.packets_out, 300);
+    ck_assert_uint_eq(st.dropped, 0);
+    check_conservation(f);
+    nic_fault_destroy(f);
+
+    /* The window starts at the first packet after `after`, however late. */
+    f = make("blackout 1ms after 2 seed 3");
+    nic_fault_push(f, in, make_pkt(in, 0, sizeof(in)), 0);
+    nic_fault_push(f, in, make_pkt(in, 1, sizeof(in)), 1);
+    nic_fault_push(f, in, make_pkt(in, 2, sizeof(in)), UINT64_C(5000000000)); /* starts here */
+    nic_fault_push(f, in, make_pkt(in, 3, sizeof(in)), UINT64_C(5000999999));
+    nic_fault_push(f, in, make_pkt(in, 4, sizeof(in)), UINT64_C(5001000000)); /* ended */
+    ck_assert_uint_eq(stats(f).blackout_drops, 2);
+    uint32_t ids[3], k = 0;
+    size_t n;
+    while ((n = nic_fault_pop(f, UINT64_C(6000000000), out_buf, sizeof(out_buf))) && k < 3)
+        ids[k++] = pkt_id(out_buf);
+    ck_assert_uint_eq(k, 3);
+    ck_assert_uint_eq(ids[0], 0);
+    ck_assert_uint_eq(ids[1], 1);
+    ck_assert_uint_eq(ids[2], 4);
     check_conservation(f);
     nic_fault_destroy(f);
 }
@@ -977,6 +1061,7 @@ static Suite *fault_suite(void)
     tcase_add_test(parse, parse_errors);
     tcase_add_test(parse, format_roundtrip);
     tcase_add_test(parse, format_longest_fits);
+    tcase_add_test(parse, parse_blackout);
     tcase_add_test(parse, create_rejects_bad_cfg_and_chooses_seed);
     suite_add_tcase(s, parse);
 
@@ -984,6 +1069,7 @@ static Suite *fault_suite(void)
     tcase_set_timeout(path, 30); /* sanitizer builds are slower */
     tcase_add_test(path, passthrough_preserves_order_and_bytes);
     tcase_add_test(path, invalid_lengths_counted);
+    tcase_add_test(path, blackout_drops_a_window);
     tcase_add_test(path, same_seed_same_output);
     tcase_add_test(path, fault_rates_within_tolerance);
     tcase_add_test(path, duplicate_copy_follows_original);

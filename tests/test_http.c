@@ -722,6 +722,69 @@ START_TEST(test_keep_alive_vs_close)
 }
 END_TEST
 
+/* The phases the server's timeouts read, and the 408 they trigger. */
+START_TEST(test_phase_and_timeout)
+{
+    struct fake_io f;
+    struct resp r;
+    size_t off = 0;
+
+    fake_init(&f, SIZE_MAX, 0, false);
+    struct app_http_session *s = app_http_session_new(&fake_ops, &f);
+    ck_assert_int_eq(app_http_session_phase(s), APP_HTTP_PHASE_IDLE);
+    /* One byte of a request line: the head is arriving. */
+    ck_assert_int_eq(app_http_session_input(s, (const uint8_t *)"G", 1), 1);
+    ck_assert_int_eq(app_http_session_phase(s), APP_HTTP_PHASE_HEAD);
+    static const char rest[] = "ET /bytes/10 HTTP/1.1\r\nHost: x\r\n";
+    ck_assert_int_eq(app_http_session_input(s, (const uint8_t *)rest, sizeof(rest) - 1),
+                     sizeof(rest) - 1);
+    ck_assert_int_eq(app_http_session_phase(s), APP_HTTP_PHASE_HEAD);
+    ck_assert_int_eq(app_http_session_input(s, (const uint8_t *)"\r\n", 2), 2);
+    drain(&f, s);
+    ck_assert_int_eq(app_http_session_phase(s), APP_HTTP_PHASE_IDLE); /* answered, keep-alive */
+    ck_assert(parse_response(f.out.p, f.out.len, &off, false, &r));
+    ck_assert_int_eq(r.status, 200);
+    /* A body that stops: BODY; the timeout answers 408 and closes. */
+    static const char put[] = "PUT /upload HTTP/1.1\r\nContent-Length: 100\r\n\r\n0123456789";
+    ck_assert_int_eq(app_http_session_input(s, (const uint8_t *)put, sizeof(put) - 1),
+                     sizeof(put) - 1);
+    ck_assert_int_eq(app_http_session_phase(s), APP_HTTP_PHASE_BODY);
+    uint64_t r4 = app_http_session_counters(s)->responses_4xx;
+    app_http_session_timeout(s);
+    drain(&f, s);
+    ck_assert_int_eq(f.closes, 1);
+    ck_assert_int_eq(app_http_session_phase(s), APP_HTTP_PHASE_DONE);
+    ck_assert(parse_response(f.out.p, f.out.len, &off, false, &r));
+    ck_assert_int_eq(r.status, 408);
+    ck_assert_str_eq(r.connection, "close");
+    ck_assert_uint_eq(app_http_session_counters(s)->responses_4xx, r4 + 1);
+    ck_assert_uint_eq(off, f.out.len); /* nothing after the 408 */
+    app_http_session_timeout(s);       /* done: nothing more happens */
+    ck_assert_uint_eq(off, f.out.len);
+    app_http_session_free(s);
+    buf_free(&f.out);
+
+    /* While a response streams the session is RESPONDING; a timeout call does nothing. */
+    fake_init(&f, 1000, 0, false);
+    s = app_http_session_new(&fake_ops, &f);
+    static const char get[] = "GET /bytes/100000 HTTP/1.1\r\n\r\n";
+    ck_assert_int_eq(app_http_session_input(s, (const uint8_t *)get, sizeof(get) - 1),
+                     sizeof(get) - 1);
+    ck_assert_int_eq(app_http_session_phase(s), APP_HTTP_PHASE_RESPONDING);
+    size_t before = f.sent_total;
+    app_http_session_timeout(s);
+    ck_assert_uint_eq(f.sent_total, before);
+    ck_assert_int_eq(f.closes, 0);
+    drain(&f, s);
+    off = 0;
+    ck_assert(parse_response(f.out.p, f.out.len, &off, false, &r));
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 100000);
+    app_http_session_free(s);
+    buf_free(&f.out);
+}
+END_TEST
+
 START_TEST(test_eof)
 {
     struct fake_io f;
@@ -1407,6 +1470,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_one_byte_at_a_time);
     tcase_add_test(tc, test_keep_alive_vs_close);
     tcase_add_test(tc, test_eof);
+    tcase_add_test(tc, test_phase_and_timeout);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("routing");

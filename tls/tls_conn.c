@@ -10,6 +10,7 @@
  */
 #include "tls_conn.h"
 #include "stack_driver.h"
+#include "stack_rto.h"
 #include "tls_internal.h"
 #include "tls_offload.h"
 #include "tls_record.h"
@@ -23,10 +24,9 @@
 
 /* tcp_poll runs every CONN_POLL_INTERVAL TCP slow-timer ticks; the tick may
    be shortened (stack_host_cfg.tcp_tick_ms), so timeouts use sys_now(). */
-#define CONN_POLL_INTERVAL   4
-#define HANDSHAKE_TIMEOUT_MS 10000 /* a handshake must finish within this */
-#define CLOSING_TIMEOUT_MS   30000 /* draining output when closing, without progress */
-#define RX_PENDING_CAP       (TLS_MAX_PLAINTEXT + 65536)
+#define CONN_POLL_INTERVAL 4
+#define CLOSING_TIMEOUT_MS 30000 /* draining output when closing, without progress */
+#define RX_PENDING_CAP     (TLS_MAX_PLAINTEXT + 65536)
 
 enum conn_state {
     CONN_HANDSHAKE, /* mbed TLS handshake in progress */
@@ -45,7 +45,8 @@ struct tls_conn {
     const struct tls_conn_upper *up;
     void *up_ctx;
     unsigned busy;     /* callback nesting depth */
-    uint32_t since_ms; /* accept (handshake) or last output progress (closing) */
+    uint32_t since_ms; /* last output progress (closing) */
+    uint64_t tx_acked; /* TCP bytes acknowledged by the peer */
     bool eof_seen, eof_told, upper_closed, rx_stalled;
 
     struct pbuf *rxq; /* received, not yet consumed */
@@ -249,7 +250,7 @@ static void conn_kill(struct tls_conn *c, bool rst)
     if (!pcb)
         return;
     if (rst) {
-        tcp_abort(pcb);
+        stack_tcp_abort(pcb); /* a RST even a peer with a closed window accepts */
         return;
     }
     /* Half-close: send FIN but keep reading (and discarding) until the peer
@@ -891,10 +892,10 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
 {
     struct tls_conn *c = arg;
     (void)pcb;
-    (void)len;
     if (!c)
         return ERR_OK;
     conn_enter(c);
+    c->tx_acked += len;
     if (c->state == CONN_CLOSING)
         c->since_ms = sys_now(); /* output progress */
     if (c->txo)
@@ -940,10 +941,7 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
         return ERR_OK;
     conn_enter(c);
     uint32_t idle_ms = sys_now() - c->since_ms;
-    if (c->state == CONN_HANDSHAKE && idle_ms >= HANDSHAKE_TIMEOUT_MS) {
-        ctr(c)->handshakes_failed++;
-        conn_kill(c, true);
-    } else if (c->state == CONN_CLOSING) {
+    if (c->state == CONN_CLOSING) {
         try_finish_close(c);
         if (c->state == CONN_CLOSING && idle_ms >= CLOSING_TIMEOUT_MS)
             conn_kill(c, true);
@@ -958,6 +956,14 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
     }
     conn_leave(c);
     return ERR_OK;
+}
+
+void tls_conn_get_progress(const struct tls_conn *c, struct tls_conn_progress *p)
+{
+    p->handshaking = c->state == CONN_HANDSHAKE;
+    p->tx_in_flight = c->pcb && (c->pcb->unsent || c->pcb->unacked);
+    p->tx_acked = c->tx_acked;
+    p->rx_bytes = c->rx_consumed;
 }
 
 int tls_conn_export_keys(void *p_expkey, const unsigned char *ms, const unsigned char *kb,

@@ -13,6 +13,7 @@
 #include "tls_server.h"
 
 #include <lwip/tcp.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,5 +47,14 @@ void tls_conn_close(struct tls_conn *c);
 void tls_conn_resume(struct tls_conn *c);
 /* Abort now (RST), e.g. on server shutdown. */
 void tls_conn_abort(struct tls_conn *c);
+
+/* For the upper layer's timeouts (the handshake has none of its own here). */
+struct tls_conn_progress {
+    bool handshaking;  /* the TLS handshake has not finished */
+    bool tx_in_flight; /* bytes wait in TCP's send queue or are unacknowledged */
+    uint64_t tx_acked; /* TCP bytes the peer acknowledged so far */
+    uint64_t rx_bytes; /* TCP bytes consumed from the peer so far */
+};
+void tls_conn_get_progress(const struct tls_conn *c, struct tls_conn_progress *p);
 
 #endif

@@ -1,0 +1,794 @@
+/* bench_load.c - `anic bench --load`: wrk against anic and nginx; see bench_load.h. */
+#define _GNU_SOURCE
+#include "bench_load.h"
+#include "app_runtime.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOAD_MAX_LIST    8
+#define LOAD_NGINX_HTTP  8080
+#define LOAD_NGINX_HTTPS 8443
+#define LOAD_NGINX_ADDR  "127.0.0.1" /* the namespace's own loopback */
+#define LOAD_WRK_TIMEOUT "5s"        /* a request slower than this counts as a timeout */
+#define LOAD_NOFILE      65536       /* fds for wrk and nginx at 5000 connections */
+#define LOAD_WRK_GRACE_S 30          /* wrk's deadline past its duration (connect storms) */
+#define LOAD_OUT_CAP     16384
+#define LOAD_SETTLE_MS   1000 /* between cells: the last cell's connections close */
+#define LOAD_DEFAULT_CSV "anic-load.csv"
+#define LOAD_CIPHER      "ECDHE-ECDSA-AES128-GCM-SHA256"
+#define LOAD_CIPHER_MBED "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"
+
+struct load_opts {
+    unsigned seconds;
+    unsigned conns[LOAD_MAX_LIST], n_conns;
+    uint64_t sizes[LOAD_MAX_LIST];
+    unsigned n_sizes;
+    enum tls_mode modes[LOAD_MAX_LIST];
+    unsigned n_modes;
+    unsigned wrk_threads, nginx_workers;
+    bool nginx;
+    const char *csv_path;
+};
+
+/* One wrk run, parsed. */
+struct load_result {
+    bool ran;
+    double req_s, mb_s, p50_ms, p99_ms;
+    uint64_t requests, errors, timeouts, non2xx;
+};
+
+struct load {
+    struct load_opts o;
+    char dir[64], cert[96], key[96], conf[96], netns[32];
+    char wrk[256], nginx_bin[256];
+    struct app_runtime rt;
+    bool runtime;
+    pid_t nginx;
+    FILE *csv;
+};
+
+static volatile sig_atomic_t load_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    load_stop = 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !load_stop) {
+    }
+}
+
+static bool find_tool(const char *name, char *out, size_t cap)
+{
+    static const char *const dirs[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+                                       "/usr/bin",        "/sbin",          "/bin"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(out, cap, "%s/%s", dirs[i], name);
+        if (access(out, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Soft fd limit up to the hard one: wrk and nginx need one per connection. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static unsigned nofile_max(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY)
+        return LOAD_NOFILE;
+    return rl.rlim_max < LOAD_NOFILE ? (unsigned)rl.rlim_max : LOAD_NOFILE;
+}
+
+/* Fork and exec argv with stdout into a pipe (read into out, NUL-terminated)
+   and stderr into err_path (or /dev/null). Bounded: killed after timeout_s.
+   Returns the exit status, 128 + signal, or -1. */
+static int run_capture(char *const argv[], char *out, size_t cap, const char *err_path,
+                       double timeout_s)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        raise_nofile();
+        int nul = open("/dev/null", O_RDWR);
+        int efd = err_path ? open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : nul;
+        dup2(nul, 0);
+        dup2(p[1], 1);
+        dup2(efd >= 0 ? efd : nul, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return -1;
+    }
+    size_t len = 0;
+    double deadline = now_s() + timeout_s;
+    bool killed = false;
+    for (;;) {
+        double left = deadline - now_s();
+        if (left <= 0 || load_stop) {
+            kill(pid, SIGKILL);
+            killed = true;
+            break;
+        }
+        struct pollfd pf = {p[0], POLLIN, 0};
+        int r = poll(&pf, 1, left > 0.2 ? 200 : 1 + (int)(left * 1000));
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r <= 0)
+            continue;
+        char tmp[4096];
+        ssize_t n = read(p[0], tmp, sizeof(tmp));
+        if (n <= 0)
+            break;
+        size_t take = cap - 1 - len < (size_t)n ? cap - 1 - len : (size_t)n;
+        memcpy(out + len, tmp, take);
+        len += take;
+    }
+    out[len] = 0;
+    close(p[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (killed)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* ---- setup: files, certificate, nginx ---- */
+
+/* The /bytes/N body: byte i is i % 251 (apps/app_http.c). */
+static int write_pattern_file(const char *path, uint64_t n)
+{
+    FILE *f = fopen(path, "we");
+    if (!f)
+        return -1;
+    uint8_t period[251 * 64];
+    for (size_t i = 0; i < sizeof(period); i++)
+        period[i] = (uint8_t)(i % 251);
+    for (uint64_t left = n; left;) {
+        size_t k = left < sizeof(period) ? (size_t)left : sizeof(period);
+        if (fwrite(period, 1, k, f) != k) {
+            fclose(f);
+            return -1;
+        }
+        left -= k;
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static int make_files(struct load *L)
+{
+    char p[160];
+    snprintf(p, sizeof(p), "%s/www", L->dir);
+    if (mkdir(p, 0755) < 0)
+        return -1;
+    snprintf(p, sizeof(p), "%s/www/bytes", L->dir);
+    if (mkdir(p, 0755) < 0)
+        return -1;
+    for (unsigned i = 0; i < L->o.n_sizes; i++) {
+        snprintf(p, sizeof(p), "%s/www/bytes/%" PRIu64, L->dir, L->o.sizes[i]);
+        if (write_pattern_file(p, L->o.sizes[i]) < 0)
+            return -1;
+        chmod(p, 0644);
+    }
+    return 0;
+}
+
+/* One ECDSA P-256 certificate for both servers. */
+static int make_cert(struct load *L)
+{
+    char openssl[256], out[256];
+    if (!find_tool("openssl", openssl, sizeof(openssl)))
+        return -1;
+    snprintf(L->cert, sizeof(L->cert), "%s/cert.pem", L->dir);
+    snprintf(L->key, sizeof(L->key), "%s/key.pem", L->dir);
+    char *argv[] = {openssl,
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=anic-load",
+                    "-addext",
+                    "subjectAltName=IP:10.77.0.2,IP:127.0.0.1",
+                    "-keyout",
+                    L->key,
+                    "-out",
+                    L->cert,
+                    NULL};
+    return run_capture(argv, out, sizeof(out), NULL, 30) == 0 ? 0 : -1;
+}
+
+static int write_nginx_conf(struct load *L)
+{
+    snprintf(L->conf, sizeof(L->conf), "%s/nginx.conf", L->dir);
+    FILE *f = fopen(L->conf, "we");
+    if (!f)
+        return -1;
+    /* Everything nginx writes stays in the temporary directory. Timeouts as
+       anic's defaults; keep-alive without a request cap, as anic. */
+    fprintf(f,
+            "daemon off;\n"
+            "master_process on;\n"
+            "worker_processes %u;\n"
+            "worker_rlimit_nofile %u;\n"
+            "pid %s/nginx.pid;\n"
+            "error_log %s/error.log warn;\n"
+            "events { worker_connections %u; }\n"
+            "http {\n"
+            "  access_log off;\n"
+            "  sendfile on;\n"
+            "  keepalive_requests 1000000000;\n"
+            "  keepalive_timeout 75s;\n"
+            "  client_body_temp_path %s/tmp-body;\n"
+            "  proxy_temp_path %s/tmp-proxy;\n"
+            "  fastcgi_temp_path %s/tmp-fastcgi;\n"
+            "  uwsgi_temp_path %s/tmp-uwsgi;\n"
+            "  scgi_temp_path %s/tmp-scgi;\n"
+            "  types { }\n"
+            "  default_type application/octet-stream;\n"
+            "  server {\n"
+            "    listen %s:%d backlog=16384;\n"
+            "    listen %s:%d ssl backlog=16384;\n"
+            "    ssl_certificate %s;\n"
+            "    ssl_certificate_key %s;\n"
+            "    ssl_protocols TLSv1.2;\n"
+            "    ssl_ciphers %s;\n"
+            "    ssl_session_tickets off;\n"
+            "    root %s/www;\n"
+            "  }\n"
+            "}\n",
+            L->o.nginx_workers, nofile_max(), L->dir, L->dir, nofile_max() / 2, L->dir, L->dir,
+            L->dir, L->dir, L->dir, LOAD_NGINX_ADDR, LOAD_NGINX_HTTP, LOAD_NGINX_ADDR,
+            LOAD_NGINX_HTTPS, L->cert, L->key, LOAD_CIPHER, L->dir);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static bool port_open(const char *addr, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, addr, &sa.sin_addr);
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Started from the thread that is in the namespace: nginx is too. */
+static int nginx_start(struct load *L)
+{
+    char errlog[160];
+    snprintf(errlog, sizeof(errlog), "%s/nginx.stderr", L->dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        raise_nofile();
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int nul = open("/dev/null", O_RDWR);
+        int efd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(efd >= 0 ? efd : nul, 2);
+        execl(L->nginx_bin, L->nginx_bin, "-p", L->dir, "-c", L->conf, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0)
+        return -1;
+    L->nginx = pid;
+    for (int i = 0; i < 100; i++) { /* <= 5 s */
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            L->nginx = 0;
+            fprintf(stderr, "anic bench --load: nginx exited at start (see %s)\n", errlog);
+            return -1;
+        }
+        if (port_open(LOAD_NGINX_ADDR, LOAD_NGINX_HTTP) &&
+            port_open(LOAD_NGINX_ADDR, LOAD_NGINX_HTTPS))
+            return 0;
+        sleep_ms(50);
+    }
+    fprintf(stderr, "anic bench --load: nginx did not listen within 5 s\n");
+    return -1;
+}
+
+/* By PID: SIGTERM (nginx's fast shutdown; the master stops its workers),
+   bounded wait, then SIGKILL. */
+static void nginx_stop(struct load *L)
+{
+    if (L->nginx <= 0)
+        return;
+    kill(L->nginx, SIGTERM);
+    int st;
+    pid_t w = 0;
+    for (int i = 0; i < 100 && (w = waitpid(L->nginx, &st, WNOHANG)) == 0; i++)
+        sleep_ms(50);
+    if (w == 0) {
+        kill(L->nginx, SIGKILL);
+        waitpid(L->nginx, &st, 0);
+    }
+    L->nginx = 0;
+}
+
+/* ---- wrk ---- */
+
+/* "1.23ms", "850.00us", "2.10s" -> milliseconds; -1 if unparsable. */
+static double parse_latency_ms(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s)
+        return -1;
+    if (!strncmp(end, "us", 2))
+        return v / 1000;
+    if (!strncmp(end, "ms", 2))
+        return v;
+    if (!strncmp(end, "s", 1))
+        return v * 1000;
+    if (!strncmp(end, "m", 1))
+        return v * 60000;
+    return -1;
+}
+
+static bool parse_wrk(const char *out, uint64_t size, struct load_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->p50_ms = r->p99_ms = -1;
+    const char *p;
+    if (!(p = strstr(out, "Requests/sec:")) || sscanf(p, "Requests/sec: %lf", &r->req_s) != 1)
+        return false;
+    if ((p = strstr(out, " requests in ")))
+        for (const char *q = p; q > out && q[-1] != '\n'; q--)
+            if (q[-1] == ' ' && sscanf(q, "%" SCNu64, &r->requests) == 1)
+                break;
+    if ((p = strstr(out, "\n     50%")))
+        r->p50_ms = parse_latency_ms(p + 10);
+    if ((p = strstr(out, "\n     99%")))
+        r->p99_ms = parse_latency_ms(p + 10);
+    unsigned long long c = 0, rd = 0, w = 0, t = 0;
+    if ((p = strstr(out, "Socket errors:")) &&
+        sscanf(p, "Socket errors: connect %llu, read %llu, write %llu, timeout %llu", &c, &rd, &w,
+               &t) == 4) {
+        r->errors = c + rd + w;
+        r->timeouts = t;
+    }
+    unsigned long long bad = 0;
+    if ((p = strstr(out, "Non-2xx or 3xx responses:")) &&
+        sscanf(p, "Non-2xx or 3xx responses: %llu", &bad) == 1)
+        r->non2xx = bad;
+    r->mb_s = r->req_s * (double)size / 1e6;
+    r->ran = true;
+    return true;
+}
+
+static void run_wrk(struct load *L, const char *url, unsigned conns, uint64_t size,
+                    struct load_result *r)
+{
+    char t[16], c[16], d[16], out[LOAD_OUT_CAP], errp[160];
+    unsigned threads = L->o.wrk_threads < conns ? L->o.wrk_threads : conns;
+    snprintf(t, sizeof(t), "%u", threads);
+    snprintf(c, sizeof(c), "%u", conns);
+    snprintf(d, sizeof(d), "%us", L->o.seconds);
+    snprintf(errp, sizeof(errp), "%s/wrk.stderr", L->dir);
+    char *argv[] = {L->wrk,           "-t",        t,           "-c", c, "-d", d, "--timeout",
+                    LOAD_WRK_TIMEOUT, "--latency", (char *)url, NULL};
+    int rc = run_capture(argv, out, sizeof(out), errp, L->o.seconds + LOAD_WRK_GRACE_S);
+    if (rc != 0 || !parse_wrk(out, size, r)) {
+        memset(r, 0, sizeof(*r));
+        fprintf(stderr, "anic bench --load: wrk %s failed (rc %d):\n%s\n", url, rc, out);
+    } else if (r->requests == 0) {
+        fprintf(stderr, "anic bench --load: wrk %s completed no request:\n%s\n", url, out);
+    }
+}
+
+/* ---- the run ---- */
+
+static const char *mode_label(enum tls_mode m)
+{
+    return app_mode_name(m);
+}
+
+static uint16_t anic_port(enum tls_mode m)
+{
+    return m == TLS_MODE_NONE ? 80 : m == TLS_MODE_SW ? 443 : 4432;
+}
+
+static void fmt_size(uint64_t n, char *out, size_t cap)
+{
+    if (n >= (1u << 20) && n % (1u << 20) == 0)
+        snprintf(out, cap, "%" PRIu64 "M", n >> 20);
+    else if (n >= 1024 && n % 1024 == 0)
+        snprintf(out, cap, "%" PRIu64 "K", n >> 10);
+    else
+        snprintf(out, cap, "%" PRIu64, n);
+}
+
+static void print_cell(const char *who, const struct load_result *r)
+{
+    if (!r->ran) {
+        printf(" | %-5s %9s %8s %8s %8s %6s %6s", who, "-", "-", "-", "-", "-", "-");
+        return;
+    }
+    printf(" | %-5s %9.0f %8.1f %8.2f %8.2f %6" PRIu64 " %6" PRIu64, who, r->req_s, r->mb_s,
+           r->p50_ms, r->p99_ms, r->errors + r->non2xx, r->timeouts);
+}
+
+static void csv_row(struct load *L, const char *server, const char *mode, unsigned conns,
+                    uint64_t size, const struct load_result *r)
+{
+    if (!L->csv || !r->ran)
+        return;
+    fprintf(L->csv,
+            "%s,%s,%u,%" PRIu64 ",%u,%.1f,%.3f,%.3f,%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64
+            ",%" PRIu64 "\n",
+            server, mode, conns, size, L->o.seconds, r->req_s, r->mb_s, r->p50_ms, r->p99_ms,
+            r->requests, r->errors, r->timeouts, r->non2xx);
+    fflush(L->csv);
+}
+
+static int run_cells(struct load *L)
+{
+    char host[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
+    printf("anic bench --load: wrk -t%u -c N -d %us --timeout %s; anic on %s (plain 80, sw 443, "
+           "nic 4432), nginx %s (%u worker%s) on %s (8080, 8443), TLS 1.2 %s, ECDSA P-256\n",
+           L->o.wrk_threads, L->o.seconds, LOAD_WRK_TIMEOUT, host, L->o.nginx ? "1.22" : "off",
+           L->o.nginx_workers, L->o.nginx_workers == 1 ? "" : "s", LOAD_NGINX_ADDR, LOAD_CIPHER);
+    printf("%6s %6s %-5s | %-5s %9s %8s %8s %8s %6s %6s | %-5s %9s %8s %8s %8s %6s %6s | %s\n",
+           "conns", "size", "mode", "anic", "req/s", "MB/s", "p50 ms", "p99 ms", "errors", "t/o",
+           "nginx", "req/s", "MB/s", "p50 ms", "p99 ms", "errors", "t/o", "anic/nginx");
+    for (unsigned si = 0; si < L->o.n_sizes && !load_stop; si++) {
+        uint64_t size = L->o.sizes[si];
+        for (unsigned ci = 0; ci < L->o.n_conns && !load_stop; ci++) {
+            unsigned conns = L->o.conns[ci];
+            /* nginx has one TLS configuration: measured once, compared with
+               every anic TLS mode. */
+            struct load_result ng_plain = {0}, ng_tls = {0};
+            for (unsigned mi = 0; mi < L->o.n_modes && !load_stop; mi++) {
+                enum tls_mode m = L->o.modes[mi];
+                char url[128], sz[24];
+                snprintf(url, sizeof(url), "%s://%s:%u/bytes/%" PRIu64,
+                         m == TLS_MODE_NONE ? "http" : "https", host, anic_port(m), size);
+                struct load_result a;
+                run_wrk(L, url, conns, size, &a);
+                sleep_ms(LOAD_SETTLE_MS);
+                struct load_result *ng = m == TLS_MODE_NONE ? &ng_plain : &ng_tls;
+                if (L->o.nginx && !ng->ran && !load_stop) {
+                    snprintf(url, sizeof(url), "%s://%s:%d/bytes/%" PRIu64,
+                             m == TLS_MODE_NONE ? "http" : "https", LOAD_NGINX_ADDR,
+                             m == TLS_MODE_NONE ? LOAD_NGINX_HTTP : LOAD_NGINX_HTTPS, size);
+                    run_wrk(L, url, conns, size, ng);
+                    sleep_ms(LOAD_SETTLE_MS);
+                    csv_row(L, "nginx", m == TLS_MODE_NONE ? "plain" : "tls", conns, size, ng);
+                }
+                csv_row(L, "anic", mode_label(m), conns, size, &a);
+                fmt_size(size, sz, sizeof(sz));
+                printf("%6u %6s %-5s", conns, sz, mode_label(m));
+                print_cell("", &a);
+                print_cell("", ng);
+                if (a.ran && ng->ran && ng->req_s > 0)
+                    printf(" | %.2fx\n", a.req_s / ng->req_s);
+                else
+                    printf(" | -\n");
+                fflush(stdout);
+            }
+        }
+    }
+    const struct app_server_counters *sc = app_server_counters(L->rt.server);
+    printf("anic server: accepted %" PRIu64 ", refused (max-conns) %" PRIu64
+           ", timeouts: handshake %" PRIu64 " header %" PRIu64 " idle %" PRIu64 " body %" PRIu64
+           " send %" PRIu64 "\n",
+           sc->accepted, sc->conns_refused_max, sc->tls_timeout_handshake, sc->http_timeout_header,
+           sc->http_timeout_idle, sc->http_timeout_body, sc->http_timeout_send);
+    return load_stop ? 130 : 0;
+}
+
+/* ---- options ---- */
+
+enum {
+    OPT_LOAD = 300,
+    OPT_SECONDS,
+    OPT_CONNS,
+    OPT_SIZES,
+    OPT_MODES,
+    OPT_THREADS,
+    OPT_WORKERS,
+    OPT_NO_NGINX,
+    OPT_CSV,
+};
+
+static const struct option load_long[] = {
+    {"load", no_argument, NULL, OPT_LOAD},
+    {"load-seconds", required_argument, NULL, OPT_SECONDS},
+    {"load-conns", required_argument, NULL, OPT_CONNS},
+    {"load-sizes", required_argument, NULL, OPT_SIZES},
+    {"load-modes", required_argument, NULL, OPT_MODES},
+    {"wrk-threads", required_argument, NULL, OPT_THREADS},
+    {"nginx-workers", required_argument, NULL, OPT_WORKERS},
+    {"no-nginx", no_argument, NULL, OPT_NO_NGINX},
+    {"csv", required_argument, NULL, OPT_CSV},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: anic bench --load [options]\n"
+               "\n"
+               "wrk against anic and against nginx (started by the bench, stopped by PID) in one\n"
+               "private network namespace: the same certificate, cipher and /bytes/N bodies.\n"
+               "Prints req/s, MB/s, p50/p99 latency, errors and timeouts per cell and anic/nginx.\n"
+               "Needs root, wrk and nginx (scripts/deps.sh installs wrk and nginx-light).\n"
+               "\n"
+               "  --load-seconds S     wrk duration per cell (default 5, 1..60)\n"
+               "  --load-conns LIST    connection counts (default 10,100,1000; e.g. add 5000)\n"
+               "  --load-sizes LIST    object sizes in bytes, K or M suffix (default 16K,1M)\n"
+               "  --load-modes LIST    anic modes: plain, sw, nic (default all three)\n"
+               "  --wrk-threads N      wrk threads (default 2)\n"
+               "  --nginx-workers N    nginx worker processes (default 1)\n"
+               "  --no-nginx           anic only\n"
+               "  --csv FILE           per-cell CSV (default " LOAD_DEFAULT_CSV ", - = none)\n");
+}
+
+static int load_bad(const char *opt, const char *val)
+{
+    fprintf(stderr, "anic bench: invalid value for --%s: '%s' (see anic bench --load --help)\n",
+            opt, val);
+    return 2;
+}
+
+/* Comma-separated unsigned numbers with an optional K/M suffix. */
+static int parse_list(const char *s, uint64_t *out, unsigned max, uint64_t lo, uint64_t hi)
+{
+    unsigned n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        if (*p < '0' || *p > '9')
+            return -1;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (errno)
+            return -1;
+        if (*end == 'K' || *end == 'k')
+            v <<= 10, end++;
+        else if (*end == 'M' || *end == 'm')
+            v <<= 20, end++;
+        if (v < lo || v > hi || n == max || (*end && *end != ','))
+            return -1;
+        out[n++] = v;
+        p = *end ? end + 1 : end;
+    }
+    return n ? (int)n : -1;
+}
+
+static int parse_load_opts(int argc, char **argv, struct load_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->seconds = 5;
+    o->conns[0] = 10, o->conns[1] = 100, o->conns[2] = 1000, o->n_conns = 3;
+    o->sizes[0] = 16384, o->sizes[1] = 1 << 20, o->n_sizes = 2;
+    o->modes[0] = TLS_MODE_NONE, o->modes[1] = TLS_MODE_SW, o->modes[2] = TLS_MODE_NIC;
+    o->n_modes = 3;
+    o->wrk_threads = 2;
+    o->nginx_workers = 1;
+    o->nginx = true;
+    o->csv_path = LOAD_DEFAULT_CSV;
+    uint64_t v[LOAD_MAX_LIST];
+    int c, n;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", load_long, NULL)) != -1) {
+        switch (c) {
+        case OPT_LOAD:
+            break;
+        case OPT_SECONDS:
+            if (parse_list(optarg, v, 1, 1, 60) != 1)
+                return load_bad("load-seconds", optarg);
+            o->seconds = (unsigned)v[0];
+            break;
+        case OPT_CONNS:
+            if ((n = parse_list(optarg, v, LOAD_MAX_LIST, 1, 20000)) < 0)
+                return load_bad("load-conns", optarg);
+            for (int i = 0; i < n; i++)
+                o->conns[i] = (unsigned)v[i];
+            o->n_conns = (unsigned)n;
+            break;
+        case OPT_SIZES:
+            if ((n = parse_list(optarg, o->sizes, LOAD_MAX_LIST, 1, 1ull << 30)) < 0)
+                return load_bad("load-sizes", optarg);
+            o->n_sizes = (unsigned)n;
+            break;
+        case OPT_MODES: {
+            char buf[128];
+            snprintf(buf, sizeof(buf), "%s", optarg);
+            o->n_modes = 0;
+            for (char *save = NULL, *t = strtok_r(buf, ",", &save); t;
+                 t = strtok_r(NULL, ",", &save)) {
+                int m = app_mode_parse(t);
+                if ((m != TLS_MODE_NONE && m != TLS_MODE_SW && m != TLS_MODE_NIC) ||
+                    o->n_modes == LOAD_MAX_LIST)
+                    return load_bad("load-modes", optarg);
+                o->modes[o->n_modes++] = (enum tls_mode)m;
+            }
+            if (!o->n_modes)
+                return load_bad("load-modes", optarg);
+            break;
+        }
+        case OPT_THREADS:
+            if (parse_list(optarg, v, 1, 1, 64) != 1)
+                return load_bad("wrk-threads", optarg);
+            o->wrk_threads = (unsigned)v[0];
+            break;
+        case OPT_WORKERS:
+            if (parse_list(optarg, v, 1, 1, 64) != 1)
+                return load_bad("nginx-workers", optarg);
+            o->nginx_workers = (unsigned)v[0];
+            break;
+        case OPT_NO_NGINX:
+            o->nginx = false;
+            break;
+        case OPT_CSV:
+            o->csv_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        default:
+            fprintf(stderr, "anic bench --load: unknown option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "anic bench --load: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+bool bench_load_wanted(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--load"))
+            return true;
+    return false;
+}
+
+static void rm_tree(const char *dir)
+{
+    char rm[256], out[64];
+    if (!dir[0] || !find_tool("rm", rm, sizeof(rm)))
+        return;
+    char *argv[] = {rm, "-rf", "--", (char *)dir, NULL};
+    run_capture(argv, out, sizeof(out), NULL, 30);
+}
+
+int bench_load_main(int argc, char **argv)
+{
+    static struct load load;
+    struct load *L = &load;
+    int rc = parse_load_opts(argc, argv, &L->o);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    if (geteuid() != 0) {
+        fprintf(stderr, "anic bench --load: needs root (network namespace, TUN device)\n");
+        return 1;
+    }
+    if (!find_tool("wrk", L->wrk, sizeof(L->wrk)) ||
+        (L->o.nginx && !find_tool("nginx", L->nginx_bin, sizeof(L->nginx_bin)))) {
+        fprintf(stderr, "anic bench --load: needs wrk%s (scripts/deps.sh installs them)\n",
+                L->o.nginx ? " and nginx" : "");
+        return 1;
+    }
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = 1;
+    char err[256];
+    snprintf(L->dir, sizeof(L->dir), "/tmp/anic-load-XXXXXX");
+    if (!mkdtemp(L->dir)) {
+        fprintf(stderr, "anic bench --load: mkdtemp: %s\n", strerror(errno));
+        L->dir[0] = 0;
+        return 1;
+    }
+    chmod(L->dir, 0755); /* nginx's workers read www/ as an unprivileged user */
+    if (make_files(L) < 0 || make_cert(L) < 0 || (L->o.nginx && write_nginx_conf(L) < 0)) {
+        fprintf(stderr, "anic bench --load: cannot prepare files and certificate in %s\n", L->dir);
+        goto out;
+    }
+    if (strcmp(L->o.csv_path, "-") != 0) {
+        L->csv = fopen(L->o.csv_path, "we");
+        if (!L->csv) {
+            fprintf(stderr, "anic bench --load: cannot write %s: %s\n", L->o.csv_path,
+                    strerror(errno));
+            goto out;
+        }
+        fprintf(L->csv, "server,mode,conns,size_bytes,seconds,req_s,mb_s,p50_ms,p99_ms,requests,"
+                        "errors,timeouts,non_2xx\n");
+    }
+
+    struct app_runtime_cfg cfg;
+    app_runtime_cfg_defaults(&cfg);
+    snprintf(L->netns, sizeof(L->netns), "anic-load-%d", (int)getpid());
+    cfg.netns = L->netns;
+    cfg.cert_path = L->cert;
+    cfg.key_path = L->key;
+    cfg.n_listeners = 0;
+    cfg.listeners[cfg.n_listeners++] = (struct app_listener){80, TLS_MODE_NONE};
+    cfg.listeners[cfg.n_listeners++] = (struct app_listener){443, TLS_MODE_SW};
+    cfg.listeners[cfg.n_listeners++] = (struct app_listener){4432, TLS_MODE_NIC};
+    if (app_runtime_start(&L->rt, &cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "anic bench --load: %s\n", err);
+        goto out;
+    }
+    L->runtime = true;
+    if (L->o.nginx && nginx_start(L) < 0)
+        goto out;
+    status = run_cells(L);
+    if (L->csv)
+        printf("CSV: %s\n", L->o.csv_path);
+out:
+    nginx_stop(L);
+    if (L->runtime) {
+        app_runtime_stop(&L->rt);
+        app_runtime_free(&L->rt);
+        L->runtime = false;
+    }
+    if (L->csv && fclose(L->csv) != 0)
+        status = 1;
+    rm_tree(L->dir);
+    return status;
+}
