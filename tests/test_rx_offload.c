@@ -144,7 +144,10 @@ static void ctrl(uint8_t kind, uint8_t flags, uint64_t addr, uint32_t tcp_seq, u
     TU_CHECK(!cq_take(true, &e)); /* no packet was pending */
 }
 
-static void install_rx_ctx(uint8_t ctx_flags, uint32_t start_seq)
+/* With NIC_CTXF_RX_WND in ctx_flags, the host announced a window up to
+   wnd_edge (scale wnd_scale). */
+static void install_rx_ctx_wnd(uint8_t ctx_flags, uint32_t start_seq, uint32_t wnd_edge,
+                               uint8_t wnd_scale)
 {
     memset(&g_tls_ctx, 0, sizeof(g_tls_ctx));
     g_tls_ctx.cipher = NIC_CIPHER_AES_128_GCM;
@@ -159,8 +162,15 @@ static void install_rx_ctx(uint8_t ctx_flags, uint32_t start_seq)
     g_tls_ctx.dport = htons(TU_HOST_PORT);
     g_tls_ctx.start_tcp_sn = start_seq;
     g_tls_ctx.record_sn = 1;
+    g_tls_ctx.rx_wnd_right_edge = wnd_edge;
+    g_tls_ctx.rx_wnd_scale = wnd_scale;
     ctrl(NIC_TX_STATIC_CTX, 0, (uint64_t)(uintptr_t)&g_tls_ctx, 0, 0);
     TU_CHECK_EQ(tu_counters(h.dev).rx_tls_ctx, 1);
+}
+
+static void install_rx_ctx(uint8_t ctx_flags, uint32_t start_seq)
+{
+    install_rx_ctx_wnd(ctx_flags, start_seq, 0, 0);
 }
 
 static void resync_resp(uint32_t seq, bool ok, uint64_t record_sn)
@@ -1781,21 +1791,7 @@ START_TEST(ta_out_of_window_data_does_not_move_the_nic)
     dev_open(0);
     stream_build(STD_SIZES, STD_N, SEQ0);
     cut(MSS, NULL, 0);
-    memset(&g_tls_ctx, 0, sizeof(g_tls_ctx));
-    g_tls_ctx.cipher = NIC_CIPHER_AES_128_GCM;
-    g_tls_ctx.direction = NIC_CTX_RX;
-    g_tls_ctx.flags = NIC_CTXF_RX_WND;
-    memcpy(g_tls_ctx.salt, SALT, 4);
-    memcpy(g_tls_ctx.key, KEY, 16);
-    g_tls_ctx.saddr = htonl(TU_PEER_IP);
-    g_tls_ctx.daddr = htonl(TU_HOST_IP);
-    g_tls_ctx.sport = htons(TU_PEER_PORT);
-    g_tls_ctx.dport = htons(TU_HOST_PORT);
-    g_tls_ctx.start_tcp_sn = SEQ0;
-    g_tls_ctx.record_sn = 1;
-    g_tls_ctx.rx_wnd_right_edge = SEQ0 + 32768;
-    g_tls_ctx.rx_wnd_scale = 1;
-    ctrl(NIC_TX_STATIC_CTX, 0, (uint64_t)(uintptr_t)&g_tls_ctx, 0, 0);
+    install_rx_ctx_wnd(NIC_CTXF_RX_WND, SEQ0, SEQ0 + 32768, 1);
 
     size_t X = S.start[6], H = seg_at(X);
     TU_CHECK(X > 32768 + 1448);
