@@ -4,6 +4,7 @@
 #include "app_server.h"
 #include "nic_dev.h"
 #include "stack_driver.h"
+#include "stack_tls_offload.h"
 #include "tls_offload.h"
 #include "tls_server.h"
 
@@ -148,27 +149,29 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     for (int pol = 0; src->offload && pol < TLS_TX_RESYNC_COUNT; pol++) {
         const struct tls_offload_counters *oc =
             tls_offload_counters(src->offload, (enum tls_tx_resync)pol);
+        const struct stack_tls_tx_counters *dc =
+            stack_tls_offload_tx_counters(src->nic_offload, (enum stack_tls_tx_resync)pol);
         const char *osec = ofl_sec[pol];
-        ADD(osec, *oc, tx_tls_ctx_installed);
+        ADD(osec, *dc, tx_tls_ctx_installed);
         ADD(osec, *oc, tx_tls_ctx_fail);
-        ADD(osec, *oc, tx_tls_ctx_install_failed);
-        ADD(osec, *oc, tx_tls_ctx_deleted);
-        ADD(osec, *oc, tx_tls_ctx_del_deferred);
-        ADD(osec, *oc, tx_tls_ctx_del_pending);
-        ADD(osec, *oc, tx_tls_sw_fallback_packets);
-        ADD(osec, *oc, tx_tls_sw_fallback_bytes);
-        ADD(osec, *oc, tx_tls_sw_fallback_nomem);
-        ADD(osec, *oc, tx_tls_ooo);
-        ADD(osec, *oc, tx_tls_skip_no_sync_data);
-        ADD(osec, *oc, tx_tls_drop_no_sync_data);
-        ADD(osec, *oc, tx_tls_resync_dump);
-        ADD(osec, *oc, tx_tls_resync_tagcache);
-        ADD(osec, *oc, tx_tls_tagcache_miss);
-        ADD(osec, *oc, tx_tls_dump_bytes);
-        ADD(osec, *oc, tx_tls_retransmit_bytes);
+        ADD(osec, *dc, tx_tls_ctx_install_failed);
+        ADD(osec, *dc, tx_tls_ctx_deleted);
+        ADD(osec, *dc, tx_tls_ctx_del_deferred);
+        ADD(osec, *dc, tx_tls_ctx_del_pending);
+        ADD(osec, *dc, tx_tls_sw_fallback_packets);
+        ADD(osec, *dc, tx_tls_sw_fallback_bytes);
+        ADD(osec, *dc, tx_tls_sw_fallback_nomem);
+        ADD(osec, *dc, tx_tls_ooo);
+        ADD(osec, *dc, tx_tls_skip_no_sync_data);
+        ADD(osec, *dc, tx_tls_drop_no_sync_data);
+        ADD(osec, *dc, tx_tls_resync_dump);
+        ADD(osec, *dc, tx_tls_resync_tagcache);
+        ADD(osec, *dc, tx_tls_tagcache_miss);
+        ADD(osec, *dc, tx_tls_dump_bytes);
+        ADD(osec, *dc, tx_tls_retransmit_bytes);
         ADD(osec, *oc, tx_tls_tags_cached);
-        ADD(osec, *oc, tx_tls_ring_full_drops);
-        ADD(osec, *oc, tx_tls_nic_errors);
+        ADD(osec, *dc, tx_tls_ring_full_drops);
+        ADD(osec, *dc, tx_tls_nic_errors);
         ADD(osec, *oc, tx_records);
         ADD(osec, *oc, tx_record_bytes);
         ADD(osec, *oc, records_in_store);
@@ -177,12 +180,13 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
 
     if (src->offload) {
         const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(src->offload);
-        ADD("offload_rx", *rc, rx_tls_ctx_installed);
+        const struct stack_tls_rx_counters *drc = stack_tls_offload_rx_counters(src->nic_offload);
+        ADD("offload_rx", *drc, rx_tls_ctx_installed);
         ADD("offload_rx", *rc, rx_tls_ctx_fail);
-        ADD("offload_rx", *rc, rx_tls_ctx_install_failed);
-        ADD("offload_rx", *rc, rx_tls_ctx_deleted);
-        ADD("offload_rx", *rc, rx_tls_ctx_del_deferred);
-        ADD("offload_rx", *rc, rx_tls_ctx_del_pending);
+        ADD("offload_rx", *drc, rx_tls_ctx_install_failed);
+        ADD("offload_rx", *drc, rx_tls_ctx_deleted);
+        ADD("offload_rx", *drc, rx_tls_ctx_del_deferred);
+        ADD("offload_rx", *drc, rx_tls_ctx_del_pending);
         ADD("offload_rx", *rc, rx_resync_requests);
         ADD("offload_rx", *rc, TlsRxDeviceResync);
         ADD("offload_rx", *rc, rx_resync_denied);

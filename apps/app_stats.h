@@ -16,9 +16,10 @@ struct app_server;
 
 struct app_stats_src {
     struct nic_dev *dev;
-    struct stack_driver *drv;    /* read under the core lock */
-    struct tls_server *tls;      /* NULL: no TLS listener */
-    struct tls_offload *offload; /* NULL: no NIC-mode listener */
+    struct stack_driver *drv;              /* read under the core lock */
+    struct tls_server *tls;                /* NULL: no TLS listener */
+    struct tls_offload *offload;           /* NULL: no NIC-mode listener */
+    struct stack_tls_offload *nic_offload; /* the driver's half of offload */
     struct app_server *server;
 };
 
