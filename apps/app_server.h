@@ -30,8 +30,16 @@ struct app_server_cfg {
     void *stats_ctx;
 };
 
+/* Server counters (/stats section server). */
+#define APP_SERVER_COUNTERS(X)                                                                     \
+    X(accepted)                                                                                    \
+    X(active) /* connections open now (gauge) */                                                   \
+    X(accept_errors)                                                                               \
+    X(session_oom)
+
+#define APP_SERVER_CTR_FIELD(name) uint64_t name;
 struct app_server_counters {
-    uint64_t accepted, active, accept_errors, session_oom;
+    APP_SERVER_COUNTERS(APP_SERVER_CTR_FIELD)
 };
 
 struct app_server;
