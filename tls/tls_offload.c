@@ -259,8 +259,8 @@ void tls_offload_free(struct tls_offload *o)
 {
     if (!o)
         return;
-    while (o->tx_flows) {
-        struct tls_tx_offload *t = o->tx_flows;
+    for (struct tls_tx_offload *t = o->tx_flows, *next; t; t = next) {
+        next = t->next; /* stopping t unlinks only t */
         if (t->lingering)
             tcp_abort(t->linger_pcb); /* linger_err stops the flow */
         else
