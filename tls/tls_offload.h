@@ -51,7 +51,7 @@ struct tls_offload_ops {
 #define TLS_OFFLOAD_TX_COUNTERS(X)                                                                 \
     X(tx_tls_ctx_fail)    /* no context: no memory, or the device had no id or ring slot */        \
     X(tx_tls_tags_cached) /* tags the NIC reported, stored with their record */                    \
-    X(tx_records)         /* records written as frames (or sealed after a refusal) */              \
+    X(tx_records)         /* records written as frames, kept in the store */                       \
     X(tx_record_bytes)                                                                             \
     X(records_in_store) /* records kept for retransmission now (gauge) */                          \
     X(lingering)        /* flows waiting for acks after their connection closed (gauge) */
