@@ -178,14 +178,19 @@ enum app_http_phase app_http_session_phase(const struct app_http_session *s);
  * Only in APP_HTTP_PHASE_IDLE, _HEAD or _BODY (otherwise nothing happens). */
 void app_http_session_timeout(struct app_http_session *s);
 
+/* HTTP counters (/stats section http). */
+#define APP_HTTP_COUNTERS(X)                                                                       \
+    X(requests)      /* request heads parsed */                                                    \
+    X(responses_2xx) /* final responses queued, by status class */                                 \
+    X(responses_4xx) /* (100 Continue is not a final response) */                                  \
+    X(responses_5xx)                                                                               \
+    X(bad_requests)   /* malformed requests answered with 400/414/431/505 */                       \
+    X(bytes_body_in)  /* request body bytes consumed (after de-chunking) */                        \
+    X(bytes_body_out) /* response body bytes accepted by io->send() */
+
+#define APP_HTTP_CTR_FIELD(name) uint64_t name;
 struct app_http_counters {
-    uint64_t requests;      /* request heads parsed */
-    uint64_t responses_2xx; /* final responses queued, by status class */
-    uint64_t responses_4xx; /*   (100 Continue is not a final response) */
-    uint64_t responses_5xx;
-    uint64_t bad_requests;   /* malformed requests answered with 400/414/431/505 */
-    uint64_t bytes_body_in;  /* request body bytes consumed (after de-chunking) */
-    uint64_t bytes_body_out; /* response body bytes accepted by io->send() */
+    APP_HTTP_COUNTERS(APP_HTTP_CTR_FIELD)
 };
 
 /* Totals over all sessions, since process start. */

@@ -5,6 +5,7 @@
 #include "nic_dev.h"
 #include "nic_tun.h"
 #include "stack_host.h"
+#include "stack_tls_offload.h"
 
 #include <arpa/inet.h>
 #include <lwip/priv/tcp_priv.h>
@@ -80,6 +81,17 @@ int app_mode_parse(const char *s)
         return TLS_MODE_NIC_TAGCACHE;
     return -1;
 }
+
+/* tls/ reaches the device only through this table (docs/design.md §4). */
+static const struct tls_offload_ops app_tls_offload_ops = {
+    .tx_add = stack_tls_tx_add,
+    .tx_del = stack_tls_tx_del,
+    .rx_add = stack_tls_rx_add,
+    .rx_del = stack_tls_rx_del,
+    .rx_resync_confirm = stack_tls_rx_resync_confirm,
+    .rx_resync_deny = stack_tls_rx_resync_deny,
+    .rx_hint = stack_tls_rx_hint,
+};
 
 static uint64_t random_seed(void)
 {
@@ -183,7 +195,9 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
     }
     if (need_offload) {
         LOCK_TCPIP_CORE();
-        rt->offload = tls_offload_new(stack_host_driver(rt->host), cfg->max_flows);
+        rt->nic_offload = stack_tls_offload_new(stack_host_driver(rt->host), cfg->max_flows);
+        if (rt->nic_offload)
+            rt->offload = tls_offload_new(&app_tls_offload_ops, rt->nic_offload);
         UNLOCK_TCPIP_CORE();
         if (!rt->offload) {
             snprintf(err, errlen, "out of memory (offload)");
@@ -197,6 +211,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
     rt->stats.drv = stack_host_driver(rt->host);
     rt->stats.tls = rt->tls;
     rt->stats.offload = rt->offload;
+    rt->stats.nic_offload = rt->nic_offload;
     LOCK_TCPIP_CORE();
     rt->server = app_server_start(&sc, err, errlen);
     UNLOCK_TCPIP_CORE();
@@ -235,9 +250,12 @@ void app_runtime_free(struct app_runtime *rt)
         while (tcp_active_pcbs)
             tcp_abort(tcp_active_pcbs);
         tls_offload_free(rt->offload);
+        stack_tls_offload_free(rt->nic_offload);
         UNLOCK_TCPIP_CORE();
         rt->offload = NULL;
+        rt->nic_offload = NULL;
         rt->stats.offload = NULL;
+        rt->stats.nic_offload = NULL;
         stack_host_free(rt->host);
         rt->host = NULL;
         rt->stats.drv = NULL;

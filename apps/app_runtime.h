@@ -42,7 +42,8 @@ struct app_runtime {
     struct nic_dev *dev;
     struct stack_host *host;
     struct tls_server *tls;
-    struct tls_offload *offload;
+    struct stack_tls_offload *nic_offload; /* the driver's half of the offload */
+    struct tls_offload *offload;           /* tls/'s half, on nic_offload's ops */
     struct app_server *server;
     struct app_stats_src stats;
 };

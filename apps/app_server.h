@@ -43,14 +43,22 @@ struct app_server_cfg {
     void *stats_ctx;
 };
 
+/* Server counters (/stats section server). */
+#define APP_SERVER_COUNTERS(X)                                                                     \
+    X(accepted)                                                                                    \
+    X(active) /* connections open now (gauge) */                                                   \
+    X(accept_errors)                                                                               \
+    X(session_oom)                                                                                 \
+    X(conns_refused_max)     /* accepts over limits.max_conns, answered with RST */                \
+    X(tls_timeout_handshake) /* closed: handshake not done in handshake_ms */                      \
+    X(http_timeout_header)   /* 408: request head not complete in header_ms */                     \
+    X(http_timeout_idle)     /* closed: keep-alive idle for idle_ms */                             \
+    X(http_timeout_body)     /* 408: request body stalled for body_ms */                           \
+    X(http_timeout_send)     /* aborted: peer acknowledged nothing for send_ms */
+
+#define APP_SERVER_CTR_FIELD(name) uint64_t name;
 struct app_server_counters {
-    uint64_t accepted, active, accept_errors, session_oom;
-    uint64_t conns_refused_max;     /* accepts over limits.max_conns, answered with RST */
-    uint64_t tls_timeout_handshake; /* closed: handshake not done in handshake_ms */
-    uint64_t http_timeout_header;   /* 408: request head not complete in header_ms */
-    uint64_t http_timeout_idle;     /* closed: keep-alive idle for idle_ms */
-    uint64_t http_timeout_body;     /* 408: request body stalled for body_ms */
-    uint64_t http_timeout_send;     /* aborted: peer acknowledged nothing for send_ms */
+    APP_SERVER_COUNTERS(APP_SERVER_CTR_FIELD)
 };
 
 struct app_server;

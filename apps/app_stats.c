@@ -1,231 +1,272 @@
-/* app_stats.c - counter collection and formatting. */
+/*
+ * app_stats.c - counter collection and formatting. Every section is one
+ * entry of app_sections[], built from the layers' counter lists (X-macros
+ * next to each struct): names and values come from the same list, so
+ * /stats, the exit table and lookups cannot disagree with the structs.
+ * scripts/check_docs.sh reads the `static const char *const sec_` arrays and
+ * the app_sections[] lines to compare docs/design.md §9 with /stats.
+ */
 #include "app_stats.h"
 #include "app_http.h"
 #include "app_server.h"
 #include "nic_dev.h"
 #include "stack_driver.h"
 #include "stack_rto.h"
+#include "stack_tls_offload.h"
 #include "tls_offload.h"
 #include "tls_server.h"
 
+#include <stdlib.h>
 #include <string.h>
 
-#define ADD(sec, field_struct, field)                                                              \
-    do {                                                                                           \
-        if (n < APP_STATS_MAX)                                                                     \
-            out[n++] = (struct app_stat){(sec), #field, (field_struct).field};                     \
-    } while (0)
+/* Everything read once per collection, so that sections of one source come
+   from one snapshot. */
+struct app_stats_raw {
+    const struct app_stats_src *src;
+    struct nic_counters nic;
+    struct nic_fault_stats fault[2]; /* tx, rx */
+    struct stack_driver_counters drv;
+};
+
+#define APP_NAME(name) #name,
+#define APP_VAL(name)  v[i++] = c->name;
+
+static const char *const sec_nic[] = {NIC_COUNTERS_NIC(APP_NAME)};
+static const char *const sec_nic_tls[] = {NIC_COUNTERS_TLS(APP_NAME)};
+static const char *const sec_wire[] = {NIC_COUNTERS_WIRE(APP_NAME)};
+static const char *const sec_fault[] = {NIC_FAULT_COUNTERS(APP_NAME)};
+static const char *const sec_driver[] = {STACK_DRIVER_COUNTERS(APP_NAME)};
+static const char *const sec_tls[] = {TLS_COUNTERS(APP_NAME)};
+static const char *const sec_offload_tx[] = {STACK_TLS_TX_COUNTERS(APP_NAME)
+                                                 TLS_OFFLOAD_TX_COUNTERS(APP_NAME)};
+static const char *const sec_offload_rx[] = {STACK_TLS_RX_COUNTERS(APP_NAME)
+                                                 TLS_OFFLOAD_RX_COUNTERS(APP_NAME)};
+static const char *const sec_http[] = {APP_HTTP_COUNTERS(APP_NAME)};
+static const char *const sec_server[] = {APP_SERVER_COUNTERS(APP_NAME)};
+static const char *const sec_tcp[] = {STACK_RTO_COUNTERS(APP_NAME)};
+
+/* Each fills v in its list's order and returns false when the source is
+   absent (that section is then left out). */
+static bool fill_nic(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    const struct nic_counters *c = &r->nic;
+    size_t i = 0;
+    (void)inst;
+    NIC_COUNTERS_NIC(APP_VAL)
+    return true;
+}
+
+static bool fill_nic_tls(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    const struct nic_counters *c = &r->nic;
+    size_t i = 0;
+    (void)inst;
+    NIC_COUNTERS_TLS(APP_VAL)
+    return true;
+}
+
+static bool fill_wire(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    const struct nic_counters *c = &r->nic;
+    size_t i = 0;
+    (void)inst;
+    NIC_COUNTERS_WIRE(APP_VAL)
+    return true;
+}
+
+static bool fill_fault(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    const struct nic_fault_stats *c = &r->fault[inst];
+    size_t i = 0;
+    NIC_FAULT_COUNTERS(APP_VAL)
+    return true;
+}
+
+static bool fill_driver(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    const struct stack_driver_counters *c = &r->drv;
+    size_t i = 0;
+    (void)inst;
+    if (!r->src->drv)
+        return false;
+    STACK_DRIVER_COUNTERS(APP_VAL)
+    return true;
+}
+
+static bool fill_tls(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    if (!r->src->tls)
+        return false;
+    const struct tls_counters *c = tls_server_counters(r->src->tls, (enum tls_mode)inst);
+    size_t i = 0;
+    TLS_COUNTERS(APP_VAL)
+    return true;
+}
+
+static bool fill_offload_tx(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    if (!r->src->offload || !r->src->nic_offload)
+        return false;
+    size_t i = 0;
+    {
+        const struct stack_tls_tx_counters *c =
+            stack_tls_offload_tx_counters(r->src->nic_offload, (enum stack_tls_tx_resync)inst);
+        STACK_TLS_TX_COUNTERS(APP_VAL)
+    }
+    {
+        const struct tls_offload_counters *c =
+            tls_offload_counters(r->src->offload, (enum tls_tx_resync)inst);
+        TLS_OFFLOAD_TX_COUNTERS(APP_VAL)
+    }
+    return true;
+}
+
+static bool fill_offload_rx(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    if (!r->src->offload || !r->src->nic_offload)
+        return false;
+    size_t i = 0;
+    {
+        const struct stack_tls_rx_counters *c = stack_tls_offload_rx_counters(r->src->nic_offload);
+        STACK_TLS_RX_COUNTERS(APP_VAL)
+    }
+    {
+        const struct tls_offload_rx_counters *c = tls_offload_rx_counters(r->src->offload);
+        TLS_OFFLOAD_RX_COUNTERS(APP_VAL)
+    }
+    return true;
+}
+
+static bool fill_http(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    const struct app_http_counters *c = app_http_global_counters();
+    size_t i = 0;
+    (void)r;
+    (void)inst;
+    APP_HTTP_COUNTERS(APP_VAL)
+    return true;
+}
+
+static bool fill_server(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    if (!r->src->server)
+        return false;
+    const struct app_server_counters *c = app_server_counters(r->src->server);
+    size_t i = 0;
+    (void)inst;
+    APP_SERVER_COUNTERS(APP_VAL)
+    return true;
+}
+
+static bool fill_tcp(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    (void)inst;
+    if (!r->src->drv)
+        return false;
+    const struct stack_rto_counters *c = stack_rto_counters();
+    size_t i = 0;
+    STACK_RTO_COUNTERS(APP_VAL)
+    return true;
+}
+
+struct app_stat_section {
+    const char *name;
+    const char *const *names;
+    size_t n;
+    bool (*fill)(const struct app_stats_raw *r, int inst, uint64_t *v);
+    int inst; /* fault direction, TLS mode or TX policy */
+};
+
+#define SEC(name, arr, fill, inst)                                                                 \
+    {                                                                                              \
+        name, arr, sizeof(arr) / sizeof(arr[0]), fill, inst                                        \
+    }
+
+/* The sections of /stats, in order (one per line: scripts/check_docs.sh). */
+static const struct app_stat_section app_sections[] = {
+    SEC("nic", sec_nic, fill_nic, 0),
+    SEC("nic_tls", sec_nic_tls, fill_nic_tls, 0),
+    SEC("wire", sec_wire, fill_wire, 0),
+    SEC("fault_tx", sec_fault, fill_fault, 0),
+    SEC("fault_rx", sec_fault, fill_fault, 1),
+    SEC("driver", sec_driver, fill_driver, 0),
+    SEC("tcp", sec_tcp, fill_tcp, 0),
+    SEC("tls_mbedtls", sec_tls, fill_tls, TLS_MODE_MBEDTLS),
+    SEC("tls_sw", sec_tls, fill_tls, TLS_MODE_SW),
+    SEC("tls_nic", sec_tls, fill_tls, TLS_MODE_NIC),
+    SEC("tls_nic_tagcache", sec_tls, fill_tls, TLS_MODE_NIC_TAGCACHE),
+    SEC("offload_dump", sec_offload_tx, fill_offload_tx, TLS_TX_RESYNC_DUMP),
+    SEC("offload_tagcache", sec_offload_tx, fill_offload_tx, TLS_TX_RESYNC_TAGCACHE),
+    SEC("offload_rx", sec_offload_rx, fill_offload_rx, 0),
+    SEC("http", sec_http, fill_http, 0),
+    SEC("server", sec_server, fill_server, 0),
+};
+
+#define APP_SECTIONS (sizeof(app_sections) / sizeof(app_sections[0]))
+#define APP_SEC_MAX  64 /* longest list */
 
 size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
 {
+    struct app_stats_raw r = {.src = src};
+    nic_dev_get_counters(src->dev, &r.nic);
+    nic_dev_get_fault_stats(src->dev, &r.fault[0], &r.fault[1]);
+    if (src->drv)
+        stack_driver_get_counters(src->drv, &r.drv);
     size_t n = 0;
-    struct nic_counters nc;
-    nic_dev_get_counters(src->dev, &nc);
-    ADD("nic", nc, tx_desc);
-    ADD("nic", nc, tx_bad_desc);
-    ADD("nic", nc, tx_ring_empty_polls);
-    ADD("nic", nc, rx_packets);
-    ADD("nic", nc, rx_bytes);
-    ADD("nic", nc, rx_no_buffer);
-    ADD("nic", nc, rx_buf_too_small);
-    ADD("nic", nc, rx_csum_bad);
-    ADD("nic", nc, rx_malformed);
-    ADD("nic", nc, tx_cq_overflow);
-    ADD("nic", nc, rx_cq_overflow);
-    ADD("nic", nc, tx_cq_backpressure);
-    ADD("nic", nc, doorbells);
-    ADD("nic", nc, irqs);
-    ADD("nic", nc, engine_sleeps);
-    ADD("nic", nc, flow_table_full);
-    ADD("nic_tls", nc, tx_tls_encrypted_packets);
-    ADD("nic_tls", nc, tx_tls_encrypted_bytes);
-    ADD("nic_tls", nc, tx_tls_ooo);
-    ADD("nic_tls", nc, tx_tls_dump_packets);
-    ADD("nic_tls", nc, tx_tls_dump_bytes);
-    ADD("nic_tls", nc, tx_tls_resync_bytes);
-    ADD("nic_tls", nc, tx_tls_ctx);
-    ADD("nic_tls", nc, tx_tls_del);
-    ADD("nic_tls", nc, tx_tls_oneshot);
-    ADD("nic_tls", nc, tx_tls_tag_reports);
-    ADD("nic_tls", nc, tx_tls_seq_mismatch);
-    ADD("nic_tls", nc, tx_tls_bad_record);
-    ADD("nic_tls", nc, tx_tls_no_ctx);
-    ADD("nic_tls", nc, rx_tls_decrypted_packets);
-    ADD("nic_tls", nc, rx_tls_decrypted_bytes);
-    ADD("nic_tls", nc, rx_tls_resync_req_pkt);
-    ADD("nic_tls", nc, rx_tls_resync_req_start);
-    ADD("nic_tls", nc, rx_tls_resync_req_end);
-    ADD("nic_tls", nc, rx_tls_resync_req_skip);
-    ADD("nic_tls", nc, rx_tls_resync_res_ok);
-    ADD("nic_tls", nc, rx_tls_resync_res_skip);
-    ADD("nic_tls", nc, rx_tls_err);
-    ADD("nic_tls", nc, rx_tls_ctx);
-    ADD("nic_tls", nc, rx_tls_del);
-    ADD("nic_tls", nc, rx_tls_lost);
-    ADD("nic_tls", nc, rx_tls_jump);
-    ADD("nic_tls", nc, rx_tls_bad_record);
-    ADD("nic_tls", nc, rx_tls_reorder_buffered);
-    ADD("nic_tls", nc, rx_tls_reorder_drained);
-    ADD("nic_tls", nc, rx_tls_reorder_dup);
-    ADD("nic_tls", nc, rx_tls_ahead_decrypted);
-    ADD("nic_tls", nc, rx_tls_skip_syn);
-    ADD("nic_tls", nc, rx_tls_skip_rst);
-    ADD("nic_tls", nc, rx_tls_skip_frag);
-    ADD("nic_tls", nc, rx_tls_skip_oow);
-    ADD("wire", nc, tx_packets);
-    ADD("wire", nc, tx_bytes);
-    ADD("wire", nc, tun_write_errors);
-    ADD("wire", nc, rx_wire_packets);
-    ADD("wire", nc, rx_wire_bytes);
-    ADD("wire", nc, tun_read_errors);
-
-    struct nic_fault_stats ft, fr;
-    nic_dev_get_fault_stats(src->dev, &ft, &fr);
-    const struct nic_fault_stats *fs[2] = {&ft, &fr};
-    const char *fsec[2] = {"fault_tx", "fault_rx"};
-    for (int i = 0; i < 2; i++) {
-        ADD(fsec[i], *fs[i], packets_in);
-        ADD(fsec[i], *fs[i], packets_out);
-        ADD(fsec[i], *fs[i], bytes_out);
-        ADD(fsec[i], *fs[i], dropped);
-        ADD(fsec[i], *fs[i], blackout_drops);
-        ADD(fsec[i], *fs[i], duplicated);
-        ADD(fsec[i], *fs[i], reordered);
-        ADD(fsec[i], *fs[i], corrupted);
-        ADD(fsec[i], *fs[i], tampered);
-        ADD(fsec[i], *fs[i], delayed);
-        ADD(fsec[i], *fs[i], queue_full_drops);
-        ADD(fsec[i], *fs[i], invalid_drops);
-        ADD(fsec[i], *fs[i], nomem_drops);
-    }
-
-    if (src->drv) {
-        struct stack_driver_counters dc;
-        stack_driver_get_counters(src->drv, &dc);
-        ADD("driver", dc, tx_packets);
-        ADD("driver", dc, tx_bytes);
-        ADD("driver", dc, tx_copied);
-        ADD("driver", dc, tx_ring_full);
-        ADD("driver", dc, tx_err_status);
-        ADD("driver", dc, tx_completions);
-        ADD("driver", dc, rx_packets);
-        ADD("driver", dc, rx_bytes);
-        ADD("driver", dc, rx_input_drops);
-        ADD("driver", dc, rx_csum_ok);
-        ADD("driver", dc, rx_decrypted_packets);
-        ADD("driver", dc, rx_resync_requests);
-        ADD("driver", dc, rx_pool_exhausted);
-        ADD("driver", dc, rx_bufs_allocated);
-        ADD("driver", dc, polls);
-        const struct stack_rto_counters *rc = stack_rto_counters();
-        ADD("tcp", *rc, fast_rto_fired);
-        ADD("tcp", *rc, rto_give_up);
-        ADD("tcp", *rc, rto_scans);
-        ADD("tcp", *rc, rto_tracked);
-    }
-
-    static const char *const tls_sec[TLS_MODE_COUNT] = {[TLS_MODE_MBEDTLS] = "tls_mbedtls",
-                                                        [TLS_MODE_SW] = "tls_sw",
-                                                        [TLS_MODE_NIC] = "tls_nic",
-                                                        [TLS_MODE_NIC_TAGCACHE] =
-                                                            "tls_nic_tagcache"};
-    for (int m = TLS_MODE_MBEDTLS; src->tls && m < TLS_MODE_COUNT; m++) {
-        const struct tls_counters *tc = tls_server_counters(src->tls, (enum tls_mode)m);
-        const char *sec = tls_sec[m];
-        ADD(sec, *tc, handshakes_ok);
-        ADD(sec, *tc, handshakes_failed);
-        ADD(sec, *tc, conns_closed);
-        ADD(sec, *tc, tx_records);
-        ADD(sec, *tc, tx_bytes_plaintext);
-        ADD(sec, *tc, rx_records);
-        ADD(sec, *tc, rx_bytes_plaintext);
-        ADD(sec, *tc, rx_records_full_offload);
-        ADD(sec, *tc, rx_records_partial_offload);
-        ADD(sec, *tc, rx_records_no_offload);
-        ADD(sec, *tc, rx_tls_view_mismatch);
-        ADD(sec, *tc, TlsDecryptError);
-        ADD(sec, *tc, alerts_sent);
-        ADD(sec, *tc, alerts_received);
-        ADD(sec, *tc, close_notify_rx);
-        ADD(sec, *tc, rx_malformed);
-        ADD(sec, *tc, offload_fallback_sw);
-    }
-    static const char *const ofl_sec[TLS_TX_RESYNC_COUNT] = {
-        [TLS_TX_RESYNC_DUMP] = "offload_dump", [TLS_TX_RESYNC_TAGCACHE] = "offload_tagcache"};
-    for (int pol = 0; src->offload && pol < TLS_TX_RESYNC_COUNT; pol++) {
-        const struct tls_offload_counters *oc =
-            tls_offload_counters(src->offload, (enum tls_tx_resync)pol);
-        const char *osec = ofl_sec[pol];
-        ADD(osec, *oc, tx_tls_ctx_installed);
-        ADD(osec, *oc, tx_tls_ctx_fail);
-        ADD(osec, *oc, tx_tls_ctx_install_failed);
-        ADD(osec, *oc, tx_tls_ctx_deleted);
-        ADD(osec, *oc, tx_tls_ctx_del_deferred);
-        ADD(osec, *oc, tx_tls_ctx_del_pending);
-        ADD(osec, *oc, tx_tls_sw_fallback_packets);
-        ADD(osec, *oc, tx_tls_sw_fallback_bytes);
-        ADD(osec, *oc, tx_tls_sw_fallback_nomem);
-        ADD(osec, *oc, tx_tls_ooo);
-        ADD(osec, *oc, tx_tls_skip_no_sync_data);
-        ADD(osec, *oc, tx_tls_drop_no_sync_data);
-        ADD(osec, *oc, tx_tls_resync_dump);
-        ADD(osec, *oc, tx_tls_resync_tagcache);
-        ADD(osec, *oc, tx_tls_tagcache_miss);
-        ADD(osec, *oc, tx_tls_dump_bytes);
-        ADD(osec, *oc, tx_tls_retransmit_bytes);
-        ADD(osec, *oc, tx_tls_tags_cached);
-        ADD(osec, *oc, tx_tls_ring_full_drops);
-        ADD(osec, *oc, tx_tls_nic_errors);
-        ADD(osec, *oc, tx_records);
-        ADD(osec, *oc, tx_record_bytes);
-        ADD(osec, *oc, records_in_store);
-        ADD(osec, *oc, lingering);
-    }
-
-    if (src->offload) {
-        const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(src->offload);
-        ADD("offload_rx", *rc, rx_tls_ctx_installed);
-        ADD("offload_rx", *rc, rx_tls_ctx_fail);
-        ADD("offload_rx", *rc, rx_tls_ctx_install_failed);
-        ADD("offload_rx", *rc, rx_tls_ctx_deleted);
-        ADD("offload_rx", *rc, rx_tls_ctx_del_deferred);
-        ADD("offload_rx", *rc, rx_tls_ctx_del_pending);
-        ADD("offload_rx", *rc, rx_resync_requests);
-        ADD("offload_rx", *rc, TlsRxDeviceResync);
-        ADD("offload_rx", *rc, rx_resync_denied);
-        ADD("offload_rx", *rc, rx_resync_req_dropped);
-        ADD("offload_rx", *rc, rx_hints_sent);
-    }
-    const struct app_http_counters *hc = app_http_global_counters();
-    ADD("http", *hc, requests);
-    ADD("http", *hc, responses_2xx);
-    ADD("http", *hc, responses_4xx);
-    ADD("http", *hc, responses_5xx);
-    ADD("http", *hc, bad_requests);
-    ADD("http", *hc, bytes_body_in);
-    ADD("http", *hc, bytes_body_out);
-    if (src->server) {
-        const struct app_server_counters *sc = app_server_counters(src->server);
-        ADD("server", *sc, accepted);
-        ADD("server", *sc, active);
-        ADD("server", *sc, accept_errors);
-        ADD("server", *sc, session_oom);
-        ADD("server", *sc, conns_refused_max);
-        ADD("server", *sc, tls_timeout_handshake);
-        ADD("server", *sc, http_timeout_header);
-        ADD("server", *sc, http_timeout_idle);
-        ADD("server", *sc, http_timeout_body);
-        ADD("server", *sc, http_timeout_send);
+    for (size_t s = 0; s < APP_SECTIONS; s++) {
+        const struct app_stat_section *sec = &app_sections[s];
+        uint64_t v[APP_SEC_MAX];
+        if (sec->n > APP_SEC_MAX || !sec->fill(&r, sec->inst, v))
+            continue;
+        for (size_t i = 0; i < sec->n && n < APP_STATS_MAX; i++)
+            out[n++] = (struct app_stat){sec->name, sec->names[i], v[i]};
     }
     return n;
 }
 
+bool app_stats_known(const char *section, const char *name)
+{
+    for (size_t s = 0; s < APP_SECTIONS; s++) {
+        if (strcmp(app_sections[s].name, section))
+            continue;
+        for (size_t i = 0; i < app_sections[s].n; i++)
+            if (!strcmp(app_sections[s].names[i], name))
+                return true;
+    }
+    return false;
+}
+
+size_t app_stats_count(void)
+{
+    size_t n = 0;
+    for (size_t s = 0; s < APP_SECTIONS; s++)
+        n += app_sections[s].n;
+    return n;
+}
+
+int app_stats_lookup(const struct app_stat *st, size_t n, const char *section, const char *name,
+                     uint64_t *value)
+{
+    if (!app_stats_known(section, name))
+        return -1;
+    *value = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(st[i].section, section) && !strcmp(st[i].name, name)) {
+            *value = st[i].value;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 uint64_t app_stats_get(const struct app_stat *st, size_t n, const char *section, const char *name)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(st[i].section, section) && !strcmp(st[i].name, name))
-            return st[i].value;
-    return 0;
+    uint64_t v;
+    if (app_stats_lookup(st, n, section, name, &v) < 0) {
+        fprintf(stderr, "app_stats_get: no counter %s.%s (docs/design.md §9)\n", section, name);
+        abort();
+    }
+    return v;
 }
 
 size_t app_stats_json(void *ctx, char *buf, size_t cap)

@@ -42,41 +42,78 @@ struct nic_queues {
     struct nic_ring_idx *rx_cq_idx;
 };
 
-/* Counters. Written by the NIC thread only; read with relaxed loads. */
+/* Device counters, written by the NIC thread only, read as a snapshot
+   (nic_dev_get_counters). One list per /stats section (docs/design.md §9), in
+   /stats order: `nic` (rings, queues, interrupts), `nic_tls` (the TLS
+   offload, mlx5's names; rx_tls_skip_*: segments of an RX flow TCP will not
+   accept as stream data, never marked), `wire` (after the fault stage on TX,
+   before it on RX). */
+#define NIC_COUNTERS_NIC(X)                                                                        \
+    X(tx_desc)                                                                                     \
+    X(tx_bad_desc)                                                                                 \
+    X(tx_ring_empty_polls)                                                                         \
+    X(rx_packets)                                                                                  \
+    X(rx_bytes)                                                                                    \
+    X(rx_no_buffer)                                                                                \
+    X(rx_buf_too_small)                                                                            \
+    X(rx_csum_bad)                                                                                 \
+    X(rx_malformed)                                                                                \
+    X(tx_cq_overflow)                                                                              \
+    X(rx_cq_overflow)                                                                              \
+    X(tx_cq_backpressure)                                                                          \
+    X(doorbells)                                                                                   \
+    X(irqs)                                                                                        \
+    X(engine_sleeps)                                                                               \
+    X(flow_table_full)
+#define NIC_COUNTERS_TLS(X)                                                                        \
+    X(tx_tls_encrypted_packets)                                                                    \
+    X(tx_tls_encrypted_bytes)                                                                      \
+    X(tx_tls_ooo)                                                                                  \
+    X(tx_tls_dump_packets)                                                                         \
+    X(tx_tls_dump_bytes)                                                                           \
+    X(tx_tls_resync_bytes)                                                                         \
+    X(tx_tls_ctx)                                                                                  \
+    X(tx_tls_del)                                                                                  \
+    X(tx_tls_oneshot)      /* tagcache resyncs (keystream seek, no dump) */                        \
+    X(tx_tls_tag_reports)  /* record tags reported to the host */                                  \
+    X(tx_tls_seq_mismatch) /* not at the expected seq, or state lost to a bad record: dropped */   \
+    X(tx_tls_bad_record)   /* malformed record header in an offloaded stream */                    \
+    X(tx_tls_no_ctx)       /* descriptor named an unknown flow */                                  \
+    X(rx_tls_decrypted_packets)                                                                    \
+    X(rx_tls_decrypted_bytes)                                                                      \
+    X(rx_tls_resync_req_pkt)                                                                       \
+    X(rx_tls_resync_req_start)                                                                     \
+    X(rx_tls_resync_req_end)                                                                       \
+    X(rx_tls_resync_req_skip)                                                                      \
+    X(rx_tls_resync_res_ok)                                                                        \
+    X(rx_tls_resync_res_skip)                                                                      \
+    X(rx_tls_err)                                                                                  \
+    X(rx_tls_ctx)                                                                                  \
+    X(rx_tls_del)                                                                                  \
+    X(rx_tls_lost)             /* lost track of the record stream */                               \
+    X(rx_tls_jump)             /* skipped to the known next record start */                        \
+    X(rx_tls_bad_record)       /* implausible header while in sync */                              \
+    X(rx_tls_reorder_buffered) /* ahead-of-hole segments held */                                   \
+    X(rx_tls_reorder_drained)  /* held segments fed through GCM once the hole filled */            \
+    X(rx_tls_reorder_dup)      /* ahead segment already held: delivered untouched */               \
+    X(rx_tls_ahead_decrypted)  /* ahead segments decrypted by keystream and marked */              \
+    X(rx_tls_skip_syn)         /* SYN set (no data segment of an open connection has it) */        \
+    X(rx_tls_skip_rst)         /* RST set */                                                       \
+    X(rx_tls_skip_frag)        /* IPv4 fragments of TCP: reassembled by the host, a hole here */   \
+    X(rx_tls_skip_oow)         /* data beyond the receive window the host last announced */
+#define NIC_COUNTERS_WIRE(X)                                                                       \
+    X(tx_packets)                                                                                  \
+    X(tx_bytes)                                                                                    \
+    X(tun_write_errors)                                                                            \
+    X(rx_wire_packets)                                                                             \
+    X(rx_wire_bytes)                                                                               \
+    X(tun_read_errors)
+
+#define NIC_CTR_FIELD(name) uint64_t name;
 struct nic_counters {
-    /* rings */
-    uint64_t tx_desc, tx_ring_empty_polls, tx_bad_desc, rx_packets, rx_bytes, rx_no_buffer,
-        rx_buf_too_small, tx_cq_overflow, rx_cq_overflow, tx_cq_backpressure, doorbells, irqs,
-        engine_sleeps;
-    /* wire (after the fault stage on TX, before it on RX) */
-    uint64_t tx_packets, tx_bytes, tun_write_errors, tun_read_errors, rx_wire_packets,
-        rx_wire_bytes, rx_malformed, rx_csum_bad;
-    /* TLS offload, docs/design.md §9 names */
-    uint64_t tx_tls_encrypted_packets, tx_tls_encrypted_bytes, tx_tls_ooo, tx_tls_dump_packets,
-        tx_tls_dump_bytes, tx_tls_resync_bytes, tx_tls_ctx, tx_tls_del;
-    uint64_t tx_tls_oneshot, /* tagcache resyncs (keystream seek, no dump) */
-        tx_tls_tag_reports,  /* record tags reported to the host */
-        tx_tls_seq_mismatch, /* offloaded segment not at the expected seq, or the
-                                state was lost to a bad record: dropped */
-        tx_tls_bad_record,   /* malformed record header in an offloaded stream */
-        tx_tls_no_ctx;       /* descriptor named an unknown flow */
-    uint64_t rx_tls_decrypted_packets, rx_tls_decrypted_bytes, rx_tls_resync_req_pkt,
-        rx_tls_resync_req_start, rx_tls_resync_req_end, rx_tls_resync_req_skip,
-        rx_tls_resync_res_ok, rx_tls_resync_res_skip, rx_tls_err, rx_tls_ctx, rx_tls_del;
-    uint64_t rx_tls_lost,        /* lost track of the record stream */
-        rx_tls_jump,             /* skipped to the known next record start */
-        rx_tls_bad_record,       /* implausible header while in sync */
-        rx_tls_reorder_buffered, /* ahead-of-hole segments held */
-        rx_tls_reorder_drained,  /* held segments fed through GCM once the hole filled */
-        rx_tls_reorder_dup,      /* ahead segment already held: delivered untouched */
-        rx_tls_ahead_decrypted;  /* ahead segments decrypted by keystream and marked */
-    /* Segments of an RX flow that TCP will not accept as stream data: they
-       never advance the NIC's record state and are never marked. */
-    uint64_t rx_tls_skip_syn, /* SYN set (no data segment of an open connection has it) */
-        rx_tls_skip_rst,      /* RST set */
-        rx_tls_skip_frag,     /* IPv4 fragments of TCP: reassembled by the host, a hole here */
-        rx_tls_skip_oow;      /* data beyond the receive window the host last announced */
-    uint64_t flow_table_full;
+    NIC_COUNTERS_NIC(NIC_CTR_FIELD)
+    NIC_COUNTERS_TLS(NIC_CTR_FIELD)
+    NIC_COUNTERS_WIRE(NIC_CTR_FIELD)
 };
 
 struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t errlen);

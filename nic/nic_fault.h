@@ -57,20 +57,25 @@ struct nic_fault_cfg {
         seed_set; /* false: nic_fault_create() chooses one; read it back with nic_fault_get_cfg() */
 };
 
+/* Counters of one fault stage (/stats sections fault_tx, fault_rx). */
+#define NIC_FAULT_COUNTERS(X)                                                                      \
+    X(packets_in)  /* every push */                                                                \
+    X(packets_out) /* every pop that returned a packet (each duplicate copy counts) */             \
+    X(bytes_out)                                                                                   \
+    X(dropped)          /* by `loss` */                                                            \
+    X(blackout_drops)   /* by `blackout` */                                                        \
+    X(duplicated)       /* packets emitted twice */                                                \
+    X(reordered)        /* packets marked for the hold FIFO */                                     \
+    X(corrupted)        /* one bit flipped anywhere */                                             \
+    X(tampered)         /* one TCP payload bit flipped, TCP checksum made valid again */           \
+    X(delayed)          /* departure later than arrival (delay, jitter or rate) */                 \
+    X(queue_full_drops) /* pushed while NIC_FAULT_QUEUE_CAP packets were in flight */              \
+    X(invalid_drops)    /* push of len 0 or > NIC_FAULT_MAX_PKT, or pop cap too small */           \
+    X(nomem_drops)      /* packet buffer allocation failed */
+
+#define NIC_FAULT_CTR_FIELD(name) uint64_t name;
 struct nic_fault_stats {
-    uint64_t packets_in;  /* every push */
-    uint64_t packets_out; /* every pop that returned a packet (each duplicate copy counts) */
-    uint64_t bytes_out;
-    uint64_t dropped;          /* by `loss` */
-    uint64_t blackout_drops;   /* by `blackout` */
-    uint64_t duplicated;       /* packets emitted twice */
-    uint64_t reordered;        /* packets marked for the hold FIFO */
-    uint64_t corrupted;        /* one bit flipped anywhere */
-    uint64_t tampered;         /* one TCP payload bit flipped, TCP checksum made valid again */
-    uint64_t delayed;          /* departure later than arrival (delay, jitter or rate) */
-    uint64_t queue_full_drops; /* pushed while NIC_FAULT_QUEUE_CAP packets were in flight */
-    uint64_t invalid_drops;    /* push of len 0 or > NIC_FAULT_MAX_PKT, or pop cap too small */
-    uint64_t nomem_drops;      /* packet buffer allocation failed */
+    NIC_FAULT_COUNTERS(NIC_FAULT_CTR_FIELD)
 };
 /* After the stage drains: packets_in + duplicated == packets_out + dropped +
  * blackout_drops + queue_full_drops + invalid_drops + nomem_drops. */

@@ -17,61 +17,64 @@ export LC_ALL=C
 DESIGN=docs/design.md
 COUNTER_SECTION=9
 
-# "section name" for every ADD(section, struct, field) in apps/app_stats.c;
-# sections given as arrays of names (fsec[i], or sec = tls_sec[m]) expand.
+# "section name" for every counter of /stats: the sections are the SEC(...)
+# lines of app_sections[] in apps/app_stats.c, each naming a `sec_` array
+# built from counter lists, the X-macros `#define LIST(X)` next to each
+# layer's counter struct (X(name) per counter).
 counters_from_stats() {
     awk '
-    function strings_in(s,    out) {
-        out = ""
-        while (match(s, /"[^"]*"/)) {
-            out = out " " substr(s, RSTART + 1, RLENGTH - 2)
+    FNR == 1 { in_list = ""; in_arr = "" }
+    # a counter list in a header
+    /^#define [A-Z_][A-Z0-9_]*\(X\)/ {
+        in_list = $2; sub(/\(X\).*/, "", in_list)
+        lists[in_list] = ""
+    }
+    in_list != "" {
+        s = $0
+        while (match(s, /X\([A-Za-z_][A-Za-z0-9_]*\)/)) {
+            lists[in_list] = lists[in_list] " " substr(s, RSTART + 2, RLENGTH - 3)
             s = substr(s, RSTART + RLENGTH)
         }
-        return out
-    }
-    collecting != "" {
-        arr[collecting] = arr[collecting] strings_in($0)
-        if ($0 ~ /}/) collecting = ""
+        if ($0 !~ /\\[ \t]*$/) in_list = ""
         next
     }
-    /const char \*(const )?[A-Za-z_][A-Za-z_0-9]*\[[^]]*\] *= *\{/ {
-        s = $0
-        sub(/.*const char \*(const )?/, "", s)
-        name = s; sub(/\[.*/, "", name)
-        arr[name] = strings_in(s)
-        if ($0 !~ /}/) collecting = name
-        next
+    # a section array in apps/app_stats.c: the lists it concatenates
+    /static const char \*const sec_[a-z_0-9]*\[\] *=/ {
+        in_arr = $0; sub(/.*const char \*const /, "", in_arr); sub(/\[.*/, "", in_arr)
+        arrs[in_arr] = ""
     }
-    /const char \*[A-Za-z_][A-Za-z_0-9]* *= *[A-Za-z_][A-Za-z_0-9]*\[/ {
+    in_arr != "" {
         s = $0
-        sub(/.*const char \*/, "", s)
-        v = s; sub(/ *=.*/, "", v)
-        a = s; sub(/^[^=]*= */, "", a); sub(/\[.*/, "", a)
-        alias[v] = a
-        next
-    }
-    /^[ \t]*ADD\(/ {
-        s = $0
-        sub(/^[ \t]*ADD\( */, "", s)
-        first = s; sub(/,.*/, "", first)
-        field = s; sub(/\) *; *$/, "", field); sub(/.*, */, "", field)
-        if (first ~ /^"/) {
-            gsub(/"/, "", first)
-            print first, field
-            next
+        while (match(s, /[A-Z_][A-Z0-9_]*\(APP_NAME\)/)) {
+            arrs[in_arr] = arrs[in_arr] " " substr(s, RSTART, RLENGTH - 10)
+            s = substr(s, RSTART + RLENGTH)
         }
-        a = first; sub(/\[.*/, "", a)
-        if (a in alias) a = alias[a]
-        if (!(a in arr)) {
-            print "apps/app_stats.c:" NR ": cannot tell the section of " first > "/dev/stderr"
+        if ($0 ~ /;/) in_arr = ""
+        next
+    }
+    /^[ \t]*SEC\("/ {
+        s = $0
+        sub(/^[ \t]*SEC\("/, "", s)
+        sec = s; sub(/".*/, "", sec)
+        arr = s; sub(/^[^,]*, */, "", arr); sub(/[ ,].*/, "", arr)
+        if (!(arr in arrs)) {
+            print "apps/app_stats.c:" FNR ": section " sec ": no array " arr > "/dev/stderr"
             bad = 1
             next
         }
-        n = split(arr[a], secs, " ")
-        for (i = 1; i <= n; i++) print secs[i], field
+        nl = split(arrs[arr], ls, " ")
+        for (j = 1; j <= nl; j++) {
+            if (!(ls[j] in lists)) {
+                print "apps/app_stats.c:" FNR ": no counter list " ls[j] > "/dev/stderr"
+                bad = 1
+                continue
+            }
+            nn = split(lists[ls[j]], names, " ")
+            for (k = 1; k <= nn; k++) print sec, names[k]
+        }
     }
     END { exit bad }
-    ' apps/app_stats.c
+    ' nic/*.h stack/*.h tls/*.h apps/*.h apps/app_stats.c
 }
 
 # "section name" for every "- `name`" line under "### `sec`, `sec2`" in the

@@ -32,10 +32,27 @@ struct stack_rx_view {
     uint32_t rec_len;
 };
 
+/* Driver counters (/stats section driver). */
+#define STACK_DRIVER_COUNTERS(X)                                                                   \
+    X(tx_packets)                                                                                  \
+    X(tx_bytes)                                                                                    \
+    X(tx_copied)                                                                                   \
+    X(tx_ring_full)                                                                                \
+    X(tx_err_status)                                                                               \
+    X(tx_completions)                                                                              \
+    X(rx_packets)                                                                                  \
+    X(rx_bytes)                                                                                    \
+    X(rx_input_drops)                                                                              \
+    X(rx_csum_ok)                                                                                  \
+    X(rx_decrypted_packets)                                                                        \
+    X(rx_resync_requests)                                                                          \
+    X(rx_pool_exhausted)                                                                           \
+    X(rx_bufs_allocated)                                                                           \
+    X(polls)
+
+#define STACK_DRIVER_CTR_FIELD(name) uint64_t name;
 struct stack_driver_counters {
-    uint64_t tx_packets, tx_bytes, tx_copied, tx_ring_full, tx_err_status, tx_completions;
-    uint64_t rx_packets, rx_bytes, rx_input_drops, rx_csum_ok, rx_decrypted_packets,
-        rx_resync_requests, rx_pool_exhausted, rx_bufs_allocated, irq_waits, polls;
+    STACK_DRIVER_COUNTERS(STACK_DRIVER_CTR_FIELD)
 };
 
 /* Hooks the TLS offload installs (issue 3/4); NULL members = no offload. */

@@ -36,11 +36,16 @@
 
 struct tcp_pcb;
 
+/* Counters (/stats section tcp). */
+#define STACK_RTO_COUNTERS(X)                                                                      \
+    X(fast_rto_fired) /* retransmissions by this timer */                                          \
+    X(rto_give_up)    /* pcbs aborted: no ACK progress for give_up_ms */                           \
+    X(rto_scans)      /* walks of tcp_active_pcbs */                                               \
+    X(rto_tracked)    /* pcbs with data in flight at the last walk */
+
+#define STACK_RTO_CTR_FIELD(name) uint64_t name;
 struct stack_rto_counters {
-    uint64_t fast_rto_fired; /* retransmissions by this timer */
-    uint64_t rto_give_up;    /* pcbs aborted: no ACK progress for give_up_ms */
-    uint64_t rto_scans;      /* walks of tcp_active_pcbs */
-    uint64_t rto_tracked;    /* pcbs with data in flight at the last walk */
+    STACK_RTO_COUNTERS(STACK_RTO_CTR_FIELD)
 };
 
 /* Start/stop the timer (core lock held). min_ms 0 = no fast retransmission

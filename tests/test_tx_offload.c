@@ -41,6 +41,7 @@
 #include "nic_flow.h"
 #include "nic_tls.h"
 #include "stack_driver.h"
+#include "stack_tls_offload.h"
 #include "test_util.h"
 #include "tls_offload.h"
 #include "tls_record.h"
@@ -129,8 +130,20 @@ struct rxpkt {
     uint8_t data[WIRE_BUF_LEN];
 };
 
+/* The offload's counters of both halves (one /stats section): the
+   driver's and tls/'s, as their lists declare them. */
+#define SNAP_FIELD(name) uint64_t name;
+struct offload_tx_snap {
+    STACK_TLS_TX_COUNTERS(SNAP_FIELD)
+    TLS_OFFLOAD_TX_COUNTERS(SNAP_FIELD)
+};
+struct offload_rx_snap {
+    STACK_TLS_RX_COUNTERS(SNAP_FIELD)
+    TLS_OFFLOAD_RX_COUNTERS(SNAP_FIELD)
+};
+
 struct snap {
-    struct tls_offload_counters h;
+    struct offload_tx_snap h;
     struct nic_counters n;
     struct stack_driver_counters d;
 };
@@ -140,6 +153,7 @@ struct harness {
     struct nic_dev *dev;
     struct stack_driver *drv;
     struct netif *nif;
+    struct stack_tls_offload *dev_ofl; /* the driver's half */
     struct tls_offload *o;
     struct tcp_pcb *pcb;
     struct tls_aead *aead;
@@ -159,6 +173,16 @@ struct harness {
 };
 
 static struct harness H;
+
+static const struct tls_offload_ops test_offload_ops = {
+    .tx_add = stack_tls_tx_add,
+    .tx_del = stack_tls_tx_del,
+    .rx_add = stack_tls_rx_add,
+    .rx_del = stack_tls_rx_del,
+    .rx_resync_confirm = stack_tls_rx_resync_confirm,
+    .rx_resync_deny = stack_tls_rx_resync_deny,
+    .rx_hint = stack_tls_rx_hint,
+};
 
 static void setup(void)
 {
@@ -183,7 +207,9 @@ static void setup(void)
     H.nif = stack_driver_netif(H.drv);
     H.nif->state = H.drv;
     ck_assert_int_eq(stack_driver_netif_init(H.nif), ERR_OK);
-    H.o = tls_offload_new(H.drv, 8);
+    H.dev_ofl = stack_tls_offload_new(H.drv, 8);
+    ck_assert_ptr_nonnull(H.dev_ofl);
+    H.o = tls_offload_new(&test_offload_ops, H.dev_ofl);
     ck_assert_ptr_nonnull(H.o);
     H.pcb = calloc(1, sizeof(*H.pcb));
     ck_assert_ptr_nonnull(H.pcb);
@@ -201,6 +227,7 @@ static void teardown(void)
         LOCK_TCPIP_CORE();
     if (H.o)
         tls_offload_free(H.o); /* posts DEL_CTX for live flows */
+    stack_tls_offload_free(H.dev_ofl);
     if (H.dev)
         nic_dev_poll_once(H.dev);
     stack_driver_destroy(H.drv);
@@ -231,9 +258,28 @@ static void setup_one_nic_flow(void)
 static struct snap snap(void)
 {
     struct snap s;
-    s.h = *tls_offload_counters(H.o, (enum tls_tx_resync)H.policy);
+    const struct stack_tls_tx_counters *dc =
+        stack_tls_offload_tx_counters(H.dev_ofl, (enum stack_tls_tx_resync)H.policy);
+    const struct tls_offload_counters *hc = tls_offload_counters(H.o, (enum tls_tx_resync)H.policy);
+#define SNAP_DRV(name)  s.h.name = dc->name;
+#define SNAP_HOST(name) s.h.name = hc->name;
+    STACK_TLS_TX_COUNTERS(SNAP_DRV)
+    TLS_OFFLOAD_TX_COUNTERS(SNAP_HOST)
     nic_dev_get_counters(H.dev, &s.n);
     stack_driver_get_counters(H.drv, &s.d);
+    return s;
+}
+
+/* The RX offload counters of both halves, read now. */
+static struct offload_rx_snap rxc(void)
+{
+    struct offload_rx_snap s;
+    const struct stack_tls_rx_counters *dc = stack_tls_offload_rx_counters(H.dev_ofl);
+    const struct tls_offload_rx_counters *hc = tls_offload_rx_counters(H.o);
+#define RX_DRV(name)  s.name = dc->name;
+#define RX_HOST(name) s.name = hc->name;
+    STACK_TLS_RX_COUNTERS(RX_DRV)
+    TLS_OFFLOAD_RX_COUNTERS(RX_HOST)
     return s;
 }
 
@@ -1487,6 +1533,8 @@ START_TEST(hygiene_static_ctx_wiped_at_driver_teardown)
     /* Teardown order of the runtime: the engine never runs again. */
     tls_offload_free(H.o);
     H.o = NULL;
+    stack_tls_offload_free(H.dev_ofl);
+    H.dev_ofl = NULL;
     stack_driver_destroy(H.drv);
     H.drv = NULL;
     TU_CHECK_EQ(ctx->ref, 1);
@@ -1595,14 +1643,13 @@ START_TEST(install_refused_tx_sealed_in_software)
     tls_rx_offload_stop(rx);
     drain_discard();
     a = snap();
-    const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(H.o);
     TU_CHECK_EQ(a.h.tx_tls_ctx_installed, 1);
     TU_CHECK_EQ(a.h.tx_tls_ctx_install_failed, 1);
     TU_CHECK_EQ(a.h.tx_tls_ctx_deleted, 0);
     TU_CHECK_EQ(a.n.tx_tls_del, 0);
     TU_CHECK_EQ(a.n.tx_tls_no_ctx - b.n.tx_tls_no_ctx, 2); /* no delete for a refused install */
-    TU_CHECK_EQ(rc->rx_tls_ctx_installed, 1);
-    TU_CHECK_EQ(rc->rx_tls_ctx_deleted, 1);
+    TU_CHECK_EQ(rxc().rx_tls_ctx_installed, 1);
+    TU_CHECK_EQ(rxc().rx_tls_ctx_deleted, 1);
     TU_CHECK_EQ(a.n.rx_tls_del, 1);
 
     /* Both ids are free again, the NIC slot too: the next flow offloads. */
@@ -1624,13 +1671,12 @@ START_TEST(install_refused_rx_no_resync_traffic)
     flow_start(TLS_TX_RESYNC_DUMP, 1000); /* takes the NIC's only context */
     for (int installed = 0; installed < 2; installed++) {
         TU_CTX("rx context %s", installed ? "installed" : "refused");
-        const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(H.o);
-        uint64_t failed0 = rc->rx_tls_ctx_install_failed, hints0 = rc->rx_hints_sent;
+        uint64_t failed0 = rxc().rx_tls_ctx_install_failed, hints0 = rxc().rx_hints_sent;
         struct tls_rx_offload *rx =
             tls_rx_offload_start(H.o, H.pcb, KEY, sizeof(KEY), SALT, 9000, 1);
         ck_assert_ptr_nonnull(rx);
         drain_discard();
-        TU_CHECK_EQ(rc->rx_tls_ctx_install_failed - failed0, installed ? 0 : 1);
+        TU_CHECK_EQ(rxc().rx_tls_ctx_install_failed - failed0, installed ? 0 : 1);
         struct snap b = snap();
         /* Software-decrypted records: in hint mode the host tells the NIC
            where a later record starts after 2, 4, ... of them. */
@@ -1641,10 +1687,10 @@ START_TEST(install_refused_rx_no_resync_traffic)
         drain_discard();
         struct snap a = snap();
         if (installed) {
-            TU_CHECK(rc->rx_hints_sent - hints0 > 0);
-            TU_CHECK_EQ(a.n.tx_desc - b.n.tx_desc, rc->rx_hints_sent - hints0);
+            TU_CHECK(rxc().rx_hints_sent - hints0 > 0);
+            TU_CHECK_EQ(a.n.tx_desc - b.n.tx_desc, rxc().rx_hints_sent - hints0);
         } else {
-            TU_CHECK_EQ(rc->rx_hints_sent - hints0, 0);
+            TU_CHECK_EQ(rxc().rx_hints_sent - hints0, 0);
             TU_CHECK_EQ(a.n.tx_desc - b.n.tx_desc, 0);
             TU_CHECK_EQ(a.n.tx_tls_no_ctx - b.n.tx_tls_no_ctx, 0);
         }
@@ -1655,9 +1701,8 @@ START_TEST(install_refused_rx_no_resync_traffic)
         }
         drain_discard();
     }
-    const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(H.o);
-    TU_CHECK_EQ(rc->rx_tls_ctx_installed, 2);
-    TU_CHECK_EQ(rc->rx_tls_ctx_install_failed + rc->rx_tls_ctx_deleted, 2);
+    TU_CHECK_EQ(rxc().rx_tls_ctx_installed, 2);
+    TU_CHECK_EQ(rxc().rx_tls_ctx_install_failed + rxc().rx_tls_ctx_deleted, 2);
     TU_CHECK_EQ(snap().n.rx_tls_del, 1);
 }
 END_TEST
@@ -1675,7 +1720,6 @@ START_TEST(delete_deferred_while_tx_ring_full)
     ck_assert_ptr_nonnull(rx);
     stream_add(TLS_CT_APPDATA, 200, NULL);
     xmit(0, H.len);
-    const struct tls_offload_rx_counters *rc = tls_offload_rx_counters(H.o);
     struct snap b = snap();
     TU_CHECK(fill_tx_ring() > 0);
     tls_tx_offload_release(H.t, NULL, false);
@@ -1684,18 +1728,18 @@ START_TEST(delete_deferred_while_tx_ring_full)
     struct snap a = snap();
     TU_CHECK_EQ(a.h.tx_tls_ctx_del_deferred - b.h.tx_tls_ctx_del_deferred, 1);
     TU_CHECK_EQ(a.h.tx_tls_ctx_del_pending, 1);
-    TU_CHECK_EQ(rc->rx_tls_ctx_del_deferred, 1);
-    TU_CHECK_EQ(rc->rx_tls_ctx_del_pending, 1);
+    TU_CHECK_EQ(rxc().rx_tls_ctx_del_deferred, 1);
+    TU_CHECK_EQ(rxc().rx_tls_ctx_del_pending, 1);
     TU_CHECK_EQ(a.d.tx_ring_full - b.d.tx_ring_full, 1); /* the ACK that did not fit */
 
     drain_discard(); /* the NIC sends the ACKs; reclaiming posts the deletes */
     a = snap();
     TU_CHECK_EQ(a.h.tx_tls_ctx_del_pending, 0);
-    TU_CHECK_EQ(rc->rx_tls_ctx_del_pending, 0);
+    TU_CHECK_EQ(rxc().rx_tls_ctx_del_pending, 0);
     TU_CHECK_EQ(a.n.tx_tls_del, a.n.tx_tls_ctx);
     TU_CHECK_EQ(a.n.rx_tls_del, a.n.rx_tls_ctx);
     TU_CHECK_EQ(a.h.tx_tls_ctx_deleted, a.h.tx_tls_ctx_installed);
-    TU_CHECK_EQ(rc->rx_tls_ctx_deleted, rc->rx_tls_ctx_installed);
+    TU_CHECK_EQ(rxc().rx_tls_ctx_deleted, rxc().rx_tls_ctx_installed);
     TU_CHECK_EQ(a.n.tx_tls_ctx, 1);
     TU_CHECK_EQ(a.n.rx_tls_ctx, 1);
 

@@ -1,54 +1,86 @@
 /*
- * tls_offload.h - host side of the autonomous TLS offload (docs/design.md §4):
- * flow contexts in the NIC, the record store for retransmissions, and the
- * driver hook that keeps a shadow of the NIC's expected sequence number and
- * resynchronises it with state/dump descriptors (or tag-cache one-shots).
+ * tls_offload.h - host side of the autonomous TLS offload (docs/design.md §4,
+ * §5): the record store for retransmissions, lingering until every record
+ * is acked, the software fallback of a refused install, the RX resync
+ * decisions and the hint back-off. The device is reached only through
+ * struct tls_offload_ops (the counterpart of Linux's tlsdev_ops), which the
+ * driver implements (stack/stack_tls_offload.h) and apps/app_runtime.c
+ * wires up; no descriptor or header parsing happens here.
  *
  * Everything runs under the lwIP core lock.
  */
 #ifndef ANIC_TLS_OFFLOAD_H
 #define ANIC_TLS_OFFLOAD_H
 
-#include "stack_driver.h"
+#include "stack_tls_offload.h"
 
 #include <lwip/tcp.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 enum tls_tx_resync {
-    TLS_TX_RESYNC_DUMP,     /* mlx5: state descriptor + record bytes replayed up to the seq */
-    TLS_TX_RESYNC_TAGCACHE, /* NIC reports tags; retransmissions seek the keystream */
-    TLS_TX_RESYNC_COUNT
+    TLS_TX_RESYNC_DUMP = STACK_TLS_TX_RESYNC_DUMP,         /* state descriptor + dump bytes */
+    TLS_TX_RESYNC_TAGCACHE = STACK_TLS_TX_RESYNC_TAGCACHE, /* NIC reports tags; one-shots */
+    TLS_TX_RESYNC_COUNT = STACK_TLS_TX_RESYNC_COUNT
 };
 
+/* The device operations tls/ uses. dev is the ops' own object; a flow
+   handle comes from tx_add/rx_add and is given back to tx_del/rx_del. The
+   device calls back through host (get_record for retransmissions, tag
+   reports, install answers, resync requests) with host_flow. */
+struct tls_offload_ops {
+    /* NULL: no context (no id, ring slot or memory); software crypto. */
+    struct stack_tls_flow *(*tx_add)(struct stack_tls_offload *dev,
+                                     const struct stack_tls_params *p,
+                                     const struct stack_tls_host_ops *host, void *host_flow);
+    void (*tx_del)(struct stack_tls_offload *dev, struct stack_tls_flow *f);
+    struct stack_tls_flow *(*rx_add)(struct stack_tls_offload *dev,
+                                     const struct stack_tls_params *p,
+                                     const struct stack_tls_host_ops *host, void *host_flow);
+    void (*rx_del)(struct stack_tls_offload *dev, struct stack_tls_flow *f);
+    /* Answers to resync requests, and hints (hint mode). 0: posted. */
+    int (*rx_resync_confirm)(struct stack_tls_offload *dev, struct stack_tls_flow *f, uint32_t seq,
+                             uint64_t record_sn);
+    int (*rx_resync_deny)(struct stack_tls_offload *dev, struct stack_tls_flow *f, uint32_t seq);
+    int (*rx_hint)(struct stack_tls_offload *dev, struct stack_tls_flow *f, uint32_t seq,
+                   uint64_t record_sn);
+};
+
+/* Host counters of the TX offload, per policy (/stats sections
+   offload_dump, offload_tagcache, with STACK_TLS_TX_COUNTERS). */
+#define TLS_OFFLOAD_TX_COUNTERS(X)                                                                 \
+    X(tx_tls_ctx_fail)    /* no context: no memory, or the device had no id or ring slot */        \
+    X(tx_tls_tags_cached) /* tags the NIC reported, stored with their record */                    \
+    X(tx_records)         /* records written as frames, kept in the store */                       \
+    X(tx_record_bytes)                                                                             \
+    X(records_in_store) /* records kept for retransmission now (gauge) */                          \
+    X(lingering)        /* flows waiting for acks after their connection closed (gauge) */
+
+/* Host counters of the RX offload (/stats section offload_rx, with
+   STACK_TLS_RX_COUNTERS). */
+#define TLS_OFFLOAD_RX_COUNTERS(X)                                                                 \
+    X(rx_tls_ctx_fail)       /* as tx_tls_ctx_fail */                                              \
+    X(rx_resync_requests)    /* resync requests received from the NIC */                           \
+    X(TlsRxDeviceResync)     /* requests confirmed (as /proc/net/tls_stat) */                      \
+    X(rx_resync_denied)      /* requests passed inside a record */                                 \
+    X(rx_resync_req_dropped) /* more pending requests than we keep */                              \
+    X(rx_hints_sent)         /* hint mode: next-record hints posted */
+
+#define TLS_OFFLOAD_CTR_FIELD(name) uint64_t name;
 struct tls_offload_counters {
-    uint64_t tx_tls_ctx_installed;      /* install descriptors posted */
-    uint64_t tx_tls_ctx_fail;           /* no install tried: no flow id, ring full, no memory */
-    uint64_t tx_tls_ctx_install_failed; /* the NIC refused the install: software fallback */
-    uint64_t tx_tls_ctx_deleted;        /* deletes the NIC completed */
-    uint64_t tx_tls_ctx_del_deferred;   /* deletes queued because the TX ring was full */
-    uint64_t tx_tls_ctx_del_pending;    /* deletes queued now (gauge) */
-    uint64_t tx_tls_sw_fallback_packets, tx_tls_sw_fallback_bytes; /* frames sealed by the host */
-    uint64_t tx_tls_sw_fallback_nomem; /* no memory for the sealed copy: dropped */
-    uint64_t tx_tls_ooo;               /* out-of-sequence segments (resyncs) */
-    uint64_t tx_tls_skip_no_sync_data; /* segment before start_offload_tcp_sn: sent as is */
-    uint64_t tx_tls_drop_no_sync_data; /* record already acked and freed: dropped */
-    uint64_t tx_tls_resync_dump, tx_tls_resync_tagcache, tx_tls_tagcache_miss;
-    uint64_t tx_tls_dump_bytes;       /* record bytes posted in DUMP descriptors */
-    uint64_t tx_tls_retransmit_bytes; /* payload bytes of out-of-sequence segments */
-    uint64_t tx_tls_tags_cached, tx_tls_ring_full_drops;
-    uint64_t tx_tls_nic_errors; /* NIC reported a failed offloaded descriptor */
-    uint64_t tx_records, tx_record_bytes, records_in_store, lingering;
+    TLS_OFFLOAD_TX_COUNTERS(TLS_OFFLOAD_CTR_FIELD)
+};
+struct tls_offload_rx_counters {
+    TLS_OFFLOAD_RX_COUNTERS(TLS_OFFLOAD_CTR_FIELD)
 };
 
 struct tls_offload;
 struct tls_tx_offload;
 
-/* Installs itself as the driver's offload hook. Flow ids (1..max_flows) are
-   reused only once the NIC holds nothing of the previous flow: after its
-   delete completed, or at once if its install failed. A delete that finds
-   the TX ring full is queued and posted when the driver reclaims slots. */
-struct tls_offload *tls_offload_new(struct stack_driver *drv, uint32_t max_flows);
+/* ops (kept by pointer) and dev outlive the offload. */
+struct tls_offload *tls_offload_new(const struct tls_offload_ops *ops,
+                                    struct stack_tls_offload *dev);
+/* Stops every flow (lingering ones by aborting their pcb). */
 void tls_offload_free(struct tls_offload *o);
 /* Counters of the flows that use `policy`. */
 const struct tls_offload_counters *tls_offload_counters(const struct tls_offload *o,
@@ -57,9 +89,9 @@ const struct tls_offload_counters *tls_offload_counters(const struct tls_offload
 /* Start offloading the TX side of pcb. start_seq: the TCP seq of the first
    offloaded byte (the caller guarantees lwIP's unsent queue is empty, so no
    segment mixes handshake and offloaded bytes). NULL: no flow context free
-   (counted); the caller keeps software crypto. The key is copied into the
-   NIC's static context (wiped by the driver once read) and into a software
-   AEAD kept until the NIC answers the install. */
+   (counted); the caller keeps software crypto. The key is handed to tx_add
+   (the driver copies it into the NIC's static context and wipes that once
+   read) and kept as a software AEAD until the NIC answers the install. */
 struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_resync policy,
                                             struct tcp_pcb *pcb, const uint8_t *key, size_t key_len,
                                             const uint8_t salt[4], uint32_t start_seq,
@@ -82,17 +114,6 @@ void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb);
 bool tls_tx_offload_release(struct tls_tx_offload *t, struct tcp_pcb *pcb, bool abort);
 
 /* --- receive side (docs/design.md §5) --- */
-
-struct tls_offload_rx_counters {
-    uint64_t rx_tls_ctx_installed, rx_tls_ctx_fail; /* as the tx_ names above */
-    uint64_t rx_tls_ctx_install_failed; /* the NIC refused: software decrypts, no resync */
-    uint64_t rx_tls_ctx_deleted, rx_tls_ctx_del_deferred, rx_tls_ctx_del_pending;
-    uint64_t rx_resync_requests;    /* resync requests received from the NIC */
-    uint64_t TlsRxDeviceResync;     /* requests confirmed (as /proc/net/tls_stat) */
-    uint64_t rx_resync_denied;      /* requests passed inside a record */
-    uint64_t rx_resync_req_dropped; /* more pending requests than we keep */
-    uint64_t rx_hints_sent;         /* hint mode: next-record hints posted */
-};
 
 struct tls_rx_offload;
 

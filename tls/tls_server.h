@@ -24,15 +24,30 @@ struct tls_server_cfg {
 };
 
 /* Counters (docs/design.md §9: software side + connection outcomes). */
+/* Counters per mode (/stats sections tls_mbedtls, tls_sw, tls_nic,
+   tls_nic_tagcache). */
+#define TLS_COUNTERS(X)                                                                            \
+    X(handshakes_ok)                                                                               \
+    X(handshakes_failed)                                                                           \
+    X(conns_closed)                                                                                \
+    X(tx_records)                                                                                  \
+    X(tx_bytes_plaintext)                                                                          \
+    X(rx_records)                                                                                  \
+    X(rx_bytes_plaintext)                                                                          \
+    X(rx_records_full_offload)                                                                     \
+    X(rx_records_partial_offload)                                                                  \
+    X(rx_records_no_offload)                                                                       \
+    X(rx_tls_view_mismatch) /* NIC marks whose record view the host did not share */               \
+    X(TlsDecryptError)                                                                             \
+    X(alerts_sent)                                                                                 \
+    X(alerts_received)                                                                             \
+    X(close_notify_rx)                                                                             \
+    X(rx_malformed)                                                                                \
+    X(offload_fallback_sw) /* NIC-mode connections sealing in software (no context, refused) */
+
+#define TLS_CTR_FIELD(name) uint64_t name;
 struct tls_counters {
-    uint64_t handshakes_ok, handshakes_failed, conns_closed;
-    uint64_t tx_records, tx_bytes_plaintext, rx_records, rx_bytes_plaintext;
-    uint64_t rx_records_full_offload, rx_records_partial_offload, rx_records_no_offload;
-    uint64_t rx_tls_view_mismatch; /* NIC marks whose record view the host did not share */
-    uint64_t TlsDecryptError, alerts_sent, alerts_received, close_notify_rx;
-    uint64_t rx_malformed;
-    uint64_t offload_fallback_sw; /* TLS_MODE_NIC connections sealing in software: no TX
-                                     context free, or the NIC refused the install */
+    TLS_COUNTERS(TLS_CTR_FIELD)
 };
 
 struct tls_server;
