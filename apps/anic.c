@@ -39,7 +39,7 @@ static void usage_serve(FILE *f)
            "\n"
            "  --tls MODE          record layer on the HTTPS port: nic (default) | sw | mbedtls\n"
            "                        nic: the NIC encrypts and decrypts records (autonomous TX\n"
-        "                        and RX offload)\n"
+           "                        and RX offload)\n"
            "                        sw: anic's kTLS-style record layer, host AES-GCM (libcrypto)\n"
            "                        mbedtls: the stock mbed TLS record layer\n"
            "  --tx-resync POLICY  how the NIC recovers for retransmissions: dump (default,\n"
@@ -61,6 +61,8 @@ static void usage_serve(FILE *f)
            "  --rx-reorder-buf B  NIC RX: ciphertext bytes held per flow across a hole, so\n"
            "                        reordering and loss don't lose sync (default 262144;\n"
            "                        0 = the paper's NIC)\n"
+           "  --record-size N     plaintext bytes per TLS record sent (1..16384, default 16384;\n"
+           "                        every TLS mode)\n"
            "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
            "                        uses); fewer: installs fail and connections fall back to\n"
            "                        host crypto (counted *_ctx_install_failed)\n"
@@ -141,6 +143,7 @@ enum {
     OPT_RX_RESYNC,
     OPT_RX_REORDER,
     OPT_NIC_CONTEXTS,
+    OPT_RECORD_SIZE,
 };
 
 static const struct option serve_opts[] = {
@@ -169,6 +172,7 @@ static const struct option serve_opts[] = {
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER},
     {"nic-contexts", required_argument, NULL, OPT_NIC_CONTEXTS},
+    {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -315,6 +319,10 @@ static int cmd_serve(int argc, char **argv)
                 cfg.rx_hint = true;
             else
                 return bad("rx-resync", optarg);
+            break;
+        case OPT_RECORD_SIZE:
+            if (parse_u32(optarg, 1, 16384, &cfg.record_size) < 0)
+                return bad("record-size", optarg);
             break;
         case OPT_NIC_CONTEXTS:
             if (parse_u32(optarg, 1, 1u << 16, &cfg.nic_contexts) < 0)
