@@ -96,6 +96,9 @@ rm -f "$RAW"/*.csv "$RAW"/*.log "$RAW"/meta.env
 START=$(date -u +%s)
 STARTED=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+ANIC_COMMIT="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(
+    git -C "$REPO" diff --quiet HEAD -- . ':!docs/figures' 2>/dev/null ||
+        echo ' (uncommitted changes)')"
 
 # One anic bench call: fig series run seed -- bench args. Rows go to
 # all.csv, FAILED lines and abnormal exits to failures.csv.
@@ -152,8 +155,6 @@ for run in $(seq 1 "$REPEAT"); do
     done
 done
 ELAPSED=$(($(date -u +%s) - START))
-ANIC_COMMIT="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(
-    git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' (uncommitted changes)')"
 for v in CMDLINE STARTED ELAPSED LOAD_START REPEAT SEED SIZE ANIC ANIC_COMMIT; do
     printf '%s=%q\n' "$v" "${!v}"
 done >"$RAW/meta.env"
