@@ -147,9 +147,10 @@ struct ctr_delta {
        nic_tls.tx_tls_ooo (PROGRESS descriptors), .tx_tls_dump_packets (DUMP
        descriptors), .tx_tls_tag_reports (completions carrying a tag). */
     uint64_t progress_descs, dump_descs, tag_reports;
-    uint64_t tx_pkts;                  /* fault_tx.packets_in: packets the NIC put on the wire */
-    uint64_t tx_dropped;               /* fault_tx.dropped: ... and the fault stage dropped */
-    uint64_t rx_pkts;                  /* fault_rx.packets_in: packets the kernel sent to the NIC */
+    uint64_t tx_records; /* tls_<mode>.tx_records: records the server sealed or framed */
+    uint64_t tx_pkts;    /* fault_tx.packets_in: packets the NIC put on the wire */
+    uint64_t tx_dropped; /* fault_tx.dropped: ... and the fault stage dropped */
+    uint64_t rx_pkts;    /* fault_rx.packets_in: packets the kernel sent to the NIC */
     uint64_t rx_dropped, rx_reordered; /* fault_rx.dropped, .reordered */
     bool records; /* the mode runs anic's record layer (sw, nic, nic-tagcache) */
     uint64_t rec_full, rec_partial, rec_none; /* tls_<mode>.rx_records_{full,partial,no}_offload */
@@ -301,7 +302,8 @@ static void usage(FILE *f)
         "nic_user_s,host_cpu_s_per_gb,nic_cpu_s_per_gb,fault_tx,fault_rx,tx_loss_pct,\n"
         "dump_bytes,retransmit_bytes,rx_fault,records_full_pct,records_partial_pct,\n"
         "rx_reorder_bytes,rx_resync,record_size,progress_descs,dump_descs,tag_reports,\n"
-        "host_nic_extra_bytes (one row per successful transfer, sweeps included;\n"
+        "host_nic_extra_bytes,tx_records (one row per successful transfer, sweeps\n"
+        "included; tx_records = records the server sent, TLS modes only;\n"
         "dump_bytes/retransmit_bytes and the last five only for nic modes;\n"
         "host_nic_extra_bytes = dump bytes + 64 B per PROGRESS/DUMP descriptor and tag\n"
         "report, a PCIe proxy; rx_fault = the RX stage's loss\n"
@@ -948,6 +950,9 @@ static void read_counters(struct bench *b, enum tls_mode mode, struct ctr_delta 
     c->progress_descs = app_stats_get(st, n, "nic_tls", "tx_tls_ooo");
     c->dump_descs = app_stats_get(st, n, "nic_tls", "tx_tls_dump_packets");
     c->tag_reports = app_stats_get(st, n, "nic_tls", "tx_tls_tag_reports");
+    const char *tsec = mode == TLS_MODE_MBEDTLS ? "tls_mbedtls" : records_section(mode);
+    if (tsec)
+        c->tx_records = app_stats_get(st, n, tsec, "tx_records");
     c->tx_pkts = app_stats_get(st, n, "fault_tx", "packets_in");
     c->tx_dropped = app_stats_get(st, n, "fault_tx", "dropped");
     c->rx_pkts = app_stats_get(st, n, "fault_rx", "packets_in");
@@ -980,6 +985,7 @@ static void ctr_sub(const struct ctr_delta *after, const struct ctr_delta *befor
     d->progress_descs = sub0(after->progress_descs, before->progress_descs);
     d->dump_descs = sub0(after->dump_descs, before->dump_descs);
     d->tag_reports = sub0(after->tag_reports, before->tag_reports);
+    d->tx_records = sub0(after->tx_records, before->tx_records);
     d->tx_pkts = sub0(after->tx_pkts, before->tx_pkts);
     d->tx_dropped = sub0(after->tx_dropped, before->tx_dropped);
     d->rx_pkts = sub0(after->rx_pkts, before->rx_pkts);
@@ -1263,12 +1269,16 @@ static void csv_row(struct bench *b, enum tls_mode mode, int dir, const struct r
     /* Extra host <-> NIC bytes: dump payload plus one descriptor or
        completion (64 B, nic/nic_abi.h) per PROGRESS, DUMP and tag report. */
     if (r->ctr.offload)
-        fprintf(b->csv, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", r->ctr.progress_descs,
+        fprintf(b->csv, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64, r->ctr.progress_descs,
                 r->ctr.dump_descs, r->ctr.tag_reports,
                 r->ctr.dump_bytes + BENCH_DESC_BYTES * (r->ctr.progress_descs + r->ctr.dump_descs +
                                                         r->ctr.tag_reports));
     else
-        fputs(",,,,\n", b->csv);
+        fputs(",,,,", b->csv);
+    if (mode != TLS_MODE_NONE)
+        fprintf(b->csv, ",%" PRIu64 "\n", r->ctr.tx_records);
+    else
+        fputs(",\n", b->csv);
     fflush(b->csv);
 }
 
@@ -2029,7 +2039,7 @@ int bench_main(int argc, char **argv)
                         "host_cpu_s_per_gb,nic_cpu_s_per_gb,fault_tx,fault_rx,tx_loss_pct,"
                         "dump_bytes,retransmit_bytes,rx_fault,records_full_pct,"
                         "records_partial_pct,rx_reorder_bytes,rx_resync,record_size,"
-                        "progress_descs,dump_descs,tag_reports,host_nic_extra_bytes\n");
+                        "progress_descs,dump_descs,tag_reports,host_nic_extra_bytes,tx_records\n");
         fflush(b->csv);
     }
     if (uploads) {
