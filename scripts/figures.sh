@@ -204,12 +204,12 @@ fi
 
 # ---- report ----
 versions() {
-    echo "- anic: commit $ANIC_COMMIT, binary $ANIC"
+    echo "  - anic: commit $ANIC_COMMIT, binary $ANIC"
     local p
     for p in liblwip-dev libmbedtls-dev libssl-dev curl gnuplot-nox gcc; do
-        echo "- $p $(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || echo 'not installed')"
+        echo "  - $p $(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || echo 'not installed')"
     done
-    echo "- kernel: $(uname -srm)"
+    echo "  - kernel: $(uname -srm)"
 }
 {
     echo "# anic: the evaluation of \"Autonomous NIC Offloads\", redone"
@@ -230,9 +230,10 @@ versions() {
     echo "  with their source; everything else in it is not reproduced here."
     echo "- Machine: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs,"
     echo "  $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM; load average at start $LOAD_START."
-    echo "- Runs per point: $REPEAT (fault seeds $SEED..$((SEED + REPEAT - 1)), run r uses seed"
-    echo "  $SEED+r-1 for both fault stages); $SIZE bytes per transfer (MB = 10^6 B)."
-    echo "  Points: median, with min..max over the runs as error bars."
+    echo "- Runs per point: $REPEAT, fault seeds $SEED..$((SEED + REPEAT - 1)) (run r uses seed"
+    echo "  $SEED + r - 1 for both fault stages); $SIZE per transfer (K, M = KiB, MiB); MB/s = 10^6 B/s."
+    echo "  Points: median, with min..max over the runs as error bars; in line plots the series"
+    echo "  are shifted a little along x so that their error bars stay apart."
     echo "- Versions:"
     versions
     echo "- Raw data: \`raw/all.csv\` (figure, series, run, seed, then \`anic bench\`'s CSV row),"

@@ -94,13 +94,18 @@ function cmp(a, b) { return a == "" || b == "" ? "not comparable (a point failed
 # "better than" / "worse than" / "about as well as", for shares in percent
 function better(a, b) { return a == "" || b == "" ? "(not comparable: a point failed) against" : \
     (a > b + 3 ? "better than" : (a < b - 3 ? "worse than" : "about as well as")) }
-function lines_plot(name, metric, ss, titles,    n, s, t, i, p) {
+# Series i of n is drawn shifted by (i - (n + 1) / 2) * STEP along x (times
+# (1 + that) with LOGX), so error bars at one x do not hide each other.
+function lines_plot(name, metric, ss, titles,    n, s, t, i, p, off, xe) {
     n = split(ss, s, " "); split(titles, t, "|")
     p = ""
-    for (i = 1; i <= n; i++)
-        p = p (p == "" ? "" : ", ") sprintf("'%s.dat' index %d using 1:2:3:4 with yerrorlines " \
-            "ls %d title \"%s\"", name, IDX[name SUBSEP metric SUBSEP s[i]], i, \
+    for (i = 1; i <= n; i++) {
+        off = (i - (n + 1) / 2) * STEP
+        xe = LOGX ? sprintf("($1*%g)", 1 + off) : sprintf("($1+%g)", off)
+        p = p (p == "" ? "" : ", ") sprintf("'%s.dat' index %d using %s:2:3:4 with yerrorlines " \
+            "ls %d title \"%s\"", name, IDX[name SUBSEP metric SUBSEP s[i]], xe, i, \
             t[i] != "" ? t[i] : s[i])
+    }
     return p
 }
 function gp_common() {
@@ -119,6 +124,7 @@ function gp(name, body,    f) {
 
 BEGIN {
     FS = ","
+    STEP = 0.04; LOGX = 0
     gsub(/,/, " ", tx_losses); gsub(/,/, " ", rx_reorders); gsub(/,/, " ", rx_losses)
     gsub(/,/, " ", cpu_losses)
 }
@@ -141,7 +147,8 @@ FILENAME ~ /failures\.csv$/ { next }
         f = fig == "rxreorder" ? "f3" : "f4"
         put(f, "full", series, x, run, $21)
         put(f, "partial", series, x, run, $22)
-        put(f, "none", series, x, run, 100 - $21 - $22)
+        none = sprintf("%.3f", 100 - $21 - $22) + 0 # the CSV rounds to 0.001
+        put(f, "none", series, x, run, none < 0 ? 0 : none)
     } else if (fig == "up") {
         x = rx_pct($20)
         put("f5", "host", series, "upload " x "%", run, $13)
@@ -162,14 +169,14 @@ END {
             if (has("f1", "throughput", "plain", x, r))
                 for (j = 1; j <= nm; j++)
                     if (M[j] != "plain" && has("f1", "throughput", M[j], x, r))
-                        put("f1", "vs_plain", M[j] "-vs-plain", x, r,
+                        put("f1", "ratio", M[j] "-vs-plain", x, r,
                             get("f1", "throughput", M[j], x, r) / get("f1", "throughput", "plain", x, r))
             if (has("f1", "throughput", "sw", x, r)) {
                 if (has("f1", "throughput", "nic", x, r))
-                    put("f1", "vs_plain", "nic-vs-sw", x, r,
+                    put("f1", "ratio", "nic-vs-sw", x, r,
                         get("f1", "throughput", "nic", x, r) / get("f1", "throughput", "sw", x, r))
                 if (has("f1", "throughput", "nic-tagcache", x, r))
-                    put("f1", "vs_plain", "nic-tagcache-vs-sw", x, r,
+                    put("f1", "ratio", "nic-tagcache-vs-sw", x, r,
                         get("f1", "throughput", "nic-tagcache", x, r) / get("f1", "throughput", "sw", x, r))
             }
         }
@@ -198,19 +205,19 @@ END {
     rs = ""
     for (j = 1; j <= nm; j++) if (M[j] != "plain") rs = rs " " M[j] "-vs-plain"
     rs = rs " nic-vs-sw nic-tagcache-vs-sw"
-    table("fig1-tx-relative", "f1", "vs_plain:x", rs, tx_losses)
+    table("fig1-tx-relative", "f1", "ratio:x", rs, tx_losses)
     gp("fig1-tx-throughput", "set title 'TX: download throughput vs loss (anic, simulated NIC)'\n" \
         "set xlabel 'TX loss (% of packets dropped NIC -> client)'\nset ylabel 'throughput (MB/s, 10^6 B/s)'\n" \
         "set yrange [0:*]\nset xrange [-0.25:*]\nplot " lines_plot("fig1-tx-throughput", "throughput", tx_modes, ""))
     gp("fig1-tx-relative", "set title 'TX: throughput relative to plain TCP, and offload vs software TLS'\n" \
         "set xlabel 'TX loss (% of packets dropped NIC -> client)'\nset ylabel 'throughput ratio (x)'\n" \
         "set yrange [0:*]\nset xrange [-0.25:*]\n$paper << EOD\n0 3.3\nEOD\nplot " \
-        lines_plot("fig1-tx-relative", "vs_plain", rs, "") \
+        lines_plot("fig1-tx-relative", "ratio", rs, "") \
         ", $paper using 1:2 with points ls 9 title 'paper: offload / software kTLS, TX (3.3x)'")
     p0 = med("f1", "throughput", "plain", "0"); n0 = med("f1", "throughput", "nic", "0")
     s0 = med("f1", "throughput", "sw", "0"); t0 = med("f1", "throughput", "nic-tagcache", "0")
-    r0 = med("f1", "vs_plain", "nic-vs-sw", "0")
-    n5 = med("f1", "vs_plain", "nic-vs-plain", "5"); t5 = med("f1", "vs_plain", "nic-tagcache-vs-plain", "5")
+    r0 = med("f1", "ratio", "nic-vs-sw", "0")
+    n5 = med("f1", "ratio", "nic-vs-plain", "5"); t5 = med("f1", "ratio", "nic-tagcache-vs-plain", "5")
     MD = MD "\n**Compared with the paper.** Without loss nic moves " num(n0, "%.1f") " MB/s against sw's " \
         num(s0, "%.1f") " MB/s (plain " num(p0, "%.1f") "): nic vs sw = " num(r0, "%.2f") \
         "x, " cmp(r0, 3.3) " the paper's 3.3x for TX. Why: on the paper's NIC the AES-GCM work " \
@@ -218,8 +225,8 @@ END {
         "offload can only win by moving that work to another core and by skipping the host's " \
         "copy, and it loses what the engine thread costs (see Figure 5). At 5% loss nic keeps " \
         num(n5, "%.2f") "x of plain's throughput and nic-tagcache " num(t5, "%.2f") "x; " \
-        "TCP recovery, not the offload, sets the pace there (plain itself slows down), which is " \
-        "the paper's point that resync is cheap enough not to matter for throughput.\n\n"
+        "TCP recovery, not the offload, sets the pace there (plain itself slows down to " \
+        num(med("f1", "throughput", "plain", "5"), "%.1f") " MB/s).\n\n"
 
     # ---- Figure 2 ----
     nl2 = ""
@@ -395,6 +402,7 @@ END {
         "plaintext (`--record-size`), per mode; plain has no records and is the reference. " \
         "We cite no paper number for this figure.*\n"
     table("fig6-record-size", "f6", "throughput:MB/s", tx_modes, xs)
+    LOGX = 1; STEP = 0.03
     gp("fig6-record-size", "set title 'TX: download throughput vs TLS record size'\n" \
         "set xlabel 'TLS record size (KiB of plaintext)'\nset ylabel 'throughput (MB/s, 10^6 B/s)'\n" \
         "set logscale x 2\nset xrange [0.8:20]\nset yrange [0:*]\nplot " \
