@@ -89,8 +89,8 @@ awk -F, '$2 == "nic-tagcache" && $5 != 0 { print "FAIL: tag cache dumped: " $0; 
 # --record-size: records sent = ceil(size / record size) + the header's.
 awk -F, '$1 == "rec" && $5 != "plain" {
         n++; want = int(($7 + $25 - 1) / $25)
-        if ($34 == "" || $34 < want + 1 || $34 > want + 2) {
-            print "FAIL: " $5 " record size " $25 ": " $34 " records for " $7 " bytes, want " want "+1"
+        if ($30 == "" || $30 < want + 1 || $30 > want + 2) {
+            print "FAIL: " $5 " record size " $25 ": " $30 " records for " $7 " bytes, want " want "+1"
             bad = 1
         }
     }
