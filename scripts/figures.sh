@@ -8,7 +8,8 @@
 # Usage: scripts/figures.sh [--out DIR] [--quick] [--repeat N] [--seed S]
 #                           [--size BYTES] [--anic PATH]
 #        scripts/figures.sh --replot [--out DIR]
-#   --out DIR     output directory (default ./figures-out; created)
+#   --out DIR     output directory (default ./figures-out; created); its fig*,
+#                 report.md, readme.png, gnuplot.log and raw/ are replaced
 #   --quick       4M transfers, N=1: under 5 minutes (run by ctest test_figures)
 #   --repeat N    runs per point (default 5; --quick: 1), seeds S..S+N-1
 #   --seed S      first fault seed (default 1)
@@ -59,6 +60,8 @@ else
 fi
 case $REPEAT in ''|*[!0-9]*) die "--repeat: expected 1..20, got '$REPEAT'" ;; esac
 [ "$REPEAT" -ge 1 ] && [ "$REPEAT" -le 20 ] || die "--repeat: expected 1..20, got '$REPEAT'"
+case $SIZE in [1-9]*) ;; *) die "--size: expected BYTES with an optional K, M or G, got '$SIZE'" ;; esac
+case ${SIZE%[KMG]} in *[!0-9]*) die "--size: expected BYTES with an optional K, M or G, got '$SIZE'" ;; esac
 case $SEED in ''|*[!0-9]*) die "--seed: expected a number, got '$SEED'" ;; esac
 [ ${#SEED} -le 9 ] || die "--seed: at most 9 digits"
 if [ $REPLOT = 0 ]; then
