@@ -63,6 +63,8 @@ static void usage_serve(FILE *f)
         "  --rx-reorder-buf B  NIC RX: ciphertext bytes held per flow across a hole, so\n"
         "                        reordering and loss don't lose sync (default 262144;\n"
         "                        0 = the paper's NIC)\n"
+        "  --record-size N     plaintext bytes per TLS record sent (1..16384, default 16384;\n"
+        "                        every TLS mode)\n"
         "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
         "                        uses); fewer: installs fail and connections fall back to\n"
         "                        host crypto (counted *_ctx_install_failed)\n"
@@ -177,6 +179,7 @@ enum {
     OPT_SEND_TIMEOUT,
     OPT_MAX_CONNS,
     OPT_TCP_RETRIES,
+    OPT_RECORD_SIZE,
 };
 
 static const struct option serve_opts[] = {
@@ -212,6 +215,7 @@ static const struct option serve_opts[] = {
     {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"tcp-retries-time", required_argument, NULL, OPT_TCP_RETRIES},
+    {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -358,6 +362,10 @@ static int cmd_serve(int argc, char **argv)
                 cfg.rx_hint = true;
             else
                 return bad("rx-resync", optarg);
+            break;
+        case OPT_RECORD_SIZE:
+            if (parse_u32(optarg, 1, 16384, &cfg.record_size) < 0)
+                return bad("record-size", optarg);
             break;
         case OPT_NIC_CONTEXTS:
             if (parse_u32(optarg, 1, 1u << 16, &cfg.nic_contexts) < 0)

@@ -188,6 +188,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
             .ca_out_path = cfg->ca_out_path,
             .server_ip = cfg->host_ip,
             .keylog_path = cfg->keylog_path,
+            .record_size = cfg->record_size,
         };
         rt->tls = tls_server_new(&tc, err, errlen);
         if (!rt->tls)

@@ -30,6 +30,7 @@ struct app_runtime_cfg {
     uint32_t nic_contexts;                   /* NIC flow-context table size (0 = max_flows) */
     uint32_t rx_reorder_bytes;               /* NIC RX: ciphertext held per flow across holes */
     bool rx_hint;                            /* RX resync by host hints instead of NIC search */
+    uint32_t record_size;                    /* TLS plaintext bytes per TX record (0 = 16384) */
     struct nic_fault_cfg fault_tx, fault_rx; /* seeds are chosen here if unset */
     const char *pcap_path, *keylog_path, *cert_path, *key_path, *ca_out_path;
     struct app_listener listeners[APP_SERVER_MAX_LISTENERS];

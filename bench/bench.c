@@ -41,6 +41,7 @@
 #include "app_http.h"
 #include "app_runtime.h"
 #include "app_stats.h"
+#include "tls_record.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -85,6 +86,7 @@
 #define BENCH_MAXTIME_RATE   10e6 /* B/s assumed without faults; / (1 + P) under P % faults */
 #define BENCH_SETTLE_MS      100u
 #define BENCH_IDLE_WAIT_MS   3000u
+#define BENCH_DESC_BYTES     64u /* a TX descriptor or a completion entry (nic/nic_abi.h) */
 #define BENCH_MARK           "\n@@anic-bench@@ "
 #define BENCH_MODE_W         12 /* width of a mode name column ("nic-tagcache") */
 /* The sweep's target: nic throughput within 11 % of plain at 5 % TX loss. */
@@ -119,6 +121,7 @@ struct bench_opts {
     struct nic_fault_cfg fault_tx, fault_rx;
     bool fault_tx_set, fault_rx_set;
     uint32_t rx_reorder_bytes; /* --rx-reorder-buf (cfg.rx_reorder_bytes) */
+    uint32_t record_size;      /* --record-size (cfg.record_size; 0 = 16384) */
     bool rx_reorder_set;
     bool rx_hint; /* --rx-resync hint */
     enum sweep_kind sweep;
@@ -141,6 +144,11 @@ struct ctr_delta {
     bool offload;        /* the mode is nic or nic-tagcache: dump/retransmit are its policy's */
     uint64_t dump_bytes; /* offload_<policy>.tx_tls_dump_bytes */
     uint64_t retx_bytes; /* offload_<policy>.tx_tls_retransmit_bytes */
+    /* Host <-> NIC traffic beyond the payload (a PCIe proxy), NIC-wide:
+       nic_tls.tx_tls_ooo (PROGRESS descriptors), .tx_tls_dump_packets (DUMP
+       descriptors), .tx_tls_tag_reports (completions carrying a tag). */
+    uint64_t progress_descs, dump_descs, tag_reports;
+    uint64_t tx_records; /* tls_<mode>.tx_records: records the server sealed or framed */
     uint64_t tx_pkts;    /* fault_tx.packets_in: packets the NIC put on the wire */
     uint64_t tx_dropped; /* fault_tx.dropped: ... and the fault stage dropped */
     uint64_t rx_pkts;    /* fault_rx.packets_in: packets the kernel sent to the NIC */
@@ -243,6 +251,9 @@ static void usage(FILE *f)
         "                    NIC RX: ciphertext held per flow across a hole (suffix K/M,\n"
         "                      at most 64M; default the runtime's, 256K); 0 = the\n"
         "                      paper's NIC, which keeps nothing and resyncs instead\n"
+        "  --record-size BYTES\n"
+        "                    plaintext bytes per TLS record the server sends (1..16K,\n"
+        "                      suffix K; default 16K); every TLS mode\n"
         "  --rx-resync nic|hint\n"
         "                    how the NIC finds records again after losing track: nic =\n"
         "                      its own search/track/resync request (default), hint =\n"
@@ -291,8 +302,12 @@ static void usage(FILE *f)
         "CSV columns: mode,direction,size_bytes,seconds,mbps,host_cpu_s,nic_cpu_s,\n"
         "nic_user_s,host_cpu_s_per_gb,nic_cpu_s_per_gb,fault_tx,fault_rx,tx_loss_pct,\n"
         "dump_bytes,retransmit_bytes,rx_fault,records_full_pct,records_partial_pct,\n"
-        "rx_reorder_bytes,rx_resync (one row per successful transfer, sweeps included;\n"
-        "dump_bytes/retransmit_bytes only for nic modes; rx_fault = the RX stage's loss\n"
+        "rx_reorder_bytes,rx_resync,record_size,progress_descs,dump_descs,tag_reports,\n"
+        "host_nic_extra_bytes,tx_records (one row per successful transfer, sweeps\n"
+        "included; tx_records = records the server sent, TLS modes only;\n"
+        "dump_bytes/retransmit_bytes and the last five only for nic modes;\n"
+        "host_nic_extra_bytes = dump bytes + 64 B per PROGRESS/DUMP descriptor and tag\n"
+        "report, a PCIe proxy; rx_fault = the RX stage's loss\n"
         "and reorder, e.g. 'reorder 2%% gap 3', or 'none'; records_*_pct only for uploads\n"
         "of sw/nic/nic-tagcache; failed transfers are only in the table). --micro writes\n"
         "no CSV.\n"
@@ -322,6 +337,7 @@ enum {
     OPT_RX_REORDER_SWEEP,
     OPT_RX_REORDER_BUF,
     OPT_RX_RESYNC,
+    OPT_RECORD_SIZE,
     OPT_SEED,
     OPT_MICRO,
 };
@@ -339,6 +355,7 @@ static const struct option bench_opts_long[] = {
     {"rx-reorder-sweep", optional_argument, NULL, OPT_RX_REORDER_SWEEP},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER_BUF},
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
+    {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
     {"seed", required_argument, NULL, OPT_SEED},
     {"micro", no_argument, NULL, OPT_MICRO},
     {"help", no_argument, NULL, 'h'},
@@ -554,6 +571,13 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             if ((rc = parse_values(sweep_opt[k], list ? list : BENCH_DEFAULT_LOSSES, o)) != 0)
                 return rc;
             o->sweep = k;
+            break;
+        }
+        case OPT_RECORD_SIZE: {
+            uint64_t bytes;
+            if (parse_size(optarg, &bytes) < 0 || bytes < 1 || bytes > TLS_MAX_PLAINTEXT)
+                return bad("record-size", optarg, "expected 1..16K plaintext bytes");
+            o->record_size = (uint32_t)bytes;
             break;
         }
         case OPT_RX_REORDER_BUF: {
@@ -924,6 +948,12 @@ static void read_counters(struct bench *b, enum tls_mode mode, struct ctr_delta 
         c->dump_bytes = app_stats_get(st, n, sec, "tx_tls_dump_bytes");
         c->retx_bytes = app_stats_get(st, n, sec, "tx_tls_retransmit_bytes");
     }
+    c->progress_descs = app_stats_get(st, n, "nic_tls", "tx_tls_ooo");
+    c->dump_descs = app_stats_get(st, n, "nic_tls", "tx_tls_dump_packets");
+    c->tag_reports = app_stats_get(st, n, "nic_tls", "tx_tls_tag_reports");
+    const char *tsec = mode == TLS_MODE_MBEDTLS ? "tls_mbedtls" : records_section(mode);
+    if (tsec)
+        c->tx_records = app_stats_get(st, n, tsec, "tx_records");
     c->tx_pkts = app_stats_get(st, n, "fault_tx", "packets_in");
     c->tx_dropped = app_stats_get(st, n, "fault_tx", "dropped");
     c->rx_pkts = app_stats_get(st, n, "fault_rx", "packets_in");
@@ -953,6 +983,10 @@ static void ctr_sub(const struct ctr_delta *after, const struct ctr_delta *befor
     d->offload = after->offload;
     d->dump_bytes = sub0(after->dump_bytes, before->dump_bytes);
     d->retx_bytes = sub0(after->retx_bytes, before->retx_bytes);
+    d->progress_descs = sub0(after->progress_descs, before->progress_descs);
+    d->dump_descs = sub0(after->dump_descs, before->dump_descs);
+    d->tag_reports = sub0(after->tag_reports, before->tag_reports);
+    d->tx_records = sub0(after->tx_records, before->tx_records);
     d->tx_pkts = sub0(after->tx_pkts, before->tx_pkts);
     d->tx_dropped = sub0(after->tx_dropped, before->tx_dropped);
     d->rx_pkts = sub0(after->rx_pkts, before->rx_pkts);
@@ -1231,7 +1265,21 @@ static void csv_row(struct bench *b, enum tls_mode mode, int dir, const struct r
         fprintf(b->csv, ",%.3f,%.3f", full, partial);
     else
         fputs(",,", b->csv);
-    fprintf(b->csv, ",%" PRIu32 ",%s\n", b->o.rx_reorder_bytes, b->o.rx_hint ? "hint" : "nic");
+    fprintf(b->csv, ",%" PRIu32 ",%s,%" PRIu32, b->o.rx_reorder_bytes,
+            b->o.rx_hint ? "hint" : "nic", b->o.record_size ? b->o.record_size : TLS_MAX_PLAINTEXT);
+    /* Extra host <-> NIC bytes: dump payload plus one descriptor or
+       completion (64 B, nic/nic_abi.h) per PROGRESS, DUMP and tag report. */
+    if (r->ctr.offload)
+        fprintf(b->csv, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64, r->ctr.progress_descs,
+                r->ctr.dump_descs, r->ctr.tag_reports,
+                r->ctr.dump_bytes + BENCH_DESC_BYTES * (r->ctr.progress_descs + r->ctr.dump_descs +
+                                                        r->ctr.tag_reports));
+    else
+        fputs(",,,,", b->csv);
+    if (mode != TLS_MODE_NONE)
+        fprintf(b->csv, ",%" PRIu64 "\n", r->ctr.tx_records);
+    else
+        fputs(",\n", b->csv);
     fflush(b->csv);
 }
 
@@ -1442,6 +1490,7 @@ static int runtime_up(struct bench *b, const struct nic_fault_cfg *fault_tx,
     cfg.fault_rx = *fault_rx;
     cfg.rx_reorder_bytes = b->o.rx_reorder_bytes;
     cfg.rx_hint = b->o.rx_hint;
+    cfg.record_size = b->o.record_size;
     cfg.ca_out_path = b->ca_path;
     cfg.n_listeners = 0;
     for (unsigned i = 0; i < b->o.n_modes; i++)
@@ -1505,6 +1554,8 @@ static void print_nic_rx(const struct bench *b)
         printf(" (%" PRIu32 " KiB per flow)", b->o.rx_reorder_bytes / 1024);
     printf(", rx-resync %s\n",
            b->o.rx_hint ? "hint (host posts next-record hints)" : "nic (search/track/request)");
+    printf("  TLS records sent: %u plaintext bytes at most\n",
+           b->o.record_size ? b->o.record_size : TLS_MAX_PLAINTEXT);
 }
 
 static void print_header(struct bench *b)
@@ -1990,7 +2041,8 @@ int bench_main(int argc, char **argv)
         fprintf(b->csv, "mode,direction,size_bytes,seconds,mbps,host_cpu_s,nic_cpu_s,nic_user_s,"
                         "host_cpu_s_per_gb,nic_cpu_s_per_gb,fault_tx,fault_rx,tx_loss_pct,"
                         "dump_bytes,retransmit_bytes,rx_fault,records_full_pct,"
-                        "records_partial_pct,rx_reorder_bytes,rx_resync\n");
+                        "records_partial_pct,rx_reorder_bytes,rx_resync,record_size,"
+                        "progress_descs,dump_descs,tag_reports,host_nic_extra_bytes,tx_records\n");
         fflush(b->csv);
     }
     if (uploads) {

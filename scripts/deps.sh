@@ -4,7 +4,8 @@
 set -eu
 
 # clang + libclang-rt-14-dev: libFuzzer and the sanitizer runtimes for scripts/fuzz.sh.
-PKGS="gcc make cmake pkg-config liblwip-dev libmbedtls-dev libssl-dev libpcap-dev check
+# gnuplot-nox: the plots of scripts/figures.sh.
+PKGS="gcc make cmake pkg-config liblwip-dev libmbedtls-dev libssl-dev libpcap-dev check gnuplot-nox
       curl openssl tshark iproute2 procps clang libclang-rt-14-dev wrk nginx-light"
 
 missing=""

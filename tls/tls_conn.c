@@ -529,12 +529,12 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
     const uint8_t *p = buf;
     size_t done = 0;
     while (done < len) {
-        if (c->tx_pt_len == TLS_MAX_PLAINTEXT && !emit_record(c))
+        if (c->tx_pt_len >= c->srv->record_size && !emit_record(c))
             break;
         uint8_t *stage = stage_buf(c);
         if (!stage)
             break;
-        size_t n = TLS_MAX_PLAINTEXT - c->tx_pt_len;
+        size_t n = c->srv->record_size - c->tx_pt_len;
         if (n > len - done)
             n = len - done;
         memcpy(stage + c->tx_pt_len, p + done, n);
@@ -551,7 +551,7 @@ size_t tls_conn_send_space(struct tls_conn *c)
     size_t room = tcp_sndbuf(c->pcb);
     if (c->mode == TLS_MODE_NONE)
         return room;
-    size_t staged_free = TLS_MAX_PLAINTEXT - c->tx_pt_len;
+    size_t staged_free = c->srv->record_size - c->tx_pt_len;
     size_t wire = room > TLS_RECORD_OVERHEAD ? room - TLS_RECORD_OVERHEAD : 0;
     return staged_free + (wire > c->tx_pt_len ? wire - c->tx_pt_len : 0);
 }

@@ -20,6 +20,7 @@ struct tls_server {
     mbedtls_pk_context key;
     mbedtls_ssl_config conf;
     FILE *keylog;
+    size_t record_size; /* TX record plaintext limit (tls_server_cfg.record_size) */
     struct tls_offload *offload;
     struct tls_counters counters[TLS_MODE_COUNT];
 };

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE /* mkostemp */
 #include "tls_server.h"
 #include "tls_internal.h"
+#include "tls_record.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -247,6 +248,13 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    if (cfg->record_size > TLS_MAX_PLAINTEXT) {
+        snprintf(err, errlen, "record size %u: at most %u plaintext bytes", cfg->record_size,
+                 TLS_MAX_PLAINTEXT);
+        free(s);
+        return NULL;
+    }
+    s->record_size = cfg->record_size ? cfg->record_size : TLS_MAX_PLAINTEXT;
     mbedtls_entropy_init(&s->entropy);
     mbedtls_ctr_drbg_init(&s->drbg);
     mbedtls_x509_crt_init(&s->chain);

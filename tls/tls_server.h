@@ -21,6 +21,7 @@ struct tls_server_cfg {
     const char *ca_out_path;          /* where the generated CA is written */
     uint32_t server_ip;               /* network byte order, for the leaf's SAN */
     const char *keylog_path;          /* NULL: no NSS key log */
+    uint32_t record_size; /* plaintext bytes per TX record, 1..TLS_MAX_PLAINTEXT (0 = 16384) */
 };
 
 /* Counters (docs/design.md §9: software side + connection outcomes). */
