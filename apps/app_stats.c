@@ -116,6 +116,15 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD("driver", dc, rx_resync_requests);
         ADD("driver", dc, rx_pool_exhausted);
         ADD("driver", dc, rx_bufs_allocated);
+        ADD("driver", dc, rx_bufs_held);
+        ADD("driver", dc, rx_compacted);
+        ADD("driver", dc, rx_compacted_bytes);
+        ADD("driver", dc, rx_compact_failed);
+        ADD("driver", dc, rx_compact_live);
+        ADD("driver", dc, rx_ooseq_dropped);
+        ADD("driver", dc, rx_ooseq_dropped_bytes);
+        ADD("driver", dc, rx_unread_refused);
+        ADD("driver", dc, rx_sweeps);
         ADD("driver", dc, polls);
         const struct stack_rto_counters *rc = stack_rto_counters();
         ADD("tcp", *rc, fast_rto_fired);

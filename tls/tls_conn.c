@@ -49,7 +49,8 @@ struct tls_conn {
     uint64_t tx_acked; /* TCP bytes acknowledged by the peer */
     bool eof_seen, eof_told, upper_closed, rx_stalled;
 
-    struct pbuf *rxq; /* received, not yet consumed */
+    struct pbuf *rxq;               /* received, not yet consumed */
+    uint32_t rxq_pbufs, rxq_pinned; /* pbufs in rxq, and those holding an RX buffer */
 
     /* mbed TLS (handshake; and the record layer in TLS_MODE_MBEDTLS) */
     mbedtls_ssl_context ssl;
@@ -269,10 +270,17 @@ static void conn_kill(struct tls_conn *c, bool rst)
 
 /* lwIP can hand us a pbuf trimmed to length 0 (an old first IP fragment of
    a retransmission): unlink such heads, or the consumers would spin on them. */
+static void rxq_unlinked(struct tls_conn *c, const struct pbuf *h)
+{
+    c->rxq_pbufs--;
+    c->rxq_pinned -= stack_rx_pbuf_pinned(h);
+}
+
 static void rxq_drop_empty(struct tls_conn *c)
 {
     while (c->rxq && c->rxq->len == 0) {
         struct pbuf *h = c->rxq;
+        rxq_unlinked(c, h);
         c->rxq = h->next;
         if (c->rxq)
             pbuf_ref(c->rxq); /* the chain's reference now belongs to the new head */
@@ -283,6 +291,12 @@ static void rxq_drop_empty(struct tls_conn *c)
 static void rxq_consume(struct tls_conn *c, size_t n)
 {
     c->rx_consumed += n;
+    /* the pbufs pbuf_free_header() frees: those the n bytes cover whole */
+    size_t left = n;
+    for (const struct pbuf *q = c->rxq; q && left > 0 && left >= q->len; q = q->next) {
+        left -= q->len;
+        rxq_unlinked(c, q);
+    }
     c->rxq = pbuf_free_header(c->rxq, (u16_t)n);
     rxq_drop_empty(c);
     while (n) {
@@ -858,6 +872,30 @@ void tls_conn_resume(struct tls_conn *c)
 
 /* --- lwIP callbacks --- */
 
+/* Receive memory limits (stack/stack_driver.h, struct stack_rx_limits) for
+   unread input: at most unread_pbufs pbufs queued (else refuse p: false),
+   and at most the connection's share of RX buffers pinned (else p is copied
+   into compact memory, marks and views kept). Counts p into the queue. */
+static bool rxq_admit(struct tls_conn *c, struct pbuf **p)
+{
+    const struct stack_rx_limits *lim = stack_rx_limits_of(*p);
+    uint32_t n = pbuf_clen(*p), pinned = 0;
+    for (const struct pbuf *q = *p; q; q = q->next)
+        pinned += stack_rx_pbuf_pinned(q);
+    if (lim && c->rxq && c->rxq_pbufs + n > lim->unread_pbufs) {
+        stack_rx_note_refused(*p);
+        return false;
+    }
+    if (pinned && c->rxq_pinned + pinned > stack_rx_share(*p)) {
+        uint32_t freed = 0;
+        *p = stack_rx_compact_chain(*p, &freed);
+        pinned -= freed;
+    }
+    c->rxq_pbufs += n;
+    c->rxq_pinned += pinned;
+    return true;
+}
+
 static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 {
     struct tls_conn *c = arg;
@@ -876,6 +914,9 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
         process_input(c);
         if (c->state == CONN_HANDSHAKE || (c->state == CONN_CLOSING && !c->rxq))
             conn_kill(c, false);
+    } else if (!rxq_admit(c, &p)) {
+        conn_leave(c);
+        return ERR_MEM; /* lwIP keeps p and offers it again */
     } else {
         if (c->rxq)
             pbuf_cat(c->rxq, p);
