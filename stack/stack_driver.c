@@ -64,7 +64,7 @@ struct stack_driver {
     uint32_t rx_nfree;     /* on free_list (pool_lock) */
     uint64_t compact_live; /* compact copies alive (atomic: freed on any thread) */
     struct stack_rx_limits lim;
-    uint32_t last_sweep_ms;
+    uint32_t last_sweep_ms, last_sweep_held;
 
     struct stack_offload_ops offload;
     bool in_space_hook; /* tx_ring_space is running */
@@ -540,21 +540,24 @@ static void rx_limit_ooseq(struct stack_driver *drv, struct tcp_pcb *pcb, uint32
     }
 }
 
-/* Walk the active connections when lwIP holds many buffers (at most every
-   RX_SWEEP_MS, or at once when the pool runs low). */
+/* Walk the active connections when lwIP holds many buffers: once it holds
+   conn_bufs more than after the last sweep, or RX_SWEEP_MS later, or at
+   once when the pool runs low (the share shrinks). */
 static void rx_maybe_sweep(struct stack_driver *drv)
 {
     uint32_t held = rx_held(drv), share = rx_share(drv);
     if (held < drv->lim.sweep_held)
         return;
     uint32_t now = sys_now();
-    if (share >= drv->lim.conn_bufs && now - drv->last_sweep_ms < RX_SWEEP_MS)
+    if (share >= drv->lim.conn_bufs && held < drv->last_sweep_held + drv->lim.conn_bufs &&
+        now - drv->last_sweep_ms < RX_SWEEP_MS)
         return;
-    drv->last_sweep_ms = now;
     drv->c.rx_sweeps++;
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
         if (pcb->ooseq || pcb->refused_data)
             rx_limit_ooseq(drv, pcb, share);
+    drv->last_sweep_ms = now;
+    drv->last_sweep_held = rx_held(drv);
 }
 
 unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
