@@ -117,6 +117,7 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
         ADD("driver", dc, rx_pool_exhausted);
         ADD("driver", dc, rx_bufs_allocated);
         ADD("driver", dc, rx_bufs_held);
+        ADD("driver", dc, rx_bufs_held_peak);
         ADD("driver", dc, rx_compacted);
         ADD("driver", dc, rx_compacted_bytes);
         ADD("driver", dc, rx_compact_failed);

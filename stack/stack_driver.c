@@ -546,6 +546,8 @@ static void rx_limit_ooseq(struct stack_driver *drv, struct tcp_pcb *pcb, uint32
 static void rx_maybe_sweep(struct stack_driver *drv)
 {
     uint32_t held = rx_held(drv), share = rx_share(drv);
+    if (held > drv->c.rx_bufs_held_peak)
+        drv->c.rx_bufs_held_peak = held;
     if (held < drv->lim.sweep_held)
         return;
     uint32_t now = sys_now();

@@ -40,8 +40,9 @@ struct stack_driver_counters {
        when it acts, and gauges of what is held. */
     uint64_t rx_compacted, rx_compacted_bytes, rx_compact_failed, rx_ooseq_dropped,
         rx_ooseq_dropped_bytes, rx_unread_refused, rx_sweeps;
-    uint64_t rx_bufs_held;    /* gauge: RX buffers lwIP or the app hold (not free, not posted) */
-    uint64_t rx_compact_live; /* gauge: compact copies alive */
+    uint64_t rx_bufs_held;      /* gauge: RX buffers lwIP or the app hold (not free, not posted) */
+    uint64_t rx_bufs_held_peak; /* the most rx_bufs_held seen after a poll */
+    uint64_t rx_compact_live;   /* gauge: compact copies alive */
 };
 
 /* Receive memory per connection (docs/design.md §7). RX buffers are

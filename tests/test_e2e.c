@@ -66,7 +66,7 @@
  *                         reorder-rx tshark tx-loss1 tx-loss5 tx-reorder5 tx-dup1
  *                         rx-reorder2 rx-loss1 rx-loss5 rx-dup1 rx-corrupt01
  *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 rx-inject tshark-nic
- *                         tx-noctx1 slow-clients conn-flood blackout-tx
+ *                         tx-noctx1 slow-clients conn-flood blackout-tx rx-hog
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -75,6 +75,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -739,6 +740,8 @@ enum {
     T_FLOOD = 1u << 7,
     /* a download across a 6 s TX blackout */
     T_BLACKOUT = 1u << 8,
+    /* never-reading clients trickling tiny segments during a download */
+    T_RXHOG = 1u << 9,
 };
 
 struct profile {
@@ -799,6 +802,7 @@ static const char *const slow_args[] = {"--handshake-timeout",
                                         NULL};
 #define FLOOD_MAX_CONNS_S "50"
 static const char *const flood_args[] = {"--max-conns", FLOOD_MAX_CONNS_S, NULL};
+static const char *const hog_args[] = {"--send-timeout", "4", NULL};
 
 static struct profile profiles[] = {
     /* Classic profiles: every mode. */
@@ -848,6 +852,8 @@ static struct profile profiles[] = {
     {.name = "slow-clients", .tests = T_SLOW, .seed_off = 20000, .args = slow_args},
     {.name = "conn-flood", .tests = T_FLOOD, .seed_off = 21000, .args = flood_args},
     {.name = "blackout-tx", .tests = T_BLACKOUT, .tx = "blackout 6s after 3000", .seed_off = 22000},
+    /* Receive memory: clients that pin RX buffers (test_rx_hog). */
+    {.name = "rx-hog", .tests = T_RXHOG, .seed_off = 24000, .args = hog_args},
 };
 #define N_PROFILES ((int)(sizeof(profiles) / sizeof(profiles[0])))
 
@@ -1899,7 +1905,7 @@ static void check_tx_offload(struct fails *f, const char *js)
     /* The load profiles' connection bursts overrun the NIC's RX buffers
      * (nic.rx_no_buffer): ACKs are lost there and segments resent. An
      * attacker who forges acceptable data makes both ends retransmit. */
-    if (!cur->tx && !cur->rx && !(cur->tests & (T_SLOW | T_FLOOD | T_INJECT))) {
+    if (!cur->tx && !cur->rx && !(cur->tests & (T_SLOW | T_FLOOD | T_INJECT | T_RXHOG))) {
         /* Nothing lost, nothing retransmitted: no resync at all. */
         if (ooo || d_ooo || t_ooo)
             fail_add(f,
@@ -3278,6 +3284,117 @@ START_TEST(test_conn_flood)
 }
 END_TEST
 
+/* rx-hog: HOG_CONNS clients ask for a huge download they never read (4 KiB
+ * receive buffer) and then trickle pipelined requests in segments of at most
+ * 88 bytes (TCP_MAXSEG, TCP_NODELAY) for HOG_S seconds. The server stops
+ * reading while its response is stuck, so every segment stays queued as
+ * unread input: without limits each pins a whole RX buffer, and the pool
+ * (8192) runs dry for everybody. */
+#define HOG_CONNS 8
+#define HOG_S     8.0
+
+static void hog_child(void *arg)
+{
+    (void)arg;
+    ns_enter_or_exit(cur->srv.ns);
+    int fds[HOG_CONNS];
+    static const char req[] = "GET /bytes/1000000000 HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char pipe_req[] = "GET /bytes/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < HOG_CONNS; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1, mss = 88, rcv = 4096;
+        setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+        setsockopt(fds[i], IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss));
+        setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(80)};
+        inet_pton(AF_INET, HOST, &sa.sin_addr);
+        if (connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+            send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1) {
+            printf("hog %d: %s\n", i, strerror(errno));
+            _exit(3);
+        }
+        fcntl(fds[i], F_SETFL, O_NONBLOCK);
+    }
+    uint64_t sent = 0;
+    size_t at[HOG_CONNS] = {0};
+    double t0 = now_s();
+    for (unsigned round = 0; now_s() - t0 < HOG_S && round < 2000000; round++) {
+        for (int i = 0; i < HOG_CONNS; i++) {
+            size_t n = 1 + round % 7; /* a few bytes at a time */
+            size_t off = at[i] % (sizeof(pipe_req) - 1);
+            if (n > sizeof(pipe_req) - 1 - off)
+                n = sizeof(pipe_req) - 1 - off;
+            ssize_t r = send(fds[i], pipe_req + off, n, MSG_NOSIGNAL);
+            if (r > 0) {
+                sent += (uint64_t)r;
+                at[i] += (size_t)r;
+            }
+        }
+        usleep(300);
+    }
+    for (int i = 0; i < HOG_CONNS; i++)
+        close(fds[i]);
+    printf("trickled %" PRIu64 " bytes\n", sent);
+    fflush(stdout);
+    _exit(0);
+}
+
+/* Never-reading trickling clients during a download: the download completes
+ * byte-exact, the limits acted (compact copies, refused unread input) and were
+ * counted, the pool never ran dry, and once the hogs are gone (reset by the
+ * send timeout) every buffer and copy is back. */
+START_TEST(test_rx_hog)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    struct bg_get g;
+    ck_assert_msg(bg_get_start(&g, MODE_NIC), "cannot start the download");
+    sleep_ms(300);
+    char out[512];
+    struct run_io io = {.out = out, .out_cap = sizeof(out)};
+    int rc = run_proc(NULL, hog_child, NULL, &io, HOG_S + 20);
+    trim(out);
+    note("[%s] hogs: %s", cur->name, out);
+    record("never-reading trickling clients", io.secs, rc == 0);
+    if (rc != 0)
+        fail_add(&f, "hog process rc %d: %s", rc, out);
+    bg_get_finish(&f, &g, MODE_NIC, "GET nic /bytes/64M during the hogs");
+    sleep_ms(5000); /* the send timeout (4 s) resets the hogs */
+    const char *js = fetch_stats(&f, "hog-end", true);
+    if (js) {
+        uint64_t held_peak = stat_of(&f, js, "driver", "rx_bufs_held_peak");
+        uint64_t comp = stat_of(&f, js, "driver", "rx_compacted");
+        uint64_t refused = stat_of(&f, js, "driver", "rx_unread_refused");
+        uint64_t exhausted = stat_of(&f, js, "driver", "rx_pool_exhausted");
+        uint64_t held = stat_of(&f, js, "driver", "rx_bufs_held");
+        uint64_t clive = stat_of(&f, js, "driver", "rx_compact_live");
+        uint64_t timeouts = stat_of(&f, js, "server", "http_timeout_send");
+        note("[%s] rx_compacted %" PRIu64 ", rx_unread_refused %" PRIu64
+             ", rx_pool_exhausted %" PRIu64 ", then rx_bufs_held %" PRIu64
+             ", rx_compact_live %" PRIu64 ", http_timeout_send %" PRIu64
+             ", rx_bufs_held_peak %" PRIu64,
+             cur->name, comp, refused, exhausted, held, clive, timeouts, held_peak);
+        if (comp == 0)
+            fail_add(&f, "driver.rx_compacted = 0: the hogs never went over their share");
+        if (exhausted)
+            fail_add(&f, "driver.rx_pool_exhausted = %" PRIu64 " (want 0)", exhausted);
+        if (held_peak > 2 * HOG_CONNS * 64 + 256)
+            fail_add(&f, "driver.rx_bufs_held = %" PRIu64 " during the hogs (want <= %d)",
+                     held_peak, 2 * HOG_CONNS * 64 + 256);
+        if (clive || held > 8)
+            fail_add(&f,
+                     "after the hogs: rx_compact_live %" PRIu64 ", rx_bufs_held %" PRIu64
+                     " (want 0, ~0)",
+                     clive, held);
+        if (timeouts != HOG_CONNS)
+            fail_add(&f, "server.http_timeout_send = %" PRIu64 ", want %d", timeouts, HOG_CONNS);
+    }
+    check_still_serving(&f, MODE_PLAIN, "the hogs");
+    check_still_serving(&f, MODE_NIC, "the hogs");
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
 /* A download across a 6 s blackout of the TX wire (the profile's fault
  * spec): the fast retransmission timer backs off but must not spend lwIP's
  * retry budget (which ran out after ~4.5 s): the transfer resumes and
@@ -3365,6 +3482,8 @@ static Suite *make_suite(void)
             tcase_add_test(tc, test_slow_clients);
         if (t & T_FLOOD)
             tcase_add_test(tc, test_conn_flood);
+        if (t & T_RXHOG)
+            tcase_add_test(tc, test_rx_hog);
         if (t & T_BLACKOUT)
             tcase_add_test(tc, test_blackout);
         tcase_add_test(tc, test_stats);
