@@ -48,6 +48,7 @@ struct load_opts {
     bool nginx;
     const char *csv_path;
     unsigned soak_s, soak_round_s, soak_conns; /* --soak: 0 = the benchmark */
+    unsigned hs_s, hs_par;                     /* --load-handshakes: s_time seconds, processes */
     const char *soak_fault;
 };
 
@@ -775,6 +776,63 @@ static int run_soak(struct load *L)
     return load_stop ? 130 : ok ? 0 : 1;
 }
 
+/* ---- handshake rate (--load-handshakes S): openssl s_time, full handshakes ---- */
+
+/* P parallel `openssl s_time -new` for S seconds against addr:port; returns
+   full handshakes per second (summed), or -1. */
+static double handshake_rate(struct load *L, const char *addr, int port)
+{
+    char openssl[256], sh[256], cmd[1024], out[LOAD_OUT_CAP];
+    if (!find_tool("openssl", openssl, sizeof(openssl)) || !find_tool("sh", sh, sizeof(sh)))
+        return -1;
+    snprintf(cmd, sizeof(cmd),
+             "i=0; while [ $i -lt %u ]; do %s s_time -connect %s:%d -new -tls1_2 -cipher %s "
+             "-time %u | grep ' real seconds' & i=$((i+1)); done; wait",
+             L->o.hs_par, openssl, addr, port, LOAD_CIPHER, L->o.hs_s);
+    char *argv[] = {sh, "-c", cmd, NULL};
+    double t0 = now_s();
+    if (run_capture(argv, out, sizeof(out), NULL, L->o.hs_s + LOAD_WRK_GRACE_S) != 0)
+        return -1;
+    double wall = now_s() - t0; /* s_time's own clock has whole seconds */
+    uint64_t total = 0;
+    unsigned runs = 0;
+    for (const char *p = out; (p = strstr(p, " connections in ")); p++) {
+        const char *b = p;
+        while (b > out && b[-1] != '\n')
+            b--;
+        unsigned long n = 0;
+        double secs = 0;
+        if (sscanf(b, "%lu connections in %lf real", &n, &secs) == 2) {
+            total += n;
+            runs++;
+        }
+    }
+    return runs == L->o.hs_par && wall > 0 ? (double)total / wall : -1;
+}
+
+static void run_handshakes(struct load *L)
+{
+    char host[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
+    printf("handshakes: %u x openssl s_time -new -tls1_2 -cipher %s, %u s (full handshakes, "
+           "ECDSA P-256)\n",
+           L->o.hs_par, LOAD_CIPHER, L->o.hs_s);
+    for (unsigned mi = 0; mi < L->o.n_modes && !load_stop; mi++) {
+        enum tls_mode m = L->o.modes[mi];
+        if (m == TLS_MODE_NONE)
+            continue;
+        double r = handshake_rate(L, host, anic_port(m));
+        printf("  anic %-5s %8.0f handshakes/s\n", mode_label(m), r);
+        fflush(stdout);
+        sleep_ms(LOAD_SETTLE_MS);
+    }
+    if (L->o.nginx && !load_stop) {
+        double r = handshake_rate(L, LOAD_NGINX_ADDR, LOAD_NGINX_HTTPS);
+        printf("  nginx      %8.0f handshakes/s (%u worker%s)\n", r, L->o.nginx_workers,
+               L->o.nginx_workers == 1 ? "" : "s");
+    }
+}
+
 /* ---- options ---- */
 
 enum {
@@ -791,6 +849,8 @@ enum {
     OPT_SOAK_ROUND,
     OPT_SOAK_CONNS,
     OPT_SOAK_FAULT,
+    OPT_HANDSHAKES,
+    OPT_HS_PAR,
 };
 
 static const struct option load_long[] = {
@@ -807,6 +867,8 @@ static const struct option load_long[] = {
     {"soak-round", required_argument, NULL, OPT_SOAK_ROUND},
     {"soak-conns", required_argument, NULL, OPT_SOAK_CONNS},
     {"soak-fault", required_argument, NULL, OPT_SOAK_FAULT},
+    {"load-handshakes", required_argument, NULL, OPT_HANDSHAKES},
+    {"handshake-clients", required_argument, NULL, OPT_HS_PAR},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -829,6 +891,9 @@ static void usage(FILE *f)
             "  --nginx-workers N    nginx worker processes (default 1)\n"
             "  --no-nginx           anic only\n"
             "  --csv FILE           per-cell CSV (default " LOAD_DEFAULT_CSV ", - = none)\n"
+            "  --load-handshakes S  instead of wrk: full-handshake rate, openssl s_time -new for\n"
+            "                       S seconds per TLS mode and nginx\n"
+            "  --handshake-clients N  parallel s_time processes (default 4)\n"
             "\n"
             "  --soak S             instead: S seconds (10..86400) of rounds of wrk load on\n"
             "                       anic alone (modes in turn, --load-modes) under faults, each\n"
@@ -888,6 +953,7 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
     o->soak_round_s = 10;
     o->soak_conns = 100;
     o->soak_fault = SOAK_DEFAULT_FLT;
+    o->hs_par = 4;
     uint64_t v[LOAD_MAX_LIST];
     int c, n;
     optind = 1;
@@ -962,6 +1028,16 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             break;
         case OPT_SOAK_FAULT:
             o->soak_fault = optarg;
+            break;
+        case OPT_HANDSHAKES:
+            if (parse_list(optarg, v, 1, 1, 600) != 1)
+                return load_bad("load-handshakes", optarg);
+            o->hs_s = (unsigned)v[0];
+            break;
+        case OPT_HS_PAR:
+            if (parse_list(optarg, v, 1, 1, 64) != 1)
+                return load_bad("handshake-clients", optarg);
+            o->hs_par = (unsigned)v[0];
             break;
         case 'h':
             usage(stdout);
@@ -1076,7 +1152,10 @@ int bench_load_main(int argc, char **argv)
     L->runtime = true;
     if (L->o.nginx && nginx_start(L) < 0)
         goto out;
-    status = L->o.soak_s ? run_soak(L) : run_cells(L);
+    if (L->o.hs_s)
+        run_handshakes(L), status = load_stop ? 130 : 0;
+    else
+        status = L->o.soak_s ? run_soak(L) : run_cells(L);
     if (L->csv)
         printf("CSV: %s\n", L->o.csv_path);
 out:
