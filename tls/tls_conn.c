@@ -848,10 +848,15 @@ static void *hs_main(void *arg)
         w->todo = c->hs_next;
         if (!w->todo)
             w->todo_tail = NULL;
+        bool stopping = w->stop;
         pthread_mutex_unlock(&w->mu);
-        handshaking = c;
-        c->hs_result = mbedtls_ssl_handshake(&c->ssl);
-        handshaking = NULL;
+        if (stopping) { /* the server is going away: no more public-key work */
+            c->hs_result = MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+        } else {
+            handshaking = c;
+            c->hs_result = mbedtls_ssl_handshake(&c->ssl);
+            handshaking = NULL;
+        }
         pthread_mutex_lock(&w->mu);
         c->hs_next = w->done;
         w->done = c;
