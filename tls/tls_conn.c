@@ -917,8 +917,12 @@ bool tls_conn_hs_stop(struct tls_server *srv)
     return true;
 }
 
-/* Write the flight mbed TLS produced; true when all of it is in TCP. */
-static bool hs_flush(struct tls_conn *c)
+/* Write the flight mbed TLS produced into TCP; true when all of it is.
+   Sent at once only if `send`: the last flight (the server's Finished) must
+   leave after the NIC's RX context was posted, or the client's first record
+   could reach the NIC before it (inside tcp_input lwIP defers output the
+   same way, which the synchronous handshake relied on). */
+static bool hs_flush(struct tls_conn *c, bool send)
 {
     while (c->pcb && c->hs_out_off < c->hs_out_len) {
         size_t n = c->hs_out_len - c->hs_out_off, room = tcp_sndbuf(c->pcb);
@@ -929,12 +933,12 @@ static bool hs_flush(struct tls_conn *c)
             break;
         c->hs_out_off += n;
     }
-    if (c->pcb)
+    bool all = c->hs_out_off == c->hs_out_len;
+    if (all)
+        c->hs_out_off = c->hs_out_len = 0;
+    if (c->pcb && (send || !all))
         tcp_output(c->pcb);
-    if (c->hs_out_off < c->hs_out_len)
-        return false;
-    c->hs_out_off = c->hs_out_len = 0;
-    return true;
+    return all;
 }
 
 /* Queue the handshake with the input that arrived since the last step. */
@@ -1008,6 +1012,16 @@ static void hs_complete(struct tls_conn *c)
     }
 }
 
+/* The last flight is in TCP (not sent yet): contexts first, then send. */
+static void hs_finish(struct tls_conn *c)
+{
+    hs_complete(c);
+    if (c->pcb)
+        tcp_output(c->pcb);
+    if (c->state == CONN_OPEN)
+        process_input(c); /* application data that came with the last flight */
+}
+
 /* One worker step is over (tcpip thread, core lock held). */
 static void hs_step_done(struct tls_conn *c)
 {
@@ -1021,23 +1035,21 @@ static void hs_step_done(struct tls_conn *c)
         c->hs_in_off = 0;
     }
     int r = c->hs_result;
-    bool flushed = hs_flush(c);
     if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        hs_flush(c, true);
         hs_kick(c); /* input that came meanwhile */
         process_input(c);
         return;
     }
     if (r != 0 || !c->keys_ok) {
+        hs_flush(c, true); /* mbed TLS's alert, if it wrote one */
         ctr(c)->handshakes_failed++;
         conn_kill(c, false);
         return;
     }
     c->hs_finished = true;
-    if (flushed) {
-        hs_complete(c);
-        if (c->state == CONN_OPEN)
-            process_input(c); /* application data that came with the last flight */
-    }
+    if (hs_flush(c, false))
+        hs_finish(c);
 }
 
 static void hs_drain(void *arg)
@@ -1166,12 +1178,9 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     c->tx_acked += len;
     if (c->state == CONN_CLOSING)
         c->since_ms = sys_now(); /* output progress */
-    if (c->state == CONN_HANDSHAKE && !c->hs_busy && c->hs_out_len && hs_flush(c) &&
-        c->hs_finished) {
-        hs_complete(c);
-        if (c->state == CONN_OPEN)
-            process_input(c);
-    }
+    if (c->state == CONN_HANDSHAKE && !c->hs_busy && c->hs_out_len &&
+        hs_flush(c, !c->hs_finished) && c->hs_finished)
+        hs_finish(c);
     if (c->txo)
         tls_tx_offload_acked(c->txo, c->pcb);
     if (c->offload_fence && c->state == CONN_OPEN)
