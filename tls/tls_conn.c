@@ -62,6 +62,8 @@ struct tls_conn {
        holds a copy of the first unconsumed rxq bytes (mbed TLS read
        hs_in_off of them), hs_out the flight still to be written to TCP. */
     bool hs_busy, hs_started, hs_eof, hs_finished;
+    bool hs_cancel; /* set (atomically) when the connection dies while queued */
+    unsigned hs_steps;
     int hs_result;
     uint8_t *hs_in, *hs_out;
     size_t hs_in_len, hs_in_off, hs_out_len, hs_out_off;
@@ -248,6 +250,8 @@ static void conn_kill(struct tls_conn *c, bool rst)
     if (c->state == CONN_DEAD)
         return;
     c->state = CONN_DEAD;
+    if (c->hs_busy) /* its queued handshake step is skipped */
+        __atomic_store_n(&c->hs_cancel, true, __ATOMIC_RELEASE);
     /* lwIP answers a close with unread data by RST and frees the pcb at
        once: account everything as read first (the offload may linger). */
     if (!rst && c->rxq && c->pcb)
@@ -840,17 +844,19 @@ static void *hs_main(void *arg)
     struct tls_hs_worker *w = &srv->hs;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->todo && !w->stop)
+        while (!w->todo[0] && !w->todo[1] && !w->stop)
             pthread_cond_wait(&w->cv, &w->mu);
-        struct tls_conn *c = w->todo;
+        int qi = w->todo[0] ? 0 : 1;
+        struct tls_conn *c = w->todo[qi];
         if (!c)
             break; /* stopping, nothing queued */
-        w->todo = c->hs_next;
-        if (!w->todo)
-            w->todo_tail = NULL;
+        w->todo[qi] = c->hs_next;
+        if (!w->todo[qi])
+            w->todo_tail[qi] = NULL;
         bool stopping = w->stop;
         pthread_mutex_unlock(&w->mu);
-        if (stopping) { /* the server is going away: no more public-key work */
+        if (stopping || __atomic_load_n(&c->hs_cancel, __ATOMIC_ACQUIRE)) {
+            /* the server is going away, or the connection is: no public-key work */
             c->hs_result = MBEDTLS_ERR_SSL_INTERNAL_ERROR;
         } else {
             handshaking = c;
@@ -969,14 +975,15 @@ static void hs_kick(struct tls_conn *c)
     c->hs_eof = c->eof_seen && q == c->hs_in_len;
     struct tls_hs_worker *w = &c->srv->hs;
     conn_enter(c); /* the worker's reference, dropped in hs_drain */
+    int qi = c->hs_steps++ ? 0 : 1;
     c->hs_busy = true;
     c->hs_next = NULL;
     pthread_mutex_lock(&w->mu);
-    if (w->todo_tail)
-        w->todo_tail->hs_next = c;
+    if (w->todo_tail[qi])
+        w->todo_tail[qi]->hs_next = c;
     else
-        w->todo = c;
-    w->todo_tail = c;
+        w->todo[qi] = c;
+    w->todo_tail[qi] = c;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
@@ -1202,7 +1209,9 @@ static void on_err(void *arg, err_t err)
     (void)err;
     if (!c)
         return;
-    c->pcb = NULL; /* already freed by lwIP */
+    c->pcb = NULL;  /* already freed by lwIP */
+    if (c->hs_busy) /* its queued handshake step is skipped */
+        __atomic_store_n(&c->hs_cancel, true, __ATOMIC_RELEASE);
     if (c->rxo) {
         tls_rx_offload_stop(c->rxo);
         c->rxo = NULL;

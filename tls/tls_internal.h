@@ -22,9 +22,12 @@ struct tls_hs_worker {
     pthread_cond_t cv;
     pthread_t th;
     bool started, stop;
-    struct tls_conn *todo, *todo_tail; /* queued for the worker */
-    struct tls_conn *done;             /* handshake step over, for the tcpip thread */
-    bool posted;                       /* a drain callback is in lwIP's mailbox */
+    /* Queued for the worker: [0] later steps of started handshakes, served
+       first (a started handshake finishes before new ones start), [1] new
+       ClientHellos. */
+    struct tls_conn *todo[2], *todo_tail[2];
+    struct tls_conn *done; /* handshake step over, for the tcpip thread */
+    bool posted;           /* a drain callback is in lwIP's mailbox */
 };
 
 struct tls_server {
