@@ -181,6 +181,8 @@ static void conn_leave(struct tls_conn *c)
         c->up->on_closed(c->up_ctx);
         c->busy--;
     }
+    if (c->hs_busy)
+        return; /* the handshake worker still owns ssl: hs_drain frees */
     if (c->srv)
         ctr(c)->conns_closed++;
     conn_free(c);
@@ -831,7 +833,8 @@ static void try_start_offload(struct tls_conn *c)
    Under the lock, hs_kick() copies new input for mbed TLS and queues the
    connection; the worker thread runs mbed TLS (its bio writes into hs_out);
    hs_drain(), back on the tcpip thread, consumes what mbed TLS read from
-   rxq, writes the flight to TCP and finishes or re-queues. An ECDHE-ECDSA
+   rxq, writes the flight to TCP and finishes or re-queues. A connection that
+   dies meanwhile tells its upper layer at once but is freed by hs_drain. An ECDHE-ECDSA
    handshake's ~10 ms of public-key work thus no longer stops every
    established flow (docs/design.md §2). */
 
@@ -974,7 +977,6 @@ static void hs_kick(struct tls_conn *c)
     c->hs_started = true;
     c->hs_eof = c->eof_seen && q == c->hs_in_len;
     struct tls_hs_worker *w = &c->srv->hs;
-    conn_enter(c); /* the worker's reference, dropped in hs_drain */
     int qi = c->hs_steps++ ? 0 : 1;
     c->hs_busy = true;
     c->hs_next = NULL;
@@ -1070,8 +1072,9 @@ static void hs_drain(void *arg)
     pthread_mutex_unlock(&w->mu);
     while (c) {
         struct tls_conn *next = c->hs_next;
-        hs_step_done(c);
-        conn_leave(c); /* the worker's reference: may free c */
+        conn_enter(c);
+        hs_step_done(c); /* clears hs_busy */
+        conn_leave(c);   /* frees c if it died meanwhile */
         c = next;
     }
 }
