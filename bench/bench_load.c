@@ -768,7 +768,7 @@ static int run_soak(struct load *L)
            ", RX contexts %" PRIu64 ", deletes pending %" PRIu64
            "; RSS after round %u %.1f MB, last %.1f MB (%s)\n",
            settle, left.active, left.held, left.compact, left.tx_ctx, left.rx_ctx, left.del_pending,
-           L->o.n_modes, (double)rss_base / 1e6, (double)rss_last / 1e6,
+           base_round, (double)rss_base / 1e6, (double)rss_last / 1e6,
            !rss_judged ? "too few rounds to judge"
            : rss_flat  ? "flat"
                        : "GREW");
