@@ -5,6 +5,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <lwip/tcpip.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -44,6 +47,9 @@ struct load_opts {
     unsigned wrk_threads, nginx_workers;
     bool nginx;
     const char *csv_path;
+    unsigned soak_s, soak_round_s, soak_conns; /* --soak: 0 = the benchmark */
+    unsigned hs_s, hs_par;                     /* --load-handshakes: s_time seconds, processes */
+    const char *soak_fault;
 };
 
 /* One wrk run, parsed. */
@@ -533,6 +539,300 @@ static int run_cells(struct load *L)
     return load_stop ? 130 : 0;
 }
 
+/* ---- soak (--soak S): long load under faults, then nothing may be left ---- */
+
+#define SOAK_GET_SIZE ((1u << 20) + 4099) /* a verified download: crosses records oddly */
+#define SOAK_PUT_SIZE ((1u << 20) + 1237)
+/* A client's RST that the fault stage drops leaves its connection open until
+   a timeout: the soak's server uses SOAK_TIMEOUT_MS (instead of 60-75 s), and
+   the end waits SOAK_SETTLE_S for them. */
+#define SOAK_TIMEOUT_MS  8000u
+#define SOAK_SETTLE_S    45   /* > the 30 s drain timeout of a closing TLS connection */
+#define SOAK_RSS_SLACK   1.15 /* "flat": the last round's RSS within 15 % (+4 MB) of mid-run */
+#define SOAK_DEFAULT_FLT "loss 1% reorder 2%"
+
+static uint64_t rss_bytes(void)
+{
+    unsigned long size = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static bool sha256_hex_file(const char *path, char out[65])
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    bool ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1;
+    uint8_t buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+        ok = EVP_DigestUpdate(c, buf, n) == 1;
+    unsigned char md[32];
+    unsigned len = 0;
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(c, md, &len) == 1 && len == 32;
+    EVP_MD_CTX_free(c);
+    fclose(f);
+    for (unsigned i = 0; ok && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return ok;
+}
+
+/* A file of n random bytes. */
+static int write_random_file(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "we");
+    if (!f)
+        return -1;
+    uint8_t buf[65536];
+    for (size_t left = n; left;) {
+        size_t k = left < sizeof(buf) ? left : sizeof(buf);
+        if (RAND_bytes(buf, (int)k) != 1 || fwrite(buf, 1, k, f) != k) {
+            fclose(f);
+            return -1;
+        }
+        left -= k;
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+struct soak_check {
+    char curl[256], get_path[160], put_path[160];
+    char get_sha[65], put_sha[65];
+    uint64_t tried, wrong, failed; /* wrong: completed with other bytes; failed: no answer */
+};
+
+/* One verified download and one verified upload on mode m's port. */
+static void soak_verify(struct load *L, struct soak_check *k, const char *host, enum tls_mode m)
+{
+    char url[160], out[256], got[65];
+    const char *scheme = m == TLS_MODE_NONE ? "http" : "https";
+    snprintf(url, sizeof(url), "%s://%s:%u/bytes/%u", scheme, host, anic_port(m), SOAK_GET_SIZE);
+    char *get[] = {k->curl, "-sS",       "--max-time", "60",           "--cacert", L->cert,
+                   "-o",    k->get_path, "-w",         "%{http_code}", url,        NULL};
+    k->tried++;
+    unlink(k->get_path);
+    int rc = run_capture(get, out, sizeof(out), NULL, 70);
+    if (rc != 0 || strcmp(out, "200") != 0)
+        k->failed++;
+    else if (!sha256_hex_file(k->get_path, got) || strcmp(got, k->get_sha) != 0)
+        k->wrong++;
+    snprintf(url, sizeof(url), "%s://%s:%u/upload", scheme, host, anic_port(m));
+    char *put[] = {k->curl, "-sS", "--max-time", "60", "--cacert",
+                   L->cert, "-T",  k->put_path,  url,  NULL};
+    k->tried++;
+    rc = run_capture(put, out, sizeof(out), NULL, 70);
+    if (rc != 0 || strlen(out) < 64)
+        k->failed++;
+    else if (strncmp(out, k->put_sha, 64) != 0)
+        k->wrong++;
+}
+
+static uint64_t stat_sum(const struct app_stat *st, size_t n, const char *sec_prefix,
+                         const char *name)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strncmp(st[i].section, sec_prefix, strlen(sec_prefix)) && !strcmp(st[i].name, name))
+            v += st[i].value;
+    return v;
+}
+
+static size_t soak_stats(struct load *L, struct app_stat *st)
+{
+    LOCK_TCPIP_CORE();
+    size_t n = app_stats_collect(&L->rt.stats, st);
+    UNLOCK_TCPIP_CORE();
+    return n;
+}
+
+/* What must be back to zero once every connection closed. */
+struct soak_left {
+    uint64_t active, held, compact, tx_ctx, rx_ctx, del_pending;
+};
+
+static struct soak_left soak_leftovers(struct load *L)
+{
+    static struct app_stat st[APP_STATS_MAX];
+    size_t n = soak_stats(L, st);
+    struct soak_left r;
+    r.active = app_stats_get(st, n, "server", "active");
+    r.held = app_stats_get(st, n, "driver", "rx_bufs_held");
+    r.compact = app_stats_get(st, n, "driver", "rx_compact_live");
+    r.tx_ctx = app_stats_get(st, n, "nic_tls", "tx_tls_ctx") -
+               app_stats_get(st, n, "nic_tls", "tx_tls_del");
+    r.rx_ctx = app_stats_get(st, n, "nic_tls", "rx_tls_ctx") -
+               app_stats_get(st, n, "nic_tls", "rx_tls_del");
+    r.del_pending = stat_sum(st, n, "offload", "tx_tls_ctx_del_pending") +
+                    stat_sum(st, n, "offload", "rx_tls_ctx_del_pending");
+    return r;
+}
+
+static bool soak_clean(const struct soak_left *r)
+{
+    return !r->active && !r->held && !r->compact && !r->tx_ctx && !r->rx_ctx && !r->del_pending;
+}
+
+static int run_soak(struct load *L)
+{
+    char host[INET_ADDRSTRLEN], ft[NIC_FAULT_FMT_LEN], fr[NIC_FAULT_FMT_LEN];
+    inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
+    nic_fault_cfg_format(&L->rt.cfg.fault_tx, ft, sizeof(ft));
+    nic_fault_cfg_format(&L->rt.cfg.fault_rx, fr, sizeof(fr));
+    static struct soak_check k;
+    if (!find_tool("curl", k.curl, sizeof(k.curl))) {
+        fprintf(stderr, "anic bench --soak: needs curl\n");
+        return 1;
+    }
+    snprintf(k.get_path, sizeof(k.get_path), "%s/soak-get.bin", L->dir);
+    snprintf(k.put_path, sizeof(k.put_path), "%s/soak-put.bin", L->dir);
+    if (write_pattern_file(k.get_path, SOAK_GET_SIZE) < 0 ||
+        !sha256_hex_file(k.get_path, k.get_sha) ||
+        write_random_file(k.put_path, SOAK_PUT_SIZE) < 0 ||
+        !sha256_hex_file(k.put_path, k.put_sha)) {
+        fprintf(stderr, "anic bench --soak: cannot prepare the check files in %s\n", L->dir);
+        return 1;
+    }
+    printf("anic bench --soak %us: wrk -c %u -d %us per round (16 KiB objects, modes in turn), "
+           "then a verified %u-byte GET and %u-byte PUT per mode; fault-tx '%s', fault-rx '%s'\n",
+           L->o.soak_s, L->o.soak_conns, L->o.soak_round_s, SOAK_GET_SIZE, SOAK_PUT_SIZE, ft, fr);
+    printf("%6s %5s %-5s %9s %7s %6s %6s | %7s %6s %6s | %8s %6s %7s %6s\n", "t s", "round", "mode",
+           "req/s", "errors", "t/o", "non2xx", "checks", "wrong", "failed", "RSS MB", "held",
+           "compact", "active");
+    double t0 = now_s();
+    static uint64_t rss_hist[86400]; /* per round (>= 1 s each, <= 86400 s) */
+    uint64_t rss_last = 0, reqs = 0, errs = 0, tos = 0, non2xx = 0;
+    unsigned round = 0;
+    static struct app_stat st[APP_STATS_MAX];
+    while (!load_stop && now_s() - t0 + L->o.soak_round_s <= L->o.soak_s + 0.5) {
+        enum tls_mode m = L->o.modes[round % L->o.n_modes];
+        char url[128], d[16], c[16], t[16], out[LOAD_OUT_CAP], errp[160];
+        snprintf(url, sizeof(url), "%s://%s:%u/bytes/16384", m == TLS_MODE_NONE ? "http" : "https",
+                 host, anic_port(m));
+        snprintf(d, sizeof(d), "%us", L->o.soak_round_s);
+        snprintf(c, sizeof(c), "%u", L->o.soak_conns);
+        snprintf(t, sizeof(t), "%u", L->o.wrk_threads);
+        snprintf(errp, sizeof(errp), "%s/wrk.stderr", L->dir);
+        char *argv[] = {L->wrk,           "-t", t,   "-c", c, "-d", d, "--timeout",
+                        LOAD_WRK_TIMEOUT, url,  NULL};
+        struct load_result r = {0};
+        int rc = run_capture(argv, out, sizeof(out), errp, L->o.soak_round_s + LOAD_WRK_GRACE_S);
+        if (rc != 0 || !parse_wrk(out, 16384, &r))
+            fprintf(stderr, "anic bench --soak: wrk %s failed (rc %d)\n", url, rc);
+        reqs += r.requests, errs += r.errors, tos += r.timeouts, non2xx += r.non2xx;
+        for (unsigned mi = 0; mi < L->o.n_modes && !load_stop; mi++)
+            soak_verify(L, &k, host, L->o.modes[mi]);
+        round++;
+        rss_last = rss_bytes();
+        if (round <= sizeof(rss_hist) / sizeof(rss_hist[0]))
+            rss_hist[round - 1] = rss_last;
+        size_t n = soak_stats(L, st);
+        printf("%6.0f %5u %-5s %9.0f %7" PRIu64 " %6" PRIu64 " %6" PRIu64 " | %7" PRIu64
+               " %6" PRIu64 " %6" PRIu64 " | %8.1f %6" PRIu64 " %7" PRIu64 " %6" PRIu64 "\n",
+               now_s() - t0, round, mode_label(m), r.req_s, r.errors, r.timeouts, r.non2xx, k.tried,
+               k.wrong, k.failed, (double)rss_last / 1e6,
+               app_stats_get(st, n, "driver", "rx_bufs_held"),
+               app_stats_get(st, n, "driver", "rx_compact_live"),
+               app_stats_get(st, n, "server", "active"));
+        fflush(stdout);
+    }
+    /* wrk and curl have closed their connections: wait for the server side. */
+    struct soak_left left = soak_leftovers(L);
+    double s0 = now_s();
+    while (!soak_clean(&left) && now_s() - s0 < SOAK_SETTLE_S && !load_stop) {
+        sleep_ms(250);
+        left = soak_leftovers(L);
+    }
+    double settle = now_s() - s0;
+    size_t n = soak_stats(L, st);
+    uint64_t decrypt_err = stat_sum(st, n, "tls_", "TlsDecryptError");
+    /* Flat: the second half of the run did not grow over its start (the
+       first half warms the allocator up: every mode, the NIC's contexts). */
+    unsigned base_round = round / 2 > L->o.n_modes ? round / 2 : L->o.n_modes;
+    uint64_t rss_base = base_round >= 1 ? rss_hist[base_round - 1] : 0;
+    bool rss_judged = round >= 2 * L->o.n_modes && round >= 4;
+    bool rss_flat = !rss_judged || (double)rss_last <= (double)rss_base * SOAK_RSS_SLACK + 4e6;
+    bool ok = round > 0 && k.wrong == 0 && decrypt_err == 0 && soak_clean(&left) && rss_flat;
+    printf("soak: %u rounds in %.0f s: %" PRIu64 " requests (errors %" PRIu64 ", timeouts %" PRIu64
+           ", non-2xx %" PRIu64 "); verified transfers %" PRIu64 ": wrong bytes %" PRIu64
+           ", failed %" PRIu64 "; TlsDecryptError %" PRIu64 "\n",
+           round, now_s() - t0, reqs, errs, tos, non2xx, k.tried, k.wrong, k.failed, decrypt_err);
+    printf("soak: at the end (%.1f s after the load): connections %" PRIu64
+           ", RX buffers held %" PRIu64 ", compact copies %" PRIu64 ", NIC TX contexts %" PRIu64
+           ", RX contexts %" PRIu64 ", deletes pending %" PRIu64
+           "; RSS after round %u %.1f MB, last %.1f MB (%s)\n",
+           settle, left.active, left.held, left.compact, left.tx_ctx, left.rx_ctx, left.del_pending,
+           base_round, (double)rss_base / 1e6, (double)rss_last / 1e6,
+           !rss_judged ? "too few rounds to judge"
+           : rss_flat  ? "flat"
+                       : "GREW");
+    printf("soak: %s\n", ok ? "PASS" : "FAIL");
+    return load_stop ? 130 : ok ? 0 : 1;
+}
+
+/* ---- handshake rate (--load-handshakes S): openssl s_time, full handshakes ---- */
+
+/* P parallel `openssl s_time -new` for S seconds against addr:port; returns
+   full handshakes per second (summed), or -1. */
+static double handshake_rate(struct load *L, const char *addr, int port)
+{
+    char openssl[256], sh[256], cmd[1024], out[LOAD_OUT_CAP];
+    if (!find_tool("openssl", openssl, sizeof(openssl)) || !find_tool("sh", sh, sizeof(sh)))
+        return -1;
+    snprintf(cmd, sizeof(cmd),
+             "i=0; while [ $i -lt %u ]; do %s s_time -connect %s:%d -new -tls1_2 -cipher %s "
+             "-time %u | grep ' real seconds' & i=$((i+1)); done; wait",
+             L->o.hs_par, openssl, addr, port, LOAD_CIPHER, L->o.hs_s);
+    char *argv[] = {sh, "-c", cmd, NULL};
+    double t0 = now_s();
+    if (run_capture(argv, out, sizeof(out), NULL, L->o.hs_s + LOAD_WRK_GRACE_S) != 0)
+        return -1;
+    double wall = now_s() - t0; /* s_time's own clock has whole seconds */
+    uint64_t total = 0;
+    unsigned runs = 0;
+    for (const char *p = out; (p = strstr(p, " connections in ")); p++) {
+        const char *b = p;
+        while (b > out && b[-1] != '\n')
+            b--;
+        unsigned long n = 0;
+        double secs = 0;
+        if (sscanf(b, "%lu connections in %lf real", &n, &secs) == 2) {
+            total += n;
+            runs++;
+        }
+    }
+    return runs == L->o.hs_par && wall > 0 ? (double)total / wall : -1;
+}
+
+static void run_handshakes(struct load *L)
+{
+    char host[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
+    printf("handshakes: %u x openssl s_time -new -tls1_2 -cipher %s, %u s (full handshakes, "
+           "ECDSA P-256)\n",
+           L->o.hs_par, LOAD_CIPHER, L->o.hs_s);
+    for (unsigned mi = 0; mi < L->o.n_modes && !load_stop; mi++) {
+        enum tls_mode m = L->o.modes[mi];
+        if (m == TLS_MODE_NONE)
+            continue;
+        double r = handshake_rate(L, host, anic_port(m));
+        printf("  anic %-5s %8.0f handshakes/s\n", mode_label(m), r);
+        fflush(stdout);
+        sleep_ms(LOAD_SETTLE_MS);
+    }
+    if (L->o.nginx && !load_stop) {
+        double r = handshake_rate(L, LOAD_NGINX_ADDR, LOAD_NGINX_HTTPS);
+        printf("  nginx      %8.0f handshakes/s (%u worker%s)\n", r, L->o.nginx_workers,
+               L->o.nginx_workers == 1 ? "" : "s");
+    }
+}
+
 /* ---- options ---- */
 
 enum {
@@ -545,6 +845,12 @@ enum {
     OPT_WORKERS,
     OPT_NO_NGINX,
     OPT_CSV,
+    OPT_SOAK,
+    OPT_SOAK_ROUND,
+    OPT_SOAK_CONNS,
+    OPT_SOAK_FAULT,
+    OPT_HANDSHAKES,
+    OPT_HS_PAR,
 };
 
 static const struct option load_long[] = {
@@ -557,27 +863,47 @@ static const struct option load_long[] = {
     {"nginx-workers", required_argument, NULL, OPT_WORKERS},
     {"no-nginx", no_argument, NULL, OPT_NO_NGINX},
     {"csv", required_argument, NULL, OPT_CSV},
+    {"soak", required_argument, NULL, OPT_SOAK},
+    {"soak-round", required_argument, NULL, OPT_SOAK_ROUND},
+    {"soak-conns", required_argument, NULL, OPT_SOAK_CONNS},
+    {"soak-fault", required_argument, NULL, OPT_SOAK_FAULT},
+    {"load-handshakes", required_argument, NULL, OPT_HANDSHAKES},
+    {"handshake-clients", required_argument, NULL, OPT_HS_PAR},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: anic bench --load [options]\n"
-               "\n"
-               "wrk against anic and against nginx (started by the bench, stopped by PID) in one\n"
-               "private network namespace: the same certificate, cipher and /bytes/N bodies.\n"
-               "Prints req/s, MB/s, p50/p99 latency, errors and timeouts per cell and anic/nginx.\n"
-               "Needs root, wrk and nginx (scripts/deps.sh installs wrk and nginx-light).\n"
-               "\n"
-               "  --load-seconds S     wrk duration per cell (default 5, 1..60)\n"
-               "  --load-conns LIST    connection counts (default 10,100,1000; e.g. add 5000)\n"
-               "  --load-sizes LIST    object sizes in bytes, K or M suffix (default 16K,1M)\n"
-               "  --load-modes LIST    anic modes: plain, sw, nic (default all three)\n"
-               "  --wrk-threads N      wrk threads (default 2)\n"
-               "  --nginx-workers N    nginx worker processes (default 1)\n"
-               "  --no-nginx           anic only\n"
-               "  --csv FILE           per-cell CSV (default " LOAD_DEFAULT_CSV ", - = none)\n");
+    fprintf(f,
+            "usage: anic bench --load [options]\n"
+            "\n"
+            "wrk against anic and against nginx (started by the bench, stopped by PID) in one\n"
+            "private network namespace: the same certificate, cipher and /bytes/N bodies.\n"
+            "Prints req/s, MB/s, p50/p99 latency, errors and timeouts per cell and anic/nginx.\n"
+            "Needs root, wrk and nginx (scripts/deps.sh installs wrk and nginx-light).\n"
+            "\n"
+            "  --load-seconds S     wrk duration per cell (default 5, 1..60)\n"
+            "  --load-conns LIST    connection counts (default 10,100,1000; e.g. add 5000)\n"
+            "  --load-sizes LIST    object sizes in bytes, K or M suffix (default 16K,1M)\n"
+            "  --load-modes LIST    anic modes: plain, sw, nic (default all three)\n"
+            "  --wrk-threads N      wrk threads (default 2)\n"
+            "  --nginx-workers N    nginx worker processes (default 1)\n"
+            "  --no-nginx           anic only\n"
+            "  --csv FILE           per-cell CSV (default " LOAD_DEFAULT_CSV ", - = none)\n"
+            "  --load-handshakes S  instead of wrk: full-handshake rate, openssl s_time -new for\n"
+            "                       S seconds per TLS mode and nginx\n"
+            "  --handshake-clients N  parallel s_time processes (default 4)\n"
+            "\n"
+            "  --soak S             instead: S seconds (10..86400) of rounds of wrk load on\n"
+            "                       anic alone (modes in turn, --load-modes) under faults, each\n"
+            "                       followed by a SHA-256-checked GET and PUT per mode; then\n"
+            "                       every connection, RX buffer, compact copy and NIC context\n"
+            "                       must be gone, and RSS flat. Exit 0 only if so\n"
+            "  --soak-round S       seconds of wrk per round (default 10)\n"
+            "  --soak-conns N       wrk connections (default 100)\n"
+            "  --soak-fault SPEC    fault spec on both directions (default '%s')\n",
+            SOAK_DEFAULT_FLT);
 }
 
 static int load_bad(const char *opt, const char *val)
@@ -624,6 +950,10 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
     o->nginx_workers = 1;
     o->nginx = true;
     o->csv_path = LOAD_DEFAULT_CSV;
+    o->soak_round_s = 10;
+    o->soak_conns = 100;
+    o->soak_fault = SOAK_DEFAULT_FLT;
+    o->hs_par = 4;
     uint64_t v[LOAD_MAX_LIST];
     int c, n;
     optind = 1;
@@ -681,6 +1011,34 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
         case OPT_CSV:
             o->csv_path = optarg;
             break;
+        case OPT_SOAK:
+            if (parse_list(optarg, v, 1, 10, 86400) != 1)
+                return load_bad("soak", optarg);
+            o->soak_s = (unsigned)v[0];
+            break;
+        case OPT_SOAK_ROUND:
+            if (parse_list(optarg, v, 1, 1, 600) != 1)
+                return load_bad("soak-round", optarg);
+            o->soak_round_s = (unsigned)v[0];
+            break;
+        case OPT_SOAK_CONNS:
+            if (parse_list(optarg, v, 1, 1, 20000) != 1)
+                return load_bad("soak-conns", optarg);
+            o->soak_conns = (unsigned)v[0];
+            break;
+        case OPT_SOAK_FAULT:
+            o->soak_fault = optarg;
+            break;
+        case OPT_HANDSHAKES:
+            if (parse_list(optarg, v, 1, 1, 600) != 1)
+                return load_bad("load-handshakes", optarg);
+            o->hs_s = (unsigned)v[0];
+            break;
+        case OPT_HS_PAR:
+            if (parse_list(optarg, v, 1, 1, 64) != 1)
+                return load_bad("handshake-clients", optarg);
+            o->hs_par = (unsigned)v[0];
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -693,6 +1051,13 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
     if (optind < argc) {
         fprintf(stderr, "anic bench --load: unexpected argument '%s'\n", argv[optind]);
         return 2;
+    }
+    if (o->soak_s) {
+        o->nginx = false; /* the soak measures anic alone */
+        o->n_sizes = 0;
+        o->csv_path = "-";
+        if (o->soak_round_s > o->soak_s)
+            return load_bad("soak-round", "longer than --soak");
     }
     return 0;
 }
@@ -770,6 +1135,16 @@ int bench_load_main(int argc, char **argv)
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){80, TLS_MODE_NONE};
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){443, TLS_MODE_SW};
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){4432, TLS_MODE_NIC};
+    if (L->o.soak_s) {
+        cfg.limits.header_ms = cfg.limits.idle_ms = SOAK_TIMEOUT_MS;
+        cfg.limits.body_ms = cfg.limits.send_ms = SOAK_TIMEOUT_MS;
+    }
+    if (L->o.soak_s &&
+        (nic_fault_cfg_parse(&cfg.fault_tx, L->o.soak_fault, err, sizeof(err)) < 0 ||
+         nic_fault_cfg_parse(&cfg.fault_rx, L->o.soak_fault, err, sizeof(err)) < 0)) {
+        fprintf(stderr, "anic bench --soak: invalid --soak-fault '%s': %s\n", L->o.soak_fault, err);
+        goto out;
+    }
     if (app_runtime_start(&L->rt, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "anic bench --load: %s\n", err);
         goto out;
@@ -777,7 +1152,10 @@ int bench_load_main(int argc, char **argv)
     L->runtime = true;
     if (L->o.nginx && nginx_start(L) < 0)
         goto out;
-    status = run_cells(L);
+    if (L->o.hs_s)
+        run_handshakes(L), status = load_stop ? 130 : 0;
+    else
+        status = L->o.soak_s ? run_soak(L) : run_cells(L);
     if (L->csv)
         printf("CSV: %s\n", L->o.csv_path);
 out:

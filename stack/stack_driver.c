@@ -12,20 +12,37 @@
 
 #include <lwip/ip.h>
 #include <lwip/ip4.h>
+#include <lwip/priv/tcp_priv.h>
+#include <lwip/sys.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define RX_POOL_MAX 8192 /* buffers lwIP may hold (ooseq, refused data) + ring */
+#define RX_SWEEP_MS                                                                                \
+    5 /* sweeps of the out-of-order queues at most this often, unless the pool runs low */
+
+/* The head every driver pbuf starts with, an RX buffer or a compact copy:
+   stack_rx_pbuf_view() reads the view at the same place in both. */
+struct stack_rx_head {
+    struct pbuf_custom pc;     /* first: the custom free function gets &pc.pbuf */
+    struct stack_rx_view view; /* the NIC's record view, if marked decrypted */
+    struct stack_driver *drv;
+};
 
 struct stack_rx_buf {
-    struct pbuf_custom pc; /* first: the custom free function gets &pc.pbuf */
-    struct stack_driver *drv;
+    struct stack_rx_head h;
     struct stack_rx_buf *next_free;
     uint32_t id;
-    struct stack_rx_view view; /* the NIC's record view, if marked decrypted */
-    uint8_t data[];            /* drv->rx_buf_size bytes */
+    uint8_t data[]; /* drv->rx_buf_size bytes */
+};
+
+/* A received packet's bytes (and the TCP header before them, for a segment
+   lwIP keeps out of order) in memory of their own length. */
+struct stack_rx_compact {
+    struct stack_rx_head h;
+    uint8_t data[];
 };
 
 struct stack_driver {
@@ -44,6 +61,10 @@ struct stack_driver {
     uint32_t rx_nbufs;
     pthread_mutex_t pool_lock; /* custom free may run on any lwIP thread */
     struct stack_rx_buf *free_list;
+    uint32_t rx_nfree;     /* on free_list (pool_lock) */
+    uint64_t compact_live; /* compact copies alive (atomic: freed on any thread) */
+    struct stack_rx_limits lim;
+    uint32_t last_sweep_ms, last_sweep_held;
 
     struct stack_offload_ops offload;
     bool in_space_hook; /* tx_ring_space is running */
@@ -53,19 +74,29 @@ struct stack_driver {
 static void rx_buf_free(struct pbuf *p)
 {
     struct stack_rx_buf *b = (struct stack_rx_buf *)(void *)p;
-    struct stack_driver *drv = b->drv;
+    struct stack_driver *drv = b->h.drv;
     pthread_mutex_lock(&drv->pool_lock);
     b->next_free = drv->free_list;
     drv->free_list = b;
+    drv->rx_nfree++;
     pthread_mutex_unlock(&drv->pool_lock);
+}
+
+static void rx_compact_free(struct pbuf *p)
+{
+    struct stack_rx_compact *k = (struct stack_rx_compact *)(void *)p;
+    __atomic_fetch_sub(&k->h.drv->compact_live, 1, __ATOMIC_RELAXED);
+    free(k);
 }
 
 static struct stack_rx_buf *rx_buf_get(struct stack_driver *drv)
 {
     pthread_mutex_lock(&drv->pool_lock);
     struct stack_rx_buf *b = drv->free_list;
-    if (b)
+    if (b) {
         drv->free_list = b->next_free;
+        drv->rx_nfree--;
+    }
     pthread_mutex_unlock(&drv->pool_lock);
     if (b || drv->rx_nbufs >= RX_POOL_MAX)
         return b;
@@ -73,9 +104,9 @@ static struct stack_rx_buf *rx_buf_get(struct stack_driver *drv)
     if (!b)
         return NULL;
     memset(b, 0, sizeof(*b));
-    b->drv = drv;
+    b->h.drv = drv;
     b->id = drv->rx_nbufs;
-    b->pc.custom_free_function = rx_buf_free;
+    b->h.pc.custom_free_function = rx_buf_free;
     drv->rx_bufs[drv->rx_nbufs++] = b;
     drv->c.rx_bufs_allocated++;
     return b;
@@ -90,6 +121,10 @@ struct stack_driver *stack_driver_create(struct nic_dev *dev, uint32_t mtu)
     drv->q = nic_dev_queues(dev);
     drv->mtu = mtu;
     drv->rx_buf_size = (mtu + 63) / 64 * 64;
+    drv->lim = (struct stack_rx_limits){.conn_bufs = STACK_RX_CONN_BUFS,
+                                        .ooseq_segs = STACK_RX_OOSEQ_SEGS,
+                                        .unread_pbufs = STACK_RX_UNREAD_PBUFS,
+                                        .sweep_held = STACK_RX_SWEEP_HELD};
     drv->tx_shadow = calloc(drv->q->tx_size, sizeof(*drv->tx_shadow));
     drv->rx_bufs = calloc(RX_POOL_MAX, sizeof(*drv->rx_bufs));
     pthread_mutex_init(&drv->pool_lock, NULL);
@@ -335,6 +370,198 @@ bool stack_driver_pending(struct stack_driver *drv)
            nic_cq_phase(drv->tx_cq_cons, q->tx_cq_size);
 }
 
+/* --- Receive memory per connection --- */
+
+static struct stack_driver *rx_owner(const struct pbuf *p)
+{
+    if (!(p->flags & PBUF_FLAG_IS_CUSTOM))
+        return NULL;
+    const struct stack_rx_head *h = (const struct stack_rx_head *)(const void *)p;
+    if (h->pc.custom_free_function != rx_buf_free && h->pc.custom_free_function != rx_compact_free)
+        return NULL;
+    return h->drv;
+}
+
+bool stack_rx_pbuf_pinned(const struct pbuf *p)
+{
+    return (p->flags & PBUF_FLAG_IS_CUSTOM) &&
+           ((const struct pbuf_custom *)(const void *)p)->custom_free_function == rx_buf_free;
+}
+
+/* Buffers neither free nor posted: held by lwIP or the application. */
+static uint32_t rx_held(const struct stack_driver *drv)
+{
+    pthread_mutex_t *l = (pthread_mutex_t *)&drv->pool_lock;
+    pthread_mutex_lock(l);
+    uint32_t nfree = drv->rx_nfree;
+    pthread_mutex_unlock(l);
+    return drv->rx_nbufs - nfree - (drv->rx_prod - drv->rx_cq_cons);
+}
+
+/* A connection's share: conn_bufs while the pool has room, then 1/8 of what
+   is left (free or not yet allocated), so that held buffers can never take
+   the last ones the ring needs for everybody else. */
+static uint32_t rx_share(const struct stack_driver *drv)
+{
+    uint32_t avail = RX_POOL_MAX - rx_held(drv) - (drv->rx_prod - drv->rx_cq_cons);
+    uint32_t s = avail / 8;
+    return s < drv->lim.conn_bufs ? s : drv->lim.conn_bufs;
+}
+
+uint32_t stack_rx_share(const struct pbuf *p)
+{
+    struct stack_driver *drv = rx_owner(p);
+    return drv ? rx_share(drv) : UINT32_MAX;
+}
+
+const struct stack_rx_limits *stack_rx_limits_of(const struct pbuf *p)
+{
+    struct stack_driver *drv = rx_owner(p);
+    return drv ? &drv->lim : NULL;
+}
+
+void stack_rx_note_refused(const struct pbuf *p)
+{
+    struct stack_driver *drv = rx_owner(p);
+    if (drv)
+        drv->c.rx_unread_refused++;
+}
+
+/* A compact copy of the pinned pbuf q with `head` bytes before its payload
+   (a TCP header lwIP still reads), flags and view kept; ref 1, next NULL. */
+static struct pbuf *rx_compact_one(struct stack_driver *drv, const struct pbuf *q, uint16_t head)
+{
+    const struct stack_rx_buf *b = (const struct stack_rx_buf *)(const void *)q;
+    struct stack_rx_compact *k = malloc(sizeof(*k) + head + q->len);
+    if (!k) {
+        drv->c.rx_compact_failed++;
+        return NULL;
+    }
+    memset(&k->h, 0, sizeof(k->h));
+    k->h.drv = drv;
+    k->h.view = b->h.view;
+    k->h.pc.custom_free_function = rx_compact_free;
+    memcpy(k->data, (const uint8_t *)q->payload - head, (size_t)head + q->len);
+    struct pbuf *c = pbuf_alloced_custom(PBUF_RAW, q->len, PBUF_REF, &k->h.pc, k->data + head,
+                                         (u16_t)(head + q->len));
+    c->flags |= q->flags & STACK_PBUF_FLAG_DECRYPTED;
+    __atomic_fetch_add(&drv->compact_live, 1, __ATOMIC_RELAXED);
+    drv->c.rx_compacted++;
+    drv->c.rx_compacted_bytes += q->len;
+    return c;
+}
+
+/* Replace the pinned pbufs of the chain at *link (each pbuf referenced by
+   its predecessor, the head by *link) with compact copies; the first one
+   keeps `head` bytes before its payload. Returns the buffers freed. */
+static uint32_t rx_compact_at(struct stack_driver *drv, struct pbuf **link, uint16_t head)
+{
+    uint32_t freed = 0;
+    for (struct pbuf *q = *link; q; head = 0, link = &(*link)->next, q = *link) {
+        if (!stack_rx_pbuf_pinned(q) || q->ref != 1)
+            continue; /* not ours, or someone else holds it too */
+        struct pbuf *c = rx_compact_one(drv, q, head);
+        if (!c)
+            break;
+        c->next = q->next;
+        c->tot_len = q->tot_len;
+        q->next = NULL;
+        *link = c;
+        pbuf_free(q); /* back to the pool */
+        freed++;
+    }
+    return freed;
+}
+
+struct pbuf *stack_rx_compact_chain(struct pbuf *p, uint32_t *unpinned)
+{
+    uint32_t freed = 0;
+    struct stack_driver *drv = NULL;
+    for (const struct pbuf *q = p; q && !drv; q = q->next)
+        drv = rx_owner(q);
+    if (drv)
+        freed = rx_compact_at(drv, &p, 0);
+    if (unpinned)
+        *unpinned = freed;
+    return p;
+}
+
+/* Pinned pbufs of a chain. */
+static uint32_t rx_pinned(const struct pbuf *p)
+{
+    uint32_t n = 0;
+    for (; p; p = p->next)
+        n += stack_rx_pbuf_pinned(p);
+    return n;
+}
+
+/* Bytes between a segment's TCP header and its payload, if both lie in the
+   first pbuf's RX buffer (else 0: compact without the header is unsafe). */
+static bool rx_seg_head(const struct stack_driver *drv, const struct tcp_seg *s, uint16_t *head)
+{
+    const struct stack_rx_buf *b = (const struct stack_rx_buf *)(const void *)s->p;
+    const uint8_t *h = (const uint8_t *)s->tcphdr, *pl = s->p->payload;
+    if (h < b->data || pl < h || pl > b->data + drv->rx_buf_size || pl - h > 0xffff)
+        return false;
+    *head = (uint16_t)(pl - h);
+    return true;
+}
+
+/* One connection's out-of-order queue: at most ooseq_segs segments (the
+   highest are dropped), at most `share` pinned buffers (the rest compacted). */
+static void rx_limit_ooseq(struct stack_driver *drv, struct tcp_pcb *pcb, uint32_t share)
+{
+    uint32_t nseg = 0, pinned = 0;
+    for (struct tcp_seg *s = pcb->ooseq; s; s = s->next) {
+        if (++nseg == drv->lim.ooseq_segs && s->next) {
+            for (struct tcp_seg *d = s->next; d; d = d->next) {
+                drv->c.rx_ooseq_dropped++;
+                drv->c.rx_ooseq_dropped_bytes += d->len;
+            }
+            tcp_segs_free(s->next);
+            s->next = NULL;
+        }
+        pinned += rx_pinned(s->p);
+    }
+    if (pcb->refused_data)
+        pinned += rx_pinned(pcb->refused_data);
+    if (pinned <= share)
+        return;
+    if (pcb->refused_data)
+        pinned -= rx_compact_at(drv, &pcb->refused_data, 0);
+    for (struct tcp_seg *s = pcb->ooseq; s && pinned > share / 2; s = s->next) {
+        uint16_t head;
+        if (!stack_rx_pbuf_pinned(s->p) || !rx_seg_head(drv, s, &head))
+            continue;
+        uint32_t freed = rx_compact_at(drv, &s->p, head);
+        if (freed)
+            s->tcphdr = (struct tcp_hdr *)(void *)((uint8_t *)s->p->payload - head);
+        pinned -= freed;
+    }
+}
+
+/* Walk the active connections when lwIP holds many buffers: once it holds
+   conn_bufs more than after the last sweep, or RX_SWEEP_MS later, or at
+   once when the pool runs low (the share shrinks). */
+static void rx_maybe_sweep(struct stack_driver *drv)
+{
+    uint32_t held = rx_held(drv), share = rx_share(drv);
+    if (held > drv->c.rx_bufs_held_peak)
+        drv->c.rx_bufs_held_peak = held;
+    if (held < drv->lim.sweep_held)
+        return;
+    uint32_t now = sys_now();
+    if (share >= drv->lim.conn_bufs && held < drv->last_sweep_held + drv->lim.conn_bufs &&
+        now - drv->last_sweep_ms < RX_SWEEP_MS)
+        return;
+    drv->c.rx_sweeps++;
+    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
+        if (pcb->ooseq || pcb->refused_data)
+            rx_limit_ooseq(drv, pcb, share);
+    drv->last_sweep_ms = now;
+    drv->last_sweep_held = rx_held(drv);
+}
+
 unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
 {
     const struct nic_queues *q = drv->q;
@@ -355,13 +582,13 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
             drv->c.rx_resync_requests++;
             drv->offload.rx_resync_request(drv->offload.ctx, flow_id, resync_seq);
         }
-        struct pbuf *p = pbuf_alloced_custom(PBUF_RAW, (u16_t)len, PBUF_REF, &b->pc, b->data,
+        struct pbuf *p = pbuf_alloced_custom(PBUF_RAW, (u16_t)len, PBUF_REF, &b->h.pc, b->data,
                                              (u16_t)drv->rx_buf_size);
         if (flags & NIC_RXF_DECRYPTED) {
-            b->view = (struct stack_rx_view){.seq = e->view_seq,
-                                             .record_sn = e->record_sn,
-                                             .rec_off = e->view_rec_off,
-                                             .rec_len = e->view_rec_len};
+            b->h.view = (struct stack_rx_view){.seq = e->view_seq,
+                                               .record_sn = e->record_sn,
+                                               .rec_off = e->view_rec_off,
+                                               .rec_len = e->view_rec_len};
             p->flags |= STACK_PBUF_FLAG_DECRYPTED;
             drv->c.rx_decrypted_packets++;
         }
@@ -375,6 +602,7 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
         }
     }
     __atomic_store_n(&q->rx_cq_idx->cons, drv->rx_cq_cons, __ATOMIC_RELEASE);
+    rx_maybe_sweep(drv);
     n += tx_reclaim(drv);
     stack_driver_refill(drv);
     return n;
@@ -384,13 +612,27 @@ bool stack_rx_pbuf_view(const struct pbuf *p, struct stack_rx_view *out)
 {
     if (!(p->flags & STACK_PBUF_FLAG_DECRYPTED))
         return false;
-    /* Only the driver sets the flag, and only on its own RX buffers, whose
-       pbuf is their first member. */
-    *out = ((const struct stack_rx_buf *)(const void *)p)->view;
+    /* Only the driver sets the flag, and only on its own RX buffers and
+       their compact copies, which both start with a stack_rx_head. */
+    *out = ((const struct stack_rx_head *)(const void *)p)->view;
     return true;
+}
+
+void stack_driver_set_rx_limits(struct stack_driver *drv, const struct stack_rx_limits *l)
+{
+    if (l->conn_bufs)
+        drv->lim.conn_bufs = l->conn_bufs;
+    if (l->ooseq_segs)
+        drv->lim.ooseq_segs = l->ooseq_segs;
+    if (l->unread_pbufs)
+        drv->lim.unread_pbufs = l->unread_pbufs;
+    if (l->sweep_held)
+        drv->lim.sweep_held = l->sweep_held;
 }
 
 void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driver_counters *out)
 {
     *out = drv->c;
+    out->rx_bufs_held = rx_held(drv);
+    out->rx_compact_live = __atomic_load_n(&drv->compact_live, __ATOMIC_RELAXED);
 }

@@ -48,12 +48,49 @@ struct stack_rx_view {
     X(rx_resync_requests)                                                                          \
     X(rx_pool_exhausted)                                                                           \
     X(rx_bufs_allocated)                                                                           \
+    X(rx_bufs_held)      /* gauge: RX buffers lwIP or the app hold (not free, not posted) */       \
+    X(rx_bufs_held_peak) /* the most rx_bufs_held seen after a poll */                             \
+    /* Per-connection receive limits (struct stack_rx_limits), each counted                        \
+       when it acts. */                                                                            \
+    X(rx_compacted)                                                                                \
+    X(rx_compacted_bytes)                                                                          \
+    X(rx_compact_failed)                                                                           \
+    X(rx_compact_live) /* gauge: compact copies alive */                                           \
+    X(rx_ooseq_dropped)                                                                            \
+    X(rx_ooseq_dropped_bytes)                                                                      \
+    X(rx_unread_refused)                                                                           \
+    X(rx_sweeps)                                                                                   \
     X(polls)
 
 #define STACK_DRIVER_CTR_FIELD(name) uint64_t name;
 struct stack_driver_counters {
     STACK_DRIVER_COUNTERS(STACK_DRIVER_CTR_FIELD)
 };
+
+/* Receive memory per connection (docs/design.md §7). RX buffers are
+   shared by every connection, and lwIP keeps a whole buffer for each pbuf it
+   holds, even of one byte: out of order (this lwIP build has no limit), and
+   as unread input. So:
+   - a connection may pin `conn_bufs` buffers; beyond that (and beyond a
+     share that shrinks as the pool runs low) its held pbufs are copied into
+     compact memory of their own length, mark and view included, freeing the
+     buffers (rx_compacted);
+   - it may hold `ooseq_segs` out-of-order segments; beyond, the highest are
+     dropped (rx_ooseq_dropped; the peer sends them again);
+   - it may queue `unread_pbufs` pbufs of unread input; beyond, the
+     tcp_recv callback refuses new data (rx_unread_refused: lwIP keeps it and
+     drops further segments until it is taken). Unread bytes are bounded by
+     the TCP window anyway. */
+struct stack_rx_limits {
+    uint32_t conn_bufs;
+    uint32_t ooseq_segs;
+    uint32_t unread_pbufs;
+    uint32_t sweep_held; /* held buffers above which poll sweeps lwIP's out-of-order queues */
+};
+#define STACK_RX_CONN_BUFS    64u
+#define STACK_RX_OOSEQ_SEGS   256u
+#define STACK_RX_UNREAD_PBUFS 1024u
+#define STACK_RX_SWEEP_HELD   256u
 
 /* Hooks the TLS offload installs (issue 3/4); NULL members = no offload. */
 struct stack_offload_ops {
@@ -108,8 +145,32 @@ uint32_t stack_driver_tx_space(struct stack_driver *drv);
 void stack_driver_set_offload(struct stack_driver *drv, const struct stack_offload_ops *ops);
 
 /* The view of a received pbuf that carries STACK_PBUF_FLAG_DECRYPTED (the
-   driver's own RX buffer, possibly trimmed by lwIP). False if unmarked. */
+   driver's own RX buffer, possibly trimmed by lwIP, or its compact copy).
+   False if unmarked. */
 bool stack_rx_pbuf_view(const struct pbuf *p, struct stack_rx_view *out);
+
+/* Replace the defaults (a zero member keeps its default). */
+void stack_driver_set_rx_limits(struct stack_driver *drv, const struct stack_rx_limits *l);
+
+/* --- Receive memory, for the holders of received pbufs (tls/) ---
+   These work on any pbuf: those not from a driver are left alone. */
+
+/* True if p is a pbuf of an RX buffer (zero copy). */
+bool stack_rx_pbuf_pinned(const struct pbuf *p);
+/* RX buffers one connection may pin now, by the driver that received p:
+   conn_bufs, less when the pool runs low (0 when it is almost empty);
+   UINT32_MAX if p is not from an RX buffer. */
+uint32_t stack_rx_share(const struct pbuf *p);
+/* Copy every pinned pbuf of the chain p (the caller's one reference on its
+   head) into compact memory: returns the new head (p itself if nothing was
+   pinned or memory ran out, counted in rx_compact_failed). Lengths, marks
+   and views are kept; *unpinned (may be NULL) gets the buffers freed. */
+struct pbuf *stack_rx_compact_chain(struct pbuf *p, uint32_t *unpinned);
+/* Same limits for the caller's queue: limits of the driver that received p
+   (NULL if p is not from an RX buffer). */
+const struct stack_rx_limits *stack_rx_limits_of(const struct pbuf *p);
+/* Count a refusal of new input by an unread-input limit. */
+void stack_rx_note_refused(const struct pbuf *p);
 
 void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driver_counters *out);
 

@@ -66,7 +66,8 @@
  *                         reorder-rx tshark tx-loss1 tx-loss5 tx-reorder5 tx-dup1
  *                         rx-reorder2 rx-loss1 rx-loss5 rx-dup1 rx-corrupt01
  *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 rx-inject tshark-nic
- *                         tx-noctx1 slow-clients conn-flood blackout-tx
+ *                         tx-noctx1 slow-clients conn-flood blackout-tx rx-hog
+ *                         conn-rss
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -75,6 +76,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -739,6 +742,10 @@ enum {
     T_FLOOD = 1u << 7,
     /* a download across a 6 s TX blackout */
     T_BLACKOUT = 1u << 8,
+    /* never-reading clients trickling tiny segments during a download */
+    T_RXHOG = 1u << 9,
+    /* RSS with --max-conns TLS connections open, and more refused */
+    T_RSS = 1u << 10,
 };
 
 struct profile {
@@ -799,6 +806,10 @@ static const char *const slow_args[] = {"--handshake-timeout",
                                         NULL};
 #define FLOOD_MAX_CONNS_S "50"
 static const char *const flood_args[] = {"--max-conns", FLOOD_MAX_CONNS_S, NULL};
+static const char *const hog_args[] = {"--send-timeout", "4", NULL};
+#define RSS_MAX_CONNS   1000
+#define RSS_MAX_CONNS_S "1000"
+static const char *const rss_args[] = {"--max-conns", RSS_MAX_CONNS_S, NULL};
 
 static struct profile profiles[] = {
     /* Classic profiles: every mode. */
@@ -848,6 +859,10 @@ static struct profile profiles[] = {
     {.name = "slow-clients", .tests = T_SLOW, .seed_off = 20000, .args = slow_args},
     {.name = "conn-flood", .tests = T_FLOOD, .seed_off = 21000, .args = flood_args},
     {.name = "blackout-tx", .tests = T_BLACKOUT, .tx = "blackout 6s after 3000", .seed_off = 22000},
+    /* Receive memory: clients that pin RX buffers (test_rx_hog). */
+    {.name = "rx-hog", .tests = T_RXHOG, .seed_off = 24000, .args = hog_args},
+    /* Memory at the connection cap (test_conn_rss). */
+    {.name = "conn-rss", .tests = T_RSS, .seed_off = 25000, .args = rss_args},
 };
 #define N_PROFILES ((int)(sizeof(profiles) / sizeof(profiles[0])))
 
@@ -1899,7 +1914,7 @@ static void check_tx_offload(struct fails *f, const char *js)
     /* The load profiles' connection bursts overrun the NIC's RX buffers
      * (nic.rx_no_buffer): ACKs are lost there and segments resent. An
      * attacker who forges acceptable data makes both ends retransmit. */
-    if (!cur->tx && !cur->rx && !(cur->tests & (T_SLOW | T_FLOOD | T_INJECT))) {
+    if (!cur->tx && !cur->rx && !(cur->tests & (T_SLOW | T_FLOOD | T_INJECT | T_RXHOG | T_RSS))) {
         /* Nothing lost, nothing retransmitted: no resync at all. */
         if (ooo || d_ooo || t_ooo)
             fail_add(f,
@@ -3278,6 +3293,247 @@ START_TEST(test_conn_flood)
 }
 END_TEST
 
+/* rx-hog: HOG_CONNS clients ask for a huge download they never read (4 KiB
+ * receive buffer) and then trickle pipelined requests in segments of at most
+ * 88 bytes (TCP_MAXSEG, TCP_NODELAY) for HOG_S seconds. The server stops
+ * reading while its response is stuck, so every segment stays queued as
+ * unread input: without limits each pins a whole RX buffer, and the pool
+ * (8192) runs dry for everybody. */
+#define HOG_CONNS 8
+#define HOG_S     8.0
+
+static void hog_child(void *arg)
+{
+    (void)arg;
+    ns_enter_or_exit(cur->srv.ns);
+    int fds[HOG_CONNS];
+    static const char req[] = "GET /bytes/1000000000 HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char pipe_req[] = "GET /bytes/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < HOG_CONNS; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1, mss = 88, rcv = 4096;
+        setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+        setsockopt(fds[i], IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss));
+        setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(80)};
+        inet_pton(AF_INET, HOST, &sa.sin_addr);
+        if (connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+            send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1) {
+            printf("hog %d: %s\n", i, strerror(errno));
+            _exit(3);
+        }
+        fcntl(fds[i], F_SETFL, O_NONBLOCK);
+    }
+    uint64_t sent = 0;
+    size_t at[HOG_CONNS] = {0};
+    double t0 = now_s();
+    for (unsigned round = 0; now_s() - t0 < HOG_S && round < 2000000; round++) {
+        for (int i = 0; i < HOG_CONNS; i++) {
+            size_t n = 1 + round % 7; /* a few bytes at a time */
+            size_t off = at[i] % (sizeof(pipe_req) - 1);
+            if (n > sizeof(pipe_req) - 1 - off)
+                n = sizeof(pipe_req) - 1 - off;
+            ssize_t r = send(fds[i], pipe_req + off, n, MSG_NOSIGNAL);
+            if (r > 0) {
+                sent += (uint64_t)r;
+                at[i] += (size_t)r;
+            }
+        }
+        usleep(300);
+    }
+    for (int i = 0; i < HOG_CONNS; i++)
+        close(fds[i]);
+    printf("trickled %" PRIu64 " bytes\n", sent);
+    fflush(stdout);
+    _exit(0);
+}
+
+/* Never-reading trickling clients during a download: the download completes
+ * byte-exact, the limits acted (compact copies, refused unread input) and were
+ * counted, the pool never ran dry, and once the hogs are gone (reset by the
+ * send timeout) every buffer and copy is back. */
+START_TEST(test_rx_hog)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    struct bg_get g;
+    ck_assert_msg(bg_get_start(&g, MODE_NIC), "cannot start the download");
+    sleep_ms(300);
+    char out[512];
+    struct run_io io = {.out = out, .out_cap = sizeof(out)};
+    int rc = run_proc(NULL, hog_child, NULL, &io, HOG_S + 20);
+    trim(out);
+    note("[%s] hogs: %s", cur->name, out);
+    record("never-reading trickling clients", io.secs, rc == 0);
+    if (rc != 0)
+        fail_add(&f, "hog process rc %d: %s", rc, out);
+    bg_get_finish(&f, &g, MODE_NIC, "GET nic /bytes/64M during the hogs");
+    sleep_ms(5000); /* the send timeout (4 s) resets the hogs */
+    const char *js = fetch_stats(&f, "hog-end", true);
+    if (js) {
+        uint64_t held_peak = stat_of(&f, js, "driver", "rx_bufs_held_peak");
+        uint64_t comp = stat_of(&f, js, "driver", "rx_compacted");
+        uint64_t refused = stat_of(&f, js, "driver", "rx_unread_refused");
+        uint64_t exhausted = stat_of(&f, js, "driver", "rx_pool_exhausted");
+        uint64_t held = stat_of(&f, js, "driver", "rx_bufs_held");
+        uint64_t clive = stat_of(&f, js, "driver", "rx_compact_live");
+        uint64_t timeouts = stat_of(&f, js, "server", "http_timeout_send");
+        note("[%s] rx_compacted %" PRIu64 ", rx_unread_refused %" PRIu64
+             ", rx_pool_exhausted %" PRIu64 ", then rx_bufs_held %" PRIu64
+             ", rx_compact_live %" PRIu64 ", http_timeout_send %" PRIu64
+             ", rx_bufs_held_peak %" PRIu64,
+             cur->name, comp, refused, exhausted, held, clive, timeouts, held_peak);
+        if (comp == 0)
+            fail_add(&f, "driver.rx_compacted = 0: the hogs never went over their share");
+        if (exhausted)
+            fail_add(&f, "driver.rx_pool_exhausted = %" PRIu64 " (want 0)", exhausted);
+        if (held_peak > 2 * HOG_CONNS * 64 + 256)
+            fail_add(&f, "driver.rx_bufs_held = %" PRIu64 " during the hogs (want <= %d)",
+                     held_peak, 2 * HOG_CONNS * 64 + 256);
+        if (clive || held > 8)
+            fail_add(&f,
+                     "after the hogs: rx_compact_live %" PRIu64 ", rx_bufs_held %" PRIu64
+                     " (want 0, ~0)",
+                     clive, held);
+        if (timeouts != HOG_CONNS)
+            fail_add(&f, "server.http_timeout_send = %" PRIu64 ", want %d", timeouts, HOG_CONNS);
+    }
+    check_still_serving(&f, MODE_PLAIN, "the hogs");
+    check_still_serving(&f, MODE_NIC, "the hogs");
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
+/* conn-rss: RSS_MAX_CONNS TLS connections to the nic port, each after one
+ * request (idle keep-alive, NIC contexts installed), plus RSS_OVER more that
+ * the cap refuses. The server's RSS may grow by at most RSS_PER_CONN bytes
+ * per open connection (README.md: ~70 kB measured), and not at all for the
+ * refused ones. */
+#define RSS_OVER     100
+#define RSS_PER_CONN 100000u
+
+static uint64_t proc_rss(pid_t pid)
+{
+    char p[64], line[256];
+    snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(p, "re");
+    uint64_t kb = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %" SCNu64, &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb * 1024;
+}
+
+static void rss_child(void *arg)
+{
+    pid_t srv = *(const pid_t *)arg;
+    ns_enter_or_exit(cur->srv.ns);
+    static SSL *ssl[RSS_MAX_CONNS + RSS_OVER];
+    static int fds[RSS_MAX_CONNS + RSS_OVER];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        _exit(3);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    static const char req[] = "GET /bytes/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    uint64_t rss0 = proc_rss(srv), rss_cap = 0;
+    int open = 0, refused = 0, odd = 0;
+    struct timeval tv = {10, 0};
+    for (int i = 0; i < RSS_MAX_CONNS + RSS_OVER; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fds[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(modes[MODE_NIC].port)};
+        inet_pton(AF_INET, HOST, &sa.sin_addr);
+        ssl[i] = SSL_new(ctx);
+        char buf[256];
+        int got = 0;
+        if (connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) == 0 && ssl[i] &&
+            SSL_set_fd(ssl[i], fds[i]) == 1 && SSL_connect(ssl[i]) == 1 &&
+            SSL_write(ssl[i], req, (int)sizeof(req) - 1) == (int)sizeof(req) - 1) {
+            /* head + one body byte */
+            while (got < (int)sizeof(buf) - 1) {
+                int r = SSL_read(ssl[i], buf + got, (int)sizeof(buf) - 1 - got);
+                if (r <= 0)
+                    break;
+                got += r;
+                buf[got] = 0;
+                char *e = strstr(buf, "\r\n\r\n");
+                if (e && e + 5 <= buf + got)
+                    break;
+            }
+        }
+        buf[got] = 0;
+        if (got >= 12 && !memcmp(buf, "HTTP/1.1 200", 12))
+            open++;
+        else if (i >= RSS_MAX_CONNS)
+            refused++;
+        else if (!odd++)
+            printf("conn #%d: no response (%d bytes)\n", i, got);
+        if (i == RSS_MAX_CONNS - 1)
+            rss_cap = proc_rss(srv);
+    }
+    uint64_t rss_over = proc_rss(srv);
+    printf("open %d refused %d odd %d rss0 %" PRIu64 " rss_cap %" PRIu64 " rss_over %" PRIu64 "\n",
+           open, refused, odd, rss0, rss_cap, rss_over);
+    fflush(stdout);
+    for (int i = 0; i < RSS_MAX_CONNS + RSS_OVER; i++) {
+        if (ssl[i])
+            SSL_free(ssl[i]); /* no close_notify: the close below is enough */
+        close(fds[i]);
+    }
+    SSL_CTX_free(ctx);
+    _exit(odd ? 1 : 0);
+}
+
+/* Memory at the cap: open connections cost at most RSS_PER_CONN each,
+ * refused ones nothing, and the server still serves. */
+START_TEST(test_conn_rss)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    char out[512];
+    struct run_io io = {.out = out, .out_cap = sizeof(out)};
+    pid_t srv = cur->srv.pid;
+    int rc = run_proc(NULL, rss_child, &srv, &io, 240);
+    trim(out);
+    int open = -1, refused = -1, odd = -1;
+    uint64_t rss0 = 0, rss_cap = 0, rss_over = 0;
+    const char *line = strstr(out, "open ");
+    bool parsed = line && sscanf(line,
+                                 "open %d refused %d odd %d rss0 %" SCNu64 " rss_cap %" SCNu64
+                                 " rss_over %" SCNu64,
+                                 &open, &refused, &odd, &rss0, &rss_cap, &rss_over) == 6;
+    double per = parsed && open > 0 ? ((double)rss_cap - (double)rss0) / open : -1;
+    note("[%s] %s: %.1f kB per connection (RSS %.1f -> %.1f MB at %d open, %.1f MB with %d more "
+         "refused)",
+         cur->name, out, per / 1e3, (double)rss0 / 1e6, (double)rss_cap / 1e6, open,
+         (double)rss_over / 1e6, refused);
+    bool ok = rc == 0 && parsed && open == RSS_MAX_CONNS && refused == RSS_OVER && rss0 > 0;
+    record("TLS connections at --max-conns: RSS", io.secs, ok);
+    if (!ok)
+        fail_add(&f, "conn-rss: rc %d, '%s' (want %d open, %d refused)", rc, out, RSS_MAX_CONNS,
+                 RSS_OVER);
+    if (parsed && rss_cap > rss0 + (uint64_t)RSS_MAX_CONNS * RSS_PER_CONN)
+        fail_add(&f, "RSS grew %.1f MB for %d connections (bound %.1f MB)",
+                 ((double)rss_cap - (double)rss0) / 1e6, RSS_MAX_CONNS,
+                 (double)RSS_MAX_CONNS * RSS_PER_CONN / 1e6);
+    if (parsed && rss_over > rss_cap + (uint64_t)RSS_OVER * 4096)
+        fail_add(&f, "refused connections cost memory: RSS %.1f -> %.1f MB", (double)rss_cap / 1e6,
+                 (double)rss_over / 1e6);
+    const char *js = fetch_stats(&f, "rss", true);
+    if (js && parsed) {
+        uint64_t v = stat_of(&f, js, "server", "conns_refused_max");
+        if (v != (uint64_t)refused)
+            fail_add(&f, "server.conns_refused_max = %" PRIu64 ", the client saw %d refused", v,
+                     refused);
+    }
+    check_still_serving(&f, MODE_NIC, "the connections at the cap");
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
 /* A download across a 6 s blackout of the TX wire (the profile's fault
  * spec): the fast retransmission timer backs off but must not spend lwIP's
  * retry budget (which ran out after ~4.5 s): the transfer resumes and
@@ -3365,6 +3621,10 @@ static Suite *make_suite(void)
             tcase_add_test(tc, test_slow_clients);
         if (t & T_FLOOD)
             tcase_add_test(tc, test_conn_flood);
+        if (t & T_RXHOG)
+            tcase_add_test(tc, test_rx_hog);
+        if (t & T_RSS)
+            tcase_add_test(tc, test_conn_rss);
         if (t & T_BLACKOUT)
             tcase_add_test(tc, test_blackout);
         tcase_add_test(tc, test_stats);

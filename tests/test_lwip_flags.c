@@ -112,6 +112,8 @@ static struct {
     intptr_t pbuf_dist; /* buffer data - its struct pbuf */
     bool pbuf_dist_known;
     unsigned peak_held;
+    bool limited;       /* the test set small receive limits (buffers get compacted) */
+    unsigned compacted; /* delivered pbufs that were compact copies */
 
     /* what lwIP sent */
     unsigned acks, rsts, other;
@@ -357,8 +359,11 @@ static void step(void)
         ck_assert_uint_eq(e->flags & NIC_RXF_CSUM_OK, k->fragment ? 0 : NIC_RXF_CSUM_OK);
         ck_assert_uint_eq(e->flags & NIC_RXF_DECRYPTED, 0); /* no offload flow */
         /* Stand-in for the NIC's decision (tested elsewhere). */
-        if (k->marked)
+        if (k->marked) {
             e->flags |= NIC_RXF_DECRYPTED;
+            e->view_seq = g.cisn + 1 + k->off; /* a view the test can recognise */
+            e->record_sn = (uint64_t)g.pending[i];
+        }
     }
     g.rx_cqes += (uint32_t)g.npending;
     g.npending = 0;
@@ -389,24 +394,50 @@ static int source_pkt(uintptr_t ptr)
     return -1;
 }
 
+/* Newest packet whose payload holds stream offset off (for compact copies,
+   which are in no RX buffer). */
+static int source_pkt_at(uint32_t off)
+{
+    for (int i = g.npkts - 1; i >= 0; i--)
+        if (!g.pkts[i].fragment && off >= g.pkts[i].off && off < g.pkts[i].off + g.pkts[i].len)
+            return i;
+    return -1;
+}
+
 static void record_pbuf(const struct pbuf *q)
 {
     uintptr_t ptr = (uintptr_t)q->payload;
-    int src = source_pkt(ptr);
+    bool compact = !stack_rx_pbuf_pinned(q);
+    int src = compact ? source_pkt_at(g.delivered) : source_pkt(ptr);
     if (src < 0) {
         cb_fail("pbuf payload %p is in no RX buffer the NIC wrote", q->payload);
         return;
     }
+    if (compact && !g.limited) {
+        cb_fail("a compact copy without receive limits");
+        return;
+    }
     const struct pkt *k = &g.pkts[src];
     uintptr_t start = k->buf + k->hdr_len;
-    if (ptr < start || ptr + q->len > start + k->len) {
+    if (!compact && (ptr < start || ptr + q->len > start + k->len)) {
         cb_fail("pbuf [%p, +%u) outside the payload of packet %d", q->payload, (unsigned)q->len,
                 src);
         return;
     }
-    uint32_t pkt_off = (uint32_t)(ptr - start);
+    uint32_t pkt_off = compact ? g.delivered - k->off : (uint32_t)(ptr - start);
     uint32_t off = g.delivered;
     bool flag = (q->flags & STACK_PBUF_FLAG_DECRYPTED) != 0;
+    struct stack_rx_view view;
+    if (stack_rx_pbuf_view(q, &view) != flag)
+        cb_fail("pbuf at stream offset %u: view without flag or flag without view", off);
+    else if (flag && (view.seq != g.cisn + 1 + k->off || view.record_sn != (uint64_t)src))
+        cb_fail("pbuf at stream offset %u: view seq %u sn %" PRIu64 ", its packet %d at %u", off,
+                view.seq, view.record_sn, src, g.cisn + 1 + k->off);
+    if (compact) {
+        if (k->off + k->len < off + q->len)
+            cb_fail("compact pbuf at %u (+%u) beyond its packet %d", off, (unsigned)q->len, src);
+        g.compacted++;
+    }
     if (k->off + pkt_off != off)
         cb_fail("pbuf at stream offset %u holds bytes of packet %d from offset %u", off, src,
                 k->off + pkt_off);
@@ -427,7 +458,9 @@ static void record_pbuf(const struct pbuf *q)
         g.plain_seen[off + i] = flag ? b[i] : (uint8_t)(b[i] ^ key_byte(off + i));
     }
     intptr_t dist = (intptr_t)k->buf - (intptr_t)(uintptr_t)q;
-    if (!g.pbuf_dist_known) {
+    if (compact) {
+        /* no RX buffer */
+    } else if (!g.pbuf_dist_known) {
         g.pbuf_dist = dist;
         g.pbuf_dist_known = true;
     } else if (dist != g.pbuf_dist) {
@@ -694,8 +727,14 @@ static void finish(void)
     ck_assert_uint_eq(c.rx_decrypted_packets, (uint64_t)g.nmarked);
     ck_assert_uint_eq(c.rx_input_drops, 0);
     ck_assert_uint_eq(c.rx_pool_exhausted, 0);
-    /* Refill keeps the ring full: new buffers only for those lwIP holds. */
-    ck_assert_uint_eq(c.rx_bufs_allocated, RING_SIZE + g.peak_held);
+    ck_assert_uint_eq(c.rx_bufs_held, 0);
+    ck_assert_uint_eq(c.rx_compact_live, 0);
+    /* Refill keeps the ring full: new buffers only for those lwIP holds
+       (with limits: also for those held within one poll, before its sweep). */
+    if (g.limited)
+        ck_assert_uint_le(c.rx_bufs_allocated, RING_SIZE + g.peak_held + MAX_PENDING);
+    else
+        ck_assert_uint_eq(c.rx_bufs_allocated, RING_SIZE + g.peak_held);
     struct nic_counters n;
     nic_dev_get_counters(g.dev, &n);
     ck_assert_uint_eq(n.rx_packets, (uint64_t)g.npkts);
@@ -1022,6 +1061,65 @@ START_TEST(fin_on_queued_segment)
 }
 END_TEST
 
+/* ---- 3. Receive memory limits (struct stack_rx_limits) ---- */
+
+/* A peer trickles small segments ahead of a hole: beyond its share of RX
+   buffers the connection's queued segments are compacted (each keeps its
+   mark, its view and its TCP header, which lwIP reads when it reassembles),
+   beyond its segment limit the highest are dropped; the stream still
+   arrives whole and right once the hole is filled and the peer resends. */
+START_TEST(ooseq_beyond_share_compacted_and_capped)
+{
+    enum { SEG = 10, NSEG = 40, SHARE = 8, CAP = 32 };
+    const struct stack_rx_limits lim = {.conn_bufs = SHARE, .ooseq_segs = CAP, .sweep_held = 1};
+    LOCK_TCPIP_CORE();
+    stack_driver_set_rx_limits(g.drv, &lim);
+    UNLOCK_TCPIP_CORE();
+    g.limited = true;
+    handshake(40011);
+    int w0 = inject(0, 5, true, 0); /* learn the pbuf distance */
+    step();
+    uint32_t total = 5;
+    /* The hole is [5, 5 + SEG); segments 1..NSEG follow it. */
+    for (int i = 1; i <= NSEG; i++) {
+        inject(5 + (uint32_t)i * SEG, SEG, i % 3 != 0, 0);
+        if (g.npending == MAX_PENDING || i == NSEG)
+            step();
+        ck_assert_uint_le(held_now(), SHARE);
+    }
+    ck_assert_uint_eq(g.nd, 1);
+    struct stack_driver_counters c;
+    LOCK_TCPIP_CORE();
+    stack_driver_get_counters(g.drv, &c);
+    UNLOCK_TCPIP_CORE();
+    ck_assert_uint_ge(c.rx_compacted, CAP - SHARE);
+    ck_assert_uint_eq(c.rx_compacted_bytes, c.rx_compacted * SEG);
+    ck_assert_uint_eq(c.rx_compact_live, CAP - held_now());
+    ck_assert_uint_eq(c.rx_ooseq_dropped, NSEG - CAP);
+    ck_assert_uint_eq(c.rx_ooseq_dropped_bytes, (NSEG - CAP) * SEG);
+    ck_assert_uint_gt(c.rx_sweeps, 0);
+    ck_assert_uint_eq(c.rx_compact_failed, 0);
+
+    inject(5, SEG, true, 0); /* the hole: delivers it and the CAP queued ones */
+    step();
+    total = 5 + (1 + CAP) * SEG;
+    ck_assert_uint_eq(g.d[0].pkt, w0);
+    assert_in_sync(total);
+    ck_assert_uint_ge(g.compacted, CAP - SHARE);
+    for (int i = CAP + 1; i <= NSEG; i++) { /* the peer resends the dropped ones */
+        inject(5 + (uint32_t)i * SEG, SEG, i % 2 == 0, i == NSEG ? TU_TCP_FIN : 0);
+        if (g.npending == MAX_PENDING || i == NSEG)
+            step();
+    }
+    total = 5 + (1 + NSEG) * SEG;
+    ck_assert(g.fin);
+    ck_assert_uint_eq(g.fin_at, total);
+    assert_stream(total);
+    ck_assert_uint_eq(held_now(), 0);
+    finish();
+}
+END_TEST
+
 static Suite *lwip_flags_suite(void)
 {
     Suite *s = suite_create("lwip_flags");
@@ -1038,6 +1136,7 @@ static Suite *lwip_flags_suite(void)
     tcase_add_test(tc, fragmented_retransmission_empty_head_pbuf);
     tcase_add_test(tc, fin_on_last_inorder_segment);
     tcase_add_test(tc, fin_on_queued_segment);
+    tcase_add_test(tc, ooseq_beyond_share_compacted_and_capped);
     suite_add_tcase(s, tc);
     return s;
 }

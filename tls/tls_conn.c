@@ -8,6 +8,7 @@
  * Transmit: plaintext is staged into one record's worth, then sealed (or
  * handed to mbed TLS) and copied into lwIP's send buffer.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "tls_conn.h"
 #include "stack_driver.h"
 #include "stack_rto.h"
@@ -16,17 +17,21 @@
 #include "tls_record.h"
 
 #include <lwip/sys.h>
+#include <lwip/tcpip.h>
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* tcp_poll runs every CONN_POLL_INTERVAL TCP slow-timer ticks; the tick may
    be shortened (stack_host_cfg.tcp_tick_ms), so timeouts use sys_now(). */
 #define CONN_POLL_INTERVAL 4
 #define CLOSING_TIMEOUT_MS 30000 /* draining output when closing, without progress */
 #define RX_PENDING_CAP     (TLS_MAX_PLAINTEXT + 65536)
+#define HS_IN_CAP          (TLS_MAX_PLAINTEXT + 2048) /* client flight bytes handed to the worker */
+#define HS_OUT_CAP         65536                      /* server flight the worker may write */
 
 enum conn_state {
     CONN_HANDSHAKE, /* mbed TLS handshake in progress */
@@ -49,7 +54,20 @@ struct tls_conn {
     uint64_t tx_acked; /* TCP bytes acknowledged by the peer */
     bool eof_seen, eof_told, upper_closed, rx_stalled;
 
-    struct pbuf *rxq; /* received, not yet consumed */
+    struct pbuf *rxq;               /* received, not yet consumed */
+    uint32_t rxq_pbufs, rxq_pinned; /* pbufs in rxq, and those holding an RX buffer */
+
+    /* Handshake off the core lock: while hs_busy the worker owns ssl, hs_in
+       and hs_out; they are handed over through the worker's mutex. hs_in
+       holds a copy of the first unconsumed rxq bytes (mbed TLS read
+       hs_in_off of them), hs_out the flight still to be written to TCP. */
+    bool hs_busy, hs_started, hs_eof, hs_finished;
+    bool hs_cancel; /* set (atomically) when the connection dies while queued */
+    unsigned hs_steps;
+    int hs_result;
+    uint8_t *hs_in, *hs_out;
+    size_t hs_in_len, hs_in_off, hs_out_len, hs_out_off;
+    struct tls_conn *hs_next;
 
     /* mbed TLS (handshake; and the record layer in TLS_MODE_MBEDTLS) */
     mbedtls_ssl_context ssl;
@@ -87,7 +105,7 @@ struct tls_conn {
     size_t rx_pt_off, rx_pt_len;
 };
 
-static struct tls_conn *handshaking; /* see tls_conn_export_keys */
+static __thread struct tls_conn *handshaking; /* see tls_conn_export_keys */
 
 static struct tls_counters *ctr(struct tls_conn *c)
 {
@@ -127,6 +145,8 @@ static void conn_free(struct tls_conn *c)
         pbuf_free(c->tx_frame);
     free(c->tx_rec);
     free(c->rx_pt);
+    free(c->hs_in);
+    free(c->hs_out);
     conn_wipe_tx_key(c);
     conn_wipe_rx_key(c);
     free(c);
@@ -161,6 +181,8 @@ static void conn_leave(struct tls_conn *c)
         c->up->on_closed(c->up_ctx);
         c->busy--;
     }
+    if (c->hs_busy)
+        return; /* the handshake worker still owns ssl: hs_drain frees */
     if (c->srv)
         ctr(c)->conns_closed++;
     conn_free(c);
@@ -230,6 +252,8 @@ static void conn_kill(struct tls_conn *c, bool rst)
     if (c->state == CONN_DEAD)
         return;
     c->state = CONN_DEAD;
+    if (c->hs_busy) /* its queued handshake step is skipped */
+        __atomic_store_n(&c->hs_cancel, true, __ATOMIC_RELEASE);
     /* lwIP answers a close with unread data by RST and frees the pcb at
        once: account everything as read first (the offload may linger). */
     if (!rst && c->rxq && c->pcb)
@@ -269,10 +293,17 @@ static void conn_kill(struct tls_conn *c, bool rst)
 
 /* lwIP can hand us a pbuf trimmed to length 0 (an old first IP fragment of
    a retransmission): unlink such heads, or the consumers would spin on them. */
+static void rxq_unlinked(struct tls_conn *c, const struct pbuf *h)
+{
+    c->rxq_pbufs--;
+    c->rxq_pinned -= stack_rx_pbuf_pinned(h);
+}
+
 static void rxq_drop_empty(struct tls_conn *c)
 {
     while (c->rxq && c->rxq->len == 0) {
         struct pbuf *h = c->rxq;
+        rxq_unlinked(c, h);
         c->rxq = h->next;
         if (c->rxq)
             pbuf_ref(c->rxq); /* the chain's reference now belongs to the new head */
@@ -283,6 +314,12 @@ static void rxq_drop_empty(struct tls_conn *c)
 static void rxq_consume(struct tls_conn *c, size_t n)
 {
     c->rx_consumed += n;
+    /* the pbufs pbuf_free_header() frees: those the n bytes cover whole */
+    size_t left = n;
+    for (const struct pbuf *q = c->rxq; q && left > 0 && left >= q->len; q = q->next) {
+        left -= q->len;
+        rxq_unlinked(c, q);
+    }
     c->rxq = pbuf_free_header(c->rxq, (u16_t)n);
     rxq_drop_empty(c);
     while (n) {
@@ -311,6 +348,15 @@ static bool tcp_put(struct tls_conn *c, const void *buf, size_t len)
 static int bio_send(void *arg, const unsigned char *buf, size_t len)
 {
     struct tls_conn *c = arg;
+    if (c->hs_busy) { /* the worker: collect the flight */
+        if (len > HS_OUT_CAP - c->hs_out_len)
+            len = HS_OUT_CAP - c->hs_out_len;
+        if (len == 0)
+            return MBEDTLS_ERR_SSL_WANT_WRITE;
+        memcpy(c->hs_out + c->hs_out_len, buf, len);
+        c->hs_out_len += len;
+        return (int)len;
+    }
     if (!c->pcb)
         return MBEDTLS_ERR_NET_CONN_RESET;
     size_t room = tcp_sndbuf(c->pcb);
@@ -326,6 +372,15 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len)
 static int bio_recv(void *arg, unsigned char *buf, size_t len)
 {
     struct tls_conn *c = arg;
+    if (c->hs_busy) { /* the worker: the copy of the input */
+        size_t n = c->hs_in_len - c->hs_in_off;
+        if (n == 0)
+            return c->hs_eof ? 0 : MBEDTLS_ERR_SSL_WANT_READ;
+        n = n < len ? n : len;
+        memcpy(buf, c->hs_in + c->hs_in_off, n);
+        c->hs_in_off += n;
+        return (int)n;
+    }
     if (!c->rxq)
         return c->eof_seen ? 0 : MBEDTLS_ERR_SSL_WANT_READ;
     size_t n = c->rxq->tot_len < len ? c->rxq->tot_len : len;
@@ -774,23 +829,173 @@ static void try_start_offload(struct tls_conn *c)
         ctr(c)->offload_fallback_sw++; /* sealed in software instead, still correct */
 }
 
-static void do_handshake(struct tls_conn *c)
+/* --- the handshake, off the core lock ---
+   Under the lock, hs_kick() copies new input for mbed TLS and queues the
+   connection; the worker thread runs mbed TLS (its bio writes into hs_out);
+   hs_drain(), back on the tcpip thread, consumes what mbed TLS read from
+   rxq, writes the flight to TCP and finishes or re-queues. A connection that
+   dies meanwhile tells its upper layer at once but is freed by hs_drain. An ECDHE-ECDSA
+   handshake's ~10 ms of public-key work thus no longer stops every
+   established flow (docs/design.md §2). */
+
+static void hs_drain(void *arg);
+static void process_input(struct tls_conn *c);
+
+static void *hs_main(void *arg)
 {
-    handshaking = c;
-    int r = mbedtls_ssl_handshake(&c->ssl);
-    handshaking = NULL;
-    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-        if (c->pcb)
-            tcp_output(c->pcb);
-        return;
+    struct tls_server *srv = arg;
+    struct tls_hs_worker *w = &srv->hs;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->todo[0] && !w->todo[1] && !w->stop)
+            pthread_cond_wait(&w->cv, &w->mu);
+        int qi = w->todo[0] ? 0 : 1;
+        struct tls_conn *c = w->todo[qi];
+        if (!c)
+            break; /* stopping, nothing queued */
+        w->todo[qi] = c->hs_next;
+        if (!w->todo[qi])
+            w->todo_tail[qi] = NULL;
+        bool stopping = w->stop;
+        pthread_mutex_unlock(&w->mu);
+        if (stopping || __atomic_load_n(&c->hs_cancel, __ATOMIC_ACQUIRE)) {
+            /* the server is going away, or the connection is: no public-key work */
+            c->hs_result = MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+        } else {
+            handshaking = c;
+            c->hs_result = mbedtls_ssl_handshake(&c->ssl);
+            handshaking = NULL;
+        }
+        pthread_mutex_lock(&w->mu);
+        c->hs_next = w->done;
+        w->done = c;
+        if (!w->posted) {
+            w->posted = true;
+            pthread_mutex_unlock(&w->mu);
+            /* Blocks while lwIP's mailbox is full; fails only without memory. */
+            while (tcpip_callback(hs_drain, srv) != ERR_OK)
+                usleep(1000);
+            pthread_mutex_lock(&w->mu);
+        }
     }
-    if (r != 0 || !c->keys_ok) {
-        ctr(c)->handshakes_failed++;
-        conn_kill(c, false);
-        return;
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static bool hs_start(struct tls_server *srv)
+{
+    struct tls_hs_worker *w = &srv->hs;
+    if (w->started)
+        return true;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&w->th, NULL, hs_main, srv) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        return false;
     }
-    if (c->pcb)
+    pthread_setname_np(w->th, "tls-handshake");
+    w->started = true;
+    return true;
+}
+
+bool tls_conn_hs_stop(struct tls_server *srv)
+{
+    struct tls_hs_worker *w = &srv->hs;
+    if (!w->started)
+        return true;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->th, NULL);
+    w->started = false;
+    /* The last drain callback runs on the tcpip thread: wait for it (2 s). */
+    bool posted = true;
+    for (int i = 0; i < 2000 && posted; i++) {
+        pthread_mutex_lock(&w->mu);
+        posted = w->posted;
+        pthread_mutex_unlock(&w->mu);
+        if (posted)
+            usleep(1000);
+    }
+    if (posted)
+        return false;
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    return true;
+}
+
+/* Write the flight mbed TLS produced into TCP; true when all of it is.
+   Sent at once only if `send`: the last flight (the server's Finished) must
+   leave after the NIC's RX context was posted, or the client's first record
+   could reach the NIC before it (inside tcp_input lwIP defers output the
+   same way, which the synchronous handshake relied on). */
+static bool hs_flush(struct tls_conn *c, bool send)
+{
+    while (c->pcb && c->hs_out_off < c->hs_out_len) {
+        size_t n = c->hs_out_len - c->hs_out_off, room = tcp_sndbuf(c->pcb);
+        n = n < room ? n : room;
+        n = n < 0xffff ? n : 0xffff;
+        if (n == 0 ||
+            tcp_write(c->pcb, c->hs_out + c->hs_out_off, (u16_t)n, TCP_WRITE_FLAG_COPY) != ERR_OK)
+            break;
+        c->hs_out_off += n;
+    }
+    bool all = c->hs_out_off == c->hs_out_len;
+    if (all)
+        c->hs_out_off = c->hs_out_len = 0;
+    if (c->pcb && (send || !all))
         tcp_output(c->pcb);
+    return all;
+}
+
+/* Queue the handshake with the input that arrived since the last step. */
+static void hs_kick(struct tls_conn *c)
+{
+    if (c->hs_busy || c->state != CONN_HANDSHAKE || c->hs_finished)
+        return;
+    if (!c->hs_in) {
+        c->hs_in = malloc(HS_IN_CAP);
+        c->hs_out = malloc(HS_OUT_CAP);
+        if (!c->hs_in || !c->hs_out || !hs_start(c->srv)) {
+            ctr(c)->handshakes_failed++;
+            conn_kill(c, false);
+            return;
+        }
+    }
+    /* rxq holds exactly the bytes mbed TLS has not read: hs_in's, then new ones. */
+    size_t q = c->rxq ? c->rxq->tot_len : 0, add = q > c->hs_in_len ? q - c->hs_in_len : 0;
+    if (add > HS_IN_CAP - c->hs_in_len)
+        add = HS_IN_CAP - c->hs_in_len;
+    if (add)
+        pbuf_copy_partial(c->rxq, c->hs_in + c->hs_in_len, (u16_t)add, (u16_t)c->hs_in_len);
+    c->hs_in_len += add;
+    bool news = add || !c->hs_started || (c->eof_seen && !c->hs_eof);
+    if (!news)
+        return;
+    c->hs_started = true;
+    c->hs_eof = c->eof_seen && q == c->hs_in_len;
+    struct tls_hs_worker *w = &c->srv->hs;
+    int qi = c->hs_steps++ ? 0 : 1;
+    c->hs_busy = true;
+    c->hs_next = NULL;
+    pthread_mutex_lock(&w->mu);
+    if (w->todo_tail[qi])
+        w->todo_tail[qi]->hs_next = c;
+    else
+        w->todo[qi] = c;
+    w->todo_tail[qi] = c;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* The handshake is over and its flight is in TCP: switch to application data. */
+static void hs_complete(struct tls_conn *c)
+{
+    free(c->hs_in);
+    free(c->hs_out);
+    c->hs_in = c->hs_out = NULL;
     if (tls_mode_own_records(c->mode)) {
         if (!switch_to_sw(c)) {
             ctr(c)->handshakes_failed++;
@@ -816,10 +1021,68 @@ static void do_handshake(struct tls_conn *c)
     }
 }
 
+/* The last flight is in TCP (not sent yet): contexts first, then send. */
+static void hs_finish(struct tls_conn *c)
+{
+    hs_complete(c);
+    if (c->pcb)
+        tcp_output(c->pcb);
+    if (c->state == CONN_OPEN)
+        process_input(c); /* application data that came with the last flight */
+}
+
+/* One worker step is over (tcpip thread, core lock held). */
+static void hs_step_done(struct tls_conn *c)
+{
+    c->hs_busy = false;
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->hs_in_off) { /* what mbed TLS read is consumed now */
+        rxq_consume(c, c->hs_in_off);
+        memmove(c->hs_in, c->hs_in + c->hs_in_off, c->hs_in_len - c->hs_in_off);
+        c->hs_in_len -= c->hs_in_off;
+        c->hs_in_off = 0;
+    }
+    int r = c->hs_result;
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        hs_flush(c, true);
+        hs_kick(c); /* input that came meanwhile */
+        process_input(c);
+        return;
+    }
+    if (r != 0 || !c->keys_ok) {
+        hs_flush(c, true); /* mbed TLS's alert, if it wrote one */
+        ctr(c)->handshakes_failed++;
+        conn_kill(c, false);
+        return;
+    }
+    c->hs_finished = true;
+    if (hs_flush(c, false))
+        hs_finish(c);
+}
+
+static void hs_drain(void *arg)
+{
+    struct tls_server *srv = arg;
+    struct tls_hs_worker *w = &srv->hs;
+    pthread_mutex_lock(&w->mu);
+    struct tls_conn *c = w->done;
+    w->done = NULL;
+    w->posted = false;
+    pthread_mutex_unlock(&w->mu);
+    while (c) {
+        struct tls_conn *next = c->hs_next;
+        conn_enter(c);
+        hs_step_done(c); /* clears hs_busy */
+        conn_leave(c);   /* frees c if it died meanwhile */
+        c = next;
+    }
+}
+
 static void process_input(struct tls_conn *c)
 {
     if (c->state == CONN_HANDSHAKE)
-        do_handshake(c);
+        hs_kick(c);
     if (c->state == CONN_OPEN || c->state == CONN_CLOSING) {
         c->rx_stalled = false;
         if (c->state == CONN_OPEN) {
@@ -841,7 +1104,7 @@ static void process_input(struct tls_conn *c)
         c->eof_told = true;
         c->up->on_eof(c->up_ctx);
     }
-    if (c->eof_seen && c->state == CONN_HANDSHAKE) {
+    if (c->eof_seen && c->state == CONN_HANDSHAKE && !c->hs_busy && !c->hs_finished) {
         ctr(c)->handshakes_failed++;
         conn_kill(c, false); /* truncated handshake */
     }
@@ -857,6 +1120,30 @@ void tls_conn_resume(struct tls_conn *c)
 }
 
 /* --- lwIP callbacks --- */
+
+/* Receive memory limits (stack/stack_driver.h, struct stack_rx_limits) for
+   unread input: at most unread_pbufs pbufs queued (else refuse p: false),
+   and at most the connection's share of RX buffers pinned (else p is copied
+   into compact memory, marks and views kept). Counts p into the queue. */
+static bool rxq_admit(struct tls_conn *c, struct pbuf **p)
+{
+    const struct stack_rx_limits *lim = stack_rx_limits_of(*p);
+    uint32_t n = pbuf_clen(*p), pinned = 0;
+    for (const struct pbuf *q = *p; q; q = q->next)
+        pinned += stack_rx_pbuf_pinned(q);
+    if (lim && c->rxq && c->rxq_pbufs + n > lim->unread_pbufs) {
+        stack_rx_note_refused(*p);
+        return false;
+    }
+    if (pinned && c->rxq_pinned + pinned > stack_rx_share(*p)) {
+        uint32_t freed = 0;
+        *p = stack_rx_compact_chain(*p, &freed);
+        pinned -= freed;
+    }
+    c->rxq_pbufs += n;
+    c->rxq_pinned += pinned;
+    return true;
+}
 
 static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
 {
@@ -874,8 +1161,11 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
     } else if (!p) {
         c->eof_seen = true;
         process_input(c);
-        if (c->state == CONN_HANDSHAKE || (c->state == CONN_CLOSING && !c->rxq))
+        if ((c->state == CONN_HANDSHAKE && !c->hs_busy) || (c->state == CONN_CLOSING && !c->rxq))
             conn_kill(c, false);
+    } else if (!rxq_admit(c, &p)) {
+        conn_leave(c);
+        return ERR_MEM; /* lwIP keeps p and offers it again */
     } else {
         if (c->rxq)
             pbuf_cat(c->rxq, p);
@@ -898,6 +1188,9 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     c->tx_acked += len;
     if (c->state == CONN_CLOSING)
         c->since_ms = sys_now(); /* output progress */
+    if (c->state == CONN_HANDSHAKE && !c->hs_busy && c->hs_out_len &&
+        hs_flush(c, !c->hs_finished) && c->hs_finished)
+        hs_finish(c);
     if (c->txo)
         tls_tx_offload_acked(c->txo, c->pcb);
     if (c->offload_fence && c->state == CONN_OPEN)
@@ -919,7 +1212,9 @@ static void on_err(void *arg, err_t err)
     (void)err;
     if (!c)
         return;
-    c->pcb = NULL; /* already freed by lwIP */
+    c->pcb = NULL;  /* already freed by lwIP */
+    if (c->hs_busy) /* its queued handshake step is skipped */
+        __atomic_store_n(&c->hs_cancel, true, __ATOMIC_RELEASE);
     if (c->rxo) {
         tls_rx_offload_stop(c->rxo);
         c->rxo = NULL;

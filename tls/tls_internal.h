@@ -9,8 +9,26 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+
+struct tls_conn;
+
+/* The handshake worker (tls_conn.c): one thread per server runs mbed TLS
+   handshakes off lwIP's core lock; started at the first handshake. */
+struct tls_hs_worker {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t th;
+    bool started, stop;
+    /* Queued for the worker: [0] later steps of started handshakes, served
+       first (a started handshake finishes before new ones start), [1] new
+       ClientHellos. */
+    struct tls_conn *todo[2], *todo_tail[2];
+    struct tls_conn *done; /* handshake step over, for the tcpip thread */
+    bool posted;           /* a drain callback is in lwIP's mailbox */
+};
 
 struct tls_server {
     bool initialised;
@@ -23,10 +41,16 @@ struct tls_server {
     size_t record_size; /* TX record plaintext limit (tls_server_cfg.record_size) */
     struct tls_offload *offload;
     struct tls_counters counters[TLS_MODE_COUNT];
+    struct tls_hs_worker hs;
 };
 
+/* Stop the handshake worker (tls_server_free). False if a callback of it may
+   still run: the server must then not be freed. */
+bool tls_conn_hs_stop(struct tls_server *s);
+
 /* mbed TLS 2.28 only has a per-config export hook: tls_conn.c points it at
-   the connection whose handshake step is running (all under the core lock). */
+   the connection whose handshake step is running (a thread-local, set by the
+   handshake worker). */
 int tls_conn_export_keys(void *p_expkey, const unsigned char *ms, const unsigned char *kb,
                          size_t maclen, size_t keylen, size_t ivlen,
                          const unsigned char client_random[32],

@@ -313,6 +313,8 @@ void tls_server_free(struct tls_server *s)
 {
     if (!s)
         return;
+    if (!tls_conn_hs_stop(s))
+        return; /* a handshake callback may still run: leak rather than free under it */
     if (s->keylog)
         fclose(s->keylog);
     if (s->initialised) {
