@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #define NIC_IPPROTO_TCP 6
+#define NIC_MAX_PACKET  65535u /* largest IPv4 packet */
 
 /* TCP header flag bits (RFC 793). */
 #define NIC_TCP_FIN 0x01

@@ -6,10 +6,12 @@
  * CQ producer indices); the host reaches it only through the queues.
  */
 #define _GNU_SOURCE
+#include "nic_engine.h"
 #include "nic_csum.h"
 #include "nic_dev.h"
-#include "nic_engine.h"
+#include "nic_flow.h"
 #include "nic_link.h"
+#include "nic_tls.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -47,6 +49,11 @@ static bool is_pow2(uint32_t x)
     return x && !(x & (x - 1));
 }
 
+static void tls_post_tx_cqe(void *sink, const struct nic_cqe *e)
+{
+    nic_engine_post_cqe(sink, false, e);
+}
+
 struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t errlen)
 {
     if (!is_pow2(cfg->tx_ring_size) || !is_pow2(cfg->rx_ring_size)) {
@@ -73,7 +80,12 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
     q->rx_idx = alloc_zero(sizeof(*q->rx_idx));
     q->tx_cq_idx = alloc_zero(sizeof(*q->tx_cq_idx));
     q->rx_cq_idx = alloc_zero(sizeof(*q->rx_cq_idx));
-    dev->flows = nic_flow_table_new(cfg->max_flows);
+    dev->flows = nic_flow_table_new(cfg->max_flows, nic_tls_flow_release);
+    dev->tls = (struct nic_tls_ctx){.c = &dev->c,
+                                    .flows = dev->flows,
+                                    .rx_reorder_bytes = cfg->rx_reorder_bytes,
+                                    .post_tx_cqe = tls_post_tx_cqe,
+                                    .sink = dev};
     dev->pkt = malloc(NIC_MAX_PACKET);
     if (!q->tx_ring || !q->rx_ring || !q->tx_cq || !q->rx_cq || !q->tx_idx || !q->rx_idx ||
         !q->tx_cq_idx || !q->rx_cq_idx || !dev->flows || !dev->pkt) {
@@ -195,7 +207,7 @@ static void engine_irq(struct nic_dev *dev)
 
 /* --- completion queues --- */
 
-/* Post a completion; the entry must be fully written before its phase. */
+/* The entry must be fully written before its phase. */
 void nic_engine_post_cqe(struct nic_dev *dev, bool rx, const struct nic_cqe *src)
 {
     struct nic_queues *q = &dev->queues;
@@ -234,7 +246,69 @@ static void tx_complete(struct nic_dev *dev, const struct nic_tx_desc *d, uint8_
     nic_engine_post_cqe(dev, false, &e);
 }
 
+/* --- flows seen from the engine --- */
+
+static bool have_rx_flows(const struct nic_dev *dev)
+{
+    return dev->c.rx_tls_ctx != dev->c.rx_tls_del;
+}
+
+/* Every transmitted packet: an ACK of ours on an RX flow's connection moves
+   the right edge of the host's receive window (nic_tls_rx_observe_ack). */
+static void engine_tx_observe(struct nic_dev *dev, const uint8_t *pkt, size_t len)
+{
+    struct nic_tcp_view v;
+    if (!have_rx_flows(dev) || !nic_parse_tcp(pkt, len, &v) || !(v.tcp_flags & NIC_TCP_ACK))
+        return;
+    /* Our segment runs host -> peer; the RX flow is keyed peer -> host. */
+    struct nic_flow *f = nic_flow_lookup_rx(dev->flows, v.daddr, v.saddr, v.dport, v.sport);
+    if (f && f->rx)
+        nic_tls_rx_observe_ack(f, v.ack, v.window);
+}
+
+/* A received packet, already in the host buffer: verify checksums, then hand
+   data segments of known RX flows to the TLS block. */
+static void engine_rx_inspect(struct nic_dev *dev, uint8_t *pkt, size_t len, struct nic_cqe *cqe)
+{
+    struct nic_tcp_view v;
+    if (!nic_parse_tcp(pkt, len, &v)) {
+        /* The host reassembles fragments; the NIC never sees the segment
+           whole, so for an RX flow its bytes are a hole. */
+        if (have_rx_flows(dev) && nic_is_tcp_fragment(pkt, len))
+            dev->c.rx_tls_skip_frag++;
+        return;
+    }
+    if (!nic_tcp_csum_ok(pkt, &v)) {
+        dev->c.rx_csum_bad++;
+        return;
+    }
+    cqe->flags |= NIC_RXF_CSUM_OK;
+    if (v.payload_len == 0)
+        return;
+    /* Received packets run from the peer (source) to our host (destination). */
+    struct nic_flow *f = nic_flow_lookup_rx(dev->flows, v.saddr, v.daddr, v.sport, v.dport);
+    if (f && f->rx)
+        nic_tls_rx_flow_packet(&dev->tls, f, pkt, &v, cqe);
+}
+
 /* --- TX: descriptors -> wire --- */
+
+/* An offloaded segment: built in device memory pkt, records encrypted on the
+   way. Returns an enum nic_tx_status. */
+static int engine_tx_offload(struct nic_dev *dev, const struct nic_tx_desc *d, const uint8_t *host)
+{
+    struct nic_flow *flow = nic_flow_get(dev->flows, d->flow_id);
+    if (!flow || !flow->tx) {
+        dev->c.tx_tls_no_ctx++;
+        return NIC_TX_ERR_NO_CTX;
+    }
+    struct nic_tcp_view v;
+    if (!nic_parse_tcp(host, d->len, &v)) {
+        dev->c.tx_bad_desc++;
+        return NIC_TX_ERR_BAD_DESC;
+    }
+    return nic_tls_tx_packet(&dev->tls, flow, d->flow_id, &v, host, dev->pkt, d->len);
+}
 
 static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uint64_t now)
 {
@@ -245,16 +319,15 @@ static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uin
         return;
     }
     if (d->flags & NIC_TXF_OFFLOAD) {
-        /* The packet is built in device memory, records encrypted on the way. */
-        int st = nic_tls_tx_packet(dev, d->flow_id, host, dev->pkt, d->len);
+        int st = engine_tx_offload(dev, d, host);
         if (st != NIC_TX_OK) {
             tx_complete(dev, d, (uint8_t)st);
             return;
         }
-        nic_tls_tx_observe(dev, dev->pkt, d->len);
+        engine_tx_observe(dev, dev->pkt, d->len);
         nic_link_send(dev->link, dev->pkt, d->len, now);
     } else {
-        nic_tls_tx_observe(dev, host, d->len);
+        engine_tx_observe(dev, host, d->len);
         nic_link_send(dev->link, host, d->len, now);
     }
     tx_complete(dev, d, NIC_TX_OK);
@@ -274,7 +347,7 @@ static void engine_tx_desc(struct nic_dev *dev, const struct nic_tx_desc *d, uin
     case NIC_TX_DEL_CTX:
     case NIC_RX_PROGRESS:
     case NIC_RX_RESYNC_RESP:
-        st = nic_tls_ctrl(dev, d);
+        st = nic_tls_ctrl(&dev->tls, d);
         tx_complete(dev, d, (uint8_t)st);
         return;
     default:
@@ -342,7 +415,7 @@ static unsigned engine_rx_poll(struct nic_dev *dev, uint64_t now)
         if (!len)
             break;
         struct nic_cqe e = {.kind = NIC_CQE_RX_PACKET, .len = (uint32_t)len, .cookie = d->cookie};
-        nic_tls_rx_packet(dev, buf, len, &e);
+        engine_rx_inspect(dev, buf, len, &e);
         /* A frame whose headers do not hold together is counted and still
            delivered, without NIC_RXF_CSUM_OK; lwIP makes its own checks. Only
            frames the checksum stage did not pass are classified again. */
