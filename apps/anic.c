@@ -39,7 +39,7 @@ static void usage_serve(FILE *f)
            "\n"
            "  --tls MODE          record layer on the HTTPS port: nic (default) | sw | mbedtls\n"
            "                        nic: the NIC encrypts and decrypts records (autonomous TX\n"
-        "                        and RX offload)\n"
+           "                        and RX offload)\n"
            "                        sw: anic's kTLS-style record layer, host AES-GCM (libcrypto)\n"
            "                        mbedtls: the stock mbed TLS record layer\n"
            "  --tx-resync POLICY  how the NIC recovers for retransmissions: dump (default,\n"
@@ -61,6 +61,10 @@ static void usage_serve(FILE *f)
            "  --rx-reorder-buf B  NIC RX: ciphertext bytes held per flow across a hole, so\n"
            "                        reordering and loss don't lose sync (default 262144;\n"
            "                        0 = the paper's NIC)\n"
+           "  --offloads LIST     segmentation offloads between host and NIC, comma-separated:\n"
+           "                        tso (lwIP hands the NIC segments up to 64 KiB, the NIC\n"
+           "                        cuts them into wire packets); none = off (default: all)\n"
+           "  --no-tso            the same as leaving tso out of --offloads\n"
            "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
            "                        uses); fewer: installs fail and connections fall back to\n"
            "                        host crypto (counted *_ctx_install_failed)\n"
@@ -141,6 +145,8 @@ enum {
     OPT_RX_RESYNC,
     OPT_RX_REORDER,
     OPT_NIC_CONTEXTS,
+    OPT_OFFLOADS,
+    OPT_NO_TSO,
 };
 
 static const struct option serve_opts[] = {
@@ -169,6 +175,8 @@ static const struct option serve_opts[] = {
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER},
     {"nic-contexts", required_argument, NULL, OPT_NIC_CONTEXTS},
+    {"offloads", required_argument, NULL, OPT_OFFLOADS},
+    {"no-tso", no_argument, NULL, OPT_NO_TSO},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -196,7 +204,9 @@ static void print_banner(const struct app_runtime *rt, const struct app_runtime_
     }
     if (rt->tls)
         printf("  CA certificate: %s\n", cfg->cert_path ? cfg->cert_path : cfg->ca_out_path);
-    printf("  fault-tx: %s\n  fault-rx: %s\n", ft, fr);
+    char ol[64];
+    printf("  fault-tx: %s\n  fault-rx: %s\n  offloads: %s\n", ft, fr,
+           app_offloads_format(cfg->offloads, ol, sizeof(ol)));
     if (cfg->pcap_path)
         printf("  pcap: %s\n", cfg->pcap_path);
     if (cfg->keylog_path)
@@ -319,6 +329,13 @@ static int cmd_serve(int argc, char **argv)
         case OPT_NIC_CONTEXTS:
             if (parse_u32(optarg, 1, 1u << 16, &cfg.nic_contexts) < 0)
                 return bad("nic-contexts", optarg);
+            break;
+        case OPT_OFFLOADS:
+            if (app_offloads_parse(optarg, &cfg.offloads) < 0)
+                return bad("offloads", optarg);
+            break;
+        case OPT_NO_TSO:
+            cfg.offloads &= ~APP_OFFLOAD_TSO;
             break;
         case OPT_RX_REORDER:
             if (parse_u32(optarg, 0, 64u << 20, &cfg.rx_reorder_bytes) < 0)

@@ -22,6 +22,8 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     nic_dev_get_counters(src->dev, &nc);
     ADD("nic", nc, tx_desc);
     ADD("nic", nc, tx_bad_desc);
+    ADD("nic", nc, tx_tso_segments);
+    ADD("nic", nc, tx_tso_packets);
     ADD("nic", nc, tx_ring_empty_polls);
     ADD("nic", nc, rx_packets);
     ADD("nic", nc, rx_bytes);

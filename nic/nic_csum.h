@@ -13,6 +13,7 @@
 #define NIC_TCP_FIN 0x01
 #define NIC_TCP_SYN 0x02
 #define NIC_TCP_RST 0x04
+#define NIC_TCP_PSH 0x08
 #define NIC_TCP_ACK 0x10
 
 /* Parsed view of an IPv4/TCP packet; offsets into the packet. */

@@ -49,6 +49,8 @@ struct nic_counters {
         rx_buf_too_small, tx_cq_overflow, rx_cq_overflow, tx_cq_backpressure, doorbells, irqs,
         engine_sleeps;
     /* wire (after the fault stage on TX, before it on RX) */
+    uint64_t tx_tso_segments, /* host segments longer than the MTU cut by TSO */
+        tx_tso_packets;       /* wire packets those segments became */
     uint64_t tx_packets, tx_bytes, tun_write_errors, tun_read_errors, rx_wire_packets,
         rx_wire_bytes, rx_malformed, rx_csum_bad;
     /* TLS offload, docs/design.md §9 names */

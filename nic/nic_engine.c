@@ -11,6 +11,7 @@
 #include "nic_dev.h"
 #include "nic_flow.h"
 #include "nic_link.h"
+#include "nic_seg.h"
 #include "nic_tls.h"
 
 #include <errno.h>
@@ -87,8 +88,9 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
                                     .post_tx_cqe = tls_post_tx_cqe,
                                     .sink = dev};
     dev->pkt = malloc(NIC_MAX_PACKET);
+    dev->tso_pkt = malloc(NIC_MAX_PACKET);
     if (!q->tx_ring || !q->rx_ring || !q->tx_cq || !q->rx_cq || !q->tx_idx || !q->rx_idx ||
-        !q->tx_cq_idx || !q->rx_cq_idx || !dev->flows || !dev->pkt) {
+        !q->tx_cq_idx || !q->rx_cq_idx || !dev->flows || !dev->pkt || !dev->tso_pkt) {
         snprintf(err, errlen, "out of memory");
         dev->cfg.tun_fd = -1; /* caller keeps its fd on failure */
         nic_dev_destroy(dev);
@@ -141,6 +143,7 @@ void nic_dev_destroy(struct nic_dev *dev)
     free(q->rx_cq_idx);
     nic_flow_table_free(dev->flows);
     free(dev->pkt);
+    free(dev->tso_pkt);
     if (dev->link)
         pthread_mutex_destroy(&dev->stats_lock);
     free(dev);
@@ -310,10 +313,43 @@ static int engine_tx_offload(struct nic_dev *dev, const struct nic_tx_desc *d, c
     return nic_tls_tx_packet(&dev->tls, flow, d->flow_id, &v, host, dev->pkt, d->len);
 }
 
+struct tso_emit {
+    struct nic_dev *dev;
+    uint64_t now;
+};
+
+static void tso_emit(void *arg, const uint8_t *pkt, size_t len)
+{
+    struct tso_emit *e = arg;
+    nic_link_send(e->dev->link, pkt, len, e->now);
+}
+
+/* A DATA packet longer than the MTU must be a TCP segment whose headers plus
+   mss fit the MTU: TSO cuts it. */
+static bool tso_ok(const struct nic_dev *dev, const struct nic_tx_desc *d, const uint8_t *host)
+{
+    struct nic_tcp_view v;
+    return d->mss && nic_parse_tcp(host, d->len, &v) && v.payload_off + d->mss <= dev->cfg.mtu;
+}
+
+/* Put a packet built for DATA d on the wire: as it is, or cut by TSO. */
+static void engine_tx_wire(struct nic_dev *dev, const uint8_t *pkt, size_t len, uint32_t mss,
+                           uint64_t now)
+{
+    struct nic_tcp_view v;
+    if (len <= dev->cfg.mtu || !nic_parse_tcp(pkt, len, &v) || v.payload_len <= mss) {
+        nic_link_send(dev->link, pkt, len, now);
+        return;
+    }
+    struct tso_emit e = {.dev = dev, .now = now};
+    dev->c.tx_tso_segments++;
+    dev->c.tx_tso_packets += nic_tso_cut(pkt, &v, mss, dev->tso_pkt, tso_emit, &e);
+}
+
 static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uint64_t now)
 {
     const uint8_t *host = (const uint8_t *)(uintptr_t)d->addr;
-    if (d->len == 0 || d->len > dev->cfg.mtu) {
+    if (d->len == 0 || (d->len > dev->cfg.mtu && !tso_ok(dev, d, host))) {
         dev->c.tx_bad_desc++;
         tx_complete(dev, d, NIC_TX_ERR_BAD_DESC);
         return;
@@ -325,10 +361,10 @@ static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uin
             return;
         }
         engine_tx_observe(dev, dev->pkt, d->len);
-        nic_link_send(dev->link, dev->pkt, d->len, now);
+        engine_tx_wire(dev, dev->pkt, d->len, d->mss, now);
     } else {
         engine_tx_observe(dev, host, d->len);
-        nic_link_send(dev->link, host, d->len, now);
+        engine_tx_wire(dev, host, d->len, d->mss, now);
     }
     tx_complete(dev, d, NIC_TX_OK);
 }

@@ -22,6 +22,7 @@ struct nic_dev {
     struct nic_flow_table *flows; /* the engine looks flows up; tls installs/deletes */
     struct nic_tls_ctx tls;       /* the TLS block's narrow view of this device */
     uint8_t *pkt;                 /* device memory for one packet being transmitted */
+    uint8_t *tso_pkt;             /* one wire packet cut from it by TSO */
 
     /* engine-private ring state */
     uint32_t tx_cons, rx_cons, tx_cq_prod, rx_cq_prod;

@@ -76,6 +76,7 @@ struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host
         free(h);
         return NULL;
     }
+    stack_driver_set_tso(h->drv, cfg->tso_max);
     ip4_addr_t ip, mask, gw;
     ip.addr = cfg->ip;
     mask.addr = cfg->netmask;

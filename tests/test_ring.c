@@ -986,6 +986,115 @@ START_TEST(counters_match_traffic_exactly)
 }
 END_TEST
 
+/* ---- TSO: a segment longer than the MTU, cut by the NIC ---- */
+
+#define TSO_MSS 1460u
+
+/* One TCP segment of plen payload bytes (byte i = i * 13 + 5), FIN|PSH|ACK. */
+static size_t build_tso_segment(uint8_t *p, uint8_t *payload, size_t plen)
+{
+    for (size_t i = 0; i < plen; i++)
+        payload[i] = (uint8_t)(i * 13u + 5u);
+    struct tu_tcp seg = {.saddr = TU_HOST_IP,
+                         .daddr = TU_PEER_IP,
+                         .sport = TU_HOST_PORT,
+                         .dport = TU_PEER_PORT,
+                         .ip_id = 0xfffe, /* the ids of the cut packets wrap */
+                         .seq = 0xfffff000u,
+                         .ack = 77,
+                         .flags = TU_TCP_FIN | TU_TCP_PSH | TU_TCP_ACK,
+                         .payload = payload,
+                         .len = plen};
+    return tu_build_tcp(p, &seg);
+}
+
+START_TEST(tso_cuts_segment_into_wire_packets)
+{
+    host_open(8, 8);
+    static uint8_t pkt[65536], payload[65536], wire[WIRE_BUF_LEN], joined[65536];
+    const size_t plen = 10 * TSO_MSS + 333; /* 11 packets, the last one short */
+    size_t len = build_tso_segment(pkt, payload, plen);
+    struct nic_tx_desc d = data_desc(pkt, len, NIC_TXF_SIGNAL, COOKIE_TAG | 1);
+    d.mss = TSO_MSS;
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    ck_assert(tu_cq_take(&h, false, &e));
+    ck_assert_uint_eq(e.status, NIC_TX_OK);
+    size_t got = 0;
+    unsigned n = 0;
+    size_t wl;
+    while ((wl = tu_wire_recv(h.wire, wire, sizeof(wire))) > 0) {
+        size_t want = n < 10 ? TSO_MSS : 333;
+        ck_assert_uint_le(wl, TEST_MTU);
+        ck_assert_uint_eq(wl, TU_IP_HLEN + TU_TCP_HLEN + want);
+        ck_assert_uint_eq(tu_get16(wire + 2), wl);                     /* total length */
+        ck_assert_uint_eq(tu_get16(wire + 4), (uint16_t)(0xfffe + n)); /* IP id */
+        ck_assert_uint_eq(tu_ip_csum(wire), 0);
+        ck_assert_uint_eq(tu_tcp_csum(wire, wl), 0);
+        const uint8_t *tcp = wire + TU_IP_HLEN;
+        ck_assert_uint_eq(tu_get32(tcp + 4), 0xfffff000u + (uint32_t)(n * TSO_MSS)); /* wraps */
+        ck_assert_uint_eq(tu_get32(tcp + 8), 77);
+        uint8_t want_flags = TU_TCP_ACK | (n == 10 ? TU_TCP_FIN | TU_TCP_PSH : 0);
+        ck_assert_uint_eq(tcp[13], want_flags);
+        memcpy(joined + got, wire + TU_IP_HLEN + TU_TCP_HLEN, want);
+        got += want;
+        n++;
+    }
+    ck_assert_uint_eq(n, 11);
+    ck_assert_uint_eq(got, plen);
+    ck_assert(memcmp(joined, payload, plen) == 0);
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tx_tso_segments, 1);
+    ck_assert_uint_eq(c.tx_tso_packets, 11);
+    ck_assert_uint_eq(c.tx_packets, 11);
+    ck_assert_uint_eq(c.tx_bad_desc, 0);
+}
+END_TEST
+
+/* Longer than the MTU without an MSS, with an MSS the headers do not fit,
+   or not TCP: refused and counted, nothing on the wire. A segment that fits
+   the MTU is sent as it is even with an MSS. */
+START_TEST(tso_refuses_what_it_cannot_cut)
+{
+    host_open(8, 8);
+    static uint8_t pkt[65536], payload[65536], other[65536];
+    size_t len = build_tso_segment(pkt, payload, 3000);
+    memcpy(other, pkt, len);
+    other[9] = 17; /* UDP */
+    tu_ip_csum_set(other);
+    struct nic_tx_desc d[3] = {data_desc(pkt, len, NIC_TXF_SIGNAL, 1),
+                               data_desc(pkt, len, NIC_TXF_SIGNAL, 2),
+                               data_desc(other, len, NIC_TXF_SIGNAL, 3)};
+    d[1].mss = TEST_MTU - TU_IP_HLEN - TU_TCP_HLEN + 1;
+    d[2].mss = TSO_MSS;
+    for (int i = 0; i < 3; i++)
+        tu_tx_post(&h, &d[i]);
+    static uint8_t small[TEST_MTU];
+    size_t slen = build_tcp(small, 3);
+    struct nic_tx_desc ok = data_desc(small, slen, 0, 4);
+    ok.mss = TSO_MSS;
+    tu_tx_post(&h, &ok);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    for (uint64_t k = 1; k <= 3; k++) {
+        struct nic_cqe e;
+        ck_assert(tu_cq_take(&h, false, &e));
+        ck_assert_uint_eq(e.cookie, k);
+        ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
+    }
+    static uint8_t wire[WIRE_BUF_LEN];
+    ck_assert_uint_eq(tu_wire_recv(h.wire, wire, sizeof(wire)), slen);
+    ck_assert(memcmp(wire, small, slen) == 0);
+    assert_wire_empty();
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tx_bad_desc, 3);
+    ck_assert_uint_eq(c.tx_tso_segments, 0);
+    ck_assert_uint_eq(c.tx_packets, 1);
+}
+END_TEST
+
 static Suite *ring_suite(void)
 {
     Suite *s = suite_create("nic_ring");
@@ -1022,6 +1131,12 @@ static Suite *ring_suite(void)
     tcase_add_test(full, tx_cq_full_stalls_engine_without_loss);
     tcase_add_test(full, rx_cq_full_counts_overflow_never_overwrites);
     suite_add_tcase(s, full);
+
+    TCase *tso = tcase_create("tso");
+    tcase_add_checked_fixture(tso, setup, teardown);
+    tcase_add_test(tso, tso_cuts_segment_into_wire_packets);
+    tcase_add_test(tso, tso_refuses_what_it_cannot_cut);
+    suite_add_tcase(s, tso);
 
     TCase *cnt = tcase_create("counters");
     tcase_add_checked_fixture(cnt, setup, teardown);
