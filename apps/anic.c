@@ -63,8 +63,10 @@ static void usage_serve(FILE *f)
            "                        0 = the paper's NIC)\n"
            "  --offloads LIST     segmentation offloads between host and NIC, comma-separated:\n"
            "                        tso (lwIP hands the NIC segments up to 64 KiB, the NIC\n"
-           "                        cuts them into wire packets); none = off (default: all)\n"
-           "  --no-tso            the same as leaving tso out of --offloads\n"
+           "                        cuts them into wire packets), gso (TUN reads and writes\n"
+           "                        TCP super-packets, split and merged around the fault\n"
+           "                        stage); none = off (default: all)\n"
+           "  --no-tso, --no-gso  leave one out\n"
            "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
            "                        uses); fewer: installs fail and connections fall back to\n"
            "                        host crypto (counted *_ctx_install_failed)\n"
@@ -147,6 +149,7 @@ enum {
     OPT_NIC_CONTEXTS,
     OPT_OFFLOADS,
     OPT_NO_TSO,
+    OPT_NO_GSO,
 };
 
 static const struct option serve_opts[] = {
@@ -177,6 +180,7 @@ static const struct option serve_opts[] = {
     {"nic-contexts", required_argument, NULL, OPT_NIC_CONTEXTS},
     {"offloads", required_argument, NULL, OPT_OFFLOADS},
     {"no-tso", no_argument, NULL, OPT_NO_TSO},
+    {"no-gso", no_argument, NULL, OPT_NO_GSO},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -336,6 +340,9 @@ static int cmd_serve(int argc, char **argv)
             break;
         case OPT_NO_TSO:
             cfg.offloads &= ~APP_OFFLOAD_TSO;
+            break;
+        case OPT_NO_GSO:
+            cfg.offloads &= ~APP_OFFLOAD_GSO;
             break;
         case OPT_RX_REORDER:
             if (parse_u32(optarg, 0, 64u << 20, &cfg.rx_reorder_bytes) < 0)

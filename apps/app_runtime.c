@@ -43,7 +43,7 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
 static const struct {
     const char *name;
     unsigned bit;
-} offload_names[] = {{"tso", APP_OFFLOAD_TSO}};
+} offload_names[] = {{"tso", APP_OFFLOAD_TSO}, {"gso", APP_OFFLOAD_GSO}};
 
 int app_offloads_parse(const char *list, unsigned *out)
 {
@@ -160,13 +160,16 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         return -1;
     rt->netns_created = true;
     app_netns_cleanup_on_crash(cfg->netns);
-    int fd = nic_tun_open(cfg->tun_name, cfg->kernel_ip, cfg->prefix_len, cfg->mtu, err, errlen);
+    bool gso = (cfg->offloads & APP_OFFLOAD_GSO) != 0;
+    int fd =
+        nic_tun_open(cfg->tun_name, cfg->kernel_ip, cfg->prefix_len, cfg->mtu, gso, err, errlen);
     if (fd < 0)
         goto fail;
     if (cfg->peer_rto_min_ms && set_peer_route(cfg) != 0)
         fprintf(stderr, "anic: warning: could not set rto_min on the kernel's route\n");
     struct nic_dev_cfg dc = {
         .tun_fd = fd,
+        .tun_gso = gso,
         .tx_ring_size = cfg->tx_ring_size,
         .rx_ring_size = cfg->rx_ring_size,
         .mtu = cfg->mtu,

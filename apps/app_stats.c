@@ -79,6 +79,11 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     ADD("wire", nc, rx_wire_packets);
     ADD("wire", nc, rx_wire_bytes);
     ADD("wire", nc, tun_read_errors);
+    ADD("wire", nc, tun_gso_writes);
+    ADD("wire", nc, tun_gso_write_packets);
+    ADD("wire", nc, tun_gso_reads);
+    ADD("wire", nc, tun_gso_read_packets);
+    ADD("wire", nc, tun_gso_bad);
 
     struct nic_fault_stats ft, fr;
     nic_dev_get_fault_stats(src->dev, &ft, &fr);

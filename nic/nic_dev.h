@@ -19,6 +19,7 @@ struct nic_dev;
 /* Device configuration (set at create, fixed afterwards). */
 struct nic_dev_cfg {
     int tun_fd;                    /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
+    bool tun_gso;                  /* tun_fd has IFF_VNET_HDR + TSO4 offloads (nic_tun_open gso) */
     uint32_t tx_ring_size;         /* power of two */
     uint32_t rx_ring_size;         /* power of two */
     uint32_t mtu;                  /* largest packet on the wire */
@@ -49,8 +50,13 @@ struct nic_counters {
         rx_buf_too_small, tx_cq_overflow, rx_cq_overflow, tx_cq_backpressure, doorbells, irqs,
         engine_sleeps;
     /* wire (after the fault stage on TX, before it on RX) */
-    uint64_t tx_tso_segments, /* host segments longer than the MTU cut by TSO */
-        tx_tso_packets;       /* wire packets those segments became */
+    uint64_t tx_tso_segments,  /* host segments longer than the MTU cut by TSO */
+        tx_tso_packets;        /* wire packets those segments became */
+    uint64_t tun_gso_writes,   /* TUN writes of merged in-order runs (GSO super-packets) */
+        tun_gso_write_packets, /* wire packets in them */
+        tun_gso_reads,         /* GSO super-packets read from TUN and split */
+        tun_gso_read_packets,  /* wire packets they became */
+        tun_gso_bad;           /* TUN reads dropped: not splittable, or a bad checksum request */
     uint64_t tx_packets, tx_bytes, tun_write_errors, tun_read_errors, rx_wire_packets,
         rx_wire_bytes, rx_malformed, rx_csum_bad;
     /* TLS offload, docs/design.md §9 names */

@@ -109,7 +109,7 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
         return NULL;
     }
     dev->link = nic_link_create(cfg->tun_fd, &cfg->fault_tx, &cfg->fault_rx, cfg->pcap_path,
-                                cfg->mtu, err, errlen);
+                                cfg->mtu, cfg->tun_gso, err, errlen);
     if (!dev->link) {
         dev->cfg.tun_fd = -1;
         nic_dev_destroy(dev);
@@ -480,6 +480,11 @@ static void engine_publish_stats(struct nic_dev *dev)
     dev->c.rx_wire_packets = lc.rx_packets;
     dev->c.rx_wire_bytes = lc.rx_bytes;
     dev->c.rx_buf_too_small = lc.rx_truncated;
+    dev->c.tun_gso_writes = lc.tx_gso_writes;
+    dev->c.tun_gso_write_packets = lc.tx_gso_packets;
+    dev->c.tun_gso_reads = lc.rx_gso_reads;
+    dev->c.tun_gso_read_packets = lc.rx_gso_packets;
+    dev->c.tun_gso_bad = lc.rx_gso_bad;
     pthread_mutex_lock(&dev->stats_lock);
     dev->c_snapshot = dev->c;
     nic_link_get_fault_stats(dev->link, &dev->fault_tx_snapshot, &dev->fault_rx_snapshot);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <linux/virtio_net.h>
+
 #include "nic_abi.h"
 #include "nic_dev.h"
 #include "test_util.h"
@@ -25,6 +27,7 @@
 /* ---- The host side: a minimal driver over the queues ---- */
 
 static struct tu_drv h;
+static bool g_gso; /* the next host_open gives the NIC a GSO "TUN" (virtio_net_hdr framing) */
 static uint64_t rx_cookie[RING_MAX]; /* driver shadow: cookie posted in each RX slot */
 
 static void host_open(uint32_t tx_size, uint32_t rx_size)
@@ -37,6 +40,7 @@ static void host_open(uint32_t tx_size, uint32_t rx_size)
         .mtu = TEST_MTU,
         .max_flows = 4,
         .pcap_path = NULL,
+        .tun_gso = g_gso,
     };
     memset(rx_cookie, 0, sizeof(rx_cookie));
     tu_drv_open(&h, &cfg);
@@ -46,6 +50,7 @@ static void host_open(uint32_t tx_size, uint32_t rx_size)
 
 static void setup(void)
 {
+    g_gso = false;
     memset(&h, 0, sizeof(h));
     h.wire = -1;
 }
@@ -1095,6 +1100,181 @@ START_TEST(tso_refuses_what_it_cannot_cut)
 }
 END_TEST
 
+/* ---- GSO: the wire peer speaks virtio_net_hdr + super-packets ---- */
+
+#define VNET_HLEN sizeof(struct virtio_net_hdr)
+
+/* A TSO segment cut into 11 wire packets leaves as ONE super-packet write:
+   GSO TCPv4 with the wire MSS, the whole payload, the headers of the first
+   packet with PSH/FIN of the last, the TCP checksum left to the kernel. */
+START_TEST(gso_merges_in_order_run_into_one_write)
+{
+    g_gso = true;
+    host_open(8, 8);
+    static uint8_t pkt[65536], payload[65536], wire[WIRE_BUF_LEN];
+    const size_t plen = 10 * TSO_MSS + 333;
+    size_t len = build_tso_segment(pkt, payload, plen);
+    struct nic_tx_desc d = data_desc(pkt, len, 0, 1);
+    d.mss = TSO_MSS;
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    size_t wl = tu_wire_recv(h.wire, wire, sizeof(wire));
+    ck_assert_uint_eq(wl, VNET_HLEN + TU_IP_HLEN + TU_TCP_HLEN + plen);
+    struct virtio_net_hdr vh;
+    memcpy(&vh, wire, sizeof(vh));
+    ck_assert_uint_eq(vh.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    ck_assert_uint_eq(vh.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    ck_assert_uint_eq(vh.gso_size, TSO_MSS);
+    ck_assert_uint_eq(vh.hdr_len, TU_IP_HLEN + TU_TCP_HLEN);
+    ck_assert_uint_eq(vh.csum_start, TU_IP_HLEN);
+    ck_assert_uint_eq(vh.csum_offset, 16);
+    uint8_t *ip = wire + VNET_HLEN;
+    ck_assert_uint_eq(tu_get16(ip + 2), TU_IP_HLEN + TU_TCP_HLEN + plen);
+    ck_assert_uint_eq(tu_ip_csum(ip), 0);
+    ck_assert_uint_eq(tu_get32(ip + TU_IP_HLEN + 4), 0xfffff000u);
+    ck_assert_uint_eq(ip[TU_IP_HLEN + 13], TU_TCP_ACK | TU_TCP_PSH | TU_TCP_FIN);
+    ck_assert(memcmp(ip + TU_IP_HLEN + TU_TCP_HLEN, payload, plen) == 0);
+    /* NEEDS_CSUM: the field holds the pseudo-header sum, the kernel adds the
+       rest; finishing it as the kernel does gives the right checksum. */
+    size_t tcp_len = TU_TCP_HLEN + plen;
+    uint8_t ph[12];
+    memcpy(ph, ip + 12, 8);
+    ph[8] = 0;
+    ph[9] = 6;
+    ph[10] = (uint8_t)(tcp_len >> 8);
+    ph[11] = (uint8_t)tcp_len;
+    ck_assert_uint_eq(tu_get16(ip + TU_TCP_CSUM_OFF),
+                      (uint16_t)~tu_csum_fold(tu_csum_add(0, ph, sizeof(ph))));
+    uint16_t finished = tu_csum_fold(tu_csum_add(0, ip + TU_IP_HLEN, tcp_len));
+    ip[TU_TCP_CSUM_OFF] = (uint8_t)(finished >> 8);
+    ip[TU_TCP_CSUM_OFF + 1] = (uint8_t)finished;
+    ck_assert_uint_eq(tu_tcp_csum(ip, TU_IP_HLEN + tcp_len), 0);
+    assert_wire_empty();
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tun_gso_writes, 1);
+    ck_assert_uint_eq(c.tun_gso_write_packets, 11);
+    ck_assert_uint_eq(c.tx_packets, 11);
+    ck_assert_uint_eq(c.tx_bytes, 11 * (TU_IP_HLEN + TU_TCP_HLEN) + plen);
+}
+END_TEST
+
+/* A packet with a bad TCP checksum (a corrupted wire packet) is never merged:
+   the run before it is written, then it alone without GSO, as it was. */
+START_TEST(gso_never_merges_a_bad_checksum)
+{
+    g_gso = true;
+    host_open(8, 8);
+    static uint8_t a[TEST_MTU], b[TEST_MTU], c3[TEST_MTU], pay[3][TSO_MSS];
+    uint8_t *pk[3] = {a, b, c3};
+    size_t len[3];
+    for (int i = 0; i < 3; i++) {
+        memset(pay[i], 'a' + i, TSO_MSS);
+        struct tu_tcp seg = {.saddr = TU_HOST_IP,
+                             .daddr = TU_PEER_IP,
+                             .sport = TU_HOST_PORT,
+                             .dport = TU_PEER_PORT,
+                             .ip_id = (uint16_t)(9 + i),
+                             .seq = 1000u + (uint32_t)i * TSO_MSS,
+                             .ack = 5,
+                             .flags = TU_TCP_ACK,
+                             .payload = pay[i],
+                             .len = TSO_MSS};
+        len[i] = tu_build_tcp(pk[i], &seg);
+    }
+    b[TU_IP_HLEN + TU_TCP_HLEN + 7] ^= 0x10; /* checksum no longer matches */
+    for (int i = 0; i < 3; i++) {
+        struct nic_tx_desc d = data_desc(pk[i], len[i], 0, (uint64_t)i);
+        tu_tx_post(&h, &d);
+    }
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    static uint8_t wire[WIRE_BUF_LEN];
+    for (int i = 0; i < 3; i++) {
+        size_t wl = tu_wire_recv(h.wire, wire, sizeof(wire));
+        ck_assert_uint_eq(wl, VNET_HLEN + len[i]);
+        struct virtio_net_hdr vh;
+        memcpy(&vh, wire, sizeof(vh));
+        ck_assert_uint_eq(vh.gso_type, VIRTIO_NET_HDR_GSO_NONE);
+        ck_assert_uint_eq(vh.flags, 0);
+        ck_assert(memcmp(wire + VNET_HLEN, pk[i], len[i]) == 0);
+    }
+    assert_wire_empty();
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tun_gso_writes, 0);
+    ck_assert_uint_eq(c.tx_packets, 3);
+}
+END_TEST
+
+/* A super-packet the kernel sends (GSO TCPv4, checksum left to us) reaches
+   the host as wire packets of gso_size bytes with verified checksums. */
+START_TEST(gso_splits_super_packet_from_kernel)
+{
+    g_gso = true;
+    host_open(8, 8);
+    static uint8_t frame[VNET_HLEN + 65536], payload[8000];
+    static uint8_t bufs[8][RX_BUF_LEN];
+    const size_t plen = 5 * 1000 + 500, gso_size = 1000;
+    for (size_t i = 0; i < plen; i++)
+        payload[i] = (uint8_t)(i * 7u + 1u);
+    struct tu_tcp seg = {.saddr = TU_PEER_IP,
+                         .daddr = TU_HOST_IP,
+                         .sport = TU_PEER_PORT,
+                         .dport = TU_HOST_PORT,
+                         .ip_id = 100,
+                         .seq = 5000,
+                         .ack = 9,
+                         .flags = TU_TCP_ACK | TU_TCP_PSH,
+                         .payload = payload,
+                         .len = plen};
+    uint8_t *ip = frame + VNET_HLEN;
+    size_t len = tu_build_tcp(ip, &seg);
+    /* As the kernel leaves it: the TCP checksum field holds the pseudo-header sum. */
+    uint8_t ph[12];
+    memcpy(ph, ip + 12, 8);
+    ph[8] = 0;
+    ph[9] = 6;
+    ph[10] = (uint8_t)((len - TU_IP_HLEN) >> 8);
+    ph[11] = (uint8_t)(len - TU_IP_HLEN);
+    uint16_t ps = (uint16_t)~tu_csum_fold(tu_csum_add(0, ph, sizeof(ph)));
+    ip[TU_TCP_CSUM_OFF] = (uint8_t)(ps >> 8);
+    ip[TU_TCP_CSUM_OFF + 1] = (uint8_t)ps;
+    struct virtio_net_hdr vh = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+                                .hdr_len = TU_IP_HLEN + TU_TCP_HLEN,
+                                .gso_size = (uint16_t)gso_size,
+                                .csum_start = TU_IP_HLEN,
+                                .csum_offset = 16};
+    memcpy(frame, &vh, sizeof(vh));
+    for (int i = 0; i < 8; i++)
+        rx_post(bufs[i], RX_BUF_LEN, (uint64_t)i);
+    tu_rx_publish(&h);
+    tu_wire_send(h.wire, frame, VNET_HLEN + len);
+    nic_dev_poll_once(h.dev);
+    size_t got = 0;
+    for (int i = 0; i < 6; i++) {
+        struct nic_cqe e;
+        ck_assert(tu_cq_take(&h, true, &e));
+        size_t want = i < 5 ? gso_size : 500;
+        ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + want);
+        ck_assert(e.flags & NIC_RXF_CSUM_OK);
+        const uint8_t *p = bufs[e.cookie];
+        ck_assert_uint_eq(tu_get32(p + TU_IP_HLEN + 4), 5000u + (uint32_t)(i * gso_size));
+        ck_assert_uint_eq(p[TU_IP_HLEN + 13], TU_TCP_ACK | (i == 5 ? TU_TCP_PSH : 0));
+        ck_assert(memcmp(p + TU_IP_HLEN + TU_TCP_HLEN, payload + got, want) == 0);
+        got += want;
+    }
+    struct nic_cqe e;
+    ck_assert(!tu_cq_take(&h, true, &e));
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tun_gso_reads, 1);
+    ck_assert_uint_eq(c.tun_gso_read_packets, 6);
+    ck_assert_uint_eq(c.rx_wire_packets, 6);
+    ck_assert_uint_eq(c.rx_csum_bad, 0);
+    ck_assert_uint_eq(c.tun_gso_bad, 0);
+}
+END_TEST
+
 static Suite *ring_suite(void)
 {
     Suite *s = suite_create("nic_ring");
@@ -1136,6 +1316,9 @@ static Suite *ring_suite(void)
     tcase_add_checked_fixture(tso, setup, teardown);
     tcase_add_test(tso, tso_cuts_segment_into_wire_packets);
     tcase_add_test(tso, tso_refuses_what_it_cannot_cut);
+    tcase_add_test(tso, gso_merges_in_order_run_into_one_write);
+    tcase_add_test(tso, gso_never_merges_a_bad_checksum);
+    tcase_add_test(tso, gso_splits_super_packet_from_kernel);
     suite_add_tcase(s, tso);
 
     TCase *cnt = tcase_create("counters");
