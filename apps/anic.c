@@ -65,8 +65,10 @@ static void usage_serve(FILE *f)
            "                        tso (lwIP hands the NIC segments up to 64 KiB, the NIC\n"
            "                        cuts them into wire packets), gso (TUN reads and writes\n"
            "                        TCP super-packets, split and merged around the fault\n"
-           "                        stage); none = off (default: all)\n"
-           "  --no-tso, --no-gso  leave one out\n"
+           "                        stage), lro (the NIC merges in-order packets of a flow\n"
+           "                        into one host packet up to 64 KiB); none = off\n"
+           "                        (default: all)\n"
+           "  --no-tso, --no-gso, --no-lro  leave one out\n"
            "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
            "                        uses); fewer: installs fail and connections fall back to\n"
            "                        host crypto (counted *_ctx_install_failed)\n"
@@ -150,6 +152,7 @@ enum {
     OPT_OFFLOADS,
     OPT_NO_TSO,
     OPT_NO_GSO,
+    OPT_NO_LRO,
 };
 
 static const struct option serve_opts[] = {
@@ -181,6 +184,7 @@ static const struct option serve_opts[] = {
     {"offloads", required_argument, NULL, OPT_OFFLOADS},
     {"no-tso", no_argument, NULL, OPT_NO_TSO},
     {"no-gso", no_argument, NULL, OPT_NO_GSO},
+    {"no-lro", no_argument, NULL, OPT_NO_LRO},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -343,6 +347,9 @@ static int cmd_serve(int argc, char **argv)
             break;
         case OPT_NO_GSO:
             cfg.offloads &= ~APP_OFFLOAD_GSO;
+            break;
+        case OPT_NO_LRO:
+            cfg.offloads &= ~APP_OFFLOAD_LRO;
             break;
         case OPT_RX_REORDER:
             if (parse_u32(optarg, 0, 64u << 20, &cfg.rx_reorder_bytes) < 0)

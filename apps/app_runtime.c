@@ -43,7 +43,7 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
 static const struct {
     const char *name;
     unsigned bit;
-} offload_names[] = {{"tso", APP_OFFLOAD_TSO}, {"gso", APP_OFFLOAD_GSO}};
+} offload_names[] = {{"tso", APP_OFFLOAD_TSO}, {"gso", APP_OFFLOAD_GSO}, {"lro", APP_OFFLOAD_LRO}};
 
 int app_offloads_parse(const char *list, unsigned *out)
 {
@@ -170,6 +170,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
     struct nic_dev_cfg dc = {
         .tun_fd = fd,
         .tun_gso = gso,
+        .lro = (cfg->offloads & APP_OFFLOAD_LRO) != 0,
         .tx_ring_size = cfg->tx_ring_size,
         .rx_ring_size = cfg->rx_ring_size,
         .mtu = cfg->mtu,
@@ -194,6 +195,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .gateway = cfg->kernel_ip,
         .mtu = cfg->mtu,
         .tso_max = (cfg->offloads & APP_OFFLOAD_TSO) ? 65535 : 0,
+        .rx_buf_size = (cfg->offloads & APP_OFFLOAD_LRO) ? 65535 : 0,
         .rto_min_ms = cfg->rto_min_ms,
     };
     rt->host = stack_host_start(rt->dev, &hc);

@@ -49,9 +49,10 @@ struct app_runtime {
 /* Segmentation offloads between host and NIC (docs/design.md §4). */
 #define APP_OFFLOAD_TSO 0x1u /* lwIP hands the NIC segments up to 64 KiB; the NIC cuts them */
 #define APP_OFFLOAD_GSO 0x2u /* TUN reads and writes TCP super-packets (IFF_VNET_HDR) */
-#define APP_OFFLOAD_ALL (APP_OFFLOAD_TSO | APP_OFFLOAD_GSO)
+#define APP_OFFLOAD_LRO 0x4u /* the NIC merges in-order packets of a flow into one host buffer */
+#define APP_OFFLOAD_ALL (APP_OFFLOAD_TSO | APP_OFFLOAD_GSO | APP_OFFLOAD_LRO)
 
-/* Parse a comma-separated list of offload names ("tso", "gso"; "none" = no
+/* Parse a comma-separated list of offload names ("tso", "gso", "lro"; "none" = no
    offloads) into APP_OFFLOAD_* bits. Returns -1 on an unknown name. */
 int app_offloads_parse(const char *list, unsigned *out);
 /* The names of the bits set, comma-separated, or "none". */

@@ -24,6 +24,9 @@ size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out)
     ADD("nic", nc, tx_bad_desc);
     ADD("nic", nc, tx_tso_segments);
     ADD("nic", nc, tx_tso_packets);
+    ADD("nic", nc, rx_lro_merged);
+    ADD("nic", nc, rx_lro_packets);
+    ADD("nic", nc, rx_lro_no_room);
     ADD("nic", nc, tx_ring_empty_polls);
     ADD("nic", nc, rx_packets);
     ADD("nic", nc, rx_bytes);

@@ -231,7 +231,7 @@ static void usage(FILE *f)
         "  --csv FILE        write every successful measurement to FILE\n"
         "                      (default ./" BENCH_DEFAULT_CSV "; '-' = no CSV)\n"
         "  --mtu N           link MTU (default 1500, 576..9000)\n"
-        "  --offloads LIST   segmentation offloads: tso,gso (default) or none\n"
+        "  --offloads LIST   segmentation offloads: tso,gso,lro (default) or none\n"
         "  --repeat N        run every transfer N times (1..%u, default 1), rounds\n"
         "                      interleaved over modes; the table shows the run with the\n"
         "                      median throughput (lower median for even N) and its CPU\n"
@@ -513,7 +513,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             break;
         case OPT_OFFLOADS:
             if (app_offloads_parse(optarg, &o->offloads) < 0)
-                return bad("offloads", optarg, "expected a list of tso, gso, or none");
+                return bad("offloads", optarg, "expected a list of tso, gso, lro, or none");
             break;
         case OPT_MTU:
             if (parse_uint(optarg, 576, 9000, &v) < 0)

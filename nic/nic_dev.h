@@ -20,6 +20,7 @@ struct nic_dev;
 struct nic_dev_cfg {
     int tun_fd;                    /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
     bool tun_gso;                  /* tun_fd has IFF_VNET_HDR + TSO4 offloads (nic_tun_open gso) */
+    bool lro;                      /* merge in-order TCP packets of a flow into one RX buffer */
     uint32_t tx_ring_size;         /* power of two */
     uint32_t rx_ring_size;         /* power of two */
     uint32_t mtu;                  /* largest packet on the wire */
@@ -57,6 +58,9 @@ struct nic_counters {
         tun_gso_reads,         /* GSO super-packets read from TUN and split */
         tun_gso_read_packets,  /* wire packets they became */
         tun_gso_bad;           /* TUN reads dropped: not splittable, or a bad checksum request */
+    uint64_t rx_lro_merged,    /* wire packets appended to the packet before them (LRO) */
+        rx_lro_packets,        /* completions that hold more than one wire packet */
+        rx_lro_no_room;        /* packets dropped: the buffer they had to move to was too small */
     uint64_t tx_packets, tx_bytes, tun_write_errors, tun_read_errors, rx_wire_packets,
         rx_wire_bytes, rx_malformed, rx_csum_bad;
     /* TLS offload, docs/design.md §9 names */

@@ -24,6 +24,25 @@ struct nic_dev {
     uint8_t *pkt;                 /* device memory for one packet being transmitted */
     uint8_t *tso_pkt;             /* one wire packet cut from it by TSO */
 
+    /* LRO: the host buffer being filled with in-order packets of one flow */
+    struct {
+        bool open;
+        uint8_t *buf;
+        uint32_t cap;
+        size_t len;        /* bytes of the merged packet so far */
+        size_t hl;         /* its IP + TCP header length */
+        uint32_t next_seq; /* seq the next packet must start at */
+        unsigned pkts;
+        bool closed;        /* PSH seen: flush before anything else */
+        struct nic_cqe cqe; /* the first packet's completion: flags, flow, record view */
+        /* The flow last seen and where its stream ended: after a packet at
+           another seq (a hole, a retransmission) the next few go up alone. */
+        uint8_t last_tuple[12];
+        uint32_t last_end;
+        bool last_valid;
+        unsigned singles;
+    } lro;
+
     /* engine-private ring state */
     uint32_t tx_cons, rx_cons, tx_cq_prod, rx_cq_prod;
     bool work_for_host; /* this round produced something the host should see */

@@ -157,6 +157,21 @@ uint32_t stack_driver_tso_max(const struct stack_driver *drv)
     return drv->tso_max;
 }
 
+/* A pbuf's length is 16 bits: the largest multiple of 64 below 64 KiB. */
+#define RX_BUF_MAX 65472u
+
+uint32_t stack_driver_set_rx_buf_size(struct stack_driver *drv, uint32_t size)
+{
+    if (drv->rx_nbufs == 0) {
+        if (size > RX_BUF_MAX)
+            size = RX_BUF_MAX;
+        if (size > drv->mtu)
+            drv->rx_buf_size =
+                (size + 63) / 64 * 64 > RX_BUF_MAX ? RX_BUF_MAX : (size + 63) / 64 * 64;
+    }
+    return drv->rx_buf_size;
+}
+
 void stack_driver_set_offload(struct stack_driver *drv, const struct stack_offload_ops *ops)
 {
     if (ops)

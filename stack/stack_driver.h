@@ -97,6 +97,10 @@ uint32_t stack_driver_tx_space(struct stack_driver *drv);
    descriptor fits its TX completion queue; 0 = TSO off. */
 uint32_t stack_driver_set_tso(struct stack_driver *drv, uint32_t max_len);
 uint32_t stack_driver_tso_max(const struct stack_driver *drv);
+/* LRO (call before the first refill): RX buffers of size bytes (at least the
+   MTU, at most 65472) instead of the MTU, so the NIC can merge packets of a
+   flow into one (nic_dev_cfg.lro). Returns the size in use. */
+uint32_t stack_driver_set_rx_buf_size(struct stack_driver *drv, uint32_t size);
 void stack_driver_set_offload(struct stack_driver *drv, const struct stack_offload_ops *ops);
 
 /* The view of a received pbuf that carries STACK_PBUF_FLAG_DECRYPTED (the

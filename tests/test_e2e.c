@@ -25,8 +25,8 @@
  *    fixes the TCP checksum: each must fail or, if none of its packets was
  *    tampered, be right; a wrong hash is never acceptable.
  *  offloads off (offloads-off: --offloads none, 1% loss both ways): the TX and
- *    RX matrices with no TSO and no GSO; /stats shows nothing was cut or merged (with the
- *    default, every TX matrix profile checks that TSO and GSO did their part).
+ *    RX matrices with no TSO, GSO or LRO; /stats shows nothing was cut or merged (with the
+ *    default, every TX and RX matrix profile checks that TSO, GSO and LRO did their part).
  *  no context (tx-noctx1: --nic-contexts 1, 1% TX loss): the NIC refuses most
  *    installs; the TX matrix downloads must still be right (host crypto), and
  *    the refusals and software fallbacks are counted.
@@ -2082,6 +2082,12 @@ static void check_segmentation(struct fails *f, const char *js)
                  gr);
     if (!cur->no_offloads && (cur->tests & T_TXM) && gw == 0)
         fail_add(f, "wire.tun_gso_writes 0: no download went to the kernel as a super-packet");
+    uint64_t lro = stat_of(f, js, "nic", "rx_lro_merged");
+    note("[%s] LRO: merged %" PRIu64, cur->name, lro);
+    if (cur->no_offloads && lro)
+        fail_add(f, "nic.rx_lro_merged %" PRIu64 " with --offloads none (want 0)", lro);
+    if (!cur->no_offloads && (cur->tests & T_RXM) && lro == 0)
+        fail_add(f, "nic.rx_lro_merged 0: no upload packet was merged");
     if (!cur->no_offloads && (cur->tests & T_TXM) && (segs == 0 || pkts <= segs))
         fail_add(f,
                  "nic.tx_tso_segments %" PRIu64 " / packets %" PRIu64

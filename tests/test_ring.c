@@ -28,6 +28,7 @@
 
 static struct tu_drv h;
 static bool g_gso; /* the next host_open gives the NIC a GSO "TUN" (virtio_net_hdr framing) */
+static bool g_lro; /* the next host_open turns LRO on */
 static uint64_t rx_cookie[RING_MAX]; /* driver shadow: cookie posted in each RX slot */
 
 static void host_open(uint32_t tx_size, uint32_t rx_size)
@@ -41,6 +42,7 @@ static void host_open(uint32_t tx_size, uint32_t rx_size)
         .max_flows = 4,
         .pcap_path = NULL,
         .tun_gso = g_gso,
+        .lro = g_lro,
     };
     memset(rx_cookie, 0, sizeof(rx_cookie));
     tu_drv_open(&h, &cfg);
@@ -51,6 +53,7 @@ static void host_open(uint32_t tx_size, uint32_t rx_size)
 static void setup(void)
 {
     g_gso = false;
+    g_lro = false;
     memset(&h, 0, sizeof(h));
     h.wire = -1;
 }
@@ -1275,6 +1278,101 @@ START_TEST(gso_splits_super_packet_from_kernel)
 }
 END_TEST
 
+/* ---- LRO: in-order packets of a flow merged into one host buffer ---- */
+
+#define LRO_BUF 65472u
+
+static size_t lro_pkt(uint8_t *p, uint32_t seq, uint8_t flags, uint16_t window, size_t plen)
+{
+    uint8_t payload[TSO_MSS];
+    for (size_t i = 0; i < plen; i++)
+        payload[i] = (uint8_t)((seq + i) * 3u);
+    struct tu_tcp seg = {.saddr = TU_PEER_IP,
+                         .daddr = TU_HOST_IP,
+                         .sport = TU_PEER_PORT,
+                         .dport = TU_HOST_PORT,
+                         .ip_id = (uint16_t)seq,
+                         .seq = seq,
+                         .ack = 3,
+                         .flags = flags,
+                         .payload = payload,
+                         .len = plen};
+    size_t len = tu_build_tcp(p, &seg);
+    p[TU_IP_HLEN + 14] = (uint8_t)(window >> 8);
+    p[TU_IP_HLEN + 15] = (uint8_t)window;
+    tu_tcp_csum_set(p, len);
+    return len;
+}
+
+/* Four in-order packets merge (the last with PSH ends the merge); then a gap,
+   a packet with another window, and a corrupted one each stay alone. */
+START_TEST(lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum)
+{
+    g_lro = true;
+    host_open(8, 8);
+    static uint8_t bufs[8][LRO_BUF], pkt[TEST_MTU];
+    for (int i = 0; i < 8; i++)
+        rx_post(bufs[i], LRO_BUF, (uint64_t)i);
+    tu_rx_publish(&h);
+    uint32_t seq = 1000;
+    for (int i = 0; i < 4; i++, seq += TSO_MSS) /* 0..3: merge, PSH on 3 */
+        tu_wire_send(h.wire, pkt,
+                     lro_pkt(pkt, seq, TU_TCP_ACK | (i == 3 ? TU_TCP_PSH : 0), 500, TSO_MSS));
+    tu_wire_send(h.wire, pkt, lro_pkt(pkt, seq + 10, TU_TCP_ACK, 500, 100));  /* gap */
+    tu_wire_send(h.wire, pkt, lro_pkt(pkt, seq + 110, TU_TCP_ACK, 501, 100)); /* window */
+    size_t bl = lro_pkt(pkt, seq + 210, TU_TCP_ACK, 501, 100);
+    pkt[bl - 1] ^= 1; /* bad checksum: never merged */
+    tu_wire_send(h.wire, pkt, bl);
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    ck_assert(tu_cq_take(&h, true, &e));
+    ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + 4 * TSO_MSS);
+    ck_assert(e.flags & NIC_RXF_CSUM_OK);
+    const uint8_t *m = bufs[e.cookie];
+    ck_assert_uint_eq(tu_get16(m + 2), e.len);
+    ck_assert_uint_eq(tu_ip_csum(m), 0);
+    ck_assert_uint_eq(tu_tcp_csum(m, e.len), 0);
+    ck_assert_uint_eq(tu_get32(m + TU_IP_HLEN + 4), 1000);
+    ck_assert_uint_eq(m[TU_IP_HLEN + 13], TU_TCP_ACK | TU_TCP_PSH);
+    for (size_t i = 0; i < 4 * TSO_MSS; i++)
+        ck_assert_uint_eq(m[TU_IP_HLEN + TU_TCP_HLEN + i], (uint8_t)((1000 + i) * 3u));
+    uint32_t want_seq[3] = {seq + 10, seq + 110, seq + 210};
+    for (int k = 0; k < 3; k++) {
+        ck_assert(tu_cq_take(&h, true, &e));
+        ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + 100);
+        ck_assert_uint_eq(tu_get32(bufs[e.cookie] + TU_IP_HLEN + 4), want_seq[k]);
+        ck_assert_uint_eq((e.flags & NIC_RXF_CSUM_OK) != 0, k < 2);
+    }
+    ck_assert(!tu_cq_take(&h, true, &e));
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.rx_packets, 7);
+    ck_assert_uint_eq(c.rx_lro_merged, 3);
+    ck_assert_uint_eq(c.rx_lro_packets, 1);
+    ck_assert_uint_eq(c.rx_csum_bad, 1);
+}
+END_TEST
+
+/* With LRO off, the same packets complete one by one. */
+START_TEST(lro_off_completes_each_packet)
+{
+    host_open(8, 8);
+    static uint8_t bufs[8][LRO_BUF], pkt[TEST_MTU];
+    for (int i = 0; i < 8; i++)
+        rx_post(bufs[i], LRO_BUF, (uint64_t)i);
+    tu_rx_publish(&h);
+    for (uint32_t i = 0; i < 4; i++)
+        tu_wire_send(h.wire, pkt, lro_pkt(pkt, 1000 + i * TSO_MSS, TU_TCP_ACK, 500, TSO_MSS));
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    for (int i = 0; i < 4; i++) {
+        ck_assert(tu_cq_take(&h, true, &e));
+        ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + TSO_MSS);
+    }
+    ck_assert(!tu_cq_take(&h, true, &e));
+    ck_assert_uint_eq(tu_counters(h.dev).rx_lro_merged, 0);
+}
+END_TEST
+
 static Suite *ring_suite(void)
 {
     Suite *s = suite_create("nic_ring");
@@ -1319,6 +1417,8 @@ static Suite *ring_suite(void)
     tcase_add_test(tso, gso_merges_in_order_run_into_one_write);
     tcase_add_test(tso, gso_never_merges_a_bad_checksum);
     tcase_add_test(tso, gso_splits_super_packet_from_kernel);
+    tcase_add_test(tso, lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum);
+    tcase_add_test(tso, lro_off_completes_each_packet);
     suite_add_tcase(s, tso);
 
     TCase *cnt = tcase_create("counters");
