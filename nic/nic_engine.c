@@ -635,7 +635,13 @@ static unsigned engine_rx_poll(struct nic_dev *dev, uint64_t now)
     unsigned n = 0;
     while (n < ENGINE_BUDGET) {
         if (dev->lro.open) {
-            if (dev->lro.closed || dev->lro.cap - dev->lro.len < dev->cfg.mtu) {
+            /* A packet that does not extend the merge moves to the next
+               buffer: without one, close the merge first, so that packets
+               with no buffer are dropped before the NIC walks them, as
+               without LRO. */
+            uint32_t prod = __atomic_load_n(&q->rx_idx->prod, __ATOMIC_ACQUIRE);
+            if (dev->lro.closed || dev->lro.cap - dev->lro.len < dev->cfg.mtu ||
+                dev->rx_cons == prod) {
                 lro_flush(dev);
                 continue;
             }

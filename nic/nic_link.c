@@ -27,7 +27,17 @@ struct gso_run {
     uint32_t pkts;
     uint64_t wire_bytes;
     bool closed; /* its last packet was short or had PSH/FIN: nothing may follow */
+    /* The flow last written and where its stream ended: after a packet at
+       another seq (a hole left by loss, a retransmission) the next few are
+       written alone, so the kernel sends a duplicate ACK for each, as for
+       wire packets; lwIP gets no SACK and needs three for a fast retransmit. */
+    uint8_t last_tuple[12];
+    uint32_t last_end;
+    bool last_valid;
+    unsigned singles;
 };
+
+#define GSO_SINGLES_AFTER_GAP 3
 
 /* Wire packets split from one GSO read, not yet taken by the engine. */
 struct rx_pending {
@@ -233,16 +243,37 @@ static void run_start(struct gso_run *r, const uint8_t *pkt, size_t len,
     r->closed = (v->tcp_flags & (NIC_TCP_PSH | NIC_TCP_FIN)) != 0;
 }
 
+/* Follow the flow's stream; true if pkt must be written alone. */
+static bool run_alone(struct gso_run *r, const uint8_t *pkt, const struct nic_tcp_view *v)
+{
+    uint8_t tuple[12];
+    memcpy(tuple, pkt + 12, 8);
+    memcpy(tuple + 8, pkt + v->tcp_off, 4);
+    bool same = r->last_valid && memcmp(tuple, r->last_tuple, sizeof(tuple)) == 0;
+    if (same && v->seq != r->last_end)
+        r->singles = GSO_SINGLES_AFTER_GAP;
+    memcpy(r->last_tuple, tuple, sizeof(tuple));
+    r->last_end = v->seq + (uint32_t)v->payload_len;
+    r->last_valid = true;
+    if (!r->singles)
+        return false;
+    r->singles--;
+    return true;
+}
+
 static void link_write(struct nic_link *link, const uint8_t *pkt, size_t len)
 {
     link_tap(link, pkt, len);
     if (link->gso) {
         struct nic_tcp_view v;
         if (run_candidate(pkt, len, &v)) {
-            if (run_append(&link->run, pkt, len, &v))
+            bool alone = run_alone(&link->run, pkt, &v);
+            if (!alone && run_append(&link->run, pkt, len, &v))
                 return;
             run_flush(link);
             run_start(&link->run, pkt, len, &v);
+            if (alone)
+                run_flush(link);
             return;
         }
         run_flush(link);
@@ -261,17 +292,9 @@ static void link_write(struct nic_link *link, const uint8_t *pkt, size_t len)
     link->counters.tx_bytes += len;
 }
 
-void nic_link_send(struct nic_link *link, const uint8_t *pkt, size_t len, uint64_t now_ns)
-{
-    if (!link->fault_tx) {
-        link_write(link, pkt, len);
-        return;
-    }
-    nic_fault_push(link->fault_tx, pkt, len, now_ns);
-    nic_link_tx_flush(link, now_ns);
-}
-
-unsigned nic_link_tx_flush(struct nic_link *link, uint64_t now_ns)
+/* Write out what the TX fault stage releases now; a GSO run stays open (the
+   engine round ends it with nic_link_tx_flush). */
+static unsigned link_tx_drain(struct nic_link *link, uint64_t now_ns)
 {
     unsigned sent = 0;
     size_t len;
@@ -280,6 +303,22 @@ unsigned nic_link_tx_flush(struct nic_link *link, uint64_t now_ns)
         link_write(link, link->scratch, len);
         sent++;
     }
+    return sent;
+}
+
+void nic_link_send(struct nic_link *link, const uint8_t *pkt, size_t len, uint64_t now_ns)
+{
+    if (!link->fault_tx) {
+        link_write(link, pkt, len);
+        return;
+    }
+    nic_fault_push(link->fault_tx, pkt, len, now_ns);
+    link_tx_drain(link, now_ns);
+}
+
+unsigned nic_link_tx_flush(struct nic_link *link, uint64_t now_ns)
+{
+    unsigned sent = link_tx_drain(link, now_ns);
     if (link->gso)
         run_flush(link);
     return sent;
