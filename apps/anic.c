@@ -65,6 +65,14 @@ static void usage_serve(FILE *f)
         "                        0 = the paper's NIC)\n"
         "  --record-size N     plaintext bytes per TLS record sent (1..16384, default 16384;\n"
         "                        every TLS mode)\n"
+        "  --offloads LIST     segmentation offloads between host and NIC, comma-separated:\n"
+        "                        tso (lwIP hands the NIC segments up to 64 KiB, the NIC\n"
+        "                        cuts them into wire packets), gso (TUN reads and writes\n"
+        "                        TCP super-packets, split and merged around the fault\n"
+        "                        stage), lro (the NIC merges in-order packets of a flow\n"
+        "                        into one host packet up to 64 KiB); none = off\n"
+        "                        (default: all)\n"
+        "  --no-tso, --no-gso, --no-lro  leave one out\n"
         "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
         "                        uses); fewer: installs fail and connections fall back to\n"
         "                        host crypto (counted *_ctx_install_failed)\n"
@@ -180,6 +188,10 @@ enum {
     OPT_MAX_CONNS,
     OPT_TCP_RETRIES,
     OPT_RECORD_SIZE,
+    OPT_OFFLOADS,
+    OPT_NO_TSO,
+    OPT_NO_GSO,
+    OPT_NO_LRO,
 };
 
 static const struct option serve_opts[] = {
@@ -216,6 +228,10 @@ static const struct option serve_opts[] = {
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"tcp-retries-time", required_argument, NULL, OPT_TCP_RETRIES},
     {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
+    {"offloads", required_argument, NULL, OPT_OFFLOADS},
+    {"no-tso", no_argument, NULL, OPT_NO_TSO},
+    {"no-gso", no_argument, NULL, OPT_NO_GSO},
+    {"no-lro", no_argument, NULL, OPT_NO_LRO},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -243,7 +259,9 @@ static void print_banner(const struct app_runtime *rt, const struct app_runtime_
     }
     if (rt->tls)
         printf("  CA certificate: %s\n", cfg->cert_path ? cfg->cert_path : cfg->ca_out_path);
-    printf("  fault-tx: %s\n  fault-rx: %s\n", ft, fr);
+    char ol[64];
+    printf("  fault-tx: %s\n  fault-rx: %s\n  offloads: %s\n", ft, fr,
+           app_offloads_format(cfg->offloads, ol, sizeof(ol)));
     if (cfg->pcap_path)
         printf("  pcap: %s\n", cfg->pcap_path);
     if (cfg->keylog_path)
@@ -370,6 +388,19 @@ static int cmd_serve(int argc, char **argv)
         case OPT_NIC_CONTEXTS:
             if (parse_u32(optarg, 1, 1u << 16, &cfg.nic_contexts) < 0)
                 return bad("nic-contexts", optarg);
+            break;
+        case OPT_OFFLOADS:
+            if (app_offloads_parse(optarg, &cfg.offloads) < 0)
+                return bad("offloads", optarg);
+            break;
+        case OPT_NO_TSO:
+            cfg.offloads &= ~APP_OFFLOAD_TSO;
+            break;
+        case OPT_NO_GSO:
+            cfg.offloads &= ~APP_OFFLOAD_GSO;
+            break;
+        case OPT_NO_LRO:
+            cfg.offloads &= ~APP_OFFLOAD_LRO;
             break;
         case OPT_RX_REORDER:
             if (parse_u32(optarg, 0, 64u << 20, &cfg.rx_reorder_bytes) < 0)

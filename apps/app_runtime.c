@@ -40,12 +40,60 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->rx_ring_size = 1024;
     cfg->max_flows = 1024;
     cfg->rx_reorder_bytes = 256 * 1024;
+    cfg->offloads = APP_OFFLOAD_ALL;
     nic_fault_cfg_init(&cfg->fault_tx);
     nic_fault_cfg_init(&cfg->fault_rx);
     cfg->ca_out_path = "/tmp/anic-ca.pem";
     cfg->listeners[0] = (struct app_listener){80, TLS_MODE_NONE};
     cfg->listeners[1] = (struct app_listener){443, TLS_MODE_NIC};
     cfg->n_listeners = 2;
+}
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} offload_names[] = {{"tso", APP_OFFLOAD_TSO}, {"gso", APP_OFFLOAD_GSO}, {"lro", APP_OFFLOAD_LRO}};
+
+int app_offloads_parse(const char *list, unsigned *out)
+{
+    if (strcmp(list, "none") == 0) {
+        *out = 0;
+        return 0;
+    }
+    unsigned bits = 0;
+    const char *p = list;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        size_t i = 0;
+        while (i < sizeof(offload_names) / sizeof(offload_names[0]) &&
+               (strlen(offload_names[i].name) != n || strncmp(p, offload_names[i].name, n) != 0))
+            i++;
+        if (i == sizeof(offload_names) / sizeof(offload_names[0]))
+            return -1;
+        bits |= offload_names[i].bit;
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    *out = bits;
+    return 0;
+}
+
+const char *app_offloads_format(unsigned offloads, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof(offload_names) / sizeof(offload_names[0]); i++) {
+        if (!(offloads & offload_names[i].bit))
+            continue;
+        int w = snprintf(buf + used, len - used, "%s%s", used ? "," : "", offload_names[i].name);
+        if (w < 0 || (size_t)w >= len - used)
+            break;
+        used += (size_t)w;
+    }
+    if (!used)
+        snprintf(buf, len, "none");
+    return buf;
 }
 
 const char *app_mode_name(enum tls_mode mode)
@@ -132,13 +180,17 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         return -1;
     rt->netns_created = true;
     app_netns_cleanup_on_crash(cfg->netns);
-    int fd = nic_tun_open(cfg->tun_name, cfg->kernel_ip, cfg->prefix_len, cfg->mtu, err, errlen);
+    bool gso = (cfg->offloads & APP_OFFLOAD_GSO) != 0;
+    int fd =
+        nic_tun_open(cfg->tun_name, cfg->kernel_ip, cfg->prefix_len, cfg->mtu, gso, err, errlen);
     if (fd < 0)
         goto fail;
     if (cfg->peer_rto_min_ms && set_peer_route(cfg) != 0)
         fprintf(stderr, "anic: warning: could not set rto_min on the kernel's route\n");
     struct nic_dev_cfg dc = {
         .tun_fd = fd,
+        .tun_gso = gso,
+        .lro = (cfg->offloads & APP_OFFLOAD_LRO) != 0,
         .tx_ring_size = cfg->tx_ring_size,
         .rx_ring_size = cfg->rx_ring_size,
         .mtu = cfg->mtu,
@@ -162,6 +214,8 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .netmask = htonl(~0u << (32 - cfg->prefix_len)),
         .gateway = cfg->kernel_ip,
         .mtu = cfg->mtu,
+        .tso_max = (cfg->offloads & APP_OFFLOAD_TSO) ? 65535 : 0,
+        .rx_buf_size = (cfg->offloads & APP_OFFLOAD_LRO) ? 65535 : 0,
         .rto_min_ms = cfg->rto_min_ms,
         .tcp_retries_ms = cfg->tcp_retries_ms,
     };
@@ -170,8 +224,14 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         snprintf(err, errlen, "cannot start the lwIP host");
         goto fail;
     }
+    /* With TSO, lwIP's MSS is a whole number of wire MSS (no short packet in
+       the middle of a stream) within the largest segment the driver takes. */
+    uint32_t wire_mss = cfg->mtu - 40, mss = wire_mss;
+    uint32_t tso_max = stack_driver_tso_max(stack_host_driver(rt->host));
+    if (tso_max > cfg->mtu)
+        mss = (tso_max - 40) / wire_mss * wire_mss;
     struct app_server_cfg sc = {.snd_buf = cfg->snd_buf,
-                                .mss = (uint16_t)(cfg->mtu - 40),
+                                .mss = (uint16_t)mss,
                                 .limits = cfg->limits,
                                 .stats_json = app_stats_json,
                                 .stats_ctx = &rt->stats};

@@ -31,6 +31,7 @@ struct app_runtime_cfg {
     uint32_t rx_reorder_bytes;               /* NIC RX: ciphertext held per flow across holes */
     bool rx_hint;                            /* RX resync by host hints instead of NIC search */
     uint32_t record_size;                    /* TLS plaintext bytes per TX record (0 = 16384) */
+    unsigned offloads;                       /* APP_OFFLOAD_* bits (default: all) */
     struct nic_fault_cfg fault_tx, fault_rx; /* seeds are chosen here if unset */
     const char *pcap_path, *keylog_path, *cert_path, *key_path, *ca_out_path;
     struct app_listener listeners[APP_SERVER_MAX_LISTENERS];
@@ -48,6 +49,18 @@ struct app_runtime {
     struct app_server *server;
     struct app_stats_src stats;
 };
+
+/* Segmentation offloads between host and NIC (docs/design.md §4). */
+#define APP_OFFLOAD_TSO 0x1u /* lwIP hands the NIC segments up to 64 KiB; the NIC cuts them */
+#define APP_OFFLOAD_GSO 0x2u /* TUN reads and writes TCP super-packets (IFF_VNET_HDR) */
+#define APP_OFFLOAD_LRO 0x4u /* the NIC merges in-order packets of a flow into one host buffer */
+#define APP_OFFLOAD_ALL (APP_OFFLOAD_TSO | APP_OFFLOAD_GSO | APP_OFFLOAD_LRO)
+
+/* Parse a comma-separated list of offload names ("tso", "gso", "lro"; "none" = no
+   offloads) into APP_OFFLOAD_* bits. Returns -1 on an unknown name. */
+int app_offloads_parse(const char *list, unsigned *out);
+/* The names of the bits set, comma-separated, or "none". */
+const char *app_offloads_format(unsigned offloads, char *buf, size_t len);
 
 /* Defaults: namespace "anic", TUN anic0, 10.77.0.1/24 <-> 10.77.0.2, MTU 1500,
    HTTP 80 + HTTPS 443 (nic, dump resync), no faults; timeouts as nginx's

@@ -123,7 +123,8 @@ struct bench_opts {
     uint32_t rx_reorder_bytes; /* --rx-reorder-buf (cfg.rx_reorder_bytes) */
     uint32_t record_size;      /* --record-size (cfg.record_size; 0 = 16384) */
     bool rx_reorder_set;
-    bool rx_hint; /* --rx-resync hint */
+    bool rx_hint;      /* --rx-resync hint */
+    unsigned offloads; /* --offloads (APP_OFFLOAD_*) */
     enum sweep_kind sweep;
     double values[BENCH_MAX_VALUES]; /* the sweep's percentages */
     unsigned n_values;
@@ -239,6 +240,7 @@ static void usage(FILE *f)
         "  --csv FILE        write every successful measurement to FILE\n"
         "                      (default ./" BENCH_DEFAULT_CSV "; '-' = no CSV)\n"
         "  --mtu N           link MTU (default 1500, 576..9000)\n"
+        "  --offloads LIST   segmentation offloads: tso,gso,lro (default) or none\n"
         "  --repeat N        run every transfer N times (1..%u, default 1), rounds\n"
         "                      interleaved over modes; the table shows the run with the\n"
         "                      median throughput (lower median for even N) and its CPU\n"
@@ -340,6 +342,7 @@ enum {
     OPT_RECORD_SIZE,
     OPT_SEED,
     OPT_MICRO,
+    OPT_OFFLOADS,
 };
 
 static const struct option bench_opts_long[] = {
@@ -358,6 +361,7 @@ static const struct option bench_opts_long[] = {
     {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
     {"seed", required_argument, NULL, OPT_SEED},
     {"micro", no_argument, NULL, OPT_MICRO},
+    {"offloads", required_argument, NULL, OPT_OFFLOADS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -498,6 +502,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
     o->size = BENCH_DEFAULT_SIZE;
     o->csv_path = BENCH_DEFAULT_CSV;
     o->mtu = 1500;
+    o->offloads = APP_OFFLOAD_ALL;
     o->repeat = 1;
     o->seed = BENCH_DEFAULT_SEED;
     nic_fault_cfg_init(&o->fault_tx);
@@ -523,6 +528,10 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             if (!optarg[0])
                 return bad("csv", optarg, "empty file name");
             o->csv_path = optarg;
+            break;
+        case OPT_OFFLOADS:
+            if (app_offloads_parse(optarg, &o->offloads) < 0)
+                return bad("offloads", optarg, "expected a list of tso, gso, lro, or none");
             break;
         case OPT_MTU:
             if (parse_uint(optarg, 576, 9000, &v) < 0)
@@ -1486,6 +1495,7 @@ static int runtime_up(struct bench *b, const struct nic_fault_cfg *fault_tx,
     app_runtime_cfg_defaults(&cfg);
     cfg.netns = b->netns;
     cfg.mtu = b->o.mtu;
+    cfg.offloads = b->o.offloads;
     cfg.fault_tx = *fault_tx;
     cfg.fault_rx = *fault_rx;
     cfg.rx_reorder_bytes = b->o.rx_reorder_bytes;
@@ -1565,8 +1575,10 @@ static void print_header(struct bench *b)
     print_modes(b);
     printf(", %u run%s each\n", b->o.repeat, b->o.repeat > 1 ? "s" : "");
     print_machine(b);
-    printf("  namespace %s, TUN %s, lwIP host %s, MTU %u\n", b->netns, b->rt.cfg.tun_name, b->host,
-           b->rt.cfg.mtu);
+    char ol[64];
+    printf("  namespace %s, TUN %s, lwIP host %s, MTU %u, offloads %s\n", b->netns,
+           b->rt.cfg.tun_name, b->host, b->rt.cfg.mtu,
+           app_offloads_format(b->rt.cfg.offloads, ol, sizeof(ol)));
     print_listeners(b);
     print_nic_rx(b);
     printf("  fault-tx: %s\n  fault-rx: %s\n", b->fault_tx, b->fault_rx);

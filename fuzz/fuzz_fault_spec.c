@@ -1,5 +1,5 @@
 /* fuzz_fault_spec.c - libFuzzer target: the fault-spec parser and printer of
- * nic/nic_fault.c, and the fault stage running the config that was parsed.
+ * nic/nic_fault_spec.c, and the fault stage (nic/nic_fault.c) running the config that was parsed.
  *
  * Input: the spec text (up to its first NUL). Properties checked:
  *   parse    - returns 0 or -1; on -1 a message, NUL-terminated, the same (as a

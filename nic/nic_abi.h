@@ -90,7 +90,10 @@ struct nic_tx_desc {
     uint32_t rec_off;   /* PROGRESS (tagcache): offset of the resumed byte in the record */
     uint64_t record_sn; /* PROGRESS, RESYNC_RESP: TLS record sequence number */
     uint8_t tag[16];    /* PROGRESS with NIC_TXF_TAG_VALID: the record's tag */
-    uint8_t pad[8];
+    uint16_t mss;       /* DATA (TSO): TCP payload bytes per wire packet; a TCP
+                           segment longer than the MTU is cut into packets of
+                           mss bytes (docs/design.md §4). 0: sent as it is */
+    uint8_t pad[6];
 };
 static_assert(sizeof(struct nic_tx_desc) == 64, "TX descriptor is one cache line");
 

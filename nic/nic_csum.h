@@ -7,11 +7,13 @@
 #include <stdint.h>
 
 #define NIC_IPPROTO_TCP 6
+#define NIC_MAX_PACKET  65535u /* largest IPv4 packet */
 
 /* TCP header flag bits (RFC 793). */
 #define NIC_TCP_FIN 0x01
 #define NIC_TCP_SYN 0x02
 #define NIC_TCP_RST 0x04
+#define NIC_TCP_PSH 0x08
 #define NIC_TCP_ACK 0x10
 
 /* Parsed view of an IPv4/TCP packet; offsets into the packet. */

@@ -19,6 +19,8 @@ struct nic_dev;
 /* Device configuration (set at create, fixed afterwards). */
 struct nic_dev_cfg {
     int tun_fd;                    /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
+    bool tun_gso;                  /* tun_fd has IFF_VNET_HDR + TSO4 offloads (nic_tun_open gso) */
+    bool lro;                      /* merge in-order TCP packets of a flow into one RX buffer */
     uint32_t tx_ring_size;         /* power of two */
     uint32_t rx_ring_size;         /* power of two */
     uint32_t mtu;                  /* largest packet on the wire */
@@ -52,6 +54,11 @@ struct nic_queues {
     X(tx_desc)                                                                                     \
     X(tx_bad_desc)                                                                                 \
     X(tx_ring_empty_polls)                                                                         \
+    X(tx_tso_segments) /* host segments longer than the MTU cut by TSO */                          \
+    X(tx_tso_packets)  /* wire packets those segments became */                                    \
+    X(rx_lro_merged)   /* wire packets appended to the packet before them (LRO) */                 \
+    X(rx_lro_packets)  /* completions that hold more than one wire packet */                       \
+    X(rx_lro_no_room)  /* packets dropped: the buffer they had to move to was too small */         \
     X(rx_packets)                                                                                  \
     X(rx_bytes)                                                                                    \
     X(rx_no_buffer)                                                                                \
@@ -107,7 +114,12 @@ struct nic_queues {
     X(tun_write_errors)                                                                            \
     X(rx_wire_packets)                                                                             \
     X(rx_wire_bytes)                                                                               \
-    X(tun_read_errors)
+    X(tun_read_errors)                                                                             \
+    X(tun_gso_writes)        /* TUN writes of merged in-order runs (GSO super-packets) */          \
+    X(tun_gso_write_packets) /* wire packets in them */                                            \
+    X(tun_gso_reads)         /* GSO super-packets read from TUN and split */                       \
+    X(tun_gso_read_packets)  /* wire packets they became */                                        \
+    X(tun_gso_bad)           /* TUN reads dropped: not splittable, or a bad checksum request */
 
 #define NIC_CTR_FIELD(name) uint64_t name;
 struct nic_counters {

@@ -6,10 +6,13 @@
  * CQ producer indices); the host reaches it only through the queues.
  */
 #define _GNU_SOURCE
+#include "nic_engine.h"
 #include "nic_csum.h"
 #include "nic_dev.h"
-#include "nic_engine.h"
+#include "nic_flow.h"
 #include "nic_link.h"
+#include "nic_seg.h"
+#include "nic_tls.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -47,6 +50,11 @@ static bool is_pow2(uint32_t x)
     return x && !(x & (x - 1));
 }
 
+static void tls_post_tx_cqe(void *sink, const struct nic_cqe *e)
+{
+    nic_engine_post_cqe(sink, false, e);
+}
+
 struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t errlen)
 {
     if (!is_pow2(cfg->tx_ring_size) || !is_pow2(cfg->rx_ring_size)) {
@@ -73,10 +81,16 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
     q->rx_idx = alloc_zero(sizeof(*q->rx_idx));
     q->tx_cq_idx = alloc_zero(sizeof(*q->tx_cq_idx));
     q->rx_cq_idx = alloc_zero(sizeof(*q->rx_cq_idx));
-    dev->flows = nic_flow_table_new(cfg->max_flows);
+    dev->flows = nic_flow_table_new(cfg->max_flows, nic_tls_flow_release);
+    dev->tls = (struct nic_tls_ctx){.c = &dev->c,
+                                    .flows = dev->flows,
+                                    .rx_reorder_bytes = cfg->rx_reorder_bytes,
+                                    .post_tx_cqe = tls_post_tx_cqe,
+                                    .sink = dev};
     dev->pkt = malloc(NIC_MAX_PACKET);
+    dev->tso_pkt = malloc(NIC_MAX_PACKET);
     if (!q->tx_ring || !q->rx_ring || !q->tx_cq || !q->rx_cq || !q->tx_idx || !q->rx_idx ||
-        !q->tx_cq_idx || !q->rx_cq_idx || !dev->flows || !dev->pkt) {
+        !q->tx_cq_idx || !q->rx_cq_idx || !dev->flows || !dev->pkt || !dev->tso_pkt) {
         snprintf(err, errlen, "out of memory");
         dev->cfg.tun_fd = -1; /* caller keeps its fd on failure */
         nic_dev_destroy(dev);
@@ -95,7 +109,7 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
         return NULL;
     }
     dev->link = nic_link_create(cfg->tun_fd, &cfg->fault_tx, &cfg->fault_rx, cfg->pcap_path,
-                                cfg->mtu, err, errlen);
+                                cfg->mtu, cfg->tun_gso, err, errlen);
     if (!dev->link) {
         dev->cfg.tun_fd = -1;
         nic_dev_destroy(dev);
@@ -129,6 +143,7 @@ void nic_dev_destroy(struct nic_dev *dev)
     free(q->rx_cq_idx);
     nic_flow_table_free(dev->flows);
     free(dev->pkt);
+    free(dev->tso_pkt);
     if (dev->link)
         pthread_mutex_destroy(&dev->stats_lock);
     free(dev);
@@ -195,7 +210,7 @@ static void engine_irq(struct nic_dev *dev)
 
 /* --- completion queues --- */
 
-/* Post a completion; the entry must be fully written before its phase. */
+/* The entry must be fully written before its phase. */
 void nic_engine_post_cqe(struct nic_dev *dev, bool rx, const struct nic_cqe *src)
 {
     struct nic_queues *q = &dev->queues;
@@ -234,28 +249,122 @@ static void tx_complete(struct nic_dev *dev, const struct nic_tx_desc *d, uint8_
     nic_engine_post_cqe(dev, false, &e);
 }
 
+/* --- flows seen from the engine --- */
+
+static bool have_rx_flows(const struct nic_dev *dev)
+{
+    return dev->c.rx_tls_ctx != dev->c.rx_tls_del;
+}
+
+/* Every transmitted packet: an ACK of ours on an RX flow's connection moves
+   the right edge of the host's receive window (nic_tls_rx_observe_ack). */
+static void engine_tx_observe(struct nic_dev *dev, const uint8_t *pkt, size_t len)
+{
+    struct nic_tcp_view v;
+    if (!have_rx_flows(dev) || !nic_parse_tcp(pkt, len, &v) || !(v.tcp_flags & NIC_TCP_ACK))
+        return;
+    /* Our segment runs host -> peer; the RX flow is keyed peer -> host. */
+    struct nic_flow *f = nic_flow_lookup_rx(dev->flows, v.daddr, v.saddr, v.dport, v.sport);
+    if (f && f->rx)
+        nic_tls_rx_observe_ack(f, v.ack, v.window);
+}
+
+/* A received packet, already in the host buffer: verify checksums, then hand
+   data segments of known RX flows to the TLS block. */
+static void engine_rx_inspect(struct nic_dev *dev, uint8_t *pkt, size_t len, struct nic_cqe *cqe)
+{
+    struct nic_tcp_view v;
+    if (!nic_parse_tcp(pkt, len, &v)) {
+        /* The host reassembles fragments; the NIC never sees the segment
+           whole, so for an RX flow its bytes are a hole. */
+        if (have_rx_flows(dev) && nic_is_tcp_fragment(pkt, len))
+            dev->c.rx_tls_skip_frag++;
+        return;
+    }
+    if (!nic_tcp_csum_ok(pkt, &v)) {
+        dev->c.rx_csum_bad++;
+        return;
+    }
+    cqe->flags |= NIC_RXF_CSUM_OK;
+    if (v.payload_len == 0)
+        return;
+    /* Received packets run from the peer (source) to our host (destination). */
+    struct nic_flow *f = nic_flow_lookup_rx(dev->flows, v.saddr, v.daddr, v.sport, v.dport);
+    if (f && f->rx)
+        nic_tls_rx_flow_packet(&dev->tls, f, pkt, &v, cqe);
+}
+
 /* --- TX: descriptors -> wire --- */
+
+/* An offloaded segment: built in device memory pkt, records encrypted on the
+   way. Returns an enum nic_tx_status. */
+static int engine_tx_offload(struct nic_dev *dev, const struct nic_tx_desc *d, const uint8_t *host)
+{
+    struct nic_flow *flow = nic_flow_get(dev->flows, d->flow_id);
+    if (!flow || !flow->tx) {
+        dev->c.tx_tls_no_ctx++;
+        return NIC_TX_ERR_NO_CTX;
+    }
+    struct nic_tcp_view v;
+    if (!nic_parse_tcp(host, d->len, &v)) {
+        dev->c.tx_bad_desc++;
+        return NIC_TX_ERR_BAD_DESC;
+    }
+    return nic_tls_tx_packet(&dev->tls, flow, d->flow_id, &v, host, dev->pkt, d->len);
+}
+
+struct tso_emit {
+    struct nic_dev *dev;
+    uint64_t now;
+};
+
+static void tso_emit(void *arg, const uint8_t *pkt, size_t len)
+{
+    struct tso_emit *e = arg;
+    nic_link_send(e->dev->link, pkt, len, e->now);
+}
+
+/* A DATA packet longer than the MTU must be a TCP segment whose headers plus
+   mss fit the MTU: TSO cuts it. */
+static bool tso_ok(const struct nic_dev *dev, const struct nic_tx_desc *d, const uint8_t *host)
+{
+    struct nic_tcp_view v;
+    return d->mss && nic_parse_tcp(host, d->len, &v) && v.payload_off + d->mss <= dev->cfg.mtu;
+}
+
+/* Put a packet built for DATA d on the wire: as it is, or cut by TSO. */
+static void engine_tx_wire(struct nic_dev *dev, const uint8_t *pkt, size_t len, uint32_t mss,
+                           uint64_t now)
+{
+    struct nic_tcp_view v;
+    if (len <= dev->cfg.mtu || !nic_parse_tcp(pkt, len, &v) || v.payload_len <= mss) {
+        nic_link_send(dev->link, pkt, len, now);
+        return;
+    }
+    struct tso_emit e = {.dev = dev, .now = now};
+    dev->c.tx_tso_segments++;
+    dev->c.tx_tso_packets += nic_tso_cut(pkt, &v, mss, dev->tso_pkt, tso_emit, &e);
+}
 
 static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uint64_t now)
 {
     const uint8_t *host = (const uint8_t *)(uintptr_t)d->addr;
-    if (d->len == 0 || d->len > dev->cfg.mtu) {
+    if (d->len == 0 || (d->len > dev->cfg.mtu && !tso_ok(dev, d, host))) {
         dev->c.tx_bad_desc++;
         tx_complete(dev, d, NIC_TX_ERR_BAD_DESC);
         return;
     }
     if (d->flags & NIC_TXF_OFFLOAD) {
-        /* The packet is built in device memory, records encrypted on the way. */
-        int st = nic_tls_tx_packet(dev, d->flow_id, host, dev->pkt, d->len);
+        int st = engine_tx_offload(dev, d, host);
         if (st != NIC_TX_OK) {
             tx_complete(dev, d, (uint8_t)st);
             return;
         }
-        nic_tls_tx_observe(dev, dev->pkt, d->len);
-        nic_link_send(dev->link, dev->pkt, d->len, now);
+        engine_tx_observe(dev, dev->pkt, d->len);
+        engine_tx_wire(dev, dev->pkt, d->len, d->mss, now);
     } else {
-        nic_tls_tx_observe(dev, host, d->len);
-        nic_link_send(dev->link, host, d->len, now);
+        engine_tx_observe(dev, host, d->len);
+        engine_tx_wire(dev, host, d->len, d->mss, now);
     }
     tx_complete(dev, d, NIC_TX_OK);
 }
@@ -274,7 +383,7 @@ static void engine_tx_desc(struct nic_dev *dev, const struct nic_tx_desc *d, uin
     case NIC_TX_DEL_CTX:
     case NIC_RX_PROGRESS:
     case NIC_RX_RESYNC_RESP:
-        st = nic_tls_ctrl(dev, d);
+        st = nic_tls_ctrl(&dev->tls, d);
         tx_complete(dev, d, (uint8_t)st);
         return;
     default:
@@ -321,11 +430,226 @@ static unsigned engine_tx_poll(struct nic_dev *dev, uint64_t now)
 
 /* --- RX: wire -> buffers --- */
 
+/* Hand a received packet to the host: its buffer slot is consumed, its
+   completion posted. */
+static void rx_complete(struct nic_dev *dev, const uint8_t *buf, size_t len, struct nic_cqe *e)
+{
+    /* A frame whose headers do not hold together is counted and still
+       delivered, without NIC_RXF_CSUM_OK; lwIP makes its own checks. Only
+       frames the checksum stage did not pass are classified again. */
+    if (!(e->flags & NIC_RXF_CSUM_OK) && nic_ip_classify(buf, len, NULL) == NIC_IP_MALFORMED)
+        dev->c.rx_malformed++;
+    nic_engine_post_cqe(dev, true, e);
+}
+
+static void rx_consume_slot(struct nic_dev *dev)
+{
+    dev->rx_cons++;
+    __atomic_store_n(&dev->queues.rx_idx->cons, dev->rx_cons, __ATOMIC_RELEASE);
+}
+
+/* --- LRO (docs/design.md §5): consecutive in-order data packets of one flow
+   with the same marks are merged into one host buffer. Every wire packet
+   went through the checksum stage and the TLS block on its own first, so
+   the NIC's counters and marks are those of the wire packets; the
+   completion keeps the first packet's record view, which describes the
+   merged packet's first payload byte. --- */
+
+/* A packet that may start or extend a merge: checksums verified, a data
+   segment with ACK and at most PSH, no IP options, no resync request. */
+static bool lro_candidate(const uint8_t *pkt, size_t len, const struct nic_cqe *e,
+                          struct nic_tcp_view *v)
+{
+    return (e->flags & NIC_RXF_CSUM_OK) && !(e->flags & NIC_RXF_RESYNC_REQ) &&
+           nic_parse_tcp(pkt, len, v) && v->ip_hlen == 20 && v->payload_len > 0 &&
+           (v->tcp_flags & ~NIC_TCP_PSH) == NIC_TCP_ACK;
+}
+
+static void lro_flush(struct nic_dev *dev)
+{
+    if (!dev->lro.open)
+        return;
+    uint8_t *p = dev->lro.buf;
+    if (dev->lro.pkts > 1) {
+        size_t tot = dev->lro.len;
+        p[2] = (uint8_t)(tot >> 8);
+        p[3] = (uint8_t)tot;
+        p[10] = p[11] = 0;
+        uint16_t ipc = nic_csum_fold(nic_csum_add(0, p, 20));
+        memcpy(p + 10, &ipc, 2);
+        struct nic_tcp_view v;
+        if (nic_parse_tcp(p, tot, &v))
+            nic_tcp_csum_fix(p, &v); /* lwIP checks it again */
+        dev->c.rx_lro_packets++;
+    }
+    dev->lro.cqe.len = (uint32_t)dev->lro.len;
+    rx_complete(dev, p, dev->lro.len, &dev->lro.cqe);
+    dev->lro.open = false;
+}
+
+static void lro_open(struct nic_dev *dev, uint8_t *buf, uint32_t cap, size_t len,
+                     const struct nic_tcp_view *v, const struct nic_cqe *e)
+{
+    dev->lro.open = true;
+    dev->lro.buf = buf;
+    dev->lro.cap = cap;
+    dev->lro.len = v->payload_off + v->payload_len;
+    dev->lro.hl = v->payload_off;
+    dev->lro.next_seq = v->seq + (uint32_t)v->payload_len;
+    dev->lro.pkts = 1;
+    dev->lro.closed = (v->tcp_flags & NIC_TCP_PSH) != 0;
+    dev->lro.cqe = *e;
+    dev->lro.cqe.len = (uint32_t)len;
+}
+
+/* Everything but lengths, id, checksums, seq and PSH equal (ack and window
+   included): the merged packet says what each of its parts said. */
+static bool lro_same_headers(const uint8_t *a, const uint8_t *b, size_t hl)
+{
+    const uint8_t *ta = a + 20, *tb = b + 20;
+    return memcmp(a, b, 2) == 0 && memcmp(a + 6, b + 6, 4) == 0 && memcmp(a + 12, b + 12, 8) == 0 &&
+           memcmp(ta, tb, 4) == 0 && memcmp(ta + 8, tb + 8, 5) == 0 &&
+           memcmp(ta + 14, tb + 14, 2) == 0 && memcmp(ta + 18, tb + 18, hl - 38) == 0;
+}
+
+/* After a hole or a retransmission in a flow, the next packets are not
+   merged: lwIP sends a duplicate ACK per out-of-order segment it receives,
+   and the kernel sender (lwIP has no SACK) needs three of them for a fast
+   retransmit instead of a timeout. */
+#define LRO_SINGLES_AFTER_GAP 3
+
+/* Follow the flow's stream (once per received packet, LRO on); true if this
+   packet must not be merged. */
+static bool lro_alone(struct nic_dev *dev, const uint8_t *pkt, size_t len, const struct nic_cqe *e)
+{
+    struct nic_tcp_view vv, *v = &vv;
+    if (!lro_candidate(pkt, len, e, v))
+        return false;
+    uint8_t tuple[12];
+    memcpy(tuple, pkt + 12, 8);
+    memcpy(tuple + 8, pkt + v->tcp_off, 4);
+    bool same = dev->lro.last_valid && memcmp(tuple, dev->lro.last_tuple, sizeof(tuple)) == 0;
+    if (same && v->seq != dev->lro.last_end)
+        dev->lro.singles = LRO_SINGLES_AFTER_GAP;
+    memcpy(dev->lro.last_tuple, tuple, sizeof(tuple));
+    dev->lro.last_end = v->seq + (uint32_t)v->payload_len;
+    dev->lro.last_valid = true;
+    if (!dev->lro.singles)
+        return false;
+    dev->lro.singles--;
+    return true;
+}
+
+/* Try to append the packet at p (already inspected, completion e) to the
+   open merge; p lies right after the merged bytes in the same buffer. */
+static bool lro_append(struct nic_dev *dev, uint8_t *p, size_t len, const struct nic_cqe *e,
+                       bool alone)
+{
+    struct nic_tcp_view v;
+    if (alone || dev->lro.closed || !lro_candidate(p, len, e, &v) || v.payload_off != dev->lro.hl ||
+        v.seq != dev->lro.next_seq || e->flow_id != dev->lro.cqe.flow_id ||
+        (e->flags & NIC_RXF_DECRYPTED) != (dev->lro.cqe.flags & NIC_RXF_DECRYPTED) ||
+        dev->lro.len + v.payload_len > NIC_MAX_PACKET ||
+        !lro_same_headers(dev->lro.buf, p, dev->lro.hl))
+        return false;
+    memmove(p, p + v.payload_off, v.payload_len);
+    dev->lro.len += v.payload_len;
+    dev->lro.next_seq += (uint32_t)v.payload_len;
+    dev->lro.pkts++;
+    if (v.tcp_flags & NIC_TCP_PSH) {
+        dev->lro.buf[20 + 13] |= NIC_TCP_PSH;
+        dev->lro.closed = true;
+    }
+    dev->c.rx_lro_merged++;
+    return true;
+}
+
+/* A packet read into the open merge's buffer that does not extend it: close
+   the merge and move the packet into a buffer of its own. Returns false if
+   none is posted (dropped and counted, as on arrival). */
+static bool lro_move_out(struct nic_dev *dev, const uint8_t *p, size_t len, struct nic_cqe *e,
+                         uint8_t **out, uint32_t *cap)
+{
+    lro_flush(dev);
+    struct nic_queues *q = &dev->queues;
+    uint32_t prod = __atomic_load_n(&q->rx_idx->prod, __ATOMIC_ACQUIRE);
+    if (dev->rx_cons == prod) {
+        dev->c.rx_no_buffer++;
+        return false;
+    }
+    const struct nic_rx_desc *d = &q->rx_ring[nic_ring_slot(dev->rx_cons, q->rx_size)];
+    if (len > d->len) {
+        dev->c.rx_lro_no_room++;
+        rx_consume_slot(dev);
+        return false;
+    }
+    *out = (uint8_t *)(uintptr_t)d->addr;
+    *cap = d->len;
+    memcpy(*out, p, len);
+    e->cookie = d->cookie;
+    rx_consume_slot(dev);
+    return true;
+}
+
+/* A packet now in buffer buf (cap bytes, slot consumed): merge, open a
+   merge, or complete it. */
+static void rx_place(struct nic_dev *dev, uint8_t *buf, uint32_t cap, size_t len, struct nic_cqe *e,
+                     bool alone)
+{
+    struct nic_tcp_view v;
+    if (dev->cfg.lro && !alone && lro_candidate(buf, len, e, &v) && cap >= len + dev->cfg.mtu) {
+        lro_open(dev, buf, cap, len, &v, e);
+        if (dev->lro.closed)
+            lro_flush(dev);
+        return;
+    }
+    rx_complete(dev, buf, len, e);
+}
+
+/* Receive into the open merge's buffer, right behind the merged bytes:
+   appending is then one move of the payload over its own headers. Returns
+   false when the link has nothing. */
+static bool rx_into_merge(struct nic_dev *dev, uint64_t now)
+{
+    uint8_t *p = dev->lro.buf + dev->lro.len;
+    size_t len = nic_link_recv(dev->link, p, dev->cfg.mtu, now);
+    if (!len)
+        return false;
+    dev->c.rx_packets++;
+    dev->c.rx_bytes += len;
+    struct nic_cqe e = {.kind = NIC_CQE_RX_PACKET, .len = (uint32_t)len};
+    engine_rx_inspect(dev, p, len, &e);
+    bool alone = lro_alone(dev, p, len, &e);
+    if (lro_append(dev, p, len, &e, alone))
+        return true;
+    uint8_t *buf;
+    uint32_t cap;
+    if (lro_move_out(dev, p, len, &e, &buf, &cap))
+        rx_place(dev, buf, cap, len, &e, alone);
+    return true;
+}
+
 static unsigned engine_rx_poll(struct nic_dev *dev, uint64_t now)
 {
     struct nic_queues *q = &dev->queues;
     unsigned n = 0;
     while (n < ENGINE_BUDGET) {
+        if (dev->lro.open) {
+            /* A packet that does not extend the merge moves to the next
+               buffer: without one, close the merge first, so that packets
+               with no buffer are dropped before the NIC walks them, as
+               without LRO. */
+            uint32_t prod = __atomic_load_n(&q->rx_idx->prod, __ATOMIC_ACQUIRE);
+            if (dev->lro.closed || dev->lro.cap - dev->lro.len < dev->cfg.mtu ||
+                dev->rx_cons == prod) {
+                lro_flush(dev);
+                continue;
+            }
+            if (!rx_into_merge(dev, now))
+                break;
+            n++;
+            continue;
+        }
         uint32_t prod = __atomic_load_n(&q->rx_idx->prod, __ATOMIC_ACQUIRE);
         if (dev->rx_cons == prod) {
             /* No host buffer: a real NIC drops what arrives (rx_out_of_buffer). */
@@ -338,23 +662,20 @@ static unsigned engine_rx_poll(struct nic_dev *dev, uint64_t now)
         }
         const struct nic_rx_desc *d = &q->rx_ring[nic_ring_slot(dev->rx_cons, q->rx_size)];
         uint8_t *buf = (uint8_t *)(uintptr_t)d->addr;
-        size_t len = nic_link_recv(dev->link, buf, d->len, now);
+        uint32_t cap = d->len;
+        size_t len = nic_link_recv(dev->link, buf, cap, now);
         if (!len)
             break;
         struct nic_cqe e = {.kind = NIC_CQE_RX_PACKET, .len = (uint32_t)len, .cookie = d->cookie};
-        nic_tls_rx_packet(dev, buf, len, &e);
-        /* A frame whose headers do not hold together is counted and still
-           delivered, without NIC_RXF_CSUM_OK; lwIP makes its own checks. Only
-           frames the checksum stage did not pass are classified again. */
-        if (!(e.flags & NIC_RXF_CSUM_OK) && nic_ip_classify(buf, len, NULL) == NIC_IP_MALFORMED)
-            dev->c.rx_malformed++;
-        dev->rx_cons++;
-        __atomic_store_n(&q->rx_idx->cons, dev->rx_cons, __ATOMIC_RELEASE);
-        nic_engine_post_cqe(dev, true, &e);
+        engine_rx_inspect(dev, buf, len, &e);
+        rx_consume_slot(dev);
         dev->c.rx_packets++;
         dev->c.rx_bytes += len;
         n++;
+        rx_place(dev, buf, cap, len, &e, dev->cfg.lro && lro_alone(dev, buf, len, &e));
     }
+    /* The merge never outlives the round: what the link had is in it. */
+    lro_flush(dev);
     return n;
 }
 
@@ -371,6 +692,11 @@ static void engine_publish_stats(struct nic_dev *dev)
     dev->c.rx_wire_packets = lc.rx_packets;
     dev->c.rx_wire_bytes = lc.rx_bytes;
     dev->c.rx_buf_too_small = lc.rx_truncated;
+    dev->c.tun_gso_writes = lc.tx_gso_writes;
+    dev->c.tun_gso_write_packets = lc.tx_gso_packets;
+    dev->c.tun_gso_reads = lc.rx_gso_reads;
+    dev->c.tun_gso_read_packets = lc.rx_gso_packets;
+    dev->c.tun_gso_bad = lc.rx_gso_bad;
     pthread_mutex_lock(&dev->stats_lock);
     dev->c_snapshot = dev->c;
     nic_link_get_fault_stats(dev->link, &dev->fault_tx_snapshot, &dev->fault_rx_snapshot);

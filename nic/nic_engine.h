@@ -6,22 +6,42 @@
 #define ANIC_NIC_ENGINE_H
 
 #include "nic_dev.h"
+#include "nic_flow.h"
+#include "nic_tls.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#define NIC_MAX_PACKET 65535u
-
 struct nic_link;
-struct nic_flow_table;
 
 struct nic_dev {
     struct nic_dev_cfg cfg;
     struct nic_queues queues;
     struct nic_link *link;
-    struct nic_flow_table *flows;
-    uint8_t *pkt; /* device memory for one packet being transmitted */
+    struct nic_flow_table *flows; /* the engine looks flows up; tls installs/deletes */
+    struct nic_tls_ctx tls;       /* the TLS block's narrow view of this device */
+    uint8_t *pkt;                 /* device memory for one packet being transmitted */
+    uint8_t *tso_pkt;             /* one wire packet cut from it by TSO */
+
+    /* LRO: the host buffer being filled with in-order packets of one flow */
+    struct {
+        bool open;
+        uint8_t *buf;
+        uint32_t cap;
+        size_t len;        /* bytes of the merged packet so far */
+        size_t hl;         /* its IP + TCP header length */
+        uint32_t next_seq; /* seq the next packet must start at */
+        unsigned pkts;
+        bool closed;        /* PSH seen: flush before anything else */
+        struct nic_cqe cqe; /* the first packet's completion: flags, flow, record view */
+        /* The flow last seen and where its stream ended: after a packet at
+           another seq (a hole, a retransmission) the next few go up alone. */
+        uint8_t last_tuple[12];
+        uint32_t last_end;
+        bool last_valid;
+        unsigned singles;
+    } lro;
 
     /* engine-private ring state */
     uint32_t tx_cons, rx_cons, tx_cq_prod, rx_cq_prod;
@@ -45,24 +65,7 @@ struct nic_dev {
     uint64_t last_snapshot_ns;
 };
 
+/* Post a completion on the TX (rx = false) or RX completion queue. */
 void nic_engine_post_cqe(struct nic_dev *dev, bool rx, const struct nic_cqe *e);
-
-/* --- TLS offload hooks (nic_tls_*.c) --- */
-struct nic_flow_table *nic_flow_table_new(uint32_t max_flows);
-void nic_flow_table_free(struct nic_flow_table *t);
-/* Control descriptors (context install/delete, progress, dump, resync
-   response). Returns an enum nic_tx_status. */
-int nic_tls_ctrl(struct nic_dev *dev, const struct nic_tx_desc *d);
-/* Build an offloaded TCP segment in device memory pkt from the host's
-   packet, encrypting its TLS records on the way, and fix its checksum.
-   Returns an enum nic_tx_status. */
-int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, const uint8_t *host, uint8_t *pkt,
-                      size_t len);
-/* Inspect a received packet (already in the host buffer): verify checksums,
-   decrypt in-sequence records of known flows in place, set cqe flags. */
-void nic_tls_rx_packet(struct nic_dev *dev, uint8_t *pkt, size_t len, struct nic_cqe *cqe);
-/* Every transmitted packet: follow the host's announced receive window of
-   RX flows (see nic_tls_rx_observe_ack). */
-void nic_tls_tx_observe(struct nic_dev *dev, const uint8_t *pkt, size_t len);
 
 #endif

@@ -1,16 +1,17 @@
-/* nic_flow.c - flow context table and context control descriptors. */
+/* nic_flow.c - the flow context table: slots, RX lookup by 4-tuple, teardown. */
 #include "nic_flow.h"
-#include "nic_engine.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct nic_flow_table *nic_flow_table_new(uint32_t max_flows)
+struct nic_flow_table *nic_flow_table_new(uint32_t max_flows, nic_flow_release_fn *release)
 {
     struct nic_flow_table *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
     t->max = max_flows ? max_flows : 1;
+    t->release = release;
     t->slots = calloc(t->max, sizeof(*t->slots));
     if (!t->slots) {
         free(t);
@@ -19,11 +20,21 @@ struct nic_flow_table *nic_flow_table_new(uint32_t max_flows)
     return t;
 }
 
+/* Key material in device memory is wiped with OPENSSL_cleanse (a store the
+   compiler may not drop). */
+void nic_flow_wipe(struct nic_flow_table *t, struct nic_flow *flow)
+{
+    if (t->release)
+        t->release(flow);
+    OPENSSL_cleanse(flow, sizeof(*flow));
+}
+
 void nic_flow_table_free(struct nic_flow_table *t)
 {
     if (!t)
         return;
-    nic_flow_table_free_all(t);
+    for (uint32_t i = 0; i < t->max; i++)
+        nic_flow_wipe(t, &t->slots[i]);
     free(t->slots);
     free(t);
 }
@@ -31,6 +42,13 @@ void nic_flow_table_free(struct nic_flow_table *t)
 struct nic_flow *nic_flow_get(struct nic_flow_table *t, uint32_t flow_id)
 {
     if (flow_id == 0 || flow_id > t->max || !t->slots[flow_id - 1].used)
+        return NULL;
+    return &t->slots[flow_id - 1];
+}
+
+struct nic_flow *nic_flow_slot_unused(struct nic_flow_table *t, uint32_t flow_id)
+{
+    if (flow_id == 0 || flow_id > t->max || t->slots[flow_id - 1].used)
         return NULL;
     return &t->slots[flow_id - 1];
 }

@@ -24,17 +24,29 @@ struct nic_flow {
 
 #define NIC_FLOW_HASH_BUCKETS 256
 
+/* Frees a flow's per-direction state (tx, rx); the slot itself is wiped by
+   the table. Supplied by the owner of that state (the TLS block). */
+typedef void nic_flow_release_fn(struct nic_flow *flow);
+
 struct nic_flow_table {
     uint32_t max;
     struct nic_flow *slots;
+    nic_flow_release_fn *release;
     uint32_t rx_hash[NIC_FLOW_HASH_BUCKETS]; /* RX flows by 4-tuple: first flow id */
 };
+
+/* A table of max_flows slots (at least one). NULL when out of memory. */
+struct nic_flow_table *nic_flow_table_new(uint32_t max_flows, nic_flow_release_fn *release);
+/* Release every flow, wipe every slot, free the table (device teardown). */
+void nic_flow_table_free(struct nic_flow_table *t);
+/* The slot of flow_id if the id is in range and the slot is unused. */
+struct nic_flow *nic_flow_slot_unused(struct nic_flow_table *t, uint32_t flow_id);
+/* Release the flow and wipe its slot (it holds key material). */
+void nic_flow_wipe(struct nic_flow_table *t, struct nic_flow *flow);
 
 void nic_flow_rx_hash_add(struct nic_flow_table *t, uint32_t flow_id);
 void nic_flow_rx_hash_del(struct nic_flow_table *t, uint32_t flow_id);
 
-/* Free every flow's cipher state and wipe every slot (device teardown). */
-void nic_flow_table_free_all(struct nic_flow_table *t);
 struct nic_flow *nic_flow_get(struct nic_flow_table *t, uint32_t flow_id);
 /* Find an RX flow by the packet's 4-tuple (network byte order). */
 struct nic_flow *nic_flow_lookup_rx(struct nic_flow_table *t, uint32_t saddr, uint32_t daddr,

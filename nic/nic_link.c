@@ -1,7 +1,11 @@
-/* nic_link.c - wire between the NIC engine and TUN: fault stages + pcap tap. */
+/* nic_link.c - wire between the NIC engine and TUN: fault stages + pcap tap,
+   and GSO super-packets to and from TUN (docs/design.md §6). */
 #include "nic_link.h"
+#include "nic_csum.h"
+#include "nic_seg.h"
 
 #include <errno.h>
+#include <linux/virtio_net.h>
 #include <pcap/pcap.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,10 +14,47 @@
 #include <unistd.h>
 
 #define LINK_MAX_PACKET 65535u
+#define LINK_VNET_HLEN  sizeof(struct virtio_net_hdr)
+#define LINK_RX_PEND    256u /* wire packets split from one super-packet (<= 64 KiB / 256 B) */
+
+/* The in-order run of TCP packets being merged into one GSO write. */
+struct gso_run {
+    uint8_t *buf; /* virtio_net_hdr + the merged packet */
+    size_t len;   /* bytes of the merged IP packet; 0 = no run */
+    size_t hl;    /* IP + TCP header length */
+    uint32_t mss; /* payload of its first packet: every packet but the last */
+    uint32_t next_seq;
+    uint32_t pkts;
+    uint64_t wire_bytes;
+    bool closed; /* its last packet was short or had PSH/FIN: nothing may follow */
+    /* The flow last written and where its stream ended: after a packet at
+       another seq (a hole left by loss, a retransmission) the next few are
+       written alone, so the kernel sends a duplicate ACK for each, as for
+       wire packets; lwIP gets no SACK and needs three for a fast retransmit. */
+    uint8_t last_tuple[12];
+    uint32_t last_end;
+    bool last_valid;
+    unsigned singles;
+};
+
+#define GSO_SINGLES_AFTER_GAP 3
+
+/* Wire packets split from one GSO read, not yet taken by the engine. */
+struct rx_pending {
+    uint8_t *arena;
+    uint32_t off[LINK_RX_PEND], len[LINK_RX_PEND];
+    unsigned head, n;
+    size_t used;
+};
 
 struct nic_link {
     int tun_fd;
     uint32_t mtu;
+    bool gso;
+    struct gso_run run;
+    struct rx_pending pend;
+    uint8_t *rx_gso;            /* one read: virtio_net_hdr + up to 64 KiB */
+    uint64_t rx_now;            /* time of the receive in progress (fault stage input) */
     struct nic_fault *fault_tx; /* NULL = passthrough */
     struct nic_fault *fault_rx;
     pcap_t *pcap;
@@ -35,7 +76,7 @@ static void link_tap(struct nic_link *link, const uint8_t *pkt, size_t len)
 
 struct nic_link *nic_link_create(int tun_fd, const struct nic_fault_cfg *fault_tx,
                                  const struct nic_fault_cfg *fault_rx, const char *pcap_path,
-                                 uint32_t mtu, char *err, size_t errlen)
+                                 uint32_t mtu, bool tun_gso, char *err, size_t errlen)
 {
     struct nic_link *link = calloc(1, sizeof(*link));
     if (!link) {
@@ -44,6 +85,14 @@ struct nic_link *nic_link_create(int tun_fd, const struct nic_fault_cfg *fault_t
     }
     link->tun_fd = tun_fd;
     link->mtu = mtu;
+    link->gso = tun_gso;
+    if (tun_gso) {
+        link->run.buf = malloc(LINK_VNET_HLEN + LINK_MAX_PACKET);
+        link->rx_gso = malloc(LINK_VNET_HLEN + LINK_MAX_PACKET);
+        link->pend.arena = malloc(2 * (size_t)LINK_MAX_PACKET);
+        if (!link->run.buf || !link->rx_gso || !link->pend.arena)
+            goto oom;
+    }
     if (!nic_fault_cfg_is_passthrough(fault_tx) && !(link->fault_tx = nic_fault_create(fault_tx)))
         goto oom;
     if (!nic_fault_cfg_is_passthrough(fault_rx) && !(link->fault_rx = nic_fault_create(fault_rx)))
@@ -80,12 +129,160 @@ void nic_link_destroy(struct nic_link *link)
     nic_fault_destroy(link->fault_rx);
     if (link->tun_fd >= 0)
         close(link->tun_fd);
+    free(link->run.buf);
+    free(link->rx_gso);
+    free(link->pend.arena);
     free(link);
+}
+
+/* --- GSO: TX runs --- */
+
+static void wr16(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+/* A packet that may be part of a run: IPv4 without options, TCP with data,
+   ACK and at most PSH/FIN besides, and both checksums right (a corrupted
+   packet is written alone, so the kernel still sees and drops it: a merged
+   one is checksummed here, not there). */
+static bool run_candidate(const uint8_t *pkt, size_t len, struct nic_tcp_view *v)
+{
+    return nic_parse_tcp(pkt, len, v) && v->ip_hlen == 20 && v->payload_len > 0 &&
+           (v->tcp_flags & ~(NIC_TCP_PSH | NIC_TCP_FIN)) == NIC_TCP_ACK && nic_tcp_csum_ok(pkt, v);
+}
+
+/* Everything but lengths, ids, checksums, seq and PSH/FIN must be equal for
+   the kernel to see the run as the packets it stands for. */
+static bool run_same_headers(const uint8_t *a, const uint8_t *b, size_t hl)
+{
+    const uint8_t *ta = a + 20, *tb = b + 20;
+    return memcmp(a, b, 2) == 0 && memcmp(a + 6, b + 6, 4) == 0 && memcmp(a + 12, b + 12, 8) == 0 &&
+           memcmp(ta, tb, 4) == 0 && memcmp(ta + 8, tb + 8, 5) == 0 &&
+           memcmp(ta + 14, tb + 14, 2) == 0 && memcmp(ta + 18, tb + 18, hl - 38) == 0;
+}
+
+static void link_write_raw(struct nic_link *link, const uint8_t *buf, size_t len, uint32_t pkts,
+                           uint64_t wire_bytes)
+{
+    ssize_t n = write(link->tun_fd, buf, len);
+    if (n != (ssize_t)len) {
+        link->counters.tx_write_errors++;
+        return;
+    }
+    link->counters.tx_packets += pkts;
+    link->counters.tx_bytes += wire_bytes;
+}
+
+/* Write the run: one packet as it is; more as a TCPv4 super-packet whose
+   TCP checksum the kernel is told is done (NEEDS_CSUM: the field holds the
+   pseudo-header sum; every packet in it was verified above). */
+static void run_flush(struct nic_link *link)
+{
+    struct gso_run *r = &link->run;
+    if (!r->len)
+        return;
+    uint8_t *pkt = r->buf + LINK_VNET_HLEN;
+    struct virtio_net_hdr h = {0};
+    if (r->pkts > 1) {
+        wr16(pkt + 2, (uint32_t)r->len);
+        pkt[10] = pkt[11] = 0;
+        uint16_t ipc = nic_csum_fold(nic_csum_add(0, pkt, 20));
+        memcpy(pkt + 10, &ipc, 2);
+        uint8_t ph[12];
+        memcpy(ph, pkt + 12, 8);
+        ph[8] = 0;
+        ph[9] = NIC_IPPROTO_TCP;
+        wr16(ph + 10, (uint32_t)(r->len - 20));
+        uint16_t ps = (uint16_t)~nic_csum_fold(nic_csum_add(0, ph, sizeof(ph)));
+        memcpy(pkt + 20 + 16, &ps, 2);
+        h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+        h.hdr_len = (uint16_t)r->hl;
+        h.gso_size = (uint16_t)r->mss;
+        h.csum_start = 20;
+        h.csum_offset = 16;
+        link->counters.tx_gso_writes++;
+        link->counters.tx_gso_packets += r->pkts;
+    }
+    memcpy(r->buf, &h, sizeof(h));
+    link_write_raw(link, r->buf, LINK_VNET_HLEN + r->len, r->pkts, r->wire_bytes);
+    r->len = 0;
+}
+
+/* Append pkt to the run if it continues it. */
+static bool run_append(struct gso_run *r, const uint8_t *pkt, size_t len,
+                       const struct nic_tcp_view *v)
+{
+    uint8_t *head = r->buf + LINK_VNET_HLEN;
+    if (!r->len || r->closed || v->payload_off != r->hl || v->seq != r->next_seq ||
+        v->payload_len > r->mss || r->len + v->payload_len > LINK_MAX_PACKET ||
+        !run_same_headers(head, pkt, r->hl))
+        return false;
+    memcpy(head + r->len, pkt + r->hl, v->payload_len);
+    r->len += v->payload_len;
+    r->next_seq += (uint32_t)v->payload_len;
+    r->pkts++;
+    r->wire_bytes += len;
+    head[20 + 13] |= v->tcp_flags & (NIC_TCP_PSH | NIC_TCP_FIN);
+    r->closed = v->payload_len < r->mss || (v->tcp_flags & (NIC_TCP_PSH | NIC_TCP_FIN));
+    return true;
+}
+
+static void run_start(struct gso_run *r, const uint8_t *pkt, size_t len,
+                      const struct nic_tcp_view *v)
+{
+    memcpy(r->buf + LINK_VNET_HLEN, pkt, len);
+    r->len = v->payload_off + v->payload_len; /* bytes past the IP length are not sent */
+    r->hl = v->payload_off;
+    r->mss = (uint32_t)v->payload_len;
+    r->next_seq = v->seq + (uint32_t)v->payload_len;
+    r->pkts = 1;
+    r->wire_bytes = len;
+    r->closed = (v->tcp_flags & (NIC_TCP_PSH | NIC_TCP_FIN)) != 0;
+}
+
+/* Follow the flow's stream; true if pkt must be written alone. */
+static bool run_alone(struct gso_run *r, const uint8_t *pkt, const struct nic_tcp_view *v)
+{
+    uint8_t tuple[12];
+    memcpy(tuple, pkt + 12, 8);
+    memcpy(tuple + 8, pkt + v->tcp_off, 4);
+    bool same = r->last_valid && memcmp(tuple, r->last_tuple, sizeof(tuple)) == 0;
+    if (same && v->seq != r->last_end)
+        r->singles = GSO_SINGLES_AFTER_GAP;
+    memcpy(r->last_tuple, tuple, sizeof(tuple));
+    r->last_end = v->seq + (uint32_t)v->payload_len;
+    r->last_valid = true;
+    if (!r->singles)
+        return false;
+    r->singles--;
+    return true;
 }
 
 static void link_write(struct nic_link *link, const uint8_t *pkt, size_t len)
 {
     link_tap(link, pkt, len);
+    if (link->gso) {
+        struct nic_tcp_view v;
+        if (run_candidate(pkt, len, &v)) {
+            bool alone = run_alone(&link->run, pkt, &v);
+            if (!alone && run_append(&link->run, pkt, len, &v))
+                return;
+            run_flush(link);
+            run_start(&link->run, pkt, len, &v);
+            if (alone)
+                run_flush(link);
+            return;
+        }
+        run_flush(link);
+        struct virtio_net_hdr h = {0};
+        memcpy(link->run.buf, &h, sizeof(h));
+        memcpy(link->run.buf + LINK_VNET_HLEN, pkt, len);
+        link_write_raw(link, link->run.buf, LINK_VNET_HLEN + len, 1, len);
+        return;
+    }
     ssize_t n = write(link->tun_fd, pkt, len);
     if (n != (ssize_t)len) {
         link->counters.tx_write_errors++;
@@ -95,6 +292,20 @@ static void link_write(struct nic_link *link, const uint8_t *pkt, size_t len)
     link->counters.tx_bytes += len;
 }
 
+/* Write out what the TX fault stage releases now; a GSO run stays open (the
+   engine round ends it with nic_link_tx_flush). */
+static unsigned link_tx_drain(struct nic_link *link, uint64_t now_ns)
+{
+    unsigned sent = 0;
+    size_t len;
+    while (link->fault_tx &&
+           (len = nic_fault_pop(link->fault_tx, now_ns, link->scratch, sizeof(link->scratch)))) {
+        link_write(link, link->scratch, len);
+        sent++;
+    }
+    return sent;
+}
+
 void nic_link_send(struct nic_link *link, const uint8_t *pkt, size_t len, uint64_t now_ns)
 {
     if (!link->fault_tx) {
@@ -102,20 +313,140 @@ void nic_link_send(struct nic_link *link, const uint8_t *pkt, size_t len, uint64
         return;
     }
     nic_fault_push(link->fault_tx, pkt, len, now_ns);
-    nic_link_tx_flush(link, now_ns);
+    link_tx_drain(link, now_ns);
 }
 
 unsigned nic_link_tx_flush(struct nic_link *link, uint64_t now_ns)
 {
-    unsigned sent = 0;
-    if (!link->fault_tx)
-        return 0;
-    size_t len;
-    while ((len = nic_fault_pop(link->fault_tx, now_ns, link->scratch, sizeof(link->scratch)))) {
-        link_write(link, link->scratch, len);
-        sent++;
-    }
+    unsigned sent = link_tx_drain(link, now_ns);
+    if (link->gso)
+        run_flush(link);
     return sent;
+}
+
+/* --- GSO: RX super-packets --- */
+
+/* One wire packet from the kernel: tap, then the fault stage or the queue. */
+static void rx_deliver(void *arg, const uint8_t *pkt, size_t len)
+{
+    struct nic_link *link = arg;
+    link->counters.rx_packets++;
+    link->counters.rx_bytes += len;
+    link_tap(link, pkt, len);
+    if (link->fault_rx) {
+        nic_fault_push(link->fault_rx, pkt, len, link->rx_now);
+        return;
+    }
+    struct rx_pending *q = &link->pend;
+    if (q->n == LINK_RX_PEND || q->used + len > 2 * (size_t)LINK_MAX_PACKET) {
+        link->counters.rx_gso_bad++; /* a gso_size below 256 bytes: more pieces than slots */
+        return;
+    }
+    unsigned i = (q->head + q->n) % LINK_RX_PEND;
+    memcpy(q->arena + q->used, pkt, len);
+    q->off[i] = (uint32_t)q->used;
+    q->len[i] = (uint32_t)len;
+    q->used += len;
+    q->n++;
+}
+
+/* Complete a checksum the kernel left to us (NEEDS_CSUM): the field holds
+   the pseudo-header sum; add the bytes from csum_start. */
+static bool rx_complete_csum(uint8_t *pkt, size_t len, const struct virtio_net_hdr *h)
+{
+    size_t start = h->csum_start, at = start + h->csum_offset;
+    if (start >= len || at + 2 > len)
+        return false;
+    uint16_t c = nic_csum_fold(nic_csum_add(0, pkt + start, len - start));
+    memcpy(pkt + at, &c, 2);
+    return true;
+}
+
+/* One read from a GSO TUN. Returns false when nothing was queued. */
+static bool link_read_gso(struct nic_link *link)
+{
+    ssize_t n;
+    do
+        n = read(link->tun_fd, link->rx_gso, LINK_VNET_HLEN + LINK_MAX_PACKET);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            link->counters.rx_read_errors++;
+        return false;
+    }
+    if ((size_t)n <= LINK_VNET_HLEN) {
+        link->counters.rx_read_errors++;
+        return true;
+    }
+    struct virtio_net_hdr h;
+    memcpy(&h, link->rx_gso, sizeof(h));
+    uint8_t *pkt = link->rx_gso + LINK_VNET_HLEN;
+    size_t len = (size_t)n - LINK_VNET_HLEN;
+    uint8_t gso = h.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+    if (gso == VIRTIO_NET_HDR_GSO_NONE) {
+        if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !rx_complete_csum(pkt, len, &h)) {
+            link->counters.rx_gso_bad++;
+            return true;
+        }
+        rx_deliver(link, pkt, len);
+        return true;
+    }
+    struct nic_tcp_view v;
+    if (gso != VIRTIO_NET_HDR_GSO_TCPV4 || !h.gso_size || !nic_parse_tcp(pkt, len, &v) ||
+        v.payload_off + h.gso_size > link->mtu) {
+        link->counters.rx_gso_bad++;
+        return true;
+    }
+    link->counters.rx_gso_reads++;
+    if (v.payload_len <= h.gso_size) { /* one packet: only the checksum to finish */
+        nic_tcp_csum_fix(pkt, &v);
+        link->counters.rx_gso_packets++;
+        rx_deliver(link, pkt, v.payload_off + v.payload_len);
+        return true;
+    }
+    link->counters.rx_gso_packets +=
+        nic_tso_cut(pkt, &v, h.gso_size, link->scratch, rx_deliver, link);
+    return true;
+}
+
+static size_t link_recv_gso(struct nic_link *link, uint8_t *buf, size_t cap, uint64_t now_ns)
+{
+    link->rx_now = now_ns;
+    if (link->fault_rx) {
+        for (int i = 0; i < 64 && link_read_gso(link); i++)
+            ;
+        for (;;) {
+            size_t n = nic_fault_pop(link->fault_rx, now_ns, link->scratch, sizeof(link->scratch));
+            if (!n)
+                return 0;
+            if (n > cap) {
+                link->counters.rx_truncated++;
+                continue;
+            }
+            memcpy(buf, link->scratch, n);
+            return n;
+        }
+    }
+    struct rx_pending *q = &link->pend;
+    for (int reads = 0; reads < 64;) {
+        if (q->n) {
+            size_t n = q->len[q->head];
+            const uint8_t *p = q->arena + q->off[q->head];
+            q->head = (q->head + 1) % LINK_RX_PEND;
+            if (--q->n == 0)
+                q->used = 0;
+            if (n > cap) {
+                link->counters.rx_truncated++;
+                continue;
+            }
+            memcpy(buf, p, n);
+            return n;
+        }
+        if (!link_read_gso(link))
+            return 0;
+        reads++;
+    }
+    return 0;
 }
 
 /* One read from TUN into buf; returns length or 0 when nothing is queued. */
@@ -139,6 +470,8 @@ static size_t link_read(struct nic_link *link, uint8_t *buf, size_t cap)
 
 size_t nic_link_recv(struct nic_link *link, uint8_t *buf, size_t cap, uint64_t now_ns)
 {
+    if (link->gso)
+        return link_recv_gso(link, buf, cap, now_ns);
     if (!link->fault_rx) {
         /* The TUN MTU equals ours, so a buffer of at least MTU bytes holds any
            packet the kernel hands us: read straight into it (the "DMA"). */
@@ -177,6 +510,8 @@ size_t nic_link_recv(struct nic_link *link, uint8_t *buf, size_t cap, uint64_t n
 uint64_t nic_link_next_deadline(const struct nic_link *link)
 {
     uint64_t t = UINT64_MAX;
+    if (link->pend.n)
+        return 0; /* split packets wait for the engine now */
     if (link->fault_tx) {
         uint64_t d = nic_fault_next_deadline(link->fault_tx);
         if (d < t)

@@ -9,6 +9,7 @@
 
 #include "nic_fault.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,18 +18,29 @@ struct nic_link;
 struct nic_link_counters {
     uint64_t tx_packets, tx_bytes, tx_write_errors;
     uint64_t rx_packets, rx_bytes, rx_read_errors, rx_truncated;
+    /* GSO (tun_gso): TX writes of an in-order run merged into one super-packet
+       and the wire packets in them; RX super-packets read and split, the wire
+       packets they became, and reads dropped because they could not be split
+       or their checksum request was out of bounds. */
+    uint64_t tx_gso_writes, tx_gso_packets, rx_gso_reads, rx_gso_packets, rx_gso_bad;
 };
 
-/* Takes ownership of tun_fd (must be non-blocking). pcap_path may be NULL. */
+/* Takes ownership of tun_fd (must be non-blocking). pcap_path may be NULL.
+   tun_gso: the fd was opened with nic_tun_open(gso = true): every read and
+   write carries a struct virtio_net_hdr. The fault stages and the pcap tap
+   still see single wire packets: super-packets the kernel sends are split
+   before them, and each in-order run of TCP packets leaving them is merged
+   into one write (nic_link_tx_flush ends a run). */
 struct nic_link *nic_link_create(int tun_fd, const struct nic_fault_cfg *fault_tx,
                                  const struct nic_fault_cfg *fault_rx, const char *pcap_path,
-                                 uint32_t mtu, char *err, size_t errlen);
+                                 uint32_t mtu, bool tun_gso, char *err, size_t errlen);
 void nic_link_destroy(struct nic_link *link);
 
 /* NIC -> wire. The packet is copied or written out before return. */
 void nic_link_send(struct nic_link *link, const uint8_t *pkt, size_t len, uint64_t now_ns);
 
-/* Release TX packets whose fault-stage departure time has come. Returns count. */
+/* Release TX packets whose fault-stage departure time has come, and write
+   out the run being merged (GSO). Returns the count of packets released. */
 unsigned nic_link_tx_flush(struct nic_link *link, uint64_t now_ns);
 
 /* Wire -> NIC: the next packet due, written into buf. Reads the TUN device as

@@ -1,9 +1,8 @@
 /*
  * nic_tls.c - flow context control descriptors (install, delete, progress,
- * dump, resync response) and the RX entry point.
+ * dump, resync response, hint) and the record crypto both directions share.
  */
 #include "nic_tls.h"
-#include "nic_csum.h"
 
 #include <openssl/crypto.h>
 #include <string.h>
@@ -46,41 +45,48 @@ int nic_tls_ctr_seek(EVP_CIPHER_CTX *ctx, const uint8_t salt[4],
     return 0;
 }
 
-/* Key material in device memory is wiped with OPENSSL_cleanse (a store the
-   compiler may not drop): a slot whose install failed, a deleted slot, and
-   the raw key once the cipher contexts hold the key schedule. */
-static int install_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
+void nic_tls_flow_release(struct nic_flow *flow)
 {
-    struct nic_flow_table *t = dev->flows;
-    if (d->flow_id == 0 || d->flow_id > t->max || !d->addr) {
-        dev->c.flow_table_full++;
-        return NIC_TX_ERR_NO_CTX;
-    }
-    struct nic_flow *f = &t->slots[d->flow_id - 1];
-    if (f->used) {
-        dev->c.flow_table_full++;
+    if (flow->tx)
+        nic_tls_tx_free(flow->tx);
+    if (flow->rx)
+        nic_tls_rx_free(flow->rx);
+    flow->tx = NULL;
+    flow->rx = NULL;
+}
+
+/* Key material in device memory is wiped with OPENSSL_cleanse (a store the
+   compiler may not drop): a slot whose install failed, a deleted slot (both
+   by nic_flow_wipe), and the raw key once the cipher contexts hold the key
+   schedule. */
+static int install_ctx(struct nic_tls_ctx *ctx, const struct nic_tx_desc *d)
+{
+    struct nic_flow_table *t = ctx->flows;
+    struct nic_flow *f = d->addr ? nic_flow_slot_unused(t, d->flow_id) : NULL;
+    if (!f) {
+        ctx->c->flow_table_full++;
         return NIC_TX_ERR_NO_CTX;
     }
     memset(f, 0, sizeof(*f));
     memcpy(&f->st, (const void *)(uintptr_t)d->addr, sizeof(f->st)); /* DMA read */
     int r = NIC_TX_ERR_BAD_DESC;
     if (f->st.cipher != NIC_CIPHER_AES_128_GCM && f->st.cipher != NIC_CIPHER_AES_256_GCM) {
-        dev->c.tx_bad_desc++;
+        ctx->c->tx_bad_desc++;
     } else if (f->st.direction == NIC_CTX_TX) {
-        r = nic_tls_tx_install(dev, f);
+        r = nic_tls_tx_install(f);
         if (r == NIC_TX_OK)
-            dev->c.tx_tls_ctx++;
+            ctx->c->tx_tls_ctx++;
     } else if (f->st.direction == NIC_CTX_RX) {
-        r = nic_tls_rx_install(dev, f, d->flow_id);
+        r = nic_tls_rx_install(ctx, f, d->flow_id);
         if (r == NIC_TX_OK) {
             nic_flow_rx_hash_add(t, d->flow_id);
-            dev->c.rx_tls_ctx++;
+            ctx->c->rx_tls_ctx++;
         }
     } else {
-        dev->c.tx_bad_desc++;
+        ctx->c->tx_bad_desc++;
     }
     if (r != NIC_TX_OK) {
-        OPENSSL_cleanse(f, sizeof(*f));
+        nic_flow_wipe(t, f);
         return r;
     }
     OPENSSL_cleanse(f->st.key, sizeof(f->st.key)); /* the cipher contexts are keyed */
@@ -88,97 +94,44 @@ static int install_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
     return NIC_TX_OK;
 }
 
-static int delete_ctx(struct nic_dev *dev, const struct nic_tx_desc *d)
+static int delete_ctx(struct nic_tls_ctx *ctx, const struct nic_tx_desc *d)
 {
-    struct nic_flow *f = nic_flow_get(dev->flows, d->flow_id);
+    struct nic_flow *f = nic_flow_get(ctx->flows, d->flow_id);
     if (!f) {
-        dev->c.tx_tls_no_ctx++;
+        ctx->c->tx_tls_no_ctx++;
         return NIC_TX_ERR_NO_CTX;
     }
-    if (f->tx) {
-        nic_tls_tx_free(f->tx);
-        dev->c.tx_tls_del++;
-    }
+    if (f->tx)
+        ctx->c->tx_tls_del++;
     if (f->rx) {
-        nic_flow_rx_hash_del(dev->flows, d->flow_id);
-        nic_tls_rx_free(f->rx);
-        dev->c.rx_tls_del++;
+        nic_flow_rx_hash_del(ctx->flows, d->flow_id);
+        ctx->c->rx_tls_del++;
     }
-    OPENSSL_cleanse(f, sizeof(*f));
+    nic_flow_wipe(ctx->flows, f);
     return NIC_TX_OK;
 }
 
-int nic_tls_ctrl(struct nic_dev *dev, const struct nic_tx_desc *d)
+int nic_tls_ctrl(struct nic_tls_ctx *ctx, const struct nic_tx_desc *d)
 {
     if (d->kind == NIC_TX_STATIC_CTX)
-        return install_ctx(dev, d);
+        return install_ctx(ctx, d);
     if (d->kind == NIC_TX_DEL_CTX)
-        return delete_ctx(dev, d);
-    struct nic_flow *f = nic_flow_get(dev->flows, d->flow_id);
+        return delete_ctx(ctx, d);
+    struct nic_flow *f = nic_flow_get(ctx->flows, d->flow_id);
     if (!f) {
-        dev->c.tx_tls_no_ctx++;
+        ctx->c->tx_tls_no_ctx++;
         return NIC_TX_ERR_NO_CTX;
     }
     switch (d->kind) {
     case NIC_TX_PROGRESS:
-        return f->tx ? nic_tls_tx_progress(dev, f, d) : NIC_TX_ERR_NO_CTX;
+        return f->tx ? nic_tls_tx_progress(ctx, f, d) : NIC_TX_ERR_NO_CTX;
     case NIC_TX_DUMP:
-        return f->tx ? nic_tls_tx_dump(dev, f, d) : NIC_TX_ERR_NO_CTX;
+        return f->tx ? nic_tls_tx_dump(ctx, f, d) : NIC_TX_ERR_NO_CTX;
     case NIC_RX_RESYNC_RESP:
-        return f->rx ? nic_tls_rx_resync_response(dev, f, d) : NIC_TX_ERR_NO_CTX;
+        return f->rx ? nic_tls_rx_resync_response(ctx, f, d) : NIC_TX_ERR_NO_CTX;
     case NIC_RX_PROGRESS:
-        return f->rx ? nic_tls_rx_hint(dev, f, d) : NIC_TX_ERR_NO_CTX;
+        return f->rx ? nic_tls_rx_hint(ctx, f, d) : NIC_TX_ERR_NO_CTX;
     default:
         return NIC_TX_ERR_BAD_DESC;
     }
-}
-
-void nic_flow_table_free_all(struct nic_flow_table *t)
-{
-    for (uint32_t i = 0; i < t->max; i++) {
-        if (t->slots[i].tx)
-            nic_tls_tx_free(t->slots[i].tx);
-        if (t->slots[i].rx)
-            nic_tls_rx_free(t->slots[i].rx);
-        OPENSSL_cleanse(&t->slots[i], sizeof(t->slots[i]));
-    }
-}
-
-static bool have_rx_flows(const struct nic_dev *dev)
-{
-    return dev->c.rx_tls_ctx != dev->c.rx_tls_del;
-}
-
-void nic_tls_tx_observe(struct nic_dev *dev, const uint8_t *pkt, size_t len)
-{
-    struct nic_tcp_view v;
-    if (!have_rx_flows(dev) || !nic_parse_tcp(pkt, len, &v) || !(v.tcp_flags & NIC_TCP_ACK))
-        return;
-    /* Our segment runs host -> peer; the RX flow is keyed peer -> host. */
-    struct nic_flow *f = nic_flow_lookup_rx(dev->flows, v.daddr, v.saddr, v.dport, v.sport);
-    if (f && f->rx)
-        nic_tls_rx_observe_ack(f, v.ack, v.window);
-}
-
-void nic_tls_rx_packet(struct nic_dev *dev, uint8_t *pkt, size_t len, struct nic_cqe *cqe)
-{
-    struct nic_tcp_view v;
-    if (!nic_parse_tcp(pkt, len, &v)) {
-        /* The host reassembles fragments; the NIC never sees the segment
-           whole, so for an RX flow its bytes are a hole. */
-        if (have_rx_flows(dev) && nic_is_tcp_fragment(pkt, len))
-            dev->c.rx_tls_skip_frag++;
-        return;
-    }
-    if (!nic_tcp_csum_ok(pkt, &v)) {
-        dev->c.rx_csum_bad++;
-        return;
-    }
-    cqe->flags |= NIC_RXF_CSUM_OK;
-    if (v.payload_len == 0)
-        return;
-    /* Received packets run from the peer (source) to our host (destination). */
-    struct nic_flow *f = nic_flow_lookup_rx(dev->flows, v.saddr, v.daddr, v.sport, v.dport);
-    if (f && f->rx)
-        nic_tls_rx_flow_packet(dev, f, pkt, &v, cqe);
 }

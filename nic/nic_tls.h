@@ -6,7 +6,8 @@
 #ifndef ANIC_NIC_TLS_H
 #define ANIC_NIC_TLS_H
 
-#include "nic_engine.h"
+#include "nic_csum.h"
+#include "nic_dev.h"
 #include "nic_flow.h"
 
 #include <openssl/evp.h>
@@ -46,21 +47,47 @@ static inline uint32_t nic_tls_record_len(const uint8_t *h)
     return NIC_TLS_HEADER_LEN + (((uint32_t)h[3] << 8) | h[4]);
 }
 
+/* What the TLS block sees of the device: its counters (it writes only the
+   TLS ones and the control-descriptor errors), the flow table (install and
+   delete), the reorder-buffer size, and a sink for the TX completions it
+   posts itself (tag reports). The engine owns everything else: rings,
+   checksums, parsing and flow lookup. */
+struct nic_tls_ctx {
+    struct nic_counters *c;
+    struct nic_flow_table *flows;
+    uint32_t rx_reorder_bytes; /* per RX flow: ciphertext held across holes */
+    void (*post_tx_cqe)(void *sink, const struct nic_cqe *e);
+    void *sink;
+};
+
+/* Control descriptors (context install/delete, progress, dump, resync
+   response, hint). Returns an enum nic_tx_status. */
+int nic_tls_ctrl(struct nic_tls_ctx *ctx, const struct nic_tx_desc *d);
+/* Free a flow's TLS state (both directions); the flow table's release hook. */
+void nic_tls_flow_release(struct nic_flow *flow);
+
 /* TX side (nic_tls_tx.c). */
-int nic_tls_tx_install(struct nic_dev *dev, struct nic_flow *flow);
+int nic_tls_tx_install(struct nic_flow *flow);
 void nic_tls_tx_free(struct nic_tls_tx_flow *tx);
-int nic_tls_tx_progress(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d);
-int nic_tls_tx_dump(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d);
+int nic_tls_tx_progress(struct nic_tls_ctx *ctx, struct nic_flow *flow,
+                        const struct nic_tx_desc *d);
+int nic_tls_tx_dump(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct nic_tx_desc *d);
+/* Build an offloaded TCP segment in device memory pkt from the host's packet
+   (v: its parsed headers; flow has a TX context), encrypting its TLS records
+   on the way, and fix its checksum. Returns an enum nic_tx_status. */
+int nic_tls_tx_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t flow_id,
+                      const struct nic_tcp_view *v, const uint8_t *host, uint8_t *pkt, size_t len);
 
 /* RX side (nic_tls_rx.c). */
-struct nic_tcp_view;
-int nic_tls_rx_install(struct nic_dev *dev, struct nic_flow *flow, uint32_t flow_id);
+int nic_tls_rx_install(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t flow_id);
 void nic_tls_rx_free(struct nic_tls_rx_flow *rx);
-void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t *pkt,
+/* A received data segment of an RX flow whose checksums the engine verified:
+   decrypt in-sequence records in place, set cqe flags. */
+void nic_tls_rx_flow_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint8_t *pkt,
                             const struct nic_tcp_view *v, struct nic_cqe *cqe);
-int nic_tls_rx_resync_response(struct nic_dev *dev, struct nic_flow *flow,
+int nic_tls_rx_resync_response(struct nic_tls_ctx *ctx, struct nic_flow *flow,
                                const struct nic_tx_desc *d);
-int nic_tls_rx_hint(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d);
+int nic_tls_rx_hint(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct nic_tx_desc *d);
 /* The host sent a segment on this RX flow's connection acknowledging ack
    with this (unscaled) window: the right edge of what TCP will accept. */
 void nic_tls_rx_observe_ack(struct nic_flow *flow, uint32_t ack, uint16_t window);

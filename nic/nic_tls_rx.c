@@ -103,7 +103,7 @@ static bool seq_leq(uint32_t a, uint32_t b)
 
 /* --- install / free --- */
 
-int nic_tls_rx_install(struct nic_dev *dev, struct nic_flow *flow, uint32_t flow_id)
+int nic_tls_rx_install(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t flow_id)
 {
     struct nic_tls_rx_flow *f = calloc(1, sizeof(*f));
     if (!f)
@@ -122,7 +122,7 @@ int nic_tls_rx_install(struct nic_dev *dev, struct nic_flow *flow, uint32_t flow
     f->flow_id = flow_id;
     memcpy(f->salt, flow->st.salt, 4);
     f->hint_mode = flow->st.flags & NIC_CTXF_RX_HINT;
-    f->buf_cap = dev->cfg.rx_reorder_bytes;
+    f->buf_cap = ctx->rx_reorder_bytes;
     f->w.seq = flow->st.start_tcp_sn;
     f->w.record_sn = flow->st.record_sn;
     f->high_seq = flow->st.start_tcp_sn;
@@ -174,7 +174,7 @@ struct walk_result {
 
 /* Walk len stream bytes: in -> out (may alias). Payload is decrypted, header
    and tag bytes are copied unchanged, every completed record is checked. */
-static int walk(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *in, uint8_t *out,
+static int walk(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, const uint8_t *in, uint8_t *out,
                 size_t len, struct walk_result *res)
 {
     struct rx_walker *w = &f->w;
@@ -235,7 +235,7 @@ static int walk(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *i
             res->ended++;
             if (!ok) {
                 res->failed++;
-                dev->c.rx_tls_err++;
+                ctx->c->rx_tls_err++;
             }
             w->record_sn++;
             w->rec_off = 0;
@@ -247,10 +247,10 @@ static int walk(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *i
 
 /* --- losing and finding the way --- */
 
-static void search_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+static void search_packet(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, const uint8_t *data,
                           uint32_t seq, size_t len, struct nic_cqe *cqe);
 
-static void lose_track(struct nic_dev *dev, struct nic_tls_rx_flow *f)
+static void lose_track(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f)
 {
     buffer_clear(f);
     if (f->hint_mode) {
@@ -258,9 +258,9 @@ static void lose_track(struct nic_dev *dev, struct nic_tls_rx_flow *f)
         f->passive = false;
     } else {
         f->state = RX_SEARCHING;
-        dev->c.rx_tls_resync_req_start++;
+        ctx->c->rx_tls_resync_req_start++;
     }
-    dev->c.rx_tls_lost++;
+    ctx->c->rx_tls_lost++;
 }
 
 /* Verify predicted headers in stream bytes [seq, seq+len). Returns false on
@@ -290,7 +290,7 @@ static bool track_bytes(struct nic_tls_rx_flow *f, const uint8_t *data, uint32_t
     return true;
 }
 
-static void search_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+static void search_packet(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, const uint8_t *data,
                           uint32_t seq, size_t len, struct nic_cqe *cqe)
 {
     for (size_t i = 0; i + NIC_TLS_HEADER_LEN <= len; i++) {
@@ -315,7 +315,7 @@ static void search_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const 
         f->state = RX_TRACKING;
         cqe->flags |= NIC_RXF_RESYNC_REQ;
         cqe->resync_seq = f->cand_seq;
-        dev->c.rx_tls_resync_req_pkt++;
+        ctx->c->rx_tls_resync_req_pkt++;
         return;
     }
 }
@@ -340,32 +340,32 @@ static bool chain_follow(struct nic_tls_rx_flow *f, const uint8_t **data, uint32
     return track_bytes(f, *data, *seq, *len);
 }
 
-static void track_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+static void track_packet(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, const uint8_t *data,
                          uint32_t seq, size_t len, struct nic_cqe *cqe)
 {
     if (chain_follow(f, &data, &seq, &len))
         return;
-    dev->c.rx_tls_resync_req_skip++;
+    ctx->c->rx_tls_resync_req_skip++;
     f->state = RX_SEARCHING;
-    search_packet(dev, f, data, seq, len, cqe);
+    search_packet(ctx, f, data, seq, len, cqe);
 }
 
 /* Hint mode, lost: find a plausible header and follow its length chain
    without asking the host. */
-static void hint_wait_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
-                             uint32_t seq, size_t len, struct nic_cqe *cqe)
+static void hint_wait_packet(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f,
+                             const uint8_t *data, uint32_t seq, size_t len, struct nic_cqe *cqe)
 {
     if (f->passive) {
         if (chain_follow(f, &data, &seq, &len))
             return;
         f->passive = false; /* the chain broke: look for another */
     }
-    search_packet(dev, f, data, seq, len, cqe);
+    search_packet(ctx, f, data, seq, len, cqe);
 }
 
 /* --- in sync --- */
 
-static void drain_buffer(struct nic_dev *dev, struct nic_tls_rx_flow *f)
+static void drain_buffer(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f)
 {
     while (f->nsegs && seq_leq(f->segs[0].seq, f->w.seq)) {
         struct rx_seg *s = &f->segs[0];
@@ -373,9 +373,9 @@ static void drain_buffer(struct nic_dev *dev, struct nic_tls_rx_flow *f)
         if (seq_lt(f->w.seq, end)) {
             uint32_t off = f->w.seq - s->seq;
             struct walk_result r = {0, 0};
-            if (walk(dev, f, s->data + off, f->scratch, end - f->w.seq, &r) != WALK_OK) {
-                dev->c.rx_tls_bad_record++;
-                lose_track(dev, f);
+            if (walk(ctx, f, s->data + off, f->scratch, end - f->w.seq, &r) != WALK_OK) {
+                ctx->c->rx_tls_bad_record++;
+                lose_track(ctx, f);
                 return;
             }
         }
@@ -383,7 +383,7 @@ static void drain_buffer(struct nic_dev *dev, struct nic_tls_rx_flow *f)
         free(s->data);
         memmove(&f->segs[0], &f->segs[1], (f->nsegs - 1) * sizeof(f->segs[0]));
         f->nsegs--;
-        dev->c.rx_tls_reorder_drained++;
+        ctx->c->rx_tls_reorder_drained++;
     }
 }
 
@@ -399,7 +399,7 @@ static bool overlaps_held(const struct nic_tls_rx_flow *f, uint32_t seq, uint32_
 /* Walk the new part of [seq, seq+len) (state only): where a held copy of a
    byte exists, GCM takes the held copy, since that copy may already have gone
    up marked (ahead_decrypt) and the host may keep it. */
-static int walk_with_held(struct nic_dev *dev, struct nic_tls_rx_flow *f, const uint8_t *data,
+static int walk_with_held(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, const uint8_t *data,
                           uint32_t seq, size_t len)
 {
     uint32_t end = seq + (uint32_t)len;
@@ -409,10 +409,10 @@ static int walk_with_held(struct nic_dev *dev, struct nic_tls_rx_flow *f, const 
             stop = f->segs[0].seq;
         if (seq_lt(f->w.seq, stop)) {
             struct walk_result r = {0, 0};
-            if (walk(dev, f, data + (f->w.seq - seq), f->scratch, stop - f->w.seq, &r) != WALK_OK)
+            if (walk(ctx, f, data + (f->w.seq - seq), f->scratch, stop - f->w.seq, &r) != WALK_OK)
                 return WALK_BAD_RECORD;
         }
-        drain_buffer(dev, f);
+        drain_buffer(ctx, f);
     }
     return WALK_OK;
 }
@@ -445,7 +445,7 @@ static bool ahead_decrypt(struct nic_tls_rx_flow *f, uint8_t *data, uint32_t seq
 enum hold_result { HOLD_KEPT, HOLD_DUP, HOLD_NO_ROOM };
 
 /* Try to keep an ahead segment's ciphertext for GHASH once the hole fills. */
-static enum hold_result buffer_ahead(struct nic_dev *dev, struct nic_tls_rx_flow *f,
+static enum hold_result buffer_ahead(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f,
                                      const uint8_t *data, uint32_t seq, size_t len)
 {
     if (f->nsegs == RX_REORDER_MAX_SEGS || f->buf_bytes + len > f->buf_cap)
@@ -457,7 +457,7 @@ static enum hold_result buffer_ahead(struct nic_dev *dev, struct nic_tls_rx_flow
     bool overlaps = (i > 0 && seq_lt(seq, f->segs[i - 1].seq + f->segs[i - 1].len)) ||
                     (i < f->nsegs && seq_lt(f->segs[i].seq, end));
     if (overlaps) {
-        dev->c.rx_tls_reorder_dup++;
+        ctx->c->rx_tls_reorder_dup++;
         return HOLD_DUP; /* bytes already held: deliver this copy untouched */
     }
     uint8_t *copy = malloc(len);
@@ -468,7 +468,7 @@ static enum hold_result buffer_ahead(struct nic_dev *dev, struct nic_tls_rx_flow
     f->segs[i] = (struct rx_seg){seq, (uint32_t)len, copy};
     f->nsegs++;
     f->buf_bytes += len;
-    dev->c.rx_tls_reorder_buffered++;
+    ctx->c->rx_tls_reorder_buffered++;
     return HOLD_KEPT;
 }
 
@@ -485,7 +485,7 @@ static void view_at(const struct rx_walker *w, uint32_t seq, struct nic_cqe *cqe
 
 /* Returns true if the packet's payload was decrypted and may be marked; the
    view of its first byte is then in cqe. */
-static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8_t *data,
+static bool in_sync_packet(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, uint8_t *data,
                            uint32_t seq, size_t len, struct nic_cqe *cqe)
 {
     struct rx_walker *w = &f->w;
@@ -494,16 +494,16 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
         return false; /* entirely old: a retransmission, passed up untouched */
     if (seq_lt(seq, w->seq)) {
         /* Partly old: walk the new part (state only), deliver as is. */
-        if (walk_with_held(dev, f, data, seq, len) != WALK_OK) {
-            dev->c.rx_tls_bad_record++;
-            lose_track(dev, f);
+        if (walk_with_held(ctx, f, data, seq, len) != WALK_OK) {
+            ctx->c->rx_tls_bad_record++;
+            lose_track(ctx, f);
         }
         return false;
     }
     if (seq == w->seq && overlaps_held(f, seq, end)) {
-        if (walk_with_held(dev, f, data, seq, len) != WALK_OK) {
-            dev->c.rx_tls_bad_record++;
-            lose_track(dev, f);
+        if (walk_with_held(ctx, f, data, seq, len) != WALK_OK) {
+            ctx->c->rx_tls_bad_record++;
+            lose_track(ctx, f);
         }
         return false; /* delivered as is: the host sees these bytes' own copy */
     }
@@ -519,14 +519,14 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
         if (may_fail)
             memcpy(f->orig, data, len);
         view_at(w, seq, cqe);
-        if (walk(dev, f, data, data, len, &r) != WALK_OK) {
+        if (walk(ctx, f, data, data, len, &r) != WALK_OK) {
             if (may_fail)
                 memcpy(data, f->orig, len);
-            dev->c.rx_tls_bad_record++;
-            lose_track(dev, f);
+            ctx->c->rx_tls_bad_record++;
+            lose_track(ctx, f);
             return false;
         }
-        drain_buffer(dev, f);
+        drain_buffer(ctx, f);
         if (r.failed) {
             memcpy(data, f->orig, len); /* never hand up unauthenticated plaintext */
             return false;
@@ -543,8 +543,8 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
         if (seq_lt(rec_end, end)) {
             buffer_clear(f);
             walker_reset(w, rec_end, w->record_sn + 1);
-            dev->c.rx_tls_jump++;
-            return in_sync_packet(dev, f, data, seq, len, cqe);
+            ctx->c->rx_tls_jump++;
+            return in_sync_packet(ctx, f, data, seq, len, cqe);
         }
     }
     /* Inside a record whose header we have, hold up to the buffer: the
@@ -556,14 +556,14 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
     if (cap > f->buf_cap)
         cap = f->buf_cap;
     enum hold_result held =
-        f->buf_bytes + len <= cap ? buffer_ahead(dev, f, data, seq, len) : HOLD_NO_ROOM;
+        f->buf_bytes + len <= cap ? buffer_ahead(ctx, f, data, seq, len) : HOLD_NO_ROOM;
     if (held == HOLD_DUP)
         return false;
     if (held == HOLD_KEPT) {
         /* Marked only once its ciphertext is held: GCM will still see it. */
         if (ahead_decrypt(f, data, seq, len)) {
             view_at(w, seq, cqe);
-            dev->c.rx_tls_ahead_decrypted++;
+            ctx->c->rx_tls_ahead_decrypted++;
             return true;
         }
         return false;
@@ -577,21 +577,21 @@ static bool in_sync_packet(struct nic_dev *dev, struct nic_tls_rx_flow *f, uint8
         if (in_this || in_future) {
             buffer_clear(f);
             walker_reset(w, next_hdr, w->record_sn + 1);
-            dev->c.rx_tls_jump++;
+            ctx->c->rx_tls_jump++;
             if (in_this) {
                 struct walk_result r = {0, 0};
                 uint32_t skip = next_hdr - seq;
-                if (walk(dev, f, data + skip, f->scratch, len - skip, &r) != WALK_OK) {
-                    dev->c.rx_tls_bad_record++;
-                    lose_track(dev, f);
+                if (walk(ctx, f, data + skip, f->scratch, len - skip, &r) != WALK_OK) {
+                    ctx->c->rx_tls_bad_record++;
+                    lose_track(ctx, f);
                 }
             }
             return false;
         }
     }
-    lose_track(dev, f);
+    lose_track(ctx, f);
     if (f->state == RX_SEARCHING)
-        search_packet(dev, f, data, seq, len, cqe);
+        search_packet(ctx, f, data, seq, len, cqe);
     return false;
 }
 
@@ -608,27 +608,27 @@ void nic_tls_rx_observe_ack(struct nic_flow *flow, uint32_t ack, uint16_t window
 /* A segment TCP would not take as stream data must not move the walker:
    otherwise the NIC's idea of where records start parts from the host's
    (an injected SYN segment carrying a fake header, say). */
-static bool tcp_will_drop(struct nic_dev *dev, const struct nic_tls_rx_flow *f,
+static bool tcp_will_drop(struct nic_tls_ctx *ctx, const struct nic_tls_rx_flow *f,
                           const struct nic_tcp_view *v)
 {
     if (v->tcp_flags & NIC_TCP_SYN) {
-        dev->c.rx_tls_skip_syn++;
+        ctx->c->rx_tls_skip_syn++;
         return true;
     }
     if (v->tcp_flags & NIC_TCP_RST) {
-        dev->c.rx_tls_skip_rst++;
+        ctx->c->rx_tls_skip_rst++;
         return true;
     }
     if (f->wnd_known && seq_lt(f->wnd_edge, v->seq + (uint32_t)v->payload_len)) {
         /* TCP keeps the in-window part; here the whole segment is a hole,
            which a compliant sender never causes. */
-        dev->c.rx_tls_skip_oow++;
+        ctx->c->rx_tls_skip_oow++;
         return true;
     }
     return false;
 }
 
-void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t *pkt,
+void nic_tls_rx_flow_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint8_t *pkt,
                             const struct nic_tcp_view *v, struct nic_cqe *cqe)
 {
     struct nic_tls_rx_flow *f = flow->rx;
@@ -636,21 +636,21 @@ void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t 
     size_t len = v->payload_len;
     uint32_t seq = v->seq;
     cqe->flow_id = f->flow_id;
-    if (tcp_will_drop(dev, f, v))
+    if (tcp_will_drop(ctx, f, v))
         return;
     bool decrypted = false;
     switch (f->state) {
     case RX_IN_SYNC:
-        decrypted = in_sync_packet(dev, f, data, seq, len, cqe);
+        decrypted = in_sync_packet(ctx, f, data, seq, len, cqe);
         break;
     case RX_SEARCHING:
-        search_packet(dev, f, data, seq, len, cqe);
+        search_packet(ctx, f, data, seq, len, cqe);
         break;
     case RX_TRACKING:
-        track_packet(dev, f, data, seq, len, cqe);
+        track_packet(ctx, f, data, seq, len, cqe);
         break;
     case RX_WAIT_HINT:
-        hint_wait_packet(dev, f, data, seq, len, cqe);
+        hint_wait_packet(ctx, f, data, seq, len, cqe);
         break;
     }
     if (seq_lt(f->high_seq, seq + (uint32_t)len))
@@ -658,22 +658,22 @@ void nic_tls_rx_flow_packet(struct nic_dev *dev, struct nic_flow *flow, uint8_t 
     if (decrypted) {
         nic_tcp_csum_fix(pkt, v); /* the host stack still checks it */
         cqe->flags |= NIC_RXF_DECRYPTED;
-        dev->c.rx_tls_decrypted_packets++;
-        dev->c.rx_tls_decrypted_bytes += len;
+        ctx->c->rx_tls_decrypted_packets++;
+        ctx->c->rx_tls_decrypted_bytes += len;
     }
 }
 
 /* Host's answer to a resync request: confirm (record number) or deny. */
-int nic_tls_rx_resync_response(struct nic_dev *dev, struct nic_flow *flow,
+int nic_tls_rx_resync_response(struct nic_tls_ctx *ctx, struct nic_flow *flow,
                                const struct nic_tx_desc *d)
 {
     struct nic_tls_rx_flow *f = flow->rx;
     if (f->state != RX_TRACKING || d->tcp_seq != f->cand_seq) {
-        dev->c.rx_tls_resync_res_skip++; /* stale: we moved on */
+        ctx->c->rx_tls_resync_res_skip++; /* stale: we moved on */
         return NIC_TX_OK;
     }
     if (!(d->flags & NIC_TXF_RESYNC_OK)) {
-        dev->c.rx_tls_resync_res_skip++;
+        ctx->c->rx_tls_resync_res_skip++;
         f->state = RX_SEARCHING;
         return NIC_TX_OK;
     }
@@ -686,17 +686,17 @@ int nic_tls_rx_resync_response(struct nic_dev *dev, struct nic_flow *flow,
     }
     buffer_clear(f);
     f->state = RX_IN_SYNC;
-    dev->c.rx_tls_resync_res_ok++;
-    dev->c.rx_tls_resync_req_end++;
+    ctx->c->rx_tls_resync_res_ok++;
+    ctx->c->rx_tls_resync_req_end++;
     return NIC_TX_OK;
 }
 
 /* Hint mode: the host says where a future record starts. */
-int nic_tls_rx_hint(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d)
+int nic_tls_rx_hint(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct nic_tx_desc *d)
 {
     struct nic_tls_rx_flow *f = flow->rx;
     if (f->state == RX_IN_SYNC) {
-        dev->c.rx_tls_resync_res_skip++;
+        ctx->c->rx_tls_resync_res_skip++;
         return NIC_TX_OK;
     }
     if (seq_lt(d->tcp_seq, f->high_seq)) {
@@ -716,18 +716,18 @@ int nic_tls_rx_hint(struct nic_dev *dev, struct nic_flow *flow, const struct nic
             buffer_clear(f);
             f->passive = false;
             f->state = RX_IN_SYNC;
-            dev->c.rx_tls_resync_res_ok++;
-            dev->c.rx_tls_resync_req_end++;
+            ctx->c->rx_tls_resync_res_ok++;
+            ctx->c->rx_tls_resync_req_end++;
             return NIC_TX_OK;
         }
-        dev->c.rx_tls_resync_res_skip++; /* passed, and not on our chain */
+        ctx->c->rx_tls_resync_res_skip++; /* passed, and not on our chain */
         return NIC_TX_OK;
     }
     f->passive = false;
     walker_reset(&f->w, d->tcp_seq, d->record_sn);
     buffer_clear(f);
     f->state = RX_IN_SYNC;
-    dev->c.rx_tls_resync_res_ok++;
-    dev->c.rx_tls_resync_req_end++;
+    ctx->c->rx_tls_resync_res_ok++;
+    ctx->c->rx_tls_resync_req_end++;
     return NIC_TX_OK;
 }

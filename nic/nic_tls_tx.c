@@ -65,9 +65,8 @@ static void walker_reset(struct tx_walker *w, uint32_t seq, uint64_t record_sn)
     w->record_sn = record_sn;
 }
 
-int nic_tls_tx_install(struct nic_dev *dev, struct nic_flow *flow)
+int nic_tls_tx_install(struct nic_flow *flow)
 {
-    (void)dev;
     struct nic_tls_tx_flow *tx = calloc(1, sizeof(*tx));
     if (!tx)
         return NIC_TX_ERR_NO_CTX;
@@ -105,7 +104,8 @@ void nic_tls_tx_free(struct nic_tls_tx_flow *tx)
     free(tx);
 }
 
-static void report_tag(struct nic_dev *dev, struct nic_tls_tx_flow *tx, const struct tx_walker *w)
+static void report_tag(struct nic_tls_ctx *ctx, struct nic_tls_tx_flow *tx,
+                       const struct tx_walker *w)
 {
     struct nic_cqe e = {.kind = NIC_CQE_TX_DONE,
                         .status = NIC_TX_OK,
@@ -113,8 +113,8 @@ static void report_tag(struct nic_dev *dev, struct nic_tls_tx_flow *tx, const st
                         .flow_id = tx->flow_id,
                         .record_sn = w->record_sn};
     memcpy(e.tag, w->tag, sizeof(e.tag));
-    nic_engine_post_cqe(dev, false, &e);
-    dev->c.tx_tls_tag_reports++;
+    ctx->post_tx_cqe(ctx->sink, &e);
+    ctx->c->tx_tls_tag_reports++;
 }
 
 /* Keystream-only resume at payload offset off of record record_sn. */
@@ -129,7 +129,7 @@ static int seek_keystream(struct nic_tls_tx_flow *tx, struct tx_walker *w, uint6
 /* Walk len stream bytes through the record state: in -> out (may alias).
    Payload is encrypted, header bytes copied, tags written. Reports tags
    when `report` is set. */
-static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walker *w,
+static int walk(struct nic_tls_ctx *ctx, struct nic_tls_tx_flow *tx, struct tx_walker *w,
                 const uint8_t *in, uint8_t *out, size_t len, bool report)
 {
     int outl;
@@ -182,7 +182,7 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
                 return WALK_BAD_RECORD;
             w->tag_valid = true;
             if (report)
-                report_tag(dev, tx, w);
+                report_tag(ctx, tx, w);
         }
         if (w->rec_off >= payload_end && len) {
             size_t n = w->rec_len - w->rec_off;
@@ -204,17 +204,17 @@ static int walk(struct nic_dev *dev, struct nic_tls_tx_flow *tx, struct tx_walke
     return WALK_OK;
 }
 
-int nic_tls_tx_progress(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d)
+int nic_tls_tx_progress(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct nic_tx_desc *d)
 {
     struct nic_tls_tx_flow *tx = flow->tx;
-    dev->c.tx_tls_ooo++;
+    ctx->c->tx_tls_ooo++;
     if (!(d->flags & NIC_TXF_ONESHOT)) {
         /* Dump policy: restart at the record start; DUMP descriptors follow. */
         walker_reset(&tx->main, d->tcp_seq, d->record_sn);
         tx->oneshot_armed = false;
         return NIC_TX_OK;
     }
-    dev->c.tx_tls_oneshot++;
+    ctx->c->tx_tls_oneshot++;
     struct tx_walker *w = &tx->oneshot;
     walker_reset(w, d->tcp_seq + d->rec_off, d->record_sn);
     w->rec_off = d->rec_off;
@@ -238,66 +238,56 @@ int nic_tls_tx_progress(struct nic_dev *dev, struct nic_flow *flow, const struct
     return NIC_TX_OK;
 }
 
-int nic_tls_tx_dump(struct nic_dev *dev, struct nic_flow *flow, const struct nic_tx_desc *d)
+int nic_tls_tx_dump(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct nic_tx_desc *d)
 {
     struct nic_tls_tx_flow *tx = flow->tx;
     if (d->len == 0)
         return NIC_TX_ERR_BAD_DESC;
     /* Read from host memory; output to device memory, then discarded. */
-    if (walk(dev, tx, &tx->main, (const uint8_t *)(uintptr_t)d->addr, tx->scratch, d->len, false) !=
+    if (walk(ctx, tx, &tx->main, (const uint8_t *)(uintptr_t)d->addr, tx->scratch, d->len, false) !=
         WALK_OK) {
         tx->main.lost = true; /* as for DATA: wait for the next PROGRESS */
-        dev->c.tx_tls_bad_record++;
+        ctx->c->tx_tls_bad_record++;
         return NIC_TX_ERR_BAD_DESC;
     }
     tx->main.expected_seq += d->len;
-    dev->c.tx_tls_dump_packets++;
-    dev->c.tx_tls_dump_bytes += d->len;
-    dev->c.tx_tls_resync_bytes += d->len;
+    ctx->c->tx_tls_dump_packets++;
+    ctx->c->tx_tls_dump_bytes += d->len;
+    ctx->c->tx_tls_resync_bytes += d->len;
     return NIC_TX_OK;
 }
 
-int nic_tls_tx_packet(struct nic_dev *dev, uint32_t flow_id, const uint8_t *host, uint8_t *pkt,
-                      size_t len)
+int nic_tls_tx_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t flow_id,
+                      const struct nic_tcp_view *v, const uint8_t *host, uint8_t *pkt, size_t len)
 {
-    struct nic_flow *flow = nic_flow_get(dev->flows, flow_id);
-    if (!flow || !flow->tx) {
-        dev->c.tx_tls_no_ctx++;
-        return NIC_TX_ERR_NO_CTX;
-    }
     struct nic_tls_tx_flow *tx = flow->tx;
     tx->flow_id = flow_id;
-    struct nic_tcp_view v;
-    if (!nic_parse_tcp(host, len, &v)) {
-        dev->c.tx_bad_desc++;
-        return NIC_TX_ERR_BAD_DESC;
-    }
     /* DMA the headers into device memory; the payload is read once, by the
        cipher, which writes it encrypted into device memory. */
-    memcpy(pkt, host, v.payload_len ? v.payload_off : len);
-    if (v.payload_len == 0)
+    memcpy(pkt, host, v->payload_len ? v->payload_off : len);
+    if (v->payload_len == 0)
         return NIC_TX_OK; /* nothing to encrypt */
     bool oneshot = tx->oneshot_armed;
     struct tx_walker *w = oneshot ? &tx->oneshot : &tx->main;
     tx->oneshot_armed = false;
-    if (w->lost || v.seq != w->expected_seq) {
-        dev->c.tx_tls_seq_mismatch++;
+    if (w->lost || v->seq != w->expected_seq) {
+        ctx->c->tx_tls_seq_mismatch++;
         return NIC_TX_ERR_DROPPED;
     }
-    int r = walk(dev, tx, w, host + v.payload_off, pkt + v.payload_off, v.payload_len,
+    int r = walk(ctx, tx, w, host + v->payload_off, pkt + v->payload_off, v->payload_len,
                  !oneshot && tx->report_tags);
     if (r != WALK_OK) {
         if (!oneshot) /* the main state is lost: only a resync recovers it */
             w->lost = true;
-        dev->c.tx_tls_bad_record++;
+        ctx->c->tx_tls_bad_record++;
         return NIC_TX_ERR_DROPPED;
     }
-    w->expected_seq += (uint32_t)v.payload_len;
-    size_t end = v.payload_off + v.payload_len;
+    w->expected_seq += (uint32_t)v->payload_len;
+    size_t end = v->payload_off + v->payload_len;
     if (len > end)
         memcpy(pkt + end, host + end, len - end); /* bytes past the IP total length */
-    nic_tcp_csum_fix(pkt, &v);
-    dev->c.tx_tls_encrypted_packets++;
-    dev->c.tx_tls_encrypted_bytes += v.payload_len;
+    nic_tcp_csum_fix(pkt, v);
+    ctx->c->tx_tls_encrypted_packets++;
+    ctx->c->tx_tls_encrypted_bytes += v->payload_len;
     return NIC_TX_OK;
 }

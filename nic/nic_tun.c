@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@ static int set_addr(int sock, const char *name, unsigned long req, uint32_t addr
 }
 
 int nic_tun_open(const char *name, uint32_t kernel_addr, unsigned prefix_len, uint32_t mtu,
-                 char *err, size_t errlen)
+                 bool gso, char *err, size_t errlen)
 {
     if (strlen(name) >= IFNAMSIZ) {
         snprintf(err, errlen, "interface name too long: %s", name);
@@ -42,10 +43,17 @@ int nic_tun_open(const char *name, uint32_t kernel_addr, unsigned prefix_len, ui
     }
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (gso ? IFF_VNET_HDR : 0);
     snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
     if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
         snprintf(err, errlen, "TUNSETIFF %s: %s", name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    int hdr_sz = (int)sizeof(struct virtio_net_hdr);
+    if (gso && (ioctl(fd, TUNSETVNETHDRSZ, &hdr_sz) < 0 ||
+                ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4)) < 0)) {
+        snprintf(err, errlen, "TUN offloads on %s: %s", name, strerror(errno));
         close(fd);
         return -1;
     }

@@ -50,6 +50,7 @@ struct stack_driver {
     const struct nic_queues *q;
     struct netif netif;
     uint32_t mtu, rx_buf_size;
+    uint32_t tso_max; /* largest TCP segment handed to the NIC (TSO); 0 = off */
 
     /* TX ring: [tx_clean, tx_prod) is with the NIC or not yet reclaimed */
     uint32_t tx_prod, tx_clean, tx_cq_cons;
@@ -172,6 +173,40 @@ struct netif *stack_driver_netif(struct stack_driver *drv)
     return &drv->netif;
 }
 
+/* The NIC starts an offloaded DATA descriptor only with room for a tag report
+   per 29 bytes in its TX CQ (nic_engine.c engine_tx_poll): keep a segment's
+   worst case within half the queue. */
+uint32_t stack_driver_set_tso(struct stack_driver *drv, uint32_t max_len)
+{
+    uint32_t cap = drv->q->tx_cq_size / 2 * 29u;
+    if (max_len > 65535)
+        max_len = 65535;
+    if (max_len > cap)
+        max_len = cap;
+    drv->tso_max = max_len > drv->mtu ? max_len : 0;
+    return drv->tso_max;
+}
+
+uint32_t stack_driver_tso_max(const struct stack_driver *drv)
+{
+    return drv->tso_max;
+}
+
+/* A pbuf's length is 16 bits: the largest multiple of 64 below 64 KiB. */
+#define RX_BUF_MAX 65472u
+
+uint32_t stack_driver_set_rx_buf_size(struct stack_driver *drv, uint32_t size)
+{
+    if (drv->rx_nbufs == 0) {
+        if (size > RX_BUF_MAX)
+            size = RX_BUF_MAX;
+        if (size > drv->mtu)
+            drv->rx_buf_size =
+                (size + 63) / 64 * 64 > RX_BUF_MAX ? RX_BUF_MAX : (size + 63) / 64 * 64;
+    }
+    return drv->rx_buf_size;
+}
+
 void stack_driver_set_offload(struct stack_driver *drv, const struct stack_offload_ops *ops)
 {
     if (ops)
@@ -269,6 +304,20 @@ int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d
     return 0;
 }
 
+/* TSO: the payload bytes per wire packet of this TCP segment (its own IP
+   and TCP header lengths). 0 for anything else: the NIC refuses it. */
+static uint16_t tso_mss(const struct stack_driver *drv, const struct pbuf *p)
+{
+    const uint8_t *b = p->payload;
+    if (!drv->tso_max || p->len < 40 || (b[0] >> 4) != 4 || b[9] != IP_PROTO_TCP)
+        return 0;
+    size_t hl = (size_t)(b[0] & 0x0f) * 4;
+    if (p->len < hl + 20)
+        return 0;
+    hl += (size_t)(b[hl + 12] >> 4) * 4;
+    return hl < drv->mtu ? (uint16_t)(drv->mtu - hl) : 0;
+}
+
 static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t *ipaddr)
 {
     (void)ipaddr;
@@ -304,6 +353,8 @@ static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t
         d.len = hold->len; /* the hook may have replaced the packet */
         d.addr = (uint64_t)(uintptr_t)hold->payload;
     }
+    if (hold->len > drv->mtu)
+        d.mss = tso_mss(drv, hold);
     tx_post(drv, &d, hold);
     tx_publish(drv);
     drv->c.tx_packets++;
@@ -316,7 +367,7 @@ err_t stack_driver_netif_init(struct netif *netif)
     struct stack_driver *drv = netif->state;
     netif->name[0] = 'a';
     netif->name[1] = 'n';
-    netif->mtu = (u16_t)drv->mtu;
+    netif->mtu = (u16_t)(drv->tso_max ? drv->tso_max : drv->mtu);
     netif->output = driver_output;
     netif->flags = NETIF_FLAG_LINK_UP;
     return ERR_OK;

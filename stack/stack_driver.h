@@ -142,6 +142,19 @@ int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d
 /* Free TX ring slots (after reclaiming what the NIC finished). A hook that
    posts control descriptors checks first that they and the data fit. */
 uint32_t stack_driver_tx_space(struct stack_driver *drv);
+/* TSO (call before netif_add): TCP segments up to max_len bytes (an IPv4
+   packet, at most 65535) go to the NIC whole with the wire MSS in the
+   descriptor, and the NIC cuts them (nic_abi.h, docs/design.md §4). The
+   netif's MTU becomes max_len so lwIP neither fragments them nor announces
+   a larger MSS (it announces min(TCP_MSS, MTU - 40)). Returns the largest
+   usable length, capped so that the NIC's completion room for one
+   descriptor fits its TX completion queue; 0 = TSO off. */
+uint32_t stack_driver_set_tso(struct stack_driver *drv, uint32_t max_len);
+uint32_t stack_driver_tso_max(const struct stack_driver *drv);
+/* LRO (call before the first refill): RX buffers of size bytes (at least the
+   MTU, at most 65472) instead of the MTU, so the NIC can merge packets of a
+   flow into one (nic_dev_cfg.lro). Returns the size in use. */
+uint32_t stack_driver_set_rx_buf_size(struct stack_driver *drv, uint32_t size);
 void stack_driver_set_offload(struct stack_driver *drv, const struct stack_offload_ops *ops);
 
 /* The view of a received pbuf that carries STACK_PBUF_FLAG_DECRYPTED (the

@@ -76,6 +76,9 @@ struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host
         free(h);
         return NULL;
     }
+    stack_driver_set_tso(h->drv, cfg->tso_max);
+    if (cfg->rx_buf_size)
+        stack_driver_set_rx_buf_size(h->drv, cfg->rx_buf_size);
     ip4_addr_t ip, mask, gw;
     ip.addr = cfg->ip;
     mask.addr = cfg->netmask;

@@ -24,6 +24,9 @@
  *  tamper (rx-tamper1): uploads through a wire that flips payload bits and
  *    fixes the TCP checksum: each must fail or, if none of its packets was
  *    tampered, be right; a wrong hash is never acceptable.
+ *  offloads off (offloads-off: --offloads none, 1% loss both ways): the TX and
+ *    RX matrices with no TSO, GSO or LRO; /stats shows nothing was cut or merged (with the
+ *    default, every TX and RX matrix profile checks that TSO, GSO and LRO did their part).
  *  no context (tx-noctx1: --nic-contexts 1, 1% TX loss): the NIC refuses most
  *    installs; the TX matrix downloads must still be right (host crypto), and
  *    the refusals and software fallbacks are counted.
@@ -759,6 +762,7 @@ struct profile {
     bool one_context;    /* --nic-contexts 1: most installs are refused */
     /* further anic serve arguments, NULL-terminated (or NULL) */
     const char *const *args;
+    bool no_offloads; /* --offloads none: no TSO (every other profile runs with all on) */
     /* filled in at run time */
     char tx_spec[128], rx_spec[128];
     uint32_t seed;
@@ -863,6 +867,14 @@ static struct profile profiles[] = {
     {.name = "rx-hog", .tests = T_RXHOG, .seed_off = 24000, .args = hog_args},
     /* Memory at the connection cap (test_conn_rss). */
     {.name = "conn-rss", .tests = T_RSS, .seed_off = 25000, .args = rss_args},
+    /* The segmentation offloads off, loss both ways: the same results. */
+    {.name = "offloads-off",
+     .tests = T_TXM | T_RXM,
+     .tx = "loss 1%",
+     .rx = "loss 1%",
+     .seed_off = 26000,
+     .no_huge = true,
+     .no_offloads = true},
 };
 #define N_PROFILES ((int)(sizeof(profiles) / sizeof(profiles[0])))
 
@@ -984,11 +996,15 @@ static void profile_setup(int idx)
     }
     for (int i = 0; p->args && p->args[i] && n < 31; i++)
         extra[n++] = p->args[i];
+    if (p->no_offloads) {
+        extra[n++] = "--offloads";
+        extra[n++] = "none";
+    }
     extra[n] = NULL;
-    note("===== profile %s: fault-tx '%s', fault-rx '%s'%s%s%s =====", p->name,
+    note("===== profile %s: fault-tx '%s', fault-rx '%s'%s%s%s%s =====", p->name,
          p->tx ? p->tx_spec : "none", p->rx ? p->rx_spec : "none",
          p->rx_nobuf ? ", --rx-reorder-buf 0" : "", p->rx_hint ? ", --rx-resync hint" : "",
-         p->one_context ? ", --nic-contexts 1" : "");
+         p->one_context ? ", --nic-contexts 1" : "", p->no_offloads ? ", --offloads none" : "");
     p->up = server_start(&p->srv, p->name, p->tx ? p->tx_spec : NULL, p->rx ? p->rx_spec : NULL,
                          (p->tests & T_CAPTURE) != 0, extra, p->start_err, sizeof(p->start_err));
     if (!p->up)
@@ -2092,11 +2108,45 @@ static void check_refused_installs(struct fails *f, const char *js)
         fail_add(f, "nic_tls.tx_tls_seq_mismatch %" PRIu64 " (want 0)", mismatch);
 }
 
+/* Segmentation offloads: with TSO and GSO on (the default) downloads of the
+   TX matrix go out as TSO segments, each cut into more than one wire packet,
+   and reach the kernel as super-packets; with --offloads none the NIC cuts
+   and merges nothing. */
+static void check_segmentation(struct fails *f, const char *js)
+{
+    uint64_t segs = stat_of(f, js, "nic", "tx_tso_segments");
+    uint64_t pkts = stat_of(f, js, "nic", "tx_tso_packets");
+    note("[%s] TSO: segments %" PRIu64 " wire packets %" PRIu64, cur->name, segs, pkts);
+    if (cur->no_offloads && (segs || pkts))
+        fail_add(f, "nic.tx_tso_segments %" PRIu64 " with --offloads none (want 0)", segs);
+    uint64_t gw = stat_of(f, js, "wire", "tun_gso_writes");
+    uint64_t gr = stat_of(f, js, "wire", "tun_gso_reads");
+    note("[%s] GSO: writes %" PRIu64 " reads %" PRIu64, cur->name, gw, gr);
+    if (cur->no_offloads && (gw || gr))
+        fail_add(f, "wire.tun_gso_writes %" PRIu64 " reads %" PRIu64 " with --offloads none", gw,
+                 gr);
+    if (!cur->no_offloads && (cur->tests & T_TXM) && gw == 0)
+        fail_add(f, "wire.tun_gso_writes 0: no download went to the kernel as a super-packet");
+    uint64_t lro = stat_of(f, js, "nic", "rx_lro_merged");
+    note("[%s] LRO: merged %" PRIu64, cur->name, lro);
+    if (cur->no_offloads && lro)
+        fail_add(f, "nic.rx_lro_merged %" PRIu64 " with --offloads none (want 0)", lro);
+    if (!cur->no_offloads && (cur->tests & T_RXM) && lro == 0)
+        fail_add(f, "nic.rx_lro_merged 0: no upload packet was merged");
+    if (!cur->no_offloads && (cur->tests & T_TXM) && (segs == 0 || pkts <= segs))
+        fail_add(f,
+                 "nic.tx_tso_segments %" PRIu64 " / packets %" PRIu64
+                 ": TSO did not cut the downloads",
+                 segs, pkts);
+}
+
 START_TEST(test_offload_counters)
 {
     REQUIRE_SERVER();
     struct fails f = {0};
     const char *js = fetch_stats(&f, "offload", false);
+    if (js)
+        check_segmentation(&f, js);
     if (js && cur->one_context) {
         check_refused_installs(&f, js);
     } else if (js) {

@@ -1,4 +1,4 @@
-/* Check suite for nic/nic_fault.c: spec parsing, determinism, fault rates,
+/* Check suite for nic/nic_fault.c and nic_fault_spec.c: spec parsing, determinism, fault rates,
  * tamper checksum validity, reorder/delay/rate timing, bounds. Time is driven
  * explicitly through now_ns; nothing sleeps. */
 #include <check.h>

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <linux/virtio_net.h>
+
 #include "nic_abi.h"
 #include "nic_dev.h"
 #include "test_util.h"
@@ -25,6 +27,8 @@
 /* ---- The host side: a minimal driver over the queues ---- */
 
 static struct tu_drv h;
+static bool g_gso; /* the next host_open gives the NIC a GSO "TUN" (virtio_net_hdr framing) */
+static bool g_lro; /* the next host_open turns LRO on */
 static uint64_t rx_cookie[RING_MAX]; /* driver shadow: cookie posted in each RX slot */
 
 static void host_open(uint32_t tx_size, uint32_t rx_size)
@@ -37,6 +41,8 @@ static void host_open(uint32_t tx_size, uint32_t rx_size)
         .mtu = TEST_MTU,
         .max_flows = 4,
         .pcap_path = NULL,
+        .tun_gso = g_gso,
+        .lro = g_lro,
     };
     memset(rx_cookie, 0, sizeof(rx_cookie));
     tu_drv_open(&h, &cfg);
@@ -46,6 +52,8 @@ static void host_open(uint32_t tx_size, uint32_t rx_size)
 
 static void setup(void)
 {
+    g_gso = false;
+    g_lro = false;
     memset(&h, 0, sizeof(h));
     h.wire = -1;
 }
@@ -986,6 +994,385 @@ START_TEST(counters_match_traffic_exactly)
 }
 END_TEST
 
+/* ---- TSO: a segment longer than the MTU, cut by the NIC ---- */
+
+#define TSO_MSS 1460u
+
+/* One TCP segment of plen payload bytes (byte i = i * 13 + 5), FIN|PSH|ACK. */
+static size_t build_tso_segment(uint8_t *p, uint8_t *payload, size_t plen)
+{
+    for (size_t i = 0; i < plen; i++)
+        payload[i] = (uint8_t)(i * 13u + 5u);
+    struct tu_tcp seg = {.saddr = TU_HOST_IP,
+                         .daddr = TU_PEER_IP,
+                         .sport = TU_HOST_PORT,
+                         .dport = TU_PEER_PORT,
+                         .ip_id = 0xfffe, /* the ids of the cut packets wrap */
+                         .seq = 0xfffff000u,
+                         .ack = 77,
+                         .flags = TU_TCP_FIN | TU_TCP_PSH | TU_TCP_ACK,
+                         .payload = payload,
+                         .len = plen};
+    return tu_build_tcp(p, &seg);
+}
+
+START_TEST(tso_cuts_segment_into_wire_packets)
+{
+    host_open(8, 8);
+    static uint8_t pkt[65536], payload[65536], wire[WIRE_BUF_LEN], joined[65536];
+    const size_t plen = 10 * TSO_MSS + 333; /* 11 packets, the last one short */
+    size_t len = build_tso_segment(pkt, payload, plen);
+    struct nic_tx_desc d = data_desc(pkt, len, NIC_TXF_SIGNAL, COOKIE_TAG | 1);
+    d.mss = TSO_MSS;
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    ck_assert(tu_cq_take(&h, false, &e));
+    ck_assert_uint_eq(e.status, NIC_TX_OK);
+    size_t got = 0;
+    unsigned n = 0;
+    size_t wl;
+    while ((wl = tu_wire_recv(h.wire, wire, sizeof(wire))) > 0) {
+        size_t want = n < 10 ? TSO_MSS : 333;
+        ck_assert_uint_le(wl, TEST_MTU);
+        ck_assert_uint_eq(wl, TU_IP_HLEN + TU_TCP_HLEN + want);
+        ck_assert_uint_eq(tu_get16(wire + 2), wl);                     /* total length */
+        ck_assert_uint_eq(tu_get16(wire + 4), (uint16_t)(0xfffe + n)); /* IP id */
+        ck_assert_uint_eq(tu_ip_csum(wire), 0);
+        ck_assert_uint_eq(tu_tcp_csum(wire, wl), 0);
+        const uint8_t *tcp = wire + TU_IP_HLEN;
+        ck_assert_uint_eq(tu_get32(tcp + 4), 0xfffff000u + (uint32_t)(n * TSO_MSS)); /* wraps */
+        ck_assert_uint_eq(tu_get32(tcp + 8), 77);
+        uint8_t want_flags = TU_TCP_ACK | (n == 10 ? TU_TCP_FIN | TU_TCP_PSH : 0);
+        ck_assert_uint_eq(tcp[13], want_flags);
+        memcpy(joined + got, wire + TU_IP_HLEN + TU_TCP_HLEN, want);
+        got += want;
+        n++;
+    }
+    ck_assert_uint_eq(n, 11);
+    ck_assert_uint_eq(got, plen);
+    ck_assert(memcmp(joined, payload, plen) == 0);
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tx_tso_segments, 1);
+    ck_assert_uint_eq(c.tx_tso_packets, 11);
+    ck_assert_uint_eq(c.tx_packets, 11);
+    ck_assert_uint_eq(c.tx_bad_desc, 0);
+}
+END_TEST
+
+/* Longer than the MTU without an MSS, with an MSS the headers do not fit,
+   or not TCP: refused and counted, nothing on the wire. A segment that fits
+   the MTU is sent as it is even with an MSS. */
+START_TEST(tso_refuses_what_it_cannot_cut)
+{
+    host_open(8, 8);
+    static uint8_t pkt[65536], payload[65536], other[65536];
+    size_t len = build_tso_segment(pkt, payload, 3000);
+    memcpy(other, pkt, len);
+    other[9] = 17; /* UDP */
+    tu_ip_csum_set(other);
+    struct nic_tx_desc d[3] = {data_desc(pkt, len, NIC_TXF_SIGNAL, 1),
+                               data_desc(pkt, len, NIC_TXF_SIGNAL, 2),
+                               data_desc(other, len, NIC_TXF_SIGNAL, 3)};
+    d[1].mss = TEST_MTU - TU_IP_HLEN - TU_TCP_HLEN + 1;
+    d[2].mss = TSO_MSS;
+    for (int i = 0; i < 3; i++)
+        tu_tx_post(&h, &d[i]);
+    static uint8_t small[TEST_MTU];
+    size_t slen = build_tcp(small, 3);
+    struct nic_tx_desc ok = data_desc(small, slen, 0, 4);
+    ok.mss = TSO_MSS;
+    tu_tx_post(&h, &ok);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    for (uint64_t k = 1; k <= 3; k++) {
+        struct nic_cqe e;
+        ck_assert(tu_cq_take(&h, false, &e));
+        ck_assert_uint_eq(e.cookie, k);
+        ck_assert_uint_eq(e.status, NIC_TX_ERR_BAD_DESC);
+    }
+    static uint8_t wire[WIRE_BUF_LEN];
+    ck_assert_uint_eq(tu_wire_recv(h.wire, wire, sizeof(wire)), slen);
+    ck_assert(memcmp(wire, small, slen) == 0);
+    assert_wire_empty();
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tx_bad_desc, 3);
+    ck_assert_uint_eq(c.tx_tso_segments, 0);
+    ck_assert_uint_eq(c.tx_packets, 1);
+}
+END_TEST
+
+/* ---- GSO: the wire peer speaks virtio_net_hdr + super-packets ---- */
+
+#define VNET_HLEN sizeof(struct virtio_net_hdr)
+
+/* A TSO segment cut into 11 wire packets leaves as ONE super-packet write:
+   GSO TCPv4 with the wire MSS, the whole payload, the headers of the first
+   packet with PSH/FIN of the last, the TCP checksum left to the kernel. */
+START_TEST(gso_merges_in_order_run_into_one_write)
+{
+    g_gso = true;
+    host_open(8, 8);
+    static uint8_t pkt[65536], payload[65536], wire[WIRE_BUF_LEN];
+    const size_t plen = 10 * TSO_MSS + 333;
+    size_t len = build_tso_segment(pkt, payload, plen);
+    struct nic_tx_desc d = data_desc(pkt, len, 0, 1);
+    d.mss = TSO_MSS;
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    size_t wl = tu_wire_recv(h.wire, wire, sizeof(wire));
+    ck_assert_uint_eq(wl, VNET_HLEN + TU_IP_HLEN + TU_TCP_HLEN + plen);
+    struct virtio_net_hdr vh;
+    memcpy(&vh, wire, sizeof(vh));
+    ck_assert_uint_eq(vh.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    ck_assert_uint_eq(vh.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    ck_assert_uint_eq(vh.gso_size, TSO_MSS);
+    ck_assert_uint_eq(vh.hdr_len, TU_IP_HLEN + TU_TCP_HLEN);
+    ck_assert_uint_eq(vh.csum_start, TU_IP_HLEN);
+    ck_assert_uint_eq(vh.csum_offset, 16);
+    uint8_t *ip = wire + VNET_HLEN;
+    ck_assert_uint_eq(tu_get16(ip + 2), TU_IP_HLEN + TU_TCP_HLEN + plen);
+    ck_assert_uint_eq(tu_ip_csum(ip), 0);
+    ck_assert_uint_eq(tu_get32(ip + TU_IP_HLEN + 4), 0xfffff000u);
+    ck_assert_uint_eq(ip[TU_IP_HLEN + 13], TU_TCP_ACK | TU_TCP_PSH | TU_TCP_FIN);
+    ck_assert(memcmp(ip + TU_IP_HLEN + TU_TCP_HLEN, payload, plen) == 0);
+    /* NEEDS_CSUM: the field holds the pseudo-header sum, the kernel adds the
+       rest; finishing it as the kernel does gives the right checksum. */
+    size_t tcp_len = TU_TCP_HLEN + plen;
+    uint8_t ph[12];
+    memcpy(ph, ip + 12, 8);
+    ph[8] = 0;
+    ph[9] = 6;
+    ph[10] = (uint8_t)(tcp_len >> 8);
+    ph[11] = (uint8_t)tcp_len;
+    ck_assert_uint_eq(tu_get16(ip + TU_TCP_CSUM_OFF),
+                      (uint16_t)~tu_csum_fold(tu_csum_add(0, ph, sizeof(ph))));
+    uint16_t finished = tu_csum_fold(tu_csum_add(0, ip + TU_IP_HLEN, tcp_len));
+    ip[TU_TCP_CSUM_OFF] = (uint8_t)(finished >> 8);
+    ip[TU_TCP_CSUM_OFF + 1] = (uint8_t)finished;
+    ck_assert_uint_eq(tu_tcp_csum(ip, TU_IP_HLEN + tcp_len), 0);
+    assert_wire_empty();
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tun_gso_writes, 1);
+    ck_assert_uint_eq(c.tun_gso_write_packets, 11);
+    ck_assert_uint_eq(c.tx_packets, 11);
+    ck_assert_uint_eq(c.tx_bytes, 11 * (TU_IP_HLEN + TU_TCP_HLEN) + plen);
+}
+END_TEST
+
+/* A packet with a bad TCP checksum (a corrupted wire packet) is never merged:
+   the run before it is written, then it alone without GSO, as it was. */
+START_TEST(gso_never_merges_a_bad_checksum)
+{
+    g_gso = true;
+    host_open(8, 8);
+    static uint8_t a[TEST_MTU], b[TEST_MTU], c3[TEST_MTU], pay[3][TSO_MSS];
+    uint8_t *pk[3] = {a, b, c3};
+    size_t len[3];
+    for (int i = 0; i < 3; i++) {
+        memset(pay[i], 'a' + i, TSO_MSS);
+        struct tu_tcp seg = {.saddr = TU_HOST_IP,
+                             .daddr = TU_PEER_IP,
+                             .sport = TU_HOST_PORT,
+                             .dport = TU_PEER_PORT,
+                             .ip_id = (uint16_t)(9 + i),
+                             .seq = 1000u + (uint32_t)i * TSO_MSS,
+                             .ack = 5,
+                             .flags = TU_TCP_ACK,
+                             .payload = pay[i],
+                             .len = TSO_MSS};
+        len[i] = tu_build_tcp(pk[i], &seg);
+    }
+    b[TU_IP_HLEN + TU_TCP_HLEN + 7] ^= 0x10; /* checksum no longer matches */
+    for (int i = 0; i < 3; i++) {
+        struct nic_tx_desc d = data_desc(pk[i], len[i], 0, (uint64_t)i);
+        tu_tx_post(&h, &d);
+    }
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    static uint8_t wire[WIRE_BUF_LEN];
+    for (int i = 0; i < 3; i++) {
+        size_t wl = tu_wire_recv(h.wire, wire, sizeof(wire));
+        ck_assert_uint_eq(wl, VNET_HLEN + len[i]);
+        struct virtio_net_hdr vh;
+        memcpy(&vh, wire, sizeof(vh));
+        ck_assert_uint_eq(vh.gso_type, VIRTIO_NET_HDR_GSO_NONE);
+        ck_assert_uint_eq(vh.flags, 0);
+        ck_assert(memcmp(wire + VNET_HLEN, pk[i], len[i]) == 0);
+    }
+    assert_wire_empty();
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tun_gso_writes, 0);
+    ck_assert_uint_eq(c.tx_packets, 3);
+}
+END_TEST
+
+/* A super-packet the kernel sends (GSO TCPv4, checksum left to us) reaches
+   the host as wire packets of gso_size bytes with verified checksums. */
+START_TEST(gso_splits_super_packet_from_kernel)
+{
+    g_gso = true;
+    host_open(8, 8);
+    static uint8_t frame[VNET_HLEN + 65536], payload[8000];
+    static uint8_t bufs[8][RX_BUF_LEN];
+    const size_t plen = 5 * 1000 + 500, gso_size = 1000;
+    for (size_t i = 0; i < plen; i++)
+        payload[i] = (uint8_t)(i * 7u + 1u);
+    struct tu_tcp seg = {.saddr = TU_PEER_IP,
+                         .daddr = TU_HOST_IP,
+                         .sport = TU_PEER_PORT,
+                         .dport = TU_HOST_PORT,
+                         .ip_id = 100,
+                         .seq = 5000,
+                         .ack = 9,
+                         .flags = TU_TCP_ACK | TU_TCP_PSH,
+                         .payload = payload,
+                         .len = plen};
+    uint8_t *ip = frame + VNET_HLEN;
+    size_t len = tu_build_tcp(ip, &seg);
+    /* As the kernel leaves it: the TCP checksum field holds the pseudo-header sum. */
+    uint8_t ph[12];
+    memcpy(ph, ip + 12, 8);
+    ph[8] = 0;
+    ph[9] = 6;
+    ph[10] = (uint8_t)((len - TU_IP_HLEN) >> 8);
+    ph[11] = (uint8_t)(len - TU_IP_HLEN);
+    uint16_t ps = (uint16_t)~tu_csum_fold(tu_csum_add(0, ph, sizeof(ph)));
+    ip[TU_TCP_CSUM_OFF] = (uint8_t)(ps >> 8);
+    ip[TU_TCP_CSUM_OFF + 1] = (uint8_t)ps;
+    struct virtio_net_hdr vh = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+                                .hdr_len = TU_IP_HLEN + TU_TCP_HLEN,
+                                .gso_size = (uint16_t)gso_size,
+                                .csum_start = TU_IP_HLEN,
+                                .csum_offset = 16};
+    memcpy(frame, &vh, sizeof(vh));
+    for (int i = 0; i < 8; i++)
+        rx_post(bufs[i], RX_BUF_LEN, (uint64_t)i);
+    tu_rx_publish(&h);
+    tu_wire_send(h.wire, frame, VNET_HLEN + len);
+    nic_dev_poll_once(h.dev);
+    size_t got = 0;
+    for (int i = 0; i < 6; i++) {
+        struct nic_cqe e;
+        ck_assert(tu_cq_take(&h, true, &e));
+        size_t want = i < 5 ? gso_size : 500;
+        ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + want);
+        ck_assert(e.flags & NIC_RXF_CSUM_OK);
+        const uint8_t *p = bufs[e.cookie];
+        ck_assert_uint_eq(tu_get32(p + TU_IP_HLEN + 4), 5000u + (uint32_t)(i * gso_size));
+        ck_assert_uint_eq(p[TU_IP_HLEN + 13], TU_TCP_ACK | (i == 5 ? TU_TCP_PSH : 0));
+        ck_assert(memcmp(p + TU_IP_HLEN + TU_TCP_HLEN, payload + got, want) == 0);
+        got += want;
+    }
+    struct nic_cqe e;
+    ck_assert(!tu_cq_take(&h, true, &e));
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tun_gso_reads, 1);
+    ck_assert_uint_eq(c.tun_gso_read_packets, 6);
+    ck_assert_uint_eq(c.rx_wire_packets, 6);
+    ck_assert_uint_eq(c.rx_csum_bad, 0);
+    ck_assert_uint_eq(c.tun_gso_bad, 0);
+}
+END_TEST
+
+/* ---- LRO: in-order packets of a flow merged into one host buffer ---- */
+
+#define LRO_BUF 65472u
+
+static size_t lro_pkt(uint8_t *p, uint32_t seq, uint8_t flags, uint16_t window, size_t plen)
+{
+    uint8_t payload[TSO_MSS];
+    for (size_t i = 0; i < plen; i++)
+        payload[i] = (uint8_t)((seq + i) * 3u);
+    struct tu_tcp seg = {.saddr = TU_PEER_IP,
+                         .daddr = TU_HOST_IP,
+                         .sport = TU_PEER_PORT,
+                         .dport = TU_HOST_PORT,
+                         .ip_id = (uint16_t)seq,
+                         .seq = seq,
+                         .ack = 3,
+                         .flags = flags,
+                         .payload = payload,
+                         .len = plen};
+    size_t len = tu_build_tcp(p, &seg);
+    p[TU_IP_HLEN + 14] = (uint8_t)(window >> 8);
+    p[TU_IP_HLEN + 15] = (uint8_t)window;
+    tu_tcp_csum_set(p, len);
+    return len;
+}
+
+/* Four in-order packets merge (the last with PSH ends the merge); then a gap,
+   a packet with another window, and a corrupted one each stay alone. */
+START_TEST(lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum)
+{
+    g_lro = true;
+    host_open(8, 8);
+    static uint8_t bufs[8][LRO_BUF], pkt[TEST_MTU];
+    for (int i = 0; i < 8; i++)
+        rx_post(bufs[i], LRO_BUF, (uint64_t)i);
+    tu_rx_publish(&h);
+    uint32_t seq = 1000;
+    for (int i = 0; i < 4; i++, seq += TSO_MSS) /* 0..3: merge, PSH on 3 */
+        tu_wire_send(h.wire, pkt,
+                     lro_pkt(pkt, seq, TU_TCP_ACK | (i == 3 ? TU_TCP_PSH : 0), 500, TSO_MSS));
+    tu_wire_send(h.wire, pkt, lro_pkt(pkt, seq + 10, TU_TCP_ACK, 500, 100));  /* gap */
+    tu_wire_send(h.wire, pkt, lro_pkt(pkt, seq + 110, TU_TCP_ACK, 501, 100)); /* window */
+    size_t bl = lro_pkt(pkt, seq + 210, TU_TCP_ACK, 501, 100);
+    pkt[bl - 1] ^= 1; /* bad checksum: never merged */
+    tu_wire_send(h.wire, pkt, bl);
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    ck_assert(tu_cq_take(&h, true, &e));
+    ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + 4 * TSO_MSS);
+    ck_assert(e.flags & NIC_RXF_CSUM_OK);
+    const uint8_t *m = bufs[e.cookie];
+    ck_assert_uint_eq(tu_get16(m + 2), e.len);
+    ck_assert_uint_eq(tu_ip_csum(m), 0);
+    ck_assert_uint_eq(tu_tcp_csum(m, e.len), 0);
+    ck_assert_uint_eq(tu_get32(m + TU_IP_HLEN + 4), 1000);
+    ck_assert_uint_eq(m[TU_IP_HLEN + 13], TU_TCP_ACK | TU_TCP_PSH);
+    for (size_t i = 0; i < 4 * TSO_MSS; i++)
+        ck_assert_uint_eq(m[TU_IP_HLEN + TU_TCP_HLEN + i], (uint8_t)((1000 + i) * 3u));
+    uint32_t want_seq[3] = {seq + 10, seq + 110, seq + 210};
+    for (int k = 0; k < 3; k++) {
+        ck_assert(tu_cq_take(&h, true, &e));
+        ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + 100);
+        ck_assert_uint_eq(tu_get32(bufs[e.cookie] + TU_IP_HLEN + 4), want_seq[k]);
+        ck_assert_uint_eq((e.flags & NIC_RXF_CSUM_OK) != 0, k < 2);
+    }
+    ck_assert(!tu_cq_take(&h, true, &e));
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.rx_packets, 7);
+    ck_assert_uint_eq(c.rx_lro_merged, 3);
+    ck_assert_uint_eq(c.rx_lro_packets, 1);
+    ck_assert_uint_eq(c.rx_csum_bad, 1);
+}
+END_TEST
+
+/* With LRO off, the same packets complete one by one. */
+START_TEST(lro_off_completes_each_packet)
+{
+    host_open(8, 8);
+    static uint8_t bufs[8][LRO_BUF], pkt[TEST_MTU];
+    for (int i = 0; i < 8; i++)
+        rx_post(bufs[i], LRO_BUF, (uint64_t)i);
+    tu_rx_publish(&h);
+    for (uint32_t i = 0; i < 4; i++)
+        tu_wire_send(h.wire, pkt, lro_pkt(pkt, 1000 + i * TSO_MSS, TU_TCP_ACK, 500, TSO_MSS));
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    for (int i = 0; i < 4; i++) {
+        ck_assert(tu_cq_take(&h, true, &e));
+        ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + TSO_MSS);
+    }
+    ck_assert(!tu_cq_take(&h, true, &e));
+    ck_assert_uint_eq(tu_counters(h.dev).rx_lro_merged, 0);
+}
+END_TEST
+
 static Suite *ring_suite(void)
 {
     Suite *s = suite_create("nic_ring");
@@ -1022,6 +1409,17 @@ static Suite *ring_suite(void)
     tcase_add_test(full, tx_cq_full_stalls_engine_without_loss);
     tcase_add_test(full, rx_cq_full_counts_overflow_never_overwrites);
     suite_add_tcase(s, full);
+
+    TCase *tso = tcase_create("tso");
+    tcase_add_checked_fixture(tso, setup, teardown);
+    tcase_add_test(tso, tso_cuts_segment_into_wire_packets);
+    tcase_add_test(tso, tso_refuses_what_it_cannot_cut);
+    tcase_add_test(tso, gso_merges_in_order_run_into_one_write);
+    tcase_add_test(tso, gso_never_merges_a_bad_checksum);
+    tcase_add_test(tso, gso_splits_super_packet_from_kernel);
+    tcase_add_test(tso, lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum);
+    tcase_add_test(tso, lro_off_completes_each_packet);
+    suite_add_tcase(s, tso);
 
     TCase *cnt = tcase_create("counters");
     tcase_add_checked_fixture(cnt, setup, teardown);
