@@ -194,10 +194,12 @@ static void stage_run(const struct nic_fault_cfg *cfg, const struct pkt_in *in, 
     const struct nic_fault_stats *s = &o->st;
     FUZZ_CHECK(s->packets_in == NPKT + 1 && s->invalid_drops == 1, "in %llu invalid %llu",
                (unsigned long long)s->packets_in, (unsigned long long)s->invalid_drops);
-    FUZZ_CHECK(s->packets_in + s->duplicated == s->packets_out + s->dropped + s->queue_full_drops +
-                                                    s->invalid_drops + s->nomem_drops,
+    FUZZ_CHECK(s->packets_in + s->duplicated == s->packets_out + s->dropped + s->blackout_drops +
+                                                    s->queue_full_drops + s->invalid_drops +
+                                                    s->nomem_drops,
                "counters do not balance");
     FUZZ_CHECK(cfg->loss_pct > 0 || s->dropped == 0, "loss without loss");
+    FUZZ_CHECK(cfg->blackout_ns > 0 || s->blackout_drops == 0, "blackout without blackout");
     FUZZ_CHECK(cfg->loss_pct < 100 || s->packets_out == 0, "loss 100%% let packets through");
     FUZZ_CHECK(cfg->duplicate_pct > 0 || s->duplicated == 0, "duplicate without duplicate");
     FUZZ_CHECK(cfg->corrupt_pct > 0 || s->corrupted == 0, "corrupt without corrupt");
