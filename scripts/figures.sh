@@ -110,8 +110,10 @@ bench() {
     shift 5
     local tag="$fig-$series-r$run" rc
     echo "$(date -u +%T) $tag: anic bench $* --seed $seed --size $SIZE" | tee -a "$RAW/calls.log"
+    # --offloads none: the paper's per-packet set-up (no TSO, GSO or LRO), so
+    # that resync costs are per 1448-byte segment as in the paper.
     timeout --signal=TERM --kill-after=30 $BENCH_TIMEOUT "$ANIC" bench "$@" --seed "$seed" \
-        --size "$SIZE" --csv "$RAW/$tag.csv" >"$RAW/$tag.log" 2>&1
+        --size "$SIZE" --offloads none --csv "$RAW/$tag.csv" >"$RAW/$tag.log" 2>&1
     rc=$?
     if [ -f "$RAW/$tag.csv" ]; then
         tail -n +2 "$RAW/$tag.csv" | sed "s/^/$fig,$series,$run,$seed,/" >>"$RAW/all.csv"
@@ -227,6 +229,8 @@ versions() {
     echo "  namespace; \`curl\` in that namespace is the client (kernel TCP). All of it shares"
     echo "  this machine's cores: the \"NIC\" is software, so its CPU time is real CPU time here."
     echo "  Faults come from anic's fault stage (netem vocabulary) on the simulated wire."
+    echo "  Every point runs with \`--offloads none\` (no TSO, GSO or LRO): segments of one"
+    echo "  wire MSS, as in the paper, so a retransmission costs what it costs per packet."
     echo "- **The paper's.** A hardware NIC with autonomous TLS offload, Linux kernel TLS"
     echo "  (software kTLS as the baseline), real links and single-core measurements; see the"
     echo "  paper's evaluation for its exact hardware. Its numbers below are only those we cite"
