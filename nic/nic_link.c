@@ -409,23 +409,30 @@ static bool link_read_gso(struct nic_link *link)
     return true;
 }
 
+/* The next packet the RX fault stage lets through by now_ns, into buf; a
+   packet larger than cap is dropped and counted. 0: none due. */
+static size_t fault_rx_pop(struct nic_link *link, uint8_t *buf, size_t cap, uint64_t now_ns)
+{
+    for (;;) {
+        size_t n = nic_fault_pop(link->fault_rx, now_ns, link->scratch, sizeof(link->scratch));
+        if (!n)
+            return 0;
+        if (n > cap) {
+            link->counters.rx_truncated++;
+            continue;
+        }
+        memcpy(buf, link->scratch, n);
+        return n;
+    }
+}
+
 static size_t link_recv_gso(struct nic_link *link, uint8_t *buf, size_t cap, uint64_t now_ns)
 {
     link->rx_now = now_ns;
     if (link->fault_rx) {
         for (int i = 0; i < 64 && link_read_gso(link); i++)
             ;
-        for (;;) {
-            size_t n = nic_fault_pop(link->fault_rx, now_ns, link->scratch, sizeof(link->scratch));
-            if (!n)
-                return 0;
-            if (n > cap) {
-                link->counters.rx_truncated++;
-                continue;
-            }
-            memcpy(buf, link->scratch, n);
-            return n;
-        }
+        return fault_rx_pop(link, buf, cap, now_ns);
     }
     struct rx_pending *q = &link->pend;
     for (int reads = 0; reads < 64;) {
@@ -494,17 +501,7 @@ size_t nic_link_recv(struct nic_link *link, uint8_t *buf, size_t cap, uint64_t n
             break;
         nic_fault_push(link->fault_rx, link->scratch, n, now_ns);
     }
-    for (;;) {
-        size_t n = nic_fault_pop(link->fault_rx, now_ns, link->scratch, sizeof(link->scratch));
-        if (!n)
-            return 0;
-        if (n > cap) {
-            link->counters.rx_truncated++;
-            continue;
-        }
-        memcpy(buf, link->scratch, n);
-        return n;
-    }
+    return fault_rx_pop(link, buf, cap, now_ns);
 }
 
 uint64_t nic_link_next_deadline(const struct nic_link *link)
