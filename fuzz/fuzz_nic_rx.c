@@ -241,7 +241,7 @@ static void send_pkt(const uint8_t *pkt, size_t tot, size_t off, size_t len, boo
     d->accepted = accepted && (e.flags & NIC_RXF_CSUM_OK);
     d->forged = forged;
     d->marked = (e.flags & NIC_RXF_DECRYPTED) != 0;
-    d->mark = (struct tls_rx_mark){e.record_sn, e.view_rec_off, e.view_rec_len};
+    d->mark = (struct tls_rx_mark){e.record_sn, e.view_rec_off, e.view_rec_len, e.view_walk};
     if (len)
         memcpy(d->data, D.bufs[e.cookie] + HDRS, len);
     rx_post((uint32_t)e.cookie);

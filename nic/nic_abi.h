@@ -171,16 +171,23 @@ struct nic_cqe {
        RX_PACKET with NIC_RXF_DECRYPTED: the NIC's record view of the packet's
        first payload byte (TCP seq view_seq): the record it belongs to, its
        offset in that record (0 = first header byte) and the record's total
-       length (0 while the offset is inside the 5-byte header). The host
-       trusts the mark only where this view equals its own. */
+       length (0 while the offset is inside the 5-byte header), and the
+       number of the NIC walk that decrypted it: a walk is one uninterrupted
+       in-order pass of the NIC's record state, and a new one starts whenever
+       the NIC repositions that state (jump, resync, hint). Within one walk
+       the NIC decrypts each stream byte at most once, so a record whose
+       marked bytes all carry the same walk was authenticated by the NIC
+       over exactly those bytes. The host trusts the mark only where this
+       view equals its own and the record's walk does not change. */
     uint64_t record_sn;
     uint8_t tag[16];
     uint8_t desc_kind; /* TX_DONE: enum nic_tx_kind of the completed descriptor */
     uint8_t pad0;
     uint16_t view_rec_len;
-    uint32_t view_rec_off;
+    uint32_t view_walk;
     uint32_t view_seq;
-    uint8_t pad[3];
+    uint16_t view_rec_off; /* a record is shorter than 64 KiB */
+    uint8_t pad1;
     uint8_t phase; /* written last, release order; see the ownership rule above */
 };
 static_assert(sizeof(struct nic_cqe) == 64, "completion entry is one cache line");

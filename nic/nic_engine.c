@@ -453,7 +453,8 @@ static void rx_consume_slot(struct nic_dev *dev)
    went through the checksum stage and the TLS block on its own first, so
    the NIC's counters and marks are those of the wire packets; the
    completion keeps the first packet's record view, which describes the
-   merged packet's first payload byte. --- */
+   merged packet's first payload byte. Marked packets merge only within one
+   NIC walk (struct nic_cqe view_walk). --- */
 
 /* A packet that may start or extend a merge: checksums verified, a data
    segment with ACK and at most PSH, no IP options, no resync request. */
@@ -549,6 +550,7 @@ static bool lro_append(struct nic_dev *dev, uint8_t *p, size_t len, const struct
     if (alone || dev->lro.closed || !lro_candidate(p, len, e, &v) || v.payload_off != dev->lro.hl ||
         v.seq != dev->lro.next_seq || e->flow_id != dev->lro.cqe.flow_id ||
         (e->flags & NIC_RXF_DECRYPTED) != (dev->lro.cqe.flags & NIC_RXF_DECRYPTED) ||
+        ((e->flags & NIC_RXF_DECRYPTED) && e->view_walk != dev->lro.cqe.view_walk) ||
         dev->lro.len + v.payload_len > NIC_MAX_PACKET ||
         !lro_same_headers(dev->lro.buf, p, dev->lro.hl))
         return false;

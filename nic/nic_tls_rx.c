@@ -25,6 +25,7 @@
 #include "nic_csum.h"
 #include "nic_tls.h"
 
+#include <assert.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -34,6 +35,9 @@
 #define RX_CHAIN_KEEP            64
 #define RX_HEADERLESS_HOLD_BYTES (6 * 1460) /* a few segments: reordering, not loss */
 
+static_assert(NIC_TLS_HEADER_LEN + NIC_TLS_MAX_LENFIELD <= UINT16_MAX,
+              "a record offset fits struct nic_cqe view_rec_off");
+
 enum rx_state {
     RX_IN_SYNC,   /* walking records in order (possibly waiting at a future start) */
     RX_SEARCHING, /* lost: scanning payloads for a record header */
@@ -42,7 +46,8 @@ enum rx_state {
 };
 
 struct rx_walker {
-    uint32_t seq; /* next stream byte the in-order walker needs */
+    uint32_t walk; /* number of this uninterrupted pass (struct nic_cqe view_walk) */
+    uint32_t seq;  /* next stream byte the in-order walker needs */
     uint64_t record_sn;
     uint32_t rec_off; /* bytes of the current record walked */
     uint32_t rec_len; /* valid once rec_off >= header length */
@@ -157,8 +162,10 @@ void nic_tls_rx_free(struct nic_tls_rx_flow *f)
 
 /* --- the in-order walker --- */
 
+/* Reposition the walker: a new walk, so no record mixes marks of two. */
 static void walker_reset(struct rx_walker *w, uint32_t seq, uint64_t record_sn)
 {
+    w->walk++;
     w->seq = seq;
     w->record_sn = record_sn;
     w->rec_off = 0;
@@ -479,8 +486,9 @@ static void view_at(const struct rx_walker *w, uint32_t seq, struct nic_cqe *cqe
     uint32_t off = w->rec_off + (seq - w->seq);
     cqe->record_sn = w->record_sn;
     cqe->view_seq = seq;
-    cqe->view_rec_off = off;
+    cqe->view_rec_off = (uint16_t)off;
     cqe->view_rec_len = (uint16_t)(off >= NIC_TLS_HEADER_LEN ? w->rec_len : 0);
+    cqe->view_walk = w->walk;
 }
 
 /* Returns true if the packet's payload was decrypted and may be marked; the

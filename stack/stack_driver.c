@@ -639,7 +639,8 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
             b->h.view = (struct stack_rx_view){.seq = e->view_seq,
                                                .record_sn = e->record_sn,
                                                .rec_off = e->view_rec_off,
-                                               .rec_len = e->view_rec_len};
+                                               .rec_len = e->view_rec_len,
+                                               .walk = e->view_walk};
             p->flags |= STACK_PBUF_FLAG_DECRYPTED;
             drv->c.rx_decrypted_packets++;
         }

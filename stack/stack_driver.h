@@ -23,13 +23,15 @@
 /* Where the NIC placed the first payload byte of a packet it marked
    decrypted, in its own walk of the TLS stream: TCP seq of that byte, the
    record it belongs to, its offset in that record and the record's length
-   (0 while the offset is inside the 5-byte header). The host trusts the
-   mark only where this agrees with its own record state. */
+   (0 while the offset is inside the 5-byte header), and the NIC walk that
+   decrypted it (struct nic_cqe view_walk). The host trusts the mark only
+   where this agrees with its own record state. */
 struct stack_rx_view {
     uint32_t seq;
     uint64_t record_sn;
     uint32_t rec_off;
     uint32_t rec_len;
+    uint32_t walk;
 };
 
 /* Driver counters (/stats section driver). */

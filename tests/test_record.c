@@ -585,7 +585,7 @@ static void sink_check(const struct sink *k, const struct stream *s, size_t n)
 /* The true view of stream offset at (what an honest NIC reports). */
 static struct tls_rx_mark true_mark(const struct stream *s, uint64_t first_seq, size_t at)
 {
-    struct tls_rx_mark m = {first_seq + s->nrec, 0, 0};
+    struct tls_rx_mark m = {first_seq + s->nrec, 0, 0, 0};
     for (size_t i = 0; i < s->nrec; i++) {
         size_t total = s->rec[i].pt_len + TLS_RECORD_OVERHEAD;
         if (at >= s->rec[i].start && at < s->rec[i].start + total) {
@@ -608,7 +608,7 @@ static int feed_cuts(struct tls_rx *rx, const uint8_t *wire, const size_t *cuts,
     size_t at = 0;
     for (size_t i = 0; i < ncuts; i++) {
         struct tls_rx_mark m =
-            flags && flags[i] ? true_mark(s, first_seq, at) : (struct tls_rx_mark){0, 0, 0};
+            flags && flags[i] ? true_mark(s, first_seq, at) : (struct tls_rx_mark){0, 0, 0, 0};
         int rc =
             tls_rx_feed(rx, wire + at, cuts[i] - at, flags && flags[i] ? &m : NULL, sink_fn, k);
         if (rc)
@@ -779,7 +779,7 @@ START_TEST(test_rx_malformed_header)
             /* Dead: the same error again, whatever is fed. */
             ck_assert_int_eq(tls_rx_feed(rx, s.bytes, s.len, NULL, sink_fn, &sink),
                              TLS_RX_ERR_MALFORMED);
-            struct tls_rx_mark any = {0, 0, 0};
+            struct tls_rx_mark any = {0, 0, 0, 0};
             ck_assert_int_eq(tls_rx_feed(rx, s.bytes, 0, &any, sink_fn, &sink),
                              TLS_RX_ERR_MALFORMED);
             ck_assert_uint_eq(sink.n, 2);
@@ -1169,7 +1169,7 @@ START_TEST(test_rx_view_mismatch_is_distrusted)
     size_t cuts[3] = {mid, s.rec[2].start + 10, s.len};
     bool flags[3] = {true, true, true};
     uint64_t counts[3];
-    for (int lie = 0; lie < 4; lie++) {
+    for (int lie = 0; lie < 5; lie++) {
         for (int forge = 0; forge < 2; forge++) {
             uint8_t *wire = nic_wire(&k, &s, cuts, 3, flags, false, counts);
             if (forge)
@@ -1190,6 +1190,9 @@ START_TEST(test_rx_view_mismatch_is_distrusted)
                 break;
             case 3:
                 m1.rec_len += 100;
+                break;
+            case 4: /* right place, but another NIC walk than the record's start */
+                m1.walk++;
                 break;
             }
             ck_assert_int_eq(tls_rx_feed(rx, wire, mid, &m0, sink_fn, &sink), TLS_RX_OK);
@@ -1226,14 +1229,14 @@ END_TEST
 /* tls_rx_mark_skip carries a claim forward only as far as it can know. */
 START_TEST(test_rx_mark_skip)
 {
-    struct tls_rx_mark m = {7, 2, 0}, n;
+    struct tls_rx_mark m = {7, 2, 0, 0}, n;
     n = tls_rx_mark_skip(m, 0);
     ck_assert_uint_eq(n.rec_off, 2);
     n = tls_rx_mark_skip(m, 2);
     ck_assert_uint_eq(n.rec_off, 4);
     n = tls_rx_mark_skip(m, 3); /* past the header: its length was unknown */
     ck_assert_uint_eq(n.rec_off, TLS_RX_MARK_UNKNOWN);
-    m = (struct tls_rx_mark){7, 100, 500};
+    m = (struct tls_rx_mark){7, 100, 500, 0};
     n = tls_rx_mark_skip(m, 399);
     ck_assert_uint_eq(n.rec_off, 499);
     ck_assert_uint_eq(n.record_sn, 7);

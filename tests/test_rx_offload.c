@@ -438,7 +438,7 @@ static uint16_t inject(size_t off, size_t len, const struct mod *m)
     d->len = len;
     d->flags = e.flags;
     d->resync_seq = e.resync_seq;
-    d->mark = (struct tls_rx_mark){e.record_sn, e.view_rec_off, e.view_rec_len};
+    d->mark = (struct tls_rx_mark){e.record_sn, e.view_rec_off, e.view_rec_len, e.view_walk};
     d->tcp_drops = false;
     d->data = malloc(len);
     TU_CHECK(d->data);
@@ -1616,7 +1616,7 @@ static uint16_t inject_crafted(const uint8_t *pkt, size_t tot, size_t off, size_
     *d = (struct dpkt){.off = off,
                        .len = len,
                        .flags = e.flags,
-                       .mark = {e.record_sn, e.view_rec_off, e.view_rec_len},
+                       .mark = {e.record_sn, e.view_rec_off, e.view_rec_len, e.view_walk},
                        .tcp_drops = tcp_drops,
                        .data = malloc(len + 1)};
     TU_CHECK(d->data);
@@ -1926,6 +1926,48 @@ START_TEST(ta_header_straddles_injected_segment)
 }
 END_TEST
 
+/* Marks of two NIC walks never make one record. The attacker's copy of a
+   segment inside r5 comes first, in step with the NIC, and is marked; the
+   real segment is lost. The NIC then loses its way, is resynchronised on
+   the sender's retransmissions and walks r5 again, marking every real
+   segment and authenticating r5. Every byte of r5 the host keeps is marked
+   with a view equal to its own, yet no single tag check covered them all. */
+START_TEST(ta_marks_of_two_walks_never_combine)
+{
+    static const char chosen[] = "HTTP/1.1 200 OK\r\nX-Injected: 1\r\n\r\n";
+    TU_CTX("STD, reorder 0, forged r5 segment first, real one lost, resync on retransmission");
+    open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
+    size_t k = seg_at(S.start[5] + 3000);
+    TU_CHECK(G[k].off > S.start[5] + TLS_PAYLOAD_OFFSET &&
+             seg_end(k) < S.start[6] - TLS_TAG_LEN);
+    send_range(0, k);
+    uint8_t forged[MSS];
+    forge_ct(G[k].off, chosen, forged, G[k].len);
+    TU_CHECK_EQ(inject_forged(G[k].off, forged, G[k].len, TU_TCP_ACK | TU_TCP_PSH, false),
+                NIC_RXF_CSUM_OK | NIC_RXF_DECRYPTED);
+    uint32_t first_walk = g_last.view_walk;
+    /* Past r6's header, ahead of the hole: jump to r6, then lost. */
+    TU_CHECK_EQ(send_seg(seg_at(S.start[6]) + 1), NIC_RXF_CSUM_OK);
+    TU_CHECK_EQ(tu_counters(h.dev).rx_tls_lost, 1);
+    /* The sender retransmits everything; the host confirms r0. */
+    size_t R = send_until_request(0);
+    TU_CHECK_EQ(g_last.resync_seq, seq_at(S.start[0]));
+    resync_resp(seq_at(S.start[0]), true, 1);
+    send_range(R + 1, NG);
+    const struct dpkt *again = NULL;
+    for (size_t i = 0; i < NL; i++)
+        if (L[i].off == G[k].off && L[i].len == G[k].len)
+            again = &L[i];
+    TU_CHECK(again && (again->flags & NIC_RXF_DECRYPTED) && again->mark.walk != first_walk);
+    TU_CHECK_EQ(tu_counters(h.dev).rx_tls_err, 0); /* the second walk authenticated r5 */
+    assert_host_safe();
+    struct host_res r = host_replay(FIRST_COPY_WINS);
+    TU_CHECK_EQ(r.err, TLS_RX_ERR_BAD_MAC);
+    TU_CHECK_EQ(r.records, 5); /* r0..r4; r5 is never delivered */
+    TU_CHECK(r.view_mismatch > 0);
+}
+END_TEST
+
 /* Random attacks: forged segments of every kind at random places,
    interleaved with the real stream (in order, or lightly reordered). When
    TCP took none of them the host must deliver the whole stream intact;
@@ -2040,6 +2082,7 @@ static Suite *rx_suite(void)
     tcase_add_test(att, ta_forged_header_first_at_same_seq);
     tcase_add_test(att, ta_host_drops_what_the_nic_saw);
     tcase_add_test(att, ta_header_straddles_injected_segment);
+    tcase_add_test(att, ta_marks_of_two_walks_never_combine);
     tcase_add_test(att, ta_random_injections);
     suite_add_tcase(s, att);
     return s;

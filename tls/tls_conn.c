@@ -727,7 +727,8 @@ static void rx_sw(struct tls_conn *c)
                have trimmed the front of the packet since. */
             uint32_t q_seq = c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx);
             mark = tls_rx_mark_skip(
-                (struct tls_rx_mark){view.record_sn, view.rec_off, view.rec_len}, q_seq - view.seq);
+                (struct tls_rx_mark){view.record_sn, view.rec_off, view.rec_len, view.walk},
+                q_seq - view.seq);
             marked = &mark;
         }
         int r = tls_rx_feed(c->rx, q->payload, len, marked, sw_record, c);

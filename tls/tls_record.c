@@ -284,6 +284,10 @@ struct tls_rx {
      * plaintext from the payload start up to have. */
     bool dec_seen;
     bool sw_auth;
+    /* The NIC walk of the record's trusted bytes (valid while have > 0 and
+     * !sw_auth), and of the chunk being fed (valid while it is trusted). */
+    uint32_t rec_walk;
+    uint32_t chunk_walk;
 
     struct tls_rx_stats stats;
     uint8_t buf[TLS_MAX_RECORD_LEN];
@@ -429,6 +433,8 @@ static void rx_append(struct tls_rx *rx, const uint8_t *src, size_t n, enum rx_c
 
     memcpy(rx->buf + from, src, n);
     rx->have = to;
+    if (kind == CHUNK_TRUSTED && from == 0)
+        rx->rec_walk = rx->chunk_walk; /* a trusted chunk that runs into this record */
     if (kind != CHUNK_TRUSTED && !rx->sw_auth) {
         /* Software authenticates this record: what the NIC decrypted so
            far goes back to ciphertext. */
@@ -467,13 +473,19 @@ static int rx_finish_buffered(struct tls_rx *rx, tls_rx_record_fn fn, void *arg)
 }
 
 /* What a chunk's mark is worth: trusted only if the NIC's view of its first
-   byte is exactly ours (record number, offset, and the record's length). */
+   byte is exactly ours (record number, offset, and the record's length) and,
+   inside a record, it comes from the same NIC walk as the record's earlier
+   bytes: marks of two walks would put together bytes that no single tag
+   check of the NIC covered. */
 static enum rx_chunk rx_classify(struct tls_rx *rx, const struct tls_rx_mark *mark)
 {
     if (!mark)
         return CHUNK_WIRE;
-    if (mark->record_sn == rx->seq && mark->rec_off == rx->have && mark->rec_len == rx->rec_len)
+    if (mark->record_sn == rx->seq && mark->rec_off == rx->have && mark->rec_len == rx->rec_len &&
+        (rx->have == 0 || rx->sw_auth || mark->walk == rx->rec_walk)) {
+        rx->chunk_walk = mark->walk;
         return CHUNK_TRUSTED;
+    }
     rx->stats.view_mismatch++;
     return CHUNK_DISTRUST;
 }

@@ -112,9 +112,10 @@ void tls_record_xor_keystream(struct tls_aead *a, const uint8_t explicit_nonce[8
  * Each chunk may carry the NIC's "decrypted" mark (docs/design.md §5) together
  * with the NIC's view of where the chunk's first byte lies: which record,
  * which offset in it, and that record's length. A mark is *trusted* only if
- * that view equals the reassembler's own; otherwise the chunk's payload
- * bytes are still NIC plaintext, but nothing the NIC claims about them is
- * believed (view_mismatch). Per record:
+ * that view equals the reassembler's own and, after the record's first
+ * byte, names the same NIC walk as the record's earlier marked bytes;
+ * otherwise the chunk's payload bytes are still NIC plaintext, but nothing
+ * the NIC claims about them is believed (view_mismatch). Per record:
  *   every byte, header included, in trusted marked chunks
  *                -> payload delivered as is, tag ignored, no host crypto
  *                   (records_full_offload);
@@ -126,10 +127,12 @@ void tls_record_xor_keystream(struct tls_aead *a, const uint8_t explicit_nonce[8
  *                   Marked tag bytes are the original tag (the NIC leaves
  *                   tags as they are) and are used unchanged.
  * Why this suffices: the NIC marks a packet only if it walked all of it in
- * one pass of its record state and authenticated every record ending in
- * it. With the views equal at every marked chunk and every byte marked, the
- * NIC's record is byte for byte the host's record, and the NIC checked its
- * tag. Any other record is authenticated here, whatever the NIC was fed.
+ * one pass (walk) of its record state and authenticated every record ending
+ * in it, and within a walk it decrypts each stream byte at most once. With
+ * the views equal at every marked chunk, one walk for the whole record and
+ * every byte marked, the NIC's record is byte for byte the host's record,
+ * and the NIC checked its tag. Any other record is authenticated here,
+ * whatever the NIC was fed.
  */
 struct tls_rx;
 
@@ -173,6 +176,7 @@ struct tls_rx_mark {
     uint64_t record_sn; /* the record the byte belongs to */
     uint32_t rec_off;   /* its offset in that record (0 = first header byte) */
     uint32_t rec_len;   /* the record's total length; 0 while rec_off < 5 */
+    uint32_t walk;      /* the NIC pass that decrypted it (docs/design.md §8.1) */
 };
 #define TLS_RX_MARK_UNKNOWN UINT32_MAX
 
