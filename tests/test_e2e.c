@@ -56,9 +56,11 @@
  * Needs root and /dev/net/tun; otherwise exits 77 (skipped).
  *
  * Environment:
- *   ANIC_E2E_SEED=S       base seed of the upload contents and the fault specs
- *                         (each profile's fault seed is S + its fixed offset,
- *                         printed in the profile's start line)
+ *   ANIC_TEST_SEED=S      base seed of the upload contents and the fault stages
+ *                         (test_rng.h; default 1634625891): each profile runs
+ *                         anic serve --seed S' with S' = (S + its fixed offset)
+ *                         mod 2^32 (fault-tx S', fault-rx S' + 1), printed in
+ *                         the profile's start line
  *   ANIC_E2E_BIG=BYTES    the big transfer size (default 64 MiB)
  *   ANIC_E2E_HUGE=BYTES   the huge transfer size of the matrices (default 256 MiB;
  *                         0 = leave the huge transfers out)
@@ -104,6 +106,8 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+
+#include "test_rng.h"
 
 #ifndef ANIC_BIN
 #define ANIC_BIN "anic"
@@ -153,15 +157,6 @@ static bool path_exists(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0;
-}
-
-/* splitmix64 */
-static uint64_t rng_next(uint64_t *st)
-{
-    uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 static void hex_of(const unsigned char *md, unsigned len, char *hex)
@@ -581,6 +576,24 @@ static bool file_contains(const char *path, const char *needle)
     return found;
 }
 
+/* True if a line of path starts with prefix and ends (before its newline)
+ * with suffix. */
+static bool file_line_matches(const char *path, const char *prefix, const char *suffix)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char l[1024];
+    bool found = false;
+    size_t np = strlen(prefix), ns = strlen(suffix);
+    while (!found && fgets(l, sizeof(l), f)) {
+        size_t n = strcspn(l, "\n");
+        found = n >= np + ns && !strncmp(l, prefix, np) && !strncmp(l + n - ns, suffix, ns);
+    }
+    fclose(f);
+    return found;
+}
+
 /* extra: NULL-terminated list of further anic arguments (or NULL). */
 static bool server_start(struct server *s, const char *name, const char *fault_tx,
                          const char *fault_rx, bool capture, const char *const *extra, char *err,
@@ -755,7 +768,7 @@ struct profile {
     const char *name;
     unsigned tests;      /* T_* */
     const char *tx, *rx; /* fault specs without seed */
-    uint32_t seed_off;   /* fault seed: base seed + seed_off (TX), + seed_off + 1 (RX) */
+    uint32_t seed_off;   /* anic serve --seed base seed + seed_off (fault-tx it, fault-rx +1) */
     bool rx_nobuf;       /* --rx-reorder-buf 0: the paper's NIC, no reorder buffer */
     bool rx_hint;        /* --rx-resync hint: no magic-pattern search */
     bool no_huge;        /* the matrix leaves the huge transfer out (see profiles[]) */
@@ -766,6 +779,7 @@ struct profile {
     /* filled in at run time */
     char tx_spec[128], rx_spec[128];
     uint32_t seed;
+    char seed_arg[16];
     struct server srv;
     bool up;
     char start_err[256];
@@ -780,8 +794,9 @@ struct profile {
 };
 
 /* Seeds: seed_off is fixed per profile (not its place in the table), so a
- * profile's fault seed depends only on ANIC_E2E_SEED; the full spec, seed
- * included, is printed when the profile starts.
+ * profile's fault seed depends only on ANIC_TEST_SEED; the specs and the
+ * seed are printed when the profile starts, and test_server_up checks that
+ * the server derived fault-tx = seed and fault-rx = seed + 1 from --seed.
  *
  * The huge (256 MiB) transfers: measured on the 2-core machine, a 256 MiB
  * download takes 2-5 s without loss or at 1% TX loss and ~31 s at 5% TX loss
@@ -931,14 +946,14 @@ static bool make_upload(struct upload *u, uint64_t size, uint64_t seed, const ch
     FILE *f = fopen(u->path, "wb");
     if (!f)
         return false;
-    uint64_t st = seed;
+    struct tu_rng st = {seed};
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     EVP_DigestInit_ex(md, EVP_sha256(), NULL);
     static uint64_t buf[8192];
     for (uint64_t pos = 0; pos < size;) {
         size_t len = size - pos < sizeof(buf) ? (size_t)(size - pos) : sizeof(buf);
         for (size_t i = 0; i < (len + 7) / 8; i++)
-            buf[i] = rng_next(&st);
+            buf[i] = tu_rng_next(&st);
         EVP_DigestUpdate(md, buf, len);
         if (fwrite(buf, 1, len, f) != len) {
             fclose(f);
@@ -976,12 +991,15 @@ static void profile_setup(int idx)
     install_handlers();
     p->t_start = now_s();
     p->seed = (uint32_t)(base_seed + p->seed_off);
+    snprintf(p->seed_arg, sizeof(p->seed_arg), "%" PRIu32, p->seed);
     if (p->tx)
-        snprintf(p->tx_spec, sizeof(p->tx_spec), "%s seed %" PRIu32, p->tx, p->seed);
+        snprintf(p->tx_spec, sizeof(p->tx_spec), "%s", p->tx);
     if (p->rx)
-        snprintf(p->rx_spec, sizeof(p->rx_spec), "%s seed %" PRIu32, p->rx, p->seed + 1);
+        snprintf(p->rx_spec, sizeof(p->rx_spec), "%s", p->rx);
     const char *extra[32];
     int n = 0;
+    extra[n++] = "--seed";
+    extra[n++] = p->seed_arg;
     if (p->rx_nobuf) {
         extra[n++] = "--rx-reorder-buf";
         extra[n++] = "0";
@@ -1001,8 +1019,8 @@ static void profile_setup(int idx)
         extra[n++] = "none";
     }
     extra[n] = NULL;
-    note("===== profile %s: fault-tx '%s', fault-rx '%s'%s%s%s%s =====", p->name,
-         p->tx ? p->tx_spec : "none", p->rx ? p->rx_spec : "none",
+    note("===== profile %s: seed %" PRIu32 ", fault-tx '%s', fault-rx '%s'%s%s%s%s =====", p->name,
+         p->seed, p->tx ? p->tx_spec : "none", p->rx ? p->rx_spec : "none",
          p->rx_nobuf ? ", --rx-reorder-buf 0" : "", p->rx_hint ? ", --rx-resync hint" : "",
          p->one_context ? ", --nic-contexts 1" : "", p->no_offloads ? ", --offloads none" : "");
     p->up = server_start(&p->srv, p->name, p->tx ? p->tx_spec : NULL, p->rx ? p->rx_spec : NULL,
@@ -1164,6 +1182,15 @@ START_TEST(test_server_up)
     profile_setup(_i);
     ck_assert_msg(cur && cur->up, "server of profile %s did not start: %s", cur ? cur->name : "?",
                   cur ? cur->start_err : "");
+    /* One seed: --seed S gave fault-tx S and fault-rx S + 1 (the banner
+       prints each stage's effective spec, seed last). */
+    char tx_seed[32], rx_seed[32];
+    snprintf(tx_seed, sizeof(tx_seed), "seed %" PRIu32, cur->seed);
+    snprintf(rx_seed, sizeof(rx_seed), "seed %" PRIu64, (uint64_t)cur->seed + 1);
+    ck_assert_msg(file_line_matches(cur->srv.log, "  fault-tx: ", tx_seed) &&
+                      file_line_matches(cur->srv.log, "  fault-rx: ", rx_seed),
+                  "%s: the banner in %s lacks fault-tx '... %s' or fault-rx '... %s'", cur->name,
+                  cur->srv.log, tx_seed, rx_seed);
 }
 END_TEST
 
@@ -1603,9 +1630,8 @@ START_TEST(test_hostile_tls)
     struct fails f = {0};
     static const char plain_on_tls[] = "GET /bytes/10 HTTP/1.1\r\nHost: x\r\n\r\n";
     uint8_t junk[1024];
-    uint64_t st = base_seed ^ 0x6a756e6bu;
-    for (size_t i = 0; i < sizeof(junk); i++)
-        junk[i] = (uint8_t)rng_next(&st);
+    struct tu_rng st = {base_seed ^ 0x6a756e6bu};
+    tu_rng_fill(&st, junk, sizeof(junk));
     const struct {
         const char *name;
         const void *p;
@@ -3728,7 +3754,8 @@ int main(void)
         }
 
     /* ---- configuration ---- */
-    base_seed = env_u64("ANIC_E2E_SEED", base_seed) & 0xffffffffu;
+    tu_seed_init_default("test_e2e", base_seed);
+    base_seed = tu_seed & 0xffffffffu; /* profile seeds: (base + offset) mod 2^32 */
     big_size = env_u64("ANIC_E2E_BIG", big_size);
     huge_size = env_u64("ANIC_E2E_HUGE", huge_size);
     if (huge_size && huge_size <= big_size) {
@@ -3755,9 +3782,9 @@ int main(void)
     alarm(WATCHDOG_S);
 
     note("anic binary %s, run directory %s", ANIC_BIN, run_dir);
-    note("seed %" PRIu64 " (replay: ANIC_E2E_SEED=%" PRIu64 "; one profile: CK_RUN_CASE=name), "
-         "big size %" PRIu64 " B, huge size %" PRIu64 " B, curl --max-time %s (huge: %s)",
-         base_seed, base_seed, big_size, huge_size, max_time_arg, max_time_huge_arg);
+    note("one profile: CK_RUN_CASE=name; big size %" PRIu64 " B, huge size %" PRIu64
+         " B, curl --max-time %s (huge: %s)",
+         big_size, huge_size, max_time_arg, max_time_huge_arg);
 
     double t0 = now_s();
     for (int i = 0; i < N_SIZES; i++) {

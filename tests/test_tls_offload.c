@@ -10,7 +10,6 @@
  * teardown deleting every flow.
  */
 #include <check.h>
-#include <semaphore.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <lwip/tcp.h>
 #include <lwip/tcpip.h>
 
+#include "test_lwip.h"
 #include "tls_offload.h"
 #include "tls_record.h"
 
@@ -133,23 +133,13 @@ static const struct tls_offload_ops fake_ops = {.tx_add = fake_tx_add,
 
 /* ---- harness ---- */
 
-static sem_t tcpip_ready;
-
-static void tcpip_done(void *arg)
-{
-    (void)arg;
-    sem_post(&tcpip_ready);
-}
-
 static struct tls_offload *O;
 static struct tcp_pcb *PCB;
 
 static void setup(void)
 {
     /* pbufs need lwIP's pools; Check forks a process per test. */
-    sem_init(&tcpip_ready, 0, 0);
-    tcpip_init(tcpip_done, NULL);
-    sem_wait(&tcpip_ready);
+    tu_lwip_start_once();
     LOCK_TCPIP_CORE();
     memset(&D, 0, sizeof(D));
     O = tls_offload_new(&fake_ops, &D);
