@@ -1,6 +1,7 @@
 /* bench_load.c - `anic bench --load`: wrk against anic and nginx; see bench_load.h. */
 #define _GNU_SOURCE
 #include "bench_load.h"
+#include "bench_nginx.h"
 #include "app_runtime.h"
 
 #include <arpa/inet.h>
@@ -25,16 +26,15 @@
 #include <unistd.h>
 
 #define LOAD_MAX_LIST    8
-#define LOAD_NGINX_HTTP  8080
-#define LOAD_NGINX_HTTPS 8443
-#define LOAD_NGINX_ADDR  "127.0.0.1" /* the namespace's own loopback */
-#define LOAD_WRK_TIMEOUT "5s"        /* a request slower than this counts as a timeout */
-#define LOAD_NOFILE      65536       /* fds for wrk and nginx at 5000 connections */
-#define LOAD_WRK_GRACE_S 30          /* wrk's deadline past its duration (connect storms) */
+#define LOAD_NGINX_HTTP  BENCH_NGINX_HTTP
+#define LOAD_NGINX_HTTPS BENCH_NGINX_HTTPS
+#define LOAD_NGINX_ADDR  BENCH_NGINX_ADDR
+#define LOAD_WRK_TIMEOUT "5s" /* a request slower than this counts as a timeout */
+#define LOAD_WRK_GRACE_S 30   /* wrk's deadline past its duration (connect storms) */
 #define LOAD_OUT_CAP     16384
 #define LOAD_SETTLE_MS   1000 /* between cells: the last cell's connections close */
 #define LOAD_DEFAULT_CSV "anic-load.csv"
-#define LOAD_CIPHER      "ECDHE-ECDSA-AES128-GCM-SHA256"
+#define LOAD_CIPHER      BENCH_CIPHER
 #define LOAD_CIPHER_MBED "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"
 
 struct load_opts {
@@ -61,11 +61,11 @@ struct load_result {
 
 struct load {
     struct load_opts o;
-    char dir[64], cert[96], key[96], conf[96], netns[32];
-    char wrk[256], nginx_bin[256];
+    char dir[64], cert[96], key[96], netns[32];
+    char wrk[256];
+    struct bench_nginx ng;
     struct app_runtime rt;
     bool runtime;
-    pid_t nginx;
     FILE *csv;
 };
 
@@ -93,115 +93,18 @@ static void sleep_ms(unsigned ms)
 
 static bool find_tool(const char *name, char *out, size_t cap)
 {
-    static const char *const dirs[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-                                       "/usr/bin",        "/sbin",          "/bin"};
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        snprintf(out, cap, "%s/%s", dirs[i], name);
-        if (access(out, X_OK) == 0)
-            return true;
-    }
-    return false;
+    return bench_find_tool(name, out, cap);
 }
 
-/* Soft fd limit up to the hard one: wrk and nginx need one per connection. */
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
-static unsigned nofile_max(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY)
-        return LOAD_NOFILE;
-    return rl.rlim_max < LOAD_NOFILE ? (unsigned)rl.rlim_max : LOAD_NOFILE;
-}
-
-/* Fork and exec argv with stdout into a pipe (read into out, NUL-terminated)
-   and stderr into err_path (or /dev/null). Bounded: killed after timeout_s.
-   Returns the exit status, 128 + signal, or -1. */
 static int run_capture(char *const argv[], char *out, size_t cap, const char *err_path,
                        double timeout_s)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        raise_nofile();
-        int nul = open("/dev/null", O_RDWR);
-        int efd = err_path ? open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : nul;
-        dup2(nul, 0);
-        dup2(p[1], 1);
-        dup2(efd >= 0 ? efd : nul, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    if (pid < 0) {
-        close(p[0]);
-        return -1;
-    }
-    size_t len = 0;
-    double deadline = now_s() + timeout_s;
-    bool killed = false;
-    for (;;) {
-        double left = deadline - now_s();
-        if (left <= 0 || load_stop) {
-            kill(pid, SIGKILL);
-            killed = true;
-            break;
-        }
-        struct pollfd pf = {p[0], POLLIN, 0};
-        int r = poll(&pf, 1, left > 0.2 ? 200 : 1 + (int)(left * 1000));
-        if (r < 0 && errno != EINTR)
-            break;
-        if (r <= 0)
-            continue;
-        char tmp[4096];
-        ssize_t n = read(p[0], tmp, sizeof(tmp));
-        if (n <= 0)
-            break;
-        size_t take = cap - 1 - len < (size_t)n ? cap - 1 - len : (size_t)n;
-        memcpy(out + len, tmp, take);
-        len += take;
-    }
-    out[len] = 0;
-    close(p[0]);
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (killed)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return bench_run_capture(argv, out, cap, err_path, timeout_s, &load_stop);
 }
 
-/* ---- setup: files, certificate, nginx ---- */
-
-/* The /bytes/N body: byte i is i % 251 (apps/app_http.c). */
 static int write_pattern_file(const char *path, uint64_t n)
 {
-    FILE *f = fopen(path, "we");
-    if (!f)
-        return -1;
-    uint8_t period[251 * 64];
-    for (size_t i = 0; i < sizeof(period); i++)
-        period[i] = (uint8_t)(i % 251);
-    for (uint64_t left = n; left;) {
-        size_t k = left < sizeof(period) ? (size_t)left : sizeof(period);
-        if (fwrite(period, 1, k, f) != k) {
-            fclose(f);
-            return -1;
-        }
-        left -= k;
-    }
-    return fclose(f) == 0 ? 0 : -1;
+    return bench_write_pattern_file(path, n);
 }
 
 static int make_files(struct load *L)
@@ -220,150 +123,6 @@ static int make_files(struct load *L)
         chmod(p, 0644);
     }
     return 0;
-}
-
-/* One ECDSA P-256 certificate for both servers. */
-static int make_cert(struct load *L)
-{
-    char openssl[256], out[256];
-    if (!find_tool("openssl", openssl, sizeof(openssl)))
-        return -1;
-    snprintf(L->cert, sizeof(L->cert), "%s/cert.pem", L->dir);
-    snprintf(L->key, sizeof(L->key), "%s/key.pem", L->dir);
-    char *argv[] = {openssl,
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=anic-load",
-                    "-addext",
-                    "subjectAltName=IP:10.77.0.2,IP:127.0.0.1",
-                    "-keyout",
-                    L->key,
-                    "-out",
-                    L->cert,
-                    NULL};
-    return run_capture(argv, out, sizeof(out), NULL, 30) == 0 ? 0 : -1;
-}
-
-static int write_nginx_conf(struct load *L)
-{
-    snprintf(L->conf, sizeof(L->conf), "%s/nginx.conf", L->dir);
-    FILE *f = fopen(L->conf, "we");
-    if (!f)
-        return -1;
-    /* Everything nginx writes stays in the temporary directory. Timeouts as
-       anic's defaults; keep-alive without a request cap, as anic. */
-    fprintf(f,
-            "daemon off;\n"
-            "master_process on;\n"
-            "worker_processes %u;\n"
-            "worker_rlimit_nofile %u;\n"
-            "pid %s/nginx.pid;\n"
-            "error_log %s/error.log warn;\n"
-            "events { worker_connections %u; }\n"
-            "http {\n"
-            "  access_log off;\n"
-            "  sendfile on;\n"
-            "  keepalive_requests 1000000000;\n"
-            "  keepalive_timeout 75s;\n"
-            "  client_body_temp_path %s/tmp-body;\n"
-            "  proxy_temp_path %s/tmp-proxy;\n"
-            "  fastcgi_temp_path %s/tmp-fastcgi;\n"
-            "  uwsgi_temp_path %s/tmp-uwsgi;\n"
-            "  scgi_temp_path %s/tmp-scgi;\n"
-            "  types { }\n"
-            "  default_type application/octet-stream;\n"
-            "  server {\n"
-            "    listen %s:%d backlog=16384;\n"
-            "    listen %s:%d ssl backlog=16384;\n"
-            "    ssl_certificate %s;\n"
-            "    ssl_certificate_key %s;\n"
-            "    ssl_protocols TLSv1.2;\n"
-            "    ssl_ciphers %s;\n"
-            "    ssl_session_tickets off;\n"
-            "    root %s/www;\n"
-            "  }\n"
-            "}\n",
-            L->o.nginx_workers, nofile_max(), L->dir, L->dir, nofile_max() / 2, L->dir, L->dir,
-            L->dir, L->dir, L->dir, LOAD_NGINX_ADDR, LOAD_NGINX_HTTP, LOAD_NGINX_ADDR,
-            LOAD_NGINX_HTTPS, L->cert, L->key, LOAD_CIPHER, L->dir);
-    return fclose(f) == 0 ? 0 : -1;
-}
-
-static bool port_open(const char *addr, int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, addr, &sa.sin_addr);
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-/* Started from the thread that is in the namespace: nginx is too. */
-static int nginx_start(struct load *L)
-{
-    char errlog[160];
-    snprintf(errlog, sizeof(errlog), "%s/nginx.stderr", L->dir);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        raise_nofile();
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        int nul = open("/dev/null", O_RDWR);
-        int efd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(nul, 0);
-        dup2(nul, 1);
-        dup2(efd >= 0 ? efd : nul, 2);
-        execl(L->nginx_bin, L->nginx_bin, "-p", L->dir, "-c", L->conf, (char *)NULL);
-        _exit(127);
-    }
-    if (pid < 0)
-        return -1;
-    L->nginx = pid;
-    for (int i = 0; i < 100; i++) { /* <= 5 s */
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            L->nginx = 0;
-            fprintf(stderr, "anic bench --load: nginx exited at start (see %s)\n", errlog);
-            return -1;
-        }
-        if (port_open(LOAD_NGINX_ADDR, LOAD_NGINX_HTTP) &&
-            port_open(LOAD_NGINX_ADDR, LOAD_NGINX_HTTPS))
-            return 0;
-        sleep_ms(50);
-    }
-    fprintf(stderr, "anic bench --load: nginx did not listen within 5 s\n");
-    return -1;
-}
-
-/* By PID: SIGTERM (nginx's fast shutdown; the master stops its workers),
-   bounded wait, then SIGKILL. */
-static void nginx_stop(struct load *L)
-{
-    if (L->nginx <= 0)
-        return;
-    kill(L->nginx, SIGTERM);
-    int st;
-    pid_t w = 0;
-    for (int i = 0; i < 100 && (w = waitpid(L->nginx, &st, WNOHANG)) == 0; i++)
-        sleep_ms(50);
-    if (w == 0) {
-        kill(L->nginx, SIGKILL);
-        waitpid(L->nginx, &st, 0);
-    }
-    L->nginx = 0;
 }
 
 /* ---- wrk ---- */
@@ -1091,7 +850,7 @@ int bench_load_main(int argc, char **argv)
         return 1;
     }
     if (!find_tool("wrk", L->wrk, sizeof(L->wrk)) ||
-        (L->o.nginx && !find_tool("nginx", L->nginx_bin, sizeof(L->nginx_bin)))) {
+        (L->o.nginx && !find_tool("nginx", L->ng.bin, sizeof(L->ng.bin)))) {
         fprintf(stderr, "anic bench --load: needs wrk%s (scripts/deps.sh installs them)\n",
                 L->o.nginx ? " and nginx" : "");
         return 1;
@@ -1110,7 +869,15 @@ int bench_load_main(int argc, char **argv)
         return 1;
     }
     chmod(L->dir, 0755); /* nginx's workers read www/ as an unprivileged user */
-    if (make_files(L) < 0 || make_cert(L) < 0 || (L->o.nginx && write_nginx_conf(L) < 0)) {
+    L->ng.dir = L->dir;  /* ng.bin was found above */
+    L->ng.cert = L->cert;
+    L->ng.key = L->key;
+    L->ng.who = "anic bench --load";
+    L->ng.stop = &load_stop;
+    L->ng.workers = L->o.nginx_workers;
+    if (make_files(L) < 0 ||
+        bench_make_cert(L->dir, L->cert, sizeof(L->cert), L->key, sizeof(L->key)) < 0 ||
+        (L->o.nginx && bench_nginx_write_conf(&L->ng) < 0)) {
         fprintf(stderr, "anic bench --load: cannot prepare files and certificate in %s\n", L->dir);
         goto out;
     }
@@ -1150,7 +917,7 @@ int bench_load_main(int argc, char **argv)
         goto out;
     }
     L->runtime = true;
-    if (L->o.nginx && nginx_start(L) < 0)
+    if (L->o.nginx && bench_nginx_start(&L->ng) < 0)
         goto out;
     if (L->o.hs_s)
         run_handshakes(L), status = load_stop ? 130 : 0;
@@ -1159,7 +926,7 @@ int bench_load_main(int argc, char **argv)
     if (L->csv)
         printf("CSV: %s\n", L->o.csv_path);
 out:
-    nginx_stop(L);
+    bench_nginx_stop(&L->ng);
     if (L->runtime) {
         app_runtime_stop(&L->rt);
         app_runtime_free(&L->rt);
