@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,9 @@ static void usage_serve(FILE *f)
         "                        'loss 1%% duplicate 0.5%% reorder 5%% gap 3 corrupt 0.1%%\n"
         "                         tamper 0.1%% delay 2ms 1ms rate 1gbit seed 7'\n"
         "  --fault-rx SPEC     faults kernel -> NIC, same vocabulary\n"
+        "  --seed S            the run's seed (decimal or 0x-hex): fault-tx uses S, fault-rx\n"
+        "                        S+1, unless a SPEC names its own 'seed'; default random,\n"
+        "                        printed at start for replay\n"
         "  --duration SECONDS  exit by itself after this long (default: run until signalled)\n"
         "  --ready-file FILE   create FILE once the server accepts connections\n"
         "  -h, --help          this text\n");
@@ -192,6 +196,7 @@ enum {
     OPT_NO_TSO,
     OPT_NO_GSO,
     OPT_NO_LRO,
+    OPT_SEED,
 };
 
 static const struct option serve_opts[] = {
@@ -232,6 +237,7 @@ static const struct option serve_opts[] = {
     {"no-tso", no_argument, NULL, OPT_NO_TSO},
     {"no-gso", no_argument, NULL, OPT_NO_GSO},
     {"no-lro", no_argument, NULL, OPT_NO_LRO},
+    {"seed", required_argument, NULL, OPT_SEED},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -260,6 +266,10 @@ static void print_banner(const struct app_runtime *rt, const struct app_runtime_
     if (rt->tls)
         printf("  CA certificate: %s\n", cfg->cert_path ? cfg->cert_path : cfg->ca_out_path);
     char ol[64];
+    printf("  seed: %" PRIu64 " (replay: anic serve --seed %" PRIu64
+           " with the same options; a fault stage without its own seed uses %" PRIu64
+           " for TX, %" PRIu64 " for RX)\n",
+           rt->cfg.seed, rt->cfg.seed, rt->cfg.seed, rt->cfg.seed + 1);
     printf("  fault-tx: %s\n  fault-rx: %s\n  offloads: %s\n", ft, fr,
            app_offloads_format(cfg->offloads, ol, sizeof(ol)));
     if (cfg->pcap_path)
@@ -361,6 +371,13 @@ static int cmd_serve(int argc, char **argv)
                         c == OPT_FAULT_TX ? "fault-tx" : "fault-rx", err);
                 return 2;
             }
+            break;
+        case OPT_SEED:
+            if (nic_fault_seed_parse(optarg, &cfg.seed, err, sizeof(err)) < 0) {
+                fprintf(stderr, "anic serve: --seed: %s\n", err);
+                return 2;
+            }
+            cfg.seed_set = true;
             break;
         case OPT_DURATION:
             if (parse_u32(optarg, 1, 86400, &duration) < 0)

@@ -131,7 +131,7 @@ int app_mode_parse(const char *s)
 }
 
 /* tls/ reaches the device only through this table (docs/design.md §4). */
-static const struct tls_offload_ops app_tls_offload_ops = {
+const struct tls_offload_ops app_tls_offload_ops = {
     .tx_add = stack_tls_tx_add,
     .tx_del = stack_tls_tx_del,
     .rx_add = stack_tls_rx_add,
@@ -147,6 +147,22 @@ static uint64_t random_seed(void)
     if (getrandom(&s, sizeof(s), 0) != sizeof(s))
         s = (uint64_t)time(NULL);
     return s & 0xffffffffull; /* short enough to retype */
+}
+
+void app_runtime_seed_faults(struct app_runtime_cfg *cfg)
+{
+    if (!cfg->seed_set) {
+        cfg->seed = random_seed();
+        cfg->seed_set = true;
+    }
+    if (!cfg->fault_tx.seed_set) {
+        cfg->fault_tx.seed = cfg->seed;
+        cfg->fault_tx.seed_set = true;
+    }
+    if (!cfg->fault_rx.seed_set) {
+        cfg->fault_rx.seed = cfg->seed + 1;
+        cfg->fault_rx.seed_set = true;
+    }
 }
 
 /* The kernel is our peer. Linux's 200 ms minimum RTO would make every loss
@@ -168,14 +184,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
 {
     memset(rt, 0, sizeof(*rt));
     rt->cfg = *cfg;
-    if (!rt->cfg.fault_tx.seed_set) {
-        rt->cfg.fault_tx.seed = random_seed();
-        rt->cfg.fault_tx.seed_set = true;
-    }
-    if (!rt->cfg.fault_rx.seed_set) {
-        rt->cfg.fault_rx.seed = random_seed();
-        rt->cfg.fault_rx.seed_set = true;
-    }
+    app_runtime_seed_faults(&rt->cfg);
     if (app_netns_create_enter(cfg->netns, err, errlen) < 0)
         return -1;
     rt->netns_created = true;

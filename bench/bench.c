@@ -128,9 +128,8 @@ struct bench_opts {
     enum sweep_kind sweep;
     double values[BENCH_MAX_VALUES]; /* the sweep's percentages */
     unsigned n_values;
-    uint64_t seed;
-    bool seed_set;
-    bool micro; /* --micro */
+    uint64_t seed; /* --seed: the runtime's (fault-tx S, fault-rx S+1) */
+    bool micro;    /* --micro */
 };
 
 /* CPU time of this process's threads, by class, over one transfer. */
@@ -264,7 +263,7 @@ static void usage(FILE *f)
         "                    downloads only, once per TX loss value in LIST (percent,\n"
         "                      comma-separated, 0..100, default " BENCH_DEFAULT_LOSSES "):\n"
         "                      for each value a fresh runtime (namespace, TUN, NIC,\n"
-        "                      host) with --fault-tx 'loss P%% seed S', every mode as a\n"
+        "                      host) with --fault-tx 'loss P%%' (seed S), every mode as a\n"
         "                      listener, one download of SIZE per mode. The seed is the\n"
         "                      same at every loss value; the modes of one loss value\n"
         "                      share its fault stage, so each sees a different stretch\n"
@@ -279,7 +278,7 @@ static void usage(FILE *f)
         "  --rx-reorder-sweep [LIST]\n"
         "                    uploads only, once per RX fault value in LIST (percent,\n"
         "                      default " BENCH_DEFAULT_LOSSES "): a fresh runtime per value with\n"
-        "                      --fault-rx 'loss P%% seed S' or 'reorder P%% gap %u seed S',\n"
+        "                      --fault-rx 'loss P%%' or 'reorder P%% gap %u' (seed S+1),\n"
         "                      one upload of SIZE per mode. Reports per (value, mode):\n"
         "                      MB/s, host and NIC CPU s/GB, host CPU vs plain, the\n"
         "                      measured drop/reorder rate and, for modes with anic's\n"
@@ -291,7 +290,8 @@ static void usage(FILE *f)
         "                      fully offloaded at %g%% reordering, >= %.0f%% at %g%% loss, host\n"
         "                      CPU per byte of an offloaded upload within %.0f%% of plain.\n"
         "                      Not with --fault-rx.\n"
-        "  --seed S          a sweep's fault seed (default %" PRIu64 ")\n"
+        "  --seed S          the run's seed, every run and sweep (default %" PRIu64 "):\n"
+        "                      fault-tx uses S, fault-rx S+1, unless a SPEC names its own\n"
         "  --micro           microbenchmark of the NIC engine alone: no namespace, no\n"
         "                      TUN, no thread; the bench thread drives a nic_dev and\n"
         "                      times nic_dev_poll_once() with CLOCK_THREAD_CPUTIME_ID\n"
@@ -605,18 +605,12 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             else
                 return bad("rx-resync", optarg, "expected nic or hint");
             break;
-        case OPT_SEED: {
-            char *end;
-            if (!isdigit((unsigned char)optarg[0]))
-                return bad("seed", optarg, "expected a decimal or 0x-hex integer");
-            errno = 0;
-            unsigned long long s = strtoull(optarg, &end, 0);
-            if (errno || *end)
-                return bad("seed", optarg, "expected a decimal or 0x-hex integer");
-            o->seed = (uint64_t)s;
-            o->seed_set = true;
+        case OPT_SEED:
+            if (nic_fault_seed_parse(optarg, &o->seed, err, sizeof(err)) < 0) {
+                fprintf(stderr, "anic bench: --seed: %s\n", err);
+                return 2;
+            }
             break;
-        }
         case OPT_MICRO:
             o->micro = true;
             break;
@@ -649,11 +643,6 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
                 "anic bench: --fault-rx conflicts with --%s "
                 "(the sweep sets the RX fault stage; --fault-tx is allowed)\n",
                 sweep_opt[o->sweep]);
-        return 2;
-    }
-    if (o->seed_set && !o->sweep) {
-        fprintf(stderr, "anic bench: --seed is for the sweeps (else put 'seed S' in "
-                        "--fault-tx/--fault-rx)\n");
         return 2;
     }
     if ((o->sweep == SWEEP_RX_LOSS || o->sweep == SWEEP_RX_REORDER) && !o->modes_set &&
@@ -1498,6 +1487,8 @@ static int runtime_up(struct bench *b, const struct nic_fault_cfg *fault_tx,
     cfg.offloads = b->o.offloads;
     cfg.fault_tx = *fault_tx;
     cfg.fault_rx = *fault_rx;
+    cfg.seed = b->o.seed; /* fault-tx S, fault-rx S+1 where a spec names no seed */
+    cfg.seed_set = true;
     cfg.rx_reorder_bytes = b->o.rx_reorder_bytes;
     cfg.rx_hint = b->o.rx_hint;
     cfg.record_size = b->o.record_size;
@@ -1581,7 +1572,8 @@ static void print_header(struct bench *b)
            app_offloads_format(b->rt.cfg.offloads, ol, sizeof(ol)));
     print_listeners(b);
     print_nic_rx(b);
-    printf("  fault-tx: %s\n  fault-rx: %s\n", b->fault_tx, b->fault_rx);
+    printf("  seed %" PRIu64 " (replay: --seed %" PRIu64 ")\n  fault-tx: %s\n  fault-rx: %s\n",
+           b->rt.cfg.seed, b->rt.cfg.seed, b->fault_tx, b->fault_rx);
     printf("  csv: %s\n\n", b->csv ? b->o.csv_path : "(none)");
     fflush(stdout);
 }
@@ -1705,8 +1697,8 @@ static const enum tls_mode nic_modes[] = {TLS_MODE_NIC, TLS_MODE_NIC_TAGCACHE};
 static void print_sweep_table(const struct bench *b)
 {
     double gb = (double)b->o.size / 1e9;
-    printf("\nTX loss sweep: one download of %.1f MiB per (loss, mode), fault-tx 'loss P%% "
-           "seed %" PRIu64 "'\n",
+    printf("\nTX loss sweep: one download of %.1f MiB per (loss, mode), fault-tx 'loss P%%' "
+           "seed %" PRIu64 "\n",
            (double)b->o.size / (1 << 20), b->o.seed);
     if (b->o.repeat > 1)
         printf("median of %u runs (by throughput), CPU and counters of that run\n", b->o.repeat);
@@ -1803,10 +1795,10 @@ static void print_rx_sweep_table(const struct bench *b)
     char gap[32] = "";
     if (reorder)
         snprintf(gap, sizeof(gap), " gap %u", BENCH_REORDER_GAP);
-    printf("\n%s sweep: one upload of %.1f MiB per (value, mode), fault-rx '%s P%%%s seed "
-           "%" PRIu64 "'\n",
+    printf("\n%s sweep: one upload of %.1f MiB per (value, mode), fault-rx '%s P%%%s' seed "
+           "%" PRIu64 "\n",
            reorder ? "RX reorder" : "RX loss", (double)b->o.size / (1 << 20),
-           reorder ? "reorder" : "loss", gap, b->o.seed);
+           reorder ? "reorder" : "loss", gap, b->o.seed + 1);
     print_nic_rx(b);
     if (b->o.repeat > 1)
         printf("median of %u runs (by throughput), CPU and counters of that run\n", b->o.repeat);
@@ -1917,8 +1909,9 @@ static int run_sweep(struct bench *b)
         printf("%s%g", li ? "," : " ", b->o.values[li]);
     if (b->o.sweep == SWEEP_RX_REORDER)
         printf(" (gap %u)", BENCH_REORDER_GAP);
-    printf(", fault seed %" PRIu64 " (same at every value; modes of one value share its stage)\n",
-           b->o.seed);
+    printf(", seed %" PRIu64 ": fault-tx %" PRIu64 ", fault-rx %" PRIu64
+           " (same at every value; modes of one value share its stage)\n",
+           b->o.seed, b->o.seed, b->o.seed + 1);
     print_machine(b);
     printf("  namespace %s (a fresh one per value), MTU %u\n", b->netns, b->o.mtu);
     print_listeners(b);
@@ -1926,20 +1919,13 @@ static int run_sweep(struct bench *b)
     printf("  csv: %s\n", b->csv ? b->o.csv_path : "(none)");
     fflush(stdout);
 
-    /* The other direction's stage without a seed: the sweep's, so every
-       runtime replays it. */
-    struct nic_fault_cfg *other = rx ? &b->o.fault_tx : &b->o.fault_rx;
-    if (!other->seed_set) {
-        other->seed = b->o.seed;
-        other->seed_set = true;
-    }
+    /* Seeds come from --seed in runtime_up(), so every runtime replays them. */
     for (unsigned li = 0; li < b->o.n_values && !stop_requested(b); li++) {
         struct nic_fault_cfg f;
         if (b->o.sweep == SWEEP_RX_REORDER)
-            snprintf(spec, sizeof(spec), "reorder %g%% gap %u seed %" PRIu64, b->o.values[li],
-                     BENCH_REORDER_GAP, b->o.seed);
+            snprintf(spec, sizeof(spec), "reorder %g%% gap %u", b->o.values[li], BENCH_REORDER_GAP);
         else
-            snprintf(spec, sizeof(spec), "loss %g%% seed %" PRIu64, b->o.values[li], b->o.seed);
+            snprintf(spec, sizeof(spec), "loss %g%%", b->o.values[li]);
         if (nic_fault_cfg_parse(&f, spec, err, sizeof(err)) < 0) {
             fprintf(stderr, "anic bench: fault spec '%s': %s\n", spec, err);
             failed = true;

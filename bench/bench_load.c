@@ -50,6 +50,8 @@ struct load_opts {
     unsigned soak_s, soak_round_s, soak_conns; /* --soak: 0 = the benchmark */
     unsigned hs_s, hs_par;                     /* --load-handshakes: s_time seconds, processes */
     const char *soak_fault;
+    uint64_t seed; /* --seed: the runtime's (fault-tx S, fault-rx S+1) */
+    bool seed_set; /* else the runtime chooses one and it is printed */
 };
 
 /* One wrk run, parsed. */
@@ -610,6 +612,7 @@ enum {
     OPT_SOAK_FAULT,
     OPT_HANDSHAKES,
     OPT_HS_PAR,
+    OPT_SEED,
 };
 
 static const struct option load_long[] = {
@@ -626,6 +629,7 @@ static const struct option load_long[] = {
     {"soak-round", required_argument, NULL, OPT_SOAK_ROUND},
     {"soak-conns", required_argument, NULL, OPT_SOAK_CONNS},
     {"soak-fault", required_argument, NULL, OPT_SOAK_FAULT},
+    {"seed", required_argument, NULL, OPT_SEED},
     {"load-handshakes", required_argument, NULL, OPT_HANDSHAKES},
     {"handshake-clients", required_argument, NULL, OPT_HS_PAR},
     {"help", no_argument, NULL, 'h'},
@@ -661,7 +665,9 @@ static void usage(FILE *f)
             "                       must be gone, and RSS flat. Exit 0 only if so\n"
             "  --soak-round S       seconds of wrk per round (default 10)\n"
             "  --soak-conns N       wrk connections (default 100)\n"
-            "  --soak-fault SPEC    fault spec on both directions (default '%s')\n",
+            "  --soak-fault SPEC    fault spec on both directions (default '%s')\n"
+            "  --seed S             the run's seed: fault-tx S, fault-rx S+1 unless SPEC names\n"
+            "                       its own (default random; printed for replay)\n",
             SOAK_DEFAULT_FLT);
 }
 
@@ -788,6 +794,15 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
         case OPT_SOAK_FAULT:
             o->soak_fault = optarg;
             break;
+        case OPT_SEED: {
+            char err[160];
+            if (nic_fault_seed_parse(optarg, &o->seed, err, sizeof(err)) < 0) {
+                fprintf(stderr, "anic bench --load: --seed: %s\n", err);
+                return 2;
+            }
+            o->seed_set = true;
+            break;
+        }
         case OPT_HANDSHAKES:
             if (parse_list(optarg, v, 1, 1, 600) != 1)
                 return load_bad("load-handshakes", optarg);
@@ -912,11 +927,15 @@ int bench_load_main(int argc, char **argv)
         fprintf(stderr, "anic bench --soak: invalid --soak-fault '%s': %s\n", L->o.soak_fault, err);
         goto out;
     }
+    cfg.seed = L->o.seed;
+    cfg.seed_set = L->o.seed_set;
     if (app_runtime_start(&L->rt, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "anic bench --load: %s\n", err);
         goto out;
     }
     L->runtime = true;
+    printf("anic bench --load: seed %" PRIu64 " (replay: --seed %" PRIu64 ")\n", L->rt.cfg.seed,
+           L->rt.cfg.seed);
     if (L->o.nginx && bench_nginx_start(&L->ng) < 0)
         goto out;
     if (L->o.hs_s)
