@@ -249,6 +249,19 @@ static int load_certs(struct tls_server *s, const struct tls_server_cfg *cfg, ch
     return 0;
 }
 
+/* One signature with the server key before any handshake worker runs: an
+   EC key's group builds its fixed-point comb table lazily, at the first
+   signature, and writes it into the shared key. Built here, once, it is only
+   read afterwards (workers sign concurrently), and the first handshake does
+   not pay for it. */
+static int warm_key(struct tls_server *s)
+{
+    unsigned char hash[32] = {0}, sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+    size_t sig_len = 0;
+    return mbedtls_pk_sign(&s->key, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig, &sig_len,
+                           mbedtls_ctr_drbg_random, &s->drbg);
+}
+
 struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, size_t errlen)
 {
     struct tls_server *s = calloc(1, sizeof(*s));
@@ -262,7 +275,15 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
         free(s);
         return NULL;
     }
+    if (cfg->handshake_workers > TLS_HS_WORKERS_MAX) {
+        snprintf(err, errlen, "handshake workers %u: at most %u", cfg->handshake_workers,
+                 TLS_HS_WORKERS_MAX);
+        free(s);
+        return NULL;
+    }
     s->record_size = cfg->record_size ? cfg->record_size : TLS_MAX_PLAINTEXT;
+    s->hs_workers = cfg->handshake_workers ? cfg->handshake_workers : 2;
+    s->hs_queue_cap = cfg->handshake_queue ? cfg->handshake_queue : 4096;
     mbedtls_entropy_init(&s->entropy);
     mbedtls_ctr_drbg_init(&s->drbg);
     mbedtls_x509_crt_init(&s->chain);
@@ -283,6 +304,11 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
         mbedtls_pk_free(&s->key);
         if (gen_certs(s, cfg, err, errlen) < 0)
             goto fail;
+    }
+    ret = warm_key(s);
+    if (ret) {
+        mbed_err(err, errlen, "sign with the server key", ret);
+        goto fail;
     }
     ret = mbedtls_ssl_config_defaults(&s->conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
                                       MBEDTLS_SSL_PRESET_DEFAULT);
