@@ -92,6 +92,10 @@ static void usage_serve(FILE *f)
         "                        (S may have decimals, e.g. 0.5; 0 = no such timeout)\n"
         "  --max-conns N       open connections; more are refused with RST at accept\n"
         "                        (default 0 = no cap)\n"
+        "  --handshake-workers N  threads running TLS handshakes off the core lock (1..16,\n"
+        "                        default 2)\n"
+        "  --handshake-queue N new handshakes that may wait for a worker (default 4096);\n"
+        "                        more are refused with RST (tls_<mode>.handshakes_queue_full)\n"
         "  --tcp-retries-time S give up on a peer that acknowledges none of our data for S\n"
         "                        seconds, as Linux's tcp_retries2 (default 900; 0 = lwIP's\n"
         "                        12 retransmissions, which the fast RTO uses up in ~4.5 s)\n"
@@ -190,6 +194,8 @@ enum {
     OPT_BODY_TIMEOUT,
     OPT_SEND_TIMEOUT,
     OPT_MAX_CONNS,
+    OPT_HS_WORKERS,
+    OPT_HS_QUEUE,
     OPT_TCP_RETRIES,
     OPT_RECORD_SIZE,
     OPT_OFFLOADS,
@@ -231,6 +237,8 @@ static const struct option serve_opts[] = {
     {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
     {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"handshake-workers", required_argument, NULL, OPT_HS_WORKERS},
+    {"handshake-queue", required_argument, NULL, OPT_HS_QUEUE},
     {"tcp-retries-time", required_argument, NULL, OPT_TCP_RETRIES},
     {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
     {"offloads", required_argument, NULL, OPT_OFFLOADS},
@@ -287,7 +295,7 @@ static int cmd_serve(int argc, char **argv)
     app_runtime_cfg_defaults(&cfg);
     int tls_mode = TLS_MODE_NIC;
     bool tagcache = false;
-    uint32_t https_port = 443, http_port = 80, duration = 0;
+    uint32_t https_port = 443, http_port = 80, duration = 0, u;
     struct app_listener extra[APP_SERVER_MAX_LISTENERS];
     unsigned n_extra = 0;
     const char *ready_file = NULL;
@@ -446,6 +454,16 @@ static int cmd_serve(int argc, char **argv)
         case OPT_MAX_CONNS:
             if (parse_u32(optarg, 0, 1000000, &cfg.limits.max_conns) < 0)
                 return bad("max-conns", optarg);
+            break;
+        case OPT_HS_WORKERS:
+            if (parse_u32(optarg, 1, 16, &u) < 0)
+                return bad("handshake-workers", optarg);
+            cfg.handshake_workers = u;
+            break;
+        case OPT_HS_QUEUE:
+            if (parse_u32(optarg, 1, 1000000, &u) < 0)
+                return bad("handshake-queue", optarg);
+            cfg.handshake_queue = u;
             break;
         case OPT_TCP_RETRIES:
             if (parse_secs_ms(optarg, 86400, &cfg.tcp_retries_ms) < 0)

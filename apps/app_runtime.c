@@ -258,6 +258,8 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
             .server_ip = cfg->host_ip,
             .keylog_path = cfg->keylog_path,
             .record_size = cfg->record_size,
+            .handshake_workers = cfg->handshake_workers,
+            .handshake_queue = cfg->handshake_queue,
         };
         rt->tls = tls_server_new(&tc, err, errlen);
         if (!rt->tls)

@@ -49,6 +49,7 @@ struct load_opts {
     const char *csv_path;
     unsigned soak_s, soak_round_s, soak_conns; /* --soak: 0 = the benchmark */
     unsigned hs_s, hs_par;                     /* --load-handshakes: s_time seconds, processes */
+    unsigned hs_workers;                       /* --handshake-workers (0 = the runtime's) */
     const char *soak_fault;
     uint64_t seed; /* --seed: the runtime's (fault-tx S, fault-rx S+1) */
     bool seed_set; /* else the runtime chooses one and it is printed */
@@ -613,6 +614,7 @@ enum {
     OPT_HANDSHAKES,
     OPT_HS_PAR,
     OPT_SEED,
+    OPT_HS_WORKERS,
 };
 
 static const struct option load_long[] = {
@@ -632,6 +634,7 @@ static const struct option load_long[] = {
     {"seed", required_argument, NULL, OPT_SEED},
     {"load-handshakes", required_argument, NULL, OPT_HANDSHAKES},
     {"handshake-clients", required_argument, NULL, OPT_HS_PAR},
+    {"handshake-workers", required_argument, NULL, OPT_HS_WORKERS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -657,6 +660,7 @@ static void usage(FILE *f)
             "  --load-handshakes S  instead of wrk: full-handshake rate, openssl s_time -new for\n"
             "                       S seconds per TLS mode and nginx\n"
             "  --handshake-clients N  parallel s_time processes (default 4)\n"
+            "  --handshake-workers N  anic's TLS handshake threads (1..16, default 2)\n"
             "\n"
             "  --soak S             instead: S seconds (10..86400) of rounds of wrk load on\n"
             "                       anic alone (modes in turn, --load-modes) under faults, each\n"
@@ -813,6 +817,11 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
                 return load_bad("handshake-clients", optarg);
             o->hs_par = (unsigned)v[0];
             break;
+        case OPT_HS_WORKERS:
+            if (parse_list(optarg, v, 1, 1, 16) != 1)
+                return load_bad("handshake-workers", optarg);
+            o->hs_workers = (unsigned)v[0];
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -913,6 +922,7 @@ int bench_load_main(int argc, char **argv)
     cfg.netns = L->netns;
     cfg.cert_path = L->cert;
     cfg.key_path = L->key;
+    cfg.handshake_workers = L->o.hs_workers;
     cfg.n_listeners = 0;
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){80, TLS_MODE_NONE};
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){443, TLS_MODE_SW};

@@ -62,7 +62,8 @@ struct tls_conn {
        holds a copy of the first unconsumed rxq bytes (mbed TLS read
        hs_in_off of them), hs_out the flight still to be written to TCP. */
     bool hs_busy, hs_started, hs_eof, hs_finished;
-    bool hs_cancel; /* set (atomically) when the connection dies while queued */
+    bool hs_cancel;  /* set (atomically) when the connection dies while queued */
+    bool hs_skipped; /* the worker skipped the step: the connection had died */
     unsigned hs_steps;
     int hs_result;
     uint8_t *hs_in, *hs_out;
@@ -832,7 +833,7 @@ static void try_start_offload(struct tls_conn *c)
 
 /* --- the handshake, off the core lock ---
    Under the lock, hs_kick() copies new input for mbed TLS and queues the
-   connection; the worker thread runs mbed TLS (its bio writes into hs_out);
+   connection; a worker of the pool runs mbed TLS (its bio writes into hs_out);
    hs_drain(), back on the tcpip thread, consumes what mbed TLS read from
    rxq, writes the flight to TCP and finishes or re-queues. A connection that
    dies meanwhile tells its upper layer at once but is freed by hs_drain. An ECDHE-ECDSA
@@ -857,11 +858,14 @@ static void *hs_main(void *arg)
         w->todo[qi] = c->hs_next;
         if (!w->todo[qi])
             w->todo_tail[qi] = NULL;
+        if (qi == 1)
+            w->n_new--;
         bool stopping = w->stop;
         pthread_mutex_unlock(&w->mu);
         if (stopping || __atomic_load_n(&c->hs_cancel, __ATOMIC_ACQUIRE)) {
             /* the server is going away, or the connection is: no public-key work */
             c->hs_result = MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+            c->hs_skipped = !stopping;
         } else {
             handshaking = c;
             c->hs_result = mbedtls_ssl_handshake(&c->ssl);
@@ -890,12 +894,18 @@ static bool hs_start(struct tls_server *srv)
         return true;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    if (pthread_create(&w->th, NULL, hs_main, srv) != 0) {
+    w->n_th = 0;
+    for (unsigned i = 0; i < srv->hs_workers; i++) {
+        if (pthread_create(&w->th[w->n_th], NULL, hs_main, srv) != 0)
+            break; /* fewer workers: still correct, slower */
+        pthread_setname_np(w->th[w->n_th], "tls-handshake");
+        w->n_th++;
+    }
+    if (!w->n_th) {
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
         return false;
     }
-    pthread_setname_np(w->th, "tls-handshake");
     w->started = true;
     return true;
 }
@@ -907,9 +917,11 @@ bool tls_conn_hs_stop(struct tls_server *srv)
         return true;
     pthread_mutex_lock(&w->mu);
     w->stop = true;
-    pthread_cond_signal(&w->cv);
+    pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    pthread_join(w->th, NULL);
+    for (unsigned i = 0; i < w->n_th; i++)
+        pthread_join(w->th[i], NULL);
+    w->n_th = 0;
     w->started = false;
     /* The last drain callback runs on the tcpip thread: wait for it (2 s). */
     bool posted = true;
@@ -978,10 +990,21 @@ static void hs_kick(struct tls_conn *c)
     c->hs_started = true;
     c->hs_eof = c->eof_seen && q == c->hs_in_len;
     struct tls_hs_worker *w = &c->srv->hs;
-    int qi = c->hs_steps++ ? 0 : 1;
+    int qi = c->hs_steps ? 0 : 1;
+    pthread_mutex_lock(&w->mu);
+    if (qi == 1 && w->n_new >= c->srv->hs_queue_cap) {
+        /* A ClientHello storm: refuse rather than queue without bound (each
+           waiting handshake holds its connection's memory). */
+        pthread_mutex_unlock(&w->mu);
+        ctr(c)->handshakes_queue_full++;
+        conn_kill(c, true);
+        return;
+    }
+    if (qi == 1)
+        w->n_new++;
+    c->hs_steps++;
     c->hs_busy = true;
     c->hs_next = NULL;
-    pthread_mutex_lock(&w->mu);
     if (w->todo_tail[qi])
         w->todo_tail[qi]->hs_next = c;
     else
@@ -1036,8 +1059,11 @@ static void hs_finish(struct tls_conn *c)
 static void hs_step_done(struct tls_conn *c)
 {
     c->hs_busy = false;
-    if (c->state == CONN_DEAD)
+    if (c->state == CONN_DEAD) {
+        if (c->hs_skipped)
+            ctr(c)->handshakes_abandoned++;
         return;
+    }
     if (c->hs_in_off) { /* what mbed TLS read is consumed now */
         rxq_consume(c, c->hs_in_off);
         memmove(c->hs_in, c->hs_in + c->hs_in_off, c->hs_in_len - c->hs_in_off);
@@ -1286,6 +1312,7 @@ int tls_conn_export_keys(void *p_expkey, const unsigned char *ms, const unsigned
     c->key_len = keylen;
     c->keys_ok = true;
     if (srv->keylog) {
+        flockfile(srv->keylog); /* one line per handshake, whichever worker runs it */
         fputs("CLIENT_RANDOM ", srv->keylog);
         for (int i = 0; i < 32; i++)
             fprintf(srv->keylog, "%02x", client_random[i]);
@@ -1294,6 +1321,7 @@ int tls_conn_export_keys(void *p_expkey, const unsigned char *ms, const unsigned
             fprintf(srv->keylog, "%02x", ms[i]);
         fputc('\n', srv->keylog);
         fflush(srv->keylog);
+        funlockfile(srv->keylog);
     }
     return 0;
 }
