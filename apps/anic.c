@@ -61,6 +61,11 @@ static void usage_serve(FILE *f)
         "  --rx-resync MODE    how the NIC finds records again after losing track: nic\n"
         "                        (default: magic-pattern search, host confirms) | hint\n"
         "                        (no search; tls/ tells the NIC where records start)\n"
+        "  --offload-policy P  which NIC-mode connections get NIC contexts: always (default)\n"
+        "                        | after:BYTES (each direction from its first record\n"
+        "                        boundary past BYTES payload bytes) | auto[:INSTALL_NS,\n"
+        "                        SW_PS,NIC_PS] (when the announced or transferred bytes\n"
+        "                        repay the install; cost model in README.md)\n"
         "  --rx-reorder-buf B  NIC RX: ciphertext bytes held per flow across a hole, so\n"
         "                        reordering and loss don't lose sync (default 262144;\n"
         "                        0 = the paper's NIC)\n"
@@ -186,6 +191,7 @@ enum {
     OPT_RTO_MIN,
     OPT_PEER_RTO_MIN,
     OPT_RX_RESYNC,
+    OPT_OFFLOAD_POLICY,
     OPT_RX_REORDER,
     OPT_NIC_CONTEXTS,
     OPT_HS_TIMEOUT,
@@ -229,6 +235,7 @@ static const struct option serve_opts[] = {
     {"rto-min-ms", required_argument, NULL, OPT_RTO_MIN},
     {"peer-rto-min-ms", required_argument, NULL, OPT_PEER_RTO_MIN},
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
+    {"offload-policy", required_argument, NULL, OPT_OFFLOAD_POLICY},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER},
     {"nic-contexts", required_argument, NULL, OPT_NIC_CONTEXTS},
     {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
@@ -405,6 +412,10 @@ static int cmd_serve(int argc, char **argv)
                 cfg.rx_hint = true;
             else
                 return bad("rx-resync", optarg);
+            break;
+        case OPT_OFFLOAD_POLICY:
+            if (tls_offload_policy_parse(optarg, &cfg.offload_policy) < 0)
+                return bad("offload-policy", optarg);
             break;
         case OPT_RECORD_SIZE:
             if (parse_u32(optarg, 1, 16384, &cfg.record_size) < 0)

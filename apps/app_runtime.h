@@ -30,6 +30,7 @@ struct app_runtime_cfg {
     uint32_t nic_contexts;                       /* NIC flow-context table size (0 = max_flows) */
     uint32_t rx_reorder_bytes;                   /* NIC RX: ciphertext held per flow across holes */
     bool rx_hint;                                /* RX resync by host hints instead of NIC search */
+    struct tls_offload_policy offload_policy;    /* which connections get NIC contexts, from when */
     uint32_t record_size;                        /* TLS plaintext bytes per TX record (0 = 16384) */
     unsigned handshake_workers, handshake_queue; /* see tls_server_cfg (0 = 2, 4096) */
     unsigned offloads;                           /* APP_OFFLOAD_* bits (default: all) */

@@ -30,6 +30,9 @@
  *  no context (tx-noctx1: --nic-contexts 1, 1% TX loss): the NIC refuses most
  *    installs; the TX matrix downloads must still be right (host crypto), and
  *    the refusals and software fallbacks are counted.
+ *  offload policy (policy-after: --offload-policy after:65536, 1% loss both
+ *    ways): the TX and RX matrices, each direction switching to the NIC mid-
+ *    stream; check_policy counts the switches and the bytes offloaded.
  *  capture (tshark: no faults; tshark-nic: 2% TX loss): transfers on every TLS
  *    port with --pcap and --keylog; tshark must decrypt every session (also the
  *    offloaded ones with retransmissions), find no expert errors, and its
@@ -70,7 +73,7 @@
  *                         rx-reorder2 rx-loss1 rx-loss5 rx-dup1 rx-corrupt01
  *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 rx-inject tshark-nic
  *                         tx-noctx1 slow-clients conn-flood blackout-tx rx-hog
- *                         conn-rss
+ *                         conn-rss offloads-off policy-after
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -760,6 +763,7 @@ struct profile {
     bool rx_hint;        /* --rx-resync hint: no magic-pattern search */
     bool no_huge;        /* the matrix leaves the huge transfer out (see profiles[]) */
     bool one_context;    /* --nic-contexts 1: most installs are refused */
+    bool policy_after;   /* --offload-policy after:POLICY_AFTER (args): switches mid-stream */
     /* further anic serve arguments, NULL-terminated (or NULL) */
     const char *const *args;
     bool no_offloads; /* --offloads none: no TSO (every other profile runs with all on) */
@@ -818,6 +822,8 @@ static const char *const hog_args[] = {"--send-timeout", "4", NULL};
 #define RSS_MAX_CONNS   1000
 #define RSS_MAX_CONNS_S "1000"
 static const char *const rss_args[] = {"--max-conns", RSS_MAX_CONNS_S, NULL};
+#define POLICY_AFTER 65536
+static const char *const policy_args[] = {"--offload-policy", "after:65536", NULL};
 
 static struct profile profiles[] = {
     /* Classic profiles: every mode. */
@@ -879,6 +885,17 @@ static struct profile profiles[] = {
      .seed_off = 26000,
      .no_huge = true,
      .no_offloads = true},
+    /* Offload policy after:65536, loss both ways: every direction starts in
+       software and big transfers switch to the NIC at a record boundary
+       (check_policy). */
+    {.name = "policy-after",
+     .tests = T_TXM | T_RXM,
+     .tx = "loss 1%",
+     .rx = "loss 1%",
+     .seed_off = 27000,
+     .no_huge = true,
+     .args = policy_args,
+     .policy_after = true},
 };
 #define N_PROFILES ((int)(sizeof(profiles) / sizeof(profiles[0])))
 
@@ -2118,6 +2135,68 @@ static void check_refused_installs(struct fails *f, const char *js)
         fail_add(f, "nic_tls.tx_tls_seq_mismatch %" PRIu64 " (want 0)", mismatch);
 }
 
+static int matrix_sizes(int *si);
+
+/* --offload-policy after:65536 (docs/design.md §4.1): nothing offloaded at
+ * open; each matrix transfer past 64 KiB switched (downloads on both NIC
+ * ports, uploads on nic); the smaller ones and the short directions stayed
+ * in software; the switched downloads offloaded all but their first 64 KiB
+ * (up to one record and the response head more). */
+static void check_policy(struct fails *f, const char *js)
+{
+#define GET(sec, name) stat_of(f, js, sec, name)
+    uint64_t d_open = GET("offload_dump", "offload_tx_at_open");
+    uint64_t t_open = GET("offload_tagcache", "offload_tx_at_open");
+    uint64_t d_sw = GET("offload_dump", "offload_tx_switched");
+    uint64_t t_sw = GET("offload_tagcache", "offload_tx_switched");
+    uint64_t d_kept = GET("offload_dump", "offload_tx_kept_sw");
+    uint64_t t_kept = GET("offload_tagcache", "offload_tx_kept_sw");
+    uint64_t r_open = GET("offload_rx", "offload_rx_at_open");
+    uint64_t r_sw = GET("offload_rx", "offload_rx_switched");
+    uint64_t r_kept = GET("offload_rx", "offload_rx_kept_sw");
+    uint64_t d_rec = GET("offload_dump", "tx_record_bytes");
+    uint64_t t_rec = GET("offload_tagcache", "tx_record_bytes");
+#undef GET
+    note("[%s] policy: tx at_open %" PRIu64 "/%" PRIu64 " switched %" PRIu64 "/%" PRIu64
+         " kept_sw %" PRIu64 "/%" PRIu64 "; rx at_open %" PRIu64 " switched %" PRIu64
+         " kept_sw %" PRIu64 "; offloaded record bytes %" PRIu64 "/%" PRIu64,
+         cur->name, d_open, t_open, d_sw, t_sw, d_kept, t_kept, r_open, r_sw, r_kept, d_rec, t_rec);
+    if (d_open || t_open || r_open)
+        fail_add(f,
+                 "after:%d, yet offloaded at open: tx %" PRIu64 "/%" PRIu64 ", rx %" PRIu64
+                 " (want 0)",
+                 POLICY_AFTER, d_open, t_open, r_open);
+    int si[N_SIZES], n = matrix_sizes(si), big = 0;
+    uint64_t body = 0;
+    for (int k = 0; k < n; k++)
+        if (sizes[si[k]] > POLICY_AFTER) {
+            big++;
+            body += sizes[si[k]];
+        }
+    if (d_sw < (uint64_t)big || t_sw < (uint64_t)big || r_sw < (uint64_t)big)
+        fail_add(f,
+                 "switched tx %" PRIu64 "/%" PRIu64 ", rx %" PRIu64
+                 " < %d transfers past %d bytes per port",
+                 d_sw, t_sw, r_sw, big, POLICY_AFTER);
+    if (!d_kept || !t_kept || !r_kept)
+        fail_add(f,
+                 "kept_sw tx %" PRIu64 "/%" PRIu64 ", rx %" PRIu64
+                 ": small transfers must stay in software",
+                 d_kept, t_kept, r_kept);
+    /* Record bytes = plaintext + 29 per record (at most 16384 plaintext). */
+    uint64_t hi = body + 1024 * (uint64_t)big - (uint64_t)POLICY_AFTER * big;
+    hi += hi / 16384 * 29 + 29 * (uint64_t)big;
+    uint64_t lo = body - (uint64_t)(POLICY_AFTER + 16384) * big;
+    for (int m = 0; m < 2; m++) {
+        uint64_t rec = m ? t_rec : d_rec;
+        if (rec < lo || rec > hi)
+            fail_add(f,
+                     "offload_%s.tx_record_bytes %" PRIu64 " outside [%" PRIu64 ", %" PRIu64
+                     "]: the switch was not at the first record boundary past %d",
+                     m ? "tagcache" : "dump", rec, lo, hi, POLICY_AFTER);
+    }
+}
+
 /* Segmentation offloads: with TSO and GSO on (the default) downloads of the
    TX matrix go out as TSO segments, each cut into more than one wire packet,
    and reach the kernel as super-packets; with --offloads none the NIC cuts
@@ -2163,6 +2242,8 @@ START_TEST(test_offload_counters)
         check_tx_offload(&f, js);
         check_rx_offload(&f, js);
     }
+    if (js && cur->policy_after)
+        check_policy(&f, js);
     FAILS_ASSERT(&f);
 }
 END_TEST

@@ -95,6 +95,12 @@ struct tls_conn {
     uint64_t rx_consumed;       /* bytes consumed from the receive queue */
     uint32_t rx_stream_base;    /* TCP seq of tls_rx stream offset 0 */
     bool offload_fence;         /* waiting for handshake bytes to leave lwIP */
+    /* Offload policy (docs/design.md §4.1): per direction, whether and from
+       which record boundary the NIC gets a context. Until then the
+       direction's exported key is kept (wiped at the start or in conn_free). */
+    bool gates_on; /* NIC mode with an offload: the gates decide */
+    struct tls_offload_gate tx_gate, rx_gate;
+    uint64_t tx_app_bytes, rx_app_bytes; /* application payload in records so far */
 
     /* plaintext staging (TX) and pending plaintext (RX) */
     uint8_t *tx_pt; /* staging for sw/mbedtls */
@@ -128,8 +134,17 @@ static void conn_wipe_rx_key(struct tls_conn *c)
     mbedtls_platform_zeroize(c->client_salt, sizeof(c->client_salt));
 }
 
+static enum tls_tx_resync tx_policy(const struct tls_conn *c)
+{
+    return c->mode == TLS_MODE_NIC_TAGCACHE ? TLS_TX_RESYNC_TAGCACHE : TLS_TX_RESYNC_DUMP;
+}
+
 static void conn_free(struct tls_conn *c)
 {
+    if (c->gates_on) {
+        tls_offload_gate_end(c->srv->offload, &c->tx_gate, true, tx_policy(c));
+        tls_offload_gate_end(c->srv->offload, &c->rx_gate, false, tx_policy(c));
+    }
     if (c->rxo)
         tls_rx_offload_stop(c->rxo);
     if (c->txo)
@@ -190,6 +205,8 @@ static void conn_leave(struct tls_conn *c)
 }
 
 static void rxq_consume(struct tls_conn *c, size_t n);
+static bool tx_gate(struct tls_conn *c);
+static void rx_gate(struct tls_conn *c, uint32_t seq, uint64_t sn);
 
 /* --- draining a half-closed pcb after the connection let go of it --- */
 
@@ -510,6 +527,7 @@ static bool emit_record(struct tls_conn *c)
     }
     ctr(c)->tx_records++;
     ctr(c)->tx_bytes_plaintext += c->tx_pt_len;
+    c->tx_app_bytes += c->tx_pt_len;
     c->tx_pt_len = 0;
     return true;
 }
@@ -587,6 +605,8 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
     while (done < len) {
         if (c->tx_pt_len >= c->srv->record_size && !emit_record(c))
             break;
+        if (c->tx_pt_len == 0 && tx_gate(c))
+            break; /* switching to offload at this record boundary: fenced */
         uint8_t *stage = stage_buf(c);
         if (!stage)
             break;
@@ -698,6 +718,9 @@ static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
         memcpy(c->rx_pt + c->rx_pt_len, pt, len);
         c->rx_pt_len += len;
         ctr(c)->rx_bytes_plaintext += len;
+        c->rx_app_bytes += len;
+        rx_gate(c, c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx),
+                tls_rx_next_seq(c->rx));
         return 0;
     }
     if (type == TLS_CT_ALERT && len == 2) {
@@ -822,13 +845,57 @@ static void try_start_offload(struct tls_conn *c)
             return; /* retried from on_sent */
     }
     c->offload_fence = false;
-    enum tls_tx_resync policy =
-        c->mode == TLS_MODE_NIC_TAGCACHE ? TLS_TX_RESYNC_TAGCACHE : TLS_TX_RESYNC_DUMP;
+    enum tls_tx_resync policy = tx_policy(c);
     c->txo = tls_tx_offload_start(c->srv->offload, policy, c->pcb, c->server_key, c->key_len,
                                   c->server_salt, c->pcb->snd_lbb, c->tx_seq);
     conn_wipe_tx_key(c); /* tx_aead and the offload hold it now */
+    if (c->gates_on)
+        tls_offload_gate_started(c->srv->offload, &c->tx_gate, true, policy, c->tx_app_bytes,
+                                 c->txo != NULL);
     if (!c->txo)
         ctr(c)->offload_fallback_sw++; /* sealed in software instead, still correct */
+}
+
+/* The TX gate, before a record is staged (nothing staged: the switch happens
+   at a record boundary, behind the fence). True: fenced now, stop staging. */
+static bool tx_gate(struct tls_conn *c)
+{
+    if (!c->gates_on || c->txo || c->tx_gate.decided || c->tx_pt_len || c->offload_fence ||
+        c->state != CONN_OPEN)
+        return false;
+    if (!tls_offload_gate_check(c->srv->offload, &c->tx_gate, c->tx_app_bytes))
+        return false;
+    c->offload_fence = true;
+    try_start_offload(c);
+    return c->offload_fence;
+}
+
+/* The RX gate at a record end: the next record starts at TCP seq `seq` with
+   number sn. The NIC follows from there (a packet it already passed over
+   makes it search and ask for a resync, docs/design.md §5). */
+static void rx_gate(struct tls_conn *c, uint32_t seq, uint64_t sn)
+{
+    if (!c->gates_on || c->rxo || c->rx_gate.decided || !c->pcb || c->state != CONN_OPEN)
+        return;
+    struct tls_offload *o = c->srv->offload;
+    if (!tls_offload_gate_check(o, &c->rx_gate, c->rx_app_bytes))
+        return;
+    c->rxo = tls_rx_offload_start(o, c->pcb, c->client_key, c->key_len, c->client_salt, seq, sn);
+    tls_offload_gate_started(o, &c->rx_gate, false, tx_policy(c), c->rx_app_bytes, c->rxo != NULL);
+    conn_wipe_rx_key(c);
+}
+
+void tls_conn_expect(struct tls_conn *c, bool tx, uint64_t bytes)
+{
+    if (!c->gates_on)
+        return;
+    if (tx) {
+        tls_offload_gate_expect(&c->tx_gate, c->tx_app_bytes + c->tx_pt_len, bytes);
+    } else {
+        /* The upper layer stands at the start of the plaintext not yet taken. */
+        uint64_t pending = c->rx_pt_len - c->rx_pt_off;
+        tls_offload_gate_expect(&c->rx_gate, c->rx_app_bytes - pending, bytes);
+    }
 }
 
 /* --- the handshake, off the core lock ---
@@ -1036,12 +1103,15 @@ static void hs_complete(struct tls_conn *c)
     if (tls_mode_offloads(c->mode)) {
         /* RX: the next byte mbed TLS did not consume starts record 1. */
         c->rx_stream_base = c->rx_seq0 + (uint32_t)c->rx_consumed;
-        if (c->pcb)
-            c->rxo = tls_rx_offload_start(c->srv->offload, c->pcb, c->client_key, c->key_len,
-                                          c->client_salt, c->rx_stream_base, 1);
-        conn_wipe_rx_key(c);
-        c->offload_fence = true;
-        try_start_offload(c);
+        c->gates_on = c->srv->offload != NULL;
+        if (c->gates_on) {
+            rx_gate(c, c->rx_stream_base, 1); /* posted before our Finished leaves */
+            tx_gate(c);
+        } else {
+            conn_wipe_rx_key(c); /* no device: software for good */
+            c->offload_fence = true;
+            try_start_offload(c);
+        }
     }
 }
 
