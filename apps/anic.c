@@ -61,6 +61,11 @@ static void usage_serve(FILE *f)
         "  --rx-resync MODE    how the NIC finds records again after losing track: nic\n"
         "                        (default: magic-pattern search, host confirms) | hint\n"
         "                        (no search; tls/ tells the NIC where records start)\n"
+        "  --offload-policy P  which NIC-mode connections get NIC contexts: always (default)\n"
+        "                        | after:BYTES (each direction from its first record\n"
+        "                        boundary past BYTES payload bytes) | auto[:INSTALL_NS,\n"
+        "                        SW_PS,NIC_PS] (when the announced or transferred bytes\n"
+        "                        repay the install; cost model in README.md)\n"
         "  --rx-reorder-buf B  NIC RX: ciphertext bytes held per flow across a hole, so\n"
         "                        reordering and loss don't lose sync (default 262144;\n"
         "                        0 = the paper's NIC)\n"
@@ -92,6 +97,10 @@ static void usage_serve(FILE *f)
         "                        (S may have decimals, e.g. 0.5; 0 = no such timeout)\n"
         "  --max-conns N       open connections; more are refused with RST at accept\n"
         "                        (default 0 = no cap)\n"
+        "  --handshake-workers N  threads running TLS handshakes off the core lock (1..16,\n"
+        "                        default 2)\n"
+        "  --handshake-queue N new handshakes that may wait for a worker (default 4096);\n"
+        "                        more are refused with RST (tls_<mode>.handshakes_queue_full)\n"
         "  --tcp-retries-time S give up on a peer that acknowledges none of our data for S\n"
         "                        seconds, as Linux's tcp_retries2 (default 900; 0 = lwIP's\n"
         "                        12 retransmissions, which the fast RTO uses up in ~4.5 s)\n"
@@ -182,6 +191,7 @@ enum {
     OPT_RTO_MIN,
     OPT_PEER_RTO_MIN,
     OPT_RX_RESYNC,
+    OPT_OFFLOAD_POLICY,
     OPT_RX_REORDER,
     OPT_NIC_CONTEXTS,
     OPT_HS_TIMEOUT,
@@ -190,6 +200,8 @@ enum {
     OPT_BODY_TIMEOUT,
     OPT_SEND_TIMEOUT,
     OPT_MAX_CONNS,
+    OPT_HS_WORKERS,
+    OPT_HS_QUEUE,
     OPT_TCP_RETRIES,
     OPT_RECORD_SIZE,
     OPT_OFFLOADS,
@@ -223,6 +235,7 @@ static const struct option serve_opts[] = {
     {"rto-min-ms", required_argument, NULL, OPT_RTO_MIN},
     {"peer-rto-min-ms", required_argument, NULL, OPT_PEER_RTO_MIN},
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
+    {"offload-policy", required_argument, NULL, OPT_OFFLOAD_POLICY},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER},
     {"nic-contexts", required_argument, NULL, OPT_NIC_CONTEXTS},
     {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
@@ -231,6 +244,8 @@ static const struct option serve_opts[] = {
     {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
     {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"handshake-workers", required_argument, NULL, OPT_HS_WORKERS},
+    {"handshake-queue", required_argument, NULL, OPT_HS_QUEUE},
     {"tcp-retries-time", required_argument, NULL, OPT_TCP_RETRIES},
     {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
     {"offloads", required_argument, NULL, OPT_OFFLOADS},
@@ -287,7 +302,7 @@ static int cmd_serve(int argc, char **argv)
     app_runtime_cfg_defaults(&cfg);
     int tls_mode = TLS_MODE_NIC;
     bool tagcache = false;
-    uint32_t https_port = 443, http_port = 80, duration = 0;
+    uint32_t https_port = 443, http_port = 80, duration = 0, u;
     struct app_listener extra[APP_SERVER_MAX_LISTENERS];
     unsigned n_extra = 0;
     const char *ready_file = NULL;
@@ -398,6 +413,10 @@ static int cmd_serve(int argc, char **argv)
             else
                 return bad("rx-resync", optarg);
             break;
+        case OPT_OFFLOAD_POLICY:
+            if (tls_offload_policy_parse(optarg, &cfg.offload_policy) < 0)
+                return bad("offload-policy", optarg);
+            break;
         case OPT_RECORD_SIZE:
             if (parse_u32(optarg, 1, 16384, &cfg.record_size) < 0)
                 return bad("record-size", optarg);
@@ -446,6 +465,16 @@ static int cmd_serve(int argc, char **argv)
         case OPT_MAX_CONNS:
             if (parse_u32(optarg, 0, 1000000, &cfg.limits.max_conns) < 0)
                 return bad("max-conns", optarg);
+            break;
+        case OPT_HS_WORKERS:
+            if (parse_u32(optarg, 1, 16, &u) < 0)
+                return bad("handshake-workers", optarg);
+            cfg.handshake_workers = u;
+            break;
+        case OPT_HS_QUEUE:
+            if (parse_u32(optarg, 1, 1000000, &u) < 0)
+                return bad("handshake-queue", optarg);
+            cfg.handshake_queue = u;
             break;
         case OPT_TCP_RETRIES:
             if (parse_secs_ms(optarg, 86400, &cfg.tcp_retries_ms) < 0)

@@ -258,6 +258,8 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
             .server_ip = cfg->host_ip,
             .keylog_path = cfg->keylog_path,
             .record_size = cfg->record_size,
+            .handshake_workers = cfg->handshake_workers,
+            .handshake_queue = cfg->handshake_queue,
         };
         rt->tls = tls_server_new(&tc, err, errlen);
         if (!rt->tls)
@@ -274,6 +276,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
             goto fail;
         }
         tls_offload_set_rx_hint(rt->offload, cfg->rx_hint);
+        tls_offload_set_policy(rt->offload, &cfg->offload_policy);
         tls_server_set_offload(rt->tls, rt->offload);
     }
     sc.tls = rt->tls;

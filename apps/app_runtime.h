@@ -27,12 +27,14 @@ struct app_runtime_cfg {
     uint32_t tcp_retries_ms;  /* give up on a peer that acks nothing for this long (0 = lwIP's) */
     struct app_server_limits limits; /* timeouts and the connection cap */
     uint32_t tx_ring_size, rx_ring_size, max_flows;
-    uint32_t nic_contexts;                   /* NIC flow-context table size (0 = max_flows) */
-    uint32_t rx_reorder_bytes;               /* NIC RX: ciphertext held per flow across holes */
-    bool rx_hint;                            /* RX resync by host hints instead of NIC search */
-    uint32_t record_size;                    /* TLS plaintext bytes per TX record (0 = 16384) */
-    unsigned offloads;                       /* APP_OFFLOAD_* bits (default: all) */
-    struct nic_fault_cfg fault_tx, fault_rx; /* a seed in a spec wins over the run's */
+    uint32_t nic_contexts;                       /* NIC flow-context table size (0 = max_flows) */
+    uint32_t rx_reorder_bytes;                   /* NIC RX: ciphertext held per flow across holes */
+    bool rx_hint;                                /* RX resync by host hints instead of NIC search */
+    struct tls_offload_policy offload_policy;    /* which connections get NIC contexts, from when */
+    uint32_t record_size;                        /* TLS plaintext bytes per TX record (0 = 16384) */
+    unsigned handshake_workers, handshake_queue; /* see tls_server_cfg (0 = 2, 4096) */
+    unsigned offloads;                           /* APP_OFFLOAD_* bits (default: all) */
+    struct nic_fault_cfg fault_tx, fault_rx;     /* a seed in a spec wins over the run's */
     uint64_t seed; /* the run's one seed (--seed): fault-tx S, fault-rx S+1 */
     bool seed_set; /* false: app_runtime_seed_faults() chooses one */
     const char *pcap_path, *keylog_path, *cert_path, *key_path, *ca_out_path;

@@ -491,93 +491,78 @@ static void view_at(const struct rx_walker *w, uint32_t seq, struct nic_cqe *cqe
     cqe->view_walk = w->walk;
 }
 
-/* Returns true if the packet's payload was decrypted and may be marked; the
-   view of its first byte is then in cqe. */
-static bool in_sync_packet(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, uint8_t *data,
-                           uint32_t seq, size_t len, struct nic_cqe *cqe)
+/* In sync, a segment that starts before w->seq and reaches past it, or
+   starts at w->seq over bytes already held: walk the new part (state only)
+   and deliver it as is, so the host sees these bytes' own copy. */
+static bool old_part_walk(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, const uint8_t *data,
+                          uint32_t seq, size_t len)
+{
+    if (walk_with_held(ctx, f, data, seq, len) != WALK_OK) {
+        ctx->c->rx_tls_bad_record++;
+        lose_track(ctx, f);
+    }
+    return false;
+}
+
+/* The segment starts exactly at w->seq: decrypt in place. Keep the original
+   bytes only if this segment can fail: a record ends in it (tag check) or a
+   header is parsed in it. Most segments of a 16 KiB record do neither and
+   are decrypted without a copy (a cipher-library error there is not
+   restorable, and then the host fails the record's authentication itself). */
+static bool in_order_decrypt(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, uint8_t *data,
+                             uint32_t seq, size_t len, struct nic_cqe *cqe)
 {
     struct rx_walker *w = &f->w;
     uint32_t end = seq + (uint32_t)len;
-    if (seq_leq(end, w->seq))
-        return false; /* entirely old: a retransmission, passed up untouched */
-    if (seq_lt(seq, w->seq)) {
-        /* Partly old: walk the new part (state only), deliver as is. */
-        if (walk_with_held(ctx, f, data, seq, len) != WALK_OK) {
-            ctx->c->rx_tls_bad_record++;
-            lose_track(ctx, f);
-        }
-        return false;
-    }
-    if (seq == w->seq && overlaps_held(f, seq, end)) {
-        if (walk_with_held(ctx, f, data, seq, len) != WALK_OK) {
-            ctx->c->rx_tls_bad_record++;
-            lose_track(ctx, f);
-        }
-        return false; /* delivered as is: the host sees these bytes' own copy */
-    }
-    if (seq == w->seq) {
-        /* Keep the original bytes only if this segment can fail: a record
-           ends in it (tag check) or a header is parsed in it. Most segments
-           of a 16 KiB record do neither and are decrypted without a copy
-           (a cipher-library error there is not restorable, and then the
-           host fails the record's authentication itself). */
-        bool may_fail =
-            w->rec_off < NIC_TLS_HEADER_LEN || !seq_lt(end, w->seq - w->rec_off + w->rec_len);
-        struct walk_result r = {0, 0};
+    bool may_fail =
+        w->rec_off < NIC_TLS_HEADER_LEN || !seq_lt(end, w->seq - w->rec_off + w->rec_len);
+    struct walk_result r = {0, 0};
+    if (may_fail)
+        memcpy(f->orig, data, len);
+    view_at(w, seq, cqe);
+    if (walk(ctx, f, data, data, len, &r) != WALK_OK) {
         if (may_fail)
-            memcpy(f->orig, data, len);
-        view_at(w, seq, cqe);
-        if (walk(ctx, f, data, data, len, &r) != WALK_OK) {
-            if (may_fail)
-                memcpy(data, f->orig, len);
-            ctx->c->rx_tls_bad_record++;
-            lose_track(ctx, f);
-            return false;
-        }
-        drain_buffer(ctx, f);
-        if (r.failed) {
-            memcpy(data, f->orig, len); /* never hand up unauthenticated plaintext */
-            return false;
-        }
-        return true;
-    }
-    /* Ahead of a hole. A hole costs at most the record it is in: GCM state is
-       per record, so once a segment reaches past that record's end (known
-       from its header), the record can't be authenticated before its last
-       byte is handed up. Leave it to software and walk on from the next
-       record, whose number and start we know. */
-    if (w->rec_off >= NIC_TLS_HEADER_LEN) {
-        uint32_t rec_end = w->seq - w->rec_off + w->rec_len;
-        if (seq_lt(rec_end, end)) {
-            buffer_clear(f);
-            walker_reset(w, rec_end, w->record_sn + 1);
-            ctx->c->rx_tls_jump++;
-            return in_sync_packet(ctx, f, data, seq, len, cqe);
-        }
-    }
-    /* Inside a record whose header we have, hold up to the buffer: the
-       keystream decrypts what arrives and GCM catches up when the hole
-       fills. A hole that swallowed a header leaves the layout unknown: wait
-       only as long as a reordering would take, then search, which finds the
-       next record sooner than waiting for a retransmission. */
-    size_t cap = w->rec_off >= NIC_TLS_PAYLOAD_OFF ? f->buf_cap : RX_HEADERLESS_HOLD_BYTES;
-    if (cap > f->buf_cap)
-        cap = f->buf_cap;
-    enum hold_result held =
-        f->buf_bytes + len <= cap ? buffer_ahead(ctx, f, data, seq, len) : HOLD_NO_ROOM;
-    if (held == HOLD_DUP)
-        return false;
-    if (held == HOLD_KEPT) {
-        /* Marked only once its ciphertext is held: GCM will still see it. */
-        if (ahead_decrypt(f, data, seq, len)) {
-            view_at(w, seq, cqe);
-            ctx->c->rx_tls_ahead_decrypted++;
-            return true;
-        }
+            memcpy(data, f->orig, len);
+        ctx->c->rx_tls_bad_record++;
+        lose_track(ctx, f);
         return false;
     }
-    /* Can't wait for the hole. If the next header's place is known and not
-       passed, jump there: the rest of this record goes to software. */
+    drain_buffer(ctx, f);
+    if (r.failed) {
+        memcpy(data, f->orig, len); /* never hand up unauthenticated plaintext */
+        return false;
+    }
+    return true;
+}
+
+/* Ahead of a hole. A hole costs at most the record it is in: GCM state is
+   per record, so once a segment ending at end reaches past that record's end
+   (known from its header), the record can't be authenticated before its last
+   byte is handed up. Leave it to software and move the walker to the next
+   record, whose number and start we know (a new walk). Returns true if it
+   moved; the walker then has no header, so a second jump can't follow. */
+static bool jump_past_record(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, uint32_t end)
+{
+    struct rx_walker *w = &f->w;
+    if (w->rec_off < NIC_TLS_HEADER_LEN)
+        return false;
+    uint32_t rec_end = w->seq - w->rec_off + w->rec_len;
+    if (!seq_lt(rec_end, end))
+        return false;
+    buffer_clear(f);
+    walker_reset(w, rec_end, w->record_sn + 1);
+    ctx->c->rx_tls_jump++;
+    return true;
+}
+
+/* An ahead segment that can't be held: if the next header's place is known
+   and not passed, jump there (the rest of this record goes to software);
+   otherwise the NIC has lost its way. */
+static bool ahead_no_room(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, const uint8_t *data,
+                          uint32_t seq, size_t len, struct nic_cqe *cqe)
+{
+    struct rx_walker *w = &f->w;
+    uint32_t end = seq + (uint32_t)len;
     if (w->rec_off >= NIC_TLS_HEADER_LEN) {
         uint32_t next_hdr = w->seq - w->rec_off + w->rec_len;
         bool in_this = seq_leq(seq, next_hdr) && seq_lt(next_hdr, end);
@@ -601,6 +586,55 @@ static bool in_sync_packet(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, u
     if (f->state == RX_SEARCHING)
         search_packet(ctx, f, data, seq, len, cqe);
     return false;
+}
+
+/* Ahead of a hole, inside the walker's record or its headerless start. Inside
+   a record whose header we have, hold up to the buffer: the keystream
+   decrypts what arrives and GCM catches up when the hole fills. A hole that
+   swallowed a header leaves the layout unknown: wait only as long as a
+   reordering would take, then search, which finds the next record sooner
+   than waiting for a retransmission. */
+static bool ahead_packet(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, uint8_t *data,
+                         uint32_t seq, size_t len, struct nic_cqe *cqe)
+{
+    struct rx_walker *w = &f->w;
+    size_t cap = w->rec_off >= NIC_TLS_PAYLOAD_OFF ? f->buf_cap : RX_HEADERLESS_HOLD_BYTES;
+    if (cap > f->buf_cap)
+        cap = f->buf_cap;
+    enum hold_result held =
+        f->buf_bytes + len <= cap ? buffer_ahead(ctx, f, data, seq, len) : HOLD_NO_ROOM;
+    if (held == HOLD_DUP)
+        return false;
+    if (held == HOLD_NO_ROOM)
+        return ahead_no_room(ctx, f, data, seq, len, cqe);
+    /* Marked only once its ciphertext is held: GCM will still see it. */
+    if (!ahead_decrypt(f, data, seq, len))
+        return false;
+    view_at(w, seq, cqe);
+    ctx->c->rx_tls_ahead_decrypted++;
+    return true;
+}
+
+/* The in-sync dispatcher. Returns true if the packet's payload was decrypted
+   and may be marked; the view of its first byte is then in cqe. Classifies
+   the segment against w->seq, at most twice: a jump past the current record
+   moves w->seq once, and the walker it leaves has no header. */
+static bool in_sync_packet(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, uint8_t *data,
+                           uint32_t seq, size_t len, struct nic_cqe *cqe)
+{
+    struct rx_walker *w = &f->w;
+    uint32_t end = seq + (uint32_t)len;
+    if (seq_leq(end, w->seq))
+        return false; /* entirely old: a retransmission, passed up untouched */
+    for (int pass = 0; pass < 2; pass++) {
+        if (seq_lt(seq, w->seq) || (seq == w->seq && overlaps_held(f, seq, end)))
+            return old_part_walk(ctx, f, data, seq, len);
+        if (seq == w->seq)
+            return in_order_decrypt(ctx, f, data, seq, len, cqe);
+        if (pass == 1 || !jump_past_record(ctx, f, end))
+            break;
+    }
+    return ahead_packet(ctx, f, data, seq, len, cqe);
 }
 
 void nic_tls_rx_observe_ack(struct nic_flow *flow, uint32_t ack, uint16_t window)
