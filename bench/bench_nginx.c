@@ -208,6 +208,12 @@ int bench_nginx_write_conf(struct bench_nginx *n)
             "    ssl_ciphers %s;\n"
             "    ssl_session_tickets off;\n"
             "    root %s/www;\n"
+            /* Upload sink: WebDAV PUT reads the whole body (into a temporary
+               file, then renamed to www/upload/NAME), answers 201 or 204. */
+            "    location /upload/ {\n"
+            "      dav_methods PUT;\n"
+            "      client_max_body_size 0;\n"
+            "    }\n"
             "  }\n"
             "}\n",
             n->workers, bench_nofile_max(), n->dir, n->dir, bench_nofile_max() / 2, n->dir, n->dir,

@@ -50,7 +50,9 @@ int bench_run_capture(char *const argv[], char *out, size_t cap, const char *err
 int bench_write_pattern_file(const char *path, uint64_t n);
 /* One ECDSA P-256 certificate (DIR/cert.pem, DIR/key.pem) for both servers. */
 int bench_make_cert(const char *dir, char *cert, size_t cert_cap, char *key, size_t key_cap);
-/* Writes DIR/nginx.conf (n->conf). */
+/* Writes DIR/nginx.conf (n->conf): DIR/www as the root (GET of files), and
+   PUT /upload/NAME (WebDAV) stores the body as DIR/www/upload/NAME, which
+   must be a directory nginx's workers may write. */
 int bench_nginx_write_conf(struct bench_nginx *n);
 /* Starts nginx and waits (<= 5 s) until both ports accept. */
 int bench_nginx_start(struct bench_nginx *n);

@@ -360,7 +360,11 @@ static bool tcp_put(struct tls_conn *c, const void *buf, size_t len)
 {
     if (!tcp_room(c, len))
         return false;
-    return tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) == ERR_OK;
+    if (tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
+        return false;
+    if (c->srv)                         /* plain connections have no server, no counters */
+        ctr(c)->tx_bytes_copied += len; /* LWIP_NETIF_TX_SINGLE_PBUF: lwIP always copies */
+    return true;
 }
 
 static int bio_send(void *arg, const unsigned char *buf, size_t len)
@@ -384,6 +388,7 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len)
         len = 0xffff;
     if (len == 0 || tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
         return MBEDTLS_ERR_SSL_WANT_WRITE;
+    ctr(c)->tx_bytes_copied += len;
     return (int)len;
 }
 
@@ -420,6 +425,7 @@ static bool tx_frames(struct tls_conn *c)
     ctr(c)->offload_fallback_sw++;
     if (c->tx_frame) {
         memcpy(c->tx_pt, (uint8_t *)c->tx_frame->payload + TLS_PAYLOAD_OFFSET, c->tx_pt_len);
+        ctr(c)->tx_bytes_copied += c->tx_pt_len;
         pbuf_free(c->tx_frame);
         c->tx_frame = NULL;
     }
@@ -444,6 +450,7 @@ static bool write_record(struct tls_conn *c, uint8_t type, const uint8_t *pt, si
         if (!rp)
             return false;
         tls_record_frame_plain(c->tx_seq, type, pt, len, rp->payload);
+        ctr(c)->tx_bytes_copied += len;
         uint32_t start = c->pcb->snd_lbb; /* seq of the first byte tcp_write queues */
         if (!tcp_put(c, rp->payload, rec_len)) {
             pbuf_free(rp);
@@ -513,6 +520,7 @@ static bool emit_record(struct tls_conn *c)
             return false;
         }
         c->mbed_inflight = 0;
+        ctr(c)->tx_bytes_copied += (uint64_t)r; /* into its output buffer, encrypted there */
         memmove(c->tx_pt, c->tx_pt + r, c->tx_pt_len - (size_t)r);
         c->tx_pt_len -= (size_t)r;
         ctr(c)->tx_records++;
@@ -614,6 +622,7 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
         if (n > len - done)
             n = len - done;
         memcpy(stage + c->tx_pt_len, p + done, n);
+        ctr(c)->tx_bytes_copied += n;
         c->tx_pt_len += n;
         done += n;
     }

@@ -38,6 +38,7 @@ struct tls_server_cfg {
     X(conns_closed)                                                                                \
     X(tx_records)                                                                                  \
     X(tx_bytes_plaintext)                                                                          \
+    X(tx_bytes_copied) /* bytes memcpy'd on the TX data path (staging, mbed TLS, tcp_write) */     \
     X(rx_records)                                                                                  \
     X(rx_bytes_plaintext)                                                                          \
     X(rx_records_full_offload)                                                                     \
