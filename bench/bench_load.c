@@ -4,6 +4,7 @@
 #include "bench_nginx.h"
 #include "app_runtime.h"
 #include "bench_flows.h"
+#include "stack_rto.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -310,6 +311,10 @@ static int run_cells(struct load *L)
            " send %" PRIu64 "\n",
            sc->accepted, sc->conns_refused_max, sc->tls_timeout_handshake, sc->http_timeout_header,
            sc->http_timeout_idle, sc->http_timeout_body, sc->http_timeout_send);
+    const struct stack_rto_counters *rc = stack_rto_counters();
+    printf("anic tcp: fast_rto_fired %" PRIu64 ", RTT samples %" PRIu64 " (%" PRIu64
+           " dropped by Karn's rule), mean SRTT %" PRIu64 " ms at the last walk\n",
+           rc->fast_rto_fired, rc->rto_rtt_samples, rc->rto_rtt_karn, rc->rto_srtt_ms);
     return load_stop ? 130 : 0;
 }
 

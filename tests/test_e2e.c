@@ -3842,6 +3842,16 @@ START_TEST(test_blackout)
         if (fired < 5)
             fail_add(&f, "tcp.fast_rto_fired = %" PRIu64 ": the RTO never backed off across 6 s",
                      fired);
+        /* The adaptive RTO measured RTTs, and Karn's rule kept the segments
+           resent into the blackout out of them. */
+        uint64_t samples = stat_of(&f, js, "tcp", "rto_rtt_samples");
+        uint64_t karn = stat_of(&f, js, "tcp", "rto_rtt_karn");
+        note("[%s] rto_rtt_samples %" PRIu64 ", rto_rtt_karn %" PRIu64, cur->name, samples, karn);
+        if (samples == 0)
+            fail_add(&f, "tcp.rto_rtt_samples = 0: no RTT was measured during a 64 MiB download");
+        if (karn == 0)
+            fail_add(&f, "tcp.rto_rtt_karn = 0: a timed segment resent into the blackout was "
+                         "sampled");
     }
     FAILS_ASSERT(&f);
 }
