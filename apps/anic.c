@@ -83,6 +83,15 @@ static void usage_serve(FILE *f)
         "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
         "                        uses); fewer: installs fail and connections fall back to\n"
         "                        host crypto (counted *_ctx_install_failed)\n"
+        "  --nic-flows N       flow ids of the driver and NIC flow-table slots (1..65536,\n"
+        "                        default 1024); a TLS connection offloaded both ways uses two\n"
+        "  --nic-ctx-cache N   flow contexts resident on the NIC (LRU); the rest live in host\n"
+        "                        blocks the driver hands over at install and are fetched on\n"
+        "                        use (default 0 = all resident)\n"
+        "  --nic-fetch-ns NS   latency of one context fetch, the engine waits (default 1000;\n"
+        "                        0..1000000)\n"
+        "  --nic-scratch-kb K  the NIC's shared scratch and RX reorder pool (256..4194304,\n"
+        "                        default 16384): bounds what all flows hold across holes\n"
         "  --peer-rto-min-ms N rto_min of the kernel peer's route in the namespace (default 5;\n"
         "                        0 = Linux's 200 ms)\n"
         "  --rto-min-ms N      floor of the adaptive retransmission timeout (RFC 6298 SRTT +\n"
@@ -196,6 +205,10 @@ enum {
     OPT_OFFLOAD_POLICY,
     OPT_RX_REORDER,
     OPT_NIC_CONTEXTS,
+    OPT_NIC_FLOWS,
+    OPT_NIC_CTX_CACHE,
+    OPT_NIC_FETCH_NS,
+    OPT_NIC_SCRATCH_KB,
     OPT_HS_TIMEOUT,
     OPT_HEADER_TIMEOUT,
     OPT_IDLE_TIMEOUT,
@@ -240,6 +253,10 @@ static const struct option serve_opts[] = {
     {"offload-policy", required_argument, NULL, OPT_OFFLOAD_POLICY},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER},
     {"nic-contexts", required_argument, NULL, OPT_NIC_CONTEXTS},
+    {"nic-flows", required_argument, NULL, OPT_NIC_FLOWS},
+    {"nic-ctx-cache", required_argument, NULL, OPT_NIC_CTX_CACHE},
+    {"nic-fetch-ns", required_argument, NULL, OPT_NIC_FETCH_NS},
+    {"nic-scratch-kb", required_argument, NULL, OPT_NIC_SCRATCH_KB},
     {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
     {"keepalive-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
@@ -426,6 +443,22 @@ static int cmd_serve(int argc, char **argv)
         case OPT_NIC_CONTEXTS:
             if (parse_u32(optarg, 1, 1u << 16, &cfg.nic_contexts) < 0)
                 return bad("nic-contexts", optarg);
+            break;
+        case OPT_NIC_FLOWS:
+            if (parse_u32(optarg, 1, 1u << 16, &cfg.max_flows) < 0)
+                return bad("nic-flows", optarg);
+            break;
+        case OPT_NIC_CTX_CACHE:
+            if (parse_u32(optarg, 0, 1u << 16, &cfg.nic_ctx_cache) < 0)
+                return bad("nic-ctx-cache", optarg);
+            break;
+        case OPT_NIC_FETCH_NS:
+            if (parse_u32(optarg, 0, 1000000, &cfg.nic_fetch_ns) < 0)
+                return bad("nic-fetch-ns", optarg);
+            break;
+        case OPT_NIC_SCRATCH_KB:
+            if (parse_u32(optarg, 256, 4u << 20, &cfg.nic_scratch_kb) < 0)
+                return bad("nic-scratch-kb", optarg);
             break;
         case OPT_OFFLOADS:
             if (app_offloads_parse(optarg, &cfg.offloads) < 0)

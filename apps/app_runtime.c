@@ -40,6 +40,8 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->rx_ring_size = 1024;
     cfg->max_flows = 1024;
     cfg->rx_reorder_bytes = 256 * 1024;
+    cfg->nic_fetch_ns = NIC_FETCH_NS_DEFAULT;
+    cfg->nic_scratch_kb = NIC_SCRATCH_DEFAULT / 1024;
     cfg->offloads = APP_OFFLOAD_ALL;
     nic_fault_cfg_init(&cfg->fault_tx);
     nic_fault_cfg_init(&cfg->fault_rx);
@@ -205,6 +207,9 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .mtu = cfg->mtu,
         .max_flows = cfg->nic_contexts ? cfg->nic_contexts : cfg->max_flows,
         .rx_reorder_bytes = cfg->rx_reorder_bytes,
+        .ctx_cache = cfg->nic_ctx_cache,
+        .fetch_ns = cfg->nic_fetch_ns,
+        .scratch_bytes = (uint64_t)cfg->nic_scratch_kb * 1024u,
         .fault_tx = rt->cfg.fault_tx,
         .fault_rx = rt->cfg.fault_rx,
         .pcap_path = cfg->pcap_path,

@@ -28,6 +28,9 @@ struct app_runtime_cfg {
     struct app_server_limits limits; /* timeouts and the connection cap */
     uint32_t tx_ring_size, rx_ring_size, max_flows;
     uint32_t nic_contexts;                       /* NIC flow-context table size (0 = max_flows) */
+    uint32_t nic_ctx_cache;                      /* contexts resident on the NIC (0 = all) */
+    uint32_t nic_fetch_ns;                       /* latency of one context fetch */
+    uint32_t nic_scratch_kb;                     /* NIC shared scratch + RX reorder pool */
     uint32_t rx_reorder_bytes;                   /* NIC RX: ciphertext held per flow across holes */
     bool rx_hint;                                /* RX resync by host hints instead of NIC search */
     struct tls_offload_policy offload_policy;    /* which connections get NIC contexts, from when */

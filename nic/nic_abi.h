@@ -59,7 +59,7 @@
 /* --- TX ring descriptor kinds (host -> NIC commands share the TX ring) --- */
 enum nic_tx_kind {
     NIC_TX_DATA = 1,       /* an IPv4 packet at addr/len to transmit */
-    NIC_TX_STATIC_CTX = 2, /* install flow context: addr -> struct nic_tls_static_ctx */
+    NIC_TX_STATIC_CTX = 2, /* install flow context: addr/len -> the context's host block */
     NIC_TX_PROGRESS = 3,   /* TX flow state: record start seq + record number */
     NIC_TX_DUMP = 4,       /* record bytes at addr/len: rebuild crypto state, don't send */
     NIC_TX_DEL_CTX = 5,    /* remove flow context flow_id */
@@ -82,7 +82,8 @@ enum nic_tx_kind {
 struct nic_tx_desc {
     uint8_t kind;       /* enum nic_tx_kind */
     uint8_t flags;      /* NIC_TXF_* */
-    uint16_t len;       /* DATA, DUMP: bytes at addr; PROGRESS+ONESHOT: record length */
+    uint16_t len;       /* DATA, DUMP: bytes at addr; PROGRESS+ONESHOT: record length;
+                           STATIC_CTX: host block length (NIC_CTX_HOST_BYTES) */
     uint32_t flow_id;   /* 0 = no flow */
     uint64_t addr;      /* DATA, DUMP, STATIC_CTX: host memory the NIC reads */
     uint64_t cookie;    /* echoed in the completion; the driver's slot tag */
@@ -105,6 +106,17 @@ enum nic_ctx_dir { NIC_CTX_TX = 1, NIC_CTX_RX = 2 };
 #define NIC_CTXF_RX_HINT    0x02 /* RX: never search; wait for NIC_RX_PROGRESS hints */
 #define NIC_CTXF_RX_WND     0x04 /* RX: rx_wnd_right_edge/rx_wnd_scale are valid */
 
+/* The context's host block (docs/design.md §10): NIC_CTX_HOST_BYTES of host
+   memory the driver allocates per flow and hands over with the install
+   (STATIC_CTX addr/len). The driver writes struct nic_tls_static_ctx at
+   offset 0; from the install until the delete completed the block belongs
+   to the NIC, which writes an evicted context back at NIC_CTX_HOST_NIC_OFF
+   and reads the whole block on a fetch. A device with a context cache
+   refuses an install whose len is below NIC_CTX_HOST_BYTES; one without
+   (every context resident) also takes len = 0, a bare static context. */
+#define NIC_CTX_HOST_BYTES   256u
+#define NIC_CTX_HOST_NIC_OFF 128u
+
 struct nic_tls_static_ctx {
     uint8_t cipher;    /* enum nic_cipher */
     uint8_t direction; /* enum nic_ctx_dir */
@@ -126,6 +138,8 @@ struct nic_tls_static_ctx {
     uint8_t rx_wnd_scale;
     uint8_t pad2[3];
 };
+static_assert(sizeof(struct nic_tls_static_ctx) <= NIC_CTX_HOST_NIC_OFF,
+              "the static context fits the driver's part of the host block");
 
 /* --- RX buffer ring --- */
 struct nic_rx_desc {

@@ -16,6 +16,10 @@
 
 struct nic_dev;
 
+/* Defaults of the memory model (docs/design.md §10). */
+#define NIC_SCRATCH_DEFAULT  (16384u * 1024u) /* shared scratch + RX reorder pool */
+#define NIC_FETCH_NS_DEFAULT 1000u            /* one context fetch (PCIe round trip) */
+
 /* Device configuration (set at create, fixed afterwards). */
 struct nic_dev_cfg {
     int tun_fd;                    /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
@@ -25,6 +29,9 @@ struct nic_dev_cfg {
     uint32_t rx_ring_size;         /* power of two */
     uint32_t mtu;                  /* largest packet on the wire */
     uint32_t max_flows;            /* flow context table size */
+    uint32_t ctx_cache;            /* contexts resident on the NIC, LRU (0 = all) */
+    uint32_t fetch_ns;             /* latency of one context fetch from host memory */
+    uint64_t scratch_bytes;        /* shared scratch + RX reorder pool (0 = default) */
     uint32_t rx_reorder_bytes;     /* per RX flow: ciphertext held across holes (0 = none) */
     struct nic_fault_cfg fault_tx; /* NIC -> kernel */
     struct nic_fault_cfg fault_rx; /* kernel -> NIC */
@@ -97,17 +104,28 @@ struct nic_queues {
     X(rx_tls_err)                                                                                  \
     X(rx_tls_ctx)                                                                                  \
     X(rx_tls_del)                                                                                  \
-    X(rx_tls_lost)             /* lost track of the record stream */                               \
-    X(rx_tls_jump)             /* skipped to the known next record start */                        \
-    X(rx_tls_bad_record)       /* implausible header while in sync */                              \
-    X(rx_tls_reorder_buffered) /* ahead-of-hole segments held */                                   \
-    X(rx_tls_reorder_drained)  /* held segments fed through GCM once the hole filled */            \
-    X(rx_tls_reorder_dup)      /* ahead segment already held: delivered untouched */               \
-    X(rx_tls_ahead_decrypted)  /* ahead segments decrypted by keystream and marked */              \
-    X(rx_tls_skip_syn)         /* SYN set (no data segment of an open connection has it) */        \
-    X(rx_tls_skip_rst)         /* RST set */                                                       \
-    X(rx_tls_skip_frag)        /* IPv4 fragments of TCP: reassembled by the host, a hole here */   \
-    X(rx_tls_skip_oow)         /* data beyond the receive window the host last announced */
+    X(rx_tls_lost)               /* lost track of the record stream */                             \
+    X(rx_tls_jump)               /* skipped to the known next record start */                      \
+    X(rx_tls_bad_record)         /* implausible header while in sync */                            \
+    X(rx_tls_reorder_buffered)   /* ahead-of-hole segments held */                                 \
+    X(rx_tls_reorder_drained)    /* held segments fed through GCM once the hole filled */          \
+    X(rx_tls_reorder_dup)        /* ahead segment already held: delivered untouched */             \
+    X(rx_tls_ahead_decrypted)    /* ahead segments decrypted by keystream and marked */            \
+    X(rx_tls_skip_syn)           /* SYN set (no data segment of an open connection has it) */      \
+    X(rx_tls_skip_rst)           /* RST set */                                                     \
+    X(rx_tls_skip_frag)          /* IPv4 fragments of TCP: reassembled by the host, a hole here */ \
+    X(rx_tls_skip_oow)           /* data beyond the receive window the host last announced */      \
+    X(rx_tls_reorder_pool_full)  /* ahead segments not held: the device's pool was full */         \
+    X(rx_tls_reorder_pool_bytes) /* ciphertext held in the pool now (gauge) */                     \
+    X(tls_ctx_cache_hit)         /* context accesses that found it resident */                     \
+    X(tls_ctx_cache_miss)        /* accesses that fetched it from its host block */                \
+    X(tls_ctx_evict)             /* resident contexts written back to make room */                 \
+    X(tls_ctx_fetch_bytes)       /* host-block bytes read by fetches */                            \
+    X(tls_ctx_writeback_bytes)   /* host-block bytes written by evictions */                       \
+    X(tls_ctx_fetch_wait_ns)     /* fetch latency charged (misses x --nic-fetch-ns) */             \
+    X(tls_ctx_fetch_bad)         /* fetched block not as written back: context disabled */         \
+    X(tls_ctx_resident)          /* contexts resident now (gauge) */                               \
+    X(tls_ctx_no_host_mem)       /* installs refused: no host block with a context cache */
 #define NIC_COUNTERS_WIRE(X)                                                                       \
     X(tx_packets)                                                                                  \
     X(tx_bytes)                                                                                    \

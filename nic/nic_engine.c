@@ -15,6 +15,7 @@
 #include "nic_tls.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -89,6 +90,15 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
                                     .sink = dev};
     dev->pkt = malloc(NIC_MAX_PACKET);
     dev->tso_pkt = malloc(NIC_MAX_PACKET);
+    uint64_t scratch = cfg->scratch_bytes ? cfg->scratch_bytes : NIC_SCRATCH_DEFAULT;
+    if (scratch < NIC_TLS_SCRATCH_FIXED ||
+        nic_tls_ctx_init(&dev->tls, scratch, cfg->ctx_cache, cfg->fetch_ns) != 0) {
+        snprintf(err, errlen, "NIC scratch pool: %" PRIu64 " bytes (at least %u)", scratch,
+                 NIC_TLS_SCRATCH_FIXED);
+        dev->cfg.tun_fd = -1;
+        nic_dev_destroy(dev);
+        return NULL;
+    }
     if (!q->tx_ring || !q->rx_ring || !q->tx_cq || !q->rx_cq || !q->tx_idx || !q->rx_idx ||
         !q->tx_cq_idx || !q->rx_cq_idx || !dev->flows || !dev->pkt || !dev->tso_pkt) {
         snprintf(err, errlen, "out of memory");
@@ -142,6 +152,7 @@ void nic_dev_destroy(struct nic_dev *dev)
     free(q->tx_cq_idx);
     free(q->rx_cq_idx);
     nic_flow_table_free(dev->flows);
+    nic_tls_ctx_fini(&dev->tls);
     free(dev->pkt);
     free(dev->tso_pkt);
     if (dev->link)
@@ -265,7 +276,7 @@ static void engine_tx_observe(struct nic_dev *dev, const uint8_t *pkt, size_t le
         return;
     /* Our segment runs host -> peer; the RX flow is keyed peer -> host. */
     struct nic_flow *f = nic_flow_lookup_rx(dev->flows, v.daddr, v.saddr, v.dport, v.sport);
-    if (f && f->rx)
+    if (f && f->rx && nic_tls_ctx_access(&dev->tls, f))
         nic_tls_rx_observe_ack(f, v.ack, v.window);
 }
 
@@ -290,7 +301,7 @@ static void engine_rx_inspect(struct nic_dev *dev, uint8_t *pkt, size_t len, str
         return;
     /* Received packets run from the peer (source) to our host (destination). */
     struct nic_flow *f = nic_flow_lookup_rx(dev->flows, v.saddr, v.daddr, v.sport, v.dport);
-    if (f && f->rx)
+    if (f && f->rx && nic_tls_ctx_access(&dev->tls, f))
         nic_tls_rx_flow_packet(&dev->tls, f, pkt, &v, cqe);
 }
 
@@ -301,7 +312,7 @@ static void engine_rx_inspect(struct nic_dev *dev, uint8_t *pkt, size_t len, str
 static int engine_tx_offload(struct nic_dev *dev, const struct nic_tx_desc *d, const uint8_t *host)
 {
     struct nic_flow *flow = nic_flow_get(dev->flows, d->flow_id);
-    if (!flow || !flow->tx) {
+    if (!flow || !flow->tx || !nic_tls_ctx_access(&dev->tls, flow)) {
         dev->c.tx_tls_no_ctx++;
         return NIC_TX_ERR_NO_CTX;
     }

@@ -11,9 +11,17 @@ struct nic_flow_table *nic_flow_table_new(uint32_t max_flows, nic_flow_release_f
     if (!t)
         return NULL;
     t->max = max_flows ? max_flows : 1;
+    if (t->max > NIC_FLOW_MAX)
+        t->max = NIC_FLOW_MAX;
     t->release = release;
+    t->n_buckets = 64;
+    while (t->n_buckets * 4 < t->max)
+        t->n_buckets *= 2;
     t->slots = calloc(t->max, sizeof(*t->slots));
-    if (!t->slots) {
+    t->rx_hash = calloc(t->n_buckets, sizeof(*t->rx_hash));
+    if (!t->slots || !t->rx_hash) {
+        free(t->slots);
+        free(t->rx_hash);
         free(t);
         return NULL;
     }
@@ -36,6 +44,7 @@ void nic_flow_table_free(struct nic_flow_table *t)
     for (uint32_t i = 0; i < t->max; i++)
         nic_flow_wipe(t, &t->slots[i]);
     free(t->slots);
+    free(t->rx_hash);
     free(t);
 }
 
@@ -53,31 +62,32 @@ struct nic_flow *nic_flow_slot_unused(struct nic_flow_table *t, uint32_t flow_id
     return &t->slots[flow_id - 1];
 }
 
-static unsigned tuple_hash(uint32_t saddr, uint32_t daddr, uint16_t sport, uint16_t dport)
+static unsigned tuple_hash(const struct nic_flow_table *t, uint32_t saddr, uint32_t daddr,
+                           uint16_t sport, uint16_t dport)
 {
     uint32_t h = saddr ^ daddr ^ ((uint32_t)sport << 16 | dport);
     h ^= h >> 16;
     h *= 0x7feb352du;
     h ^= h >> 15;
-    return h % NIC_FLOW_HASH_BUCKETS;
+    return h & (t->n_buckets - 1);
 }
 
-static unsigned flow_bucket(const struct nic_flow *f)
+static unsigned flow_bucket(const struct nic_flow_table *t, const struct nic_flow *f)
 {
-    return tuple_hash(f->st.saddr, f->st.daddr, f->st.sport, f->st.dport);
+    return tuple_hash(t, f->st.saddr, f->st.daddr, f->st.sport, f->st.dport);
 }
 
 void nic_flow_rx_hash_add(struct nic_flow_table *t, uint32_t flow_id)
 {
     struct nic_flow *f = &t->slots[flow_id - 1];
-    unsigned b = flow_bucket(f);
+    unsigned b = flow_bucket(t, f);
     f->hash_next = t->rx_hash[b];
     t->rx_hash[b] = flow_id;
 }
 
 void nic_flow_rx_hash_del(struct nic_flow_table *t, uint32_t flow_id)
 {
-    uint32_t *pp = &t->rx_hash[flow_bucket(&t->slots[flow_id - 1])];
+    uint32_t *pp = &t->rx_hash[flow_bucket(t, &t->slots[flow_id - 1])];
     while (*pp && *pp != flow_id)
         pp = &t->slots[*pp - 1].hash_next;
     if (*pp)
@@ -87,7 +97,7 @@ void nic_flow_rx_hash_del(struct nic_flow_table *t, uint32_t flow_id)
 struct nic_flow *nic_flow_lookup_rx(struct nic_flow_table *t, uint32_t saddr, uint32_t daddr,
                                     uint16_t sport, uint16_t dport)
 {
-    for (uint32_t id = t->rx_hash[tuple_hash(saddr, daddr, sport, dport)]; id;) {
+    for (uint32_t id = t->rx_hash[tuple_hash(t, saddr, daddr, sport, dport)]; id;) {
         struct nic_flow *f = &t->slots[id - 1];
         if (f->used && f->st.saddr == saddr && f->st.daddr == daddr && f->st.sport == sport &&
             f->st.dport == dport)

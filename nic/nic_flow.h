@@ -1,7 +1,8 @@
 /*
  * nic_flow.h - the NIC's flow context table (device memory). A flow id is
  * slot + 1; 0 means "no flow". Contexts are installed and removed only by
- * control descriptors; the RX path also looks flows up by 4-tuple.
+ * control descriptors; the RX path also looks flows up by 4-tuple. The table
+ * holds 1..65536 slots; the RX hash has one bucket per four slots.
  */
 #ifndef ANIC_NIC_FLOW_H
 #define ANIC_NIC_FLOW_H
@@ -20,9 +21,16 @@ struct nic_flow {
     struct nic_tls_static_ctx st; /* key wiped once the cipher contexts hold it */
     struct nic_tls_tx_flow *tx;   /* direction TX: record walker + cipher state */
     struct nic_tls_rx_flow *rx;   /* direction RX */
+    /* Context cache (nic_tls.c, docs/design.md §10) */
+    uint8_t *host;     /* the context's host block (NULL: none, cache off) */
+    bool resident;     /* on the NIC now; else only in its host block */
+    bool ctx_bad;      /* a fetch found the block changed: the context is unusable */
+    uint32_t lru_prev; /* flow ids, 0 = end; most recently used first */
+    uint32_t lru_next;
+    uint32_t writebacks; /* evictions of this context, stamped in the block */
 };
 
-#define NIC_FLOW_HASH_BUCKETS 256
+#define NIC_FLOW_MAX 65536u
 
 /* Frees a flow's per-direction state (tx, rx); the slot itself is wiped by
    the table. Supplied by the owner of that state (the TLS block). */
@@ -32,10 +40,12 @@ struct nic_flow_table {
     uint32_t max;
     struct nic_flow *slots;
     nic_flow_release_fn *release;
-    uint32_t rx_hash[NIC_FLOW_HASH_BUCKETS]; /* RX flows by 4-tuple: first flow id */
+    uint32_t n_buckets; /* a power of two */
+    uint32_t *rx_hash;  /* RX flows by 4-tuple: first flow id */
 };
 
-/* A table of max_flows slots (at least one). NULL when out of memory. */
+/* A table of max_flows slots (1..NIC_FLOW_MAX, clamped). NULL when out of
+   memory. */
 struct nic_flow_table *nic_flow_table_new(uint32_t max_flows, nic_flow_release_fn *release);
 /* Release every flow, wipe every slot, free the table (device teardown). */
 void nic_flow_table_free(struct nic_flow_table *t);

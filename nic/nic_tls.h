@@ -58,7 +58,34 @@ struct nic_tls_ctx {
     uint32_t rx_reorder_bytes; /* per RX flow: ciphertext held across holes */
     void (*post_tx_cqe)(void *sink, const struct nic_cqe *e);
     void *sink;
+    /* Device memory shared by all flows (one engine thread uses it at a
+       time), carved from the scratch pool (docs/design.md §10): DUMP output,
+       an RX packet's original bytes, the RX walker's state-only output, a
+       fetched host block. The rest of the pool holds RX reorder copies. */
+    uint8_t *dump_buf, *rx_orig, *rx_scratch, *fetch_buf;
+    uint64_t reorder_pool_cap; /* bytes; in use: c->rx_tls_reorder_pool_bytes */
+    /* Context cache: LRU list of resident flows by id (0 = none). */
+    uint32_t cache_cap; /* 0: every installed context is resident */
+    uint32_t fetch_ns;
+    uint32_t lru_head, lru_tail;
 };
+
+/* Smallest scratch pool: the shared buffers above. */
+#define NIC_TLS_SCRATCH_FIXED (3u * NIC_MAX_PACKET + NIC_CTX_HOST_BYTES)
+
+/* Allocate the shared buffers from a pool of scratch_bytes (at least
+   NIC_TLS_SCRATCH_FIXED) and set up the cache. Returns 0 or -1. */
+int nic_tls_ctx_init(struct nic_tls_ctx *ctx, uint64_t scratch_bytes, uint32_t cache_cap,
+                     uint32_t fetch_ns);
+void nic_tls_ctx_fini(struct nic_tls_ctx *ctx);
+
+/* The one entry to a flow's context for any use (packet, ACK, control
+   descriptor): a hit moves it to the front of the LRU list; a miss evicts
+   the least recently used context when the cache is full (written back to
+   its host block), fetches this one from its block (bytes + fetch_ns, the
+   engine waits) and checks the block still holds what was written back.
+   Returns false if the context is unusable (tls_ctx_fetch_bad). */
+bool nic_tls_ctx_access(struct nic_tls_ctx *ctx, struct nic_flow *flow);
 
 /* Control descriptors (context install/delete, progress, dump, resync
    response, hint). Returns an enum nic_tx_status. */

@@ -90,9 +90,8 @@ struct nic_tls_rx_flow {
        a record it has already passed still resume it. */
     bool passive;
     uint32_t chain[RX_CHAIN_KEEP];
-    uint64_t chain_total; /* headers verified in the current chain */
-    uint8_t orig[NIC_MAX_PACKET];
-    uint8_t scratch[NIC_MAX_PACKET];
+    uint64_t chain_total;    /* headers verified in the current chain */
+    struct nic_tls_ctx *ctx; /* the device: shared buffers, reorder pool */
 };
 
 /* Serial-number comparisons for TCP sequence numbers. */
@@ -125,6 +124,7 @@ int nic_tls_rx_install(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t 
         return NIC_TX_ERR_NO_CTX;
     }
     f->flow_id = flow_id;
+    f->ctx = ctx;
     memcpy(f->salt, flow->st.salt, 4);
     f->hint_mode = flow->st.flags & NIC_CTXF_RX_HINT;
     f->buf_cap = ctx->rx_reorder_bytes;
@@ -146,6 +146,7 @@ static void buffer_clear(struct nic_tls_rx_flow *f)
     for (unsigned i = 0; i < f->nsegs; i++)
         free(f->segs[i].data);
     f->nsegs = 0;
+    f->ctx->c->rx_tls_reorder_pool_bytes -= f->buf_bytes;
     f->buf_bytes = 0;
 }
 
@@ -153,7 +154,8 @@ void nic_tls_rx_free(struct nic_tls_rx_flow *f)
 {
     if (!f)
         return;
-    buffer_clear(f);
+    if (f->ctx)
+        buffer_clear(f);
     EVP_CIPHER_CTX_free(f->w.gcm);
     EVP_CIPHER_CTX_free(f->ctr);
     OPENSSL_cleanse(f, sizeof(*f)); /* salt */
@@ -380,13 +382,14 @@ static void drain_buffer(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f)
         if (seq_lt(f->w.seq, end)) {
             uint32_t off = f->w.seq - s->seq;
             struct walk_result r = {0, 0};
-            if (walk(ctx, f, s->data + off, f->scratch, end - f->w.seq, &r) != WALK_OK) {
+            if (walk(ctx, f, s->data + off, f->ctx->rx_scratch, end - f->w.seq, &r) != WALK_OK) {
                 ctx->c->rx_tls_bad_record++;
                 lose_track(ctx, f);
                 return;
             }
         }
         f->buf_bytes -= s->len;
+        ctx->c->rx_tls_reorder_pool_bytes -= s->len;
         free(s->data);
         memmove(&f->segs[0], &f->segs[1], (f->nsegs - 1) * sizeof(f->segs[0]));
         f->nsegs--;
@@ -416,7 +419,8 @@ static int walk_with_held(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, co
             stop = f->segs[0].seq;
         if (seq_lt(f->w.seq, stop)) {
             struct walk_result r = {0, 0};
-            if (walk(ctx, f, data + (f->w.seq - seq), f->scratch, stop - f->w.seq, &r) != WALK_OK)
+            if (walk(ctx, f, data + (f->w.seq - seq), f->ctx->rx_scratch, stop - f->w.seq, &r) !=
+                WALK_OK)
                 return WALK_BAD_RECORD;
         }
         drain_buffer(ctx, f);
@@ -457,6 +461,10 @@ static enum hold_result buffer_ahead(struct nic_tls_ctx *ctx, struct nic_tls_rx_
 {
     if (f->nsegs == RX_REORDER_MAX_SEGS || f->buf_bytes + len > f->buf_cap)
         return HOLD_NO_ROOM;
+    if (ctx->c->rx_tls_reorder_pool_bytes + len > ctx->reorder_pool_cap) {
+        ctx->c->rx_tls_reorder_pool_full++; /* the device's pool, shared by all flows */
+        return HOLD_NO_ROOM;
+    }
     unsigned i = 0;
     while (i < f->nsegs && seq_lt(f->segs[i].seq, seq))
         i++;
@@ -475,6 +483,7 @@ static enum hold_result buffer_ahead(struct nic_tls_ctx *ctx, struct nic_tls_rx_
     f->segs[i] = (struct rx_seg){seq, (uint32_t)len, copy};
     f->nsegs++;
     f->buf_bytes += len;
+    ctx->c->rx_tls_reorder_pool_bytes += len;
     ctx->c->rx_tls_reorder_buffered++;
     return HOLD_KEPT;
 }
@@ -518,18 +527,18 @@ static bool in_order_decrypt(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f,
         w->rec_off < NIC_TLS_HEADER_LEN || !seq_lt(end, w->seq - w->rec_off + w->rec_len);
     struct walk_result r = {0, 0};
     if (may_fail)
-        memcpy(f->orig, data, len);
+        memcpy(f->ctx->rx_orig, data, len);
     view_at(w, seq, cqe);
     if (walk(ctx, f, data, data, len, &r) != WALK_OK) {
         if (may_fail)
-            memcpy(data, f->orig, len);
+            memcpy(data, f->ctx->rx_orig, len);
         ctx->c->rx_tls_bad_record++;
         lose_track(ctx, f);
         return false;
     }
     drain_buffer(ctx, f);
     if (r.failed) {
-        memcpy(data, f->orig, len); /* never hand up unauthenticated plaintext */
+        memcpy(data, f->ctx->rx_orig, len); /* never hand up unauthenticated plaintext */
         return false;
     }
     return true;
@@ -574,7 +583,7 @@ static bool ahead_no_room(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, co
             if (in_this) {
                 struct walk_result r = {0, 0};
                 uint32_t skip = next_hdr - seq;
-                if (walk(ctx, f, data + skip, f->scratch, len - skip, &r) != WALK_OK) {
+                if (walk(ctx, f, data + skip, f->ctx->rx_scratch, len - skip, &r) != WALK_OK) {
                     ctx->c->rx_tls_bad_record++;
                     lose_track(ctx, f);
                 }

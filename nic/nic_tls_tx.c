@@ -49,7 +49,6 @@ struct nic_tls_tx_flow {
     bool report_tags;
     uint32_t flow_id;
     uint8_t salt[4];
-    uint8_t scratch[65536]; /* device memory for DUMP bytes */
 };
 
 enum walk_result { WALK_OK = 0, WALK_BAD_RECORD = -1, WALK_NO_TAG = -2 };
@@ -100,7 +99,7 @@ void nic_tls_tx_free(struct nic_tls_tx_flow *tx)
     EVP_CIPHER_CTX_free(tx->main.ctr);
     EVP_CIPHER_CTX_free(tx->oneshot.gcm);
     EVP_CIPHER_CTX_free(tx->oneshot.ctr);
-    OPENSSL_cleanse(tx, sizeof(*tx)); /* salt, dumped record bytes */
+    OPENSSL_cleanse(tx, sizeof(*tx)); /* salt */
     free(tx);
 }
 
@@ -244,8 +243,8 @@ int nic_tls_tx_dump(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct
     if (d->len == 0)
         return NIC_TX_ERR_BAD_DESC;
     /* Read from host memory; output to device memory, then discarded. */
-    if (walk(ctx, tx, &tx->main, (const uint8_t *)(uintptr_t)d->addr, tx->scratch, d->len, false) !=
-        WALK_OK) {
+    if (walk(ctx, tx, &tx->main, (const uint8_t *)(uintptr_t)d->addr, ctx->dump_buf, d->len,
+             false) != WALK_OK) {
         tx->main.lost = true; /* as for DATA: wait for the next PROGRESS */
         ctx->c->tx_tls_bad_record++;
         return NIC_TX_ERR_BAD_DESC;

@@ -3,6 +3,12 @@
  * NIC contexts, deferred deletes, and the TX hook (header parsing, shadow
  * seq + resync), docs/design.md §4; RX resync answers and hints, §5.
  *
+ * Every NIC context has a host block (NIC_CTX_HOST_BYTES, docs/design.md
+ * §10): the driver writes the static context into it and hands it over with
+ * the install; the NIC writes evicted contexts back into it. The block is
+ * the driver's again once the NIC refused the install or completed the
+ * delete, and is wiped then (it holds the key).
+ *
  * A flow whose install the NIC refused falls back to software: the host
  * seals the records already written as frames in place in its store and the
  * hook sends a sealed copy of every segment that holds frame bytes; the NIC
@@ -30,6 +36,7 @@ enum fid_state {
 enum fid_install { FID_INSTALL_PENDING, FID_INSTALL_OK, FID_INSTALL_FAILED };
 
 struct fid_info {
+    uint8_t *host;   /* the context's host block while the NIC may use it */
     uint8_t state;   /* enum fid_state */
     uint8_t install; /* enum fid_install: the NIC's answer to the static context */
     uint8_t dir;     /* NIC_CTX_TX or NIC_CTX_RX */
@@ -116,8 +123,22 @@ static struct stack_tls_flow *tx_flow_ok(struct stack_tls_offload *o, uint32_t i
 
 /* --- flow ids and their NIC contexts --- */
 
+/* The NIC is done with id's host block: wipe it with a store the compiler
+   may not drop (static context with the key, the NIC's write-back). */
+static void host_block_free(struct stack_tls_offload *o, uint32_t id)
+{
+    struct fid_info *f = &o->fid[id];
+    if (!f->host)
+        return;
+    OPENSSL_cleanse(f->host, NIC_CTX_HOST_BYTES);
+    free(f->host);
+    f->host = NULL;
+    FID_CTR(o, f, tls_ctx_host_bytes) -= NIC_CTX_HOST_BYTES;
+}
+
 static void fid_release(struct stack_tls_offload *o, uint32_t id)
 {
+    host_block_free(o, id);
     o->fid[id].state = FID_FREE;
     o->free_ids[o->n_free++] = id;
 }
@@ -183,8 +204,10 @@ static void install_done(struct stack_tls_offload *o, uint32_t id, bool ok)
 {
     struct fid_info *f = &o->fid[id];
     f->install = ok ? FID_INSTALL_OK : FID_INSTALL_FAILED;
-    if (!ok)
+    if (!ok) {
         FID_CTR(o, f, tls_ctx_install_failed)++;
+        host_block_free(o, id); /* refused: the NIC keeps no reference */
+    }
     if (f->state == FID_LIVE) {
         struct stack_tls_flow *t = o->by_flow[id];
         t->failed = !ok;
@@ -515,6 +538,10 @@ void stack_tls_offload_free(struct stack_tls_offload *o)
     /* Deletes still queued are dropped: the engine is stopped or stops
        next, and destroying the device wipes every context it holds. */
     flush_deletes(o);
+    /* The engine is stopped (apps/app_runtime.c stops it before this), so
+       no block is in use any more. */
+    for (uint32_t i = 1; i <= o->max_flows; i++)
+        host_block_free(o, i);
     free(o->by_flow);
     free(o->free_ids);
     free(o->fid);
@@ -533,9 +560,8 @@ const struct stack_tls_rx_counters *stack_tls_offload_rx_counters(const struct s
     return &o->rxc;
 }
 
-/* Take a flow id and post the static context of p. The NIC reads it from a
-   pbuf the ring holds; the driver wipes that once the NIC is done. Returns
-   the id, or 0 when no id, ring slot or memory is available. */
+/* Take a flow id and post the static context of p in a new host block.
+   Returns the id, or 0 when no id, ring slot or memory is available. */
 static uint32_t install_post(struct stack_tls_offload *o, const struct stack_tls_params *p,
                              uint8_t dir, uint8_t flags)
 {
@@ -543,10 +569,10 @@ static uint32_t install_post(struct stack_tls_offload *o, const struct stack_tls
         return 0;
     if (p->key_len != 16 && p->key_len != 32)
         return 0;
-    struct pbuf *ctxbuf = pbuf_alloc(PBUF_RAW, sizeof(struct nic_tls_static_ctx), PBUF_RAM);
-    if (!ctxbuf)
+    uint8_t *block = calloc(1, NIC_CTX_HOST_BYTES);
+    if (!block)
         return 0;
-    struct nic_tls_static_ctx *buf = ctxbuf->payload;
+    struct nic_tls_static_ctx *buf = (struct nic_tls_static_ctx *)block;
     *buf = (struct nic_tls_static_ctx){
         .cipher = p->key_len == 16 ? NIC_CIPHER_AES_128_GCM : NIC_CIPHER_AES_256_GCM,
         .direction = dir,
@@ -564,19 +590,21 @@ static uint32_t install_post(struct stack_tls_offload *o, const struct stack_tls
     uint32_t id = o->free_ids[o->n_free - 1];
     struct nic_tx_desc d = {.kind = NIC_TX_STATIC_CTX,
                             .flags = NIC_TXF_SIGNAL,
+                            .len = NIC_CTX_HOST_BYTES,
                             .flow_id = id,
-                            .addr = (uint64_t)(uintptr_t)buf};
-    int r = post(o, &d, ctxbuf);
-    if (r != 0)
-        OPENSSL_cleanse(buf, sizeof(*buf));
-    pbuf_free(ctxbuf); /* posted: the ring's reference keeps it until the NIC read it */
-    if (r != 0)
+                            .addr = (uint64_t)(uintptr_t)block};
+    if (post(o, &d, NULL) != 0) {
+        OPENSSL_cleanse(block, NIC_CTX_HOST_BYTES);
+        free(block);
         return 0;
+    }
     o->n_free--;
-    o->fid[id] = (struct fid_info){.state = FID_LIVE,
+    o->fid[id] = (struct fid_info){.host = block,
+                                   .state = FID_LIVE,
                                    .install = FID_INSTALL_PENDING,
                                    .dir = dir,
                                    .policy = dir == NIC_CTX_TX ? (uint8_t)p->policy : 0};
+    FID_CTR(o, &o->fid[id], tls_ctx_host_bytes) += NIC_CTX_HOST_BYTES;
     return id;
 }
 

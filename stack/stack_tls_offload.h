@@ -38,6 +38,7 @@ enum stack_tls_tx_resync {
     X(tx_tls_ctx_deleted)         /* deletes the NIC completed */                                  \
     X(tx_tls_ctx_del_deferred)    /* deletes queued because the TX ring was full */                \
     X(tx_tls_ctx_del_pending)     /* deletes queued now (gauge) */                                 \
+    X(tx_tls_ctx_host_bytes)      /* context host blocks held now (gauge) */                       \
     X(tx_tls_sw_fallback_packets) /* frames sealed by the host */                                  \
     X(tx_tls_sw_fallback_bytes)                                                                    \
     X(tx_tls_sw_fallback_nomem) /* no memory for the sealed copy: dropped */                       \
@@ -59,7 +60,8 @@ enum stack_tls_tx_resync {
     X(rx_tls_ctx_install_failed) /* the NIC refused: software decrypts, no resync */               \
     X(rx_tls_ctx_deleted)        /* deletes the NIC completed */                                   \
     X(rx_tls_ctx_del_deferred)   /* deletes queued because the TX ring was full */                 \
-    X(rx_tls_ctx_del_pending)    /* deletes queued now (gauge) */
+    X(rx_tls_ctx_del_pending)    /* deletes queued now (gauge) */                                  \
+    X(rx_tls_ctx_host_bytes)     /* context host blocks held now (gauge) */
 
 #define STACK_TLS_CTR_FIELD(name) uint64_t name;
 struct stack_tls_tx_counters {
