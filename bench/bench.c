@@ -128,8 +128,9 @@ struct bench_opts {
     uint32_t rx_reorder_bytes; /* --rx-reorder-buf (cfg.rx_reorder_bytes) */
     uint32_t record_size;      /* --record-size (cfg.record_size; 0 = 16384) */
     bool rx_reorder_set;
-    bool rx_hint;      /* --rx-resync hint */
-    unsigned offloads; /* --offloads (APP_OFFLOAD_*) */
+    bool rx_hint;                     /* --rx-resync hint */
+    struct tls_offload_policy policy; /* --offload-policy (default always) */
+    unsigned offloads;                /* --offloads (APP_OFFLOAD_*) */
     enum sweep_kind sweep;
     double values[BENCH_MAX_VALUES]; /* the sweep's percentages */
     unsigned n_values;
@@ -272,6 +273,9 @@ static void usage(FILE *f)
         "                    how the NIC finds records again after losing track: nic =\n"
         "                      its own search/track/resync request (default), hint =\n"
         "                      the host posts next-record hints\n"
+        "  --offload-policy always|after:BYTES|auto[:INSTALL_NS,SW_PS,NIC_PS]\n"
+        "                    which nic-mode connections get NIC contexts, from when\n"
+        "                      (anic serve --help; default always)\n"
         "  --tx-loss-sweep [LIST]\n"
         "                    downloads only, once per TX loss value in LIST (percent,\n"
         "                      comma-separated, 0..100, default " BENCH_DEFAULT_LOSSES "):\n"
@@ -367,6 +371,7 @@ enum {
     OPT_RX_REORDER_SWEEP,
     OPT_RX_REORDER_BUF,
     OPT_RX_RESYNC,
+    OPT_OFFLOAD_POLICY,
     OPT_RECORD_SIZE,
     OPT_SEED,
     OPT_MICRO,
@@ -387,6 +392,7 @@ static const struct option bench_opts_long[] = {
     {"rx-reorder-sweep", optional_argument, NULL, OPT_RX_REORDER_SWEEP},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER_BUF},
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
+    {"offload-policy", required_argument, NULL, OPT_OFFLOAD_POLICY},
     {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
     {"seed", required_argument, NULL, OPT_SEED},
     {"micro", no_argument, NULL, OPT_MICRO},
@@ -640,6 +646,11 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
                 fprintf(stderr, "anic bench: --seed: %s\n", err);
                 return 2;
             }
+            break;
+        case OPT_OFFLOAD_POLICY:
+            if (tls_offload_policy_parse(optarg, &o->policy) < 0)
+                return bad("offload-policy", optarg,
+                           "expected always, after:BYTES or auto[:INSTALL_NS,SW_PS,NIC_PS]");
             break;
         case OPT_MICRO:
             o->micro = true;
@@ -1681,6 +1692,7 @@ static int runtime_up(struct bench *b, const struct nic_fault_cfg *fault_tx,
     cfg.seed_set = true;
     cfg.rx_reorder_bytes = b->o.rx_reorder_bytes;
     cfg.rx_hint = b->o.rx_hint;
+    cfg.offload_policy = b->o.policy;
     cfg.record_size = b->o.record_size;
     cfg.ca_out_path = b->ca_path;
     if (b->o.vs_nginx) { /* nginx's certificate: the same leaf for both */

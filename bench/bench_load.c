@@ -676,6 +676,8 @@ static int cmp_double(const void *a, const void *b)
 
 enum { CR_SW, CR_NIC, CR_NIC_POLICY, CR_NGINX, CR_N };
 
+static void task_cpu(double *host_s, double *nic_s);
+
 static int run_conn_rate(struct load *L)
 {
     char host[INET_ADDRSTRLEN], pol[64];
@@ -693,15 +695,17 @@ static int run_conn_rate(struct load *L)
            "nic+policy = nic with --offload-policy %s (break-even %" PRIu64 " bytes)\n",
            L->o.wrk_threads, L->o.seconds, LOAD_CIPHER, L->o.rounds, L->o.rounds == 1 ? "" : "s",
            pol, tls_offload_policy_breakeven(&autop));
-    printf("%6s %6s %-10s %9s %9s %9s %7s %8s | %s\n", "conns", "size", "mode", "conns/s", "min",
-           "max", "errors", "p99 ms", "vs sw; policy tx at_open/switched/kept_sw");
+    printf("%6s %6s %-10s %9s %9s %9s %7s %8s %8s %8s | %s\n", "conns", "size", "mode", "conns/s",
+           "min", "max", "errors", "p99 ms", "host us", "NIC us",
+           "vs sw; policy tx at_open/switched/kept_sw");
     for (unsigned si = 0; si < L->o.n_sizes && !load_stop; si++) {
         uint64_t size = L->o.sizes[si];
         for (unsigned ci = 0; ci < L->o.n_conns && !load_stop; ci++) {
             unsigned conns = L->o.conns[ci];
             double rate[CR_N][64];
             uint64_t errs[CR_N] = {0}, pol_ctr[3] = {0};
-            double p99[CR_N] = {0};
+            double p99[CR_N] = {0}, host_s[CR_N] = {0}, nic_s[CR_N] = {0};
+            uint64_t done[CR_N] = {0};
             bool on[CR_N] = {true, true, L->o.conn_rate_auto, L->o.nginx};
             for (unsigned r = 0; r < L->o.rounds && !load_stop; r++) {
                 for (int m = 0; m < CR_N && !load_stop; m++) {
@@ -721,8 +725,14 @@ static int run_conn_rate(struct load *L)
                     for (int k = 0; k < 3; k++)
                         before[k] = stat_now(L, "offload_dump", pn[k], NULL);
                     struct load_result res;
+                    double h0, n0, h1, n1;
+                    task_cpu(&h0, &n0);
                     run_wrk_close(L, url, conns, size, &res);
                     sleep_ms(LOAD_SETTLE_MS);
+                    task_cpu(&h1, &n1);
+                    host_s[m] += h1 - h0;
+                    nic_s[m] += n1 - n0;
+                    done[m] += res.requests;
                     if (m == CR_NIC_POLICY)
                         for (int k = 0; k < 3; k++)
                             pol_ctr[k] += stat_now(L, "offload_dump", pn[k], NULL) - before[k];
@@ -745,8 +755,14 @@ static int run_conn_rate(struct load *L)
                 med[m] = sorted[L->o.rounds / 2];
                 char sz[24];
                 fmt_size(size, sz, sizeof(sz));
-                printf("%6u %6s %-10s %9.1f %9.1f %9.1f %7" PRIu64 " %8.1f |", conns, sz, label[m],
+                printf("%6u %6s %-10s %9.1f %9.1f %9.1f %7" PRIu64 " %8.1f", conns, sz, label[m],
                        med[m], sorted[0], sorted[L->o.rounds - 1], errs[m], p99[m]);
+                /* anic's threads per connection (nginx: not ours to measure) */
+                if (m != CR_NGINX && done[m])
+                    printf(" %8.0f %8.0f |", host_s[m] / (double)done[m] * 1e6,
+                           nic_s[m] / (double)done[m] * 1e6);
+                else
+                    printf(" %8s %8s |", "-", "-");
                 if (m != CR_SW && med[CR_SW] > 0)
                     printf(" %.2fx", med[m] / med[CR_SW]);
                 if (m == CR_NIC_POLICY)
@@ -830,6 +846,10 @@ static int run_flows(struct load *L)
     printf("%6s %-5s %-4s %6s %6s | %8s %8s %8s | %9s %10s %9s %8s\n", "flows", "mode", "dir",
            "estab", "failed", "MB/s", "host s/GB", "NIC s/GB", "cache hit", "fetch B/B",
            "evictions", "sw-fallbk");
+    printf("(CPU of anic's threads over the window per GB of payload; cache columns from nic_tls "
+           "tls_ctx_cache_*, n/a where the NIC has no context cache; sw-fallbk: directions that "
+           "got no NIC context in the cell, tls_nic.offload_fallback_sw + "
+           "offload_rx.rx_tls_ctx_fail)\n");
     for (unsigned fi = 0; fi < L->o.n_flows && !load_stop; fi++) {
         unsigned n = (unsigned)L->o.flows[fi];
         for (int dir = 0; dir < 2 && !load_stop; dir++) {
@@ -846,6 +866,8 @@ static int run_flows(struct load *L)
                                        .setup_s = 30 + n / 20.0,
                                        .warm_s = 1,
                                        .measure_s = L->o.seconds};
+                struct flow_snap z;
+                flow_snap(L, &z); /* installs refused during this cell's set-up count too */
                 int rd = -1;
                 pid_t pid = flows_spawn(&fc, &rd);
                 if (pid < 0) {
@@ -880,7 +902,7 @@ static int run_flows(struct load *L)
                                (double)(b.fetch - a.fetch) / (double)r.bytes, b.evict - a.evict);
                     else
                         printf(" %9s %10s %9s", "n/a", "n/a", "n/a");
-                    printf(" %8" PRIu64 "\n", b.fallback);
+                    printf(" %8" PRIu64 "\n", b.fallback - z.fallback);
                 } else {
                     printf(" %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-",
                            r.ok ? "no bytes moved" : "the client did not report");

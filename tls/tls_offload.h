@@ -165,11 +165,15 @@ struct tls_offload_policy {
     uint64_t nic_ps;      /* auto: host cost per offloaded byte (framing, record store), ps */
 };
 
-/* auto's defaults, measured on the development machine (README.md, offload
-   policy): INSTALL_NS, SW_PS, NIC_PS. */
+/* auto's defaults (README.md, Offload policy): SW_PS and NIC_PS are the
+   host CPU per byte of 10 long downloads in sw and nic mode (anic bench
+   --load --flows 10: 0.56 and 0.35 s/GB); INSTALL_NS is an upper estimate
+   of the host's work for the two installs and deletes of a connection
+   (below the noise of anic bench --load --conn-rate, which bounds it at
+   ~0.1 ms). Break-even: 95239 bytes. */
 #define TLS_OFFLOAD_AUTO_INSTALL_NS 20000
-#define TLS_OFFLOAD_AUTO_SW_PS      1000
-#define TLS_OFFLOAD_AUTO_NIC_PS     300
+#define TLS_OFFLOAD_AUTO_SW_PS      560
+#define TLS_OFFLOAD_AUTO_NIC_PS     350
 
 /* "always", "after:BYTES", "auto" or "auto:INSTALL_NS,SW_PS,NIC_PS". 0: ok;
    -1: malformed (p untouched). */
