@@ -336,6 +336,7 @@ static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t
             return ERR_MEM;
         }
         drv->c.tx_copied++;
+        drv->c.tx_copied_bytes += hold->len;
     } else {
         pbuf_ref(p);
     }

@@ -39,6 +39,7 @@ struct stack_rx_view {
     X(tx_packets)                                                                                  \
     X(tx_bytes)                                                                                    \
     X(tx_copied)                                                                                   \
+    X(tx_copied_bytes) /* bytes of those copies (pbuf_clone) */                                    \
     X(tx_ring_full)                                                                                \
     X(tx_err_status)                                                                               \
     X(tx_completions)                                                                              \

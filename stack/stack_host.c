@@ -58,15 +58,21 @@ static void *irq_main(void *arg)
     return NULL;
 }
 
+void stack_host_lwip_start(void)
+{
+    if (lwip_started)
+        return;
+    sem_init(&tcpip_ready, 0, 0);
+    tcpip_init(tcpip_init_done, NULL);
+    while (sem_wait(&tcpip_ready) != 0)
+        ; /* EINTR */
+    pthread_setname_np(tcpip_thread, "lwip-tcpip");
+    lwip_started = true;
+}
+
 struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host_cfg *cfg)
 {
-    if (!lwip_started) {
-        sem_init(&tcpip_ready, 0, 0);
-        tcpip_init(tcpip_init_done, NULL);
-        sem_wait(&tcpip_ready);
-        pthread_setname_np(tcpip_thread, "lwip-tcpip");
-        lwip_started = true;
-    }
+    stack_host_lwip_start();
     struct stack_host *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;

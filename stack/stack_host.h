@@ -24,7 +24,13 @@ struct stack_host_cfg {
     uint32_t tcp_retries_ms;
 };
 
-/* Starts lwIP once per process (tcpip_init), adds the netif, posts RX
+/* Starts lwIP once per process (tcpip_init) and waits until its thread
+   runs; later calls return at once. Not thread-safe: call it from the main
+   thread before any other lwIP use (stack_host_start calls it; so does
+   `anic bench --micro`, which drives a driver without a host). */
+void stack_host_lwip_start(void);
+
+/* Starts lwIP once per process (stack_host_lwip_start), adds the netif, posts RX
    buffers and starts the interrupt thread. */
 struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host_cfg *cfg);
 /* Stops the interrupt thread and removes the netif. The NIC must be stopped
