@@ -257,8 +257,27 @@ static void csv_row(struct load *L, const char *server, const char *mode, unsign
     fflush(L->csv);
 }
 
+/* After an anic cell: wait until every connection wrk opened is gone
+   (server.active 0), at most LOAD_IDLE_WAIT_S: beyond the 30 s drain of a
+   closing TLS connection (tls/tls_conn.c). Returns what is left (0: all
+   released) and the seconds it took. */
+#define LOAD_IDLE_WAIT_S 40
+static uint64_t wait_released(struct load *L, double *secs)
+{
+    double t0 = now_s();
+    uint64_t left = app_server_counters(L->rt.server)->active;
+    while (left && !load_stop && now_s() - t0 < LOAD_IDLE_WAIT_S) {
+        sleep_ms(50);
+        left = app_server_counters(L->rt.server)->active;
+    }
+    *secs = now_s() - t0;
+    return left;
+}
+
 static int run_cells(struct load *L)
 {
+    unsigned leaked_cells = 0;
+    double release_max_s = 0;
     char host[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
     printf("anic bench --load: wrk -t%u -c N -d %us --timeout %s; anic on %s (plain 80, sw 443, "
@@ -282,6 +301,14 @@ static int run_cells(struct load *L)
                          m == TLS_MODE_NONE ? "http" : "https", host, anic_port(m), size);
                 struct load_result a;
                 run_wrk(L, url, conns, size, &a);
+                double rel_s;
+                uint64_t left = wait_released(L, &rel_s);
+                release_max_s = rel_s > release_max_s ? rel_s : release_max_s;
+                if (left) {
+                    leaked_cells++;
+                    printf("  !! %" PRIu64 " connections still open %d s after wrk exited\n", left,
+                           LOAD_IDLE_WAIT_S);
+                }
                 sleep_ms(LOAD_SETTLE_MS);
                 struct load_result *ng = m == TLS_MODE_NONE ? &ng_plain : &ng_tls;
                 if (L->o.nginx && !ng->ran && !load_stop) {
@@ -311,11 +338,13 @@ static int run_cells(struct load *L)
            " send %" PRIu64 "\n",
            sc->accepted, sc->conns_refused_max, sc->tls_timeout_handshake, sc->http_timeout_header,
            sc->http_timeout_idle, sc->http_timeout_body, sc->http_timeout_send);
+    printf("anic connections released after every cell: %s (slowest %.1f s)\n",
+           leaked_cells ? "NO" : "yes", release_max_s);
     const struct stack_rto_counters *rc = stack_rto_counters();
     printf("anic tcp: fast_rto_fired %" PRIu64 ", RTT samples %" PRIu64 " (%" PRIu64
            " dropped by Karn's rule), mean SRTT %" PRIu64 " ms at the last walk\n",
            rc->fast_rto_fired, rc->rto_rtt_samples, rc->rto_rtt_karn, rc->rto_srtt_ms);
-    return load_stop ? 130 : 0;
+    return load_stop ? 130 : leaked_cells ? 1 : 0;
 }
 
 /* ---- soak (--soak S): long load under faults, then nothing may be left ---- */

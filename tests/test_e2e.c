@@ -757,7 +757,8 @@ enum {
     T_INJECT = 1u << 5,  /* a raw-socket attacker injects into live uploads */
     /* slow and idle clients closed by the timeouts during a download */
     T_SLOW = 1u << 6,
-    /* a connection flood above --max-conns during a download */
+    /* a connection flood above --max-conns during a download; a ClientHello burst
+       above --handshake-queue */
     T_FLOOD = 1u << 7,
     /* a download across a 6 s TX blackout */
     T_BLACKOUT = 1u << 8,

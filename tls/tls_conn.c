@@ -16,6 +16,7 @@
 #include "tls_offload.h"
 #include "tls_record.h"
 
+#include <errno.h>
 #include <lwip/sys.h>
 #include <lwip/tcpip.h>
 #include <mbedtls/net_sockets.h>
@@ -23,6 +24,8 @@
 #include <mbedtls/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* tcp_poll runs every CONN_POLL_INTERVAL TCP slow-timer ticks; the tick may
@@ -32,6 +35,7 @@
 #define RX_PENDING_CAP     (TLS_MAX_PLAINTEXT + 65536)
 #define HS_IN_CAP          (TLS_MAX_PLAINTEXT + 2048) /* client flight bytes handed to the worker */
 #define HS_OUT_CAP         65536                      /* server flight the worker may write */
+#define HS_NICE            5 /* handshake workers run this much nicer than the process */
 
 enum conn_state {
     CONN_HANDSHAKE, /* mbed TLS handshake in progress */
@@ -923,6 +927,13 @@ static void *hs_main(void *arg)
 {
     struct tls_server *srv = arg;
     struct tls_hs_worker *w = &srv->hs;
+    /* Below the packet threads: when handshakes and established flows want
+       the same CPU, the flows win (their ACKs, RX buffer reposts) and
+       handshakes use what is left. Best effort: an error leaves the nice. */
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0)
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice + HS_NICE);
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->todo[0] && !w->todo[1] && !w->stop)
