@@ -885,6 +885,8 @@ static void proc_cpu_add(const struct bench *b, pid_t pid, struct proc_cpu *acc)
     if (read_small(path, buf, sizeof(buf)) < 0)
         return;
     char *p = strrchr(buf, ')'); /* fields restart after comm: utime(14) stime(15) */
+    if (p)
+        p++; /* the space before field 3 */
     for (int field = 3; field <= 13 && p; field++)
         p = strchr(p + 1, ' ');
     if (!p)
