@@ -314,7 +314,9 @@ static void usage(FILE *f)
         "                      times nic_dev_poll_once() with CLOCK_THREAD_CPUTIME_ID\n"
         "                      while pushing 16 KiB TLS records as 1448-byte TCP\n"
         "                      segments, offloaded and not, over a socketpair and over\n"
-        "                      /dev/null as the link; compared with\n"
+        "                      /dev/null as the link, and as 64 KiB TSO segments over\n"
+        "                      /dev/null in GSO mode; copies/B = nic.tx_bytes_copied per\n"
+        "                      record byte; compared with\n"
         "                      'openssl speed -evp aes-128-gcm' at 16 KiB. Needs no root.\n"
         "  --vs-nginx        also measure nginx (Debian nginx-light, started here on the\n"
         "                      namespace's loopback, stopped by PID) as rows nginx-http\n"
@@ -883,6 +885,8 @@ static void proc_cpu_add(const struct bench *b, pid_t pid, struct proc_cpu *acc)
     if (read_small(path, buf, sizeof(buf)) < 0)
         return;
     char *p = strrchr(buf, ')'); /* fields restart after comm: utime(14) stime(15) */
+    if (p)
+        p++; /* the space before field 3 */
     for (int field = 3; field <= 13 && p; field++)
         p = strchr(p + 1, ' ');
     if (!p)

@@ -12,7 +12,7 @@
  * slots, reading completions and draining the link's other end happen
  * between polls and are not counted.
  *
- * Four timed runs, same packets:
+ * Six timed runs, same records:
  *   offload / plain  descriptors with NIC_TXF_OFFLOAD + flow id (the engine
  *                    copies the packet to device memory, encrypts the record
  *                    bytes, writes tags, fixes the TCP checksum, sends) /
@@ -22,6 +22,11 @@
  *                    test_ring.c uses), or /dev/null opened O_RDWR, whose
  *                    write() is a syscall that copies nothing and whose read()
  *                    is EOF (the engine's RX poll sees "nothing queued")
+ *   TSO segments / /dev/null GSO: descriptors of up to 64 KiB with mss =
+ *                    the wire MSS (lwIP's segments on a TSO netif), the link
+ *                    in GSO mode on /dev/null: the path `anic serve` takes
+ *                    without faults or pcap (docs/design.md §4)
+ * Every run also reports copies/B: nic.tx_bytes_copied per record byte.
  * offload - plain (per packet, same link) = the engine's per-byte TLS work
  * without the link: "crypto+walk only" (record walk, AES-GCM, tag, the DMA
  * copy and the checksum fix). It is compared with `openssl speed -evp
@@ -59,11 +64,18 @@
 static uint32_t mb_mtu = 1500;
 static uint32_t mb_mss = 1448;
 
-#define MB_IP_HLEN           20u
-#define MB_TCP_HLEN          20u
-#define MB_HDR_LEN           (MB_IP_HLEN + MB_TCP_HLEN)
-#define MB_SLOT_LEN          9216u /* one packet buffer per TX ring slot (any MTU up to 9000) */
-#define MB_RING              1024u /* TX ring = TX CQ size */
+#define MB_IP_HLEN  20u
+#define MB_TCP_HLEN 20u
+#define MB_HDR_LEN  (MB_IP_HLEN + MB_TCP_HLEN)
+#define MB_SLOT_LEN 9216u /* one packet buffer per TX ring slot (any MTU up to 9000) */
+#define MB_RING     1024u /* TX ring = TX CQ size */
+/* TSO runs: segments of up to 64 KiB, as lwIP makes them on a TSO netif
+   (docs/design.md §4). The engine starts an offloaded segment only with CQ
+   room for a tag report per record that could end in it (len / 29), so the
+   ring (= CQ) is larger; fewer segments are in flight than it has slots. */
+#define MB_TSO_SLOT_LEN      65536u
+#define MB_TSO_RING          8192u
+#define MB_TSO_INFLIGHT      256u
 #define MB_FLOW_ID           1u
 #define MB_REC_PT            TLS_MAX_PLAINTEXT
 #define MB_REC_LEN           (MB_REC_PT + TLS_RECORD_OVERHEAD)
@@ -77,16 +89,19 @@ static uint32_t mb_mss = 1448;
 #define MB_TARGET_RATIO      0.8   /* engine >= 0.8 x openssl */
 #define MB_BREAKDOWN_RECORDS 8192u /* 128 MiB per breakdown item */
 
-enum mb_link { MB_LINK_SOCKET, MB_LINK_DEVNULL, MB_LINK_COUNT };
-static const char *const mb_link_name[MB_LINK_COUNT] = {"socketpair", "/dev/null"};
+/* /dev/null GSO: the link writes virtio_net_hdr-framed GSO super-packets
+   (nic_dev_cfg.tun_gso), as on a GSO TUN. */
+enum mb_link { MB_LINK_SOCKET, MB_LINK_DEVNULL, MB_LINK_GSO, MB_LINK_COUNT };
+static const char *const mb_link_name[MB_LINK_COUNT] = {"socketpair", "/dev/null", "/dev/null GSO"};
 
 struct mb_result {
     bool ok;
     char reason[200];
     uint64_t engine_ns; /* CPU time inside nic_dev_poll_once() */
     uint64_t polls;
-    uint64_t packets;
+    uint64_t packets;      /* wire packets (a TSO segment is several) */
     uint64_t record_bytes; /* = TCP payload bytes */
+    uint64_t copied;       /* nic.tx_bytes_copied: bytes the engine and link memcpy'd */
     double wall_s;
 };
 
@@ -96,8 +111,12 @@ struct mb {
     const struct nic_queues *q;
     int peer; /* the socketpair's other end, or -1 */
     bool offload;
+    bool tso;          /* descriptors of seg payload bytes with mss = mb_mss */
+    uint32_t seg;      /* payload bytes per descriptor */
+    uint32_t slot_len; /* bytes per packet buffer */
+    uint32_t n_slots;  /* packet buffers = descriptors in flight at most */
     uint32_t tx_prod, tx_cq_cons;
-    uint8_t *slots; /* MB_RING * MB_SLOT_LEN */
+    uint8_t *slots; /* n_slots * slot_len */
     /* Device reads it when it consumes the STATIC_CTX descriptor; kept for
        the device's lifetime anyway, as a driver would. */
     struct nic_tls_static_ctx ctx;
@@ -195,7 +214,7 @@ static uint32_t load_acq(const uint32_t *p)
    (the offloading NIC recomputes it; the plain path never looks). */
 static size_t mb_build(struct mb *m, uint8_t *p)
 {
-    uint32_t pay = m->stream_left < mb_mss ? (uint32_t)m->stream_left : mb_mss;
+    uint32_t pay = m->stream_left < m->seg ? (uint32_t)m->stream_left : m->seg;
     memset(p, 0, MB_HDR_LEN);
     p[0] = 0x45;
     put16(p + 2, (uint16_t)(MB_HDR_LEN + pay));
@@ -345,7 +364,8 @@ static void mb_close(struct mb *m)
     free(m);
 }
 
-static struct mb *mb_open(enum mb_link link, bool offload, bool verify, char *err, size_t errlen)
+static struct mb *mb_open(enum mb_link link, bool offload, bool tso, bool verify, char *err,
+                          size_t errlen)
 {
     struct mb *m = calloc(1, sizeof(*m));
     if (!m) {
@@ -355,7 +375,11 @@ static struct mb *mb_open(enum mb_link link, bool offload, bool verify, char *er
     m->peer = -1;
     m->offload = offload;
     m->verify = verify;
-    m->slots = malloc((size_t)MB_RING * MB_SLOT_LEN);
+    m->tso = tso;
+    m->seg = tso ? (65535u - MB_HDR_LEN) / mb_mss * mb_mss : mb_mss;
+    m->slot_len = tso ? MB_TSO_SLOT_LEN : MB_SLOT_LEN;
+    m->n_slots = tso ? MB_TSO_INFLIGHT : MB_RING;
+    m->slots = malloc((size_t)m->n_slots * m->slot_len);
     if (!m->slots) {
         snprintf(err, errlen, "out of memory");
         free(m);
@@ -387,7 +411,8 @@ static struct mb *mb_open(enum mb_link link, bool offload, bool verify, char *er
     }
     struct nic_dev_cfg cfg = {
         .tun_fd = fd,
-        .tx_ring_size = MB_RING,
+        .tun_gso = link == MB_LINK_GSO,
+        .tx_ring_size = tso ? MB_TSO_RING : MB_RING,
         .rx_ring_size = 64, /* no RX buffers are ever posted */
         .mtu = mb_mtu,
         .max_flows = 4,
@@ -457,7 +482,8 @@ static struct mb *mb_open(enum mb_link link, bool offload, bool verify, char *er
 static void mb_push(struct mb *m, uint64_t n_records, struct mb_result *r)
 {
     const struct nic_queues *q = m->q;
-    uint64_t total_pkts = (n_records * MB_REC_LEN + mb_mss - 1) / mb_mss;
+    uint64_t total_pkts = (n_records * MB_REC_LEN + m->seg - 1) / m->seg; /* descriptors */
+    uint64_t wire_pkts = 0;
     uint64_t posted = 0, done = 0;
     unsigned stall = 0;
     memset(r, 0, sizeof(*r));
@@ -467,15 +493,19 @@ static void mb_push(struct mb *m, uint64_t n_records, struct mb_result *r)
         /* Reclaim: slots before the NIC's consumer index are ours again. */
         uint32_t in_use = m->tx_prod - load_acq(&q->tx_idx->cons);
         done = posted - in_use;
-        while (in_use < q->tx_size && posted < total_pkts) {
+        while (in_use < q->tx_size && in_use < m->n_slots && posted < total_pkts) {
             uint32_t slot = nic_ring_slot(m->tx_prod, q->tx_size);
-            uint8_t *buf = m->slots + (size_t)slot * MB_SLOT_LEN;
+            /* in order: the buffer of descriptor prod - n_slots is free */
+            uint8_t *buf = m->slots + (size_t)(m->tx_prod % m->n_slots) * m->slot_len;
             size_t len = mb_build(m, buf);
+            size_t pay = len - MB_HDR_LEN;
+            wire_pkts += pay > mb_mss ? (pay + mb_mss - 1) / mb_mss : 1;
             struct nic_tx_desc *d = &q->tx_ring[slot];
             memset(d, 0, sizeof(*d));
             d->kind = NIC_TX_DATA;
             d->flags = m->offload ? NIC_TXF_OFFLOAD : 0;
             d->len = (uint16_t)len;
+            d->mss = pay > mb_mss ? (uint16_t)mb_mss : 0;
             d->flow_id = m->offload ? MB_FLOW_ID : 0;
             d->addr = (uint64_t)(uintptr_t)buf;
             d->cookie = posted;
@@ -508,7 +538,7 @@ static void mb_push(struct mb *m, uint64_t n_records, struct mb_result *r)
     }
     mb_drain(m);
     r->wall_s = mono_s() - w0;
-    r->packets = total_pkts;
+    r->packets = wire_pkts;
 
     struct nic_counters c;
     nic_dev_get_counters(m->dev, &c);
@@ -517,10 +547,11 @@ static void mb_push(struct mb *m, uint64_t n_records, struct mb_result *r)
                  m->tx_errors, m->first_err);
         return;
     }
-    if (c.tun_write_errors || c.tx_packets != total_pkts) {
+    r->copied = c.tx_bytes_copied;
+    if (c.tun_write_errors || c.tx_packets != wire_pkts) {
         snprintf(r->reason, sizeof(r->reason),
                  "link: %" PRIu64 " packets sent of %" PRIu64 ", %" PRIu64 " write errors",
-                 c.tx_packets, total_pkts, c.tun_write_errors);
+                 c.tx_packets, wire_pkts, c.tun_write_errors);
         return;
     }
     if (m->offload && (c.tx_tls_encrypted_bytes != r->record_bytes || c.tx_tls_seq_mismatch ||
@@ -535,10 +566,11 @@ static void mb_push(struct mb *m, uint64_t n_records, struct mb_result *r)
     r->ok = true;
 }
 
-static void mb_run(enum mb_link link, bool offload, uint64_t n_records, struct mb_result *r)
+static void mb_run(enum mb_link link, bool offload, bool tso, uint64_t n_records,
+                   struct mb_result *r)
 {
     char err[200];
-    struct mb *m = mb_open(link, offload, false, err, sizeof(err));
+    struct mb *m = mb_open(link, offload, tso, false, err, sizeof(err));
     if (!m) {
         memset(r, 0, sizeof(*r));
         snprintf(r->reason, sizeof(r->reason), "%s", err);
@@ -815,38 +847,50 @@ int bench_micro_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu)
 
     /* Correctness first: the engine's output must be TLS that opens. */
     char err[200];
-    struct mb *v = mb_open(MB_LINK_SOCKET, true, true, err, sizeof(err));
-    struct mb_result vr;
-    if (!v) {
-        printf("  verify: FAILED: %s\n", err);
-        return 1;
-    }
-    mb_push(v, MB_VERIFY_RECORDS, &vr);
-    bool vok = vr.ok && !v->verr[0] && v->verified_records == MB_VERIFY_RECORDS;
-    printf("  verify: %u records offloaded over the socketpair, %" PRIu64
-           " segments read back: %s\n",
-           MB_VERIFY_RECORDS, v->verified_packets,
-           vok          ? "TCP checksums and seqs ok, every record authenticates (tls_record_open)"
+    for (int tso = 0; tso < 2; tso++) {
+        struct mb *v = mb_open(MB_LINK_SOCKET, true, tso, true, err, sizeof(err));
+        struct mb_result vr;
+        if (!v) {
+            printf("  verify: FAILED: %s\n", err);
+            return 1;
+        }
+        mb_push(v, MB_VERIFY_RECORDS, &vr);
+        bool vok = vr.ok && !v->verr[0] && v->verified_records == MB_VERIFY_RECORDS;
+        printf("  verify%s: %u records offloaded over the socketpair, %" PRIu64
+               " segments read back: %s\n",
+               tso ? " (TSO, cut by the engine)" : "", MB_VERIFY_RECORDS, v->verified_packets,
+               vok      ? "TCP checksums and seqs ok, every record authenticates (tls_record_open)"
                           " and decrypts to the plaintext sent"
-           : !vr.ok     ? vr.reason
-           : v->verr[0] ? v->verr
-                        : "records missing");
-    mb_close(v);
-    if (!vok)
-        return 1;
+               : !vr.ok ? vr.reason
+               : v->verr[0] ? v->verr
+                            : "records missing");
+        mb_close(v);
+        if (!vok)
+            return 1;
+    }
     fflush(stdout);
 
     /* Timed runs, rounds interleaved over the configurations. */
-    enum { CFG_OFL_SOCK, CFG_PLAIN_SOCK, CFG_OFL_NULL, CFG_PLAIN_NULL, CFG_COUNT };
+    enum {
+        CFG_OFL_SOCK,
+        CFG_PLAIN_SOCK,
+        CFG_OFL_NULL,
+        CFG_PLAIN_NULL,
+        CFG_OFL_GSO,
+        CFG_PLAIN_GSO,
+        CFG_COUNT
+    };
     static const struct {
         enum mb_link link;
-        bool offload;
+        bool offload, tso;
         const char *name;
     } cfgs[CFG_COUNT] = {
-        {MB_LINK_SOCKET, true, "offload (NIC_TXF_OFFLOAD, flow 1)"},
-        {MB_LINK_SOCKET, false, "plain (no flow)"},
-        {MB_LINK_DEVNULL, true, "offload (NIC_TXF_OFFLOAD, flow 1)"},
-        {MB_LINK_DEVNULL, false, "plain (no flow)"},
+        {MB_LINK_SOCKET, true, false, "offload (NIC_TXF_OFFLOAD, flow 1)"},
+        {MB_LINK_SOCKET, false, false, "plain (no flow)"},
+        {MB_LINK_DEVNULL, true, false, "offload (NIC_TXF_OFFLOAD, flow 1)"},
+        {MB_LINK_DEVNULL, false, false, "plain (no flow)"},
+        {MB_LINK_GSO, true, true, "offload, TSO segments"},
+        {MB_LINK_GSO, false, true, "plain, TSO segments"},
     };
     struct mb_result *runs = calloc((size_t)CFG_COUNT * repeat, sizeof(*runs));
     if (!runs) {
@@ -855,23 +899,28 @@ int bench_micro_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu)
     }
     for (unsigned rep = 0; rep < repeat; rep++)
         for (int k = 0; k < CFG_COUNT; k++)
-            mb_run(cfgs[k].link, cfgs[k].offload, n_records, &runs[k * repeat + rep]);
+            mb_run(cfgs[k].link, cfgs[k].offload, cfgs[k].tso, n_records, &runs[k * repeat + rep]);
     struct mb_result res[CFG_COUNT];
     bool all_ok = true;
-    printf("\n  %-34s %-10s %9s %9s %8s %8s %8s\n", "engine run", "link", "engine s", "polls",
-           "ns/pkt", "GB/s", "wall s");
+    printf("\n  %-34s %-13s %9s %9s %8s %8s %8s %8s\n", "engine run", "link", "engine s", "polls",
+           "ns/pkt", "GB/s", "wall s", "copies/B");
     for (int k = 0; k < CFG_COUNT; k++) {
         res[k] = median_of(&runs[k * repeat], repeat);
-        printf("  %-34s %-10s", cfgs[k].name, mb_link_name[cfgs[k].link]);
+        printf("  %-34s %-13s", cfgs[k].name, mb_link_name[cfgs[k].link]);
         if (!res[k].ok) {
             printf(" FAILED: %s\n", res[k].reason);
             all_ok = false;
             continue;
         }
-        printf(" %9.3f %9" PRIu64 " %8.1f %8.3f %8.2f\n", (double)res[k].engine_ns * 1e-9,
+        printf(" %9.3f %9" PRIu64 " %8.1f %8.3f %8.2f %8.2f\n", (double)res[k].engine_ns * 1e-9,
                res[k].polls, (double)res[k].engine_ns / (double)res[k].packets,
-               gbps(res[k].record_bytes, res[k].engine_ns), res[k].wall_s);
+               gbps(res[k].record_bytes, res[k].engine_ns), res[k].wall_s,
+               (double)res[k].copied / (double)res[k].record_bytes);
     }
+    printf("  (ns/pkt per wire packet of %u payload bytes; TSO segments carry %u; copies/B =\n"
+           "   nic.tx_bytes_copied per record byte: bytes the engine and link memcpy'd, the\n"
+           "   encryption itself (device memory <- host memory through AES-GCM) not counted)\n",
+           mb_mss, (65535u - MB_HDR_LEN) / mb_mss * mb_mss);
     free(runs);
     /* The bracket holds about one clock read per poll (the end of the first
        and the start of the second): left in, it cancels in the differences. */
@@ -884,15 +933,19 @@ int bench_micro_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu)
            clock_ns, clock_pkt);
 
     /* crypto+walk only: offload minus plain over the same link. */
-    double cw[MB_LINK_COUNT] = {0, 0};
-    bool cw_ok[MB_LINK_COUNT] = {false, false};
+    double cw[MB_LINK_COUNT] = {0};
+    bool cw_ok[MB_LINK_COUNT] = {false};
     printf("\n  crypto+walk only = offload - plain engine time over the same link (the link\n"
            "  write and the per-round ring/RX-poll costs cancel; left: copy to device memory,\n"
            "  record walk, AES-GCM, tags, TCP checksum fix):\n");
     for (int l = 0; l < MB_LINK_COUNT; l++) {
-        const struct mb_result *o = &res[l == MB_LINK_SOCKET ? CFG_OFL_SOCK : CFG_OFL_NULL];
-        const struct mb_result *p = &res[l == MB_LINK_SOCKET ? CFG_PLAIN_SOCK : CFG_PLAIN_NULL];
-        printf("    %-10s", mb_link_name[l]);
+        const struct mb_result *o = &res[l == MB_LINK_SOCKET    ? CFG_OFL_SOCK
+                                         : l == MB_LINK_DEVNULL ? CFG_OFL_NULL
+                                                                : CFG_OFL_GSO];
+        const struct mb_result *p = &res[l == MB_LINK_SOCKET    ? CFG_PLAIN_SOCK
+                                         : l == MB_LINK_DEVNULL ? CFG_PLAIN_NULL
+                                                                : CFG_PLAIN_GSO];
+        printf("    %-13s", mb_link_name[l]);
         if (!o->ok || !p->ok || o->engine_ns <= p->engine_ns) {
             printf(" -\n");
             continue;
@@ -939,8 +992,11 @@ int bench_micro_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu)
              gbps(res[CFG_OFL_SOCK].record_bytes, res[CFG_OFL_SOCK].engine_ns)},
             {"full engine, /dev/null link", res[CFG_OFL_NULL].ok,
              gbps(res[CFG_OFL_NULL].record_bytes, res[CFG_OFL_NULL].engine_ns)},
+            {"full engine, TSO, GSO link", res[CFG_OFL_GSO].ok,
+             gbps(res[CFG_OFL_GSO].record_bytes, res[CFG_OFL_GSO].engine_ns)},
             {"crypto+walk only (socketpair)", cw_ok[MB_LINK_SOCKET], cw[MB_LINK_SOCKET]},
             {"crypto+walk only (/dev/null)", cw_ok[MB_LINK_DEVNULL], cw[MB_LINK_DEVNULL]},
+            {"crypto+walk only (TSO, GSO)", cw_ok[MB_LINK_GSO], cw[MB_LINK_GSO]},
         };
         for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
             if (!rows[i].ok) {

@@ -467,6 +467,27 @@ static bool write_record(struct tls_conn *c, uint8_t type, const uint8_t *pt, si
     return true;
 }
 
+/* Host sealing (sw, or an offload refused): one application data record of
+   the staged plaintext followed by n of the caller's bytes, sealed from where
+   they are into tx_rec, so lwIP's copy is the only one for the caller's
+   bytes. All or nothing: false (nothing consumed) without TCP room. */
+static bool seal_direct(struct tls_conn *c, const uint8_t *p, size_t n)
+{
+    size_t rec_len = c->tx_pt_len + n + TLS_RECORD_OVERHEAD;
+    if (!tcp_room(c, rec_len))
+        return false;
+    tls_record_seal2(c->tx_aead, c->tx_seq, TLS_CT_APPDATA, c->tx_pt, c->tx_pt_len, p, n,
+                     c->tx_rec);
+    if (!tcp_put(c, c->tx_rec, rec_len))
+        return false;
+    c->tx_seq++;
+    ctr(c)->tx_records++;
+    ctr(c)->tx_bytes_plaintext += c->tx_pt_len + n;
+    c->tx_app_bytes += c->tx_pt_len + n; /* the offload policy's count (tx_gate) */
+    c->tx_pt_len = 0;
+    return true;
+}
+
 /* Where staged plaintext goes. With the NIC offloading, the plaintext is
    staged in place inside the record frame that the record store keeps for
    retransmissions, saving a copy per record. NULL: out of memory. */
@@ -619,6 +640,18 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
             break;
         if (c->tx_pt_len == 0 && tx_gate(c))
             break; /* switching to offload at this record boundary: fenced */
+        /* The caller's bytes complete a record that the host seals: no
+           staging copy for them (seal_direct). mbed TLS keeps staging (after
+           WANT_WRITE it must be called again with the same bytes), and so do
+           NIC frames: the record store must keep their plaintext for
+           retransmissions, and lwIP always copies (docs/design.md §4). When
+           TCP has no room, the bytes are staged as before. */
+        size_t want = c->srv->record_size - c->tx_pt_len;
+        if (len - done >= want && tls_mode_own_records(c->mode) && !tx_frames(c) &&
+            seal_direct(c, p + done, want)) {
+            done += want;
+            continue;
+        }
         uint8_t *stage = stage_buf(c);
         if (!stage)
             break;
