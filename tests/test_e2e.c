@@ -3654,6 +3654,27 @@ static int cache_response(SSL *ssl, uint8_t *body, size_t cap, size_t *blen)
     return status;
 }
 
+/* Connection i's request (blocking from here on, with timeouts): GET
+   /bytes/N or PUT /upload of N bytes of buf. */
+static bool cache_request(SSL *ssl, int fd, int i, const uint8_t *buf, uint64_t *up_tried)
+{
+    struct timeval tv = {20, 0};
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    char req[160];
+    size_t n = cache_size(i);
+    int len = i % 2 ? snprintf(req, sizeof(req),
+                               "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", n)
+                    : snprintf(req, sizeof(req), "GET /bytes/%zu HTTP/1.1\r\nHost: x\r\n\r\n", n);
+    bool sent = SSL_write(ssl, req, len) == len;
+    if (i % 2) {
+        *up_tried += n;
+        sent = sent && SSL_write(ssl, buf, (int)n) == (int)n;
+    }
+    return sent;
+}
+
 static void cache_child(void *arg)
 {
     (void)arg;
@@ -3672,7 +3693,6 @@ static void cache_child(void *arg)
     SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
     int open = 0, open_tc = 0, ok = 0, bad = 0, first_bad = -1;
     uint64_t up_tried = 0, up_ok = 0;
-    struct timeval tv = {20, 0};
     double t0 = now_s();
     /* Connects and handshakes CACHE_HS_WINDOW at a time (non-blocking): a
        lost SYN costs the kernel's 1 s initial timeout and one handshake at
@@ -3721,7 +3741,12 @@ static void cache_child(void *arg)
             pfd[i].fd = -1;
             inflight--;
             if (r == 1) {
+                /* Open, and stays open: its request goes now, so the
+                   transfers overlap the handshakes still to come. */
                 open++;
+                open_tc += i % 4 == 2;
+                if (!cache_request(ssl[i], fds[i], i, buf, &up_tried))
+                    SSL_free(ssl[i]), ssl[i] = NULL;
                 continue;
             }
             if (!hs_err[0])
@@ -3733,35 +3758,8 @@ static void cache_child(void *arg)
     for (int i = 0; i < CACHE_CONNS; i++) {
         if (ssl[i] && !done[i]) /* no handshake within the bound */
             SSL_free(ssl[i]), ssl[i] = NULL;
-        if (!ssl[i] || fds[i] < 0)
-            continue;
-        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) & ~O_NONBLOCK);
-        setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        setsockopt(fds[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        if (i % 4 == 2)
-            open_tc++;
     }
     double t1 = now_s();
-    /* Every connection open: one request each. */
-    for (int i = 0; i < CACHE_CONNS; i++) {
-        if (!ssl[i])
-            continue;
-        char req[160];
-        size_t n = cache_size(i);
-        int rl_ =
-            i % 2 ? snprintf(req, sizeof(req),
-                             "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", n)
-                  : snprintf(req, sizeof(req), "GET /bytes/%zu HTTP/1.1\r\nHost: x\r\n\r\n", n);
-        bool sent = SSL_write(ssl[i], req, rl_) == rl_;
-        if (i % 2) {
-            up_tried += n;
-            sent = sent && SSL_write(ssl[i], buf, (int)n) == (int)n;
-        }
-        if (!sent) {
-            SSL_free(ssl[i]);
-            ssl[i] = NULL;
-        }
-    }
     static uint8_t body[CACHE_MIN_SIZE + 9000];
     for (int i = 0; i < CACHE_CONNS; i++) {
         size_t n = cache_size(i), blen = 0;
