@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,8 @@ static void usage_main(FILE *f)
                "commands:\n"
                "  serve    run the HTTPS/HTTP server in a private network namespace\n"
                "  bench    measure throughput and per-thread CPU of every mode, one run\n"
-               "           ('anic bench --load': wrk against anic and nginx, many connections)\n"
+               "           ('anic bench --load': wrk against anic and nginx, many connections;\n"
+               "           'anic bench --vs-nginx': nginx rows next to the modes)\n"
                "  pattern N  write the N bytes GET /bytes/N serves (byte i = i %% 251) to\n"
                "           stdout, e.g. 'anic pattern 1000000 | sha256sum'\n"
                "  help     this text; 'anic <command> --help' for a command's options\n");
@@ -60,6 +62,11 @@ static void usage_serve(FILE *f)
         "  --rx-resync MODE    how the NIC finds records again after losing track: nic\n"
         "                        (default: magic-pattern search, host confirms) | hint\n"
         "                        (no search; tls/ tells the NIC where records start)\n"
+        "  --offload-policy P  which NIC-mode connections get NIC contexts: always (default)\n"
+        "                        | after:BYTES (each direction from its first record\n"
+        "                        boundary past BYTES payload bytes) | auto[:INSTALL_NS,\n"
+        "                        SW_PS,NIC_PS] (when the announced or transferred bytes\n"
+        "                        repay the install; cost model in README.md)\n"
         "  --rx-reorder-buf B  NIC RX: ciphertext bytes held per flow across a hole, so\n"
         "                        reordering and loss don't lose sync (default 262144;\n"
         "                        0 = the paper's NIC)\n"
@@ -87,7 +94,8 @@ static void usage_serve(FILE *f)
         "                        default 16384): bounds what all flows hold across holes\n"
         "  --peer-rto-min-ms N rto_min of the kernel peer's route in the namespace (default 5;\n"
         "                        0 = Linux's 200 ms)\n"
-        "  --rto-min-ms N      fine-grained retransmission timeout floor (default 10;\n"
+        "  --rto-min-ms N      floor of the adaptive retransmission timeout (RFC 6298 SRTT +\n"
+        "                        4 RTTVAR, at most 1 s; default 10;\n"
         "                        0 = lwIP's own 500 ms ticks: a loss that fast retransmit\n"
         "                        can't repair then costs >= 0.5 s)\n"
         "  --handshake-timeout S  TLS handshake must finish within S seconds of accept\n"
@@ -100,6 +108,10 @@ static void usage_serve(FILE *f)
         "                        (S may have decimals, e.g. 0.5; 0 = no such timeout)\n"
         "  --max-conns N       open connections; more are refused with RST at accept\n"
         "                        (default 0 = no cap)\n"
+        "  --handshake-workers N  threads running TLS handshakes off the core lock (1..16,\n"
+        "                        default 2)\n"
+        "  --handshake-queue N new handshakes that may wait for a worker (default 4096);\n"
+        "                        more are refused with RST (tls_<mode>.handshakes_queue_full)\n"
         "  --tcp-retries-time S give up on a peer that acknowledges none of our data for S\n"
         "                        seconds, as Linux's tcp_retries2 (default 900; 0 = lwIP's\n"
         "                        12 retransmissions, which the fast RTO uses up in ~4.5 s)\n"
@@ -114,6 +126,9 @@ static void usage_serve(FILE *f)
         "                        'loss 1%% duplicate 0.5%% reorder 5%% gap 3 corrupt 0.1%%\n"
         "                         tamper 0.1%% delay 2ms 1ms rate 1gbit seed 7'\n"
         "  --fault-rx SPEC     faults kernel -> NIC, same vocabulary\n"
+        "  --seed S            the run's seed (decimal or 0x-hex): fault-tx uses S, fault-rx\n"
+        "                        S+1, unless a SPEC names its own 'seed'; default random,\n"
+        "                        printed at start for replay\n"
         "  --duration SECONDS  exit by itself after this long (default: run until signalled)\n"
         "  --ready-file FILE   create FILE once the server accepts connections\n"
         "  -h, --help          this text\n");
@@ -187,6 +202,7 @@ enum {
     OPT_RTO_MIN,
     OPT_PEER_RTO_MIN,
     OPT_RX_RESYNC,
+    OPT_OFFLOAD_POLICY,
     OPT_RX_REORDER,
     OPT_NIC_CONTEXTS,
     OPT_NIC_FLOWS,
@@ -199,12 +215,15 @@ enum {
     OPT_BODY_TIMEOUT,
     OPT_SEND_TIMEOUT,
     OPT_MAX_CONNS,
+    OPT_HS_WORKERS,
+    OPT_HS_QUEUE,
     OPT_TCP_RETRIES,
     OPT_RECORD_SIZE,
     OPT_OFFLOADS,
     OPT_NO_TSO,
     OPT_NO_GSO,
     OPT_NO_LRO,
+    OPT_SEED,
 };
 
 static const struct option serve_opts[] = {
@@ -231,6 +250,7 @@ static const struct option serve_opts[] = {
     {"rto-min-ms", required_argument, NULL, OPT_RTO_MIN},
     {"peer-rto-min-ms", required_argument, NULL, OPT_PEER_RTO_MIN},
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
+    {"offload-policy", required_argument, NULL, OPT_OFFLOAD_POLICY},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER},
     {"nic-contexts", required_argument, NULL, OPT_NIC_CONTEXTS},
     {"nic-flows", required_argument, NULL, OPT_NIC_FLOWS},
@@ -243,12 +263,15 @@ static const struct option serve_opts[] = {
     {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
     {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"handshake-workers", required_argument, NULL, OPT_HS_WORKERS},
+    {"handshake-queue", required_argument, NULL, OPT_HS_QUEUE},
     {"tcp-retries-time", required_argument, NULL, OPT_TCP_RETRIES},
     {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
     {"offloads", required_argument, NULL, OPT_OFFLOADS},
     {"no-tso", no_argument, NULL, OPT_NO_TSO},
     {"no-gso", no_argument, NULL, OPT_NO_GSO},
     {"no-lro", no_argument, NULL, OPT_NO_LRO},
+    {"seed", required_argument, NULL, OPT_SEED},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -277,6 +300,10 @@ static void print_banner(const struct app_runtime *rt, const struct app_runtime_
     if (rt->tls)
         printf("  CA certificate: %s\n", cfg->cert_path ? cfg->cert_path : cfg->ca_out_path);
     char ol[64];
+    printf("  seed: %" PRIu64 " (replay: anic serve --seed %" PRIu64
+           " with the same options; a fault stage without its own seed uses %" PRIu64
+           " for TX, %" PRIu64 " for RX)\n",
+           rt->cfg.seed, rt->cfg.seed, rt->cfg.seed, rt->cfg.seed + 1);
     printf("  fault-tx: %s\n  fault-rx: %s\n  offloads: %s\n", ft, fr,
            app_offloads_format(cfg->offloads, ol, sizeof(ol)));
     if (cfg->pcap_path)
@@ -294,7 +321,7 @@ static int cmd_serve(int argc, char **argv)
     app_runtime_cfg_defaults(&cfg);
     int tls_mode = TLS_MODE_NIC;
     bool tagcache = false;
-    uint32_t https_port = 443, http_port = 80, duration = 0;
+    uint32_t https_port = 443, http_port = 80, duration = 0, u;
     struct app_listener extra[APP_SERVER_MAX_LISTENERS];
     unsigned n_extra = 0;
     const char *ready_file = NULL;
@@ -379,6 +406,13 @@ static int cmd_serve(int argc, char **argv)
                 return 2;
             }
             break;
+        case OPT_SEED:
+            if (nic_fault_seed_parse(optarg, &cfg.seed, err, sizeof(err)) < 0) {
+                fprintf(stderr, "anic serve: --seed: %s\n", err);
+                return 2;
+            }
+            cfg.seed_set = true;
+            break;
         case OPT_DURATION:
             if (parse_u32(optarg, 1, 86400, &duration) < 0)
                 return bad("duration", optarg);
@@ -397,6 +431,10 @@ static int cmd_serve(int argc, char **argv)
                 cfg.rx_hint = true;
             else
                 return bad("rx-resync", optarg);
+            break;
+        case OPT_OFFLOAD_POLICY:
+            if (tls_offload_policy_parse(optarg, &cfg.offload_policy) < 0)
+                return bad("offload-policy", optarg);
             break;
         case OPT_RECORD_SIZE:
             if (parse_u32(optarg, 1, 16384, &cfg.record_size) < 0)
@@ -462,6 +500,16 @@ static int cmd_serve(int argc, char **argv)
         case OPT_MAX_CONNS:
             if (parse_u32(optarg, 0, 1000000, &cfg.limits.max_conns) < 0)
                 return bad("max-conns", optarg);
+            break;
+        case OPT_HS_WORKERS:
+            if (parse_u32(optarg, 1, 16, &u) < 0)
+                return bad("handshake-workers", optarg);
+            cfg.handshake_workers = u;
+            break;
+        case OPT_HS_QUEUE:
+            if (parse_u32(optarg, 1, 1000000, &u) < 0)
+                return bad("handshake-queue", optarg);
+            cfg.handshake_queue = u;
             break;
         case OPT_TCP_RETRIES:
             if (parse_secs_ms(optarg, 86400, &cfg.tcp_retries_ms) < 0)

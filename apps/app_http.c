@@ -734,6 +734,8 @@ static void respond(struct app_http_session *s, int status, const char *content_
                      close ? "close" : "keep-alive", status == 405 ? "Allow: " : "",
                      status == 405 ? s->route_allow : "", status == 405 ? "\r\n" : "");
     assert(n > 0 && (size_t)n < sizeof(h));
+    if (s->io->expect)
+        s->io->expect(s->io_ctx, true, (uint64_t)n + (s->is_head ? 0 : content_length));
     out_append(s, h, (size_t)n, true);
 
     if (status >= 500)
@@ -896,6 +898,8 @@ static void on_request_head(struct app_http_session *s, const struct app_http_re
     static const char bytes_prefix[] = "/bytes/";
 
     COUNT(s, requests, 1);
+    if (s->io->expect && r->body == APP_HTTP_BODY_LENGTH && r->content_length > 0)
+        s->io->expect(s->io_ctx, false, r->content_length);
     s->is_head = head;
     s->keep_alive = r->keep_alive;
     s->digest_failed = false;

@@ -133,6 +133,10 @@ struct app_http_io {
     /* Write the counters as a JSON object into buf; returns length (<= cap).
      * May be NULL: the session then reports app_http_global_counters(). */
     size_t (*stats_json)(void *io_ctx, char *buf, size_t cap);
+    /* A hint: `bytes` more bytes will be sent (tx: a response's head and
+     * body) or received (!tx: a request body of known Content-Length), for
+     * the transport's offload policy. May be NULL. */
+    void (*expect)(void *io_ctx, bool tx, uint64_t bytes);
 };
 
 struct app_http_session;

@@ -133,7 +133,7 @@ int app_mode_parse(const char *s)
 }
 
 /* tls/ reaches the device only through this table (docs/design.md §4). */
-static const struct tls_offload_ops app_tls_offload_ops = {
+const struct tls_offload_ops app_tls_offload_ops = {
     .tx_add = stack_tls_tx_add,
     .tx_del = stack_tls_tx_del,
     .rx_add = stack_tls_rx_add,
@@ -149,6 +149,22 @@ static uint64_t random_seed(void)
     if (getrandom(&s, sizeof(s), 0) != sizeof(s))
         s = (uint64_t)time(NULL);
     return s & 0xffffffffull; /* short enough to retype */
+}
+
+void app_runtime_seed_faults(struct app_runtime_cfg *cfg)
+{
+    if (!cfg->seed_set) {
+        cfg->seed = random_seed();
+        cfg->seed_set = true;
+    }
+    if (!cfg->fault_tx.seed_set) {
+        cfg->fault_tx.seed = cfg->seed;
+        cfg->fault_tx.seed_set = true;
+    }
+    if (!cfg->fault_rx.seed_set) {
+        cfg->fault_rx.seed = cfg->seed + 1;
+        cfg->fault_rx.seed_set = true;
+    }
 }
 
 /* The kernel is our peer. Linux's 200 ms minimum RTO would make every loss
@@ -170,14 +186,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
 {
     memset(rt, 0, sizeof(*rt));
     rt->cfg = *cfg;
-    if (!rt->cfg.fault_tx.seed_set) {
-        rt->cfg.fault_tx.seed = random_seed();
-        rt->cfg.fault_tx.seed_set = true;
-    }
-    if (!rt->cfg.fault_rx.seed_set) {
-        rt->cfg.fault_rx.seed = random_seed();
-        rt->cfg.fault_rx.seed_set = true;
-    }
+    app_runtime_seed_faults(&rt->cfg);
     if (app_netns_create_enter(cfg->netns, err, errlen) < 0)
         return -1;
     rt->netns_created = true;
@@ -254,6 +263,8 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
             .server_ip = cfg->host_ip,
             .keylog_path = cfg->keylog_path,
             .record_size = cfg->record_size,
+            .handshake_workers = cfg->handshake_workers,
+            .handshake_queue = cfg->handshake_queue,
         };
         rt->tls = tls_server_new(&tc, err, errlen);
         if (!rt->tls)
@@ -270,6 +281,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
             goto fail;
         }
         tls_offload_set_rx_hint(rt->offload, cfg->rx_hint);
+        tls_offload_set_policy(rt->offload, &cfg->offload_policy);
         tls_server_set_offload(rt->tls, rt->offload);
     }
     sc.tls = rt->tls;

@@ -27,15 +27,19 @@ struct app_runtime_cfg {
     uint32_t tcp_retries_ms;  /* give up on a peer that acks nothing for this long (0 = lwIP's) */
     struct app_server_limits limits; /* timeouts and the connection cap */
     uint32_t tx_ring_size, rx_ring_size, max_flows;
-    uint32_t nic_contexts;                   /* NIC flow-context table size (0 = max_flows) */
-    uint32_t nic_ctx_cache;                  /* contexts resident on the NIC (0 = all) */
-    uint32_t nic_fetch_ns;                   /* latency of one context fetch */
-    uint32_t nic_scratch_kb;                 /* NIC shared scratch + RX reorder pool */
-    uint32_t rx_reorder_bytes;               /* NIC RX: ciphertext held per flow across holes */
-    bool rx_hint;                            /* RX resync by host hints instead of NIC search */
-    uint32_t record_size;                    /* TLS plaintext bytes per TX record (0 = 16384) */
-    unsigned offloads;                       /* APP_OFFLOAD_* bits (default: all) */
-    struct nic_fault_cfg fault_tx, fault_rx; /* seeds are chosen here if unset */
+    uint32_t nic_contexts;                       /* NIC flow-context table size (0 = max_flows) */
+    uint32_t nic_ctx_cache;                      /* contexts resident on the NIC (0 = all) */
+    uint32_t nic_fetch_ns;                       /* latency of one context fetch */
+    uint32_t nic_scratch_kb;                     /* NIC shared scratch + RX reorder pool */
+    uint32_t rx_reorder_bytes;                   /* NIC RX: ciphertext held per flow across holes */
+    bool rx_hint;                                /* RX resync by host hints instead of NIC search */
+    struct tls_offload_policy offload_policy;    /* which connections get NIC contexts, from when */
+    uint32_t record_size;                        /* TLS plaintext bytes per TX record (0 = 16384) */
+    unsigned handshake_workers, handshake_queue; /* see tls_server_cfg (0 = 2, 4096) */
+    unsigned offloads;                           /* APP_OFFLOAD_* bits (default: all) */
+    struct nic_fault_cfg fault_tx, fault_rx;     /* a seed in a spec wins over the run's */
+    uint64_t seed; /* the run's one seed (--seed): fault-tx S, fault-rx S+1 */
+    bool seed_set; /* false: app_runtime_seed_faults() chooses one */
     const char *pcap_path, *keylog_path, *cert_path, *key_path, *ca_out_path;
     struct app_listener listeners[APP_SERVER_MAX_LISTENERS];
     unsigned n_listeners;
@@ -70,6 +74,16 @@ const char *app_offloads_format(unsigned offloads, char *buf, size_t len);
    (header 60 s, keep-alive 75 s, body 60 s, send 60 s; handshake 10 s), no
    connection cap, retransmission give-up after 900 s (Linux: ~15 min). */
 void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg);
+
+/* The one place fault seeds come from: without cfg->seed_set a random seed
+   (32 bits, short enough to retype) becomes cfg->seed; then a stage whose
+   spec named no seed gets fault-tx = seed, fault-rx = seed + 1 (mod 2^64).
+   app_runtime_start() calls it on its copy; callers that print the seed
+   before the start may call it first (it is idempotent). */
+void app_runtime_seed_faults(struct app_runtime_cfg *cfg);
+
+/* tls/'s offload operations implemented by the driver (stack/stack_tls_offload.c). */
+extern const struct tls_offload_ops app_tls_offload_ops;
 
 /* Moves the calling thread into a new namespace: threads created afterwards
    inherit it. Sequential runtimes in one process are fine (anic bench). */

@@ -89,12 +89,19 @@ static size_t io_stats_json(void *ctx, char *buf, size_t cap)
     return ac->srv->cfg.stats_json(ac->srv->cfg.stats_ctx, buf, cap);
 }
 
+static void io_expect(void *ctx, bool tx, uint64_t bytes)
+{
+    struct app_conn *ac = ctx;
+    tls_conn_expect(ac->tc, tx, bytes);
+}
+
 static const struct app_http_io http_io = {
     .send = io_send,
     .send_space = io_send_space,
     .flush = io_flush,
     .close = io_close,
     .stats_json = io_stats_json,
+    .expect = io_expect,
 };
 
 /* --- tls_conn upper callbacks --- */

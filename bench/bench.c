@@ -37,6 +37,7 @@
  */
 #define _GNU_SOURCE
 #include "bench_load.h"
+#include "bench_nginx.h"
 #include "bench.h"
 #include "app_http.h"
 #include "app_runtime.h"
@@ -106,6 +107,10 @@ enum sweep_kind { SWEEP_NONE, SWEEP_TX_LOSS, SWEEP_RX_LOSS, SWEEP_RX_REORDER };
 static const char *const sweep_opt[] = {"", "tx-loss-sweep", "rx-loss-sweep", "rx-reorder-sweep"};
 
 enum { DIR_DOWN, DIR_UP, DIR_COUNT };
+/* --vs-nginx rows after the anic modes (row index n_modes + NGX_*). */
+enum { NGX_HTTP, NGX_HTTPS, NGX_ROWS };
+static const char *const ngx_name[NGX_ROWS] = {"nginx-http", "nginx-https"};
+#define BENCH_NGX_UPLOAD "upload/body" /* PUT target under nginx's root (DAV) */
 static const char *const dir_name[DIR_COUNT] = {"download", "upload"};
 
 struct bench_opts {
@@ -123,14 +128,15 @@ struct bench_opts {
     uint32_t rx_reorder_bytes; /* --rx-reorder-buf (cfg.rx_reorder_bytes) */
     uint32_t record_size;      /* --record-size (cfg.record_size; 0 = 16384) */
     bool rx_reorder_set;
-    bool rx_hint;      /* --rx-resync hint */
-    unsigned offloads; /* --offloads (APP_OFFLOAD_*) */
+    bool rx_hint;                     /* --rx-resync hint */
+    struct tls_offload_policy policy; /* --offload-policy (default always) */
+    unsigned offloads;                /* --offloads (APP_OFFLOAD_*) */
     enum sweep_kind sweep;
     double values[BENCH_MAX_VALUES]; /* the sweep's percentages */
     unsigned n_values;
-    uint64_t seed;
-    bool seed_set;
-    bool micro; /* --micro */
+    uint64_t seed; /* --seed: the runtime's (fault-tx S, fault-rx S+1) */
+    bool micro;    /* --micro */
+    bool vs_nginx; /* --vs-nginx */
 };
 
 /* CPU time of this process's threads, by class, over one transfer. */
@@ -157,6 +163,8 @@ struct ctr_delta {
     bool records; /* the mode runs anic's record layer (sw, nic, nic-tagcache) */
     uint64_t rec_full, rec_partial, rec_none; /* tls_<mode>.rx_records_{full,partial,no}_offload */
     uint64_t resync_req, resync_ok; /* offload_rx.rx_resync_requests, .TlsRxDeviceResync */
+    /* tls_<mode>.tx_bytes_copied, .tx_bytes_plaintext: memcpy'd bytes per payload byte */
+    uint64_t tx_copied, tx_plain;
 };
 
 struct run {
@@ -193,7 +201,11 @@ struct bench {
     int stop_sig; /* SIGINT/SIGTERM/SIGHUP received */
     pid_t self_tid;
     long clk_tck;
-    struct cell cells[APP_SERVER_MAX_LISTENERS][DIR_COUNT];
+    struct cell cells[APP_SERVER_MAX_LISTENERS + NGX_ROWS][DIR_COUNT]; /* rows: row_name() */
+    /* --vs-nginx: nginx on the namespace's loopback, its files and certificate
+       (also anic's, so both serve the same ECDSA P-256 leaf) in ng_dir. */
+    struct bench_nginx ng;
+    char ng_dir[64], ng_cert[96], ng_key[96];
     /* Sweeps: downloads (TX) or uploads (RX), one runtime per value. */
     struct cell sweep[BENCH_MAX_VALUES][APP_SERVER_MAX_LISTENERS];
     bool sweep_ran[BENCH_MAX_VALUES];
@@ -209,6 +221,7 @@ static void usage(FILE *f)
         "       anic bench --tx-loss-sweep [LIST] [options]\n"
         "       anic bench --rx-loss-sweep [LIST] | --rx-reorder-sweep [LIST] [options]\n"
         "       anic bench --micro [--size BYTES] [--repeat N]\n"
+        "       anic bench --vs-nginx [options]\n"
         "\n"
         "Measures every selected mode side by side in one run: one process, one\n"
         "private network namespace (anic-bench-PID, created here and deleted at the end),\n"
@@ -260,11 +273,14 @@ static void usage(FILE *f)
         "                    how the NIC finds records again after losing track: nic =\n"
         "                      its own search/track/resync request (default), hint =\n"
         "                      the host posts next-record hints\n"
+        "  --offload-policy always|after:BYTES|auto[:INSTALL_NS,SW_PS,NIC_PS]\n"
+        "                    which nic-mode connections get NIC contexts, from when\n"
+        "                      (anic serve --help; default always)\n"
         "  --tx-loss-sweep [LIST]\n"
         "                    downloads only, once per TX loss value in LIST (percent,\n"
         "                      comma-separated, 0..100, default " BENCH_DEFAULT_LOSSES "):\n"
         "                      for each value a fresh runtime (namespace, TUN, NIC,\n"
-        "                      host) with --fault-tx 'loss P%% seed S', every mode as a\n"
+        "                      host) with --fault-tx 'loss P%%' (seed S), every mode as a\n"
         "                      listener, one download of SIZE per mode. The seed is the\n"
         "                      same at every loss value; the modes of one loss value\n"
         "                      share its fault stage, so each sees a different stretch\n"
@@ -279,7 +295,7 @@ static void usage(FILE *f)
         "  --rx-reorder-sweep [LIST]\n"
         "                    uploads only, once per RX fault value in LIST (percent,\n"
         "                      default " BENCH_DEFAULT_LOSSES "): a fresh runtime per value with\n"
-        "                      --fault-rx 'loss P%% seed S' or 'reorder P%% gap %u seed S',\n"
+        "                      --fault-rx 'loss P%%' or 'reorder P%% gap %u' (seed S+1),\n"
         "                      one upload of SIZE per mode. Reports per (value, mode):\n"
         "                      MB/s, host and NIC CPU s/GB, host CPU vs plain, the\n"
         "                      measured drop/reorder rate and, for modes with anic's\n"
@@ -291,7 +307,8 @@ static void usage(FILE *f)
         "                      fully offloaded at %g%% reordering, >= %.0f%% at %g%% loss, host\n"
         "                      CPU per byte of an offloaded upload within %.0f%% of plain.\n"
         "                      Not with --fault-rx.\n"
-        "  --seed S          a sweep's fault seed (default %" PRIu64 ")\n"
+        "  --seed S          the run's seed, every run and sweep (default %" PRIu64 "):\n"
+        "                      fault-tx uses S, fault-rx S+1, unless a SPEC names its own\n"
         "  --micro           microbenchmark of the NIC engine alone: no namespace, no\n"
         "                      TUN, no thread; the bench thread drives a nic_dev and\n"
         "                      times nic_dev_poll_once() with CLOCK_THREAD_CPUTIME_ID\n"
@@ -299,14 +316,29 @@ static void usage(FILE *f)
         "                      segments, offloaded and not, over a socketpair and over\n"
         "                      /dev/null as the link; compared with\n"
         "                      'openssl speed -evp aes-128-gcm' at 16 KiB. Needs no root.\n"
+        "  --vs-nginx        also measure nginx (Debian nginx-light, started here on the\n"
+        "                      namespace's loopback, stopped by PID) as rows nginx-http\n"
+        "                      (127.0.0.1:8080) and nginx-https (8443): the same file\n"
+        "                      size, the same ECDSA P-256 certificate (anic serves it\n"
+        "                      too), TLS 1.2 ECDHE-ECDSA-AES128-GCM-SHA256; download of\n"
+        "                      a file of SIZE bytes, upload = WebDAV PUT of SIZE bytes\n"
+        "                      (nginx reads the whole body into a file; its size is\n"
+        "                      checked). nginx's host CPU = its processes' CPU time\n"
+        "                      (master and workers, kernel TCP work included); adds the\n"
+        "                      column MB/s vs nginx (plain vs nginx-http, TLS modes vs\n"
+        "                      nginx-https). Files in /dev/shm. Not with the sweeps\n"
         "  -h, --help        this text\n"
         "\n"
         "CSV columns: mode,direction,size_bytes,seconds,mbps,host_cpu_s,nic_cpu_s,\n"
         "nic_user_s,host_cpu_s_per_gb,nic_cpu_s_per_gb,fault_tx,fault_rx,tx_loss_pct,\n"
         "dump_bytes,retransmit_bytes,rx_fault,records_full_pct,records_partial_pct,\n"
         "rx_reorder_bytes,rx_resync,record_size,progress_descs,dump_descs,tag_reports,\n"
-        "host_nic_extra_bytes,tx_records (one row per successful transfer, sweeps\n"
+        "host_nic_extra_bytes,tx_records,tx_bytes_copied,copies_per_byte (one row per\n"
+        "successful transfer, sweeps\n"
         "included; tx_records = records the server sent, TLS modes only;\n"
+        "tx_bytes_copied = delta of tls_<mode>.tx_bytes_copied, copies_per_byte = that\n"
+        "per application byte sent (downloads of TLS modes; the table's copies/B);\n"
+        "mode is nginx-http or nginx-https for the --vs-nginx rows;\n"
         "dump_bytes/retransmit_bytes and the last five only for nic modes;\n"
         "host_nic_extra_bytes = dump bytes + 64 B per PROGRESS/DUMP descriptor and tag\n"
         "report, a PCIe proxy; rx_fault = the RX stage's loss\n"
@@ -339,10 +371,12 @@ enum {
     OPT_RX_REORDER_SWEEP,
     OPT_RX_REORDER_BUF,
     OPT_RX_RESYNC,
+    OPT_OFFLOAD_POLICY,
     OPT_RECORD_SIZE,
     OPT_SEED,
     OPT_MICRO,
     OPT_OFFLOADS,
+    OPT_VS_NGINX,
 };
 
 static const struct option bench_opts_long[] = {
@@ -358,10 +392,12 @@ static const struct option bench_opts_long[] = {
     {"rx-reorder-sweep", optional_argument, NULL, OPT_RX_REORDER_SWEEP},
     {"rx-reorder-buf", required_argument, NULL, OPT_RX_REORDER_BUF},
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
+    {"offload-policy", required_argument, NULL, OPT_OFFLOAD_POLICY},
     {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
     {"seed", required_argument, NULL, OPT_SEED},
     {"micro", no_argument, NULL, OPT_MICRO},
     {"offloads", required_argument, NULL, OPT_OFFLOADS},
+    {"vs-nginx", no_argument, NULL, OPT_VS_NGINX},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -605,20 +641,22 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             else
                 return bad("rx-resync", optarg, "expected nic or hint");
             break;
-        case OPT_SEED: {
-            char *end;
-            if (!isdigit((unsigned char)optarg[0]))
-                return bad("seed", optarg, "expected a decimal or 0x-hex integer");
-            errno = 0;
-            unsigned long long s = strtoull(optarg, &end, 0);
-            if (errno || *end)
-                return bad("seed", optarg, "expected a decimal or 0x-hex integer");
-            o->seed = (uint64_t)s;
-            o->seed_set = true;
+        case OPT_SEED:
+            if (nic_fault_seed_parse(optarg, &o->seed, err, sizeof(err)) < 0) {
+                fprintf(stderr, "anic bench: --seed: %s\n", err);
+                return 2;
+            }
             break;
-        }
+        case OPT_OFFLOAD_POLICY:
+            if (tls_offload_policy_parse(optarg, &o->policy) < 0)
+                return bad("offload-policy", optarg,
+                           "expected always, after:BYTES or auto[:INSTALL_NS,SW_PS,NIC_PS]");
+            break;
         case OPT_MICRO:
             o->micro = true;
+            break;
+        case OPT_VS_NGINX:
+            o->vs_nginx = true;
             break;
         case 'h':
             usage(stdout);
@@ -639,6 +677,11 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         fprintf(stderr, "anic bench: --micro and --%s are separate runs\n", sweep_opt[o->sweep]);
         return 2;
     }
+    if (o->vs_nginx && (o->micro || o->sweep)) {
+        fprintf(stderr, "anic bench: --vs-nginx is for the mode comparison (not with --micro "
+                        "or a sweep)\n");
+        return 2;
+    }
     if (o->sweep == SWEEP_TX_LOSS && o->fault_tx_set) {
         fprintf(stderr, "anic bench: --fault-tx conflicts with --tx-loss-sweep "
                         "(the sweep sets the TX fault stage; --fault-rx is allowed)\n");
@@ -649,11 +692,6 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
                 "anic bench: --fault-rx conflicts with --%s "
                 "(the sweep sets the RX fault stage; --fault-tx is allowed)\n",
                 sweep_opt[o->sweep]);
-        return 2;
-    }
-    if (o->seed_set && !o->sweep) {
-        fprintf(stderr, "anic bench: --seed is for the sweeps (else put 'seed S' in "
-                        "--fault-tx/--fault-rx)\n");
         return 2;
     }
     if ((o->sweep == SWEEP_RX_LOSS || o->sweep == SWEEP_RX_REORDER) && !o->modes_set &&
@@ -829,6 +867,55 @@ static void cpu_delta(const struct bench *b, const struct cpu_snap *before,
     }
 }
 
+/* CPU seconds (run time, user, system) of one process's main thread. */
+struct proc_cpu {
+    double run_s, user_s, sys_s;
+};
+
+static void proc_cpu_add(const struct bench *b, pid_t pid, struct proc_cpu *acc)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+    if (read_small(path, buf, sizeof(buf)) < 0)
+        return;
+    double run = (double)strtoull(buf, NULL, 10) * 1e-9;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (read_small(path, buf, sizeof(buf)) < 0)
+        return;
+    char *p = strrchr(buf, ')'); /* fields restart after comm: utime(14) stime(15) */
+    for (int field = 3; field <= 13 && p; field++)
+        p = strchr(p + 1, ' ');
+    if (!p)
+        return;
+    char *end;
+    unsigned long long ut = strtoull(p, &end, 10), st = strtoull(end, NULL, 10);
+    acc->run_s += run;
+    acc->user_s += (double)ut / (double)b->clk_tck;
+    acc->sys_s += (double)st / (double)b->clk_tck;
+}
+
+/* nginx's master and its workers (single-threaded processes, listed in the
+   master's /proc/PID/task/PID/children): their CPU counts as nginx's host
+   CPU, kernel TCP work done in their system calls included. */
+static void nginx_cpu(const struct bench *b, struct proc_cpu *c)
+{
+    memset(c, 0, sizeof(*c));
+    if (b->ng.pid <= 0)
+        return;
+    proc_cpu_add(b, b->ng.pid, c);
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)b->ng.pid, (int)b->ng.pid);
+    if (read_small(path, buf, sizeof(buf)) < 0)
+        return;
+    for (char *q = buf, *end; *q; q = end) {
+        long pid = strtol(q, &end, 10);
+        if (end == q)
+            break;
+        if (pid > 0)
+            proc_cpu_add(b, (pid_t)pid, c);
+    }
+}
+
 /* ---- running curl ---- */
 
 static double tv_s(struct timeval tv)
@@ -961,8 +1048,11 @@ static void read_counters(struct bench *b, enum tls_mode mode, struct ctr_delta 
     c->dump_descs = app_stats_get(st, n, "nic_tls", "tx_tls_dump_packets");
     c->tag_reports = app_stats_get(st, n, "nic_tls", "tx_tls_tag_reports");
     const char *tsec = mode == TLS_MODE_MBEDTLS ? "tls_mbedtls" : records_section(mode);
-    if (tsec)
+    if (tsec) {
         c->tx_records = app_stats_get(st, n, tsec, "tx_records");
+        c->tx_copied = app_stats_get(st, n, tsec, "tx_bytes_copied");
+        c->tx_plain = app_stats_get(st, n, tsec, "tx_bytes_plaintext");
+    }
     c->tx_pkts = app_stats_get(st, n, "fault_tx", "packets_in");
     c->tx_dropped = app_stats_get(st, n, "fault_tx", "dropped");
     c->rx_pkts = app_stats_get(st, n, "fault_rx", "packets_in");
@@ -1007,6 +1097,18 @@ static void ctr_sub(const struct ctr_delta *after, const struct ctr_delta *befor
     d->rec_none = sub0(after->rec_none, before->rec_none);
     d->resync_req = sub0(after->resync_req, before->resync_req);
     d->resync_ok = sub0(after->resync_ok, before->resync_ok);
+    d->tx_copied = sub0(after->tx_copied, before->tx_copied);
+    d->tx_plain = sub0(after->tx_plain, before->tx_plain);
+}
+
+/* Bytes memcpy'd on the TX path per application byte sent; false if the row
+   has no such counter (plain, nginx) or sent nothing. */
+static bool copies_per_byte(const struct ctr_delta *c, double *out)
+{
+    if (c->tx_plain == 0)
+        return false;
+    *out = (double)c->tx_copied / (double)c->tx_plain;
+    return true;
 }
 
 static uint64_t rec_total(const struct ctr_delta *c)
@@ -1037,22 +1139,27 @@ static double transfer_max_time(const struct bench *b, int dir)
     return BENCH_MAXTIME_BASE_S + (double)b->o.size / (BENCH_MAXTIME_RATE / (1.0 + p));
 }
 
+/* Row mi: an anic mode (mi < n_modes) or, with --vs-nginx, nginx-http /
+   nginx-https (n_modes + NGX_*). */
 static void transfer(struct bench *b, unsigned mi, int dir, struct run *r)
 {
-    enum tls_mode mode = b->o.modes[mi];
-    bool tls = mode != TLS_MODE_NONE;
+    bool ngx = mi >= b->o.n_modes;
+    enum tls_mode mode = ngx ? TLS_MODE_NONE : b->o.modes[mi];
+    bool tls = ngx ? mi - b->o.n_modes == NGX_HTTPS : mode != TLS_MODE_NONE;
     char url[160], maxtime[32], sizebuf[32];
     uint64_t size = b->o.size;
     double max_time = transfer_max_time(b, dir);
+    const char *host = ngx ? BENCH_NGINX_ADDR : b->host;
+    unsigned port = ngx ? (tls ? BENCH_NGINX_HTTPS : BENCH_NGINX_HTTP) : b->ports[mi];
 
     memset(r, 0, sizeof(*r));
     snprintf(sizebuf, sizeof(sizebuf), "%" PRIu64, size);
     if (dir == DIR_DOWN)
-        snprintf(url, sizeof(url), "%s://%s:%u/bytes/%s", tls ? "https" : "http", b->host,
-                 b->ports[mi], sizebuf);
+        snprintf(url, sizeof(url), "%s://%s:%u/bytes/%s", tls ? "https" : "http", host, port,
+                 sizebuf);
     else
-        snprintf(url, sizeof(url), "%s://%s:%u/upload", tls ? "https" : "http", b->host,
-                 b->ports[mi]);
+        snprintf(url, sizeof(url), "%s://%s:%u/%s", tls ? "https" : "http", host, port,
+                 ngx ? BENCH_NGX_UPLOAD : "upload");
     snprintf(maxtime, sizeof(maxtime), "%.0f", max_time);
 
     char *argv[40];
@@ -1102,12 +1209,17 @@ static void transfer(struct bench *b, unsigned mi, int dir, struct run *r)
     double t0, t1;
     bool killed;
     struct ctr_delta c0, c1;
+    struct proc_cpu n0, n1;
     read_counters(b, mode, &c0);
     cpu_snapshot(b, &before);
+    nginx_cpu(b, &n0);
     int rc = run_child(b, argv, out, max_time + BENCH_WATCHDOG_S, &status, &ru, &t0, &t1, &killed);
+    nginx_cpu(b, &n1);
     cpu_snapshot(b, &after);
     read_counters(b, mode, &c1);
     ctr_sub(&c1, &c0, &r->ctr);
+    if (ngx) /* the counters are anic's: nothing of nginx's */
+        memset(&r->ctr, 0, sizeof(r->ctr));
     if (rc < 0) {
         snprintf(r->reason, sizeof(r->reason), "fork: %s", strerror(errno));
         close(out);
@@ -1115,7 +1227,13 @@ static void transfer(struct bench *b, unsigned mi, int dir, struct run *r)
     }
     r->seconds = t1 - t0;
     r->mbps = r->seconds > 0 ? (double)size / r->seconds / 1e6 : 0;
-    cpu_delta(b, &before, &after, &r->cpu);
+    if (ngx) {
+        r->cpu.host_s = n1.run_s - n0.run_s;
+        r->cpu.host_user_s = n1.user_s - n0.user_s;
+        r->cpu.host_sys_s = n1.sys_s - n0.sys_s;
+    } else {
+        cpu_delta(b, &before, &after, &r->cpu);
+    }
     r->cpu.client_s = tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
 
     char buf[BENCH_OUT_CAP];
@@ -1152,7 +1270,9 @@ static void transfer(struct bench *b, unsigned mi, int dir, struct run *r)
                  *errmsg ? errmsg : "(no message)");
         return;
     }
-    if (http != 200) {
+    /* nginx answers a WebDAV PUT with 201 (created) or 204 (replaced). */
+    bool ngx_put = ngx && dir == DIR_UP;
+    if (ngx_put ? http != 201 && http != 204 : http != 200) {
         snprintf(r->reason, sizeof(r->reason), "HTTP status %d", http);
         return;
     }
@@ -1169,7 +1289,18 @@ static void transfer(struct bench *b, unsigned mi, int dir, struct run *r)
             return;
         }
         *mark = 0;
-        if (strcmp(buf, b->expect_hex) != 0) {
+        if (ngx_put) { /* nginx read the whole body: the file it wrote has SIZE bytes */
+            char path[160];
+            struct stat sb = {0};
+            snprintf(path, sizeof(path), "%s/www/%s", b->ng_dir, BENCH_NGX_UPLOAD);
+            bool whole = stat(path, &sb) == 0 && (uint64_t)sb.st_size == size;
+            unlink(path); /* tmpfs memory */
+            if (!whole) {
+                snprintf(r->reason, sizeof(r->reason), "nginx stored %lld of %" PRIu64 " bytes",
+                         (long long)sb.st_size, size);
+                return;
+            }
+        } else if (strcmp(buf, b->expect_hex) != 0) {
             buf[strcspn(buf, "\r\n")] = 0;
             snprintf(r->reason, sizeof(r->reason), "SHA-256 mismatch: server said '%.70s'", buf);
             return;
@@ -1251,12 +1382,23 @@ static void csv_field(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void csv_row(struct bench *b, enum tls_mode mode, int dir, const struct run *r)
+/* Row mi's name: the anic mode, or nginx-http / nginx-https (--vs-nginx). */
+static const char *row_name(const struct bench *b, unsigned mi)
+{
+    return mi < b->o.n_modes ? app_mode_name(b->o.modes[mi]) : ngx_name[mi - b->o.n_modes];
+}
+
+static bool row_tls_records(const struct bench *b, unsigned mi)
+{
+    return mi < b->o.n_modes && b->o.modes[mi] != TLS_MODE_NONE;
+}
+
+static void csv_row(struct bench *b, unsigned mi, int dir, const struct run *r)
 {
     if (!b->csv || !r->ok)
         return;
     double gb = (double)b->o.size / 1e9;
-    fprintf(b->csv, "%s,%s,%" PRIu64 ",%.6f,%.3f,%.6f,%.6f,%.6f,%.6f,%.6f,", app_mode_name(mode),
+    fprintf(b->csv, "%s,%s,%" PRIu64 ",%.6f,%.3f,%.6f,%.6f,%.6f,%.6f,%.6f,", row_name(b, mi),
             dir_name[dir], b->o.size, r->seconds, r->mbps, r->cpu.host_s, r->cpu.nic_s,
             r->cpu.nic_user_s, r->cpu.host_s / gb, r->cpu.nic_s / gb);
     csv_field(b->csv, b->fault_tx);
@@ -1285,18 +1427,23 @@ static void csv_row(struct bench *b, enum tls_mode mode, int dir, const struct r
                                                         r->ctr.tag_reports));
     else
         fputs(",,,,", b->csv);
-    if (mode != TLS_MODE_NONE)
-        fprintf(b->csv, ",%" PRIu64 "\n", r->ctr.tx_records);
+    if (row_tls_records(b, mi))
+        fprintf(b->csv, ",%" PRIu64, r->ctr.tx_records);
     else
-        fputs(",\n", b->csv);
+        fputc(',', b->csv);
+    double cpb;
+    if (dir == DIR_DOWN && copies_per_byte(&r->ctr, &cpb))
+        fprintf(b->csv, ",%" PRIu64 ",%.4f\n", r->ctr.tx_copied, cpb);
+    else
+        fputs(",,\n", b->csv);
     fflush(b->csv);
 }
 
-static void print_run(const struct bench *b, enum tls_mode mode, int dir, unsigned rep,
+static void print_run(const struct bench *b, unsigned mi, int dir, unsigned rep,
                       const struct run *r)
 {
     double gb = (double)b->o.size / 1e9;
-    printf("  %-*s %-8s", BENCH_MODE_W, app_mode_name(mode), dir_name[dir]);
+    printf("  %-*s %-8s", BENCH_MODE_W, row_name(b, mi), dir_name[dir]);
     if (b->o.repeat > 1)
         printf(" run %u/%u", rep + 1, b->o.repeat);
     if (r->ok)
@@ -1394,24 +1541,46 @@ static void print_rx_records(const struct bench *b)
     }
 }
 
+static unsigned n_rows(const struct bench *b)
+{
+    return b->o.n_modes + (b->o.vs_nginx ? NGX_ROWS : 0);
+}
+
+/* The shown run of nginx row k (NGX_*), if it succeeded. */
+static const struct run *good_ngx(const struct bench *b, unsigned k, int dir)
+{
+    if (!b->o.vs_nginx)
+        return NULL;
+    const struct run *r = b->cells[b->o.n_modes + k][dir].shown;
+    return r && r->ok ? r : NULL;
+}
+
 static void print_table(const struct bench *b)
 {
     double gb = (double)b->o.size / 1e9;
+    bool ngx = b->o.vs_nginx;
     printf("\n");
     if (b->o.repeat > 1)
         printf("median of %u runs (by throughput), CPU of that run\n", b->o.repeat);
-    printf("%-*s %-8s %9s %9s %6s %6s %9s %6s %6s %9s %9s %9s %9s\n", BENCH_MODE_W, "", "", "",
+    printf("%-*s %-8s %9s %9s %6s %6s %9s %6s %6s %9s %9s %9s %9s", BENCH_MODE_W, "", "", "",
            "host", "", "", "NIC", "NIC", "", "curl", "host CPU", "MB/s", "MB/s");
-    printf("%-*s %-8s %9s %9s %6s %6s %9s %6s %6s %9s %9s %9s %9s\n", BENCH_MODE_W, "mode", "dir",
+    if (ngx)
+        printf(" %9s", "MB/s");
+    printf(" %8s\n", "copies/B");
+    printf("%-*s %-8s %9s %9s %6s %6s %9s %6s %6s %9s %9s %9s %9s", BENCH_MODE_W, "mode", "dir",
            "MB/s", "s/GB", "usr", "sys", "s/GB", "usr", "sys", "s/GB", "vs plain", "vs plain",
            "vs mbedtls");
+    if (ngx)
+        printf(" %9s", "vs nginx");
+    printf(" %8s\n", "TX");
     bool any_retx = false;
     for (int dir = 0; dir < DIR_COUNT; dir++) {
         const struct run *plain = good(b, TLS_MODE_NONE, dir);
         const struct run *mbed = good(b, TLS_MODE_MBEDTLS, dir);
-        for (unsigned mi = 0; mi < b->o.n_modes; mi++) {
+        for (unsigned mi = 0; mi < n_rows(b); mi++) {
             const struct run *r = b->cells[mi][dir].shown;
-            printf("%-*s %-8s", BENCH_MODE_W, app_mode_name(b->o.modes[mi]), dir_name[dir]);
+            bool is_ngx = mi >= b->o.n_modes;
+            printf("%-*s %-8s", BENCH_MODE_W, row_name(b, mi), dir_name[dir]);
             if (!r) {
                 printf(" %9s\n", "not run");
                 continue;
@@ -1421,18 +1590,39 @@ static void print_table(const struct bench *b)
                 continue;
             }
             const struct cpu_use *u = &r->cpu;
-            printf(" %9.1f %9.3f %6.3f %6.3f %9.3f %6.3f %6.3f %9.3f", r->mbps, u->host_s / gb,
-                   u->host_user_s / gb, u->host_sys_s / gb, u->nic_s / gb, u->nic_user_s / gb,
-                   u->nic_sys_s / gb, u->client_s / gb);
+            printf(" %9.1f %9.3f %6.3f %6.3f", r->mbps, u->host_s / gb, u->host_user_s / gb,
+                   u->host_sys_s / gb);
+            if (is_ngx) /* nginx has no NIC threads: its kernel TCP work is in host sys */
+                printf(" %9s %6s %6s", "-", "-", "-");
+            else
+                printf(" %9.3f %6.3f %6.3f", u->nic_s / gb, u->nic_user_s / gb, u->nic_sys_s / gb);
+            printf(" %9.3f", u->client_s / gb);
             ratio_col(u->host_s, plain ? plain->cpu.host_s : 0, plain != NULL);
             ratio_col(r->mbps, plain ? plain->mbps : 0, plain != NULL);
             ratio_col(r->mbps, mbed ? mbed->mbps : 0, mbed != NULL);
+            if (ngx) {
+                bool tls =
+                    is_ngx ? mi - b->o.n_modes == NGX_HTTPS : b->o.modes[mi] != TLS_MODE_NONE;
+                const struct run *ref = good_ngx(b, tls ? NGX_HTTPS : NGX_HTTP, dir);
+                ratio_col(r->mbps, ref ? ref->mbps : 0, ref != NULL);
+            }
+            double cpb;
+            if (dir == DIR_DOWN && copies_per_byte(&r->ctr, &cpb))
+                printf(" %8.2f", cpb);
+            else
+                printf(" %8s", "-");
             printf("\n");
             any_retx |= r->ctr.offload && r->ctr.retx_bytes;
         }
     }
     printf("(MB/s = 10^6 B/s; s/GB = CPU seconds per 10^9 bytes; usr/sys from clock ticks;\n"
-           " NIC sys includes the kernel TCP work behind TUN reads/writes; curl = client)\n");
+           " NIC sys includes the kernel TCP work behind TUN reads/writes; curl = client;\n"
+           " copies/B TX = bytes memcpy'd on the TX path per application byte, downloads,\n"
+           " from tls_<mode>.tx_bytes_copied (TLS modes only)");
+    if (ngx)
+        printf(";\n nginx: host = CPU of its processes, kernel TCP included; vs nginx = plain vs\n"
+               " nginx-http, TLS modes vs nginx-https");
+    printf(")\n");
     if (any_retx) {
         printf("TX offload resync (deltas of offload_<policy> counters over the shown run):\n");
         for (int dir = 0; dir < DIR_COUNT; dir++)
@@ -1498,10 +1688,17 @@ static int runtime_up(struct bench *b, const struct nic_fault_cfg *fault_tx,
     cfg.offloads = b->o.offloads;
     cfg.fault_tx = *fault_tx;
     cfg.fault_rx = *fault_rx;
+    cfg.seed = b->o.seed; /* fault-tx S, fault-rx S+1 where a spec names no seed */
+    cfg.seed_set = true;
     cfg.rx_reorder_bytes = b->o.rx_reorder_bytes;
     cfg.rx_hint = b->o.rx_hint;
+    cfg.offload_policy = b->o.policy;
     cfg.record_size = b->o.record_size;
     cfg.ca_out_path = b->ca_path;
+    if (b->o.vs_nginx) { /* nginx's certificate: the same leaf for both */
+        cfg.cert_path = b->ng_cert;
+        cfg.key_path = b->ng_key;
+    }
     cfg.n_listeners = 0;
     for (unsigned i = 0; i < b->o.n_modes; i++)
         cfg.listeners[cfg.n_listeners++] = (struct app_listener){b->ports[i], b->o.modes[i]};
@@ -1581,7 +1778,8 @@ static void print_header(struct bench *b)
            app_offloads_format(b->rt.cfg.offloads, ol, sizeof(ol)));
     print_listeners(b);
     print_nic_rx(b);
-    printf("  fault-tx: %s\n  fault-rx: %s\n", b->fault_tx, b->fault_rx);
+    printf("  seed %" PRIu64 " (replay: --seed %" PRIu64 ")\n  fault-tx: %s\n  fault-rx: %s\n",
+           b->rt.cfg.seed, b->rt.cfg.seed, b->fault_tx, b->fault_rx);
     printf("  csv: %s\n\n", b->csv ? b->o.csv_path : "(none)");
     fflush(stdout);
 }
@@ -1589,7 +1787,7 @@ static void print_header(struct bench *b)
 static void run_all(struct bench *b)
 {
     for (unsigned rep = 0; rep < b->o.repeat; rep++)
-        for (unsigned mi = 0; mi < b->o.n_modes; mi++)
+        for (unsigned mi = 0; mi < n_rows(b); mi++)
             for (int dir = 0; dir < DIR_COUNT; dir++) {
                 struct cell *c = &b->cells[mi][dir];
                 if (c->failed)
@@ -1599,10 +1797,10 @@ static void run_all(struct bench *b)
                     return;
                 struct run *r = &c->runs[c->n_runs++];
                 transfer(b, mi, dir, r);
-                print_run(b, b->o.modes[mi], dir, rep, r);
+                print_run(b, mi, dir, rep, r);
                 if (!r->ok)
                     c->failed = true;
-                csv_row(b, b->o.modes[mi], dir, r);
+                csv_row(b, mi, dir, r);
                 if (stop_requested(b))
                     return;
             }
@@ -1616,12 +1814,19 @@ static int run_compare(struct bench *b)
         fprintf(stderr, "anic bench: %s\n", err);
         return 1;
     }
+    /* From this thread, which is in the namespace: nginx is too. Stopped
+       before the namespace goes. */
+    if (b->o.vs_nginx && bench_nginx_start(&b->ng) < 0) {
+        runtime_down(b);
+        return 1;
+    }
     print_header(b);
     run_all(b);
+    bench_nginx_stop(&b->ng);
     runtime_down(b);
 
     bool failed = false;
-    for (unsigned mi = 0; mi < b->o.n_modes; mi++)
+    for (unsigned mi = 0; mi < n_rows(b); mi++)
         for (int dir = 0; dir < DIR_COUNT; dir++) {
             pick_median(&b->cells[mi][dir]);
             failed |= b->cells[mi][dir].failed;
@@ -1705,8 +1910,8 @@ static const enum tls_mode nic_modes[] = {TLS_MODE_NIC, TLS_MODE_NIC_TAGCACHE};
 static void print_sweep_table(const struct bench *b)
 {
     double gb = (double)b->o.size / 1e9;
-    printf("\nTX loss sweep: one download of %.1f MiB per (loss, mode), fault-tx 'loss P%% "
-           "seed %" PRIu64 "'\n",
+    printf("\nTX loss sweep: one download of %.1f MiB per (loss, mode), fault-tx 'loss P%%' "
+           "seed %" PRIu64 "\n",
            (double)b->o.size / (1 << 20), b->o.seed);
     if (b->o.repeat > 1)
         printf("median of %u runs (by throughput), CPU and counters of that run\n", b->o.repeat);
@@ -1803,10 +2008,10 @@ static void print_rx_sweep_table(const struct bench *b)
     char gap[32] = "";
     if (reorder)
         snprintf(gap, sizeof(gap), " gap %u", BENCH_REORDER_GAP);
-    printf("\n%s sweep: one upload of %.1f MiB per (value, mode), fault-rx '%s P%%%s seed "
-           "%" PRIu64 "'\n",
+    printf("\n%s sweep: one upload of %.1f MiB per (value, mode), fault-rx '%s P%%%s' seed "
+           "%" PRIu64 "\n",
            reorder ? "RX reorder" : "RX loss", (double)b->o.size / (1 << 20),
-           reorder ? "reorder" : "loss", gap, b->o.seed);
+           reorder ? "reorder" : "loss", gap, b->o.seed + 1);
     print_nic_rx(b);
     if (b->o.repeat > 1)
         printf("median of %u runs (by throughput), CPU and counters of that run\n", b->o.repeat);
@@ -1917,8 +2122,9 @@ static int run_sweep(struct bench *b)
         printf("%s%g", li ? "," : " ", b->o.values[li]);
     if (b->o.sweep == SWEEP_RX_REORDER)
         printf(" (gap %u)", BENCH_REORDER_GAP);
-    printf(", fault seed %" PRIu64 " (same at every value; modes of one value share its stage)\n",
-           b->o.seed);
+    printf(", seed %" PRIu64 ": fault-tx %" PRIu64 ", fault-rx %" PRIu64
+           " (same at every value; modes of one value share its stage)\n",
+           b->o.seed, b->o.seed, b->o.seed + 1);
     print_machine(b);
     printf("  namespace %s (a fresh one per value), MTU %u\n", b->netns, b->o.mtu);
     print_listeners(b);
@@ -1926,20 +2132,13 @@ static int run_sweep(struct bench *b)
     printf("  csv: %s\n", b->csv ? b->o.csv_path : "(none)");
     fflush(stdout);
 
-    /* The other direction's stage without a seed: the sweep's, so every
-       runtime replays it. */
-    struct nic_fault_cfg *other = rx ? &b->o.fault_tx : &b->o.fault_rx;
-    if (!other->seed_set) {
-        other->seed = b->o.seed;
-        other->seed_set = true;
-    }
+    /* Seeds come from --seed in runtime_up(), so every runtime replays them. */
     for (unsigned li = 0; li < b->o.n_values && !stop_requested(b); li++) {
         struct nic_fault_cfg f;
         if (b->o.sweep == SWEEP_RX_REORDER)
-            snprintf(spec, sizeof(spec), "reorder %g%% gap %u seed %" PRIu64, b->o.values[li],
-                     BENCH_REORDER_GAP, b->o.seed);
+            snprintf(spec, sizeof(spec), "reorder %g%% gap %u", b->o.values[li], BENCH_REORDER_GAP);
         else
-            snprintf(spec, sizeof(spec), "loss %g%% seed %" PRIu64, b->o.values[li], b->o.seed);
+            snprintf(spec, sizeof(spec), "loss %g%%", b->o.values[li]);
         if (nic_fault_cfg_parse(&f, spec, err, sizeof(err)) < 0) {
             fprintf(stderr, "anic bench: fault spec '%s': %s\n", spec, err);
             failed = true;
@@ -1967,10 +2166,10 @@ static int run_sweep(struct bench *b)
                     break;
                 struct run *r = &c->runs[c->n_runs++];
                 transfer(b, mi, dir, r);
-                print_run(b, b->o.modes[mi], dir, rep, r);
+                print_run(b, mi, dir, rep, r);
                 if (!r->ok)
                     c->failed = true;
-                csv_row(b, b->o.modes[mi], dir, r);
+                csv_row(b, mi, dir, r);
                 if (stop_requested(b))
                     break;
             }
@@ -1988,6 +2187,63 @@ static int run_sweep(struct bench *b)
     else
         print_sweep_table(b);
     return failed ? 1 : 0;
+}
+
+/* ---- --vs-nginx set-up ---- */
+
+/* ng_dir in /dev/shm (tmpfs: nginx's upload file costs a copy into memory,
+   no disk): the certificate, nginx.conf, www/bytes/SIZE (the /bytes body)
+   and www/upload/ for the PUTs. */
+static int nginx_prepare(struct bench *b)
+{
+    char p[160];
+    snprintf(b->ng_dir, sizeof(b->ng_dir), "/dev/shm/anic-bench-%d-XXXXXX", (int)getpid());
+    if (!mkdtemp(b->ng_dir)) {
+        fprintf(stderr, "anic bench: mkdtemp %s: %s\n", b->ng_dir, strerror(errno));
+        b->ng_dir[0] = 0;
+        return -1;
+    }
+    chmod(b->ng_dir, 0755); /* nginx's workers run unprivileged */
+    b->ng.dir = b->ng_dir;
+    b->ng.cert = b->ng_cert;
+    b->ng.key = b->ng_key;
+    b->ng.who = "anic bench --vs-nginx";
+    b->ng.workers = 1;
+    if (!bench_find_tool("nginx", b->ng.bin, sizeof(b->ng.bin))) {
+        fprintf(stderr, "anic bench: --vs-nginx needs nginx (scripts/deps.sh installs "
+                        "nginx-light)\n");
+        return -1;
+    }
+    if (bench_make_cert(b->ng_dir, b->ng_cert, sizeof(b->ng_cert), b->ng_key, sizeof(b->ng_key)) <
+        0) {
+        fprintf(stderr, "anic bench: cannot make the certificate in %s\n", b->ng_dir);
+        return -1;
+    }
+    snprintf(b->ca_path, sizeof(b->ca_path), "%s", b->ng_cert); /* self-signed: curl's CA */
+    snprintf(p, sizeof(p), "%s/www", b->ng_dir);
+    int ok = mkdir(p, 0755) == 0;
+    snprintf(p, sizeof(p), "%s/www/bytes", b->ng_dir);
+    ok = ok && mkdir(p, 0755) == 0;
+    snprintf(p, sizeof(p), "%s/www/upload", b->ng_dir);
+    ok = ok && mkdir(p, 0777) == 0 && chmod(p, 0777) == 0;
+    snprintf(p, sizeof(p), "%s/www/bytes/%" PRIu64, b->ng_dir, b->o.size);
+    ok = ok && bench_write_pattern_file(p, b->o.size) == 0 && chmod(p, 0644) == 0;
+    if (!ok || bench_nginx_write_conf(&b->ng) < 0) {
+        fprintf(stderr, "anic bench: cannot prepare nginx's files in %s\n", b->ng_dir);
+        return -1;
+    }
+    return 0;
+}
+
+static void nginx_cleanup(struct bench *b)
+{
+    bench_nginx_stop(&b->ng);
+    char rm[256], out[64];
+    if (!b->ng_dir[0] || !bench_find_tool("rm", rm, sizeof(rm)))
+        return;
+    char *argv[] = {rm, "-rf", "--", b->ng_dir, NULL};
+    bench_run_capture(argv, out, sizeof(out), NULL, 30, NULL);
+    b->ng_dir[0] = 0;
 }
 
 /* ---- main ---- */
@@ -2054,7 +2310,8 @@ int bench_main(int argc, char **argv)
                         "host_cpu_s_per_gb,nic_cpu_s_per_gb,fault_tx,fault_rx,tx_loss_pct,"
                         "dump_bytes,retransmit_bytes,rx_fault,records_full_pct,"
                         "records_partial_pct,rx_reorder_bytes,rx_resync,record_size,"
-                        "progress_descs,dump_descs,tag_reports,host_nic_extra_bytes,tx_records\n");
+                        "progress_descs,dump_descs,tag_reports,host_nic_extra_bytes,tx_records,"
+                        "tx_bytes_copied,copies_per_byte\n");
         fflush(b->csv);
     }
     if (uploads) {
@@ -2062,14 +2319,19 @@ int bench_main(int argc, char **argv)
             goto out;
         uploaded = true;
     }
+    if (b->o.vs_nginx && nginx_prepare(b) < 0)
+        goto out;
     if (stop_requested(b))
         goto out;
 
     status = b->o.sweep ? run_sweep(b) : run_compare(b);
 
 out:
-    runtime_down(b); /* after an early stop */
-    if (tls)
+    bench_nginx_stop(&b->ng); /* before the namespace goes */
+    runtime_down(b);          /* after an early stop */
+    if (b->o.vs_nginx)
+        nginx_cleanup(b); /* ca_path is in ng_dir */
+    else if (tls)
         unlink(b->ca_path);
     if (uploaded)
         unlink(b->upload_path);

@@ -1,9 +1,13 @@
 /* bench_load.c - `anic bench --load`: wrk against anic and nginx; see bench_load.h. */
 #define _GNU_SOURCE
 #include "bench_load.h"
+#include "bench_nginx.h"
 #include "app_runtime.h"
+#include "bench_flows.h"
+#include "stack_rto.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <lwip/tcpip.h>
 #include <openssl/evp.h>
@@ -25,16 +29,15 @@
 #include <unistd.h>
 
 #define LOAD_MAX_LIST    8
-#define LOAD_NGINX_HTTP  8080
-#define LOAD_NGINX_HTTPS 8443
-#define LOAD_NGINX_ADDR  "127.0.0.1" /* the namespace's own loopback */
-#define LOAD_WRK_TIMEOUT "5s"        /* a request slower than this counts as a timeout */
-#define LOAD_NOFILE      65536       /* fds for wrk and nginx at 5000 connections */
-#define LOAD_WRK_GRACE_S 30          /* wrk's deadline past its duration (connect storms) */
+#define LOAD_NGINX_HTTP  BENCH_NGINX_HTTP
+#define LOAD_NGINX_HTTPS BENCH_NGINX_HTTPS
+#define LOAD_NGINX_ADDR  BENCH_NGINX_ADDR
+#define LOAD_WRK_TIMEOUT "5s" /* a request slower than this counts as a timeout */
+#define LOAD_WRK_GRACE_S 30   /* wrk's deadline past its duration (connect storms) */
 #define LOAD_OUT_CAP     16384
 #define LOAD_SETTLE_MS   1000 /* between cells: the last cell's connections close */
 #define LOAD_DEFAULT_CSV "anic-load.csv"
-#define LOAD_CIPHER      "ECDHE-ECDSA-AES128-GCM-SHA256"
+#define LOAD_CIPHER      BENCH_CIPHER
 #define LOAD_CIPHER_MBED "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"
 
 struct load_opts {
@@ -49,7 +52,20 @@ struct load_opts {
     const char *csv_path;
     unsigned soak_s, soak_round_s, soak_conns; /* --soak: 0 = the benchmark */
     unsigned hs_s, hs_par;                     /* --load-handshakes: s_time seconds, processes */
+    unsigned hs_workers;                       /* --handshake-workers (0 = the runtime's) */
     const char *soak_fault;
+    uint64_t seed; /* --seed: the runtime's (fault-tx S, fault-rx S+1) */
+    bool seed_set; /* else the runtime chooses one and it is printed */
+    /* --conn-rate: a new TLS connection per request; --flows: long-lived
+       transfers (bench_flows.h). policy: --offload-policy of the nic mode
+       (conn-rate: of the extra nic mode --conn-rate-auto adds). */
+    bool conn_rate, conn_rate_auto, policy_set;
+    unsigned rounds;
+    struct tls_offload_policy policy;
+    uint64_t flows[LOAD_MAX_LIST];
+    unsigned n_flows;
+    uint64_t flow_size;
+    bool flow_down, flow_up;
 };
 
 /* One wrk run, parsed. */
@@ -61,11 +77,11 @@ struct load_result {
 
 struct load {
     struct load_opts o;
-    char dir[64], cert[96], key[96], conf[96], netns[32];
-    char wrk[256], nginx_bin[256];
+    char dir[64], cert[96], key[96], netns[32];
+    char wrk[256];
+    struct bench_nginx ng;
     struct app_runtime rt;
     bool runtime;
-    pid_t nginx;
     FILE *csv;
 };
 
@@ -93,115 +109,18 @@ static void sleep_ms(unsigned ms)
 
 static bool find_tool(const char *name, char *out, size_t cap)
 {
-    static const char *const dirs[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-                                       "/usr/bin",        "/sbin",          "/bin"};
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        snprintf(out, cap, "%s/%s", dirs[i], name);
-        if (access(out, X_OK) == 0)
-            return true;
-    }
-    return false;
+    return bench_find_tool(name, out, cap);
 }
 
-/* Soft fd limit up to the hard one: wrk and nginx need one per connection. */
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
-static unsigned nofile_max(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY)
-        return LOAD_NOFILE;
-    return rl.rlim_max < LOAD_NOFILE ? (unsigned)rl.rlim_max : LOAD_NOFILE;
-}
-
-/* Fork and exec argv with stdout into a pipe (read into out, NUL-terminated)
-   and stderr into err_path (or /dev/null). Bounded: killed after timeout_s.
-   Returns the exit status, 128 + signal, or -1. */
 static int run_capture(char *const argv[], char *out, size_t cap, const char *err_path,
                        double timeout_s)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        raise_nofile();
-        int nul = open("/dev/null", O_RDWR);
-        int efd = err_path ? open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : nul;
-        dup2(nul, 0);
-        dup2(p[1], 1);
-        dup2(efd >= 0 ? efd : nul, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    if (pid < 0) {
-        close(p[0]);
-        return -1;
-    }
-    size_t len = 0;
-    double deadline = now_s() + timeout_s;
-    bool killed = false;
-    for (;;) {
-        double left = deadline - now_s();
-        if (left <= 0 || load_stop) {
-            kill(pid, SIGKILL);
-            killed = true;
-            break;
-        }
-        struct pollfd pf = {p[0], POLLIN, 0};
-        int r = poll(&pf, 1, left > 0.2 ? 200 : 1 + (int)(left * 1000));
-        if (r < 0 && errno != EINTR)
-            break;
-        if (r <= 0)
-            continue;
-        char tmp[4096];
-        ssize_t n = read(p[0], tmp, sizeof(tmp));
-        if (n <= 0)
-            break;
-        size_t take = cap - 1 - len < (size_t)n ? cap - 1 - len : (size_t)n;
-        memcpy(out + len, tmp, take);
-        len += take;
-    }
-    out[len] = 0;
-    close(p[0]);
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (killed)
-        return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return bench_run_capture(argv, out, cap, err_path, timeout_s, &load_stop);
 }
 
-/* ---- setup: files, certificate, nginx ---- */
-
-/* The /bytes/N body: byte i is i % 251 (apps/app_http.c). */
 static int write_pattern_file(const char *path, uint64_t n)
 {
-    FILE *f = fopen(path, "we");
-    if (!f)
-        return -1;
-    uint8_t period[251 * 64];
-    for (size_t i = 0; i < sizeof(period); i++)
-        period[i] = (uint8_t)(i % 251);
-    for (uint64_t left = n; left;) {
-        size_t k = left < sizeof(period) ? (size_t)left : sizeof(period);
-        if (fwrite(period, 1, k, f) != k) {
-            fclose(f);
-            return -1;
-        }
-        left -= k;
-    }
-    return fclose(f) == 0 ? 0 : -1;
+    return bench_write_pattern_file(path, n);
 }
 
 static int make_files(struct load *L)
@@ -220,150 +139,6 @@ static int make_files(struct load *L)
         chmod(p, 0644);
     }
     return 0;
-}
-
-/* One ECDSA P-256 certificate for both servers. */
-static int make_cert(struct load *L)
-{
-    char openssl[256], out[256];
-    if (!find_tool("openssl", openssl, sizeof(openssl)))
-        return -1;
-    snprintf(L->cert, sizeof(L->cert), "%s/cert.pem", L->dir);
-    snprintf(L->key, sizeof(L->key), "%s/key.pem", L->dir);
-    char *argv[] = {openssl,
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=anic-load",
-                    "-addext",
-                    "subjectAltName=IP:10.77.0.2,IP:127.0.0.1",
-                    "-keyout",
-                    L->key,
-                    "-out",
-                    L->cert,
-                    NULL};
-    return run_capture(argv, out, sizeof(out), NULL, 30) == 0 ? 0 : -1;
-}
-
-static int write_nginx_conf(struct load *L)
-{
-    snprintf(L->conf, sizeof(L->conf), "%s/nginx.conf", L->dir);
-    FILE *f = fopen(L->conf, "we");
-    if (!f)
-        return -1;
-    /* Everything nginx writes stays in the temporary directory. Timeouts as
-       anic's defaults; keep-alive without a request cap, as anic. */
-    fprintf(f,
-            "daemon off;\n"
-            "master_process on;\n"
-            "worker_processes %u;\n"
-            "worker_rlimit_nofile %u;\n"
-            "pid %s/nginx.pid;\n"
-            "error_log %s/error.log warn;\n"
-            "events { worker_connections %u; }\n"
-            "http {\n"
-            "  access_log off;\n"
-            "  sendfile on;\n"
-            "  keepalive_requests 1000000000;\n"
-            "  keepalive_timeout 75s;\n"
-            "  client_body_temp_path %s/tmp-body;\n"
-            "  proxy_temp_path %s/tmp-proxy;\n"
-            "  fastcgi_temp_path %s/tmp-fastcgi;\n"
-            "  uwsgi_temp_path %s/tmp-uwsgi;\n"
-            "  scgi_temp_path %s/tmp-scgi;\n"
-            "  types { }\n"
-            "  default_type application/octet-stream;\n"
-            "  server {\n"
-            "    listen %s:%d backlog=16384;\n"
-            "    listen %s:%d ssl backlog=16384;\n"
-            "    ssl_certificate %s;\n"
-            "    ssl_certificate_key %s;\n"
-            "    ssl_protocols TLSv1.2;\n"
-            "    ssl_ciphers %s;\n"
-            "    ssl_session_tickets off;\n"
-            "    root %s/www;\n"
-            "  }\n"
-            "}\n",
-            L->o.nginx_workers, nofile_max(), L->dir, L->dir, nofile_max() / 2, L->dir, L->dir,
-            L->dir, L->dir, L->dir, LOAD_NGINX_ADDR, LOAD_NGINX_HTTP, LOAD_NGINX_ADDR,
-            LOAD_NGINX_HTTPS, L->cert, L->key, LOAD_CIPHER, L->dir);
-    return fclose(f) == 0 ? 0 : -1;
-}
-
-static bool port_open(const char *addr, int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, addr, &sa.sin_addr);
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-/* Started from the thread that is in the namespace: nginx is too. */
-static int nginx_start(struct load *L)
-{
-    char errlog[160];
-    snprintf(errlog, sizeof(errlog), "%s/nginx.stderr", L->dir);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        raise_nofile();
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        int nul = open("/dev/null", O_RDWR);
-        int efd = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(nul, 0);
-        dup2(nul, 1);
-        dup2(efd >= 0 ? efd : nul, 2);
-        execl(L->nginx_bin, L->nginx_bin, "-p", L->dir, "-c", L->conf, (char *)NULL);
-        _exit(127);
-    }
-    if (pid < 0)
-        return -1;
-    L->nginx = pid;
-    for (int i = 0; i < 100; i++) { /* <= 5 s */
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            L->nginx = 0;
-            fprintf(stderr, "anic bench --load: nginx exited at start (see %s)\n", errlog);
-            return -1;
-        }
-        if (port_open(LOAD_NGINX_ADDR, LOAD_NGINX_HTTP) &&
-            port_open(LOAD_NGINX_ADDR, LOAD_NGINX_HTTPS))
-            return 0;
-        sleep_ms(50);
-    }
-    fprintf(stderr, "anic bench --load: nginx did not listen within 5 s\n");
-    return -1;
-}
-
-/* By PID: SIGTERM (nginx's fast shutdown; the master stops its workers),
-   bounded wait, then SIGKILL. */
-static void nginx_stop(struct load *L)
-{
-    if (L->nginx <= 0)
-        return;
-    kill(L->nginx, SIGTERM);
-    int st;
-    pid_t w = 0;
-    for (int i = 0; i < 100 && (w = waitpid(L->nginx, &st, WNOHANG)) == 0; i++)
-        sleep_ms(50);
-    if (w == 0) {
-        kill(L->nginx, SIGKILL);
-        waitpid(L->nginx, &st, 0);
-    }
-    L->nginx = 0;
 }
 
 /* ---- wrk ---- */
@@ -536,6 +311,10 @@ static int run_cells(struct load *L)
            " send %" PRIu64 "\n",
            sc->accepted, sc->conns_refused_max, sc->tls_timeout_handshake, sc->http_timeout_header,
            sc->http_timeout_idle, sc->http_timeout_body, sc->http_timeout_send);
+    const struct stack_rto_counters *rc = stack_rto_counters();
+    printf("anic tcp: fast_rto_fired %" PRIu64 ", RTT samples %" PRIu64 " (%" PRIu64
+           " dropped by Karn's rule), mean SRTT %" PRIu64 " ms at the last walk\n",
+           rc->fast_rto_fired, rc->rto_rtt_samples, rc->rto_rtt_karn, rc->rto_srtt_ms);
     return load_stop ? 130 : 0;
 }
 
@@ -833,6 +612,309 @@ static void run_handshakes(struct load *L)
     }
 }
 
+/* ---- connection rate (--conn-rate): one TLS connection per request ---- */
+
+/* As run_wrk, with "Connection: close": wrk opens a new connection (a full
+   handshake: neither server resumes sessions for wrk) for every request. */
+static void run_wrk_close(struct load *L, const char *url, unsigned conns, uint64_t size,
+                          struct load_result *r)
+{
+    char t[16], c[16], d[16], out[LOAD_OUT_CAP], errp[160];
+    unsigned threads = L->o.wrk_threads < conns ? L->o.wrk_threads : conns;
+    snprintf(t, sizeof(t), "%u", threads);
+    snprintf(c, sizeof(c), "%u", conns);
+    snprintf(d, sizeof(d), "%us", L->o.seconds);
+    snprintf(errp, sizeof(errp), "%s/wrk.stderr", L->dir);
+    char *argv[] = {L->wrk,
+                    "-t",
+                    t,
+                    "-c",
+                    c,
+                    "-d",
+                    d,
+                    "--timeout",
+                    LOAD_WRK_TIMEOUT,
+                    "-H",
+                    "Connection: close",
+                    "--latency",
+                    (char *)url,
+                    NULL};
+    int rc = run_capture(argv, out, sizeof(out), errp, L->o.seconds + LOAD_WRK_GRACE_S);
+    if (rc != 0 || !parse_wrk(out, size, r)) {
+        memset(r, 0, sizeof(*r));
+        fprintf(stderr, "anic bench --load: wrk %s failed (rc %d):\n%s\n", url, rc, out);
+    }
+}
+
+static void set_policy(struct load *L, const struct tls_offload_policy *p)
+{
+    if (!L->rt.offload)
+        return;
+    LOCK_TCPIP_CORE();
+    tls_offload_set_policy(L->rt.offload, p);
+    UNLOCK_TCPIP_CORE();
+}
+
+static uint64_t stat_now(struct load *L, const char *sec, const char *name, bool *known)
+{
+    static struct app_stat st[APP_STATS_MAX];
+    LOCK_TCPIP_CORE();
+    size_t n = app_stats_collect(&L->rt.stats, st);
+    UNLOCK_TCPIP_CORE();
+    uint64_t v = 0;
+    int k = app_stats_lookup(st, n, sec, name, &v);
+    if (known)
+        *known = k >= 0;
+    return v;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+enum { CR_SW, CR_NIC, CR_NIC_POLICY, CR_NGINX, CR_N };
+
+static void task_cpu(double *host_s, double *nic_s);
+
+static int run_conn_rate(struct load *L)
+{
+    char host[INET_ADDRSTRLEN], pol[64];
+    inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
+    static const struct tls_offload_policy always = {.kind = TLS_OFFLOAD_ALWAYS};
+    struct tls_offload_policy autop;
+    if (L->o.policy_set)
+        autop = L->o.policy;
+    else
+        tls_offload_policy_parse("auto", &autop);
+    tls_offload_policy_format(&autop, pol, sizeof(pol));
+    static const char *const label[CR_N] = {"sw", "nic", "nic+policy", "nginx"};
+    printf("anic bench --load --conn-rate: wrk -t%u -c N -d %us -H 'Connection: close' (a full "
+           "TLS 1.2 handshake per request, %s), %u round%s per cell, modes in turn, median; "
+           "nic+policy = nic with --offload-policy %s (break-even %" PRIu64 " bytes)\n",
+           L->o.wrk_threads, L->o.seconds, LOAD_CIPHER, L->o.rounds, L->o.rounds == 1 ? "" : "s",
+           pol, tls_offload_policy_breakeven(&autop));
+    printf("%6s %6s %-10s %9s %9s %9s %7s %8s %8s %8s | %s\n", "conns", "size", "mode", "conns/s",
+           "min", "max", "errors", "p99 ms", "host us", "NIC us",
+           "vs sw; policy tx at_open/switched/kept_sw");
+    for (unsigned si = 0; si < L->o.n_sizes && !load_stop; si++) {
+        uint64_t size = L->o.sizes[si];
+        for (unsigned ci = 0; ci < L->o.n_conns && !load_stop; ci++) {
+            unsigned conns = L->o.conns[ci];
+            double rate[CR_N][64];
+            uint64_t errs[CR_N] = {0}, pol_ctr[3] = {0};
+            double p99[CR_N] = {0}, host_s[CR_N] = {0}, nic_s[CR_N] = {0};
+            uint64_t done[CR_N] = {0};
+            bool on[CR_N] = {true, true, L->o.conn_rate_auto, L->o.nginx};
+            for (unsigned r = 0; r < L->o.rounds && !load_stop; r++) {
+                for (int m = 0; m < CR_N && !load_stop; m++) {
+                    if (!on[m])
+                        continue;
+                    char url[128];
+                    if (m == CR_NGINX)
+                        snprintf(url, sizeof(url), "https://%s:%d/bytes/%" PRIu64, LOAD_NGINX_ADDR,
+                                 LOAD_NGINX_HTTPS, size);
+                    else
+                        snprintf(url, sizeof(url), "https://%s:%u/bytes/%" PRIu64, host,
+                                 anic_port(m == CR_SW ? TLS_MODE_SW : TLS_MODE_NIC), size);
+                    set_policy(L, m == CR_NIC_POLICY ? &autop : &always);
+                    static const char *const pn[3] = {"offload_tx_at_open", "offload_tx_switched",
+                                                      "offload_tx_kept_sw"};
+                    uint64_t before[3];
+                    for (int k = 0; k < 3; k++)
+                        before[k] = stat_now(L, "offload_dump", pn[k], NULL);
+                    struct load_result res;
+                    double h0, n0, h1, n1;
+                    task_cpu(&h0, &n0);
+                    run_wrk_close(L, url, conns, size, &res);
+                    sleep_ms(LOAD_SETTLE_MS);
+                    task_cpu(&h1, &n1);
+                    host_s[m] += h1 - h0;
+                    nic_s[m] += n1 - n0;
+                    done[m] += res.requests;
+                    if (m == CR_NIC_POLICY)
+                        for (int k = 0; k < 3; k++)
+                            pol_ctr[k] += stat_now(L, "offload_dump", pn[k], NULL) - before[k];
+                    rate[m][r] = res.req_s;
+                    errs[m] += res.errors + res.timeouts + res.non2xx;
+                    if (res.p99_ms > p99[m])
+                        p99[m] = res.p99_ms;
+                    if (L->csv)
+                        csv_row(L, m == CR_NGINX ? "nginx" : "anic", label[m], conns, size, &res);
+                }
+            }
+            set_policy(L, &always);
+            double med[CR_N] = {0};
+            for (int m = 0; m < CR_N; m++) {
+                if (!on[m] || load_stop)
+                    continue;
+                double sorted[64];
+                memcpy(sorted, rate[m], L->o.rounds * sizeof(double));
+                qsort(sorted, L->o.rounds, sizeof(double), cmp_double);
+                med[m] = sorted[L->o.rounds / 2];
+                char sz[24];
+                fmt_size(size, sz, sizeof(sz));
+                printf("%6u %6s %-10s %9.1f %9.1f %9.1f %7" PRIu64 " %8.1f", conns, sz, label[m],
+                       med[m], sorted[0], sorted[L->o.rounds - 1], errs[m], p99[m]);
+                /* anic's threads per connection (nginx: not ours to measure) */
+                if (m != CR_NGINX && done[m])
+                    printf(" %8.0f %8.0f |", host_s[m] / (double)done[m] * 1e6,
+                           nic_s[m] / (double)done[m] * 1e6);
+                else
+                    printf(" %8s %8s |", "-", "-");
+                if (m != CR_SW && med[CR_SW] > 0)
+                    printf(" %.2fx", med[m] / med[CR_SW]);
+                if (m == CR_NIC_POLICY)
+                    printf("; %" PRIu64 "/%" PRIu64 "/%" PRIu64, pol_ctr[0], pol_ctr[1],
+                           pol_ctr[2]);
+                printf("\n");
+                fflush(stdout);
+            }
+        }
+    }
+    return load_stop ? 130 : 0;
+}
+
+/* ---- many long-lived flows (--flows LIST) ---- */
+
+/* CPU seconds of this process's threads so far: the NIC's (named nic*)
+   and the host's (every other; the flow client is a separate process). */
+static void task_cpu(double *host_s, double *nic_s)
+{
+    *host_s = *nic_s = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = "";
+        unsigned long long ns = 0;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+        FILE *f = fopen(path, "re");
+        if (f) {
+            if (!fgets(comm, sizeof(comm), f))
+                comm[0] = 0;
+            fclose(f);
+        }
+        snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", de->d_name);
+        f = fopen(path, "re");
+        if (f) {
+            if (fscanf(f, "%llu", &ns) != 1)
+                ns = 0;
+            fclose(f);
+        }
+        if (!strncmp(comm, "nic", 3))
+            *nic_s += (double)ns / 1e9;
+        else
+            *host_s += (double)ns / 1e9;
+    }
+    closedir(d);
+}
+
+/* The NIC context cache's counters (section nic_tls), where the NIC has one. */
+struct flow_snap {
+    double host_s, nic_s;
+    uint64_t hit, miss, evict, fetch, fallback;
+    bool cache_known;
+};
+
+static void flow_snap(struct load *L, struct flow_snap *s)
+{
+    task_cpu(&s->host_s, &s->nic_s);
+    bool k1 = false, k2 = false;
+    s->hit = stat_now(L, "nic_tls", "tls_ctx_cache_hit", &k1);
+    s->miss = stat_now(L, "nic_tls", "tls_ctx_cache_miss", &k2);
+    s->evict = stat_now(L, "nic_tls", "tls_ctx_evict", NULL);
+    s->fetch = stat_now(L, "nic_tls", "tls_ctx_fetch_bytes", NULL);
+    s->cache_known = k1 && k2;
+    s->fallback = stat_now(L, "tls_nic", "offload_fallback_sw", NULL) +
+                  stat_now(L, "offload_rx", "rx_tls_ctx_fail", NULL);
+}
+
+static int run_flows(struct load *L)
+{
+    char host[INET_ADDRSTRLEN], fs[24];
+    inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
+    fmt_size(L->o.flow_size, fs, sizeof(fs));
+    printf("anic bench --load --flows: N concurrent keep-alive connections (kernel sockets, "
+           "OpenSSL client in its own process), each repeating a %s download (GET) or upload "
+           "(PUT); all connected and handshaken first, then 1 s warm-up and %u s measured\n",
+           fs, L->o.seconds);
+    printf("%6s %-5s %-4s %6s %6s | %8s %8s %8s | %9s %10s %9s %8s\n", "flows", "mode", "dir",
+           "estab", "failed", "MB/s", "host s/GB", "NIC s/GB", "cache hit", "fetch B/B",
+           "evictions", "sw-fallbk");
+    printf("(CPU of anic's threads over the window per GB of payload; cache columns from nic_tls "
+           "tls_ctx_cache_*, n/a where the NIC has no context cache; sw-fallbk: directions that "
+           "got no NIC context in the cell, tls_nic.offload_fallback_sw + "
+           "offload_rx.rx_tls_ctx_fail)\n");
+    for (unsigned fi = 0; fi < L->o.n_flows && !load_stop; fi++) {
+        unsigned n = (unsigned)L->o.flows[fi];
+        for (int dir = 0; dir < 2 && !load_stop; dir++) {
+            if ((dir == 0 && !L->o.flow_down) || (dir == 1 && !L->o.flow_up))
+                continue;
+            for (unsigned mi = 0; mi < L->o.n_modes && !load_stop; mi++) {
+                enum tls_mode m = L->o.modes[mi];
+                struct flows_cfg fc = {.addr = L->rt.cfg.host_ip,
+                                       .port = anic_port(m),
+                                       .tls = m != TLS_MODE_NONE,
+                                       .upload = dir == 1,
+                                       .n = n,
+                                       .size = L->o.flow_size,
+                                       .setup_s = 30 + n / 20.0,
+                                       .warm_s = 1,
+                                       .measure_s = L->o.seconds};
+                struct flow_snap z;
+                flow_snap(L, &z); /* installs refused during this cell's set-up count too */
+                int rd = -1;
+                pid_t pid = flows_spawn(&fc, &rd);
+                if (pid < 0) {
+                    fprintf(stderr, "anic bench --flows: fork: %s\n", strerror(errno));
+                    return 1;
+                }
+                char line[256];
+                struct flow_snap a = {0}, b = {0};
+                struct flows_result r = {0};
+                double limit = fc.setup_s + fc.warm_s + fc.measure_s + 10;
+                bool started =
+                    flows_read_line(rd, line, sizeof(line), limit) && !strcmp(line, "START");
+                if (started)
+                    flow_snap(L, &a);
+                if ((started ? flows_read_line(rd, line, sizeof(line), fc.measure_s + 10) : true) &&
+                    flows_parse_end(line, &r))
+                    flow_snap(L, &b);
+                close(rd);
+                kill(pid, SIGKILL); /* it exits by itself after END; bounded either way */
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+                }
+                double gb = (double)r.bytes / 1e9;
+                printf("%6u %-5s %-4s %6u %6u |", n, mode_label(m), dir ? "up" : "down",
+                       r.established, r.failed);
+                if (r.ok && started && r.secs > 0 && gb > 0) {
+                    printf(" %8.1f %8.2f %8.2f |", (double)r.bytes / r.secs / 1e6,
+                           (b.host_s - a.host_s) / gb, (b.nic_s - a.nic_s) / gb);
+                    uint64_t hit = b.hit - a.hit, miss = b.miss - a.miss;
+                    if (b.cache_known && hit + miss)
+                        printf(" %8.1f%% %10.4f %9" PRIu64,
+                               100.0 * (double)hit / (double)(hit + miss),
+                               (double)(b.fetch - a.fetch) / (double)r.bytes, b.evict - a.evict);
+                    else
+                        printf(" %9s %10s %9s", "n/a", "n/a", "n/a");
+                    printf(" %8" PRIu64 "\n", b.fallback - z.fallback);
+                } else {
+                    printf(" %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-",
+                           r.ok ? "no bytes moved" : "the client did not report");
+                }
+                fflush(stdout);
+                sleep_ms(LOAD_SETTLE_MS + n); /* the flows' server side closes */
+            }
+        }
+    }
+    return load_stop ? 130 : 0;
+}
+
 /* ---- options ---- */
 
 enum {
@@ -851,6 +933,15 @@ enum {
     OPT_SOAK_FAULT,
     OPT_HANDSHAKES,
     OPT_HS_PAR,
+    OPT_SEED,
+    OPT_HS_WORKERS,
+    OPT_CONN_RATE,
+    OPT_CONN_RATE_AUTO,
+    OPT_ROUNDS,
+    OPT_POLICY,
+    OPT_FLOWS,
+    OPT_FLOW_SIZE,
+    OPT_FLOW_DIRS,
 };
 
 static const struct option load_long[] = {
@@ -867,8 +958,17 @@ static const struct option load_long[] = {
     {"soak-round", required_argument, NULL, OPT_SOAK_ROUND},
     {"soak-conns", required_argument, NULL, OPT_SOAK_CONNS},
     {"soak-fault", required_argument, NULL, OPT_SOAK_FAULT},
+    {"seed", required_argument, NULL, OPT_SEED},
     {"load-handshakes", required_argument, NULL, OPT_HANDSHAKES},
     {"handshake-clients", required_argument, NULL, OPT_HS_PAR},
+    {"handshake-workers", required_argument, NULL, OPT_HS_WORKERS},
+    {"conn-rate", no_argument, NULL, OPT_CONN_RATE},
+    {"conn-rate-auto", no_argument, NULL, OPT_CONN_RATE_AUTO},
+    {"rounds", required_argument, NULL, OPT_ROUNDS},
+    {"offload-policy", required_argument, NULL, OPT_POLICY},
+    {"flows", required_argument, NULL, OPT_FLOWS},
+    {"flow-size", required_argument, NULL, OPT_FLOW_SIZE},
+    {"flow-dirs", required_argument, NULL, OPT_FLOW_DIRS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -894,6 +994,23 @@ static void usage(FILE *f)
             "  --load-handshakes S  instead of wrk: full-handshake rate, openssl s_time -new for\n"
             "                       S seconds per TLS mode and nginx\n"
             "  --handshake-clients N  parallel s_time processes (default 4)\n"
+            "  --handshake-workers N  anic's TLS handshake threads (1..16, default 2)\n"
+            "  --offload-policy P   offload policy of the nic listener (always, after:BYTES,\n"
+            "                       auto[:INSTALL_NS,SW_PS,NIC_PS]; anic serve --help)\n"
+            "\n"
+            "  --conn-rate          instead: new TLS connections per second, wrk with\n"
+            "                       'Connection: close' (one object per connection; sizes\n"
+            "                       --load-sizes, default 1K,16K; --load-conns default 16): sw,\n"
+            "                       nic, nginx; median of --rounds N (default 3, modes in turn)\n"
+            "  --conn-rate-auto     also nic with an offload policy (--offload-policy, default\n"
+            "                       auto)\n"
+            "  --flows LIST         instead: N concurrent long-lived transfers for each N\n"
+            "                       (e.g. 10,100,1000): anic's own kernel-socket client, all\n"
+            "                       handshakes first; aggregate MB/s, host and NIC CPU per GB,\n"
+            "                       NIC context-cache hit rate and fetch bytes per payload\n"
+            "                       byte (n/a without a cache), software fallbacks\n"
+            "  --flow-size BYTES    bytes per transfer, repeated (default 64M)\n"
+            "  --flow-dirs LIST     down, up or down,up (default)\n"
             "\n"
             "  --soak S             instead: S seconds (10..86400) of rounds of wrk load on\n"
             "                       anic alone (modes in turn, --load-modes) under faults, each\n"
@@ -902,7 +1019,9 @@ static void usage(FILE *f)
             "                       must be gone, and RSS flat. Exit 0 only if so\n"
             "  --soak-round S       seconds of wrk per round (default 10)\n"
             "  --soak-conns N       wrk connections (default 100)\n"
-            "  --soak-fault SPEC    fault spec on both directions (default '%s')\n",
+            "  --soak-fault SPEC    fault spec on both directions (default '%s')\n"
+            "  --seed S             the run's seed: fault-tx S, fault-rx S+1 unless SPEC names\n"
+            "                       its own (default random; printed for replay)\n",
             SOAK_DEFAULT_FLT);
 }
 
@@ -954,6 +1073,10 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
     o->soak_conns = 100;
     o->soak_fault = SOAK_DEFAULT_FLT;
     o->hs_par = 4;
+    o->rounds = 3;
+    o->flow_size = 64ull << 20;
+    o->flow_down = o->flow_up = true;
+    bool sizes_set = false, conns_set = false, modes_set = false;
     uint64_t v[LOAD_MAX_LIST];
     int c, n;
     optind = 1;
@@ -973,11 +1096,13 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             for (int i = 0; i < n; i++)
                 o->conns[i] = (unsigned)v[i];
             o->n_conns = (unsigned)n;
+            conns_set = true;
             break;
         case OPT_SIZES:
             if ((n = parse_list(optarg, o->sizes, LOAD_MAX_LIST, 1, 1ull << 30)) < 0)
                 return load_bad("load-sizes", optarg);
             o->n_sizes = (unsigned)n;
+            sizes_set = true;
             break;
         case OPT_MODES: {
             char buf[128];
@@ -993,6 +1118,7 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             }
             if (!o->n_modes)
                 return load_bad("load-modes", optarg);
+            modes_set = true;
             break;
         }
         case OPT_THREADS:
@@ -1029,6 +1155,15 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
         case OPT_SOAK_FAULT:
             o->soak_fault = optarg;
             break;
+        case OPT_SEED: {
+            char err[160];
+            if (nic_fault_seed_parse(optarg, &o->seed, err, sizeof(err)) < 0) {
+                fprintf(stderr, "anic bench --load: --seed: %s\n", err);
+                return 2;
+            }
+            o->seed_set = true;
+            break;
+        }
         case OPT_HANDSHAKES:
             if (parse_list(optarg, v, 1, 1, 600) != 1)
                 return load_bad("load-handshakes", optarg);
@@ -1038,6 +1173,43 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             if (parse_list(optarg, v, 1, 1, 64) != 1)
                 return load_bad("handshake-clients", optarg);
             o->hs_par = (unsigned)v[0];
+            break;
+        case OPT_HS_WORKERS:
+            if (parse_list(optarg, v, 1, 1, 16) != 1)
+                return load_bad("handshake-workers", optarg);
+            o->hs_workers = (unsigned)v[0];
+            break;
+        case OPT_CONN_RATE:
+            o->conn_rate = true;
+            break;
+        case OPT_CONN_RATE_AUTO:
+            o->conn_rate = o->conn_rate_auto = true;
+            break;
+        case OPT_ROUNDS:
+            if (parse_list(optarg, v, 1, 1, 64) != 1)
+                return load_bad("rounds", optarg);
+            o->rounds = (unsigned)v[0];
+            break;
+        case OPT_POLICY:
+            if (tls_offload_policy_parse(optarg, &o->policy) < 0)
+                return load_bad("offload-policy", optarg);
+            o->policy_set = true;
+            break;
+        case OPT_FLOWS:
+            if ((n = parse_list(optarg, o->flows, LOAD_MAX_LIST, 1, 20000)) < 0)
+                return load_bad("flows", optarg);
+            o->n_flows = (unsigned)n;
+            break;
+        case OPT_FLOW_SIZE:
+            if (parse_list(optarg, v, 1, 1, 1ull << 40) != 1)
+                return load_bad("flow-size", optarg);
+            o->flow_size = v[0];
+            break;
+        case OPT_FLOW_DIRS:
+            o->flow_down = strstr(optarg, "down") != NULL;
+            o->flow_up = strstr(optarg, "up") != NULL;
+            if (!o->flow_down && !o->flow_up)
+                return load_bad("flow-dirs", optarg);
             break;
         case 'h':
             usage(stdout);
@@ -1051,6 +1223,24 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
     if (optind < argc) {
         fprintf(stderr, "anic bench --load: unexpected argument '%s'\n", argv[optind]);
         return 2;
+    }
+    if (o->conn_rate) {
+        if (!sizes_set)
+            o->sizes[0] = 1024, o->sizes[1] = 16384, o->n_sizes = 2;
+        if (!conns_set)
+            o->conns[0] = 16, o->n_conns = 1;
+    }
+    if ((o->n_flows || o->conn_rate) && !modes_set)
+        o->modes[0] = TLS_MODE_SW, o->modes[1] = TLS_MODE_NIC, o->n_modes = 2;
+    if (o->n_flows) {
+        o->nginx = false; /* anic's NIC counters are the point */
+        o->n_sizes = 0;
+        o->csv_path = "-";
+        bool any_tls = false;
+        for (unsigned i = 0; i < o->n_modes; i++)
+            any_tls |= o->modes[i] != TLS_MODE_NONE;
+        if (!any_tls)
+            return load_bad("load-modes", "--flows needs sw or nic");
     }
     if (o->soak_s) {
         o->nginx = false; /* the soak measures anic alone */
@@ -1091,7 +1281,7 @@ int bench_load_main(int argc, char **argv)
         return 1;
     }
     if (!find_tool("wrk", L->wrk, sizeof(L->wrk)) ||
-        (L->o.nginx && !find_tool("nginx", L->nginx_bin, sizeof(L->nginx_bin)))) {
+        (L->o.nginx && !find_tool("nginx", L->ng.bin, sizeof(L->ng.bin)))) {
         fprintf(stderr, "anic bench --load: needs wrk%s (scripts/deps.sh installs them)\n",
                 L->o.nginx ? " and nginx" : "");
         return 1;
@@ -1110,7 +1300,15 @@ int bench_load_main(int argc, char **argv)
         return 1;
     }
     chmod(L->dir, 0755); /* nginx's workers read www/ as an unprivileged user */
-    if (make_files(L) < 0 || make_cert(L) < 0 || (L->o.nginx && write_nginx_conf(L) < 0)) {
+    L->ng.dir = L->dir;  /* ng.bin was found above */
+    L->ng.cert = L->cert;
+    L->ng.key = L->key;
+    L->ng.who = "anic bench --load";
+    L->ng.stop = &load_stop;
+    L->ng.workers = L->o.nginx_workers;
+    if (make_files(L) < 0 ||
+        bench_make_cert(L->dir, L->cert, sizeof(L->cert), L->key, sizeof(L->key)) < 0 ||
+        (L->o.nginx && bench_nginx_write_conf(&L->ng) < 0)) {
         fprintf(stderr, "anic bench --load: cannot prepare files and certificate in %s\n", L->dir);
         goto out;
     }
@@ -1131,6 +1329,7 @@ int bench_load_main(int argc, char **argv)
     cfg.netns = L->netns;
     cfg.cert_path = L->cert;
     cfg.key_path = L->key;
+    cfg.handshake_workers = L->o.hs_workers;
     cfg.n_listeners = 0;
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){80, TLS_MODE_NONE};
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){443, TLS_MODE_SW};
@@ -1145,21 +1344,34 @@ int bench_load_main(int argc, char **argv)
         fprintf(stderr, "anic bench --soak: invalid --soak-fault '%s': %s\n", L->o.soak_fault, err);
         goto out;
     }
+    cfg.seed = L->o.seed;
+    cfg.seed_set = L->o.seed_set;
+    if (L->o.policy_set && !L->o.conn_rate)
+        cfg.offload_policy = L->o.policy; /* conn-rate sets it per mode */
+    if (L->o.n_flows && L->o.flows[L->o.n_flows - 1] + 64 > cfg.limits.max_conns &&
+        cfg.limits.max_conns)
+        cfg.limits.max_conns = (uint32_t)L->o.flows[L->o.n_flows - 1] + 64;
     if (app_runtime_start(&L->rt, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "anic bench --load: %s\n", err);
         goto out;
     }
     L->runtime = true;
-    if (L->o.nginx && nginx_start(L) < 0)
+    printf("anic bench --load: seed %" PRIu64 " (replay: --seed %" PRIu64 ")\n", L->rt.cfg.seed,
+           L->rt.cfg.seed);
+    if (L->o.nginx && bench_nginx_start(&L->ng) < 0)
         goto out;
     if (L->o.hs_s)
         run_handshakes(L), status = load_stop ? 130 : 0;
+    else if (L->o.conn_rate)
+        status = run_conn_rate(L);
+    else if (L->o.n_flows)
+        status = run_flows(L);
     else
         status = L->o.soak_s ? run_soak(L) : run_cells(L);
     if (L->csv)
         printf("CSV: %s\n", L->o.csv_path);
 out:
-    nginx_stop(L);
+    bench_nginx_stop(&L->ng);
     if (L->runtime) {
         app_runtime_stop(&L->rt);
         app_runtime_free(&L->rt);

@@ -96,6 +96,11 @@ void nic_fault_cfg_init(struct nic_fault_cfg *cfg);
  */
 int nic_fault_cfg_parse(struct nic_fault_cfg *cfg, const char *spec, char *err, size_t errlen);
 
+/* A seed as the spec's "seed S" and the --seed options take it: a decimal or
+ * 0x-hex uint64 (never octal, no sign). Returns 0, or -1 with *out untouched
+ * and a message naming s in err (if errlen > 0). */
+int nic_fault_seed_parse(const char *s, uint64_t *out, char *err, size_t errlen);
+
 /* Returns 0 if every field is in the range the parser accepts, else -1 with a message. */
 int nic_fault_cfg_check(const struct nic_fault_cfg *cfg, char *err, size_t errlen);
 

@@ -230,6 +230,21 @@ static int parse_u64(const char *kw, const char *tok, uint64_t max, uint64_t *ou
     return 0;
 }
 
+int nic_fault_seed_parse(const char *s, uint64_t *out, char *err, size_t errlen)
+{
+    char *end;
+    /* Decimal, or hex with 0x; never octal; no sign or space (strtoull would take them). */
+    int base = s[0] == '0' && (s[1] == 'x' || s[1] == 'X') ? 16 : 10;
+    errno = 0;
+    unsigned long long v = isdigit((unsigned char)s[0]) ? strtoull(s, &end, base) : 0;
+    if (!isdigit((unsigned char)s[0]) || *end || errno == ERANGE)
+        return fail(err, errlen,
+                    "bad seed '%s': expected a decimal or 0x-hex integer 0..18446744073709551615",
+                    s);
+    *out = v;
+    return 0;
+}
+
 enum kw_id {
     KW_LOSS,
     KW_DUPLICATE,
@@ -374,7 +389,7 @@ int nic_fault_cfg_parse(struct nic_fault_cfg *out, const char *spec, char *err, 
             }
         } else {
             assert(id == KW_SEED);
-            if (parse_u64(tok, val, UINT64_MAX, &cfg.seed, err, errlen) < 0)
+            if (nic_fault_seed_parse(val, &cfg.seed, err, errlen) < 0)
                 return -1;
             cfg.seed_set = true;
         }

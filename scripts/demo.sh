@@ -11,6 +11,8 @@ NS=anic-demo-$$
 TMP=$(mktemp -d /tmp/anic-demo.XXXXXX)
 CA=$TMP/ca.pem
 SIZE=${ANIC_DEMO_SIZE:-100000000}
+# The run's one seed: fault-tx uses SEED, fault-rx SEED+1 (anic serve --seed).
+SEED=${ANIC_DEMO_SEED:-1}
 SERVER_PID=""
 
 cleanup() {
@@ -25,8 +27,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "== starting anic serve in namespace $NS (faults: tx 'loss 0.5% reorder 1% gap 3', rx 'loss 0.5%')"
+echo "   seed $SEED (replay this run: ANIC_DEMO_SEED=$SEED scripts/demo.sh)"
 ./build/anic serve --netns "$NS" --ca-out "$CA" --ready-file "$TMP/ready" --duration 300 \
-    --fault-tx 'loss 0.5% reorder 1% gap 3 seed 1' --fault-rx 'loss 0.5% seed 2' \
+    --seed "$SEED" --fault-tx 'loss 0.5% reorder 1% gap 3' --fault-rx 'loss 0.5%' \
     --pcap "$TMP/wire.pcap" --keylog "$TMP/keys.log" >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 i=0

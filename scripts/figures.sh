@@ -238,7 +238,7 @@ versions() {
     echo "- Machine: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs,"
     echo "  $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM; load average at start $LOAD_START."
     echo "- Runs per point: $REPEAT, fault seeds $SEED..$((SEED + REPEAT - 1)) (run r uses seed"
-    echo "  $SEED + r - 1 for both fault stages); $SIZE per transfer (K, M = KiB, MiB); MB/s = 10^6 B/s."
+    echo "  $SEED + r - 1: fault-tx that seed, fault-rx one more); $SIZE per transfer (K, M = KiB, MiB); MB/s = 10^6 B/s."
     echo "  Points: median, with min..max over the runs as error bars; in line plots the series"
     echo "  are shifted a little along x so that their error bars stay apart."
     echo "- Versions:"

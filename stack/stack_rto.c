@@ -18,13 +18,22 @@
    pcb). Holding it here keeps lwIP's backoff at its largest shift
    (tcp_backoff[6..12] = 7) and far from the limit; the give-up is ours. */
 #define RTO_NRTX_HOLD 6
+#define RTO_CEIL_MS   1000 /* the adaptive RTO's ceiling (before backoff) */
 
 struct rto_entry {
     const struct tcp_pcb *pcb; /* NULL: free slot */
+    uint32_t key;              /* ports and remote address: a new pcb at a freed one's address */
     uint32_t lastack;
     uint32_t since_ms; /* last ACK progress or fast RTO: the fast RTO clock */
     uint32_t stall_ms; /* last ACK progress: the give-up clock */
     unsigned backoff;
+    /* RFC 6298 estimator, in 1/8 ms; srtt8 0 = no sample yet. One segment at
+       a time is timed: from the walk that first saw snd_nxt past lastack
+       until lastack reaches that snd_nxt (rtt_seq). */
+    uint32_t srtt8, rttvar8;
+    uint32_t rtt_seq, rtt_start_ms;
+    uint8_t rtt_nrtx; /* pcb->nrtx when timing started (a change: lwIP retransmitted) */
+    bool timing;
 };
 
 /* Two tables: each walk rebuilds the next one from the current one, holding
@@ -41,6 +50,67 @@ static unsigned cur_table;
 static uint32_t min_rto_ms, give_up_ms;
 static bool running;
 static struct stack_rto_counters counters;
+
+static uint32_t pcb_key(const struct tcp_pcb *pcb)
+{
+    return ((uint32_t)pcb->local_port << 16 ^ pcb->remote_port) ^
+           ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip));
+}
+
+/* Fold one RTT sample (ms) into the estimator (RFC 6298 §2.2, §2.3). */
+static void rtt_sample(struct rto_entry *e, uint32_t r_ms)
+{
+    uint32_t r8 = r_ms * 8;
+    if (!e->srtt8) {
+        e->srtt8 = r8 ? r8 : 1;
+        e->rttvar8 = r8 / 2;
+    } else {
+        uint32_t err = e->srtt8 > r8 ? e->srtt8 - r8 : r8 - e->srtt8;
+        e->rttvar8 = e->rttvar8 - e->rttvar8 / 4 + err / 4;
+        e->srtt8 = e->srtt8 - e->srtt8 / 8 + r8 / 8;
+        if (!e->srtt8)
+            e->srtt8 = 1;
+    }
+    counters.rto_rtt_samples++;
+}
+
+/* The RTO before backoff: SRTT + max(G, 4 RTTVAR) with G = 1 ms (sys_now's
+   resolution), clamped to [min_rto_ms, RTO_CEIL_MS]; min_rto_ms until the
+   first sample. */
+static uint32_t rto_base(const struct rto_entry *e)
+{
+    if (!e->srtt8)
+        return min_rto_ms;
+    uint32_t var = 4 * e->rttvar8 > 8 ? 4 * e->rttvar8 : 8;
+    uint32_t rto = (e->srtt8 + var + 7) / 8;
+    if (rto > RTO_CEIL_MS)
+        rto = RTO_CEIL_MS;
+    return rto < min_rto_ms ? min_rto_ms : rto;
+}
+
+/* The RTT measurement of one walk: Karn's rule (RFC 6298 §3): a timed
+   segment that was retransmitted gives no sample. lwIP's own retransmissions
+   show as nrtx changing (its RTO) or TF_INFR (fast retransmit); a fast
+   recovery that starts and ends between two walks is missed, and its sample
+   then over-estimates the RTT (the safe direction). */
+static void rtt_measure(struct rto_entry *e, const struct tcp_pcb *pcb, uint32_t now)
+{
+    if (e->timing && (pcb->nrtx != e->rtt_nrtx || (pcb->flags & TF_INFR))) {
+        e->timing = false;
+        counters.rto_rtt_karn++;
+    }
+    if (e->timing && TCP_SEQ_GEQ(pcb->lastack, e->rtt_seq)) {
+        e->timing = false;
+        rtt_sample(e, now - e->rtt_start_ms);
+    }
+    if (!e->timing && pcb->unacked && !(pcb->flags & TF_INFR) &&
+        TCP_SEQ_GT(pcb->snd_nxt, pcb->lastack)) {
+        e->timing = true;
+        e->rtt_seq = pcb->snd_nxt;
+        e->rtt_start_ms = now;
+        e->rtt_nrtx = pcb->nrtx;
+    }
+}
 
 static size_t slot_of(const struct tcp_pcb *pcb, size_t cap)
 {
@@ -95,8 +165,12 @@ static bool table_reset(struct rto_table *t, size_t n)
     return true;
 }
 
-static void fire(struct tcp_pcb *pcb)
+static void fire(struct tcp_pcb *pcb, struct rto_entry *e)
 {
+    if (e->timing) { /* Karn: the timed segment may be among those resent */
+        e->timing = false;
+        counters.rto_rtt_karn++;
+    }
     /* As lwIP's RTO (tcp_slowtmr): ssthresh = half the flight, cwnd = 1 MSS. */
     tcpwnd_size_t eff_wnd = LWIP_MIN(pcb->cwnd, pcb->snd_wnd);
     pcb->ssthresh = eff_wnd >> 1;
@@ -137,25 +211,32 @@ static void tick(void *arg)
     struct tcp_pcb *doomed[RTO_ABORTS_PER_SCAN];
     unsigned n_doomed = 0;
 
+    /* Tracked: pcbs with data in flight, and those with RTT state (kept
+       while the pcb lives, so an idle keep-alive connection keeps its SRTT). */
+    struct rto_table *old = &tables[cur_table], *t = &tables[cur_table ^ 1];
     size_t n = 0;
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
-        n += pcb->unacked != NULL;
-    struct rto_table *old = &tables[cur_table], *t = &tables[cur_table ^ 1];
+        n += pcb->unacked != NULL || table_find(old, pcb) != NULL;
     if (!table_reset(t, n)) {
         sys_timeout(discover, tick, NULL); /* keep the old state; lwIP's RTO still runs */
         return;
     }
     counters.rto_scans++;
-    counters.rto_tracked = n;
+    size_t in_flight = 0, with_srtt = 0;
+    uint64_t srtt_sum8 = 0;
+    uint32_t rto_max = 0;
 
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
-        if (!pcb->unacked)
+        const struct rto_entry *prev = table_find(old, pcb);
+        if (prev && prev->key != pcb_key(pcb))
+            prev = NULL; /* another connection's pcb at the same address */
+        if (!pcb->unacked && !prev)
             continue;
         struct rto_entry *e = table_insert(t, pcb);
-        const struct rto_entry *prev = table_find(old, pcb);
         if (prev) {
             *e = *prev;
         } else {
+            e->key = pcb_key(pcb);
             e->lastack = pcb->lastack;
             e->since_ms = e->stall_ms = now;
             e->backoff = 0;
@@ -165,28 +246,42 @@ static void tick(void *arg)
             e->since_ms = e->stall_ms = now;
             e->backoff = 0;
         }
+        rtt_measure(e, pcb, now);
+        if (e->srtt8) {
+            with_srtt++;
+            srtt_sum8 += e->srtt8;
+        }
+        if (!pcb->unacked)
+            continue;
+        in_flight++;
         if (give_up_ms && pcb->state != SYN_RCVD) {
             if (now - e->stall_ms >= give_up_ms) {
                 if (n_doomed < RTO_ABORTS_PER_SCAN)
                     doomed[n_doomed++] = pcb;
                 continue;
             }
-            if (pcb->nrtx > RTO_NRTX_HOLD)
+            if (pcb->nrtx > RTO_NRTX_HOLD) {
                 pcb->nrtx = RTO_NRTX_HOLD;
+                e->rtt_nrtx = RTO_NRTX_HOLD; /* ours, not a retransmission */
+            }
             next = LWIP_MIN(next, left_ms(now, e->stall_ms, give_up_ms));
         }
         if (!min_rto_ms)
             continue;
-        uint32_t rto = min_rto_ms << e->backoff;
+        uint32_t rto = rto_base(e) << e->backoff;
         if (now - e->since_ms >= rto) {
-            fire(pcb);
+            fire(pcb, e);
             e->since_ms = now;
             if (e->backoff < RTO_MAX_BACKOFF)
                 e->backoff++;
-            rto = min_rto_ms << e->backoff;
+            rto = rto_base(e) << e->backoff;
         }
+        rto_max = LWIP_MAX(rto_max, rto);
         next = LWIP_MIN(next, left_ms(now, e->since_ms, rto));
     }
+    counters.rto_tracked = in_flight;
+    counters.rto_srtt_ms = with_srtt ? (srtt_sum8 / with_srtt + 4) / 8 : 0;
+    counters.rto_max_ms = rto_max;
     cur_table ^= 1;
 
     /* Abort after the walk: tcp_abort unlinks and frees the pcb and runs its

@@ -10,9 +10,16 @@
  * scale all of lwIP's timers (out-of-order queue expiry, FIN_WAIT_2, ...)
  * and break receivers. Instead this timer, run in the tcpip thread, watches
  * each active pcb with unacknowledged data and, when no ACK progress was
- * made for min_ms (doubling per consecutive expiry, up to 64 x), does what
+ * made for its RTO (doubling per consecutive expiry, up to 64 x), does what
  * lwIP's RTO does: halve ssthresh, cwnd = 1 MSS, retransmit from the first
  * unacked segment.
+ *
+ * Adaptive RTO (RFC 6298). The RTO is SRTT + max(1 ms, 4 RTTVAR), clamped
+ * to [min_ms, 1 s]; min_ms until the first sample. One segment per pcb is
+ * timed at a time, at the walks' resolution (<= min_ms / 2), and Karn's
+ * rule drops the sample of a segment that was retransmitted. A fixed 10 ms
+ * RTO fired thousands of times spuriously when queueing on a loaded host
+ * raised the RTT above it.
  *
  * Give-up. lwIP drops a connection after TCP_MAXRTX (12) retransmissions,
  * counted in pcb->nrtx by its own RTO and by tcp_rexmit_rto alike; at our
@@ -38,10 +45,14 @@ struct tcp_pcb;
 
 /* Counters (/stats section tcp). */
 #define STACK_RTO_COUNTERS(X)                                                                      \
-    X(fast_rto_fired) /* retransmissions by this timer */                                          \
-    X(rto_give_up)    /* pcbs aborted: no ACK progress for give_up_ms */                           \
-    X(rto_scans)      /* walks of tcp_active_pcbs */                                               \
-    X(rto_tracked)    /* pcbs with data in flight at the last walk */
+    X(fast_rto_fired)  /* retransmissions by this timer */                                         \
+    X(rto_give_up)     /* pcbs aborted: no ACK progress for give_up_ms */                          \
+    X(rto_scans)       /* walks of tcp_active_pcbs */                                              \
+    X(rto_tracked)     /* pcbs with data in flight at the last walk */                             \
+    X(rto_rtt_samples) /* RTT samples taken (RFC 6298) */                                          \
+    X(rto_rtt_karn)    /* timed segments retransmitted: no sample (Karn) */                        \
+    X(rto_srtt_ms)     /* mean SRTT of the connections with a sample, last walk (gauge) */         \
+    X(rto_max_ms)      /* largest RTO (with backoff) of those in flight, last walk (gauge) */
 
 #define STACK_RTO_CTR_FIELD(name) uint64_t name;
 struct stack_rto_counters {

@@ -5,7 +5,7 @@
  * "window" refilled each time the test calls on_writable (like a TCP send
  * buffer being acked), optionally capped per send() call at a fixed or random
  * size. Every random choice comes from a seeded generator; the seed is printed
- * and can be set with ANIC_SEED.
+ * and can be set with ANIC_TEST_SEED (test_rng.h).
  */
 #include <check.h>
 #include <inttypes.h>
@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 
 #include "app_http.h"
+#include "test_rng.h"
 
 #define STEP_MAX (10 * 1000 * 1000) /* driver loop bound: a stall fails, never hangs */
 
@@ -34,22 +35,6 @@ static size_t min_size(size_t a, size_t b)
         if (!(cond))                                                                               \
             ck_abort_msg("check failed: %s", #cond);                                               \
     } while (0)
-
-static uint64_t test_seed = 0x616e6963u; /* "anic" */
-
-/* splitmix64 */
-static uint64_t rng_next(uint64_t *st)
-{
-    uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static size_t rng_below(uint64_t *st, size_t n)
-{
-    return n ? (size_t)(rng_next(st) % n) : 0;
-}
 
 /* ---- Growable byte buffer -------------------------------------------------- */
 
@@ -107,7 +92,7 @@ struct fake_io {
     size_t call_max;   /* cap per send() call; 0: none */
     bool call_random;  /* per call accept a random 0..call_max instead */
     bool discard;      /* keep only the first bytes (fuzzing) */
-    uint64_t rng;
+    struct tu_rng rng;
     int closes, flushes;
     const char *stats; /* stats_json answer */
     size_t stats_len;
@@ -121,7 +106,7 @@ static size_t fake_send(void *ctx, const void *data, size_t len)
     FAST_CHECK(f->closes == 0); /* no send after close */
     FAST_CHECK(len > 0);
     if (f->call_max) {
-        size_t cap = f->call_random ? rng_below(&f->rng, f->call_max + 1) : f->call_max;
+        size_t cap = f->call_random ? tu_rng_below(&f->rng, f->call_max + 1) : f->call_max;
         n = min_size(n, cap);
     }
     if (f->window != SIZE_MAX)
@@ -180,7 +165,7 @@ static void fake_init(struct fake_io *f, size_t refill, size_t call_max, bool ca
     f->refill = f->window = refill;
     f->call_max = call_max;
     f->call_random = call_random;
-    f->rng = test_seed ^ 0x5eed;
+    f->rng.s = tu_seed ^ 0x5eed;
     f->stats = "{\"fake\":1}";
     f->stats_len = strlen(f->stats);
 }
@@ -487,26 +472,20 @@ END_TEST
 
 /* ---- /upload ---------------------------------------------------------------------- */
 
-static void random_bytes(uint64_t *rng, uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)rng_next(rng);
-}
-
 static const size_t upload_sizes[] = {0, 1, 55, 64, 1000, 100000};
 
 START_TEST(test_upload_content_length)
 {
     size_t n = upload_sizes[_i / 5];
     const struct io_mode *m = &io_modes[_i % 5];
-    uint64_t rng = test_seed + (uint64_t)_i;
+    struct tu_rng rng = {tu_seed + (uint64_t)_i};
     uint8_t *data = malloc(n + 1);
     struct buf req = {0};
     struct fake_io f;
     struct resp r;
     size_t off = 0;
 
-    random_bytes(&rng, data, n);
+    tu_rng_fill(&rng, data, n);
     buf_printf(&req, "%s /upload HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", _i & 1 ? "PUT" : "POST",
                n);
     buf_add(&req, data, n);
@@ -515,7 +494,7 @@ START_TEST(test_upload_content_length)
     /* Random feed sizes, as segments would arrive. */
     size_t pos = 0;
     while (pos < req.len) {
-        size_t k = min_size(1 + rng_below(&rng, 3000), req.len - pos);
+        size_t k = min_size(1 + tu_rng_below(&rng, 3000), req.len - pos);
         ck_assert_uint_eq(feed(&f, s, req.p + pos, k, SIZE_MAX), k);
         pos += k;
     }
@@ -533,13 +512,13 @@ END_TEST
 
 /* Chunked encoding of data with random chunk sizes, hex case, extensions and
  * a trailer. */
-static void chunked_request(struct buf *req, const uint8_t *data, size_t n, uint64_t *rng)
+static void chunked_request(struct buf *req, const uint8_t *data, size_t n, struct tu_rng *rng)
 {
     size_t pos = 0;
     buf_str(req, "PUT /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     while (pos < n) {
-        size_t k = min_size(n - pos, 1 + rng_below(rng, 300));
-        switch (rng_below(rng, 4)) {
+        size_t k = min_size(n - pos, 1 + tu_rng_below(rng, 300));
+        switch (tu_rng_below(rng, 4)) {
         case 0:
             buf_printf(req, "%zx\r\n", k);
             break;
@@ -554,28 +533,28 @@ static void chunked_request(struct buf *req, const uint8_t *data, size_t n, uint
             break;
         }
         buf_add(req, data + pos, k);
-        buf_str(req, rng_below(rng, 2) ? "\r\n" : "\n");
+        buf_str(req, tu_rng_below(rng, 2) ? "\r\n" : "\n");
         pos += k;
     }
-    buf_str(req, rng_below(rng, 2) ? "0\r\nX-Trailer: yes\r\nX-Other: 1\r\n\r\n" : "0\r\n\r\n");
+    buf_str(req, tu_rng_below(rng, 2) ? "0\r\nX-Trailer: yes\r\nX-Other: 1\r\n\r\n" : "0\r\n\r\n");
 }
 
 START_TEST(test_upload_chunked)
 {
     size_t n = upload_sizes[_i / 5];
     const struct io_mode *m = &io_modes[_i % 5];
-    uint64_t rng = test_seed + 1000 + (uint64_t)_i;
+    struct tu_rng rng = {tu_seed + 1000 + (uint64_t)_i};
     uint8_t *data = malloc(n + 1);
     struct buf req = {0};
     struct fake_io f;
     struct resp r;
     size_t off = 0;
 
-    random_bytes(&rng, data, n);
+    tu_rng_fill(&rng, data, n);
     chunked_request(&req, data, n, &rng);
     fake_init(&f, m->refill, m->call_max, m->call_random);
     struct app_http_session *s = app_http_session_new(&fake_ops, &f);
-    feed(&f, s, req.p, req.len, 1 + rng_below(&rng, 1500));
+    feed(&f, s, req.p, req.len, 1 + tu_rng_below(&rng, 1500));
     ck_assert(parse_response(f.out.p, f.out.len, &off, false, &r));
     check_digest(&r, data, n);
     ck_assert_uint_eq(off, f.out.len);
@@ -1259,24 +1238,24 @@ END_TEST
  * bounded number of steps, free. Whatever happens, nothing may crash or leak,
  * output must start with a status line and close happens at most once (the
  * fake asserts that, and that nothing is sent after it). */
-static void fuzz_one(const uint8_t *data, size_t len, uint64_t *rng)
+static void fuzz_one(const uint8_t *data, size_t len, struct tu_rng *rng)
 {
     struct fake_io f;
     size_t off = 0;
     bool stopped = false;
 
     /* One choice per statement, so the sequence does not depend on argument order. */
-    size_t refill = 1 + rng_below(rng, 65536);
-    size_t call_max = rng_below(rng, 4) ? 0 : 1 + rng_below(rng, 64);
-    bool call_random = rng_below(rng, 2);
-    const struct app_http_io *ops = rng_below(rng, 4) ? &fake_ops : &fake_ops_minimal;
+    size_t refill = 1 + tu_rng_below(rng, 65536);
+    size_t call_max = tu_rng_below(rng, 4) ? 0 : 1 + tu_rng_below(rng, 64);
+    bool call_random = tu_rng_below(rng, 2);
+    const struct app_http_io *ops = tu_rng_below(rng, 4) ? &fake_ops : &fake_ops_minimal;
     fake_init(&f, refill, call_max, call_random);
     f.discard = true;
-    f.rng = rng_next(rng);
+    f.rng.s = tu_rng_next(rng);
     struct app_http_session *s = app_http_session_new(ops, &f);
     FAST_CHECK(s != NULL);
     for (int steps = 0; off < len && steps < 1000; steps++) {
-        size_t n = rng_below(rng, 3) ? len - off : 1 + rng_below(rng, len - off);
+        size_t n = tu_rng_below(rng, 3) ? len - off : 1 + tu_rng_below(rng, len - off);
         long r = app_http_session_input(s, data + off, n);
         if (r < 0) {
             stopped = true;
@@ -1288,7 +1267,7 @@ static void fuzz_one(const uint8_t *data, size_t len, uint64_t *rng)
             app_http_session_on_writable(s);
         }
     }
-    if ((off == len || stopped) && rng_below(rng, 2))
+    if ((off == len || stopped) && tu_rng_below(rng, 2))
         app_http_session_on_eof(s);
     for (int i = 0; i < 16 && !app_http_session_idle(s) && f.closes == 0; i++) {
         fake_refill(&f);
@@ -1338,23 +1317,23 @@ static const char *const fuzz_tokens[] = {
 };
 #define FUZZ_TOKENS (sizeof(fuzz_tokens) / sizeof(fuzz_tokens[0]))
 
-static void add_token(struct buf *b, uint64_t *rng)
+static void add_token(struct buf *b, struct tu_rng *rng)
 {
-    const char *t = fuzz_tokens[rng_below(rng, FUZZ_TOKENS)];
+    const char *t = fuzz_tokens[tu_rng_below(rng, FUZZ_TOKENS)];
     buf_add(b, t, t[0] ? strlen(t) : 1);
 }
 
 START_TEST(test_fuzz_random)
 {
-    uint64_t rng = test_seed ^ 0xf022;
+    struct tu_rng rng = {tu_seed ^ 0xf022};
     struct buf b = {0};
 
     for (int iter = 0; iter < 20000; iter++) {
         b.len = 0;
-        size_t n = rng_below(&rng, 600);
+        size_t n = tu_rng_below(&rng, 600);
         if (iter % 2) {
             for (size_t i = 0; i < n; i++) {
-                uint8_t c = (uint8_t)rng_next(&rng);
+                uint8_t c = (uint8_t)tu_rng_next(&rng);
                 buf_add(&b, &c, 1);
             }
         } else {
@@ -1380,17 +1359,17 @@ static const char *const fuzz_corpus[] = {
 };
 #define FUZZ_CORPUS (sizeof(fuzz_corpus) / sizeof(fuzz_corpus[0]))
 
-static void mutate(struct buf *b, uint64_t *rng)
+static void mutate(struct buf *b, struct tu_rng *rng)
 {
-    size_t pos = rng_below(rng, b->len + 1);
-    switch (rng_below(rng, 6)) {
+    size_t pos = tu_rng_below(rng, b->len + 1);
+    switch (tu_rng_below(rng, 6)) {
     case 0: /* flip a bit */
         if (b->len)
-            b->p[rng_below(rng, b->len)] ^= (uint8_t)(1u << rng_below(rng, 8));
+            b->p[tu_rng_below(rng, b->len)] ^= (uint8_t)(1u << tu_rng_below(rng, 8));
         break;
     case 1: /* random byte */
         if (b->len)
-            b->p[rng_below(rng, b->len)] = (uint8_t)rng_next(rng);
+            b->p[tu_rng_below(rng, b->len)] = (uint8_t)tu_rng_next(rng);
         break;
     case 2: { /* insert a token */
         struct buf t = {0};
@@ -1402,13 +1381,13 @@ static void mutate(struct buf *b, uint64_t *rng)
         break;
     }
     case 3: { /* delete a range */
-        size_t n = rng_below(rng, b->len - pos + 1);
+        size_t n = tu_rng_below(rng, b->len - pos + 1);
         memmove(b->p + pos, b->p + pos + n, b->len - pos - n);
         b->len -= n;
         break;
     }
     case 4: { /* duplicate a range */
-        size_t n = rng_below(rng, min_size(b->len - pos, (size_t)64) + 1);
+        size_t n = tu_rng_below(rng, min_size(b->len - pos, (size_t)64) + 1);
         struct buf t = {0};
         buf_add(&t, b->p + pos, b->len - pos);
         b->len = pos + n;
@@ -1424,15 +1403,15 @@ static void mutate(struct buf *b, uint64_t *rng)
 
 START_TEST(test_fuzz_mutated)
 {
-    uint64_t rng = test_seed ^ 0x3a7e;
+    struct tu_rng rng = {tu_seed ^ 0x3a7e};
     struct buf b = {0};
 
     for (int iter = 0; iter < 20000; iter++) {
         b.len = 0;
-        buf_str(&b, fuzz_corpus[rng_below(&rng, FUZZ_CORPUS)]);
-        if (rng_below(&rng, 2))
-            buf_str(&b, fuzz_corpus[rng_below(&rng, FUZZ_CORPUS)]);
-        for (size_t k = 1 + rng_below(&rng, 4); k > 0; k--)
+        buf_str(&b, fuzz_corpus[tu_rng_below(&rng, FUZZ_CORPUS)]);
+        if (tu_rng_below(&rng, 2))
+            buf_str(&b, fuzz_corpus[tu_rng_below(&rng, FUZZ_CORPUS)]);
+        for (size_t k = 1 + tu_rng_below(&rng, 4); k > 0; k--)
             mutate(&b, &rng);
         fuzz_one(b.p ? b.p : (const uint8_t *)"", b.len, &rng);
     }
@@ -1497,11 +1476,7 @@ static Suite *http_suite(void)
 
 int main(void)
 {
-    const char *env = getenv("ANIC_SEED");
-    if (env != NULL)
-        test_seed = strtoull(env, NULL, 0);
-    printf("test_http: seed 0x%" PRIx64 " (set ANIC_SEED to repeat)\n", test_seed);
-    fflush(stdout);
+    tu_seed_init_default("test_http", 0x616e6963u); /* "anic" */
 
     SRunner *sr = srunner_create(http_suite());
     /* No fork: one process, so ASan/LSan see every test and counters are global. */

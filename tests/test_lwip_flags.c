@@ -33,7 +33,6 @@
  * deliveries (and checks it never changes). */
 #include <check.h>
 #include <errno.h>
-#include <semaphore.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -53,6 +52,7 @@
 #include "nic_abi.h"
 #include "nic_dev.h"
 #include "stack_driver.h"
+#include "test_lwip.h"
 #include "test_util.h"
 
 #define TEST_MTU     1500u
@@ -534,31 +534,11 @@ static err_t on_accept(void *arg, struct tcp_pcb *newpcb, err_t err)
 
 /* ---- Fixture ---- */
 
-static sem_t tcpip_ready;
-
-static void tcpip_init_done(void *arg)
-{
-    (void)arg;
-    sem_post(&tcpip_ready);
-}
-
-/* Once per process (each test is its own process in Check's fork mode). */
-static void lwip_start_once(void)
-{
-    static bool started;
-    if (started)
-        return;
-    sem_init(&tcpip_ready, 0, 0);
-    tcpip_init(tcpip_init_done, NULL);
-    sem_wait(&tcpip_ready);
-    started = true;
-}
-
 static void setup(void)
 {
     memset(&g, 0, sizeof(g));
     g.wire = -1;
-    lwip_start_once();
+    tu_lwip_start_once();
 
     struct nic_dev_cfg cfg = {
         .tx_ring_size = RING_SIZE,

@@ -13,51 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <mbedtls/aes.h>
 #include <mbedtls/gcm.h>
 
+#include "test_rng.h"
 #include "tls_record.h"
-
-static uint64_t g_seed;
-
-/* ---- seeded PRNG (splitmix64) ------------------------------------------ */
-
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t rng_next(struct rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [lo, hi]. */
-static size_t rng_range(struct rng *r, size_t lo, size_t hi)
-{
-    return lo + (size_t)(rng_next(r) % (hi - lo + 1));
-}
-
-static void rng_fill(struct rng *r, uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)rng_next(r);
-}
-
-/* Each test gets its own stream, derived from the seed and its name, so a
- * test replays the same way alone or in the suite. */
-static struct rng rng_for(const char *name)
-{
-    struct rng r = {g_seed};
-    for (const char *c = name; *c; c++)
-        r.s = (r.s ^ (uint8_t)*c) * 0x100000001b3ull;
-    return r;
-}
 
 /* ---- keys and the mbed TLS reference ----------------------------------- */
 
@@ -221,7 +182,7 @@ END_TEST
 
 START_TEST(test_frame_plain_layout)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static uint8_t pt[TLS_MAX_PLAINTEXT], out[TLS_MAX_RECORD_LEN + 1], sealed[TLS_MAX_RECORD_LEN];
     const size_t sizes[] = {0, 1, 100, TLS_MAX_PLAINTEXT};
     struct ref_key k = make_key(16, 3);
@@ -230,7 +191,7 @@ START_TEST(test_frame_plain_layout)
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         size_t len = sizes[i];
         uint64_t seq = 0x1122334455667788ull + i;
-        rng_fill(&r, pt, len);
+        tu_rng_fill(&r, pt, len);
         memset(out, 0xee, sizeof(out));
         ck_assert_uint_eq(tls_record_frame_plain(seq, TLS_CT_APPDATA, pt, len, out),
                           len + TLS_RECORD_OVERHEAD);
@@ -293,7 +254,7 @@ END_TEST
 /* anic seals; the record is byte-identical to mbed TLS's and mbed TLS opens it. */
 START_TEST(test_seal_mbedtls_opens)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static uint8_t pt[TLS_MAX_PLAINTEXT], rec[TLS_MAX_RECORD_LEN], ref[TLS_MAX_RECORD_LEN],
         dec[TLS_MAX_PLAINTEXT];
     size_t sizes[SWEEP_MAX], nsizes = sweep_sizes(sizes);
@@ -306,7 +267,7 @@ START_TEST(test_seal_mbedtls_opens)
                 size_t len = sizes[i];
                 uint64_t seq = k_seqs[j];
                 uint8_t type = k_types[(i + j) % 4];
-                rng_fill(&r, pt, len);
+                tu_rng_fill(&r, pt, len);
                 size_t rl = tls_record_seal(a, seq, type, pt, len, rec);
                 ck_assert_uint_eq(rl, len + TLS_RECORD_OVERHEAD);
                 ck_assert_uint_eq(rec[0], type);
@@ -325,7 +286,7 @@ END_TEST
 /* mbed TLS seals; anic opens. */
 START_TEST(test_mbedtls_seals_anic_opens)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static uint8_t pt[TLS_MAX_PLAINTEXT], rec[TLS_MAX_RECORD_LEN];
     size_t sizes[SWEEP_MAX], nsizes = sweep_sizes(sizes);
 
@@ -337,7 +298,7 @@ START_TEST(test_mbedtls_seals_anic_opens)
                 size_t len = sizes[i];
                 uint64_t seq = k_seqs[j];
                 uint8_t *out = NULL;
-                rng_fill(&r, pt, len);
+                tu_rng_fill(&r, pt, len);
                 size_t rl = ref_seal(&k, seq, k_types[(i + 3 * j) % 4], pt, len, rec);
                 ck_assert_int_eq(tls_record_open(a, seq, rec, rl, &out), (long)len);
                 ck_assert_ptr_eq(out, rec + TLS_PAYLOAD_OFFSET);
@@ -352,7 +313,7 @@ END_TEST
 
 START_TEST(test_seal_in_place)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static uint8_t pt[TLS_MAX_PLAINTEXT], rec[TLS_MAX_RECORD_LEN], ref[TLS_MAX_RECORD_LEN];
     struct ref_key k = make_key(32, 9);
     struct tls_aead *a = aead_for(&k);
@@ -360,7 +321,7 @@ START_TEST(test_seal_in_place)
 
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         size_t len = sizes[i];
-        rng_fill(&r, pt, len);
+        tu_rng_fill(&r, pt, len);
         memcpy(rec + TLS_PAYLOAD_OFFSET, pt, len);
         size_t rl = tls_record_seal(a, 42 + i, TLS_CT_APPDATA, rec + TLS_PAYLOAD_OFFSET, len, rec);
         ck_assert_uint_eq(ref_seal(&k, 42 + i, TLS_CT_APPDATA, pt, len, ref), rl);
@@ -374,7 +335,7 @@ END_TEST
  * open fail, and leaves no plaintext behind. */
 START_TEST(test_open_tampered_fails)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static uint8_t pt[1024], good[1024 + TLS_RECORD_OVERHEAD], rec[1024 + TLS_RECORD_OVERHEAD];
     const size_t sizes[] = {0, 1, 15, 16, 17, 64, 1000};
 
@@ -384,14 +345,14 @@ START_TEST(test_open_tampered_fails)
         for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
             size_t len = sizes[i];
             uint64_t seq = 1000 + i;
-            rng_fill(&r, pt, len);
+            tu_rng_fill(&r, pt, len);
             size_t rl = ref_seal(&k, seq, TLS_CT_APPDATA, pt, len, good);
             for (size_t pos = 0; pos < rl; pos++) {
                 if (pos == 3 || pos == 4)
                     continue;
                 uint8_t *out = NULL;
                 memcpy(rec, good, rl);
-                rec[pos] ^= (uint8_t)(1u << rng_range(&r, 0, 7));
+                rec[pos] ^= (uint8_t)(1u << tu_rng_range(&r, 0, 7));
                 ck_assert_msg(tls_record_open(a, seq, rec, rl, &out) == -1,
                               "len %zu: tampered byte %zu accepted", len, pos);
                 ck_assert_ptr_null(out);
@@ -426,7 +387,7 @@ END_TEST
  * counter blocks, at every offset/length alignment. */
 START_TEST(test_xor_keystream_matches_reference)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static uint8_t buf[TLS_MAX_PLAINTEXT], ref[TLS_MAX_PLAINTEXT];
 
     for (size_t key_len = 16; key_len <= 32; key_len += 16) {
@@ -435,8 +396,8 @@ START_TEST(test_xor_keystream_matches_reference)
         uint8_t nonce[8];
         for (size_t off = 0; off <= 48; off++) {
             for (size_t len = 0; len <= 48; len++) {
-                rng_fill(&r, nonce, 8);
-                rng_fill(&r, buf, len);
+                tu_rng_fill(&r, nonce, 8);
+                tu_rng_fill(&r, buf, len);
                 memcpy(ref, buf, len);
                 tls_record_xor_keystream(a, nonce, off, buf, len);
                 ref_xor_keystream(&k, nonce, off, ref, len);
@@ -444,10 +405,10 @@ START_TEST(test_xor_keystream_matches_reference)
             }
         }
         for (int i = 0; i < 50; i++) {
-            size_t off = rng_range(&r, 0, TLS_MAX_PLAINTEXT);
-            size_t len = rng_range(&r, 0, TLS_MAX_PLAINTEXT - off);
-            rng_fill(&r, nonce, 8);
-            rng_fill(&r, buf, len);
+            size_t off = tu_rng_range(&r, 0, TLS_MAX_PLAINTEXT);
+            size_t len = tu_rng_range(&r, 0, TLS_MAX_PLAINTEXT - off);
+            tu_rng_fill(&r, nonce, 8);
+            tu_rng_fill(&r, buf, len);
             memcpy(ref, buf, len);
             tls_record_xor_keystream(a, nonce, off, buf, len);
             ref_xor_keystream(&k, nonce, off, ref, len);
@@ -461,15 +422,15 @@ END_TEST
 /* Applied to a range of a sealed record's ciphertext, it yields the plaintext. */
 START_TEST(test_xor_keystream_decrypts_record_range)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static uint8_t pt[TLS_MAX_PLAINTEXT], rec[TLS_MAX_RECORD_LEN], buf[TLS_MAX_PLAINTEXT];
     struct ref_key k = make_key(16, 0x12);
     struct tls_aead *a = aead_for(&k);
 
     for (int i = 0; i < 200; i++) {
-        size_t len = rng_range(&r, 1, i < 100 ? 100 : TLS_MAX_PLAINTEXT);
-        size_t from = rng_range(&r, 0, len), to = rng_range(&r, from, len);
-        rng_fill(&r, pt, len);
+        size_t len = tu_rng_range(&r, 1, i < 100 ? 100 : TLS_MAX_PLAINTEXT);
+        size_t from = tu_rng_range(&r, 0, len), to = tu_rng_range(&r, from, len);
+        tu_rng_fill(&r, pt, len);
         tls_record_seal(a, (uint64_t)i, TLS_CT_APPDATA, pt, len, rec);
         memcpy(buf, rec + TLS_PAYLOAD_OFFSET + from, to - from);
         tls_record_xor_keystream(a, rec + TLS_HEADER_LEN, from, buf, to - from);
@@ -497,7 +458,7 @@ struct stream {
 
 /* Build nrec records with mbed TLS, numbered from first_seq. sizes may be
  * NULL for random sizes (mostly small, some up to the maximum). */
-static void stream_build(struct stream *s, struct rng *r, const struct ref_key *k,
+static void stream_build(struct stream *s, struct tu_rng *r, const struct ref_key *k,
                          uint64_t first_seq, size_t nrec, const size_t *sizes)
 {
     ck_assert_uint_le(nrec, STREAM_MAX_RECORDS);
@@ -510,17 +471,17 @@ static void stream_build(struct stream *s, struct rng *r, const struct ref_key *
         if (sizes) {
             len = sizes[i];
         } else {
-            size_t pick = rng_range(r, 0, 9);
-            len = pick < 3   ? rng_range(r, 0, 64)
-                  : pick < 8 ? rng_range(r, 0, 2000)
-                             : rng_range(r, 0, TLS_MAX_PLAINTEXT);
+            size_t pick = tu_rng_range(r, 0, 9);
+            len = pick < 3   ? tu_rng_range(r, 0, 64)
+                  : pick < 8 ? tu_rng_range(r, 0, 2000)
+                             : tu_rng_range(r, 0, TLS_MAX_PLAINTEXT);
         }
         s->rec[i].start = s->len;
         s->rec[i].pt_len = len;
-        s->rec[i].type = k_types[rng_range(r, 0, 3)];
+        s->rec[i].type = k_types[tu_rng_range(r, 0, 3)];
         s->rec[i].pt = malloc(len + 1);
         ck_assert_ptr_nonnull(s->rec[i].pt);
-        rng_fill(r, s->rec[i].pt, len);
+        tu_rng_fill(r, s->rec[i].pt, len);
         s->len += ref_seal(k, first_seq + i, s->rec[i].type, s->rec[i].pt, len, s->bytes + s->len);
     }
 }
@@ -619,15 +580,15 @@ static int feed_cuts(struct tls_rx *rx, const uint8_t *wire, const size_t *cuts,
 }
 
 /* Random chunk ends: a mix of tiny, packet-sized and huge chunks. */
-static size_t random_cuts(struct rng *r, size_t len, size_t *cuts, size_t max)
+static size_t random_cuts(struct tu_rng *r, size_t len, size_t *cuts, size_t max)
 {
     size_t n = 0, at = 0;
     while (at < len) {
         ck_assert_uint_lt(n, max);
-        size_t pick = rng_range(r, 0, 9), step;
-        step = pick < 2   ? rng_range(r, 1, 8)
-               : pick < 8 ? rng_range(r, 1, 1500)
-                          : rng_range(r, 1, 40000);
+        size_t pick = tu_rng_range(r, 0, 9), step;
+        step = pick < 2   ? tu_rng_range(r, 1, 8)
+               : pick < 8 ? tu_rng_range(r, 1, 1500)
+                          : tu_rng_range(r, 1, 40000);
         at = at + step < len ? at + step : len;
         cuts[n++] = at;
     }
@@ -650,7 +611,7 @@ static void check_stats(const struct tls_rx *rx, uint64_t full, uint64_t partial
 
 START_TEST(test_rx_many_records_one_chunk)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     struct ref_key k = make_key(16, 0x50);
     struct tls_aead *a = aead_for(&k);
     struct stream s;
@@ -682,7 +643,7 @@ END_TEST
 
 START_TEST(test_rx_random_chunking)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static size_t cuts[MAX_CUTS];
 
     for (int iter = 0; iter < 30; iter++) {
@@ -690,7 +651,7 @@ START_TEST(test_rx_random_chunking)
         struct tls_aead *a = aead_for(&k);
         struct stream s;
         struct sink sink = {0};
-        uint64_t first = rng_next(&r) >> 1;
+        uint64_t first = tu_rng_next(&r) >> 1;
 
         stream_build(&s, &r, &k, first, 30, NULL);
         size_t ncuts = random_cuts(&r, s.len, cuts, MAX_CUTS);
@@ -713,7 +674,7 @@ END_TEST
  * per chunk. */
 START_TEST(test_rx_split_every_byte)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     struct ref_key k = make_key(16, 0x60);
     struct tls_aead *a = aead_for(&k);
     const size_t sizes[] = {0, 1, 33, 100, 16};
@@ -747,7 +708,7 @@ END_TEST
 
 START_TEST(test_rx_malformed_header)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     struct ref_key k = make_key(16, 0x61);
     struct tls_aead *a = aead_for(&k);
     const size_t sizes[] = {10, 20};
@@ -799,7 +760,7 @@ END_TEST
  * stream with BAD_MAC; records 0 and 1 are delivered, record 2 never is. */
 START_TEST(test_rx_bad_mac)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static size_t cuts[MAX_CUTS];
     struct ref_key k = make_key(32, 0x62);
     struct tls_aead *a = aead_for(&k);
@@ -856,7 +817,7 @@ END_TEST
 
 START_TEST(test_rx_callback_stops)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     struct ref_key k = make_key(16, 0x63);
     struct tls_aead *a = aead_for(&k);
     struct stream s;
@@ -956,7 +917,7 @@ static uint8_t *nic_wire(const struct ref_key *k, const struct stream *s, const 
  * any host-side decryption or authentication would show. */
 START_TEST(test_rx_full_offload_no_crypto)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static size_t cuts[MAX_CUTS];
     static bool flags[MAX_CUTS];
     struct ref_key k = make_key(16, 0x70), wrong = make_key(16, 0x71);
@@ -1041,7 +1002,7 @@ static void run_split_case(const struct ref_key *k, struct tls_aead *aead, const
     free(wire);
 }
 
-static void build_split_stream(struct stream *s, struct rng *r, const struct ref_key *k)
+static void build_split_stream(struct stream *s, struct tu_rng *r, const struct ref_key *k)
 {
     const size_t sizes[] = {10, 64, 20};
     stream_build(s, r, k, 100, 3, sizes);
@@ -1053,7 +1014,7 @@ static void build_split_stream(struct stream *s, struct rng *r, const struct ref
 /* Decrypted prefix of every length, decrypted suffix of every length. */
 START_TEST(test_rx_partial_prefix_suffix)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     struct ref_key k = make_key(16, 0x72);
     struct tls_aead *a = aead_for(&k);
     struct stream s;
@@ -1093,7 +1054,7 @@ END_TEST
  * range ciphertext (rest decrypted). */
 START_TEST(test_rx_partial_middle_ranges)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     struct ref_key k = make_key(32, 0x73);
     struct tls_aead *a = aead_for(&k);
     struct stream s;
@@ -1118,7 +1079,7 @@ END_TEST
  * ciphertext). */
 START_TEST(test_rx_partial_tampered)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     struct ref_key k = make_key(16, 0x74);
     struct tls_aead *a = aead_for(&k);
     struct stream s;
@@ -1131,10 +1092,10 @@ START_TEST(test_rx_partial_tampered)
         run_split_case(&k, a, &s, &c);
         c.tamper = X_SPAN - 1; /* last tag byte */
         run_split_case(&k, a, &s, &c);
-        c.tamper = (long)rng_range(&r, p, X_SPAN - 1);
+        c.tamper = (long)tu_rng_range(&r, p, X_SPAN - 1);
         run_split_case(&k, a, &s, &c);
         if (p <= X_LEN) {
-            c.tamper = (long)rng_range(&r, 0, p - 1); /* a NIC-decrypted payload byte */
+            c.tamper = (long)tu_rng_range(&r, 0, p - 1); /* a NIC-decrypted payload byte */
             run_split_case(&k, a, &s, &c);
         }
         /* ciphertext prefix [0, p), decrypted suffix [p, 80) */
@@ -1159,7 +1120,7 @@ END_TEST
  * plaintext the NIC made up fails with bad_record_mac. */
 START_TEST(test_rx_view_mismatch_is_distrusted)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     struct ref_key k = make_key(16, 0x74);
     struct tls_aead *a = aead_for(&k);
     const size_t sizes[] = {100, 3000, 50};
@@ -1253,7 +1214,7 @@ END_TEST
  * delivered intact and classified as the chunking says. */
 START_TEST(test_rx_random_offload_stream)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static size_t cuts[MAX_CUTS];
     static bool flags[MAX_CUTS];
 
@@ -1267,10 +1228,10 @@ START_TEST(test_rx_random_offload_stream)
         stream_build(&s, &r, &k, 1, 30, NULL);
         size_t ncuts = random_cuts(&r, s.len, cuts, MAX_CUTS);
         /* Runs of flags, like a NIC falling out of and back into sync. */
-        size_t p_flip = rng_range(&r, 1, 10);
-        bool f = rng_range(&r, 0, 1);
+        size_t p_flip = tu_rng_range(&r, 1, 10);
+        bool f = tu_rng_range(&r, 0, 1);
         for (size_t c = 0; c < ncuts; c++) {
-            if (rng_range(&r, 1, 10) <= p_flip)
+            if (tu_rng_range(&r, 1, 10) <= p_flip)
                 f = !f;
             flags[c] = f;
         }
@@ -1330,11 +1291,7 @@ static Suite *record_suite(void)
 
 int main(void)
 {
-    const char *env = getenv("ANIC_TEST_SEED");
-    g_seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    printf("test_record: seed=%" PRIu64 " (replay with ANIC_TEST_SEED=%" PRIu64 ")\n", g_seed,
-           g_seed);
-    fflush(stdout);
+    tu_seed_init("test_record");
 
     SRunner *sr = srunner_create(record_suite());
     srunner_run_all(sr, CK_NORMAL);

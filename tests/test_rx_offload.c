@@ -1938,8 +1938,7 @@ START_TEST(ta_marks_of_two_walks_never_combine)
     TU_CTX("STD, reorder 0, forged r5 segment first, real one lost, resync on retransmission");
     open_variant(0, STD_SIZES, STD_N, SEQ0, MSS, 0);
     size_t k = seg_at(S.start[5] + 3000);
-    TU_CHECK(G[k].off > S.start[5] + TLS_PAYLOAD_OFFSET &&
-             seg_end(k) < S.start[6] - TLS_TAG_LEN);
+    TU_CHECK(G[k].off > S.start[5] + TLS_PAYLOAD_OFFSET && seg_end(k) < S.start[6] - TLS_TAG_LEN);
     send_range(0, k);
     uint8_t forged[MSS];
     forge_ct(G[k].off, chosen, forged, G[k].len);
@@ -2090,6 +2089,7 @@ static Suite *rx_suite(void)
 
 int main(void)
 {
+    tu_seed_init("test_rx_offload");
     SRunner *sr = srunner_create(rx_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -7,7 +7,6 @@
  * halves of the TLS offload; no root.
  */
 #include <check.h>
-#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,23 +15,17 @@
 #include <lwip/tcpip.h>
 
 #include "app_http.h"
+#include "app_runtime.h" /* app_tls_offload_ops */
 #include "app_server.h"
 #include "app_stats.h"
 #include "stack_rto.h"
 #include "nic_dev.h"
 #include "stack_driver.h"
 #include "stack_tls_offload.h"
+#include "test_lwip.h"
 #include "test_util.h"
 #include "tls_offload.h"
 #include "tls_server.h"
-
-static sem_t tcpip_ready;
-
-static void tcpip_done(void *arg)
-{
-    (void)arg;
-    sem_post(&tcpip_ready);
-}
 
 static struct {
     int wire;
@@ -43,21 +36,9 @@ static struct {
     struct app_stats_src src;
 } S;
 
-static const struct tls_offload_ops ops = {
-    .tx_add = stack_tls_tx_add,
-    .tx_del = stack_tls_tx_del,
-    .rx_add = stack_tls_rx_add,
-    .rx_del = stack_tls_rx_del,
-    .rx_resync_confirm = stack_tls_rx_resync_confirm,
-    .rx_resync_deny = stack_tls_rx_resync_deny,
-    .rx_hint = stack_tls_rx_hint,
-};
-
 static void setup(void)
 {
-    sem_init(&tcpip_ready, 0, 0);
-    tcpip_init(tcpip_done, NULL);
-    sem_wait(&tcpip_ready);
+    tu_lwip_start_once();
     struct nic_dev_cfg cfg = {.tx_ring_size = 64, .rx_ring_size = 64, .mtu = 1500, .max_flows = 4};
     S.dev = tu_dev_create(&cfg, &S.wire);
     LOCK_TCPIP_CORE();
@@ -65,7 +46,7 @@ static void setup(void)
     ck_assert_ptr_nonnull(S.drv);
     S.nic_offload = stack_tls_offload_new(S.drv, 4);
     ck_assert_ptr_nonnull(S.nic_offload);
-    S.offload = tls_offload_new(&ops, S.nic_offload);
+    S.offload = tls_offload_new(&app_tls_offload_ops, S.nic_offload);
     ck_assert_ptr_nonnull(S.offload);
     S.src = (struct app_stats_src){
         .dev = S.dev, .drv = S.drv, .offload = S.offload, .nic_offload = S.nic_offload};
@@ -126,8 +107,7 @@ START_TEST(lists_are_the_registry)
 #undef KNOWN
     size_t want = COUNT(NIC_COUNTERS_NIC) + COUNT(NIC_COUNTERS_TLS) + COUNT(NIC_COUNTERS_WIRE) +
                   2 * COUNT(NIC_FAULT_COUNTERS) + COUNT(STACK_DRIVER_COUNTERS) +
-                  COUNT(STACK_RTO_COUNTERS) +
-                  4 * COUNT(TLS_COUNTERS) +
+                  COUNT(STACK_RTO_COUNTERS) + 4 * COUNT(TLS_COUNTERS) +
                   2 * (COUNT(STACK_TLS_TX_COUNTERS) + COUNT(TLS_OFFLOAD_TX_COUNTERS)) +
                   COUNT(STACK_TLS_RX_COUNTERS) + COUNT(TLS_OFFLOAD_RX_COUNTERS) +
                   COUNT(APP_HTTP_COUNTERS) + COUNT(APP_SERVER_COUNTERS);

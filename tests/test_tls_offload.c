@@ -6,11 +6,10 @@
  * Covered: the record store and get_record for retransmissions, frees on
  * ACKs, tag reports, the software fallback when the device refuses the add
  * or the NIC refuses the install (records sealed in place), resync
- * confirm/deny decisions, the pending-request limit, the hint back-off, and
- * teardown deleting every flow.
+ * confirm/deny decisions, the pending-request limit, the hint back-off,
+ * teardown deleting every flow, and the offload policy's gates.
  */
 #include <check.h>
-#include <semaphore.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <lwip/tcp.h>
 #include <lwip/tcpip.h>
 
+#include "test_lwip.h"
 #include "tls_offload.h"
 #include "tls_record.h"
 
@@ -133,23 +133,13 @@ static const struct tls_offload_ops fake_ops = {.tx_add = fake_tx_add,
 
 /* ---- harness ---- */
 
-static sem_t tcpip_ready;
-
-static void tcpip_done(void *arg)
-{
-    (void)arg;
-    sem_post(&tcpip_ready);
-}
-
 static struct tls_offload *O;
 static struct tcp_pcb *PCB;
 
 static void setup(void)
 {
     /* pbufs need lwIP's pools; Check forks a process per test. */
-    sem_init(&tcpip_ready, 0, 0);
-    tcpip_init(tcpip_done, NULL);
-    sem_wait(&tcpip_ready);
+    tu_lwip_start_once();
     LOCK_TCPIP_CORE();
     memset(&D, 0, sizeof(D));
     O = tls_offload_new(&fake_ops, &D);
@@ -594,6 +584,140 @@ START_TEST(free_deletes_every_flow)
 }
 END_TEST
 
+/* ---- offload policy (docs/design.md §4.1) ---- */
+
+static struct tls_offload_policy policy(const char *spec)
+{
+    struct tls_offload_policy p;
+    ck_assert_int_eq(tls_offload_policy_parse(spec, &p), 0);
+    tls_offload_set_policy(O, &p);
+    return p;
+}
+
+/* Walk a stream of records of the given sizes through a fresh gate; returns
+   the payload offset of the first record boundary the gate opens at
+   (UINT64_MAX: never), counting it as started. */
+static uint64_t first_open(const size_t *sizes, size_t n, bool tx)
+{
+    struct tls_offload_gate g = {0};
+    uint64_t done = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (tls_offload_gate_check(O, &g, done)) {
+            tls_offload_gate_started(O, &g, tx, TLS_TX_RESYNC_DUMP, done, true);
+            ck_assert(!tls_offload_gate_check(O, &g, done + 1)); /* decided: asks no more */
+            return done;
+        }
+        if (i < n)
+            done += sizes[i];
+    }
+    tls_offload_gate_end(O, &g, tx, TLS_TX_RESYNC_DUMP);
+    return UINT64_MAX;
+}
+
+START_TEST(policy_parse)
+{
+    struct tls_offload_policy p = {.kind = TLS_OFFLOAD_AFTER, .after_bytes = 7};
+    static const char *const bad[] = {
+        "",         "never",      "after:",      "after:-1",
+        "after:1x", "after:+5",   "auto:1,2",    "auto:1,2,3,",
+        "auto:",    "auto:a,b,c", "always,auto", "after:99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_int_eq(tls_offload_policy_parse(bad[i], &p), -1);
+        ck_assert_uint_eq(p.after_bytes, 7); /* untouched */
+    }
+    ck_assert_int_eq(tls_offload_policy_parse("always", &p), 0);
+    ck_assert_int_eq(p.kind, TLS_OFFLOAD_ALWAYS);
+    ck_assert_uint_eq(tls_offload_policy_breakeven(&p), 0);
+    ck_assert_int_eq(tls_offload_policy_parse("after:65536", &p), 0);
+    ck_assert_int_eq(p.kind, TLS_OFFLOAD_AFTER);
+    ck_assert_uint_eq(tls_offload_policy_breakeven(&p), 65536);
+    ck_assert_int_eq(tls_offload_policy_parse("auto", &p), 0);
+    ck_assert_uint_eq(p.install_ns, TLS_OFFLOAD_AUTO_INSTALL_NS);
+    ck_assert_int_eq(tls_offload_policy_parse("auto:30000,1000,250", &p), 0);
+    /* 30 us saved at 750 ps per byte: 40000 bytes */
+    ck_assert_uint_eq(tls_offload_policy_breakeven(&p), 40000);
+    char buf[64];
+    tls_offload_policy_format(&p, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "auto:30000,1000,250");
+    ck_assert_int_eq(tls_offload_policy_parse("auto:30000,250,250", &p), 0);
+    ck_assert_uint_eq(tls_offload_policy_breakeven(&p), UINT64_MAX); /* never pays */
+}
+END_TEST
+
+/* after:BYTES opens exactly at the first record boundary at or past BYTES,
+   whatever the record sizes; always at the first record. */
+START_TEST(policy_after_switches_at_boundary)
+{
+    static const size_t full[8] = {16384, 16384, 16384, 16384, 16384, 16384, 16384, 16384};
+    static const size_t mixed[8] = {100, 16384, 5000, 30000, 16384, 10, 16384, 16384};
+    policy("always");
+    ck_assert_uint_eq(first_open(full, 8, true), 0);
+    ck_assert_uint_eq(txc(TLS_TX_RESYNC_DUMP)->offload_tx_at_open, 1);
+    policy("after:65536");
+    ck_assert_uint_eq(first_open(full, 8, true), 65536);
+    policy("after:70000");
+    ck_assert_uint_eq(first_open(full, 8, true), 81920);
+    ck_assert_uint_eq(txc(TLS_TX_RESYNC_DUMP)->offload_tx_switched, 2);
+    policy("after:65536");
+    ck_assert_uint_eq(first_open(mixed, 8, false), 100 + 16384 + 5000 + 30000 + 16384);
+    ck_assert_uint_eq(rxc()->offload_rx_switched, 1);
+    /* a stream that ends before BYTES is kept in software, counted once */
+    ck_assert_uint_eq(first_open(mixed, 3, false), UINT64_MAX);
+    ck_assert_uint_eq(rxc()->offload_rx_kept_sw, 1);
+    ck_assert_uint_eq(rxc()->offload_rx_at_open, 0);
+    ck_assert_uint_eq(txc(TLS_TX_RESYNC_DUMP)->offload_tx_kept_sw, 0);
+}
+END_TEST
+
+/* auto: by the announced size at open, else once the break-even went
+   through in software. */
+START_TEST(policy_auto_by_expected_size)
+{
+    struct tls_offload_policy p = policy("auto:40000,1000,200"); /* 50000 bytes */
+    uint64_t be = tls_offload_policy_breakeven(&p);
+    ck_assert_uint_eq(be, 50000);
+    struct tls_offload_gate small = {0}, big = {0}, exact = {0}, unknown = {0};
+    tls_offload_gate_expect(&small, 0, 16384);
+    ck_assert(!tls_offload_gate_check(O, &small, 0));
+    tls_offload_gate_expect(&big, 0, 1 << 20);
+    ck_assert(tls_offload_gate_check(O, &big, 0));
+    tls_offload_gate_expect(&exact, 0, be);
+    ck_assert(tls_offload_gate_check(O, &exact, 0));
+    ck_assert(!tls_offload_gate_check(O, &unknown, 0));
+    ck_assert(!tls_offload_gate_check(O, &unknown, be - 1));
+    ck_assert(tls_offload_gate_check(O, &unknown, be));
+    /* a later announcement counts from where the stream stands */
+    tls_offload_gate_expect(&small, 16384, be - 1);
+    ck_assert(!tls_offload_gate_check(O, &small, 16384));
+    tls_offload_gate_expect(&small, 16384, be);
+    ck_assert(tls_offload_gate_check(O, &small, 16384));
+    /* the announced bytes are used up: no longer a reason */
+    struct tls_offload_gate used = {0};
+    tls_offload_gate_expect(&used, 0, be);
+    ck_assert(!tls_offload_gate_check(O, &used, 1000));
+    tls_offload_gate_started(O, &big, true, TLS_TX_RESYNC_TAGCACHE, 0, true);
+    tls_offload_gate_started(O, &small, true, TLS_TX_RESYNC_TAGCACHE, 16384, true);
+    tls_offload_gate_end(O, &big, true, TLS_TX_RESYNC_TAGCACHE); /* decided: not kept_sw */
+    tls_offload_gate_end(O, &unknown, true, TLS_TX_RESYNC_TAGCACHE);
+    tls_offload_gate_end(O, &unknown, true, TLS_TX_RESYNC_TAGCACHE); /* once */
+    const struct tls_offload_counters *c = txc(TLS_TX_RESYNC_TAGCACHE);
+    ck_assert_uint_eq(c->offload_tx_at_open, 1);
+    ck_assert_uint_eq(c->offload_tx_switched, 1);
+    ck_assert_uint_eq(c->offload_tx_kept_sw, 1);
+    ck_assert_uint_eq(txc(TLS_TX_RESYNC_DUMP)->offload_tx_at_open, 0);
+    /* a failed start is decided but counted by the context failure only */
+    struct tls_offload_gate f = {0};
+    tls_offload_gate_started(O, &f, false, TLS_TX_RESYNC_DUMP, 0, false);
+    tls_offload_gate_end(O, &f, false, TLS_TX_RESYNC_DUMP);
+    ck_assert_uint_eq(rxc()->offload_rx_at_open + rxc()->offload_rx_kept_sw, 0);
+    /* SW_PS <= NIC_PS: never, whatever is announced */
+    policy("auto:1,100,100");
+    struct tls_offload_gate n = {0};
+    tls_offload_gate_expect(&n, 0, UINT64_MAX);
+    ck_assert(!tls_offload_gate_check(O, &n, UINT64_MAX - 1));
+}
+END_TEST
+
 static Suite *tls_offload_suite(void)
 {
     Suite *s = suite_create("tls_offload");
@@ -613,6 +737,12 @@ static Suite *tls_offload_suite(void)
     tcase_add_test(rx, rx_hint_backoff);
     tcase_add_test(rx, free_deletes_every_flow);
     suite_add_tcase(s, rx);
+    TCase *pol = tcase_create("policy");
+    tcase_add_checked_fixture(pol, setup, teardown);
+    tcase_add_test(pol, policy_parse);
+    tcase_add_test(pol, policy_after_switches_at_boundary);
+    tcase_add_test(pol, policy_auto_by_expected_size);
+    suite_add_tcase(s, pol);
     return s;
 }
 

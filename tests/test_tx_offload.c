@@ -21,7 +21,6 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <inttypes.h>
-#include <semaphore.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +34,7 @@
 #include <lwip/tcp.h>
 #include <lwip/tcpip.h>
 
+#include "app_runtime.h" /* app_tls_offload_ops: the product's wiring */
 #include "nic_abi.h"
 #include "nic_dev.h"
 #include "nic_engine.h" /* white box: the NIC's flow table, to see what it keeps of a key */
@@ -42,6 +42,7 @@
 #include "nic_tls.h"
 #include "stack_driver.h"
 #include "stack_tls_offload.h"
+#include "test_lwip.h"
 #include "test_util.h"
 #include "tls_offload.h"
 #include "tls_record.h"
@@ -93,28 +94,6 @@ static size_t build_pkt(uint8_t *p, uint32_t seq, const uint8_t *payload, size_t
                          .payload = payload,
                          .len = plen};
     return tu_build_tcp(p, &seg);
-}
-
-/* ---- lwIP ---- */
-
-static sem_t tcpip_ready;
-
-static void tcpip_done(void *arg)
-{
-    (void)arg;
-    sem_post(&tcpip_ready);
-}
-
-/* Once per process (Check forks a process per test). */
-static void lwip_start_once(void)
-{
-    static bool started;
-    if (started)
-        return;
-    sem_init(&tcpip_ready, 0, 0);
-    tcpip_init(tcpip_done, NULL);
-    sem_wait(&tcpip_ready);
-    started = true;
 }
 
 /* ---- the harness: NIC + driver + offload + a fake pcb + the wire ---- */
@@ -174,19 +153,9 @@ struct harness {
 
 static struct harness H;
 
-static const struct tls_offload_ops test_offload_ops = {
-    .tx_add = stack_tls_tx_add,
-    .tx_del = stack_tls_tx_del,
-    .rx_add = stack_tls_rx_add,
-    .rx_del = stack_tls_rx_del,
-    .rx_resync_confirm = stack_tls_rx_resync_confirm,
-    .rx_resync_deny = stack_tls_rx_resync_deny,
-    .rx_hint = stack_tls_rx_hint,
-};
-
 static void setup(void)
 {
-    lwip_start_once();
+    tu_lwip_start_once();
     memset(&H, 0, sizeof(H));
     H.wire = -1;
     struct nic_dev_cfg cfg = {.tx_ring_size = 256,
@@ -209,7 +178,7 @@ static void setup(void)
     ck_assert_int_eq(stack_driver_netif_init(H.nif), ERR_OK);
     H.dev_ofl = stack_tls_offload_new(H.drv, 8);
     ck_assert_ptr_nonnull(H.dev_ofl);
-    H.o = tls_offload_new(&test_offload_ops, H.dev_ofl);
+    H.o = tls_offload_new(&app_tls_offload_ops, H.dev_ofl);
     ck_assert_ptr_nonnull(H.o);
     H.pcb = calloc(1, sizeof(*H.pcb));
     ck_assert_ptr_nonnull(H.pcb);

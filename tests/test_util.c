@@ -10,39 +10,6 @@
 #include <unistd.h>
 
 char tu_ctx[256];
-uint64_t tu_seed;
-
-/* ---- Seeded PRNG ---- */
-
-void tu_seed_init(const char *prog)
-{
-    const char *env = getenv("ANIC_TEST_SEED");
-    tu_seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    printf("%s: seed %" PRIu64 " (replay with ANIC_TEST_SEED=%" PRIu64 ")\n", prog, tu_seed,
-           tu_seed);
-    fflush(stdout);
-}
-
-uint64_t tu_rng_next(struct tu_rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-size_t tu_rng_range(struct tu_rng *r, size_t lo, size_t hi)
-{
-    return lo + (size_t)(tu_rng_next(r) % (hi - lo + 1));
-}
-
-struct tu_rng tu_rng_for(const char *name, int variant)
-{
-    struct tu_rng r = {tu_seed ^ (uint64_t)variant * 0x2545f4914f6cdd1dull};
-    for (const char *c = name; *c; c++)
-        r.s = (r.s ^ (uint8_t)*c) * 0x100000001b3ull;
-    return r;
-}
 
 /* ---- Packets ---- */
 

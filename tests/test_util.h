@@ -1,6 +1,6 @@
 /* Helpers shared by the device-level Check suites (test_ring, test_rx_offload,
- * test_tx_offload, test_lwip_flags): checks cheap enough for hot loops, a
- * seeded PRNG, real IPv4/TCP packets with the tests' own RFC 1071 checksum
+ * test_tx_offload, test_lwip_flags): checks cheap enough for hot loops, the
+ * seeded PRNG (test_rng.h), real IPv4/TCP packets with the tests' own RFC 1071 checksum
  * (independent of nic/), and the driver's side of a nic_dev whose TUN is one
  * end of a socketpair. */
 #ifndef ANIC_TEST_UTIL_H
@@ -15,6 +15,7 @@
 
 #include "nic_abi.h"
 #include "nic_dev.h"
+#include "test_rng.h" /* the seed and generator (tu_rng_*) */
 
 /* ---- Checks ---- */
 
@@ -38,23 +39,6 @@ extern char tu_ctx[256];
             ck_abort_msg("%s:%d: %s == %s: %" PRIu64 " != %" PRIu64 " [%s]", __FILE__, __LINE__,   \
                          #a, #b, a_, b_, tu_ctx);                                                  \
     } while (0)
-
-/* ---- Seeded PRNG (splitmix64) ---- */
-
-struct tu_rng {
-    uint64_t s;
-};
-
-/* The run's seed: ANIC_TEST_SEED if set, else from time and pid. Set by
-   tu_seed_init(), which prints it as "<prog>: seed N (replay with ...)". */
-extern uint64_t tu_seed;
-void tu_seed_init(const char *prog);
-
-uint64_t tu_rng_next(struct tu_rng *r);
-/* Uniform in [lo, hi]. */
-size_t tu_rng_range(struct tu_rng *r, size_t lo, size_t hi);
-/* A generator of its own for each test (name) and loop variant, from tu_seed. */
-struct tu_rng tu_rng_for(const char *name, int variant);
 
 /* ---- Packets: IPv4 (RFC 791) / TCP (RFC 793) ---- */
 

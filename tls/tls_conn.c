@@ -62,7 +62,8 @@ struct tls_conn {
        holds a copy of the first unconsumed rxq bytes (mbed TLS read
        hs_in_off of them), hs_out the flight still to be written to TCP. */
     bool hs_busy, hs_started, hs_eof, hs_finished;
-    bool hs_cancel; /* set (atomically) when the connection dies while queued */
+    bool hs_cancel;  /* set (atomically) when the connection dies while queued */
+    bool hs_skipped; /* the worker skipped the step: the connection had died */
     unsigned hs_steps;
     int hs_result;
     uint8_t *hs_in, *hs_out;
@@ -94,6 +95,12 @@ struct tls_conn {
     uint64_t rx_consumed;       /* bytes consumed from the receive queue */
     uint32_t rx_stream_base;    /* TCP seq of tls_rx stream offset 0 */
     bool offload_fence;         /* waiting for handshake bytes to leave lwIP */
+    /* Offload policy (docs/design.md §4.1): per direction, whether and from
+       which record boundary the NIC gets a context. Until then the
+       direction's exported key is kept (wiped at the start or in conn_free). */
+    bool gates_on; /* NIC mode with an offload: the gates decide */
+    struct tls_offload_gate tx_gate, rx_gate;
+    uint64_t tx_app_bytes, rx_app_bytes; /* application payload in records so far */
 
     /* plaintext staging (TX) and pending plaintext (RX) */
     uint8_t *tx_pt; /* staging for sw/mbedtls */
@@ -127,8 +134,17 @@ static void conn_wipe_rx_key(struct tls_conn *c)
     mbedtls_platform_zeroize(c->client_salt, sizeof(c->client_salt));
 }
 
+static enum tls_tx_resync tx_policy(const struct tls_conn *c)
+{
+    return c->mode == TLS_MODE_NIC_TAGCACHE ? TLS_TX_RESYNC_TAGCACHE : TLS_TX_RESYNC_DUMP;
+}
+
 static void conn_free(struct tls_conn *c)
 {
+    if (c->gates_on) {
+        tls_offload_gate_end(c->srv->offload, &c->tx_gate, true, tx_policy(c));
+        tls_offload_gate_end(c->srv->offload, &c->rx_gate, false, tx_policy(c));
+    }
     if (c->rxo)
         tls_rx_offload_stop(c->rxo);
     if (c->txo)
@@ -189,6 +205,8 @@ static void conn_leave(struct tls_conn *c)
 }
 
 static void rxq_consume(struct tls_conn *c, size_t n);
+static bool tx_gate(struct tls_conn *c);
+static void rx_gate(struct tls_conn *c, uint32_t seq, uint64_t sn);
 
 /* --- draining a half-closed pcb after the connection let go of it --- */
 
@@ -342,7 +360,11 @@ static bool tcp_put(struct tls_conn *c, const void *buf, size_t len)
 {
     if (!tcp_room(c, len))
         return false;
-    return tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) == ERR_OK;
+    if (tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
+        return false;
+    if (c->srv)                         /* plain connections have no server, no counters */
+        ctr(c)->tx_bytes_copied += len; /* LWIP_NETIF_TX_SINGLE_PBUF: lwIP always copies */
+    return true;
 }
 
 static int bio_send(void *arg, const unsigned char *buf, size_t len)
@@ -366,6 +388,7 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len)
         len = 0xffff;
     if (len == 0 || tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
         return MBEDTLS_ERR_SSL_WANT_WRITE;
+    ctr(c)->tx_bytes_copied += len;
     return (int)len;
 }
 
@@ -402,6 +425,7 @@ static bool tx_frames(struct tls_conn *c)
     ctr(c)->offload_fallback_sw++;
     if (c->tx_frame) {
         memcpy(c->tx_pt, (uint8_t *)c->tx_frame->payload + TLS_PAYLOAD_OFFSET, c->tx_pt_len);
+        ctr(c)->tx_bytes_copied += c->tx_pt_len;
         pbuf_free(c->tx_frame);
         c->tx_frame = NULL;
     }
@@ -426,6 +450,7 @@ static bool write_record(struct tls_conn *c, uint8_t type, const uint8_t *pt, si
         if (!rp)
             return false;
         tls_record_frame_plain(c->tx_seq, type, pt, len, rp->payload);
+        ctr(c)->tx_bytes_copied += len;
         uint32_t start = c->pcb->snd_lbb; /* seq of the first byte tcp_write queues */
         if (!tcp_put(c, rp->payload, rec_len)) {
             pbuf_free(rp);
@@ -495,6 +520,7 @@ static bool emit_record(struct tls_conn *c)
             return false;
         }
         c->mbed_inflight = 0;
+        ctr(c)->tx_bytes_copied += (uint64_t)r; /* into its output buffer, encrypted there */
         memmove(c->tx_pt, c->tx_pt + r, c->tx_pt_len - (size_t)r);
         c->tx_pt_len -= (size_t)r;
         ctr(c)->tx_records++;
@@ -509,6 +535,7 @@ static bool emit_record(struct tls_conn *c)
     }
     ctr(c)->tx_records++;
     ctr(c)->tx_bytes_plaintext += c->tx_pt_len;
+    c->tx_app_bytes += c->tx_pt_len;
     c->tx_pt_len = 0;
     return true;
 }
@@ -586,6 +613,8 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
     while (done < len) {
         if (c->tx_pt_len >= c->srv->record_size && !emit_record(c))
             break;
+        if (c->tx_pt_len == 0 && tx_gate(c))
+            break; /* switching to offload at this record boundary: fenced */
         uint8_t *stage = stage_buf(c);
         if (!stage)
             break;
@@ -593,6 +622,7 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
         if (n > len - done)
             n = len - done;
         memcpy(stage + c->tx_pt_len, p + done, n);
+        ctr(c)->tx_bytes_copied += n;
         c->tx_pt_len += n;
         done += n;
     }
@@ -697,6 +727,9 @@ static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
         memcpy(c->rx_pt + c->rx_pt_len, pt, len);
         c->rx_pt_len += len;
         ctr(c)->rx_bytes_plaintext += len;
+        c->rx_app_bytes += len;
+        rx_gate(c, c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx),
+                tls_rx_next_seq(c->rx));
         return 0;
     }
     if (type == TLS_CT_ALERT && len == 2) {
@@ -821,18 +854,62 @@ static void try_start_offload(struct tls_conn *c)
             return; /* retried from on_sent */
     }
     c->offload_fence = false;
-    enum tls_tx_resync policy =
-        c->mode == TLS_MODE_NIC_TAGCACHE ? TLS_TX_RESYNC_TAGCACHE : TLS_TX_RESYNC_DUMP;
+    enum tls_tx_resync policy = tx_policy(c);
     c->txo = tls_tx_offload_start(c->srv->offload, policy, c->pcb, c->server_key, c->key_len,
                                   c->server_salt, c->pcb->snd_lbb, c->tx_seq);
     conn_wipe_tx_key(c); /* tx_aead and the offload hold it now */
+    if (c->gates_on)
+        tls_offload_gate_started(c->srv->offload, &c->tx_gate, true, policy, c->tx_app_bytes,
+                                 c->txo != NULL);
     if (!c->txo)
         ctr(c)->offload_fallback_sw++; /* sealed in software instead, still correct */
 }
 
+/* The TX gate, before a record is staged (nothing staged: the switch happens
+   at a record boundary, behind the fence). True: fenced now, stop staging. */
+static bool tx_gate(struct tls_conn *c)
+{
+    if (!c->gates_on || c->txo || c->tx_gate.decided || c->tx_pt_len || c->offload_fence ||
+        c->state != CONN_OPEN)
+        return false;
+    if (!tls_offload_gate_check(c->srv->offload, &c->tx_gate, c->tx_app_bytes))
+        return false;
+    c->offload_fence = true;
+    try_start_offload(c);
+    return c->offload_fence;
+}
+
+/* The RX gate at a record end: the next record starts at TCP seq `seq` with
+   number sn. The NIC follows from there (a packet it already passed over
+   makes it search and ask for a resync, docs/design.md §5). */
+static void rx_gate(struct tls_conn *c, uint32_t seq, uint64_t sn)
+{
+    if (!c->gates_on || c->rxo || c->rx_gate.decided || !c->pcb || c->state != CONN_OPEN)
+        return;
+    struct tls_offload *o = c->srv->offload;
+    if (!tls_offload_gate_check(o, &c->rx_gate, c->rx_app_bytes))
+        return;
+    c->rxo = tls_rx_offload_start(o, c->pcb, c->client_key, c->key_len, c->client_salt, seq, sn);
+    tls_offload_gate_started(o, &c->rx_gate, false, tx_policy(c), c->rx_app_bytes, c->rxo != NULL);
+    conn_wipe_rx_key(c);
+}
+
+void tls_conn_expect(struct tls_conn *c, bool tx, uint64_t bytes)
+{
+    if (!c->gates_on)
+        return;
+    if (tx) {
+        tls_offload_gate_expect(&c->tx_gate, c->tx_app_bytes + c->tx_pt_len, bytes);
+    } else {
+        /* The upper layer stands at the start of the plaintext not yet taken. */
+        uint64_t pending = c->rx_pt_len - c->rx_pt_off;
+        tls_offload_gate_expect(&c->rx_gate, c->rx_app_bytes - pending, bytes);
+    }
+}
+
 /* --- the handshake, off the core lock ---
    Under the lock, hs_kick() copies new input for mbed TLS and queues the
-   connection; the worker thread runs mbed TLS (its bio writes into hs_out);
+   connection; a worker of the pool runs mbed TLS (its bio writes into hs_out);
    hs_drain(), back on the tcpip thread, consumes what mbed TLS read from
    rxq, writes the flight to TCP and finishes or re-queues. A connection that
    dies meanwhile tells its upper layer at once but is freed by hs_drain. An ECDHE-ECDSA
@@ -857,11 +934,14 @@ static void *hs_main(void *arg)
         w->todo[qi] = c->hs_next;
         if (!w->todo[qi])
             w->todo_tail[qi] = NULL;
+        if (qi == 1)
+            w->n_new--;
         bool stopping = w->stop;
         pthread_mutex_unlock(&w->mu);
         if (stopping || __atomic_load_n(&c->hs_cancel, __ATOMIC_ACQUIRE)) {
             /* the server is going away, or the connection is: no public-key work */
             c->hs_result = MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+            c->hs_skipped = !stopping;
         } else {
             handshaking = c;
             c->hs_result = mbedtls_ssl_handshake(&c->ssl);
@@ -890,12 +970,18 @@ static bool hs_start(struct tls_server *srv)
         return true;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    if (pthread_create(&w->th, NULL, hs_main, srv) != 0) {
+    w->n_th = 0;
+    for (unsigned i = 0; i < srv->hs_workers; i++) {
+        if (pthread_create(&w->th[w->n_th], NULL, hs_main, srv) != 0)
+            break; /* fewer workers: still correct, slower */
+        pthread_setname_np(w->th[w->n_th], "tls-handshake");
+        w->n_th++;
+    }
+    if (!w->n_th) {
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
         return false;
     }
-    pthread_setname_np(w->th, "tls-handshake");
     w->started = true;
     return true;
 }
@@ -907,9 +993,11 @@ bool tls_conn_hs_stop(struct tls_server *srv)
         return true;
     pthread_mutex_lock(&w->mu);
     w->stop = true;
-    pthread_cond_signal(&w->cv);
+    pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    pthread_join(w->th, NULL);
+    for (unsigned i = 0; i < w->n_th; i++)
+        pthread_join(w->th[i], NULL);
+    w->n_th = 0;
     w->started = false;
     /* The last drain callback runs on the tcpip thread: wait for it (2 s). */
     bool posted = true;
@@ -978,10 +1066,21 @@ static void hs_kick(struct tls_conn *c)
     c->hs_started = true;
     c->hs_eof = c->eof_seen && q == c->hs_in_len;
     struct tls_hs_worker *w = &c->srv->hs;
-    int qi = c->hs_steps++ ? 0 : 1;
+    int qi = c->hs_steps ? 0 : 1;
+    pthread_mutex_lock(&w->mu);
+    if (qi == 1 && w->n_new >= c->srv->hs_queue_cap) {
+        /* A ClientHello storm: refuse rather than queue without bound (each
+           waiting handshake holds its connection's memory). */
+        pthread_mutex_unlock(&w->mu);
+        ctr(c)->handshakes_queue_full++;
+        conn_kill(c, true);
+        return;
+    }
+    if (qi == 1)
+        w->n_new++;
+    c->hs_steps++;
     c->hs_busy = true;
     c->hs_next = NULL;
-    pthread_mutex_lock(&w->mu);
     if (w->todo_tail[qi])
         w->todo_tail[qi]->hs_next = c;
     else
@@ -1013,12 +1112,15 @@ static void hs_complete(struct tls_conn *c)
     if (tls_mode_offloads(c->mode)) {
         /* RX: the next byte mbed TLS did not consume starts record 1. */
         c->rx_stream_base = c->rx_seq0 + (uint32_t)c->rx_consumed;
-        if (c->pcb)
-            c->rxo = tls_rx_offload_start(c->srv->offload, c->pcb, c->client_key, c->key_len,
-                                          c->client_salt, c->rx_stream_base, 1);
-        conn_wipe_rx_key(c);
-        c->offload_fence = true;
-        try_start_offload(c);
+        c->gates_on = c->srv->offload != NULL;
+        if (c->gates_on) {
+            rx_gate(c, c->rx_stream_base, 1); /* posted before our Finished leaves */
+            tx_gate(c);
+        } else {
+            conn_wipe_rx_key(c); /* no device: software for good */
+            c->offload_fence = true;
+            try_start_offload(c);
+        }
     }
 }
 
@@ -1036,8 +1138,11 @@ static void hs_finish(struct tls_conn *c)
 static void hs_step_done(struct tls_conn *c)
 {
     c->hs_busy = false;
-    if (c->state == CONN_DEAD)
+    if (c->state == CONN_DEAD) {
+        if (c->hs_skipped)
+            ctr(c)->handshakes_abandoned++;
         return;
+    }
     if (c->hs_in_off) { /* what mbed TLS read is consumed now */
         rxq_consume(c, c->hs_in_off);
         memmove(c->hs_in, c->hs_in + c->hs_in_off, c->hs_in_len - c->hs_in_off);
@@ -1286,6 +1391,7 @@ int tls_conn_export_keys(void *p_expkey, const unsigned char *ms, const unsigned
     c->key_len = keylen;
     c->keys_ok = true;
     if (srv->keylog) {
+        flockfile(srv->keylog); /* one line per handshake, whichever worker runs it */
         fputs("CLIENT_RANDOM ", srv->keylog);
         for (int i = 0; i < 32; i++)
             fprintf(srv->keylog, "%02x", client_random[i]);
@@ -1294,6 +1400,7 @@ int tls_conn_export_keys(void *p_expkey, const unsigned char *ms, const unsigned
             fprintf(srv->keylog, "%02x", ms[i]);
         fputc('\n', srv->keylog);
         fflush(srv->keylog);
+        funlockfile(srv->keylog);
     }
     return 0;
 }

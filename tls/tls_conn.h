@@ -48,6 +48,12 @@ void tls_conn_resume(struct tls_conn *c);
 /* Abort now (RST), e.g. on server shutdown. */
 void tls_conn_abort(struct tls_conn *c);
 
+/* The upper layer knows that `bytes` more application bytes will go out
+   (tx: e.g. a response with its Content-Length) or come in (!tx: a request
+   body). The offload policy auto decides by it (docs/design.md §4.1); other
+   policies and modes ignore it. */
+void tls_conn_expect(struct tls_conn *c, bool tx, uint64_t bytes);
+
 /* For the upper layer's timeouts (the handshake has none of its own here). */
 struct tls_conn_progress {
     bool handshaking;  /* the TLS handshake has not finished */

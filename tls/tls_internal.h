@@ -15,17 +15,25 @@
 
 struct tls_conn;
 
-/* The handshake worker (tls_conn.c): one thread per server runs mbed TLS
-   handshakes off lwIP's core lock; started at the first handshake. */
+/* The handshake workers (tls_conn.c): a pool of threads per server runs
+   mbed TLS handshakes off lwIP's core lock; started at the first handshake.
+   A connection is queued at most once, so one worker at a time owns its
+   mbed TLS context. Shared server state the workers touch: the DRBG (locked
+   by mbed TLS, MBEDTLS_THREADING_C), the key (its comb table is built once
+   before any worker starts: warm_key in tls_server.c), the key log
+   (flockfile). */
+#define TLS_HS_WORKERS_MAX 16
 struct tls_hs_worker {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_t th;
+    pthread_t th[TLS_HS_WORKERS_MAX];
+    unsigned n_th; /* threads running */
     bool started, stop;
-    /* Queued for the worker: [0] later steps of started handshakes, served
+    /* Queued for the workers: [0] later steps of started handshakes, served
        first (a started handshake finishes before new ones start), [1] new
-       ClientHellos. */
+       ClientHellos, at most queue_cap of them (more are refused). */
     struct tls_conn *todo[2], *todo_tail[2];
+    unsigned n_new;        /* entries in todo[1] */
     struct tls_conn *done; /* handshake step over, for the tcpip thread */
     bool posted;           /* a drain callback is in lwIP's mailbox */
 };
@@ -42,6 +50,7 @@ struct tls_server {
     struct tls_offload *offload;
     struct tls_counters counters[TLS_MODE_COUNT];
     struct tls_hs_worker hs;
+    unsigned hs_workers, hs_queue_cap; /* tls_server_cfg.handshake_workers / _queue */
 };
 
 /* Stop the handshake worker (tls_server_free). False if a callback of it may

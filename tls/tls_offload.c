@@ -10,7 +10,10 @@
 #include "tls_record.h"
 
 #include <lwip/priv/tcp_priv.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <lwip/sys.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +68,7 @@ struct tls_offload {
     bool rx_hint;
     struct tls_tx_offload *tx_flows;
     struct tls_rx_offload *rx_flows;
+    struct tls_offload_policy policy;
     struct tls_offload_counters c[TLS_TX_RESYNC_COUNT]; /* by the flow's policy */
     struct tls_offload_rx_counters rxc;
 };
@@ -540,4 +544,142 @@ void tls_rx_offload_stop(struct tls_rx_offload *r)
         r->next->prev = r->prev;
     o->ops->rx_del(o->dev, r->dev_flow);
     free(r);
+}
+
+/* --- offload policy --- */
+
+/* A decimal number without sign or junk, at most max; *end past it. */
+static bool parse_u64(const char *s, const char **end, uint64_t max, uint64_t *v)
+{
+    if (*s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *e;
+    unsigned long long x = strtoull(s, &e, 10);
+    if (errno || x > max)
+        return false;
+    *v = x;
+    *end = e;
+    return true;
+}
+
+int tls_offload_policy_parse(const char *s, struct tls_offload_policy *p)
+{
+    struct tls_offload_policy q = {.kind = TLS_OFFLOAD_ALWAYS,
+                                   .install_ns = TLS_OFFLOAD_AUTO_INSTALL_NS,
+                                   .sw_ps = TLS_OFFLOAD_AUTO_SW_PS,
+                                   .nic_ps = TLS_OFFLOAD_AUTO_NIC_PS};
+    const char *e;
+    if (!s)
+        return -1;
+    if (strcmp(s, "always") == 0) {
+        q.kind = TLS_OFFLOAD_ALWAYS;
+    } else if (strncmp(s, "after:", 6) == 0) {
+        q.kind = TLS_OFFLOAD_AFTER;
+        if (!parse_u64(s + 6, &e, UINT64_MAX / 2, &q.after_bytes) || *e)
+            return -1;
+    } else if (strcmp(s, "auto") == 0) {
+        q.kind = TLS_OFFLOAD_AUTO;
+    } else if (strncmp(s, "auto:", 5) == 0) {
+        /* Bounds keep INSTALL_NS * 1000 and the sums below from overflowing. */
+        q.kind = TLS_OFFLOAD_AUTO;
+        if (!parse_u64(s + 5, &e, 1000000000000ull, &q.install_ns) || *e != ',' ||
+            !parse_u64(e + 1, &e, 1000000000ull, &q.sw_ps) || *e != ',' ||
+            !parse_u64(e + 1, &e, 1000000000ull, &q.nic_ps) || *e)
+            return -1;
+    } else {
+        return -1;
+    }
+    *p = q;
+    return 0;
+}
+
+void tls_offload_policy_format(const struct tls_offload_policy *p, char *buf, size_t cap)
+{
+    if (p->kind == TLS_OFFLOAD_AFTER)
+        snprintf(buf, cap, "after:%" PRIu64, p->after_bytes);
+    else if (p->kind == TLS_OFFLOAD_AUTO)
+        snprintf(buf, cap, "auto:%" PRIu64 ",%" PRIu64 ",%" PRIu64, p->install_ns, p->sw_ps,
+                 p->nic_ps);
+    else
+        snprintf(buf, cap, "always");
+}
+
+uint64_t tls_offload_policy_breakeven(const struct tls_offload_policy *p)
+{
+    switch (p->kind) {
+    case TLS_OFFLOAD_AFTER:
+        return p->after_bytes;
+    case TLS_OFFLOAD_AUTO: {
+        if (p->sw_ps <= p->nic_ps)
+            return UINT64_MAX; /* offloading never saves host time */
+        uint64_t saved = p->sw_ps - p->nic_ps;
+        return (p->install_ns * 1000 + saved - 1) / saved; /* rounded up */
+    }
+    case TLS_OFFLOAD_ALWAYS:
+    default:
+        return 0;
+    }
+}
+
+void tls_offload_set_policy(struct tls_offload *o, const struct tls_offload_policy *p)
+{
+    o->policy = *p;
+}
+
+const struct tls_offload_policy *tls_offload_get_policy(const struct tls_offload *o)
+{
+    return &o->policy;
+}
+
+void tls_offload_gate_expect(struct tls_offload_gate *g, uint64_t done, uint64_t bytes)
+{
+    g->expected = true;
+    g->expect_end = bytes > UINT64_MAX - done ? UINT64_MAX : done + bytes;
+}
+
+bool tls_offload_gate_check(const struct tls_offload *o, const struct tls_offload_gate *g,
+                            uint64_t done)
+{
+    if (g->decided)
+        return false;
+    uint64_t be = tls_offload_policy_breakeven(&o->policy);
+    if (o->policy.kind != TLS_OFFLOAD_AUTO)
+        return done >= be;
+    if (be == UINT64_MAX)
+        return false;
+    if (done >= be)
+        return true; /* went through in software what an install costs */
+    return g->expected && g->expect_end > done && g->expect_end - done >= be;
+}
+
+void tls_offload_gate_started(struct tls_offload *o, struct tls_offload_gate *g, bool tx,
+                              enum tls_tx_resync policy, uint64_t done, bool started)
+{
+    g->decided = true;
+    if (!started)
+        return; /* counted as a context failure by the caller's start */
+    if (tx) {
+        if (done == 0)
+            o->c[policy].offload_tx_at_open++;
+        else
+            o->c[policy].offload_tx_switched++;
+    } else {
+        if (done == 0)
+            o->rxc.offload_rx_at_open++;
+        else
+            o->rxc.offload_rx_switched++;
+    }
+}
+
+void tls_offload_gate_end(struct tls_offload *o, struct tls_offload_gate *g, bool tx,
+                          enum tls_tx_resync policy)
+{
+    if (g->decided)
+        return;
+    g->decided = true;
+    if (tx)
+        o->c[policy].offload_tx_kept_sw++;
+    else
+        o->rxc.offload_rx_kept_sw++;
 }

@@ -16,6 +16,7 @@
 
 #include <lwip/tcp.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum tls_tx_resync {
@@ -53,8 +54,11 @@ struct tls_offload_ops {
     X(tx_tls_tags_cached) /* tags the NIC reported, stored with their record */                    \
     X(tx_records)         /* records written as frames, kept in the store */                       \
     X(tx_record_bytes)                                                                             \
-    X(records_in_store) /* records kept for retransmission now (gauge) */                          \
-    X(lingering)        /* flows waiting for acks after their connection closed (gauge) */
+    X(records_in_store)    /* records kept for retransmission now (gauge) */                       \
+    X(lingering)           /* flows waiting for acks after their connection closed (gauge) */      \
+    X(offload_tx_at_open)  /* offload policy: TX offloaded from the first record */                \
+    X(offload_tx_switched) /* ... from a later record boundary (after software records) */         \
+    X(offload_tx_kept_sw)  /* ... never: the connection sealed every record in software */
 
 /* Host counters of the RX offload (/stats section offload_rx, with
    STACK_TLS_RX_COUNTERS). */
@@ -64,7 +68,10 @@ struct tls_offload_ops {
     X(TlsRxDeviceResync)     /* requests confirmed (as /proc/net/tls_stat) */                      \
     X(rx_resync_denied)      /* requests passed inside a record */                                 \
     X(rx_resync_req_dropped) /* more pending requests than we keep */                              \
-    X(rx_hints_sent)         /* hint mode: next-record hints posted */
+    X(rx_hints_sent)         /* hint mode: next-record hints posted */                             \
+    X(offload_rx_at_open)    /* offload policy: RX offloaded from the first record */              \
+    X(offload_rx_switched)   /* ... from a later record boundary */                                \
+    X(offload_rx_kept_sw)    /* ... never: software decrypted the whole connection */
 
 #define TLS_OFFLOAD_CTR_FIELD(name) uint64_t name;
 struct tls_offload_counters {
@@ -136,5 +143,71 @@ void tls_rx_offload_record_done(struct tls_rx_offload *r, uint32_t next_seq, uin
 /* Hint mode: tls/ knows where a record beyond the current one starts. */
 void tls_rx_offload_future_record(struct tls_rx_offload *r, uint32_t seq, uint64_t sn);
 void tls_rx_offload_stop(struct tls_rx_offload *r);
+
+/* --- offload policy (docs/design.md §4.1) ---
+   Which connections and from which record on the NIC gets a context. A
+   context install costs (host and NIC work, a flow-table slot); it pays back
+   per byte the host no longer encrypts. always: every connection from its
+   first record (the default). after:BYTES: a direction is offloaded from its
+   first record boundary at or past BYTES payload bytes. auto: break-even
+   B = INSTALL_NS / (SW_PS - NIC_PS) bytes (the software cost per byte minus
+   the host's cost per offloaded byte); a direction is offloaded at a record
+   boundary once the bytes still announced (tls_offload_gate_expect) reach B,
+   or once B bytes went through in software (so an unannounced transfer costs
+   at most twice the better choice). */
+enum tls_offload_policy_kind { TLS_OFFLOAD_ALWAYS = 0, TLS_OFFLOAD_AFTER, TLS_OFFLOAD_AUTO };
+
+struct tls_offload_policy {
+    enum tls_offload_policy_kind kind;
+    uint64_t after_bytes; /* after: */
+    uint64_t install_ns;  /* auto: cost of one context install + delete, ns */
+    uint64_t sw_ps;       /* auto: host cost of software crypto, picoseconds per byte */
+    uint64_t nic_ps;      /* auto: host cost per offloaded byte (framing, record store), ps */
+};
+
+/* auto's defaults (README.md, Offload policy): SW_PS and NIC_PS are the
+   host CPU per byte of 10 long downloads in sw and nic mode (anic bench
+   --load --flows 10: 0.56 and 0.35 s/GB); INSTALL_NS is an upper estimate
+   of the host's work for the two installs and deletes of a connection
+   (below the noise of anic bench --load --conn-rate, which bounds it at
+   ~0.1 ms). Break-even: 95239 bytes. */
+#define TLS_OFFLOAD_AUTO_INSTALL_NS 20000
+#define TLS_OFFLOAD_AUTO_SW_PS      560
+#define TLS_OFFLOAD_AUTO_NIC_PS     350
+
+/* "always", "after:BYTES", "auto" or "auto:INSTALL_NS,SW_PS,NIC_PS". 0: ok;
+   -1: malformed (p untouched). */
+int tls_offload_policy_parse(const char *s, struct tls_offload_policy *p);
+/* The policy as the option spells it, for logs and bench reports. */
+void tls_offload_policy_format(const struct tls_offload_policy *p, char *buf, size_t cap);
+/* Bytes from which an offload pays (auto), after_bytes (after), 0 (always);
+   UINT64_MAX: never (auto with SW_PS <= NIC_PS). */
+uint64_t tls_offload_policy_breakeven(const struct tls_offload_policy *p);
+/* The policy of every connection started from now on (default always). */
+void tls_offload_set_policy(struct tls_offload *o, const struct tls_offload_policy *p);
+const struct tls_offload_policy *tls_offload_get_policy(const struct tls_offload *o);
+
+/* One direction of one connection, owned by the connection (tls_conn.c). */
+struct tls_offload_gate {
+    bool decided;        /* offload started or tried: the gate asks no more */
+    bool expected;       /* an amount was announced */
+    uint64_t expect_end; /* payload byte count at which the announced transfer ends */
+};
+
+/* The application announced `bytes` more payload bytes in this direction,
+   `done` bytes having gone through so far. */
+void tls_offload_gate_expect(struct tls_offload_gate *g, uint64_t done, uint64_t bytes);
+/* At a record boundary after `done` payload bytes: true if the direction
+   should be offloaded from here. */
+bool tls_offload_gate_check(const struct tls_offload *o, const struct tls_offload_gate *g,
+                            uint64_t done);
+/* The caller started (started: got a context) or tried to start the
+   offload after `done` bytes: counted at_open (done 0) or switched. tx:
+   which direction; policy: the TX flow's resync policy (its counters). */
+void tls_offload_gate_started(struct tls_offload *o, struct tls_offload_gate *g, bool tx,
+                              enum tls_tx_resync policy, uint64_t done, bool started);
+/* The connection ends: a direction the gate never opened counts kept_sw. */
+void tls_offload_gate_end(struct tls_offload *o, struct tls_offload_gate *g, bool tx,
+                          enum tls_tx_resync policy);
 
 #endif

@@ -26,6 +26,14 @@ static const int gcm_suites[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
                                  MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
                                  MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, 0};
 
+/* ECDHE groups, fastest first. mbed TLS 2.28 takes the first group of its
+   own list that the client offers, and its default list starts with
+   secp521r1: a handshake then costs several times an X25519 one (the
+   handshake rate halves). P-256 stays: the leaf key is on it. */
+static const mbedtls_ecp_group_id ecdhe_groups[] = {
+    MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
+    MBEDTLS_ECP_DP_SECP521R1, MBEDTLS_ECP_DP_NONE};
+
 static void mbed_err(char *err, size_t errlen, const char *what, int ret)
 {
     char buf[128];
@@ -241,6 +249,19 @@ static int load_certs(struct tls_server *s, const struct tls_server_cfg *cfg, ch
     return 0;
 }
 
+/* One signature with the server key before any handshake worker runs: an
+   EC key's group builds its fixed-point comb table lazily, at the first
+   signature, and writes it into the shared key. Built here, once, it is only
+   read afterwards (workers sign concurrently), and the first handshake does
+   not pay for it. */
+static int warm_key(struct tls_server *s)
+{
+    unsigned char hash[32] = {0}, sig[MBEDTLS_PK_SIGNATURE_MAX_SIZE];
+    size_t sig_len = 0;
+    return mbedtls_pk_sign(&s->key, MBEDTLS_MD_SHA256, hash, sizeof(hash), sig, &sig_len,
+                           mbedtls_ctr_drbg_random, &s->drbg);
+}
+
 struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, size_t errlen)
 {
     struct tls_server *s = calloc(1, sizeof(*s));
@@ -254,7 +275,15 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
         free(s);
         return NULL;
     }
+    if (cfg->handshake_workers > TLS_HS_WORKERS_MAX) {
+        snprintf(err, errlen, "handshake workers %u: at most %u", cfg->handshake_workers,
+                 TLS_HS_WORKERS_MAX);
+        free(s);
+        return NULL;
+    }
     s->record_size = cfg->record_size ? cfg->record_size : TLS_MAX_PLAINTEXT;
+    s->hs_workers = cfg->handshake_workers ? cfg->handshake_workers : 2;
+    s->hs_queue_cap = cfg->handshake_queue ? cfg->handshake_queue : 4096;
     mbedtls_entropy_init(&s->entropy);
     mbedtls_ctr_drbg_init(&s->drbg);
     mbedtls_x509_crt_init(&s->chain);
@@ -276,6 +305,11 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
         if (gen_certs(s, cfg, err, errlen) < 0)
             goto fail;
     }
+    ret = warm_key(s);
+    if (ret) {
+        mbed_err(err, errlen, "sign with the server key", ret);
+        goto fail;
+    }
     ret = mbedtls_ssl_config_defaults(&s->conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
                                       MBEDTLS_SSL_PRESET_DEFAULT);
     if (ret) {
@@ -288,6 +322,7 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
     mbedtls_ssl_conf_max_version(&s->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                  MBEDTLS_SSL_MINOR_VERSION_3);
     mbedtls_ssl_conf_ciphersuites(&s->conf, gcm_suites);
+    mbedtls_ssl_conf_curves(&s->conf, ecdhe_groups);
 #ifdef MBEDTLS_SSL_RENEGOTIATION
     /* Renegotiation would re-key under the offload's feet: refuse it. */
     mbedtls_ssl_conf_renegotiation(&s->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);

@@ -22,6 +22,9 @@ struct tls_server_cfg {
     uint32_t server_ip;               /* network byte order, for the leaf's SAN */
     const char *keylog_path;          /* NULL: no NSS key log */
     uint32_t record_size; /* plaintext bytes per TX record, 1..TLS_MAX_PLAINTEXT (0 = 16384) */
+    /* Handshake threads, 1..16 (0 = 2), and new handshakes that may wait for
+       one (0 = 4096); a ClientHello beyond that gets a RST. */
+    unsigned handshake_workers, handshake_queue;
 };
 
 /* Counters (docs/design.md §9: software side + connection outcomes). */
@@ -30,9 +33,12 @@ struct tls_server_cfg {
 #define TLS_COUNTERS(X)                                                                            \
     X(handshakes_ok)                                                                               \
     X(handshakes_failed)                                                                           \
+    X(handshakes_queue_full) /* refused (RST): --handshake-queue new handshakes were waiting */    \
+    X(handshakes_abandoned)  /* the connection died while its handshake step was queued */         \
     X(conns_closed)                                                                                \
     X(tx_records)                                                                                  \
     X(tx_bytes_plaintext)                                                                          \
+    X(tx_bytes_copied) /* bytes memcpy'd on the TX data path (staging, mbed TLS, tcp_write) */     \
     X(rx_records)                                                                                  \
     X(rx_bytes_plaintext)                                                                          \
     X(rx_records_full_offload)                                                                     \

@@ -1,0 +1,50 @@
+/*
+ * bench_flows.h - the many-flow client of `anic bench --load --flows`: N
+ * concurrent long-lived HTTP(S) downloads or uploads over the kernel's
+ * sockets, with OpenSSL as the TLS client, in a forked child process (so
+ * its CPU time is not the server's). It first opens every connection and
+ * completes every handshake (bounded by setup_s), then starts all transfers
+ * at once, warms up for warm_s and measures payload bytes over measure_s.
+ * Each connection repeats GET /bytes/SIZE (download) or PUT /upload of SIZE
+ * bytes (upload) on one keep-alive connection.
+ *
+ * The child reports on a pipe, one line each: "START\n" when the measured
+ * window begins and "END bytes secs established failed transfers errors\n"
+ * when it ends, so that the caller samples its counters at the same moments.
+ * Every wait is bounded; the child exits after END (or on its deadline).
+ */
+#ifndef ANIC_BENCH_FLOWS_H
+#define ANIC_BENCH_FLOWS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct flows_cfg {
+    uint32_t addr; /* server, network byte order */
+    uint16_t port;
+    bool tls;
+    bool upload;
+    unsigned n;       /* concurrent connections */
+    uint64_t size;    /* bytes per transfer */
+    double setup_s;   /* at most this long for connecting and handshakes */
+    double warm_s;    /* transfers run this long before the window */
+    double measure_s; /* the measured window */
+};
+
+struct flows_result {
+    bool ok;        /* END was read */
+    uint64_t bytes; /* payload bytes in the window (received bodies, or sent bodies) */
+    double secs;    /* the window's length as the child measured it */
+    unsigned established, failed;
+    uint64_t transfers, errors; /* completed transfers, connections failed after setup */
+};
+
+/* Fork the client; *rd gets the read end of its report pipe. -1: no fork. */
+pid_t flows_spawn(const struct flows_cfg *c, int *rd);
+/* Read one report line into buf (bounded by timeout_s). False: none. */
+bool flows_read_line(int rd, char *buf, size_t cap, double timeout_s);
+/* Parse the END line. */
+bool flows_parse_end(const char *line, struct flows_result *r);
+
+#endif
