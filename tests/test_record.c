@@ -335,7 +335,7 @@ END_TEST
  * record mbed TLS seals from their concatenation, at every split point kind. */
 START_TEST(test_seal2_matches_reference)
 {
-    struct rng r = rng_for(__func__);
+    struct tu_rng r = tu_rng_for(__func__, 0);
     static uint8_t pt[TLS_MAX_PLAINTEXT], rec[TLS_MAX_RECORD_LEN], ref[TLS_MAX_RECORD_LEN];
     struct ref_key k = make_key(16, 3);
     struct tls_aead *a = aead_for(&k);
@@ -344,7 +344,7 @@ START_TEST(test_seal2_matches_reference)
 
     for (size_t i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
         size_t l1 = splits[i][0], l2 = splits[i][1];
-        rng_fill(&r, pt, l1 + l2);
+        tu_rng_fill(&r, pt, l1 + l2);
         size_t rl = tls_record_seal2(a, 7 + i, TLS_CT_APPDATA, pt, l1, pt + l1, l2, rec);
         ck_assert_uint_eq(ref_seal(&k, 7 + i, TLS_CT_APPDATA, pt, l1 + l2, ref), rl);
         ck_assert_mem_eq(rec, ref, rl);
