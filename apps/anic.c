@@ -24,7 +24,9 @@ static void usage_main(FILE *f)
                "  serve    run the HTTPS/HTTP server in a private network namespace\n"
                "  bench    measure throughput and per-thread CPU of every mode, one run\n"
                "           ('anic bench --load': wrk against anic and nginx, many connections;\n"
-               "           'anic bench --vs-nginx': nginx rows next to the modes)\n"
+               "           'anic bench --vs-nginx': nginx rows next to the modes;\n"
+               "           'anic bench --load --conn-rate': new TLS connections per second;\n"
+               "           'anic bench --load --flows 10,100,1000': many long-lived flows)\n"
                "  pattern N  write the N bytes GET /bytes/N serves (byte i = i %% 251) to\n"
                "           stdout, e.g. 'anic pattern 1000000 | sha256sum'\n"
                "  help     this text; 'anic <command> --help' for a command's options\n");

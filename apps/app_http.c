@@ -493,7 +493,7 @@ size_t app_http_counters_json(const struct app_http_counters *c, char *buf, size
 /* /bytes/N body: byte i is i % 251. The buffer holds whole periods, so a send
  * can start at any phase (pos % 251) and still cover many periods at once. */
 #define PATTERN_PERIOD 251
-#define PATTERN_LEN    (PATTERN_PERIOD * 64)
+#define PATTERN_LEN    (PATTERN_PERIOD * 256) /* ~63 KiB: sends of several whole records */
 
 static uint8_t pattern[PATTERN_LEN];
 

@@ -181,6 +181,19 @@ static int set_peer_route(const struct app_runtime_cfg *cfg)
     return app_netns_run_here(argv);
 }
 
+/* The kernel's queue of packets for our NIC (the TUN device's ring, 500 by
+   default) is the wire's buffer: when the NIC thread is starved of CPU, a
+   burst overflows it (counted by the kernel only: ip -s link, TX dropped).
+   wrk exiting with 1000 connections sends 1000 RSTs at once; a lost RST is
+   never resent, and its connection then waits for a timeout. */
+#define APP_TUN_TXQUEUELEN "10000"
+static int set_tun_queue(const struct app_runtime_cfg *cfg)
+{
+    char *argv[] = {
+        "ip", "link", "set", "dev", (char *)cfg->tun_name, "txqueuelen", APP_TUN_TXQUEUELEN, NULL};
+    return app_netns_run_here(argv);
+}
+
 int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg, char *err,
                       size_t errlen)
 {
@@ -196,6 +209,8 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         nic_tun_open(cfg->tun_name, cfg->kernel_ip, cfg->prefix_len, cfg->mtu, gso, err, errlen);
     if (fd < 0)
         goto fail;
+    if (set_tun_queue(cfg) != 0)
+        fprintf(stderr, "anic: warning: could not lengthen the TUN device's queue\n");
     if (cfg->peer_rto_min_ms && set_peer_route(cfg) != 0)
         fprintf(stderr, "anic: warning: could not set rto_min on the kernel's route\n");
     struct nic_dev_cfg dc = {

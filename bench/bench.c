@@ -314,7 +314,9 @@ static void usage(FILE *f)
         "                      times nic_dev_poll_once() with CLOCK_THREAD_CPUTIME_ID\n"
         "                      while pushing 16 KiB TLS records as 1448-byte TCP\n"
         "                      segments, offloaded and not, over a socketpair and over\n"
-        "                      /dev/null as the link; compared with\n"
+        "                      /dev/null as the link, and as 64 KiB TSO segments over\n"
+        "                      /dev/null in GSO mode; copies/B = nic.tx_bytes_copied per\n"
+        "                      record byte; compared with\n"
         "                      'openssl speed -evp aes-128-gcm' at 16 KiB. Needs no root.\n"
         "  --vs-nginx        also measure nginx (Debian nginx-light, started here on the\n"
         "                      namespace's loopback, stopped by PID) as rows nginx-http\n"
@@ -883,6 +885,8 @@ static void proc_cpu_add(const struct bench *b, pid_t pid, struct proc_cpu *acc)
     if (read_small(path, buf, sizeof(buf)) < 0)
         return;
     char *p = strrchr(buf, ')'); /* fields restart after comm: utime(14) stime(15) */
+    if (p)
+        p++; /* the space before field 3 */
     for (int field = 3; field <= 13 && p; field++)
         p = strchr(p + 1, ' ');
     if (!p)
@@ -1555,6 +1559,45 @@ static const struct run *good_ngx(const struct bench *b, unsigned k, int dir)
     return r && r->ok ? r : NULL;
 }
 
+/* One line of the --vs-nginx targets: num / den against want (>= unless
+   at_most). */
+static void target_line(const char *what, const struct run *num, const struct run *den, bool cpu,
+                        double want, bool at_most)
+{
+    printf("  %-46s", what);
+    if (!num || !den || (cpu ? den->cpu.host_s : den->mbps) <= 0) {
+        printf(" -\n");
+        return;
+    }
+    double v = cpu ? num->cpu.host_s / den->cpu.host_s : num->mbps / den->mbps;
+    bool met = at_most ? v <= want : v >= want;
+    printf(" %6.2fx (target %s %.2fx) -> %s\n", v, at_most ? "<=" : ">=", want,
+           met ? "met" : "NOT met");
+}
+
+static const struct run *good_ngx(const struct bench *b, unsigned k, int dir);
+
+/* The targets of the data-path work (TSO/GSO/LRO, copies), on the shown
+   runs; the NIC engine's target is --micro's. */
+static void print_targets(const struct bench *b)
+{
+    if (!b->o.vs_nginx)
+        return;
+    printf("targets (shown runs; the NIC engine vs openssl speed: anic bench --micro):\n");
+    target_line("nic HTTPS download / nginx HTTPS", good(b, TLS_MODE_NIC, DIR_DOWN),
+                good_ngx(b, NGX_HTTPS, DIR_DOWN), false, 1.0, false);
+    target_line("plain HTTP download / nginx HTTP", good(b, TLS_MODE_NONE, DIR_DOWN),
+                good_ngx(b, NGX_HTTP, DIR_DOWN), false, 0.6, false);
+    char what[64];
+    snprintf(what, sizeof(what), "nic / mbedtls download, MTU %u", b->o.mtu);
+    target_line(what, good(b, TLS_MODE_NIC, DIR_DOWN), good(b, TLS_MODE_MBEDTLS, DIR_DOWN), false,
+                5.0, false);
+    target_line("host CPU s/GB download, nic / plain", good(b, TLS_MODE_NIC, DIR_DOWN),
+                good(b, TLS_MODE_NONE, DIR_DOWN), true, 1.05, true);
+    target_line("nic HTTPS upload / nginx HTTPS", good(b, TLS_MODE_NIC, DIR_UP),
+                good_ngx(b, NGX_HTTPS, DIR_UP), false, 0.8, false);
+}
+
 static void print_table(const struct bench *b)
 {
     double gb = (double)b->o.size / 1e9;
@@ -1639,6 +1682,7 @@ static void print_table(const struct bench *b)
             }
     }
     print_rx_records(b);
+    print_targets(b);
 
     /* Every later mode against every earlier one, in --modes order. */
     for (int dir = 0; dir < DIR_COUNT; dir++) {

@@ -66,6 +66,8 @@ struct load_opts {
     unsigned n_flows;
     uint64_t flow_size;
     bool flow_down, flow_up;
+    uint64_t cache_sizes[LOAD_MAX_LIST]; /* --cache-sizes: a --flows run per --nic-ctx-cache */
+    unsigned n_cache_sizes;
 };
 
 /* One wrk run, parsed. */
@@ -257,8 +259,27 @@ static void csv_row(struct load *L, const char *server, const char *mode, unsign
     fflush(L->csv);
 }
 
+/* After an anic cell: wait until every connection wrk opened is gone
+   (server.active 0), at most LOAD_IDLE_WAIT_S: beyond the 30 s drain of a
+   closing TLS connection (tls/tls_conn.c). Returns what is left (0: all
+   released) and the seconds it took. */
+#define LOAD_IDLE_WAIT_S 40
+static uint64_t wait_released(struct load *L, double *secs)
+{
+    double t0 = now_s();
+    uint64_t left = app_server_counters(L->rt.server)->active;
+    while (left && !load_stop && now_s() - t0 < LOAD_IDLE_WAIT_S) {
+        sleep_ms(50);
+        left = app_server_counters(L->rt.server)->active;
+    }
+    *secs = now_s() - t0;
+    return left;
+}
+
 static int run_cells(struct load *L)
 {
+    unsigned leaked_cells = 0;
+    double release_max_s = 0;
     char host[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
     printf("anic bench --load: wrk -t%u -c N -d %us --timeout %s; anic on %s (plain 80, sw 443, "
@@ -282,6 +303,14 @@ static int run_cells(struct load *L)
                          m == TLS_MODE_NONE ? "http" : "https", host, anic_port(m), size);
                 struct load_result a;
                 run_wrk(L, url, conns, size, &a);
+                double rel_s;
+                uint64_t left = wait_released(L, &rel_s);
+                release_max_s = rel_s > release_max_s ? rel_s : release_max_s;
+                if (left) {
+                    leaked_cells++;
+                    printf("  !! %" PRIu64 " connections still open %d s after wrk exited\n", left,
+                           LOAD_IDLE_WAIT_S);
+                }
                 sleep_ms(LOAD_SETTLE_MS);
                 struct load_result *ng = m == TLS_MODE_NONE ? &ng_plain : &ng_tls;
                 if (L->o.nginx && !ng->ran && !load_stop) {
@@ -311,11 +340,13 @@ static int run_cells(struct load *L)
            " send %" PRIu64 "\n",
            sc->accepted, sc->conns_refused_max, sc->tls_timeout_handshake, sc->http_timeout_header,
            sc->http_timeout_idle, sc->http_timeout_body, sc->http_timeout_send);
+    printf("anic connections released after every cell: %s (slowest %.1f s)\n",
+           leaked_cells ? "NO" : "yes", release_max_s);
     const struct stack_rto_counters *rc = stack_rto_counters();
     printf("anic tcp: fast_rto_fired %" PRIu64 ", RTT samples %" PRIu64 " (%" PRIu64
            " dropped by Karn's rule), mean SRTT %" PRIu64 " ms at the last walk\n",
            rc->fast_rto_fired, rc->rto_rtt_samples, rc->rto_rtt_karn, rc->rto_srtt_ms);
-    return load_stop ? 130 : 0;
+    return load_stop ? 130 : leaked_cells ? 1 : 0;
 }
 
 /* ---- soak (--soak S): long load under faults, then nothing may be left ---- */
@@ -915,6 +946,33 @@ static int run_flows(struct load *L)
     return load_stop ? 130 : 0;
 }
 
+/* --flows once per --cache-sizes entry, each on a fresh server (the cache
+   size is fixed when the NIC starts). */
+static int run_flows_caches(struct load *L, struct app_runtime_cfg *cfg)
+{
+    unsigned n = L->o.n_cache_sizes ? L->o.n_cache_sizes : 1;
+    int status = 0;
+    for (unsigned i = 0; i < n && !load_stop && status == 0; i++) {
+        if (i > 0) {
+            char err[256];
+            app_runtime_stop(&L->rt);
+            app_runtime_free(&L->rt);
+            L->runtime = false;
+            cfg->nic_ctx_cache = (uint32_t)L->o.cache_sizes[i];
+            if (app_runtime_start(&L->rt, cfg, err, sizeof(err)) < 0) {
+                fprintf(stderr, "anic bench --load: %s\n", err);
+                return 1;
+            }
+            L->runtime = true;
+        }
+        if (L->o.n_cache_sizes)
+            printf("--- NIC context cache %u (0 = all resident), flow table %u ---\n",
+                   cfg->nic_ctx_cache, cfg->max_flows);
+        status = run_flows(L);
+    }
+    return status;
+}
+
 /* ---- options ---- */
 
 enum {
@@ -942,6 +1000,7 @@ enum {
     OPT_FLOWS,
     OPT_FLOW_SIZE,
     OPT_FLOW_DIRS,
+    OPT_CACHE_SIZES,
 };
 
 static const struct option load_long[] = {
@@ -969,6 +1028,7 @@ static const struct option load_long[] = {
     {"flows", required_argument, NULL, OPT_FLOWS},
     {"flow-size", required_argument, NULL, OPT_FLOW_SIZE},
     {"flow-dirs", required_argument, NULL, OPT_FLOW_DIRS},
+    {"cache-sizes", required_argument, NULL, OPT_CACHE_SIZES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -1011,6 +1071,9 @@ static void usage(FILE *f)
             "                       byte (n/a without a cache), software fallbacks\n"
             "  --flow-size BYTES    bytes per transfer, repeated (default 64M)\n"
             "  --flow-dirs LIST     down, up or down,up (default)\n"
+            "  --cache-sizes LIST   the --flows cells once per NIC context-cache size\n"
+            "                       (anic serve --nic-ctx-cache; 0 = every context resident),\n"
+            "                       a fresh server each\n"
             "\n"
             "  --soak S             instead: S seconds (10..86400) of rounds of wrk load on\n"
             "                       anic alone (modes in turn, --load-modes) under faults, each\n"
@@ -1205,6 +1268,11 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
                 return load_bad("flow-size", optarg);
             o->flow_size = v[0];
             break;
+        case OPT_CACHE_SIZES:
+            if ((n = parse_list(optarg, o->cache_sizes, LOAD_MAX_LIST, 0, 1u << 16)) < 0)
+                return load_bad("cache-sizes", optarg);
+            o->n_cache_sizes = (unsigned)n;
+            break;
         case OPT_FLOW_DIRS:
             o->flow_down = strstr(optarg, "down") != NULL;
             o->flow_up = strstr(optarg, "up") != NULL;
@@ -1348,9 +1416,20 @@ int bench_load_main(int argc, char **argv)
     cfg.seed_set = L->o.seed_set;
     if (L->o.policy_set && !L->o.conn_rate)
         cfg.offload_policy = L->o.policy; /* conn-rate sets it per mode */
-    if (L->o.n_flows && L->o.flows[L->o.n_flows - 1] + 64 > cfg.limits.max_conns &&
-        cfg.limits.max_conns)
-        cfg.limits.max_conns = (uint32_t)L->o.flows[L->o.n_flows - 1] + 64;
+    if (L->o.n_flows) {
+        uint64_t most = 0;
+        for (unsigned i = 0; i < L->o.n_flows; i++)
+            most = L->o.flows[i] > most ? L->o.flows[i] : most;
+        if (cfg.limits.max_conns && most + 64 > cfg.limits.max_conns)
+            cfg.limits.max_conns = (uint32_t)most + 64;
+        /* A flow-table entry per direction of every flow: what bounds the
+           NIC then is its context cache (--cache-sizes), not the table. */
+        uint64_t want = 2 * most + 64;
+        if (want > cfg.max_flows)
+            cfg.max_flows = want > (1u << 16) ? 1u << 16 : (uint32_t)want;
+        if (L->o.n_cache_sizes)
+            cfg.nic_ctx_cache = (uint32_t)L->o.cache_sizes[0];
+    }
     if (app_runtime_start(&L->rt, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "anic bench --load: %s\n", err);
         goto out;
@@ -1365,7 +1444,7 @@ int bench_load_main(int argc, char **argv)
     else if (L->o.conn_rate)
         status = run_conn_rate(L);
     else if (L->o.n_flows)
-        status = run_flows(L);
+        status = run_flows_caches(L, &cfg);
     else
         status = L->o.soak_s ? run_soak(L) : run_cells(L);
     if (L->csv)

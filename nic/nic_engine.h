@@ -23,6 +23,7 @@ struct nic_dev {
     struct nic_tls_ctx tls;       /* the TLS block's narrow view of this device */
     uint8_t *pkt;                 /* device memory for one packet being transmitted */
     uint8_t *tso_pkt;             /* one wire packet cut from it by TSO */
+    uint64_t tx_copied;           /* TX bytes memcpy'd here; + the link's = tx_bytes_copied */
 
     /* LRO: the host buffer being filled with in-order packets of one flow */
     struct {

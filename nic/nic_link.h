@@ -7,6 +7,7 @@
 #ifndef ANIC_NIC_LINK_H
 #define ANIC_NIC_LINK_H
 
+#include "nic_csum.h"
 #include "nic_fault.h"
 
 #include <stdbool.h>
@@ -23,6 +24,7 @@ struct nic_link_counters {
        packets they became, and reads dropped because they could not be split
        or their checksum request was out of bounds. */
     uint64_t tx_gso_writes, tx_gso_packets, rx_gso_reads, rx_gso_packets, rx_gso_bad;
+    uint64_t tx_copied; /* TX bytes memcpy'd: fault stage in and out, GSO merge, headers */
 };
 
 /* Takes ownership of tun_fd (must be non-blocking). pcap_path may be NULL.
@@ -38,6 +40,16 @@ void nic_link_destroy(struct nic_link *link);
 
 /* NIC -> wire. The packet is copied or written out before return. */
 void nic_link_send(struct nic_link *link, const uint8_t *pkt, size_t len, uint64_t now_ns);
+
+/* NIC -> wire, a TCP segment longer than mss (parsed as v) that TSO would
+   cut: with a GSO TUN and nothing that sees wire packets one by one (no TX
+   fault stage, no pcap), written as the one super-packet the cut packets
+   would have been merged into, without cutting. Its TCP checksum is not
+   read: the kernel is told to complete it, as the cut would have computed
+   every packet's. Returns false, having sent nothing, if the caller must
+   cut it. */
+bool nic_link_send_tso(struct nic_link *link, const uint8_t *pkt, const struct nic_tcp_view *v,
+                       uint32_t mss);
 
 /* Release TX packets whose fault-stage departure time has come, and write
    out the run being merged (GSO). Returns the count of packets released. */

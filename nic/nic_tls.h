@@ -101,9 +101,12 @@ int nic_tls_tx_progress(struct nic_tls_ctx *ctx, struct nic_flow *flow,
 int nic_tls_tx_dump(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct nic_tx_desc *d);
 /* Build an offloaded TCP segment in device memory pkt from the host's packet
    (v: its parsed headers; flow has a TX context), encrypting its TLS records
-   on the way, and fix its checksum. Returns an enum nic_tx_status. */
+   on the way, and fix its checksum unless !csum (a TSO segment: every wire
+   packet cut from it gets its own, and a super-packet written whole leaves
+   it to the kernel). Returns an enum nic_tx_status. */
 int nic_tls_tx_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t flow_id,
-                      const struct nic_tcp_view *v, const uint8_t *host, uint8_t *pkt, size_t len);
+                      const struct nic_tcp_view *v, const uint8_t *host, uint8_t *pkt, size_t len,
+                      bool csum);
 
 /* RX side (nic_tls_rx.c). */
 int nic_tls_rx_install(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t flow_id);

@@ -257,7 +257,8 @@ int nic_tls_tx_dump(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct
 }
 
 int nic_tls_tx_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t flow_id,
-                      const struct nic_tcp_view *v, const uint8_t *host, uint8_t *pkt, size_t len)
+                      const struct nic_tcp_view *v, const uint8_t *host, uint8_t *pkt, size_t len,
+                      bool csum)
 {
     struct nic_tls_tx_flow *tx = flow->tx;
     tx->flow_id = flow_id;
@@ -285,7 +286,8 @@ int nic_tls_tx_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t f
     size_t end = v->payload_off + v->payload_len;
     if (len > end)
         memcpy(pkt + end, host + end, len - end); /* bytes past the IP total length */
-    nic_tcp_csum_fix(pkt, v);
+    if (csum)
+        nic_tcp_csum_fix(pkt, v);
     ctx->c->tx_tls_encrypted_packets++;
     ctx->c->tx_tls_encrypted_bytes += v->payload_len;
     return NIC_TX_OK;

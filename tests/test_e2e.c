@@ -33,6 +33,11 @@
  *  offload policy (policy-after: --offload-policy after:65536, 1% loss both
  *    ways): the TX and RX matrices, each direction switching to the NIC mid-
  *    stream; check_policy counts the switches and the bytes offloaded.
+ *  context cache (conn-cache: --nic-ctx-cache 64 --nic-flows 8192, 1% loss
+ *    both ways): 2000 concurrent TLS connections on the offload ports, each
+ *    with a pipelined download or upload, all byte-exact; the cache missed
+ *    and evicted, and once every connection closed no context is resident
+ *    and no host block is held.
  *  capture (tshark: no faults; tshark-nic: 2% TX loss): transfers on every TLS
  *    port with --pcap and --keylog; tshark must decrypt every session (also the
  *    offloaded ones with retransmissions), find no expert errors, and its
@@ -75,7 +80,7 @@
  *                         rx-reorder2 rx-loss1 rx-loss5 rx-dup1 rx-corrupt01
  *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 rx-inject tshark-nic
  *                         tx-noctx1 slow-clients conn-flood blackout-tx rx-hog
- *                         conn-rss offloads-off policy-after
+ *                         conn-rss offloads-off policy-after conn-cache
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -85,6 +90,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/tcp.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sched.h>
@@ -99,6 +105,7 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -757,7 +764,8 @@ enum {
     T_INJECT = 1u << 5,  /* a raw-socket attacker injects into live uploads */
     /* slow and idle clients closed by the timeouts during a download */
     T_SLOW = 1u << 6,
-    /* a connection flood above --max-conns during a download */
+    /* a connection flood above --max-conns during a download; a ClientHello burst
+       above --handshake-queue */
     T_FLOOD = 1u << 7,
     /* a download across a 6 s TX blackout */
     T_BLACKOUT = 1u << 8,
@@ -765,6 +773,8 @@ enum {
     T_RXHOG = 1u << 9,
     /* RSS with --max-conns TLS connections open, and more refused */
     T_RSS = 1u << 10,
+    /* many concurrent offloaded connections through a small context cache */
+    T_CACHE = 1u << 11,
 };
 
 struct profile {
@@ -839,6 +849,12 @@ static const char *const hog_args[] = {"--send-timeout", "4", NULL};
 static const char *const rss_args[] = {"--max-conns", RSS_MAX_CONNS_S, NULL};
 #define POLICY_AFTER 65536
 static const char *const policy_args[] = {"--offload-policy", "after:65536", NULL};
+/* conn-cache: 2000 connections offloaded both ways need 4000 flow ids. */
+#define CACHE_CONNS   2000
+#define CACHE_SIZE_S  "64"
+#define CACHE_FLOWS_S "8192"
+static const char *const cache_args[] = {"--nic-ctx-cache", CACHE_SIZE_S, "--nic-flows",
+                                         CACHE_FLOWS_S, NULL};
 
 static struct profile profiles[] = {
     /* Classic profiles: every mode. */
@@ -892,6 +908,13 @@ static struct profile profiles[] = {
     {.name = "rx-hog", .tests = T_RXHOG, .seed_off = 24000, .args = hog_args},
     /* Memory at the connection cap (test_conn_rss). */
     {.name = "conn-rss", .tests = T_RSS, .seed_off = 25000, .args = rss_args},
+    /* Many offloaded connections, few resident contexts (test_conn_cache). */
+    {.name = "conn-cache",
+     .tests = T_CACHE,
+     .tx = "loss 1%",
+     .rx = "loss 1%",
+     .seed_off = 28000,
+     .args = cache_args},
     /* The segmentation offloads off, loss both ways: the same results. */
     {.name = "offloads-off",
      .tests = T_TXM | T_RXM,
@@ -1983,7 +2006,8 @@ static void check_tx_offload(struct fails *f, const char *js)
     /* The load profiles' connection bursts overrun the NIC's RX buffers
      * (nic.rx_no_buffer): ACKs are lost there and segments resent. An
      * attacker who forges acceptable data makes both ends retransmit. */
-    if (!cur->tx && !cur->rx && !(cur->tests & (T_SLOW | T_FLOOD | T_INJECT | T_RXHOG | T_RSS))) {
+    if (!cur->tx && !cur->rx &&
+        !(cur->tests & (T_SLOW | T_FLOOD | T_INJECT | T_RXHOG | T_RSS | T_CACHE))) {
         /* Nothing lost, nothing retransmitted: no resync at all. */
         if (ooo || d_ooo || t_ooo)
             fail_add(f,
@@ -2006,7 +2030,9 @@ static void check_tx_offload(struct fails *f, const char *js)
                  "nic_tls.tx_tls_encrypted_bytes %" PRIu64 " < %" PRIu64
                  " record bytes (every transfer completed: each byte was sent encrypted)",
                  enc, rec);
-    if (spec_has(cur->tx, "loss")) {
+    /* The matrices' and classic transfers are long enough for a lost segment
+       inside a record; conn-cache checks its own counters. */
+    if (spec_has(cur->tx, "loss") && (cur->tests & (T_CLASSIC | T_TXM | T_CAPTURE))) {
         if (!d_resync || !d_dump)
             fail_add(f,
                      "TX loss, yet offload_dump.tx_tls_resync_dump %" PRIu64
@@ -3817,6 +3843,293 @@ START_TEST(test_conn_rss)
 }
 END_TEST
 
+/* conn-cache: CACHE_CONNS TLS connections, all open at once, every fourth
+ * on nic-tagcache and the rest on nic. Each gets one pipelined request
+ * while all are open: even ones download /bytes/N, odd ones upload N bytes
+ * (N differs per connection); then the responses are read in order. A
+ * download must be the pattern, an upload's answer the body's SHA-256. */
+#define CACHE_MIN_SIZE  20000
+#define CACHE_HS_WINDOW 32
+
+static size_t cache_size(int i)
+{
+    return CACHE_MIN_SIZE + (size_t)(i * 37) % 9000;
+}
+
+/* Read one response: head (status line, Content-Length) and body into
+   body (at most cap). Returns the status or -1. */
+static int cache_response(SSL *ssl, uint8_t *body, size_t cap, size_t *blen)
+{
+    char head[1024];
+    size_t hl = 0;
+    char *end = NULL;
+    while (!end && hl < sizeof(head) - 1) {
+        int r = SSL_read(ssl, head + hl, 1); /* byte by byte: the body stays in SSL */
+        if (r <= 0)
+            return -1;
+        hl += (size_t)r;
+        head[hl] = 0;
+        end = strstr(head, "\r\n\r\n");
+    }
+    const char *cl = strcasestr(head, "\r\ncontent-length:");
+    int status = 0;
+    if (!end || !cl || sscanf(head, "HTTP/1.1 %d", &status) != 1)
+        return -1;
+    size_t want = strtoul(cl + 17, NULL, 10);
+    if (want > cap)
+        return -1;
+    *blen = 0;
+    while (*blen < want) {
+        int r = SSL_read(ssl, body + *blen, (int)(want - *blen));
+        if (r <= 0)
+            return -1;
+        *blen += (size_t)r;
+    }
+    return status;
+}
+
+/* Connection i's request (blocking from here on, with timeouts): GET
+   /bytes/N or PUT /upload of N bytes of buf. */
+static bool cache_request(SSL *ssl, int fd, int i, const uint8_t *buf, uint64_t *up_tried)
+{
+    struct timeval tv = {20, 0};
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    char req[160];
+    size_t n = cache_size(i);
+    int len = i % 2 ? snprintf(req, sizeof(req),
+                               "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", n)
+                    : snprintf(req, sizeof(req), "GET /bytes/%zu HTTP/1.1\r\nHost: x\r\n\r\n", n);
+    bool sent = SSL_write(ssl, req, len) == len;
+    if (i % 2) {
+        *up_tried += n;
+        sent = sent && SSL_write(ssl, buf, (int)n) == (int)n;
+    }
+    return sent;
+}
+
+static void cache_child(void *arg)
+{
+    (void)arg;
+    ns_enter_or_exit(cur->srv.ns);
+    struct rlimit rl = {CACHE_CONNS + 256, CACHE_CONNS + 256};
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        _exit(4);
+    static SSL *ssl[CACHE_CONNS];
+    static int fds[CACHE_CONNS];
+    static uint8_t buf[CACHE_MIN_SIZE + 9000];
+    for (size_t k = 0; k < sizeof(buf); k++)
+        buf[k] = (uint8_t)(k % 251);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        _exit(3);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    int open = 0, open_tc = 0, ok = 0, bad = 0, first_bad = -1;
+    uint64_t up_tried = 0, up_ok = 0;
+    double t0 = now_s();
+    /* Connects and handshakes CACHE_HS_WINDOW at a time (non-blocking): a
+       lost SYN costs the kernel's 1 s initial timeout and one handshake at
+       a time waits for every round trip, so one by one took minutes; all at
+       once queue behind the server's handshake thread (~9 ms of P-256 each,
+       README.md) past --handshake-timeout. */
+    static struct pollfd pfd[CACHE_CONNS];
+    static bool done[CACHE_CONNS];
+    static char hs_err[128];
+    int started = 0, inflight = 0;
+    for (int i = 0; i < CACHE_CONNS; i++)
+        pfd[i].fd = fds[i] = -1;
+    /* At most 90 s. */
+    for (double end = now_s() + 90; (started < CACHE_CONNS || inflight) && now_s() < end;) {
+        while (started < CACHE_CONNS && inflight < CACHE_HS_WINDOW) {
+            int i = started++, mode = i % 4 == 2 ? MODE_NIC_TC : MODE_NIC;
+            fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+            struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(modes[mode].port)};
+            inet_pton(AF_INET, HOST, &sa.sin_addr);
+            ssl[i] = fds[i] >= 0 ? SSL_new(ctx) : NULL;
+            if (!ssl[i] || SSL_set_fd(ssl[i], fds[i]) != 1 ||
+                (connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
+                 errno != EINPROGRESS)) {
+                if (!hs_err[0])
+                    snprintf(hs_err, sizeof(hs_err), "conn %d: socket/connect errno %d", i, errno);
+                done[i] = true; /* failed */
+                continue;
+            }
+            pfd[i] = (struct pollfd){.fd = fds[i], .events = POLLOUT};
+            inflight++;
+        }
+        if (poll(pfd, (nfds_t)started, 100) < 0 && errno != EINTR) {
+            snprintf(hs_err, sizeof(hs_err), "poll errno %d", errno);
+            break;
+        }
+        for (int i = 0; i < started; i++) {
+            if (done[i] || pfd[i].fd < 0 || !pfd[i].revents)
+                continue;
+            int r = SSL_connect(ssl[i]);
+            int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl[i], r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                pfd[i].events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+                continue;
+            }
+            done[i] = true;
+            pfd[i].fd = -1;
+            inflight--;
+            if (r == 1) {
+                /* Open, and stays open: its request goes now, so the
+                   transfers overlap the handshakes still to come. */
+                open++;
+                open_tc += i % 4 == 2;
+                if (!cache_request(ssl[i], fds[i], i, buf, &up_tried))
+                    SSL_free(ssl[i]), ssl[i] = NULL;
+                continue;
+            }
+            if (!hs_err[0])
+                snprintf(hs_err, sizeof(hs_err), "conn %d: ssl error %d errno %d revents %d", i, e,
+                         errno, pfd[i].revents);
+            SSL_free(ssl[i]), ssl[i] = NULL;
+        }
+    }
+    for (int i = 0; i < CACHE_CONNS; i++) {
+        if (ssl[i] && !done[i]) /* no handshake within the bound */
+            SSL_free(ssl[i]), ssl[i] = NULL;
+    }
+    double t1 = now_s();
+    static uint8_t body[CACHE_MIN_SIZE + 9000];
+    for (int i = 0; i < CACHE_CONNS; i++) {
+        size_t n = cache_size(i), blen = 0;
+        bool good = false;
+        if (ssl[i] && cache_response(ssl[i], body, sizeof(body), &blen) == 200) {
+            if (i % 2 == 0) {
+                good = blen == n && pattern_ok(body, n);
+            } else {
+                unsigned char md[32];
+                char hex[65];
+                SHA256(buf, n, md);
+                hex_of(md, 32, hex);
+                good = blen == 65 && memcmp(body, hex, 64) == 0;
+                if (good)
+                    up_ok += n;
+            }
+        }
+        if (good) {
+            ok++;
+        } else {
+            bad++;
+            if (first_bad < 0)
+                first_bad = i;
+        }
+    }
+    double t2 = now_s();
+    for (int i = 0; i < CACHE_CONNS; i++) {
+        if (ssl[i])
+            SSL_free(ssl[i]); /* no close_notify: the close is enough */
+        if (fds[i] >= 0)
+            close(fds[i]);
+    }
+    SSL_CTX_free(ctx);
+    if (hs_err[0])
+        printf("first failed handshake: %s\n", hs_err);
+    printf("open %d tagcache %d ok %d bad %d first_bad %d up_tried %" PRIu64 " up_ok %" PRIu64
+           " connect_s %.1f transfer_s %.1f\n",
+           open, open_tc, ok, bad, first_bad, up_tried, up_ok, t1 - t0, t2 - t1);
+    fflush(stdout);
+    _exit(bad ? 1 : 0);
+}
+
+START_TEST(test_conn_cache)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    char out[512];
+    struct run_io io = {.out = out, .out_cap = sizeof(out)};
+    int rc = run_proc(NULL, cache_child, NULL, &io, 180);
+    trim(out);
+    int open = -1, open_tc = -1, ok = -1, bad = -1, first_bad = -1;
+    uint64_t up_tried = 0, up_ok = 0;
+    double cs = 0, ts = 0;
+    const char *line = strstr(out, "open ");
+    bool parsed =
+        line && sscanf(line,
+                       "open %d tagcache %d ok %d bad %d first_bad %d up_tried %" SCNu64
+                       " up_ok %" SCNu64 " connect_s %lf transfer_s %lf",
+                       &open, &open_tc, &ok, &bad, &first_bad, &up_tried, &up_ok, &cs, &ts) == 9;
+    note("[%s] %s", cur->name, out);
+    bool good = rc == 0 && parsed && open == CACHE_CONNS && ok == CACHE_CONNS;
+    record("concurrent TLS connections through a context cache of " CACHE_SIZE_S, io.secs, good);
+    if (!good)
+        fail_add(&f, "conn-cache: rc %d, '%s' (want %d open and byte-exact)", rc, out, CACHE_CONNS);
+    if (parsed) {
+        cur->body_tried += up_tried;
+        cur->body_ok += up_ok;
+        cur->tls_ok[MODE_NIC] += (uint64_t)(open - open_tc);
+        cur->tls_ok[MODE_NIC_TC] += (uint64_t)open_tc;
+        cur->n_transfers += CACHE_CONNS;
+        cur->n_failed += CACHE_CONNS - (ok > 0 ? ok : 0);
+    }
+    /* Every connection closed: once the deletes completed, no context is
+       resident on the NIC, no host block held by the driver. Bounded wait. */
+    const char *js = NULL;
+    uint64_t resident = 1, host_d = 1, host_t = 1, host_r = 1;
+    for (int t = 0; t < 60; t++) {
+        js = fetch_stats(&f, "cache", false);
+        if (!js)
+            break;
+        resident = stat_of(&f, js, "nic_tls", "tls_ctx_resident");
+        host_d = stat_of(&f, js, "offload_dump", "tx_tls_ctx_host_bytes");
+        host_t = stat_of(&f, js, "offload_tagcache", "tx_tls_ctx_host_bytes");
+        host_r = stat_of(&f, js, "offload_rx", "rx_tls_ctx_host_bytes");
+        if (!resident && !host_d && !host_t && !host_r)
+            break;
+        usleep(500000);
+    }
+    if (js) {
+#define GET(sec, name) stat_of(&f, js, sec, name)
+        uint64_t hit = GET("nic_tls", "tls_ctx_cache_hit"),
+                 miss = GET("nic_tls", "tls_ctx_cache_miss");
+        uint64_t evict = GET("nic_tls", "tls_ctx_evict"),
+                 fetch = GET("nic_tls", "tls_ctx_fetch_bytes");
+        uint64_t fbad = GET("nic_tls", "tls_ctx_fetch_bad"),
+                 nohm = GET("nic_tls", "tls_ctx_no_host_mem");
+        uint64_t tx_ctx = GET("nic_tls", "tx_tls_ctx"), tx_del = GET("nic_tls", "tx_tls_del");
+        uint64_t rx_ctx = GET("nic_tls", "rx_tls_ctx"), rx_del = GET("nic_tls", "rx_tls_del");
+        uint64_t full = GET("nic", "flow_table_full");
+        uint64_t fail_d = GET("offload_dump", "tx_tls_ctx_install_failed");
+        uint64_t fail_t = GET("offload_tagcache", "tx_tls_ctx_install_failed");
+        uint64_t fail_r = GET("offload_rx", "rx_tls_ctx_install_failed");
+        uint64_t pool = GET("nic_tls", "rx_tls_reorder_pool_bytes");
+#undef GET
+        note("[%s] cache: hit %" PRIu64 " miss %" PRIu64 " evict %" PRIu64 " fetch_bytes %" PRIu64
+             " fetch_bad %" PRIu64 " no_host_mem %" PRIu64 "; contexts tx %" PRIu64 "/%" PRIu64
+             " rx %" PRIu64 "/%" PRIu64 " (installed/deleted), resident %" PRIu64
+             ", host bytes %" PRIu64 "+%" PRIu64 "+%" PRIu64 ", reorder pool %" PRIu64,
+             cur->name, hit, miss, evict, fetch, fbad, nohm, tx_ctx, tx_del, rx_ctx, rx_del,
+             resident, host_d, host_t, host_r, pool);
+        if (!miss || !evict || fetch != miss * 256)
+            fail_add(&f,
+                     "nic_tls.tls_ctx_cache_miss %" PRIu64 ", tls_ctx_evict %" PRIu64
+                     ", tls_ctx_fetch_bytes %" PRIu64 " (want misses, evictions, 256 bytes each)",
+                     miss, evict, fetch);
+        if (fbad || nohm || full || fail_d || fail_t || fail_r)
+            fail_add(&f,
+                     "fetch_bad %" PRIu64 ", no_host_mem %" PRIu64 ", flow_table_full %" PRIu64
+                     ", install_failed %" PRIu64 "+%" PRIu64 "+%" PRIu64
+                     " (want 0: --nic-flows " CACHE_FLOWS_S " places every context)",
+                     fbad, nohm, full, fail_d, fail_t, fail_r);
+        if (tx_ctx < (uint64_t)CACHE_CONNS || rx_ctx < (uint64_t)CACHE_CONNS)
+            fail_add(&f, "contexts installed tx %" PRIu64 " rx %" PRIu64 " (want >= %d each)",
+                     tx_ctx, rx_ctx, CACHE_CONNS);
+        if (resident || host_d || host_t || host_r || tx_ctx != tx_del || rx_ctx != rx_del || pool)
+            fail_add(&f,
+                     "after close: tls_ctx_resident %" PRIu64 ", host bytes %" PRIu64 "+%" PRIu64
+                     "+%" PRIu64 ", tx %" PRIu64 "/%" PRIu64 ", rx %" PRIu64 "/%" PRIu64
+                     ", reorder pool %" PRIu64 " (want nothing left)",
+                     resident, host_d, host_t, host_r, tx_ctx, tx_del, rx_ctx, rx_del, pool);
+    }
+    check_still_serving(&f, MODE_NIC, "the connections through the cache");
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
 /* A download across a 6 s blackout of the TX wire (the profile's fault
  * spec): the fast retransmission timer backs off but must not spend lwIP's
  * retry budget (which ran out after ~4.5 s): the transfer resumes and
@@ -3920,6 +4233,8 @@ static Suite *make_suite(void)
             tcase_add_test(tc, test_rx_hog);
         if (t & T_RSS)
             tcase_add_test(tc, test_conn_rss);
+        if (t & T_CACHE)
+            tcase_add_test(tc, test_conn_cache);
         if (t & T_BLACKOUT)
             tcase_add_test(tc, test_blackout);
         tcase_add_test(tc, test_stats);

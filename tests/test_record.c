@@ -331,6 +331,28 @@ START_TEST(test_seal_in_place)
 }
 END_TEST
 
+/* A record sealed from two spans (staged prefix + the caller's bytes) is the
+ * record mbed TLS seals from their concatenation, at every split point kind. */
+START_TEST(test_seal2_matches_reference)
+{
+    struct tu_rng r = tu_rng_for(__func__, 0);
+    static uint8_t pt[TLS_MAX_PLAINTEXT], rec[TLS_MAX_RECORD_LEN], ref[TLS_MAX_RECORD_LEN];
+    struct ref_key k = make_key(16, 3);
+    struct tls_aead *a = aead_for(&k);
+    const size_t splits[][2] = {{0, 0},  {0, 1},       {1, 0},     {5, 11},    {16, 16},
+                                {17, 3}, {320, 16064}, {16383, 1}, {0, 16384}, {16384, 0}};
+
+    for (size_t i = 0; i < sizeof(splits) / sizeof(splits[0]); i++) {
+        size_t l1 = splits[i][0], l2 = splits[i][1];
+        tu_rng_fill(&r, pt, l1 + l2);
+        size_t rl = tls_record_seal2(a, 7 + i, TLS_CT_APPDATA, pt, l1, pt + l1, l2, rec);
+        ck_assert_uint_eq(ref_seal(&k, 7 + i, TLS_CT_APPDATA, pt, l1 + l2, ref), rl);
+        ck_assert_mem_eq(rec, ref, rl);
+    }
+    tls_aead_free(a);
+}
+END_TEST
+
 /* Flipping any bit of any byte except the header's length field makes the
  * open fail, and leaves no plaintext behind. */
 START_TEST(test_open_tampered_fails)
@@ -1261,6 +1283,7 @@ static Suite *record_suite(void)
     tcase_add_test(tc, test_seal_mbedtls_opens);
     tcase_add_test(tc, test_mbedtls_seals_anic_opens);
     tcase_add_test(tc, test_seal_in_place);
+    tcase_add_test(tc, test_seal2_matches_reference);
     tcase_add_test(tc, test_open_tampered_fails);
     tcase_add_test(tc, test_xor_keystream_matches_reference);
     tcase_add_test(tc, test_xor_keystream_decrypts_record_range);

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <linux/virtio_net.h>
 
@@ -29,6 +31,7 @@
 static struct tu_drv h;
 static bool g_gso; /* the next host_open gives the NIC a GSO "TUN" (virtio_net_hdr framing) */
 static bool g_lro; /* the next host_open turns LRO on */
+static const char *g_pcap;           /* the next host_open's pcap_path */
 static uint64_t rx_cookie[RING_MAX]; /* driver shadow: cookie posted in each RX slot */
 
 static void host_open(uint32_t tx_size, uint32_t rx_size)
@@ -40,7 +43,7 @@ static void host_open(uint32_t tx_size, uint32_t rx_size)
         .rx_ring_size = rx_size,
         .mtu = TEST_MTU,
         .max_flows = 4,
-        .pcap_path = NULL,
+        .pcap_path = g_pcap,
         .tun_gso = g_gso,
         .lro = g_lro,
     };
@@ -54,6 +57,7 @@ static void setup(void)
 {
     g_gso = false;
     g_lro = false;
+    g_pcap = NULL;
     memset(&h, 0, sizeof(h));
     h.wire = -1;
 }
@@ -1159,6 +1163,52 @@ START_TEST(gso_merges_in_order_run_into_one_write)
     ck_assert_uint_eq(c.tun_gso_write_packets, 11);
     ck_assert_uint_eq(c.tx_packets, 11);
     ck_assert_uint_eq(c.tx_bytes, 11 * (TU_IP_HLEN + TU_TCP_HLEN) + plen);
+    ck_assert_uint_eq(c.tx_tso_segments, 1);
+    ck_assert_uint_eq(c.tx_tso_packets, 11);
+    /* Nothing looks at the wire packets (no fault stage, no pcap): the
+       segment went out whole, never cut, with only its headers copied. */
+    ck_assert_uint_eq(c.tx_tso_direct, 1);
+    ck_assert_uint_eq(c.tx_bytes_copied, TU_IP_HLEN + TU_TCP_HLEN);
+}
+END_TEST
+
+/* With a pcap tap the wire packets are seen one by one: the segment is cut
+   (the capture gets 11 packets) and merged again into the same one write. */
+START_TEST(gso_tso_segment_cut_when_the_wire_is_captured)
+{
+    char pcap[] = "/tmp/anic-test-ring-XXXXXX";
+    int fd = mkstemp(pcap);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    g_gso = true;
+    g_pcap = pcap;
+    host_open(8, 8);
+    static uint8_t pkt[65536], payload[65536], wire[WIRE_BUF_LEN];
+    const size_t plen = 10 * TSO_MSS + 333;
+    size_t len = build_tso_segment(pkt, payload, plen);
+    struct nic_tx_desc d = data_desc(pkt, len, 0, 1);
+    d.mss = TSO_MSS;
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    size_t wl = tu_wire_recv(h.wire, wire, sizeof(wire));
+    ck_assert_uint_eq(wl, VNET_HLEN + TU_IP_HLEN + TU_TCP_HLEN + plen);
+    ck_assert(memcmp(wire + VNET_HLEN + TU_IP_HLEN + TU_TCP_HLEN, payload, plen) == 0);
+    assert_wire_empty();
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tun_gso_writes, 1);
+    ck_assert_uint_eq(c.tx_tso_packets, 11);
+    ck_assert_uint_eq(c.tx_tso_direct, 0);
+    /* cut (headers + payload of every packet), then merged (the first whole,
+       the payload of the rest) */
+    ck_assert_uint_eq(c.tx_bytes_copied,
+                      (11 * (TU_IP_HLEN + TU_TCP_HLEN) + plen) + (TU_IP_HLEN + TU_TCP_HLEN + plen));
+    tu_drv_close(&h);
+    struct stat st;
+    ck_assert_int_eq(stat(pcap, &st), 0);
+    /* pcap file header 24 B, then 16 B + the packet per wire packet */
+    ck_assert_uint_eq((uint64_t)st.st_size, 24 + 11 * 16 + 11 * (TU_IP_HLEN + TU_TCP_HLEN) + plen);
+    unlink(pcap);
 }
 END_TEST
 
@@ -1415,6 +1465,7 @@ static Suite *ring_suite(void)
     tcase_add_test(tso, tso_cuts_segment_into_wire_packets);
     tcase_add_test(tso, tso_refuses_what_it_cannot_cut);
     tcase_add_test(tso, gso_merges_in_order_run_into_one_write);
+    tcase_add_test(tso, gso_tso_segment_cut_when_the_wire_is_captured);
     tcase_add_test(tso, gso_never_merges_a_bad_checksum);
     tcase_add_test(tso, gso_splits_super_packet_from_kernel);
     tcase_add_test(tso, lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum);

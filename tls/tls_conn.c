@@ -16,6 +16,7 @@
 #include "tls_offload.h"
 #include "tls_record.h"
 
+#include <errno.h>
 #include <lwip/sys.h>
 #include <lwip/tcpip.h>
 #include <mbedtls/net_sockets.h>
@@ -23,6 +24,8 @@
 #include <mbedtls/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* tcp_poll runs every CONN_POLL_INTERVAL TCP slow-timer ticks; the tick may
@@ -32,6 +35,7 @@
 #define RX_PENDING_CAP     (TLS_MAX_PLAINTEXT + 65536)
 #define HS_IN_CAP          (TLS_MAX_PLAINTEXT + 2048) /* client flight bytes handed to the worker */
 #define HS_OUT_CAP         65536                      /* server flight the worker may write */
+#define HS_NICE            5 /* handshake workers run this much nicer than the process */
 
 enum conn_state {
     CONN_HANDSHAKE, /* mbed TLS handshake in progress */
@@ -463,6 +467,27 @@ static bool write_record(struct tls_conn *c, uint8_t type, const uint8_t *pt, si
     return true;
 }
 
+/* Host sealing (sw, or an offload refused): one application data record of
+   the staged plaintext followed by n of the caller's bytes, sealed from where
+   they are into tx_rec, so lwIP's copy is the only one for the caller's
+   bytes. All or nothing: false (nothing consumed) without TCP room. */
+static bool seal_direct(struct tls_conn *c, const uint8_t *p, size_t n)
+{
+    size_t rec_len = c->tx_pt_len + n + TLS_RECORD_OVERHEAD;
+    if (!tcp_room(c, rec_len))
+        return false;
+    tls_record_seal2(c->tx_aead, c->tx_seq, TLS_CT_APPDATA, c->tx_pt, c->tx_pt_len, p, n,
+                     c->tx_rec);
+    if (!tcp_put(c, c->tx_rec, rec_len))
+        return false;
+    c->tx_seq++;
+    ctr(c)->tx_records++;
+    ctr(c)->tx_bytes_plaintext += c->tx_pt_len + n;
+    c->tx_app_bytes += c->tx_pt_len + n; /* the offload policy's count (tx_gate) */
+    c->tx_pt_len = 0;
+    return true;
+}
+
 /* Where staged plaintext goes. With the NIC offloading, the plaintext is
    staged in place inside the record frame that the record store keeps for
    retransmissions, saving a copy per record. NULL: out of memory. */
@@ -615,6 +640,18 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
             break;
         if (c->tx_pt_len == 0 && tx_gate(c))
             break; /* switching to offload at this record boundary: fenced */
+        /* The caller's bytes complete a record that the host seals: no
+           staging copy for them (seal_direct). mbed TLS keeps staging (after
+           WANT_WRITE it must be called again with the same bytes), and so do
+           NIC frames: the record store must keep their plaintext for
+           retransmissions, and lwIP always copies (docs/design.md §4). When
+           TCP has no room, the bytes are staged as before. */
+        size_t want = c->srv->record_size - c->tx_pt_len;
+        if (len - done >= want && tls_mode_own_records(c->mode) && !tx_frames(c) &&
+            seal_direct(c, p + done, want)) {
+            done += want;
+            continue;
+        }
         uint8_t *stage = stage_buf(c);
         if (!stage)
             break;
@@ -923,6 +960,13 @@ static void *hs_main(void *arg)
 {
     struct tls_server *srv = arg;
     struct tls_hs_worker *w = &srv->hs;
+    /* Below the packet threads: when handshakes and established flows want
+       the same CPU, the flows win (their ACKs, RX buffer reposts) and
+       handshakes use what is left. Best effort: an error leaves the nice. */
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0)
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice + HS_NICE);
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->todo[0] && !w->todo[1] && !w->stop)

@@ -129,22 +129,29 @@ void tls_aead_free(struct tls_aead *a)
     free(a);
 }
 
-/* AES-GCM encrypt len bytes in -> out (in == out allowed), writing the tag. */
+/* AES-GCM encrypt the plaintext in[0..len) followed by in2[0..len2) -> out
+   (in == out allowed), writing the tag. */
 static void gcm_seal(struct tls_aead *a, uint64_t seq, uint8_t type,
                      const uint8_t explicit_nonce[TLS_EXPLICIT_NONCE_LEN], const uint8_t *in,
-                     size_t len, uint8_t *out, uint8_t tag[TLS_TAG_LEN])
+                     size_t len, const uint8_t *in2, size_t len2, uint8_t *out,
+                     uint8_t tag[TLS_TAG_LEN])
 {
     uint8_t iv[GCM_IV_LEN], aad[TLS_AAD_LEN];
     int outl;
 
     build_iv(a, iv, explicit_nonce);
-    build_aad(aad, seq, type, len);
+    build_aad(aad, seq, type, len + len2);
     crypto_check(EVP_EncryptInit_ex(a->seal, NULL, NULL, NULL, iv), "GCM set IV");
     crypto_check(EVP_EncryptUpdate(a->seal, NULL, &outl, aad, TLS_AAD_LEN), "GCM AAD");
     if (len > 0) {
         crypto_check(EVP_EncryptUpdate(a->seal, out, &outl, in, (int)len), "GCM encrypt");
         assert((size_t)outl == len);
     }
+    if (len2 > 0) {
+        crypto_check(EVP_EncryptUpdate(a->seal, out + len, &outl, in2, (int)len2), "GCM encrypt");
+        assert((size_t)outl == len2);
+    }
+    len += len2;
     crypto_check(EVP_EncryptFinal_ex(a->seal, out + len, &outl), "GCM final");
     crypto_check(EVP_CIPHER_CTX_ctrl(a->seal, EVP_CTRL_GCM_GET_TAG, TLS_TAG_LEN, tag),
                  "GCM get tag");
@@ -201,8 +208,19 @@ size_t tls_record_seal(struct tls_aead *a, uint64_t seq, uint8_t type, const uin
 
     assert(len <= TLS_MAX_PLAINTEXT);
     write_header(out, seq, type, len);
-    gcm_seal(a, seq, type, out + TLS_HEADER_LEN, pt, len, payload, payload + len);
+    gcm_seal(a, seq, type, out + TLS_HEADER_LEN, pt, len, NULL, 0, payload, payload + len);
     return len + TLS_RECORD_OVERHEAD;
+}
+
+size_t tls_record_seal2(struct tls_aead *a, uint64_t seq, uint8_t type, const uint8_t *pt,
+                        size_t len, const uint8_t *pt2, size_t len2, uint8_t *out)
+{
+    uint8_t *payload = out + TLS_PAYLOAD_OFFSET;
+
+    assert(len + len2 <= TLS_MAX_PLAINTEXT);
+    write_header(out, seq, type, len + len2);
+    gcm_seal(a, seq, type, out + TLS_HEADER_LEN, pt, len, pt2, len2, payload, payload + len + len2);
+    return len + len2 + TLS_RECORD_OVERHEAD;
 }
 
 size_t tls_record_frame_plain(uint64_t seq, uint8_t type, const uint8_t *pt, size_t len,

@@ -79,6 +79,11 @@ long tls_record_parse_header(const uint8_t hdr[TLS_HEADER_LEN]);
  * length, len + TLS_RECORD_OVERHEAD. */
 size_t tls_record_seal(struct tls_aead *a, uint64_t seq, uint8_t type, const uint8_t *pt,
                        size_t len, uint8_t *out);
+/* The same for the plaintext pt[0..len) followed by pt2[0..len2) (a staged
+ * prefix and the caller's bytes): one record of len + len2 <=
+ * TLS_MAX_PLAINTEXT bytes. Neither may overlap out. */
+size_t tls_record_seal2(struct tls_aead *a, uint64_t seq, uint8_t type, const uint8_t *pt,
+                        size_t len, const uint8_t *pt2, size_t len2, uint8_t *out);
 
 /* Build the plaintext form the NIC will encrypt: header, explicit nonce
  * (= seq), plaintext, TLS_TAG_LEN zero bytes. Same size and overlap rules as
