@@ -344,8 +344,8 @@ static int run_cells(struct load *L)
            leaked_cells ? "NO" : "yes", release_max_s);
     const struct stack_rto_counters *rc = stack_rto_counters();
     printf("anic tcp: fast_rto_fired %" PRIu64 ", RTT samples %" PRIu64 " (%" PRIu64
-           " dropped by Karn's rule), mean SRTT %" PRIu64 " ms at the last walk\n",
-           rc->fast_rto_fired, rc->rto_rtt_samples, rc->rto_rtt_karn, rc->rto_srtt_ms);
+           " dropped by Karn's rule)\n",
+           rc->fast_rto_fired, rc->rto_rtt_samples, rc->rto_rtt_karn);
     return load_stop ? 130 : leaked_cells ? 1 : 0;
 }
 

@@ -57,32 +57,53 @@ static uint32_t pcb_key(const struct tcp_pcb *pcb)
            ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip));
 }
 
-/* Fold one RTT sample (ms) into the estimator (RFC 6298 §2.2, §2.3). */
+/* An RTT estimator in 1/8 ms; srtt8 0 = no sample yet. */
+struct rtt_est {
+    uint32_t srtt8, rttvar8;
+};
+
+/* The host's: every connection's samples. A connection's RTO starts from it
+   until its own first sample (as Linux starts from the route's cached RTT):
+   every peer is behind the same link, and a connection's first segments
+   (the server's handshake flight) are rarely timed, since the walk sees a
+   short exchange only after it is over. */
+static struct rtt_est host_rtt;
+
+/* Fold one sample (RFC 6298 §2.2, §2.3). */
+static void est_fold(struct rtt_est *est, uint32_t r8)
+{
+    if (!est->srtt8) {
+        est->srtt8 = r8 ? r8 : 1;
+        est->rttvar8 = r8 / 2;
+        return;
+    }
+    uint32_t err = est->srtt8 > r8 ? est->srtt8 - r8 : r8 - est->srtt8;
+    est->rttvar8 = est->rttvar8 - est->rttvar8 / 4 + err / 4;
+    est->srtt8 = est->srtt8 - est->srtt8 / 8 + r8 / 8;
+    if (!est->srtt8)
+        est->srtt8 = 1;
+}
+
 static void rtt_sample(struct rto_entry *e, uint32_t r_ms)
 {
-    uint32_t r8 = r_ms * 8;
-    if (!e->srtt8) {
-        e->srtt8 = r8 ? r8 : 1;
-        e->rttvar8 = r8 / 2;
-    } else {
-        uint32_t err = e->srtt8 > r8 ? e->srtt8 - r8 : r8 - e->srtt8;
-        e->rttvar8 = e->rttvar8 - e->rttvar8 / 4 + err / 4;
-        e->srtt8 = e->srtt8 - e->srtt8 / 8 + r8 / 8;
-        if (!e->srtt8)
-            e->srtt8 = 1;
-    }
+    struct rtt_est own = {e->srtt8, e->rttvar8};
+    est_fold(&own, r_ms * 8);
+    e->srtt8 = own.srtt8;
+    e->rttvar8 = own.rttvar8;
+    est_fold(&host_rtt, r_ms * 8);
     counters.rto_rtt_samples++;
 }
 
 /* The RTO before backoff: SRTT + max(G, 4 RTTVAR) with G = 1 ms (sys_now's
-   resolution), clamped to [min_rto_ms, RTO_CEIL_MS]; min_rto_ms until the
-   first sample. */
+   resolution), clamped to [min_rto_ms, RTO_CEIL_MS]; the host's estimator
+   until the connection's first sample, min_rto_ms before any sample. */
 static uint32_t rto_base(const struct rto_entry *e)
 {
-    if (!e->srtt8)
+    struct rtt_est est = e->srtt8 ? (struct rtt_est){e->srtt8, e->rttvar8} : host_rtt;
+    if (!est.srtt8)
         return min_rto_ms;
-    uint32_t var = 4 * e->rttvar8 > 8 ? 4 * e->rttvar8 : 8;
-    uint32_t rto = (e->srtt8 + var + 7) / 8;
+    uint32_t var = 4 * est.rttvar8 > 8 ? 4 * est.rttvar8 : 8;
+    uint32_t rto = (est.srtt8 + var + 7) / 8;
     if (rto > RTO_CEIL_MS)
         rto = RTO_CEIL_MS;
     return rto < min_rto_ms ? min_rto_ms : rto;
@@ -302,6 +323,7 @@ void stack_rto_start(uint32_t min_ms, uint32_t give_up)
     min_rto_ms = min_ms;
     give_up_ms = give_up;
     running = true;
+    host_rtt = (struct rtt_est){0};
     sys_timeout(1, tick, NULL);
 }
 

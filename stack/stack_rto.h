@@ -15,7 +15,8 @@
  * unacked segment.
  *
  * Adaptive RTO (RFC 6298). The RTO is SRTT + max(1 ms, 4 RTTVAR), clamped
- * to [min_ms, 1 s]; min_ms until the first sample. One segment per pcb is
+ * to [min_ms, 1 s]; until a connection's first sample it comes from the
+ * host's estimator (all connections' samples), min_ms before any sample. One segment per pcb is
  * timed at a time, at the walks' resolution (<= min_ms / 2), and Karn's
  * rule drops the sample of a segment that was retransmitted. A fixed 10 ms
  * RTO fired thousands of times spuriously when queueing on a loaded host

@@ -3492,27 +3492,29 @@ END_TEST
  * flight (a record of type handshake, 0x16). */
 #define HSQ_CONNS 24
 
+/* TLS 1.2 ClientHello: ECDHE-ECDSA-AES128-GCM-SHA256; groups x25519 and
+   secp256r1; uncompressed points; ecdsa_secp256r1_sha256. Record header,
+   handshake header, version, random, then: */
+static const uint8_t hsq_hello[] = {
+    0x16, 0x03, 0x01, 0x00, 71,   0x01, 0x00, 0x00, 67,   0x03, 0x03, 1,  2,  3,    4,
+    5,    6,    7,    8,    9,    10,   11,   12,   13,   14,   15,   16, 17, 18,   19,
+    20,   21,   22,   23,   24,   25,   26,   27,   28,   29,   30,   31, 32, 0x00, /* session id */
+    0x00, 0x02, 0xc0, 0x2b,                                     /* cipher suites */
+    0x01, 0x00,                                                 /* compression */
+    0x00, 24,                                                   /* extensions */
+    0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17, /* supported_groups */
+    0x00, 0x0b, 0x00, 0x02, 0x01, 0x00,                         /* ec_point_formats */
+    0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04, 0x03,             /* signature_algorithms */
+};
+_Static_assert(sizeof(hsq_hello) == 5 + 71, "ClientHello length");
+
+/* arg NULL: read each answer. Non-NULL: reset every connection (SO_LINGER 0)
+   right after the burst, while their handshakes wait for the worker. */
 static void hsq_child(void *arg)
 {
-    (void)arg;
+    bool abandon = arg != NULL;
     ns_enter_or_exit(cur->srv.ns);
-    /* TLS 1.2 ClientHello: ECDHE-ECDSA-AES128-GCM-SHA256; groups x25519 and
-       secp256r1; uncompressed points; ecdsa_secp256r1_sha256. */
-    static const uint8_t hello[] =
-        {
-            0x16, 0x03, 0x01, 0x00, 71,   0x01, 0x00, 0x00, 67,   0x03, 0x03, /* record, handshake
-                                                                               */
-            1,    2,    3,    4,    5,    6,    7,    8,    9,    10,   11,   12,
-            13,   14,   15,   16,   17,   18,   19,   20,   21,   22,   23,   24,
-            25,   26,   27,   28,   29,   30,   31,   32,   0x00,       /* session id */
-            0x00, 0x02, 0xc0, 0x2b,                                     /* cipher suites */
-            0x01, 0x00,                                                 /* compression */
-            0x00, 24,                                                   /* extensions */
-            0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17, /* supported_groups */
-            0x00, 0x0b, 0x00, 0x02, 0x01, 0x00,                         /* ec_point_formats */
-            0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04, 0x03,             /* signature_algorithms */
-        };
-    _Static_assert(sizeof(hello) == 5 + 71, "ClientHello length");
+    const uint8_t *hello = hsq_hello;
     int fds[HSQ_CONNS];
     struct timeval tv = {5, 0};
     for (int i = 0; i < HSQ_CONNS; i++) {
@@ -3526,10 +3528,20 @@ static void hsq_child(void *arg)
         }
     }
     for (int i = 0; i < HSQ_CONNS; i++)
-        if (send(fds[i], hello, sizeof(hello), MSG_NOSIGNAL) != (ssize_t)sizeof(hello)) {
+        if (send(fds[i], hello, sizeof(hsq_hello), MSG_NOSIGNAL) != (ssize_t)sizeof(hsq_hello)) {
             printf("send #%d: %s\n", i, strerror(errno));
             _exit(3);
         }
+    if (abandon) {
+        struct linger lg = {1, 0};
+        for (int i = 0; i < HSQ_CONNS; i++) {
+            setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+            close(fds[i]);
+        }
+        printf("reset %d\n", HSQ_CONNS);
+        fflush(stdout);
+        _exit(0);
+    }
     int answered = 0, refused = 0, odd = 0;
     for (int i = 0; i < HSQ_CONNS; i++) {
         uint8_t buf[64];
@@ -3597,6 +3609,28 @@ START_TEST(test_hs_queue_full)
                      "tls_nic.handshakes_queue_full grew by %" PRIu64 ", the client saw %d resets",
                      v, ref);
     }
+    /* A second burst, reset at once: the handshakes still queued are
+       skipped (no public-key work for the dead) and counted. */
+    uint64_t ab0 = js ? stat_of(&f, js, "tls_nic", "handshakes_abandoned") : 0;
+    struct run_io io2 = {.out = out, .out_cap = sizeof(out)};
+    rc = run_proc(NULL, hsq_child, (void *)1, &io2, 30);
+    uint64_t ab = 0;
+    for (int t = 0; t < 50 && rc == 0; t++) { /* the worker drains its queue */
+        js = fetch_stats(&f, "hsq-abandon", false);
+        ab = js ? stat_of(&f, js, "tls_nic", "handshakes_abandoned") - ab0 : 0;
+        if (!js || ab)
+            break;
+        sleep_ms(100);
+    }
+    note("[%s] ClientHello burst of %d reset at once: %" PRIu64 " handshakes abandoned", cur->name,
+         HSQ_CONNS, ab);
+    bool ab_ok = rc == 0 && ab >= 1 && ab <= HSQ_CAP;
+    record("ClientHello burst reset while queued", io2.secs, ab_ok);
+    if (!ab_ok)
+        fail_add(&f,
+                 "reset burst: rc %d, tls_nic.handshakes_abandoned grew by %" PRIu64
+                 " (want 1..%d: the queued ones)",
+                 rc, ab, HSQ_CAP);
     check_still_serving(&f, MODE_NIC, "the ClientHello burst");
     FAILS_ASSERT(&f);
 }
