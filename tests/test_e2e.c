@@ -33,6 +33,9 @@
  *  offload policy (policy-after: --offload-policy after:65536, 1% loss both
  *    ways): the TX and RX matrices, each direction switching to the NIC mid-
  *    stream; check_policy counts the switches and the bytes offloaded.
+ *    policy-auto (--offload-policy auto, 1% RX loss): a small download kept
+ *    in software, a big one offloaded at open, a big upload switched after
+ *    its head, by the sizes HTTP announces (test_policy_auto).
  *  context cache (conn-cache: --nic-ctx-cache 64 --nic-flows 8192, 1% loss
  *    both ways): 2000 concurrent TLS connections on the offload ports, each
  *    with a pipelined download or upload, all byte-exact; the cache missed
@@ -81,6 +84,7 @@
  *                         rx-loss2-nobuf rx-loss2-hint rx-tamper1 rx-inject tshark-nic
  *                         tx-noctx1 slow-clients conn-flood blackout-tx rx-hog
  *                         conn-rss offloads-off policy-after conn-cache
+ *                         policy-auto
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -775,6 +779,8 @@ enum {
     T_RSS = 1u << 10,
     /* many concurrent offloaded connections through a small context cache */
     T_CACHE = 1u << 11,
+    /* --offload-policy auto: chosen by the announced sizes (test_policy_auto) */
+    T_AUTO = 1u << 12,
 };
 
 struct profile {
@@ -849,6 +855,7 @@ static const char *const hog_args[] = {"--send-timeout", "4", NULL};
 static const char *const rss_args[] = {"--max-conns", RSS_MAX_CONNS_S, NULL};
 #define POLICY_AFTER 65536
 static const char *const policy_args[] = {"--offload-policy", "after:65536", NULL};
+static const char *const auto_args[] = {"--offload-policy", "auto", NULL};
 /* conn-cache: 2000 connections offloaded both ways need 4000 flow ids. */
 #define CACHE_CONNS   2000
 #define CACHE_SIZE_S  "64"
@@ -934,6 +941,8 @@ static struct profile profiles[] = {
      .no_huge = true,
      .args = policy_args,
      .policy_after = true},
+    /* Offload policy auto (break-even ~93 KiB): by the sizes HTTP announces. */
+    {.name = "policy-auto", .tests = T_AUTO, .rx = "loss 1%", .seed_off = 28000, .args = auto_args},
 };
 #define N_PROFILES ((int)(sizeof(profiles) / sizeof(profiles[0])))
 
@@ -2256,6 +2265,47 @@ static void check_policy(struct fails *f, const char *js)
                      m ? "tagcache" : "dump", rec, lo, hi, POLICY_AFTER);
     }
 }
+
+/* --offload-policy auto (docs/design.md §4.1), the default cost model
+ * (break-even 95239 bytes): a 16 KiB download stays in software, a 1 MiB
+ * download is offloaded from its first record (HTTP announced its size), a
+ * 1 MiB upload switches at the record after its head (the Content-Length
+ * arrives there); the short directions stay in software. Exact counts: the
+ * profile runs nothing else on the nic port. Each transfer is checked. */
+START_TEST(test_policy_auto)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    do_get(&f, MODE_NIC, SI_16384);
+    do_get(&f, MODE_NIC, SI_1M);
+    do_upload(&f, MODE_NIC, &uploads[SI_1M], false);
+    static const char *const name[6] = {"offload_tx_at_open",  "offload_tx_switched",
+                                        "offload_tx_kept_sw",  "offload_rx_at_open",
+                                        "offload_rx_switched", "offload_rx_kept_sw"};
+    static const uint64_t want[6] = {1, 0, 2, 0, 1, 2};
+    uint64_t got[6] = {0};
+    /* kept_sw is counted when the connection is freed: after the peer's close. */
+    for (int tries = 0; tries < 50; tries++) {
+        struct fails g = {0};
+        const char *js = fetch_stats(&g, "policy", false);
+        bool same = js != NULL;
+        for (int i = 0; js && i < 6; i++) {
+            got[i] = stat_of(&g, js, i < 3 ? "offload_dump" : "offload_rx", name[i]);
+            same = same && got[i] == want[i];
+        }
+        if (same || tries == 49)
+            break;
+        usleep(100000);
+    }
+    note("[%s] policy auto: tx at_open %" PRIu64 " switched %" PRIu64 " kept_sw %" PRIu64
+         "; rx at_open %" PRIu64 " switched %" PRIu64 " kept_sw %" PRIu64,
+         cur->name, got[0], got[1], got[2], got[3], got[4], got[5]);
+    for (int i = 0; i < 6; i++)
+        if (got[i] != want[i])
+            fail_add(&f, "%s %" PRIu64 " (want %" PRIu64 ")", name[i], got[i], want[i]);
+    FAILS_ASSERT(&f);
+}
+END_TEST
 
 /* Segmentation offloads: with TSO and GSO on (the default) downloads of the
    TX matrix go out as TSO segments, each cut into more than one wire packet,
@@ -4279,6 +4329,8 @@ static Suite *make_suite(void)
             tcase_add_test(tc, test_conn_cache);
         if (t & T_BLACKOUT)
             tcase_add_test(tc, test_blackout);
+        if (t & T_AUTO)
+            tcase_add_test(tc, test_policy_auto);
         tcase_add_test(tc, test_stats);
         tcase_add_test(tc, test_offload_counters);
         if (t & T_CAPTURE)
