@@ -194,7 +194,10 @@ static bool parse_wrk(const char *out, uint64_t size, struct load_result *r)
     return true;
 }
 
-static void run_wrk(struct load *L, const char *url, unsigned conns, uint64_t size,
+/* One wrk run against url. close_each: "Connection: close", so wrk opens a
+   new connection (a full handshake: neither server resumes sessions for wrk)
+   for every request (--conn-rate). */
+static void run_wrk(struct load *L, const char *url, unsigned conns, uint64_t size, bool close_each,
                     struct load_result *r)
 {
     char t[16], c[16], d[16], out[LOAD_OUT_CAP], errp[160];
@@ -203,8 +206,18 @@ static void run_wrk(struct load *L, const char *url, unsigned conns, uint64_t si
     snprintf(c, sizeof(c), "%u", conns);
     snprintf(d, sizeof(d), "%us", L->o.seconds);
     snprintf(errp, sizeof(errp), "%s/wrk.stderr", L->dir);
-    char *argv[] = {L->wrk,           "-t",        t,           "-c", c, "-d", d, "--timeout",
-                    LOAD_WRK_TIMEOUT, "--latency", (char *)url, NULL};
+    char *argv[16];
+    unsigned n = 0;
+    argv[n++] = L->wrk;
+    argv[n++] = "-t", argv[n++] = t;
+    argv[n++] = "-c", argv[n++] = c;
+    argv[n++] = "-d", argv[n++] = d;
+    argv[n++] = "--timeout", argv[n++] = LOAD_WRK_TIMEOUT;
+    if (close_each)
+        argv[n++] = "-H", argv[n++] = "Connection: close";
+    argv[n++] = "--latency";
+    argv[n++] = (char *)url;
+    argv[n] = NULL;
     int rc = run_capture(argv, out, sizeof(out), errp, L->o.seconds + LOAD_WRK_GRACE_S);
     if (rc != 0 || !parse_wrk(out, size, r)) {
         memset(r, 0, sizeof(*r));
@@ -302,7 +315,7 @@ static int run_cells(struct load *L)
                 snprintf(url, sizeof(url), "%s://%s:%u/bytes/%" PRIu64,
                          m == TLS_MODE_NONE ? "http" : "https", host, anic_port(m), size);
                 struct load_result a;
-                run_wrk(L, url, conns, size, &a);
+                run_wrk(L, url, conns, size, false, &a);
                 double rel_s;
                 uint64_t left = wait_released(L, &rel_s);
                 release_max_s = rel_s > release_max_s ? rel_s : release_max_s;
@@ -317,7 +330,7 @@ static int run_cells(struct load *L)
                     snprintf(url, sizeof(url), "%s://%s:%d/bytes/%" PRIu64,
                              m == TLS_MODE_NONE ? "http" : "https", LOAD_NGINX_ADDR,
                              m == TLS_MODE_NONE ? LOAD_NGINX_HTTP : LOAD_NGINX_HTTPS, size);
-                    run_wrk(L, url, conns, size, ng);
+                    run_wrk(L, url, conns, size, false, ng);
                     sleep_ms(LOAD_SETTLE_MS);
                     csv_row(L, "nginx", m == TLS_MODE_NONE ? "plain" : "tls", conns, size, ng);
                 }
@@ -645,38 +658,6 @@ static void run_handshakes(struct load *L)
 
 /* ---- connection rate (--conn-rate): one TLS connection per request ---- */
 
-/* As run_wrk, with "Connection: close": wrk opens a new connection (a full
-   handshake: neither server resumes sessions for wrk) for every request. */
-static void run_wrk_close(struct load *L, const char *url, unsigned conns, uint64_t size,
-                          struct load_result *r)
-{
-    char t[16], c[16], d[16], out[LOAD_OUT_CAP], errp[160];
-    unsigned threads = L->o.wrk_threads < conns ? L->o.wrk_threads : conns;
-    snprintf(t, sizeof(t), "%u", threads);
-    snprintf(c, sizeof(c), "%u", conns);
-    snprintf(d, sizeof(d), "%us", L->o.seconds);
-    snprintf(errp, sizeof(errp), "%s/wrk.stderr", L->dir);
-    char *argv[] = {L->wrk,
-                    "-t",
-                    t,
-                    "-c",
-                    c,
-                    "-d",
-                    d,
-                    "--timeout",
-                    LOAD_WRK_TIMEOUT,
-                    "-H",
-                    "Connection: close",
-                    "--latency",
-                    (char *)url,
-                    NULL};
-    int rc = run_capture(argv, out, sizeof(out), errp, L->o.seconds + LOAD_WRK_GRACE_S);
-    if (rc != 0 || !parse_wrk(out, size, r)) {
-        memset(r, 0, sizeof(*r));
-        fprintf(stderr, "anic bench --load: wrk %s failed (rc %d):\n%s\n", url, rc, out);
-    }
-}
-
 static void set_policy(struct load *L, const struct tls_offload_policy *p)
 {
     if (!L->rt.offload)
@@ -758,7 +739,7 @@ static int run_conn_rate(struct load *L)
                     struct load_result res;
                     double h0, n0, h1, n1;
                     task_cpu(&h0, &n0);
-                    run_wrk_close(L, url, conns, size, &res);
+                    run_wrk(L, url, conns, size, true, &res);
                     sleep_ms(LOAD_SETTLE_MS);
                     task_cpu(&h1, &n1);
                     host_s[m] += h1 - h0;
