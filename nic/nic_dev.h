@@ -68,6 +68,7 @@ struct nic_queues {
     X(rx_lro_merged)   /* wire packets appended to the packet before them (LRO) */                 \
     X(rx_lro_packets)  /* completions that hold more than one wire packet */                       \
     X(rx_lro_no_room)  /* packets dropped: the buffer they had to move to was too small */         \
+    X(rx_gro_direct) /* GSO super-packets from TUN taken whole: one buffer, one walk, no split */  \
     X(rx_packets)                                                                                  \
     X(rx_bytes)                                                                                    \
     X(rx_no_buffer)                                                                                \

@@ -654,11 +654,85 @@ static bool rx_into_merge(struct nic_dev *dev, uint64_t now)
     return true;
 }
 
+/* A GSO super-packet from TUN taken whole (docs/design.md §5 "One pass"):
+   when no one observes the wire packets (nic_link_super_ok), one that LRO
+   would merge entire (an in-order ACK/PSH data segment after no gap, a
+   posted buffer that holds it) goes into one host buffer, decrypted in one
+   walk, with the bytes, mark and view the split packets' merge would have.
+   Returns false, having consumed nothing, if it must be split instead. */
+static bool rx_super(struct nic_dev *dev, const struct nic_link_super *sp)
+{
+    const struct nic_tcp_view *v = &sp->v;
+    const uint8_t *p = sp->pkt;
+    if (v->ip_hlen != 20 || (v->tcp_flags & ~NIC_TCP_PSH) != NIC_TCP_ACK)
+        return false;
+    uint8_t tuple[12];
+    memcpy(tuple, p + 12, 8);
+    memcpy(tuple + 8, p + v->tcp_off, 4);
+    bool same = dev->lro.last_valid && memcmp(tuple, dev->lro.last_tuple, sizeof(tuple)) == 0;
+    if (dev->lro.singles || (same && v->seq != dev->lro.last_end))
+        return false; /* lro_alone's packets after a gap: split */
+    struct nic_queues *q = &dev->queues;
+    uint32_t prod = __atomic_load_n(&q->rx_idx->prod, __ATOMIC_ACQUIRE);
+    if (dev->rx_cons == prod)
+        return false; /* split, each packet is dropped and counted as without LRO */
+    const struct nic_rx_desc *d = &q->rx_ring[nic_ring_slot(dev->rx_cons, q->rx_size)];
+    if (d->len < sp->len)
+        return false;
+    struct nic_flow *f =
+        have_rx_flows(dev) ? nic_flow_lookup_rx(dev->flows, v->saddr, v->daddr, v->sport, v->dport)
+                           : NULL;
+    bool tls = f && f->rx;
+    if (tls && !nic_tls_ctx_access(&dev->tls, f))
+        return false;
+    uint8_t *buf = (uint8_t *)(uintptr_t)d->addr;
+    memcpy(buf, p, sp->len);
+    /* Checksums: the kernel asked for them to be completed (NEEDS_CSUM);
+       the split computes and verifies each packet's, so all would pass. */
+    struct nic_cqe e = {.kind = NIC_CQE_RX_PACKET,
+                        .len = (uint32_t)sp->len,
+                        .cookie = d->cookie,
+                        .flags = NIC_RXF_CSUM_OK};
+    if (tls && !nic_tls_rx_flow_span(&dev->tls, f, buf, v, sp->pkts, &e))
+        return false;
+    lro_flush(dev); /* what came before completes first */
+    rx_consume_slot(dev);
+    buf[10] = buf[11] = 0;
+    uint16_t ipc = nic_csum_fold(nic_csum_add(0, buf, 20));
+    memcpy(buf + 10, &ipc, 2);
+    nic_tcp_csum_fix(buf, v); /* lwIP checks it */
+    nic_link_super_take(dev->link, sp);
+    dev->c.rx_packets += sp->pkts;
+    dev->c.rx_bytes += sp->wire_bytes;
+    dev->c.rx_lro_merged += sp->pkts - 1;
+    dev->c.rx_lro_packets++;
+    dev->c.rx_gro_direct++;
+    memcpy(dev->lro.last_tuple, tuple, sizeof(tuple));
+    dev->lro.last_end = v->seq + (uint32_t)v->payload_len;
+    dev->lro.last_valid = true;
+    rx_complete(dev, buf, sp->len, &e);
+    return true;
+}
+
 static unsigned engine_rx_poll(struct nic_dev *dev, uint64_t now)
 {
     struct nic_queues *q = &dev->queues;
     unsigned n = 0;
     while (n < ENGINE_BUDGET) {
+        if (dev->cfg.lro && nic_link_super_ok(dev->link)) {
+            struct nic_link_super sp;
+            enum nic_link_super_read r = nic_link_recv_super(dev->link, &sp, now);
+            if (r == NIC_LINK_SUPER_NONE)
+                break;
+            if (r == NIC_LINK_SUPER_WHOLE) {
+                if (rx_super(dev, &sp)) {
+                    n++;
+                    continue;
+                }
+                nic_link_super_split(dev->link, &sp);
+            }
+            /* the link has wire packets queued now: as without this */
+        }
         if (dev->lro.open) {
             /* A packet that does not extend the merge moves to the next
                buffer: without one, close the merge first, so that packets

@@ -427,8 +427,11 @@ static bool rx_complete_csum(uint8_t *pkt, size_t len, const struct virtio_net_h
     return true;
 }
 
-/* One read from a GSO TUN. Returns false when nothing was queued. */
-static bool link_read_gso(struct nic_link *link)
+enum gso_read { GSO_READ_NONE, GSO_READ_DONE, GSO_READ_SUPER };
+
+/* One read from a GSO TUN: a frame that is one wire packet is delivered, a
+   super-packet of more than one is described in *sp for the caller. */
+static enum gso_read link_read_gso_frame(struct nic_link *link, struct nic_link_super *sp)
 {
     ssize_t n;
     do
@@ -437,11 +440,11 @@ static bool link_read_gso(struct nic_link *link)
     if (n <= 0) {
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             link->counters.rx_read_errors++;
-        return false;
+        return GSO_READ_NONE;
     }
     if ((size_t)n <= LINK_VNET_HLEN) {
         link->counters.rx_read_errors++;
-        return true;
+        return GSO_READ_DONE;
     }
     struct virtio_net_hdr h;
     memcpy(&h, link->rx_gso, sizeof(h));
@@ -451,27 +454,73 @@ static bool link_read_gso(struct nic_link *link)
     if (gso == VIRTIO_NET_HDR_GSO_NONE) {
         if ((h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !rx_complete_csum(pkt, len, &h)) {
             link->counters.rx_gso_bad++;
-            return true;
+            return GSO_READ_DONE;
         }
         rx_deliver(link, pkt, len);
-        return true;
+        return GSO_READ_DONE;
     }
     struct nic_tcp_view v;
     if (gso != VIRTIO_NET_HDR_GSO_TCPV4 || !h.gso_size || !nic_parse_tcp(pkt, len, &v) ||
         v.payload_off + h.gso_size > link->mtu) {
         link->counters.rx_gso_bad++;
-        return true;
+        return GSO_READ_DONE;
     }
     link->counters.rx_gso_reads++;
     if (v.payload_len <= h.gso_size) { /* one packet: only the checksum to finish */
         nic_tcp_csum_fix(pkt, &v);
         link->counters.rx_gso_packets++;
         rx_deliver(link, pkt, v.payload_off + v.payload_len);
-        return true;
+        return GSO_READ_DONE;
     }
+    sp->pkt = pkt;
+    sp->len = v.payload_off + v.payload_len;
+    sp->v = v;
+    sp->mss = h.gso_size;
+    sp->pkts = (uint32_t)((v.payload_len + h.gso_size - 1) / h.gso_size);
+    sp->wire_bytes = v.payload_len + (uint64_t)sp->pkts * v.payload_off;
+    return GSO_READ_SUPER;
+}
+
+void nic_link_super_split(struct nic_link *link, const struct nic_link_super *sp)
+{
     link->counters.rx_gso_packets +=
-        nic_tso_cut(pkt, &v, h.gso_size, link->scratch, rx_deliver, link);
-    return true;
+        nic_tso_cut(sp->pkt, &sp->v, sp->mss, link->scratch, rx_deliver, link);
+}
+
+/* One read from a GSO TUN. Returns false when nothing was queued. */
+static bool link_read_gso(struct nic_link *link)
+{
+    struct nic_link_super sp;
+    enum gso_read r = link_read_gso_frame(link, &sp);
+    if (r == GSO_READ_SUPER)
+        nic_link_super_split(link, &sp);
+    return r != GSO_READ_NONE;
+}
+
+bool nic_link_super_ok(const struct nic_link *link)
+{
+    return link->gso && !link->fault_rx && !link->dumper && !link->pend.n;
+}
+
+enum nic_link_super_read nic_link_recv_super(struct nic_link *link, struct nic_link_super *sp,
+                                             uint64_t now_ns)
+{
+    link->rx_now = now_ns;
+    switch (link_read_gso_frame(link, sp)) {
+    case GSO_READ_NONE:
+        return NIC_LINK_SUPER_NONE;
+    case GSO_READ_SUPER:
+        return NIC_LINK_SUPER_WHOLE;
+    default:
+        return NIC_LINK_SUPER_QUEUED;
+    }
+}
+
+void nic_link_super_take(struct nic_link *link, const struct nic_link_super *sp)
+{
+    link->counters.rx_packets += sp->pkts;
+    link->counters.rx_bytes += sp->wire_bytes;
+    link->counters.rx_gso_packets += sp->pkts;
 }
 
 /* The next packet the RX fault stage lets through by now_ns, into buf; a

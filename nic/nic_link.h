@@ -60,6 +60,33 @@ unsigned nic_link_tx_flush(struct nic_link *link, uint64_t now_ns);
    dropped and counted (rx_truncated). */
 size_t nic_link_recv(struct nic_link *link, uint8_t *buf, size_t cap, uint64_t now_ns);
 
+/* Wire -> NIC, a GSO super-packet whole (docs/design.md §6 "No split when
+   no one looks"). Possible only with a GSO TUN, no RX fault stage, no pcap
+   and no split packets waiting (nic_link_super_ok). */
+struct nic_link_super {
+    uint8_t *pkt; /* the IP packet in the link's read buffer, valid until the next read */
+    size_t len;
+    struct nic_tcp_view v;
+    uint32_t mss;        /* gso_size: payload of every wire packet but the last */
+    uint32_t pkts;       /* wire packets it stands for */
+    uint64_t wire_bytes; /* their bytes */
+};
+
+enum nic_link_super_read {
+    NIC_LINK_SUPER_NONE,   /* nothing to read */
+    NIC_LINK_SUPER_QUEUED, /* a frame that is not a super-packet: nic_link_recv has it */
+    NIC_LINK_SUPER_WHOLE   /* *sp describes a TCPv4 super-packet of more than one packet */
+};
+
+bool nic_link_super_ok(const struct nic_link *link);
+/* One read from TUN (bounded: one frame). A super-packet is not split nor
+   counted yet: the caller either takes it whole (nic_link_super_take) or has
+   it split as any other read (nic_link_super_split), before the next read. */
+enum nic_link_super_read nic_link_recv_super(struct nic_link *link, struct nic_link_super *sp,
+                                             uint64_t now_ns);
+void nic_link_super_take(struct nic_link *link, const struct nic_link_super *sp);
+void nic_link_super_split(struct nic_link *link, const struct nic_link_super *sp);
+
 /* Earliest time a held packet (either direction) becomes due; UINT64_MAX if none. */
 uint64_t nic_link_next_deadline(const struct nic_link *link);
 

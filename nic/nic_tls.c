@@ -20,11 +20,13 @@ int nic_tls_ctx_init(struct nic_tls_ctx *ctx, uint64_t scratch_bytes, uint32_t c
     ctx->rx_orig = malloc(NIC_MAX_PACKET);
     ctx->rx_scratch = malloc(NIC_MAX_PACKET);
     ctx->fetch_buf = malloc(NIC_CTX_HOST_BYTES);
+    ctx->rx_span_gcm = EVP_CIPHER_CTX_new();
     ctx->reorder_pool_cap = scratch_bytes - NIC_TLS_SCRATCH_FIXED;
     ctx->cache_cap = cache_cap;
     ctx->fetch_ns = fetch_ns;
     ctx->lru_head = ctx->lru_tail = 0;
-    if (!ctx->dump_buf || !ctx->rx_orig || !ctx->rx_scratch || !ctx->fetch_buf) {
+    if (!ctx->dump_buf || !ctx->rx_orig || !ctx->rx_scratch || !ctx->fetch_buf ||
+        !ctx->rx_span_gcm) {
         nic_tls_ctx_fini(ctx);
         return -1;
     }
@@ -45,6 +47,8 @@ void nic_tls_ctx_fini(struct nic_tls_ctx *ctx)
         OPENSSL_cleanse(ctx->fetch_buf, NIC_CTX_HOST_BYTES);
     free(ctx->fetch_buf);
     ctx->fetch_buf = NULL;
+    EVP_CIPHER_CTX_free(ctx->rx_span_gcm); /* frees and wipes the saved key schedule */
+    ctx->rx_span_gcm = NULL;
 }
 
 /* What an eviction writes at NIC_CTX_HOST_NIC_OFF of the block. The

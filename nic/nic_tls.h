@@ -63,6 +63,9 @@ struct nic_tls_ctx {
        an RX packet's original bytes, the RX walker's state-only output, a
        fetched host block. The rest of the pool holds RX reorder copies. */
     uint8_t *dump_buf, *rx_orig, *rx_scratch, *fetch_buf;
+    /* A walker's GCM state saved before a one-pass span
+       (nic_tls_rx_flow_span), so that a span that fails leaves it as it was. */
+    EVP_CIPHER_CTX *rx_span_gcm;
     uint64_t reorder_pool_cap; /* bytes; in use: c->rx_tls_reorder_pool_bytes */
     /* Context cache: LRU list of resident flows by id (0 = none). */
     uint32_t cache_cap; /* 0: every installed context is resident */
@@ -115,6 +118,18 @@ void nic_tls_rx_free(struct nic_tls_rx_flow *rx);
    decrypt in-sequence records in place, set cqe flags. */
 void nic_tls_rx_flow_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint8_t *pkt,
                             const struct nic_tcp_view *v, struct nic_cqe *cqe);
+/* A super-packet of an RX flow taken whole (docs/design.md §5 "One pass"),
+   pkt a copy of it in the host buffer: decrypted in one walk over the whole
+   span, only where each of its pkts wire packets, split, would have been
+   decrypted in order by the same walk and marked: the flow in sync at
+   v->seq with nothing held, TCP taking the whole span, every header in it
+   plausible and every record ending in it authentic. Then cqe has
+   DECRYPTED, the flow id and the view of the first payload byte, and the
+   counters read as for the wire packets. Otherwise returns false with the
+   walker and counters as they were (pkt's bytes are then undefined): the
+   caller splits the original. The TCP checksum is the caller's. */
+bool nic_tls_rx_flow_span(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint8_t *pkt,
+                          const struct nic_tcp_view *v, uint32_t pkts, struct nic_cqe *cqe);
 int nic_tls_rx_resync_response(struct nic_tls_ctx *ctx, struct nic_flow *flow,
                                const struct nic_tx_desc *d);
 int nic_tls_rx_hint(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct nic_tx_desc *d);

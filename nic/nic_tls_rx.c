@@ -714,6 +714,49 @@ void nic_tls_rx_flow_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint
     }
 }
 
+bool nic_tls_rx_flow_span(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint8_t *pkt,
+                          const struct nic_tcp_view *v, uint32_t pkts, struct nic_cqe *cqe)
+{
+    struct nic_tls_rx_flow *f = flow->rx;
+    struct rx_walker *w = &f->w;
+    uint32_t seq = v->seq, end = seq + (uint32_t)v->payload_len;
+    /* What in_sync_packet would send every wire packet to in_order_decrypt
+       with nothing to drain; SYN and RST are the caller's to exclude. */
+    if (f->state != RX_IN_SYNC || seq != w->seq || f->nsegs ||
+        (f->wnd_known && seq_lt(f->wnd_edge, end)))
+        return false;
+    /* Inside a record's payload the GCM state is the walk's: keep a copy. */
+    struct rx_walker saved = *w;
+    bool gcm_live = w->rec_off >= NIC_TLS_PAYLOAD_OFF;
+    if (gcm_live && !EVP_CIPHER_CTX_copy(ctx->rx_span_gcm, w->gcm))
+        return false;
+    uint64_t errs = ctx->c->rx_tls_err;
+    struct nic_cqe view = *cqe;
+    view_at(w, seq, &view);
+    struct walk_result r = {0, 0};
+    uint8_t *data = pkt + v->payload_off;
+    if (walk(ctx, f, data, data, v->payload_len, &r) != WALK_OK || r.failed) {
+        /* Split, a packet would have failed: leave the walk as it was. The
+           saved GCM state becomes the walker's, the used one the spare. */
+        EVP_CIPHER_CTX *used = w->gcm;
+        *w = saved;
+        if (gcm_live) {
+            w->gcm = ctx->rx_span_gcm;
+            ctx->rx_span_gcm = used;
+        }
+        ctx->c->rx_tls_err = errs;
+        return false;
+    }
+    *cqe = view;
+    cqe->flow_id = f->flow_id;
+    cqe->flags |= NIC_RXF_DECRYPTED;
+    if (seq_lt(f->high_seq, end))
+        f->high_seq = end;
+    ctx->c->rx_tls_decrypted_packets += pkts;
+    ctx->c->rx_tls_decrypted_bytes += v->payload_len;
+    return true;
+}
+
 /* Host's answer to a resync request: confirm (record number) or deny. */
 int nic_tls_rx_resync_response(struct nic_tls_ctx *ctx, struct nic_flow *flow,
                                const struct nic_tx_desc *d)

@@ -52,6 +52,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <linux/virtio_net.h>
 
 #include "nic_abi.h"
 #include "nic_dev.h"
@@ -2050,6 +2053,182 @@ START_TEST(ta_random_injections)
 }
 END_TEST
 
+/* ======================================================================
+ * GSO super-packets taken whole (docs/design.md §5 One pass)
+ * ====================================================================== */
+
+#define GRO_BUF   65472u /* the driver's largest RX buffer */
+#define GRO_NBUF  8u
+#define GRO_MAXC  512u
+#define VNET_HLEN sizeof(struct virtio_net_hdr)
+
+struct gro_cqe {
+    struct nic_cqe e;
+    uint8_t *pkt; /* the buffer as completed */
+};
+
+struct gro_run {
+    struct gro_cqe c[GRO_MAXC];
+    size_t n;
+    struct nic_counters cnt;
+};
+
+static uint8_t (*g_grobuf)[GRO_BUF];
+
+/* Send the stream as super-packets of per_super wire packets of MSS bytes
+   (the last shorter), as the kernel hands them to a GSO TUN (TCP checksum
+   left to us), one engine round each; log every completion. split: a pcap
+   is attached, so the NIC must split them into wire packets. */
+static void gro_run(struct gro_run *out, size_t per_super, bool split)
+{
+    char pcap[] = "/tmp/anic-test-rx-gro-XXXXXX";
+    if (split) {
+        int fd = mkstemp(pcap);
+        TU_CHECK(fd >= 0);
+        close(fd);
+    }
+    struct nic_dev_cfg cfg = {.tx_ring_size = TX_RING,
+                              .rx_ring_size = 16,
+                              .mtu = TEST_MTU,
+                              .max_flows = 8,
+                              .rx_reorder_bytes = DEFAULT_REORDER,
+                              .tun_gso = true,
+                              .lro = true,
+                              .pcap_path = split ? pcap : NULL};
+    tu_drv_open(&h, &cfg);
+    for (uint32_t i = 0; i < GRO_NBUF; i++)
+        tu_rx_post(&h, g_grobuf[i], GRO_BUF, i);
+    tu_rx_publish(&h);
+    install_rx_ctx(0, S.seq0);
+    static uint8_t frame[VNET_HLEN + 65536];
+    memset(out, 0, sizeof(*out));
+    for (size_t off = 0; off < S.len;) {
+        size_t plen = per_super * MSS;
+        if (plen > S.len - off)
+            plen = S.len - off;
+        uint8_t *ip = frame + VNET_HLEN;
+        size_t len = build_pkt(ip, seq_at(off), S.ct + off, plen);
+        uint8_t ph[12];
+        memcpy(ph, ip + 12, 8);
+        ph[8] = 0;
+        ph[9] = 6;
+        tu_put16(ph + 10, (uint16_t)(len - TU_IP_HLEN));
+        tu_put16(ip + TU_TCP_CSUM_OFF, (uint16_t)~tu_csum_fold(tu_csum_add(0, ph, sizeof(ph))));
+        struct virtio_net_hdr vh = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                    .gso_type = plen > MSS ? VIRTIO_NET_HDR_GSO_TCPV4
+                                                           : VIRTIO_NET_HDR_GSO_NONE,
+                                    .hdr_len = HDRS,
+                                    .gso_size = plen > MSS ? (uint16_t)MSS : 0,
+                                    .csum_start = TU_IP_HLEN,
+                                    .csum_offset = 16};
+        memcpy(frame, &vh, sizeof(vh));
+        tu_wire_send(h.wire, frame, VNET_HLEN + len);
+        nic_dev_poll_once(h.dev);
+        struct nic_cqe e;
+        while (cq_take(true, &e)) {
+            TU_CHECK(out->n < GRO_MAXC && e.cookie < GRO_NBUF && e.len <= GRO_BUF);
+            out->c[out->n].e = e;
+            out->c[out->n].pkt = malloc(e.len);
+            TU_CHECK(out->c[out->n].pkt);
+            memcpy(out->c[out->n].pkt, g_grobuf[e.cookie], e.len);
+            TU_CHECK(csum_valid(out->c[out->n].pkt, e.len)); /* lwIP checks both */
+            out->n++;
+            tu_rx_post(&h, g_grobuf[e.cookie], GRO_BUF, e.cookie);
+            tu_rx_publish(&h);
+        }
+        off += plen;
+    }
+    out->cnt = tu_counters(h.dev);
+    tu_drv_close(&h);
+    g_ip_id = 0;
+    if (split)
+        unlink(pcap);
+}
+
+static void gro_free(struct gro_run *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->c[i].pkt);
+    r->n = 0;
+}
+
+/* Both paths give the host the same buffers: bytes, marks, views. */
+static void gro_compare(const struct gro_run *a, const struct gro_run *b, size_t per, int tamper)
+{
+    TU_CHECK_EQ(a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        const struct nic_cqe *x = &a->c[i].e, *y = &b->c[i].e;
+        TU_CTX("%zu packets per super-packet, tampered %d, completion %zu", per, tamper, i);
+        TU_CHECK_EQ(x->len, y->len);
+        TU_CHECK_EQ(x->flags, y->flags);
+        TU_CHECK_EQ(x->flow_id, y->flow_id);
+        if (x->flags & NIC_RXF_DECRYPTED) {
+            TU_CHECK_EQ(x->record_sn, y->record_sn);
+            TU_CHECK_EQ(x->view_seq, y->view_seq);
+            TU_CHECK_EQ(x->view_rec_off, y->view_rec_off);
+            TU_CHECK_EQ(x->view_rec_len, y->view_rec_len);
+            TU_CHECK_EQ(x->view_walk, y->view_walk);
+        }
+        TU_CHECK(memcmp(a->c[i].pkt, b->c[i].pkt, x->len) == 0);
+    }
+    TU_CHECK_EQ(a->cnt.rx_packets, b->cnt.rx_packets);
+    TU_CHECK_EQ(a->cnt.rx_bytes, b->cnt.rx_bytes);
+    TU_CHECK_EQ(a->cnt.rx_wire_packets, b->cnt.rx_wire_packets);
+    TU_CHECK_EQ(a->cnt.rx_lro_merged, b->cnt.rx_lro_merged);
+    TU_CHECK_EQ(a->cnt.rx_lro_packets, b->cnt.rx_lro_packets);
+    TU_CHECK_EQ(a->cnt.rx_tls_decrypted_packets, b->cnt.rx_tls_decrypted_packets);
+    TU_CHECK_EQ(a->cnt.rx_tls_decrypted_bytes, b->cnt.rx_tls_decrypted_bytes);
+    TU_CHECK_EQ(a->cnt.rx_tls_err, b->cnt.rx_tls_err);
+    TU_CHECK_EQ(a->cnt.rx_tls_lost, b->cnt.rx_tls_lost);
+}
+
+START_TEST(tg_super_packet_whole_equals_split)
+{
+    g_grobuf = malloc((size_t)GRO_NBUF * GRO_BUF);
+    TU_CHECK(g_grobuf);
+    static struct gro_run split, whole;
+    /* 7 packets: super-packets start inside records (the walker's GCM state
+       is live); 40: up to the buffer, several records each. Tampered: one
+       record fails its tag, so the super-packet holding its end is split
+       (the walk put back), the rest still goes whole. */
+    static const size_t per[] = {7, 40};
+    for (size_t p = 0; p < 2; p++) {
+        for (int tamper = 0; tamper < 2; tamper++) {
+            TU_CTX("%zu packets per super-packet, tampered %d", per[p], tamper);
+            stream_build(big_sizes(12), 12, SEQ0);
+            size_t bad = 5;
+            if (tamper) { /* CTR: the plaintext there flips with it */
+                S.ct[S.start[bad] + TLS_PAYLOAD_OFFSET + 3000] ^= 0x40;
+                S.pv[S.start[bad] + TLS_PAYLOAD_OFFSET + 3000] ^= 0x40;
+            }
+            gro_run(&split, per[p], true);
+            gro_run(&whole, per[p], false);
+            TU_CTX("%zu packets per super-packet, tampered %d", per[p], tamper);
+            TU_CHECK_EQ(split.cnt.rx_gro_direct, 0);
+            size_t supers = (S.len + per[p] * MSS - 1) / (per[p] * MSS);
+            /* every super-packet whole but the one holding the bad record's end */
+            TU_CHECK_EQ(whole.cnt.rx_gro_direct, supers - (size_t)tamper);
+            TU_CHECK_EQ(whole.cnt.rx_tls_err, (uint64_t)tamper);
+            gro_compare(&split, &whole, per[p], tamper);
+            /* and the host bytes are the stream, decrypted where marked */
+            size_t off = 0;
+            for (size_t i = 0; i < whole.n; i++) {
+                const struct gro_cqe *c = &whole.c[i];
+                size_t pl = c->e.len - HDRS;
+                const uint8_t *want = (c->e.flags & NIC_RXF_DECRYPTED) ? S.pv : S.ct;
+                TU_CHECK(memcmp(c->pkt + HDRS, want + off, pl) == 0);
+                off += pl;
+            }
+            TU_CHECK_EQ(off, S.len);
+            gro_free(&split);
+            gro_free(&whole);
+            stream_free();
+        }
+    }
+    free(g_grobuf);
+}
+END_TEST
+
 static Suite *rx_suite(void)
 {
     Suite *s = suite_create("rx_offload");
@@ -2077,6 +2256,7 @@ static Suite *rx_suite(void)
     TCase *bugs = tcase_create("regressions");
     tcase_add_checked_fixture(bugs, setup, teardown);
     tcase_add_test(bugs, kb_overlap_with_held_copy_is_authenticated);
+    tcase_add_test(bugs, tg_super_packet_whole_equals_split);
     tcase_add_test(bugs, kb_candidate_packet_with_several_headers);
     tcase_add_test(bugs, kb_confirm_while_predicted_header_split);
     suite_add_tcase(s, bugs);
