@@ -686,14 +686,16 @@ static bool rx_super(struct nic_dev *dev, const struct nic_link_super *sp)
     if (tls && !nic_tls_ctx_access(&dev->tls, f))
         return false;
     uint8_t *buf = (uint8_t *)(uintptr_t)d->addr;
-    memcpy(buf, p, sp->len);
+    /* Of an RX flow the walk writes the payload (decrypting from the read
+       buffer, which stays as it was for a split); of any other, one copy. */
+    memcpy(buf, p, tls ? v->payload_off : sp->len);
     /* Checksums: the kernel asked for them to be completed (NEEDS_CSUM);
        the split computes and verifies each packet's, so all would pass. */
     struct nic_cqe e = {.kind = NIC_CQE_RX_PACKET,
                         .len = (uint32_t)sp->len,
                         .cookie = d->cookie,
                         .flags = NIC_RXF_CSUM_OK};
-    if (tls && !nic_tls_rx_flow_span(&dev->tls, f, buf, v, sp->pkts, &e))
+    if (tls && !nic_tls_rx_flow_span(&dev->tls, f, buf, p + v->payload_off, v, sp->pkts, &e))
         return false;
     lro_flush(dev); /* what came before completes first */
     rx_consume_slot(dev);

@@ -123,13 +123,16 @@ void nic_tls_rx_flow_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint
    span, only where each of its pkts wire packets, split, would have been
    decrypted in order by the same walk and marked: the flow in sync at
    v->seq with nothing held, TCP taking the whole span, every header in it
-   plausible and every record ending in it authentic. Then cqe has
+   plausible and every record ending in it authentic. The payload is read
+   from src (the original, v->payload_len bytes, may be pkt's own) and
+   written into pkt, whose headers the caller has copied. Then cqe has
    DECRYPTED, the flow id and the view of the first payload byte, and the
    counters read as for the wire packets. Otherwise returns false with the
-   walker and counters as they were (pkt's bytes are then undefined): the
+   walker and counters as they were (pkt's payload is then undefined): the
    caller splits the original. The TCP checksum is the caller's. */
 bool nic_tls_rx_flow_span(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint8_t *pkt,
-                          const struct nic_tcp_view *v, uint32_t pkts, struct nic_cqe *cqe);
+                          const uint8_t *src, const struct nic_tcp_view *v, uint32_t pkts,
+                          struct nic_cqe *cqe);
 int nic_tls_rx_resync_response(struct nic_tls_ctx *ctx, struct nic_flow *flow,
                                const struct nic_tx_desc *d);
 int nic_tls_rx_hint(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct nic_tx_desc *d);

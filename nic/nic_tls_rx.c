@@ -181,21 +181,22 @@ struct walk_result {
     unsigned failed; /* of those, how many failed authentication */
 };
 
-/* Walk len stream bytes: in -> out (may alias). Payload is decrypted, header
-   and tag bytes are copied unchanged, every completed record is checked. */
+/* Walk len stream bytes: in -> out (may alias). Payload is decrypted from in
+   into out, header and tag bytes are copied unchanged, every completed
+   record is checked. */
 static int walk(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, const uint8_t *in, uint8_t *out,
                 size_t len, struct walk_result *res)
 {
     struct rx_walker *w = &f->w;
     int outl;
-    if (in != out)
-        memcpy(out, in, len); /* header and tag bytes; payload is overwritten below */
     while (len) {
         if (w->rec_off < NIC_TLS_PAYLOAD_OFF) {
             size_t n = NIC_TLS_PAYLOAD_OFF - w->rec_off;
             if (n > len)
                 n = len;
             memcpy(w->hdr + w->rec_off, in, n);
+            if (in != out)
+                memcpy(out, in, n); /* header and nonce bytes pass unchanged */
             uint32_t before = w->rec_off;
             w->rec_off += (uint32_t)n;
             w->seq += (uint32_t)n;
@@ -231,6 +232,8 @@ static int walk(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, const uint8_
             if (n > len)
                 n = len;
             memcpy(w->tag + (w->rec_off - payload_end), in, n);
+            if (in != out)
+                memcpy(out, in, n); /* tag bytes too */
             w->rec_off += (uint32_t)n;
             w->seq += (uint32_t)n;
             in += n;
@@ -715,7 +718,8 @@ void nic_tls_rx_flow_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint
 }
 
 bool nic_tls_rx_flow_span(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint8_t *pkt,
-                          const struct nic_tcp_view *v, uint32_t pkts, struct nic_cqe *cqe)
+                          const uint8_t *src, const struct nic_tcp_view *v, uint32_t pkts,
+                          struct nic_cqe *cqe)
 {
     struct nic_tls_rx_flow *f = flow->rx;
     struct rx_walker *w = &f->w;
@@ -735,7 +739,7 @@ bool nic_tls_rx_flow_span(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint8_
     view_at(w, seq, &view);
     struct walk_result r = {0, 0};
     uint8_t *data = pkt + v->payload_off;
-    if (walk(ctx, f, data, data, v->payload_len, &r) != WALK_OK || r.failed) {
+    if (walk(ctx, f, src, data, v->payload_len, &r) != WALK_OK || r.failed) {
         /* Split, a packet would have failed: leave the walk as it was. The
            saved GCM state becomes the walker's, the used one the spare. */
         EVP_CIPHER_CTX *used = w->gcm;
