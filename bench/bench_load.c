@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <lwip/tcpip.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <fcntl.h>
@@ -373,6 +374,15 @@ static uint64_t rss_bytes(void)
     return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* The allocator's in-use bytes (the heap's allocated chunks plus mmapped
+   ones), whatever RSS the arenas keep: a leak grows this, fragmentation only
+   RSS. */
+static uint64_t heap_inuse_bytes(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+}
+
 static bool sha256_hex_file(const char *path, char out[65])
 {
     FILE *f = fopen(path, "re");
@@ -512,9 +522,9 @@ static int run_soak(struct load *L)
     printf("anic bench --soak %us: wrk -c %u -d %us per round (16 KiB objects, modes in turn), "
            "then a verified %u-byte GET and %u-byte PUT per mode; fault-tx '%s', fault-rx '%s'\n",
            L->o.soak_s, L->o.soak_conns, L->o.soak_round_s, SOAK_GET_SIZE, SOAK_PUT_SIZE, ft, fr);
-    printf("%6s %5s %-5s %9s %7s %6s %6s | %7s %6s %6s | %8s %6s %7s %6s\n", "t s", "round", "mode",
-           "req/s", "errors", "t/o", "non2xx", "checks", "wrong", "failed", "RSS MB", "held",
-           "compact", "active");
+    printf("%6s %5s %-5s %9s %7s %6s %6s | %7s %6s %6s | %8s %8s %6s %7s %6s\n", "t s", "round",
+           "mode", "req/s", "errors", "t/o", "non2xx", "checks", "wrong", "failed", "RSS MB",
+           "heap MB", "held", "compact", "active");
     double t0 = now_s();
     static uint64_t rss_hist[86400]; /* per round (>= 1 s each, <= 86400 s) */
     uint64_t rss_last = 0, reqs = 0, errs = 0, tos = 0, non2xx = 0;
@@ -540,13 +550,14 @@ static int run_soak(struct load *L)
             soak_verify(L, &k, host, L->o.modes[mi]);
         round++;
         rss_last = rss_bytes();
+        uint64_t heap = heap_inuse_bytes();
         if (round <= sizeof(rss_hist) / sizeof(rss_hist[0]))
             rss_hist[round - 1] = rss_last;
         size_t n = soak_stats(L, st);
         printf("%6.0f %5u %-5s %9.0f %7" PRIu64 " %6" PRIu64 " %6" PRIu64 " | %7" PRIu64
-               " %6" PRIu64 " %6" PRIu64 " | %8.1f %6" PRIu64 " %7" PRIu64 " %6" PRIu64 "\n",
+               " %6" PRIu64 " %6" PRIu64 " | %8.1f %8.1f %6" PRIu64 " %7" PRIu64 " %6" PRIu64 "\n",
                now_s() - t0, round, mode_label(m), r.req_s, r.errors, r.timeouts, r.non2xx, k.tried,
-               k.wrong, k.failed, (double)rss_last / 1e6,
+               k.wrong, k.failed, (double)rss_last / 1e6, (double)heap / 1e6,
                app_stats_get(st, n, "driver", "rx_bufs_held"),
                app_stats_get(st, n, "driver", "rx_compact_live"),
                app_stats_get(st, n, "server", "active"));
