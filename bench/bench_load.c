@@ -400,6 +400,12 @@ static uint64_t rx_pool_bytes(struct load *L, const struct app_stat *st, size_t 
            stack_driver_rx_buf_bytes(stack_host_driver(L->rt.host));
 }
 
+/* The in-use heap without the RX pool. */
+static uint64_t heap_minus(uint64_t heap, uint64_t pool)
+{
+    return heap > pool ? heap - pool : 0;
+}
+
 static bool sha256_hex_file(const char *path, char out[65])
 {
     FILE *f = fopen(path, "re");
@@ -570,12 +576,12 @@ static int run_soak(struct load *L)
         size_t n = soak_stats(L, st);
         uint64_t heap = heap_inuse_bytes(), pool = rx_pool_bytes(L, st, n);
         if (round <= sizeof(rss_hist) / sizeof(rss_hist[0]))
-            rss_hist[round - 1] = rss_last, heap_hist[round - 1] = heap - pool;
+            rss_hist[round - 1] = rss_last, heap_hist[round - 1] = heap_minus(heap, pool);
         printf("%6.0f %5u %-5s %9.0f %7" PRIu64 " %6" PRIu64 " %6" PRIu64 " | %7" PRIu64
                " %6" PRIu64 " %6" PRIu64 " | %8.1f %8.1f %8.1f %6" PRIu64 " %7" PRIu64 " %6" PRIu64
                "\n",
                now_s() - t0, round, mode_label(m), r.req_s, r.errors, r.timeouts, r.non2xx, k.tried,
-               k.wrong, k.failed, (double)rss_last / 1e6, (double)(heap - pool) / 1e6,
+               k.wrong, k.failed, (double)rss_last / 1e6, (double)heap_minus(heap, pool) / 1e6,
                (double)pool / 1e6, app_stats_get(st, n, "driver", "rx_bufs_held"),
                app_stats_get(st, n, "driver", "rx_compact_live"),
                app_stats_get(st, n, "server", "active"));
@@ -596,7 +602,8 @@ static int run_soak(struct load *L)
     unsigned base_round = round / 2 > L->o.n_modes ? round / 2 : L->o.n_modes;
     uint64_t rss_base = base_round >= 1 ? rss_hist[base_round - 1] : 0;
     uint64_t heap_base = base_round >= 1 ? heap_hist[base_round - 1] : 0;
-    uint64_t heap_end = heap_inuse_bytes() - rx_pool_bytes(L, st, n), rss_end = rss_bytes();
+    uint64_t heap_end = heap_minus(heap_inuse_bytes(), rx_pool_bytes(L, st, n));
+    uint64_t rss_end = rss_bytes();
     bool heap_judged = round >= 2 * L->o.n_modes && round >= 4;
     bool heap_flat = !heap_judged || (double)heap_end <= (double)heap_base * SOAK_HEAP_SLACK +
                                                              SOAK_HEAP_SLACK_MB * 1e6;
@@ -609,13 +616,13 @@ static int run_soak(struct load *L)
            ", RX buffers held %" PRIu64 ", compact copies %" PRIu64 ", NIC TX contexts %" PRIu64
            ", RX contexts %" PRIu64 ", deletes pending %" PRIu64
            "; in-use heap without the RX pool after round %u %.1f MB, at the end %.1f MB (%s); "
-           "RSS %.1f MB, %.1f MB, at the end %.1f MB (not judged)\n",
+           "RSS after round %u %.1f MB, last round %.1f MB, at the end %.1f MB (not judged)\n",
            settle, left.active, left.held, left.compact, left.tx_ctx, left.rx_ctx, left.del_pending,
            base_round, (double)heap_base / 1e6, (double)heap_end / 1e6,
            !heap_judged ? "too few rounds to judge"
            : heap_flat  ? "flat"
                         : "GREW",
-           (double)rss_base / 1e6, (double)rss_last / 1e6, (double)rss_end / 1e6);
+           base_round, (double)rss_base / 1e6, (double)rss_last / 1e6, (double)rss_end / 1e6);
     printf("soak: %s\n", ok ? "PASS" : "FAIL");
     return load_stop ? 130 : ok ? 0 : 1;
 }
