@@ -90,6 +90,11 @@ static void rx_compact_free(struct pbuf *p)
     free(k);
 }
 
+uint32_t stack_driver_rx_buf_bytes(const struct stack_driver *drv)
+{
+    return (uint32_t)((sizeof(struct stack_rx_buf) + drv->rx_buf_size + 63) / 64 * 64);
+}
+
 static struct stack_rx_buf *rx_buf_get(struct stack_driver *drv)
 {
     pthread_mutex_lock(&drv->pool_lock);
@@ -101,7 +106,7 @@ static struct stack_rx_buf *rx_buf_get(struct stack_driver *drv)
     pthread_mutex_unlock(&drv->pool_lock);
     if (b || drv->rx_nbufs >= RX_POOL_MAX)
         return b;
-    b = aligned_alloc(64, (sizeof(*b) + drv->rx_buf_size + 63) / 64 * 64);
+    b = aligned_alloc(64, stack_driver_rx_buf_bytes(drv));
     if (!b)
         return NULL;
     memset(b, 0, sizeof(*b));

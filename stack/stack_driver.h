@@ -158,6 +158,9 @@ uint32_t stack_driver_tso_max(const struct stack_driver *drv);
    MTU, at most 65472) instead of the MTU, so the NIC can merge packets of a
    flow into one (nic_dev_cfg.lro). Returns the size in use. */
 uint32_t stack_driver_set_rx_buf_size(struct stack_driver *drv, uint32_t size);
+/* The heap bytes one RX pool buffer takes (header and data): the pool holds
+   counters.rx_bufs_allocated of them until the driver is freed. */
+uint32_t stack_driver_rx_buf_bytes(const struct stack_driver *drv);
 void stack_driver_set_offload(struct stack_driver *drv, const struct stack_offload_ops *ops);
 
 /* The view of a received pbuf that carries STACK_PBUF_FLAG_DECRYPTED (the
