@@ -63,6 +63,8 @@ struct stack_rx_view {
     X(rx_ooseq_dropped_bytes)                                                                      \
     X(rx_unread_refused)                                                                           \
     X(rx_sweeps)                                                                                   \
+    X(rx_demux_walks) /* presorts of tcp_active_pcbs before a batch (stack_driver_poll) */         \
+    X(rx_demux_moved) /* pcbs those moved to the front */                                          \
     X(polls)
 
 #define STACK_DRIVER_CTR_FIELD(name) uint64_t name;
