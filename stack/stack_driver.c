@@ -66,6 +66,8 @@ struct stack_driver {
     uint64_t compact_live; /* compact copies alive (atomic: freed on any thread) */
     struct stack_rx_limits lim;
     uint32_t last_sweep_ms, last_sweep_held;
+    uint32_t demux_walk; /* pcbs the last presort visited (rx_demux_presort) */
+    unsigned last_rx_n;  /* packets the last poll took up */
 
     struct stack_offload_ops offload;
     bool in_space_hook; /* tx_ring_space is running */
@@ -662,6 +664,24 @@ static bool demux_add(struct demux_key *k, uint32_t ip, uint16_t rport, uint16_t
     return true;
 }
 
+/* RX interrupt moderation for long connection lists: a walk costs about
+   the same for one packet as for DEMUX_BATCH, so when the last poll took up
+   few packets but walked more than DEMUX_MODERATE_PCBS pcbs, the IRQ thread
+   waits a little (1 us per 16 pcbs walked, at most DEMUX_MODERATE_MAX_US) to
+   let a batch gather, as a NIC's adaptive interrupt moderation does. */
+#define DEMUX_MODERATE_PCBS   1024
+#define DEMUX_MODERATE_MAX_US 500
+
+unsigned stack_driver_moderation_us(struct stack_driver *drv)
+{
+    if (drv->last_rx_n == 0 || drv->last_rx_n >= DEMUX_BATCH / 2 ||
+        drv->demux_walk < DEMUX_MODERATE_PCBS)
+        return 0;
+    drv->c.rx_moderated++;
+    uint32_t us = drv->demux_walk / 16;
+    return us < DEMUX_MODERATE_MAX_US ? us : DEMUX_MODERATE_MAX_US;
+}
+
 static void rx_demux_presort(struct stack_driver *drv, unsigned budget)
 {
     const struct nic_queues *q = drv->q;
@@ -688,11 +708,12 @@ static void rx_demux_presort(struct stack_driver *drv, unsigned budget)
         uint16_t dport = (uint16_t)(ip[ihl + 2] << 8 | ip[ihl + 3]);
         want += demux_add(keys, saddr, sport, dport);
     }
-    if (want < 2)
-        return; /* lwIP's own move-to-front does as well */
+    if (want == 0)
+        return;
     drv->c.rx_demux_walks++;
+    drv->demux_walk = 0;
     struct tcp_pcb *front = NULL, *front_tail = NULL, *prev = NULL;
-    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb && want;) {
+    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb && want; drv->demux_walk++) {
         struct tcp_pcb *next = pcb->next;
         if (IP_IS_V4_VAL(pcb->remote_ip) &&
             demux_find(keys, ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)), pcb->remote_port,
@@ -763,6 +784,7 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
         }
     }
     __atomic_store_n(&q->rx_cq_idx->cons, drv->rx_cq_cons, __ATOMIC_RELEASE);
+    drv->last_rx_n = n;
     rx_maybe_sweep(drv);
     n += tx_reclaim(drv);
     stack_driver_refill(drv);

@@ -44,7 +44,12 @@ static void *irq_main(void *arg)
     while (!atomic_load(&h->stop)) {
         LOCK_TCPIP_CORE();
         unsigned n = stack_driver_poll(h->drv, IRQ_POLL_BUDGET);
+        unsigned wait_us = n ? stack_driver_moderation_us(h->drv) : 0;
         UNLOCK_TCPIP_CORE();
+        if (wait_us) {
+            struct timespec ts = {0, (long)wait_us * 1000};
+            nanosleep(&ts, NULL);
+        }
         if (n)
             continue;
         nic_dev_irq_arm(h->dev);
