@@ -682,14 +682,16 @@ unsigned stack_driver_moderation_us(struct stack_driver *drv)
     return us < DEMUX_MODERATE_MAX_US ? us : DEMUX_MODERATE_MAX_US;
 }
 
-static void rx_demux_presort(struct stack_driver *drv, unsigned budget)
+/* Returns the completions it looked at (those ready, at most DEMUX_BATCH). */
+static unsigned rx_demux_presort(struct stack_driver *drv, unsigned budget)
 {
     const struct nic_queues *q = drv->q;
     struct demux_key keys[DEMUX_SLOTS];
     unsigned want = 0;
     memset(keys, 0, sizeof(keys));
     uint32_t cons = drv->rx_cq_cons;
-    for (unsigned n = 0; n < budget && n < DEMUX_BATCH; n++, cons++) {
+    unsigned seen = 0;
+    for (; seen < budget && seen < DEMUX_BATCH; seen++, cons++) {
         const struct nic_cqe *e = &q->rx_cq[nic_ring_slot(cons, q->rx_cq_size)];
         if (__atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) != nic_cq_phase(cons, q->rx_cq_size))
             break;
@@ -709,7 +711,7 @@ static void rx_demux_presort(struct stack_driver *drv, unsigned budget)
         want += demux_add(keys, saddr, sport, dport);
     }
     if (want == 0)
-        return;
+        return seen;
     drv->c.rx_demux_walks++;
     drv->demux_walk = 0;
     struct tcp_pcb *front = NULL, *front_tail = NULL, *prev = NULL;
@@ -739,6 +741,7 @@ static void rx_demux_presort(struct stack_driver *drv, unsigned budget)
         front_tail->next = tcp_active_pcbs;
         tcp_active_pcbs = front;
     }
+    return seen;
 }
 
 unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
@@ -746,9 +749,12 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
     const struct nic_queues *q = drv->q;
     unsigned n = 0;
     drv->c.polls++;
+    unsigned presorted = 0; /* completions of this poll a presort covered */
     while (n < budget && rx_cqe_ready(drv)) {
-        if (n % DEMUX_BATCH == 0)
-            rx_demux_presort(drv, budget - n);
+        /* Again once past what the last presort saw: packets that arrived
+           since would each walk the list in lwIP. */
+        if (n >= presorted)
+            presorted = n + rx_demux_presort(drv, budget - n);
         const struct nic_cqe *e = &q->rx_cq[nic_ring_slot(drv->rx_cq_cons, q->rx_cq_size)];
         struct stack_rx_buf *b = e->cookie < drv->rx_nbufs ? drv->rx_bufs[e->cookie] : NULL;
         uint16_t flags = e->flags;
