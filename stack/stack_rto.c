@@ -18,7 +18,7 @@
    per this many, so that with thousands of connections (some deadline is
    always near) the walks take a bounded share of the lwIP thread instead of
    running every ms. The RTO then fires up to N/RTO_WALK_PCBS_PER_MS ms late. */
-#define RTO_WALK_PCBS_PER_MS 1000
+#define RTO_WALK_PCBS_PER_MS 250
 /* lwIP's slow RTO still counts nrtx (up to TCP_MAXRTX = 12, then it drops the
    pcb). Holding it here keeps lwIP's backoff at its largest shift
    (tcp_backoff[6..12] = 7) and far from the limit; the give-up is ours. */
