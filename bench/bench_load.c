@@ -871,6 +871,7 @@ static void task_cpu(double *host_s, double *nic_s)
 struct flow_snap {
     double host_s, nic_s;
     uint64_t hit, miss, evict, fetch, fallback;
+    uint64_t rx_packets, demux_walks, demux_moved, moderated; /* driver */
     bool cache_known;
 };
 
@@ -883,6 +884,10 @@ static void flow_snap(struct load *L, struct flow_snap *s)
     s->evict = stat_now(L, "nic_tls", "tls_ctx_evict", NULL);
     s->fetch = stat_now(L, "nic_tls", "tls_ctx_fetch_bytes", NULL);
     s->cache_known = k1 && k2;
+    s->rx_packets = stat_now(L, "driver", "rx_packets", NULL);
+    s->demux_walks = stat_now(L, "driver", "rx_demux_walks", NULL);
+    s->demux_moved = stat_now(L, "driver", "rx_demux_moved", NULL);
+    s->moderated = stat_now(L, "driver", "rx_moderated", NULL);
     s->fallback = stat_now(L, "tls_nic", "offload_fallback_sw", NULL) +
                   stat_now(L, "offload_rx", "rx_tls_ctx_fail", NULL);
 }
@@ -956,6 +961,11 @@ static int run_flows(struct load *L)
                     else
                         printf(" %9s %10s %9s", "n/a", "n/a", "n/a");
                     printf(" %8" PRIu64 "\n", b.fallback - z.fallback);
+                    uint64_t walks = b.demux_walks - a.demux_walks;
+                    printf("       (host RX in the window: %" PRIu64 " packets, %" PRIu64
+                           " pcb-list presorts moving %" PRIu64 ", %" PRIu64 " moderated polls)\n",
+                           b.rx_packets - a.rx_packets, walks, b.demux_moved - a.demux_moved,
+                           b.moderated - a.moderated);
                 } else {
                     printf(" %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-",
                            r.ok ? "no bytes moved" : "the client did not report");

@@ -15,7 +15,7 @@ struct nic_flow_table *nic_flow_table_new(uint32_t max_flows, nic_flow_release_f
         t->max = NIC_FLOW_MAX;
     t->release = release;
     t->n_buckets = 64;
-    while (t->n_buckets * 4 < t->max)
+    while (t->n_buckets < t->max) /* about one RX flow per bucket */
         t->n_buckets *= 2;
     t->slots = calloc(t->max, sizeof(*t->slots));
     t->rx_hash = calloc(t->n_buckets, sizeof(*t->rx_hash));

@@ -66,6 +66,8 @@ struct stack_driver {
     uint64_t compact_live; /* compact copies alive (atomic: freed on any thread) */
     struct stack_rx_limits lim;
     uint32_t last_sweep_ms, last_sweep_held;
+    uint32_t demux_walk; /* pcbs the last presort visited (rx_demux_presort) */
+    unsigned last_rx_n;  /* packets the last poll took up */
 
     struct stack_offload_ops offload;
     bool in_space_hook; /* tx_ring_space is running */
@@ -619,12 +621,145 @@ static void rx_maybe_sweep(struct stack_driver *drv)
     drv->last_sweep_held = rx_held(drv);
 }
 
+/* lwIP's tcp_input finds a segment's pcb by walking tcp_active_pcbs from
+   the head, moving the pcb it finds to the front. With thousands of
+   connections sending in turn, each segment walked most of the list (O(N)
+   per packet: 10,000 flows moved nothing, docs/design.md §7). Before a batch
+   goes up, one walk moves the pcbs its segments belong to to the front, so
+   lwIP finds each within the first DEMUX_BATCH entries: one walk per batch,
+   which stops once every tuple is found. Called with the core lock held and
+   outside any lwIP walk; the list's order only decides lookup time. */
+#define DEMUX_BATCH 64
+#define DEMUX_SLOTS 128 /* open addressing, at most half full */
+
+struct demux_key {
+    uint32_t remote_ip; /* network order, as in the pcb */
+    uint16_t remote_port, local_port;
+    bool used;
+};
+
+static unsigned demux_slot(uint32_t ip, uint16_t rport, uint16_t lport)
+{
+    uint32_t h = ip ^ ((uint32_t)rport << 16 | lport);
+    h ^= h >> 16;
+    h *= 0x7feb352du;
+    h ^= h >> 15;
+    return h & (DEMUX_SLOTS - 1);
+}
+
+static bool demux_find(const struct demux_key *k, uint32_t ip, uint16_t rport, uint16_t lport)
+{
+    for (unsigned i = demux_slot(ip, rport, lport);; i = (i + 1) & (DEMUX_SLOTS - 1)) {
+        if (!k[i].used)
+            return false;
+        if (k[i].remote_ip == ip && k[i].remote_port == rport && k[i].local_port == lport)
+            return true;
+    }
+}
+
+/* Adds a key; false if it was there already. */
+static bool demux_add(struct demux_key *k, uint32_t ip, uint16_t rport, uint16_t lport)
+{
+    unsigned i = demux_slot(ip, rport, lport);
+    for (; k[i].used; i = (i + 1) & (DEMUX_SLOTS - 1))
+        if (k[i].remote_ip == ip && k[i].remote_port == rport && k[i].local_port == lport)
+            return false;
+    k[i] = (struct demux_key){
+        .remote_ip = ip, .remote_port = rport, .local_port = lport, .used = true};
+    return true;
+}
+
+/* RX interrupt moderation for long connection lists: a walk costs about
+   the same for one packet as for DEMUX_BATCH, so when the last poll took up
+   few packets but walked more than DEMUX_MODERATE_PCBS pcbs, the IRQ thread
+   waits a little (1 us per 16 pcbs walked, at most DEMUX_MODERATE_MAX_US) to
+   let a batch gather, as a NIC's adaptive interrupt moderation does. */
+#define DEMUX_MODERATE_PCBS   1024
+#define DEMUX_MODERATE_MAX_US 500
+
+unsigned stack_driver_moderation_us(struct stack_driver *drv)
+{
+    if (drv->last_rx_n == 0 || drv->last_rx_n >= DEMUX_BATCH / 2 ||
+        drv->demux_walk < DEMUX_MODERATE_PCBS)
+        return 0;
+    drv->c.rx_moderated++;
+    uint32_t us = drv->demux_walk / 16;
+    return us < DEMUX_MODERATE_MAX_US ? us : DEMUX_MODERATE_MAX_US;
+}
+
+/* Returns the completions it looked at (those ready, at most DEMUX_BATCH). */
+static unsigned rx_demux_presort(struct stack_driver *drv, unsigned budget)
+{
+    const struct nic_queues *q = drv->q;
+    struct demux_key keys[DEMUX_SLOTS];
+    unsigned want = 0;
+    memset(keys, 0, sizeof(keys));
+    uint32_t cons = drv->rx_cq_cons;
+    unsigned seen = 0;
+    for (; seen < budget && seen < DEMUX_BATCH; seen++, cons++) {
+        const struct nic_cqe *e = &q->rx_cq[nic_ring_slot(cons, q->rx_cq_size)];
+        if (__atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) != nic_cq_phase(cons, q->rx_cq_size))
+            break;
+        const struct stack_rx_buf *b = e->cookie < drv->rx_nbufs ? drv->rx_bufs[e->cookie] : NULL;
+        uint32_t len = e->len;
+        if (!b || len > drv->rx_buf_size || len < 40)
+            continue;
+        const uint8_t *ip = b->data;
+        size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
+        if ((ip[0] >> 4) != 4 || ip[9] != IP_PROTO_TCP || ihl < 20 || ihl + 20 > len ||
+            ((ip[6] << 8 | ip[7]) & 0x1fff))
+            continue; /* not TCP, or a later fragment: lwIP's path as before */
+        uint32_t saddr;
+        memcpy(&saddr, ip + 12, 4);
+        uint16_t sport = (uint16_t)(ip[ihl] << 8 | ip[ihl + 1]);
+        uint16_t dport = (uint16_t)(ip[ihl + 2] << 8 | ip[ihl + 3]);
+        want += demux_add(keys, saddr, sport, dport);
+    }
+    if (want == 0)
+        return seen;
+    drv->c.rx_demux_walks++;
+    drv->demux_walk = 0;
+    struct tcp_pcb *front = NULL, *front_tail = NULL, *prev = NULL;
+    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb && want; drv->demux_walk++) {
+        struct tcp_pcb *next = pcb->next;
+        if (IP_IS_V4_VAL(pcb->remote_ip) &&
+            demux_find(keys, ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)), pcb->remote_port,
+                       pcb->local_port)) {
+            want--;
+            if (prev)
+                prev->next = next;
+            else
+                tcp_active_pcbs = next;
+            pcb->next = NULL;
+            if (front_tail)
+                front_tail->next = pcb;
+            else
+                front = pcb;
+            front_tail = pcb;
+            drv->c.rx_demux_moved++;
+        } else {
+            prev = pcb;
+        }
+        pcb = next;
+    }
+    if (front) {
+        front_tail->next = tcp_active_pcbs;
+        tcp_active_pcbs = front;
+    }
+    return seen;
+}
+
 unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
 {
     const struct nic_queues *q = drv->q;
     unsigned n = 0;
     drv->c.polls++;
+    unsigned presorted = 0; /* completions of this poll a presort covered */
     while (n < budget && rx_cqe_ready(drv)) {
+        /* Again once past what the last presort saw: packets that arrived
+           since would each walk the list in lwIP. */
+        if (n >= presorted)
+            presorted = n + rx_demux_presort(drv, budget - n);
         const struct nic_cqe *e = &q->rx_cq[nic_ring_slot(drv->rx_cq_cons, q->rx_cq_size)];
         struct stack_rx_buf *b = e->cookie < drv->rx_nbufs ? drv->rx_bufs[e->cookie] : NULL;
         uint16_t flags = e->flags;
@@ -660,6 +795,7 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
         }
     }
     __atomic_store_n(&q->rx_cq_idx->cons, drv->rx_cq_cons, __ATOMIC_RELEASE);
+    drv->last_rx_n = n;
     rx_maybe_sweep(drv);
     n += tx_reclaim(drv);
     stack_driver_refill(drv);

@@ -63,6 +63,9 @@ struct stack_rx_view {
     X(rx_ooseq_dropped_bytes)                                                                      \
     X(rx_unread_refused)                                                                           \
     X(rx_sweeps)                                                                                   \
+    X(rx_demux_walks) /* presorts of tcp_active_pcbs before a batch (stack_driver_poll) */         \
+    X(rx_demux_moved) /* pcbs those moved to the front */                                          \
+    X(rx_moderated)   /* polls followed by a wait for a batch (stack_driver_moderation_us) */      \
     X(polls)
 
 #define STACK_DRIVER_CTR_FIELD(name) uint64_t name;
@@ -135,6 +138,10 @@ void stack_driver_refill(struct stack_driver *drv);
 unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget);
 /* True if the NIC produced something poll() would consume. Lock not needed. */
 bool stack_driver_pending(struct stack_driver *drv);
+/* Microseconds the poller should wait before the next poll so that packets
+   gather into a batch (0: poll at once); counted in rx_moderated. Core lock
+   held. */
+unsigned stack_driver_moderation_us(struct stack_driver *drv);
 
 /* Post one control descriptor (context, progress, dump, resync response).
    Returns 0, or -1 if the TX ring is full (counted). hold (may be NULL)

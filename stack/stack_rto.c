@@ -14,6 +14,11 @@
 #define RTO_IDLE_PERIOD_MS  1000 /* walk period without a fast RTO (give-up only) */
 #define RTO_TABLE_MIN       64   /* slots; power of two */
 #define RTO_ABORTS_PER_SCAN 16   /* more are aborted by the next walk */
+/* A walk visits every active pcb; the next one comes no sooner than one ms
+   per this many, so that with thousands of connections (some deadline is
+   always near) the walks take a bounded share of the lwIP thread instead of
+   running every ms. The RTO then fires up to N/RTO_WALK_PCBS_PER_MS ms late. */
+#define RTO_WALK_PCBS_PER_MS 250
 /* lwIP's slow RTO still counts nrtx (up to TCP_MAXRTX = 12, then it drops the
    pcb). Holding it here keeps lwIP's backoff at its largest shift
    (tcp_backoff[6..12] = 7) and far from the limit; the give-up is ours. */
@@ -235,8 +240,8 @@ static void tick(void *arg)
     /* Tracked: pcbs with data in flight, and those with RTT state (kept
        while the pcb lives, so an idle keep-alive connection keeps its SRTT). */
     struct rto_table *old = &tables[cur_table], *t = &tables[cur_table ^ 1];
-    size_t n = 0;
-    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next)
+    size_t n = 0, n_pcbs = 0;
+    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next, n_pcbs++)
         n += pcb->unacked != NULL || table_find(old, pcb) != NULL;
     if (!table_reset(t, n)) {
         sys_timeout(discover, tick, NULL); /* keep the old state; lwIP's RTO still runs */
@@ -313,7 +318,8 @@ static void tick(void *arg)
         counters.rto_give_up++;
         stack_tcp_abort(doomed[i]);
     }
-    sys_timeout(LWIP_MAX(next, 1u), tick, NULL);
+    uint32_t floor_ms = (uint32_t)LWIP_MIN(n_pcbs / RTO_WALK_PCBS_PER_MS, RTO_IDLE_PERIOD_MS);
+    sys_timeout(LWIP_MAX(next, LWIP_MAX(floor_ms, 1u)), tick, NULL);
 }
 
 void stack_rto_start(uint32_t min_ms, uint32_t give_up)

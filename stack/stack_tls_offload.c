@@ -24,7 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FLOW_HASH_BUCKETS 256
+/* TX flows by 4-tuple: looked up for every transmitted segment
+   (tx_prepare), so the buckets grow with the flow ids (at least one per two
+   ids) and a chain stays short at any --nic-flows. */
+#define FLOW_HASH_MIN_BUCKETS 256
 
 /* What the driver knows of the NIC context behind a flow id. */
 enum fid_state {
@@ -70,7 +73,8 @@ struct stack_tls_offload {
     uint32_t *del_q;      /* queued deletes, FIFO ring of max_flows ids */
     uint32_t del_head, del_n;
     bool flushing; /* flush_deletes is running */
-    struct stack_tls_flow *hash[FLOW_HASH_BUCKETS];
+    struct stack_tls_flow **hash;
+    uint32_t hash_mask;                                        /* buckets - 1, a power of two */
     struct stack_tls_tx_counters c[STACK_TLS_TX_RESYNC_COUNT]; /* by the flow's policy */
     struct stack_tls_rx_counters rxc;
 };
@@ -91,19 +95,20 @@ static bool seq_leq(uint32_t a, uint32_t b)
     return (int32_t)(a - b) <= 0;
 }
 
-static unsigned hash_key(uint32_t remote_ip, uint16_t remote_port, uint16_t local_port)
+static unsigned hash_key(const struct stack_tls_offload *o, uint32_t remote_ip,
+                         uint16_t remote_port, uint16_t local_port)
 {
     uint32_t h = remote_ip ^ ((uint32_t)remote_port << 16) ^ local_port;
     h ^= h >> 16;
     h *= 0x45d9f3bu;
     h ^= h >> 16;
-    return h % FLOW_HASH_BUCKETS;
+    return h & o->hash_mask;
 }
 
 static struct stack_tls_flow *lookup(struct stack_tls_offload *o, uint32_t remote_ip,
                                      uint16_t remote_port, uint16_t local_port)
 {
-    struct stack_tls_flow *t = o->hash[hash_key(remote_ip, remote_port, local_port)];
+    struct stack_tls_flow *t = o->hash[hash_key(o, remote_ip, remote_port, local_port)];
     for (; t; t = t->hash_next)
         if (t->remote_ip == remote_ip && t->remote_port == remote_port &&
             t->local_port == local_port)
@@ -481,7 +486,13 @@ struct stack_tls_offload *stack_tls_offload_new(struct stack_driver *drv, uint32
     o->free_ids = calloc(max_flows, sizeof(*o->free_ids));
     o->fid = calloc(max_flows + 1, sizeof(*o->fid));
     o->del_q = calloc(max_flows, sizeof(*o->del_q));
-    if (!o->by_flow || !o->free_ids || !o->fid || !o->del_q) {
+    uint32_t buckets = FLOW_HASH_MIN_BUCKETS;
+    while (buckets < max_flows / 2)
+        buckets *= 2;
+    o->hash_mask = buckets - 1;
+    o->hash = calloc(buckets, sizeof(*o->hash));
+    if (!o->by_flow || !o->free_ids || !o->fid || !o->del_q || !o->hash) {
+        free(o->hash);
         free(o->by_flow);
         free(o->free_ids);
         free(o->fid);
@@ -506,7 +517,7 @@ static void flow_del(struct stack_tls_offload *o, struct stack_tls_flow *t)
 {
     if (t->dir == NIC_CTX_TX) {
         struct stack_tls_flow **pp =
-            &o->hash[hash_key(t->remote_ip, t->remote_port, t->local_port)];
+            &o->hash[hash_key(o, t->remote_ip, t->remote_port, t->local_port)];
         while (*pp && *pp != t)
             pp = &(*pp)->hash_next;
         if (*pp)
@@ -546,6 +557,7 @@ void stack_tls_offload_free(struct stack_tls_offload *o)
     free(o->free_ids);
     free(o->fid);
     free(o->del_q);
+    free(o->hash);
     free(o);
 }
 
@@ -636,7 +648,7 @@ struct stack_tls_flow *stack_tls_tx_add(struct stack_tls_offload *o,
         return NULL;
     }
     o->by_flow[t->flow_id] = t;
-    unsigned h = hash_key(t->remote_ip, t->remote_port, t->local_port);
+    unsigned h = hash_key(o, t->remote_ip, t->remote_port, t->local_port);
     t->hash_next = o->hash[h];
     o->hash[h] = t;
     t->c->tx_tls_ctx_installed++;
