@@ -3441,6 +3441,61 @@ START_TEST(test_slow_clients)
 }
 END_TEST
 
+/* The end of a burst child: reads each connection's first answer and
+ * classifies it — `is_answer` accepts it; a reset, or the end of a stream
+ * whose send already saw the reset (reset_at_send, may be NULL), is a
+ * refusal; fds[i] < 0 (reset during connect) is a refusal too; anything else
+ * is odd. Closes every connection, prints "<word> A refused R odd O" (read
+ * back by parse_tally) and exits the child, 1 if any answer was odd. */
+static void burst_tally_exit(const int *fds, const bool *reset_at_send, int n, const char *word,
+                             bool (*is_answer)(const uint8_t *buf, ssize_t len))
+{
+    int answered = 0, refused = 0, odd = 0;
+    for (int i = 0; i < n; i++) {
+        if (fds[i] < 0) {
+            refused++;
+            continue;
+        }
+        uint8_t buf[256];
+        ssize_t r = recv(fds[i], buf, sizeof(buf), 0);
+        if (is_answer(buf, r))
+            answered++;
+        else if ((r < 0 && (errno == ECONNRESET || errno == EPIPE)) ||
+                 (r == 0 && reset_at_send && reset_at_send[i]))
+            refused++;
+        else {
+            if (!odd)
+                printf("conn #%d: recv %zd (%s)\n", i, r, r < 0 ? strerror(errno) : "data");
+            odd++;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    printf("%s %d refused %d odd %d\n", word, answered, refused, odd);
+    fflush(stdout);
+    _exit(odd ? 1 : 0);
+}
+
+/* Reads burst_tally_exit's line out of a child's output. */
+static bool parse_tally(const char *out, const char *word, int *answered, int *refused, int *odd)
+{
+    *answered = *refused = *odd = -1;
+    const char *line = strstr(out, word);
+    return line && line[strlen(word)] == ' ' &&
+           sscanf(line + strlen(word), " %d refused %d odd %d", answered, refused, odd) == 3;
+}
+
+static bool http_200_answer(const uint8_t *buf, ssize_t len)
+{
+    return len >= 12 && !memcmp(buf, "HTTP/1.1 200", 12);
+}
+
+static bool tls_handshake_answer(const uint8_t *buf, ssize_t len)
+{
+    return len > 0 && buf[0] == 0x16; /* a record of type handshake */
+}
+
 /* conn-flood: FLOOD_CONNS connections opened one after another and held,
  * each sending a request; those over the cap must be reset at once. */
 #define FLOOD_CONNS 200
@@ -3474,30 +3529,7 @@ static void flood_child(void *arg)
             (errno == ECONNRESET || errno == EPIPE))
             reset_at_send[i] = true;
     }
-    int accepted = 0, refused = 0, odd = 0;
-    for (int i = 0; i < FLOOD_CONNS; i++) {
-        if (fds[i] < 0) {
-            refused++;
-            continue;
-        }
-        char buf[256];
-        ssize_t r = recv(fds[i], buf, sizeof(buf), 0);
-        if (r >= 12 && !memcmp(buf, "HTTP/1.1 200", 12))
-            accepted++;
-        else if ((r < 0 && (errno == ECONNRESET || errno == EPIPE)) || (r == 0 && reset_at_send[i]))
-            refused++;
-        else {
-            if (!odd)
-                printf("conn #%d: recv %zd (%s)\n", i, r, r < 0 ? strerror(errno) : "data");
-            odd++;
-        }
-    }
-    for (int i = 0; i < FLOOD_CONNS; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-    printf("accepted %d refused %d odd %d\n", accepted, refused, odd);
-    fflush(stdout);
-    _exit(odd ? 1 : 0);
+    burst_tally_exit(fds, reset_at_send, FLOOD_CONNS, "accepted", http_200_answer);
 }
 
 /* A flood above --max-conns during a download: the flood's excess is reset
@@ -3517,9 +3549,8 @@ START_TEST(test_conn_flood)
     trim(out);
     note("[%s] flood of %d: %s (download %s)", cur->name, FLOOD_CONNS, out,
          dl_running ? "still running" : "already finished");
-    int acc = -1, ref = -1, odd = -1;
-    const char *line = strstr(out, "accepted ");
-    bool parsed = line && sscanf(line, "accepted %d refused %d odd %d", &acc, &ref, &odd) == 3;
+    int acc, ref, odd;
+    bool parsed = parse_tally(out, "accepted", &acc, &ref, &odd);
     bool ok = rc == 0 && parsed && acc + ref == FLOOD_CONNS &&
               acc == FLOOD_MAX_CONNS - (dl_running ? 1 : 0);
     record("flood above --max-conns", io.secs, ok);
@@ -3600,25 +3631,7 @@ static void hsq_child(void *arg)
         fflush(stdout);
         _exit(0);
     }
-    int answered = 0, refused = 0, odd = 0;
-    for (int i = 0; i < HSQ_CONNS; i++) {
-        uint8_t buf[64];
-        ssize_t r = recv(fds[i], buf, sizeof(buf), 0);
-        if (r > 0 && buf[0] == 0x16)
-            answered++;
-        else if (r < 0 && errno == ECONNRESET)
-            refused++;
-        else {
-            if (!odd)
-                printf("conn #%d: recv %zd (%s)\n", i, r, r < 0 ? strerror(errno) : "data");
-            odd++;
-        }
-    }
-    for (int i = 0; i < HSQ_CONNS; i++)
-        close(fds[i]);
-    printf("answered %d refused %d odd %d\n", answered, refused, odd);
-    fflush(stdout);
-    _exit(odd ? 1 : 0);
+    burst_tally_exit(fds, NULL, HSQ_CONNS, "answered", tls_handshake_answer);
 }
 
 /* A ClientHello burst beyond --handshake-queue: the excess is reset and
@@ -3646,9 +3659,8 @@ START_TEST(test_hs_queue_full)
     int rc = run_proc(NULL, hsq_child, NULL, &io, 30);
     trim(out);
     note("[%s] ClientHello burst of %d, queue %d: %s", cur->name, HSQ_CONNS, HSQ_CAP, out);
-    int ans = -1, ref = -1, odd = -1;
-    const char *line = strstr(out, "answered ");
-    bool parsed = line && sscanf(line, "answered %d refused %d odd %d", &ans, &ref, &odd) == 3;
+    int ans, ref, odd;
+    bool parsed = parse_tally(out, "answered", &ans, &ref, &odd);
     /* At least the one being worked on and the queue are answered; with one
        worker at ~5 ms a handshake step, most of a burst sent within
        microseconds is refused. */
