@@ -363,23 +363,32 @@ START_TEST(many_flows)
 }
 END_TEST
 
-START_TEST(reorder_pool_full)
+/* The reorder-pool cases: a device whose pool holds 3000 bytes past the
+   shared buffers, RX flow 1 installed at POOL_SEQ0, and its record's header
+   and 987 payload bytes delivered in order. Segments after a hole then use
+   pool_more. */
+#define POOL_SEQ0 7000u
+static uint8_t pool_more[1000];
+
+static void open_pool_flow_started(void)
 {
-    /* A pool of 3000 bytes past the shared buffers. */
     dev_open(8, 0, NIC_TLS_SCRATCH_FIXED + 3000);
-    const uint32_t seq0 = 7000;
-    TU_CHECK_EQ(install(1, NIC_CTX_RX, seq0), NIC_TX_OK);
-    /* The record's header and 987 payload bytes, in order. */
-    uint8_t first[1000], more[1000];
+    TU_CHECK_EQ(install(1, NIC_CTX_RX, POOL_SEQ0), NIC_TX_OK);
+    uint8_t first[1000];
     memset(first, 0x42, sizeof(first));
     first[0] = 23, first[1] = 3, first[2] = 3;
     first[3] = (uint8_t)((16384 + 24) >> 8), first[4] = (uint8_t)(16384 + 24);
-    memset(more, 0x24, sizeof(more));
-    send_rx(1, seq0, first, sizeof(first));
+    memset(pool_more, 0x24, sizeof(pool_more));
+    send_rx(1, POOL_SEQ0, first, sizeof(first));
     rx_one();
+}
+
+START_TEST(reorder_pool_full)
+{
+    open_pool_flow_started();
     /* A hole of 1000 bytes, then three segments the pool can hold. */
     for (uint32_t k = 0; k < 3; k++) {
-        send_rx(1, seq0 + 2000 + 1000 * k, more, sizeof(more));
+        send_rx(1, POOL_SEQ0 + 2000 + 1000 * k, pool_more, sizeof(pool_more));
         rx_one();
     }
     struct nic_counters c = tu_counters(h.dev);
@@ -388,7 +397,7 @@ START_TEST(reorder_pool_full)
     TU_CHECK_EQ(c.rx_tls_reorder_pool_full, 0);
     /* The fourth does not fit the pool (the flow's own limit is 256 KiB):
        counted; the flow jumps to the next record, the pool is empty. */
-    send_rx(1, seq0 + 5000, more, sizeof(more));
+    send_rx(1, POOL_SEQ0 + 5000, pool_more, sizeof(pool_more));
     rx_one();
     c = tu_counters(h.dev);
     TU_CHECK_EQ(c.rx_tls_reorder_pool_full, 1);
@@ -403,17 +412,8 @@ END_TEST
 /* Held bytes of a deleted flow go back to the pool. */
 START_TEST(reorder_pool_freed_on_delete)
 {
-    dev_open(8, 0, NIC_TLS_SCRATCH_FIXED + 3000);
-    const uint32_t seq0 = 7000;
-    TU_CHECK_EQ(install(1, NIC_CTX_RX, seq0), NIC_TX_OK);
-    uint8_t first[1000], more[1000];
-    memset(first, 0x42, sizeof(first));
-    first[0] = 23, first[1] = 3, first[2] = 3;
-    first[3] = (uint8_t)((16384 + 24) >> 8), first[4] = (uint8_t)(16384 + 24);
-    memset(more, 0x24, sizeof(more));
-    send_rx(1, seq0, first, sizeof(first));
-    rx_one();
-    send_rx(1, seq0 + 2000, more, sizeof(more));
+    open_pool_flow_started();
+    send_rx(1, POOL_SEQ0 + 2000, pool_more, sizeof(pool_more));
     rx_one();
     TU_CHECK_EQ(tu_counters(h.dev).rx_tls_reorder_pool_bytes, 1000);
     TU_CHECK_EQ(ctrl(NIC_TX_DEL_CTX, 1, 0, 0, 0), NIC_TX_OK);
