@@ -1111,6 +1111,20 @@ END_TEST
 
 #define VNET_HLEN sizeof(struct virtio_net_hdr)
 
+/* Posts one TSO segment of plen payload bytes (MSS TSO_MSS), runs the NIC
+   once and reads what reached the wire into `wire`: its length. */
+static size_t send_tso_read_wire(uint8_t *payload, size_t plen, uint8_t *wire, size_t wire_cap)
+{
+    static uint8_t pkt[65536];
+    size_t len = build_tso_segment(pkt, payload, plen);
+    struct nic_tx_desc d = data_desc(pkt, len, 0, 1);
+    d.mss = TSO_MSS;
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    return tu_wire_recv(h.wire, wire, wire_cap);
+}
+
 /* A TSO segment cut into 11 wire packets leaves as ONE super-packet write:
    GSO TCPv4 with the wire MSS, the whole payload, the headers of the first
    packet with PSH/FIN of the last, the TCP checksum left to the kernel. */
@@ -1118,15 +1132,9 @@ START_TEST(gso_merges_in_order_run_into_one_write)
 {
     g_gso = true;
     host_open(8, 8);
-    static uint8_t pkt[65536], payload[65536], wire[WIRE_BUF_LEN];
+    static uint8_t payload[65536], wire[WIRE_BUF_LEN];
     const size_t plen = 10 * TSO_MSS + 333;
-    size_t len = build_tso_segment(pkt, payload, plen);
-    struct nic_tx_desc d = data_desc(pkt, len, 0, 1);
-    d.mss = TSO_MSS;
-    tu_tx_post(&h, &d);
-    tu_tx_publish(&h);
-    nic_dev_poll_once(h.dev);
-    size_t wl = tu_wire_recv(h.wire, wire, sizeof(wire));
+    size_t wl = send_tso_read_wire(payload, plen, wire, sizeof(wire));
     ck_assert_uint_eq(wl, VNET_HLEN + TU_IP_HLEN + TU_TCP_HLEN + plen);
     struct virtio_net_hdr vh;
     memcpy(&vh, wire, sizeof(vh));
@@ -1183,15 +1191,9 @@ START_TEST(gso_tso_segment_cut_when_the_wire_is_captured)
     g_gso = true;
     g_pcap = pcap;
     host_open(8, 8);
-    static uint8_t pkt[65536], payload[65536], wire[WIRE_BUF_LEN];
+    static uint8_t payload[65536], wire[WIRE_BUF_LEN];
     const size_t plen = 10 * TSO_MSS + 333;
-    size_t len = build_tso_segment(pkt, payload, plen);
-    struct nic_tx_desc d = data_desc(pkt, len, 0, 1);
-    d.mss = TSO_MSS;
-    tu_tx_post(&h, &d);
-    tu_tx_publish(&h);
-    nic_dev_poll_once(h.dev);
-    size_t wl = tu_wire_recv(h.wire, wire, sizeof(wire));
+    size_t wl = send_tso_read_wire(payload, plen, wire, sizeof(wire));
     ck_assert_uint_eq(wl, VNET_HLEN + TU_IP_HLEN + TU_TCP_HLEN + plen);
     ck_assert(memcmp(wire + VNET_HLEN + TU_IP_HLEN + TU_TCP_HLEN, payload, plen) == 0);
     assert_wire_empty();
