@@ -10,6 +10,8 @@
  */
 #include "stack_driver.h"
 
+#include "stack_chksum.h"
+
 #include <lwip/ip.h>
 #include <lwip/ip4.h>
 #include <lwip/priv/tcp_priv.h>
@@ -129,6 +131,7 @@ struct stack_driver *stack_driver_create(struct nic_dev *dev, uint32_t mtu)
     drv->q = nic_dev_queues(dev);
     drv->mtu = mtu;
     drv->rx_buf_size = (mtu + 63) / 64 * 64;
+    drv->c.lwip_chksum_fast = stack_chksum_interposed() ? 1 : 0;
     drv->lim = (struct stack_rx_limits){.conn_bufs = STACK_RX_CONN_BUFS,
                                         .ooseq_segs = STACK_RX_OOSEQ_SEGS,
                                         .unread_pbufs = STACK_RX_UNREAD_PBUFS,

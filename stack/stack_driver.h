@@ -66,7 +66,8 @@ struct stack_rx_view {
     X(rx_demux_walks) /* presorts of tcp_active_pcbs before a batch (stack_driver_poll) */         \
     X(rx_demux_moved) /* pcbs those moved to the front */                                          \
     X(rx_moderated)   /* polls followed by a wait for a batch (stack_driver_moderation_us) */      \
-    X(polls)
+    X(polls)                                                                                       \
+    X(lwip_chksum_fast) /* 1: lwIP's checksums run stack/stack_chksum.c's (stack_chksum.h) */
 
 #define STACK_DRIVER_CTR_FIELD(name) uint64_t name;
 struct stack_driver_counters {

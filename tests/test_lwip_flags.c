@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <lwip/inet_chksum.h>
 #include <lwip/ip.h>
 #include <lwip/ip_addr.h>
 #include <lwip/netif.h>
@@ -51,8 +52,10 @@
 
 #include "nic_abi.h"
 #include "nic_dev.h"
+#include "stack_chksum.h"
 #include "stack_driver.h"
 #include "test_lwip.h"
+#include "test_rng.h"
 #include "test_util.h"
 
 #define TEST_MTU     1500u
@@ -1100,6 +1103,70 @@ START_TEST(ooseq_beyond_share_compacted_and_capped)
 }
 END_TEST
 
+/* lwIP's 16-bit-word loop as liblwip has it (LWIP_CHKSUM_ALGORITHM 2): the
+   reference stack/stack_chksum.c must match for every length and alignment. */
+static uint16_t ref_chksum(const uint8_t *pb, int len)
+{
+    uint32_t sum = 0;
+    uint16_t t = 0;
+    int odd = (int)((uintptr_t)pb & 1);
+    if (odd && len > 0) {
+        ((uint8_t *)&t)[1] = *pb++;
+        len--;
+    }
+    while (len > 1) {
+        uint16_t w;
+        memcpy(&w, pb, 2);
+        sum += w;
+        pb += 2;
+        len -= 2;
+    }
+    if (len > 0)
+        ((uint8_t *)&t)[0] = *pb;
+    sum += t;
+    sum = (sum >> 16) + (sum & 0xffffu);
+    sum = (sum >> 16) + (sum & 0xffffu);
+    if (odd)
+        sum = ((sum & 0xffu) << 8) | ((sum & 0xff00u) >> 8);
+    return (uint16_t)sum;
+}
+
+START_TEST(chksum_interposed_and_exact)
+{
+    /* lwIP's own calls (inet_chksum, lwip_chksum_copy behind tcp_write) reach
+       the program's lwip_standard_chksum. */
+    ck_assert(stack_chksum_interposed());
+    struct tu_rng r = tu_rng_for("chksum", 0);
+    static uint8_t buf[70000], dst[70000];
+    int lens[] = {0, 1, 2, 3, 7, 8, 15, 16, 17, 63, 64, 127, 128, 129, 1460, 1500, 4096, 65535};
+    for (int fill = 0; fill < 3; fill++) {
+        if (fill == 0)
+            tu_rng_fill(&r, buf, sizeof(buf));
+        else /* all-ones and all-zero: the 0xffff / 0 ends of the folded sum */
+            memset(buf, fill == 1 ? 0xff : 0, sizeof(buf));
+        for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++)
+            for (int off = 0; off < 8; off++) {
+                const uint8_t *p = buf + off;
+                uint16_t want = ref_chksum(p, lens[li]);
+                ck_assert_uint_eq(lwip_standard_chksum(p, lens[li]), want);
+                ck_assert_uint_eq(inet_chksum(p, (u16_t)lens[li]), (uint16_t)~want);
+                memset(dst, 0, (size_t)lens[li] + 8);
+                ck_assert_uint_eq(lwip_chksum_copy(dst + off, p, (u16_t)lens[li]), want);
+                ck_assert(memcmp(dst + off, p, (size_t)lens[li]) == 0);
+            }
+    }
+    for (int i = 0; i < 2000; i++) {
+        size_t off = tu_rng_below(&r, 64);
+        int len = (int)tu_rng_below(&r, 3000);
+        if (i % 100 == 0)
+            len = (int)tu_rng_range(&r, 3000, 65535);
+        tu_rng_fill(&r, buf + off, (size_t)len);
+        ck_assert_uint_eq(lwip_standard_chksum(buf + off, len), ref_chksum(buf + off, len));
+    }
+    ck_assert_uint_eq(lwip_standard_chksum(buf, -1), 0);
+}
+END_TEST
+
 static Suite *lwip_flags_suite(void)
 {
     Suite *s = suite_create("lwip_flags");
@@ -1118,11 +1185,15 @@ static Suite *lwip_flags_suite(void)
     tcase_add_test(tc, fin_on_queued_segment);
     tcase_add_test(tc, ooseq_beyond_share_compacted_and_capped);
     suite_add_tcase(s, tc);
+    TCase *tk = tcase_create("chksum");
+    tcase_add_test(tk, chksum_interposed_and_exact);
+    suite_add_tcase(s, tk);
     return s;
 }
 
 int main(void)
 {
+    tu_seed_init("test_lwip_flags");
     SRunner *sr = srunner_create(lwip_flags_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
