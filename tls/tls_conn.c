@@ -224,7 +224,7 @@ static err_t drain_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t er
 {
     (void)err;
     if (p) {
-        tcp_recved(pcb, p->tot_len);
+        stack_tcp_recved(pcb, p->tot_len);
         pbuf_free(p);
         return ERR_OK;
     }
@@ -347,7 +347,7 @@ static void rxq_consume(struct tls_conn *c, size_t n)
     while (n) {
         u16_t step = n > 0xffff ? 0xffff : (u16_t)n;
         if (c->pcb)
-            tcp_recved(c->pcb, step);
+            stack_tcp_recved(c->pcb, step);
         n -= step;
     }
 }

@@ -7,6 +7,7 @@
  * struct tls_offload_ops.
  */
 #include "tls_offload.h"
+#include "stack_driver.h"
 #include "tls_record.h"
 
 #include <lwip/priv/tcp_priv.h>
@@ -397,7 +398,7 @@ static err_t linger_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t e
     (void)arg;
     (void)err;
     if (p) {
-        tcp_recved(pcb, p->tot_len);
+        stack_tcp_recved(pcb, p->tot_len);
         pbuf_free(p);
         return ERR_OK;
     }
