@@ -1590,6 +1590,30 @@ static void target_line(const char *what, const struct run *num, const struct ru
 
 static const struct run *good_ngx(const struct bench *b, unsigned k, int dir);
 
+/* Median host CPU seconds over the successful runs of mode m's cell dir
+   (lower median for an even count), -1 without one. One transfer's CPU on
+   a shared machine varies more than its throughput: the CPU target takes
+   each mode's median, not the CPU of the run with the median throughput. */
+static double cell_host_median(const struct bench *b, enum tls_mode m, int dir)
+{
+    for (unsigned i = 0; i < b->o.n_modes; i++) {
+        const struct cell *c = &b->cells[i][dir];
+        if (b->o.modes[i] != m)
+            continue;
+        double v[BENCH_MAX_REPEAT];
+        unsigned n = 0;
+        for (unsigned k = 0; k < c->n_runs; k++)
+            if (c->runs[k].ok) {
+                unsigned j = n++;
+                for (; j > 0 && v[j - 1] > c->runs[k].cpu.host_s; j--)
+                    v[j] = v[j - 1];
+                v[j] = c->runs[k].cpu.host_s;
+            }
+        return n ? v[(n - 1) / 2] : -1;
+    }
+    return -1;
+}
+
 /* The targets of the data-path work (TSO/GSO/LRO, copies), on the shown
    runs; the NIC engine's target is --micro's. */
 static void print_targets(const struct bench *b)
@@ -1605,8 +1629,13 @@ static void print_targets(const struct bench *b)
     snprintf(what, sizeof(what), "nic / mbedtls download, MTU %u", b->o.mtu);
     target_line(what, good(b, TLS_MODE_NIC, DIR_DOWN), good(b, TLS_MODE_MBEDTLS, DIR_DOWN), false,
                 5.0, false);
-    target_line("host CPU s/GB download, nic / plain", good(b, TLS_MODE_NIC, DIR_DOWN),
-                good(b, TLS_MODE_NONE, DIR_DOWN), true, 1.05, true);
+    double hn = cell_host_median(b, TLS_MODE_NIC, DIR_DOWN);
+    double hp = cell_host_median(b, TLS_MODE_NONE, DIR_DOWN);
+    printf("  %-46s", "host CPU s/GB download, nic / plain (medians)");
+    if (hn > 0 && hp > 0)
+        printf(" %6.2fx (target <= 1.05x) -> %s\n", hn / hp, hn / hp <= 1.05 ? "met" : "NOT met");
+    else
+        printf(" -\n");
     target_line("nic HTTPS upload / nginx HTTPS", good(b, TLS_MODE_NIC, DIR_UP),
                 good_ngx(b, NGX_HTTPS, DIR_UP), false, 0.8, false);
 }
