@@ -496,7 +496,7 @@ static uint8_t *stage_buf(struct tls_conn *c)
     if (!tx_frames(c))
         return c->tx_pt;
     if (!c->tx_frame)
-        c->tx_frame = pbuf_alloc(PBUF_RAW, TLS_MAX_RECORD_LEN, PBUF_RAM);
+        c->tx_frame = tls_offload_frame_alloc();
     return c->tx_frame ? (uint8_t *)c->tx_frame->payload + TLS_PAYLOAD_OFFSET : NULL;
 }
 
