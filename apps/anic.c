@@ -61,6 +61,9 @@ static void usage_serve(FILE *f)
         "  --host-addr A       lwIP host address (default 10.77.0.2)\n"
         "  --mtu N             link MTU (default 1500, 576..9000)\n"
         "  --sndbuf BYTES      TCP send buffer per connection (default 196608)\n"
+        "  --rcv-wnd BYTES     TCP receive window per connection (65535..131070, default\n"
+        "                        131070; 65535 = lwIP's TCP_WND, beyond it needs the\n"
+        "                        peer's window scaling)\n"
         "  --rx-resync MODE    how the NIC finds records again after losing track: nic\n"
         "                        (default: magic-pattern search, host confirms) | hint\n"
         "                        (no search; tls/ tells the NIC where records start)\n"
@@ -191,6 +194,7 @@ enum {
     OPT_HOST_ADDR,
     OPT_MTU,
     OPT_SNDBUF,
+    OPT_RCV_WND,
     OPT_CERT,
     OPT_KEY,
     OPT_CA_OUT,
@@ -239,6 +243,7 @@ static const struct option serve_opts[] = {
     {"host-addr", required_argument, NULL, OPT_HOST_ADDR},
     {"mtu", required_argument, NULL, OPT_MTU},
     {"sndbuf", required_argument, NULL, OPT_SNDBUF},
+    {"rcv-wnd", required_argument, NULL, OPT_RCV_WND},
     {"cert", required_argument, NULL, OPT_CERT},
     {"key", required_argument, NULL, OPT_KEY},
     {"ca-out", required_argument, NULL, OPT_CA_OUT},
@@ -383,6 +388,10 @@ static int cmd_serve(int argc, char **argv)
         case OPT_SNDBUF:
             if (parse_u32(optarg, 8192, 1u << 20, &cfg.snd_buf) < 0)
                 return bad("sndbuf", optarg);
+            break;
+        case OPT_RCV_WND:
+            if (parse_u32(optarg, 65535, 131070, &cfg.rcv_wnd) < 0)
+                return bad("rcv-wnd", optarg);
             break;
         case OPT_CERT:
             cfg.cert_path = optarg;

@@ -26,6 +26,7 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->prefix_len = 24;
     cfg->mtu = 1500;
     cfg->snd_buf = 192 * 1024;
+    cfg->rcv_wnd = 131070; /* lwIP's largest with its window scale (docs/design.md §7) */
     cfg->rto_min_ms = 10;
     cfg->peer_rto_min_ms = 5;
     cfg->tcp_retries_ms = 900 * 1000;
@@ -248,6 +249,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .rto_min_ms = cfg->rto_min_ms,
         .tcp_retries_ms = cfg->tcp_retries_ms,
     };
+    stack_tcp_set_rcv_wnd(cfg->rcv_wnd);
     rt->host = stack_host_start(rt->dev, &hc);
     if (!rt->host) {
         snprintf(err, errlen, "cannot start the lwIP host");

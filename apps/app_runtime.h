@@ -22,6 +22,7 @@ struct app_runtime_cfg {
     unsigned prefix_len;
     uint32_t mtu;
     uint32_t snd_buf;
+    uint32_t rcv_wnd;         /* TCP receive window per connection (stack_tcp_set_rcv_wnd) */
     uint32_t rto_min_ms;      /* see stack_host_cfg */
     uint32_t peer_rto_min_ms; /* the kernel peer's route rto_min (0 = kernel default) */
     uint32_t tcp_retries_ms;  /* give up on a peer that acks nothing for this long (0 = lwIP's) */

@@ -1,6 +1,7 @@
 /* app_server.c - listeners and per-connection glue: tls_conn <-> HTTP session. */
 #include "app_server.h"
 #include "app_http.h"
+#include "stack_driver.h"
 #include "tls_conn.h"
 
 #include <lwip/sys.h>
@@ -185,6 +186,7 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
        on a TUN device of our MTU, whose SYN announced MTU - 40. */
     if (s->cfg.mss > pcb->mss)
         pcb->mss = s->cfg.mss;
+    stack_tcp_wnd_open(pcb); /* --rcv-wnd beyond lwIP's TCP_WND (docs/design.md §7) */
     ac->tc = tls_conn_accept(s->cfg.tls, l->mode, pcb, s->cfg.snd_buf, &conn_upper, ac);
     if (!ac->tc) {
         app_http_session_free(ac->http);

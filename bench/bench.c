@@ -121,6 +121,7 @@ struct bench_opts {
     bool modes_set;
     const char *csv_path;
     uint32_t mtu;
+    uint32_t rcv_wnd; /* --rcv-wnd (0 = the runtime's default) */
     unsigned repeat;
     bool repeat_set;
     struct nic_fault_cfg fault_tx, fault_rx;
@@ -253,6 +254,8 @@ static void usage(FILE *f)
         "  --csv FILE        write every successful measurement to FILE\n"
         "                      (default ./" BENCH_DEFAULT_CSV "; '-' = no CSV)\n"
         "  --mtu N           link MTU (default 1500, 576..9000)\n"
+        "  --rcv-wnd BYTES   lwIP's TCP receive window per connection (65535..131070,\n"
+        "                      default 131070; 65535 = lwIP's TCP_WND)\n"
         "  --offloads LIST   segmentation offloads: tso,gso,lro (default) or none\n"
         "  --repeat N        run every transfer N times (1..%u, default 1), rounds\n"
         "                      interleaved over modes; the table shows the run with the\n"
@@ -368,6 +371,7 @@ enum {
     OPT_MODES,
     OPT_CSV,
     OPT_MTU,
+    OPT_RCV_WND,
     OPT_REPEAT,
     OPT_FAULT_TX,
     OPT_FAULT_RX,
@@ -389,6 +393,7 @@ static const struct option bench_opts_long[] = {
     {"modes", required_argument, NULL, OPT_MODES},
     {"csv", required_argument, NULL, OPT_CSV},
     {"mtu", required_argument, NULL, OPT_MTU},
+    {"rcv-wnd", required_argument, NULL, OPT_RCV_WND},
     {"repeat", required_argument, NULL, OPT_REPEAT},
     {"fault-tx", required_argument, NULL, OPT_FAULT_TX},
     {"fault-rx", required_argument, NULL, OPT_FAULT_RX},
@@ -578,6 +583,11 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             if (parse_uint(optarg, 576, 9000, &v) < 0)
                 return bad("mtu", optarg, "expected 576..9000");
             o->mtu = (uint32_t)v;
+            break;
+        case OPT_RCV_WND:
+            if (parse_uint(optarg, 65535, 131070, &v) < 0)
+                return bad("rcv-wnd", optarg, "expected 65535..131070");
+            o->rcv_wnd = (uint32_t)v;
             break;
         case OPT_REPEAT:
             if (parse_uint(optarg, 1, BENCH_MAX_REPEAT, &v) < 0) {
@@ -1580,6 +1590,30 @@ static void target_line(const char *what, const struct run *num, const struct ru
 
 static const struct run *good_ngx(const struct bench *b, unsigned k, int dir);
 
+/* Median host CPU seconds over the successful runs of mode m's cell dir
+   (lower median for an even count), -1 without one. One transfer's CPU on
+   a shared machine varies more than its throughput: the CPU target takes
+   each mode's median, not the CPU of the run with the median throughput. */
+static double cell_host_median(const struct bench *b, enum tls_mode m, int dir)
+{
+    for (unsigned i = 0; i < b->o.n_modes; i++) {
+        const struct cell *c = &b->cells[i][dir];
+        if (b->o.modes[i] != m)
+            continue;
+        double v[BENCH_MAX_REPEAT];
+        unsigned n = 0;
+        for (unsigned k = 0; k < c->n_runs; k++)
+            if (c->runs[k].ok) {
+                unsigned j = n++;
+                for (; j > 0 && v[j - 1] > c->runs[k].cpu.host_s; j--)
+                    v[j] = v[j - 1];
+                v[j] = c->runs[k].cpu.host_s;
+            }
+        return n ? v[(n - 1) / 2] : -1;
+    }
+    return -1;
+}
+
 /* The targets of the data-path work (TSO/GSO/LRO, copies), on the shown
    runs; the NIC engine's target is --micro's. */
 static void print_targets(const struct bench *b)
@@ -1595,8 +1629,13 @@ static void print_targets(const struct bench *b)
     snprintf(what, sizeof(what), "nic / mbedtls download, MTU %u", b->o.mtu);
     target_line(what, good(b, TLS_MODE_NIC, DIR_DOWN), good(b, TLS_MODE_MBEDTLS, DIR_DOWN), false,
                 5.0, false);
-    target_line("host CPU s/GB download, nic / plain", good(b, TLS_MODE_NIC, DIR_DOWN),
-                good(b, TLS_MODE_NONE, DIR_DOWN), true, 1.05, true);
+    double hn = cell_host_median(b, TLS_MODE_NIC, DIR_DOWN);
+    double hp = cell_host_median(b, TLS_MODE_NONE, DIR_DOWN);
+    printf("  %-46s", "host CPU s/GB download, nic / plain (medians)");
+    if (hn > 0 && hp > 0)
+        printf(" %6.2fx (target <= 1.05x) -> %s\n", hn / hp, hn / hp <= 1.05 ? "met" : "NOT met");
+    else
+        printf(" -\n");
     target_line("nic HTTPS upload / nginx HTTPS", good(b, TLS_MODE_NIC, DIR_UP),
                 good_ngx(b, NGX_HTTPS, DIR_UP), false, 0.8, false);
 }
@@ -1732,6 +1771,8 @@ static int runtime_up(struct bench *b, const struct nic_fault_cfg *fault_tx,
     app_runtime_cfg_defaults(&cfg);
     cfg.netns = b->netns;
     cfg.mtu = b->o.mtu;
+    if (b->o.rcv_wnd)
+        cfg.rcv_wnd = b->o.rcv_wnd;
     cfg.offloads = b->o.offloads;
     cfg.fault_tx = *fault_tx;
     cfg.fault_rx = *fault_rx;
@@ -1820,9 +1861,9 @@ static void print_header(struct bench *b)
     printf(", %u run%s each\n", b->o.repeat, b->o.repeat > 1 ? "s" : "");
     print_machine(b);
     char ol[64];
-    printf("  namespace %s, TUN %s, lwIP host %s, MTU %u, offloads %s\n", b->netns,
+    printf("  namespace %s, TUN %s, lwIP host %s, MTU %u, offloads %s, rcv-wnd %u\n", b->netns,
            b->rt.cfg.tun_name, b->host, b->rt.cfg.mtu,
-           app_offloads_format(b->rt.cfg.offloads, ol, sizeof(ol)));
+           app_offloads_format(b->rt.cfg.offloads, ol, sizeof(ol)), b->rt.cfg.rcv_wnd);
     print_listeners(b);
     print_nic_rx(b);
     printf("  seed %" PRIu64 " (replay: --seed %" PRIu64 ")\n  fault-tx: %s\n  fault-rx: %s\n",

@@ -10,12 +10,15 @@
  */
 #include "stack_driver.h"
 
+#include "stack_chksum.h"
+
 #include <lwip/ip.h>
 #include <lwip/ip4.h>
 #include <lwip/priv/tcp_priv.h>
 #include <lwip/sys.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,6 +132,7 @@ struct stack_driver *stack_driver_create(struct nic_dev *dev, uint32_t mtu)
     drv->q = nic_dev_queues(dev);
     drv->mtu = mtu;
     drv->rx_buf_size = (mtu + 63) / 64 * 64;
+    drv->c.lwip_chksum_fast = stack_chksum_interposed() ? 1 : 0;
     drv->lim = (struct stack_rx_limits){.conn_bufs = STACK_RX_CONN_BUFS,
                                         .ooseq_segs = STACK_RX_OOSEQ_SEGS,
                                         .unread_pbufs = STACK_RX_UNREAD_PBUFS,
@@ -829,4 +833,63 @@ void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driv
     *out = drv->c;
     out->rx_bufs_held = rx_held(drv);
     out->rx_compact_live = __atomic_load_n(&drv->compact_live, __ATOMIC_RELAXED);
+}
+
+/* --- receive window beyond lwIP's TCP_WND --- */
+
+#define RCV_WND_LWIP 0xffffu                                        /* TCP_WND in this lwIP build */
+#define RCV_WND_MAX  ((uint32_t)0xffffu << (unsigned)TCP_RCV_SCALE) /* announceable with the scale \
+                                                                     */
+
+static _Atomic uint32_t rcv_wnd_target = RCV_WND_LWIP;
+
+uint32_t stack_tcp_set_rcv_wnd(uint32_t bytes)
+{
+    if (bytes < RCV_WND_LWIP)
+        bytes = RCV_WND_LWIP;
+    if (bytes > RCV_WND_MAX)
+        bytes = RCV_WND_MAX;
+    atomic_store(&rcv_wnd_target, bytes);
+    return bytes;
+}
+
+uint32_t stack_tcp_rcv_wnd(void)
+{
+    return atomic_load(&rcv_wnd_target);
+}
+
+/* The window this pcb may have: the target when scaling was agreed, else
+   what an unscaled 16-bit field can announce (lwIP's own cap). */
+static uint32_t pcb_wnd_max(const struct tcp_pcb *pcb)
+{
+    return (pcb->flags & TF_WND_SCALE) ? atomic_load(&rcv_wnd_target) : RCV_WND_LWIP;
+}
+
+void stack_tcp_wnd_open(struct tcp_pcb *pcb)
+{
+    uint32_t max = pcb_wnd_max(pcb);
+    if (max <= RCV_WND_LWIP || pcb->rcv_wnd >= max)
+        return;
+    /* The extra is buffer space the application has not been given yet:
+       nothing consumed it, so it is added once, here. */
+    pcb->rcv_wnd += max - RCV_WND_LWIP;
+    if (pcb->rcv_wnd > max)
+        pcb->rcv_wnd = max;
+    (void)tcp_update_rcv_ann_wnd(pcb);
+}
+
+void stack_tcp_recved(struct tcp_pcb *pcb, uint16_t len)
+{
+    uint32_t max = pcb_wnd_max(pcb);
+    if (max <= RCV_WND_LWIP) {
+        tcp_recved(pcb, len);
+        return;
+    }
+    uint32_t w = pcb->rcv_wnd + len;
+    pcb->rcv_wnd = w > max ? max : w;
+    /* as lwIP's tcp_recved: announce when the window grew by the threshold */
+    if (tcp_update_rcv_ann_wnd(pcb) >= TCP_WND_UPDATE_THRESHOLD) {
+        tcp_ack_now(pcb);
+        tcp_output(pcb);
+    }
 }

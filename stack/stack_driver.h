@@ -66,7 +66,8 @@ struct stack_rx_view {
     X(rx_demux_walks) /* presorts of tcp_active_pcbs before a batch (stack_driver_poll) */         \
     X(rx_demux_moved) /* pcbs those moved to the front */                                          \
     X(rx_moderated)   /* polls followed by a wait for a batch (stack_driver_moderation_us) */      \
-    X(polls)
+    X(polls)                                                                                       \
+    X(lwip_chksum_fast) /* 1: lwIP's checksums run stack/stack_chksum.c's (stack_chksum.h) */
 
 #define STACK_DRIVER_CTR_FIELD(name) uint64_t name;
 struct stack_driver_counters {
@@ -199,5 +200,25 @@ const struct stack_rx_limits *stack_rx_limits_of(const struct pbuf *p);
 void stack_rx_note_refused(const struct pbuf *p);
 
 void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driver_counters *out);
+
+/* --- receive window beyond lwIP's TCP_WND (docs/design.md §7) ---
+   lwIP's tcp_recved() caps a connection's receive window at TCP_WND (65535
+   in this build) although the build negotiates window scaling (shift
+   TCP_RCV_SCALE = 1, so up to 131070 bytes can be announced). The window is
+   what bounds an upload: one window in flight per round trip. */
+struct tcp_pcb;
+
+/* The receive window new connections get (bytes, 65535..131070; 65535 =
+   lwIP's own behaviour). Process-wide; set before connections are accepted.
+   Returns the value in effect. */
+uint32_t stack_tcp_set_rcv_wnd(uint32_t bytes);
+uint32_t stack_tcp_rcv_wnd(void);
+/* At accept: widen pcb's window to stack_tcp_rcv_wnd() when the peer agreed
+   to window scaling (TF_WND_SCALE); otherwise leave lwIP's. */
+void stack_tcp_wnd_open(struct tcp_pcb *pcb);
+/* tcp_recved() without lwIP's TCP_WND cap: the window grows back to what
+   stack_tcp_wnd_open gave it, and a window update goes out as lwIP's would
+   (at TCP_WND_UPDATE_THRESHOLD of inflation). Core lock held. */
+void stack_tcp_recved(struct tcp_pcb *pcb, uint16_t len);
 
 #endif

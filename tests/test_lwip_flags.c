@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <lwip/inet_chksum.h>
 #include <lwip/ip.h>
 #include <lwip/ip_addr.h>
 #include <lwip/netif.h>
@@ -51,8 +52,10 @@
 
 #include "nic_abi.h"
 #include "nic_dev.h"
+#include "stack_chksum.h"
 #include "stack_driver.h"
 #include "test_lwip.h"
+#include "test_rng.h"
 #include "test_util.h"
 
 #define TEST_MTU     1500u
@@ -99,7 +102,11 @@ static struct {
     uint32_t cisn, liss; /* the peer's ISN, lwIP's ISS */
     bool synack;
     bool accepted;
-    uint32_t base; /* conn->rcv_nxt in the accept callback */
+    bool syn_wscale;     /* the peer's SYN offers window scaling (shift 7, as Linux) */
+    bool hold;           /* on_recv counts bytes only and never calls tcp_recved */
+    uint32_t held_bytes; /* ... the bytes it got */
+    uint32_t last_wnd;   /* window field of lwIP's last ACK (unscaled) */
+    uint32_t base;       /* conn->rcv_nxt in the accept callback */
 
     struct pkt pkts[MAX_PKTS];
     int npkts, nmarked;
@@ -172,6 +179,8 @@ static size_t build_tcp(uint8_t *p, uint32_t seq, uint32_t ack, uint8_t flags, c
                         uint32_t len)
 {
     static const uint8_t mss[4] = {2, 4, MAX_SEG >> 8, MAX_SEG & 0xff}; /* kind, length, value */
+    static const uint8_t mss_ws[8] = {2, 4, MAX_SEG >> 8, MAX_SEG & 0xff, 1, 3,
+                                      3, 7}; /* + NOP, WS */
     struct tu_tcp seg = {.saddr = TU_PEER_IP,
                          .daddr = TU_HOST_IP,
                          .sport = g.peer_port,
@@ -180,8 +189,10 @@ static size_t build_tcp(uint8_t *p, uint32_t seq, uint32_t ack, uint8_t flags, c
                          .seq = seq,
                          .ack = ack,
                          .flags = flags,
-                         .opt = mss,
-                         .opt_len = (flags & TU_TCP_SYN) ? sizeof(mss) : 0,
+                         .opt = g.syn_wscale ? mss_ws : mss,
+                         .opt_len = !(flags & TU_TCP_SYN) ? 0
+                                    : g.syn_wscale        ? sizeof(mss_ws)
+                                                          : sizeof(mss),
                          .payload = data,
                          .len = len};
     return tu_build_tcp(p, &seg);
@@ -284,6 +295,7 @@ static void drain_wire(void)
         if (fl & TU_TCP_ACK) {
             g.acks++;
             g.last_ack = tu_get32(h + 8);
+            g.last_wnd = tu_get16(h + 14);
         }
     }
 }
@@ -488,6 +500,11 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
     }
     if (err != ERR_OK)
         cb_fail("tcp_recv err %d", err);
+    if (g.hold) {
+        g.held_bytes += p->tot_len;
+        pbuf_free(p);
+        return ERR_OK;
+    }
     if (g.fin)
         cb_fail("data after FIN");
     g.calls++;
@@ -1100,6 +1117,150 @@ START_TEST(ooseq_beyond_share_compacted_and_capped)
 }
 END_TEST
 
+/* ---- 8. The receive window past lwIP's TCP_WND (docs/design.md §7) ---- */
+
+/* Segments of MAX_SEG bytes from stream offset off on, n of them, a NIC
+   round per MAX_PENDING. */
+static void inject_bulk(uint32_t off, unsigned n)
+{
+    static uint8_t data[MAX_SEG], p[TEST_MTU];
+    memset(data, 0x5a, sizeof(data));
+    for (unsigned i = 0; i < n; i++) {
+        size_t len = build_tcp(p, g.cisn + 1 + off + i * MAX_SEG, g.liss + 1,
+                               TU_TCP_ACK | TU_TCP_PSH, data, MAX_SEG);
+        send_pkt(p, len, off + i * MAX_SEG, MAX_SEG, false);
+        if (g.npending == MAX_PENDING || i + 1 == n)
+            step();
+    }
+}
+
+static void close_held(void)
+{
+    stack_tcp_set_rcv_wnd(0xffff);
+    LOCK_TCPIP_CORE();
+    tcp_err(g.conn, NULL);
+    tcp_recv(g.conn, NULL);
+    tcp_abort(g.conn);
+    g.conn = NULL;
+    UNLOCK_TCPIP_CORE();
+    step();
+}
+
+START_TEST(rcv_wnd_beyond_tcp_wnd)
+{
+    enum { SEGS = 62 }; /* 90520 bytes: past TCP_WND 65535, within 131070 */
+    g.syn_wscale = true;
+    g.hold = true;
+    ck_assert_uint_eq(stack_tcp_set_rcv_wnd(131070), 131070);
+    handshake(40060);
+    LOCK_TCPIP_CORE();
+    ck_assert(g.conn->flags & TF_WND_SCALE);
+    ck_assert_uint_eq(g.conn->rcv_wnd, 0xffff); /* lwIP's own */
+    stack_tcp_wnd_open(g.conn);
+    ck_assert_uint_eq(g.conn->rcv_wnd, 131070);
+    UNLOCK_TCPIP_CORE();
+    /* Nothing is read: every byte fits the widened window only. */
+    inject_bulk(0, SEGS);
+    ck_assert_uint_eq(g.held_bytes, SEGS * MAX_SEG);
+    ck_assert_uint_eq(g.last_ack, g.cisn + 1 + SEGS * MAX_SEG);
+    /* Reading it all re-opens the window to 131070, not to lwIP's cap, and
+       lwIP announces it (shift 1: 65535 in the header). */
+    LOCK_TCPIP_CORE();
+    stack_tcp_recved(g.conn, 0xffff);
+    stack_tcp_recved(g.conn, (uint16_t)(SEGS * MAX_SEG - 0xffff));
+    ck_assert_uint_eq(g.conn->rcv_wnd, 131070);
+    UNLOCK_TCPIP_CORE();
+    step();
+    ck_assert_uint_eq(g.last_wnd, 0xffff);
+    close_held();
+}
+END_TEST
+
+START_TEST(rcv_wnd_unscaled_peer_keeps_lwip_window)
+{
+    enum { SEGS = 50 }; /* 73000 bytes: more than the window */
+    g.hold = true;
+    stack_tcp_set_rcv_wnd(131070);
+    handshake(40061);
+    LOCK_TCPIP_CORE();
+    ck_assert(!(g.conn->flags & TF_WND_SCALE));
+    stack_tcp_wnd_open(g.conn);
+    ck_assert_uint_eq(g.conn->rcv_wnd, 0xffff);
+    UNLOCK_TCPIP_CORE();
+    inject_bulk(0, SEGS);
+    ck_assert_uint_eq(g.held_bytes, 0xffff); /* the rest is beyond the window */
+    LOCK_TCPIP_CORE();
+    stack_tcp_recved(g.conn, 0xffff);
+    ck_assert_uint_eq(g.conn->rcv_wnd, 0xffff);
+    UNLOCK_TCPIP_CORE();
+    close_held();
+}
+END_TEST
+
+/* lwIP's 16-bit-word loop as liblwip has it (LWIP_CHKSUM_ALGORITHM 2): the
+   reference stack/stack_chksum.c must match for every length and alignment. */
+static uint16_t ref_chksum(const uint8_t *pb, int len)
+{
+    uint32_t sum = 0;
+    uint16_t t = 0;
+    int odd = (int)((uintptr_t)pb & 1);
+    if (odd && len > 0) {
+        ((uint8_t *)&t)[1] = *pb++;
+        len--;
+    }
+    while (len > 1) {
+        uint16_t w;
+        memcpy(&w, pb, 2);
+        sum += w;
+        pb += 2;
+        len -= 2;
+    }
+    if (len > 0)
+        ((uint8_t *)&t)[0] = *pb;
+    sum += t;
+    sum = (sum >> 16) + (sum & 0xffffu);
+    sum = (sum >> 16) + (sum & 0xffffu);
+    if (odd)
+        sum = ((sum & 0xffu) << 8) | ((sum & 0xff00u) >> 8);
+    return (uint16_t)sum;
+}
+
+START_TEST(chksum_interposed_and_exact)
+{
+    /* lwIP's own calls (inet_chksum, lwip_chksum_copy behind tcp_write) reach
+       the program's lwip_standard_chksum. */
+    ck_assert(stack_chksum_interposed());
+    struct tu_rng r = tu_rng_for("chksum", 0);
+    static uint8_t buf[70000], dst[70000];
+    int lens[] = {0, 1, 2, 3, 7, 8, 15, 16, 17, 63, 64, 127, 128, 129, 1460, 1500, 4096, 65535};
+    for (int fill = 0; fill < 3; fill++) {
+        if (fill == 0)
+            tu_rng_fill(&r, buf, sizeof(buf));
+        else /* all-ones and all-zero: the 0xffff / 0 ends of the folded sum */
+            memset(buf, fill == 1 ? 0xff : 0, sizeof(buf));
+        for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++)
+            for (int off = 0; off < 8; off++) {
+                const uint8_t *p = buf + off;
+                uint16_t want = ref_chksum(p, lens[li]);
+                ck_assert_uint_eq(lwip_standard_chksum(p, lens[li]), want);
+                ck_assert_uint_eq(inet_chksum(p, (u16_t)lens[li]), (uint16_t)~want);
+                memset(dst, 0, (size_t)lens[li] + 8);
+                ck_assert_uint_eq(lwip_chksum_copy(dst + off, p, (u16_t)lens[li]), want);
+                ck_assert(memcmp(dst + off, p, (size_t)lens[li]) == 0);
+            }
+    }
+    for (int i = 0; i < 2000; i++) {
+        size_t off = tu_rng_below(&r, 64);
+        int len = (int)tu_rng_below(&r, 3000);
+        if (i % 100 == 0)
+            len = (int)tu_rng_range(&r, 3000, 65535);
+        tu_rng_fill(&r, buf + off, (size_t)len);
+        ck_assert_uint_eq(lwip_standard_chksum(buf + off, len), ref_chksum(buf + off, len));
+    }
+    ck_assert_uint_eq(lwip_standard_chksum(buf, -1), 0);
+}
+END_TEST
+
 static Suite *lwip_flags_suite(void)
 {
     Suite *s = suite_create("lwip_flags");
@@ -1117,12 +1278,18 @@ static Suite *lwip_flags_suite(void)
     tcase_add_test(tc, fin_on_last_inorder_segment);
     tcase_add_test(tc, fin_on_queued_segment);
     tcase_add_test(tc, ooseq_beyond_share_compacted_and_capped);
+    tcase_add_test(tc, rcv_wnd_beyond_tcp_wnd);
+    tcase_add_test(tc, rcv_wnd_unscaled_peer_keeps_lwip_window);
     suite_add_tcase(s, tc);
+    TCase *tk = tcase_create("chksum");
+    tcase_add_test(tk, chksum_interposed_and_exact);
+    suite_add_tcase(s, tk);
     return s;
 }
 
 int main(void)
 {
+    tu_seed_init("test_lwip_flags");
     SRunner *sr = srunner_create(lwip_flags_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -224,7 +224,7 @@ static err_t drain_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t er
 {
     (void)err;
     if (p) {
-        tcp_recved(pcb, p->tot_len);
+        stack_tcp_recved(pcb, p->tot_len);
         pbuf_free(p);
         return ERR_OK;
     }
@@ -347,7 +347,7 @@ static void rxq_consume(struct tls_conn *c, size_t n)
     while (n) {
         u16_t step = n > 0xffff ? 0xffff : (u16_t)n;
         if (c->pcb)
-            tcp_recved(c->pcb, step);
+            stack_tcp_recved(c->pcb, step);
         n -= step;
     }
 }
@@ -496,7 +496,7 @@ static uint8_t *stage_buf(struct tls_conn *c)
     if (!tx_frames(c))
         return c->tx_pt;
     if (!c->tx_frame)
-        c->tx_frame = pbuf_alloc(PBUF_RAW, TLS_MAX_RECORD_LEN, PBUF_RAM);
+        c->tx_frame = tls_offload_frame_alloc();
     return c->tx_frame ? (uint8_t *)c->tx_frame->payload + TLS_PAYLOAD_OFFSET : NULL;
 }
 

@@ -7,12 +7,14 @@
  * struct tls_offload_ops.
  */
 #include "tls_offload.h"
+#include "stack_driver.h"
 #include "tls_record.h"
 
 #include <lwip/priv/tcp_priv.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <lwip/sys.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +86,40 @@ static bool seq_leq(uint32_t a, uint32_t b)
     return (int32_t)(a - b) <= 0;
 }
 
+/* Frames the store freed, kept for the next records (core lock held): a
+   16 KiB malloc and free per record were a visible part of the host's CPU
+   per byte of an offloaded download. Bounded: FRAME_CACHE_MAX x 16 KiB. */
+#define FRAME_CACHE_MAX 32
+static struct pbuf *frame_cache[FRAME_CACHE_MAX];
+static unsigned frame_cached;
+
+struct pbuf *tls_offload_frame_alloc(void)
+{
+    if (frame_cached) {
+        struct pbuf *p = frame_cache[--frame_cached];
+        p->len = p->tot_len = TLS_MAX_RECORD_LEN; /* emit_frame shortened it */
+        p->flags = 0;
+        return p;
+    }
+    return pbuf_alloc(PBUF_RAW, TLS_MAX_RECORD_LEN, PBUF_RAM);
+}
+
+/* The store's reference to r->p goes: into the cache if it was the last one
+   to a frame with room for a whole record. pbuf_realloc shortened the
+   frame's lengths only (this lwIP's mem_trim with libc malloc keeps the
+   block), which malloc_usable_size confirms before a frame is kept. */
+static void frame_put(struct pbuf *p)
+{
+    const size_t head = LWIP_MEM_ALIGN_SIZE(sizeof(struct pbuf));
+    if (p->ref == 1 && !p->next && frame_cached < FRAME_CACHE_MAX &&
+        pbuf_get_allocsrc(p) == PBUF_TYPE_ALLOC_SRC_MASK_STD_HEAP &&
+        p->payload == (uint8_t *)p + head && malloc_usable_size(p) >= head + TLS_MAX_RECORD_LEN) {
+        frame_cache[frame_cached++] = p;
+        return;
+    }
+    pbuf_free(p);
+}
+
 static void record_free(struct tls_tx_offload *t, struct tx_record *r)
 {
     if (r->prev)
@@ -94,7 +130,7 @@ static void record_free(struct tls_tx_offload *t, struct tx_record *r)
         r->next->prev = r->prev;
     else
         t->tail = r->prev;
-    pbuf_free(r->p); /* a DUMP descriptor may still hold its own reference */
+    frame_put(r->p); /* a DUMP descriptor may still hold its own reference */
     t->c->records_in_store--;
     free(r);
 }
@@ -397,7 +433,7 @@ static err_t linger_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t e
     (void)arg;
     (void)err;
     if (p) {
-        tcp_recved(pcb, p->tot_len);
+        stack_tcp_recved(pcb, p->tot_len);
         pbuf_free(p);
         return ERR_OK;
     }
