@@ -300,7 +300,7 @@ static uint64_t wait_released(struct load *L, double *secs)
 struct cell_ctr {
     uint64_t accepted, refused_max, queue_full, hs_timeout, hs_failed, hs_abandoned;
     uint64_t timeouts_http; /* header, idle, body, send */
-    uint64_t rx_no_buffer, rto_give_up;
+    uint64_t rx_no_buffer, rto_give_up, pool_exhausted, held_peak;
 };
 
 static void cell_snap(struct load *L, enum tls_mode m, struct cell_ctr *c)
@@ -326,6 +326,8 @@ static void cell_snap(struct load *L, enum tls_mode m, struct cell_ctr *c)
     }
     c->rx_no_buffer = app_stats_get(st, n, "nic", "rx_no_buffer");
     c->rto_give_up = app_stats_get(st, n, "tcp", "rto_give_up");
+    c->pool_exhausted = app_stats_get(st, n, "driver", "rx_pool_exhausted");
+    c->held_peak = app_stats_get(st, n, "driver", "rx_bufs_held_peak");
 }
 
 /* The line under an anic cell: wrk's errors by kind, then anic's counted
@@ -337,12 +339,14 @@ static void print_cell_ctr(const struct load_result *r, const struct cell_ctr *a
            " timeout %" PRIu64 " non-2xx %" PRIu64 " | anic: accepted %" PRIu64
            ", refused max-conns %" PRIu64 ", handshake queue full %" PRIu64
            ", handshake timeouts %" PRIu64 ", failed %" PRIu64 ", abandoned %" PRIu64
-           ", http timeouts %" PRIu64 ", rto give-ups %" PRIu64 "; nic rx_no_buffer %" PRIu64 "\n",
+           ", http timeouts %" PRIu64 ", rto give-ups %" PRIu64 "; nic rx_no_buffer %" PRIu64
+           " (driver: pool exhausted %" PRIu64 ", RX buffers held at most %" PRIu64 ")\n",
            r->e_connect, r->e_read, r->e_write, r->timeouts, r->non2xx, b->accepted - a->accepted,
            b->refused_max - a->refused_max, b->queue_full - a->queue_full,
            b->hs_timeout - a->hs_timeout, b->hs_failed - a->hs_failed,
            b->hs_abandoned - a->hs_abandoned, b->timeouts_http - a->timeouts_http,
-           b->rto_give_up - a->rto_give_up, b->rx_no_buffer - a->rx_no_buffer);
+           b->rto_give_up - a->rto_give_up, b->rx_no_buffer - a->rx_no_buffer,
+           b->pool_exhausted - a->pool_exhausted, b->held_peak);
 }
 
 static int run_cells(struct load *L)
@@ -731,6 +735,45 @@ static double handshake_rate(struct load *L, const char *addr, int port)
     return runs == L->o.hs_par && wall > 0 ? (double)total / wall : -1;
 }
 
+static void task_cpu(double *host_s, double *nic_s);
+static uint64_t stat_now(struct load *L, const char *sec, const char *name, bool *known);
+
+/* CPU seconds so far of this process's threads named `name` (schedstat). */
+static double threads_cpu(const char *name)
+{
+    double s = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = "";
+        unsigned long long ns = 0;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+        FILE *f = fopen(path, "re");
+        if (f) {
+            if (!fgets(comm, sizeof(comm), f))
+                comm[0] = 0;
+            fclose(f);
+        }
+        comm[strcspn(comm, "\n")] = 0;
+        if (strcmp(comm, name) != 0)
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", de->d_name);
+        f = fopen(path, "re");
+        if (f) {
+            if (fscanf(f, "%llu", &ns) != 1)
+                ns = 0;
+            fclose(f);
+        }
+        s += (double)ns / 1e9;
+    }
+    closedir(d);
+    return s;
+}
+
 static void run_handshakes(struct load *L)
 {
     char host[INET_ADDRSTRLEN];
@@ -742,8 +785,22 @@ static void run_handshakes(struct load *L)
         enum tls_mode m = L->o.modes[mi];
         if (m == TLS_MODE_NONE)
             continue;
+        /* CPU per handshake: independent of what else the machine runs,
+           unlike the rate. */
+        const char *sec = m == TLS_MODE_SW ? "tls_sw" : "tls_nic";
+        uint64_t ok0 = stat_now(L, sec, "handshakes_ok", NULL);
+        double w0 = threads_cpu("tls-handshake"), h0, n0, h1, n1;
+        task_cpu(&h0, &n0);
         double r = handshake_rate(L, host, anic_port(m));
-        printf("  anic %-5s %8.0f handshakes/s\n", mode_label(m), r);
+        uint64_t ok = stat_now(L, sec, "handshakes_ok", NULL) - ok0;
+        double w = threads_cpu("tls-handshake") - w0;
+        task_cpu(&h1, &n1);
+        printf("  anic %-5s %8.0f handshakes/s", mode_label(m), r);
+        if (ok)
+            printf("; CPU per handshake: workers %.2f ms, all host threads %.2f ms, NIC %.2f ms",
+                   w / (double)ok * 1e3, (h1 - h0) / (double)ok * 1e3,
+                   (n1 - n0) / (double)ok * 1e3);
+        printf("\n");
         fflush(stdout);
         sleep_ms(LOAD_SETTLE_MS);
     }
