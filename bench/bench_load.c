@@ -78,6 +78,7 @@ struct load_result {
     bool ran;
     double req_s, mb_s, p50_ms, p99_ms;
     uint64_t requests, errors, timeouts, non2xx;
+    uint64_t e_connect, e_read, e_write; /* errors, as wrk splits them */
 };
 
 struct load {
@@ -186,6 +187,7 @@ static bool parse_wrk(const char *out, uint64_t size, struct load_result *r)
         sscanf(p, "Socket errors: connect %llu, read %llu, write %llu, timeout %llu", &c, &rd, &w,
                &t) == 4) {
         r->errors = c + rd + w;
+        r->e_connect = c, r->e_read = rd, r->e_write = w;
         r->timeouts = t;
     }
     unsigned long long bad = 0;
@@ -292,6 +294,61 @@ static uint64_t wait_released(struct load *L, double *secs)
     return left;
 }
 
+/* anic's side of a cell: what it refused or closed, to set next to wrk's
+   errors (wrk counts a failed TCP or TLS handshake as a connect error and
+   reconnects; a connection closed under a request as a read error). */
+struct cell_ctr {
+    uint64_t accepted, refused_max, queue_full, hs_timeout, hs_failed, hs_abandoned;
+    uint64_t timeouts_http; /* header, idle, body, send */
+    uint64_t rx_no_buffer, rto_give_up, pool_exhausted, held_peak;
+};
+
+static void cell_snap(struct load *L, enum tls_mode m, struct cell_ctr *c)
+{
+    static struct app_stat st[APP_STATS_MAX];
+    LOCK_TCPIP_CORE();
+    size_t n = app_stats_collect(&L->rt.stats, st);
+    UNLOCK_TCPIP_CORE();
+    const char *tls = m == TLS_MODE_SW ? "tls_sw" : "tls_nic";
+    uint64_t v;
+    memset(c, 0, sizeof(*c));
+    c->accepted = app_stats_get(st, n, "server", "accepted");
+    c->refused_max = app_stats_get(st, n, "server", "conns_refused_max");
+    c->hs_timeout = app_stats_get(st, n, "server", "tls_timeout_handshake");
+    c->timeouts_http = app_stats_get(st, n, "server", "http_timeout_header") +
+                       app_stats_get(st, n, "server", "http_timeout_idle") +
+                       app_stats_get(st, n, "server", "http_timeout_body") +
+                       app_stats_get(st, n, "server", "http_timeout_send");
+    if (m != TLS_MODE_NONE) {
+        c->queue_full = app_stats_lookup(st, n, tls, "handshakes_queue_full", &v) > 0 ? v : 0;
+        c->hs_failed = app_stats_lookup(st, n, tls, "handshakes_failed", &v) > 0 ? v : 0;
+        c->hs_abandoned = app_stats_lookup(st, n, tls, "handshakes_abandoned", &v) > 0 ? v : 0;
+    }
+    c->rx_no_buffer = app_stats_get(st, n, "nic", "rx_no_buffer");
+    c->rto_give_up = app_stats_get(st, n, "tcp", "rto_give_up");
+    c->pool_exhausted = app_stats_get(st, n, "driver", "rx_pool_exhausted");
+    c->held_peak = app_stats_get(st, n, "driver", "rx_bufs_held_peak");
+}
+
+/* The line under an anic cell: wrk's errors by kind, then anic's counted
+   refusals and closes over the cell (and its release wait). */
+static void print_cell_ctr(const struct load_result *r, const struct cell_ctr *a,
+                           const struct cell_ctr *b)
+{
+    printf("       wrk errors: connect %" PRIu64 " read %" PRIu64 " write %" PRIu64
+           " timeout %" PRIu64 " non-2xx %" PRIu64 " | anic: accepted %" PRIu64
+           ", refused max-conns %" PRIu64 ", handshake queue full %" PRIu64
+           ", handshake timeouts %" PRIu64 ", failed %" PRIu64 ", abandoned %" PRIu64
+           ", http timeouts %" PRIu64 ", rto give-ups %" PRIu64 "; nic rx_no_buffer %" PRIu64
+           " (driver: pool exhausted %" PRIu64 ", RX buffers held at most %" PRIu64 ")\n",
+           r->e_connect, r->e_read, r->e_write, r->timeouts, r->non2xx, b->accepted - a->accepted,
+           b->refused_max - a->refused_max, b->queue_full - a->queue_full,
+           b->hs_timeout - a->hs_timeout, b->hs_failed - a->hs_failed,
+           b->hs_abandoned - a->hs_abandoned, b->timeouts_http - a->timeouts_http,
+           b->rto_give_up - a->rto_give_up, b->rx_no_buffer - a->rx_no_buffer,
+           b->pool_exhausted - a->pool_exhausted, b->held_peak);
+}
+
 static int run_cells(struct load *L)
 {
     unsigned leaked_cells = 0;
@@ -318,9 +375,12 @@ static int run_cells(struct load *L)
                 snprintf(url, sizeof(url), "%s://%s:%u/bytes/%" PRIu64,
                          m == TLS_MODE_NONE ? "http" : "https", host, anic_port(m), size);
                 struct load_result a;
+                struct cell_ctr ca, cb;
+                cell_snap(L, m, &ca);
                 run_wrk(L, url, conns, size, false, &a);
                 double rel_s;
                 uint64_t left = wait_released(L, &rel_s);
+                cell_snap(L, m, &cb);
                 release_max_s = rel_s > release_max_s ? rel_s : release_max_s;
                 if (left) {
                     leaked_cells++;
@@ -346,6 +406,7 @@ static int run_cells(struct load *L)
                     printf(" | %.2fx\n", a.req_s / ng->req_s);
                 else
                     printf(" | -\n");
+                print_cell_ctr(&a, &ca, &cb);
                 fflush(stdout);
             }
         }
@@ -674,6 +735,45 @@ static double handshake_rate(struct load *L, const char *addr, int port)
     return runs == L->o.hs_par && wall > 0 ? (double)total / wall : -1;
 }
 
+static void task_cpu(double *host_s, double *nic_s);
+static uint64_t stat_now(struct load *L, const char *sec, const char *name, bool *known);
+
+/* CPU seconds so far of this process's threads named `name` (schedstat). */
+static double threads_cpu(const char *name)
+{
+    double s = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = "";
+        unsigned long long ns = 0;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+        FILE *f = fopen(path, "re");
+        if (f) {
+            if (!fgets(comm, sizeof(comm), f))
+                comm[0] = 0;
+            fclose(f);
+        }
+        comm[strcspn(comm, "\n")] = 0;
+        if (strcmp(comm, name) != 0)
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", de->d_name);
+        f = fopen(path, "re");
+        if (f) {
+            if (fscanf(f, "%llu", &ns) != 1)
+                ns = 0;
+            fclose(f);
+        }
+        s += (double)ns / 1e9;
+    }
+    closedir(d);
+    return s;
+}
+
 static void run_handshakes(struct load *L)
 {
     char host[INET_ADDRSTRLEN];
@@ -685,8 +785,22 @@ static void run_handshakes(struct load *L)
         enum tls_mode m = L->o.modes[mi];
         if (m == TLS_MODE_NONE)
             continue;
+        /* CPU per handshake: independent of what else the machine runs,
+           unlike the rate. */
+        const char *sec = m == TLS_MODE_SW ? "tls_sw" : "tls_nic";
+        uint64_t ok0 = stat_now(L, sec, "handshakes_ok", NULL);
+        double w0 = threads_cpu("tls-handshake"), h0, n0, h1, n1;
+        task_cpu(&h0, &n0);
         double r = handshake_rate(L, host, anic_port(m));
-        printf("  anic %-5s %8.0f handshakes/s\n", mode_label(m), r);
+        uint64_t ok = stat_now(L, sec, "handshakes_ok", NULL) - ok0;
+        double w = threads_cpu("tls-handshake") - w0;
+        task_cpu(&h1, &n1);
+        printf("  anic %-5s %8.0f handshakes/s", mode_label(m), r);
+        if (ok)
+            printf("; CPU per handshake: workers %.2f ms, all host threads %.2f ms, NIC %.2f ms",
+                   w / (double)ok * 1e3, (h1 - h0) / (double)ok * 1e3,
+                   (n1 - n0) / (double)ok * 1e3);
+        printf("\n");
         fflush(stdout);
         sleep_ms(LOAD_SETTLE_MS);
     }

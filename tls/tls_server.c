@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <mbedtls/ecdsa.h>
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/x509_crt.h>
@@ -249,6 +250,32 @@ static int load_certs(struct tls_server *s, const struct tls_server_cfg *cfg, ch
     return 0;
 }
 
+/* An EC server key as an MBEDTLS_PK_ECDSA context. mbed TLS 2.28 signs with
+   an MBEDTLS_PK_ECKEY context (what the PEM parser and key generation give)
+   through a temporary ECDSA context whose group is a fresh copy
+   (mbedtls_ecdsa_from_keypair): the fixed-point comb table of the generator
+   is rebuilt at every signature and thrown away, doubling the cost of the
+   handshake's ECDSA P-256 signature (0.67 against 0.33 ms measured here). A
+   PK_ECDSA context signs with its own group, which keeps the table built by
+   warm_key(). Other keys (RSA) stay as they are. */
+static int key_to_ecdsa(struct tls_server *s)
+{
+    if (mbedtls_pk_get_type(&s->key) != MBEDTLS_PK_ECKEY)
+        return 0;
+    mbedtls_pk_context k;
+    mbedtls_pk_init(&k);
+    int ret = mbedtls_pk_setup(&k, mbedtls_pk_info_from_type(MBEDTLS_PK_ECDSA));
+    if (ret == 0)
+        ret = mbedtls_ecdsa_from_keypair(mbedtls_pk_ec(k), mbedtls_pk_ec(s->key));
+    if (ret) {
+        mbedtls_pk_free(&k);
+        return ret;
+    }
+    mbedtls_pk_free(&s->key);
+    s->key = k; /* the context owns heap memory only through pointers: a move */
+    return 0;
+}
+
 /* One signature with the server key before any handshake worker runs: an
    EC key's group builds its fixed-point comb table lazily, at the first
    signature, and writes it into the shared key. Built here, once, it is only
@@ -304,6 +331,11 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
         mbedtls_pk_free(&s->key);
         if (gen_certs(s, cfg, err, errlen) < 0)
             goto fail;
+    }
+    ret = key_to_ecdsa(s);
+    if (ret) {
+        mbed_err(err, errlen, "server key as ECDSA", ret);
+        goto fail;
     }
     ret = warm_key(s);
     if (ret) {
