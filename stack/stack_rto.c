@@ -213,6 +213,20 @@ static void fire(struct tcp_pcb *pcb, struct rto_entry *e)
     counters.fast_rto_fired++;
 }
 
+/* A segment whose pbuf the driver still references (pbuf_ref in its
+   netif output, until the NIC completed it) has not left the host: it
+   cannot be lost, and an RTO now would only collapse cwnd (lwIP's
+   tcp_rexmit_rto then retransmits nothing while any unacked segment is
+   busy). As Linux's skb_still_in_host_queue. With thousands of connections
+   behind one TX ring the queueing delay exceeds any RTO (docs/design.md §7). */
+static bool in_host_queue(const struct tcp_pcb *pcb)
+{
+    for (const struct tcp_seg *seg = pcb->unacked; seg; seg = seg->next)
+        if (seg->p && seg->p->ref != 1)
+            return true;
+    return false;
+}
+
 static bool pcb_is_active(const struct tcp_pcb *pcb)
 {
     for (const struct tcp_pcb *p = tcp_active_pcbs; p; p = p->next)
@@ -296,11 +310,15 @@ static void tick(void *arg)
             continue;
         uint32_t rto = rto_base(e) << e->backoff;
         if (now - e->since_ms >= rto) {
-            fire(pcb, e);
+            if (in_host_queue(pcb)) {
+                counters.rto_host_queued++; /* the clock restarts, no backoff */
+            } else {
+                fire(pcb, e);
+                if (e->backoff < RTO_MAX_BACKOFF)
+                    e->backoff++;
+                rto = rto_base(e) << e->backoff;
+            }
             e->since_ms = now;
-            if (e->backoff < RTO_MAX_BACKOFF)
-                e->backoff++;
-            rto = rto_base(e) << e->backoff;
         }
         rto_max = LWIP_MAX(rto_max, rto);
         next = LWIP_MIN(next, left_ms(now, e->since_ms, rto));
