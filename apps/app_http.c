@@ -684,7 +684,9 @@ static void pump(struct app_http_session *s)
             break;
         }
 
-        size_t acc = s->io->send(s->io_ctx, p, n);
+        /* pattern[] never changes once built: the transport may reference it. */
+        bool stat = !from_out && s->body.kind == BODY_STREAM_PATTERN && s->io->send_static;
+        size_t acc = stat ? s->io->send_static(s->io_ctx, p, n) : s->io->send(s->io_ctx, p, n);
         assert(acc <= n);
         if (acc > 0)
             sent = true;

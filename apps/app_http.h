@@ -123,6 +123,10 @@ struct app_http_io {
      * it accepts (e.g. TCP_WRITE_FLAG_COPY): buf is only valid during the call.
      * Must not block. */
     size_t (*send)(void *io_ctx, const void *buf, size_t len);
+    /* As send, for bytes that stay unchanged at buf for the life of the
+     * process (the /bytes pattern): the transport may keep a reference
+     * instead of a copy. May be NULL: send is used. */
+    size_t (*send_static)(void *io_ctx, const void *buf, size_t len);
     /* Bytes that send() would accept right now (hint). May be NULL. The session
      * stops sending while it says 0 and waits for app_http_session_on_writable(). */
     size_t (*send_space)(void *io_ctx);

@@ -64,6 +64,12 @@ static size_t io_send(void *ctx, const void *buf, size_t len)
     return tls_conn_send(ac->tc, buf, len);
 }
 
+static size_t io_send_static(void *ctx, const void *buf, size_t len)
+{
+    struct app_conn *ac = ctx;
+    return tls_conn_send_static(ac->tc, buf, len);
+}
+
 static size_t io_send_space(void *ctx)
 {
     struct app_conn *ac = ctx;
@@ -98,6 +104,7 @@ static void io_expect(void *ctx, bool tx, uint64_t bytes)
 
 static const struct app_http_io http_io = {
     .send = io_send,
+    .send_static = io_send_static,
     .send_space = io_send_space,
     .flush = io_flush,
     .close = io_close,

@@ -250,8 +250,9 @@ static uint16_t fold16(uint32_t acc)
 
 /* The driver asks for a record only to resend bytes out of sequence; the
    stream here is in order, so this answers for the current frame only. */
-static bool host_get_record(void *host_flow, uint32_t seq, struct stack_tls_record *out)
+static bool host_get_record(void *host_flow, uint32_t seq, bool bytes, struct stack_tls_record *out)
 {
+    (void)bytes;
     struct mb *m = host_flow;
     if (!m->rec || (uint32_t)(seq - m->rec_seq) >= MB_REC_LEN)
         return false;

@@ -276,7 +276,7 @@ static int tx_sw_fallback(struct stack_tls_flow *t, struct pbuf **pp, uint32_t s
     uint8_t *payload = (uint8_t *)q->payload + hdr_len;
     for (uint32_t done = 0; done < n;) {
         struct stack_tls_record r;
-        if (!t->host->get_record(t->host_flow, seq + done, &r) || !r.sealed) {
+        if (!t->host->get_record(t->host_flow, seq + done, true, &r) || !r.sealed) {
             pbuf_free(q);
             t->c->tx_tls_drop_no_sync_data++;
             return -1;
@@ -342,12 +342,13 @@ static int tx_prepare(void *ctx, struct pbuf **pp, uint32_t *flow_id, uint8_t *f
     t->c->tx_tls_ooo++;
     t->c->tx_tls_retransmit_bytes += plen;
     struct stack_tls_record r;
-    if (!t->host->get_record(t->host_flow, seq, &r)) {
+    bool tagcache = t->policy == STACK_TLS_TX_RESYNC_TAGCACHE;
+    if (!t->host->get_record(t->host_flow, seq, !tagcache, &r)) {
         t->c->tx_tls_drop_no_sync_data++;
         return -1;
     }
     uint32_t off = seq - r.start_seq;
-    if (t->policy == STACK_TLS_TX_RESYNC_TAGCACHE) {
+    if (tagcache) {
         bool touches_tag = seq_lt(r.start_seq + r.len - STACK_TLS_TAG_LEN, seq + plen);
         if (!touches_tag || r.tag_valid) {
             if (stack_driver_tx_space(o->drv) < 2) {
@@ -370,6 +371,10 @@ static int tx_prepare(void *ctx, struct pbuf **pp, uint32_t *flow_id, uint8_t *f
             return 0; /* the NIC's main state, and our shadow, stay as they are */
         }
         t->c->tx_tls_tagcache_miss++;
+        if (off && !r.p && !t->host->get_record(t->host_flow, seq, true, &r)) {
+            t->c->tx_tls_drop_no_sync_data++;
+            return -1;
+        }
     }
     if (stack_driver_tx_space(o->drv) < (off ? 3u : 2u)) {
         t->c->tx_tls_ring_full_drops++;

@@ -90,7 +90,8 @@ struct stack_tls_params {
 
 /* One record of the host's store, as get_record describes it. */
 struct stack_tls_record {
-    struct pbuf *p; /* the frame as written to TCP (sealed in place if `sealed`) */
+    struct pbuf *p; /* the frame as written to TCP (sealed in place if `sealed`);
+                       may be NULL when get_record was called without bytes */
     uint32_t start_seq;
     uint16_t len;
     uint64_t record_sn;
@@ -102,8 +103,12 @@ struct stack_tls_record {
 /* The host's callbacks, called by the driver under the core lock with the
    host_flow given at add time. */
 struct stack_tls_host_ops {
-    /* TX: the record holding byte seq. False: none (already acked and freed). */
-    bool (*get_record)(void *host_flow, uint32_t seq, struct stack_tls_record *out);
+    /* TX: the record holding byte seq. False: none (already acked and freed),
+       or bytes were asked for and the host could not produce them. bytes:
+       the caller reads the frame (a dump, a sealed copy); without, it needs
+       the record's place, number and tag only (a tag-cache one-shot), and a
+       record kept as a reference to static bytes is not built into a frame. */
+    bool (*get_record)(void *host_flow, uint32_t seq, bool bytes, struct stack_tls_record *out);
     /* TX: seq past the last record written as a frame; the host seals every
        later byte itself once the install was refused. */
     uint32_t (*frame_end)(void *host_flow);

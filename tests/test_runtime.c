@@ -154,9 +154,9 @@ START_TEST(ops_table_is_the_driver)
 }
 END_TEST
 
-static bool no_record(void *host_flow, uint32_t seq, struct stack_tls_record *out)
+static bool no_record(void *host_flow, uint32_t seq, bool bytes, struct stack_tls_record *out)
 {
-    (void)host_flow, (void)seq, (void)out;
+    (void)host_flow, (void)seq, (void)bytes, (void)out;
     return false;
 }
 

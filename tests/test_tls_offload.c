@@ -212,7 +212,7 @@ static struct stack_tls_flow *last_flow(void)
 
 static bool get(struct stack_tls_flow *f, uint32_t seq, struct stack_tls_record *r)
 {
-    return f->host->get_record(f->host_flow, seq, r);
+    return f->host->get_record(f->host_flow, seq, true, r);
 }
 
 /* ---- TX ---- */
@@ -386,6 +386,67 @@ START_TEST(tx_install_refused_seals_store)
         tls_tx_offload_release(t, NULL, false);
         pbuf_free(a);
         pbuf_free(b);
+    }
+}
+END_TEST
+
+/* Static records (docs/design.md §4): the store keeps header and pointer;
+   the frame the driver gets is built on first request, equals the frame a
+   copy would have made, and is built once. Refused: sealed like the rest. */
+START_TEST(tx_static_records)
+{
+    static uint8_t payload[2][300];
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < sizeof(payload[k]); i++)
+            payload[k][i] = (uint8_t)(k + 3 + i); /* as frame(sn, 300, k + 3) */
+    for (int refused = 0; refused < 2; refused++) {
+        struct tls_tx_offload *t =
+            tls_tx_offload_start(O, TLS_TX_RESYNC_DUMP, PCB, KEY, sizeof(KEY), SALT, 100, 1);
+        struct stack_tls_flow *f = last_flow();
+        const struct tls_offload_counters *c = txc(TLS_TX_RESYNC_DUMP);
+        uint64_t built0 = c->tx_static_frames_built, static0 = c->tx_static_records;
+        struct pbuf *ref[2] = {frame(1, 300, 3), frame(2, 300, 4)};
+        uint8_t want[2][400];
+        for (int k = 0; k < 2; k++) {
+            if (refused)
+                sealed_copy((uint64_t)k + 1, 300, (uint8_t)(k + 3), want[k]);
+            else
+                memcpy(want[k], ref[k]->payload, ref[k]->len);
+        }
+        uint16_t rec_len = ref[0]->len;
+        tls_tx_offload_record_static(t, ref[0]->payload, payload[0], 300, 100, 1);
+        ck_assert_uint_eq(c->tx_static_records, static0 + 1);
+        ck_assert_uint_eq(c->tx_static_frames_built, built0); /* nothing copied yet */
+        ck_assert_uint_eq(f->host->frame_end(f->host_flow), 100u + rec_len);
+        f->host->install_done(f->host_flow, !refused);
+        /* refused: the store sealed it, which needed its frame */
+        ck_assert_uint_eq(c->tx_static_frames_built, built0 + (unsigned)refused);
+        tls_tx_offload_record_static(t, ref[1]->payload, payload[1], 300, 100u + rec_len, 2);
+        struct stack_tls_record r;
+        if (!refused) { /* a tag-cache one-shot asks without bytes: nothing built */
+            ck_assert(f->host->get_record(f->host_flow, 100u + rec_len, false, &r));
+            ck_assert_ptr_null(r.p);
+            ck_assert_uint_eq(r.record_sn, 2);
+            ck_assert_uint_eq(c->tx_static_frames_built, built0);
+        }
+        for (int k = 0; k < 2; k++) {
+            ck_assert(get(f, 100u + (uint32_t)k * rec_len + 7, &r));
+            ck_assert_uint_eq(r.start_seq, 100u + (uint32_t)k * rec_len);
+            ck_assert_uint_eq(r.len, rec_len);
+            ck_assert_uint_eq(r.record_sn, (uint64_t)k + 1);
+            ck_assert(r.sealed == (bool)refused);
+            ck_assert_uint_ge(r.p->len, rec_len);
+            ck_assert_mem_eq(r.p->payload, want[k], rec_len);
+        }
+        ck_assert_uint_eq(c->tx_static_frames_built, built0 + 2);
+        ck_assert(get(f, 100, &r)); /* built once */
+        ck_assert_uint_eq(c->tx_static_frames_built, built0 + 2);
+        PCB->lastack = 100u + 2u * rec_len;
+        tls_tx_offload_acked(t, PCB);
+        ck_assert(!get(f, 100, &r));
+        tls_tx_offload_release(t, NULL, false);
+        pbuf_free(ref[0]);
+        pbuf_free(ref[1]);
     }
 }
 END_TEST
@@ -728,6 +789,7 @@ static Suite *tls_offload_suite(void)
     tcase_add_test(tx, tx_tag_reports);
     tcase_add_test(tx, tx_add_refused);
     tcase_add_test(tx, tx_install_refused_seals_store);
+    tcase_add_test(tx, tx_static_records);
     suite_add_tcase(s, tx);
     TCase *rx = tcase_create("rx");
     tcase_add_checked_fixture(rx, setup, teardown);

@@ -528,6 +528,46 @@ static bool emit_frame(struct tls_conn *c)
     return true;
 }
 
+/* A NIC frame whose payload is n of the caller's static bytes (they stay
+   unchanged at p for the life of the process): header and nonce, the
+   payload and a blank tag go to TCP as three writes, lwIP's copy the only
+   one, and the record store keeps a pointer instead of the plaintext
+   (tls_tx_offload_record_static). All or nothing; false without room. */
+static bool emit_static(struct tls_conn *c, const uint8_t *p, size_t n)
+{
+    static const uint8_t blank_tag[TLS_TAG_LEN];
+    size_t rec_len = n + TLS_RECORD_OVERHEAD;
+    /* Room for the bytes, and queue room for a new segment per write: then
+       only an allocation inside lwIP can fail a write. */
+    if (!tcp_room(c, rec_len) || tcp_sndqueuelen(c->pcb) + 6 > TCP_SND_QUEUELEN)
+        return false;
+    uint8_t hdr[TLS_PAYLOAD_OFFSET];
+    size_t len_field = rec_len - TLS_HEADER_LEN;
+    hdr[0] = TLS_CT_APPDATA;
+    hdr[1] = TLS_VERSION_MAJOR;
+    hdr[2] = TLS_VERSION_MINOR;
+    hdr[3] = (uint8_t)(len_field >> 8);
+    hdr[4] = (uint8_t)len_field;
+    for (int i = 0; i < 8; i++)
+        hdr[TLS_HEADER_LEN + i] = (uint8_t)(c->tx_seq >> (56 - 8 * i));
+    uint32_t start = c->pcb->snd_lbb; /* seq of the first byte tcp_write queues */
+    if (!tcp_put(c, hdr, sizeof(hdr)))
+        return false; /* nothing queued */
+    if (!tcp_put(c, p, n) || !tcp_put(c, blank_tag, sizeof(blank_tag))) {
+        /* lwIP ran out of memory after taking the header: the stream has a
+           torn record and cannot continue. */
+        ctr(c)->tx_write_torn++;
+        conn_kill(c, true);
+        return false;
+    }
+    tls_tx_offload_record_static(c->txo, hdr, p, (uint16_t)n, start, c->tx_seq);
+    c->tx_seq++;
+    ctr(c)->tx_records++;
+    ctr(c)->tx_bytes_plaintext += n;
+    c->tx_app_bytes += n; /* the offload policy's count (tx_gate) */
+    return true;
+}
+
 /* Seal (sw), frame for the NIC, or hand to mbed TLS one record from the
    staged plaintext. */
 static bool emit_record(struct tls_conn *c)
@@ -617,7 +657,9 @@ static void conn_fail(struct tls_conn *c, uint8_t alert)
 
 /* --- upper-layer API --- */
 
-size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
+/* stable: the caller's bytes stay unchanged in place for the life of the
+   process (tls_conn_send_static). */
+static size_t conn_send(struct tls_conn *c, const void *buf, size_t len, bool stable)
 {
     if (c->state != CONN_OPEN || !c->pcb || c->offload_fence)
         return 0;
@@ -652,6 +694,19 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
             done += want;
             continue;
         }
+        /* Static bytes completing a whole NIC record: referenced, not staged. */
+        if (stable && c->tx_pt_len == 0 && len - done >= want && tx_frames(c) &&
+            emit_static(c, p + done, want)) {
+            done += want;
+            continue;
+        }
+        if (c->state != CONN_OPEN)
+            break; /* emit_static tore the stream and killed the connection */
+        /* A static tail shorter than a record, after whole ones went out:
+           not staged. The caller offers it again after the next ACK, from
+           where it lies, as the start of a whole record. */
+        if (stable && done > 0 && c->tx_pt_len == 0 && len - done < want && tx_frames(c))
+            break;
         uint8_t *stage = stage_buf(c);
         if (!stage)
             break;
@@ -664,6 +719,16 @@ size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
         done += n;
     }
     return done;
+}
+
+size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len)
+{
+    return conn_send(c, buf, len, false);
+}
+
+size_t tls_conn_send_static(struct tls_conn *c, const void *buf, size_t len)
+{
+    return conn_send(c, buf, len, true);
 }
 
 size_t tls_conn_send_space(struct tls_conn *c)

@@ -38,6 +38,11 @@ struct tls_conn *tls_conn_accept(struct tls_server *srv, enum tls_mode mode, str
 /* Queue plaintext; returns bytes accepted (may be 0 when the send buffer is
    full: on_writable follows). Full-size records are formed as data arrives. */
 size_t tls_conn_send(struct tls_conn *c, const void *buf, size_t len);
+/* As tls_conn_send, for bytes that stay unchanged at buf for the life of the
+   process (static data): a NIC-mode connection writes whole records of them
+   to TCP without staging and keeps only a reference for retransmissions
+   (docs/design.md §4). */
+size_t tls_conn_send_static(struct tls_conn *c, const void *buf, size_t len);
 size_t tls_conn_send_space(struct tls_conn *c);
 /* Emit a partial record now and push TCP. */
 void tls_conn_flush(struct tls_conn *c);

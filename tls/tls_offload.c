@@ -24,7 +24,10 @@
 
 struct tx_record {
     struct tx_record *prev, *next;
-    struct pbuf *p; /* the plaintext frame, as written to TCP */
+    struct pbuf *p;                      /* the plaintext frame, as written to TCP; NULL for a
+                                            record of static bytes until someone asks for it */
+    const uint8_t *ext;                  /* static record: its payload, in place */
+    uint8_t ext_hdr[TLS_PAYLOAD_OFFSET]; /* ... and its header and nonce */
     uint32_t start_seq;
     uint16_t len;
     uint64_t record_sn;
@@ -130,7 +133,8 @@ static void record_free(struct tls_tx_offload *t, struct tx_record *r)
         r->next->prev = r->prev;
     else
         t->tail = r->prev;
-    frame_put(r->p); /* a DUMP descriptor may still hold its own reference */
+    if (r->p)
+        frame_put(r->p); /* a DUMP descriptor may still hold its own reference */
     t->c->records_in_store--;
     free(r);
 }
@@ -147,9 +151,32 @@ static struct tx_record *find_record(struct tls_tx_offload *t, uint32_t seq)
     return NULL;
 }
 
+/* A static record's frame, built the first time the driver needs the record
+   (a retransmission) or the flow falls back to software: header and nonce,
+   the payload copied from where it stays, a blank tag. False: no memory. */
+static bool record_frame(struct tls_tx_offload *t, struct tx_record *r)
+{
+    if (r->p)
+        return true;
+    struct pbuf *f = tls_offload_frame_alloc();
+    if (!f)
+        return false;
+    uint8_t *b = f->payload;
+    size_t n = r->len - TLS_RECORD_OVERHEAD;
+    memcpy(b, r->ext_hdr, TLS_PAYLOAD_OFFSET);
+    memcpy(b + TLS_PAYLOAD_OFFSET, r->ext, n);
+    memset(b + TLS_PAYLOAD_OFFSET + n, 0, TLS_TAG_LEN);
+    pbuf_realloc(f, r->len);
+    r->p = f;
+    t->c->tx_static_frames_built++;
+    return true;
+}
+
 /* Seal a frame in place (tls_record_seal allows pt == out + 13). */
 static void record_seal(struct tls_tx_offload *t, struct tx_record *r)
 {
+    if (!record_frame(t, r))
+        return; /* its segments are dropped by the driver hook (counted), TCP resends */
     uint8_t *f = r->p->payload;
     if (r->len < TLS_RECORD_OVERHEAD || r->p->len < r->len)
         return; /* not a frame: never sent (the driver drops it, counted) */
@@ -160,10 +187,10 @@ static void record_seal(struct tls_tx_offload *t, struct tx_record *r)
 
 /* --- what the driver calls (struct stack_tls_host_ops) --- */
 
-static bool tx_get_record(void *host_flow, uint32_t seq, struct stack_tls_record *out)
+static bool tx_get_record(void *host_flow, uint32_t seq, bool bytes, struct stack_tls_record *out)
 {
     struct tx_record *r = find_record(host_flow, seq);
-    if (!r)
+    if (!r || (bytes && !record_frame(host_flow, r)))
         return false;
     *out = (struct stack_tls_record){.p = r->p,
                                      .start_seq = r->start_seq,
@@ -364,6 +391,34 @@ struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_r
 bool tls_tx_offload_failed(const struct tls_tx_offload *t)
 {
     return t->failed;
+}
+
+void tls_tx_offload_record_static(struct tls_tx_offload *t, const uint8_t hdr[TLS_PAYLOAD_OFFSET],
+                                  const uint8_t *payload, uint16_t len, uint32_t start_seq,
+                                  uint64_t record_sn)
+{
+    uint16_t rec_len = (uint16_t)(len + TLS_RECORD_OVERHEAD);
+    t->frame_end = start_seq + rec_len;
+    struct tx_record *r = calloc(1, sizeof(*r));
+    if (!r)
+        return; /* a retransmission of it will be dropped and counted */
+    r->ext = payload;
+    memcpy(r->ext_hdr, hdr, TLS_PAYLOAD_OFFSET);
+    r->start_seq = start_seq;
+    r->len = rec_len;
+    r->record_sn = record_sn;
+    if (t->failed)
+        record_seal(t, r);
+    r->prev = t->tail;
+    if (t->tail)
+        t->tail->next = r;
+    else
+        t->head = r;
+    t->tail = r;
+    t->c->tx_records++;
+    t->c->tx_record_bytes += rec_len;
+    t->c->records_in_store++;
+    t->c->tx_static_records++;
 }
 
 void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t start_seq,

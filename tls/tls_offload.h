@@ -54,11 +54,13 @@ struct tls_offload_ops {
     X(tx_tls_tags_cached) /* tags the NIC reported, stored with their record */                    \
     X(tx_records)         /* records written as frames, kept in the store */                       \
     X(tx_record_bytes)                                                                             \
-    X(records_in_store)    /* records kept for retransmission now (gauge) */                       \
-    X(lingering)           /* flows waiting for acks after their connection closed (gauge) */      \
-    X(offload_tx_at_open)  /* offload policy: TX offloaded from the first record */                \
-    X(offload_tx_switched) /* ... from a later record boundary (after software records) */         \
-    X(offload_tx_kept_sw)  /* ... never: the connection sealed every record in software */
+    X(tx_static_records)      /* of those: static payload referenced in place, no copy */          \
+    X(tx_static_frames_built) /* frames built for static records (retransmission, refusal) */      \
+    X(records_in_store)       /* records kept for retransmission now (gauge) */                    \
+    X(lingering)              /* flows waiting for acks after their connection closed (gauge) */   \
+    X(offload_tx_at_open)     /* offload policy: TX offloaded from the first record */             \
+    X(offload_tx_switched)    /* ... from a later record boundary (after software records) */      \
+    X(offload_tx_kept_sw)     /* ... never: the connection sealed every record in software */
 
 /* Host counters of the RX offload (/stats section offload_rx, with
    STACK_TLS_RX_COUNTERS). */
@@ -111,6 +113,15 @@ struct pbuf *tls_offload_frame_alloc(void);
    store takes a reference on rec and keeps it until every byte is acked. */
 void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t start_seq,
                            uint64_t record_sn);
+/* A record written to TCP as three pieces: hdr (its 5-byte header and
+   8-byte explicit nonce), len payload bytes that stay unchanged at payload
+   for the life of the process (static data), and a blank tag. The store
+   keeps hdr and the pointer, no copy: a frame is built from them only when
+   the driver asks for the record (a retransmission) or the flow falls back
+   to software (tx_static_frames_built). */
+void tls_tx_offload_record_static(struct tls_tx_offload *t, const uint8_t hdr[13],
+                                  const uint8_t *payload, uint16_t len, uint32_t start_seq,
+                                  uint64_t record_sn);
 /* The NIC refused the flow's context. From then on the driver hook sends
    the frames already written encrypted in software (the store seals them in
    place); the caller must write every further record sealed itself, not as
