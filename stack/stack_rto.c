@@ -19,11 +19,29 @@
    always near) the walks take a bounded share of the lwIP thread instead of
    running every ms. The RTO then fires up to N/RTO_WALK_PCBS_PER_MS ms late. */
 #define RTO_WALK_PCBS_PER_MS 250
+/* Send-buffer budget (docs/design.md §7). Every connection may hold its
+   whole send buffer (--snd-buf, 192 KiB) in lwIP plus the offload's record
+   store: with 10,000 downloads that is GBs queued behind one TX ring,
+   seconds of queueing delay (every RTO spurious) and a working set that
+   misses every cache. As Linux's tcp_mem pressure: each walk sets each
+   established connection's send buffer to SND_BUDGET_BYTES / connections,
+   at least SND_MIN_BYTES (two full TLS records) and at most the largest
+   buffer any connection was given. lwIP's pcb->snd_buf is the free space
+   (tcp_write takes, ACKs give back), so the capacity is snd_buf plus the
+   bytes written and not yet acknowledged; a cut takes free space only. */
+#define SND_BUDGET_BYTES (256u << 20)
+#define SND_MIN_BYTES    (40u << 10)
+
 /* lwIP's slow RTO still counts nrtx (up to TCP_MAXRTX = 12, then it drops the
    pcb). Holding it here keeps lwIP's backoff at its largest shift
    (tcp_backoff[6..12] = 7) and far from the limit; the give-up is ours. */
 #define RTO_NRTX_HOLD 6
-#define RTO_CEIL_MS   1000 /* the adaptive RTO's ceiling (before backoff) */
+/* The adaptive RTO's ceiling (before backoff): RFC 6298 (2.5)'s 60 s. It
+   was 1 s, and with thousands of connections sharing the host the RTT is
+   the host's whole queue over its rate (Little's law: 10,000 x 40 KiB at
+   400 MB/s is ~1 s), so every connection fired spuriously once per RTT and
+   the go-back-N retransmissions took the bandwidth (docs/design.md §7). */
+#define RTO_CEIL_MS 60000
 
 struct rto_entry {
     const struct tcp_pcb *pcb; /* NULL: free slot */
@@ -53,6 +71,7 @@ struct rto_table {
 static struct rto_table tables[2];
 static unsigned cur_table;
 static uint32_t min_rto_ms, give_up_ms;
+static uint32_t snd_cap_max; /* the largest send buffer seen (the configured one) */
 static bool running;
 static struct stack_rto_counters counters;
 
@@ -227,6 +246,29 @@ static bool in_host_queue(const struct tcp_pcb *pcb)
     return false;
 }
 
+/* Bring pcb's send-buffer capacity toward target (see SND_BUDGET_BYTES). */
+static void snd_budget(struct tcp_pcb *pcb, uint32_t target)
+{
+    if (pcb->state != ESTABLISHED)
+        return;
+    uint32_t queued = pcb->snd_lbb - pcb->lastack;
+    uint32_t cap = (uint32_t)pcb->snd_buf + queued;
+    if (cap > snd_cap_max)
+        snd_cap_max = cap;
+    if (target > snd_cap_max)
+        target = snd_cap_max;
+    if (cap > target) {
+        uint32_t cut = LWIP_MIN((uint32_t)pcb->snd_buf, cap - target);
+        if (cut) {
+            pcb->snd_buf = (tcpwnd_size_t)(pcb->snd_buf - cut);
+            counters.snd_buf_cut++;
+        }
+    } else if (cap < target) {
+        pcb->snd_buf = (tcpwnd_size_t)(pcb->snd_buf + (target - cap));
+        counters.snd_buf_raised++;
+    }
+}
+
 static bool pcb_is_active(const struct tcp_pcb *pcb)
 {
     for (const struct tcp_pcb *p = tcp_active_pcbs; p; p = p->next)
@@ -262,11 +304,27 @@ static void tick(void *arg)
         return;
     }
     counters.rto_scans++;
+    uint32_t snd_target = n_pcbs ? SND_BUDGET_BYTES / (uint32_t)n_pcbs : SND_BUDGET_BYTES;
+    if (snd_target < SND_MIN_BYTES)
+        snd_target = SND_MIN_BYTES;
+    counters.snd_buf_target = snd_target;
+    bool kick = true; /* until the TX ring refuses a kicked pcb */
     size_t in_flight = 0, with_srtt = 0;
     uint64_t srtt_sum8 = 0;
     uint32_t rto_max = 0;
 
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
+        snd_budget(pcb, snd_target);
+        /* The driver refused this pcb's output (TX ring full: ERR_MEM, lwIP
+           sets TF_NAGLEMEMERR and keeps the segment unsent). lwIP tries
+           again only on the pcb's next ACK or write; one with nothing in
+           flight would wait for the 2 s poll. Kick it here until the ring
+           refuses again (as a NIC's TX-space wakeup restarts a stopped queue). */
+        if (kick && pcb->unsent && (pcb->flags & TF_NAGLEMEMERR)) {
+            tcp_output(pcb);
+            counters.tx_kicked++;
+            kick = !(pcb->flags & TF_NAGLEMEMERR);
+        }
         const struct rto_entry *prev = table_find(old, pcb);
         if (prev && prev->key != pcb_key(pcb))
             prev = NULL; /* another connection's pcb at the same address */
@@ -348,6 +406,7 @@ void stack_rto_start(uint32_t min_ms, uint32_t give_up)
     give_up_ms = give_up;
     running = true;
     host_rtt = (struct rtt_est){0};
+    snd_cap_max = 0;
     sys_timeout(1, tick, NULL);
 }
 
