@@ -17,8 +17,11 @@
 /* A walk visits every active pcb; the next one comes no sooner than one ms
    per this many, so that with thousands of connections (some deadline is
    always near) the walks take a bounded share of the lwIP thread instead of
-   running every ms. The RTO then fires up to N/RTO_WALK_PCBS_PER_MS ms late. */
-#define RTO_WALK_PCBS_PER_MS 250
+   running every ms. The RTO then fires up to N/RTO_WALK_PCBS_PER_MS ms late
+   (100 ms at 10,000 connections, whose RTT is then hundreds of ms: each
+   walk of 10,000 costs ~2.5 ms with the core lock held, during which the
+   interrupt thread cannot reap completions). */
+#define RTO_WALK_PCBS_PER_MS 100
 /* Send-buffer budget (docs/design.md §7). Every connection may hold its
    whole send buffer (--snd-buf, 192 KiB) in lwIP plus the offload's record
    store: with 10,000 downloads that is GBs queued behind one TX ring,
@@ -66,6 +69,7 @@ struct rto_entry {
 struct rto_table {
     struct rto_entry *slot;
     size_t cap; /* power of two or 0 */
+    size_t n;   /* entries */
 };
 
 static struct rto_table tables[2];
@@ -184,6 +188,7 @@ static struct rto_entry *table_insert(struct rto_table *t, const struct tcp_pcb 
     while (t->slot[i].pcb)
         i = (i + 1) & (t->cap - 1);
     t->slot[i].pcb = pcb;
+    t->n++;
     return &t->slot[i];
 }
 
@@ -207,6 +212,7 @@ static bool table_reset(struct rto_table *t, size_t n)
     } else {
         memset(t->slot, 0, cap * sizeof(*t->slot));
     }
+    t->n = 0;
     return true;
 }
 
@@ -296,9 +302,11 @@ static void tick(void *arg)
     /* Tracked: pcbs with data in flight, and those with RTT state (kept
        while the pcb lives, so an idle keep-alive connection keeps its SRTT). */
     struct rto_table *old = &tables[cur_table], *t = &tables[cur_table ^ 1];
-    size_t n = 0, n_pcbs = 0;
+    /* Room for every pcb the old table held plus every one in flight (an
+       upper bound: no hash probe per pcb here). */
+    size_t n = old->n, n_pcbs = 0;
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next, n_pcbs++)
-        n += pcb->unacked != NULL || table_find(old, pcb) != NULL;
+        n += pcb->unacked != NULL;
     if (!table_reset(t, n)) {
         sys_timeout(discover, tick, NULL); /* keep the old state; lwIP's RTO still runs */
         return;
