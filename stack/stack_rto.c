@@ -17,13 +17,34 @@
 /* A walk visits every active pcb; the next one comes no sooner than one ms
    per this many, so that with thousands of connections (some deadline is
    always near) the walks take a bounded share of the lwIP thread instead of
-   running every ms. The RTO then fires up to N/RTO_WALK_PCBS_PER_MS ms late. */
-#define RTO_WALK_PCBS_PER_MS 250
+   running every ms. The RTO then fires up to N/RTO_WALK_PCBS_PER_MS ms late
+   (100 ms at 10,000 connections, whose RTT is then hundreds of ms: each
+   walk of 10,000 costs ~2.5 ms with the core lock held, during which the
+   interrupt thread cannot reap completions). */
+#define RTO_WALK_PCBS_PER_MS 100
+/* Send-buffer budget (docs/design.md §7). Every connection may hold its
+   whole send buffer (--snd-buf, 192 KiB) in lwIP plus the offload's record
+   store: with 10,000 downloads that is GBs queued behind one TX ring,
+   seconds of queueing delay (every RTO spurious) and a working set that
+   misses every cache. As Linux's tcp_mem pressure: each walk sets each
+   established connection's send buffer to SND_BUDGET_BYTES / connections,
+   at least SND_MIN_BYTES (two full TLS records) and at most the largest
+   buffer any connection was given. lwIP's pcb->snd_buf is the free space
+   (tcp_write takes, ACKs give back), so the capacity is snd_buf plus the
+   bytes written and not yet acknowledged; a cut takes free space only. */
+#define SND_BUDGET_BYTES (256u << 20)
+#define SND_MIN_BYTES    (40u << 10)
+
 /* lwIP's slow RTO still counts nrtx (up to TCP_MAXRTX = 12, then it drops the
    pcb). Holding it here keeps lwIP's backoff at its largest shift
    (tcp_backoff[6..12] = 7) and far from the limit; the give-up is ours. */
 #define RTO_NRTX_HOLD 6
-#define RTO_CEIL_MS   1000 /* the adaptive RTO's ceiling (before backoff) */
+/* The adaptive RTO's ceiling (before backoff): RFC 6298 (2.5)'s 60 s. It
+   was 1 s, and with thousands of connections sharing the host the RTT is
+   the host's whole queue over its rate (Little's law: 10,000 x 40 KiB at
+   400 MB/s is ~1 s), so every connection fired spuriously once per RTT and
+   the go-back-N retransmissions took the bandwidth (docs/design.md §7). */
+#define RTO_CEIL_MS 60000
 
 struct rto_entry {
     const struct tcp_pcb *pcb; /* NULL: free slot */
@@ -48,11 +69,13 @@ struct rto_entry {
 struct rto_table {
     struct rto_entry *slot;
     size_t cap; /* power of two or 0 */
+    size_t n;   /* entries */
 };
 
 static struct rto_table tables[2];
 static unsigned cur_table;
 static uint32_t min_rto_ms, give_up_ms;
+static uint32_t snd_cap_max; /* the largest send buffer seen (the configured one) */
 static bool running;
 static struct stack_rto_counters counters;
 
@@ -165,6 +188,7 @@ static struct rto_entry *table_insert(struct rto_table *t, const struct tcp_pcb 
     while (t->slot[i].pcb)
         i = (i + 1) & (t->cap - 1);
     t->slot[i].pcb = pcb;
+    t->n++;
     return &t->slot[i];
 }
 
@@ -188,6 +212,7 @@ static bool table_reset(struct rto_table *t, size_t n)
     } else {
         memset(t->slot, 0, cap * sizeof(*t->slot));
     }
+    t->n = 0;
     return true;
 }
 
@@ -227,6 +252,29 @@ static bool in_host_queue(const struct tcp_pcb *pcb)
     return false;
 }
 
+/* Bring pcb's send-buffer capacity toward target (see SND_BUDGET_BYTES). */
+static void snd_budget(struct tcp_pcb *pcb, uint32_t target)
+{
+    if (pcb->state != ESTABLISHED)
+        return;
+    uint32_t queued = pcb->snd_lbb - pcb->lastack;
+    uint32_t cap = (uint32_t)pcb->snd_buf + queued;
+    if (cap > snd_cap_max)
+        snd_cap_max = cap;
+    if (target > snd_cap_max)
+        target = snd_cap_max;
+    if (cap > target) {
+        uint32_t cut = LWIP_MIN((uint32_t)pcb->snd_buf, cap - target);
+        if (cut) {
+            pcb->snd_buf = (tcpwnd_size_t)(pcb->snd_buf - cut);
+            counters.snd_buf_cut++;
+        }
+    } else if (cap < target) {
+        pcb->snd_buf = (tcpwnd_size_t)(pcb->snd_buf + (target - cap));
+        counters.snd_buf_raised++;
+    }
+}
+
 static bool pcb_is_active(const struct tcp_pcb *pcb)
 {
     for (const struct tcp_pcb *p = tcp_active_pcbs; p; p = p->next)
@@ -254,19 +302,37 @@ static void tick(void *arg)
     /* Tracked: pcbs with data in flight, and those with RTT state (kept
        while the pcb lives, so an idle keep-alive connection keeps its SRTT). */
     struct rto_table *old = &tables[cur_table], *t = &tables[cur_table ^ 1];
-    size_t n = 0, n_pcbs = 0;
+    /* Room for every pcb the old table held plus every one in flight (an
+       upper bound: no hash probe per pcb here). */
+    size_t n = old->n, n_pcbs = 0;
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next, n_pcbs++)
-        n += pcb->unacked != NULL || table_find(old, pcb) != NULL;
+        n += pcb->unacked != NULL;
     if (!table_reset(t, n)) {
         sys_timeout(discover, tick, NULL); /* keep the old state; lwIP's RTO still runs */
         return;
     }
     counters.rto_scans++;
+    uint32_t snd_target = n_pcbs ? SND_BUDGET_BYTES / (uint32_t)n_pcbs : SND_BUDGET_BYTES;
+    if (snd_target < SND_MIN_BYTES)
+        snd_target = SND_MIN_BYTES;
+    counters.snd_buf_target = snd_target;
+    bool kick = true; /* until the TX ring refuses a kicked pcb */
     size_t in_flight = 0, with_srtt = 0;
     uint64_t srtt_sum8 = 0;
     uint32_t rto_max = 0;
 
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
+        snd_budget(pcb, snd_target);
+        /* The driver refused this pcb's output (TX ring full: ERR_MEM, lwIP
+           sets TF_NAGLEMEMERR and keeps the segment unsent). lwIP tries
+           again only on the pcb's next ACK or write; one with nothing in
+           flight would wait for the 2 s poll. Kick it here until the ring
+           refuses again (as a NIC's TX-space wakeup restarts a stopped queue). */
+        if (kick && pcb->unsent && (pcb->flags & TF_NAGLEMEMERR)) {
+            tcp_output(pcb);
+            counters.tx_kicked++;
+            kick = !(pcb->flags & TF_NAGLEMEMERR);
+        }
         const struct rto_entry *prev = table_find(old, pcb);
         if (prev && prev->key != pcb_key(pcb))
             prev = NULL; /* another connection's pcb at the same address */
@@ -348,6 +414,7 @@ void stack_rto_start(uint32_t min_ms, uint32_t give_up)
     give_up_ms = give_up;
     running = true;
     host_rtt = (struct rtt_est){0};
+    snd_cap_max = 0;
     sys_timeout(1, tick, NULL);
 }
 

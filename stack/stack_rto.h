@@ -15,7 +15,7 @@
  * unacked segment.
  *
  * Adaptive RTO (RFC 6298). The RTO is SRTT + max(1 ms, 4 RTTVAR), clamped
- * to [min_ms, 1 s]; until a connection's first sample it comes from the
+ * to [min_ms, 60 s]; until a connection's first sample it comes from the
  * host's estimator (all connections' samples), min_ms before any sample. One segment per pcb is
  * timed at a time, at the walks' resolution (<= min_ms / 2), and Karn's
  * rule drops the sample of a segment that was retransmitted. A fixed 10 ms
@@ -29,6 +29,11 @@
  * do not count toward nrtx, nrtx is held below lwIP's limit, and a pcb is
  * aborted (tcp_abort: its error callback runs) when it made no ACK progress
  * for give_up_ms while having data in flight, counted in rto_give_up.
+ *
+ * Send-buffer budget. The same walk sizes each established connection's
+ * send buffer to a host-wide budget divided among the connections (at
+ * least two full TLS records, at most the configured --snd-buf), so that
+ * thousands of connections do not queue GBs (stack_rto.c, SND_BUDGET_BYTES).
  *
  * Cost. No per-pcb table with a fixed size: state lives in a hash keyed by
  * the pcb pointer that grows with the pcbs in flight. The timer walks
@@ -54,7 +59,11 @@ struct tcp_pcb;
     X(rto_rtt_samples) /* RTT samples taken (RFC 6298) */                                          \
     X(rto_rtt_karn)    /* timed segments retransmitted: no sample (Karn) */                        \
     X(rto_srtt_ms)     /* mean SRTT of the connections with a sample, last walk (gauge) */         \
-    X(rto_max_ms)      /* largest RTO (with backoff) of those in flight, last walk (gauge) */
+    X(rto_max_ms)      /* largest RTO (with backoff) of those in flight, last walk (gauge) */      \
+    X(snd_buf_target)  /* send buffer per connection under the host's budget, last walk (gauge) */ \
+    X(snd_buf_cut)     /* send buffers made smaller by the budget */                               \
+    X(snd_buf_raised)  /* send buffers made larger again (fewer connections) */                    \
+    X(tx_kicked)       /* tcp_output of pcbs the full TX ring had refused (TF_NAGLEMEMERR) */
 
 #define STACK_RTO_CTR_FIELD(name) uint64_t name;
 struct stack_rto_counters {
