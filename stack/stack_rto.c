@@ -60,6 +60,8 @@ struct rto_entry {
     uint32_t rtt_seq, rtt_start_ms;
     uint8_t rtt_nrtx; /* pcb->nrtx when timing started (a change: lwIP retransmitted) */
     bool timing;
+    bool hole_resent;      /* hole repair resent the segment at hole_lastack */
+    uint32_t hole_lastack; /* valid with hole_resent */
 };
 
 /* Two tables: each walk rebuilds the next one from the current one, holding
@@ -290,6 +292,52 @@ static uint32_t left_ms(uint32_t now, uint32_t since, uint32_t span)
     return age >= span ? 0 : span - age;
 }
 
+/* Hole repair. lwIP 2.1.3 has no SACK, retransmits fast only at the third
+   duplicate ACK and leaves fast recovery at the first partial ACK, so a
+   second hole in one flight, or a hole with fewer than three segments
+   behind it (a small cwnd after an RTO), waits for the RTO, whose go-back-N
+   resends the whole flight and restarts from one segment: under random 5 %
+   loss a download could fall into rounds of RTOs at ~0.5 MB/s. When
+   duplicate ACKs show that the peer holds data past lastack and no ACK
+   progress came for the SRTT (at least HOLE_WAIT_MIN_MS), the first unacked
+   segment alone is resent once per lastack: as a fast retransmit (lwIP's
+   tcp_rexmit_fast: ssthresh = flight / 2) outside fast recovery, as NewReno's
+   partial-ACK retransmission (RFC 6582) inside it. The RTO still covers a
+   lost retransmission and a lost tail. */
+#define HOLE_WAIT_MIN_MS 2
+
+static uint32_t hole_wait_ms(const struct rto_entry *e)
+{
+    uint32_t srtt = (e->srtt8 ? e->srtt8 : host_rtt.srtt8) / 8;
+    return srtt > HOLE_WAIT_MIN_MS ? srtt : HOLE_WAIT_MIN_MS;
+}
+
+/* Returns the ms until the hole-repair deadline, or UINT32_MAX if none. */
+static uint32_t hole_repair(struct tcp_pcb *pcb, struct rto_entry *e, uint32_t now)
+{
+    if (!pcb->dupacks || pcb->state != ESTABLISHED ||
+        (e->hole_resent && e->hole_lastack == pcb->lastack))
+        return UINT32_MAX;
+    uint32_t left = left_ms(now, e->since_ms, hole_wait_ms(e));
+    if (left)
+        return left;
+    if (in_host_queue(pcb))
+        return 1;    /* not sent yet: cannot be lost */
+    if (e->timing) { /* Karn: lwIP resets nrtx at the next ACK, before a walk sees it */
+        e->timing = false;
+        counters.rto_rtt_karn++;
+    }
+    if (pcb->flags & TF_INFR)
+        tcp_rexmit(pcb);
+    else
+        tcp_rexmit_fast(pcb);
+    tcp_output(pcb);
+    e->hole_resent = true;
+    e->hole_lastack = pcb->lastack;
+    counters.rto_hole_resent++;
+    return UINT32_MAX;
+}
+
 static void tick(void *arg)
 {
     (void)arg;
@@ -374,6 +422,9 @@ static void tick(void *arg)
         }
         if (!min_rto_ms)
             continue;
+        uint32_t hole_left = hole_repair(pcb, e, now);
+        if (hole_left != UINT32_MAX)
+            next = LWIP_MIN(next, hole_left);
         uint32_t rto = rto_base(e) << e->backoff;
         if (now - e->since_ms >= rto) {
             if (in_host_queue(pcb)) {

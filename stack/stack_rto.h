@@ -53,6 +53,7 @@ struct tcp_pcb;
 #define STACK_RTO_COUNTERS(X)                                                                      \
     X(fast_rto_fired)  /* retransmissions by this timer */                                         \
     X(rto_host_queued) /* RTOs not fired: a segment was still in the driver's TX ring */           \
+    X(rto_hole_resent) /* first unacked segments resent on duplicate ACKs (hole repair) */         \
     X(rto_give_up)     /* pcbs aborted: no ACK progress for give_up_ms */                          \
     X(rto_scans)       /* walks of tcp_active_pcbs */                                              \
     X(rto_tracked)     /* pcbs with data in flight at the last walk */                             \
