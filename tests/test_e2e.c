@@ -2057,6 +2057,10 @@ static void check_tx_offload(struct fails *f, const char *js)
                      d_resync, d_dump);
         if (!t_resync)
             fail_add(f, "TX loss, yet offload_tagcache.tx_tls_resync_tagcache = 0");
+        /* Losses inside long flights leave holes that lwIP's own fast
+           retransmit does not fill (docs/design.md §7, hole repair). */
+        if (!stat_of(f, js, "tcp", "rto_hole_resent"))
+            fail_add(f, "TX loss over long downloads, yet tcp.rto_hole_resent = 0");
         if (t_dump && !t_miss)
             fail_add(f,
                      "offload_tagcache.tx_tls_dump_bytes %" PRIu64
