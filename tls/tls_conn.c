@@ -69,6 +69,7 @@ struct tls_conn {
     bool hs_cancel;  /* set (atomically) when the connection dies while queued */
     bool hs_skipped; /* the worker skipped the step: the connection had died */
     unsigned hs_steps;
+    uint32_t hs_queued_ms; /* when the first step was queued (sys_now) */
     int hs_result;
     uint8_t *hs_in, *hs_out;
     size_t hs_in_len, hs_in_off, hs_out_len, hs_out_off;
@@ -1120,8 +1121,23 @@ static void hs_kick(struct tls_conn *c)
         conn_kill(c, true);
         return;
     }
-    if (qi == 1)
+    uint32_t now = sys_now();
+    if (qi == 1 && c->srv->hs_queue_ms && w->todo[1] &&
+        now - w->todo[1]->hs_queued_ms >= c->srv->hs_queue_ms) {
+        /* The queue is first in, first out: a handshake queued now would
+           wait at least as long as the oldest one has. Beyond half the
+           handshake timeout it would likely time out after its public-key
+           work was done; refused now it costs nothing and the peer may come
+           back when the queue is shorter (docs/design.md §2). */
+        pthread_mutex_unlock(&w->mu);
+        ctr(c)->handshakes_queue_late++;
+        conn_kill(c, true);
+        return;
+    }
+    if (qi == 1) {
         w->n_new++;
+        c->hs_queued_ms = now;
+    }
     c->hs_steps++;
     c->hs_busy = true;
     c->hs_next = NULL;

@@ -311,6 +311,7 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
     s->record_size = cfg->record_size ? cfg->record_size : TLS_MAX_PLAINTEXT;
     s->hs_workers = cfg->handshake_workers ? cfg->handshake_workers : 2;
     s->hs_queue_cap = cfg->handshake_queue ? cfg->handshake_queue : 4096;
+    s->hs_queue_ms = cfg->handshake_queue_ms;
     mbedtls_entropy_init(&s->entropy);
     mbedtls_ctr_drbg_init(&s->drbg);
     mbedtls_x509_crt_init(&s->chain);
