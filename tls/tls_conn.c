@@ -53,7 +53,11 @@ struct tls_conn {
     enum conn_state state;
     const struct tls_conn_upper *up;
     void *up_ctx;
-    unsigned busy;     /* callback nesting depth */
+    unsigned busy; /* callback nesting depth */
+    /* conn_kill freed the pcb (tcp_abort): a pcb callback running then must
+       return ERR_ABRT, or lwIP goes on using the freed pcb (tcp_input's
+       tcp_output after the recv callback, tcp_slowtmr's after poll). */
+    bool pcb_aborted;
     uint32_t since_ms; /* last output progress (closing) */
     uint64_t tx_acked; /* TCP bytes acknowledged by the peer */
     bool eof_seen, eof_told, upper_closed, rx_stalled;
@@ -297,6 +301,7 @@ static void conn_kill(struct tls_conn *c, bool rst)
     if (!pcb)
         return;
     if (rst) {
+        c->pcb_aborted = true;
         stack_tcp_abort(pcb); /* a RST even a peer with a closed window accepts */
         return;
     }
@@ -305,11 +310,22 @@ static void conn_kill(struct tls_conn *c, bool rst)
        rest of a rejected request) with RST, and the peer could lose our
        last response. */
     if (!lingering && !drain_attach(pcb)) {
+        c->pcb_aborted = true;
         tcp_abort(pcb);
         return;
     }
-    if (tcp_shutdown(pcb, 0, 1) != ERR_OK)
+    if (tcp_shutdown(pcb, 0, 1) != ERR_OK) {
+        c->pcb_aborted = true;
         tcp_abort(pcb);
+    }
+}
+
+/* Leave a pcb callback: ERR_ABRT if the pcb was aborted meanwhile. */
+static err_t conn_leave_cb(struct tls_conn *c)
+{
+    err_t ret = c->pcb_aborted ? ERR_ABRT : ERR_OK;
+    conn_leave(c); /* may free c */
+    return ret;
 }
 
 /* --- receive queue --- */
@@ -1340,8 +1356,7 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
         rxq_drop_empty(c);
         process_input(c);
     }
-    conn_leave(c);
-    return ERR_OK;
+    return conn_leave_cb(c);
 }
 
 static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
@@ -1368,8 +1383,7 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     } else if (c->state == CONN_CLOSING) {
         try_finish_close(c);
     }
-    conn_leave(c);
-    return ERR_OK;
+    return conn_leave_cb(c);
 }
 
 static void on_err(void *arg, err_t err)
@@ -1415,8 +1429,7 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
         if (c->state == CONN_OPEN)
             c->up->on_writable(c->up_ctx);
     }
-    conn_leave(c);
-    return ERR_OK;
+    return conn_leave_cb(c);
 }
 
 void tls_conn_get_progress(const struct tls_conn *c, struct tls_conn_progress *p)
