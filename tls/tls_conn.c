@@ -1100,6 +1100,38 @@ static bool hs_flush(struct tls_conn *c, bool send)
     return all;
 }
 
+/* Why a new handshake may not be queued now: 0 it may, 1 the queue is full,
+   2 late (the oldest waiting one waited hs_queue_ms). Under w->mu. */
+static int hs_refusal(const struct tls_server *srv, uint32_t now)
+{
+    const struct tls_hs_worker *w = &srv->hs;
+    if (w->n_new >= srv->hs_queue_cap)
+        return 1;
+    /* The queue is first in, first out: a handshake queued now would wait
+       at least as long as the oldest one has. Beyond half the handshake
+       timeout it would likely time out after its public-key work was done;
+       refused now it costs nothing and the peer may come back when the
+       queue is shorter (docs/design.md §2). */
+    if (srv->hs_queue_ms && w->todo[1] && now - w->todo[1]->hs_queued_ms >= srv->hs_queue_ms)
+        return 2;
+    return 0;
+}
+
+bool tls_conn_admit(struct tls_server *srv, enum tls_mode mode)
+{
+    if (mode == TLS_MODE_NONE || !srv || !srv->hs.started)
+        return true;
+    struct tls_hs_worker *w = &srv->hs;
+    pthread_mutex_lock(&w->mu);
+    int why = hs_refusal(srv, sys_now());
+    pthread_mutex_unlock(&w->mu);
+    if (why == 1)
+        srv->counters[mode].handshakes_queue_full++;
+    else if (why == 2)
+        srv->counters[mode].handshakes_queue_late++;
+    return why == 0;
+}
+
 /* Queue the handshake with the input that arrived since the last step. */
 static void hs_kick(struct tls_conn *c)
 {
@@ -1129,24 +1161,17 @@ static void hs_kick(struct tls_conn *c)
     struct tls_hs_worker *w = &c->srv->hs;
     int qi = c->hs_steps ? 0 : 1;
     pthread_mutex_lock(&w->mu);
-    if (qi == 1 && w->n_new >= c->srv->hs_queue_cap) {
-        /* A ClientHello storm: refuse rather than queue without bound (each
-           waiting handshake holds its connection's memory). */
-        pthread_mutex_unlock(&w->mu);
-        ctr(c)->handshakes_queue_full++;
-        conn_kill(c, true);
-        return;
-    }
     uint32_t now = sys_now();
-    if (qi == 1 && c->srv->hs_queue_ms && w->todo[1] &&
-        now - w->todo[1]->hs_queued_ms >= c->srv->hs_queue_ms) {
-        /* The queue is first in, first out: a handshake queued now would
-           wait at least as long as the oldest one has. Beyond half the
-           handshake timeout it would likely time out after its public-key
-           work was done; refused now it costs nothing and the peer may come
-           back when the queue is shorter (docs/design.md §2). */
+    int why = qi == 1 ? hs_refusal(c->srv, now) : 0;
+    if (why) {
+        /* A ClientHello storm: refuse rather than queue without bound (each
+           waiting handshake holds its connection's memory) or for longer
+           than it could wait. */
         pthread_mutex_unlock(&w->mu);
-        ctr(c)->handshakes_queue_late++;
+        if (why == 1)
+            ctr(c)->handshakes_queue_full++;
+        else
+            ctr(c)->handshakes_queue_late++;
         conn_kill(c, true);
         return;
     }
