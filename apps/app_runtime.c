@@ -282,6 +282,8 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
             .record_size = cfg->record_size,
             .handshake_workers = cfg->handshake_workers,
             .handshake_queue = cfg->handshake_queue,
+            /* queued handshakes must leave time to finish before the timeout */
+            .handshake_queue_ms = cfg->limits.handshake_ms / 2,
         };
         rt->tls = tls_server_new(&tc, err, errlen);
         if (!rt->tls)

@@ -177,6 +177,12 @@ static err_t on_accept(void *arg, struct tcp_pcb *pcb, err_t err)
         tcp_abort(pcb);
         return ERR_ABRT;
     }
+    if (!tls_conn_admit(s->cfg.tls, l->mode)) {
+        /* The handshake queue would refuse the ClientHello (counted there):
+           refused now, before any allocation. */
+        tcp_abort(pcb);
+        return ERR_ABRT;
+    }
     struct app_conn *ac = calloc(1, sizeof(*ac));
     if (ac)
         ac->http = app_http_session_new(&http_io, ac);

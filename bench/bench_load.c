@@ -38,10 +38,22 @@
 #define LOAD_WRK_TIMEOUT "5s" /* a request slower than this counts as a timeout */
 #define LOAD_WRK_GRACE_S 30   /* wrk's deadline past its duration (connect storms) */
 #define LOAD_OUT_CAP     16384
-#define LOAD_SETTLE_MS   1000 /* between cells: the last cell's connections close */
-#define LOAD_DEFAULT_CSV "anic-load.csv"
-#define LOAD_CIPHER      BENCH_CIPHER
-#define LOAD_CIPHER_MBED "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"
+/* A cell of N connections runs at least N / LOAD_CONNS_PER_S seconds: wrk
+   counts only finished requests, and 5000 TLS handshakes (wrk's own among
+   them, on the same 2 cores) took more than 5 s even against nginx, whose
+   cell then measured nothing (0 requests). */
+#define LOAD_CONNS_PER_S 250
+/* The cells' server closes a connection after this long without a request
+   (header and idle timeouts; 60 and 75 s by default): wrk's exit resets
+   thousands of connections at once, and a RST the NIC drops for want of RX
+   buffers (nic rx_no_buffer) leaves its connection open until a timeout.
+   Shorter than the release wait after a cell, so those are closed, and
+   counted (http timeouts), before the next cell. */
+#define LOAD_CELL_TIMEOUT_MS 20000u
+#define LOAD_SETTLE_MS       1000 /* between cells: the last cell's connections close */
+#define LOAD_DEFAULT_CSV     "anic-load.csv"
+#define LOAD_CIPHER          BENCH_CIPHER
+#define LOAD_CIPHER_MBED     "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"
 
 struct load_opts {
     unsigned seconds;
@@ -202,14 +214,21 @@ static bool parse_wrk(const char *out, uint64_t size, struct load_result *r)
 /* One wrk run against url. close_each: "Connection: close", so wrk opens a
    new connection (a full handshake: neither server resumes sessions for wrk)
    for every request (--conn-rate). */
+static unsigned cell_seconds(const struct load *L, unsigned conns)
+{
+    unsigned s = conns / LOAD_CONNS_PER_S;
+    return s > L->o.seconds ? s : L->o.seconds;
+}
+
 static void run_wrk(struct load *L, const char *url, unsigned conns, uint64_t size, bool close_each,
                     struct load_result *r)
 {
+    unsigned secs = cell_seconds(L, conns);
     char t[16], c[16], d[16], out[LOAD_OUT_CAP], errp[160];
     unsigned threads = L->o.wrk_threads < conns ? L->o.wrk_threads : conns;
     snprintf(t, sizeof(t), "%u", threads);
     snprintf(c, sizeof(c), "%u", conns);
-    snprintf(d, sizeof(d), "%us", L->o.seconds);
+    snprintf(d, sizeof(d), "%us", secs);
     snprintf(errp, sizeof(errp), "%s/wrk.stderr", L->dir);
     char *argv[16];
     unsigned n = 0;
@@ -223,7 +242,7 @@ static void run_wrk(struct load *L, const char *url, unsigned conns, uint64_t si
     argv[n++] = "--latency";
     argv[n++] = (char *)url;
     argv[n] = NULL;
-    int rc = run_capture(argv, out, sizeof(out), errp, L->o.seconds + LOAD_WRK_GRACE_S);
+    int rc = run_capture(argv, out, sizeof(out), errp, secs + LOAD_WRK_GRACE_S);
     if (rc != 0 || !parse_wrk(out, size, r)) {
         memset(r, 0, sizeof(*r));
         fprintf(stderr, "anic bench --load: wrk %s failed (rc %d):\n%s\n", url, rc, out);
@@ -272,8 +291,8 @@ static void csv_row(struct load *L, const char *server, const char *mode, unsign
     fprintf(L->csv,
             "%s,%s,%u,%" PRIu64 ",%u,%.1f,%.3f,%.3f,%.3f,%" PRIu64 ",%" PRIu64 ",%" PRIu64
             ",%" PRIu64 "\n",
-            server, mode, conns, size, L->o.seconds, r->req_s, r->mb_s, r->p50_ms, r->p99_ms,
-            r->requests, r->errors, r->timeouts, r->non2xx);
+            server, mode, conns, size, cell_seconds(L, conns), r->req_s, r->mb_s, r->p50_ms,
+            r->p99_ms, r->requests, r->errors, r->timeouts, r->non2xx);
     fflush(L->csv);
 }
 
@@ -298,7 +317,7 @@ static uint64_t wait_released(struct load *L, double *secs)
    errors (wrk counts a failed TCP or TLS handshake as a connect error and
    reconnects; a connection closed under a request as a read error). */
 struct cell_ctr {
-    uint64_t accepted, refused_max, queue_full, hs_timeout, hs_failed, hs_abandoned;
+    uint64_t accepted, refused_max, queue_full, queue_late, hs_timeout, hs_failed, hs_abandoned;
     uint64_t timeouts_http; /* header, idle, body, send */
     uint64_t rx_no_buffer, rto_give_up, pool_exhausted, held_peak;
 };
@@ -321,6 +340,7 @@ static void cell_snap(struct load *L, enum tls_mode m, struct cell_ctr *c)
                        app_stats_get(st, n, "server", "http_timeout_send");
     if (m != TLS_MODE_NONE) {
         c->queue_full = app_stats_lookup(st, n, tls, "handshakes_queue_full", &v) > 0 ? v : 0;
+        c->queue_late = app_stats_lookup(st, n, tls, "handshakes_queue_late", &v) > 0 ? v : 0;
         c->hs_failed = app_stats_lookup(st, n, tls, "handshakes_failed", &v) > 0 ? v : 0;
         c->hs_abandoned = app_stats_lookup(st, n, tls, "handshakes_abandoned", &v) > 0 ? v : 0;
     }
@@ -331,34 +351,48 @@ static void cell_snap(struct load *L, enum tls_mode m, struct cell_ctr *c)
 }
 
 /* The line under an anic cell: wrk's errors by kind, then anic's counted
-   refusals and closes over the cell (and its release wait). */
-static void print_cell_ctr(const struct load_result *r, const struct cell_ctr *a,
+   refusals and closes over the cell (and its release wait). Every wrk error
+   is a connection anic refused, timed out or failed (counted), or one it
+   never saw (a SYN the NIC dropped, nic rx_no_buffer, would be retried by
+   the kernel, not an error): "matched" says the counts allow that. */
+static bool print_cell_ctr(const struct load_result *r, const struct cell_ctr *a,
                            const struct cell_ctr *b)
 {
+    uint64_t refused = (b->refused_max - a->refused_max) + (b->queue_full - a->queue_full) +
+                       (b->queue_late - a->queue_late);
+    uint64_t closed = (b->hs_timeout - a->hs_timeout) + (b->timeouts_http - a->timeouts_http) +
+                      (b->rto_give_up - a->rto_give_up) + (b->hs_failed - a->hs_failed);
+    uint64_t errs = r->e_connect + r->e_read + r->e_write;
+    bool matched = errs <= refused + closed;
     printf("       wrk errors: connect %" PRIu64 " read %" PRIu64 " write %" PRIu64
-           " timeout %" PRIu64 " non-2xx %" PRIu64 " | anic: accepted %" PRIu64
-           ", refused max-conns %" PRIu64 ", handshake queue full %" PRIu64
-           ", handshake timeouts %" PRIu64 ", failed %" PRIu64 ", abandoned %" PRIu64
-           ", http timeouts %" PRIu64 ", rto give-ups %" PRIu64 "; nic rx_no_buffer %" PRIu64
-           " (driver: pool exhausted %" PRIu64 ", RX buffers held at most %" PRIu64 ")\n",
+           " (timeouts %" PRIu64 ", non-2xx %" PRIu64 ") | anic: accepted %" PRIu64
+           ", refused: max-conns %" PRIu64 " handshake queue full %" PRIu64 " late %" PRIu64
+           "; timeouts: handshake %" PRIu64 " http %" PRIu64 "; rto give-ups %" PRIu64
+           "; handshakes failed %" PRIu64 " abandoned %" PRIu64 " | %s\n",
            r->e_connect, r->e_read, r->e_write, r->timeouts, r->non2xx, b->accepted - a->accepted,
            b->refused_max - a->refused_max, b->queue_full - a->queue_full,
-           b->hs_timeout - a->hs_timeout, b->hs_failed - a->hs_failed,
-           b->hs_abandoned - a->hs_abandoned, b->timeouts_http - a->timeouts_http,
-           b->rto_give_up - a->rto_give_up, b->rx_no_buffer - a->rx_no_buffer,
-           b->pool_exhausted - a->pool_exhausted, b->held_peak);
+           b->queue_late - a->queue_late, b->hs_timeout - a->hs_timeout,
+           b->timeouts_http - a->timeouts_http, b->rto_give_up - a->rto_give_up,
+           b->hs_failed - a->hs_failed, b->hs_abandoned - a->hs_abandoned,
+           matched ? "matched" : "NOT MATCHED by anic's counters");
+    printf("       nic rx_no_buffer %" PRIu64 " (driver: RX pool exhausted %" PRIu64
+           ", RX buffers held at most %" PRIu64 ")\n",
+           b->rx_no_buffer - a->rx_no_buffer, b->pool_exhausted - a->pool_exhausted, b->held_peak);
+    return matched;
 }
 
 static int run_cells(struct load *L)
 {
-    unsigned leaked_cells = 0;
+    unsigned leaked_cells = 0, unmatched_cells = 0;
     double release_max_s = 0;
     char host[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
     printf("anic bench --load: wrk -t%u -c N -d %us --timeout %s; anic on %s (plain 80, sw 443, "
-           "nic 4432), nginx %s (%u worker%s) on %s (8080, 8443), TLS 1.2 %s, ECDSA P-256\n",
+           "nic 4432), nginx %s (%u worker%s) on %s (8080, 8443), TLS 1.2 %s, ECDSA P-256; "
+           "cells of N > %u connections run N/%u s\n",
            L->o.wrk_threads, L->o.seconds, LOAD_WRK_TIMEOUT, host, L->o.nginx ? "1.22" : "off",
-           L->o.nginx_workers, L->o.nginx_workers == 1 ? "" : "s", LOAD_NGINX_ADDR, LOAD_CIPHER);
+           L->o.nginx_workers, L->o.nginx_workers == 1 ? "" : "s", LOAD_NGINX_ADDR, LOAD_CIPHER,
+           (L->o.seconds + 1) * LOAD_CONNS_PER_S - 1, LOAD_CONNS_PER_S);
     printf("%6s %6s %-5s | %-5s %9s %8s %8s %8s %6s %6s | %-5s %9s %8s %8s %8s %6s %6s | %s\n",
            "conns", "size", "mode", "anic", "req/s", "MB/s", "p50 ms", "p99 ms", "errors", "t/o",
            "nginx", "req/s", "MB/s", "p50 ms", "p99 ms", "errors", "t/o", "anic/nginx");
@@ -406,7 +440,7 @@ static int run_cells(struct load *L)
                     printf(" | %.2fx\n", a.req_s / ng->req_s);
                 else
                     printf(" | -\n");
-                print_cell_ctr(&a, &ca, &cb);
+                unmatched_cells += !print_cell_ctr(&a, &ca, &cb);
                 fflush(stdout);
             }
         }
@@ -419,11 +453,13 @@ static int run_cells(struct load *L)
            sc->http_timeout_idle, sc->http_timeout_body, sc->http_timeout_send);
     printf("anic connections released after every cell: %s (slowest %.1f s)\n",
            leaked_cells ? "NO" : "yes", release_max_s);
+    printf("wrk errors matched by anic's refusals, timeouts and failures in every cell: %s\n",
+           unmatched_cells ? "NO" : "yes");
     const struct stack_rto_counters *rc = stack_rto_counters();
     printf("anic tcp: fast_rto_fired %" PRIu64 ", RTT samples %" PRIu64 " (%" PRIu64
            " dropped by Karn's rule)\n",
            rc->fast_rto_fired, rc->rto_rtt_samples, rc->rto_rtt_karn);
-    return load_stop ? 130 : leaked_cells ? 1 : 0;
+    return load_stop ? 130 : leaked_cells || unmatched_cells ? 1 : 0;
 }
 
 /* ---- soak (--soak S): long load under faults, then nothing may be left ---- */
@@ -1549,6 +1585,8 @@ int bench_load_main(int argc, char **argv)
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){80, TLS_MODE_NONE};
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){443, TLS_MODE_SW};
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){4432, TLS_MODE_NIC};
+    if (!L->o.soak_s && !L->o.n_flows && !L->o.conn_rate && !L->o.hs_s)
+        cfg.limits.header_ms = cfg.limits.idle_ms = LOAD_CELL_TIMEOUT_MS;
     if (L->o.soak_s) {
         cfg.limits.header_ms = cfg.limits.idle_ms = SOAK_TIMEOUT_MS;
         cfg.limits.body_ms = cfg.limits.send_ms = SOAK_TIMEOUT_MS;

@@ -53,7 +53,11 @@ struct tls_conn {
     enum conn_state state;
     const struct tls_conn_upper *up;
     void *up_ctx;
-    unsigned busy;     /* callback nesting depth */
+    unsigned busy; /* callback nesting depth */
+    /* conn_kill freed the pcb (tcp_abort): a pcb callback running then must
+       return ERR_ABRT, or lwIP goes on using the freed pcb (tcp_input's
+       tcp_output after the recv callback, tcp_slowtmr's after poll). */
+    bool pcb_aborted;
     uint32_t since_ms; /* last output progress (closing) */
     uint64_t tx_acked; /* TCP bytes acknowledged by the peer */
     bool eof_seen, eof_told, upper_closed, rx_stalled;
@@ -69,6 +73,7 @@ struct tls_conn {
     bool hs_cancel;  /* set (atomically) when the connection dies while queued */
     bool hs_skipped; /* the worker skipped the step: the connection had died */
     unsigned hs_steps;
+    uint32_t hs_queued_ms; /* when the first step was queued (sys_now) */
     int hs_result;
     uint8_t *hs_in, *hs_out;
     size_t hs_in_len, hs_in_off, hs_out_len, hs_out_off;
@@ -296,6 +301,7 @@ static void conn_kill(struct tls_conn *c, bool rst)
     if (!pcb)
         return;
     if (rst) {
+        c->pcb_aborted = true;
         stack_tcp_abort(pcb); /* a RST even a peer with a closed window accepts */
         return;
     }
@@ -304,11 +310,22 @@ static void conn_kill(struct tls_conn *c, bool rst)
        rest of a rejected request) with RST, and the peer could lose our
        last response. */
     if (!lingering && !drain_attach(pcb)) {
+        c->pcb_aborted = true;
         tcp_abort(pcb);
         return;
     }
-    if (tcp_shutdown(pcb, 0, 1) != ERR_OK)
+    if (tcp_shutdown(pcb, 0, 1) != ERR_OK) {
+        c->pcb_aborted = true;
         tcp_abort(pcb);
+    }
+}
+
+/* Leave a pcb callback: ERR_ABRT if the pcb was aborted meanwhile. */
+static err_t conn_leave_cb(struct tls_conn *c)
+{
+    err_t ret = c->pcb_aborted ? ERR_ABRT : ERR_OK;
+    conn_leave(c); /* may free c */
+    return ret;
 }
 
 /* --- receive queue --- */
@@ -1148,6 +1165,38 @@ static bool hs_flush(struct tls_conn *c, bool send)
     return all;
 }
 
+/* Why a new handshake may not be queued now: 0 it may, 1 the queue is full,
+   2 late (the oldest waiting one waited hs_queue_ms). Under w->mu. */
+static int hs_refusal(const struct tls_server *srv, uint32_t now)
+{
+    const struct tls_hs_worker *w = &srv->hs;
+    if (w->n_new >= srv->hs_queue_cap)
+        return 1;
+    /* The queue is first in, first out: a handshake queued now would wait
+       at least as long as the oldest one has. Beyond half the handshake
+       timeout it would likely time out after its public-key work was done;
+       refused now it costs nothing and the peer may come back when the
+       queue is shorter (docs/design.md §2). */
+    if (srv->hs_queue_ms && w->todo[1] && now - w->todo[1]->hs_queued_ms >= srv->hs_queue_ms)
+        return 2;
+    return 0;
+}
+
+bool tls_conn_admit(struct tls_server *srv, enum tls_mode mode)
+{
+    if (mode == TLS_MODE_NONE || !srv || !srv->hs.started)
+        return true;
+    struct tls_hs_worker *w = &srv->hs;
+    pthread_mutex_lock(&w->mu);
+    int why = hs_refusal(srv, sys_now());
+    pthread_mutex_unlock(&w->mu);
+    if (why == 1)
+        srv->counters[mode].handshakes_queue_full++;
+    else if (why == 2)
+        srv->counters[mode].handshakes_queue_late++;
+    return why == 0;
+}
+
 /* Queue the handshake with the input that arrived since the last step. */
 static void hs_kick(struct tls_conn *c)
 {
@@ -1177,16 +1226,24 @@ static void hs_kick(struct tls_conn *c)
     struct tls_hs_worker *w = &c->srv->hs;
     int qi = c->hs_steps ? 0 : 1;
     pthread_mutex_lock(&w->mu);
-    if (qi == 1 && w->n_new >= c->srv->hs_queue_cap) {
+    uint32_t now = sys_now();
+    int why = qi == 1 ? hs_refusal(c->srv, now) : 0;
+    if (why) {
         /* A ClientHello storm: refuse rather than queue without bound (each
-           waiting handshake holds its connection's memory). */
+           waiting handshake holds its connection's memory) or for longer
+           than it could wait. */
         pthread_mutex_unlock(&w->mu);
-        ctr(c)->handshakes_queue_full++;
+        if (why == 1)
+            ctr(c)->handshakes_queue_full++;
+        else
+            ctr(c)->handshakes_queue_late++;
         conn_kill(c, true);
         return;
     }
-    if (qi == 1)
+    if (qi == 1) {
         w->n_new++;
+        c->hs_queued_ms = now;
+    }
     c->hs_steps++;
     c->hs_busy = true;
     c->hs_next = NULL;
@@ -1389,8 +1446,7 @@ static err_t on_recv(void *arg, struct tcp_pcb *pcb, struct pbuf *p, err_t err)
         rxq_drop_empty(c);
         process_input(c);
     }
-    conn_leave(c);
-    return ERR_OK;
+    return conn_leave_cb(c);
 }
 
 static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
@@ -1417,8 +1473,7 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     } else if (c->state == CONN_CLOSING) {
         try_finish_close(c);
     }
-    conn_leave(c);
-    return ERR_OK;
+    return conn_leave_cb(c);
 }
 
 static void on_err(void *arg, err_t err)
@@ -1464,8 +1519,7 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
         if (c->state == CONN_OPEN)
             c->up->on_writable(c->up_ctx);
     }
-    conn_leave(c);
-    return ERR_OK;
+    return conn_leave_cb(c);
 }
 
 void tls_conn_get_progress(const struct tls_conn *c, struct tls_conn_progress *p)

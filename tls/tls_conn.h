@@ -29,6 +29,13 @@ struct tls_conn_upper {
 
 struct tls_conn;
 
+/* Whether a new TLS connection in `mode` may be accepted now: false while
+   the handshake queue would refuse its ClientHello (full, or late: see
+   tls_server_cfg.handshake_queue_ms), counted as such a refusal in mode's
+   counters. The caller then resets the connection before allocating
+   anything for it, which costs less than a reset at its ClientHello. */
+bool tls_conn_admit(struct tls_server *srv, enum tls_mode mode);
+
 /* Take over an accepted pcb. mode TLS_MODE_NONE = plain TCP (srv unused).
    Returns NULL (and aborts the pcb) on out-of-memory. snd_buf: TCP send
    buffer to allow (bytes). */

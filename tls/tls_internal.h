@@ -51,6 +51,7 @@ struct tls_server {
     struct tls_counters counters[TLS_MODE_COUNT];
     struct tls_hs_worker hs;
     unsigned hs_workers, hs_queue_cap; /* tls_server_cfg.handshake_workers / _queue */
+    uint32_t hs_queue_ms;              /* tls_server_cfg.handshake_queue_ms */
 };
 
 /* Stop the handshake worker (tls_server_free). False if a callback of it may

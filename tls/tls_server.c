@@ -8,6 +8,7 @@
 #include "tls_server.h"
 #include "tls_internal.h"
 #include "tls_record.h"
+#include "tls_x25519.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -308,9 +309,13 @@ struct tls_server *tls_server_new(const struct tls_server_cfg *cfg, char *err, s
         free(s);
         return NULL;
     }
+    /* X25519 by libcrypto (tls_x25519.c): the call links that file in, so
+       its ECDH definitions replace mbed TLS's for the whole process. */
+    (void)tls_x25519_ops();
     s->record_size = cfg->record_size ? cfg->record_size : TLS_MAX_PLAINTEXT;
     s->hs_workers = cfg->handshake_workers ? cfg->handshake_workers : 2;
     s->hs_queue_cap = cfg->handshake_queue ? cfg->handshake_queue : 4096;
+    s->hs_queue_ms = cfg->handshake_queue_ms;
     mbedtls_entropy_init(&s->entropy);
     mbedtls_ctr_drbg_init(&s->drbg);
     mbedtls_x509_crt_init(&s->chain);

@@ -25,6 +25,11 @@ struct tls_server_cfg {
     /* Handshake threads, 1..16 (0 = 2), and new handshakes that may wait for
        one (0 = 4096); a ClientHello beyond that gets a RST. */
     unsigned handshake_workers, handshake_queue;
+    /* A ClientHello also gets a RST while the oldest new handshake in the
+       queue has waited this long (0: no bound): under a handshake storm the
+       queue then holds what the workers finish within the handshake timeout,
+       instead of handshakes that time out after work was spent on them. */
+    uint32_t handshake_queue_ms;
 };
 
 /* Counters (docs/design.md §9: software side + connection outcomes). */
@@ -34,6 +39,8 @@ struct tls_server_cfg {
     X(handshakes_ok)                                                                               \
     X(handshakes_failed)                                                                           \
     X(handshakes_queue_full) /* refused (RST): --handshake-queue new handshakes were waiting */    \
+    X(handshakes_queue_late) /* refused (RST): the oldest waiting new handshake waited             \
+                                handshake_queue_ms (half the handshake timeout) */                 \
     X(handshakes_abandoned)  /* the connection died while its handshake step was queued */         \
     X(conns_closed)                                                                                \
     X(tx_records)                                                                                  \
