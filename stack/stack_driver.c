@@ -837,9 +837,10 @@ void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driv
 
 /* --- receive window beyond lwIP's TCP_WND --- */
 
-#define RCV_WND_LWIP 0xffffu                                        /* TCP_WND in this lwIP build */
-#define RCV_WND_MAX  ((uint32_t)0xffffu << (unsigned)TCP_RCV_SCALE) /* announceable with the scale \
-                                                                     */
+/* TCP_WND in this lwIP build, and the most a window scale of
+   TCP_RCV_SCALE can announce. */
+#define RCV_WND_LWIP 0xffffu
+#define RCV_WND_MAX  ((uint32_t)0xffffu << (unsigned)TCP_RCV_SCALE)
 
 static _Atomic uint32_t rcv_wnd_target = RCV_WND_LWIP;
 

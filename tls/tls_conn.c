@@ -711,14 +711,16 @@ static size_t conn_send(struct tls_conn *c, const void *buf, size_t len, bool st
             done += want;
             continue;
         }
-        /* Static bytes completing a whole NIC record: referenced, not staged. */
-        if (stable && c->tx_pt_len == 0 && len - done >= want && tx_frames(c) &&
-            emit_static(c, p + done, want)) {
+        /* Static bytes completing a whole NIC record: referenced, not staged.
+           Without TCP room they are not staged either: the caller offers
+           them again after the next ACK (a full send buffer has data in
+           flight, so one comes). */
+        if (stable && c->tx_pt_len == 0 && len - done >= want && tx_frames(c)) {
+            if (!emit_static(c, p + done, want))
+                break; /* no room, or the stream tore and the connection died */
             done += want;
             continue;
         }
-        if (c->state != CONN_OPEN)
-            break; /* emit_static tore the stream and killed the connection */
         /* A static tail shorter than a record, after whole ones went out:
            not staged. The caller offers it again after the next ACK, from
            where it lies, as the start of a whole record. */
