@@ -44,7 +44,8 @@
    the host's whole queue over its rate (Little's law: 10,000 x 40 KiB at
    400 MB/s is ~1 s), so every connection fired spuriously once per RTT and
    the go-back-N retransmissions took the bandwidth (docs/design.md §7). */
-#define RTO_CEIL_MS 60000
+#define RTO_CEIL_MS     60000
+#define RTO_PROBE_BYTES 1460 /* an RTO's first retransmission: one wire MSS (see fire) */
 
 struct rto_entry {
     const struct tcp_pcb *pcb; /* NULL: free slot */
@@ -232,7 +233,26 @@ static void fire(struct tcp_pcb *pcb, struct rto_entry *e)
     /* tcp_rexmit_rto counts toward lwIP's TCP_MAXRTX; ours must not, unless
        lwIP's count is to decide (give_up_ms 0). */
     u8_t nrtx = pcb->nrtx;
-    tcp_rexmit_rto(pcb);
+    if (tcp_rexmit_rto_prepare(pcb) == ERR_OK) {
+        /* All of unacked is now unsent again. With TSO pcb->mss is ~64 KB,
+           so cwnd = 1 MSS resent the whole window, while what an RTO most
+           often follows here is a lost ACK (the NIC's RX ring overflowing
+           under thousands of connections): the peer has the bytes. Resend a
+           probe of RTO_PROBE_BYTES past lastack first, as Linux's RTO sends
+           one wire packet: its ACK acknowledges whatever the peer holds
+           (lwIP frees acknowledged segments from unsent too), and what is
+           really missing follows under cwnd = pcb->mss. */
+        struct tcp_seg *seg = pcb->unsent;
+        uint32_t seqno = seg ? lwip_ntohl(seg->tcphdr->seqno) : 0;
+        uint32_t split =
+            (TCP_SEQ_GT(pcb->lastack, seqno) ? pcb->lastack - seqno : 0) + RTO_PROBE_BYTES;
+        if (seg && split < seg->len && tcp_split_unsent_seg(pcb, (u16_t)split) == ERR_OK) {
+            pcb->cwnd = RTO_PROBE_BYTES;
+            counters.rto_probes++;
+        }
+        tcp_rexmit_rto_commit(pcb);
+        pcb->cwnd = pcb->mss;
+    }
     if (give_up_ms)
         pcb->nrtx = nrtx;
     counters.fast_rto_fired++;

@@ -52,6 +52,7 @@ struct tcp_pcb;
 /* Counters (/stats section tcp). */
 #define STACK_RTO_COUNTERS(X)                                                                      \
     X(fast_rto_fired)  /* retransmissions by this timer */                                         \
+    X(rto_probes)      /* RTOs that resent a probe of one wire MSS, not the window */              \
     X(rto_host_queued) /* RTOs not fired: a segment was still in the driver's TX ring */           \
     X(rto_give_up)     /* pcbs aborted: no ACK progress for give_up_ms */                          \
     X(rto_scans)       /* walks of tcp_active_pcbs */                                              \
