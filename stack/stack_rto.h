@@ -12,7 +12,10 @@
  * each active pcb with unacknowledged data and, when no ACK progress was
  * made for its RTO (doubling per consecutive expiry, up to 64 x), does what
  * lwIP's RTO does: halve ssthresh, cwnd = 1 MSS, retransmit from the first
- * unacked segment.
+ * unacked segment. With >= 1024 connections in flight the first expiry only
+ * sends a probe (an empty segment at snd_nxt - 1 that the peer answers with
+ * its ACK): then a lost ACK is the usual cause, and the window need not be
+ * resent.
  *
  * Adaptive RTO (RFC 6298). The RTO is SRTT + max(1 ms, 4 RTTVAR), clamped
  * to [min_ms, 60 s]; until a connection's first sample it comes from the
@@ -52,6 +55,7 @@ struct tcp_pcb;
 /* Counters (/stats section tcp). */
 #define STACK_RTO_COUNTERS(X)                                                                      \
     X(fast_rto_fired)  /* retransmissions by this timer */                                         \
+    X(rto_probes)      /* first expiries answered with a probe (keep-alive), not resent data */    \
     X(rto_host_queued) /* RTOs not fired: a segment was still in the driver's TX ring */           \
     X(rto_hole_resent) /* first unacked segments resent on duplicate ACKs (hole repair) */         \
     X(rto_give_up)     /* pcbs aborted: no ACK progress for give_up_ms */                          \
