@@ -1,0 +1,168 @@
+/* Check suite: stack/stack_rto.c's walk over lwIP's active pcbs with
+ * connections many and queued (docs/design.md §7), on hand-made pcbs in
+ * tcp_active_pcbs (no netif: what they send is refused by routing).
+ *
+ * - An RTO does not fire while the segment's pbuf is still referenced by the
+ *   driver (rto_host_queued), and fires once it is released.
+ * - The send-buffer budget: with 8000 established connections each
+ *   buffer is cut to the floor (40 KiB), and raised back to the configured
+ *   size when only 1000 remain. */
+#include <check.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <lwip/ip_addr.h>
+#include <lwip/memp.h>
+#include <lwip/pbuf.h>
+#include <lwip/priv/tcp_priv.h>
+#include <lwip/tcp.h>
+#include <lwip/tcpip.h>
+
+#include "stack_rto.h"
+#include "test_lwip.h"
+
+#define SND_BUF   (192u * 1024)
+#define SND_FLOOR (40u * 1024)
+
+static struct tcp_pcb *fake_pcb(uint16_t port, uint16_t unacked_len)
+{
+    struct tcp_pcb *pcb = tcp_new();
+    ck_assert_ptr_nonnull(pcb);
+    pcb->state = ESTABLISHED;
+    IP_ADDR4(&pcb->remote_ip, 10, 0, 0, 1);
+    IP_ADDR4(&pcb->local_ip, 10, 0, 0, 2);
+    pcb->remote_port = port;
+    pcb->local_port = 443;
+    pcb->snd_buf = SND_BUF;
+    pcb->lastack = pcb->snd_nxt = pcb->snd_lbb = 1000;
+    if (unacked_len) {
+        struct tcp_seg *seg = memp_malloc(MEMP_TCP_SEG);
+        ck_assert_ptr_nonnull(seg);
+        seg->next = NULL;
+        seg->p = pbuf_alloc(PBUF_IP, (u16_t)(TCP_HLEN + unacked_len), PBUF_RAM);
+        ck_assert_ptr_nonnull(seg->p);
+        seg->tcphdr = seg->p->payload;
+        memset(seg->tcphdr, 0, TCP_HLEN);
+        seg->tcphdr->seqno = lwip_htonl(1000);
+        TCPH_HDRLEN_FLAGS_SET(seg->tcphdr, 5, TCP_ACK);
+        seg->len = unacked_len;
+        seg->flags = 0;
+        seg->chksum = 0;
+        seg->chksum_swapped = 0;
+        pcb->unacked = seg;
+        pcb->snd_nxt = pcb->snd_lbb = 1000 + unacked_len;
+        pcb->snd_buf -= unacked_len;
+        pcb->snd_queuelen = (u16_t)pbuf_clen(seg->p);
+    }
+    TCP_REG_ACTIVE(pcb);
+    return pcb;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* The counters as of now (read under the core lock). */
+static struct stack_rto_counters snap(void)
+{
+    LOCK_TCPIP_CORE();
+    struct stack_rto_counters c = *stack_rto_counters();
+    UNLOCK_TCPIP_CORE();
+    return c;
+}
+
+START_TEST(rto_waits_while_the_driver_holds_the_segment)
+{
+    tu_lwip_start_once();
+    LOCK_TCPIP_CORE();
+    struct tcp_pcb *pcb = fake_pcb(40000, 1000);
+    struct pbuf *held = pcb->unacked->p;
+    pbuf_ref(held); /* as the driver does until the NIC completed it */
+    stack_rto_start(10, 0);
+    UNLOCK_TCPIP_CORE();
+
+    struct stack_rto_counters c = {0};
+    for (int i = 0; i < 200 && c.rto_host_queued < 3; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    ck_assert_uint_ge(c.rto_host_queued, 3);
+    ck_assert_uint_eq(c.fast_rto_fired, 0);
+    ck_assert_uint_eq(c.rto_probes, 0);
+
+    LOCK_TCPIP_CORE();
+    pbuf_free(held); /* the NIC completed it: now it may be lost */
+    UNLOCK_TCPIP_CORE();
+    for (int i = 0; i < 200 && c.fast_rto_fired == 0; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    ck_assert_uint_ge(c.fast_rto_fired, 1);
+    ck_assert_uint_eq(c.rto_probes, 0); /* one connection in flight: no probe */
+
+    LOCK_TCPIP_CORE();
+    stack_rto_stop();
+    tcp_abort(pcb);
+    UNLOCK_TCPIP_CORE();
+}
+END_TEST
+
+#define MANY 8000
+#define FEW  1000
+
+START_TEST(send_buffers_follow_the_budget)
+{
+    static struct tcp_pcb *pcbs[MANY];
+    tu_lwip_start_once();
+    LOCK_TCPIP_CORE();
+    for (unsigned i = 0; i < MANY; i++)
+        pcbs[i] = fake_pcb((uint16_t)(20000 + i), 0);
+    stack_rto_start(10, 0);
+    UNLOCK_TCPIP_CORE();
+
+    /* 256 MiB over 8000 is below the floor: every buffer at 40 KiB. */
+    struct stack_rto_counters c = {0};
+    for (int i = 0; i < 300 && c.snd_buf_cut < MANY; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    ck_assert_uint_eq(c.snd_buf_target, SND_FLOOR);
+    LOCK_TCPIP_CORE();
+    for (unsigned i = 0; i < MANY; i++)
+        ck_assert_uint_eq(pcbs[i]->snd_buf, SND_FLOOR);
+    /* 1000 left: 256 MiB / 1000 is above the configured 192 KiB. */
+    for (unsigned i = FEW; i < MANY; i++)
+        tcp_abort(pcbs[i]);
+    UNLOCK_TCPIP_CORE();
+    for (int i = 0; i < 300 && c.snd_buf_raised < FEW; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    LOCK_TCPIP_CORE();
+    for (unsigned i = 0; i < FEW; i++)
+        ck_assert_uint_eq(pcbs[i]->snd_buf, SND_BUF);
+    stack_rto_stop();
+    for (unsigned i = 0; i < FEW; i++)
+        tcp_abort(pcbs[i]);
+    UNLOCK_TCPIP_CORE();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("rto");
+    TCase *tc = tcase_create("walk");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, rto_waits_while_the_driver_holds_the_segment);
+    tcase_add_test(tc, send_buffers_follow_the_budget);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
