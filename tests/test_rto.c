@@ -6,7 +6,10 @@
  *   driver (rto_host_queued), and fires once it is released.
  * - The send-buffer budget: with 8000 established connections each
  *   buffer is cut to the floor (40 KiB), and raised back to the configured
- *   size when only 1000 remain. */
+ *   size when only 1000 remain.
+ * - Hole repair: duplicate ACKs with no ACK progress resend the first
+ *   unacked segment alone, as a fast retransmit, once per lastack, long
+ *   before the RTO; without duplicate ACKs nothing is resent. */
 #include <check.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -111,6 +114,52 @@ START_TEST(rto_waits_while_the_driver_holds_the_segment)
 }
 END_TEST
 
+/* A connection whose peer sent duplicate ACKs (it holds data past lastack)
+   gets its first unacked segment resent after the SRTT (no sample yet: the
+   2 ms floor), as lwIP's fast retransmit (TF_INFR, cwnd halved), once for
+   this lastack; one without duplicate ACKs waits for its RTO (1 s here). */
+START_TEST(hole_repair_resends_the_first_unacked_segment_once)
+{
+    tu_lwip_start_once();
+    LOCK_TCPIP_CORE();
+    struct tcp_pcb *hole = fake_pcb(41000, 1000);
+    struct tcp_pcb *quiet = fake_pcb(41001, 1000);
+    hole->dupacks = 2; /* below lwIP's own fast-retransmit threshold of 3 */
+    hole->cwnd = quiet->cwnd = 20 * hole->mss;
+    hole->snd_wnd = quiet->snd_wnd = 0xffff;
+    stack_rto_start(1000, 0);
+    UNLOCK_TCPIP_CORE();
+
+    struct stack_rto_counters c = {0};
+    for (int i = 0; i < 100 && c.rto_hole_resent == 0; i++) {
+        sleep_ms(5);
+        c = snap();
+    }
+    ck_assert_uint_eq(c.rto_hole_resent, 1);
+    ck_assert_uint_eq(c.fast_rto_fired, 0);
+    LOCK_TCPIP_CORE();
+    /* Requeued for sending (no route here, so it stays unsent). */
+    ck_assert_ptr_null(hole->unacked);
+    ck_assert_ptr_nonnull(hole->unsent);
+    ck_assert_uint_eq(lwip_ntohl(hole->unsent->tcphdr->seqno), 1000);
+    ck_assert(hole->flags & TF_INFR);
+    ck_assert_uint_eq(hole->ssthresh, 10 * hole->mss);
+    ck_assert_ptr_nonnull(quiet->unacked);
+    ck_assert_ptr_null(quiet->unsent);
+    UNLOCK_TCPIP_CORE();
+    sleep_ms(100); /* walks go on: the same lastack is not repaired twice */
+    c = snap();
+    ck_assert_uint_eq(c.rto_hole_resent, 1);
+    ck_assert_uint_eq(c.fast_rto_fired, 0);
+
+    LOCK_TCPIP_CORE();
+    stack_rto_stop();
+    tcp_abort(hole);
+    tcp_abort(quiet);
+    UNLOCK_TCPIP_CORE();
+}
+END_TEST
+
 #define MANY 8000
 #define FEW  1000
 
@@ -159,6 +208,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, rto_waits_while_the_driver_holds_the_segment);
     tcase_add_test(tc, send_buffers_follow_the_budget);
+    tcase_add_test(tc, hole_repair_resends_the_first_unacked_segment_once);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
