@@ -1590,6 +1590,22 @@ static void target_line(const char *what, const struct run *num, const struct ru
 
 static const struct run *good_ngx(const struct bench *b, unsigned k, int dir);
 
+/* Median host CPU seconds over a cell's successful runs (lower median for
+   an even count), -1 without one. */
+static double runs_host_median(const struct cell *c)
+{
+    double v[BENCH_MAX_REPEAT];
+    unsigned n = 0;
+    for (unsigned k = 0; k < c->n_runs; k++)
+        if (c->runs[k].ok) {
+            unsigned j = n++;
+            for (; j > 0 && v[j - 1] > c->runs[k].cpu.host_s; j--)
+                v[j] = v[j - 1];
+            v[j] = c->runs[k].cpu.host_s;
+        }
+    return n ? v[(n - 1) / 2] : -1;
+}
+
 /* Median host CPU seconds over the successful runs of mode m's cell dir
    (lower median for an even count), -1 without one. One transfer's CPU on
    a shared machine varies more than its throughput: the CPU target takes
@@ -1600,16 +1616,7 @@ static double cell_host_median(const struct bench *b, enum tls_mode m, int dir)
         const struct cell *c = &b->cells[i][dir];
         if (b->o.modes[i] != m)
             continue;
-        double v[BENCH_MAX_REPEAT];
-        unsigned n = 0;
-        for (unsigned k = 0; k < c->n_runs; k++)
-            if (c->runs[k].ok) {
-                unsigned j = n++;
-                for (; j > 0 && v[j - 1] > c->runs[k].cpu.host_s; j--)
-                    v[j] = v[j - 1];
-                v[j] = c->runs[k].cpu.host_s;
-            }
-        return n ? v[(n - 1) / 2] : -1;
+        return runs_host_median(c);
     }
     return -1;
 }
@@ -1978,16 +1985,7 @@ static double sweep_host_median(const struct bench *b, unsigned li, enum tls_mod
         const struct cell *c = &b->sweep[li][i];
         if (b->o.modes[i] != m || !c->shown || !c->shown->ok)
             continue;
-        double v[BENCH_MAX_REPEAT];
-        unsigned n = 0;
-        for (unsigned k = 0; k < c->n_runs; k++)
-            if (c->runs[k].ok) {
-                unsigned j = n++;
-                for (; j > 0 && v[j - 1] > c->runs[k].cpu.host_s; j--)
-                    v[j] = v[j - 1];
-                v[j] = c->runs[k].cpu.host_s;
-            }
-        return n ? v[(n - 1) / 2] : -1;
+        return runs_host_median(c);
     }
     return -1;
 }

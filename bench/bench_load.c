@@ -774,13 +774,13 @@ static double handshake_rate(struct load *L, const char *addr, int port)
 static void task_cpu(double *host_s, double *nic_s);
 static uint64_t stat_now(struct load *L, const char *sec, const char *name, bool *known);
 
-/* CPU seconds so far of this process's threads named `name` (schedstat). */
-static double threads_cpu(const char *name)
+/* Calls fn(comm, cpu_s, arg) for each thread of this process: its name
+   (newline cut) and CPU seconds so far (schedstat). */
+static void for_each_task(void (*fn)(const char *comm, double cpu_s, void *arg), void *arg)
 {
-    double s = 0;
     DIR *d = opendir("/proc/self/task");
     if (!d)
-        return 0;
+        return;
     struct dirent *de;
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.')
@@ -795,8 +795,6 @@ static double threads_cpu(const char *name)
             fclose(f);
         }
         comm[strcspn(comm, "\n")] = 0;
-        if (strcmp(comm, name) != 0)
-            continue;
         snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", de->d_name);
         f = fopen(path, "re");
         if (f) {
@@ -804,10 +802,29 @@ static double threads_cpu(const char *name)
                 ns = 0;
             fclose(f);
         }
-        s += (double)ns / 1e9;
+        fn(comm, (double)ns / 1e9, arg);
     }
     closedir(d);
-    return s;
+}
+
+struct named_cpu {
+    const char *name;
+    double s;
+};
+
+static void add_named_cpu(const char *comm, double cpu_s, void *arg)
+{
+    struct named_cpu *n = arg;
+    if (strcmp(comm, n->name) == 0)
+        n->s += cpu_s;
+}
+
+/* CPU seconds so far of this process's threads named `name`. */
+static double threads_cpu(const char *name)
+{
+    struct named_cpu n = {name, 0};
+    for_each_task(add_named_cpu, &n);
+    return n.s;
 }
 
 static void run_handshakes(struct load *L)
@@ -983,38 +1000,25 @@ static int run_conn_rate(struct load *L)
 
 /* CPU seconds of this process's threads so far: the NIC's (named nic*)
    and the host's (every other; the flow client is a separate process). */
+struct host_nic_cpu {
+    double host_s, nic_s;
+};
+
+static void add_host_nic_cpu(const char *comm, double cpu_s, void *arg)
+{
+    struct host_nic_cpu *c = arg;
+    if (!strncmp(comm, "nic", 3))
+        c->nic_s += cpu_s;
+    else
+        c->host_s += cpu_s;
+}
+
 static void task_cpu(double *host_s, double *nic_s)
 {
-    *host_s = *nic_s = 0;
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;
-        char path[300], comm[32] = "";
-        unsigned long long ns = 0;
-        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
-        FILE *f = fopen(path, "re");
-        if (f) {
-            if (!fgets(comm, sizeof(comm), f))
-                comm[0] = 0;
-            fclose(f);
-        }
-        snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", de->d_name);
-        f = fopen(path, "re");
-        if (f) {
-            if (fscanf(f, "%llu", &ns) != 1)
-                ns = 0;
-            fclose(f);
-        }
-        if (!strncmp(comm, "nic", 3))
-            *nic_s += (double)ns / 1e9;
-        else
-            *host_s += (double)ns / 1e9;
-    }
-    closedir(d);
+    struct host_nic_cpu c = {0, 0};
+    for_each_task(add_host_nic_cpu, &c);
+    *host_s = c.host_s;
+    *nic_s = c.nic_s;
 }
 
 /* The NIC context cache's counters (section nic_tls), where the NIC has one. */

@@ -393,6 +393,23 @@ bool tls_tx_offload_failed(const struct tls_tx_offload *t)
     return t->failed;
 }
 
+/* Appends r (its bytes, length, sequence and record number set) to the
+   store, sealed at once when the context failed; counts the record. */
+static void store_append(struct tls_tx_offload *t, struct tx_record *r)
+{
+    if (t->failed)
+        record_seal(t, r);
+    r->prev = t->tail;
+    if (t->tail)
+        t->tail->next = r;
+    else
+        t->head = r;
+    t->tail = r;
+    t->c->tx_records++;
+    t->c->tx_record_bytes += r->len;
+    t->c->records_in_store++;
+}
+
 void tls_tx_offload_record_static(struct tls_tx_offload *t, const uint8_t hdr[TLS_PAYLOAD_OFFSET],
                                   const uint8_t *payload, uint16_t len, uint32_t start_seq,
                                   uint64_t record_sn)
@@ -407,17 +424,7 @@ void tls_tx_offload_record_static(struct tls_tx_offload *t, const uint8_t hdr[TL
     r->start_seq = start_seq;
     r->len = rec_len;
     r->record_sn = record_sn;
-    if (t->failed)
-        record_seal(t, r);
-    r->prev = t->tail;
-    if (t->tail)
-        t->tail->next = r;
-    else
-        t->head = r;
-    t->tail = r;
-    t->c->tx_records++;
-    t->c->tx_record_bytes += rec_len;
-    t->c->records_in_store++;
+    store_append(t, r);
     t->c->tx_static_records++;
 }
 
@@ -433,17 +440,7 @@ void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t 
     r->start_seq = start_seq;
     r->len = rec->len;
     r->record_sn = record_sn;
-    if (t->failed)
-        record_seal(t, r);
-    r->prev = t->tail;
-    if (t->tail)
-        t->tail->next = r;
-    else
-        t->head = r;
-    t->tail = r;
-    t->c->tx_records++;
-    t->c->tx_record_bytes += rec->len;
-    t->c->records_in_store++;
+    store_append(t, r);
 }
 
 void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb)
