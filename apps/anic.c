@@ -103,6 +103,9 @@ static void usage_serve(FILE *f)
         "                        4 RTTVAR, at most 1 s; default 10;\n"
         "                        0 = lwIP's own 500 ms ticks: a loss that fast retransmit\n"
         "                        can't repair then costs >= 0.5 s)\n"
+        "  --packet-nice N     run nic-engine and stack-irq at nice -N relative to the process\n"
+        "                        (0..20, default 10; 0 = same): the packet path preempts\n"
+        "                        other work on the machine, as the kernel's softirq does\n"
         "  --handshake-timeout S  TLS handshake must finish within S seconds of accept\n"
         "                        (default 10; 0 = none)\n"
         "  --header-timeout S  a request head must arrive within S seconds of its first byte\n"
@@ -208,6 +211,7 @@ enum {
     OPT_READY_FILE,
     OPT_TX_RESYNC,
     OPT_RTO_MIN,
+    OPT_PACKET_NICE,
     OPT_PEER_RTO_MIN,
     OPT_RX_RESYNC,
     OPT_OFFLOAD_POLICY,
@@ -257,6 +261,7 @@ static const struct option serve_opts[] = {
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
     {"tx-resync", required_argument, NULL, OPT_TX_RESYNC},
     {"rto-min-ms", required_argument, NULL, OPT_RTO_MIN},
+    {"packet-nice", required_argument, NULL, OPT_PACKET_NICE},
     {"peer-rto-min-ms", required_argument, NULL, OPT_PEER_RTO_MIN},
     {"rx-resync", required_argument, NULL, OPT_RX_RESYNC},
     {"offload-policy", required_argument, NULL, OPT_OFFLOAD_POLICY},
@@ -532,6 +537,13 @@ static int cmd_serve(int argc, char **argv)
             if (parse_u32(optarg, 0, 5000, &cfg.rto_min_ms) < 0)
                 return bad("rto-min-ms", optarg);
             break;
+        case OPT_PACKET_NICE: {
+            uint32_t v;
+            if (parse_u32(optarg, 0, 20, &v) < 0)
+                return bad("packet-nice", optarg);
+            cfg.packet_nice = -(int)v;
+            break;
+        }
         case OPT_TX_RESYNC:
             if (!strcmp(optarg, "dump"))
                 tagcache = false;

@@ -30,6 +30,7 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->rto_min_ms = 10;
     cfg->peer_rto_min_ms = 5;
     cfg->tcp_retries_ms = 900 * 1000;
+    cfg->packet_nice = -10;
     cfg->limits = (struct app_server_limits){
         .handshake_ms = 10 * 1000,
         .header_ms = 60 * 1000,
@@ -229,6 +230,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .fault_tx = rt->cfg.fault_tx,
         .fault_rx = rt->cfg.fault_rx,
         .pcap_path = cfg->pcap_path,
+        .thread_nice = cfg->packet_nice,
     };
     rt->dev = nic_dev_create(&dc, err, errlen);
     if (!rt->dev) {
@@ -248,6 +250,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .rx_buf_size = (cfg->offloads & APP_OFFLOAD_LRO) ? 65535 : 0,
         .rto_min_ms = cfg->rto_min_ms,
         .tcp_retries_ms = cfg->tcp_retries_ms,
+        .thread_nice = cfg->packet_nice,
     };
     stack_tcp_set_rcv_wnd(cfg->rcv_wnd);
     rt->host = stack_host_start(rt->dev, &hc);

@@ -36,6 +36,7 @@ struct nic_dev_cfg {
     struct nic_fault_cfg fault_tx; /* NIC -> kernel */
     struct nic_fault_cfg fault_rx; /* kernel -> NIC */
     const char *pcap_path;         /* NULL = no capture */
+    int thread_nice;               /* engine thread's nice relative to the process (0 = same) */
 };
 
 /* The queue memory shared with the driver. Host memory, as if mapped. */
@@ -150,6 +151,11 @@ struct nic_counters {
 };
 
 struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t errlen);
+/* Changes the calling thread's nice by delta relative to the process's
+   (delta < 0: more CPU; needs CAP_SYS_NICE). A refusal is reported on
+   stderr and leaves the thread as it was. */
+void nic_thread_nice(const char *who, int delta);
+
 /* Start the engine thread ("nic-engine"). */
 int nic_dev_start(struct nic_dev *dev);
 /* Run one engine round in the calling thread instead of the engine thread

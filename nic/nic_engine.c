@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +37,18 @@ static uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void nic_thread_nice(const char *who, int delta)
+{
+    if (delta == 0)
+        return;
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice + delta) == 0)
+        return;
+    fprintf(stderr, "anic: warning: %s stays at the process's priority (nice %+d: %s)\n", who,
+            delta, strerror(errno));
 }
 
 static void *alloc_zero(size_t n)
@@ -884,6 +898,7 @@ static void *engine_main(void *arg)
 {
     struct nic_dev *dev = arg;
     unsigned idle = 0;
+    nic_thread_nice("nic-engine", dev->cfg.thread_nice);
     while (!atomic_load_explicit(&dev->stop, memory_order_relaxed)) {
         uint64_t now = now_ns();
         unsigned work = engine_round(dev, now);

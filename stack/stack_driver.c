@@ -11,6 +11,7 @@
 #include "stack_driver.h"
 
 #include "stack_chksum.h"
+#include "stack_demux.h"
 
 #include <lwip/ip.h>
 #include <lwip/ip4.h>
@@ -625,52 +626,66 @@ static void rx_maybe_sweep(struct stack_driver *drv)
     drv->last_sweep_held = rx_held(drv);
 }
 
+/* The connection tuple of an IPv4 TCP packet at ip (len bytes), from the
+   receiver's side. whole: only an unfragmented packet (else the first
+   fragment's tuple is enough). */
+static bool rx_tcp_key(const uint8_t *ip, uint32_t len, struct stack_demux_key *k, bool whole)
+{
+    if (len < 40)
+        return false;
+    size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
+    uint16_t frag = (uint16_t)(ip[6] << 8 | ip[7]);
+    if ((ip[0] >> 4) != 4 || ip[9] != IP_PROTO_TCP || ihl < 20 || ihl + 20 > len ||
+        (frag & (whole ? 0x3fff : 0x1fff)))
+        return false;
+    memcpy(&k->remote_ip, ip + 12, 4);
+    k->remote_port = (uint16_t)(ip[ihl] << 8 | ip[ihl + 1]);
+    k->local_port = (uint16_t)(ip[ihl + 2] << 8 | ip[ihl + 3]);
+    return true;
+}
+
 /* lwIP's tcp_input finds a segment's pcb by walking tcp_active_pcbs from
    the head, moving the pcb it finds to the front. With thousands of
    connections sending in turn, each segment walked most of the list (O(N)
    per packet: 10,000 flows moved nothing, docs/design.md §7). Before a batch
-   goes up, one walk moves the pcbs its segments belong to to the front, so
-   lwIP finds each within the first DEMUX_BATCH entries: one walk per batch,
-   which stops once every tuple is found. Called with the core lock held and
-   outside any lwIP walk; the list's order only decides lookup time. */
+   goes up, its segments' pcbs are moved to the front, so lwIP finds each
+   within the first DEMUX_BATCH entries. The pcb index (stack_demux.h) names
+   each segment's pcb, or none (then nothing is looked for), and remembers
+   each pcb's predecessor on the list: a hint that still holds unlinks the
+   pcb at once. Only pcbs without one are found by a walk, which stops once
+   it has them all and renews the hints of every pcb it passes. Called with
+   the core lock held and outside any lwIP walk; the list's order only
+   decides lookup time. */
 #define DEMUX_BATCH 64
 #define DEMUX_SLOTS 128 /* open addressing, at most half full */
 
-struct demux_key {
-    uint32_t remote_ip; /* network order, as in the pcb */
-    uint16_t remote_port, local_port;
-    bool used;
-};
-
-static unsigned demux_slot(uint32_t ip, uint16_t rport, uint16_t lport)
+/* Adds pcb to the set; false if it was there already. */
+static bool pcb_set_add(struct tcp_pcb **set, struct tcp_pcb *pcb)
 {
-    uint32_t h = ip ^ ((uint32_t)rport << 16 | lport);
-    h ^= h >> 16;
+    uintptr_t h = (uintptr_t)pcb;
+    h ^= h >> 17;
     h *= 0x7feb352du;
-    h ^= h >> 15;
-    return h & (DEMUX_SLOTS - 1);
-}
-
-static bool demux_find(const struct demux_key *k, uint32_t ip, uint16_t rport, uint16_t lport)
-{
-    for (unsigned i = demux_slot(ip, rport, lport);; i = (i + 1) & (DEMUX_SLOTS - 1)) {
-        if (!k[i].used)
+    for (unsigned i = (unsigned)(h >> 8) & (DEMUX_SLOTS - 1);; i = (i + 1) & (DEMUX_SLOTS - 1)) {
+        if (set[i] == pcb)
             return false;
-        if (k[i].remote_ip == ip && k[i].remote_port == rport && k[i].local_port == lport)
+        if (!set[i]) {
+            set[i] = pcb;
             return true;
+        }
     }
 }
 
-/* Adds a key; false if it was there already. */
-static bool demux_add(struct demux_key *k, uint32_t ip, uint16_t rport, uint16_t lport)
+static bool pcb_set_has(struct tcp_pcb *const *set, const struct tcp_pcb *pcb)
 {
-    unsigned i = demux_slot(ip, rport, lport);
-    for (; k[i].used; i = (i + 1) & (DEMUX_SLOTS - 1))
-        if (k[i].remote_ip == ip && k[i].remote_port == rport && k[i].local_port == lport)
+    uintptr_t h = (uintptr_t)pcb;
+    h ^= h >> 17;
+    h *= 0x7feb352du;
+    for (unsigned i = (unsigned)(h >> 8) & (DEMUX_SLOTS - 1);; i = (i + 1) & (DEMUX_SLOTS - 1)) {
+        if (set[i] == pcb)
+            return true;
+        if (!set[i])
             return false;
-    k[i] = (struct demux_key){
-        .remote_ip = ip, .remote_port = rport, .local_port = lport, .used = true};
-    return true;
+    }
 }
 
 /* RX interrupt moderation for long connection lists: a walk costs about
@@ -691,13 +706,29 @@ unsigned stack_driver_moderation_us(struct stack_driver *drv)
     return us < DEMUX_MODERATE_MAX_US ? us : DEMUX_MODERATE_MAX_US;
 }
 
+/* Takes pcb (preceded by pred, NULL = the head) off tcp_active_pcbs. */
+static void active_unlink(struct tcp_pcb *pcb, struct tcp_pcb *pred)
+{
+    struct tcp_pcb *next = pcb->next;
+    if (pred)
+        pred->next = next;
+    else
+        tcp_active_pcbs = next;
+    if (next)
+        stack_demux_set_pred(next, pred);
+    pcb->next = NULL;
+}
+
 /* Returns the completions it looked at (those ready, at most DEMUX_BATCH). */
 static unsigned rx_demux_presort(struct stack_driver *drv, unsigned budget)
 {
     const struct nic_queues *q = drv->q;
-    struct demux_key keys[DEMUX_SLOTS];
-    unsigned want = 0;
-    memset(keys, 0, sizeof(keys));
+    struct tcp_pcb *batch[DEMUX_SLOTS], *walk_set[DEMUX_SLOTS], *order[DEMUX_BATCH];
+    unsigned nbatch = 0, nwalk = 0;
+    memset(batch, 0, sizeof(batch));
+    stack_demux_sync();
+    if (!stack_demux_trusted())
+        return budget < DEMUX_BATCH ? budget : DEMUX_BATCH; /* lwIP's own walks */
     uint32_t cons = drv->rx_cq_cons;
     unsigned seen = 0;
     for (; seen < budget && seen < DEMUX_BATCH; seen++, cons++) {
@@ -705,52 +736,98 @@ static unsigned rx_demux_presort(struct stack_driver *drv, unsigned budget)
         if (__atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) != nic_cq_phase(cons, q->rx_cq_size))
             break;
         const struct stack_rx_buf *b = e->cookie < drv->rx_nbufs ? drv->rx_bufs[e->cookie] : NULL;
-        uint32_t len = e->len;
-        if (!b || len > drv->rx_buf_size || len < 40)
-            continue;
-        const uint8_t *ip = b->data;
-        size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
-        if ((ip[0] >> 4) != 4 || ip[9] != IP_PROTO_TCP || ihl < 20 || ihl + 20 > len ||
-            ((ip[6] << 8 | ip[7]) & 0x1fff))
+        struct stack_demux_key k;
+        if (!b || e->len > drv->rx_buf_size || !rx_tcp_key(b->data, e->len, &k, false))
             continue; /* not TCP, or a later fragment: lwIP's path as before */
-        uint32_t saddr;
-        memcpy(&saddr, ip + 12, 4);
-        uint16_t sport = (uint16_t)(ip[ihl] << 8 | ip[ihl + 1]);
-        uint16_t dport = (uint16_t)(ip[ihl + 2] << 8 | ip[ihl + 3]);
-        want += demux_add(keys, saddr, sport, dport);
+        struct tcp_pcb *pcb = stack_demux_find_active(&k);
+        if (pcb && pcb_set_add(batch, pcb))
+            order[nbatch++] = pcb;
     }
-    if (want == 0)
+    if (nbatch == 0)
         return seen;
-    drv->c.rx_demux_walks++;
-    drv->demux_walk = 0;
-    struct tcp_pcb *front = NULL, *front_tail = NULL, *prev = NULL;
-    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb && want; drv->demux_walk++) {
-        struct tcp_pcb *next = pcb->next;
-        if (IP_IS_V4_VAL(pcb->remote_ip) &&
-            demux_find(keys, ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)), pcb->remote_port,
-                       pcb->local_port)) {
-            want--;
-            if (prev)
-                prev->next = next;
-            else
-                tcp_active_pcbs = next;
-            pcb->next = NULL;
-            if (front_tail)
-                front_tail->next = pcb;
-            else
-                front = pcb;
-            front_tail = pcb;
-            drv->c.rx_demux_moved++;
-        } else {
-            prev = pcb;
+    /* The front chain, in batch order. */
+    struct tcp_pcb *front = NULL, *front_tail = NULL;
+    memset(walk_set, 0, sizeof(walk_set));
+    for (unsigned i = 0; i < nbatch; i++) {
+        struct tcp_pcb *pred;
+        if (!stack_demux_pred(order[i], &pred)) {
+            pcb_set_add(walk_set, order[i]);
+            nwalk++;
+            continue;
         }
-        pcb = next;
+        active_unlink(order[i], pred);
+        drv->c.rx_demux_hinted++;
+        if (front_tail)
+            front_tail->next = order[i];
+        else
+            front = order[i];
+        front_tail = order[i];
+    }
+    drv->demux_walk = 0;
+    if (nwalk) {
+        drv->c.rx_demux_walks++;
+        struct tcp_pcb *prev = NULL;
+        for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb && nwalk; drv->demux_walk++) {
+            struct tcp_pcb *next = pcb->next;
+            if (pcb_set_has(walk_set, pcb)) {
+                nwalk--;
+                active_unlink(pcb, prev);
+                if (front_tail)
+                    front_tail->next = pcb;
+                else
+                    front = pcb;
+                front_tail = pcb;
+            } else {
+                stack_demux_set_pred(pcb, prev);
+                prev = pcb;
+            }
+            pcb = next;
+        }
     }
     if (front) {
         front_tail->next = tcp_active_pcbs;
+        if (tcp_active_pcbs)
+            stack_demux_set_pred(tcp_active_pcbs, front_tail);
         tcp_active_pcbs = front;
+        struct tcp_pcb *pred = NULL;
+        for (struct tcp_pcb *pcb = front; pcb != front_tail->next; pred = pcb, pcb = pcb->next) {
+            stack_demux_set_pred(pcb, pred);
+            drv->c.rx_demux_moved++;
+        }
     }
     return seen;
+}
+
+/* Appends saved to the list at *list (lwIP registers new pcbs at a
+   list's head, so what was added meanwhile comes first). */
+static void pcb_list_splice(struct tcp_pcb **list, struct tcp_pcb *saved)
+{
+    while (*list)
+        list = &(*list)->next;
+    *list = saved;
+}
+
+/* Hands one packet to lwIP. A TCP segment whose tuple no pcb has goes up
+   with tcp_active_pcbs and tcp_tw_pcbs hidden (stack_demux.h): lwIP's
+   tcp_input would walk both to their ends and find nothing, and goes
+   straight to the listeners instead: a SYN gets its new pcb, anything else
+   lwIP's RST, as before. Such a segment reaches no connection's callbacks,
+   so lwIP neither removes nor walks a pcb of the hidden lists meanwhile; a
+   pcb it creates is put in front of them. */
+static err_t rx_input(struct stack_driver *drv, struct pbuf *p, const uint8_t *ip, uint32_t len)
+{
+    struct stack_demux_key k;
+    stack_demux_sync();
+    if (!stack_demux_trusted() || !rx_tcp_key(ip, len, &k, true) || stack_demux_has(&k))
+        return drv->netif.input(p, &drv->netif);
+    drv->c.rx_demux_unknown++;
+    struct tcp_pcb *active = tcp_active_pcbs, *tw = tcp_tw_pcbs;
+    tcp_active_pcbs = NULL;
+    tcp_tw_pcbs = NULL;
+    err_t err = drv->netif.input(p, &drv->netif);
+    pcb_list_splice(&tcp_active_pcbs, active);
+    pcb_list_splice(&tcp_tw_pcbs, tw);
+    return err;
 }
 
 unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
@@ -793,7 +870,7 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
             drv->c.rx_csum_ok++;
         drv->c.rx_packets++;
         drv->c.rx_bytes += len;
-        if (drv->netif.input(p, &drv->netif) != ERR_OK) {
+        if (rx_input(drv, p, b->data, len) != ERR_OK) {
             drv->c.rx_input_drops++;
             pbuf_free(p);
         }

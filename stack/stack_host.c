@@ -28,6 +28,7 @@ struct stack_host {
     pthread_t irq_thread;
     atomic_int stop;
     bool netif_added;
+    int thread_nice;
 };
 
 static sem_t tcpip_ready;
@@ -44,6 +45,7 @@ static void tcpip_init_done(void *arg)
 static void *irq_main(void *arg)
 {
     struct stack_host *h = arg;
+    nic_thread_nice("stack-irq", h->thread_nice);
     while (!atomic_load(&h->stop)) {
         LOCK_TCPIP_CORE();
         unsigned n = stack_driver_poll(h->drv, IRQ_POLL_BUDGET);
@@ -87,13 +89,29 @@ void stack_host_lwip_start(void)
     lwip_started = true;
 }
 
+/* lwIP's thread holds the core lock for its timers and for what other
+   threads hand it (handshake results): at a lower priority than the
+   interrupt thread it would keep that thread waiting for the lock. */
+static int tcpip_thread_nice;
+
+static void tcpip_set_nice(void *arg)
+{
+    (void)arg;
+    nic_thread_nice("lwip-tcpip", tcpip_thread_nice);
+}
+
 struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host_cfg *cfg)
 {
     stack_host_lwip_start();
+    if (cfg->thread_nice != tcpip_thread_nice) {
+        tcpip_thread_nice = cfg->thread_nice;
+        (void)tcpip_callback(tcpip_set_nice, NULL);
+    }
     struct stack_host *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
     h->dev = dev;
+    h->thread_nice = cfg->thread_nice;
     h->drv = stack_driver_create(dev, cfg->mtu);
     if (!h->drv) {
         free(h);

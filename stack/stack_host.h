@@ -22,6 +22,9 @@ struct stack_host_cfg {
     /* Abort a connection whose data saw no ACK progress for this long (ms),
        as Linux's tcp_retries2 does; 0 = lwIP's own 12 retransmissions. */
     uint32_t tcp_retries_ms;
+    /* The nice of the interrupt thread and lwIP's thread relative to the
+       process (0 = same). */
+    int thread_nice;
 };
 
 /* Starts lwIP once per process (tcpip_init) and waits until its thread
