@@ -255,7 +255,7 @@ static void usage(FILE *f)
         "                      (default ./" BENCH_DEFAULT_CSV "; '-' = no CSV)\n"
         "  --mtu N           link MTU (default 1500, 576..9000)\n"
         "  --rcv-wnd BYTES   lwIP's TCP receive window per connection (65535..131070,\n"
-        "                      default 65535 = lwIP's TCP_WND; 131070: faster uploads)\n"
+        "                      default 131070; 65535 = lwIP's TCP_WND)\n"
         "  --offloads LIST   segmentation offloads: tso,gso,lro (default) or none\n"
         "  --repeat N        run every transfer N times (1..%u, default 1), rounds\n"
         "                      interleaved over modes; the table shows the run with the\n"

@@ -943,8 +943,79 @@ static uint32_t pcb_wnd_max(const struct tcp_pcb *pcb)
     return (pcb->flags & TF_WND_SCALE) ? atomic_load(&rcv_wnd_target) : RCV_WND_LWIP;
 }
 
+/* Window withheld from connections while they have a hole (stack_tcp_recved):
+   pcb -> bytes, open addressing with linear probing, at most 3/4 full (a
+   connection that finds no room is not held back). Core lock held. An entry
+   leaves when its connection re-opens without a hole; one left by a pcb
+   that died with a hole is dropped when stack_tcp_wnd_open sees the address
+   again, or stays (bounded by the table). */
+#define WND_HELD_SLOTS 4096u
+static struct wnd_held {
+    const struct tcp_pcb *pcb;
+    uint32_t bytes;
+} wnd_held[WND_HELD_SLOTS];
+static unsigned wnd_held_n;
+
+static unsigned wnd_held_slot(const struct tcp_pcb *pcb)
+{
+    uint64_t x = (uint64_t)(uintptr_t)pcb * 0x9e3779b97f4a7c15ull;
+    return (unsigned)(x >> 40) & (WND_HELD_SLOTS - 1);
+}
+
+/* The bytes withheld from pcb, removing its entry (0 if none). */
+static uint32_t wnd_held_take(const struct tcp_pcb *pcb)
+{
+    unsigned i = wnd_held_slot(pcb);
+    while (wnd_held[i].pcb && wnd_held[i].pcb != pcb)
+        i = (i + 1) & (WND_HELD_SLOTS - 1);
+    if (!wnd_held[i].pcb)
+        return 0;
+    uint32_t bytes = wnd_held[i].bytes;
+    wnd_held_n--;
+    /* Backward-shift deletion: pull later entries of the run into the gap
+       unless their home slot lies cyclically in (gap, entry]. */
+    for (unsigned j = i;;) {
+        wnd_held[i].pcb = NULL;
+        for (;;) {
+            j = (j + 1) & (WND_HELD_SLOTS - 1);
+            if (!wnd_held[j].pcb)
+                return bytes;
+            unsigned k = wnd_held_slot(wnd_held[j].pcb);
+            if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+                continue;
+            break;
+        }
+        wnd_held[i] = wnd_held[j];
+        i = j;
+    }
+}
+
+static bool wnd_held_add(const struct tcp_pcb *pcb, uint32_t bytes)
+{
+    unsigned i = wnd_held_slot(pcb);
+    while (wnd_held[i].pcb && wnd_held[i].pcb != pcb)
+        i = (i + 1) & (WND_HELD_SLOTS - 1);
+    if (!wnd_held[i].pcb) {
+        if (wnd_held_n >= WND_HELD_SLOTS / 4 * 3)
+            return false;
+        wnd_held_n++;
+        wnd_held[i] = (struct wnd_held){.pcb = pcb, .bytes = 0};
+    }
+    wnd_held[i].bytes += bytes;
+    return true;
+}
+
+uint32_t stack_tcp_wnd_held(const struct tcp_pcb *pcb)
+{
+    unsigned i = wnd_held_slot(pcb);
+    while (wnd_held[i].pcb && wnd_held[i].pcb != pcb)
+        i = (i + 1) & (WND_HELD_SLOTS - 1);
+    return wnd_held[i].pcb ? wnd_held[i].bytes : 0;
+}
+
 void stack_tcp_wnd_open(struct tcp_pcb *pcb)
 {
+    (void)wnd_held_take(pcb); /* a dead connection's, at the same address */
     uint32_t max = pcb_wnd_max(pcb);
     if (max <= RCV_WND_LWIP || pcb->rcv_wnd >= max)
         return;
@@ -963,8 +1034,26 @@ void stack_tcp_recved(struct tcp_pcb *pcb, uint16_t len)
         tcp_recved(pcb, len);
         return;
     }
+    /* While a hole is open (lwIP queues segments out of order) the window
+       grows back no further than lwIP's own TCP_WND; the rest is withheld
+       and given back at the first call without a hole. The peer gets no
+       RTT sample from an ACK that covers a retransmission (Karn; lwIP has
+       neither SACK nor timestamps), so a flight past the hole keeps its
+       RTO backing off until an ACK covers only new data: with 131070
+       bytes in flight under loss that ACK rarely comes (docs/design.md
+       §5). The window never shrinks: what lwIP has already, or announced,
+       stays. */
     uint32_t w = pcb->rcv_wnd + len;
-    pcb->rcv_wnd = w > max ? max : w;
+    if (!pcb->ooseq)
+        w += wnd_held_take(pcb);
+    if (w > max)
+        w = max;
+    if (pcb->ooseq && w > RCV_WND_LWIP) {
+        uint32_t keep = pcb->rcv_wnd > RCV_WND_LWIP ? pcb->rcv_wnd : RCV_WND_LWIP;
+        if (w > keep && wnd_held_add(pcb, w - keep))
+            w = keep;
+    }
+    pcb->rcv_wnd = w;
     /* as lwIP's tcp_recved: announce when the window grew by the threshold */
     if (tcp_update_rcv_ann_wnd(pcb) >= TCP_WND_UPDATE_THRESHOLD) {
         tcp_ack_now(pcb);

@@ -220,7 +220,12 @@ uint32_t stack_tcp_rcv_wnd(void);
 void stack_tcp_wnd_open(struct tcp_pcb *pcb);
 /* tcp_recved() without lwIP's TCP_WND cap: the window grows back to what
    stack_tcp_wnd_open gave it, and a window update goes out as lwIP's would
-   (at TCP_WND_UPDATE_THRESHOLD of inflation). Core lock held. */
+   (at TCP_WND_UPDATE_THRESHOLD of inflation). While pcb queues segments
+   out of order (a hole), it grows back only to lwIP's TCP_WND and the rest
+   is withheld until a call finds no hole (docs/design.md §5). Core lock
+   held. */
 void stack_tcp_recved(struct tcp_pcb *pcb, uint16_t len);
+/* Bytes of pcb's window stack_tcp_recved withholds now. Core lock held. */
+uint32_t stack_tcp_wnd_held(const struct tcp_pcb *pcb);
 
 #endif

@@ -857,9 +857,9 @@ static const char *const rss_args[] = {"--max-conns", RSS_MAX_CONNS_S, NULL};
 static const char *const policy_args[] = {"--offload-policy", "after:65536", NULL};
 /* The attacker forges at the kernel's snd_nxt, 5 ms after it saw it: that
    lands before the real bytes when the sender waits for lwIP's window. With
-   --rcv-wnd 131070 the kernel rarely waits and no forgery landed in 3
-   uploads; the profile pins lwIP's own 65535 (the default) so the attack
-   still reaches TCP whatever the default becomes. */
+   --rcv-wnd 131070 (the default) the kernel rarely waits and no forgery
+   landed in 3 uploads; the profile pins lwIP's own 65535 so the attack
+   still reaches TCP. */
 static const char *const inject_args[] = {"--rcv-wnd", "65535", NULL};
 static const char *const auto_args[] = {"--offload-policy", "auto", NULL};
 /* conn-cache: 2000 connections offloaded both ways need 4000 flow ids. */

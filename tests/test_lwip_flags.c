@@ -1176,6 +1176,65 @@ START_TEST(rcv_wnd_beyond_tcp_wnd)
 }
 END_TEST
 
+/* The window lwIP would take right now never ends before the edge it
+   announced: nothing the peer was allowed to send is trimmed. */
+static void assert_edge_kept(void)
+{
+    ck_assert((int32_t)(g.conn->rcv_nxt + g.conn->rcv_wnd - g.conn->rcv_ann_right_edge) >= 0);
+}
+
+/* A hole holds the window at lwIP's TCP_WND: the application reads 90520
+   bytes while segments wait behind a hole, and the window grows back to
+   65535, not 131070 (a flight of 131070 under loss keeps the peer's RTO
+   backing off, docs/design.md §5). Filling the hole and reading gives the
+   withheld bytes back: 131070 again, announced. */
+START_TEST(rcv_wnd_held_at_tcp_wnd_while_hole)
+{
+    enum { SEGS = 62, AHEAD = 20 }; /* 90520 bytes in order, 29200 behind the hole */
+    g.syn_wscale = true;
+    g.hold = true;
+    stack_tcp_set_rcv_wnd(131070);
+    handshake(40062);
+    LOCK_TCPIP_CORE();
+    stack_tcp_wnd_open(g.conn);
+    ck_assert_uint_eq(g.conn->rcv_wnd, 131070);
+    ck_assert_uint_eq(stack_tcp_wnd_held(g.conn), 0);
+    UNLOCK_TCPIP_CORE();
+    inject_bulk(0, SEGS);
+    ck_assert_uint_eq(g.held_bytes, SEGS * MAX_SEG);
+    /* The hole is segment SEGS; AHEAD segments follow it (within the
+       131070 - 90520 = 40550 bytes left). */
+    inject_bulk((SEGS + 1) * MAX_SEG, AHEAD);
+    ck_assert_uint_eq(g.held_bytes, SEGS * MAX_SEG);
+    LOCK_TCPIP_CORE();
+    ck_assert(g.conn->ooseq != NULL);
+    ck_assert_uint_eq(g.conn->rcv_wnd, 131070 - SEGS * MAX_SEG);
+    stack_tcp_recved(g.conn, 0xffff);
+    stack_tcp_recved(g.conn, (uint16_t)(SEGS * MAX_SEG - 0xffff));
+    ck_assert_uint_eq(g.conn->rcv_wnd, 0xffff);
+    ck_assert_uint_eq(stack_tcp_wnd_held(g.conn), 131070 - 0xffff);
+    assert_edge_kept();
+    UNLOCK_TCPIP_CORE();
+    step();
+    ck_assert_uint_le(g.last_wnd << 1, 0xffff); /* what lwIP announced */
+    /* The hole: it and the AHEAD queued segments are delivered. */
+    inject_bulk(SEGS * MAX_SEG, 1);
+    ck_assert_uint_eq(g.held_bytes, (SEGS + 1 + AHEAD) * MAX_SEG);
+    LOCK_TCPIP_CORE();
+    ck_assert(g.conn->ooseq == NULL);
+    ck_assert_uint_eq(g.conn->rcv_nxt, g.cisn + 1 + (SEGS + 1 + AHEAD) * MAX_SEG);
+    assert_edge_kept();
+    stack_tcp_recved(g.conn, (uint16_t)((1 + AHEAD) * MAX_SEG));
+    ck_assert_uint_eq(g.conn->rcv_wnd, 131070);
+    ck_assert_uint_eq(stack_tcp_wnd_held(g.conn), 0);
+    UNLOCK_TCPIP_CORE();
+    step();
+    ck_assert_uint_eq(g.last_ack, g.cisn + 1 + (SEGS + 1 + AHEAD) * MAX_SEG);
+    ck_assert_uint_eq(g.last_wnd, 0xffff); /* 131070 >> 1 */
+    close_held();
+}
+END_TEST
+
 START_TEST(rcv_wnd_unscaled_peer_keeps_lwip_window)
 {
     enum { SEGS = 50 }; /* 73000 bytes: more than the window */
@@ -1280,6 +1339,7 @@ static Suite *lwip_flags_suite(void)
     tcase_add_test(tc, ooseq_beyond_share_compacted_and_capped);
     tcase_add_test(tc, rcv_wnd_beyond_tcp_wnd);
     tcase_add_test(tc, rcv_wnd_unscaled_peer_keeps_lwip_window);
+    tcase_add_test(tc, rcv_wnd_held_at_tcp_wnd_while_hole);
     suite_add_tcase(s, tc);
     TCase *tk = tcase_create("chksum");
     tcase_add_test(tk, chksum_interposed_and_exact);
