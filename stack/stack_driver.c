@@ -659,13 +659,18 @@ static bool rx_tcp_key(const uint8_t *ip, uint32_t len, struct stack_demux_key *
 #define DEMUX_BATCH 64
 #define DEMUX_SLOTS 128 /* open addressing, at most half full */
 
-/* Adds pcb to the set; false if it was there already. */
-static bool pcb_set_add(struct tcp_pcb **set, struct tcp_pcb *pcb)
+static unsigned pcb_slot(const struct tcp_pcb *pcb)
 {
     uintptr_t h = (uintptr_t)pcb;
     h ^= h >> 17;
     h *= 0x7feb352du;
-    for (unsigned i = (unsigned)(h >> 8) & (DEMUX_SLOTS - 1);; i = (i + 1) & (DEMUX_SLOTS - 1)) {
+    return (unsigned)(h >> 8) & (DEMUX_SLOTS - 1);
+}
+
+/* Adds pcb to the set; false if it was there already. */
+static bool pcb_set_add(struct tcp_pcb **set, struct tcp_pcb *pcb)
+{
+    for (unsigned i = pcb_slot(pcb);; i = (i + 1) & (DEMUX_SLOTS - 1)) {
         if (set[i] == pcb)
             return false;
         if (!set[i]) {
@@ -677,10 +682,7 @@ static bool pcb_set_add(struct tcp_pcb **set, struct tcp_pcb *pcb)
 
 static bool pcb_set_has(struct tcp_pcb *const *set, const struct tcp_pcb *pcb)
 {
-    uintptr_t h = (uintptr_t)pcb;
-    h ^= h >> 17;
-    h *= 0x7feb352du;
-    for (unsigned i = (unsigned)(h >> 8) & (DEMUX_SLOTS - 1);; i = (i + 1) & (DEMUX_SLOTS - 1)) {
+    for (unsigned i = pcb_slot(pcb);; i = (i + 1) & (DEMUX_SLOTS - 1)) {
         if (set[i] == pcb)
             return true;
         if (!set[i])

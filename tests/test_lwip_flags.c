@@ -569,34 +569,10 @@ static void setup(void)
     g.drv = stack_driver_create(g.dev, TEST_MTU);
     ck_assert(g.drv != NULL);
 
-    ip4_addr_t ip, mask, gw;
-    IP4_ADDR(&ip, 10, 0, 0, 1);
-    IP4_ADDR(&mask, 255, 255, 255, 0);
-    IP4_ADDR(&gw, 10, 0, 0, 2);
     LOCK_TCPIP_CORE();
-    struct netif *nif = stack_driver_netif(g.drv);
-    g.netif_added =
-        netif_add(nif, &ip, &mask, &gw, g.drv, stack_driver_netif_init, ip_input) != NULL;
-    if (g.netif_added) {
-        netif_set_default(nif);
-        netif_set_up(nif);
-        netif_set_link_up(nif);
-        stack_driver_refill(g.drv);
-    }
-    struct tcp_pcb *pcb = tcp_new();
-    err_t berr = pcb ? tcp_bind(pcb, IP4_ADDR_ANY, TU_HOST_PORT) : ERR_MEM;
-    if (berr == ERR_OK) {
-        g.lpcb = tcp_listen(pcb);
-        if (g.lpcb)
-            tcp_accept(g.lpcb, on_accept);
-        else
-            tcp_close(pcb);
-    } else if (pcb) {
-        tcp_close(pcb);
-    }
+    g.lpcb = tu_lwip_netif_listen(g.drv, TU_HOST_PORT, on_accept, &g.netif_added);
     UNLOCK_TCPIP_CORE();
     ck_assert(g.netif_added);
-    ck_assert_msg(berr == ERR_OK, "tcp_bind: %d", berr);
     ck_assert(g.lpcb != NULL);
 }
 
