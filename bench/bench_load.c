@@ -1025,7 +1025,7 @@ static void task_cpu(double *host_s, double *nic_s)
 struct flow_snap {
     double host_s, nic_s;
     uint64_t hit, miss, evict, fetch, fallback;
-    uint64_t rx_packets, demux_walks, demux_moved, moderated; /* driver */
+    uint64_t rx_packets, demux_walks, demux_moved, demux_hinted, moderated; /* driver */
     bool cache_known;
 };
 
@@ -1041,6 +1041,7 @@ static void flow_snap(struct load *L, struct flow_snap *s)
     s->rx_packets = stat_now(L, "driver", "rx_packets", NULL);
     s->demux_walks = stat_now(L, "driver", "rx_demux_walks", NULL);
     s->demux_moved = stat_now(L, "driver", "rx_demux_moved", NULL);
+    s->demux_hinted = stat_now(L, "driver", "rx_demux_hinted", NULL);
     s->moderated = stat_now(L, "driver", "rx_moderated", NULL);
     s->fallback = stat_now(L, "tls_nic", "offload_fallback_sw", NULL) +
                   stat_now(L, "offload_rx", "rx_tls_ctx_fail", NULL);
@@ -1116,10 +1117,11 @@ static int run_flows(struct load *L)
                         printf(" %9s %10s %9s", "n/a", "n/a", "n/a");
                     printf(" %8" PRIu64 "\n", b.fallback - z.fallback);
                     uint64_t walks = b.demux_walks - a.demux_walks;
-                    printf("       (host RX in the window: %" PRIu64 " packets, %" PRIu64
-                           " pcb-list presorts moving %" PRIu64 ", %" PRIu64 " moderated polls)\n",
-                           b.rx_packets - a.rx_packets, walks, b.demux_moved - a.demux_moved,
-                           b.moderated - a.moderated);
+                    printf("       (host RX in the window: %" PRIu64 " packets; %" PRIu64
+                           " pcbs moved to the list's front, %" PRIu64 " by index hint, %" PRIu64
+                           " by walks; %" PRIu64 " moderated polls)\n",
+                           b.rx_packets - a.rx_packets, b.demux_moved - a.demux_moved,
+                           b.demux_hinted - a.demux_hinted, walks, b.moderated - a.moderated);
                 } else {
                     printf(" %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-",
                            r.ok ? "no bytes moved" : "the client did not report");
