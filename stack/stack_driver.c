@@ -820,15 +820,32 @@ static err_t rx_input(struct stack_driver *drv, struct pbuf *p, const uint8_t *i
 {
     struct stack_demux_key k;
     stack_demux_sync();
-    if (!stack_demux_trusted() || !rx_tcp_key(ip, len, &k, true) || stack_demux_has(&k))
+    if (!stack_demux_trusted() || !rx_tcp_key(ip, len, &k, true))
         return drv->netif.input(p, &drv->netif);
-    drv->c.rx_demux_unknown++;
-    struct tcp_pcb *active = tcp_active_pcbs, *tw = tcp_tw_pcbs;
-    tcp_active_pcbs = NULL;
-    tcp_tw_pcbs = NULL;
+    if (!stack_demux_has(&k)) {
+        drv->c.rx_demux_unknown++;
+        struct tcp_pcb *active = tcp_active_pcbs, *tw = tcp_tw_pcbs;
+        tcp_active_pcbs = NULL;
+        tcp_tw_pcbs = NULL;
+        err_t err = drv->netif.input(p, &drv->netif);
+        pcb_list_splice(&tcp_active_pcbs, active);
+        pcb_list_splice(&tcp_tw_pcbs, tw);
+        return err;
+    }
+    /* A segment that fills (part of) a hole is acknowledged at once
+       (RFC 5681 4.2): lwIP delays that ACK like any in-order one, by up to
+       its 250 ms fast timer, and under loss the sender waits for it
+       (docs/design.md §7). */
+    struct tcp_pcb *pcb = stack_demux_find_active(&k);
+    bool hole = pcb && pcb->ooseq;
+    uint32_t rcv_nxt = hole ? pcb->rcv_nxt : 0;
     err_t err = drv->netif.input(p, &drv->netif);
-    pcb_list_splice(&tcp_active_pcbs, active);
-    pcb_list_splice(&tcp_tw_pcbs, tw);
+    if (hole && stack_demux_find_active(&k) == pcb && pcb->rcv_nxt != rcv_nxt &&
+        (pcb->flags & TF_ACK_DELAY)) {
+        drv->c.rx_hole_fill_acks++;
+        tcp_ack_now(pcb);
+        tcp_output(pcb);
+    }
     return err;
 }
 

@@ -63,11 +63,12 @@ struct stack_rx_view {
     X(rx_ooseq_dropped_bytes)                                                                      \
     X(rx_unread_refused)                                                                           \
     X(rx_sweeps)                                                                                   \
-    X(rx_demux_walks)   /* walks of tcp_active_pcbs before a batch (stack_driver_poll) */          \
-    X(rx_demux_moved)   /* pcbs moved to the list's front before their batch */                    \
-    X(rx_demux_hinted)  /* of which, found by the index's predecessor hint, without a walk */      \
-    X(rx_demux_unknown) /* segments of no connection: lwIP skipped to the listeners (rx_input) */  \
-    X(rx_moderated)     /* polls followed by a wait for a batch (stack_driver_moderation_us) */    \
+    X(rx_demux_walks)    /* walks of tcp_active_pcbs before a batch (stack_driver_poll) */         \
+    X(rx_demux_moved)    /* pcbs moved to the list's front before their batch */                   \
+    X(rx_demux_hinted)   /* of which, found by the index's predecessor hint, without a walk */     \
+    X(rx_demux_unknown)  /* segments of no connection: lwIP skipped to the listeners (rx_input) */ \
+    X(rx_hole_fill_acks) /* segments that filled a hole, ACKed at once, not delayed (rx_input) */  \
+    X(rx_moderated)      /* polls followed by a wait for a batch (stack_driver_moderation_us) */   \
     X(polls)                                                                                       \
     X(lwip_chksum_fast) /* 1: lwIP's checksums run stack/stack_chksum.c's (stack_chksum.h) */
 

@@ -790,6 +790,40 @@ START_TEST(ooseq_chain_mixes_packets)
 }
 END_TEST
 
+/* The segment that fills a hole is acknowledged at once (RFC 5681 4.2),
+   not after lwIP's delayed-ACK timer (stack_driver.c rx_input): the ACK
+   covering both segments is on the wire when the poll returns. */
+START_TEST(hole_fill_acked_at_once)
+{
+    handshake(40020);
+    int s0 = inject(0, 50, false, 0); /* teaches the test where buffers lie */
+    step();
+    struct stack_driver_counters c0;
+    LOCK_TCPIP_CORE();
+    stack_driver_get_counters(g.drv, &c0);
+    UNLOCK_TCPIP_CORE();
+    unsigned acks = g.acks;
+    int s2 = inject(150, 100, false, 0);
+    step();
+    ck_assert_uint_eq(g.acks, acks + 1); /* lwIP's duplicate ACK, at once */
+    ck_assert_uint_eq(g.last_ack, g.cisn + 1 + 50);
+    acks = g.acks;
+    int s1 = inject(50, 100, true, 0);
+    step();
+    ck_assert_uint_eq(g.acks, acks + 1);
+    ck_assert_uint_eq(g.last_ack, g.cisn + 1 + 250);
+    struct stack_driver_counters c1;
+    LOCK_TCPIP_CORE();
+    stack_driver_get_counters(g.drv, &c1);
+    UNLOCK_TCPIP_CORE();
+    ck_assert_uint_eq(c1.rx_hole_fill_acks - c0.rx_hole_fill_acks, 1);
+    const struct want w[] = {{0, 50, s0}, {50, 100, s1}, {150, 100, s2}};
+    assert_sources(w, 3);
+    assert_in_sync(250);
+    finish();
+}
+END_TEST
+
 /* ---- 3. Duplicates ---- */
 
 START_TEST(duplicate_marked_differently_is_dropped)
@@ -1304,6 +1338,7 @@ static Suite *lwip_flags_suite(void)
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, inorder_alternating_marks);
     tcase_add_test(tc, ooseq_chain_mixes_packets);
+    tcase_add_test(tc, hole_fill_acked_at_once);
     tcase_add_test(tc, duplicate_marked_differently_is_dropped);
     tcase_add_test(tc, front_overlap_trimmed);
     tcase_add_test(tc, retransmit_covering_queued_segment);
