@@ -208,9 +208,30 @@ void stack_demux_sync(void)
     }
 }
 
+/* Whether lwIP's own calls reach tcp_alloc and tcp_free above (a liblwip
+   linked with -Bsymbolic would bind them inside the library, and the index
+   would miss every pcb). Asked once: lwIP's tcp_new allocates through
+   tcp_alloc, and tcp_close of the new pcb frees it through tcp_free. */
+static bool interposed(void)
+{
+    static int state; /* 0 unknown, 1 yes, -1 no */
+    if (state == 0) {
+        size_t before = ix.npending;
+        struct tcp_pcb *pcb = tcp_new();
+        bool seen = pcb && ix.npending == before + 1 && ix.pending[before] == pcb;
+        if (pcb)
+            (void)tcp_close(pcb);
+        state = seen && ix.npending == before ? 1 : -1;
+        if (state < 0)
+            fprintf(stderr, "stack_demux: lwIP's tcp_alloc/tcp_free are not interposed; "
+                            "lwIP's own pcb walks are used\n");
+    }
+    return state > 0;
+}
+
 bool stack_demux_trusted(void)
 {
-    return !ix.untrusted;
+    return !ix.untrusted && interposed();
 }
 
 /* The states of a pcb on tcp_active_pcbs (between lwIP calls). */

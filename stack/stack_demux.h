@@ -37,8 +37,10 @@ struct stack_demux_key {
 /* Indexes the pcbs born or connected since the last call. */
 void stack_demux_sync(void);
 
-/* False if the index cannot be trusted (it failed to allocate): every
-   lookup must then go lwIP's own way. */
+/* False if the index cannot be trusted (it failed to allocate, or lwIP's
+   calls do not reach the definitions here: checked once, with the core
+   lock held, by creating and closing a pcb): every lookup must then go
+   lwIP's own way. */
 bool stack_demux_trusted(void);
 
 /* A pcb with this tuple that is not in TIME_WAIT (so on tcp_active_pcbs),
