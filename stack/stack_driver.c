@@ -115,7 +115,11 @@ static struct stack_rx_buf *rx_buf_get(struct stack_driver *drv)
     b = aligned_alloc(64, stack_driver_rx_buf_bytes(drv));
     if (!b)
         return NULL;
-    memset(b, 0, sizeof(*b));
+    /* Touch the data pages now: a page's first write faults, and it would
+       otherwise land in the NIC's decrypt or copy on the data path (16
+       faults per 64 KiB buffer; a server's first 64 MiB of upload ran ~20 %
+       slower, the ring cycling through fresh buffers). */
+    memset(b, 0, stack_driver_rx_buf_bytes(drv));
     b->h.drv = drv;
     b->id = drv->rx_nbufs;
     b->h.pc.custom_free_function = rx_buf_free;
