@@ -5,6 +5,7 @@
 #include "nic_dev.h"
 #include "nic_tun.h"
 #include "stack_host.h"
+#include "stack_rto.h"
 #include "stack_tls_offload.h"
 
 #include <arpa/inet.h>
@@ -219,6 +220,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .tun_fd = fd,
         .tun_gso = gso,
         .lro = (cfg->offloads & APP_OFFLOAD_LRO) != 0,
+        .rx_pause = true,
         .tx_ring_size = cfg->tx_ring_size,
         .rx_ring_size = cfg->rx_ring_size,
         .mtu = cfg->mtu,
@@ -264,6 +266,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
     uint32_t tso_max = stack_driver_tso_max(stack_host_driver(rt->host));
     if (tso_max > cfg->mtu)
         mss = (tso_max - 40) / wire_mss * wire_mss;
+    stack_rto_set_tso((uint16_t)wire_mss, (uint16_t)mss);
     struct app_server_cfg sc = {.snd_buf = cfg->snd_buf,
                                 .mss = (uint16_t)mss,
                                 .limits = cfg->limits,

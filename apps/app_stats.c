@@ -11,6 +11,7 @@
 #include "app_server.h"
 #include "nic_dev.h"
 #include "stack_driver.h"
+#include "stack_mem.h"
 #include "stack_rto.h"
 #include "stack_tls_offload.h"
 #include "tls_offload.h"
@@ -44,6 +45,7 @@ static const char *const sec_offload_rx[] = {STACK_TLS_RX_COUNTERS(APP_NAME)
 static const char *const sec_http[] = {APP_HTTP_COUNTERS(APP_NAME)};
 static const char *const sec_server[] = {APP_SERVER_COUNTERS(APP_NAME)};
 static const char *const sec_tcp[] = {STACK_RTO_COUNTERS(APP_NAME)};
+static const char *const sec_mem[] = {STACK_MEM_COUNTERS(APP_NAME)};
 
 /* Each fills v in its list's order and returns false when the source is
    absent (that section is then left out). */
@@ -169,6 +171,19 @@ static bool fill_tcp(const struct app_stats_raw *r, int inst, uint64_t *v)
     return true;
 }
 
+static bool fill_mem(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    (void)inst;
+    if (!r->src->drv)
+        return false;
+    struct stack_mem_counters m;
+    stack_mem_get_counters(&m);
+    const struct stack_mem_counters *c = &m;
+    size_t i = 0;
+    STACK_MEM_COUNTERS(APP_VAL)
+    return true;
+}
+
 struct app_stat_section {
     const char *name;
     const char *const *names;
@@ -191,6 +206,7 @@ static const struct app_stat_section app_sections[] = {
     SEC("fault_rx", sec_fault, fill_fault, 1),
     SEC("driver", sec_driver, fill_driver, 0),
     SEC("tcp", sec_tcp, fill_tcp, 0),
+    SEC("mem", sec_mem, fill_mem, 0),
     SEC("tls_mbedtls", sec_tls, fill_tls, TLS_MODE_MBEDTLS),
     SEC("tls_sw", sec_tls, fill_tls, TLS_MODE_SW),
     SEC("tls_nic", sec_tls, fill_tls, TLS_MODE_NIC),

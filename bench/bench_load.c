@@ -83,6 +83,7 @@ struct load_opts {
     bool flow_down, flow_up;
     uint64_t cache_sizes[LOAD_MAX_LIST]; /* --cache-sizes: a --flows run per --nic-ctx-cache */
     unsigned n_cache_sizes;
+    const char *flows_counters; /* --flows-counters: every counter's delta per cell */
 };
 
 /* One wrk run, parsed. */
@@ -503,11 +504,13 @@ static uint64_t heap_inuse_bytes(void)
     return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
 }
 
-/* The heap the RX pool takes (it only grows, up to its bound). */
+/* The heap the RX pool takes (it only grows, up to its bound), plus the
+   free blocks lwIP's heap keeps for reuse (bounded, stack_mem.h). */
 static uint64_t rx_pool_bytes(struct load *L, const struct app_stat *st, size_t n)
 {
     return app_stats_get(st, n, "driver", "rx_bufs_allocated") *
-           stack_driver_rx_buf_bytes(stack_host_driver(L->rt.host));
+               stack_driver_rx_buf_bytes(stack_host_driver(L->rt.host)) +
+           app_stats_get(st, n, "mem", "cache_bytes");
 }
 
 /* The in-use heap without the RX pool. */
@@ -1047,8 +1050,38 @@ static void flow_snap(struct load *L, struct flow_snap *s)
                   stat_now(L, "offload_rx", "rx_tls_ctx_fail", NULL);
 }
 
+/* --flows-counters: every counter that moved between two snapshots. */
+static void flows_counters_write(struct load *L, const char *cell, const struct app_stat *a,
+                                 size_t na, const struct app_stat *b, size_t nb)
+{
+    bool out = !strcmp(L->o.flows_counters, "-");
+    FILE *f = out ? stdout : fopen(L->o.flows_counters, "ae");
+    if (!f) {
+        fprintf(stderr, "anic bench --flows-counters: %s: %s\n", L->o.flows_counters,
+                strerror(errno));
+        return;
+    }
+    fprintf(f, "cell %s\n", cell);
+    for (size_t i = 0; i < nb; i++) {
+        uint64_t before = 0;
+        if (i < na && a[i].section == b[i].section && a[i].name == b[i].name)
+            before = a[i].value;
+        else
+            (void)app_stats_lookup(a, na, b[i].section, b[i].name, &before);
+        if (b[i].value != before)
+            fprintf(f, "  %s.%s %" PRId64 "\n", b[i].section, b[i].name,
+                    (int64_t)(b[i].value - before));
+    }
+    if (out)
+        fflush(f);
+    else
+        fclose(f);
+}
+
 static int run_flows(struct load *L)
 {
+    static struct app_stat st_a[APP_STATS_MAX], st_b[APP_STATS_MAX];
+    size_t n_st_a = 0, n_st_b = 0;
     char host[INET_ADDRSTRLEN], fs[24];
     inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
     fmt_size(L->o.flow_size, fs, sizeof(fs));
@@ -1093,11 +1126,22 @@ static int run_flows(struct load *L)
                 double limit = fc.setup_s + fc.warm_s + fc.measure_s + 10;
                 bool started =
                     flows_read_line(rd, line, sizeof(line), limit) && !strcmp(line, "START");
-                if (started)
+                if (started) {
                     flow_snap(L, &a);
+                    if (L->o.flows_counters)
+                        n_st_a = app_stats_collect(&L->rt.stats, st_a);
+                }
                 if ((started ? flows_read_line(rd, line, sizeof(line), fc.measure_s + 10) : true) &&
-                    flows_parse_end(line, &r))
+                    flows_parse_end(line, &r)) {
                     flow_snap(L, &b);
+                    if (L->o.flows_counters && started) {
+                        n_st_b = app_stats_collect(&L->rt.stats, st_b);
+                        char cell[96];
+                        snprintf(cell, sizeof(cell), "%u %s %s cache %u", n, mode_label(m),
+                                 dir ? "up" : "down", L->rt.cfg.nic_ctx_cache);
+                        flows_counters_write(L, cell, st_a, n_st_a, st_b, n_st_b);
+                    }
+                }
                 close(rd);
                 kill(pid, SIGKILL); /* it exits by itself after END; bounded either way */
                 while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
@@ -1189,6 +1233,7 @@ enum {
     OPT_FLOW_SIZE,
     OPT_FLOW_DIRS,
     OPT_CACHE_SIZES,
+    OPT_FLOWS_COUNTERS,
 };
 
 static const struct option load_long[] = {
@@ -1217,6 +1262,7 @@ static const struct option load_long[] = {
     {"flow-size", required_argument, NULL, OPT_FLOW_SIZE},
     {"flow-dirs", required_argument, NULL, OPT_FLOW_DIRS},
     {"cache-sizes", required_argument, NULL, OPT_CACHE_SIZES},
+    {"flows-counters", required_argument, NULL, OPT_FLOWS_COUNTERS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -1262,6 +1308,9 @@ static void usage(FILE *f)
             "  --cache-sizes LIST   the --flows cells once per NIC context-cache size\n"
             "                       (anic serve --nic-ctx-cache; 0 = every context resident),\n"
             "                       a fresh server each\n"
+            "  --flows-counters FILE  append every counter that moved in each --flows cell's\n"
+            "                       measured window to FILE ('cell N mode dir cache C', then\n"
+            "                       'section.name delta' lines; '-' = stdout)\n"
             "\n"
             "  --soak S             instead: S seconds (10..86400) of rounds of wrk load on\n"
             "                       anic alone (modes in turn, --load-modes) under faults, each\n"
@@ -1461,6 +1510,9 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             if ((n = parse_list(optarg, o->cache_sizes, LOAD_MAX_LIST, 0, 1u << 16)) < 0)
                 return load_bad("cache-sizes", optarg);
             o->n_cache_sizes = (unsigned)n;
+            break;
+        case OPT_FLOWS_COUNTERS:
+            o->flows_counters = optarg;
             break;
         case OPT_FLOW_DIRS:
             o->flow_down = strstr(optarg, "down") != NULL;

@@ -22,17 +22,18 @@ struct nic_dev;
 
 /* Device configuration (set at create, fixed afterwards). */
 struct nic_dev_cfg {
-    int tun_fd;                    /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
-    bool tun_gso;                  /* tun_fd has IFF_VNET_HDR + TSO4 offloads (nic_tun_open gso) */
-    bool lro;                      /* merge in-order TCP packets of a flow into one RX buffer */
-    uint32_t tx_ring_size;         /* power of two */
-    uint32_t rx_ring_size;         /* power of two */
-    uint32_t mtu;                  /* largest packet on the wire */
-    uint32_t max_flows;            /* flow context table size */
-    uint32_t ctx_cache;            /* contexts resident on the NIC, LRU (0 = all) */
-    uint32_t fetch_ns;             /* latency of one context fetch from host memory */
-    uint64_t scratch_bytes;        /* shared scratch + RX reorder pool (0 = default) */
-    uint32_t rx_reorder_bytes;     /* per RX flow: ciphertext held across holes (0 = none) */
+    int tun_fd;                /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
+    bool tun_gso;              /* tun_fd has IFF_VNET_HDR + TSO4 offloads (nic_tun_open gso) */
+    bool lro;                  /* merge in-order TCP packets of a flow into one RX buffer */
+    bool rx_pause;             /* no host RX buffer: stop reading the wire, not drop (rx_pauses) */
+    uint32_t tx_ring_size;     /* power of two */
+    uint32_t rx_ring_size;     /* power of two */
+    uint32_t mtu;              /* largest packet on the wire */
+    uint32_t max_flows;        /* flow context table size */
+    uint32_t ctx_cache;        /* contexts resident on the NIC, LRU (0 = all) */
+    uint32_t fetch_ns;         /* latency of one context fetch from host memory */
+    uint64_t scratch_bytes;    /* shared scratch + RX reorder pool (0 = default) */
+    uint32_t rx_reorder_bytes; /* per RX flow: ciphertext held across holes (0 = none) */
     struct nic_fault_cfg fault_tx; /* NIC -> kernel */
     struct nic_fault_cfg fault_rx; /* kernel -> NIC */
     const char *pcap_path;         /* NULL = no capture */
@@ -73,6 +74,7 @@ struct nic_queues {
     X(rx_packets)                                                                                  \
     X(rx_bytes)                                                                                    \
     X(rx_no_buffer)                                                                                \
+    X(rx_pauses)                                                                                   \
     X(rx_buf_too_small)                                                                            \
     X(rx_csum_bad)                                                                                 \
     X(rx_malformed)                                                                                \

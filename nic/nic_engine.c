@@ -735,6 +735,17 @@ static unsigned engine_rx_poll(struct nic_dev *dev, uint64_t now)
     struct nic_queues *q = &dev->queues;
     unsigned n = 0;
     while (n < ENGINE_BUDGET) {
+        /* Flow control (as an 802.3x PAUSE): with no host buffer, what
+           arrives stays in the kernel's TUN queue (its own bound, counted
+           by the kernel) until the driver posts buffers and rings. */
+        if (dev->cfg.rx_pause && !dev->lro.open &&
+            dev->rx_cons == __atomic_load_n(&q->rx_idx->prod, __ATOMIC_ACQUIRE)) {
+            if (!dev->rx_paused)
+                dev->c.rx_pauses++;
+            dev->rx_paused = true;
+            break;
+        }
+        dev->rx_paused = false;
         if (dev->cfg.lro && nic_link_super_ok(dev->link)) {
             struct nic_link_super sp;
             enum nic_link_super_read r = nic_link_recv_super(dev->link, &sp, now);
@@ -845,7 +856,9 @@ static void engine_sleep(struct nic_dev *dev, uint64_t now)
     /* Re-check after announcing sleep: a doorbell rung before the flag was
        visible found us awake and wrote no eventfd. */
     uint32_t prod = __atomic_load_n(&dev->queues.tx_idx->prod, __ATOMIC_ACQUIRE);
-    if (prod != dev->tx_cons || atomic_load(&dev->stop)) {
+    if (prod != dev->tx_cons || atomic_load(&dev->stop) ||
+        (dev->rx_paused &&
+         __atomic_load_n(&dev->queues.rx_idx->prod, __ATOMIC_ACQUIRE) != dev->rx_cons)) {
         atomic_store_explicit(&dev->engine_sleeping, 0, memory_order_relaxed);
         return;
     }
@@ -860,7 +873,8 @@ static void engine_sleep(struct nic_dev *dev, uint64_t now)
         ts.tv_nsec = (long)(wait % 1000000000ull);
         tsp = &ts;
     }
-    struct pollfd pfd[2] = {{.fd = nic_link_fd(dev->link), .events = POLLIN},
+    /* Paused: the wire is readable but must wait for the driver's doorbell. */
+    struct pollfd pfd[2] = {{.fd = dev->rx_paused ? -1 : nic_link_fd(dev->link), .events = POLLIN},
                             {.fd = dev->doorbell_fd, .events = POLLIN}};
     dev->c.engine_sleeps++;
     ppoll(pfd, 2, tsp, NULL);

@@ -47,6 +47,7 @@ struct nic_dev {
     /* engine-private ring state */
     uint32_t tx_cons, rx_cons, tx_cq_prod, rx_cq_prod;
     bool work_for_host; /* this round produced something the host should see */
+    bool rx_paused;     /* cfg.rx_pause and the host RX ring was empty: the wire waits */
 
     /* doorbell / interrupt */
     int doorbell_fd, irq_fd;

@@ -12,6 +12,7 @@
 
 #include "stack_chksum.h"
 #include "stack_demux.h"
+#include "stack_mem.h"
 
 #include <lwip/ip.h>
 #include <lwip/ip4.h>
@@ -138,6 +139,7 @@ struct stack_driver *stack_driver_create(struct nic_dev *dev, uint32_t mtu)
     drv->mtu = mtu;
     drv->rx_buf_size = (mtu + 63) / 64 * 64;
     drv->c.lwip_chksum_fast = stack_chksum_interposed() ? 1 : 0;
+    (void)stack_mem_interposed(); /* says so on stderr if not */
     drv->lim = (struct stack_rx_limits){.conn_bufs = STACK_RX_CONN_BUFS,
                                         .ooseq_segs = STACK_RX_OOSEQ_SEGS,
                                         .unread_pbufs = STACK_RX_UNREAD_PBUFS,

@@ -2,6 +2,8 @@
    lwIP pcbs; see stack_rto.h. */
 #include "stack_rto.h"
 
+#include <stdatomic.h>
+
 #include <lwip/priv/tcp_priv.h>
 #include <lwip/sys.h>
 #include <lwip/tcp.h>
@@ -34,6 +36,15 @@
    bytes written and not yet acknowledged; a cut takes free space only. */
 #define SND_BUDGET_BYTES (256u << 20)
 #define SND_MIN_BYTES    (40u << 10)
+/* TSO autosizing (docs/design.md §7), as Linux's tcp_tso_autosize sizes a
+   flow's bursts to its rate: a connection whose send buffer the budget cut
+   gets segments of at most half of it (a whole number of wire MSS, at
+   least TSO_AUTOSIZE_MIN_SEGS of them). This lwIP build gives every new
+   segment a block of a whole pcb->mss (LWIP_NETIF_TX_SINGLE_PBUF), so 64 KB
+   segments behind a 40 KiB budget were mostly empty blocks: 870 MB held
+   by 5,500 connections in flight, every block of it faulted in anew. */
+#define TSO_AUTOSIZE_MIN_SEGS 2
+static _Atomic uint32_t tso_wire_mss, tso_seg_max; /* stack_rto_set_tso; 0: off */
 
 /* lwIP's slow RTO still counts nrtx (up to TCP_MAXRTX = 12, then it drops the
    pcb). Holding it here keeps lwIP's backoff at its largest shift
@@ -293,6 +304,31 @@ static void snd_budget(struct tcp_pcb *pcb, uint32_t target)
     }
 }
 
+/* Segment size for a connection whose send buffer the budget set to target
+   (see TSO_AUTOSIZE_MIN_SEGS). */
+static void tso_autosize(struct tcp_pcb *pcb, uint32_t target)
+{
+    uint32_t wire = atomic_load_explicit(&tso_wire_mss, memory_order_relaxed);
+    uint32_t max = atomic_load_explicit(&tso_seg_max, memory_order_relaxed);
+    if (!wire || pcb->state != ESTABLISHED || pcb->mss < wire)
+        return;
+    uint32_t want = target / 2 / wire * wire;
+    if (want < TSO_AUTOSIZE_MIN_SEGS * wire)
+        want = TSO_AUTOSIZE_MIN_SEGS * wire;
+    if (want > max)
+        want = max;
+    if (pcb->mss != want) {
+        pcb->mss = (u16_t)want;
+        counters.tso_resized++;
+    }
+}
+
+void stack_rto_set_tso(uint16_t wire_mss, uint16_t seg_max)
+{
+    atomic_store(&tso_wire_mss, seg_max >= wire_mss ? wire_mss : 0);
+    atomic_store(&tso_seg_max, seg_max);
+}
+
 static bool pcb_is_active(const struct tcp_pcb *pcb)
 {
     for (const struct tcp_pcb *p = tcp_active_pcbs; p; p = p->next)
@@ -380,6 +416,7 @@ static void tick(void *arg)
     if (snd_target < SND_MIN_BYTES)
         snd_target = SND_MIN_BYTES;
     counters.snd_buf_target = snd_target;
+    counters.tso_seg_target = 0;
     bool kick = true; /* until the TX ring refuses a kicked pcb */
     /* Probes only with many connections in flight, where a lost ACK is the
        likely cause; with few, an expiry is lost data, and a probe first
@@ -392,6 +429,9 @@ static void tick(void *arg)
 
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
         snd_budget(pcb, snd_target);
+        tso_autosize(pcb, snd_target);
+        if (pcb->state == ESTABLISHED && pcb->mss > counters.tso_seg_target)
+            counters.tso_seg_target = pcb->mss;
         /* The driver refused this pcb's output (TX ring full: ERR_MEM, lwIP
            sets TF_NAGLEMEMERR and keeps the segment unsent). lwIP tries
            again only on the pcb's next ACK or write; one with nothing in

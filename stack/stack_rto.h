@@ -68,7 +68,9 @@ struct tcp_pcb;
     X(snd_buf_target)  /* send buffer per connection under the host's budget, last walk (gauge) */ \
     X(snd_buf_cut)     /* send buffers made smaller by the budget */                               \
     X(snd_buf_raised)  /* send buffers made larger again (fewer connections) */                    \
-    X(tx_kicked)       /* tcp_output of pcbs the full TX ring had refused (TF_NAGLEMEMERR) */
+    X(tx_kicked)       /* tcp_output of pcbs the full TX ring had refused (TF_NAGLEMEMERR) */      \
+    X(tso_resized)     /* segment sizes (pcb->mss) changed by TSO autosizing */                    \
+    X(tso_seg_target)  /* largest segment size of an established connection, last walk (gauge) */
 
 #define STACK_RTO_CTR_FIELD(name) uint64_t name;
 struct stack_rto_counters {
@@ -81,6 +83,11 @@ struct stack_rto_counters {
 void stack_rto_start(uint32_t min_ms, uint32_t give_up_ms);
 void stack_rto_stop(void);
 const struct stack_rto_counters *stack_rto_counters(void);
+
+/* TSO autosizing: the wire MSS and the largest segment (pcb->mss) the
+   application gives connections. Off until called, and when seg_max is
+   below wire_mss. */
+void stack_rto_set_tso(uint16_t wire_mss, uint16_t seg_max);
 
 /* tcp_abort with a RST the peer accepts. lwIP sends it at snd_nxt, which a
    peer whose window is closed (it stopped reading) ignores (RFC 5961 §3.2:

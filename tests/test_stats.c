@@ -18,6 +18,7 @@
 #include "app_runtime.h" /* app_tls_offload_ops */
 #include "app_server.h"
 #include "app_stats.h"
+#include "stack_mem.h"
 #include "stack_rto.h"
 #include "nic_dev.h"
 #include "stack_driver.h"
@@ -104,13 +105,15 @@ START_TEST(lists_are_the_registry)
     APP_HTTP_COUNTERS(KNOWN)
     sec = "server";
     APP_SERVER_COUNTERS(KNOWN)
+    sec = "mem";
+    STACK_MEM_COUNTERS(KNOWN)
 #undef KNOWN
     size_t want = COUNT(NIC_COUNTERS_NIC) + COUNT(NIC_COUNTERS_TLS) + COUNT(NIC_COUNTERS_WIRE) +
                   2 * COUNT(NIC_FAULT_COUNTERS) + COUNT(STACK_DRIVER_COUNTERS) +
                   COUNT(STACK_RTO_COUNTERS) + 4 * COUNT(TLS_COUNTERS) +
                   2 * (COUNT(STACK_TLS_TX_COUNTERS) + COUNT(TLS_OFFLOAD_TX_COUNTERS)) +
                   COUNT(STACK_TLS_RX_COUNTERS) + COUNT(TLS_OFFLOAD_RX_COUNTERS) +
-                  COUNT(APP_HTTP_COUNTERS) + COUNT(APP_SERVER_COUNTERS);
+                  COUNT(APP_HTTP_COUNTERS) + COUNT(APP_SERVER_COUNTERS) + COUNT(STACK_MEM_COUNTERS);
     ck_assert_uint_eq(app_stats_count(), want);
     ck_assert_uint_le(app_stats_count(), APP_STATS_MAX);
     /* a name of one section is not a counter of another */

@@ -8,13 +8,13 @@
  */
 #include "tls_offload.h"
 #include "stack_driver.h"
+#include "stack_mem.h"
 #include "tls_record.h"
 
 #include <lwip/priv/tcp_priv.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <lwip/sys.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,13 +110,14 @@ struct pbuf *tls_offload_frame_alloc(void)
 /* The store's reference to r->p goes: into the cache if it was the last one
    to a frame with room for a whole record. pbuf_realloc shortened the
    frame's lengths only (this lwIP's mem_trim with libc malloc keeps the
-   block), which malloc_usable_size confirms before a frame is kept. */
+   block), which stack_mem_usable_size confirms before a frame is kept. */
 static void frame_put(struct pbuf *p)
 {
     const size_t head = LWIP_MEM_ALIGN_SIZE(sizeof(struct pbuf));
     if (p->ref == 1 && !p->next && frame_cached < FRAME_CACHE_MAX &&
         pbuf_get_allocsrc(p) == PBUF_TYPE_ALLOC_SRC_MASK_STD_HEAP &&
-        p->payload == (uint8_t *)p + head && malloc_usable_size(p) >= head + TLS_MAX_RECORD_LEN) {
+        p->payload == (uint8_t *)p + head &&
+        stack_mem_usable_size(p) >= head + TLS_MAX_RECORD_LEN) {
         frame_cache[frame_cached++] = p;
         return;
     }

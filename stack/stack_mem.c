@@ -1,0 +1,190 @@
+/* stack_mem.c - lwIP's heap in size classes (stack_mem.h). */
+#define _GNU_SOURCE
+#include "stack_mem.h"
+
+#include <lwip/mem.h>
+#include <lwip/pbuf.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Every block starts with this header; lwIP gets the bytes after it
+   (16-byte aligned, as malloc's). cls tells mem_free where the block goes. */
+struct mem_hdr {
+    uint32_t magic;
+    uint32_t cls;  /* class index, or MEM_CLS_LIBC */
+    uint64_t size; /* bytes the block holds, header included */
+};
+_Static_assert(sizeof(struct mem_hdr) == 16, "keeps malloc's 16-byte alignment");
+
+#define MEM_MAGIC    0xa11c8e5du
+#define MEM_CLS_LIBC 0xffffffffu
+#define MEM_P_MIN    10 /* the classes cover (2^10, 2^17] bytes, four per power of two */
+#define MEM_P_MAX    16
+#define MEM_CLASSES  ((MEM_P_MAX - MEM_P_MIN + 1) * 4)
+
+_Static_assert(STACK_MEM_CLASS_MIN == (1u << MEM_P_MIN) + 1, "classes start past 2^MEM_P_MIN");
+_Static_assert(STACK_MEM_CLASS_MAX == (1u << (MEM_P_MAX + 1)), "classes end at 2^(MEM_P_MAX+1)");
+
+struct free_blk {
+    struct free_blk *next;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct free_blk *free[MEM_CLASSES];
+    struct stack_mem_counters c;
+} M = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+int stack_mem_class_of(size_t n, size_t *block)
+{
+    if (n < STACK_MEM_CLASS_MIN || n > STACK_MEM_CLASS_MAX)
+        return -1;
+    size_t m = n - 1; /* 2^p <= m < 2^(p+1), so 2^p < n <= 2^(p+1) */
+    int p = 63 - __builtin_clzll(m);
+    size_t k = ((m - ((size_t)1 << p)) >> (p - 2)) + 1; /* quarter 1..4 */
+    if (block)
+        *block = ((size_t)1 << p) + (k << (p - 2));
+    return (p - MEM_P_MIN) * 4 + (int)(k - 1);
+}
+
+static void *blk_user(struct mem_hdr *h, uint32_t cls, uint64_t size)
+{
+    h->magic = MEM_MAGIC;
+    h->cls = cls;
+    h->size = size;
+    return h + 1;
+}
+
+void *mem_malloc(mem_size_t size)
+{
+    size_t block = 0, total = (size_t)size + sizeof(struct mem_hdr);
+    int cls = stack_mem_class_of(total, &block);
+    pthread_mutex_lock(&M.lock);
+    M.c.allocs++;
+    if (cls >= 0 && M.free[cls]) {
+        struct free_blk *f = M.free[cls];
+        M.free[cls] = f->next;
+        M.c.class_reused++;
+        M.c.cache_bytes -= block;
+        M.c.live_bytes += block;
+        pthread_mutex_unlock(&M.lock);
+        return blk_user((struct mem_hdr *)(void *)f, (uint32_t)cls, block);
+    }
+    pthread_mutex_unlock(&M.lock);
+    if (cls < 0)
+        block = total;
+    struct mem_hdr *h = malloc(block);
+    pthread_mutex_lock(&M.lock);
+    if (!h)
+        M.c.failed++;
+    else if (cls >= 0)
+        M.c.class_new++;
+    else
+        M.c.libc_allocs++;
+    if (h)
+        M.c.live_bytes += block;
+    pthread_mutex_unlock(&M.lock);
+    return h ? blk_user(h, cls >= 0 ? (uint32_t)cls : MEM_CLS_LIBC, block) : NULL;
+}
+
+void *mem_calloc(mem_size_t count, mem_size_t size)
+{
+    if (size && count > ((size_t)-1 - sizeof(struct mem_hdr)) / size)
+        return NULL;
+    void *p = mem_malloc(count * size);
+    if (p)
+        memset(p, 0, count * size);
+    return p;
+}
+
+void mem_free(void *rmem)
+{
+    if (!rmem)
+        return;
+    struct mem_hdr *h = (struct mem_hdr *)rmem - 1;
+    if (h->magic != MEM_MAGIC || (h->cls >= MEM_CLASSES && h->cls != MEM_CLS_LIBC)) {
+        fprintf(stderr, "stack_mem: mem_free(%p): not a block of lwIP's heap\n", rmem);
+        abort(); /* heap corruption or a foreign pointer: nothing safe to do */
+    }
+    h->magic = 0; /* a second free of the block aborts above */
+    uint64_t size = h->size;
+    uint32_t cls = h->cls;
+    pthread_mutex_lock(&M.lock);
+    M.c.frees++;
+    M.c.live_bytes -= size;
+    if (cls != MEM_CLS_LIBC && M.c.cache_bytes + size <= STACK_MEM_CACHE_MAX) {
+        struct free_blk *f = (struct free_blk *)(void *)h;
+        f->next = M.free[cls];
+        M.free[cls] = f;
+        M.c.cache_bytes += size;
+        if (M.c.cache_bytes > M.c.cache_peak)
+            M.c.cache_peak = M.c.cache_bytes;
+        pthread_mutex_unlock(&M.lock);
+        return;
+    }
+    if (cls != MEM_CLS_LIBC)
+        M.c.cache_full++;
+    pthread_mutex_unlock(&M.lock);
+    free(h);
+}
+
+/* This build's mem_trim keeps the block as it is (MEM_LIBC_MALLOC): so
+   does this one; pbuf_realloc only shrinks. */
+void *mem_trim(void *rmem, mem_size_t new_size)
+{
+    (void)new_size;
+    return rmem;
+}
+
+void stack_mem_get_counters(struct stack_mem_counters *out)
+{
+    pthread_mutex_lock(&M.lock);
+    *out = M.c;
+    pthread_mutex_unlock(&M.lock);
+}
+
+void stack_mem_release_cache(void)
+{
+    struct free_blk *lists[MEM_CLASSES];
+    pthread_mutex_lock(&M.lock);
+    memcpy(lists, M.free, sizeof(lists));
+    memset(M.free, 0, sizeof(M.free));
+    M.c.cache_bytes = 0;
+    pthread_mutex_unlock(&M.lock);
+    for (int i = 0; i < MEM_CLASSES; i++) {
+        while (lists[i]) {
+            struct free_blk *f = lists[i];
+            lists[i] = f->next;
+            free(f);
+        }
+    }
+}
+
+size_t stack_mem_usable_size(const void *p)
+{
+    if (!stack_mem_interposed())
+        return malloc_usable_size((void *)p);
+    const struct mem_hdr *h = (const struct mem_hdr *)p - 1;
+    return h->size - sizeof(*h);
+}
+
+bool stack_mem_interposed(void)
+{
+    static int state; /* 0 unknown, 1 yes, -1 no */
+    if (state == 0) {
+        struct stack_mem_counters a, b;
+        stack_mem_get_counters(&a);
+        struct pbuf *p = pbuf_alloc(PBUF_RAW, 2000, PBUF_RAM);
+        stack_mem_get_counters(&b);
+        if (p)
+            pbuf_free(p);
+        state = p && b.allocs > a.allocs ? 1 : -1;
+        if (state < 0)
+            fprintf(stderr, "stack_mem: lwIP's mem_malloc is not interposed; lwIP's heap is "
+                            "libc's malloc\n");
+    }
+    return state > 0;
+}
