@@ -29,8 +29,9 @@
 /* ---- The host side: a minimal driver over the queues ---- */
 
 static struct tu_drv h;
-static bool g_gso; /* the next host_open gives the NIC a GSO "TUN" (virtio_net_hdr framing) */
-static bool g_lro; /* the next host_open turns LRO on */
+static bool g_gso;      /* the next host_open gives the NIC a GSO "TUN" (virtio_net_hdr framing) */
+static bool g_lro;      /* the next host_open turns LRO on */
+static bool g_rx_pause; /* the device waits instead of dropping without a buffer */
 static const char *g_pcap;           /* the next host_open's pcap_path */
 static uint64_t rx_cookie[RING_MAX]; /* driver shadow: cookie posted in each RX slot */
 
@@ -46,6 +47,7 @@ static void host_open(uint32_t tx_size, uint32_t rx_size)
         .pcap_path = g_pcap,
         .tun_gso = g_gso,
         .lro = g_lro,
+        .rx_pause = g_rx_pause,
     };
     memset(rx_cookie, 0, sizeof(rx_cookie));
     tu_drv_open(&h, &cfg);
@@ -57,6 +59,7 @@ static void setup(void)
 {
     g_gso = false;
     g_lro = false;
+    g_rx_pause = false;
     g_pcap = NULL;
     memset(&h, 0, sizeof(h));
     h.wire = -1;
@@ -682,6 +685,65 @@ START_TEST(rx_without_buffer_drops_and_counts)
     ck_assert_uint_eq(c.rx_no_buffer, 5);
     ck_assert_uint_eq(c.rx_packets, 1);
     ck_assert_uint_eq(c.rx_bytes, len);
+}
+END_TEST
+
+/* With rx_pause the device leaves what arrives on the wire while no buffer
+   is posted (one pause counted, nothing dropped), and delivers all of it,
+   in order and unchanged, once buffers are published. */
+START_TEST(rx_pause_waits_for_buffers_and_loses_nothing)
+{
+    g_rx_pause = true;
+    host_open(8, 8);
+    static uint8_t bufs[RING_MAX][RX_BUF_LEN];
+    static uint8_t pkt[TEST_MTU];
+    memset(bufs, RX_POISON, sizeof(bufs));
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < 5; i++) {
+        size_t len = build_tcp(pkt, i);
+        tu_wire_send(h.wire, pkt, len);
+        bytes += len;
+    }
+    for (int round = 0; round < 3; round++)
+        nic_dev_poll_once(h.dev);
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.rx_no_buffer, 0);
+    ck_assert_uint_eq(c.rx_pauses, 1);       /* one pause, however many rounds */
+    ck_assert_uint_eq(c.rx_wire_packets, 0); /* still in the TUN queue */
+    ck_assert_uint_eq(c.rx_packets, 0);
+    struct nic_cqe e;
+    ck_assert(!tu_cq_take(&h, true, &e));
+
+    /* Two buffers: two packets, then a second pause. */
+    for (uint32_t b = 0; b < 2; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    tu_rx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    for (uint32_t i = 0; i < 2; i++) {
+        ck_assert(tu_cq_take(&h, true, &e));
+        rx_check_cqe(&e, i, i, bufs, NIC_RXF_CSUM_OK);
+    }
+    ck_assert(!tu_cq_take(&h, true, &e));
+    tu_cq_publish(&h, true);
+    c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.rx_pauses, 2);
+    ck_assert_uint_eq(c.rx_packets, 2);
+
+    /* The rest. */
+    for (uint32_t b = 2; b < 5; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    tu_rx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    for (uint32_t i = 2; i < 5; i++) {
+        ck_assert(tu_cq_take(&h, true, &e));
+        rx_check_cqe(&e, i, i, bufs, NIC_RXF_CSUM_OK);
+    }
+    tu_cq_publish(&h, true);
+    c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.rx_no_buffer, 0);
+    ck_assert_uint_eq(c.rx_packets, 5);
+    ck_assert_uint_eq(c.rx_bytes, bytes);
+    ck_assert_uint_eq(c.rx_wire_packets, 5);
 }
 END_TEST
 
@@ -1450,6 +1512,7 @@ static Suite *ring_suite(void)
     tcase_add_test(rx, rx_bad_checksum_clears_csum_ok_and_counts);
     tcase_add_test(rx, rx_malformed_counted_and_delivered);
     tcase_add_test(rx, rx_without_buffer_drops_and_counts);
+    tcase_add_test(rx, rx_pause_waits_for_buffers_and_loses_nothing);
     suite_add_tcase(s, rx);
 
     TCase *full = tcase_create("full_empty");

@@ -160,16 +160,21 @@ START_TEST(hole_repair_resends_the_first_unacked_segment_once)
 }
 END_TEST
 
-#define MANY 8000
-#define FEW  1000
+#define MANY     8000
+#define FEW      1000
+#define WIRE_MSS 1460
+#define TSO_SEG  (44 * WIRE_MSS) /* what anic serve gives at MTU 1500 */
 
 START_TEST(send_buffers_follow_the_budget)
 {
     static struct tcp_pcb *pcbs[MANY];
     tu_lwip_start_once();
     LOCK_TCPIP_CORE();
-    for (unsigned i = 0; i < MANY; i++)
+    for (unsigned i = 0; i < MANY; i++) {
         pcbs[i] = fake_pcb((uint16_t)(20000 + i), 0);
+        pcbs[i]->mss = TSO_SEG;
+    }
+    stack_rto_set_tso(WIRE_MSS, TSO_SEG);
     stack_rto_start(10, 0);
     UNLOCK_TCPIP_CORE();
 
@@ -180,9 +185,18 @@ START_TEST(send_buffers_follow_the_budget)
         c = snap();
     }
     ck_assert_uint_eq(c.snd_buf_target, SND_FLOOR);
+    /* TSO autosizing: segments of half the budget, whole wire MSS. */
+    for (int i = 0; i < 300 && c.tso_resized < MANY; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    ck_assert_uint_eq(c.tso_resized, MANY);
+    ck_assert_uint_eq(c.tso_seg_target, SND_FLOOR / 2 / WIRE_MSS * WIRE_MSS);
     LOCK_TCPIP_CORE();
-    for (unsigned i = 0; i < MANY; i++)
+    for (unsigned i = 0; i < MANY; i++) {
         ck_assert_uint_eq(pcbs[i]->snd_buf, SND_FLOOR);
+        ck_assert_uint_eq(pcbs[i]->mss, SND_FLOOR / 2 / WIRE_MSS * WIRE_MSS);
+    }
     /* 1000 left: 256 MiB / 1000 is above the configured 192 KiB. */
     for (unsigned i = FEW; i < MANY; i++)
         tcp_abort(pcbs[i]);
@@ -192,9 +206,13 @@ START_TEST(send_buffers_follow_the_budget)
         c = snap();
     }
     LOCK_TCPIP_CORE();
-    for (unsigned i = 0; i < FEW; i++)
+    for (unsigned i = 0; i < FEW; i++) {
         ck_assert_uint_eq(pcbs[i]->snd_buf, SND_BUF);
+        ck_assert_uint_eq(pcbs[i]->mss, TSO_SEG); /* the budget is no limit now */
+    }
+    ck_assert_uint_eq(stack_rto_counters()->tso_seg_target, TSO_SEG);
     stack_rto_stop();
+    stack_rto_set_tso(WIRE_MSS, 0);
     for (unsigned i = 0; i < FEW; i++)
         tcp_abort(pcbs[i]);
     UNLOCK_TCPIP_CORE();

@@ -1,0 +1,147 @@
+/* test_mem.c - lwIP's heap in size classes (stack/stack_mem.h): the class
+ * table, that lwIP's own pbuf allocations reach it, reuse, the bound on
+ * what the free lists keep, and that every counter says what happened. */
+#include "stack_mem.h"
+
+#include <check.h>
+#include <lwip/mem.h>
+#include <lwip/pbuf.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct stack_mem_counters snap(void)
+{
+    struct stack_mem_counters c;
+    stack_mem_get_counters(&c);
+    return c;
+}
+
+START_TEST(classes_cover_1025_to_128k_four_per_power_of_two)
+{
+    size_t block = 0;
+    ck_assert_int_eq(stack_mem_class_of(1024, NULL), -1);
+    ck_assert_int_eq(stack_mem_class_of(STACK_MEM_CLASS_MAX + 1, NULL), -1);
+    ck_assert_int_eq(stack_mem_class_of(1025, &block), 0);
+    ck_assert_uint_eq(block, 1280);
+    ck_assert_int_eq(stack_mem_class_of(1280, &block), 0);
+    ck_assert_int_eq(stack_mem_class_of(1281, &block), 1);
+    ck_assert_uint_eq(block, 1536);
+    ck_assert_int_eq(stack_mem_class_of(2048, &block), 3);
+    ck_assert_uint_eq(block, 2048);
+    ck_assert_int_eq(stack_mem_class_of(2049, &block), 4);
+    ck_assert_uint_eq(block, 2560);
+    ck_assert_int_eq(stack_mem_class_of(STACK_MEM_CLASS_MAX, &block), 27);
+    ck_assert_uint_eq(block, STACK_MEM_CLASS_MAX);
+    int prev = -1;
+    size_t prev_block = 0;
+    for (size_t n = STACK_MEM_CLASS_MIN; n <= STACK_MEM_CLASS_MAX; n++) {
+        int c = stack_mem_class_of(n, &block);
+        if (block < n || (block - n) * 4 > n || c < prev || c > prev + 1 ||
+            (c == prev && block != prev_block))
+            ck_abort_msg("n %zu: class %d block %zu (previous %d, %zu)", n, c, block, prev,
+                         prev_block);
+        prev = c;
+        prev_block = block;
+    }
+}
+END_TEST
+
+/* lwIP's pbuf_alloc reaches mem_malloc here; a freed block of a class is
+   the next one handed out for that class, and the gauges return. */
+START_TEST(lwip_pbufs_are_served_and_reused)
+{
+    ck_assert(stack_mem_interposed());
+    stack_mem_release_cache();
+    struct stack_mem_counters a = snap();
+    struct pbuf *p = pbuf_alloc(PBUF_RAW, 17000, PBUF_RAM);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_ge(stack_mem_usable_size(p), 17000 + sizeof(struct pbuf));
+    memset(p->payload, 0xa5, 17000);
+    struct stack_mem_counters b = snap();
+    ck_assert_uint_eq(b.allocs - a.allocs, 1);
+    ck_assert_uint_eq(b.class_new - a.class_new, 1);
+    ck_assert_uint_eq(b.class_reused - a.class_reused, 0);
+    ck_assert_uint_eq(b.live_bytes - a.live_bytes, 20480); /* class (16384, 20480] */
+    void *first = p;
+    pbuf_free(p);
+    struct stack_mem_counters c = snap();
+    ck_assert_uint_eq(c.frees - a.frees, 1);
+    ck_assert_uint_eq(c.live_bytes, a.live_bytes);
+    ck_assert_uint_eq(c.cache_bytes - a.cache_bytes, 20480);
+    p = pbuf_alloc(PBUF_RAW, 16500, PBUF_RAM); /* same class */
+    ck_assert_ptr_eq(p, first);
+    struct stack_mem_counters d = snap();
+    ck_assert_uint_eq(d.class_reused - a.class_reused, 1);
+    ck_assert_uint_eq(d.class_new - a.class_new, 1);
+    ck_assert_uint_eq(d.cache_bytes, a.cache_bytes);
+    pbuf_free(p);
+
+    /* Small sizes stay libc's. */
+    p = pbuf_alloc(PBUF_RAW, 100, PBUF_RAM);
+    ck_assert_ptr_nonnull(p);
+    pbuf_free(p);
+    struct stack_mem_counters e = snap();
+    ck_assert_uint_eq(e.libc_allocs - d.libc_allocs, 1);
+    ck_assert_uint_eq(e.live_bytes, a.live_bytes);
+    stack_mem_release_cache();
+    ck_assert_uint_eq(snap().cache_bytes, 0);
+}
+END_TEST
+
+START_TEST(calloc_zeroes_and_refuses_overflow)
+{
+    uint8_t *m = mem_malloc(3000);
+    memset(m, 0xff, 3000);
+    mem_free(m);
+    uint8_t *z = mem_calloc(10, 300); /* the same block again, zeroed */
+    ck_assert_ptr_eq(z, m);
+    for (size_t i = 0; i < 3000; i++)
+        ck_assert_uint_eq(z[i], 0);
+    mem_free(z);
+    ck_assert_ptr_null(mem_calloc((size_t)-1 / 2, 4));
+}
+END_TEST
+
+/* The free lists keep at most STACK_MEM_CACHE_MAX bytes; beyond, blocks go
+   back to libc, each counted. */
+START_TEST(free_lists_are_bounded)
+{
+    enum { BLOCK = STACK_MEM_CLASS_MAX, KEPT = STACK_MEM_CACHE_MAX / BLOCK, EXTRA = 40 };
+    stack_mem_release_cache();
+    static void *blocks[KEPT + EXTRA];
+    struct stack_mem_counters a = snap();
+    for (size_t i = 0; i < KEPT + EXTRA; i++) {
+        blocks[i] = mem_malloc(BLOCK - 16); /* 16: the block's header */
+        ck_assert_ptr_nonnull(blocks[i]);
+    }
+    struct stack_mem_counters b = snap();
+    ck_assert_uint_eq(b.class_new - a.class_new, KEPT + EXTRA);
+    ck_assert_uint_eq(b.live_bytes - a.live_bytes, (uint64_t)BLOCK * (KEPT + EXTRA));
+    for (size_t i = 0; i < KEPT + EXTRA; i++)
+        mem_free(blocks[i]);
+    struct stack_mem_counters c = snap();
+    ck_assert_uint_eq(c.cache_full - a.cache_full, EXTRA);
+    ck_assert_uint_eq(c.cache_bytes, STACK_MEM_CACHE_MAX);
+    ck_assert_uint_ge(c.cache_peak, STACK_MEM_CACHE_MAX);
+    ck_assert_uint_eq(c.live_bytes, a.live_bytes);
+    stack_mem_release_cache();
+    ck_assert_uint_eq(snap().cache_bytes, 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("stack_mem");
+    TCase *tc = tcase_create("mem");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, classes_cover_1025_to_128k_four_per_power_of_two);
+    tcase_add_test(tc, lwip_pbufs_are_served_and_reused);
+    tcase_add_test(tc, calloc_zeroes_and_refuses_overflow);
+    tcase_add_test(tc, free_lists_are_bounded);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
