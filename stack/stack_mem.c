@@ -10,6 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under AddressSanitizer, a block on a free list is poisoned (but for its
+   header), so a use after mem_free is still reported. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define MEM_POISON(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
+#define MEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define MEM_POISON(p, n)   ((void)(p), (void)(n))
+#define MEM_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* Every block starts with this header; lwIP gets the bytes after it
    (16-byte aligned, as malloc's). cls tells mem_free where the block goes. */
 struct mem_hdr {
@@ -67,6 +78,7 @@ void *mem_malloc(mem_size_t size)
     if (cls >= 0 && M.free[cls]) {
         struct free_blk *f = M.free[cls];
         M.free[cls] = f->next;
+        MEM_UNPOISON(f, block);
         M.c.class_reused++;
         M.c.cache_bytes -= block;
         M.c.live_bytes += block;
@@ -119,6 +131,7 @@ void mem_free(void *rmem)
         struct free_blk *f = (struct free_blk *)(void *)h;
         f->next = M.free[cls];
         M.free[cls] = f;
+        MEM_POISON(h + 1, size - sizeof(*h)); /* the header keeps the link and size */
         M.c.cache_bytes += size;
         if (M.c.cache_bytes > M.c.cache_peak)
             M.c.cache_peak = M.c.cache_bytes;
@@ -158,6 +171,7 @@ void stack_mem_release_cache(void)
         while (lists[i]) {
             struct free_blk *f = lists[i];
             lists[i] = f->next;
+            MEM_UNPOISON(f, ((struct mem_hdr *)(void *)f)->size);
             free(f);
         }
     }
