@@ -504,13 +504,12 @@ static uint64_t heap_inuse_bytes(void)
     return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
 }
 
-/* The heap the RX pool takes (it only grows, up to its bound), plus the
-   free blocks lwIP's heap keeps for reuse (bounded, stack_mem.h). */
+/* The heap the RX pool takes (it only grows, up to its bound). lwIP's heap
+   of class blocks is outside mallinfo: its arena is mmapped (stack_mem.h). */
 static uint64_t rx_pool_bytes(struct load *L, const struct app_stat *st, size_t n)
 {
     return app_stats_get(st, n, "driver", "rx_bufs_allocated") *
-               stack_driver_rx_buf_bytes(stack_host_driver(L->rt.host)) +
-           app_stats_get(st, n, "mem", "cache_bytes");
+           stack_driver_rx_buf_bytes(stack_host_driver(L->rt.host));
 }
 
 /* The in-use heap without the RX pool. */

@@ -6,39 +6,49 @@
 #include <lwip/pbuf.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Under AddressSanitizer, a block on a free list is poisoned (but for its
-   header), so a use after mem_free is still reported. */
+/* Under AddressSanitizer, class blocks come from libc (they have redzones,
+   the arena's would not) and a block on a free list is poisoned but for its
+   header, so an overflow or a use after mem_free is still reported. */
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
+#define MEM_ARENA_ON       0
 #define MEM_POISON(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
 #define MEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
 #else
+#define MEM_ARENA_ON       1
 #define MEM_POISON(p, n)   ((void)(p), (void)(n))
 #define MEM_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
 /* Every block starts with this header; lwIP gets the bytes after it
-   (16-byte aligned, as malloc's). cls tells mem_free where the block goes. */
+   (16-byte aligned, as malloc's). cls tells mem_free where the block goes.
+   The header stays intact while the block is on a free list. */
 struct mem_hdr {
     uint32_t magic;
-    uint32_t cls;  /* class index, or MEM_CLS_LIBC */
+    uint32_t cls;  /* class index (| MEM_ARENA for an arena block), or MEM_CLS_LIBC */
     uint64_t size; /* bytes the block holds, header included */
 };
 _Static_assert(sizeof(struct mem_hdr) == 16, "keeps malloc's 16-byte alignment");
 
 #define MEM_MAGIC    0xa11c8e5du
 #define MEM_CLS_LIBC 0xffffffffu
-#define MEM_P_MIN    10 /* the classes cover (2^10, 2^17] bytes, four per power of two */
+#define MEM_ARENA    0x10000u /* in cls: carved from the arena, never given back */
+#define MEM_P_MIN    10       /* the classes cover (2^10, 2^17] bytes, four per power of two */
 #define MEM_P_MAX    16
 #define MEM_CLASSES  ((MEM_P_MAX - MEM_P_MIN + 1) * 4)
+#define MEM_HUGE     (2u << 20) /* a transparent huge page */
 
 _Static_assert(STACK_MEM_CLASS_MIN == (1u << MEM_P_MIN) + 1, "classes start past 2^MEM_P_MIN");
 _Static_assert(STACK_MEM_CLASS_MAX == (1u << (MEM_P_MAX + 1)), "classes end at 2^(MEM_P_MAX+1)");
+_Static_assert(STACK_MEM_CHUNK_BYTES % MEM_HUGE == 0, "chunks are whole huge pages");
 
+/* A free block's link, after its header. */
 struct free_blk {
     struct free_blk *next;
 };
@@ -46,8 +56,10 @@ struct free_blk {
 static struct {
     pthread_mutex_t lock;
     struct free_blk *free[MEM_CLASSES];
+    uint8_t *chunk_cur, *chunk_end; /* the arena chunk being carved */
+    size_t arena_max;
     struct stack_mem_counters c;
-} M = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} M = {.lock = PTHREAD_MUTEX_INITIALIZER, .arena_max = STACK_MEM_ARENA_MAX};
 
 int stack_mem_class_of(size_t n, size_t *block)
 {
@@ -59,6 +71,54 @@ int stack_mem_class_of(size_t n, size_t *block)
     if (block)
         *block = ((size_t)1 << p) + (k << (p - 2));
     return (p - MEM_P_MIN) * 4 + (int)(k - 1);
+}
+
+void stack_mem_set_arena_max(size_t bytes)
+{
+    pthread_mutex_lock(&M.lock);
+    M.arena_max = bytes;
+    if (bytes < M.c.arena_bytes)
+        M.chunk_cur = M.chunk_end; /* no more carving either */
+    pthread_mutex_unlock(&M.lock);
+}
+
+/* A new chunk of the arena: STACK_MEM_CHUNK_BYTES, huge-page aligned, with
+   MADV_HUGEPAGE. False: at the bound or mmap refused. Lock held. */
+static bool arena_grow(void)
+{
+    if (M.c.arena_bytes + STACK_MEM_CHUNK_BYTES > M.arena_max)
+        return false;
+    size_t len = STACK_MEM_CHUNK_BYTES + MEM_HUGE;
+    uint8_t *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return false;
+    uint8_t *start = (uint8_t *)(((uintptr_t)raw + MEM_HUGE - 1) & ~(uintptr_t)(MEM_HUGE - 1));
+    if (start > raw)
+        munmap(raw, (size_t)(start - raw));
+    size_t tail = (size_t)((raw + len) - (start + STACK_MEM_CHUNK_BYTES));
+    if (tail)
+        munmap(start + STACK_MEM_CHUNK_BYTES, tail);
+    if (madvise(start, STACK_MEM_CHUNK_BYTES, MADV_HUGEPAGE) == 0)
+        M.c.arena_huge_bytes += STACK_MEM_CHUNK_BYTES;
+    /* What is left of the previous chunk (< one block) is not used. */
+    M.chunk_cur = start;
+    M.chunk_end = start + STACK_MEM_CHUNK_BYTES;
+    M.c.arena_bytes += STACK_MEM_CHUNK_BYTES;
+    return true;
+}
+
+/* A new block of a class from the arena, or NULL. Lock held. */
+static struct mem_hdr *arena_carve(size_t block)
+{
+    if (!MEM_ARENA_ON)
+        return NULL; /* libc's blocks, which have redzones */
+    if ((size_t)(M.chunk_end - M.chunk_cur) < block && !arena_grow()) {
+        M.c.arena_full++;
+        return NULL;
+    }
+    struct mem_hdr *h = (struct mem_hdr *)(void *)M.chunk_cur;
+    M.chunk_cur += block;
+    return h;
 }
 
 static void *blk_user(struct mem_hdr *h, uint32_t cls, uint64_t size)
@@ -77,13 +137,23 @@ void *mem_malloc(mem_size_t size)
     M.c.allocs++;
     if (cls >= 0 && M.free[cls]) {
         struct free_blk *f = M.free[cls];
+        struct mem_hdr *h = (struct mem_hdr *)(void *)f - 1;
+        MEM_UNPOISON(f, block - sizeof(*h));
         M.free[cls] = f->next;
-        MEM_UNPOISON(f, block);
         M.c.class_reused++;
         M.c.cache_bytes -= block;
         M.c.live_bytes += block;
         pthread_mutex_unlock(&M.lock);
-        return blk_user((struct mem_hdr *)(void *)f, (uint32_t)cls, block);
+        return blk_user(h, h->cls, block); /* keeps where it came from */
+    }
+    if (cls >= 0) {
+        struct mem_hdr *h = arena_carve(block);
+        if (h) {
+            M.c.class_new++;
+            M.c.live_bytes += block;
+            pthread_mutex_unlock(&M.lock);
+            return blk_user(h, (uint32_t)cls | MEM_ARENA, block);
+        }
     }
     pthread_mutex_unlock(&M.lock);
     if (cls < 0)
@@ -117,21 +187,24 @@ void mem_free(void *rmem)
     if (!rmem)
         return;
     struct mem_hdr *h = (struct mem_hdr *)rmem - 1;
-    if (h->magic != MEM_MAGIC || (h->cls >= MEM_CLASSES && h->cls != MEM_CLS_LIBC)) {
+    uint32_t cls = h->cls, idx = cls & ~MEM_ARENA;
+    if (h->magic != MEM_MAGIC || (idx >= MEM_CLASSES && cls != MEM_CLS_LIBC)) {
         fprintf(stderr, "stack_mem: mem_free(%p): not a block of lwIP's heap\n", rmem);
         abort(); /* heap corruption or a foreign pointer: nothing safe to do */
     }
     h->magic = 0; /* a second free of the block aborts above */
     uint64_t size = h->size;
-    uint32_t cls = h->cls;
     pthread_mutex_lock(&M.lock);
     M.c.frees++;
     M.c.live_bytes -= size;
-    if (cls != MEM_CLS_LIBC && M.c.cache_bytes + size <= STACK_MEM_CACHE_MAX) {
-        struct free_blk *f = (struct free_blk *)(void *)h;
-        f->next = M.free[cls];
-        M.free[cls] = f;
-        MEM_POISON(h + 1, size - sizeof(*h)); /* the header keeps the link and size */
+    /* Arena blocks always go onto their list (the arena is bounded); libc's
+       while the lists hold less than STACK_MEM_CACHE_MAX. */
+    if (cls != MEM_CLS_LIBC &&
+        ((cls & MEM_ARENA) || M.c.cache_bytes + size <= STACK_MEM_CACHE_MAX)) {
+        struct free_blk *f = (struct free_blk *)(void *)(h + 1);
+        f->next = M.free[idx];
+        M.free[idx] = f;
+        MEM_POISON(f + 1, size - sizeof(*h) - sizeof(*f));
         M.c.cache_bytes += size;
         if (M.c.cache_bytes > M.c.cache_peak)
             M.c.cache_peak = M.c.cache_bytes;
@@ -161,19 +234,30 @@ void stack_mem_get_counters(struct stack_mem_counters *out)
 
 void stack_mem_release_cache(void)
 {
-    struct free_blk *lists[MEM_CLASSES];
+    struct free_blk *libc_blocks = NULL;
     pthread_mutex_lock(&M.lock);
-    memcpy(lists, M.free, sizeof(lists));
-    memset(M.free, 0, sizeof(M.free));
-    M.c.cache_bytes = 0;
-    pthread_mutex_unlock(&M.lock);
     for (int i = 0; i < MEM_CLASSES; i++) {
-        while (lists[i]) {
-            struct free_blk *f = lists[i];
-            lists[i] = f->next;
-            MEM_UNPOISON(f, ((struct mem_hdr *)(void *)f)->size);
-            free(f);
+        struct free_blk **pp = &M.free[i];
+        while (*pp) {
+            struct free_blk *f = *pp;
+            struct mem_hdr *h = (struct mem_hdr *)(void *)f - 1;
+            if (h->cls & MEM_ARENA) {
+                pp = &f->next;
+                continue;
+            }
+            *pp = f->next;
+            M.c.cache_bytes -= h->size;
+            f->next = libc_blocks;
+            libc_blocks = f;
         }
+    }
+    pthread_mutex_unlock(&M.lock);
+    while (libc_blocks) {
+        struct free_blk *f = libc_blocks;
+        libc_blocks = f->next;
+        struct mem_hdr *h = (struct mem_hdr *)(void *)f - 1;
+        MEM_UNPOISON(f, h->size - sizeof(*h));
+        free(h);
     }
 }
 

@@ -9,6 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under AddressSanitizer class blocks come from libc, never the arena
+   (stack_mem.h). */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA 0
+#else
+#define ARENA 1
+#endif
+
 static struct stack_mem_counters snap(void)
 {
     struct stack_mem_counters c;
@@ -83,8 +91,50 @@ START_TEST(lwip_pbufs_are_served_and_reused)
     struct stack_mem_counters e = snap();
     ck_assert_uint_eq(e.libc_allocs - d.libc_allocs, 1);
     ck_assert_uint_eq(e.live_bytes, a.live_bytes);
-    stack_mem_release_cache();
-    ck_assert_uint_eq(snap().cache_bytes, 0);
+    /* The class block came from the arena's first chunk; it stays listed. */
+    ck_assert_uint_eq(e.arena_bytes, ARENA ? STACK_MEM_CHUNK_BYTES : 0);
+    stack_mem_release_cache(); /* only libc's blocks go */
+    ck_assert_uint_eq(snap().cache_bytes, ARENA ? e.cache_bytes : 0);
+}
+END_TEST
+
+/* The arena grows by huge-page-aligned chunks up to its bound; past it,
+   class blocks come from libc (arena_full), and arena blocks are reused. */
+START_TEST(arena_grows_in_chunks_up_to_its_bound)
+{
+    enum { BLOCK = STACK_MEM_CLASS_MAX, MAX_BLOCKS = 2 * (STACK_MEM_CHUNK_BYTES / BLOCK) };
+    ck_assert(stack_mem_interposed()); /* its probe took a block of the first chunk */
+    stack_mem_set_arena_max(2 * STACK_MEM_CHUNK_BYTES);
+    static void *blocks[MAX_BLOCKS + 1];
+    struct stack_mem_counters a = snap();
+    size_t n = 0, chunk_starts = 0;
+    while (n <= MAX_BLOCKS && snap().arena_full == a.arena_full) {
+        uint64_t mapped = snap().arena_bytes;
+        blocks[n] = mem_malloc(BLOCK - 16);
+        ck_assert_ptr_nonnull(blocks[n]);
+        memset(blocks[n], 0x5a, BLOCK - 16);
+        if (snap().arena_bytes > mapped) { /* a new chunk: starts on a huge page */
+            ck_assert_uint_eq(((uintptr_t)blocks[n] - 16) % (2u << 20), 0);
+            chunk_starts++;
+        }
+        n++;
+    }
+    struct stack_mem_counters b = snap();
+    ck_assert_uint_eq(chunk_starts, 1);
+    ck_assert_uint_eq(b.arena_full - a.arena_full, 1);
+    ck_assert_uint_eq(b.arena_bytes, 2 * STACK_MEM_CHUNK_BYTES);
+    /* every chunk but the probe's few KiB and one block's tail is used */
+    ck_assert_uint_ge(n - 1, MAX_BLOCKS - 2);
+    ck_assert_uint_eq(b.class_new - a.class_new, n);
+    for (size_t i = 0; i < n; i++)
+        mem_free(blocks[i]);
+    struct stack_mem_counters c = snap();
+    ck_assert_uint_eq(c.cache_bytes - b.cache_bytes, (uint64_t)BLOCK * n);
+    ck_assert_uint_eq(c.cache_full, a.cache_full);
+    void *again = mem_malloc(BLOCK - 16); /* the last freed: LIFO */
+    ck_assert_ptr_eq(again, blocks[n - 1]);
+    mem_free(again);
+    stack_mem_set_arena_max(STACK_MEM_ARENA_MAX);
 }
 END_TEST
 
@@ -107,6 +157,7 @@ END_TEST
 START_TEST(free_lists_are_bounded)
 {
     enum { BLOCK = STACK_MEM_CLASS_MAX, KEPT = STACK_MEM_CACHE_MAX / BLOCK, EXTRA = 40 };
+    stack_mem_set_arena_max(0); /* libc's blocks only */
     stack_mem_release_cache();
     static void *blocks[KEPT + EXTRA];
     struct stack_mem_counters a = snap();
@@ -126,6 +177,7 @@ START_TEST(free_lists_are_bounded)
     ck_assert_uint_eq(c.live_bytes, a.live_bytes);
     stack_mem_release_cache();
     ck_assert_uint_eq(snap().cache_bytes, 0);
+    stack_mem_set_arena_max(STACK_MEM_ARENA_MAX);
 }
 END_TEST
 
@@ -137,6 +189,8 @@ int main(void)
     tcase_add_test(tc, classes_cover_1025_to_128k_four_per_power_of_two);
     tcase_add_test(tc, lwip_pbufs_are_served_and_reused);
     tcase_add_test(tc, calloc_zeroes_and_refuses_overflow);
+    if (ARENA)
+        tcase_add_test(tc, arena_grows_in_chunks_up_to_its_bound);
     tcase_add_test(tc, free_lists_are_bounded);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
