@@ -6,6 +6,7 @@
 #include "bench_flows.h"
 #include "stack_driver.h"
 #include "stack_host.h"
+#include "stack_mem.h"
 #include "stack_rto.h"
 
 #include <arpa/inet.h>
@@ -496,16 +497,17 @@ static uint64_t rss_bytes(void)
 }
 
 /* The allocator's in-use bytes (the heap's allocated chunks plus mmapped
-   ones), whatever RSS the arenas keep: a leak grows this, fragmentation only
-   RSS. */
+   ones, plus lwIP's blocks in stack_mem's arena), whatever RSS the arenas
+   keep: a leak grows this, fragmentation only RSS. */
 static uint64_t heap_inuse_bytes(void)
 {
     struct mallinfo2 mi = mallinfo2();
-    return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+    struct stack_mem_counters m; /* lwIP's arena blocks, mmapped: outside mallinfo */
+    stack_mem_get_counters(&m);
+    return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd + m.arena_live_bytes;
 }
 
-/* The heap the RX pool takes (it only grows, up to its bound). lwIP's heap
-   of class blocks is outside mallinfo: its arena is mmapped (stack_mem.h). */
+/* The heap the RX pool takes (it only grows, up to its bound). */
 static uint64_t rx_pool_bytes(struct load *L, const struct app_stat *st, size_t n)
 {
     return app_stats_get(st, n, "driver", "rx_bufs_allocated") *

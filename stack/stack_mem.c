@@ -143,6 +143,8 @@ void *mem_malloc(mem_size_t size)
         M.c.class_reused++;
         M.c.cache_bytes -= block;
         M.c.live_bytes += block;
+        if (h->cls & MEM_ARENA)
+            M.c.arena_live_bytes += block;
         pthread_mutex_unlock(&M.lock);
         return blk_user(h, h->cls, block); /* keeps where it came from */
     }
@@ -151,6 +153,7 @@ void *mem_malloc(mem_size_t size)
         if (h) {
             M.c.class_new++;
             M.c.live_bytes += block;
+            M.c.arena_live_bytes += block;
             pthread_mutex_unlock(&M.lock);
             return blk_user(h, (uint32_t)cls | MEM_ARENA, block);
         }
@@ -197,6 +200,8 @@ void mem_free(void *rmem)
     pthread_mutex_lock(&M.lock);
     M.c.frees++;
     M.c.live_bytes -= size;
+    if (cls != MEM_CLS_LIBC && (cls & MEM_ARENA))
+        M.c.arena_live_bytes -= size;
     /* Arena blocks always go onto their list (the arena is bounded); libc's
        while the lists hold less than STACK_MEM_CACHE_MAX. */
     if (cls != MEM_CLS_LIBC &&

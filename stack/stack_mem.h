@@ -50,6 +50,7 @@
     X(arena_full)       /* class blocks from libc: the arena was at its bound (or mmap failed) */  \
     X(arena_bytes)      /* bytes the arena mapped (gauge) */                                       \
     X(arena_huge_bytes) /* of them, advised as transparent huge pages (gauge) */                   \
+    X(arena_live_bytes) /* arena blocks allocated and not freed (gauge; outside mallinfo) */       \
     X(live_bytes)       /* bytes (class-rounded) allocated and not freed (gauge) */                \
     X(cache_bytes)      /* bytes on the free lists (gauge) */                                      \
     X(cache_peak)       /* most bytes the free lists held (gauge) */

@@ -70,11 +70,13 @@ START_TEST(lwip_pbufs_are_served_and_reused)
     ck_assert_uint_eq(b.class_new - a.class_new, 1);
     ck_assert_uint_eq(b.class_reused - a.class_reused, 0);
     ck_assert_uint_eq(b.live_bytes - a.live_bytes, 20480); /* class (16384, 20480] */
+    ck_assert_uint_eq(b.arena_live_bytes - a.arena_live_bytes, ARENA ? 20480 : 0);
     void *first = p;
     pbuf_free(p);
     struct stack_mem_counters c = snap();
     ck_assert_uint_eq(c.frees - a.frees, 1);
     ck_assert_uint_eq(c.live_bytes, a.live_bytes);
+    ck_assert_uint_eq(c.arena_live_bytes, a.arena_live_bytes);
     ck_assert_uint_eq(c.cache_bytes - a.cache_bytes, 20480);
     p = pbuf_alloc(PBUF_RAW, 16500, PBUF_RAM); /* same class */
     ck_assert_ptr_eq(p, first);
