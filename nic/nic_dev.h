@@ -141,6 +141,7 @@ struct nic_queues {
     X(tun_read_errors)                                                                             \
     X(tun_gso_writes)        /* TUN writes of merged in-order runs (GSO super-packets) */          \
     X(tun_gso_write_packets) /* wire packets in them */                                            \
+    X(tun_tso_merged)        /* TSO segments appended to the previous one's super-packet */        \
     X(tun_gso_reads)         /* GSO super-packets read from TUN and split */                       \
     X(tun_gso_read_packets)  /* wire packets they became */                                        \
     X(tun_gso_bad)           /* TUN reads dropped: not splittable, or a bad checksum request */

@@ -820,6 +820,7 @@ static void engine_publish_stats(struct nic_dev *dev)
     dev->c.rx_buf_too_small = lc.rx_truncated;
     dev->c.tun_gso_writes = lc.tx_gso_writes;
     dev->c.tun_gso_write_packets = lc.tx_gso_packets;
+    dev->c.tun_tso_merged = lc.tx_tso_merged;
     dev->c.tun_gso_reads = lc.rx_gso_reads;
     dev->c.tun_gso_read_packets = lc.rx_gso_packets;
     dev->c.tun_gso_bad = lc.rx_gso_bad;

@@ -297,6 +297,61 @@ static void link_write(struct nic_link *link, const uint8_t *pkt, size_t len)
     link->counters.tx_bytes += len;
 }
 
+/* TSO segments of one flow that follow each other on the TX ring (lwIP
+   sends a connection's segments back to back) are merged into one
+   super-packet, as the cut packets of each would have been: one TUN write
+   and one ACK from the peer instead of one per segment. With many flows the
+   segments are small (TSO autosizing) and the writes, with the peer's
+   receive work behind each, were most of the engine's time. A segment is
+   staged (copied) only if a next one could still fit; larger ones go out
+   directly. The PSH of a segment in the middle is dropped, as a TSO NIC
+   that coalesces does; FIN or a short last packet ends the run. */
+#define LINK_TSO_STAGE_MAX (LINK_MAX_PACKET / 2)
+
+static uint32_t tso_pkts(const struct nic_tcp_view *v, uint32_t mss)
+{
+    return (uint32_t)((v->payload_len + mss - 1) / mss);
+}
+
+static void tso_run_start(struct nic_link *link, const uint8_t *pkt, const struct nic_tcp_view *v,
+                          uint32_t mss)
+{
+    struct gso_run *r = &link->run;
+    size_t hl = v->payload_off;
+    memcpy(r->buf + LINK_VNET_HLEN, pkt, hl + v->payload_len);
+    link->counters.tx_copied += hl + v->payload_len;
+    r->len = hl + v->payload_len;
+    r->hl = hl;
+    r->mss = mss;
+    r->next_seq = v->seq + (uint32_t)v->payload_len;
+    r->pkts = tso_pkts(v, mss);
+    r->wire_bytes = r->len + (uint64_t)(r->pkts - 1) * hl;
+    r->closed = (v->tcp_flags & NIC_TCP_FIN) || v->payload_len % mss;
+}
+
+static bool tso_run_extend(struct nic_link *link, const uint8_t *pkt, const struct nic_tcp_view *v,
+                           uint32_t mss)
+{
+    struct gso_run *r = &link->run;
+    uint8_t *head = r->buf + LINK_VNET_HLEN;
+    if (!r->len || r->closed || r->mss != mss || (r->len - r->hl) % mss ||
+        v->payload_off != r->hl || v->seq != r->next_seq ||
+        r->len + v->payload_len > LINK_MAX_PACKET || !run_same_headers(head, pkt, r->hl))
+        return false;
+    memcpy(head + r->len, pkt + r->hl, v->payload_len);
+    link->counters.tx_copied += v->payload_len;
+    uint32_t pkts = tso_pkts(v, mss);
+    r->len += v->payload_len;
+    r->next_seq += (uint32_t)v->payload_len;
+    r->pkts += pkts;
+    r->wire_bytes += v->payload_len + (uint64_t)pkts * r->hl;
+    head[20 + 13] =
+        (uint8_t)((head[20 + 13] & ~NIC_TCP_PSH) | (v->tcp_flags & (NIC_TCP_PSH | NIC_TCP_FIN)));
+    r->closed = (v->tcp_flags & NIC_TCP_FIN) || v->payload_len % mss;
+    link->counters.tx_tso_merged++;
+    return true;
+}
+
 bool nic_link_send_tso(struct nic_link *link, const uint8_t *pkt, const struct nic_tcp_view *v,
                        uint32_t mss)
 {
@@ -318,7 +373,13 @@ bool nic_link_send_tso(struct nic_link *link, const uint8_t *pkt, const struct n
     memcpy(r->last_tuple, tuple, sizeof(tuple));
     r->last_end = v->seq + (uint32_t)v->payload_len;
     r->last_valid = true;
+    if (tso_run_extend(link, pkt, v, mss))
+        return true;
     run_flush(link);
+    if (v->payload_off + v->payload_len <= LINK_TSO_STAGE_MAX) {
+        tso_run_start(link, pkt, v, mss);
+        return true;
+    }
     size_t hl = v->payload_off, len = hl + v->payload_len;
     struct {
         struct virtio_net_hdr h;

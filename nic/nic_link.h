@@ -24,7 +24,8 @@ struct nic_link_counters {
        packets they became, and reads dropped because they could not be split
        or their checksum request was out of bounds. */
     uint64_t tx_gso_writes, tx_gso_packets, rx_gso_reads, rx_gso_packets, rx_gso_bad;
-    uint64_t tx_copied; /* TX bytes memcpy'd: fault stage in and out, GSO merge, headers */
+    uint64_t tx_tso_merged; /* TSO segments appended to the previous one's super-packet */
+    uint64_t tx_copied;     /* TX bytes memcpy'd: fault stage in and out, GSO merge, headers */
 };
 
 /* Takes ownership of tun_fd (must be non-blocking). pcap_path may be NULL.

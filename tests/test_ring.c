@@ -1236,9 +1236,104 @@ START_TEST(gso_merges_in_order_run_into_one_write)
     ck_assert_uint_eq(c.tx_tso_segments, 1);
     ck_assert_uint_eq(c.tx_tso_packets, 11);
     /* Nothing looks at the wire packets (no fault stage, no pcap): the
-       segment went out whole, never cut, with only its headers copied. */
+       segment went out whole, never cut; being small enough for a next
+       segment of its flow to join it, it was staged (copied once). */
     ck_assert_uint_eq(c.tx_tso_direct, 1);
-    ck_assert_uint_eq(c.tx_bytes_copied, TU_IP_HLEN + TU_TCP_HLEN);
+    ck_assert_uint_eq(c.tun_tso_merged, 0);
+    ck_assert_uint_eq(c.tx_bytes_copied, TU_IP_HLEN + TU_TCP_HLEN + plen);
+}
+END_TEST
+
+/* A flow's TSO segments that follow each other on the ring leave as ONE
+   super-packet (the PSH of the first dropped, the last's kept); another
+   flow starts a new write; a large segment goes out directly with only its
+   headers copied. */
+START_TEST(gso_merges_consecutive_tso_segments_of_a_flow)
+{
+    g_gso = true;
+    host_open(8, 8);
+    static uint8_t pkt[4][65536], payload[4][65536], wire[WIRE_BUF_LEN];
+    const size_t plen = 8 * TSO_MSS; /* whole packets: a next segment may join */
+    uint32_t seq = 1000;
+    size_t len[4];
+    for (int i = 0; i < 4; i++) {
+        for (size_t k = 0; k < plen; k++)
+            payload[i][k] = (uint8_t)(k * 7u + (unsigned)i);
+        struct tu_tcp seg = {.saddr = TU_HOST_IP,
+                             .daddr = TU_PEER_IP,
+                             .sport = TU_HOST_PORT,
+                             .dport = TU_PEER_PORT,
+                             .ip_id = (uint16_t)(100 + i),
+                             .seq = seq,
+                             .ack = 77,
+                             .flags = TU_TCP_PSH | TU_TCP_ACK,
+                             .payload = payload[i],
+                             .len = plen};
+        if (i == 2)
+            seg.sport = TU_HOST_PORT + 1; /* another flow: a new write */
+        seq = seg.seq + (uint32_t)plen;
+        len[i] = tu_build_tcp(pkt[i], &seg);
+    }
+    for (int i = 0; i < 3; i++) {
+        struct nic_tx_desc d = data_desc(pkt[i], len[i], 0, (uint64_t)i + 1);
+        d.mss = TSO_MSS;
+        tu_tx_post(&h, &d);
+    }
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    /* Write 1: segments 0 and 1, one super-packet. */
+    size_t wl = tu_wire_recv(h.wire, wire, sizeof(wire));
+    ck_assert_uint_eq(wl, VNET_HLEN + TU_IP_HLEN + TU_TCP_HLEN + 2 * plen);
+    struct virtio_net_hdr vh;
+    memcpy(&vh, wire, sizeof(vh));
+    ck_assert_uint_eq(vh.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+    ck_assert_uint_eq(vh.gso_size, TSO_MSS);
+    uint8_t *ip = wire + VNET_HLEN;
+    ck_assert_uint_eq(tu_get16(ip + 2), TU_IP_HLEN + TU_TCP_HLEN + 2 * plen);
+    ck_assert_uint_eq(tu_ip_csum(ip), 0);
+    ck_assert_uint_eq(tu_get32(ip + TU_IP_HLEN + 4), 1000);
+    ck_assert_uint_eq(ip[TU_IP_HLEN + 13], TU_TCP_ACK | TU_TCP_PSH);
+    ck_assert(memcmp(ip + TU_IP_HLEN + TU_TCP_HLEN, payload[0], plen) == 0);
+    ck_assert(memcmp(ip + TU_IP_HLEN + TU_TCP_HLEN + plen, payload[1], plen) == 0);
+    /* Write 2: segment 2 alone (another flow). */
+    wl = tu_wire_recv(h.wire, wire, sizeof(wire));
+    ck_assert_uint_eq(wl, VNET_HLEN + TU_IP_HLEN + TU_TCP_HLEN + plen);
+    ck_assert_uint_eq(tu_get16(wire + VNET_HLEN + TU_IP_HLEN), TU_HOST_PORT + 1);
+    assert_wire_empty();
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tx_tso_direct, 3);
+    ck_assert_uint_eq(c.tun_tso_merged, 1);
+    ck_assert_uint_eq(c.tun_gso_writes, 2);
+    ck_assert_uint_eq(c.tun_gso_write_packets, 24);
+    ck_assert_uint_eq(c.tx_packets, 24);
+    ck_assert_uint_eq(c.tx_bytes, 24 * (TU_IP_HLEN + TU_TCP_HLEN) + 3 * plen);
+    uint64_t copied = c.tx_bytes_copied;
+
+    /* A segment too large for another to join goes out directly: only its
+       headers are copied. */
+    const size_t big = 30 * TSO_MSS;
+    static uint8_t bigpay[65536], bigpkt[65536];
+    struct tu_tcp seg = {.saddr = TU_HOST_IP,
+                         .daddr = TU_PEER_IP,
+                         .sport = TU_HOST_PORT,
+                         .dport = TU_PEER_PORT,
+                         .seq = 500000,
+                         .ack = 77,
+                         .flags = TU_TCP_ACK,
+                         .payload = bigpay,
+                         .len = big};
+    size_t bl = tu_build_tcp(bigpkt, &seg);
+    struct nic_tx_desc d = data_desc(bigpkt, bl, 0, 9);
+    d.mss = TSO_MSS;
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    wl = tu_wire_recv(h.wire, wire, sizeof(wire));
+    ck_assert_uint_eq(wl, VNET_HLEN + TU_IP_HLEN + TU_TCP_HLEN + big);
+    assert_wire_empty();
+    c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tx_bytes_copied - copied, TU_IP_HLEN + TU_TCP_HLEN);
+    ck_assert_uint_eq(c.tun_tso_merged, 1);
 }
 END_TEST
 
@@ -1530,6 +1625,7 @@ static Suite *ring_suite(void)
     tcase_add_test(tso, tso_cuts_segment_into_wire_packets);
     tcase_add_test(tso, tso_refuses_what_it_cannot_cut);
     tcase_add_test(tso, gso_merges_in_order_run_into_one_write);
+    tcase_add_test(tso, gso_merges_consecutive_tso_segments_of_a_flow);
     tcase_add_test(tso, gso_tso_segment_cut_when_the_wire_is_captured);
     tcase_add_test(tso, gso_never_merges_a_bad_checksum);
     tcase_add_test(tso, gso_splits_super_packet_from_kernel);
