@@ -59,7 +59,8 @@ static _Atomic uint32_t tso_wire_mss, tso_seg_max; /* stack_rto_set_tso; 0: off 
 #define RTO_PROBE_MIN_FLIGHT 1024 /* pcbs in flight from which a first expiry probes (probe) */
 
 struct rto_entry {
-    const struct tcp_pcb *pcb; /* NULL: free slot */
+    const struct tcp_pcb *pcb; /* valid while gen is the table's */
+    uint32_t gen;              /* the table's gen when filled: else a free slot */
     uint32_t key;              /* ports and remote address: a new pcb at a freed one's address */
     uint32_t lastack;
     uint32_t since_ms; /* last ACK progress or fast RTO: the fast RTO clock */
@@ -82,8 +83,9 @@ struct rto_entry {
    is found on tcp_active_pcbs). */
 struct rto_table {
     struct rto_entry *slot;
-    size_t cap; /* power of two or 0 */
-    size_t n;   /* entries */
+    size_t cap;   /* power of two or 0 */
+    size_t n;     /* entries */
+    uint32_t gen; /* slots of another gen are free: a reset is gen + 1, not a memset */
 };
 
 static struct rto_table tables[2];
@@ -188,10 +190,10 @@ static struct rto_entry *table_find(const struct rto_table *t, const struct tcp_
     if (!t->cap)
         return NULL;
     for (size_t i = slot_of(pcb, t->cap);; i = (i + 1) & (t->cap - 1)) {
+        if (t->slot[i].gen != t->gen)
+            return NULL; /* load stays <= 1/2: a free slot always ends the probe */
         if (t->slot[i].pcb == pcb)
             return &t->slot[i];
-        if (!t->slot[i].pcb)
-            return NULL; /* load stays <= 1/2: a free slot always ends the probe */
     }
 }
 
@@ -199,9 +201,9 @@ static struct rto_entry *table_find(const struct rto_table *t, const struct tcp_
 static struct rto_entry *table_insert(struct rto_table *t, const struct tcp_pcb *pcb)
 {
     size_t i = slot_of(pcb, t->cap);
-    while (t->slot[i].pcb)
+    while (t->slot[i].gen == t->gen)
         i = (i + 1) & (t->cap - 1);
-    t->slot[i].pcb = pcb;
+    t->slot[i] = (struct rto_entry){.pcb = pcb, .gen = t->gen};
     t->n++;
     return &t->slot[i];
 }
@@ -217,14 +219,16 @@ static bool table_reset(struct rto_table *t, size_t n)
     if (cap <= t->cap && t->cap < 8 * cap)
         cap = t->cap;
     if (cap != t->cap) {
-        struct rto_entry *s = calloc(cap, sizeof(*s));
+        struct rto_entry *s = calloc(cap, sizeof(*s)); /* gen 0: free */
         if (!s)
             return false;
         free(t->slot);
         t->slot = s;
         t->cap = cap;
-    } else {
+        t->gen = 1;
+    } else if (++t->gen == 0) { /* wrapped: slots of gen 0 must be free again */
         memset(t->slot, 0, cap * sizeof(*t->slot));
+        t->gen = 1;
     }
     t->n = 0;
     return true;
@@ -450,6 +454,7 @@ static void tick(void *arg)
         struct rto_entry *e = table_insert(t, pcb);
         if (prev) {
             *e = *prev;
+            e->gen = t->gen; /* prev's is the old table's */
         } else {
             e->key = pcb_key(pcb);
             e->lastack = pcb->lastack;
