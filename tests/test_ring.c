@@ -688,6 +688,23 @@ START_TEST(rx_without_buffer_drops_and_counts)
 }
 END_TEST
 
+/* Post buffers [from, to), poll once, and take exactly the packets with
+   ids from..to-1 in them. */
+static void rx_post_and_take(uint8_t (*bufs)[RX_BUF_LEN], uint32_t from, uint32_t to)
+{
+    for (uint32_t b = from; b < to; b++)
+        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
+    tu_rx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    for (uint32_t i = from; i < to; i++) {
+        ck_assert(tu_cq_take(&h, true, &e));
+        rx_check_cqe(&e, i, i, bufs, NIC_RXF_CSUM_OK);
+    }
+    ck_assert(!tu_cq_take(&h, true, &e));
+    tu_cq_publish(&h, true);
+}
+
 /* With rx_pause the device leaves what arrives on the wire while no buffer
    is posted (one pause counted, nothing dropped), and delivers all of it,
    in order and unchanged, once buffers are published. */
@@ -715,30 +732,13 @@ START_TEST(rx_pause_waits_for_buffers_and_loses_nothing)
     ck_assert(!tu_cq_take(&h, true, &e));
 
     /* Two buffers: two packets, then a second pause. */
-    for (uint32_t b = 0; b < 2; b++)
-        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
-    tu_rx_publish(&h);
-    nic_dev_poll_once(h.dev);
-    for (uint32_t i = 0; i < 2; i++) {
-        ck_assert(tu_cq_take(&h, true, &e));
-        rx_check_cqe(&e, i, i, bufs, NIC_RXF_CSUM_OK);
-    }
-    ck_assert(!tu_cq_take(&h, true, &e));
-    tu_cq_publish(&h, true);
+    rx_post_and_take(bufs, 0, 2);
     c = tu_counters(h.dev);
     ck_assert_uint_eq(c.rx_pauses, 2);
     ck_assert_uint_eq(c.rx_packets, 2);
 
     /* The rest. */
-    for (uint32_t b = 2; b < 5; b++)
-        rx_post(bufs[b], RX_BUF_LEN, rx_cookie_for(h.rx_prod, b));
-    tu_rx_publish(&h);
-    nic_dev_poll_once(h.dev);
-    for (uint32_t i = 2; i < 5; i++) {
-        ck_assert(tu_cq_take(&h, true, &e));
-        rx_check_cqe(&e, i, i, bufs, NIC_RXF_CSUM_OK);
-    }
-    tu_cq_publish(&h, true);
+    rx_post_and_take(bufs, 2, 5);
     c = tu_counters(h.dev);
     ck_assert_uint_eq(c.rx_no_buffer, 0);
     ck_assert_uint_eq(c.rx_packets, 5);
