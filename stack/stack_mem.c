@@ -4,7 +4,6 @@
 
 #include <lwip/mem.h>
 #include <lwip/pbuf.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -129,40 +128,50 @@ static void *blk_user(struct mem_hdr *h, uint32_t cls, uint64_t size)
     return h + 1;
 }
 
-void *mem_malloc(mem_size_t size)
+/* A block of class cls (block bytes) from its free list or the arena, with
+   the counters of a class allocation; NULL if neither has one. Lock held. */
+static struct mem_hdr *class_take(int cls, size_t block)
 {
-    size_t block = 0, total = (size_t)size + sizeof(struct mem_hdr);
-    int cls = stack_mem_class_of(total, &block);
-    pthread_mutex_lock(&M.lock);
-    M.c.allocs++;
-    if (cls >= 0 && M.free[cls]) {
+    struct mem_hdr *h;
+    if (M.free[cls]) {
         struct free_blk *f = M.free[cls];
-        struct mem_hdr *h = (struct mem_hdr *)(void *)f - 1;
+        h = (struct mem_hdr *)(void *)f - 1;
         MEM_UNPOISON(f, block - sizeof(*h));
         M.free[cls] = f->next;
         M.c.class_reused++;
         M.c.cache_bytes -= block;
-        M.c.live_bytes += block;
-        if (h->cls & MEM_ARENA)
-            M.c.arena_live_bytes += block;
-        pthread_mutex_unlock(&M.lock);
-        return blk_user(h, h->cls, block); /* keeps where it came from */
+    } else if ((h = arena_carve(block))) {
+        blk_user(h, (uint32_t)cls | MEM_ARENA, block);
+        M.c.class_new++;
+    } else {
+        return NULL;
     }
+    M.c.live_bytes += block;
+    if (h->cls & MEM_ARENA)
+        M.c.arena_live_bytes += block;
+    return h;
+}
+
+void *mem_malloc(mem_size_t size)
+{
+    size_t block = 0, total = (size_t)size + sizeof(struct mem_hdr);
+    int cls = stack_mem_class_of(total, &block);
     if (cls >= 0) {
-        struct mem_hdr *h = arena_carve(block);
-        if (h) {
-            M.c.class_new++;
-            M.c.live_bytes += block;
-            M.c.arena_live_bytes += block;
-            pthread_mutex_unlock(&M.lock);
-            return blk_user(h, (uint32_t)cls | MEM_ARENA, block);
-        }
-    }
-    pthread_mutex_unlock(&M.lock);
-    if (cls < 0)
+        pthread_mutex_lock(&M.lock);
+        struct mem_hdr *h = class_take(cls, block);
+        if (h)
+            M.c.allocs++;
+        pthread_mutex_unlock(&M.lock);
+        if (h)
+            return blk_user(h, h->cls, block); /* keeps where it came from */
+    } else {
         block = total;
+    }
+    /* libc's: small sizes (one lock per call, not two), or a class block
+       past the arena's bound. */
     struct mem_hdr *h = malloc(block);
     pthread_mutex_lock(&M.lock);
+    M.c.allocs++;
     if (!h)
         M.c.failed++;
     else if (cls >= 0)
@@ -264,14 +273,6 @@ void stack_mem_release_cache(void)
         MEM_UNPOISON(f, h->size - sizeof(*h));
         free(h);
     }
-}
-
-size_t stack_mem_usable_size(const void *p)
-{
-    if (!stack_mem_interposed())
-        return malloc_usable_size((void *)p);
-    const struct mem_hdr *h = (const struct mem_hdr *)p - 1;
-    return h->size - sizeof(*h);
 }
 
 bool stack_mem_interposed(void)

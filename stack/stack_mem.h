@@ -68,11 +68,6 @@ void stack_mem_get_counters(struct stack_mem_counters *out);
    allocating a PBUF_RAM pbuf; prints a line to stderr if not. */
 bool stack_mem_interposed(void);
 
-/* The bytes lwIP may use at p, a pointer mem_malloc returned (whichever
-   heap served it): as malloc_usable_size, which must not be called on this
-   allocator's blocks. */
-size_t stack_mem_usable_size(const void *p);
-
 /* The size class a request of n bytes is served from: its index, and
    through *block the bytes the block holds (n rounded up). -1: not a class
    size (libc). For tests. */

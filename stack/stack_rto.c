@@ -308,21 +308,29 @@ static void snd_budget(struct tcp_pcb *pcb, uint32_t target)
     }
 }
 
-/* Segment size for a connection whose send buffer the budget set to target
-   (see TSO_AUTOSIZE_MIN_SEGS). */
-static void tso_autosize(struct tcp_pcb *pcb, uint32_t target)
+/* The segment size for connections whose send buffer the budget sets to
+   target (see TSO_AUTOSIZE_MIN_SEGS); 0: autosizing is off. */
+static uint32_t tso_seg_for(uint32_t target)
 {
     uint32_t wire = atomic_load_explicit(&tso_wire_mss, memory_order_relaxed);
     uint32_t max = atomic_load_explicit(&tso_seg_max, memory_order_relaxed);
-    if (!wire || pcb->state != ESTABLISHED || pcb->mss < wire)
+    if (!wire)
+        return 0;
+    uint32_t seg = target / 2 / wire * wire;
+    if (seg < TSO_AUTOSIZE_MIN_SEGS * wire)
+        seg = TSO_AUTOSIZE_MIN_SEGS * wire;
+    return seg < max ? seg : max;
+}
+
+/* Give an established connection segments of seg bytes (0: leave it). One
+   whose mss the application did not raise past the wire MSS is not TSO's. */
+static void tso_autosize(struct tcp_pcb *pcb, uint32_t seg)
+{
+    if (!seg || pcb->state != ESTABLISHED ||
+        pcb->mss < atomic_load_explicit(&tso_wire_mss, memory_order_relaxed))
         return;
-    uint32_t want = target / 2 / wire * wire;
-    if (want < TSO_AUTOSIZE_MIN_SEGS * wire)
-        want = TSO_AUTOSIZE_MIN_SEGS * wire;
-    if (want > max)
-        want = max;
-    if (pcb->mss != want) {
-        pcb->mss = (u16_t)want;
+    if (pcb->mss != seg) {
+        pcb->mss = (u16_t)seg;
         counters.tso_resized++;
     }
 }
@@ -421,6 +429,7 @@ static void tick(void *arg)
         snd_target = SND_MIN_BYTES;
     counters.snd_buf_target = snd_target;
     counters.tso_seg_target = 0;
+    uint32_t tso_seg = tso_seg_for(snd_target);
     bool kick = true; /* until the TX ring refuses a kicked pcb */
     /* Probes only with many connections in flight, where a lost ACK is the
        likely cause; with few, an expiry is lost data, and a probe first
@@ -433,7 +442,7 @@ static void tick(void *arg)
 
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
         snd_budget(pcb, snd_target);
-        tso_autosize(pcb, snd_target);
+        tso_autosize(pcb, tso_seg);
         if (pcb->state == ESTABLISHED && pcb->mss > counters.tso_seg_target)
             counters.tso_seg_target = pcb->mss;
         /* The driver refused this pcb's output (TX ring full: ERR_MEM, lwIP

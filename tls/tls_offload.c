@@ -8,7 +8,6 @@
  */
 #include "tls_offload.h"
 #include "stack_driver.h"
-#include "stack_mem.h"
 #include "tls_record.h"
 
 #include <lwip/priv/tcp_priv.h>
@@ -89,39 +88,13 @@ static bool seq_leq(uint32_t a, uint32_t b)
     return (int32_t)(a - b) <= 0;
 }
 
-/* Frames the store freed, kept for the next records (core lock held): a
-   16 KiB malloc and free per record were a visible part of the host's CPU
-   per byte of an offloaded download. Bounded: FRAME_CACHE_MAX x 16 KiB. */
-#define FRAME_CACHE_MAX 32
-static struct pbuf *frame_cache[FRAME_CACHE_MAX];
-static unsigned frame_cached;
-
+/* A frame for one record. Freed frames are reused by lwIP's heap, whose
+   16 KiB class keeps them on a free list (stack/stack_mem.h): a malloc and
+   free of 16 KiB per record had been a visible part of the host's CPU per
+   byte of an offloaded download. */
 struct pbuf *tls_offload_frame_alloc(void)
 {
-    if (frame_cached) {
-        struct pbuf *p = frame_cache[--frame_cached];
-        p->len = p->tot_len = TLS_MAX_RECORD_LEN; /* emit_frame shortened it */
-        p->flags = 0;
-        return p;
-    }
     return pbuf_alloc(PBUF_RAW, TLS_MAX_RECORD_LEN, PBUF_RAM);
-}
-
-/* The store's reference to r->p goes: into the cache if it was the last one
-   to a frame with room for a whole record. pbuf_realloc shortened the
-   frame's lengths only (this lwIP's mem_trim with libc malloc keeps the
-   block), which stack_mem_usable_size confirms before a frame is kept. */
-static void frame_put(struct pbuf *p)
-{
-    const size_t head = LWIP_MEM_ALIGN_SIZE(sizeof(struct pbuf));
-    if (p->ref == 1 && !p->next && frame_cached < FRAME_CACHE_MAX &&
-        pbuf_get_allocsrc(p) == PBUF_TYPE_ALLOC_SRC_MASK_STD_HEAP &&
-        p->payload == (uint8_t *)p + head &&
-        stack_mem_usable_size(p) >= head + TLS_MAX_RECORD_LEN) {
-        frame_cache[frame_cached++] = p;
-        return;
-    }
-    pbuf_free(p);
 }
 
 static void record_free(struct tls_tx_offload *t, struct tx_record *r)
@@ -135,7 +108,7 @@ static void record_free(struct tls_tx_offload *t, struct tx_record *r)
     else
         t->tail = r->prev;
     if (r->p)
-        frame_put(r->p); /* a DUMP descriptor may still hold its own reference */
+        pbuf_free(r->p); /* a DUMP descriptor may still hold its own reference */
     t->c->records_in_store--;
     free(r);
 }

@@ -106,8 +106,8 @@ struct tls_tx_offload *tls_tx_offload_start(struct tls_offload *o, enum tls_tx_r
                                             const uint8_t salt[4], uint32_t start_seq,
                                             uint64_t record_sn);
 /* A buffer of TLS_MAX_RECORD_LEN bytes to stage one frame in (one PBUF_RAM
-   pbuf), taken from a cache of at most 32 frames the store freed, else
-   allocated. Core lock held. NULL: out of memory. */
+   pbuf; lwIP's heap reuses freed ones, stack/stack_mem.h). NULL: out of
+   memory. */
 struct pbuf *tls_offload_frame_alloc(void);
 /* A record (plaintext frame with blank tag) was written at start_seq. The
    store takes a reference on rec and keeps it until every byte is acked. */
