@@ -46,6 +46,13 @@ struct fid_info {
     uint8_t policy;  /* TX: enum stack_tls_tx_resync, whose counters it uses */
 };
 
+/* Once a TX flow has sent this far past start_offload_tcp_sn, no segment
+   can hold bytes from before it (lwIP's send buffer and the peer's window
+   are far smaller), so the start is no longer compared against: at 2^31
+   bytes, serial arithmetic would place new data *before* the start and
+   send it unencrypted. */
+#define START_FAR_BYTES (1u << 30)
+
 struct stack_tls_flow {
     uint8_t dir; /* NIC_CTX_TX or NIC_CTX_RX */
     enum stack_tls_tx_resync policy;
@@ -56,6 +63,8 @@ struct stack_tls_flow {
     uint32_t local_ip, remote_ip;
     uint16_t local_port, remote_port;
     uint32_t start_seq;  /* start_offload_tcp_sn */
+    uint32_t high_seq;   /* end of the furthest segment, while !start_far */
+    bool start_far;      /* high_seq went START_FAR_BYTES past start_seq */
     uint32_t shadow_seq; /* what the NIC expects next */
     bool shadow_valid;   /* false: the NIC lost its place; resync first */
     bool failed;         /* the NIC refused the install: send sealed copies */
@@ -84,7 +93,8 @@ struct stack_tls_offload {
 #define FID_CTR(o, f, name)                                                                        \
     (*((f)->dir == NIC_CTX_TX ? &(o)->c[(f)->policy].tx_##name : &(o)->rxc.rx_##name))
 
-/* Serial-number arithmetic (RFC 1982 style) for 32-bit TCP sequence numbers. */
+/* Serial-number arithmetic (RFC 1982 style) for 32-bit TCP sequence numbers:
+   a comparison is only meaningful within 2^31 of its reference. */
 static bool seq_lt(uint32_t a, uint32_t b)
 {
     return (int32_t)(a - b) < 0;
@@ -320,14 +330,19 @@ static int tx_prepare(void *ctx, struct pbuf **pp, uint32_t *flow_id, uint8_t *f
     if (!t || plen == 0)
         return 0;
     uint32_t seq = get32(tcp + 4);
-    if (seq_leq(seq + plen, t->start_seq)) {
-        t->c->tx_tls_skip_no_sync_data++; /* handshake bytes: already encrypted */
-        return 0;
-    }
-    if (seq_lt(seq, t->start_seq)) {
-        /* Would mix handshake and offloaded bytes: the fence forbids it. */
-        t->c->tx_tls_drop_no_sync_data++;
-        return -1;
+    if (!t->start_far) {
+        if (seq_leq(seq + plen, t->start_seq)) {
+            t->c->tx_tls_skip_no_sync_data++; /* handshake bytes: already encrypted */
+            return 0;
+        }
+        if (seq_lt(seq, t->start_seq)) {
+            /* Would mix handshake and offloaded bytes: the fence forbids it. */
+            t->c->tx_tls_drop_no_sync_data++;
+            return -1;
+        }
+        if (seq_lt(t->high_seq, seq + plen))
+            t->high_seq = seq + plen;
+        t->start_far = t->high_seq - t->start_seq >= START_FAR_BYTES;
     }
     if (t->failed)
         return tx_sw_fallback(t, pp, seq, plen, ihl, thl);
@@ -642,6 +657,7 @@ struct stack_tls_flow *stack_tls_tx_add(struct stack_tls_offload *o,
     t->local_port = p->sport;
     t->remote_port = p->dport;
     t->start_seq = p->start_seq;
+    t->high_seq = p->start_seq;
     t->shadow_seq = p->start_seq;
     t->shadow_valid = true;
     t->host = host;

@@ -59,9 +59,11 @@
 #define TAG          TLS_TAG_LEN
 #define OVERHEAD     TLS_RECORD_OVERHEAD /* 29 */
 #define NONE         SIZE_MAX
+#define JUMBO_MTU    9000u
 
-static size_t g_opt_len;         /* TCP options in the segments we send: 0 or TS_OPT_LEN */
-static uint32_t g_nic_flows = 8; /* the NIC's flow table (the host has 8 flow ids) */
+static size_t g_opt_len;          /* TCP options in the segments we send: 0 or TS_OPT_LEN */
+static uint32_t g_nic_flows = 8;  /* the NIC's flow table (the host has 8 flow ids) */
+static unsigned g_mtu = TEST_MTU; /* the device's and driver's MTU */
 
 static const uint8_t KEY[16] = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
                                 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
@@ -160,7 +162,7 @@ static void setup(void)
     H.wire = -1;
     struct nic_dev_cfg cfg = {.tx_ring_size = 256,
                               .rx_ring_size = 64,
-                              .mtu = TEST_MTU,
+                              .mtu = g_mtu,
                               .max_flows = g_nic_flows,
                               .pcap_path = NULL};
     H.dev = tu_dev_create(&cfg, &H.wire);
@@ -171,7 +173,7 @@ static void setup(void)
 
     LOCK_TCPIP_CORE();
     H.locked = true;
-    H.drv = stack_driver_create(H.dev, TEST_MTU);
+    H.drv = stack_driver_create(H.dev, g_mtu);
     ck_assert_ptr_nonnull(H.drv);
     H.nif = stack_driver_netif(H.drv);
     H.nif->state = H.drv;
@@ -215,12 +217,20 @@ static void teardown(void)
     memset(&H, 0, sizeof(H));
     H.wire = -1;
     g_nic_flows = 8;
+    g_mtu = TEST_MTU;
 }
 
 /* A NIC with a single flow context: the second install is refused. */
 static void setup_one_nic_flow(void)
 {
     g_nic_flows = 1;
+    setup();
+}
+
+/* Jumbo frames: fewer packets for the long-stream test. */
+static void setup_jumbo(void)
+{
+    g_mtu = JUMBO_MTU;
     setup();
 }
 
@@ -1731,6 +1741,109 @@ START_TEST(delete_deferred_while_tx_ring_full)
 }
 END_TEST
 
+/* ---- a stream longer than half the sequence space ---- */
+
+#define LONG_REC_PT  16384u
+#define LONG_REC_LEN (LONG_REC_PT + OVERHEAD)
+
+/* Record i of the long stream, framed in plaintext and sealed: the two
+   records a segment can touch are kept. */
+struct long_rec {
+    uint64_t i;
+    uint8_t plain[LONG_REC_LEN], sealed[LONG_REC_LEN];
+};
+
+static const struct long_rec *long_rec(struct long_rec cache[2], uint64_t i)
+{
+    struct long_rec *c = &cache[i & 1];
+    if (c->i != i + 1) { /* 0: empty */
+        static uint8_t pt[LONG_REC_PT];
+        for (size_t k = 0; k < LONG_REC_PT; k += 8) {
+            uint64_t v = (i + 1) * 0x9e3779b97f4a7c15ull ^ k;
+            memcpy(pt + k, &v, 8);
+        }
+        TU_CHECK_EQ(tls_record_frame_plain(i + 1, TLS_CT_APPDATA, pt, LONG_REC_PT, c->plain),
+                    LONG_REC_LEN);
+        TU_CHECK_EQ(tls_record_seal(H.aead, i + 1, TLS_CT_APPDATA, pt, LONG_REC_PT, c->sealed),
+                    LONG_REC_LEN);
+        c->i = i + 1;
+    }
+    return c;
+}
+
+/* Stream bytes [off, off + n), plaintext frames or as sealed. */
+static void long_bytes(struct long_rec cache[2], uint64_t off, uint8_t *out, size_t n, bool sealed)
+{
+    while (n) {
+        const struct long_rec *r = long_rec(cache, off / LONG_REC_LEN);
+        size_t at = (size_t)(off % LONG_REC_LEN), k = LONG_REC_LEN - at;
+        if (k > n)
+            k = n;
+        memcpy(out, (sealed ? r->sealed : r->plain) + at, k);
+        out += k;
+        off += k;
+        n -= k;
+    }
+}
+
+/* 2^31 bytes after the offload's start, serial arithmetic places the next
+   segment *before* it: the driver once took such segments for handshake
+   bytes and sent them unencrypted (a 2 GiB download failed its MAC check
+   at the client with the plaintext on the wire). The stream here starts
+   near the top of the sequence space, so it also wraps 2^32. Every
+   segment on the wire must be the software's ciphertext. */
+START_TEST(offload_continues_past_2gib)
+{
+    static struct long_rec cache[2];
+    memset(cache, 0, sizeof(cache));
+    const uint32_t start = 0x90000000u;
+    const uint64_t total = (1ull << 31) + (4u << 20);
+    const size_t seg = JUMBO_MTU - TU_IP_HLEN - TU_TCP_HLEN;
+    flow_start(TLS_TX_RESYNC_DUMP, start);
+    struct snap b = snap();
+    static uint8_t payload[JUMBO_MTU], want[JUMBO_MTU], got[JUMBO_MTU + 64];
+    const struct nic_queues *q = nic_dev_queues(H.dev);
+    uint64_t sent = 0, checked = 0, packets = 0;
+    while (checked < total) {
+        /* a batch of segments, well within the TX ring and the wire socket's buffer */
+        for (int k = 0; k < 4 && sent < total; k++) {
+            size_t n = total - sent < seg ? (size_t)(total - sent) : seg;
+            long_bytes(cache, sent, payload, n, false);
+            struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(HDRS + n), PBUF_RAM);
+            TU_CHECK(p != NULL);
+            build_pkt(p->payload, start + (uint32_t)sent, payload, n);
+            ip4_addr_t dst;
+            IP4_ADDR(&dst, 10, 0, 0, 2);
+            TU_CHECK_EQ(H.nif->output(H.nif, p, &dst), ERR_OK);
+            pbuf_free(p);
+            sent += n;
+        }
+        for (int i = 0; tu_load_acq(&q->tx_idx->cons) != tu_load_acq(&q->tx_idx->prod); i++) {
+            TU_CHECK(i < 64);
+            nic_dev_poll_once(H.dev);
+        }
+        size_t len;
+        while ((len = tu_wire_recv(H.wire, got, sizeof(got))) != 0) {
+            TU_CHECK(len > HDRS);
+            size_t n = len - HDRS;
+            TU_CHECK_EQ(tu_get32(got + TU_IP_HLEN + 4), start + (uint32_t)checked);
+            long_bytes(cache, checked, want, n, true);
+            if (memcmp(got + HDRS, want, n) != 0)
+                ck_abort_msg("%" PRIu64 " bytes past the start: not the sealed bytes", checked);
+            checked += n;
+            packets++;
+        }
+        for (int i = 0; stack_driver_poll(H.drv, 64) != 0; i++)
+            TU_CHECK(i < 64);
+    }
+    struct snap a = snap();
+    TU_CHECK_EQ(checked, total);
+    TU_CHECK_EQ(a.h.tx_tls_skip_no_sync_data - b.h.tx_tls_skip_no_sync_data, 0);
+    TU_CHECK_EQ(a.h.tx_tls_ooo - b.h.tx_tls_ooo, 0);
+    TU_CHECK_EQ(a.n.tx_tls_encrypted_packets - b.n.tx_tls_encrypted_packets, packets);
+}
+END_TEST
+
 static Suite *tx_offload_suite(void)
 {
     Suite *s = suite_create("tx_offload");
@@ -1775,6 +1888,12 @@ static Suite *tx_offload_suite(void)
     tcase_add_test(hyg, hygiene_nic_refused_install_leaves_no_key);
     tcase_add_loop_test(hyg, delete_deferred_while_tx_ring_full, 0, TLS_TX_RESYNC_COUNT);
     suite_add_tcase(s, hyg);
+
+    TCase *longs = tcase_create("long_stream");
+    tcase_add_checked_fixture(longs, setup_jumbo, teardown);
+    tcase_set_timeout(longs, 300);
+    tcase_add_test(longs, offload_continues_past_2gib);
+    suite_add_tcase(s, longs);
 
     TCase *refused = tcase_create("install_refused");
     tcase_add_checked_fixture(refused, setup_one_nic_flow, teardown);
