@@ -61,10 +61,11 @@ static void usage_serve(FILE *f)
         "  --host-addr A       lwIP host address (default 10.77.0.2)\n"
         "  --mtu N             link MTU (default 1500, 576..9000)\n"
         "  --sndbuf BYTES      TCP send buffer per connection (default 196608)\n"
-        "  --rcv-wnd BYTES     TCP receive window per connection (65535..131070, default\n"
-        "                        131070; 65535 = lwIP's TCP_WND; beyond it needs the\n"
-        "                        peer's window scaling; held at 65535 while a hole is\n"
-        "                        open, docs/design.md §5)\n"
+        "  --rcv-wnd BYTES     TCP receive window per connection (65535..4194240,\n"
+        "                        default 524280; 65535 = lwIP's TCP_WND; beyond it needs\n"
+        "                        the peer's window scaling. Past 131070 only after 4 MiB\n"
+        "                        received without a hole, and never after one; held at\n"
+        "                        65535 while a hole is open, docs/design.md §5)\n"
         "  --rx-resync MODE    how the NIC finds records again after losing track: nic\n"
         "                        (default: magic-pattern search, host confirms) | hint\n"
         "                        (no search; tls/ tells the NIC where records start)\n"
@@ -398,7 +399,7 @@ static int cmd_serve(int argc, char **argv)
                 return bad("sndbuf", optarg);
             break;
         case OPT_RCV_WND:
-            if (parse_u32(optarg, 65535, 131070, &cfg.rcv_wnd) < 0)
+            if (parse_u32(optarg, 65535, 4194240, &cfg.rcv_wnd) < 0)
                 return bad("rcv-wnd", optarg);
             break;
         case OPT_CERT:

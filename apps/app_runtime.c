@@ -27,7 +27,7 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->prefix_len = 24;
     cfg->mtu = 1500;
     cfg->snd_buf = 192 * 1024;
-    cfg->rcv_wnd = 131070; /* past lwIP's own 65535 (docs/design.md §5, §7) */
+    cfg->rcv_wnd = 524280; /* 65535 << 3; past lwIP's own 65535 (docs/design.md §5, §7) */
     cfg->rto_min_ms = 10;
     cfg->peer_rto_min_ms = 5;
     cfg->tcp_retries_ms = 900 * 1000;

@@ -336,6 +336,8 @@ static uint16_t tso_mss(const struct stack_driver *drv, const struct pbuf *p)
     return hl < drv->mtu ? (uint16_t)(drv->mtu - hl) : 0;
 }
 
+static bool tx_raise_wscale(struct stack_driver *drv, struct pbuf *p);
+
 static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t *ipaddr)
 {
     (void)ipaddr;
@@ -358,6 +360,8 @@ static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t
     } else {
         pbuf_ref(p);
     }
+    if (hold == p && p->len <= 80)
+        (void)tx_raise_wscale(drv, hold); /* lwIP rewrites a SYN-ACK's options when it resends */
     struct nic_tx_desc d = {
         .kind = NIC_TX_DATA, .len = hold->len, .addr = (uint64_t)(uintptr_t)hold->payload};
     if (drv->offload.tx_prepare) {
@@ -822,6 +826,8 @@ static void pcb_list_splice(struct tcp_pcb **list, struct tcp_pcb *saved)
    lwIP's RST, as before. Such a segment reaches no connection's callbacks,
    so lwIP neither removes nor walks a pcb of the hidden lists meanwhile; a
    pcb it creates is put in front of them. */
+static void rx_wnd_update(struct stack_driver *drv, struct tcp_pcb *pcb);
+
 static err_t rx_input(struct stack_driver *drv, struct pbuf *p, const uint8_t *ip, uint32_t len)
 {
     struct stack_demux_key k;
@@ -846,8 +852,10 @@ static err_t rx_input(struct stack_driver *drv, struct pbuf *p, const uint8_t *i
     bool hole = pcb && pcb->ooseq;
     uint32_t rcv_nxt = hole ? pcb->rcv_nxt : 0;
     err_t err = drv->netif.input(p, &drv->netif);
-    if (hole && stack_demux_find_active(&k) == pcb && pcb->rcv_nxt != rcv_nxt &&
-        (pcb->flags & TF_ACK_DELAY)) {
+    if (!pcb || stack_demux_find_active(&k) != pcb)
+        return err; /* none, or gone */
+    rx_wnd_update(drv, pcb);
+    if (hole && pcb->rcv_nxt != rcv_nxt && (pcb->flags & TF_ACK_DELAY)) {
         drv->c.rx_hole_fill_acks++;
         tcp_ack_now(pcb);
         tcp_output(pcb);
@@ -941,8 +949,16 @@ void stack_driver_get_counters(const struct stack_driver *drv, struct stack_driv
 
 /* TCP_WND in this lwIP build, and the most a window scale of
    TCP_RCV_SCALE can announce. */
-#define RCV_WND_LWIP 0xffffu
-#define RCV_WND_MAX  ((uint32_t)0xffffu << (unsigned)TCP_RCV_SCALE)
+#define RCV_WND_LWIP  0xffffu
+#define RCV_SCALE_MAX 6u /* windows up to 4 MiB */
+#define RCV_WND_MAX   ((uint32_t)0xffffu << RCV_SCALE_MAX)
+/* The most a connection's window grows to before it has received
+   RCV_WND_WIDEN_AFTER bytes without a hole, and ever after it saw one. A
+   flight of the full window past a hole costs a lossless upload nothing but
+   stalls a lossy one: the kernel sender's RTO backs off over a flight lwIP
+   cannot acknowledge without SACK (docs/design.md §5). */
+#define RCV_WND_LOSSY       ((uint32_t)0xffffu << 1)
+#define RCV_WND_WIDEN_AFTER (4u << 20)
 
 static _Atomic uint32_t rcv_wnd_target = RCV_WND_LWIP;
 
@@ -961,11 +977,128 @@ uint32_t stack_tcp_rcv_wnd(void)
     return atomic_load(&rcv_wnd_target);
 }
 
-/* The window this pcb may have: the target when scaling was agreed, else
-   what an unscaled 16-bit field can announce (lwIP's own cap). */
+/* The window this pcb may have: lwIP's 65535 unless the peer agreed to
+   window scaling; then the target, within what the pcb's shift can
+   announce, and at most RCV_WND_LOSSY until rx_wnd_update widened it. */
 static uint32_t pcb_wnd_max(const struct tcp_pcb *pcb)
 {
-    return (pcb->flags & TF_WND_SCALE) ? atomic_load(&rcv_wnd_target) : RCV_WND_LWIP;
+    if (!(pcb->flags & TF_WND_SCALE))
+        return RCV_WND_LWIP;
+    uint32_t max = atomic_load(&rcv_wnd_target);
+    uint32_t scaled = (uint32_t)0xffffu << pcb->rcv_scale;
+    if (max > scaled)
+        max = scaled;
+    if (max <= RCV_WND_LOSSY)
+        return max;
+    uint8_t marks = stack_demux_marks(pcb);
+    if (marks & STACK_DEMUX_MARK_HOLE)
+        return RCV_WND_LOSSY;
+    return (marks & STACK_DEMUX_MARK_WIDE) ? max : RCV_WND_LOSSY;
+}
+
+/* After input to pcb (rx_input): a connection that saw a hole is marked
+   (its window stays at RCV_WND_LOSSY); one that received
+   RCV_WND_WIDEN_AFTER bytes without one gets the rest of its window, once.
+   Core lock held. */
+static void rx_wnd_update(struct stack_driver *drv, struct tcp_pcb *pcb)
+{
+    uint8_t marks = stack_demux_marks(pcb);
+    if (marks & (STACK_DEMUX_MARK_HOLE | STACK_DEMUX_MARK_WIDE))
+        return;
+    if (pcb->ooseq) {
+        if (stack_demux_mark(pcb, STACK_DEMUX_MARK_HOLE))
+            drv->c.rx_wnd_lossy++;
+        return;
+    }
+    if (!(marks & STACK_DEMUX_MARK_SEQ0) ||
+        pcb->rcv_nxt - stack_demux_word(pcb) < RCV_WND_WIDEN_AFTER)
+        return;
+    uint32_t before = pcb_wnd_max(pcb);
+    stack_demux_mark(pcb, STACK_DEMUX_MARK_WIDE);
+    uint32_t after = pcb_wnd_max(pcb);
+    if (after <= before)
+        return;
+    /* like stack_tcp_wnd_open: buffer space nothing consumed, added once */
+    pcb->rcv_wnd += after - before;
+    drv->c.rx_wnd_widened++;
+    if (tcp_update_rcv_ann_wnd(pcb) >= TCP_WND_UPDATE_THRESHOLD) {
+        tcp_ack_now(pcb);
+        tcp_output(pcb);
+    }
+}
+
+/* The window scale the target needs: lwIP's TCP_RCV_SCALE or more. */
+static unsigned rcv_scale_wanted(void)
+{
+    uint32_t target = atomic_load(&rcv_wnd_target);
+    unsigned s = TCP_RCV_SCALE;
+    while (s < RCV_SCALE_MAX && ((uint32_t)0xffffu << s) < target)
+        s++;
+    return s;
+}
+
+/* lwIP writes TCP_RCV_SCALE into the window scale option of every SYN-ACK
+   (a build constant). When the target window needs a larger shift, the
+   driver raises the option's shift in the outgoing SYN-ACK and the pcb's
+   rcv_scale together, so every later window lwIP announces is divided by
+   what the peer multiplies it by (RFC 7323 2.3); the SYN-ACK's own window
+   field is unscaled. A pcb the index cannot name keeps lwIP's shift. Core
+   lock held (driver_output). Returns whether the packet was changed. */
+static bool tx_raise_wscale(struct stack_driver *drv, struct pbuf *p)
+{
+    uint8_t *ip = p->payload;
+    if (p->len < 40 || (ip[0] >> 4) != 4 || ip[9] != IP_PROTO_TCP)
+        return false;
+    size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
+    if (ihl < 20 || p->len < ihl + 20)
+        return false;
+    uint8_t *tcp = ip + ihl;
+    size_t thl = (size_t)(tcp[12] >> 4) * 4;
+    if ((tcp[13] & (TCP_SYN | TCP_ACK)) != (TCP_SYN | TCP_ACK) || thl < 20 || p->len < ihl + thl)
+        return false;
+    unsigned want = rcv_scale_wanted();
+    if (want <= TCP_RCV_SCALE)
+        return false;
+    for (size_t i = 20; i < thl;) {
+        uint8_t kind = tcp[i];
+        if (kind == 0)
+            break;
+        if (kind == 1) {
+            i++;
+            continue;
+        }
+        if (i + 1 >= thl || tcp[i + 1] < 2 || i + tcp[i + 1] > thl)
+            break;
+        if (kind == 3 && tcp[i + 1] == 3) {
+            if (tcp[i + 2] != TCP_RCV_SCALE)
+                return false;
+            struct stack_demux_key k;
+            memcpy(&k.remote_ip, ip + 16, 4);
+            k.remote_port = (uint16_t)(tcp[2] << 8 | tcp[3]);
+            k.local_port = (uint16_t)(tcp[0] << 8 | tcp[1]);
+            stack_demux_sync();
+            struct tcp_pcb *pcb = stack_demux_trusted() ? stack_demux_find_active(&k) : NULL;
+            if (!pcb || pcb->state != SYN_RCVD)
+                return false;
+            pcb->rcv_scale = (u8_t)want;
+            /* RFC 1624 incremental update of the word holding the shift */
+            size_t w = (i + 2) & ~(size_t)1;
+            uint32_t old16 = (uint32_t)tcp[w] << 8 | tcp[w + 1];
+            tcp[i + 2] = (uint8_t)want;
+            uint32_t new16 = (uint32_t)tcp[w] << 8 | tcp[w + 1];
+            uint32_t sum = (uint16_t) ~(tcp[16] << 8 | tcp[17]);
+            sum += (uint16_t)~old16 + new16;
+            while (sum >> 16)
+                sum = (sum & 0xffffu) + (sum >> 16);
+            sum = ~sum & 0xffffu;
+            tcp[16] = (uint8_t)(sum >> 8);
+            tcp[17] = (uint8_t)sum;
+            drv->c.tx_wscale_raised++;
+            return true;
+        }
+        i += tcp[i + 1];
+    }
+    return false;
 }
 
 /* Window withheld from connections while they have a hole (stack_tcp_recved):
@@ -1041,6 +1174,9 @@ uint32_t stack_tcp_wnd_held(const struct tcp_pcb *pcb)
 void stack_tcp_wnd_open(struct tcp_pcb *pcb)
 {
     (void)wnd_held_take(pcb); /* a dead connection's, at the same address */
+    stack_demux_sync();
+    if (stack_demux_set_word(pcb, pcb->rcv_nxt))
+        stack_demux_mark(pcb, STACK_DEMUX_MARK_SEQ0);
     uint32_t max = pcb_wnd_max(pcb);
     if (max <= RCV_WND_LWIP || pcb->rcv_wnd >= max)
         return;
@@ -1071,8 +1207,8 @@ void stack_tcp_recved(struct tcp_pcb *pcb, uint16_t len)
     uint32_t w = pcb->rcv_wnd + len;
     if (!pcb->ooseq)
         w += wnd_held_take(pcb);
-    if (w > max)
-        w = max;
+    if (w > max) /* max may have fallen below the window (RCV_WND_LOSSY) */
+        w = max > pcb->rcv_wnd ? max : pcb->rcv_wnd;
     if (pcb->ooseq && w > RCV_WND_LWIP) {
         uint32_t keep = pcb->rcv_wnd > RCV_WND_LWIP ? pcb->rcv_wnd : RCV_WND_LWIP;
         if (w > keep && wnd_held_add(pcb, w - keep))

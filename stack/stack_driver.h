@@ -41,6 +41,7 @@ struct stack_rx_view {
     X(tx_copied)                                                                                   \
     X(tx_copied_bytes) /* bytes of those copies (pbuf_clone) */                                    \
     X(tx_ring_full)                                                                                \
+    X(tx_wscale_raised) /* SYN-ACKs whose window scale shift was raised (stack_tcp_set_rcv_wnd) */ \
     X(tx_err_status)                                                                               \
     X(tx_completions)                                                                              \
     X(rx_packets)                                                                                  \
@@ -68,6 +69,8 @@ struct stack_rx_view {
     X(rx_demux_hinted)   /* of which, found by the index's predecessor hint, without a walk */     \
     X(rx_demux_unknown)  /* segments of no connection: lwIP skipped to the listeners (rx_input) */ \
     X(rx_hole_fill_acks) /* segments that filled a hole, ACKed at once, not delayed (rx_input) */  \
+    X(rx_wnd_lossy)      /* connections whose first hole capped their window (--rcv-wnd) */        \
+    X(rx_wnd_widened)    /* connections given their whole --rcv-wnd, lossless so far */            \
     X(rx_moderated)      /* polls followed by a wait for a batch (stack_driver_moderation_us) */   \
     X(polls)                                                                                       \
     X(lwip_chksum_fast) /* 1: lwIP's checksums run stack/stack_chksum.c's (stack_chksum.h) */

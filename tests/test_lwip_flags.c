@@ -107,6 +107,8 @@ static struct {
     uint32_t held_bytes; /* ... the bytes it got */
     uint32_t last_wnd;   /* window field of lwIP's last ACK (unscaled) */
     uint32_t base;       /* conn->rcv_nxt in the accept callback */
+    int synack_wscale;   /* shift in lwIP's SYN-ACK (-1: no option) */
+    bool synack_csum_ok; /* its TCP checksum verifies */
 
     struct pkt pkts[MAX_PKTS];
     int npkts, nmarked;
@@ -289,6 +291,16 @@ static void drain_wire(void)
         if ((fl & (TU_TCP_SYN | TU_TCP_ACK)) == (TU_TCP_SYN | TU_TCP_ACK)) {
             g.liss = tu_get32(h + 4);
             g.synack = true;
+            g.synack_wscale = -1;
+            for (uint32_t i = 20; i + 1 < thl && h[i] != 0;)
+                if (h[i] == 1) {
+                    i++;
+                } else {
+                    if (h[i] == 3 && h[i + 1] == 3)
+                        g.synack_wscale = h[i + 2];
+                    i += h[i + 1] >= 2 ? h[i + 1] : thl;
+                }
+            g.synack_csum_ok = tu_tcp_csum(b, (size_t)n) == 0;
         }
         if (fl & TU_TCP_RST)
             g.rsts++;
@@ -1245,6 +1257,101 @@ START_TEST(rcv_wnd_held_at_tcp_wnd_while_hole)
 }
 END_TEST
 
+/* n in-order segments from stream offset off, each batch read at once
+   (stack_tcp_recved), so the window keeps re-opening. Returns the largest
+   rcv_wnd seen after a read. */
+static uint32_t stream_read_bulk(uint32_t off, unsigned n)
+{
+    static uint8_t data[MAX_SEG], p[TEST_MTU];
+    memset(data, 0x5a, sizeof(data));
+    uint32_t most = 0;
+    for (unsigned i = 0; i < n; i++) {
+        size_t len = build_tcp(p, g.cisn + 1 + off + i * MAX_SEG, g.liss + 1,
+                               TU_TCP_ACK | TU_TCP_PSH, data, MAX_SEG);
+        send_pkt(p, len, off + i * MAX_SEG, MAX_SEG, false);
+        if (g.npending < MAX_PENDING && i + 1 < n)
+            continue;
+        uint32_t before = g.held_bytes;
+        step();
+        g.npkts = 0; /* only step() looks at them */
+        LOCK_TCPIP_CORE();
+        for (uint32_t got = g.held_bytes - before; got;) {
+            uint16_t k = got > 0xffff ? 0xffff : (uint16_t)got;
+            stack_tcp_recved(g.conn, k);
+            got -= k;
+        }
+        if (g.conn->rcv_wnd > most)
+            most = g.conn->rcv_wnd;
+        UNLOCK_TCPIP_CORE();
+    }
+    return most;
+}
+
+#define WIDEN_SEGS (((4u << 20) + MAX_SEG - 1) / MAX_SEG) /* 4 MiB: stack_driver.c */
+
+/* --rcv-wnd 524280 needs a window scale shift of 3; lwIP's build writes 1
+   into every SYN-ACK, and the driver raises it (and the pcb's rcv_scale),
+   checksum kept valid. The window stays at 131070 until 4 MiB arrived
+   without a hole, then opens to 524280, once, announced >> 3. */
+START_TEST(rcv_wnd_widens_after_lossless_start)
+{
+    g.syn_wscale = true;
+    g.hold = true;
+    ck_assert_uint_eq(stack_tcp_set_rcv_wnd(524280), 524280);
+    struct stack_driver_counters c0, c1;
+    stack_driver_get_counters(g.drv, &c0);
+    handshake(40063);
+    ck_assert_int_eq(g.synack_wscale, 3);
+    ck_assert(g.synack_csum_ok);
+    LOCK_TCPIP_CORE();
+    ck_assert_uint_eq(g.conn->rcv_scale, 3);
+    stack_tcp_wnd_open(g.conn);
+    ck_assert_uint_eq(g.conn->rcv_wnd, 131070);
+    UNLOCK_TCPIP_CORE();
+    ck_assert_uint_eq(stream_read_bulk(0, WIDEN_SEGS - 1), 131070);
+    stack_driver_get_counters(g.drv, &c1);
+    ck_assert_uint_eq(c1.tx_wscale_raised - c0.tx_wscale_raised, 1);
+    ck_assert_uint_eq(c1.rx_wnd_widened - c0.rx_wnd_widened, 0);
+    ck_assert_uint_le(g.last_wnd << 3, 131070);
+    ck_assert_uint_eq(stream_read_bulk((WIDEN_SEGS - 1) * MAX_SEG, 64), 524280);
+    stack_driver_get_counters(g.drv, &c1);
+    ck_assert_uint_eq(c1.rx_wnd_widened - c0.rx_wnd_widened, 1);
+    ck_assert_uint_eq(c1.rx_wnd_lossy - c0.rx_wnd_lossy, 0);
+    ck_assert_uint_gt(g.last_wnd << 3, 2 * 131070); /* announced, scaled by 8 */
+    ck_assert_uint_eq(rcv_nxt(), g.cisn + 1 + (WIDEN_SEGS + 63) * MAX_SEG);
+    close_held();
+}
+END_TEST
+
+/* A connection that queued a segment out of order never gets more than
+   131070, even after 4 MiB in order (a large flight under loss stalls the
+   kernel sender, docs/design.md §5). */
+START_TEST(rcv_wnd_stays_after_hole)
+{
+    g.syn_wscale = true;
+    g.hold = true;
+    stack_tcp_set_rcv_wnd(524280);
+    struct stack_driver_counters c0, c1;
+    stack_driver_get_counters(g.drv, &c0);
+    handshake(40064);
+    LOCK_TCPIP_CORE();
+    stack_tcp_wnd_open(g.conn);
+    UNLOCK_TCPIP_CORE();
+    inject_bulk(0, 1);
+    inject_bulk(2 * MAX_SEG, 4); /* segment 1 is the hole */
+    inject_bulk(MAX_SEG, 1);
+    g.npkts = 0;
+    ck_assert_uint_eq(g.held_bytes, 6 * MAX_SEG);
+    ck_assert_uint_le(stream_read_bulk(6 * MAX_SEG, WIDEN_SEGS + 64), 131070);
+    stack_driver_get_counters(g.drv, &c1);
+    ck_assert_uint_eq(c1.rx_wnd_lossy - c0.rx_wnd_lossy, 1);
+    ck_assert_uint_eq(c1.rx_wnd_widened - c0.rx_wnd_widened, 0);
+    ck_assert_uint_eq(rcv_nxt(), g.cisn + 1 + (WIDEN_SEGS + 70) * MAX_SEG);
+    ck_assert_uint_le(g.last_wnd << 3, 131070);
+    close_held();
+}
+END_TEST
+
 START_TEST(rcv_wnd_unscaled_peer_keeps_lwip_window)
 {
     enum { SEGS = 50 }; /* 73000 bytes: more than the window */
@@ -1351,6 +1458,8 @@ static Suite *lwip_flags_suite(void)
     tcase_add_test(tc, rcv_wnd_beyond_tcp_wnd);
     tcase_add_test(tc, rcv_wnd_unscaled_peer_keeps_lwip_window);
     tcase_add_test(tc, rcv_wnd_held_at_tcp_wnd_while_hole);
+    tcase_add_test(tc, rcv_wnd_widens_after_lossless_start);
+    tcase_add_test(tc, rcv_wnd_stays_after_hole);
     suite_add_tcase(s, tc);
     TCase *tk = tcase_create("chksum");
     tcase_add_test(tk, chksum_interposed_and_exact);
