@@ -252,6 +252,16 @@ struct tcp_pcb *stack_demux_find_active(const struct stack_demux_key *k)
     return NULL;
 }
 
+struct tcp_pcb *stack_demux_find_timewait(const struct stack_demux_key *k)
+{
+    if (!ix.nbuckets)
+        return NULL;
+    for (struct demux_node *d = ix.buckets[key_hash(k) & (ix.nbuckets - 1)]; d; d = d->next)
+        if (key_eq(&d->key, k) && d->pcb->state == TIME_WAIT)
+            return d->pcb;
+    return NULL;
+}
+
 void stack_demux_set_pred(struct tcp_pcb *pcb, struct tcp_pcb *pred)
 {
     struct demux_node *d = node_of(pcb);

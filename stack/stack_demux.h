@@ -47,6 +47,10 @@ bool stack_demux_trusted(void);
    else NULL. Call stack_demux_sync first. */
 struct tcp_pcb *stack_demux_find_active(const struct stack_demux_key *k);
 
+/* The pcb with this tuple in TIME_WAIT, else NULL. Call stack_demux_sync
+   first. */
+struct tcp_pcb *stack_demux_find_timewait(const struct stack_demux_key *k);
+
 /* Predecessor hints, so that the driver can move a pcb to the front of
    tcp_active_pcbs without walking the list to it. set_pred records that
    pred (NULL: none, pcb was the head) preceded pcb. stack_demux_pred

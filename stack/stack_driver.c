@@ -828,12 +828,37 @@ static void pcb_list_splice(struct tcp_pcb **list, struct tcp_pcb *saved)
    pcb it creates is put in front of them. */
 static void rx_wnd_update(struct stack_driver *drv, struct tcp_pcb *pcb);
 
+/* A new connection's SYN on the tuple of a pcb in TIME_WAIT. lwIP answers
+   it with an ACK and drops it, and it ignores the peer's RST in TIME_WAIT,
+   so the client (whose side closed second and may reuse the port at once)
+   retries its SYN until it gives up, for up to lwIP's 2 MSL. As Linux and RFC 6191 do, a SYN whose
+   sequence number lies past what the old connection received ends the TIME_WAIT
+   (rx_timewait_reused) and goes to the listener; an older one still gets
+   lwIP's answer. Core lock held; ip is a whole, unfragmented IPv4 TCP
+   segment (rx_tcp_key). */
+static void rx_timewait_syn(struct stack_driver *drv, const uint8_t *ip,
+                            const struct stack_demux_key *k)
+{
+    const uint8_t *tcp = ip + (size_t)(ip[0] & 0x0f) * 4;
+    if ((tcp[13] & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN)) != TCP_SYN)
+        return;
+    struct tcp_pcb *tw = stack_demux_find_timewait(k);
+    if (!tw)
+        return;
+    uint32_t seq = (uint32_t)tcp[4] << 24 | (uint32_t)tcp[5] << 16 | (uint32_t)tcp[6] << 8 | tcp[7];
+    if ((int32_t)(seq - tw->rcv_nxt) <= 0)
+        return;
+    tcp_abort(tw); /* in TIME_WAIT: unlinked and freed, nothing sent */
+    drv->c.rx_timewait_reused++;
+}
+
 static err_t rx_input(struct stack_driver *drv, struct pbuf *p, const uint8_t *ip, uint32_t len)
 {
     struct stack_demux_key k;
     stack_demux_sync();
     if (!stack_demux_trusted() || !rx_tcp_key(ip, len, &k, true))
         return drv->netif.input(p, &drv->netif);
+    rx_timewait_syn(drv, ip, &k);
     if (!stack_demux_has(&k)) {
         drv->c.rx_demux_unknown++;
         struct tcp_pcb *active = tcp_active_pcbs, *tw = tcp_tw_pcbs;

@@ -69,9 +69,10 @@ struct stack_rx_view {
     X(rx_demux_hinted)   /* of which, found by the index's predecessor hint, without a walk */     \
     X(rx_demux_unknown)  /* segments of no connection: lwIP skipped to the listeners (rx_input) */ \
     X(rx_hole_fill_acks) /* segments that filled a hole, ACKed at once, not delayed (rx_input) */  \
-    X(rx_wnd_lossy)      /* connections whose first hole capped their window (--rcv-wnd) */        \
-    X(rx_wnd_widened)    /* connections given their whole --rcv-wnd, lossless so far */            \
-    X(rx_moderated)      /* polls followed by a wait for a batch (stack_driver_moderation_us) */   \
+    X(rx_timewait_reused) /* SYNs that ended a TIME_WAIT on their tuple (rx_input, RFC 6191) */    \
+    X(rx_wnd_lossy)       /* connections whose first hole capped their window (--rcv-wnd) */       \
+    X(rx_wnd_widened)     /* connections given their whole --rcv-wnd, lossless so far */           \
+    X(rx_moderated)       /* polls followed by a wait for a batch (stack_driver_moderation_us) */  \
     X(polls)                                                                                       \
     X(lwip_chksum_fast) /* 1: lwIP's checksums run stack/stack_chksum.c's (stack_chksum.h) */
 

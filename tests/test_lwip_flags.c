@@ -47,6 +47,7 @@
 #include <lwip/ip_addr.h>
 #include <lwip/netif.h>
 #include <lwip/pbuf.h>
+#include <lwip/priv/tcp_priv.h> /* tcp_tw_pcbs */
 #include <lwip/tcp.h>
 #include <lwip/tcpip.h>
 
@@ -1437,6 +1438,62 @@ START_TEST(chksum_interposed_and_exact)
 }
 END_TEST
 
+/* ---- 7. A SYN on a TIME_WAIT tuple ---- */
+
+/* lwIP answers a SYN on the tuple of a pcb in TIME_WAIT with an ACK, drops
+   it, and ignores the client's RST: a client reusing its port after the
+   server closed first hung until it gave up. The
+   driver ends the TIME_WAIT for a SYN past what the old connection
+   received (RFC 6191), so it reaches the listener; an older SYN does not. */
+START_TEST(syn_reuses_timewait_tuple)
+{
+    static uint8_t p[TEST_MTU];
+    handshake(40070);
+    uint32_t liss0 = g.liss, cisn0 = g.cisn;
+    LOCK_TCPIP_CORE();
+    tcp_recv(g.conn, NULL);
+    tcp_err(g.conn, NULL);
+    ck_assert_int_eq(tcp_close(g.conn), ERR_OK); /* the server closes first */
+    g.conn = NULL;
+    UNLOCK_TCPIP_CORE();
+    step();
+    send_pkt(p, build_tcp(p, cisn0 + 1, liss0 + 2, TU_TCP_ACK | TU_TCP_FIN, NULL, 0), 0, 0, false);
+    step();
+    LOCK_TCPIP_CORE();
+    bool tw = false;
+    for (struct tcp_pcb *q = tcp_tw_pcbs; q; q = q->next)
+        tw = tw || q->remote_port == 40070;
+    UNLOCK_TCPIP_CORE();
+    ck_assert_msg(tw, "no TIME_WAIT pcb after the server's close");
+
+    struct stack_driver_counters c0, c1;
+    stack_driver_get_counters(g.drv, &c0);
+    /* an old duplicate SYN (not past rcv_nxt): lwIP's answer, no new pcb */
+    g.synack = false;
+    send_pkt(p, build_tcp(p, cisn0, 0, TU_TCP_SYN, NULL, 0), 0, 0, false);
+    step();
+    ck_assert(!g.synack);
+    stack_driver_get_counters(g.drv, &c1);
+    ck_assert_uint_eq(c1.rx_timewait_reused - c0.rx_timewait_reused, 0);
+
+    /* a new connection's SYN from the same port */
+    g.cisn = cisn0 + 100000u;
+    g.accepted = false;
+    send_pkt(p, build_tcp(p, g.cisn, 0, TU_TCP_SYN, NULL, 0), 0, 0, false);
+    step();
+    ck_assert_msg(g.synack, "no SYN-ACK for a SYN on a TIME_WAIT tuple");
+    ck_assert_uint_eq(g.last_ack, g.cisn + 1);
+    send_pkt(p, build_tcp(p, g.cisn + 1, g.liss + 1, TU_TCP_ACK, NULL, 0), 0, 0, false);
+    step();
+    ck_assert(g.accepted);
+    stack_driver_get_counters(g.drv, &c1);
+    ck_assert_uint_eq(c1.rx_timewait_reused - c0.rx_timewait_reused, 1);
+    inject(0, 100, false, 0);
+    step();
+    ck_assert_uint_eq(rcv_nxt(), g.cisn + 1 + 100);
+}
+END_TEST
+
 static Suite *lwip_flags_suite(void)
 {
     Suite *s = suite_create("lwip_flags");
@@ -1460,6 +1517,7 @@ static Suite *lwip_flags_suite(void)
     tcase_add_test(tc, rcv_wnd_held_at_tcp_wnd_while_hole);
     tcase_add_test(tc, rcv_wnd_widens_after_lossless_start);
     tcase_add_test(tc, rcv_wnd_stays_after_hole);
+    tcase_add_test(tc, syn_reuses_timewait_tuple);
     suite_add_tcase(s, tc);
     TCase *tk = tcase_create("chksum");
     tcase_add_test(tk, chksum_interposed_and_exact);
