@@ -17,8 +17,7 @@ struct demux_node {
     struct tcp_pcb *pcb;
     struct tcp_pcb *pred; /* predecessor hint (stack_demux_pred) */
     bool has_pred;
-    uint8_t marks;              /* stack_demux_mark */
-    uint32_t word;              /* stack_demux_set_word */
+    struct stack_demux_user user;
     struct stack_demux_key key; /* the pcb's tuple when it was indexed */
 };
 
@@ -305,32 +304,8 @@ void stack_demux_sizes(uint64_t *indexed, uint64_t *pending)
     *pending = ix.npending;
 }
 
-bool stack_demux_mark(const struct tcp_pcb *pcb, uint8_t bits)
+struct stack_demux_user *stack_demux_user(const struct tcp_pcb *pcb)
 {
     struct demux_node *d = node_of(pcb);
-    if (!d)
-        return false;
-    d->marks |= bits;
-    return true;
-}
-
-uint8_t stack_demux_marks(const struct tcp_pcb *pcb)
-{
-    const struct demux_node *d = node_of(pcb);
-    return d ? d->marks : 0;
-}
-
-bool stack_demux_set_word(const struct tcp_pcb *pcb, uint32_t v)
-{
-    struct demux_node *d = node_of(pcb);
-    if (!d)
-        return false;
-    d->word = v;
-    return true;
-}
-
-uint32_t stack_demux_word(const struct tcp_pcb *pcb)
-{
-    const struct demux_node *d = node_of(pcb);
-    return d ? d->word : 0;
+    return d ? &d->user : NULL;
 }

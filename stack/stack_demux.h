@@ -62,16 +62,16 @@ bool stack_demux_pred(const struct tcp_pcb *pcb, struct tcp_pcb **pred);
 /* Whether any pcb (active or TIME_WAIT) has this tuple. */
 bool stack_demux_has(const struct stack_demux_key *k);
 
-/* Bits the driver keeps per pcb, gone with it: mark sets bits (false if
-   pcb is not indexed, and nothing is kept), marks reads them (0 then). */
+/* State the driver keeps per pcb, gone with it (stack_driver.c's receive
+   window): NULL if pcb is not indexed. */
 #define STACK_DEMUX_MARK_HOLE 0x01u /* the connection has queued a segment out of order */
-#define STACK_DEMUX_MARK_SEQ0 0x02u /* the word holds rcv_nxt at accept */
+#define STACK_DEMUX_MARK_SEQ0 0x02u /* seq0 holds rcv_nxt at accept */
 #define STACK_DEMUX_MARK_WIDE 0x04u /* its window may grow past RCV_WND_LOSSY */
-bool stack_demux_mark(const struct tcp_pcb *pcb, uint8_t bits);
-uint8_t stack_demux_marks(const struct tcp_pcb *pcb);
-/* One 32-bit word per pcb, the same way (false / 0 if not indexed). */
-bool stack_demux_set_word(const struct tcp_pcb *pcb, uint32_t v);
-uint32_t stack_demux_word(const struct tcp_pcb *pcb);
+struct stack_demux_user {
+    uint8_t marks;
+    uint32_t seq0;
+};
+struct stack_demux_user *stack_demux_user(const struct tcp_pcb *pcb);
 
 /* Pcbs indexed, and pcbs alive but not indexed (no remote port yet). */
 void stack_demux_sizes(uint64_t *indexed, uint64_t *pending);

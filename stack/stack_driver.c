@@ -10,6 +10,7 @@
  */
 #include "stack_driver.h"
 
+#include "nic_csum.h"
 #include "stack_chksum.h"
 #include "stack_demux.h"
 #include "stack_mem.h"
@@ -360,8 +361,10 @@ static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t
     } else {
         pbuf_ref(p);
     }
-    if (hold == p && p->len <= 80)
-        (void)tx_raise_wscale(drv, hold); /* lwIP rewrites a SYN-ACK's options when it resends */
+    /* A SYN-ACK (lwIP's IPv4 header is 20 bytes: byte 33 holds the TCP
+       flags); lwIP rewrites its options whenever it resends it. */
+    if (hold == p && p->len >= 40 && p->len <= 80 && (((const uint8_t *)p->payload)[33] & TCP_SYN))
+        (void)tx_raise_wscale(drv, hold);
     struct nic_tx_desc d = {
         .kind = NIC_TX_DATA, .len = hold->len, .addr = (uint64_t)(uintptr_t)hold->payload};
     if (drv->offload.tx_prepare) {
@@ -874,12 +877,15 @@ static err_t rx_input(struct stack_driver *drv, struct pbuf *p, const uint8_t *i
        its 250 ms fast timer, and under loss the sender waits for it
        (docs/design.md §7). */
     struct tcp_pcb *pcb = stack_demux_find_active(&k);
-    bool hole = pcb && pcb->ooseq;
-    uint32_t rcv_nxt = hole ? pcb->rcv_nxt : 0;
+    if (!pcb)
+        return drv->netif.input(p, &drv->netif);
+    bool hole = pcb->ooseq != NULL;
+    uint32_t rcv_nxt = pcb->rcv_nxt;
     err_t err = drv->netif.input(p, &drv->netif);
-    if (!pcb || stack_demux_find_active(&k) != pcb)
-        return err; /* none, or gone */
-    rx_wnd_update(drv, pcb);
+    if (stack_demux_find_active(&k) != pcb)
+        return err; /* gone */
+    if (pcb->rcv_nxt != rcv_nxt || (!hole && pcb->ooseq))
+        rx_wnd_update(drv, pcb); /* data arrived; a pure ACK changes nothing here */
     if (hole && pcb->rcv_nxt != rcv_nxt && (pcb->flags & TF_ACK_DELAY)) {
         drv->c.rx_hole_fill_acks++;
         tcp_ack_now(pcb);
@@ -1015,10 +1021,10 @@ static uint32_t pcb_wnd_max(const struct tcp_pcb *pcb)
         max = scaled;
     if (max <= RCV_WND_LOSSY)
         return max;
-    uint8_t marks = stack_demux_marks(pcb);
-    if (marks & STACK_DEMUX_MARK_HOLE)
-        return RCV_WND_LOSSY;
-    return (marks & STACK_DEMUX_MARK_WIDE) ? max : RCV_WND_LOSSY;
+    const struct stack_demux_user *u = stack_demux_user(pcb);
+    bool wide =
+        u && (u->marks & (STACK_DEMUX_MARK_WIDE | STACK_DEMUX_MARK_HOLE)) == STACK_DEMUX_MARK_WIDE;
+    return wide ? max : RCV_WND_LOSSY;
 }
 
 /* After input to pcb (rx_input): a connection that saw a hole is marked
@@ -1027,19 +1033,18 @@ static uint32_t pcb_wnd_max(const struct tcp_pcb *pcb)
    Core lock held. */
 static void rx_wnd_update(struct stack_driver *drv, struct tcp_pcb *pcb)
 {
-    uint8_t marks = stack_demux_marks(pcb);
-    if (marks & (STACK_DEMUX_MARK_HOLE | STACK_DEMUX_MARK_WIDE))
+    struct stack_demux_user *u = stack_demux_user(pcb);
+    if (!u || (u->marks & (STACK_DEMUX_MARK_HOLE | STACK_DEMUX_MARK_WIDE)))
         return;
     if (pcb->ooseq) {
-        if (stack_demux_mark(pcb, STACK_DEMUX_MARK_HOLE))
-            drv->c.rx_wnd_lossy++;
+        u->marks |= STACK_DEMUX_MARK_HOLE;
+        drv->c.rx_wnd_lossy++;
         return;
     }
-    if (!(marks & STACK_DEMUX_MARK_SEQ0) ||
-        pcb->rcv_nxt - stack_demux_word(pcb) < RCV_WND_WIDEN_AFTER)
+    if (!(u->marks & STACK_DEMUX_MARK_SEQ0) || pcb->rcv_nxt - u->seq0 < RCV_WND_WIDEN_AFTER)
         return;
     uint32_t before = pcb_wnd_max(pcb);
-    stack_demux_mark(pcb, STACK_DEMUX_MARK_WIDE);
+    u->marks |= STACK_DEMUX_MARK_WIDE;
     uint32_t after = pcb_wnd_max(pcb);
     if (after <= before)
         return;
@@ -1071,59 +1076,32 @@ static unsigned rcv_scale_wanted(void)
    lock held (driver_output). Returns whether the packet was changed. */
 static bool tx_raise_wscale(struct stack_driver *drv, struct pbuf *p)
 {
-    uint8_t *ip = p->payload;
-    if (p->len < 40 || (ip[0] >> 4) != 4 || ip[9] != IP_PROTO_TCP)
-        return false;
-    size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
-    if (ihl < 20 || p->len < ihl + 20)
-        return false;
-    uint8_t *tcp = ip + ihl;
-    size_t thl = (size_t)(tcp[12] >> 4) * 4;
-    if ((tcp[13] & (TCP_SYN | TCP_ACK)) != (TCP_SYN | TCP_ACK) || thl < 20 || p->len < ihl + thl)
+    uint8_t *pkt = p->payload;
+    struct nic_tcp_view v;
+    if (!nic_parse_tcp(pkt, p->len, &v) ||
+        (v.tcp_flags & (NIC_TCP_SYN | NIC_TCP_ACK)) != (NIC_TCP_SYN | NIC_TCP_ACK))
         return false;
     unsigned want = rcv_scale_wanted();
     if (want <= TCP_RCV_SCALE)
         return false;
-    for (size_t i = 20; i < thl;) {
-        uint8_t kind = tcp[i];
-        if (kind == 0)
-            break;
-        if (kind == 1) {
-            i++;
-            continue;
-        }
-        if (i + 1 >= thl || tcp[i + 1] < 2 || i + tcp[i + 1] > thl)
-            break;
-        if (kind == 3 && tcp[i + 1] == 3) {
-            if (tcp[i + 2] != TCP_RCV_SCALE)
-                return false;
-            struct stack_demux_key k;
-            memcpy(&k.remote_ip, ip + 16, 4);
-            k.remote_port = (uint16_t)(tcp[2] << 8 | tcp[3]);
-            k.local_port = (uint16_t)(tcp[0] << 8 | tcp[1]);
-            stack_demux_sync();
-            struct tcp_pcb *pcb = stack_demux_trusted() ? stack_demux_find_active(&k) : NULL;
-            if (!pcb || pcb->state != SYN_RCVD)
-                return false;
-            pcb->rcv_scale = (u8_t)want;
-            /* RFC 1624 incremental update of the word holding the shift */
-            size_t w = (i + 2) & ~(size_t)1;
-            uint32_t old16 = (uint32_t)tcp[w] << 8 | tcp[w + 1];
-            tcp[i + 2] = (uint8_t)want;
-            uint32_t new16 = (uint32_t)tcp[w] << 8 | tcp[w + 1];
-            uint32_t sum = (uint16_t) ~(tcp[16] << 8 | tcp[17]);
-            sum += (uint16_t)~old16 + new16;
-            while (sum >> 16)
-                sum = (sum & 0xffffu) + (sum >> 16);
-            sum = ~sum & 0xffffu;
-            tcp[16] = (uint8_t)(sum >> 8);
-            tcp[17] = (uint8_t)sum;
-            drv->c.tx_wscale_raised++;
-            return true;
-        }
-        i += tcp[i + 1];
-    }
-    return false;
+    uint8_t *tcp = pkt + v.tcp_off;
+    size_t i = 20; /* the options: kind 3 (window scale) is length 3 */
+    while (i + 2 < v.tcp_hlen && tcp[i] != 0 && tcp[i] != 3)
+        i += tcp[i] == 1 ? 1 : (tcp[i + 1] >= 2 ? tcp[i + 1] : v.tcp_hlen);
+    if (i + 2 >= v.tcp_hlen || tcp[i] != 3 || tcp[i + 1] != 3 || tcp[i + 2] != TCP_RCV_SCALE)
+        return false;
+    struct stack_demux_key k = {.remote_ip = v.daddr,
+                                .remote_port = lwip_ntohs(v.dport),
+                                .local_port = lwip_ntohs(v.sport)};
+    stack_demux_sync();
+    struct tcp_pcb *pcb = stack_demux_trusted() ? stack_demux_find_active(&k) : NULL;
+    if (!pcb || pcb->state != SYN_RCVD)
+        return false;
+    pcb->rcv_scale = (u8_t)want;
+    tcp[i + 2] = (uint8_t)want;
+    nic_tcp_csum_fix(pkt, &v);
+    drv->c.tx_wscale_raised++;
+    return true;
 }
 
 /* Window withheld from connections while they have a hole (stack_tcp_recved):
@@ -1200,8 +1178,11 @@ void stack_tcp_wnd_open(struct tcp_pcb *pcb)
 {
     (void)wnd_held_take(pcb); /* a dead connection's, at the same address */
     stack_demux_sync();
-    if (stack_demux_set_word(pcb, pcb->rcv_nxt))
-        stack_demux_mark(pcb, STACK_DEMUX_MARK_SEQ0);
+    struct stack_demux_user *u = stack_demux_user(pcb);
+    if (u) {
+        u->seq0 = pcb->rcv_nxt;
+        u->marks |= STACK_DEMUX_MARK_SEQ0;
+    }
     uint32_t max = pcb_wnd_max(pcb);
     if (max <= RCV_WND_LWIP || pcb->rcv_wnd >= max)
         return;

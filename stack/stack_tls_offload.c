@@ -63,8 +63,7 @@ struct stack_tls_flow {
     uint32_t local_ip, remote_ip;
     uint16_t local_port, remote_port;
     uint32_t start_seq;  /* start_offload_tcp_sn */
-    uint32_t high_seq;   /* end of the furthest segment, while !start_far */
-    bool start_far;      /* high_seq went START_FAR_BYTES past start_seq */
+    bool start_far;      /* a segment ended START_FAR_BYTES past start_seq */
     uint32_t shadow_seq; /* what the NIC expects next */
     bool shadow_valid;   /* false: the NIC lost its place; resync first */
     bool failed;         /* the NIC refused the install: send sealed copies */
@@ -340,9 +339,9 @@ static int tx_prepare(void *ctx, struct pbuf **pp, uint32_t *flow_id, uint8_t *f
             t->c->tx_tls_drop_no_sync_data++;
             return -1;
         }
-        if (seq_lt(t->high_seq, seq + plen))
-            t->high_seq = seq + plen;
-        t->start_far = t->high_seq - t->start_seq >= START_FAR_BYTES;
+        /* not before the start: seq + plen - start_seq is this segment's
+           end in the stream, below 2^31 until the flag is set */
+        t->start_far = seq + plen - t->start_seq >= START_FAR_BYTES;
     }
     if (t->failed)
         return tx_sw_fallback(t, pp, seq, plen, ihl, thl);
@@ -657,7 +656,6 @@ struct stack_tls_flow *stack_tls_tx_add(struct stack_tls_offload *o,
     t->local_port = p->sport;
     t->remote_port = p->dport;
     t->start_seq = p->start_seq;
-    t->high_seq = p->start_seq;
     t->shadow_seq = p->start_seq;
     t->shadow_valid = true;
     t->host = host;
