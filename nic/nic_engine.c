@@ -323,7 +323,8 @@ static void engine_rx_inspect(struct nic_dev *dev, uint8_t *pkt, size_t len, str
 
 /* An offloaded segment: built in device memory pkt, records encrypted on the
    way. Returns an enum nic_tx_status. */
-static int engine_tx_offload(struct nic_dev *dev, const struct nic_tx_desc *d, const uint8_t *host)
+static int engine_tx_offload(struct nic_dev *dev, const struct nic_tx_desc *d, const uint8_t *host,
+                             uint8_t *pkt)
 {
     struct nic_flow *flow = nic_flow_get(dev->flows, d->flow_id);
     if (!flow || !flow->tx || !nic_tls_ctx_access(&dev->tls, flow)) {
@@ -337,7 +338,7 @@ static int engine_tx_offload(struct nic_dev *dev, const struct nic_tx_desc *d, c
     }
     /* Longer than the MTU: a TSO segment (tso_ok), whose own checksum no
        one reads (engine_tx_wire). */
-    int st = nic_tls_tx_packet(&dev->tls, flow, d->flow_id, &v, host, dev->pkt, d->len,
+    int st = nic_tls_tx_packet(&dev->tls, flow, d->flow_id, &v, host, pkt, d->len,
                                d->len <= dev->cfg.mtu);
     if (st == NIC_TX_OK) /* headers (and bytes past the IP length) DMA'd as they are */
         dev->tx_copied += d->len - v.payload_len;
@@ -392,13 +393,17 @@ static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uin
         return;
     }
     if (d->flags & NIC_TXF_OFFLOAD) {
-        int st = engine_tx_offload(dev, d, host);
+        /* Built where a GSO run can take it without a copy. */
+        uint8_t *pkt = nic_link_tx_slot(dev->link, d->len);
+        if (!pkt)
+            pkt = dev->pkt;
+        int st = engine_tx_offload(dev, d, host, pkt);
         if (st != NIC_TX_OK) {
             tx_complete(dev, d, (uint8_t)st);
             return;
         }
-        engine_tx_observe(dev, dev->pkt, d->len);
-        engine_tx_wire(dev, dev->pkt, d->len, d->mss, now);
+        engine_tx_observe(dev, pkt, d->len);
+        engine_tx_wire(dev, pkt, d->len, d->mss, now);
     } else {
         engine_tx_observe(dev, host, d->len);
         engine_tx_wire(dev, host, d->len, d->mss, now);

@@ -17,12 +17,23 @@
 #define LINK_MAX_PACKET 65535u
 #define LINK_VNET_HLEN  sizeof(struct virtio_net_hdr)
 #define LINK_RX_PEND    256u /* wire packets split from one super-packet (<= 64 KiB / 256 B) */
+/* TX packets the engine builds in place (nic_link_tx_slot): a run's payload
+   is written from there, not copied again. Four of the largest. */
+#define LINK_TX_SLOTS_BYTES (4u * LINK_MAX_PACKET)
+#define LINK_RUN_HDR_MAX    128u /* IP (no options: run_candidate) + TCP headers */
+#define LINK_RUN_PIECES     64u  /* payload pieces of one run (each a whole MSS but the last) */
 
-/* The in-order run of TCP packets being merged into one GSO write. */
+/* The in-order run of TCP packets being merged into one GSO write: the
+   first packet's headers here, the payload as pieces in the TX slots (by
+   reference) or in the run's copy buffer; all stay put until run_flush. */
 struct gso_run {
-    uint8_t *buf; /* virtio_net_hdr + the merged packet */
-    size_t len;   /* bytes of the merged IP packet; 0 = no run */
-    size_t hl;    /* IP + TCP header length */
+    uint8_t *buf; /* virtio_net_hdr + the first packet's headers (fixed up at the flush) */
+    struct iovec piece[1 + LINK_RUN_PIECES]; /* [0]: buf; then the payload */
+    unsigned n_pieces;                       /* payload pieces */
+    uint8_t *copy;                           /* payload of packets from outside the slots */
+    size_t copy_used;                        /* reset by run_flush */
+    size_t len;                              /* bytes of the merged IP packet; 0 = no run */
+    size_t hl;                               /* IP + TCP header length */
     uint32_t mss; /* payload of its first packet: every packet but the last */
     uint32_t next_seq;
     uint32_t pkts;
@@ -53,6 +64,8 @@ struct nic_link {
     uint32_t mtu;
     bool gso;
     struct gso_run run;
+    uint8_t *tx_slots; /* nic_link_tx_slot's arena (GSO only) */
+    size_t tx_slots_used;
     struct rx_pending pend;
     uint8_t *rx_gso;            /* one read: virtio_net_hdr + up to 64 KiB */
     uint64_t rx_now;            /* time of the receive in progress (fault stage input) */
@@ -88,10 +101,13 @@ struct nic_link *nic_link_create(int tun_fd, const struct nic_fault_cfg *fault_t
     link->mtu = mtu;
     link->gso = tun_gso;
     if (tun_gso) {
-        link->run.buf = malloc(LINK_VNET_HLEN + LINK_MAX_PACKET);
+        link->run.buf = malloc(LINK_VNET_HLEN + LINK_RUN_HDR_MAX);
+        link->run.copy = malloc(LINK_MAX_PACKET);
+        link->tx_slots = malloc(LINK_TX_SLOTS_BYTES);
         link->rx_gso = malloc(LINK_VNET_HLEN + LINK_MAX_PACKET);
         link->pend.arena = malloc(2 * (size_t)LINK_MAX_PACKET);
-        if (!link->run.buf || !link->rx_gso || !link->pend.arena)
+        if (!link->run.buf || !link->run.copy || !link->tx_slots || !link->rx_gso ||
+            !link->pend.arena)
             goto oom;
     }
     if (!nic_fault_cfg_is_passthrough(fault_tx) && !(link->fault_tx = nic_fault_create(fault_tx)))
@@ -131,6 +147,8 @@ void nic_link_destroy(struct nic_link *link)
     if (link->tun_fd >= 0)
         close(link->tun_fd);
     free(link->run.buf);
+    free(link->run.copy);
+    free(link->tx_slots);
     free(link->rx_gso);
     free(link->pend.arena);
     free(link);
@@ -151,6 +169,7 @@ static void wr16(uint8_t *p, uint32_t v)
 static bool run_candidate(const uint8_t *pkt, size_t len, struct nic_tcp_view *v)
 {
     return nic_parse_tcp(pkt, len, v) && v->ip_hlen == 20 && v->payload_len > 0 &&
+           v->payload_off <= LINK_RUN_HDR_MAX &&
            (v->tcp_flags & ~(NIC_TCP_PSH | NIC_TCP_FIN)) == NIC_TCP_ACK && nic_tcp_csum_ok(pkt, v);
 }
 
@@ -164,10 +183,10 @@ static bool run_same_headers(const uint8_t *a, const uint8_t *b, size_t hl)
            memcmp(ta + 14, tb + 14, 2) == 0 && memcmp(ta + 18, tb + 18, hl - 38) == 0;
 }
 
-static void link_write_raw(struct nic_link *link, const uint8_t *buf, size_t len, uint32_t pkts,
-                           uint64_t wire_bytes)
+static void link_writev(struct nic_link *link, const struct iovec *iov, unsigned iovcnt, size_t len,
+                        uint32_t pkts, uint64_t wire_bytes)
 {
-    ssize_t n = write(link->tun_fd, buf, len);
+    ssize_t n = writev(link->tun_fd, iov, (int)iovcnt);
     if (n != (ssize_t)len) {
         link->counters.tx_write_errors++;
         return;
@@ -208,20 +227,64 @@ static void run_flush(struct nic_link *link)
         link->counters.tx_gso_packets += r->pkts;
     }
     memcpy(r->buf, &h, sizeof(h));
-    link_write_raw(link, r->buf, LINK_VNET_HLEN + r->len, r->pkts, r->wire_bytes);
+    r->piece[0] = (struct iovec){r->buf, LINK_VNET_HLEN + r->hl};
+    link_writev(link, r->piece, 1 + r->n_pieces, LINK_VNET_HLEN + r->len, r->pkts, r->wire_bytes);
     r->len = 0;
+    r->n_pieces = 0;
+    r->copy_used = 0;
+}
+
+static bool in_tx_slots(const struct nic_link *link, const uint8_t *p, size_t len)
+{
+    return link->tx_slots && p >= link->tx_slots &&
+           (size_t)(p - link->tx_slots) + len <= LINK_TX_SLOTS_BYTES;
+}
+
+/* Add len payload bytes at p to the run: by reference if the engine built
+   them in a TX slot, else copied. False (the run unchanged) if the run has
+   no piece or copy room left. */
+static bool run_add_payload(struct nic_link *link, const uint8_t *p, size_t len)
+{
+    struct gso_run *r = &link->run;
+    bool by_ref = in_tx_slots(link, p, len);
+    if (!by_ref && r->copy_used + len > LINK_MAX_PACKET)
+        return false;
+    uint8_t *at = by_ref ? (uint8_t *)(uintptr_t)p : r->copy + r->copy_used;
+    struct iovec *last = r->n_pieces ? &r->piece[r->n_pieces] : NULL;
+    bool joins = last && (uint8_t *)last->iov_base + last->iov_len == at;
+    if (!joins && r->n_pieces == LINK_RUN_PIECES)
+        return false;
+    if (!by_ref) {
+        memcpy(at, p, len);
+        link->counters.tx_copied += len;
+        r->copy_used += len;
+    }
+    if (joins)
+        last->iov_len += len;
+    else
+        r->piece[++r->n_pieces] = (struct iovec){at, len};
+    return true;
+}
+
+/* A run of pkt's headers (hl bytes) and no payload yet. */
+static void run_open(struct gso_run *r, const uint8_t *pkt, size_t hl)
+{
+    memcpy(r->buf + LINK_VNET_HLEN, pkt, hl);
+    r->hl = hl;
+    r->n_pieces = 0;
+    r->copy_used = 0;
 }
 
 /* Append pkt to the run if it continues it. */
-static bool run_append(struct gso_run *r, const uint8_t *pkt, size_t len,
+static bool run_append(struct nic_link *link, const uint8_t *pkt, size_t len,
                        const struct nic_tcp_view *v)
 {
+    struct gso_run *r = &link->run;
     uint8_t *head = r->buf + LINK_VNET_HLEN;
     if (!r->len || r->closed || v->payload_off != r->hl || v->seq != r->next_seq ||
         v->payload_len > r->mss || r->len + v->payload_len > LINK_MAX_PACKET ||
-        !run_same_headers(head, pkt, r->hl))
+        !run_same_headers(head, pkt, r->hl) || !run_add_payload(link, pkt + r->hl, v->payload_len))
         return false;
-    memcpy(head + r->len, pkt + r->hl, v->payload_len);
     r->len += v->payload_len;
     r->next_seq += (uint32_t)v->payload_len;
     r->pkts++;
@@ -231,12 +294,14 @@ static bool run_append(struct gso_run *r, const uint8_t *pkt, size_t len,
     return true;
 }
 
-static void run_start(struct gso_run *r, const uint8_t *pkt, size_t len,
+/* Start a run with pkt; the run before it must have been flushed. */
+static void run_start(struct nic_link *link, const uint8_t *pkt, size_t len,
                       const struct nic_tcp_view *v)
 {
-    memcpy(r->buf + LINK_VNET_HLEN, pkt, len);
+    struct gso_run *r = &link->run;
+    run_open(r, pkt, v->payload_off);
+    (void)run_add_payload(link, pkt + v->payload_off, v->payload_len); /* empty run: room */
     r->len = v->payload_off + v->payload_len; /* bytes past the IP length are not sent */
-    r->hl = v->payload_off;
     r->mss = (uint32_t)v->payload_len;
     r->next_seq = v->seq + (uint32_t)v->payload_len;
     r->pkts = 1;
@@ -269,23 +334,19 @@ static void link_write(struct nic_link *link, const uint8_t *pkt, size_t len)
         struct nic_tcp_view v;
         if (run_candidate(pkt, len, &v)) {
             bool alone = run_alone(&link->run, pkt, &v);
-            if (!alone && run_append(&link->run, pkt, len, &v)) {
-                link->counters.tx_copied += v.payload_len;
+            if (!alone && run_append(link, pkt, len, &v))
                 return;
-            }
             run_flush(link);
-            run_start(&link->run, pkt, len, &v);
-            link->counters.tx_copied += len;
+            run_start(link, pkt, len, &v);
+            link->counters.tx_copied += v.payload_off;
             if (alone)
                 run_flush(link);
             return;
         }
         run_flush(link);
         struct virtio_net_hdr h = {0};
-        memcpy(link->run.buf, &h, sizeof(h));
-        memcpy(link->run.buf + LINK_VNET_HLEN, pkt, len);
-        link->counters.tx_copied += len;
-        link_write_raw(link, link->run.buf, LINK_VNET_HLEN + len, 1, len);
+        struct iovec iov[2] = {{&h, sizeof(h)}, {(void *)(uintptr_t)pkt, len}};
+        link_writev(link, iov, 2, LINK_VNET_HLEN + len, 1, len);
         return;
     }
     ssize_t n = write(link->tun_fd, pkt, len);
@@ -302,8 +363,9 @@ static void link_write(struct nic_link *link, const uint8_t *pkt, size_t len)
    super-packet, as the cut packets of each would have been: one TUN write
    and one ACK from the peer instead of one per segment. With many flows the
    segments are small (TSO autosizing) and the writes, with the peer's
-   receive work behind each, were most of the engine's time. A segment is
-   staged (copied) only if a next one could still fit; larger ones go out
+   receive work behind each, were most of the engine's time. A segment the
+   engine built in a TX slot joins the run by reference; one from host
+   memory is copied only if a next one could still fit, larger ones go out
    directly. The PSH of a segment in the middle is dropped, as a TSO NIC
    that coalesces does; FIN or a short last packet ends the run. */
 #define LINK_TSO_STAGE_MAX (LINK_MAX_PACKET / 2)
@@ -318,10 +380,10 @@ static void tso_run_start(struct nic_link *link, const uint8_t *pkt, const struc
 {
     struct gso_run *r = &link->run;
     size_t hl = v->payload_off;
-    memcpy(r->buf + LINK_VNET_HLEN, pkt, hl + v->payload_len);
-    link->counters.tx_copied += hl + v->payload_len;
+    run_open(r, pkt, hl);
+    link->counters.tx_copied += hl;
+    (void)run_add_payload(link, pkt + hl, v->payload_len); /* empty run: room */
     r->len = hl + v->payload_len;
-    r->hl = hl;
     r->mss = mss;
     r->next_seq = v->seq + (uint32_t)v->payload_len;
     r->pkts = tso_pkts(v, mss);
@@ -336,10 +398,9 @@ static bool tso_run_extend(struct nic_link *link, const uint8_t *pkt, const stru
     uint8_t *head = r->buf + LINK_VNET_HLEN;
     if (!r->len || r->closed || r->mss != mss || (r->len - r->hl) % mss ||
         v->payload_off != r->hl || v->seq != r->next_seq ||
-        r->len + v->payload_len > LINK_MAX_PACKET || !run_same_headers(head, pkt, r->hl))
+        r->len + v->payload_len > LINK_MAX_PACKET || !run_same_headers(head, pkt, r->hl) ||
+        !run_add_payload(link, pkt + r->hl, v->payload_len))
         return false;
-    memcpy(head + r->len, pkt + r->hl, v->payload_len);
-    link->counters.tx_copied += v->payload_len;
     uint32_t pkts = tso_pkts(v, mss);
     r->len += v->payload_len;
     r->next_seq += (uint32_t)v->payload_len;
@@ -358,7 +419,7 @@ bool nic_link_send_tso(struct nic_link *link, const uint8_t *pkt, const struct n
     /* Only when no one looks at the wire packets one by one (docs/design.md
        §6): no fault stage, no pcap. */
     if (!link->gso || link->fault_tx || link->dumper || v->ip_hlen != 20 || mss == 0 ||
-        v->payload_len <= mss || v->payload_off > 120 ||
+        v->payload_len <= mss || v->payload_off > LINK_RUN_HDR_MAX ||
         (v->tcp_flags & ~(NIC_TCP_PSH | NIC_TCP_FIN)) != NIC_TCP_ACK)
         return false;
     /* After a gap the next packets go alone (run_alone): leave them to the
@@ -376,14 +437,15 @@ bool nic_link_send_tso(struct nic_link *link, const uint8_t *pkt, const struct n
     if (tso_run_extend(link, pkt, v, mss))
         return true;
     run_flush(link);
-    if (v->payload_off + v->payload_len <= LINK_TSO_STAGE_MAX) {
+    if (in_tx_slots(link, pkt, v->payload_off + v->payload_len) ||
+        v->payload_off + v->payload_len <= LINK_TSO_STAGE_MAX) {
         tso_run_start(link, pkt, v, mss);
         return true;
     }
     size_t hl = v->payload_off, len = hl + v->payload_len;
     struct {
         struct virtio_net_hdr h;
-        uint8_t hdr[120];
+        uint8_t hdr[LINK_RUN_HDR_MAX];
     } head;
     memset(&head.h, 0, sizeof(head.h));
     memcpy(head.hdr, pkt, hl);
@@ -440,6 +502,27 @@ void nic_link_send(struct nic_link *link, const uint8_t *pkt, size_t len, uint64
     nic_fault_push(link->fault_tx, pkt, len, now_ns);
     link->counters.tx_copied += len;
     link_tx_drain(link, now_ns);
+}
+
+uint8_t *nic_link_tx_slot(struct nic_link *link, size_t len)
+{
+    if (!link->tx_slots || len > LINK_MAX_PACKET)
+        return NULL;
+    if (link->tx_slots_used + len > LINK_TX_SLOTS_BYTES)
+        link->tx_slots_used = 0;
+    uint8_t *slot = link->tx_slots + link->tx_slots_used;
+    link->tx_slots_used += len;
+    /* The open run is the only reader of older slots: written out first if
+       the slot reuses any of its payload (a wrap under a run). */
+    const struct gso_run *r = &link->run;
+    for (unsigned i = 1; r->len && i <= r->n_pieces; i++) {
+        const uint8_t *b = r->piece[i].iov_base;
+        if (b < slot + len && b + r->piece[i].iov_len > slot) {
+            run_flush(link);
+            break;
+        }
+    }
+    return slot;
 }
 
 unsigned nic_link_tx_flush(struct nic_link *link, uint64_t now_ns)

@@ -52,6 +52,12 @@ void nic_link_send(struct nic_link *link, const uint8_t *pkt, size_t len, uint64
 bool nic_link_send_tso(struct nic_link *link, const uint8_t *pkt, const struct nic_tcp_view *v,
                        uint32_t mss);
 
+/* Where the engine may build the next TX packet of up to len bytes (GSO
+   only; NULL: use its own buffer). Passed to nic_link_send or
+   nic_link_send_tso, a packet built there joins a GSO run by reference
+   instead of being copied: the slot stays put until the run is written. */
+uint8_t *nic_link_tx_slot(struct nic_link *link, size_t len);
+
 /* Release TX packets whose fault-stage departure time has come, and write
    out the run being merged (GSO). Returns the count of packets released. */
 unsigned nic_link_tx_flush(struct nic_link *link, uint64_t now_ns);

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <linux/virtio_net.h>
 #include <lwip/ip_addr.h>
 #include <lwip/pbuf.h>
 #include <lwip/priv/tcp_priv.h>
@@ -64,6 +65,9 @@
 static size_t g_opt_len;          /* TCP options in the segments we send: 0 or TS_OPT_LEN */
 static uint32_t g_nic_flows = 8;  /* the NIC's flow table (the host has 8 flow ids) */
 static unsigned g_mtu = TEST_MTU; /* the device's and driver's MTU */
+static bool g_gso;                /* the wire speaks virtio_net_hdr (GSO TUN); TSO on */
+#define GSO_TX_RING 1024u         /* its TX CQ allows 16 KB offloaded TSO segments */
+#define VNET_HLEN   sizeof(struct virtio_net_hdr)
 
 static const uint8_t KEY[16] = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
                                 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
@@ -160,7 +164,8 @@ static void setup(void)
     tu_lwip_start_once();
     memset(&H, 0, sizeof(H));
     H.wire = -1;
-    struct nic_dev_cfg cfg = {.tx_ring_size = 256,
+    struct nic_dev_cfg cfg = {.tx_ring_size = g_gso ? GSO_TX_RING : 256,
+                              .tun_gso = g_gso,
                               .rx_ring_size = 64,
                               .mtu = g_mtu,
                               .max_flows = g_nic_flows,
@@ -177,6 +182,8 @@ static void setup(void)
     ck_assert_ptr_nonnull(H.drv);
     H.nif = stack_driver_netif(H.drv);
     H.nif->state = H.drv;
+    if (g_gso)
+        ck_assert_uint_gt(stack_driver_set_tso(H.drv, 65535), 16384);
     ck_assert_int_eq(stack_driver_netif_init(H.nif), ERR_OK);
     H.dev_ofl = stack_tls_offload_new(H.drv, 8);
     ck_assert_ptr_nonnull(H.dev_ofl);
@@ -218,12 +225,20 @@ static void teardown(void)
     H.wire = -1;
     g_nic_flows = 8;
     g_mtu = TEST_MTU;
+    g_gso = false;
 }
 
 /* A NIC with a single flow context: the second install is refused. */
 static void setup_one_nic_flow(void)
 {
     g_nic_flows = 1;
+    setup();
+}
+
+/* A GSO TUN (virtio_net_hdr on every wire message) and TSO in the driver. */
+static void setup_gso(void)
+{
+    g_gso = true;
     setup();
 }
 
@@ -281,6 +296,14 @@ static void pump(void)
         size_t n = tu_wire_recv(H.wire, H.rx[H.rx_n].data, WIRE_BUF_LEN);
         if (n == 0)
             break;
+        if (g_gso) { /* single packets only here: no GSO, header stripped */
+            struct virtio_net_hdr vh;
+            TU_CHECK(n > VNET_HLEN);
+            memcpy(&vh, H.rx[H.rx_n].data, sizeof(vh));
+            TU_CHECK_EQ(vh.gso_type, VIRTIO_NET_HDR_GSO_NONE);
+            n -= VNET_HLEN;
+            memmove(H.rx[H.rx_n].data, H.rx[H.rx_n].data + VNET_HLEN, n);
+        }
         H.rx[H.rx_n++].len = n;
     }
     for (int i = 0; stack_driver_poll(H.drv, 64) != 0; i++)
@@ -1792,6 +1815,75 @@ static void long_bytes(struct long_rec cache[2], uint64_t off, uint8_t *out, siz
    at the client with the plaintext on the wire). The stream here starts
    near the top of the sequence space, so it also wraps 2^32. Every
    segment on the wire must be the software's ciphertext. */
+/* Offloaded TSO segments of a flow that follow each other on the ring leave
+   as one GSO super-packet per run, and the NIC encrypts each where the
+   write takes it from: no byte of payload is copied after encryption, only
+   headers (each descriptor's, each run's first). Runs of three 16 KB
+   segments, two runs per engine round, over more bytes than the NIC's TX
+   slots hold: runs span a wrap of the slots and stay whole. */
+START_TEST(gso_offloaded_segments_merge_without_copy)
+{
+    const uint32_t start = 0xfffe0000u; /* the sequence space wraps on the way */
+    const size_t mss = TEST_MTU - HDRS, seg = 11 * mss, chunk = 40000, rounds = 12;
+    flow_start(TLS_TX_RESYNC_DUMP, start);
+    while (H.len < rounds * chunk)
+        stream_add(TLS_CT_APPDATA, TLS_MAX_PLAINTEXT, NULL);
+    struct snap b = snap();
+    const struct nic_queues *q = nic_dev_queues(H.dev);
+    static uint8_t got[VNET_HLEN + 65536];
+    size_t sent = 0, checked = 0, segs = 0, writes = 0;
+    for (size_t r = 0; r < rounds; r += 2) {
+        for (size_t k = 0; k < 2; k++) { /* [seg][seg][short]: a run the short one closes */
+            size_t end = sent + chunk;
+            while (sent < end) {
+                size_t n = end - sent < seg ? end - sent : seg;
+                struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(HDRS + n), PBUF_RAM);
+                TU_CHECK(p != NULL);
+                build_pkt(p->payload, start + (uint32_t)sent, H.plain + sent, n);
+                ip4_addr_t dst;
+                IP4_ADDR(&dst, 10, 0, 0, 2);
+                TU_CHECK_EQ(H.nif->output(H.nif, p, &dst), ERR_OK);
+                pbuf_free(p);
+                sent += n;
+                segs++;
+            }
+        }
+        for (int i = 0; tu_load_acq(&q->tx_idx->cons) != tu_load_acq(&q->tx_idx->prod); i++) {
+            TU_CHECK(i < 64);
+            nic_dev_poll_once(H.dev);
+        }
+        size_t len;
+        while ((len = tu_wire_recv(H.wire, got, sizeof(got))) != 0) {
+            struct virtio_net_hdr vh;
+            memcpy(&vh, got, sizeof(vh));
+            const uint8_t *ip = got + VNET_HLEN;
+            TU_CHECK(len > VNET_HLEN + HDRS);
+            size_t n = len - VNET_HLEN - HDRS;
+            TU_CHECK_EQ(vh.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+            TU_CHECK_EQ(vh.gso_size, mss);
+            TU_CHECK_EQ(tu_get16(ip + 2), HDRS + n);
+            TU_CHECK_EQ(tu_ip_csum(ip), 0);
+            TU_CHECK_EQ(tu_get32(ip + TU_IP_HLEN + 4), start + (uint32_t)checked);
+            if (memcmp(ip + HDRS, H.sealed + checked, n) != 0)
+                ck_abort_msg("write %zu (%zu bytes at %zu): not the sealed bytes", writes, n,
+                             checked);
+            checked += n;
+            writes++;
+        }
+        for (int i = 0; stack_driver_poll(H.drv, 64) != 0; i++)
+            TU_CHECK(i < 64);
+    }
+    struct snap a = snap();
+    TU_CHECK_EQ(checked, sent);
+    TU_CHECK_EQ(a.n.tun_gso_writes - b.n.tun_gso_writes, writes);
+    TU_CHECK_EQ(a.n.tx_tso_direct - b.n.tx_tso_direct, segs);
+    TU_CHECK_EQ(a.n.tun_tso_merged - b.n.tun_tso_merged, segs - writes);
+    TU_CHECK_EQ(writes, rounds); /* one per run */
+    TU_CHECK_EQ(a.n.tx_bytes_copied - b.n.tx_bytes_copied, (segs + writes) * HDRS);
+    TU_CHECK_EQ(a.n.tx_tls_encrypted_bytes - b.n.tx_tls_encrypted_bytes, sent);
+}
+END_TEST
+
 START_TEST(offload_continues_past_2gib)
 {
     static struct long_rec cache[2];
@@ -1894,6 +1986,11 @@ static Suite *tx_offload_suite(void)
     tcase_set_timeout(longs, 300);
     tcase_add_test(longs, offload_continues_past_2gib);
     suite_add_tcase(s, longs);
+
+    TCase *gso = tcase_create("gso");
+    tcase_add_checked_fixture(gso, setup_gso, teardown);
+    tcase_add_test(gso, gso_offloaded_segments_merge_without_copy);
+    suite_add_tcase(s, gso);
 
     TCase *refused = tcase_create("install_refused");
     tcase_add_checked_fixture(refused, setup_one_nic_flow, teardown);
