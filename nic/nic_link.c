@@ -20,8 +20,8 @@
 /* TX packets the engine builds in place (nic_link_tx_slot): a run's payload
    is written from there, not copied again. Four of the largest. */
 #define LINK_TX_SLOTS_BYTES (4u * LINK_MAX_PACKET)
-#define LINK_RUN_HDR_MAX    128u /* IP (no options: run_candidate) + TCP headers */
-#define LINK_RUN_PIECES     64u  /* payload pieces of one run (each a whole MSS but the last) */
+#define LINK_RUN_HDR_MAX    80u /* IP without options (every run's) + the largest TCP header */
+#define LINK_RUN_PIECES     64u /* payload pieces of one run (each a whole MSS but the last) */
 
 /* The in-order run of TCP packets being merged into one GSO write: the
    first packet's headers here, the payload as pieces in the TX slots (by
@@ -169,7 +169,6 @@ static void wr16(uint8_t *p, uint32_t v)
 static bool run_candidate(const uint8_t *pkt, size_t len, struct nic_tcp_view *v)
 {
     return nic_parse_tcp(pkt, len, v) && v->ip_hlen == 20 && v->payload_len > 0 &&
-           v->payload_off <= LINK_RUN_HDR_MAX &&
            (v->tcp_flags & ~(NIC_TCP_PSH | NIC_TCP_FIN)) == NIC_TCP_ACK && nic_tcp_csum_ok(pkt, v);
 }
 
@@ -266,10 +265,12 @@ static bool run_add_payload(struct nic_link *link, const uint8_t *p, size_t len)
     return true;
 }
 
-/* A run of pkt's headers (hl bytes) and no payload yet. */
-static void run_open(struct gso_run *r, const uint8_t *pkt, size_t hl)
+/* A run of pkt's headers (hl bytes, IPv4 without options) and no payload yet. */
+static void run_open(struct nic_link *link, const uint8_t *pkt, size_t hl)
 {
+    struct gso_run *r = &link->run;
     memcpy(r->buf + LINK_VNET_HLEN, pkt, hl);
+    link->counters.tx_copied += hl;
     r->hl = hl;
     r->n_pieces = 0;
     r->copy_used = 0;
@@ -299,7 +300,7 @@ static void run_start(struct nic_link *link, const uint8_t *pkt, size_t len,
                       const struct nic_tcp_view *v)
 {
     struct gso_run *r = &link->run;
-    run_open(r, pkt, v->payload_off);
+    run_open(link, pkt, v->payload_off);
     (void)run_add_payload(link, pkt + v->payload_off, v->payload_len); /* empty run: room */
     r->len = v->payload_off + v->payload_len; /* bytes past the IP length are not sent */
     r->mss = (uint32_t)v->payload_len;
@@ -338,7 +339,6 @@ static void link_write(struct nic_link *link, const uint8_t *pkt, size_t len)
                 return;
             run_flush(link);
             run_start(link, pkt, len, &v);
-            link->counters.tx_copied += v.payload_off;
             if (alone)
                 run_flush(link);
             return;
@@ -380,8 +380,7 @@ static void tso_run_start(struct nic_link *link, const uint8_t *pkt, const struc
 {
     struct gso_run *r = &link->run;
     size_t hl = v->payload_off;
-    run_open(r, pkt, hl);
-    link->counters.tx_copied += hl;
+    run_open(link, pkt, hl);
     (void)run_add_payload(link, pkt + hl, v->payload_len); /* empty run: room */
     r->len = hl + v->payload_len;
     r->mss = mss;
@@ -419,8 +418,7 @@ bool nic_link_send_tso(struct nic_link *link, const uint8_t *pkt, const struct n
     /* Only when no one looks at the wire packets one by one (docs/design.md
        §6): no fault stage, no pcap. */
     if (!link->gso || link->fault_tx || link->dumper || v->ip_hlen != 20 || mss == 0 ||
-        v->payload_len <= mss || v->payload_off > LINK_RUN_HDR_MAX ||
-        (v->tcp_flags & ~(NIC_TCP_PSH | NIC_TCP_FIN)) != NIC_TCP_ACK)
+        v->payload_len <= mss || (v->tcp_flags & ~(NIC_TCP_PSH | NIC_TCP_FIN)) != NIC_TCP_ACK)
         return false;
     /* After a gap the next packets go alone (run_alone): leave them to the
        cut. Otherwise note where the stream ends, as run_alone does. */

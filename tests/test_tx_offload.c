@@ -277,10 +277,8 @@ static struct offload_rx_snap rxc(void)
     return s;
 }
 
-/* Run the NIC until it consumed the whole TX ring, read everything it put
-   on the wire, then let the driver reclaim TX slots and drain completions
-   (tag reports reach the offload here). */
-static void pump(void)
+/* Run the NIC until it consumed the whole TX ring. */
+static void run_tx_ring(void)
 {
     const struct nic_queues *q = nic_dev_queues(H.dev);
     for (int i = 0;; i++) {
@@ -289,6 +287,21 @@ static void pump(void)
         if (tu_load_acq(&q->tx_idx->cons) == tu_load_acq(&q->tx_idx->prod))
             break;
     }
+}
+
+/* The driver's TX completions and tag reports, until none is left. */
+static void reap_completions(void)
+{
+    for (int i = 0; stack_driver_poll(H.drv, 64) != 0; i++)
+        TU_CHECK(i < 64);
+}
+
+/* Run the NIC over the TX ring, read everything it put on the wire, then
+   let the driver reclaim TX slots and drain completions (tag reports reach
+   the offload here). */
+static void pump(void)
+{
+    run_tx_ring();
     if (H.rx_head == H.rx_n)
         H.rx_head = H.rx_n = 0;
     for (;;) {
@@ -306,14 +319,13 @@ static void pump(void)
         }
         H.rx[H.rx_n++].len = n;
     }
-    for (int i = 0; stack_driver_poll(H.drv, 64) != 0; i++)
-        TU_CHECK(i < 64);
+    reap_completions();
 }
 
-/* Hand one segment to the driver, as lwIP's ip4_output would. */
-static void send_bytes(uint32_t seq, const uint8_t *payload, size_t plen)
+/* Hand one segment to the driver, as lwIP's ip4_output would (longer than
+   the MTU: a TSO segment). */
+static void output_segment(uint32_t seq, const uint8_t *payload, size_t plen)
 {
-    TU_CHECK(plen <= MAX_PAYLOAD);
     struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(HDRS + plen), PBUF_RAM);
     TU_CHECK(p != NULL);
     build_pkt(p->payload, seq, payload, plen);
@@ -321,6 +333,13 @@ static void send_bytes(uint32_t seq, const uint8_t *payload, size_t plen)
     IP4_ADDR(&dst, 10, 0, 0, 2);
     TU_CHECK_EQ(H.nif->output(H.nif, p, &dst), ERR_OK);
     pbuf_free(p); /* the driver holds its own reference */
+}
+
+/* One segment within the MTU. */
+static void send_bytes(uint32_t seq, const uint8_t *payload, size_t plen)
+{
+    TU_CHECK(plen <= MAX_PAYLOAD);
+    output_segment(seq, payload, plen);
 }
 
 /* Stream bytes [a, b) at seq start_seq + a. */
@@ -1829,7 +1848,6 @@ START_TEST(gso_offloaded_segments_merge_without_copy)
     while (H.len < rounds * chunk)
         stream_add(TLS_CT_APPDATA, TLS_MAX_PLAINTEXT, NULL);
     struct snap b = snap();
-    const struct nic_queues *q = nic_dev_queues(H.dev);
     static uint8_t got[VNET_HLEN + 65536];
     size_t sent = 0, checked = 0, segs = 0, writes = 0;
     for (size_t r = 0; r < rounds; r += 2) {
@@ -1837,21 +1855,12 @@ START_TEST(gso_offloaded_segments_merge_without_copy)
             size_t end = sent + chunk;
             while (sent < end) {
                 size_t n = end - sent < seg ? end - sent : seg;
-                struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(HDRS + n), PBUF_RAM);
-                TU_CHECK(p != NULL);
-                build_pkt(p->payload, start + (uint32_t)sent, H.plain + sent, n);
-                ip4_addr_t dst;
-                IP4_ADDR(&dst, 10, 0, 0, 2);
-                TU_CHECK_EQ(H.nif->output(H.nif, p, &dst), ERR_OK);
-                pbuf_free(p);
+                output_segment(start + (uint32_t)sent, H.plain + sent, n);
                 sent += n;
                 segs++;
             }
         }
-        for (int i = 0; tu_load_acq(&q->tx_idx->cons) != tu_load_acq(&q->tx_idx->prod); i++) {
-            TU_CHECK(i < 64);
-            nic_dev_poll_once(H.dev);
-        }
+        run_tx_ring();
         size_t len;
         while ((len = tu_wire_recv(H.wire, got, sizeof(got))) != 0) {
             struct virtio_net_hdr vh;
@@ -1870,8 +1879,7 @@ START_TEST(gso_offloaded_segments_merge_without_copy)
             checked += n;
             writes++;
         }
-        for (int i = 0; stack_driver_poll(H.drv, 64) != 0; i++)
-            TU_CHECK(i < 64);
+        reap_completions();
     }
     struct snap a = snap();
     TU_CHECK_EQ(checked, sent);
@@ -1894,26 +1902,16 @@ START_TEST(offload_continues_past_2gib)
     flow_start(TLS_TX_RESYNC_DUMP, start);
     struct snap b = snap();
     static uint8_t payload[JUMBO_MTU], want[JUMBO_MTU], got[JUMBO_MTU + 64];
-    const struct nic_queues *q = nic_dev_queues(H.dev);
     uint64_t sent = 0, checked = 0, packets = 0;
     while (checked < total) {
         /* a batch of segments, well within the TX ring and the wire socket's buffer */
         for (int k = 0; k < 4 && sent < total; k++) {
             size_t n = total - sent < seg ? (size_t)(total - sent) : seg;
             long_bytes(cache, sent, payload, n, false);
-            struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(HDRS + n), PBUF_RAM);
-            TU_CHECK(p != NULL);
-            build_pkt(p->payload, start + (uint32_t)sent, payload, n);
-            ip4_addr_t dst;
-            IP4_ADDR(&dst, 10, 0, 0, 2);
-            TU_CHECK_EQ(H.nif->output(H.nif, p, &dst), ERR_OK);
-            pbuf_free(p);
+            output_segment(start + (uint32_t)sent, payload, n);
             sent += n;
         }
-        for (int i = 0; tu_load_acq(&q->tx_idx->cons) != tu_load_acq(&q->tx_idx->prod); i++) {
-            TU_CHECK(i < 64);
-            nic_dev_poll_once(H.dev);
-        }
+        run_tx_ring();
         size_t len;
         while ((len = tu_wire_recv(H.wire, got, sizeof(got))) != 0) {
             TU_CHECK(len > HDRS);
@@ -1925,8 +1923,7 @@ START_TEST(offload_continues_past_2gib)
             checked += n;
             packets++;
         }
-        for (int i = 0; stack_driver_poll(H.drv, 64) != 0; i++)
-            TU_CHECK(i < 64);
+        reap_completions();
     }
     struct snap a = snap();
     TU_CHECK_EQ(checked, total);
