@@ -44,6 +44,15 @@ struct nic_flow_table {
     uint32_t *rx_hash;  /* RX flows by 4-tuple: first flow id */
 };
 
+/* A hint: start loading flow_id's slot (none if out of range). */
+static inline void nic_flow_prefetch(const struct nic_flow_table *t, uint32_t flow_id)
+{
+    if (flow_id && flow_id <= t->max) {
+        __builtin_prefetch(&t->slots[flow_id - 1]);
+        __builtin_prefetch((const uint8_t *)&t->slots[flow_id - 1] + 64);
+    }
+}
+
 /* A table of max_flows slots (1..NIC_FLOW_MAX, clamped). NULL when out of
    memory. */
 struct nic_flow_table *nic_flow_table_new(uint32_t max_flows, nic_flow_release_fn *release);

@@ -110,6 +110,10 @@ int nic_tls_tx_dump(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct
 int nic_tls_tx_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t flow_id,
                       const struct nic_tcp_view *v, const uint8_t *host, uint8_t *pkt, size_t len,
                       bool csum);
+/* A hint: start loading the TX state nic_tls_tx_packet will read for flow
+   (the walker and its cipher context). Call once flow's slot is cached
+   (nic_flow_prefetch an iteration earlier), or the call itself waits. */
+void nic_tls_tx_prefetch(const struct nic_flow *flow);
 
 /* RX side (nic_tls_rx.c). */
 int nic_tls_rx_install(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t flow_id);

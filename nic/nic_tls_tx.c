@@ -64,6 +64,15 @@ static void walker_reset(struct tx_walker *w, uint32_t seq, uint64_t record_sn)
     w->record_sn = record_sn;
 }
 
+void nic_tls_tx_prefetch(const struct nic_flow *flow)
+{
+    const struct nic_tls_tx_flow *tx = flow->tx;
+    if (!tx)
+        return;
+    __builtin_prefetch(&tx->main);
+    __builtin_prefetch((const uint8_t *)&tx->main + 64);
+}
+
 int nic_tls_tx_install(struct nic_flow *flow)
 {
     struct nic_tls_tx_flow *tx = calloc(1, sizeof(*tx));

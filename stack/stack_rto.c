@@ -92,6 +92,7 @@ static struct rto_table tables[2];
 static unsigned cur_table;
 static uint32_t min_rto_ms, give_up_ms;
 static uint32_t snd_cap_max; /* the largest send buffer seen (the configured one) */
+static size_t last_pcbs;     /* pcbs the last walk visited */
 static bool running;
 static struct stack_rto_counters counters;
 
@@ -197,9 +198,35 @@ static struct rto_entry *table_find(const struct rto_table *t, const struct tcp_
     }
 }
 
-/* An entry for pcb in t, which must have room (see table_reset). */
+/* Doubles t, keeping its entries. False: out of memory. */
+static bool table_grow(struct rto_table *t)
+{
+    size_t cap = t->cap * 2;
+    struct rto_entry *s = calloc(cap, sizeof(*s)); /* gen 0: free */
+    if (!s)
+        return false;
+    for (size_t j = 0; j < t->cap; j++) {
+        if (t->slot[j].gen != t->gen)
+            continue;
+        size_t i = slot_of(t->slot[j].pcb, cap);
+        while (s[i].gen)
+            i = (i + 1) & (cap - 1);
+        s[i] = t->slot[j];
+        s[i].gen = 1;
+    }
+    free(t->slot);
+    t->slot = s;
+    t->cap = cap;
+    t->gen = 1;
+    counters.rto_table_grown++;
+    return true;
+}
+
+/* An entry for pcb in t, grown past load 1/2 first; NULL: out of memory. */
 static struct rto_entry *table_insert(struct rto_table *t, const struct tcp_pcb *pcb)
 {
+    if (2 * (t->n + 1) > t->cap && !table_grow(t))
+        return NULL;
     size_t i = slot_of(pcb, t->cap);
     while (t->slot[i].gen == t->gen)
         i = (i + 1) & (t->cap - 1);
@@ -412,19 +439,20 @@ static void tick(void *arg)
     unsigned n_doomed = 0;
 
     /* Tracked: pcbs with data in flight, and those with RTT state (kept
-       while the pcb lives, so an idle keep-alive connection keeps its SRTT). */
+       while the pcb lives, so an idle keep-alive connection keeps its SRTT).
+       Sized for the last walk's pcbs, grown on demand: a counting pass first
+       took half of the walk's time at 10,000 connections (one cache miss
+       per pcb for its link and one for its unacked list). */
     struct rto_table *old = &tables[cur_table], *t = &tables[cur_table ^ 1];
-    /* Room for every pcb the old table held plus every one in flight (an
-       upper bound: no hash probe per pcb here). */
-    size_t n = old->n, n_pcbs = 0;
-    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next, n_pcbs++)
-        n += pcb->unacked != NULL;
-    if (!table_reset(t, n)) {
+    if (!table_reset(t, LWIP_MAX(old->n, last_pcbs))) {
         sys_timeout(discover, tick, NULL); /* keep the old state; lwIP's RTO still runs */
         return;
     }
     counters.rto_scans++;
-    uint32_t snd_target = n_pcbs ? SND_BUDGET_BYTES / (uint32_t)n_pcbs : SND_BUDGET_BYTES;
+    /* The budget's share from the last walk's count (this walk's is known
+       only at its end). */
+    size_t n_pcbs = 0;
+    uint32_t snd_target = last_pcbs ? SND_BUDGET_BYTES / (uint32_t)last_pcbs : SND_BUDGET_BYTES;
     if (snd_target < SND_MIN_BYTES)
         snd_target = SND_MIN_BYTES;
     counters.snd_buf_target = snd_target;
@@ -440,7 +468,7 @@ static void tick(void *arg)
     uint64_t srtt_sum8 = 0;
     uint32_t rto_max = 0;
 
-    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
+    for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next, n_pcbs++) {
         snd_budget(pcb, snd_target);
         tso_autosize(pcb, tso_seg);
         if (pcb->state == ESTABLISHED && pcb->mss > counters.tso_seg_target)
@@ -461,6 +489,8 @@ static void tick(void *arg)
         if (!pcb->unacked && !prev)
             continue;
         struct rto_entry *e = table_insert(t, pcb);
+        if (!e)
+            continue; /* out of memory: untracked this walk; lwIP's RTO still runs */
         if (prev) {
             *e = *prev;
             e->gen = t->gen; /* prev's is the old table's */
@@ -519,6 +549,7 @@ static void tick(void *arg)
         rto_max = LWIP_MAX(rto_max, rto);
         next = LWIP_MIN(next, left_ms(now, e->since_ms, rto));
     }
+    last_pcbs = n_pcbs;
     counters.rto_tracked = in_flight;
     counters.rto_srtt_ms = with_srtt ? (srtt_sum8 / with_srtt + 4) / 8 : 0;
     counters.rto_max_ms = rto_max;
@@ -545,6 +576,7 @@ void stack_rto_start(uint32_t min_ms, uint32_t give_up)
     running = true;
     host_rtt = (struct rtt_est){0};
     snd_cap_max = 0;
+    last_pcbs = 0;
     sys_timeout(1, tick, NULL);
 }
 

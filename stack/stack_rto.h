@@ -60,6 +60,7 @@ struct tcp_pcb;
     X(rto_hole_resent) /* first unacked segments resent on duplicate ACKs (hole repair) */         \
     X(rto_give_up)     /* pcbs aborted: no ACK progress for give_up_ms */                          \
     X(rto_scans)       /* walks of tcp_active_pcbs */                                              \
+    X(rto_table_grown) /* walk tables doubled during a walk (more pcbs than the last walk saw) */  \
     X(rto_tracked)     /* pcbs with data in flight at the last walk */                             \
     X(rto_rtt_samples) /* RTT samples taken (RFC 6298) */                                          \
     X(rto_rtt_karn)    /* timed segments retransmitted: no sample (Karn) */                        \
