@@ -7,6 +7,9 @@
  * - The send-buffer budget: with 8000 established connections each
  *   buffer is cut to the floor (40 KiB), and raised back to the configured
  *   size when only 1000 remain.
+ * - The walk's table is sized for the connections the last walk saw: 600
+ *   connections that appear between two walks grow it during the walk
+ *   (rto_table_grown), every one is tracked and each one's RTO fires once.
  * - Hole repair: duplicate ACKs with no ACK progress resend the first
  *   unacked segment alone, as a fast retransmit, once per lastack, long
  *   before the RTO; without duplicate ACKs nothing is resent. */
@@ -219,6 +222,58 @@ START_TEST(send_buffers_follow_the_budget)
 }
 END_TEST
 
+/* The walk sizes its table for the pcbs the last walk visited; 600 that
+   appear between two walks grow it during the next one, and every one of
+   them keeps its entry (its RTO clock) across the walks after that. */
+START_TEST(walk_table_grows_for_connections_added_between_walks)
+{
+    enum { OLD = 5, NEW = 600 };
+    static struct tcp_pcb *pcbs[OLD + NEW];
+    tu_lwip_start_once();
+    LOCK_TCPIP_CORE();
+    for (unsigned i = 0; i < OLD; i++)
+        pcbs[i] = fake_pcb((uint16_t)(30000 + i), 1000);
+    for (unsigned i = 0; i < OLD; i++)
+        pcbs[i]->rtime = -1; /* lwIP's own RTO off: only the walk's fires */
+    struct stack_rto_counters c0 = *stack_rto_counters();
+    stack_rto_start(2000, 0); /* walks every 1 s (half the RTO) until one is due */
+    UNLOCK_TCPIP_CORE();
+
+    struct stack_rto_counters c = snap();
+    for (int i = 0; i < 200 && c.rto_scans < c0.rto_scans + 1; i++) {
+        sleep_ms(5);
+        c = snap();
+    }
+    ck_assert_uint_eq(c.rto_tracked, OLD);
+    LOCK_TCPIP_CORE();
+    uint64_t scans = stack_rto_counters()->rto_scans;
+    for (unsigned i = OLD; i < OLD + NEW; i++) {
+        pcbs[i] = fake_pcb((uint16_t)(30000 + i), 1000);
+        pcbs[i]->rtime = -1;
+    }
+    UNLOCK_TCPIP_CORE();
+    for (int i = 0; i < 300 && c.rto_scans < scans + 1; i++) {
+        sleep_ms(5);
+        c = snap();
+    }
+    ck_assert_uint_eq(c.rto_scans, scans + 1);
+    ck_assert_uint_eq(c.rto_tracked, OLD + NEW);
+    ck_assert_uint_ge(c.rto_table_grown, c0.rto_table_grown + 1);
+    /* Each one fires once: 2 s after the walk that first saw it. */
+    for (int i = 0; i < 600 && c.fast_rto_fired < c0.fast_rto_fired + OLD + NEW; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    ck_assert_uint_eq(c.fast_rto_fired, c0.fast_rto_fired + OLD + NEW);
+
+    LOCK_TCPIP_CORE();
+    stack_rto_stop();
+    for (unsigned i = 0; i < OLD + NEW; i++)
+        tcp_abort(pcbs[i]);
+    UNLOCK_TCPIP_CORE();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("rto");
@@ -227,6 +282,7 @@ int main(void)
     tcase_add_test(tc, rto_waits_while_the_driver_holds_the_segment);
     tcase_add_test(tc, send_buffers_follow_the_budget);
     tcase_add_test(tc, hole_repair_resends_the_first_unacked_segment_once);
+    tcase_add_test(tc, walk_table_grows_for_connections_added_between_walks);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
