@@ -11,14 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-struct demux_node {
-    struct demux_node *next;  /* in buckets, by tuple */
-    struct demux_node *pnext; /* in pbuckets, by pcb address */
+struct demux_node {             /* what a lookup by tuple reads comes first */
+    struct demux_node *next;    /* in buckets, by tuple */
+    struct stack_demux_key key; /* the pcb's tuple when it was indexed */
     struct tcp_pcb *pcb;
-    struct tcp_pcb *pred; /* predecessor hint (stack_demux_pred) */
+    struct demux_node *pnext; /* in pbuckets, by pcb address */
+    struct tcp_pcb *pred;     /* predecessor hint (stack_demux_pred) */
     bool has_pred;
     struct stack_demux_user user;
-    struct stack_demux_key key; /* the pcb's tuple when it was indexed */
 };
 
 static struct {
@@ -249,6 +249,28 @@ struct tcp_pcb *stack_demux_find_active(const struct stack_demux_key *k)
         if (key_eq(&d->key, k) && state_active(d->pcb->state))
             return d->pcb;
     return NULL;
+}
+
+void stack_demux_find_active_many(const struct stack_demux_key *keys, size_t n,
+                                  struct tcp_pcb **out)
+{
+    struct demux_node *const *head[STACK_DEMUX_MANY_MAX];
+    if (n > STACK_DEMUX_MANY_MAX)
+        n = STACK_DEMUX_MANY_MAX;
+    for (size_t i = 0; ix.nbuckets && i < n; i++) {
+        head[i] = &ix.buckets[key_hash(&keys[i]) & (ix.nbuckets - 1)];
+        __builtin_prefetch(head[i]);
+    }
+    for (size_t i = 0; ix.nbuckets && i < n; i++)
+        if (*head[i])
+            __builtin_prefetch(*head[i]);
+    for (size_t i = 0; ix.nbuckets && i < n; i++) {
+        const struct demux_node *d = *head[i];
+        if (d && key_eq(&d->key, &keys[i]))
+            __builtin_prefetch(&d->pcb->state);
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = stack_demux_find_active(&keys[i]);
 }
 
 struct tcp_pcb *stack_demux_find_timewait(const struct stack_demux_key *k)

@@ -23,6 +23,7 @@
 #define ANIC_STACK_DEMUX_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct tcp_pcb;
@@ -46,6 +47,14 @@ bool stack_demux_trusted(void);
 /* A pcb with this tuple that is not in TIME_WAIT (so on tcp_active_pcbs),
    else NULL. Call stack_demux_sync first. */
 struct tcp_pcb *stack_demux_find_active(const struct stack_demux_key *k);
+
+/* stack_demux_find_active for each of keys[0, n) into out[0, n), n at
+   most STACK_DEMUX_MANY_MAX. With thousands of connections each lookup
+   misses the cache three times (bucket, node, pcb): each level's loads are
+   started for the whole batch before any is read, so they overlap. */
+#define STACK_DEMUX_MANY_MAX 64
+void stack_demux_find_active_many(const struct stack_demux_key *keys, size_t n,
+                                  struct tcp_pcb **out);
 
 /* The pcb with this tuple in TIME_WAIT, else NULL. Call stack_demux_sync
    first. */

@@ -669,7 +669,7 @@ static bool rx_tcp_key(const uint8_t *ip, uint32_t len, struct stack_demux_key *
    it has them all and renews the hints of every pcb it passes. Called with
    the core lock held and outside any lwIP walk; the list's order only
    decides lookup time. */
-#define DEMUX_BATCH 64
+#define DEMUX_BATCH STACK_DEMUX_MANY_MAX
 #define DEMUX_SLOTS 128 /* open addressing, at most half full */
 
 static unsigned pcb_slot(const struct tcp_pcb *pcb)
@@ -745,19 +745,21 @@ static unsigned rx_demux_presort(struct stack_driver *drv, unsigned budget)
     if (!stack_demux_trusted())
         return budget < DEMUX_BATCH ? budget : DEMUX_BATCH; /* lwIP's own walks */
     uint32_t cons = drv->rx_cq_cons;
-    unsigned seen = 0;
+    unsigned seen = 0, nkeys = 0;
+    struct stack_demux_key keys[DEMUX_BATCH];
+    struct tcp_pcb *found[DEMUX_BATCH];
     for (; seen < budget && seen < DEMUX_BATCH; seen++, cons++) {
         const struct nic_cqe *e = &q->rx_cq[nic_ring_slot(cons, q->rx_cq_size)];
         if (__atomic_load_n(&e->phase, __ATOMIC_ACQUIRE) != nic_cq_phase(cons, q->rx_cq_size))
             break;
         const struct stack_rx_buf *b = e->cookie < drv->rx_nbufs ? drv->rx_bufs[e->cookie] : NULL;
-        struct stack_demux_key k;
-        if (!b || e->len > drv->rx_buf_size || !rx_tcp_key(b->data, e->len, &k, false))
-            continue; /* not TCP, or a later fragment: lwIP's path as before */
-        struct tcp_pcb *pcb = stack_demux_find_active(&k);
-        if (pcb && pcb_set_add(batch, pcb))
-            order[nbatch++] = pcb;
+        if (b && e->len <= drv->rx_buf_size && rx_tcp_key(b->data, e->len, &keys[nkeys], false))
+            nkeys++; /* else not TCP, or a later fragment: lwIP's path as before */
     }
+    stack_demux_find_active_many(keys, nkeys, found);
+    for (unsigned i = 0; i < nkeys; i++)
+        if (found[i] && pcb_set_add(batch, found[i]))
+            order[nbatch++] = found[i];
     if (nbatch == 0)
         return seen;
     /* The front chain, in batch order. */

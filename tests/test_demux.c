@@ -200,6 +200,20 @@ static void assert_lists(unsigned expect_active)
     uint64_t indexed, pending;
     stack_demux_sync(); /* pcbs lwIP created since the driver last looked */
     stack_demux_sizes(&indexed, &pending);
+    /* The batched lookup finds what the single one finds: each live
+       connection's pcb, nothing for the others. */
+    static struct tcp_pcb *found[NPORTS];
+    for (unsigned i = 0; i < NPORTS; i += STACK_DEMUX_MANY_MAX) {
+        struct stack_demux_key keys[STACK_DEMUX_MANY_MAX];
+        unsigned k = NPORTS - i < STACK_DEMUX_MANY_MAX ? NPORTS - i : STACK_DEMUX_MANY_MAX;
+        for (unsigned j = 0; j < k; j++)
+            keys[j] = (struct stack_demux_key){.remote_ip = lwip_htonl(TU_PEER_IP),
+                                               .remote_port = (uint16_t)(PORT0 + i + j),
+                                               .local_port = TU_HOST_PORT};
+        stack_demux_find_active_many(keys, k, &found[i]);
+        for (unsigned j = 0; j < k; j++)
+            ck_assert_ptr_eq(found[i + j], stack_demux_find_active(&keys[j]));
+    }
     UNLOCK_TCPIP_CORE();
     ck_assert_uint_eq(n, expect_active);
     ck_assert_uint_eq(tw, 0);
@@ -209,6 +223,8 @@ static void assert_lists(unsigned expect_active)
         bool live = g.c[i].synack && !g.c[i].reset_sent;
         ck_assert_msg(seen[i] == (live ? 1u : 0u), "port %u: %u pcbs (live %d)", PORT0 + i, seen[i],
                       live);
+        ck_assert_msg(live ? found[i] && found[i]->remote_port == PORT0 + i : !found[i],
+                      "port %u: batched lookup (live %d)", PORT0 + i, live);
     }
 }
 
