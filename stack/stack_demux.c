@@ -310,6 +310,22 @@ bool stack_demux_pred(const struct tcp_pcb *pcb, struct tcp_pcb **pred)
     return true;
 }
 
+void stack_demux_prefetch_pred(const struct tcp_pcb *pcb, int level)
+{
+    if (!ix.nbuckets)
+        return;
+    if (level == 0) {
+        __builtin_prefetch(&ix.pbuckets[ptr_hash(pcb) & (ix.nbuckets - 1)]);
+        return;
+    }
+    const struct demux_node *d = node_of(pcb);
+    if (d && d->has_pred && d->pred) {
+        __builtin_prefetch(&ix.pbuckets[ptr_hash(d->pred) & (ix.nbuckets - 1)]);
+        __builtin_prefetch(&d->pred->next);
+        __builtin_prefetch(&d->pred->state);
+    }
+}
+
 bool stack_demux_has(const struct stack_demux_key *k)
 {
     if (!ix.nbuckets)

@@ -67,6 +67,11 @@ struct tcp_pcb *stack_demux_find_timewait(const struct stack_demux_key *k);
    memory: the hint's pcb is alive and links to pcb, which is active. */
 void stack_demux_set_pred(struct tcp_pcb *pcb, struct tcp_pcb *pred);
 bool stack_demux_pred(const struct tcp_pcb *pcb, struct tcp_pcb **pred);
+/* Hints for a batch about to ask stack_demux_pred: level 0 starts loading
+   the index slot of pcb, level 1 (once level 0's loads are done, as a
+   level-0 pass over the whole batch makes likely) the hint's predecessor
+   and its index slot. Read nothing the lookup itself would not. */
+void stack_demux_prefetch_pred(const struct tcp_pcb *pcb, int level);
 
 /* Whether any pcb (active or TIME_WAIT) has this tuple. */
 bool stack_demux_has(const struct stack_demux_key *k);
