@@ -35,8 +35,10 @@
  *
  * Send-buffer budget. The same walk sizes each established connection's
  * send buffer to a host-wide budget divided among the connections (at
- * least two full TLS records, at most the configured --snd-buf), so that
+ * least three full TLS records, at most the configured --snd-buf), so that
  * thousands of connections do not queue GBs (stack_rto.c, SND_BUDGET_BYTES).
+ * A connection whose buffer it cut is written in bursts
+ * (stack_tcp_write_lowat).
  *
  * Cost. No per-pcb table with a fixed size: state lives in a hash keyed by
  * the pcb pointer that grows with the pcbs in flight. The timer walks
@@ -67,6 +69,7 @@ struct tcp_pcb;
     X(rto_srtt_ms)     /* mean SRTT of the connections with a sample, last walk (gauge) */         \
     X(rto_max_ms)      /* largest RTO (with backoff) of those in flight, last walk (gauge) */      \
     X(snd_buf_target)  /* send buffer per connection under the host's budget, last walk (gauge) */ \
+    X(write_lowat)     /* free send space that wakes a cut connection's writer; 0: any (gauge) */  \
     X(snd_buf_cut)     /* send buffers made smaller by the budget */                               \
     X(snd_buf_raised)  /* send buffers made larger again (fewer connections) */                    \
     X(tx_kicked)       /* tcp_output of pcbs the full TX ring had refused (TF_NAGLEMEMERR) */      \
@@ -84,6 +87,13 @@ struct stack_rto_counters {
 void stack_rto_start(uint32_t min_ms, uint32_t give_up_ms);
 void stack_rto_stop(void);
 const struct stack_rto_counters *stack_rto_counters(void);
+
+/* The free send space (tcp_sndbuf) below which a connection with data in
+   flight should not be offered more to write: 7/8 of the budget's buffer
+   while the budget cuts buffers, else 0 (any space). Set by the walk; any
+   thread may read it. A connection with nothing in flight is always
+   writable, so no writer waits for an ACK that cannot come. */
+uint32_t stack_tcp_write_lowat(void);
 
 /* TSO autosizing: the wire MSS and the largest segment (pcb->mss) the
    application gives connections. Off until called, and when seg_max is

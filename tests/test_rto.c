@@ -5,8 +5,9 @@
  * - An RTO does not fire while the segment's pbuf is still referenced by the
  *   driver (rto_host_queued), and fires once it is released.
  * - The send-buffer budget: with 8000 established connections each
- *   buffer is cut to the floor (40 KiB), and raised back to the configured
- *   size when only 1000 remain.
+ *   buffer is cut to the floor (56 KiB) and writers wait for 7/8 of it to
+ *   be free (the write low-water mark), and buffers are raised back to the
+ *   configured size, with no low-water mark, when only 1000 remain.
  * - The walk's table is sized for the connections the last walk saw: 600
  *   connections that appear between two walks grow it during the walk
  *   (rto_table_grown), every one is tracked and each one's RTO fires once.
@@ -30,7 +31,7 @@
 #include "test_lwip.h"
 
 #define SND_BUF   (192u * 1024)
-#define SND_FLOOR (40u * 1024)
+#define SND_FLOOR (56u * 1024)
 
 static struct tcp_pcb *fake_pcb(uint16_t port, uint16_t unacked_len)
 {
@@ -181,13 +182,16 @@ START_TEST(send_buffers_follow_the_budget)
     stack_rto_start(10, 0);
     UNLOCK_TCPIP_CORE();
 
-    /* 256 MiB over 8000 is below the floor: every buffer at 40 KiB. */
+    ck_assert_uint_eq(stack_tcp_write_lowat(), 0); /* no walk yet */
+    /* 256 MiB over 8000 is below the floor: every buffer at 56 KiB. */
     struct stack_rto_counters c = {0};
     for (int i = 0; i < 300 && c.snd_buf_cut < MANY; i++) {
         sleep_ms(10);
         c = snap();
     }
     ck_assert_uint_eq(c.snd_buf_target, SND_FLOOR);
+    ck_assert_uint_eq(stack_tcp_write_lowat(), SND_FLOOR / 8 * 7);
+    ck_assert_uint_eq(c.write_lowat, SND_FLOOR / 8 * 7);
     /* TSO autosizing: segments of half the budget, whole wire MSS. */
     for (int i = 0; i < 300 && c.tso_resized < MANY; i++) {
         sleep_ms(10);
@@ -214,6 +218,7 @@ START_TEST(send_buffers_follow_the_budget)
         ck_assert_uint_eq(pcbs[i]->mss, TSO_SEG); /* the budget is no limit now */
     }
     ck_assert_uint_eq(stack_rto_counters()->tso_seg_target, TSO_SEG);
+    ck_assert_uint_eq(stack_tcp_write_lowat(), 0); /* the budget cuts nothing */
     stack_rto_stop();
     stack_rto_set_tso(WIRE_MSS, 0);
     for (unsigned i = 0; i < FEW; i++)

@@ -755,6 +755,10 @@ size_t tls_conn_send_space(struct tls_conn *c)
     if (c->state != CONN_OPEN || !c->pcb || c->offload_fence)
         return 0;
     size_t room = tcp_sndbuf(c->pcb);
+    if (c->pcb->unacked && room < stack_tcp_write_lowat()) {
+        ctr(c)->tx_lowat_waits++; /* the next ACK offers it again */
+        return 0;
+    }
     if (c->mode == TLS_MODE_NONE)
         return room;
     size_t staged_free = c->srv->record_size - c->tx_pt_len;

@@ -47,6 +47,7 @@ struct tls_server_cfg {
     X(tx_bytes_plaintext)                                                                          \
     X(tx_bytes_copied) /* bytes memcpy'd on the TX data path (staging, mbed TLS, tcp_write) */     \
     X(tx_write_torn)   /* a static record's later write failed (lwIP out of memory): reset */      \
+    X(tx_lowat_waits)  /* send space reported as none: below stack_tcp_write_lowat, in flight */   \
     X(rx_records)                                                                                  \
     X(rx_bytes_plaintext)                                                                          \
     X(rx_records_full_offload)                                                                     \
