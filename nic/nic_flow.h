@@ -28,6 +28,13 @@ struct nic_flow {
     uint32_t lru_prev; /* flow ids, 0 = end; most recently used first */
     uint32_t lru_next;
     uint32_t writebacks; /* evictions of this context, stamped in the block */
+    /* TCP tracking of an RX flow, kept in the flow table (resident, as a
+       NIC's steering entry) so that the host's ACKs, one per segment it
+       sends, need no context access: the right edge of the receive window
+       the host last announced (install, then every outgoing ACK). */
+    bool rx_wnd_known;
+    uint8_t rx_wnd_scale;
+    uint32_t rx_wnd_edge;
 };
 
 #define NIC_FLOW_MAX 65536u

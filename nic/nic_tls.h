@@ -141,7 +141,8 @@ int nic_tls_rx_resync_response(struct nic_tls_ctx *ctx, struct nic_flow *flow,
                                const struct nic_tx_desc *d);
 int nic_tls_rx_hint(struct nic_tls_ctx *ctx, struct nic_flow *flow, const struct nic_tx_desc *d);
 /* The host sent a segment on this RX flow's connection acknowledging ack
-   with this (unscaled) window: the right edge of what TCP will accept. */
+   with this (unscaled) window: the right edge of what TCP will accept.
+   Flow-table state only (flow->rx_wnd_*): needs no nic_tls_ctx_access. */
 void nic_tls_rx_observe_ack(struct nic_flow *flow, uint32_t ack, uint16_t window);
 
 /* Shared record crypto (nic_tls.c). hdr: the record's 5-byte header and

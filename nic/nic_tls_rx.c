@@ -68,12 +68,8 @@ struct nic_tls_rx_flow {
     struct rx_walker w;
     EVP_CIPHER_CTX *ctr;
     uint8_t salt[4];
-    uint32_t high_seq; /* end of the highest stream byte seen */
-    /* The host's receive window as the NIC can know it: the right edge the
-       host last announced (install, then every outgoing ACK). */
-    bool wnd_known;
-    uint8_t wnd_scale;
-    uint32_t wnd_edge;
+    uint32_t high_seq;           /* end of the highest stream byte seen */
+    const struct nic_flow *flow; /* its slot: the window edge (rx_wnd_*) */
     /* reorder buffer: ciphertext after w.seq, sorted by seq, non-overlapping */
     struct rx_seg segs[RX_REORDER_MAX_SEGS];
     unsigned nsegs;
@@ -131,11 +127,10 @@ int nic_tls_rx_install(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint32_t 
     f->w.seq = flow->st.start_tcp_sn;
     f->w.record_sn = flow->st.record_sn;
     f->high_seq = flow->st.start_tcp_sn;
-    f->wnd_scale = flow->st.rx_wnd_scale;
-    if (flow->st.flags & NIC_CTXF_RX_WND) {
-        f->wnd_known = true;
-        f->wnd_edge = flow->st.rx_wnd_right_edge;
-    }
+    f->flow = flow;
+    flow->rx_wnd_scale = flow->st.rx_wnd_scale;
+    flow->rx_wnd_known = flow->st.flags & NIC_CTXF_RX_WND;
+    flow->rx_wnd_edge = flow->rx_wnd_known ? flow->st.rx_wnd_right_edge : 0;
     f->state = RX_IN_SYNC;
     flow->rx = f;
     return NIC_TX_OK;
@@ -651,12 +646,17 @@ static bool in_sync_packet(struct nic_tls_ctx *ctx, struct nic_tls_rx_flow *f, u
 
 void nic_tls_rx_observe_ack(struct nic_flow *flow, uint32_t ack, uint16_t window)
 {
-    struct nic_tls_rx_flow *f = flow->rx;
-    uint32_t edge = ack + ((uint32_t)window << f->wnd_scale);
-    if (!f->wnd_known || seq_lt(f->wnd_edge, edge)) {
-        f->wnd_edge = edge; /* TCP never shrinks an announced window edge */
-        f->wnd_known = true;
+    uint32_t edge = ack + ((uint32_t)window << flow->rx_wnd_scale);
+    if (!flow->rx_wnd_known || seq_lt(flow->rx_wnd_edge, edge)) {
+        flow->rx_wnd_edge = edge; /* TCP never shrinks an announced window edge */
+        flow->rx_wnd_known = true;
     }
+}
+
+/* Data past the window edge the host announced: TCP drops it. */
+static bool past_window(const struct nic_tls_rx_flow *f, uint32_t end)
+{
+    return f->flow->rx_wnd_known && seq_lt(f->flow->rx_wnd_edge, end);
 }
 
 /* A segment TCP would not take as stream data must not move the walker:
@@ -673,7 +673,7 @@ static bool tcp_will_drop(struct nic_tls_ctx *ctx, const struct nic_tls_rx_flow 
         ctx->c->rx_tls_skip_rst++;
         return true;
     }
-    if (f->wnd_known && seq_lt(f->wnd_edge, v->seq + (uint32_t)v->payload_len)) {
+    if (past_window(f, v->seq + (uint32_t)v->payload_len)) {
         /* TCP keeps the in-window part; here the whole segment is a hole,
            which a compliant sender never causes. */
         ctx->c->rx_tls_skip_oow++;
@@ -726,8 +726,7 @@ bool nic_tls_rx_flow_span(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint8_
     uint32_t seq = v->seq, end = seq + (uint32_t)v->payload_len;
     /* What in_sync_packet would send every wire packet to in_order_decrypt
        with nothing to drain; SYN and RST are the caller's to exclude. */
-    if (f->state != RX_IN_SYNC || seq != w->seq || f->nsegs ||
-        (f->wnd_known && seq_lt(f->wnd_edge, end)))
+    if (f->state != RX_IN_SYNC || seq != w->seq || f->nsegs || past_window(f, end))
         return false;
     /* Inside a record's payload the GCM state is the walk's: keep a copy. */
     struct rx_walker saved = *w;
