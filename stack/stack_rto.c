@@ -537,8 +537,17 @@ static void tick(void *arg)
             with_srtt++;
             srtt_sum8 += e->srtt8;
         }
-        if (!pcb->unacked)
+        if (!pcb->unacked) {
+            /* Nothing in flight: the clocks run only while data is (RFC
+               6298 5.1: start the timer when data is sent and it is not
+               running). Without this a connection that sent again after
+               an idle spell (the next request of a keep-alive
+               connection, or a segment the full TX ring had refused) was
+               judged by its last ACK progress from before the spell, and
+               its first walk fired a spurious RTO. */
+            e->since_ms = e->stall_ms = now;
             continue;
+        }
         in_flight++;
         if (give_up_ms && pcb->state != SYN_RCVD) {
             if (now - e->stall_ms >= give_up_ms) {

@@ -11,6 +11,9 @@
  * - The walk's table is sized for the connections the last walk saw: 600
  *   connections that appear between two walks grow it during the walk
  *   (rto_table_grown), every one is tracked and each one's RTO fires once.
+ * - The RTO clock runs only while data is in flight: a connection that
+ *   was idle for several RTOs and sends again is not fired at by the next
+ *   walk, only one RTO after it sent.
  * - Hole repair: duplicate ACKs with no ACK progress resend the first
  *   unacked segment alone, as a fast retransmit, once per lastack, long
  *   before the RTO; without duplicate ACKs nothing is resent. */
@@ -279,6 +282,75 @@ START_TEST(walk_table_grows_for_connections_added_between_walks)
 }
 END_TEST
 
+/* The walk after the last unacked bytes were acknowledged sees the
+   connection idle; three RTOs later it sends again. Its RTO must count from
+   then, not from its last ACK progress before the idle spell. */
+START_TEST(rto_clock_restarts_after_an_idle_spell)
+{
+    tu_lwip_start_once();
+    LOCK_TCPIP_CORE();
+    struct tcp_pcb *pcb = fake_pcb(41000, 1000);
+    pcb->rtime = -1;          /* lwIP's own RTO off: only the walk's fires */
+    stack_rto_start(1000, 0); /* RTO 1 s (no RTT sample beats the floor); walks every 0.5 s */
+    UNLOCK_TCPIP_CORE();
+    struct stack_rto_counters c = snap();
+    for (int i = 0; i < 200 && c.rto_tracked != 1; i++) {
+        sleep_ms(5);
+        c = snap();
+    }
+    ck_assert_uint_eq(c.rto_tracked, 1);
+
+    /* All acknowledged: the connection is idle. */
+    LOCK_TCPIP_CORE();
+    struct tcp_seg *seg = pcb->unacked;
+    pcb->unacked = NULL;
+    pcb->lastack = pcb->snd_nxt;
+    pcb->snd_buf += seg->len;
+    pcb->snd_queuelen = 0;
+    tcp_seg_free(seg);
+    UNLOCK_TCPIP_CORE();
+    sleep_ms(3000); /* three RTOs idle */
+
+    /* Right after a walk, it sends 1000 bytes more. */
+    uint64_t scans = snap().rto_scans;
+    for (int i = 0; i < 400 && snap().rto_scans == scans; i++)
+        sleep_ms(2);
+    LOCK_TCPIP_CORE();
+    struct tcp_pcb *other = fake_pcb(41001, 1000); /* a segment built as fake_pcb does */
+    pcb->unacked = other->unacked;
+    other->unacked = NULL;
+    pcb->unacked->tcphdr->seqno = lwip_htonl(pcb->lastack);
+    pcb->snd_nxt = pcb->snd_lbb = pcb->lastack + 1000;
+    pcb->snd_buf -= 1000;
+    pcb->snd_queuelen = (u16_t)pbuf_clen(pcb->unacked->p);
+    tcp_abort(other);
+    scans = stack_rto_counters()->rto_scans;
+    UNLOCK_TCPIP_CORE();
+
+    /* The next walk (about 0.5 s later) sees it in flight for less than an
+       RTO: nothing fires. */
+    c = snap();
+    for (int i = 0; i < 400 && c.rto_scans < scans + 1; i++) {
+        sleep_ms(5);
+        c = snap();
+    }
+    ck_assert_uint_ge(c.rto_scans, scans + 1);
+    ck_assert_uint_eq(c.rto_tracked, 1);
+    ck_assert_uint_eq(c.fast_rto_fired, 0);
+    /* One RTO after it sent, it does. */
+    for (int i = 0; i < 400 && c.fast_rto_fired == 0; i++) {
+        sleep_ms(5);
+        c = snap();
+    }
+    ck_assert_uint_eq(c.fast_rto_fired, 1);
+
+    LOCK_TCPIP_CORE();
+    stack_rto_stop();
+    tcp_abort(pcb);
+    UNLOCK_TCPIP_CORE();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("rto");
@@ -288,6 +360,7 @@ int main(void)
     tcase_add_test(tc, send_buffers_follow_the_budget);
     tcase_add_test(tc, hole_repair_resends_the_first_unacked_segment_once);
     tcase_add_test(tc, walk_table_grows_for_connections_added_between_walks);
+    tcase_add_test(tc, rto_clock_restarts_after_an_idle_spell);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
