@@ -701,7 +701,7 @@ static void mb_push(struct mb *m, uint64_t n_records, struct mb_result *r)
     stack_driver_get_counters(m->drv, &d);
     const struct stack_tls_tx_counters *tc = mb_tls_ctr(m);
     uint64_t sw_bytes = tc->tx_tls_sw_fallback_bytes;
-    uint64_t hook_drops = tc->tx_tls_drop_no_sync_data + tc->tx_tls_ring_full_drops +
+    uint64_t hook_drops = tc->tx_tls_drop_no_sync_data + tc->tx_tls_ring_full_deferred +
                           tc->tx_tls_sw_fallback_nomem + tc->tx_tls_ooo + tc->tx_tls_nic_errors;
     UNLOCK_TCPIP_CORE();
     r->copied = m->copied - copied0 + (d.tx_copied_bytes - d0.tx_copied_bytes) + sw_bytes;

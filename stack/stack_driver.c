@@ -369,6 +369,11 @@ static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t
         .kind = NIC_TX_DATA, .len = hold->len, .addr = (uint64_t)(uintptr_t)hold->payload};
     if (drv->offload.tx_prepare) {
         int r = drv->offload.tx_prepare(drv->offload.ctx, &hold, &d.flow_id, &d.flags);
+        if (r == STACK_TX_BUSY) {
+            drv->c.tx_ring_full++;
+            pbuf_free(hold);
+            return ERR_MEM; /* as a full ring: TCP keeps the segment */
+        }
         if (r < 0 || tx_ring_full(drv)) {
             if (r >= 0)
                 drv->c.tx_ring_full++;

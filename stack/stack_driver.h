@@ -106,13 +106,18 @@ struct stack_rx_limits {
 #define STACK_RX_UNREAD_PBUFS 1024u
 #define STACK_RX_SWEEP_HELD   256u
 
+#define STACK_TX_BUSY (-2) /* tx_prepare: no ring room now, try later */
+
 /* Hooks the TLS offload installs (issue 3/4); NULL members = no offload. */
 struct stack_offload_ops {
     /* Called for every outgoing IPv4 packet before it is posted. May post
        control descriptors first (stack_driver_post_ctrl) and returns the
        flow id and flags for the data descriptor (0 = plain). It may replace
        *p by a packet it built (one reference, passed to the driver), then it
-       frees the driver's reference to the old one. A negative return drops
+       frees the driver's reference to the old one. STACK_TX_BUSY: the ring
+       lacks room for the descriptors the packet needs, and nothing was
+       posted or replaced: the driver refuses it as a full ring (ERR_MEM),
+       so TCP keeps it and sends it again. Another negative return drops
        the packet (counted by the hook). */
     int (*tx_prepare)(void *ctx, struct pbuf **p, uint32_t *flow_id, uint8_t *flags);
     /* A TX completion carried a tag report. */

@@ -352,11 +352,19 @@ static int tx_prepare(void *ctx, struct pbuf **pp, uint32_t *flow_id, uint8_t *f
         return 0;
     }
 
-    /* Out of sequence: a retransmission (or a jump after one). */
-    t->c->tx_tls_ooo++;
-    t->c->tx_tls_retransmit_bytes += plen;
+    /* Out of sequence: a retransmission (or a jump after one). Counted
+       once, when it is sent or dropped; one the ring has no room for yet is
+       refused (STACK_TX_BUSY) and lwIP offers it again. A retransmission
+       dropped here instead would wait for the next RTO, doubled. */
     struct stack_tls_record r;
     bool tagcache = t->policy == STACK_TLS_TX_RESYNC_TAGCACHE;
+    if (stack_driver_tx_space(o->drv) <
+        3u) { /* PROGRESS, DUMP, the segment: the most a path posts */
+        t->c->tx_tls_ring_full_deferred++;
+        return STACK_TX_BUSY;
+    }
+    t->c->tx_tls_ooo++;
+    t->c->tx_tls_retransmit_bytes += plen;
     if (!t->host->get_record(t->host_flow, seq, !tagcache, &r)) {
         t->c->tx_tls_drop_no_sync_data++;
         return -1;
@@ -365,10 +373,6 @@ static int tx_prepare(void *ctx, struct pbuf **pp, uint32_t *flow_id, uint8_t *f
     if (tagcache) {
         bool touches_tag = seq_lt(r.start_seq + r.len - STACK_TLS_TAG_LEN, seq + plen);
         if (!touches_tag || r.tag_valid) {
-            if (stack_driver_tx_space(o->drv) < 2) {
-                t->c->tx_tls_ring_full_drops++;
-                return -1;
-            }
             struct nic_tx_desc d = {.kind = NIC_TX_PROGRESS,
                                     .flags = NIC_TXF_ONESHOT,
                                     .len = r.len,
@@ -389,10 +393,6 @@ static int tx_prepare(void *ctx, struct pbuf **pp, uint32_t *flow_id, uint8_t *f
             t->c->tx_tls_drop_no_sync_data++;
             return -1;
         }
-    }
-    if (stack_driver_tx_space(o->drv) < (off ? 3u : 2u)) {
-        t->c->tx_tls_ring_full_drops++;
-        return -1;
     }
     struct nic_tx_desc st = {.kind = NIC_TX_PROGRESS,
                              .flow_id = t->flow_id,

@@ -41,17 +41,18 @@ enum stack_tls_tx_resync {
     X(tx_tls_ctx_host_bytes)      /* context host blocks held now (gauge) */                       \
     X(tx_tls_sw_fallback_packets) /* frames sealed by the host */                                  \
     X(tx_tls_sw_fallback_bytes)                                                                    \
-    X(tx_tls_sw_fallback_nomem) /* no memory for the sealed copy: dropped */                       \
-    X(tx_tls_ooo)               /* out-of-sequence segments (resyncs) */                           \
-    X(tx_tls_skip_no_sync_data) /* segment before start_offload_tcp_sn: sent as is */              \
-    X(tx_tls_drop_no_sync_data) /* record already acked and freed: dropped */                      \
-    X(tx_tls_resync_dump)       /* state (+ dump) resyncs */                                       \
-    X(tx_tls_resync_tagcache)   /* one-shot keystream seeks */                                     \
-    X(tx_tls_tagcache_miss)     /* tag needed but not reported yet: dump resync */                 \
-    X(tx_tls_dump_bytes)        /* record bytes posted in DUMP descriptors */                      \
-    X(tx_tls_retransmit_bytes)  /* payload bytes of out-of-sequence segments */                    \
-    X(tx_tls_ring_full_drops)   /* no ring room for the resync descriptors: dropped */             \
-    X(tx_tls_nic_errors)        /* NIC reported a failed offloaded descriptor */
+    X(tx_tls_sw_fallback_nomem)  /* no memory for the sealed copy: dropped */                      \
+    X(tx_tls_ooo)                /* out-of-sequence segments (resyncs) */                          \
+    X(tx_tls_skip_no_sync_data)  /* segment before start_offload_tcp_sn: sent as is */             \
+    X(tx_tls_drop_no_sync_data)  /* record already acked and freed: dropped */                     \
+    X(tx_tls_resync_dump)        /* state (+ dump) resyncs */                                      \
+    X(tx_tls_resync_tagcache)    /* one-shot keystream seeks */                                    \
+    X(tx_tls_tagcache_miss)      /* tag needed but not reported yet: dump resync */                \
+    X(tx_tls_dump_bytes)         /* record bytes posted in DUMP descriptors */                     \
+    X(tx_tls_retransmit_bytes)   /* payload bytes of out-of-sequence segments */                   \
+    X(tx_tls_ring_full_deferred) /* no ring room for the resync descriptors: refused, resent later \
+                                  */                                                               \
+    X(tx_tls_nic_errors)         /* NIC reported a failed offloaded descriptor */
 
 /* Counters of the driver's RX offload (/stats section offload_rx, together
    with TLS_OFFLOAD_RX_COUNTERS). */

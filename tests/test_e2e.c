@@ -1979,18 +1979,18 @@ static void check_tx_offload(struct fails *f, const char *js)
     uint64_t t_miss = GET("offload_tagcache", "tx_tls_tagcache_miss");
     uint64_t d_drop = GET("offload_dump", "tx_tls_drop_no_sync_data");
     uint64_t t_drop = GET("offload_tagcache", "tx_tls_drop_no_sync_data");
-    uint64_t d_full = GET("offload_dump", "tx_tls_ring_full_drops");
-    uint64_t t_full = GET("offload_tagcache", "tx_tls_ring_full_drops");
+    uint64_t d_full = GET("offload_dump", "tx_tls_ring_full_deferred");
+    uint64_t t_full = GET("offload_tagcache", "tx_tls_ring_full_deferred");
     uint64_t d_err = GET("offload_dump", "tx_tls_nic_errors");
     uint64_t t_err = GET("offload_tagcache", "tx_tls_nic_errors");
 #undef GET
     note("[%s] TX offload: nic_tls encrypted_bytes %" PRIu64 " ooo %" PRIu64 " dump_bytes %" PRIu64
          " seq_mismatch %" PRIu64 " bad_record %" PRIu64 "; offload_dump record_bytes %" PRIu64
          " ooo %" PRIu64 " resync_dump %" PRIu64 " dump_bytes %" PRIu64 " drop_no_sync %" PRIu64
-         " ring_full_drops %" PRIu64 " nic_errors %" PRIu64
+         " ring_full_deferred %" PRIu64 " nic_errors %" PRIu64
          "; offload_tagcache record_bytes %" PRIu64 " ooo %" PRIu64 " resync_tagcache %" PRIu64
          " miss %" PRIu64 " resync_dump %" PRIu64 " dump_bytes %" PRIu64 " drop_no_sync %" PRIu64
-         " ring_full_drops %" PRIu64 " nic_errors %" PRIu64,
+         " ring_full_deferred %" PRIu64 " nic_errors %" PRIu64,
          cur->name, enc, ooo, nic_dump, mismatch, bad_rec, d_rec, d_ooo, d_resync, d_dump, d_drop,
          d_full, d_err, t_rec, t_ooo, t_resync, t_miss, t_resync_dump, t_dump, t_drop, t_full,
          t_err);

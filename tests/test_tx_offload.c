@@ -553,7 +553,7 @@ static void check_delta_at(const struct snap *b, const struct want *w, int line)
     TU_CHECK_EQ(D(h.tx_tls_dump_bytes), w->dump_bytes);
     TU_CHECK_EQ(D(h.tx_tls_retransmit_bytes), w->rexmit_bytes);
     TU_CHECK_EQ(D(h.tx_tls_tags_cached), w->tags);
-    TU_CHECK_EQ(D(h.tx_tls_ring_full_drops), 0);
+    TU_CHECK_EQ(D(h.tx_tls_ring_full_deferred), 0);
     TU_CHECK_EQ(D(h.tx_tls_nic_errors), 0);
     TU_CHECK_EQ(D(h.tx_tls_ctx_fail), 0);
     TU_CHECK_EQ(D(n.tx_tls_ooo), w->n_ooo);
@@ -784,6 +784,50 @@ START_TEST(rexmit_mid_record)
     xmit(2516, 2745);
     CHECK_DELTA(b, .tags = tc ? 1 : 0, .n_reports = tc ? 1 : 0, .n_enc_pkts = 1,
                 .n_enc_bytes = 229);
+}
+END_TEST
+
+static void drain_discard(void);
+
+/* A retransmission the ring has no room for (with the resync descriptors
+   it needs) is refused as a full ring: ERR_MEM, so lwIP keeps it and sends
+   it again, instead of dropping it and waiting for a further RTO. Once the
+   ring drained it goes out resynced, with the right ciphertext. */
+START_TEST(rexmit_refused_while_ring_lacks_room)
+{
+    int policy = _i;
+    TU_CTX("%s", policy_name(policy));
+    flow_layout5(policy, 5000);
+    xmit(0, 700);
+    xmit(700, 1400);
+    static const uint8_t nothing[1];
+    ip4_addr_t dst;
+    IP4_ADDR(&dst, 10, 0, 0, 2);
+    for (int n = 0; n < 4096 && stack_driver_tx_space(H.drv) > 2; n++) {
+        struct pbuf *ack = pbuf_alloc(PBUF_RAW, (u16_t)HDRS, PBUF_RAM);
+        TU_CHECK(ack != NULL);
+        build_pkt(ack->payload, H.start_seq, nothing, 0);
+        TU_CHECK_EQ(H.nif->output(H.nif, ack, &dst), ERR_OK);
+        pbuf_free(ack);
+    }
+    TU_CHECK_EQ(stack_driver_tx_space(H.drv), 2); /* room for the segment, not for a resync */
+
+    struct snap b = snap();
+    struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(HDRS + 700), PBUF_RAM);
+    TU_CHECK(p != NULL);
+    build_pkt(p->payload, H.start_seq + 700, H.plain + 700, 700);
+    TU_CHECK_EQ(H.nif->output(H.nif, p, &dst), ERR_MEM);
+    TU_CHECK_EQ(p->ref, 1); /* the driver kept no reference */
+    pbuf_free(p);
+    struct snap a = snap();
+    TU_CHECK_EQ(a.h.tx_tls_ring_full_deferred - b.h.tx_tls_ring_full_deferred, 1);
+    TU_CHECK_EQ(a.h.tx_tls_ooo - b.h.tx_tls_ooo, 0);
+    TU_CHECK_EQ(a.d.tx_ring_full - b.d.tx_ring_full, 1);
+    TU_CHECK_EQ(stack_driver_tx_space(H.drv), 2); /* nothing posted */
+
+    drain_discard(); /* the ACKs leave, the ring empties */
+    xmit(700, 1400); /* TCP's second try: resynced, exact on the wire */
+    TU_CHECK_EQ(snap().h.tx_tls_ooo - b.h.tx_tls_ooo, 1);
 }
 END_TEST
 
@@ -1947,6 +1991,7 @@ static Suite *tx_offload_suite(void)
     tcase_add_checked_fixture(rx, setup, teardown);
     tcase_set_timeout(rx, 60);
     tcase_add_loop_test(rx, rexmit_mid_record, 0, TLS_TX_RESYNC_COUNT);
+    tcase_add_loop_test(rx, rexmit_refused_while_ring_lacks_room, 0, TLS_TX_RESYNC_COUNT);
     tcase_add_loop_test(rx, rexmit_at_record_boundary, 0, TLS_TX_RESYNC_COUNT);
     tcase_add_loop_test(rx, rexmit_record_spanning_segments, 0, TLS_TX_RESYNC_COUNT);
     tcase_add_loop_test(rx, rexmit_before_offload_start, 0, TLS_TX_RESYNC_COUNT);
