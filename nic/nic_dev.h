@@ -139,6 +139,7 @@ struct nic_queues {
     X(rx_wire_packets)                                                                             \
     X(rx_wire_bytes)                                                                               \
     X(tun_read_errors)                                                                             \
+    X(tun_reads_empty)       /* TUN reads that found nothing queued (EAGAIN): polling's cost */    \
     X(tun_gso_writes)        /* TUN writes of merged in-order runs (GSO super-packets) */          \
     X(tun_gso_write_packets) /* wire packets in them */                                            \
     X(tun_tso_merged)        /* TSO segments appended to the previous one's super-packet */        \

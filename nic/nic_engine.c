@@ -851,6 +851,7 @@ static void engine_publish_stats(struct nic_dev *dev)
     dev->c.tx_bytes = lc.tx_bytes;
     dev->c.tun_write_errors = lc.tx_write_errors;
     dev->c.tun_read_errors = lc.rx_read_errors;
+    dev->c.tun_reads_empty = lc.rx_reads_empty;
     dev->c.rx_wire_packets = lc.rx_packets;
     dev->c.rx_wire_bytes = lc.rx_bytes;
     dev->c.rx_buf_too_small = lc.rx_truncated;

@@ -582,6 +582,8 @@ static enum gso_read link_read_gso_frame(struct nic_link *link, struct nic_link_
     if (n <= 0) {
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             link->counters.rx_read_errors++;
+        else if (n < 0)
+            link->counters.rx_reads_empty++;
         return GSO_READ_NONE;
     }
     if ((size_t)n <= LINK_VNET_HLEN) {
@@ -727,6 +729,8 @@ static size_t link_read(struct nic_link *link, uint8_t *buf, size_t cap)
             continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             link->counters.rx_read_errors++;
+        else if (n < 0)
+            link->counters.rx_reads_empty++;
         return 0;
     }
 }

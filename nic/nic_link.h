@@ -19,6 +19,7 @@ struct nic_link;
 struct nic_link_counters {
     uint64_t tx_packets, tx_bytes, tx_write_errors;
     uint64_t rx_packets, rx_bytes, rx_read_errors, rx_truncated;
+    uint64_t rx_reads_empty; /* TUN reads that found nothing queued (EAGAIN): the cost of polling */
     /* GSO (tun_gso): TX writes of an in-order run merged into one super-packet
        and the wire packets in them; RX super-packets read and split, the wire
        packets they became, and reads dropped because they could not be split
