@@ -459,7 +459,7 @@ static void tx_prefetch(struct nic_dev *dev, uint32_t cons, uint32_t prod)
         const struct nic_tx_desc *d = &q->tx_ring[nic_ring_slot(cons + 1, q->tx_size)];
         if (d->kind == NIC_TX_DATA && (d->flags & NIC_TXF_OFFLOAD)) {
             const struct nic_flow *f = nic_flow_get(dev->flows, d->flow_id);
-            if (f && f->tx && f->resident)
+            if (f && f->resident)
                 nic_tls_tx_prefetch(f);
         }
     }

@@ -241,14 +241,21 @@ static bool state_active(enum tcp_state st)
     return st != CLOSED && st != LISTEN && st != TIME_WAIT;
 }
 
+/* The pcb of bucket chain d with tuple k that is not in TIME_WAIT. */
+static struct tcp_pcb *chain_find_active(const struct demux_node *d,
+                                         const struct stack_demux_key *k)
+{
+    for (; d; d = d->next)
+        if (key_eq(&d->key, k) && state_active(d->pcb->state))
+            return d->pcb;
+    return NULL;
+}
+
 struct tcp_pcb *stack_demux_find_active(const struct stack_demux_key *k)
 {
     if (!ix.nbuckets)
         return NULL;
-    for (struct demux_node *d = ix.buckets[key_hash(k) & (ix.nbuckets - 1)]; d; d = d->next)
-        if (key_eq(&d->key, k) && state_active(d->pcb->state))
-            return d->pcb;
-    return NULL;
+    return chain_find_active(ix.buckets[key_hash(k) & (ix.nbuckets - 1)], k);
 }
 
 void stack_demux_find_active_many(const struct stack_demux_key *keys, size_t n,
@@ -257,20 +264,25 @@ void stack_demux_find_active_many(const struct stack_demux_key *keys, size_t n,
     struct demux_node *const *head[STACK_DEMUX_MANY_MAX];
     if (n > STACK_DEMUX_MANY_MAX)
         n = STACK_DEMUX_MANY_MAX;
-    for (size_t i = 0; ix.nbuckets && i < n; i++) {
+    if (!ix.nbuckets) {
+        for (size_t i = 0; i < n; i++)
+            out[i] = NULL;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
         head[i] = &ix.buckets[key_hash(&keys[i]) & (ix.nbuckets - 1)];
         __builtin_prefetch(head[i]);
     }
-    for (size_t i = 0; ix.nbuckets && i < n; i++)
+    for (size_t i = 0; i < n; i++)
         if (*head[i])
             __builtin_prefetch(*head[i]);
-    for (size_t i = 0; ix.nbuckets && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         const struct demux_node *d = *head[i];
         if (d && key_eq(&d->key, &keys[i]))
             __builtin_prefetch(&d->pcb->state);
     }
     for (size_t i = 0; i < n; i++)
-        out[i] = stack_demux_find_active(&keys[i]);
+        out[i] = chain_find_active(*head[i], &keys[i]);
 }
 
 struct tcp_pcb *stack_demux_find_timewait(const struct stack_demux_key *k)

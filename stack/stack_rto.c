@@ -59,7 +59,6 @@
    by 5,500 connections in flight, every block of it faulted in anew. */
 #define TSO_AUTOSIZE_MIN_SEGS 2
 static _Atomic uint32_t tso_wire_mss, tso_seg_max; /* stack_rto_set_tso; 0: off */
-static _Atomic uint32_t write_lowat;               /* stack_tcp_write_lowat */
 
 /* lwIP's slow RTO still counts nrtx (up to TCP_MAXRTX = 12, then it drops the
    pcb). Holding it here keeps lwIP's backoff at its largest shift
@@ -379,7 +378,7 @@ static void tso_autosize(struct tcp_pcb *pcb, uint32_t seg)
 
 uint32_t stack_tcp_write_lowat(void)
 {
-    return atomic_load_explicit(&write_lowat, memory_order_relaxed);
+    return running ? (uint32_t)counters.write_lowat : 0;
 }
 
 void stack_rto_set_tso(uint16_t wire_mss, uint16_t seg_max)
@@ -481,7 +480,6 @@ static void tick(void *arg)
     uint32_t lowat = snd_cap_max && snd_target < snd_cap_max
                          ? (uint32_t)((uint64_t)snd_target * WRITE_LOWAT_NUM / WRITE_LOWAT_DEN)
                          : 0;
-    atomic_store_explicit(&write_lowat, lowat, memory_order_relaxed);
     counters.write_lowat = lowat;
     counters.tso_seg_target = 0;
     uint32_t tso_seg = tso_seg_for(snd_target);
@@ -613,6 +611,7 @@ void stack_rto_start(uint32_t min_ms, uint32_t give_up)
     host_rtt = (struct rtt_est){0};
     snd_cap_max = 0;
     last_pcbs = 0;
+    counters.write_lowat = 0; /* until the first walk */
     sys_timeout(1, tick, NULL);
 }
 
@@ -622,7 +621,6 @@ void stack_rto_stop(void)
         return;
     sys_untimeout(tick, NULL);
     running = false;
-    atomic_store(&write_lowat, 0);
     for (int i = 0; i < 2; i++) {
         free(tables[i].slot);
         tables[i] = (struct rto_table){0};

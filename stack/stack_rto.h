@@ -90,9 +90,10 @@ const struct stack_rto_counters *stack_rto_counters(void);
 
 /* The free send space (tcp_sndbuf) below which a connection with data in
    flight should not be offered more to write: 7/8 of the budget's buffer
-   while the budget cuts buffers, else 0 (any space). Set by the walk; any
-   thread may read it. A connection with nothing in flight is always
-   writable, so no writer waits for an ACK that cannot come. */
+   while the budget cuts buffers, else 0 (any space); set by the walk, read
+   with the core lock held (as lwIP's callbacks run). A connection with
+   nothing in flight is always writable, so no writer waits for an ACK that
+   cannot come. */
 uint32_t stack_tcp_write_lowat(void);
 
 /* TSO autosizing: the wire MSS and the largest segment (pcb->mss) the

@@ -358,8 +358,8 @@ static int tx_prepare(void *ctx, struct pbuf **pp, uint32_t *flow_id, uint8_t *f
        dropped here instead would wait for the next RTO, doubled. */
     struct stack_tls_record r;
     bool tagcache = t->policy == STACK_TLS_TX_RESYNC_TAGCACHE;
-    if (stack_driver_tx_space(o->drv) <
-        3u) { /* PROGRESS, DUMP, the segment: the most a path posts */
+    /* Room for PROGRESS, DUMP and the segment: the most a path below posts. */
+    if (stack_driver_tx_space(o->drv) < 3u) {
         t->c->tx_tls_ring_full_deferred++;
         return STACK_TX_BUSY;
     }

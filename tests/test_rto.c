@@ -36,6 +36,25 @@
 #define SND_BUF   (192u * 1024)
 #define SND_FLOOR (56u * 1024)
 
+/* An unacked segment of len bytes at seq, as lwIP builds one. */
+static struct tcp_seg *fake_seg(uint32_t seq, uint16_t len)
+{
+    struct tcp_seg *seg = memp_malloc(MEMP_TCP_SEG);
+    ck_assert_ptr_nonnull(seg);
+    seg->next = NULL;
+    seg->p = pbuf_alloc(PBUF_IP, (u16_t)(TCP_HLEN + len), PBUF_RAM);
+    ck_assert_ptr_nonnull(seg->p);
+    seg->tcphdr = seg->p->payload;
+    memset(seg->tcphdr, 0, TCP_HLEN);
+    seg->tcphdr->seqno = lwip_htonl(seq);
+    TCPH_HDRLEN_FLAGS_SET(seg->tcphdr, 5, TCP_ACK);
+    seg->len = len;
+    seg->flags = 0;
+    seg->chksum = 0;
+    seg->chksum_swapped = 0;
+    return seg;
+}
+
 static struct tcp_pcb *fake_pcb(uint16_t port, uint16_t unacked_len)
 {
     struct tcp_pcb *pcb = tcp_new();
@@ -48,19 +67,7 @@ static struct tcp_pcb *fake_pcb(uint16_t port, uint16_t unacked_len)
     pcb->snd_buf = SND_BUF;
     pcb->lastack = pcb->snd_nxt = pcb->snd_lbb = 1000;
     if (unacked_len) {
-        struct tcp_seg *seg = memp_malloc(MEMP_TCP_SEG);
-        ck_assert_ptr_nonnull(seg);
-        seg->next = NULL;
-        seg->p = pbuf_alloc(PBUF_IP, (u16_t)(TCP_HLEN + unacked_len), PBUF_RAM);
-        ck_assert_ptr_nonnull(seg->p);
-        seg->tcphdr = seg->p->payload;
-        memset(seg->tcphdr, 0, TCP_HLEN);
-        seg->tcphdr->seqno = lwip_htonl(1000);
-        TCPH_HDRLEN_FLAGS_SET(seg->tcphdr, 5, TCP_ACK);
-        seg->len = unacked_len;
-        seg->flags = 0;
-        seg->chksum = 0;
-        seg->chksum_swapped = 0;
+        struct tcp_seg *seg = fake_seg(1000, unacked_len);
         pcb->unacked = seg;
         pcb->snd_nxt = pcb->snd_lbb = 1000 + unacked_len;
         pcb->snd_buf -= unacked_len;
@@ -316,14 +323,10 @@ START_TEST(rto_clock_restarts_after_an_idle_spell)
     for (int i = 0; i < 400 && snap().rto_scans == scans; i++)
         sleep_ms(2);
     LOCK_TCPIP_CORE();
-    struct tcp_pcb *other = fake_pcb(41001, 1000); /* a segment built as fake_pcb does */
-    pcb->unacked = other->unacked;
-    other->unacked = NULL;
-    pcb->unacked->tcphdr->seqno = lwip_htonl(pcb->lastack);
+    pcb->unacked = fake_seg(pcb->lastack, 1000);
     pcb->snd_nxt = pcb->snd_lbb = pcb->lastack + 1000;
     pcb->snd_buf -= 1000;
     pcb->snd_queuelen = (u16_t)pbuf_clen(pcb->unacked->p);
-    tcp_abort(other);
     scans = stack_rto_counters()->rto_scans;
     UNLOCK_TCPIP_CORE();
 

@@ -324,15 +324,26 @@ static void pump(void)
 
 /* Hand one segment to the driver, as lwIP's ip4_output would (longer than
    the MTU: a TSO segment). */
-static void output_segment(uint32_t seq, const uint8_t *payload, size_t plen)
+/* Hand one segment (plen 0: a pure ACK) to the driver and return its
+   answer; *ref_after (if not NULL): our pbuf's references right after. */
+static err_t output_try(uint32_t seq, const uint8_t *payload, size_t plen, unsigned *ref_after)
 {
+    static const uint8_t nothing[1];
     struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(HDRS + plen), PBUF_RAM);
     TU_CHECK(p != NULL);
-    build_pkt(p->payload, seq, payload, plen);
+    build_pkt(p->payload, seq, payload ? payload : nothing, plen);
     ip4_addr_t dst;
     IP4_ADDR(&dst, 10, 0, 0, 2);
-    TU_CHECK_EQ(H.nif->output(H.nif, p, &dst), ERR_OK);
-    pbuf_free(p); /* the driver holds its own reference */
+    err_t e = H.nif->output(H.nif, p, &dst);
+    if (ref_after)
+        *ref_after = p->ref;
+    pbuf_free(p); /* the driver holds its own reference, if it kept the packet */
+    return e;
+}
+
+static void output_segment(uint32_t seq, const uint8_t *payload, size_t plen)
+{
+    TU_CHECK_EQ(output_try(seq, payload, plen, NULL), ERR_OK);
 }
 
 /* One segment within the MTU. */
@@ -800,25 +811,14 @@ START_TEST(rexmit_refused_while_ring_lacks_room)
     flow_layout5(policy, 5000);
     xmit(0, 700);
     xmit(700, 1400);
-    static const uint8_t nothing[1];
-    ip4_addr_t dst;
-    IP4_ADDR(&dst, 10, 0, 0, 2);
-    for (int n = 0; n < 4096 && stack_driver_tx_space(H.drv) > 2; n++) {
-        struct pbuf *ack = pbuf_alloc(PBUF_RAW, (u16_t)HDRS, PBUF_RAM);
-        TU_CHECK(ack != NULL);
-        build_pkt(ack->payload, H.start_seq, nothing, 0);
-        TU_CHECK_EQ(H.nif->output(H.nif, ack, &dst), ERR_OK);
-        pbuf_free(ack);
-    }
+    for (int n = 0; n < 4096 && stack_driver_tx_space(H.drv) > 2; n++)
+        output_segment(H.start_seq, NULL, 0);     /* pure ACKs */
     TU_CHECK_EQ(stack_driver_tx_space(H.drv), 2); /* room for the segment, not for a resync */
 
     struct snap b = snap();
-    struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)(HDRS + 700), PBUF_RAM);
-    TU_CHECK(p != NULL);
-    build_pkt(p->payload, H.start_seq + 700, H.plain + 700, 700);
-    TU_CHECK_EQ(H.nif->output(H.nif, p, &dst), ERR_MEM);
-    TU_CHECK_EQ(p->ref, 1); /* the driver kept no reference */
-    pbuf_free(p);
+    unsigned ref;
+    TU_CHECK_EQ(output_try(H.start_seq + 700, H.plain + 700, 700, &ref), ERR_MEM);
+    TU_CHECK_EQ(ref, 1); /* the driver kept no reference */
     struct snap a = snap();
     TU_CHECK_EQ(a.h.tx_tls_ring_full_deferred - b.h.tx_tls_ring_full_deferred, 1);
     TU_CHECK_EQ(a.h.tx_tls_ooo - b.h.tx_tls_ooo, 0);
@@ -1476,15 +1476,8 @@ static void drain_discard(void)
    is full (the NIC does not run). Returns how many went in. */
 static size_t fill_tx_ring(void)
 {
-    static const uint8_t nothing[1];
-    ip4_addr_t dst;
-    IP4_ADDR(&dst, 10, 0, 0, 2);
     for (size_t n = 0; n <= 4096; n++) {
-        struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)HDRS, PBUF_RAM);
-        TU_CHECK(p != NULL);
-        build_pkt(p->payload, H.start_seq, nothing, 0);
-        err_t e = H.nif->output(H.nif, p, &dst);
-        pbuf_free(p);
+        err_t e = output_try(H.start_seq, NULL, 0, NULL);
         if (e == ERR_MEM)
             return n;
         TU_CHECK_EQ(e, ERR_OK);
