@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,22 +72,26 @@ int bench_run_capture(char *const argv[], char *out, size_t cap, const char *err
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        bench_raise_nofile();
-        int nul = open("/dev/null", O_RDWR);
-        int efd = err_path ? open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : nul;
-        dup2(nul, 0);
-        dup2(p[1], 1);
-        dup2(efd >= 0 ? efd : nul, 2);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+    /* posix_spawn, not fork (see run_child in bench.c): a fork would cost the
+       running NIC and host a page fault on their next write to every page.
+       No PR_SET_PDEATHSIG then: what runs here (wrk -d, nginx -t, openssl)
+       stops by itself, and is killed at the deadline. */
+    bench_raise_nofile(); /* inherited: wrk holds one socket per connection */
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    if (err_path)
+        posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    else
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int err = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
     close(p[1]);
-    if (pid < 0) {
+    if (err) {
         close(p[0]);
+        errno = err;
         return -1;
     }
     size_t len = 0;

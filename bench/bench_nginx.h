@@ -41,7 +41,7 @@ bool bench_find_tool(const char *name, char *out, size_t cap);
 void bench_raise_nofile(void);
 /* The hard fd limit, capped at BENCH_NOFILE. */
 unsigned bench_nofile_max(void);
-/* Fork and exec argv with stdout into a pipe (read into out, NUL-terminated)
+/* Start argv (posix_spawn, no PATH search) with stdout into a pipe (read into out, NUL-terminated)
    and stderr into err_path (or /dev/null). Bounded: killed after timeout_s or
    when *stop is set. Returns the exit status, 128 + signal, or -1. */
 int bench_run_capture(char *const argv[], char *out, size_t cap, const char *err_path,
