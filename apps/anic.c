@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "bench.h"
 #include "app_runtime.h"
+#include "bench_flows.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -655,6 +656,8 @@ int main(int argc, char **argv)
         return cmd_pattern(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
         return bench_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, FLOWS_CLIENT_CMD)) /* internal: anic bench's many-flow client */
+        return flows_client_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage_main(stdout);
         return 0;

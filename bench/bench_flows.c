@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,7 +322,7 @@ static void report(int wr, const char *fmt, ...)
         _exit(3);
 }
 
-static void child(const struct flows_cfg *cfg, int wr)
+__attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
 {
     C = cfg;
     struct rlimit rl = {cfg->n + 256, cfg->n + 256};
@@ -414,25 +415,67 @@ static void child(const struct flows_cfg *cfg, int wr)
     _exit(0);
 }
 
+/* The report pipe's write end in the client. */
+#define FLOWS_REPORT_FD 3
+
+/* posix_spawn of this program, not fork: a fork would write-protect every
+   page of the process the NIC and the host run in, and a child that stays for
+   the whole cell would make each first write after it a page copy. The
+   configuration travels as arguments (flows_client_main). */
 pid_t flows_spawn(const struct flows_cfg *c, int *rd)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(p[0]);
-        child(c, p[1]);
-    }
+    char a[9][32];
+    snprintf(a[0], sizeof(a[0]), "%" PRIu32, c->addr);
+    snprintf(a[1], sizeof(a[1]), "%u", (unsigned)c->port);
+    snprintf(a[2], sizeof(a[2]), "%d", c->tls);
+    snprintf(a[3], sizeof(a[3]), "%d", c->upload);
+    snprintf(a[4], sizeof(a[4]), "%u", c->n);
+    snprintf(a[5], sizeof(a[5]), "%" PRIu64, c->size);
+    snprintf(a[6], sizeof(a[6]), "%.17g", c->setup_s);
+    snprintf(a[7], sizeof(a[7]), "%.17g", c->warm_s);
+    snprintf(a[8], sizeof(a[8]), "%.17g", c->measure_s);
+    char *argv[] = {"anic", FLOWS_CLIENT_CMD, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+                    NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], FLOWS_REPORT_FD);
+    pid_t pid;
+    int err = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
     close(p[1]);
-    if (pid < 0) {
+    if (err) {
         close(p[0]);
+        errno = err;
         return -1;
     }
     *rd = p[0];
     return pid;
+}
+
+int flows_client_main(int argc, char **argv)
+{
+    /* Parent gone (it started us, so it is the bench): stop with it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        _exit(4);
+    struct flows_cfg c;
+    unsigned port, tls, upload;
+    if (argc != 10 || sscanf(argv[1], "%" SCNu32, &c.addr) != 1 ||
+        sscanf(argv[2], "%u", &port) != 1 || sscanf(argv[3], "%u", &tls) != 1 ||
+        sscanf(argv[4], "%u", &upload) != 1 || sscanf(argv[5], "%u", &c.n) != 1 ||
+        sscanf(argv[6], "%" SCNu64, &c.size) != 1 || sscanf(argv[7], "%lf", &c.setup_s) != 1 ||
+        sscanf(argv[8], "%lf", &c.warm_s) != 1 || sscanf(argv[9], "%lf", &c.measure_s) != 1 ||
+        fcntl(FLOWS_REPORT_FD, F_GETFD) < 0) {
+        fprintf(stderr, "anic %s: internal to anic bench --load --flows\n", FLOWS_CLIENT_CMD);
+        return 2;
+    }
+    c.port = (uint16_t)port;
+    c.tls = tls != 0;
+    c.upload = upload != 0;
+    child(&c, FLOWS_REPORT_FD);
 }
 
 bool flows_read_line(int rd, char *buf, size_t cap, double timeout_s)

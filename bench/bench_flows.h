@@ -1,8 +1,9 @@
 /*
  * bench_flows.h - the many-flow client of `anic bench --load --flows`: N
  * concurrent long-lived HTTP(S) downloads or uploads over the kernel's
- * sockets, with OpenSSL as the TLS client, in a forked child process (so
- * its CPU time is not the server's). It first opens every connection and
+ * sockets, with OpenSSL as the TLS client, in a child process (this
+ * program again, `anic FLOWS_CLIENT_CMD ...`, so its CPU time is not the
+ * server's). It first opens every connection and
  * completes every handshake (bounded by setup_s), then starts all transfers
  * at once, warms up for warm_s and measures payload bytes over measure_s.
  * Each connection repeats GET /bytes/SIZE (download) or PUT /upload of SIZE
@@ -40,8 +41,16 @@ struct flows_result {
     uint64_t transfers, errors; /* completed transfers, connections failed after setup */
 };
 
-/* Fork the client; *rd gets the read end of its report pipe. -1: no fork. */
+/* The hidden subcommand that runs the client. */
+#define FLOWS_CLIENT_CMD "bench-flows-client"
+
+/* Start the client; *rd gets the read end of its report pipe. -1 with errno:
+   not started. */
 pid_t flows_spawn(const struct flows_cfg *c, int *rd);
+/* main() of FLOWS_CLIENT_CMD (argv[0] is the subcommand): runs the client
+   with the configuration flows_spawn put in argv, reporting on fd 3. Returns
+   only on bad arguments. */
+int flows_client_main(int argc, char **argv);
 /* Read one report line into buf (bounded by timeout_s). False: none. */
 bool flows_read_line(int rd, char *buf, size_t cap, double timeout_s);
 /* Parse the END line. */

@@ -1118,7 +1118,7 @@ static int run_flows(struct load *L)
                 int rd = -1;
                 pid_t pid = flows_spawn(&fc, &rd);
                 if (pid < 0) {
-                    fprintf(stderr, "anic bench --flows: fork: %s\n", strerror(errno));
+                    fprintf(stderr, "anic bench --flows: start the client: %s\n", strerror(errno));
                     return 1;
                 }
                 char line[256];
