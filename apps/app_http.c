@@ -15,6 +15,7 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -541,7 +542,9 @@ struct app_http_session {
     bool is_head;
     bool keep_alive;
     bool digest_failed;
-    EVP_MD_CTX *sha; /* allocated at the first upload, reused afterwards */
+    bool digest_crc32c; /* /upload?digest=crc32c: CRC32C, else SHA-256 */
+    uint32_t crc;       /* running CRC32C of the body */
+    EVP_MD_CTX *sha;    /* allocated at the first SHA-256 upload, reused afterwards */
 
     /* out[out_pos, out_len) waits for send(); its first out_meta bytes are not
      * response body (status lines, headers), the rest is. */
@@ -570,7 +573,8 @@ static const char index_html[] =
     "<li><code>GET /bytes/N</code> &mdash; N bytes (0 &le; N &le; 2<sup>40</sup>), "
     "byte i = i mod 251 (<code>HEAD</code> too)</li>\n"
     "<li><code>PUT /upload</code>, <code>POST /upload</code> &mdash; SHA-256 of the body "
-    "as hex</li>\n"
+    "as hex; <code>/upload?digest=crc32c</code>: its CRC32C (Castagnoli), 8 hex digits, "
+    "a cheaper check for benchmarks</li>\n"
     "<li><code>GET /stats</code> &mdash; counters as JSON</li>\n"
     "<li><code>GET /</code> &mdash; this page</li>\n"
     "</ul>\n"
@@ -801,13 +805,68 @@ static void respond_stats(struct app_http_session *s)
     respond_memory(s, "application/json", buf, n, buf);
 }
 
+/* ---- CRC32C (Castagnoli, reflected polynomial 0x82F63B78, as iSCSI) ---- */
+
+uint32_t app_crc32c_sw(uint32_t crc, const void *data, size_t n)
+{
+    static uint32_t table[256];
+    static _Atomic bool ready;
+    if (!atomic_load_explicit(&ready, memory_order_acquire)) {
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++)
+                c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+            table[i] = c; /* the same values from every thread that races here */
+        }
+        atomic_store_explicit(&ready, true, memory_order_release);
+    }
+    const uint8_t *p = data;
+    crc = ~crc;
+    while (n--)
+        crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+#if defined(__x86_64__)
+/* SSE4.2's crc32 instruction computes exactly this CRC: 8 bytes per
+   instruction, about 8 GB/s in one chain (SHA-256 with SHA-NI: 2 GB/s). */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *data,
+                                                               size_t n)
+{
+    const uint8_t *p = data;
+    uint64_t c = ~crc;
+    for (; n >= 8; n -= 8, p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+#endif
+
+uint32_t app_crc32c(uint32_t crc, const void *data, size_t n)
+{
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2"))
+        return crc32c_sse42(crc, data, n);
+#endif
+    return app_crc32c_sw(crc, data, n);
+}
+
 static void respond_digest(struct app_http_session *s)
 {
     uint8_t md[EVP_MAX_MD_SIZE];
     unsigned md_len = 0;
     char hex[2 * EVP_MAX_MD_SIZE + 1];
 
-    if (s->digest_failed || EVP_DigestFinal_ex(s->sha, md, &md_len) != 1) {
+    if (s->digest_crc32c && !s->digest_failed) {
+        md_len = 4;
+        for (unsigned i = 0; i < 4; i++)
+            md[i] = (uint8_t)(s->crc >> (24 - 8 * i));
+    } else if (s->digest_failed || EVP_DigestFinal_ex(s->sha, md, &md_len) != 1) {
         respond_error(s, 500, false);
         return;
     }
@@ -861,6 +920,28 @@ static void target_path(const char *t, size_t n, const char **path, size_t *path
 static bool span_eq(const char *s, size_t n, const char *lit)
 {
     return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+/* The value of query parameter name in target t[0, n) (after its '?'), or
+   NULL; *len gets its length. No percent-decoding: the values we take are
+   plain words. */
+static const char *query_param(const char *t, size_t n, const char *name, size_t *len)
+{
+    const char *q = memchr(t, '?', n);
+    if (!q)
+        return NULL;
+    size_t name_len = strlen(name);
+    const char *end = t + n;
+    for (const char *p = q + 1; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - p) > name_len && memcmp(p, name, name_len) == 0 && p[name_len] == '=') {
+            *len = (size_t)(stop - p) - name_len - 1;
+            return p + name_len + 1;
+        }
+        p = stop + 1;
+    }
+    return NULL;
 }
 
 /* N of /bytes/N: 1*DIGIT, at most APP_HTTP_BYTES_MAX. */
@@ -940,11 +1021,23 @@ static void on_request_head(struct app_http_session *s, const struct app_http_re
     }
 
     if (s->route == ROUTE_UPLOAD) {
-        if (s->sha == NULL)
-            s->sha = EVP_MD_CTX_new();
-        if (s->sha == NULL || EVP_DigestInit_ex(s->sha, EVP_sha256(), NULL) != 1) {
-            respond_error(s, 500, false);
+        size_t dlen = 0;
+        const char *d = query_param(r->target, r->target_len, "digest", &dlen);
+        s->digest_crc32c = d && span_eq(d, dlen, "crc32c");
+        s->crc = 0;
+        if (d && !s->digest_crc32c && !span_eq(d, dlen, "sha256")) {
+            /* Bad parameter: answer now and close, no need to read a body. */
+            COUNT(s, bad_requests, 1);
+            respond_error(s, 400, false);
             return;
+        }
+        if (!s->digest_crc32c) {
+            if (s->sha == NULL)
+                s->sha = EVP_MD_CTX_new();
+            if (s->sha == NULL || EVP_DigestInit_ex(s->sha, EVP_sha256(), NULL) != 1) {
+                respond_error(s, 500, false);
+                return;
+            }
         }
         /* RFC 9110 §10.1.1: tell a waiting client to send the body. */
         bool body_follows = r->body == APP_HTTP_BODY_CHUNKED ||
@@ -960,7 +1053,9 @@ static void on_request_head(struct app_http_session *s, const struct app_http_re
 static void on_request_body(struct app_http_session *s, const uint8_t *p, size_t n)
 {
     COUNT(s, bytes_body_in, n);
-    if (s->route == ROUTE_UPLOAD && !s->digest_failed)
+    if (s->route == ROUTE_UPLOAD && s->digest_crc32c)
+        s->crc = app_crc32c(s->crc, p, n);
+    else if (s->route == ROUTE_UPLOAD && !s->digest_failed)
         if (EVP_DigestUpdate(s->sha, p, n) != 1)
             s->digest_failed = true;
     /* Other routes discard the body: reading it keeps the framing right. */

@@ -201,6 +201,12 @@ struct app_http_counters {
     APP_HTTP_COUNTERS(APP_HTTP_CTR_FIELD)
 };
 
+/* CRC32C (Castagnoli) of data[0, n), continuing crc (0 to start): the
+   digest of PUT /upload?digest=crc32c. app_crc32c uses SSE4.2 where the CPU
+   has it; app_crc32c_sw is the table-driven reference. */
+uint32_t app_crc32c(uint32_t crc, const void *data, size_t n);
+uint32_t app_crc32c_sw(uint32_t crc, const void *data, size_t n);
+
 /* Totals over all sessions, since process start. */
 const struct app_http_counters *app_http_global_counters(void);
 

@@ -150,7 +150,8 @@ static void next_request(struct fconn *c, bool ping)
         ping ? snprintf(c->out, sizeof(c->out), "GET /bytes/0 HTTP/1.1\r\nHost: anic\r\n\r\n")
         : C->upload
             ? snprintf(c->out, sizeof(c->out),
-                       "PUT /upload HTTP/1.1\r\nHost: anic\r\nContent-Length: %" PRIu64 "\r\n\r\n",
+                       "PUT /upload?digest=crc32c HTTP/1.1\r\nHost: anic\r\nContent-Length: %" PRIu64
+                       "\r\n\r\n",
                        C->size)
             : snprintf(c->out, sizeof(c->out),
                        "GET /bytes/%" PRIu64 " HTTP/1.1\r\nHost: anic\r\n\r\n", C->size);

@@ -6,7 +6,8 @@
  * server's). It first opens every connection and
  * completes every handshake (bounded by setup_s), then starts all transfers
  * at once, warms up for warm_s and measures payload bytes over measure_s.
- * Each connection repeats GET /bytes/SIZE (download) or PUT /upload of SIZE
+ * Each connection repeats GET /bytes/SIZE (download) or PUT /upload?digest=crc32c
+ * (the server's cheap digest; the answer is not checked) of SIZE
  * bytes (upload) on one keep-alive connection.
  *
  * The child reports on a pipe, one line each: "START\n" when the measured

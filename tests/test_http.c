@@ -510,6 +510,76 @@ START_TEST(test_upload_content_length)
 }
 END_TEST
 
+/* CRC32C: RFC 3720 B.4's vectors and the check value of "123456789"; the
+   SSE4.2 path equals the table-driven one at every length and alignment, and
+   continuing a CRC over a split gives the CRC of the whole. */
+START_TEST(test_crc32c_vectors_and_paths_agree)
+{
+    static const uint8_t zeros[32],
+        ones[32] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    ck_assert_uint_eq(app_crc32c(0, "123456789", 9), 0xE3069283u);
+    ck_assert_uint_eq(app_crc32c_sw(0, "123456789", 9), 0xE3069283u);
+    ck_assert_uint_eq(app_crc32c(0, zeros, sizeof(zeros)), 0x8A9136AAu);
+    ck_assert_uint_eq(app_crc32c(0, ones, sizeof(ones)), 0x62A8AB43u);
+    ck_assert_uint_eq(app_crc32c(0, NULL, 0), 0);
+    struct tu_rng rng = {tu_seed};
+    static uint8_t data[520];
+    tu_rng_fill(&rng, data, sizeof(data));
+    for (size_t off = 0; off < 8; off++)
+        for (size_t n = 0; n + off <= 512; n++) {
+            uint32_t want = app_crc32c_sw(0, data + off, n);
+            ck_assert_uint_eq(app_crc32c(0, data + off, n), want);
+            size_t cut = n ? tu_rng_below(&rng, (uint32_t)n + 1) : 0;
+            ck_assert_uint_eq(app_crc32c(app_crc32c(0, data + off, cut), data + off + cut, n - cut),
+                              want);
+        }
+}
+END_TEST
+
+/* PUT /upload?digest=crc32c answers the body's CRC32C as 8 hex digits;
+   digest=sha256 is the default's SHA-256; another digest is a 400 that closes
+   without reading the body. The parameter is found among others. */
+START_TEST(test_upload_digest_parameter)
+{
+    size_t n = upload_sizes[_i];
+    struct tu_rng rng = {tu_seed + (uint64_t)_i};
+    uint8_t *data = malloc(n + 1);
+    tu_rng_fill(&rng, data, n);
+    static const char *const targets[] = {"/upload?digest=crc32c", "/upload?a=1&digest=crc32c&b",
+                                          "/upload?digest=sha256"};
+    for (size_t t = 0; t < sizeof(targets) / sizeof(targets[0]); t++) {
+        struct buf req = {0};
+        struct fake_io f;
+        struct resp r;
+        size_t off = 0;
+        buf_printf(&req, "PUT %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", targets[t], n);
+        buf_add(&req, data, n);
+        fake_init(&f, io_modes[0].refill, io_modes[0].call_max, io_modes[0].call_random);
+        struct app_http_session *s = app_http_session_new(&fake_ops, &f);
+        ck_assert_uint_eq(feed(&f, s, req.p, req.len, SIZE_MAX), req.len);
+        ck_assert(parse_response(f.out.p, f.out.len, &off, false, &r));
+        if (strstr(targets[t], "sha256")) {
+            check_digest(&r, data, n);
+        } else {
+            char want[16];
+            snprintf(want, sizeof(want), "%08" PRIx32 "\n", app_crc32c_sw(0, data, n));
+            ck_assert_int_eq(r.status, 200);
+            ck_assert_uint_eq(r.body_len, 9);
+            ck_assert(memcmp(r.body, want, 9) == 0);
+        }
+        ck_assert_str_eq(r.connection, "keep-alive");
+        app_http_session_free(s);
+        buf_free(&f.out);
+        buf_free(&req);
+    }
+    free(data);
+    static const char bad[] = "PUT /upload?digest=md5 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+    expect_single(bad, sizeof(bad) - 1, SIZE_MAX, 400, true);
+}
+END_TEST
+
 /* Chunked encoding of data with random chunk sizes, hex case, extensions and
  * a trailer. */
 static void chunked_request(struct buf *req, const uint8_t *data, size_t n, struct tu_rng *rng)
@@ -1441,6 +1511,9 @@ static Suite *http_suite(void)
                         (int)(sizeof(upload_sizes) / sizeof(upload_sizes[0]) * 5));
     tcase_add_test(tc, test_upload_chunked_every_split);
     tcase_add_test(tc, test_upload_expect_continue);
+    tcase_add_test(tc, test_crc32c_vectors_and_paths_agree);
+    tcase_add_loop_test(tc, test_upload_digest_parameter, 0,
+                        (int)(sizeof(upload_sizes) / sizeof(upload_sizes[0])));
     suite_add_tcase(s, tc);
 
     tc = tcase_create("connection");
