@@ -460,6 +460,7 @@ int flows_client_main(int argc, char **argv)
 {
     /* Parent gone (it started us, so it is the bench): stop with it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    prctl(PR_SET_NAME, "flows-client"); /* not "exe", in top and perf */
     if (getppid() == 1)
         _exit(4);
     struct flows_cfg c;
