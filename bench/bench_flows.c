@@ -146,15 +146,15 @@ static void start_connect(struct fconn *c, size_t idx)
 static void next_request(struct fconn *c, bool ping)
 {
     c->ping = ping;
-    int n =
-        ping ? snprintf(c->out, sizeof(c->out), "GET /bytes/0 HTTP/1.1\r\nHost: anic\r\n\r\n")
-        : C->upload
-            ? snprintf(c->out, sizeof(c->out),
-                       "PUT /upload?digest=crc32c HTTP/1.1\r\nHost: anic\r\nContent-Length: %" PRIu64
-                       "\r\n\r\n",
-                       C->size)
-            : snprintf(c->out, sizeof(c->out),
-                       "GET /bytes/%" PRIu64 " HTTP/1.1\r\nHost: anic\r\n\r\n", C->size);
+    int n = ping ? snprintf(c->out, sizeof(c->out), "GET /bytes/0 HTTP/1.1\r\nHost: anic\r\n\r\n")
+            : C->upload
+                ? snprintf(
+                      c->out, sizeof(c->out),
+                      "PUT /upload?digest=crc32c HTTP/1.1\r\nHost: anic\r\nContent-Length: %" PRIu64
+                      "\r\n\r\n",
+                      C->size)
+                : snprintf(c->out, sizeof(c->out),
+                           "GET /bytes/%" PRIu64 " HTTP/1.1\r\nHost: anic\r\n\r\n", C->size);
     c->out_len = (size_t)n;
     c->out_off = 0;
     c->body_out = C->upload && !ping ? C->size : 0;
@@ -428,7 +428,7 @@ pid_t flows_spawn(const struct flows_cfg *c, int *rd)
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
-    char a[9][32];
+    char a[10][32];
     snprintf(a[0], sizeof(a[0]), "%" PRIu32, c->addr);
     snprintf(a[1], sizeof(a[1]), "%u", (unsigned)c->port);
     snprintf(a[2], sizeof(a[2]), "%d", c->tls);
@@ -438,8 +438,9 @@ pid_t flows_spawn(const struct flows_cfg *c, int *rd)
     snprintf(a[6], sizeof(a[6]), "%.17g", c->setup_s);
     snprintf(a[7], sizeof(a[7]), "%.17g", c->warm_s);
     snprintf(a[8], sizeof(a[8]), "%.17g", c->measure_s);
-    char *argv[] = {"anic", FLOWS_CLIENT_CMD, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8],
-                    NULL};
+    snprintf(a[9], sizeof(a[9]), "%ld", (long)getpid());
+    char *argv[] = {
+        "anic", FLOWS_CLIENT_CMD, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, p[1], FLOWS_REPORT_FD);
@@ -458,14 +459,15 @@ pid_t flows_spawn(const struct flows_cfg *c, int *rd)
 
 int flows_client_main(int argc, char **argv)
 {
-    /* Parent gone (it started us, so it is the bench): stop with it. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    prctl(PR_SET_NAME, "flows-client"); /* not "exe", in top and perf */
-    if (getppid() == 1)
-        _exit(4);
     struct flows_cfg c;
     unsigned port, tls, upload;
-    if (argc != 10 || sscanf(argv[1], "%" SCNu32, &c.addr) != 1 ||
+    long parent = 0;
+    /* Die with the bench that started us; it may be gone already. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    prctl(PR_SET_NAME, "flows-client"); /* not "exe", in top and perf */
+    if (argc == 11 && sscanf(argv[10], "%ld", &parent) == 1 && (long)getppid() != parent)
+        _exit(4);
+    if (argc != 11 || sscanf(argv[1], "%" SCNu32, &c.addr) != 1 ||
         sscanf(argv[2], "%u", &port) != 1 || sscanf(argv[3], "%u", &tls) != 1 ||
         sscanf(argv[4], "%u", &upload) != 1 || sscanf(argv[5], "%u", &c.n) != 1 ||
         sscanf(argv[6], "%" SCNu64, &c.size) != 1 || sscanf(argv[7], "%lf", &c.setup_s) != 1 ||
