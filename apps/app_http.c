@@ -15,7 +15,7 @@
 
 #include <assert.h>
 #include <inttypes.h>
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -807,23 +807,26 @@ static void respond_stats(struct app_http_session *s)
 
 /* ---- CRC32C (Castagnoli, reflected polynomial 0x82F63B78, as iSCSI) ---- */
 
+static uint32_t crc32c_table[256];
+
+static void crc32c_table_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc32c_table[i] = c;
+    }
+}
+
 uint32_t app_crc32c_sw(uint32_t crc, const void *data, size_t n)
 {
-    static uint32_t table[256];
-    static _Atomic bool ready;
-    if (!atomic_load_explicit(&ready, memory_order_acquire)) {
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++)
-                c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-            table[i] = c; /* the same values from every thread that races here */
-        }
-        atomic_store_explicit(&ready, true, memory_order_release);
-    }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, crc32c_table_init);
     const uint8_t *p = data;
     crc = ~crc;
     while (n--)
-        crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+        crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
 }
 
@@ -862,7 +865,7 @@ static void respond_digest(struct app_http_session *s)
     unsigned md_len = 0;
     char hex[2 * EVP_MAX_MD_SIZE + 1];
 
-    if (s->digest_crc32c && !s->digest_failed) {
+    if (s->digest_crc32c) {
         md_len = 4;
         for (unsigned i = 0; i < 4; i++)
             md[i] = (uint8_t)(s->crc >> (24 - 8 * i));

@@ -236,8 +236,8 @@ static void usage(FILE *f)
         "For each mode: a download (GET /bytes/SIZE, HTTP 200 and SIZE bytes required)\n"
         "and an upload (PUT /upload?digest=crc32c of a sparse file of SIZE zero bytes;\n"
         "the answer must be the CRC32C of SIZE zero bytes; --upload-digest). Each\n"
-        "transfer is timed with CLOCK_MONOTONIC\n"
-        "around the curl run, and the CPU time of this process's threads is read from\n"
+        "transfer is timed with CLOCK_MONOTONIC around the curl run (started with\n"
+        "posix_spawn), and the CPU time of this process's threads is read from\n"
         "/proc/self/task/*/schedstat (user/system split from .../stat) before and after:\n"
         "  NIC   threads whose name starts with \"nic\" (the simulated device)\n"
         "  host  every other thread (lwIP, driver, TLS, HTTP), except the bench's own\n"
@@ -1912,6 +1912,8 @@ static void print_nic_rx(const struct bench *b)
            b->o.rx_hint ? "hint (host posts next-record hints)" : "nic (search/track/request)");
     printf("  TLS records sent: %u plaintext bytes at most\n",
            b->o.record_size ? b->o.record_size : TLS_MAX_PLAINTEXT);
+    printf("  uploads checked with %s (--upload-digest)\n",
+           b->o.upload_sha256 ? "SHA-256" : "CRC32C");
 }
 
 static void print_header(struct bench *b)
