@@ -831,22 +831,69 @@ uint32_t app_crc32c_sw(uint32_t crc, const void *data, size_t n)
 }
 
 #if defined(__x86_64__)
-/* SSE4.2's crc32 instruction computes exactly this CRC: 8 bytes per
-   instruction, about 8 GB/s in one chain (SHA-256 with SHA-NI: 2 GB/s). */
-__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *data,
-                                                               size_t n)
+/* SSE4.2's crc32 instruction computes exactly this CRC, 8 bytes at a time.
+   It takes 3 cycles but can start every cycle, so three independent chains
+   over the thirds of a block run about three times as fast as one (~20
+   against ~7 GB/s; SHA-256 with SHA-NI: 2 GB/s). The chains are joined by
+   linearity: with R(c, d) the register after data d from register c,
+   R(c, A B) = S(R(c, A), |B|) ^ R(0, B), where S(x, L) = R(x, L zero bytes)
+   is linear in x and so a table lookup per byte of x. */
+#define CRC32C_LANE 4096u /* bytes per chain and block: three per block */
+
+static uint32_t crc32c_shift_tab[4][256]; /* S(x, CRC32C_LANE), per byte of x */
+
+__attribute__((target("sse4.2"))) static uint32_t crc32c_run(uint32_t c32, const uint8_t *p,
+                                                             size_t n)
 {
-    const uint8_t *p = data;
-    uint64_t c = ~crc;
+    uint64_t c = c32;
     for (; n >= 8; n -= 8, p += 8) {
         uint64_t w;
         memcpy(&w, p, 8);
         c = __builtin_ia32_crc32di(c, w);
     }
-    uint32_t c32 = (uint32_t)c;
+    c32 = (uint32_t)c;
     while (n--)
         c32 = __builtin_ia32_crc32qi(c32, *p++);
-    return ~c32;
+    return c32;
+}
+
+static void crc32c_shift_init(void)
+{
+    static const uint8_t zeros[CRC32C_LANE];
+    for (unsigned k = 0; k < 4; k++)
+        for (uint32_t v = 0; v < 256; v++)
+            crc32c_shift_tab[k][v] = crc32c_run(v << (8 * k), zeros, sizeof(zeros));
+}
+
+static uint32_t crc32c_shift(uint32_t x)
+{
+    return crc32c_shift_tab[0][x & 0xff] ^ crc32c_shift_tab[1][(x >> 8) & 0xff] ^
+           crc32c_shift_tab[2][(x >> 16) & 0xff] ^ crc32c_shift_tab[3][x >> 24];
+}
+
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *data,
+                                                               size_t n)
+{
+    const uint8_t *p = data;
+    uint32_t c = ~crc;
+    if (n >= 3 * CRC32C_LANE) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, crc32c_shift_init);
+    }
+    for (; n >= 3 * CRC32C_LANE; n -= 3 * CRC32C_LANE, p += 3 * CRC32C_LANE) {
+        uint64_t a = c, b = 0, d = 0;
+        for (size_t i = 0; i < CRC32C_LANE; i += 8) {
+            uint64_t wa, wb, wd;
+            memcpy(&wa, p + i, 8);
+            memcpy(&wb, p + CRC32C_LANE + i, 8);
+            memcpy(&wd, p + 2 * CRC32C_LANE + i, 8);
+            a = __builtin_ia32_crc32di(a, wa);
+            b = __builtin_ia32_crc32di(b, wb);
+            d = __builtin_ia32_crc32di(d, wd);
+        }
+        c = crc32c_shift(crc32c_shift((uint32_t)a) ^ (uint32_t)b) ^ (uint32_t)d;
+    }
+    return ~crc32c_run(c, p, n);
 }
 #endif
 
