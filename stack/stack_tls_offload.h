@@ -50,8 +50,7 @@ enum stack_tls_tx_resync {
     X(tx_tls_tagcache_miss)      /* tag needed but not reported yet: dump resync */                \
     X(tx_tls_dump_bytes)         /* record bytes posted in DUMP descriptors */                     \
     X(tx_tls_retransmit_bytes)   /* payload bytes of out-of-sequence segments */                   \
-    X(tx_tls_ring_full_deferred) /* no ring room for the resync descriptors: refused, resent later \
-                                  */                                                               \
+    X(tx_tls_ring_full_deferred) /* no ring room for resync descriptors: refused, sent later */    \
     X(tx_tls_nic_errors)         /* NIC reported a failed offloaded descriptor */
 
 /* Counters of the driver's RX offload (/stats section offload_rx, together
