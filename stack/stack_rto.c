@@ -33,7 +33,12 @@
    at least SND_MIN_BYTES (three full TLS records) and at most the largest
    buffer any connection was given. lwIP's pcb->snd_buf is the free space
    (tcp_write takes, ACKs give back), so the capacity is snd_buf plus the
-   bytes written and not yet acknowledged; a cut takes free space only. */
+   bytes written and not yet acknowledged; a cut takes free space only.
+   Idle connections do not dilute the budget: a connection that sends (data
+   queued, or ACK progress since the last walk) gets the budget divided
+   among the senders of the last walk, within the same bounds; an idle one
+   keeps the share of all connections, so that thousands of idle keep-alive
+   connections that start sending at once can hold no more than before. */
 #define SND_BUDGET_BYTES (256u << 20)
 #define SND_MIN_BYTES    (56u << 10)
 /* Bursts under the budget (docs/design.md §7). Every ACK of a cut buffer
@@ -107,6 +112,7 @@ static unsigned cur_table;
 static uint32_t min_rto_ms, give_up_ms;
 static uint32_t snd_cap_max; /* the largest send buffer seen (the configured one) */
 static size_t last_pcbs;     /* pcbs the last walk visited */
+static size_t last_senders;  /* of those, established ones that sent (snd_budget_sender) */
 static bool running;
 static struct stack_rto_counters counters;
 
@@ -349,6 +355,21 @@ static void snd_budget(struct tcp_pcb *pcb, uint32_t target)
     }
 }
 
+/* The budget's share per connection among n, within its bounds. */
+static uint32_t snd_share(size_t n)
+{
+    uint32_t share = n ? SND_BUDGET_BYTES / (uint32_t)n : SND_BUDGET_BYTES;
+    return share < SND_MIN_BYTES ? SND_MIN_BYTES : share;
+}
+
+/* A sender: data written and not yet acknowledged, or ACK progress since
+   the last walk (prev: its entry there, NULL if it had none). */
+static bool snd_budget_sender(const struct tcp_pcb *pcb, const struct rto_entry *prev)
+{
+    return pcb->state == ESTABLISHED &&
+           (pcb->snd_lbb != pcb->lastack || (prev && prev->lastack != pcb->lastack));
+}
+
 /* The segment size for connections whose send buffer the budget sets to
    target (see TSO_AUTOSIZE_MIN_SEGS); 0: autosizing is off. */
 static uint32_t tso_seg_for(uint32_t target)
@@ -364,16 +385,42 @@ static uint32_t tso_seg_for(uint32_t target)
 }
 
 /* Give an established connection segments of seg bytes (0: leave it). One
-   whose mss the application did not raise past the wire MSS is not TSO's. */
+   whose mss the application did not raise past the wire MSS is not TSO's.
+   A cut waits while segments are unsent: tcp_write appends to the last one
+   and asserts, aborting the process, that it (with its options and its
+   pbuf's spare room, allocated for the mss of its time) fits pcb->mss. A
+   retransmission can still bring a larger unacked segment back to the
+   unsent queue: stack_tcp_write restores the mss for it. */
 static void tso_autosize(struct tcp_pcb *pcb, uint32_t seg)
 {
     if (!seg || pcb->state != ESTABLISHED ||
         pcb->mss < atomic_load_explicit(&tso_wire_mss, memory_order_relaxed))
         return;
+    if (seg < pcb->mss && pcb->unsent) {
+        counters.tso_cut_deferred++;
+        return;
+    }
     if (pcb->mss != seg) {
         pcb->mss = (u16_t)seg;
         counters.tso_resized++;
     }
+}
+
+err_t stack_tcp_write(struct tcp_pcb *pcb, const void *buf, u16_t len, u8_t flags)
+{
+    uint32_t seg_max = atomic_load_explicit(&tso_seg_max, memory_order_relaxed);
+    if (pcb->unsent && pcb->mss < seg_max) { /* autosizing may have cut it */
+        const struct tcp_seg *last = pcb->unsent;
+        while (last->next)
+            last = last->next;
+        uint32_t need =
+            (uint32_t)last->len + LWIP_TCP_OPT_LENGTH(last->flags) + pcb->unsent_oversize;
+        if (need > pcb->mss) {
+            pcb->mss = (u16_t)LWIP_MIN(need, 0xffffu);
+            counters.tso_mss_restored++;
+        }
+    }
+    return tcp_write(pcb, buf, len, flags);
 }
 
 uint32_t stack_tcp_write_lowat(void)
@@ -470,11 +517,12 @@ static void tick(void *arg)
     counters.rto_scans++;
     /* The budget's share from the last walk's count (this walk's is known
        only at its end). */
-    size_t n_pcbs = 0;
-    uint32_t snd_target = last_pcbs ? SND_BUDGET_BYTES / (uint32_t)last_pcbs : SND_BUDGET_BYTES;
-    if (snd_target < SND_MIN_BYTES)
-        snd_target = SND_MIN_BYTES;
+    size_t n_pcbs = 0, n_senders = 0;
+    uint32_t snd_target = snd_share(last_pcbs);
+    uint32_t snd_target_sender = snd_share(last_senders);
     counters.snd_buf_target = snd_target;
+    counters.snd_buf_sender_target =
+        snd_cap_max && snd_target_sender > snd_cap_max ? snd_cap_max : snd_target_sender;
     /* Bursts only where the budget cuts (snd_cap_max: the configured size,
        known once a connection was walked). */
     uint32_t lowat = snd_cap_max && snd_target < snd_cap_max
@@ -483,6 +531,7 @@ static void tick(void *arg)
     counters.write_lowat = lowat;
     counters.tso_seg_target = 0;
     uint32_t tso_seg = tso_seg_for(snd_target);
+    uint32_t tso_seg_sender = tso_seg_for(snd_target_sender);
     bool kick = true; /* until the TX ring refuses a kicked pcb */
     /* Probes only with many connections in flight, where a lost ACK is the
        likely cause; with few, an expiry is lost data, and a probe first
@@ -494,8 +543,13 @@ static void tick(void *arg)
     uint32_t rto_max = 0;
 
     for (struct tcp_pcb *pcb = tcp_active_pcbs; pcb; pcb = pcb->next, n_pcbs++) {
-        snd_budget(pcb, snd_target);
-        tso_autosize(pcb, tso_seg);
+        const struct rto_entry *prev = table_find(old, pcb);
+        if (prev && prev->key != pcb_key(pcb))
+            prev = NULL; /* another connection's pcb at the same address */
+        bool sender = snd_budget_sender(pcb, prev);
+        n_senders += sender;
+        snd_budget(pcb, sender ? snd_target_sender : snd_target);
+        tso_autosize(pcb, sender ? tso_seg_sender : tso_seg);
         if (pcb->state == ESTABLISHED && pcb->mss > counters.tso_seg_target)
             counters.tso_seg_target = pcb->mss;
         /* The driver refused this pcb's output (TX ring full: ERR_MEM, lwIP
@@ -508,9 +562,6 @@ static void tick(void *arg)
             counters.tx_kicked++;
             kick = !(pcb->flags & TF_NAGLEMEMERR);
         }
-        const struct rto_entry *prev = table_find(old, pcb);
-        if (prev && prev->key != pcb_key(pcb))
-            prev = NULL; /* another connection's pcb at the same address */
         if (!pcb->unacked && !prev)
             continue;
         struct rto_entry *e = table_insert(t, pcb);
@@ -584,6 +635,8 @@ static void tick(void *arg)
         next = LWIP_MIN(next, left_ms(now, e->since_ms, rto));
     }
     last_pcbs = n_pcbs;
+    last_senders = n_senders;
+    counters.snd_senders = n_senders;
     counters.rto_tracked = in_flight;
     counters.rto_srtt_ms = with_srtt ? (srtt_sum8 / with_srtt + 4) / 8 : 0;
     counters.rto_max_ms = rto_max;
@@ -610,7 +663,7 @@ void stack_rto_start(uint32_t min_ms, uint32_t give_up)
     running = true;
     host_rtt = (struct rtt_est){0};
     snd_cap_max = 0;
-    last_pcbs = 0;
+    last_pcbs = last_senders = 0;
     counters.write_lowat = 0; /* until the first walk */
     sys_timeout(1, tick, NULL);
 }

@@ -50,6 +50,7 @@
 #ifndef ANIC_STACK_RTO_H
 #define ANIC_STACK_RTO_H
 
+#include <lwip/err.h>
 #include <stdint.h>
 
 struct tcp_pcb;
@@ -69,12 +70,16 @@ struct tcp_pcb;
     X(rto_srtt_ms)     /* mean SRTT of the connections with a sample, last walk (gauge) */         \
     X(rto_max_ms)      /* largest RTO (with backoff) of those in flight, last walk (gauge) */      \
     X(snd_buf_target)  /* send buffer per connection under the host's budget, last walk (gauge) */ \
-    X(write_lowat)     /* free send space that wakes a cut connection's writer; 0: any (gauge) */  \
-    X(snd_buf_cut)     /* send buffers made smaller by the budget */                               \
-    X(snd_buf_raised)  /* send buffers made larger again (fewer connections) */                    \
-    X(tx_kicked)       /* tcp_output of pcbs the full TX ring had refused (TF_NAGLEMEMERR) */      \
-    X(tso_resized)     /* segment sizes (pcb->mss) changed by TSO autosizing */                    \
-    X(tso_seg_target)  /* largest segment size of an established connection, last walk (gauge) */
+    X(snd_buf_sender_target) /* the same for senders, last walk (gauge) */                         \
+    X(snd_senders)           /* established ones with data queued or ACKed, last walk (gauge) */   \
+    X(write_lowat)      /* free send space that wakes a cut connection's writer; 0: any (gauge) */ \
+    X(snd_buf_cut)      /* send buffers made smaller by the budget */                              \
+    X(snd_buf_raised)   /* send buffers made larger again (fewer connections) */                   \
+    X(tx_kicked)        /* tcp_output of pcbs the full TX ring had refused (TF_NAGLEMEMERR) */     \
+    X(tso_resized)      /* segment sizes (pcb->mss) changed by TSO autosizing */                   \
+    X(tso_cut_deferred) /* autosizing cuts put off: segments were unsent */                        \
+    X(tso_mss_restored) /* mss raised back for a resent segment (stack_tcp_write) */               \
+    X(tso_seg_target)   /* largest segment size of an established connection, last walk (gauge) */
 
 #define STACK_RTO_CTR_FIELD(name) uint64_t name;
 struct stack_rto_counters {
@@ -95,6 +100,13 @@ const struct stack_rto_counters *stack_rto_counters(void);
    nothing in flight is always writable, so no writer waits for an ACK that
    cannot come. */
 uint32_t stack_tcp_write_lowat(void);
+
+/* tcp_write for connections whose mss TSO autosizing may cut: lwIP's
+   tcp_write asserts, aborting the process, that the last unsent segment
+   fits pcb->mss, and a retransmission can move a segment built under a
+   larger mss back to the unsent queue; the mss is then raised back to fit
+   it (tcp.tso_mss_restored) until the next walk. Core lock held. */
+err_t stack_tcp_write(struct tcp_pcb *pcb, const void *buf, u16_t len, u8_t flags);
 
 /* TSO autosizing: the wire MSS and the largest segment (pcb->mss) the
    application gives connections. Off until called, and when seg_max is

@@ -237,6 +237,140 @@ START_TEST(send_buffers_follow_the_budget)
 }
 END_TEST
 
+/* Of 8000 established connections 1000 send: they share the budget among
+   themselves (192 KiB each, the configured size), the idle ones keep the
+   share of all (the floor), and one that starts sending is raised by a
+   later walk. */
+START_TEST(idle_connections_do_not_dilute_the_send_budget)
+{
+    static struct tcp_pcb *pcbs[MANY];
+    tu_lwip_start_once();
+    LOCK_TCPIP_CORE();
+    for (unsigned i = 0; i < MANY; i++) {
+        pcbs[i] = fake_pcb((uint16_t)(20000 + i), i < FEW ? 1000 : 0);
+        pcbs[i]->mss = TSO_SEG;
+        pcbs[i]->rtime = -1; /* lwIP's own RTO off */
+        if (i < FEW)         /* in the driver's ring: no RTO fires */
+            pbuf_ref(pcbs[i]->unacked->p);
+    }
+    stack_rto_set_tso(WIRE_MSS, TSO_SEG);
+    stack_rto_start(10, 0);
+    UNLOCK_TCPIP_CORE();
+
+    /* The first walk knows no senders yet; the second divides among them. */
+    struct stack_rto_counters c0 = snap(), c = c0;
+    for (int i = 0; i < 400 && c.rto_scans < c0.rto_scans + 3; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    ck_assert_uint_ge(c.rto_scans, c0.rto_scans + 3);
+    ck_assert_uint_eq(c.snd_senders, FEW);
+    ck_assert_uint_eq(c.snd_buf_sender_target, SND_BUF);
+    ck_assert_uint_eq(c.snd_buf_target, SND_FLOOR);
+    ck_assert_uint_eq(c.write_lowat, SND_FLOOR / 8 * 7);
+    LOCK_TCPIP_CORE();
+    for (unsigned i = 0; i < MANY; i++) {
+        const struct tcp_pcb *pcb = pcbs[i];
+        uint32_t cap = (uint32_t)pcb->snd_buf + (pcb->snd_lbb - pcb->lastack);
+        ck_assert_uint_eq(cap, i < FEW ? SND_BUF : SND_FLOOR);
+        ck_assert_uint_eq(pcb->mss, i < FEW ? TSO_SEG : SND_FLOOR / 2 / WIRE_MSS * WIRE_MSS);
+    }
+    /* An idle one writes (4 KiB queued): the next walks raise it. */
+    struct tcp_pcb *late = pcbs[MANY - 1];
+    late->snd_lbb += 4096;
+    late->snd_buf -= 4096;
+    c0 = *stack_rto_counters();
+    UNLOCK_TCPIP_CORE();
+    c = c0;
+    for (int i = 0; i < 400 && c.rto_scans < c0.rto_scans + 2; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    LOCK_TCPIP_CORE();
+    ck_assert_uint_eq(stack_rto_counters()->snd_senders, FEW + 1);
+    ck_assert_uint_eq((uint32_t)late->snd_buf + 4096, SND_BUF);
+    ck_assert_uint_eq(late->mss, TSO_SEG);
+    late->snd_lbb -= 4096; /* as it was, for tcp_abort */
+    stack_rto_stop();
+    stack_rto_set_tso(WIRE_MSS, 0);
+    for (unsigned i = 0; i < MANY; i++) {
+        if (i < FEW)
+            pbuf_free(pcbs[i]->unacked->p);
+        tcp_abort(pcbs[i]);
+    }
+    UNLOCK_TCPIP_CORE();
+}
+END_TEST
+
+/* Two connections have a 60,000-byte segment queued, one unsent, one
+   unacked, when 8000 others start sending and their share falls to the
+   floor. lwIP's tcp_write asserts, aborting the process, that the last
+   unsent segment fits pcb->mss ("mss_local is too small"): the unsent one
+   keeps its mss until the segment has left; the unacked one is cut, and
+   when lwIP's RTO moves its segment back to the unsent queue,
+   stack_tcp_write raises its mss back before writing. */
+START_TEST(tso_autosizing_keeps_the_queued_segment_writable)
+{
+    static struct tcp_pcb *pcbs[MANY];
+    static uint8_t data[60000];
+    tu_lwip_start_once();
+    LOCK_TCPIP_CORE();
+    struct tcp_pcb *big = fake_pcb(19999, 0);
+    big->mss = TSO_SEG;
+    big->snd_wnd = big->snd_wnd_max = 4 * TSO_SEG;
+    ck_assert_int_eq(tcp_write(big, data, sizeof(data), TCP_WRITE_FLAG_COPY), ERR_OK);
+    ck_assert_ptr_nonnull(big->unsent);
+    ck_assert_uint_eq(big->unsent->len, sizeof(data));
+    struct tcp_pcb *sent = fake_pcb(19998, sizeof(data));
+    sent->mss = TSO_SEG;
+    sent->rtime = -1;
+    pbuf_ref(sent->unacked->p);
+    for (unsigned i = 0; i < MANY; i++) {
+        pcbs[i] = fake_pcb((uint16_t)(20000 + i), 1000);
+        pcbs[i]->mss = TSO_SEG;
+        pcbs[i]->rtime = -1;
+        pbuf_ref(pcbs[i]->unacked->p); /* in the driver's ring: no RTO fires */
+    }
+    struct stack_rto_counters c0 = *stack_rto_counters();
+    stack_rto_set_tso(WIRE_MSS, TSO_SEG);
+    stack_rto_start(10, 0);
+    UNLOCK_TCPIP_CORE();
+
+    struct stack_rto_counters c = c0;
+    for (int i = 0; i < 400 && c.rto_scans < c0.rto_scans + 3; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    ck_assert_uint_ge(c.rto_scans, c0.rto_scans + 3);
+    ck_assert_uint_gt(c.tso_cut_deferred, c0.tso_cut_deferred);
+    LOCK_TCPIP_CORE();
+    ck_assert_uint_eq(pcbs[0]->mss, SND_FLOOR / 2 / WIRE_MSS * WIRE_MSS); /* the others: cut */
+    /* Its pbuf was allocated for the whole mss (4240 bytes spare): held. */
+    ck_assert_uint_eq(big->unsent_oversize, TSO_SEG - sizeof(data));
+    ck_assert_uint_eq(big->mss, TSO_SEG);
+    big->snd_buf = 1000; /* the budget took its free space; as if an ACK gave some back */
+    ck_assert_int_eq(stack_tcp_write(big, data, 1000, TCP_WRITE_FLAG_COPY), ERR_OK);
+    ck_assert_uint_eq(sent->mss, SND_FLOOR / 2 / WIRE_MSS * WIRE_MSS); /* cut */
+    pbuf_free(sent->unacked->p); /* the NIC completed it: lwIP's RTO may resend it */
+    tcp_rexmit_rto(sent);
+    ck_assert_ptr_nonnull(sent->unsent); /* no route here: it stays queued */
+    ck_assert_ptr_null(sent->unacked);
+    sent->snd_buf = 1000;
+    ck_assert_int_eq(stack_tcp_write(sent, data, 13, TCP_WRITE_FLAG_COPY), ERR_OK);
+    ck_assert_uint_eq(sent->mss, sizeof(data));
+    ck_assert_uint_eq(stack_rto_counters()->tso_mss_restored, c0.tso_mss_restored + 1);
+    stack_rto_stop();
+    stack_rto_set_tso(WIRE_MSS, 0);
+    for (unsigned i = 0; i < MANY; i++) {
+        pbuf_free(pcbs[i]->unacked->p);
+        tcp_abort(pcbs[i]);
+    }
+    tcp_abort(big);
+    tcp_abort(sent);
+    UNLOCK_TCPIP_CORE();
+}
+END_TEST
+
 /* The walk sizes its table for the pcbs the last walk visited; 600 that
    appear between two walks grow it during the next one, and every one of
    them keeps its entry (its RTO clock) across the walks after that. */
@@ -361,6 +495,8 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, rto_waits_while_the_driver_holds_the_segment);
     tcase_add_test(tc, send_buffers_follow_the_budget);
+    tcase_add_test(tc, idle_connections_do_not_dilute_the_send_budget);
+    tcase_add_test(tc, tso_autosizing_keeps_the_queued_segment_writable);
     tcase_add_test(tc, hole_repair_resends_the_first_unacked_segment_once);
     tcase_add_test(tc, walk_table_grows_for_connections_added_between_walks);
     tcase_add_test(tc, rto_clock_restarts_after_an_idle_spell);

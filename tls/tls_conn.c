@@ -381,7 +381,7 @@ static bool tcp_put(struct tls_conn *c, const void *buf, size_t len)
 {
     if (!tcp_room(c, len))
         return false;
-    if (tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
+    if (stack_tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
         return false;
     if (c->srv)                         /* plain connections have no server, no counters */
         ctr(c)->tx_bytes_copied += len; /* LWIP_NETIF_TX_SINGLE_PBUF: lwIP always copies */
@@ -407,7 +407,7 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len)
         len = room;
     if (len > 0xffff)
         len = 0xffff;
-    if (len == 0 || tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
+    if (len == 0 || stack_tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
         return MBEDTLS_ERR_SSL_WANT_WRITE;
     ctr(c)->tx_bytes_copied += len;
     return (int)len;
@@ -1158,8 +1158,8 @@ static bool hs_flush(struct tls_conn *c, bool send)
         size_t n = c->hs_out_len - c->hs_out_off, room = tcp_sndbuf(c->pcb);
         n = n < room ? n : room;
         n = n < 0xffff ? n : 0xffff;
-        if (n == 0 ||
-            tcp_write(c->pcb, c->hs_out + c->hs_out_off, (u16_t)n, TCP_WRITE_FLAG_COPY) != ERR_OK)
+        if (n == 0 || stack_tcp_write(c->pcb, c->hs_out + c->hs_out_off, (u16_t)n,
+                                      TCP_WRITE_FLAG_COPY) != ERR_OK)
             break;
         c->hs_out_off += n;
     }
