@@ -56,6 +56,7 @@ struct fconn {
     uint64_t body_in;  /* response body bytes still to read */
     double idle_since; /* set-up: when the connection last finished an exchange */
     bool ping;         /* the request in progress is a set-up GET /bytes/0 */
+    bool waiting;      /* idle in the turn queue (flows_cfg.active < n) */
 };
 
 static double mono_s(void)
@@ -74,6 +75,32 @@ static unsigned go_next; /* connections [0, go_next) may start transfers */
 static unsigned inflight, established, failed;
 static uint64_t bytes, transfers, errors;
 static uint8_t iobuf[FLOWS_IO_CHUNK];
+/* The turn queue (flows_cfg.active < n): a ring of the waiting connections'
+   indexes, and the connections handed a turn, to be driven by the main loop
+   (not from inside another connection's drive). */
+static unsigned *turn_q, turn_head, turn_len, *handed, n_handed;
+
+static void turn_wait(struct fconn *c)
+{
+    c->waiting = true;
+    turn_q[(turn_head + turn_len++) % C->n] = (unsigned)(c - conns);
+}
+
+/* Hand the turn of a connection that finished (or failed) to the longest
+   waiting one that has not failed meanwhile. */
+static void turn_pass(void)
+{
+    while (turn_len) {
+        unsigned i = turn_q[turn_head];
+        turn_head = (turn_head + 1) % C->n;
+        turn_len--;
+        conns[i].waiting = false;
+        if (conns[i].st != F_FAILED) {
+            handed[n_handed++] = i;
+            return;
+        }
+    }
+}
 
 /* n > 0 bytes moved; 0 would block; -1 error or EOF. */
 static long io_read(struct fconn *c, void *buf, size_t cap)
@@ -110,6 +137,8 @@ static void fail(struct fconn *c)
         failed++;
     } else if (c->st != F_NEW) {
         errors++;
+        if (go && !c->waiting)
+            turn_pass(); /* its turn is not lost */
     }
     c->st = F_FAILED;
     if (c->ssl)
@@ -186,6 +215,12 @@ static void got_body(struct fconn *c, uint64_t n)
         c->idle_since = mono_s();
     } else if (c->body_in == 0) {
         transfers++;
+        if (C->active < C->n) {
+            c->st = F_IDLE;
+            turn_wait(c);
+            turn_pass();
+            return;
+        }
         next_request(c, false);
     }
 }
@@ -245,7 +280,7 @@ static void drive(struct fconn *c)
                 next_request(c, true);
                 break;
             }
-            if (!go || (size_t)(c - conns) >= go_next)
+            if (!go || (size_t)(c - conns) >= go_next || c->waiting)
                 return;
             next_request(c, false);
             break;
@@ -330,6 +365,8 @@ __attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
     setrlimit(RLIMIT_NOFILE, &rl);
     signal(SIGPIPE, SIG_IGN);
     conns = calloc(cfg->n, sizeof(*conns));
+    turn_q = calloc(cfg->n, sizeof(*turn_q));
+    handed = calloc(cfg->n, sizeof(*handed));
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (cfg->tls) {
         ctx = SSL_CTX_new(TLS_client_method());
@@ -346,7 +383,7 @@ __attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
             SSL_CTX_set_read_ahead(ctx, 1);
         }
     }
-    if (!conns || ep < 0 || (cfg->tls && !ctx))
+    if (!conns || !turn_q || !handed || ep < 0 || (cfg->tls && !ctx))
         _exit(2);
     for (unsigned i = 0; i < cfg->n; i++)
         conns[i].fd = -1;
@@ -383,8 +420,12 @@ __attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
         if (go && go_next < cfg->n) {
             double due = (now - t_go) * 1000.0 * FLOWS_GO_PER_MS + FLOWS_GO_PER_MS;
             unsigned want = due >= cfg->n ? cfg->n : (unsigned)due;
-            while (go_next < want)
-                drive(&conns[go_next++]);
+            while (go_next < want) {
+                struct fconn *c = &conns[go_next++];
+                if (go_next > cfg->active && c->st != F_FAILED)
+                    turn_wait(c); /* after the first `active`, in index order */
+                drive(c);
+            }
         }
         if (go && !measuring && t_start == 0 && now >= t_go + cfg->warm_s) {
             measuring = true;
@@ -401,6 +442,8 @@ __attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
         int k = epoll_wait(ep, evs, 256, go && go_next < cfg->n ? 1 : 50);
         for (int i = 0; i < k; i++)
             drive(&conns[evs[i].data.u64]);
+        while (n_handed)
+            drive(&conns[handed[--n_handed]]);
         /* Edge-triggered events may leave work a guard cut short: a sweep. */
         if (go && k == 0)
             for (unsigned i = 0; i < cfg->n; i++)
@@ -428,7 +471,7 @@ pid_t flows_spawn(const struct flows_cfg *c, int *rd)
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
-    char a[10][32];
+    char a[11][32];
     snprintf(a[0], sizeof(a[0]), "%" PRIu32, c->addr);
     snprintf(a[1], sizeof(a[1]), "%u", (unsigned)c->port);
     snprintf(a[2], sizeof(a[2]), "%d", c->tls);
@@ -438,9 +481,11 @@ pid_t flows_spawn(const struct flows_cfg *c, int *rd)
     snprintf(a[6], sizeof(a[6]), "%.17g", c->setup_s);
     snprintf(a[7], sizeof(a[7]), "%.17g", c->warm_s);
     snprintf(a[8], sizeof(a[8]), "%.17g", c->measure_s);
-    snprintf(a[9], sizeof(a[9]), "%ld", (long)getpid());
+    snprintf(a[9], sizeof(a[9]), "%u", c->active);
+    snprintf(a[10], sizeof(a[10]), "%ld", (long)getpid());
     char *argv[] = {
-        "anic", FLOWS_CLIENT_CMD, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], NULL};
+        "anic", FLOWS_CLIENT_CMD, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10],
+        NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, p[1], FLOWS_REPORT_FD);
@@ -465,13 +510,14 @@ int flows_client_main(int argc, char **argv)
     /* Die with the bench that started us; it may be gone already. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     prctl(PR_SET_NAME, "flows-client"); /* not "exe", in top and perf */
-    if (argc == 11 && sscanf(argv[10], "%ld", &parent) == 1 && (long)getppid() != parent)
+    if (argc == 12 && sscanf(argv[11], "%ld", &parent) == 1 && (long)getppid() != parent)
         _exit(4);
-    if (argc != 11 || sscanf(argv[1], "%" SCNu32, &c.addr) != 1 ||
+    if (argc != 12 || sscanf(argv[1], "%" SCNu32, &c.addr) != 1 ||
         sscanf(argv[2], "%u", &port) != 1 || sscanf(argv[3], "%u", &tls) != 1 ||
         sscanf(argv[4], "%u", &upload) != 1 || sscanf(argv[5], "%u", &c.n) != 1 ||
         sscanf(argv[6], "%" SCNu64, &c.size) != 1 || sscanf(argv[7], "%lf", &c.setup_s) != 1 ||
         sscanf(argv[8], "%lf", &c.warm_s) != 1 || sscanf(argv[9], "%lf", &c.measure_s) != 1 ||
+        sscanf(argv[10], "%u", &c.active) != 1 || c.active == 0 || c.active > c.n ||
         fcntl(FLOWS_REPORT_FD, F_GETFD) < 0) {
         fprintf(stderr, "anic %s: internal to anic bench --load --flows\n", FLOWS_CLIENT_CMD);
         return 2;

@@ -8,7 +8,11 @@
  * at once, warms up for warm_s and measures payload bytes over measure_s.
  * Each connection repeats GET /bytes/SIZE (download) or PUT /upload?digest=crc32c
  * (the server's cheap digest; the answer is not checked) of SIZE
- * bytes (upload) on one keep-alive connection.
+ * bytes (upload) on one keep-alive connection. With active < n, only that
+ * many transfer at once: a connection that finished a transfer waits idle
+ * at the back of a queue and hands its turn to the one at the front, so
+ * every connection stays established and takes turns (the many idle
+ * keep-alive connections of a real server).
  *
  * The child reports on a pipe, one line each: "START\n" when the measured
  * window begins and "END bytes secs established failed transfers errors\n"
@@ -28,6 +32,7 @@ struct flows_cfg {
     bool tls;
     bool upload;
     unsigned n;       /* concurrent connections */
+    unsigned active;  /* transfers at once, 1..n; the others wait idle, in turns */
     uint64_t size;    /* bytes per transfer */
     double setup_s;   /* at most this long for connecting and handshakes */
     double warm_s;    /* transfers run this long before the window */

@@ -81,6 +81,7 @@ struct load_opts {
     uint64_t flows[LOAD_MAX_LIST];
     unsigned n_flows;
     uint64_t flow_size;
+    uint64_t flows_active; /* --flows-active: transfers at once per cell (0: every flow) */
     bool flow_down, flow_up;
     uint64_t cache_sizes[LOAD_MAX_LIST]; /* --cache-sizes: a --flows run per --nic-ctx-cache */
     unsigned n_cache_sizes;
@@ -1090,6 +1091,10 @@ static int run_flows(struct load *L)
            "OpenSSL client in its own process), each repeating a %s download (GET) or upload "
            "(PUT); all connected and handshaken first, then 1 s warm-up and %u s measured\n",
            fs, L->o.seconds);
+    if (L->o.flows_active)
+        printf("--flows-active %" PRIu64 ": at most that many of a cell's flows transfer at once, "
+               "the other connections idle in turn\n",
+               L->o.flows_active);
     printf("%6s %-5s %-4s %6s %6s | %8s %8s %8s | %9s %10s %9s %8s\n", "flows", "mode", "dir",
            "estab", "failed", "MB/s", "host s/GB", "NIC s/GB", "cache hit", "fetch B/B",
            "evictions", "sw-fallbk");
@@ -1099,6 +1104,8 @@ static int run_flows(struct load *L)
            "offload_rx.rx_tls_ctx_fail)\n");
     for (unsigned fi = 0; fi < L->o.n_flows && !load_stop; fi++) {
         unsigned n = (unsigned)L->o.flows[fi];
+        unsigned active =
+            L->o.flows_active && L->o.flows_active < n ? (unsigned)L->o.flows_active : n;
         for (int dir = 0; dir < 2 && !load_stop; dir++) {
             if ((dir == 0 && !L->o.flow_down) || (dir == 1 && !L->o.flow_up))
                 continue;
@@ -1109,6 +1116,7 @@ static int run_flows(struct load *L)
                                        .tls = m != TLS_MODE_NONE,
                                        .upload = dir == 1,
                                        .n = n,
+                                       .active = active,
                                        .size = L->o.flow_size,
                                        .setup_s = 30 + n / 20.0,
                                        .warm_s = 1,
@@ -1235,6 +1243,7 @@ enum {
     OPT_FLOW_DIRS,
     OPT_CACHE_SIZES,
     OPT_FLOWS_COUNTERS,
+    OPT_FLOWS_ACTIVE,
 };
 
 static const struct option load_long[] = {
@@ -1264,6 +1273,7 @@ static const struct option load_long[] = {
     {"flow-dirs", required_argument, NULL, OPT_FLOW_DIRS},
     {"cache-sizes", required_argument, NULL, OPT_CACHE_SIZES},
     {"flows-counters", required_argument, NULL, OPT_FLOWS_COUNTERS},
+    {"flows-active", required_argument, NULL, OPT_FLOWS_ACTIVE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -1306,6 +1316,9 @@ static void usage(FILE *f)
             "                       byte (n/a without a cache), software fallbacks\n"
             "  --flow-size BYTES    bytes per transfer, repeated (default 64M)\n"
             "  --flow-dirs LIST     down, up or down,up (default)\n"
+            "  --flows-active K     at most K of the N flows transfer at once, the others\n"
+            "                       stay established and idle and take turns (each finished\n"
+            "                       transfer hands its turn to the longest idle; default: all)\n"
             "  --cache-sizes LIST   the --flows cells once per NIC context-cache size\n"
             "                       (anic serve --nic-ctx-cache; 0 = every context resident),\n"
             "                       a fresh server each\n"
@@ -1514,6 +1527,11 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             break;
         case OPT_FLOWS_COUNTERS:
             o->flows_counters = optarg;
+            break;
+        case OPT_FLOWS_ACTIVE:
+            if (parse_list(optarg, v, 1, 1, 20000) != 1)
+                return load_bad("flows-active", optarg);
+            o->flows_active = v[0];
             break;
         case OPT_FLOW_DIRS:
             o->flow_down = strstr(optarg, "down") != NULL;
