@@ -57,6 +57,8 @@ struct fconn {
     double idle_since; /* set-up: when the connection last finished an exchange */
     bool ping;         /* the request in progress is a set-up GET /bytes/0 */
     bool waiting;      /* idle in the turn queue (flows_cfg.active < n) */
+    bool served;       /* completed a transfer in the measured window */
+    bool busy;         /* a transfer (not a set-up ping) in progress */
 };
 
 static double mono_s(void)
@@ -74,6 +76,8 @@ static bool go, measuring;
 static unsigned go_next; /* connections [0, go_next) may start transfers */
 static unsigned inflight, established, failed;
 static uint64_t bytes, transfers, errors;
+static unsigned served;          /* connections that completed a transfer in the window */
+static unsigned busy, busy_peak; /* transfers in progress; the most at once */
 static uint8_t iobuf[FLOWS_IO_CHUNK];
 /* The turn queue (flows_cfg.active < n): a ring of the waiting connections'
    indexes, and the connections handed a turn, to be driven by the main loop
@@ -129,8 +133,17 @@ static long io_write(struct fconn *c, const void *buf, size_t len)
     return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
 }
 
+static void transfer_done(struct fconn *c)
+{
+    if (c->busy) {
+        c->busy = false;
+        busy--;
+    }
+}
+
 static void fail(struct fconn *c)
 {
+    transfer_done(c);
     bool setup = c->st == F_CONNECTING || c->st == F_HANDSHAKE;
     if (setup) {
         inflight--;
@@ -186,6 +199,11 @@ static void next_request(struct fconn *c, bool ping)
                            "GET /bytes/%" PRIu64 " HTTP/1.1\r\nHost: anic\r\n\r\n", C->size);
     c->out_len = (size_t)n;
     c->out_off = 0;
+    if (!ping) {
+        c->busy = true;
+        if (++busy > busy_peak)
+            busy_peak = busy;
+    }
     c->body_out = C->upload && !ping ? C->size : 0;
     c->head_len = 0;
     c->st = F_SEND;
@@ -215,6 +233,11 @@ static void got_body(struct fconn *c, uint64_t n)
         c->idle_since = mono_s();
     } else if (c->body_in == 0) {
         transfers++;
+        transfer_done(c);
+        if (measuring && !c->served) {
+            c->served = true;
+            served++;
+        }
         if (C->active < C->n) {
             c->st = F_IDLE;
             turn_wait(c);
@@ -451,11 +474,11 @@ __attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
                     drive(&conns[i]);
     }
     if (t_end == 0)
-        report(wr, "END 0 0 %u %u %" PRIu64 " %" PRIu64 "\n", established, failed, transfers,
-               errors);
+        report(wr, "END 0 0 %u %u %" PRIu64 " %" PRIu64 " %u %u\n", established, failed, transfers,
+               errors, served, busy_peak);
     else
-        report(wr, "END %" PRIu64 " %.6f %u %u %" PRIu64 " %" PRIu64 "\n", bytes, t_end - t_start,
-               established, failed, transfers, errors);
+        report(wr, "END %" PRIu64 " %.6f %u %u %" PRIu64 " %" PRIu64 " %u %u\n", bytes,
+               t_end - t_start, established, failed, transfers, errors, served, busy_peak);
     _exit(0);
 }
 
@@ -558,8 +581,8 @@ bool flows_read_line(int rd, char *buf, size_t cap, double timeout_s)
 bool flows_parse_end(const char *line, struct flows_result *r)
 {
     memset(r, 0, sizeof(*r));
-    if (sscanf(line, "END %" SCNu64 " %lf %u %u %" SCNu64 " %" SCNu64, &r->bytes, &r->secs,
-               &r->established, &r->failed, &r->transfers, &r->errors) != 6)
+    if (sscanf(line, "END %" SCNu64 " %lf %u %u %" SCNu64 " %" SCNu64 " %u %u", &r->bytes, &r->secs,
+               &r->established, &r->failed, &r->transfers, &r->errors, &r->served, &r->peak) != 8)
         return false;
     r->ok = true;
     return true;

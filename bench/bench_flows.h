@@ -15,9 +15,11 @@
  * keep-alive connections of a real server).
  *
  * The child reports on a pipe, one line each: "START\n" when the measured
- * window begins and "END bytes secs established failed transfers errors\n"
- * when it ends, so that the caller samples its counters at the same moments.
- * Every wait is bounded; the child exits after END (or on its deadline).
+ * window begins and "END bytes secs established failed transfers errors
+ * served peak\n" when it ends (served: connections that completed a
+ * transfer in the window; peak: the most transfers in progress at once), so that the caller samples
+ * its counters at the same moments. Every wait is bounded; the child exits after END (or on its
+ * deadline).
  */
 #ifndef ANIC_BENCH_FLOWS_H
 #define ANIC_BENCH_FLOWS_H
@@ -45,6 +47,8 @@ struct flows_result {
     double secs;    /* the window's length as the child measured it */
     unsigned established, failed;
     uint64_t transfers, errors; /* completed transfers, connections failed after setup */
+    unsigned served;            /* connections that completed a transfer in the window */
+    unsigned peak;              /* the most transfers in progress at once */
 };
 
 /* The hidden subcommand that runs the client. */

@@ -1080,8 +1080,11 @@ static void flows_counters_write(struct load *L, const char *cell, const struct 
         fclose(f);
 }
 
+/* 1 if a cell got no measurement (the client did not report, or no byte
+   moved), 130 when interrupted. */
 static int run_flows(struct load *L)
 {
+    unsigned unmeasured = 0;
     static struct app_stat st_a[APP_STATS_MAX], st_b[APP_STATS_MAX];
     size_t n_st_a = 0, n_st_b = 0;
     char host[INET_ADDRSTRLEN], fs[24];
@@ -1175,16 +1178,23 @@ static int run_flows(struct load *L)
                            " by walks; %" PRIu64 " moderated polls)\n",
                            b.rx_packets - a.rx_packets, b.demux_moved - a.demux_moved,
                            b.demux_hinted - a.demux_hinted, walks, b.moderated - a.moderated);
+                    printf("       (transfers: %" PRIu64 " completed, by %u of %u connections in "
+                           "the window, at most %u at once (%u allowed); %" PRIu64
+                           " connections failed after set-up)\n",
+                           r.transfers, r.served, r.established, r.peak, active, r.errors);
                 } else {
                     printf(" %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-",
                            r.ok ? "no bytes moved" : "the client did not report");
+                    unmeasured++;
                 }
                 fflush(stdout);
                 sleep_ms(LOAD_SETTLE_MS + n); /* the flows' server side closes */
             }
         }
     }
-    return load_stop ? 130 : 0;
+    if (unmeasured)
+        fprintf(stderr, "anic bench --flows: %u cell(s) without a measurement\n", unmeasured);
+    return load_stop ? 130 : unmeasured ? 1 : 0;
 }
 
 /* --flows once per --cache-sizes entry, each on a fresh server (the cache
@@ -1193,7 +1203,7 @@ static int run_flows_caches(struct load *L, struct app_runtime_cfg *cfg)
 {
     unsigned n = L->o.n_cache_sizes ? L->o.n_cache_sizes : 1;
     int status = 0;
-    for (unsigned i = 0; i < n && !load_stop && status == 0; i++) {
+    for (unsigned i = 0; i < n && !load_stop && status != 130; i++) {
         if (i > 0) {
             char err[256];
             app_runtime_stop(&L->rt);
@@ -1209,7 +1219,9 @@ static int run_flows_caches(struct load *L, struct app_runtime_cfg *cfg)
         if (L->o.n_cache_sizes)
             printf("--- NIC context cache %u (0 = all resident), flow table %u ---\n",
                    cfg->nic_ctx_cache, cfg->max_flows);
-        status = run_flows(L);
+        int st = run_flows(L); /* the other cache sizes still run after a failed cell */
+        if (st)
+            status = st;
     }
     return status;
 }
