@@ -423,6 +423,22 @@ err_t stack_tcp_write(struct tcp_pcb *pcb, const void *buf, u16_t len, u8_t flag
     return tcp_write(pcb, buf, len, flags);
 }
 
+/* lwIP's persist timer (the peer's window too small for the first unsent
+   segment, nothing in flight) splits that segment at the window and
+   asserts, aborting the process, that the window is at most pcb->mss. After
+   a cut, a retransmission can put a segment built under the old mss at the
+   head of the unsent queue, and a peer offering a window between the two
+   sizes would trip it: the mss is raised back to that segment's length
+   first (the first probe comes 1.5 s after persist starts; a walk comes
+   within 1 s). Autosizing cuts no mss while segments are unsent. */
+static void persist_fit(struct tcp_pcb *pcb)
+{
+    if (pcb->persist_backoff && pcb->unsent && pcb->unsent->len > pcb->mss) {
+        pcb->mss = pcb->unsent->len;
+        counters.tso_mss_restored++;
+    }
+}
+
 uint32_t stack_tcp_write_lowat(void)
 {
     return running ? (uint32_t)counters.write_lowat : 0;
@@ -550,6 +566,7 @@ static void tick(void *arg)
         n_senders += sender;
         snd_budget(pcb, sender ? snd_target_sender : snd_target);
         tso_autosize(pcb, sender ? tso_seg_sender : tso_seg);
+        persist_fit(pcb);
         if (pcb->state == ESTABLISHED && pcb->mss > counters.tso_seg_target)
             counters.tso_seg_target = pcb->mss;
         /* The driver refused this pcb's output (TX ring full: ERR_MEM, lwIP

@@ -308,7 +308,10 @@ END_TEST
    unsent segment fits pcb->mss ("mss_local is too small"): the unsent one
    keeps its mss until the segment has left; the unacked one is cut, and
    when lwIP's RTO moves its segment back to the unsent queue,
-   stack_tcp_write raises its mss back before writing. */
+   stack_tcp_write raises its mss back before writing. A third, in that
+   state (cut under an unsent 60,000-byte segment) and in lwIP's persist
+   timer (a 40,000-byte window, nothing in flight), gets its mss raised by
+   the walk: the timer's split asserts that the window fits the mss. */
 START_TEST(tso_autosizing_keeps_the_queued_segment_writable)
 {
     static struct tcp_pcb *pcbs[MANY];
@@ -359,6 +362,26 @@ START_TEST(tso_autosizing_keeps_the_queued_segment_writable)
     ck_assert_int_eq(stack_tcp_write(sent, data, 13, TCP_WRITE_FLAG_COPY), ERR_OK);
     ck_assert_uint_eq(sent->mss, sizeof(data));
     ck_assert_uint_eq(stack_rto_counters()->tso_mss_restored, c0.tso_mss_restored + 1);
+
+    struct tcp_pcb *persist = fake_pcb(19997, 0);
+    persist->mss = TSO_SEG;
+    persist->snd_wnd = persist->snd_wnd_max = 4 * TSO_SEG;
+    ck_assert_int_eq(tcp_write(persist, data, sizeof(data), TCP_WRITE_FLAG_COPY), ERR_OK);
+    persist->mss = SND_FLOOR / 2 / WIRE_MSS * WIRE_MSS; /* as a cut before a retransmission */
+    persist->snd_wnd = 40000;
+    persist->persist_backoff = 1;
+    c0 = *stack_rto_counters();
+    UNLOCK_TCPIP_CORE();
+    c = c0;
+    for (int i = 0; i < 400 && c.rto_scans < c0.rto_scans + 2; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    LOCK_TCPIP_CORE();
+    ck_assert_uint_eq(persist->mss, sizeof(data));
+    ck_assert_uint_eq(stack_rto_counters()->tso_mss_restored, c0.tso_mss_restored + 1);
+    ck_assert_int_eq(tcp_split_unsent_seg(persist, 40000), ERR_OK); /* the persist timer's */
+    ck_assert_uint_eq(persist->unsent->len, 40000);
     stack_rto_stop();
     stack_rto_set_tso(WIRE_MSS, 0);
     for (unsigned i = 0; i < MANY; i++) {
@@ -367,6 +390,7 @@ START_TEST(tso_autosizing_keeps_the_queued_segment_writable)
     }
     tcp_abort(big);
     tcp_abort(sent);
+    tcp_abort(persist);
     UNLOCK_TCPIP_CORE();
 }
 END_TEST
