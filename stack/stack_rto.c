@@ -429,14 +429,20 @@ err_t stack_tcp_write(struct tcp_pcb *pcb, const void *buf, u16_t len, u8_t flag
    a cut, a retransmission can put a segment built under the old mss at the
    head of the unsent queue, and a peer offering a window between the two
    sizes would trip it: the mss is raised back to that segment's length
-   first (the first probe comes 1.5 s after persist starts; a walk comes
-   within 1 s). Autosizing cuts no mss while segments are unsent. */
-static void persist_fit(struct tcp_pcb *pcb)
+   first. The first probe comes three slow-timer ticks (1-1.5 s) after
+   persist starts; while a connection is in persist, walks come at least
+   every PERSIST_WALK_MS. Autosizing cuts no mss while segments are unsent.
+   True: pcb is in persist. */
+#define PERSIST_WALK_MS 500
+static bool persist_fit(struct tcp_pcb *pcb)
 {
-    if (pcb->persist_backoff && pcb->unsent && pcb->unsent->len > pcb->mss) {
+    if (!pcb->persist_backoff)
+        return false;
+    if (pcb->unsent && pcb->unsent->len > pcb->mss) {
         pcb->mss = pcb->unsent->len;
         counters.tso_mss_restored++;
     }
+    return true;
 }
 
 uint32_t stack_tcp_write_lowat(void)
@@ -534,6 +540,7 @@ static void tick(void *arg)
     /* The budget's share from the last walk's count (this walk's is known
        only at its end). */
     size_t n_pcbs = 0, n_senders = 0;
+    bool persist_seen = false;
     uint32_t snd_target = snd_share(last_pcbs);
     uint32_t snd_target_sender = snd_share(last_senders);
     counters.snd_buf_target = snd_target;
@@ -566,7 +573,7 @@ static void tick(void *arg)
         n_senders += sender;
         snd_budget(pcb, sender ? snd_target_sender : snd_target);
         tso_autosize(pcb, sender ? tso_seg_sender : tso_seg);
-        persist_fit(pcb);
+        persist_seen |= persist_fit(pcb);
         if (pcb->state == ESTABLISHED && pcb->mss > counters.tso_seg_target)
             counters.tso_seg_target = pcb->mss;
         /* The driver refused this pcb's output (TX ring full: ERR_MEM, lwIP
@@ -668,7 +675,8 @@ static void tick(void *arg)
         stack_tcp_abort(doomed[i]);
     }
     uint32_t floor_ms = (uint32_t)LWIP_MIN(n_pcbs / RTO_WALK_PCBS_PER_MS, RTO_IDLE_PERIOD_MS);
-    sys_timeout(LWIP_MAX(next, LWIP_MAX(floor_ms, 1u)), tick, NULL);
+    uint32_t due = LWIP_MAX(next, LWIP_MAX(floor_ms, 1u));
+    sys_timeout(persist_seen ? LWIP_MIN(due, PERSIST_WALK_MS) : due, tick, NULL);
 }
 
 void stack_rto_start(uint32_t min_ms, uint32_t give_up)
