@@ -92,6 +92,18 @@ static struct stack_rto_counters snap(void)
     return c;
 }
 
+/* Wait (core lock not held) until n walks after c0's, at most 4 s. */
+static struct stack_rto_counters walks_after(const struct stack_rto_counters *c0, unsigned n)
+{
+    struct stack_rto_counters c = *c0;
+    for (int i = 0; i < 400 && c.rto_scans < c0->rto_scans + n; i++) {
+        sleep_ms(10);
+        c = snap();
+    }
+    ck_assert_uint_ge(c.rto_scans, c0->rto_scans + n);
+    return c;
+}
+
 START_TEST(rto_waits_while_the_driver_holds_the_segment)
 {
     tu_lwip_start_once();
@@ -258,12 +270,8 @@ START_TEST(idle_connections_do_not_dilute_the_send_budget)
     UNLOCK_TCPIP_CORE();
 
     /* The first walk knows no senders yet; the second divides among them. */
-    struct stack_rto_counters c0 = snap(), c = c0;
-    for (int i = 0; i < 400 && c.rto_scans < c0.rto_scans + 3; i++) {
-        sleep_ms(10);
-        c = snap();
-    }
-    ck_assert_uint_ge(c.rto_scans, c0.rto_scans + 3);
+    struct stack_rto_counters c0 = snap();
+    struct stack_rto_counters c = walks_after(&c0, 3);
     ck_assert_uint_eq(c.snd_senders, FEW);
     ck_assert_uint_eq(c.snd_buf_sender_target, SND_BUF);
     ck_assert_uint_eq(c.snd_buf_target, SND_FLOOR);
@@ -281,11 +289,7 @@ START_TEST(idle_connections_do_not_dilute_the_send_budget)
     late->snd_buf -= 4096;
     c0 = *stack_rto_counters();
     UNLOCK_TCPIP_CORE();
-    c = c0;
-    for (int i = 0; i < 400 && c.rto_scans < c0.rto_scans + 2; i++) {
-        sleep_ms(10);
-        c = snap();
-    }
+    c = walks_after(&c0, 2);
     LOCK_TCPIP_CORE();
     ck_assert_uint_eq(stack_rto_counters()->snd_senders, FEW + 1);
     ck_assert_uint_eq((uint32_t)late->snd_buf + 4096, SND_BUF);
@@ -339,12 +343,7 @@ START_TEST(tso_autosizing_keeps_the_queued_segment_writable)
     stack_rto_start(10, 0);
     UNLOCK_TCPIP_CORE();
 
-    struct stack_rto_counters c = c0;
-    for (int i = 0; i < 400 && c.rto_scans < c0.rto_scans + 3; i++) {
-        sleep_ms(10);
-        c = snap();
-    }
-    ck_assert_uint_ge(c.rto_scans, c0.rto_scans + 3);
+    struct stack_rto_counters c = walks_after(&c0, 3);
     ck_assert_uint_gt(c.tso_cut_deferred, c0.tso_cut_deferred);
     LOCK_TCPIP_CORE();
     ck_assert_uint_eq(pcbs[0]->mss, SND_FLOOR / 2 / WIRE_MSS * WIRE_MSS); /* the others: cut */
@@ -372,11 +371,7 @@ START_TEST(tso_autosizing_keeps_the_queued_segment_writable)
     persist->persist_backoff = 1;
     c0 = *stack_rto_counters();
     UNLOCK_TCPIP_CORE();
-    c = c0;
-    for (int i = 0; i < 400 && c.rto_scans < c0.rto_scans + 2; i++) {
-        sleep_ms(10);
-        c = snap();
-    }
+    c = walks_after(&c0, 2);
     LOCK_TCPIP_CORE();
     ck_assert_uint_eq(persist->mss, sizeof(data));
     ck_assert_uint_eq(stack_rto_counters()->tso_mss_restored, c0.tso_mss_restored + 1);
