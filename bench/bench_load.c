@@ -77,6 +77,7 @@ struct load_opts {
        (conn-rate: of the extra nic mode --conn-rate-auto adds). */
     bool conn_rate, conn_rate_auto, policy_set;
     unsigned rounds;
+    bool rounds_set; /* --rounds given: --flows repeats its cells too */
     struct tls_offload_policy policy;
     uint64_t flows[LOAD_MAX_LIST];
     unsigned n_flows;
@@ -1080,11 +1081,60 @@ static void flows_counters_write(struct load *L, const char *cell, const struct 
         fclose(f);
 }
 
+/* The median over rounds of each cell's MB/s (rounds without a measurement
+   left out) and its ratio to the median of the first N, same mode and
+   direction. mbps as run_flows fills it. */
+static void flows_medians(const struct load *L, const double *mbps, unsigned rounds,
+                          size_t per_round)
+{
+    printf("medians of %u rounds (x first: median over the first N's median, same mode and "
+           "direction)\n",
+           rounds);
+    printf("%6s %-5s %-4s | %8s %8s %8s %8s\n", "flows", "mode", "dir", "MB/s", "min", "max",
+           "x first");
+    double first[2][LOAD_MAX_LIST] = {{0}};
+    for (unsigned fi = 0; fi < L->o.n_flows; fi++)
+        for (int dir = 0; dir < 2; dir++) {
+            if ((dir == 0 && !L->o.flow_down) || (dir == 1 && !L->o.flow_up))
+                continue;
+            for (unsigned mi = 0; mi < L->o.n_modes; mi++) {
+                double v[64];
+                unsigned k = 0;
+                for (unsigned r = 0; r < rounds && k < 64; r++) {
+                    double x =
+                        mbps[r * per_round + ((size_t)fi * 2 + (size_t)dir) * L->o.n_modes + mi];
+                    if (x > 0)
+                        v[k++] = x;
+                }
+                printf("%6" PRIu64 " %-5s %-4s |", L->o.flows[fi], mode_label(L->o.modes[mi]),
+                       dir ? "up" : "down");
+                if (!k) {
+                    printf(" %8s %8s %8s %8s\n", "-", "-", "-", "-");
+                    continue;
+                }
+                qsort(v, k, sizeof(double), cmp_double);
+                double med = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+                if (first[dir][mi] == 0)
+                    first[dir][mi] = med;
+                printf(" %8.1f %8.1f %8.1f %8.2f\n", med, v[0], v[k - 1], med / first[dir][mi]);
+            }
+        }
+}
+
 /* 1 if a cell got no measurement (the client did not report, or no byte
    moved), 130 when interrupted. */
 static int run_flows(struct load *L)
 {
     unsigned unmeasured = 0;
+    /* --rounds R: the cells R times in turn (each N, direction and mode once
+       per round), then the medians. mbps[round][flows][dir][mode], 0: none. */
+    unsigned rounds = L->o.rounds_set ? L->o.rounds : 1;
+    size_t per_round = (size_t)L->o.n_flows * 2 * L->o.n_modes;
+    double *mbps_all = calloc(rounds * per_round, sizeof(double));
+    if (!mbps_all)
+        return 1;
+#define FLOWS_MBPS(r, fi, dir, mi)                                                                 \
+    mbps_all[(r)*per_round + ((size_t)(fi)*2 + (size_t)(dir)) * L->o.n_modes + (mi)]
     static struct app_stat st_a[APP_STATS_MAX], st_b[APP_STATS_MAX];
     size_t n_st_a = 0, n_st_b = 0;
     char host[INET_ADDRSTRLEN], fs[24];
@@ -1098,100 +1148,120 @@ static int run_flows(struct load *L)
         printf("--flows-active %" PRIu64 ": at most that many of a cell's flows transfer at once, "
                "the other connections idle in turn\n",
                L->o.flows_active);
-    printf("%6s %-5s %-4s %6s %6s | %8s %8s %8s | %9s %10s %9s %8s\n", "flows", "mode", "dir",
-           "estab", "failed", "MB/s", "host s/GB", "NIC s/GB", "cache hit", "fetch B/B",
+    printf("%6s %-5s %-4s %6s %6s | %8s %8s %8s %8s | %9s %10s %9s %8s\n", "flows", "mode", "dir",
+           "estab", "failed", "MB/s", "x first", "host s/GB", "NIC s/GB", "cache hit", "fetch B/B",
            "evictions", "sw-fallbk");
-    printf("(CPU of anic's threads over the window per GB of payload; cache columns from nic_tls "
+    printf("(x first: MB/s over that of the first N in the list, same mode and direction, this "
+           "run; "
+           "CPU of anic's threads over the window per GB of payload; cache columns from nic_tls "
            "tls_ctx_cache_*, n/a where the NIC has no context cache; sw-fallbk: directions that "
            "got no NIC context in the cell, tls_nic.offload_fallback_sw + "
            "offload_rx.rx_tls_ctx_fail)\n");
-    for (unsigned fi = 0; fi < L->o.n_flows && !load_stop; fi++) {
-        unsigned n = (unsigned)L->o.flows[fi];
-        unsigned active =
-            L->o.flows_active && L->o.flows_active < n ? (unsigned)L->o.flows_active : n;
-        for (int dir = 0; dir < 2 && !load_stop; dir++) {
-            if ((dir == 0 && !L->o.flow_down) || (dir == 1 && !L->o.flow_up))
-                continue;
-            for (unsigned mi = 0; mi < L->o.n_modes && !load_stop; mi++) {
-                enum tls_mode m = L->o.modes[mi];
-                struct flows_cfg fc = {.addr = L->rt.cfg.host_ip,
-                                       .port = anic_port(m),
-                                       .tls = m != TLS_MODE_NONE,
-                                       .upload = dir == 1,
-                                       .n = n,
-                                       .active = active,
-                                       .size = L->o.flow_size,
-                                       .setup_s = 30 + n / 20.0,
-                                       .warm_s = 1,
-                                       .measure_s = L->o.seconds};
-                struct flow_snap z;
-                flow_snap(L, &z); /* installs refused during this cell's set-up count too */
-                int rd = -1;
-                pid_t pid = flows_spawn(&fc, &rd);
-                if (pid < 0) {
-                    fprintf(stderr, "anic bench --flows: start the client: %s\n", strerror(errno));
-                    return 1;
-                }
-                char line[256];
-                struct flow_snap a = {0}, b = {0};
-                struct flows_result r = {0};
-                double limit = fc.setup_s + fc.warm_s + fc.measure_s + 10;
-                bool started =
-                    flows_read_line(rd, line, sizeof(line), limit) && !strcmp(line, "START");
-                if (started) {
-                    flow_snap(L, &a);
-                    if (L->o.flows_counters)
-                        n_st_a = app_stats_collect(&L->rt.stats, st_a);
-                }
-                if ((started ? flows_read_line(rd, line, sizeof(line), fc.measure_s + 10) : true) &&
-                    flows_parse_end(line, &r)) {
-                    flow_snap(L, &b);
-                    if (L->o.flows_counters && started) {
-                        n_st_b = app_stats_collect(&L->rt.stats, st_b);
-                        char cell[96];
-                        snprintf(cell, sizeof(cell), "%u %s %s cache %u", n, mode_label(m),
-                                 dir ? "up" : "down", L->rt.cfg.nic_ctx_cache);
-                        flows_counters_write(L, cell, st_a, n_st_a, st_b, n_st_b);
+    for (unsigned round = 0; round < rounds && !load_stop; round++) {
+        double first_mbps[2][LOAD_MAX_LIST] = {{0}}; /* [dir][mode]: the round's first N's MB/s */
+        if (rounds > 1)
+            printf("round %u of %u\n", round + 1, rounds);
+        for (unsigned fi = 0; fi < L->o.n_flows && !load_stop; fi++) {
+            unsigned n = (unsigned)L->o.flows[fi];
+            unsigned active =
+                L->o.flows_active && L->o.flows_active < n ? (unsigned)L->o.flows_active : n;
+            for (int dir = 0; dir < 2 && !load_stop; dir++) {
+                if ((dir == 0 && !L->o.flow_down) || (dir == 1 && !L->o.flow_up))
+                    continue;
+                for (unsigned mi = 0; mi < L->o.n_modes && !load_stop; mi++) {
+                    enum tls_mode m = L->o.modes[mi];
+                    struct flows_cfg fc = {.addr = L->rt.cfg.host_ip,
+                                           .port = anic_port(m),
+                                           .tls = m != TLS_MODE_NONE,
+                                           .upload = dir == 1,
+                                           .n = n,
+                                           .active = active,
+                                           .size = L->o.flow_size,
+                                           .setup_s = 30 + n / 20.0,
+                                           .warm_s = 1,
+                                           .measure_s = L->o.seconds};
+                    struct flow_snap z;
+                    flow_snap(L, &z); /* installs refused during this cell's set-up count too */
+                    int rd = -1;
+                    pid_t pid = flows_spawn(&fc, &rd);
+                    if (pid < 0) {
+                        fprintf(stderr, "anic bench --flows: start the client: %s\n",
+                                strerror(errno));
+                        return 1;
                     }
+                    char line[256];
+                    struct flow_snap a = {0}, b = {0};
+                    struct flows_result r = {0};
+                    double limit = fc.setup_s + fc.warm_s + fc.measure_s + 10;
+                    bool started =
+                        flows_read_line(rd, line, sizeof(line), limit) && !strcmp(line, "START");
+                    if (started) {
+                        flow_snap(L, &a);
+                        if (L->o.flows_counters)
+                            n_st_a = app_stats_collect(&L->rt.stats, st_a);
+                    }
+                    if ((started ? flows_read_line(rd, line, sizeof(line), fc.measure_s + 10)
+                                 : true) &&
+                        flows_parse_end(line, &r)) {
+                        flow_snap(L, &b);
+                        if (L->o.flows_counters && started) {
+                            n_st_b = app_stats_collect(&L->rt.stats, st_b);
+                            char cell[96];
+                            snprintf(cell, sizeof(cell), "%u %s %s cache %u", n, mode_label(m),
+                                     dir ? "up" : "down", L->rt.cfg.nic_ctx_cache);
+                            flows_counters_write(L, cell, st_a, n_st_a, st_b, n_st_b);
+                        }
+                    }
+                    close(rd);
+                    kill(pid, SIGKILL); /* it exits by itself after END; bounded either way */
+                    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+                    }
+                    double gb = (double)r.bytes / 1e9;
+                    printf("%6u %-5s %-4s %6u %6u |", n, mode_label(m), dir ? "up" : "down",
+                           r.established, r.failed);
+                    if (r.ok && started && r.secs > 0 && gb > 0) {
+                        double mbps = (double)r.bytes / r.secs / 1e6;
+                        FLOWS_MBPS(round, fi, dir, mi) = mbps;
+                        if (first_mbps[dir][mi] == 0)
+                            first_mbps[dir][mi] = mbps;
+                        printf(" %8.1f %8.2f %8.2f %8.2f |", mbps, mbps / first_mbps[dir][mi],
+                               (b.host_s - a.host_s) / gb, (b.nic_s - a.nic_s) / gb);
+                        uint64_t hit = b.hit - a.hit, miss = b.miss - a.miss;
+                        if (b.cache_known && hit + miss)
+                            printf(" %8.1f%% %10.4f %9" PRIu64,
+                                   100.0 * (double)hit / (double)(hit + miss),
+                                   (double)(b.fetch - a.fetch) / (double)r.bytes,
+                                   b.evict - a.evict);
+                        else
+                            printf(" %9s %10s %9s", "n/a", "n/a", "n/a");
+                        printf(" %8" PRIu64 "\n", b.fallback - z.fallback);
+                        uint64_t walks = b.demux_walks - a.demux_walks;
+                        printf("       (host RX in the window: %" PRIu64 " packets; %" PRIu64
+                               " pcbs moved to the list's front, %" PRIu64
+                               " by index hint, %" PRIu64 " by walks; %" PRIu64
+                               " moderated polls)\n",
+                               b.rx_packets - a.rx_packets, b.demux_moved - a.demux_moved,
+                               b.demux_hinted - a.demux_hinted, walks, b.moderated - a.moderated);
+                        printf("       (transfers: %" PRIu64
+                               " completed, by %u of %u connections in "
+                               "the window, at most %u at once (%u allowed); %" PRIu64
+                               " connections failed after set-up)\n",
+                               r.transfers, r.served, r.established, r.peak, active, r.errors);
+                    } else {
+                        printf(" %8s %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-", "-",
+                               r.ok ? "no bytes moved" : "the client did not report");
+                        unmeasured++;
+                    }
+                    fflush(stdout);
+                    sleep_ms(LOAD_SETTLE_MS + n); /* the flows' server side closes */
                 }
-                close(rd);
-                kill(pid, SIGKILL); /* it exits by itself after END; bounded either way */
-                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-                }
-                double gb = (double)r.bytes / 1e9;
-                printf("%6u %-5s %-4s %6u %6u |", n, mode_label(m), dir ? "up" : "down",
-                       r.established, r.failed);
-                if (r.ok && started && r.secs > 0 && gb > 0) {
-                    printf(" %8.1f %8.2f %8.2f |", (double)r.bytes / r.secs / 1e6,
-                           (b.host_s - a.host_s) / gb, (b.nic_s - a.nic_s) / gb);
-                    uint64_t hit = b.hit - a.hit, miss = b.miss - a.miss;
-                    if (b.cache_known && hit + miss)
-                        printf(" %8.1f%% %10.4f %9" PRIu64,
-                               100.0 * (double)hit / (double)(hit + miss),
-                               (double)(b.fetch - a.fetch) / (double)r.bytes, b.evict - a.evict);
-                    else
-                        printf(" %9s %10s %9s", "n/a", "n/a", "n/a");
-                    printf(" %8" PRIu64 "\n", b.fallback - z.fallback);
-                    uint64_t walks = b.demux_walks - a.demux_walks;
-                    printf("       (host RX in the window: %" PRIu64 " packets; %" PRIu64
-                           " pcbs moved to the list's front, %" PRIu64 " by index hint, %" PRIu64
-                           " by walks; %" PRIu64 " moderated polls)\n",
-                           b.rx_packets - a.rx_packets, b.demux_moved - a.demux_moved,
-                           b.demux_hinted - a.demux_hinted, walks, b.moderated - a.moderated);
-                    printf("       (transfers: %" PRIu64 " completed, by %u of %u connections in "
-                           "the window, at most %u at once (%u allowed); %" PRIu64
-                           " connections failed after set-up)\n",
-                           r.transfers, r.served, r.established, r.peak, active, r.errors);
-                } else {
-                    printf(" %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-",
-                           r.ok ? "no bytes moved" : "the client did not report");
-                    unmeasured++;
-                }
-                fflush(stdout);
-                sleep_ms(LOAD_SETTLE_MS + n); /* the flows' server side closes */
             }
         }
     }
+    if (rounds > 1 && !load_stop)
+        flows_medians(L, mbps_all, rounds, per_round);
+#undef FLOWS_MBPS
+    free(mbps_all);
     if (unmeasured)
         fprintf(stderr, "anic bench --flows: %u cell(s) without a measurement\n", unmeasured);
     return load_stop ? 130 : unmeasured ? 1 : 0;
@@ -1328,6 +1398,8 @@ static void usage(FILE *f)
             "                       byte (n/a without a cache), software fallbacks\n"
             "  --flow-size BYTES    bytes per transfer, repeated (default 64M)\n"
             "  --flow-dirs LIST     down, up or down,up (default)\n"
+            "  --rounds R           with --flows: every cell R times, in turn, then each\n"
+            "                       cell's median MB/s and its ratio to the first N's\n"
             "  --flows-active K     at most K of the N flows transfer at once, the others\n"
             "                       stay established and idle and take turns (each finished\n"
             "                       transfer hands its turn to the longest idle; default: all)\n"
@@ -1516,6 +1588,7 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             if (parse_list(optarg, v, 1, 1, 64) != 1)
                 return load_bad("rounds", optarg);
             o->rounds = (unsigned)v[0];
+            o->rounds_set = true;
             break;
         case OPT_POLICY:
             if (tls_offload_policy_parse(optarg, &o->policy) < 0)
