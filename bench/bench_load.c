@@ -1081,6 +1081,34 @@ static void flows_counters_write(struct load *L, const char *cell, const struct 
         fclose(f);
 }
 
+/* Between --flows cells: the server side of the last cell's connections
+   closes (an offloaded one lingers until its last records are acked) and
+   their NIC contexts go. The next cell starts once nothing is left, at most
+   FLOWS_DRAIN_S after the settle time: with 2N + 64 flow-table entries, a
+   cell of N flows that starts with an earlier cell's contexts still
+   installed falls back to software for the difference. What is left then
+   is printed. */
+#define FLOWS_DRAIN_S 60.0
+static void flows_drain(struct load *L, unsigned n)
+{
+    sleep_ms(LOAD_SETTLE_MS + n / 10);
+    double t0 = now_s();
+    struct soak_left left = soak_leftovers(L);
+    while (!soak_clean(&left) && now_s() - t0 < FLOWS_DRAIN_S && !load_stop) {
+        sleep_ms(100);
+        left = soak_leftovers(L);
+    }
+    if (!soak_clean(&left))
+        printf("       (the next cell starts with %" PRIu64 " connections, %" PRIu64
+               " TX and %" PRIu64 " RX NIC contexts, %" PRIu64
+               " context deletes of earlier cells left after %.0f s)\n",
+               left.active, left.tx_ctx, left.rx_ctx, left.del_pending, now_s() - t0);
+    else if (now_s() - t0 >= 1.0)
+        printf(
+            "       (the last cell's connections and NIC contexts were gone after %.1f s more)\n",
+            now_s() - t0);
+}
+
 /* The median over rounds of each cell's MB/s (rounds without a measurement
    left out) and its ratio to the median of the first N, same mode and
    direction. mbps as run_flows fills it. */
@@ -1252,8 +1280,8 @@ static int run_flows(struct load *L)
                                r.ok ? "no bytes moved" : "the client did not report");
                         unmeasured++;
                     }
+                    flows_drain(L, n);
                     fflush(stdout);
-                    sleep_ms(LOAD_SETTLE_MS + n); /* the flows' server side closes */
                 }
             }
         }
