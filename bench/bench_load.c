@@ -1215,6 +1215,7 @@ static int run_flows(struct load *L)
                     if (pid < 0) {
                         fprintf(stderr, "anic bench --flows: start the client: %s\n",
                                 strerror(errno));
+                        free(mbps_all);
                         return 1;
                     }
                     char line[256];
