@@ -1109,11 +1109,18 @@ static void flows_drain(struct load *L, unsigned n)
             now_s() - t0);
 }
 
+/* Where run_flows keeps the MB/s of round r's cell (flows index fi,
+   direction dir, mode mi); flows_mbps_slot(L, 1, 0, 0, 0) is one round's
+   size. */
+static size_t flows_mbps_slot(const struct load *L, unsigned r, unsigned fi, int dir, unsigned mi)
+{
+    return ((size_t)r * L->o.n_flows * 2 + (size_t)fi * 2 + (size_t)dir) * L->o.n_modes + mi;
+}
+
 /* The median over rounds of each cell's MB/s (rounds without a measurement
    left out) and its ratio to the median of the first N, same mode and
    direction. mbps as run_flows fills it. */
-static void flows_medians(const struct load *L, const double *mbps, unsigned rounds,
-                          size_t per_round)
+static void flows_medians(const struct load *L, const double *mbps, unsigned rounds)
 {
     printf("medians of %u rounds (x first: median over the first N's median, same mode and "
            "direction)\n",
@@ -1129,8 +1136,7 @@ static void flows_medians(const struct load *L, const double *mbps, unsigned rou
                 double v[64];
                 unsigned k = 0;
                 for (unsigned r = 0; r < rounds && k < 64; r++) {
-                    double x =
-                        mbps[r * per_round + ((size_t)fi * 2 + (size_t)dir) * L->o.n_modes + mi];
+                    double x = mbps[flows_mbps_slot(L, r, fi, dir, mi)];
                     if (x > 0)
                         v[k++] = x;
                 }
@@ -1149,24 +1155,105 @@ static void flows_medians(const struct load *L, const double *mbps, unsigned rou
         }
 }
 
+/* One --flows cell: n flows in mode mi, direction dir (1: up). Prints its
+   row; *mbps gets its MB/s (0: no measurement), *first is the MB/s of the
+   round's first N for this mode and direction (set here if 0). Returns -1
+   if the client could not start, 1 without a measurement, else 0. */
+static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *first, double *mbps)
+{
+    static struct app_stat st_a[APP_STATS_MAX], st_b[APP_STATS_MAX];
+    size_t n_st_a = 0, n_st_b = 0;
+    enum tls_mode m = L->o.modes[mi];
+    unsigned active = L->o.flows_active && L->o.flows_active < n ? (unsigned)L->o.flows_active : n;
+    struct flows_cfg fc = {.addr = L->rt.cfg.host_ip,
+                           .port = anic_port(m),
+                           .tls = m != TLS_MODE_NONE,
+                           .upload = dir == 1,
+                           .n = n,
+                           .active = active,
+                           .size = L->o.flow_size,
+                           .setup_s = 30 + n / 20.0,
+                           .warm_s = 1,
+                           .measure_s = L->o.seconds};
+    struct flow_snap z;
+    flow_snap(L, &z); /* installs refused during this cell's set-up count too */
+    int rd = -1;
+    pid_t pid = flows_spawn(&fc, &rd);
+    if (pid < 0) {
+        fprintf(stderr, "anic bench --flows: start the client: %s\n", strerror(errno));
+        return -1;
+    }
+    char line[256];
+    struct flow_snap a = {0}, b = {0};
+    struct flows_result r = {0};
+    double limit = fc.setup_s + fc.warm_s + fc.measure_s + 10;
+    bool started = flows_read_line(rd, line, sizeof(line), limit) && !strcmp(line, "START");
+    if (started) {
+        flow_snap(L, &a);
+        if (L->o.flows_counters)
+            n_st_a = app_stats_collect(&L->rt.stats, st_a);
+    }
+    if ((started ? flows_read_line(rd, line, sizeof(line), fc.measure_s + 10) : true) &&
+        flows_parse_end(line, &r)) {
+        flow_snap(L, &b);
+        if (L->o.flows_counters && started) {
+            n_st_b = app_stats_collect(&L->rt.stats, st_b);
+            char cell[96];
+            snprintf(cell, sizeof(cell), "%u %s %s cache %u", n, mode_label(m), dir ? "up" : "down",
+                     L->rt.cfg.nic_ctx_cache);
+            flows_counters_write(L, cell, st_a, n_st_a, st_b, n_st_b);
+        }
+    }
+    close(rd);
+    kill(pid, SIGKILL); /* it exits by itself after END; bounded either way */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    double gb = (double)r.bytes / 1e9;
+    printf("%6u %-5s %-4s %6u %6u |", n, mode_label(m), dir ? "up" : "down", r.established,
+           r.failed);
+    *mbps = 0;
+    if (!(r.ok && started && r.secs > 0 && gb > 0)) {
+        printf(" %8s %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-", "-",
+               r.ok ? "no bytes moved" : "the client did not report");
+        return 1;
+    }
+    *mbps = (double)r.bytes / r.secs / 1e6;
+    if (*first == 0)
+        *first = *mbps;
+    printf(" %8.1f %8.2f %8.2f %8.2f |", *mbps, *mbps / *first, (b.host_s - a.host_s) / gb,
+           (b.nic_s - a.nic_s) / gb);
+    uint64_t hit = b.hit - a.hit, miss = b.miss - a.miss;
+    if (b.cache_known && hit + miss)
+        printf(" %8.1f%% %10.4f %9" PRIu64, 100.0 * (double)hit / (double)(hit + miss),
+               (double)(b.fetch - a.fetch) / (double)r.bytes, b.evict - a.evict);
+    else
+        printf(" %9s %10s %9s", "n/a", "n/a", "n/a");
+    printf(" %8" PRIu64 "\n", b.fallback - z.fallback);
+    printf("       (host RX in the window: %" PRIu64 " packets; %" PRIu64
+           " pcbs moved to the list's front, %" PRIu64 " by index hint, %" PRIu64
+           " by walks; %" PRIu64 " moderated polls)\n",
+           b.rx_packets - a.rx_packets, b.demux_moved - a.demux_moved,
+           b.demux_hinted - a.demux_hinted, b.demux_walks - a.demux_walks,
+           b.moderated - a.moderated);
+    printf("       (transfers: %" PRIu64 " completed, by %u of %u connections in the window, "
+           "at most %u at once (%u allowed); %" PRIu64 " connections failed after set-up)\n",
+           r.transfers, r.served, r.established, r.peak, active, r.errors);
+    return 0;
+}
+
 /* 1 if a cell got no measurement (the client did not report, or no byte
    moved), 130 when interrupted. */
 static int run_flows(struct load *L)
 {
     unsigned unmeasured = 0;
     /* --rounds R: the cells R times in turn (each N, direction and mode once
-       per round), then the medians. mbps[round][flows][dir][mode], 0: none. */
+       per round), then the medians (flows_mbps_slot; 0: none). */
     unsigned rounds = L->o.rounds_set ? L->o.rounds : 1;
-    size_t per_round = (size_t)L->o.n_flows * 2 * L->o.n_modes;
+    size_t per_round = flows_mbps_slot(L, 1, 0, 0, 0);
     double *mbps_all = calloc(rounds * per_round, sizeof(double));
     if (!mbps_all)
         return 1;
-#define FLOWS_MBPS(r, fi, dir, mi)                                                                 \
-    mbps_all[(r)*per_round + ((size_t)(fi)*2 + (size_t)(dir)) * L->o.n_modes + (mi)]
-    static struct app_stat st_a[APP_STATS_MAX], st_b[APP_STATS_MAX];
-    size_t n_st_a = 0, n_st_b = 0;
-    char host[INET_ADDRSTRLEN], fs[24];
-    inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
+    char fs[24];
     fmt_size(L->o.flow_size, fs, sizeof(fs));
     printf("anic bench --load --flows: N concurrent keep-alive connections (kernel sockets, "
            "OpenSSL client in its own process), each repeating a %s download (GET) or upload "
@@ -1185,112 +1272,31 @@ static int run_flows(struct load *L)
            "tls_ctx_cache_*, n/a where the NIC has no context cache; sw-fallbk: directions that "
            "got no NIC context in the cell, tls_nic.offload_fallback_sw + "
            "offload_rx.rx_tls_ctx_fail)\n");
-    for (unsigned round = 0; round < rounds && !load_stop; round++) {
+    int status = 0;
+    for (unsigned round = 0; round < rounds && !load_stop && status >= 0; round++) {
         double first_mbps[2][LOAD_MAX_LIST] = {{0}}; /* [dir][mode]: the round's first N's MB/s */
         if (rounds > 1)
             printf("round %u of %u\n", round + 1, rounds);
-        for (unsigned fi = 0; fi < L->o.n_flows && !load_stop; fi++) {
-            unsigned n = (unsigned)L->o.flows[fi];
-            unsigned active =
-                L->o.flows_active && L->o.flows_active < n ? (unsigned)L->o.flows_active : n;
-            for (int dir = 0; dir < 2 && !load_stop; dir++) {
+        for (unsigned fi = 0; fi < L->o.n_flows && !load_stop && status >= 0; fi++)
+            for (int dir = 0; dir < 2 && !load_stop && status >= 0; dir++) {
                 if ((dir == 0 && !L->o.flow_down) || (dir == 1 && !L->o.flow_up))
                     continue;
-                for (unsigned mi = 0; mi < L->o.n_modes && !load_stop; mi++) {
-                    enum tls_mode m = L->o.modes[mi];
-                    struct flows_cfg fc = {.addr = L->rt.cfg.host_ip,
-                                           .port = anic_port(m),
-                                           .tls = m != TLS_MODE_NONE,
-                                           .upload = dir == 1,
-                                           .n = n,
-                                           .active = active,
-                                           .size = L->o.flow_size,
-                                           .setup_s = 30 + n / 20.0,
-                                           .warm_s = 1,
-                                           .measure_s = L->o.seconds};
-                    struct flow_snap z;
-                    flow_snap(L, &z); /* installs refused during this cell's set-up count too */
-                    int rd = -1;
-                    pid_t pid = flows_spawn(&fc, &rd);
-                    if (pid < 0) {
-                        fprintf(stderr, "anic bench --flows: start the client: %s\n",
-                                strerror(errno));
-                        free(mbps_all);
-                        return 1;
-                    }
-                    char line[256];
-                    struct flow_snap a = {0}, b = {0};
-                    struct flows_result r = {0};
-                    double limit = fc.setup_s + fc.warm_s + fc.measure_s + 10;
-                    bool started =
-                        flows_read_line(rd, line, sizeof(line), limit) && !strcmp(line, "START");
-                    if (started) {
-                        flow_snap(L, &a);
-                        if (L->o.flows_counters)
-                            n_st_a = app_stats_collect(&L->rt.stats, st_a);
-                    }
-                    if ((started ? flows_read_line(rd, line, sizeof(line), fc.measure_s + 10)
-                                 : true) &&
-                        flows_parse_end(line, &r)) {
-                        flow_snap(L, &b);
-                        if (L->o.flows_counters && started) {
-                            n_st_b = app_stats_collect(&L->rt.stats, st_b);
-                            char cell[96];
-                            snprintf(cell, sizeof(cell), "%u %s %s cache %u", n, mode_label(m),
-                                     dir ? "up" : "down", L->rt.cfg.nic_ctx_cache);
-                            flows_counters_write(L, cell, st_a, n_st_a, st_b, n_st_b);
-                        }
-                    }
-                    close(rd);
-                    kill(pid, SIGKILL); /* it exits by itself after END; bounded either way */
-                    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-                    }
-                    double gb = (double)r.bytes / 1e9;
-                    printf("%6u %-5s %-4s %6u %6u |", n, mode_label(m), dir ? "up" : "down",
-                           r.established, r.failed);
-                    if (r.ok && started && r.secs > 0 && gb > 0) {
-                        double mbps = (double)r.bytes / r.secs / 1e6;
-                        FLOWS_MBPS(round, fi, dir, mi) = mbps;
-                        if (first_mbps[dir][mi] == 0)
-                            first_mbps[dir][mi] = mbps;
-                        printf(" %8.1f %8.2f %8.2f %8.2f |", mbps, mbps / first_mbps[dir][mi],
-                               (b.host_s - a.host_s) / gb, (b.nic_s - a.nic_s) / gb);
-                        uint64_t hit = b.hit - a.hit, miss = b.miss - a.miss;
-                        if (b.cache_known && hit + miss)
-                            printf(" %8.1f%% %10.4f %9" PRIu64,
-                                   100.0 * (double)hit / (double)(hit + miss),
-                                   (double)(b.fetch - a.fetch) / (double)r.bytes,
-                                   b.evict - a.evict);
-                        else
-                            printf(" %9s %10s %9s", "n/a", "n/a", "n/a");
-                        printf(" %8" PRIu64 "\n", b.fallback - z.fallback);
-                        uint64_t walks = b.demux_walks - a.demux_walks;
-                        printf("       (host RX in the window: %" PRIu64 " packets; %" PRIu64
-                               " pcbs moved to the list's front, %" PRIu64
-                               " by index hint, %" PRIu64 " by walks; %" PRIu64
-                               " moderated polls)\n",
-                               b.rx_packets - a.rx_packets, b.demux_moved - a.demux_moved,
-                               b.demux_hinted - a.demux_hinted, walks, b.moderated - a.moderated);
-                        printf("       (transfers: %" PRIu64
-                               " completed, by %u of %u connections in "
-                               "the window, at most %u at once (%u allowed); %" PRIu64
-                               " connections failed after set-up)\n",
-                               r.transfers, r.served, r.established, r.peak, active, r.errors);
-                    } else {
-                        printf(" %8s %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-", "-",
-                               r.ok ? "no bytes moved" : "the client did not report");
-                        unmeasured++;
-                    }
-                    flows_drain(L, n);
+                for (unsigned mi = 0; mi < L->o.n_modes && !load_stop && status >= 0; mi++) {
+                    unsigned n = (unsigned)L->o.flows[fi];
+                    status = flows_cell(L, n, dir, mi, &first_mbps[dir][mi],
+                                        &mbps_all[flows_mbps_slot(L, round, fi, dir, mi)]);
+                    unmeasured += status == 1;
+                    if (status >= 0)
+                        flows_drain(L, n);
                     fflush(stdout);
                 }
             }
-        }
     }
-    if (rounds > 1 && !load_stop)
-        flows_medians(L, mbps_all, rounds, per_round);
-#undef FLOWS_MBPS
+    if (rounds > 1 && !load_stop && status >= 0)
+        flows_medians(L, mbps_all, rounds);
     free(mbps_all);
+    if (status < 0)
+        return 1;
     if (unmeasured)
         fprintf(stderr, "anic bench --flows: %u cell(s) without a measurement\n", unmeasured);
     return load_stop ? 130 : unmeasured ? 1 : 0;
