@@ -264,7 +264,13 @@ static const char *mode_label(enum tls_mode m)
 
 static uint16_t anic_port(enum tls_mode m)
 {
-    return m == TLS_MODE_NONE ? 80 : m == TLS_MODE_SW ? 443 : 4432;
+    return m == TLS_MODE_NONE ? 80 : m == TLS_MODE_SW ? 443 : m == TLS_MODE_MBEDTLS ? 4431 : 4432;
+}
+
+/* The app_stats section of a TLS mode's listener. */
+static const char *tls_section(enum tls_mode m)
+{
+    return m == TLS_MODE_SW ? "tls_sw" : m == TLS_MODE_MBEDTLS ? "tls_mbedtls" : "tls_nic";
 }
 
 static void fmt_size(uint64_t n, char *out, size_t cap)
@@ -332,7 +338,7 @@ static void cell_snap(struct load *L, enum tls_mode m, struct cell_ctr *c)
     LOCK_TCPIP_CORE();
     size_t n = app_stats_collect(&L->rt.stats, st);
     UNLOCK_TCPIP_CORE();
-    const char *tls = m == TLS_MODE_SW ? "tls_sw" : "tls_nic";
+    const char *tls = tls_section(m);
     uint64_t v;
     memset(c, 0, sizeof(*c));
     c->accepted = app_stats_get(st, n, "server", "accepted");
@@ -392,12 +398,13 @@ static int run_cells(struct load *L)
     char host[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
     printf("anic bench --load: wrk -t%u -c N -d %us --timeout %s; anic on %s (plain 80, sw 443, "
-           "nic 4432), nginx %s (%u worker%s) on %s (8080, 8443), TLS 1.2 %s, ECDSA P-256; "
+           "mbedtls 4431, nic 4432), nginx %s (%u worker%s) on %s (8080, 8443), TLS 1.2 %s, ECDSA "
+           "P-256; "
            "cells of N > %u connections run N/%u s\n",
            L->o.wrk_threads, L->o.seconds, LOAD_WRK_TIMEOUT, host, L->o.nginx ? "1.22" : "off",
            L->o.nginx_workers, L->o.nginx_workers == 1 ? "" : "s", LOAD_NGINX_ADDR, LOAD_CIPHER,
            (L->o.seconds + 1) * LOAD_CONNS_PER_S - 1, LOAD_CONNS_PER_S);
-    printf("%6s %6s %-5s | %-5s %9s %8s %8s %8s %6s %6s | %-5s %9s %8s %8s %8s %6s %6s | %s\n",
+    printf("%6s %6s %-7s | %-5s %9s %8s %8s %8s %6s %6s | %-5s %9s %8s %8s %8s %6s %6s | %s\n",
            "conns", "size", "mode", "anic", "req/s", "MB/s", "p50 ms", "p99 ms", "errors", "t/o",
            "nginx", "req/s", "MB/s", "p50 ms", "p99 ms", "errors", "t/o", "anic/nginx");
     for (unsigned si = 0; si < L->o.n_sizes && !load_stop; si++) {
@@ -437,7 +444,7 @@ static int run_cells(struct load *L)
                 }
                 csv_row(L, "anic", mode_label(m), conns, size, &a);
                 fmt_size(size, sz, sizeof(sz));
-                printf("%6u %6s %-5s", conns, sz, mode_label(m));
+                printf("%6u %6s %-7s", conns, sz, mode_label(m));
                 print_cell("", &a);
                 print_cell("", ng);
                 if (a.ran && ng->ran && ng->req_s > 0)
@@ -661,7 +668,7 @@ static int run_soak(struct load *L)
     printf("anic bench --soak %us: wrk -c %u -d %us per round (16 KiB objects, modes in turn), "
            "then a verified %u-byte GET and %u-byte PUT per mode; fault-tx '%s', fault-rx '%s'\n",
            L->o.soak_s, L->o.soak_conns, L->o.soak_round_s, SOAK_GET_SIZE, SOAK_PUT_SIZE, ft, fr);
-    printf("%6s %5s %-5s %9s %7s %6s %6s | %7s %6s %6s | %8s %8s %8s %6s %7s %6s\n", "t s", "round",
+    printf("%6s %5s %-7s %9s %7s %6s %6s | %7s %6s %6s | %8s %8s %8s %6s %7s %6s\n", "t s", "round",
            "mode", "req/s", "errors", "t/o", "non2xx", "checks", "wrong", "failed", "RSS MB",
            "heap MB", "pool MB", "held", "compact", "active");
     double t0 = now_s();
@@ -693,7 +700,7 @@ static int run_soak(struct load *L)
         uint64_t heap = heap_inuse_bytes(), pool = rx_pool_bytes(L, st, n);
         if (round <= sizeof(rss_hist) / sizeof(rss_hist[0]))
             rss_hist[round - 1] = rss_last, heap_hist[round - 1] = heap_minus(heap, pool);
-        printf("%6.0f %5u %-5s %9.0f %7" PRIu64 " %6" PRIu64 " %6" PRIu64 " | %7" PRIu64
+        printf("%6.0f %5u %-7s %9.0f %7" PRIu64 " %6" PRIu64 " %6" PRIu64 " | %7" PRIu64
                " %6" PRIu64 " %6" PRIu64 " | %8.1f %8.1f %8.1f %6" PRIu64 " %7" PRIu64 " %6" PRIu64
                "\n",
                now_s() - t0, round, mode_label(m), r.req_s, r.errors, r.timeouts, r.non2xx, k.tried,
@@ -846,7 +853,7 @@ static void run_handshakes(struct load *L)
             continue;
         /* CPU per handshake: independent of what else the machine runs,
            unlike the rate. */
-        const char *sec = m == TLS_MODE_SW ? "tls_sw" : "tls_nic";
+        const char *sec = tls_section(m);
         uint64_t ok0 = stat_now(L, sec, "handshakes_ok", NULL);
         double w0 = threads_cpu("tls-handshake"), h0, n0, h1, n1;
         task_cpu(&h0, &n0);
@@ -854,7 +861,7 @@ static void run_handshakes(struct load *L)
         uint64_t ok = stat_now(L, sec, "handshakes_ok", NULL) - ok0;
         double w = threads_cpu("tls-handshake") - w0;
         task_cpu(&h1, &n1);
-        printf("  anic %-5s %8.0f handshakes/s", mode_label(m), r);
+        printf("  anic %-7s %8.0f handshakes/s", mode_label(m), r);
         if (ok)
             printf("; CPU per handshake: workers %.2f ms, all host threads %.2f ms, NIC %.2f ms",
                    w / (double)ok * 1e3, (h1 - h0) / (double)ok * 1e3,
@@ -865,7 +872,7 @@ static void run_handshakes(struct load *L)
     }
     if (L->o.nginx && !load_stop) {
         double r = handshake_rate(L, LOAD_NGINX_ADDR, LOAD_NGINX_HTTPS);
-        printf("  nginx      %8.0f handshakes/s (%u worker%s)\n", r, L->o.nginx_workers,
+        printf("  nginx        %8.0f handshakes/s (%u worker%s)\n", r, L->o.nginx_workers,
                L->o.nginx_workers == 1 ? "" : "s");
     }
 }
@@ -1122,16 +1129,28 @@ static size_t flows_mbps_slot(const struct load *L, unsigned r, unsigned fi, int
    direction. mbps as run_flows fills it. */
 static void flows_medians(const struct load *L, const double *mbps, unsigned rounds)
 {
+    /* With several modes, also each median over that of the first mode, same N
+       and direction: e.g. nic over mbedtls with the server, not one client,
+       the bottleneck. */
+    const char *base = mode_label(L->o.modes[0]);
+    bool by_mode = L->o.n_modes > 1;
+    char by_mode_head[32];
+    snprintf(by_mode_head, sizeof(by_mode_head), "x %s", base);
     printf("medians of %u rounds (x first: median over the first N's median, same mode and "
-           "direction)\n",
+           "direction",
            rounds);
-    printf("%6s %-5s %-4s | %8s %8s %8s %8s\n", "flows", "mode", "dir", "MB/s", "min", "max",
+    if (by_mode)
+        printf("; %s: median over %s's median, same N and direction", by_mode_head, base);
+    printf(")\n");
+    printf("%6s %-7s %-4s | %8s %8s %8s %8s", "flows", "mode", "dir", "MB/s", "min", "max",
            "x first");
+    printf(by_mode ? " %10s\n" : "\n", by_mode_head);
     double first[2][LOAD_MAX_LIST] = {{0}};
     for (unsigned fi = 0; fi < L->o.n_flows; fi++)
         for (int dir = 0; dir < 2; dir++) {
             if ((dir == 0 && !L->o.flow_down) || (dir == 1 && !L->o.flow_up))
                 continue;
+            double mode0 = 0; /* this N and direction's median in the first mode */
             for (unsigned mi = 0; mi < L->o.n_modes; mi++) {
                 double v[64];
                 unsigned k = 0;
@@ -1140,17 +1159,26 @@ static void flows_medians(const struct load *L, const double *mbps, unsigned rou
                     if (x > 0)
                         v[k++] = x;
                 }
-                printf("%6" PRIu64 " %-5s %-4s |", L->o.flows[fi], mode_label(L->o.modes[mi]),
+                printf("%6" PRIu64 " %-7s %-4s |", L->o.flows[fi], mode_label(L->o.modes[mi]),
                        dir ? "up" : "down");
                 if (!k) {
-                    printf(" %8s %8s %8s %8s\n", "-", "-", "-", "-");
+                    printf(" %8s %8s %8s %8s", "-", "-", "-", "-");
+                    printf(by_mode ? " %10s\n" : "\n", "-");
                     continue;
                 }
                 qsort(v, k, sizeof(double), cmp_double);
                 double med = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
                 if (first[dir][mi] == 0)
                     first[dir][mi] = med;
-                printf(" %8.1f %8.1f %8.1f %8.2f\n", med, v[0], v[k - 1], med / first[dir][mi]);
+                if (mi == 0)
+                    mode0 = med;
+                printf(" %8.1f %8.1f %8.1f %8.2f", med, v[0], v[k - 1], med / first[dir][mi]);
+                if (!by_mode)
+                    printf("\n");
+                else if (mode0 > 0)
+                    printf(" %10.2f\n", med / mode0);
+                else
+                    printf(" %10s\n", "-");
             }
         }
 }
@@ -1209,7 +1237,7 @@ static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
     double gb = (double)r.bytes / 1e9;
-    printf("%6u %-5s %-4s %6u %6u |", n, mode_label(m), dir ? "up" : "down", r.established,
+    printf("%6u %-7s %-4s %6u %6u |", n, mode_label(m), dir ? "up" : "down", r.established,
            r.failed);
     *mbps = 0;
     if (!(r.ok && started && r.secs > 0 && gb > 0)) {
@@ -1263,7 +1291,7 @@ static int run_flows(struct load *L)
         printf("--flows-active %" PRIu64 ": at most that many of a cell's flows transfer at once, "
                "the other connections idle in turn\n",
                L->o.flows_active);
-    printf("%6s %-5s %-4s %6s %6s | %8s %8s %8s %8s | %9s %10s %9s %8s\n", "flows", "mode", "dir",
+    printf("%6s %-7s %-4s %6s %6s | %8s %8s %8s %8s | %9s %10s %9s %8s\n", "flows", "mode", "dir",
            "estab", "failed", "MB/s", "x first", "host s/GB", "NIC s/GB", "cache hit", "fetch B/B",
            "evictions", "sw-fallbk");
     printf("(x first: MB/s over that of the first N in the list, same mode and direction, this "
@@ -1408,7 +1436,7 @@ static void usage(FILE *f)
             "  --load-seconds S     wrk duration per cell (default 5, 1..60)\n"
             "  --load-conns LIST    connection counts (default 10,100,1000; e.g. add 5000)\n"
             "  --load-sizes LIST    object sizes in bytes, K or M suffix (default 16K,1M)\n"
-            "  --load-modes LIST    anic modes: plain, sw, nic (default all three)\n"
+            "  --load-modes LIST    anic modes: plain, mbedtls, sw, nic (default plain,sw,nic)\n"
             "  --wrk-threads N      wrk threads (default 2)\n"
             "  --nginx-workers N    nginx worker processes (default 1)\n"
             "  --no-nginx           anic only\n"
@@ -1545,7 +1573,8 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             for (char *save = NULL, *t = strtok_r(buf, ",", &save); t;
                  t = strtok_r(NULL, ",", &save)) {
                 int m = app_mode_parse(t);
-                if ((m != TLS_MODE_NONE && m != TLS_MODE_SW && m != TLS_MODE_NIC) ||
+                if ((m != TLS_MODE_NONE && m != TLS_MODE_MBEDTLS && m != TLS_MODE_SW &&
+                     m != TLS_MODE_NIC) ||
                     o->n_modes == LOAD_MAX_LIST)
                     return load_bad("load-modes", optarg);
                 o->modes[o->n_modes++] = (enum tls_mode)m;
@@ -1781,6 +1810,7 @@ int bench_load_main(int argc, char **argv)
     cfg.n_listeners = 0;
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){80, TLS_MODE_NONE};
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){443, TLS_MODE_SW};
+    cfg.listeners[cfg.n_listeners++] = (struct app_listener){4431, TLS_MODE_MBEDTLS};
     cfg.listeners[cfg.n_listeners++] = (struct app_listener){4432, TLS_MODE_NIC};
     if (!L->o.soak_s && !L->o.n_flows && !L->o.conn_rate && !L->o.hs_s)
         cfg.limits.header_ms = cfg.limits.idle_ms = LOAD_CELL_TIMEOUT_MS;

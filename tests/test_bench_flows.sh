@@ -1,10 +1,11 @@
 #!/bin/bash
 # test_bench_flows.sh - ctest bench_flows_turns (label e2e): a small
-# `anic bench --load --flows 24 --flows-active 4 --rounds 2` (needs root and
-# TUN; the bench makes and deletes its own network namespace). Checks the
-# exit status, that both directions measured bytes in both rounds, the
-# turns (every one of the 24 connections completed a transfer in the window
-# while at most 4 ran at once, and none failed), and the medians table.
+# `anic bench --load --flows 24 --flows-active 4 --rounds 2 --load-modes
+# mbedtls,nic` (needs root and TUN; the bench makes and deletes its own
+# network namespace). Checks the exit status, that both modes and directions
+# measured bytes in both rounds, the turns (every one of the 24 connections
+# completed a transfer in the window while at most 4 ran at once, and none
+# failed), and the medians table with its column over the first mode.
 # Usage: tests/test_bench_flows.sh ANIC_BINARY   (exit 77 = skipped)
 set -u
 export LC_ALL=C
@@ -19,19 +20,23 @@ fi
 OUT=$(mktemp /tmp/anic-bench-flows.XXXXXX) || exit 1
 trap 'rm -f "$OUT"' EXIT
 timeout --signal=TERM --kill-after=20 180 "$ANIC" bench --load --flows 24 --flows-active 4 \
-    --flow-size 256K --load-seconds 2 --load-modes nic --cache-sizes 0 --flow-dirs down,up --rounds 2 \
+    --flow-size 256K --load-seconds 2 --load-modes mbedtls,nic --cache-sizes 0 --flow-dirs down,up --rounds 2 \
     >"$OUT" 2>&1
 rc=$?
 cat "$OUT"
 [ $rc = 0 ] || bad "anic bench exited $rc"
-for dir in down up; do
-    rows=$(grep -Ec "^ +24 nic +$dir +24 +0 \| +[0-9]+\.[0-9]+ +1\.00 " "$OUT")
-    [ "$rows" = 2 ] || bad "$rows of 2 measured $dir rows with 24 established and 0 failed"
-    grep -Eq "^ +24 nic +$dir +\| +[0-9]+\.[0-9] +[0-9]+\.[0-9] +[0-9]+\.[0-9] +1\.00$" "$OUT" ||
-        bad "no median row for $dir"
+for mode in mbedtls nic; do
+    for dir in down up; do
+        rows=$(grep -Ec "^ +24 $mode +$dir +24 +0 \| +[0-9]+\.[0-9]+ +1\.00 " "$OUT")
+        [ "$rows" = 2 ] || bad "$rows of 2 measured $mode $dir rows with 24 established and 0 failed"
+        # flows mode dir | MB/s min max x-first x-mbedtls (1.00 for mbedtls itself)
+        x=$([ $mode = mbedtls ] && echo '1\.00' || echo '[0-9]+\.[0-9]{2}')
+        grep -Eq "^ +24 $mode +$dir +\| +[0-9]+\.[0-9] +[0-9]+\.[0-9] +[0-9]+\.[0-9] +1\.00 +$x$" "$OUT" ||
+            bad "no median row for $mode $dir"
+    done
 done
 grep -q "^medians of 2 rounds" "$OUT" || bad "no medians table"
 turns=$(grep -Ec "by 24 of 24 connections in the window, at most 4 at once \(4 allowed\); 0 connections failed" "$OUT")
-[ "$turns" = 4 ] || bad "expected every connection served in turns in both directions and rounds ($turns of 4)"
+[ "$turns" = 8 ] || bad "expected every connection served in turns in both modes, directions and rounds ($turns of 8)"
 [ $fail = 0 ] && echo "PASS"
 exit $fail
