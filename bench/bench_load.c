@@ -1116,22 +1116,33 @@ static void flows_drain(struct load *L, unsigned n)
             now_s() - t0);
 }
 
-/* Where run_flows keeps the MB/s of round r's cell (flows index fi,
-   direction dir, mode mi); flows_mbps_slot(L, 1, 0, 0, 0) is one round's
-   size. */
-static size_t flows_mbps_slot(const struct load *L, unsigned r, unsigned fi, int dir, unsigned mi)
+/* One --flows cell's measurement; mbps 0: none. */
+struct flows_meas {
+    double mbps;
+    double host_s_gb; /* anic's host threads' CPU seconds per GB of payload */
+};
+
+/* Where run_flows keeps round r's cell (flows index fi, direction dir, mode
+   mi); flows_slot(L, 1, 0, 0, 0) is one round's size. */
+static size_t flows_slot(const struct load *L, unsigned r, unsigned fi, int dir, unsigned mi)
 {
     return ((size_t)r * L->o.n_flows * 2 + (size_t)fi * 2 + (size_t)dir) * L->o.n_modes + mi;
 }
 
-/* The median over rounds of each cell's MB/s (rounds without a measurement
-   left out) and its ratio to the median of the first N, same mode and
-   direction. mbps as run_flows fills it. */
-static void flows_medians(const struct load *L, const double *mbps, unsigned rounds)
+static double median(double *v, unsigned k)
 {
-    /* With several modes, also each median over that of the first mode, same N
-       and direction: e.g. nic over mbedtls with the server, not one client,
-       the bottleneck. */
+    qsort(v, k, sizeof(double), cmp_double);
+    return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+}
+
+/* The median over rounds of each cell's MB/s and host CPU per GB (rounds
+   without a measurement left out) and the MB/s median's ratio to the first
+   N's, same mode and direction. meas as run_flows fills it. */
+static void flows_medians(const struct load *L, const struct flows_meas *meas, unsigned rounds)
+{
+    /* With several modes, also each median (MB/s, host s/GB) over that of the
+       first mode, same N and direction: e.g. nic over mbedtls with the
+       server, not one client, the bottleneck. */
     const char *base = mode_label(L->o.modes[0]);
     bool by_mode = L->o.n_modes > 1;
     char by_mode_head[32];
@@ -1144,39 +1155,48 @@ static void flows_medians(const struct load *L, const double *mbps, unsigned rou
     printf(")\n");
     printf("%6s %-7s %-4s | %8s %8s %8s %8s", "flows", "mode", "dir", "MB/s", "min", "max",
            "x first");
+    if (by_mode)
+        printf(" %10s", by_mode_head);
+    printf(" | %9s", "host s/GB");
     printf(by_mode ? " %10s\n" : "\n", by_mode_head);
     double first[2][LOAD_MAX_LIST] = {{0}};
     for (unsigned fi = 0; fi < L->o.n_flows; fi++)
         for (int dir = 0; dir < 2; dir++) {
             if ((dir == 0 && !L->o.flow_down) || (dir == 1 && !L->o.flow_up))
                 continue;
-            double mode0 = 0; /* this N and direction's median in the first mode */
+            /* this N and direction's medians in the first mode */
+            double mode0 = 0, mode0_host = 0;
             for (unsigned mi = 0; mi < L->o.n_modes; mi++) {
-                double v[64];
+                double v[64], h[64];
                 unsigned k = 0;
                 for (unsigned r = 0; r < rounds && k < 64; r++) {
-                    double x = mbps[flows_mbps_slot(L, r, fi, dir, mi)];
-                    if (x > 0)
-                        v[k++] = x;
+                    const struct flows_meas *x = &meas[flows_slot(L, r, fi, dir, mi)];
+                    if (x->mbps > 0)
+                        v[k] = x->mbps, h[k++] = x->host_s_gb;
                 }
                 printf("%6" PRIu64 " %-7s %-4s |", L->o.flows[fi], mode_label(L->o.modes[mi]),
                        dir ? "up" : "down");
                 if (!k) {
                     printf(" %8s %8s %8s %8s", "-", "-", "-", "-");
-                    printf(by_mode ? " %10s\n" : "\n", "-");
+                    printf(by_mode ? " %10s | %9s %10s\n" : " | %9s\n", "-", "-", "-");
                     continue;
                 }
-                qsort(v, k, sizeof(double), cmp_double);
-                double med = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+                double med = median(v, k), med_host = median(h, k);
                 if (first[dir][mi] == 0)
                     first[dir][mi] = med;
                 if (mi == 0)
-                    mode0 = med;
+                    mode0 = med, mode0_host = med_host;
                 printf(" %8.1f %8.1f %8.1f %8.2f", med, v[0], v[k - 1], med / first[dir][mi]);
-                if (!by_mode)
-                    printf("\n");
-                else if (mode0 > 0)
-                    printf(" %10.2f\n", med / mode0);
+                if (!by_mode) {
+                    printf(" | %9.2f\n", med_host);
+                    continue;
+                }
+                if (mode0 > 0)
+                    printf(" %10.2f | %9.2f", med / mode0, med_host);
+                else
+                    printf(" %10s | %9.2f", "-", med_host);
+                if (mode0 > 0 && mode0_host > 0)
+                    printf(" %10.2f\n", med_host / mode0_host);
                 else
                     printf(" %10s\n", "-");
             }
@@ -1184,10 +1204,11 @@ static void flows_medians(const struct load *L, const double *mbps, unsigned rou
 }
 
 /* One --flows cell: n flows in mode mi, direction dir (1: up). Prints its
-   row; *mbps gets its MB/s (0: no measurement), *first is the MB/s of the
+   row; *out gets its measurement (mbps 0: none), *first is the MB/s of the
    round's first N for this mode and direction (set here if 0). Returns -1
    if the client could not start, 1 without a measurement, else 0. */
-static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *first, double *mbps)
+static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *first,
+                      struct flows_meas *out)
 {
     static struct app_stat st_a[APP_STATS_MAX], st_b[APP_STATS_MAX];
     size_t n_st_a = 0, n_st_b = 0;
@@ -1239,16 +1260,17 @@ static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *
     double gb = (double)r.bytes / 1e9;
     printf("%6u %-7s %-4s %6u %6u |", n, mode_label(m), dir ? "up" : "down", r.established,
            r.failed);
-    *mbps = 0;
+    *out = (struct flows_meas){0};
     if (!(r.ok && started && r.secs > 0 && gb > 0)) {
         printf(" %8s %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-", "-",
                r.ok ? "no bytes moved" : "the client did not report");
         return 1;
     }
-    *mbps = (double)r.bytes / r.secs / 1e6;
+    out->mbps = (double)r.bytes / r.secs / 1e6;
+    out->host_s_gb = (b.host_s - a.host_s) / gb;
     if (*first == 0)
-        *first = *mbps;
-    printf(" %8.1f %8.2f %8.2f %8.2f |", *mbps, *mbps / *first, (b.host_s - a.host_s) / gb,
+        *first = out->mbps;
+    printf(" %8.1f %8.2f %8.2f %8.2f |", out->mbps, out->mbps / *first, out->host_s_gb,
            (b.nic_s - a.nic_s) / gb);
     uint64_t hit = b.hit - a.hit, miss = b.miss - a.miss;
     if (b.cache_known && hit + miss)
@@ -1275,11 +1297,11 @@ static int run_flows(struct load *L)
 {
     unsigned unmeasured = 0;
     /* --rounds R: the cells R times in turn (each N, direction and mode once
-       per round), then the medians (flows_mbps_slot; 0: none). */
+       per round), then the medians (flows_slot). */
     unsigned rounds = L->o.rounds_set ? L->o.rounds : 1;
-    size_t per_round = flows_mbps_slot(L, 1, 0, 0, 0);
-    double *mbps_all = calloc(rounds * per_round, sizeof(double));
-    if (!mbps_all)
+    size_t per_round = flows_slot(L, 1, 0, 0, 0);
+    struct flows_meas *meas = calloc(rounds * per_round, sizeof(*meas));
+    if (!meas)
         return 1;
     char fs[24];
     fmt_size(L->o.flow_size, fs, sizeof(fs));
@@ -1312,7 +1334,7 @@ static int run_flows(struct load *L)
                 for (unsigned mi = 0; mi < L->o.n_modes && !load_stop && status >= 0; mi++) {
                     unsigned n = (unsigned)L->o.flows[fi];
                     status = flows_cell(L, n, dir, mi, &first_mbps[dir][mi],
-                                        &mbps_all[flows_mbps_slot(L, round, fi, dir, mi)]);
+                                        &meas[flows_slot(L, round, fi, dir, mi)]);
                     unmeasured += status == 1;
                     if (status >= 0)
                         flows_drain(L, n);
@@ -1321,8 +1343,8 @@ static int run_flows(struct load *L)
             }
     }
     if (rounds > 1 && !load_stop && status >= 0)
-        flows_medians(L, mbps_all, rounds);
-    free(mbps_all);
+        flows_medians(L, meas, rounds);
+    free(meas);
     if (status < 0)
         return 1;
     if (unmeasured)
