@@ -1188,13 +1188,13 @@ static void flows_medians(const struct load *L, const struct flows_meas *meas, u
                     mode0 = med, mode0_host = med_host;
                 printf(" %8.1f %8.1f %8.1f %8.2f", med, v[0], v[k - 1], med / first[dir][mi]);
                 if (!by_mode) {
-                    printf(" | %9.2f\n", med_host);
+                    printf(" | %9.3f\n", med_host);
                     continue;
                 }
                 if (mode0 > 0)
-                    printf(" %10.2f | %9.2f", med / mode0, med_host);
+                    printf(" %10.2f | %9.3f", med / mode0, med_host);
                 else
-                    printf(" %10s | %9.2f", "-", med_host);
+                    printf(" %10s | %9.3f", "-", med_host);
                 if (mode0 > 0 && mode0_host > 0)
                     printf(" %10.2f\n", med_host / mode0_host);
                 else
@@ -1484,7 +1484,10 @@ static void usage(FILE *f)
             "  --flow-size BYTES    bytes per transfer, repeated (default 64M)\n"
             "  --flow-dirs LIST     down, up or down,up (default)\n"
             "  --rounds R           with --flows: every cell R times, in turn, then each\n"
-            "                       cell's median MB/s and its ratio to the first N's\n"
+            "                       cell's median MB/s and its ratio to the first N's,\n"
+            "                       its median host s/GB and, with several --load-modes,\n"
+            "                       both medians over the first mode's (e.g. --load-modes\n"
+            "                       mbedtls,nic: nic over mbedtls with the server the bottleneck)\n"
             "  --flows-active K     at most K of the N flows transfer at once, the others\n"
             "                       stay established and idle and take turns (each finished\n"
             "                       transfer hands its turn to the longest idle; default: all)\n"

@@ -32,7 +32,7 @@ for mode in mbedtls nic; do
         # flows mode dir | MB/s min max x-first x-mbedtls | host-s/GB x-mbedtls
         # (the ratios are 1.00 for mbedtls itself)
         x=$([ $mode = mbedtls ] && echo '1\.00' || echo '[0-9]+\.[0-9]{2}')
-        grep -Eq "^ +24 $mode +$dir +\| +[0-9]+\.[0-9] +[0-9]+\.[0-9] +[0-9]+\.[0-9] +1\.00 +$x +\| +[0-9]+\.[0-9]{2} +$x$" "$OUT" ||
+        grep -Eq "^ +24 $mode +$dir +\| +[0-9]+\.[0-9] +[0-9]+\.[0-9] +[0-9]+\.[0-9] +1\.00 +$x +\| +[0-9]+\.[0-9]{3} +$x$" "$OUT" ||
             bad "no median row for $mode $dir"
     done
 done
