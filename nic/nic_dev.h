@@ -174,8 +174,12 @@ void nic_dev_destroy(struct nic_dev *dev);
 const struct nic_queues *nic_dev_queues(struct nic_dev *dev);
 
 /* Doorbell: the driver stored new producer indices; wake the engine if it
-   sleeps. Cheap when the engine is awake (no syscall). */
-void nic_dev_doorbell(struct nic_dev *dev);
+   sleeps. Cheap when the engine is awake (no syscall). One write per sleep:
+   the first doorbell after the engine announced its sleep takes the flag and
+   writes the eventfd; later ones find it clear, as the engine runs a round
+   after every wake-up, which sees their indices too. Returns true if this
+   call wrote (a system call). */
+bool nic_dev_doorbell(struct nic_dev *dev);
 
 /* Interrupts: the host arms, re-checks its CQs, then waits. The NIC fires
    (one eventfd write) only when armed, so a busy host costs no syscalls. */

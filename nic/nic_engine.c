@@ -188,15 +188,18 @@ const struct nic_queues *nic_dev_queues(struct nic_dev *dev)
 
 /* --- doorbell and interrupt (Dekker-style: flag store, full fence, re-check) --- */
 
-void nic_dev_doorbell(struct nic_dev *dev)
+bool nic_dev_doorbell(struct nic_dev *dev)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&dev->engine_sleeping, memory_order_relaxed)) {
-        uint64_t one = 1;
-        if (write(dev->doorbell_fd, &one, sizeof(one)) < 0) {
-            /* EAGAIN: counter saturated, the engine will wake anyway. */
-        }
+    /* The load first: an awake engine costs no atomic write of a shared line. */
+    if (!atomic_load_explicit(&dev->engine_sleeping, memory_order_relaxed) ||
+        !atomic_exchange_explicit(&dev->engine_sleeping, 0, memory_order_relaxed))
+        return false;
+    uint64_t one = 1;
+    if (write(dev->doorbell_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: counter saturated, the engine will wake anyway. */
     }
+    return true;
 }
 
 void nic_dev_irq_arm(struct nic_dev *dev)

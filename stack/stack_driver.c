@@ -302,7 +302,7 @@ static void tx_post(struct stack_driver *drv, const struct nic_tx_desc *d, struc
 static void tx_publish(struct stack_driver *drv)
 {
     __atomic_store_n(&drv->q->tx_idx->prod, drv->tx_prod, __ATOMIC_RELEASE);
-    nic_dev_doorbell(drv->dev);
+    drv->c.doorbell_writes += nic_dev_doorbell(drv->dev);
 }
 
 int stack_driver_post_ctrl(struct stack_driver *drv, const struct nic_tx_desc *d, struct pbuf *hold)
@@ -428,7 +428,7 @@ void stack_driver_refill(struct stack_driver *drv)
     }
     if (posted) {
         __atomic_store_n(&q->rx_idx->prod, drv->rx_prod, __ATOMIC_RELEASE);
-        nic_dev_doorbell(drv->dev);
+        drv->c.doorbell_writes += nic_dev_doorbell(drv->dev);
     }
 }
 

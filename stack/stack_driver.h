@@ -74,6 +74,7 @@ struct stack_rx_view {
     X(rx_wnd_widened)     /* connections given their whole --rcv-wnd, lossless so far */           \
     X(rx_moderated)       /* polls followed by a wait for a batch (stack_driver_moderation_us) */  \
     X(polls)                                                                                       \
+    X(doorbell_writes)  /* doorbells that woke a sleeping engine: an eventfd write each */         \
     X(lwip_chksum_fast) /* 1: lwIP's checksums run stack/stack_chksum.c's (stack_chksum.h) */
 
 #define STACK_DRIVER_CTR_FIELD(name) uint64_t name;

@@ -1090,6 +1090,31 @@ START_TEST(idle_engine_sleeps_after_a_short_spin)
 }
 END_TEST
 
+/* Doorbells rung in a burst while the engine sleeps wake it with one eventfd
+   write: a write needs the engine's sleep flag and takes it, so there are
+   never more writes than sleeps. (Each used to write until the engine had
+   woken and cleared the flag: a system call per doorbell.) */
+START_TEST(doorbells_write_at_most_once_per_engine_sleep)
+{
+    host_open(8, 8);
+    ck_assert_int_eq(nic_dev_start(h.dev), 0);
+    unsigned writes = 0;
+    for (int burst = 0; burst < 20; burst++) {
+        struct timespec idle = {.tv_nsec = 2 * 1000 * 1000}; /* the engine falls asleep */
+        while (nanosleep(&idle, &idle) != 0 && errno == EINTR)
+            ;
+        for (int i = 0; i < 1000; i++)
+            writes += nic_dev_doorbell(h.dev);
+    }
+    nic_dev_stop(h.dev);
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_ge(writes, 1);
+    ck_assert_msg(writes <= c.engine_sleeps, "%u doorbell writes for %" PRIu64 " engine sleeps",
+                  writes, c.engine_sleeps);
+    ck_assert_uint_le(c.doorbells, writes); /* the engine read at most what was written */
+}
+END_TEST
+
 /* ---- TSO: a segment longer than the MTU, cut by the NIC ---- */
 
 #define TSO_MSS 1460u
@@ -1667,6 +1692,7 @@ static Suite *ring_suite(void)
     tcase_add_checked_fixture(cnt, setup, teardown);
     tcase_add_test(cnt, counters_match_traffic_exactly);
     tcase_add_test(cnt, idle_engine_sleeps_after_a_short_spin);
+    tcase_add_test(cnt, doorbells_write_at_most_once_per_engine_sleep);
     suite_add_tcase(s, cnt);
     return s;
 }
