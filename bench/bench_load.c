@@ -398,9 +398,8 @@ static int run_cells(struct load *L)
     char host[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &L->rt.cfg.host_ip, host, sizeof(host));
     printf("anic bench --load: wrk -t%u -c N -d %us --timeout %s; anic on %s (plain 80, sw 443, "
-           "mbedtls 4431, nic 4432), nginx %s (%u worker%s) on %s (8080, 8443), TLS 1.2 %s, ECDSA "
-           "P-256; "
-           "cells of N > %u connections run N/%u s\n",
+           "mbedtls 4431, nic 4432), nginx %s (%u worker%s) on %s (8080, 8443), TLS 1.2 %s, "
+           "ECDSA P-256; cells of N > %u connections run N/%u s\n",
            L->o.wrk_threads, L->o.seconds, LOAD_WRK_TIMEOUT, host, L->o.nginx ? "1.22" : "off",
            L->o.nginx_workers, L->o.nginx_workers == 1 ? "" : "s", LOAD_NGINX_ADDR, LOAD_CIPHER,
            (L->o.seconds + 1) * LOAD_CONNS_PER_S - 1, LOAD_CONNS_PER_S);
@@ -1129,6 +1128,15 @@ static size_t flows_slot(const struct load *L, unsigned r, unsigned fi, int dir,
     return ((size_t)r * L->o.n_flows * 2 + (size_t)fi * 2 + (size_t)dir) * L->o.n_modes + mi;
 }
 
+/* v over base as a flows_medians column ("-" without a base). */
+static void print_ratio(double v, double base)
+{
+    if (base > 0)
+        printf(" %10.2f", v / base);
+    else
+        printf(" %10s", "-");
+}
+
 static double median(double *v, unsigned k)
 {
     qsort(v, k, sizeof(double), cmp_double);
@@ -1176,9 +1184,14 @@ static void flows_medians(const struct load *L, const struct flows_meas *meas, u
                 }
                 printf("%6" PRIu64 " %-7s %-4s |", L->o.flows[fi], mode_label(L->o.modes[mi]),
                        dir ? "up" : "down");
-                if (!k) {
+                if (!k) { /* no round measured this cell */
                     printf(" %8s %8s %8s %8s", "-", "-", "-", "-");
-                    printf(by_mode ? " %10s | %9s %10s\n" : " | %9s\n", "-", "-", "-");
+                    if (by_mode)
+                        print_ratio(0, 0);
+                    printf(" | %9s", "-");
+                    if (by_mode)
+                        print_ratio(0, 0);
+                    printf("\n");
                     continue;
                 }
                 double med = median(v, k), med_host = median(h, k);
@@ -1187,18 +1200,12 @@ static void flows_medians(const struct load *L, const struct flows_meas *meas, u
                 if (mi == 0)
                     mode0 = med, mode0_host = med_host;
                 printf(" %8.1f %8.1f %8.1f %8.2f", med, v[0], v[k - 1], med / first[dir][mi]);
-                if (!by_mode) {
-                    printf(" | %9.3f\n", med_host);
-                    continue;
-                }
-                if (mode0 > 0)
-                    printf(" %10.2f | %9.3f", med / mode0, med_host);
-                else
-                    printf(" %10s | %9.3f", "-", med_host);
-                if (mode0 > 0 && mode0_host > 0)
-                    printf(" %10.2f\n", med_host / mode0_host);
-                else
-                    printf(" %10s\n", "-");
+                if (by_mode)
+                    print_ratio(med, mode0);
+                printf(" | %9.3f", med_host);
+                if (by_mode)
+                    print_ratio(med_host, mode0_host);
+                printf("\n");
             }
         }
 }
