@@ -1699,6 +1699,11 @@ static void print_targets(const struct bench *b)
         printf(" -\n");
     target_line("nic HTTPS upload / nginx HTTPS", good(b, TLS_MODE_NIC, DIR_UP),
                 good_ngx(b, NGX_HTTPS, DIR_UP), false, 0.8, false);
+    /* One curl needs ~1 s/GB of its own, so the nic rows measure it as much
+       as anic: say where the server-bound ratios are. */
+    printf("  (one curl bounds nic here; with the server the bottleneck: anic bench --load "
+           "--flows 16\n   --load-modes mbedtls,plain,nic --rounds 5: nic / mbedtls and host "
+           "CPU nic / plain)\n");
 }
 
 static void print_table(const struct bench *b)
