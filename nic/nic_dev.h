@@ -182,15 +182,12 @@ const struct nic_queues *nic_dev_queues(struct nic_dev *dev);
 bool nic_dev_doorbell(struct nic_dev *dev);
 
 /* Interrupts: the host arms, re-checks its CQs, then waits. The NIC fires
-   (one futex wake) only when armed, so a busy host costs no syscalls; the
-   wait is one futex wait. One host thread arms and waits. */
+   (one eventfd write) only when armed, so a busy host costs no syscalls. */
 void nic_dev_irq_arm(struct nic_dev *dev);
 void nic_dev_irq_disarm(struct nic_dev *dev);
-/* After nic_dev_irq_arm: block until an interrupt (or a kick) since the arm,
-   or timeout_ms (-1 = forever). Returns 1 if one came. */
+/* Block until an interrupt or timeout_ms (-1 = forever). Returns 1 if fired. */
 int nic_dev_irq_wait(struct nic_dev *dev, int timeout_ms);
-/* Fire the interrupt from outside (used to wake the host for shutdown). A
-   kick while the host is not waiting is not kept for a later arm. */
+/* Fire the interrupt from outside (used to wake the host for shutdown). */
 void nic_dev_irq_kick(struct nic_dev *dev);
 
 void nic_dev_get_counters(const struct nic_dev *dev, struct nic_counters *out);

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/futex.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -90,7 +89,7 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
         return NULL;
     }
     dev->cfg = *cfg;
-    dev->doorbell_fd = -1;
+    dev->doorbell_fd = dev->irq_fd = -1;
     struct nic_queues *q = &dev->queues;
     /* The TX CQ also carries tag reports (several per segment): 4x the ring. */
     q->tx_size = cfg->tx_ring_size;
@@ -133,7 +132,8 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
     memset(q->tx_ring, 0xa5, sizeof(*q->tx_ring) * q->tx_size);
     memset(q->rx_ring, 0xa5, sizeof(*q->rx_ring) * q->rx_size);
     dev->doorbell_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (dev->doorbell_fd < 0) {
+    dev->irq_fd = eventfd(0, EFD_CLOEXEC);
+    if (dev->doorbell_fd < 0 || dev->irq_fd < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         dev->cfg.tun_fd = -1;
         nic_dev_destroy(dev);
@@ -161,6 +161,8 @@ void nic_dev_destroy(struct nic_dev *dev)
         close(dev->cfg.tun_fd);
     if (dev->doorbell_fd >= 0)
         close(dev->doorbell_fd);
+    if (dev->irq_fd >= 0)
+        close(dev->irq_fd);
     struct nic_queues *q = &dev->queues;
     free(q->tx_ring);
     free(q->rx_ring);
@@ -202,9 +204,6 @@ bool nic_dev_doorbell(struct nic_dev *dev)
 
 void nic_dev_irq_arm(struct nic_dev *dev)
 {
-    /* The value before arming: a fire for this arm comes after it, so the
-       wait below does not sleep through it. */
-    dev->irq_seq_armed = atomic_load_explicit(&dev->irq_seq, memory_order_seq_cst);
     atomic_store_explicit(&dev->irq_armed, 1, memory_order_seq_cst);
 }
 
@@ -213,23 +212,24 @@ void nic_dev_irq_disarm(struct nic_dev *dev)
     atomic_store_explicit(&dev->irq_armed, 0, memory_order_relaxed);
 }
 
-static long futex(atomic_uint *word, int op, unsigned val, const struct timespec *timeout)
-{
-    return syscall(SYS_futex, (unsigned *)word, op, val, timeout, NULL, 0);
-}
-
 void nic_dev_irq_kick(struct nic_dev *dev)
 {
-    atomic_fetch_add_explicit(&dev->irq_seq, 1, memory_order_seq_cst);
-    futex(&dev->irq_seq, FUTEX_WAKE_PRIVATE, 1, NULL);
+    uint64_t one = 1;
+    if (write(dev->irq_fd, &one, sizeof(one)) < 0) {
+        /* only fails when the counter would overflow: already pending */
+    }
 }
 
 int nic_dev_irq_wait(struct nic_dev *dev, int timeout_ms)
 {
-    struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000L};
-    /* Returns at once (EAGAIN) if the word moved since the arm. */
-    futex(&dev->irq_seq, FUTEX_WAIT_PRIVATE, dev->irq_seq_armed, timeout_ms < 0 ? NULL : &ts);
-    return atomic_load_explicit(&dev->irq_seq, memory_order_acquire) != dev->irq_seq_armed;
+    struct pollfd pfd = {.fd = dev->irq_fd, .events = POLLIN};
+    int r = poll(&pfd, 1, timeout_ms);
+    if (r <= 0)
+        return 0;
+    uint64_t v;
+    if (read(dev->irq_fd, &v, sizeof(v)) < 0)
+        return 0;
+    return 1;
 }
 
 /* Engine side: fire the interrupt if the host armed it. */

@@ -50,14 +50,9 @@ struct nic_dev {
     bool rx_paused;     /* cfg.rx_pause and the host RX ring was empty: the wire waits */
 
     /* doorbell / interrupt */
-    int doorbell_fd;
+    int doorbell_fd, irq_fd;
     atomic_int engine_sleeping;
     atomic_int irq_armed;
-    /* The interrupt is a futex word: the NIC bumps it and wakes the waiter
-       (one system call), the host sleeps on it from the value it saw when it
-       armed (one system call; an eventfd needed poll and read). */
-    atomic_uint irq_seq;
-    unsigned irq_seq_armed; /* host: irq_seq when it last armed */
 
     /* thread */
     pthread_t thread;

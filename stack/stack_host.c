@@ -58,8 +58,7 @@ static void *irq_main(void *arg)
         if (n)
             continue;
         nic_dev_irq_arm(h->dev);
-        /* stop: a kick before the arm is not kept (nic_dev_irq_kick) */
-        if (stack_driver_pending(h->drv) || atomic_load(&h->stop)) {
+        if (stack_driver_pending(h->drv)) {
             nic_dev_irq_disarm(h->dev);
             continue;
         }

@@ -8,7 +8,6 @@
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1116,49 +1115,6 @@ START_TEST(doorbells_write_at_most_once_per_engine_sleep)
 }
 END_TEST
 
-static void *kick_after_20ms(void *dev)
-{
-    struct timespec t = {.tv_nsec = 20 * 1000 * 1000};
-    while (nanosleep(&t, &t) != 0 && errno == EINTR)
-        ;
-    nic_dev_irq_kick(dev);
-    return NULL;
-}
-
-static double mono_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The interrupt (a futex word): a wait returns for a fire after its arm,
-   whether the fire came before the wait or during it, and times out
-   without one; a fire before the arm is not kept. */
-START_TEST(irq_wait_returns_for_a_fire_after_its_arm_only)
-{
-    host_open(8, 8);
-    nic_dev_irq_arm(h.dev);
-    nic_dev_irq_kick(h.dev); /* between the arm and the wait */
-    ck_assert_int_eq(nic_dev_irq_wait(h.dev, 1000), 1);
-
-    nic_dev_irq_kick(h.dev); /* before the arm: dropped */
-    nic_dev_irq_arm(h.dev);
-    double t0 = mono_now_s();
-    ck_assert_int_eq(nic_dev_irq_wait(h.dev, 30), 0);
-    ck_assert(mono_now_s() - t0 >= 0.025);
-
-    nic_dev_irq_arm(h.dev); /* a fire while the host sleeps wakes it */
-    pthread_t k;
-    ck_assert_int_eq(pthread_create(&k, NULL, kick_after_20ms, h.dev), 0);
-    t0 = mono_now_s();
-    ck_assert_int_eq(nic_dev_irq_wait(h.dev, 3000), 1); /* Check's limit is 4 s */
-    ck_assert(mono_now_s() - t0 < 2.5);
-    pthread_join(k, NULL);
-    nic_dev_irq_disarm(h.dev);
-}
-END_TEST
-
 /* ---- TSO: a segment longer than the MTU, cut by the NIC ---- */
 
 #define TSO_MSS 1460u
@@ -1737,7 +1693,6 @@ static Suite *ring_suite(void)
     tcase_add_test(cnt, counters_match_traffic_exactly);
     tcase_add_test(cnt, idle_engine_sleeps_after_a_short_spin);
     tcase_add_test(cnt, doorbells_write_at_most_once_per_engine_sleep);
-    tcase_add_test(cnt, irq_wait_returns_for_a_fire_after_its_arm_only);
     suite_add_tcase(s, cnt);
     return s;
 }
