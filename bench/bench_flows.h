@@ -17,9 +17,9 @@
  * The child reports on a pipe, one line each: "START\n" when the measured
  * window begins and "END bytes secs established failed transfers errors
  * served peak\n" when it ends (served: connections that completed a
- * transfer in the window; peak: the most transfers in progress at once), so that the caller samples
- * its counters at the same moments. Every wait is bounded; the child exits after END (or on its
- * deadline).
+ * transfer in the window; peak: the most transfers in progress at once),
+ * so that the caller samples its counters at the same moments. Every wait
+ * is bounded; the child exits after END (or on its deadline).
  */
 #ifndef ANIC_BENCH_FLOWS_H
 #define ANIC_BENCH_FLOWS_H

@@ -609,7 +609,8 @@ static uint64_t stat_sum(const struct app_stat *st, size_t n, const char *sec_pr
     return v;
 }
 
-static size_t soak_stats(struct load *L, struct app_stat *st)
+/* Every counter, collected under the core lock (app_stats.h). */
+static size_t collect_stats(struct load *L, struct app_stat *st)
 {
     LOCK_TCPIP_CORE();
     size_t n = app_stats_collect(&L->rt.stats, st);
@@ -625,7 +626,7 @@ struct soak_left {
 static struct soak_left soak_leftovers(struct load *L)
 {
     static struct app_stat st[APP_STATS_MAX];
-    size_t n = soak_stats(L, st);
+    size_t n = collect_stats(L, st);
     struct soak_left r;
     r.active = app_stats_get(st, n, "server", "active");
     r.held = app_stats_get(st, n, "driver", "rx_bufs_held");
@@ -695,7 +696,7 @@ static int run_soak(struct load *L)
             soak_verify(L, &k, host, L->o.modes[mi]);
         round++;
         rss_last = rss_bytes();
-        size_t n = soak_stats(L, st);
+        size_t n = collect_stats(L, st);
         uint64_t heap = heap_inuse_bytes(), pool = rx_pool_bytes(L, st, n);
         if (round <= sizeof(rss_hist) / sizeof(rss_hist[0]))
             rss_hist[round - 1] = rss_last, heap_hist[round - 1] = heap_minus(heap, pool);
@@ -717,7 +718,7 @@ static int run_soak(struct load *L)
         left = soak_leftovers(L);
     }
     double settle = now_s() - s0;
-    size_t n = soak_stats(L, st);
+    size_t n = collect_stats(L, st);
     uint64_t decrypt_err = stat_sum(st, n, "tls_", "TlsDecryptError");
     /* Flat: the second half of the run did not grow the heap over its start
        (the first half warms up: every mode, the NIC's contexts, the RX pool). */
@@ -890,9 +891,7 @@ static void set_policy(struct load *L, const struct tls_offload_policy *p)
 static uint64_t stat_now(struct load *L, const char *sec, const char *name, bool *known)
 {
     static struct app_stat st[APP_STATS_MAX];
-    LOCK_TCPIP_CORE();
-    size_t n = app_stats_collect(&L->rt.stats, st);
-    UNLOCK_TCPIP_CORE();
+    size_t n = collect_stats(L, st);
     uint64_t v = 0;
     int k = app_stats_lookup(st, n, sec, name, &v);
     if (known)
@@ -1247,13 +1246,13 @@ static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *
     if (started) {
         flow_snap(L, &a);
         if (L->o.flows_counters)
-            n_st_a = app_stats_collect(&L->rt.stats, st_a);
+            n_st_a = collect_stats(L, st_a);
     }
     if ((started ? flows_read_line(rd, line, sizeof(line), fc.measure_s + 10) : true) &&
         flows_parse_end(line, &r)) {
         flow_snap(L, &b);
         if (L->o.flows_counters && started) {
-            n_st_b = app_stats_collect(&L->rt.stats, st_b);
+            n_st_b = collect_stats(L, st_b);
             char cell[96];
             snprintf(cell, sizeof(cell), "%u %s %s cache %u", n, mode_label(m), dir ? "up" : "down",
                      L->rt.cfg.nic_ctx_cache);
