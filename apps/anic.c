@@ -119,6 +119,11 @@ static void usage_serve(FILE *f)
         "                        (S may have decimals, e.g. 0.5; 0 = no such timeout)\n"
         "  --max-conns N       open connections; more are refused with RST at accept\n"
         "                        (default 0 = no cap)\n"
+        "  --send-slots N      at most N connections send bulk data at once, the others\n"
+        "                        wait in line for a turn (1 MiB or 200 ms); a send of at\n"
+        "                        most 64 KiB from idle needs none. For many fast flows\n"
+        "                        (64: README.md); slow clients would wait in line\n"
+        "                        (default 0 = no limit; counters send_slots.*)\n"
         "  --handshake-workers N  threads running TLS handshakes off the core lock (1..16,\n"
         "                        default 2)\n"
         "  --handshake-queue N new handshakes that may wait for a worker (default 4096);\n"
@@ -230,6 +235,7 @@ enum {
     OPT_BODY_TIMEOUT,
     OPT_SEND_TIMEOUT,
     OPT_MAX_CONNS,
+    OPT_SEND_SLOTS,
     OPT_HS_WORKERS,
     OPT_HS_QUEUE,
     OPT_TCP_RETRIES,
@@ -280,6 +286,7 @@ static const struct option serve_opts[] = {
     {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
     {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"send-slots", required_argument, NULL, OPT_SEND_SLOTS},
     {"handshake-workers", required_argument, NULL, OPT_HS_WORKERS},
     {"handshake-queue", required_argument, NULL, OPT_HS_QUEUE},
     {"tcp-retries-time", required_argument, NULL, OPT_TCP_RETRIES},
@@ -521,6 +528,11 @@ static int cmd_serve(int argc, char **argv)
         case OPT_MAX_CONNS:
             if (parse_u32(optarg, 0, 1000000, &cfg.limits.max_conns) < 0)
                 return bad("max-conns", optarg);
+            break;
+        case OPT_SEND_SLOTS:
+            if (parse_u32(optarg, 0, 1000000, &u) < 0)
+                return bad("send-slots", optarg);
+            cfg.send_slots = u;
             break;
         case OPT_HS_WORKERS:
             if (parse_u32(optarg, 1, 16, &u) < 0)

@@ -7,6 +7,7 @@
 #include "stack_host.h"
 #include "stack_rto.h"
 #include "stack_tls_offload.h"
+#include "tls_slots.h"
 
 #include <arpa/inet.h>
 #include <lwip/priv/tcp_priv.h>
@@ -267,6 +268,9 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
     if (tso_max > cfg->mtu)
         mss = (tso_max - 40) / wire_mss * wire_mss;
     stack_rto_set_tso((uint16_t)wire_mss, (uint16_t)mss);
+    LOCK_TCPIP_CORE();
+    tls_slots_configure(&(struct tls_slots_cfg){.limit = cfg->send_slots});
+    UNLOCK_TCPIP_CORE();
     struct app_server_cfg sc = {.snd_buf = cfg->snd_buf,
                                 .mss = (uint16_t)mss,
                                 .limits = cfg->limits,

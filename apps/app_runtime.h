@@ -28,6 +28,7 @@ struct app_runtime_cfg {
     uint32_t tcp_retries_ms;  /* give up on a peer that acks nothing for this long (0 = lwIP's) */
     int packet_nice; /* nice of nic-engine and stack-irq relative to the process (--packet-nice) */
     struct app_server_limits limits; /* timeouts and the connection cap */
+    unsigned send_slots;             /* connections sending bulk at once (tls_slots.h; 0 = off) */
     uint32_t tx_ring_size, rx_ring_size, max_flows;
     uint32_t nic_contexts;                       /* NIC flow-context table size (0 = max_flows) */
     uint32_t nic_ctx_cache;                      /* contexts resident on the NIC (0 = all) */

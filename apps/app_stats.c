@@ -16,6 +16,7 @@
 #include "stack_tls_offload.h"
 #include "tls_offload.h"
 #include "tls_server.h"
+#include "tls_slots.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ static const char *const sec_http[] = {APP_HTTP_COUNTERS(APP_NAME)};
 static const char *const sec_server[] = {APP_SERVER_COUNTERS(APP_NAME)};
 static const char *const sec_tcp[] = {STACK_RTO_COUNTERS(APP_NAME)};
 static const char *const sec_mem[] = {STACK_MEM_COUNTERS(APP_NAME)};
+static const char *const sec_send_slots[] = {TLS_SLOTS_COUNTERS(APP_NAME)};
 
 /* Each fills v in its list's order and returns false when the source is
    absent (that section is then left out). */
@@ -184,6 +186,17 @@ static bool fill_mem(const struct app_stats_raw *r, int inst, uint64_t *v)
     return true;
 }
 
+static bool fill_send_slots(const struct app_stats_raw *r, int inst, uint64_t *v)
+{
+    (void)inst;
+    if (!r->src->server)
+        return false;
+    const struct tls_slots_counters *c = tls_slots_counters();
+    size_t i = 0;
+    TLS_SLOTS_COUNTERS(APP_VAL)
+    return true;
+}
+
 struct app_stat_section {
     const char *name;
     const char *const *names;
@@ -216,6 +229,7 @@ static const struct app_stat_section app_sections[] = {
     SEC("offload_rx", sec_offload_rx, fill_offload_rx, 0),
     SEC("http", sec_http, fill_http, 0),
     SEC("server", sec_server, fill_server, 0),
+    SEC("send_slots", sec_send_slots, fill_send_slots, 0),
 };
 
 #define APP_SECTIONS (sizeof(app_sections) / sizeof(app_sections[0]))

@@ -83,6 +83,7 @@ struct load_opts {
     unsigned n_flows;
     uint64_t flow_size;
     uint64_t flows_active; /* --flows-active: transfers at once per cell (0: every flow) */
+    uint64_t send_slots;   /* --send-slots: anic serve's, for every cell (0: off) */
     bool flow_down, flow_up;
     uint64_t cache_sizes[LOAD_MAX_LIST]; /* --cache-sizes: a --flows run per --nic-ctx-cache */
     unsigned n_cache_sizes;
@@ -1315,6 +1316,11 @@ static int run_flows(struct load *L)
            "OpenSSL client in its own process), each repeating a %s download (GET) or upload "
            "(PUT); all connected and handshaken first, then 1 s warm-up and %u s measured\n",
            fs, L->o.seconds);
+    if (L->o.send_slots)
+        printf("--send-slots %" PRIu64
+               ": anic lets at most that many connections send bulk data at "
+               "once, the others wait in line (send_slots.* counters)\n",
+               L->o.send_slots);
     if (L->o.flows_active)
         printf("--flows-active %" PRIu64 ": at most that many of a cell's flows transfer at once, "
                "the other connections idle in turn\n",
@@ -1417,6 +1423,7 @@ enum {
     OPT_CACHE_SIZES,
     OPT_FLOWS_COUNTERS,
     OPT_FLOWS_ACTIVE,
+    OPT_SEND_SLOTS,
 };
 
 static const struct option load_long[] = {
@@ -1447,6 +1454,7 @@ static const struct option load_long[] = {
     {"cache-sizes", required_argument, NULL, OPT_CACHE_SIZES},
     {"flows-counters", required_argument, NULL, OPT_FLOWS_COUNTERS},
     {"flows-active", required_argument, NULL, OPT_FLOWS_ACTIVE},
+    {"send-slots", required_argument, NULL, OPT_SEND_SLOTS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -1497,6 +1505,9 @@ static void usage(FILE *f)
             "  --flows-active K     at most K of the N flows transfer at once, the others\n"
             "                       stay established and idle and take turns (each finished\n"
             "                       transfer hands its turn to the longest idle; default: all)\n"
+            "  --send-slots N       anic's --send-slots for every cell: at most N connections\n"
+            "                       send bulk data at once, the others wait in line (default\n"
+            "                       0 = no limit)\n"
             "  --cache-sizes LIST   the --flows cells once per NIC context-cache size\n"
             "                       (anic serve --nic-ctx-cache; 0 = every context resident),\n"
             "                       a fresh server each\n"
@@ -1713,6 +1724,11 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
                 return load_bad("flows-active", optarg);
             o->flows_active = v[0];
             break;
+        case OPT_SEND_SLOTS:
+            if (parse_list(optarg, v, 1, 0, 1000000) != 1)
+                return load_bad("send-slots", optarg);
+            o->send_slots = v[0];
+            break;
         case OPT_FLOW_DIRS:
             o->flow_down = strstr(optarg, "down") != NULL;
             o->flow_up = strstr(optarg, "up") != NULL;
@@ -1857,6 +1873,7 @@ int bench_load_main(int argc, char **argv)
     }
     cfg.seed = L->o.seed;
     cfg.seed_set = L->o.seed_set;
+    cfg.send_slots = (unsigned)L->o.send_slots;
     if (L->o.policy_set && !L->o.conn_rate)
         cfg.offload_policy = L->o.policy; /* conn-rate sets it per mode */
     if (L->o.n_flows) {

@@ -781,6 +781,8 @@ enum {
     T_CACHE = 1u << 11,
     /* --offload-policy auto: chosen by the announced sizes (test_policy_auto) */
     T_AUTO = 1u << 12,
+    /* --send-slots: concurrent downloads take turns (test_send_slots) */
+    T_SLOTS = 1u << 13,
 };
 
 struct profile {
@@ -862,6 +864,9 @@ static const char *const policy_args[] = {"--offload-policy", "after:65536", NUL
    still reaches TCP. */
 static const char *const inject_args[] = {"--rcv-wnd", "65535", NULL};
 static const char *const auto_args[] = {"--offload-policy", "auto", NULL};
+#define SLOTS_N   2
+#define SLOTS_N_S "2"
+static const char *const slots_args[] = {"--send-slots", SLOTS_N_S, NULL};
 /* conn-cache: 2000 connections offloaded both ways need 4000 flow ids. */
 #define CACHE_CONNS   2000
 #define CACHE_SIZE_S  "64"
@@ -949,6 +954,12 @@ static struct profile profiles[] = {
      .policy_after = true},
     /* Offload policy auto (break-even ~93 KiB): by the sizes HTTP announces. */
     {.name = "policy-auto", .tests = T_AUTO, .rx = "loss 1%", .seed_off = 28000, .args = auto_args},
+    /* Two send slots for five downloads at once, loss on TX (test_send_slots). */
+    {.name = "send-slots",
+     .tests = T_SLOTS,
+     .tx = "loss 1%",
+     .seed_off = 29000,
+     .args = slots_args},
 };
 #define N_PROFILES ((int)(sizeof(profiles) / sizeof(profiles[0])))
 
@@ -3138,6 +3149,8 @@ struct bg_get {
     pid_t pid;
     char path[PATH_MAX + 32];
     double t0;
+    const char *limit; /* curl --limit-rate (NULL: BG_LIMIT) */
+    int idx;           /* several at once: the output file's number */
 };
 
 #define BG_SIZE  (64ull << 20)
@@ -3148,11 +3161,11 @@ static bool bg_get_start(struct bg_get *g, int mode)
     char url[128], path[64];
     snprintf(path, sizeof(path), "/bytes/%llu", (unsigned long long)BG_SIZE);
     url_of(mode, path, url, sizeof(url));
-    snprintf(g->path, sizeof(g->path), "%s/bg-download.bin", cur->srv.dir);
+    snprintf(g->path, sizeof(g->path), "%s/bg-download-%d.bin", cur->srv.dir, g->idx);
     char *argv[40];
     int a = curl_argv(argv, &cur->srv);
     argv[a++] = "--limit-rate";
-    argv[a++] = BG_LIMIT;
+    argv[a++] = (char *)(g->limit ? g->limit : BG_LIMIT);
     argv[a++] = "-o";
     argv[a++] = g->path;
     argv[a++] = url;
@@ -3419,7 +3432,7 @@ START_TEST(test_slow_clients)
 {
     REQUIRE_SERVER();
     struct fails f = {0};
-    struct bg_get g;
+    struct bg_get g = {0};
     ck_assert_msg(bg_get_start(&g, MODE_NIC), "cannot start the download");
     sleep_ms(300);
     char out[2048];
@@ -3556,7 +3569,7 @@ START_TEST(test_conn_flood)
 {
     REQUIRE_SERVER();
     struct fails f = {0};
-    struct bg_get g;
+    struct bg_get g = {0};
     ck_assert_msg(bg_get_start(&g, MODE_NIC), "cannot start the download");
     sleep_ms(500);
     char out[1024];
@@ -3796,7 +3809,7 @@ START_TEST(test_rx_hog)
 {
     REQUIRE_SERVER();
     struct fails f = {0};
-    struct bg_get g;
+    struct bg_get g = {0};
     ck_assert_msg(bg_get_start(&g, MODE_NIC), "cannot start the download");
     sleep_ms(300);
     char out[512];
@@ -4301,6 +4314,86 @@ START_TEST(test_blackout)
 }
 END_TEST
 
+/* send-slots: five 64 MiB downloads at once through SLOTS_N slots (nic,
+ * nic, nic-tagcache, sw, plain; curl --limit-rate 16M, ~4 s each alone,
+ * one at 4M so that its turns run out of time), under 1 % TX loss. A 16 KiB
+ * GET sent while they run is answered while they still run: a send of at
+ * most 64 KiB from idle needs no slot (send_slots.free_sends). Every download must be byte-exact;
+ * no more than SLOTS_N slots held at once, and SLOTS_N reached;
+ * connections queued and were handed slots, turns ended by bytes and by
+ * time; nothing held or waiting once all are done. */
+#define SLOTS_GETS 5
+START_TEST(test_send_slots)
+{
+    REQUIRE_SERVER();
+    struct fails f = {0};
+    static const int gmode[SLOTS_GETS] = {MODE_NIC, MODE_NIC, MODE_NIC_TC, MODE_SW, MODE_PLAIN};
+    struct bg_get g[SLOTS_GETS] = {{0}};
+    g[4].limit = "4M";
+    for (int i = 0; i < SLOTS_GETS; i++) {
+        g[i].idx = i;
+        if (!bg_get_start(&g[i], gmode[i]))
+            fail_add(&f, "send-slots: cannot start download %d", i);
+    }
+    sleep_ms(1000);
+    bool all_running = true;
+    for (int i = 0; i < SLOTS_GETS; i++)
+        all_running &= bg_get_running(&g[i]);
+    const char *js = fetch_stats(&f, "slots-mid", false);
+    uint64_t mid_waiting = js ? stat_of(&f, js, "send_slots", "waiting") : 0;
+    uint64_t free0 = js ? stat_of(&f, js, "send_slots", "free_sends") : 0;
+    do_get(&f, MODE_NIC, SI_16384); /* a small GET: no slot needed */
+    bool still = false;
+    for (int i = 0; i < SLOTS_GETS; i++)
+        still |= bg_get_running(&g[i]);
+    js = fetch_stats(&f, "slots-small", false);
+    uint64_t free1 = js ? stat_of(&f, js, "send_slots", "free_sends") : 0;
+    note("[%s] after 1 s: all %d downloads running %s, %" PRIu64
+         " waiting for a slot; small GET answered while downloads ran: %s, free sends +%" PRIu64,
+         cur->name, SLOTS_GETS, all_running ? "yes" : "no", mid_waiting, still ? "yes" : "no",
+         free1 - free0);
+    if (!still)
+        fail_add(&f, "send-slots: every download had finished before the small GET was answered "
+                     "(it should have been answered while they ran)");
+    if (free1 <= free0)
+        fail_add(&f, "send_slots.free_sends did not move for the small GET (%" PRIu64 ")", free1);
+    char what[64];
+    for (int i = 0; i < SLOTS_GETS; i++) {
+        snprintf(what, sizeof(what), "GET %-12s /bytes/%llu beside %d others", modes[gmode[i]].name,
+                 (unsigned long long)BG_SIZE, SLOTS_GETS - 1);
+        bg_get_finish(&f, &g[i], gmode[i], what);
+    }
+    js = fetch_stats(&f, "slots", true);
+    if (js) {
+#define GET(name) stat_of(&f, js, "send_slots", name)
+        uint64_t limit = GET("limit"), held = GET("held"), peak = GET("held_peak");
+        uint64_t waiting = GET("waiting"), queued = GET("queued"), handed = GET("handed");
+        uint64_t e_bytes = GET("ended_bytes"), e_time = GET("ended_time");
+        uint64_t e_stall = GET("ended_stall"), e_idle = GET("ended_idle");
+        uint64_t free_sends = GET("free_sends");
+#undef GET
+        note("[%s] send_slots: limit %" PRIu64 ", held_peak %" PRIu64 ", queued %" PRIu64
+             ", handed %" PRIu64 ", turns ended by bytes %" PRIu64 ", time %" PRIu64
+             ", stall %" PRIu64 ", idle %" PRIu64 ", free sends %" PRIu64,
+             cur->name, limit, peak, queued, handed, e_bytes, e_time, e_stall, e_idle, free_sends);
+        if (limit != SLOTS_N || peak != SLOTS_N)
+            fail_add(&f, "send_slots.limit %" PRIu64 ", held_peak %" PRIu64 " (want %d and %d)",
+                     limit, peak, SLOTS_N, SLOTS_N);
+        if (!queued || !handed || !e_bytes || !e_time)
+            fail_add(&f,
+                     "send_slots: queued %" PRIu64 ", handed %" PRIu64 ", ended by bytes %" PRIu64
+                     ", by time %" PRIu64 " (want each > 0)",
+                     queued, handed, e_bytes, e_time);
+        if (held || waiting)
+            fail_add(&f,
+                     "send_slots: %" PRIu64 " held, %" PRIu64 " waiting after every download "
+                     "finished (want 0)",
+                     held, waiting);
+    }
+    FAILS_ASSERT(&f);
+}
+END_TEST
+
 /* ---- Main -------------------------------------------------------------------- */
 
 static void skip(const char *why)
@@ -4370,6 +4463,8 @@ static Suite *make_suite(void)
             tcase_add_test(tc, test_blackout);
         if (t & T_AUTO)
             tcase_add_test(tc, test_policy_auto);
+        if (t & T_SLOTS)
+            tcase_add_test(tc, test_send_slots);
         tcase_add_test(tc, test_stats);
         tcase_add_test(tc, test_offload_counters);
         if (t & T_CAPTURE)

@@ -27,6 +27,7 @@
 #include "test_util.h"
 #include "tls_offload.h"
 #include "tls_server.h"
+#include "tls_slots.h"
 
 static struct {
     int wire;
@@ -107,13 +108,16 @@ START_TEST(lists_are_the_registry)
     APP_SERVER_COUNTERS(KNOWN)
     sec = "mem";
     STACK_MEM_COUNTERS(KNOWN)
+    sec = "send_slots";
+    TLS_SLOTS_COUNTERS(KNOWN)
 #undef KNOWN
     size_t want = COUNT(NIC_COUNTERS_NIC) + COUNT(NIC_COUNTERS_TLS) + COUNT(NIC_COUNTERS_WIRE) +
                   2 * COUNT(NIC_FAULT_COUNTERS) + COUNT(STACK_DRIVER_COUNTERS) +
                   COUNT(STACK_RTO_COUNTERS) + 4 * COUNT(TLS_COUNTERS) +
                   2 * (COUNT(STACK_TLS_TX_COUNTERS) + COUNT(TLS_OFFLOAD_TX_COUNTERS)) +
                   COUNT(STACK_TLS_RX_COUNTERS) + COUNT(TLS_OFFLOAD_RX_COUNTERS) +
-                  COUNT(APP_HTTP_COUNTERS) + COUNT(APP_SERVER_COUNTERS) + COUNT(STACK_MEM_COUNTERS);
+                  COUNT(APP_HTTP_COUNTERS) + COUNT(APP_SERVER_COUNTERS) + COUNT(STACK_MEM_COUNTERS) +
+                  COUNT(TLS_SLOTS_COUNTERS);
     ck_assert_uint_eq(app_stats_count(), want);
     ck_assert_uint_le(app_stats_count(), APP_STATS_MAX);
     /* a name of one section is not a counter of another */
@@ -130,8 +134,9 @@ START_TEST(collect_reads_the_structs)
                                             0, 0)); /* bad key length: counted */
     struct app_stat st[APP_STATS_MAX];
     size_t n = app_stats_collect(&S.src, st);
-    size_t want = app_stats_count() - 4 * COUNT(TLS_COUNTERS) - COUNT(APP_SERVER_COUNTERS);
-    ck_assert_uint_eq(n, want); /* no TLS server, no HTTP server */
+    size_t want = app_stats_count() - 4 * COUNT(TLS_COUNTERS) - COUNT(APP_SERVER_COUNTERS) -
+                  COUNT(TLS_SLOTS_COUNTERS);
+    ck_assert_uint_eq(n, want); /* no TLS server, no HTTP server (so no send slots) */
     for (size_t i = 0; i < n; i++)
         ck_assert_msg(app_stats_known(st[i].section, st[i].name), "%s.%s", st[i].section,
                       st[i].name);

@@ -15,8 +15,10 @@
 #include "tls_internal.h"
 #include "tls_offload.h"
 #include "tls_record.h"
+#include "tls_slots.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <lwip/sys.h>
 #include <lwip/tcpip.h>
 #include <mbedtls/net_sockets.h>
@@ -119,6 +121,12 @@ struct tls_conn {
     uint8_t *tx_rec; /* one sealed record */
     uint8_t *rx_pt;
     size_t rx_pt_off, rx_pt_len;
+
+    /* Send slots (tls_slots.h) */
+    struct tls_slot slot;
+    bool bulk;          /* asked for a slot since it last had nothing left to send */
+    bool free_open;     /* a free send (from idle, without a slot) is under way */
+    uint32_t free_base; /* snd_lbb when it began */
 };
 
 static __thread struct tls_conn *handshaking; /* see tls_conn_export_keys */
@@ -126,6 +134,109 @@ static __thread struct tls_conn *handshaking; /* see tls_conn_export_keys */
 static struct tls_counters *ctr(struct tls_conn *c)
 {
     return &c->srv->counters[c->mode];
+}
+
+/* --- send slots (tls_slots.h) --- */
+
+#define SLOTS_SWEEP_MS 20 /* how often holders are checked while someone waits */
+
+static bool slots_sweep_armed;
+
+static struct tls_conn *slot_conn(const struct tls_slot *s)
+{
+    return (struct tls_conn *)((char *)s - offsetof(struct tls_conn, slot));
+}
+
+static uint64_t slot_acked(const struct tls_slot *s)
+{
+    return slot_conn(s)->tx_acked;
+}
+
+static void conn_enter(struct tls_conn *c);
+static void conn_leave(struct tls_conn *c);
+static void slots_sweep_arm(void);
+
+/* Hand free slots to the head of the line, each with an on_writable (as its
+   next ACK would). Runs in another connection's callback or in lwIP's
+   timer: the receiver's own callbacks are not running (its pcb is not
+   tcp_input's), and one that dies in its on_writable is freed by
+   conn_leave, after which it is not touched. Not re-entered. */
+static void slots_hand(void)
+{
+    static bool handing;
+    if (handing)
+        return;
+    handing = true;
+    struct tls_slot *s;
+    while ((s = tls_slots_pop())) {
+        struct tls_conn *c = slot_conn(s);
+        if (c->state != CONN_OPEN || !c->pcb || c->offload_fence)
+            continue; /* it asks again when it can send */
+        tls_slot_grant(s, c->tx_acked, sys_now());
+        conn_enter(c);
+        if (c->flush_wanted)
+            tls_conn_flush(c);
+        if (c->state == CONN_OPEN)
+            c->up->on_writable(c->up_ctx);
+        conn_leave(c);
+    }
+    handing = false;
+}
+
+/* lwIP timer while the line is not empty: holders that stalled (a peer
+   that stopped reading, a lost segment) or used their time give their slots
+   up even when none of their own events would come. */
+static void slots_sweep(void *arg)
+{
+    (void)arg;
+    slots_sweep_armed = false;
+    tls_slots_sweep(sys_now(), slot_acked);
+    slots_hand();
+    slots_sweep_arm();
+}
+
+static void slots_sweep_arm(void)
+{
+    if (slots_sweep_armed || !tls_slots_line_waiting())
+        return;
+    slots_sweep_armed = true;
+    sys_timeout(SLOTS_SWEEP_MS, slots_sweep, NULL);
+}
+
+static bool conn_tx_idle(const struct tls_conn *c)
+{
+    return !c->pcb || (!c->pcb->unsent && !c->pcb->unacked && !c->tx_pt_len);
+}
+
+/* Whether c may offer bulk send space now (a slot, or a small send from
+   idle: *free_room is then what it may still send without one). A free
+   send lasts until the connection has had nothing left to send (on_sent
+   ends it), so a download that drains between bursts does not open one
+   per burst; past its free bytes, or once it asked for a slot, the
+   connection sends only with a slot until then. */
+static bool slot_may_send(struct tls_conn *c, size_t *free_room)
+{
+    *free_room = SIZE_MAX;
+    const struct tls_slots_cfg *cfg = tls_slots_cfg();
+    if (!cfg->limit || c->slot.state == TLS_SLOT_HOLD)
+        return true;
+    if (c->slot.state == TLS_SLOT_NONE && !c->bulk) {
+        uint32_t lbb = c->pcb->snd_lbb;
+        if (!c->free_open && conn_tx_idle(c)) {
+            c->free_open = true; /* idle: a free send begins */
+            c->free_base = lbb;
+            tls_slot_note_free_send();
+        }
+        uint32_t used = lbb - c->free_base;
+        if (c->free_open && used < cfg->free_bytes) {
+            *free_room = cfg->free_bytes - used;
+            return true;
+        }
+    }
+    c->bulk = true; /* past the free bytes: the rest needs a slot */
+    bool ok = tls_slot_request(&c->slot, c->tx_acked, sys_now());
+    slots_sweep_arm();
+    return ok;
 }
 
 /* --- lifetime --- */
@@ -150,6 +261,7 @@ static enum tls_tx_resync tx_policy(const struct tls_conn *c)
 
 static void conn_free(struct tls_conn *c)
 {
+    tls_slot_end(&c->slot, TLS_SLOT_END_CLOSED);
     if (c->gates_on) {
         tls_offload_gate_end(c->srv->offload, &c->tx_gate, true, tx_policy(c));
         tls_offload_gate_end(c->srv->offload, &c->rx_gate, false, tx_policy(c));
@@ -754,7 +866,10 @@ size_t tls_conn_send_space(struct tls_conn *c)
 {
     if (c->state != CONN_OPEN || !c->pcb || c->offload_fence)
         return 0;
-    size_t room = tcp_sndbuf(c->pcb);
+    size_t free_room;
+    if (!slot_may_send(c, &free_room))
+        return 0;
+    size_t room = LWIP_MIN((size_t)tcp_sndbuf(c->pcb), free_room);
     if (c->pcb->unacked && room < stack_tcp_write_lowat()) {
         ctr(c)->tx_lowat_waits++; /* the next ACK offers it again */
         return 0;
@@ -1472,6 +1587,10 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
         tls_tx_offload_acked(c->txo, c->pcb);
     if (c->offload_fence && c->state == CONN_OPEN)
         try_start_offload(c);
+    if (tls_slot_used(&c->slot, c->tx_acked, sys_now()))
+        tls_slot_end(&c->slot, c->tx_acked - c->slot.acked0 >= tls_slots_cfg()->turn_bytes
+                                   ? TLS_SLOT_END_BYTES
+                                   : TLS_SLOT_END_TIME);
     if (c->state == CONN_OPEN && !c->offload_fence) {
         if (c->flush_wanted)
             tls_conn_flush(c);
@@ -1479,6 +1598,12 @@ static err_t on_sent(void *arg, struct tcp_pcb *pcb, u16_t len)
     } else if (c->state == CONN_CLOSING) {
         try_finish_close(c);
     }
+    if (c->slot.state != TLS_SLOT_WAIT && conn_tx_idle(c)) { /* nothing more to send */
+        tls_slot_end(&c->slot, TLS_SLOT_END_IDLE);
+        c->bulk = c->free_open = false;
+    }
+    if (tls_slots_free_for_line())
+        slots_hand();
     return conn_leave_cb(c);
 }
 
@@ -1525,6 +1650,8 @@ static err_t on_poll(void *arg, struct tcp_pcb *pcb)
         if (c->state == CONN_OPEN)
             c->up->on_writable(c->up_ctx);
     }
+    if (tls_slots_free_for_line())
+        slots_hand();
     return conn_leave_cb(c);
 }
 
