@@ -8,6 +8,7 @@
 #include "stack_host.h"
 #include "stack_mem.h"
 #include "stack_rto.h"
+#include "tls_slots.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -82,8 +83,13 @@ struct load_opts {
     uint64_t flows[LOAD_MAX_LIST];
     unsigned n_flows;
     uint64_t flow_size;
-    uint64_t flows_active; /* --flows-active: transfers at once per cell (0: every flow) */
-    uint64_t send_slots;   /* --send-slots: anic serve's, for every cell (0: off) */
+    uint64_t flows_active;         /* --flows-active: transfers at once per cell (0: every flow) */
+    uint64_t slots[LOAD_MAX_LIST]; /* --send-slots LIST (anic serve's; 0: off) */
+    unsigned n_slots;
+    /* --flows with several --send-slots: each mode once per value, as if
+       another mode (label "nic/64"); mode_slots[mi] is modes[mi]'s value. */
+    uint64_t mode_slots[LOAD_MAX_LIST];
+    bool slots_per_mode;
     bool flow_down, flow_up;
     uint64_t cache_sizes[LOAD_MAX_LIST]; /* --cache-sizes: a --flows run per --nic-ctx-cache */
     unsigned n_cache_sizes;
@@ -261,6 +267,16 @@ static void run_wrk(struct load *L, const char *url, unsigned conns, uint64_t si
 static const char *mode_label(enum tls_mode m)
 {
     return app_mode_name(m);
+}
+
+/* A --flows cell's mode column: the mode, and its send slots when
+   --send-slots listed several ("nic/64"). */
+static const char *cell_label(const struct load *L, unsigned mi, char *buf, size_t cap)
+{
+    if (!L->o.slots_per_mode)
+        return mode_label(L->o.modes[mi]);
+    snprintf(buf, cap, "%s/%" PRIu64, mode_label(L->o.modes[mi]), L->o.mode_slots[mi]);
+    return buf;
 }
 
 static uint16_t anic_port(enum tls_mode m)
@@ -1151,9 +1167,10 @@ static void flows_medians(const struct load *L, const struct flows_meas *meas, u
     /* With several modes, also each median (MB/s, host s/GB) over that of the
        first mode, same N and direction: e.g. nic over mbedtls with the
        server, not one client, the bottleneck. */
-    const char *base = mode_label(L->o.modes[0]);
+    char base_buf[32];
+    const char *base = cell_label(L, 0, base_buf, sizeof(base_buf));
     bool by_mode = L->o.n_modes > 1;
-    char by_mode_head[32];
+    char by_mode_head[40];
     snprintf(by_mode_head, sizeof(by_mode_head), "x %s", base);
     printf("medians of %u rounds (x first: median over the first N's median, same mode and "
            "direction",
@@ -1182,8 +1199,9 @@ static void flows_medians(const struct load *L, const struct flows_meas *meas, u
                     if (x->mbps > 0)
                         v[k] = x->mbps, h[k++] = x->host_s_gb;
                 }
-                printf("%6" PRIu64 " %-7s %-4s |", L->o.flows[fi], mode_label(L->o.modes[mi]),
-                       dir ? "up" : "down");
+                char lb[32];
+                printf("%6" PRIu64 " %-7s %-4s |", L->o.flows[fi],
+                       cell_label(L, mi, lb, sizeof(lb)), dir ? "up" : "down");
                 if (!k) { /* no round measured this cell */
                     printf(" %8s %8s %8s %8s", "-", "-", "-", "-");
                     if (by_mode)
@@ -1220,6 +1238,13 @@ static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *
     static struct app_stat st_a[APP_STATS_MAX], st_b[APP_STATS_MAX];
     size_t n_st_a = 0, n_st_b = 0;
     enum tls_mode m = L->o.modes[mi];
+    char label[32];
+    cell_label(L, mi, label, sizeof(label));
+    if (L->o.slots_per_mode) { /* no connection is left from the last cell (flows_drain) */
+        LOCK_TCPIP_CORE();
+        tls_slots_configure(&(struct tls_slots_cfg){.limit = (unsigned)L->o.mode_slots[mi]});
+        UNLOCK_TCPIP_CORE();
+    }
     unsigned active = L->o.flows_active && L->o.flows_active < n ? (unsigned)L->o.flows_active : n;
     struct flows_cfg fc = {.addr = L->rt.cfg.host_ip,
                            .port = anic_port(m),
@@ -1255,7 +1280,7 @@ static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *
         if (L->o.flows_counters && started) {
             n_st_b = collect_stats(L, st_b);
             char cell[96];
-            snprintf(cell, sizeof(cell), "%u %s %s cache %u", n, mode_label(m), dir ? "up" : "down",
+            snprintf(cell, sizeof(cell), "%u %s %s cache %u", n, label, dir ? "up" : "down",
                      L->rt.cfg.nic_ctx_cache);
             flows_counters_write(L, cell, st_a, n_st_a, st_b, n_st_b);
         }
@@ -1265,8 +1290,7 @@ static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
     double gb = (double)r.bytes / 1e9;
-    printf("%6u %-7s %-4s %6u %6u |", n, mode_label(m), dir ? "up" : "down", r.established,
-           r.failed);
+    printf("%6u %-7s %-4s %6u %6u |", n, label, dir ? "up" : "down", r.established, r.failed);
     *out = (struct flows_meas){0};
     if (!(r.ok && started && r.secs > 0 && gb > 0)) {
         printf(" %8s %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-", "-",
@@ -1316,11 +1340,14 @@ static int run_flows(struct load *L)
            "OpenSSL client in its own process), each repeating a %s download (GET) or upload "
            "(PUT); all connected and handshaken first, then 1 s warm-up and %u s measured\n",
            fs, L->o.seconds);
-    if (L->o.send_slots)
-        printf("--send-slots %" PRIu64
-               ": anic lets at most that many connections send bulk data at "
-               "once, the others wait in line (send_slots.* counters)\n",
-               L->o.send_slots);
+    if (L->o.slots_per_mode)
+        printf("--send-slots: each mode once per value (nic/64: nic with 64 slots; 0 = no "
+               "limit): anic lets at most that many connections send bulk data at once, the "
+               "others wait in line (send_slots.* counters)\n");
+    else if (L->o.n_slots && L->o.slots[0])
+        printf("--send-slots %" PRIu64 ": anic lets at most that many connections send bulk data "
+               "at once, the others wait in line (send_slots.* counters)\n",
+               L->o.slots[0]);
     if (L->o.flows_active)
         printf("--flows-active %" PRIu64 ": at most that many of a cell's flows transfer at once, "
                "the other connections idle in turn\n",
@@ -1505,9 +1532,10 @@ static void usage(FILE *f)
             "  --flows-active K     at most K of the N flows transfer at once, the others\n"
             "                       stay established and idle and take turns (each finished\n"
             "                       transfer hands its turn to the longest idle; default: all)\n"
-            "  --send-slots N       anic's --send-slots for every cell: at most N connections\n"
-            "                       send bulk data at once, the others wait in line (default\n"
-            "                       0 = no limit)\n"
+            "  --send-slots LIST    anic's --send-slots: at most N connections send bulk data\n"
+            "                       at once, the others wait in line (default 0 = no limit);\n"
+            "                       with --flows a list runs every mode once per value, in\n"
+            "                       turn like modes (e.g. 0,64: nic/0 and nic/64)\n"
             "  --cache-sizes LIST   the --flows cells once per NIC context-cache size\n"
             "                       (anic serve --nic-ctx-cache; 0 = every context resident),\n"
             "                       a fresh server each\n"
@@ -1725,9 +1753,9 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             o->flows_active = v[0];
             break;
         case OPT_SEND_SLOTS:
-            if (parse_list(optarg, v, 1, 0, 1000000) != 1)
+            if ((n = parse_list(optarg, o->slots, LOAD_MAX_LIST, 0, 1000000)) < 0)
                 return load_bad("send-slots", optarg);
-            o->send_slots = v[0];
+            o->n_slots = (unsigned)n;
             break;
         case OPT_FLOW_DIRS:
             o->flow_down = strstr(optarg, "down") != NULL;
@@ -1765,7 +1793,23 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             any_tls |= o->modes[i] != TLS_MODE_NONE;
         if (!any_tls)
             return load_bad("load-modes", "--flows needs sw or nic");
+        if (o->n_slots > 1) { /* every mode once per slots value */
+            if (o->n_modes * o->n_slots > LOAD_MAX_LIST)
+                return load_bad("send-slots", "modes x values exceed 8");
+            enum tls_mode m[LOAD_MAX_LIST];
+            memcpy(m, o->modes, sizeof(m));
+            unsigned k = 0;
+            for (unsigned i = 0; i < o->n_modes; i++)
+                for (unsigned j = 0; j < o->n_slots; j++) {
+                    o->modes[k] = m[i];
+                    o->mode_slots[k++] = o->slots[j];
+                }
+            o->n_modes = k;
+            o->slots_per_mode = true;
+        }
     }
+    if (o->n_slots > 1 && !o->n_flows)
+        return load_bad("send-slots", "a list needs --flows");
     if (o->soak_s) {
         o->nginx = false; /* the soak measures anic alone */
         o->n_sizes = 0;
@@ -1873,7 +1917,7 @@ int bench_load_main(int argc, char **argv)
     }
     cfg.seed = L->o.seed;
     cfg.seed_set = L->o.seed_set;
-    cfg.send_slots = (unsigned)L->o.send_slots;
+    cfg.send_slots = L->o.n_slots ? (unsigned)L->o.slots[0] : 0;
     if (L->o.policy_set && !L->o.conn_rate)
         cfg.offload_policy = L->o.policy; /* conn-rate sets it per mode */
     if (L->o.n_flows) {
