@@ -87,7 +87,7 @@ struct load_opts {
     uint64_t slots[LOAD_MAX_LIST]; /* --send-slots LIST (anic serve's; 0: off) */
     unsigned n_slots;
     /* --flows with several --send-slots: each mode once per value, as if
-       another mode (label "nic/64"); mode_slots[mi] is modes[mi]'s value. */
+       another mode (label "nic:64"); mode_slots[mi] is modes[mi]'s value. */
     uint64_t mode_slots[LOAD_MAX_LIST];
     bool slots_per_mode;
     bool flow_down, flow_up;
@@ -270,12 +270,12 @@ static const char *mode_label(enum tls_mode m)
 }
 
 /* A --flows cell's mode column: the mode, and its send slots when
-   --send-slots listed several ("nic/64"). */
+   --send-slots listed several ("nic:64"). */
 static const char *cell_label(const struct load *L, unsigned mi, char *buf, size_t cap)
 {
     if (!L->o.slots_per_mode)
         return mode_label(L->o.modes[mi]);
-    snprintf(buf, cap, "%s/%" PRIu64, mode_label(L->o.modes[mi]), L->o.mode_slots[mi]);
+    snprintf(buf, cap, "%s:%" PRIu64, mode_label(L->o.modes[mi]), L->o.mode_slots[mi]);
     return buf;
 }
 
@@ -1341,7 +1341,7 @@ static int run_flows(struct load *L)
            "(PUT); all connected and handshaken first, then 1 s warm-up and %u s measured\n",
            fs, L->o.seconds);
     if (L->o.slots_per_mode)
-        printf("--send-slots: each mode once per value (nic/64: nic with 64 slots; 0 = no "
+        printf("--send-slots: each mode once per value (nic:64: nic with 64 slots; 0 = no "
                "limit): anic lets at most that many connections send bulk data at once, the "
                "others wait in line (send_slots.* counters)\n");
     else if (L->o.n_slots && L->o.slots[0])
@@ -1535,7 +1535,7 @@ static void usage(FILE *f)
             "  --send-slots LIST    anic's --send-slots: at most N connections send bulk data\n"
             "                       at once, the others wait in line (default 0 = no limit);\n"
             "                       with --flows a list runs every mode once per value, in\n"
-            "                       turn like modes (e.g. 0,64: nic/0 and nic/64)\n"
+            "                       turn like modes (e.g. 0,64: nic:0 and nic:64)\n"
             "  --cache-sizes LIST   the --flows cells once per NIC context-cache size\n"
             "                       (anic serve --nic-ctx-cache; 0 = every context resident),\n"
             "                       a fresh server each\n"
