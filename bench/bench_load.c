@@ -274,8 +274,9 @@ static const char *mode_label(enum tls_mode m)
 static const char *cell_label(const struct load *L, unsigned mi, char *buf, size_t cap)
 {
     if (!L->o.slots_per_mode)
-        return mode_label(L->o.modes[mi]);
-    snprintf(buf, cap, "%s:%" PRIu64, mode_label(L->o.modes[mi]), L->o.mode_slots[mi]);
+        snprintf(buf, cap, "%s", mode_label(L->o.modes[mi]));
+    else
+        snprintf(buf, cap, "%s:%" PRIu64, mode_label(L->o.modes[mi]), L->o.mode_slots[mi]);
     return buf;
 }
 
