@@ -6,6 +6,9 @@
 # measured bytes in both rounds, the turns (every one of the 24 connections
 # completed a transfer in the window while at most 4 ran at once, and none
 # failed), and the medians table with its column over the first mode.
+# Then `--flows 16 --load-modes nic --send-slots 0,2`: both variants
+# measured (nic:0, nic:2), and in the nic:2 cell's counters connections
+# waited in line and were handed slots, none in nic:0's.
 # Usage: tests/test_bench_flows.sh ANIC_BINARY   (exit 77 = skipped)
 set -u
 export LC_ALL=C
@@ -18,7 +21,8 @@ if [ "$(id -u)" != 0 ] || [ ! -c /dev/net/tun ]; then
 fi
 
 OUT=$(mktemp /tmp/anic-bench-flows.XXXXXX) || exit 1
-trap 'rm -f "$OUT"' EXIT
+CNT=$(mktemp /tmp/anic-bench-flows-cnt.XXXXXX) || exit 1
+trap 'rm -f "$OUT" "$CNT"' EXIT
 timeout --signal=TERM --kill-after=20 180 "$ANIC" bench --load --flows 24 --flows-active 4 \
     --flow-size 256K --load-seconds 2 --load-modes mbedtls,nic --cache-sizes 0 --flow-dirs down,up --rounds 2 \
     >"$OUT" 2>&1
@@ -39,5 +43,22 @@ done
 grep -q "^medians of 2 rounds" "$OUT" || bad "no medians table"
 turns=$(grep -Ec "by 24 of 24 connections in the window, at most 4 at once \(4 allowed\); 0 connections failed" "$OUT")
 [ "$turns" = 8 ] || bad "expected every connection served in turns in both modes, directions and rounds ($turns of 8)"
+
+timeout --signal=TERM --kill-after=20 120 "$ANIC" bench --load --flows 16 --flow-size 1M \
+    --load-seconds 2 --load-modes nic --cache-sizes 0 --flow-dirs down --send-slots 0,2 \
+    --flows-counters "$CNT" >"$OUT" 2>&1
+rc=$?
+cat "$OUT"
+[ $rc = 0 ] || bad "anic bench --send-slots 0,2 exited $rc"
+for v in nic:0 nic:2; do
+    grep -Eq "^ +16 $v +down +16 +0 \| +[0-9]+\.[0-9]+ " "$OUT" || bad "no measured $v row"
+done
+# counters that moved in a cell's window, 'cell 16 nic:2 down cache 0' then '  name delta'
+cell_ctr() { awk -v c="cell 16 $1 down cache 0" -v n="$2" '/^cell /{on = ($0 == c)} on && $1 == n {print $2}' "$CNT"; }
+handed=$(cell_ctr nic:2 send_slots.handed)
+queued=$(cell_ctr nic:2 send_slots.queued)
+[ "${handed:-0}" -gt 0 ] && [ "${queued:-0}" -gt 0 ] ||
+    bad "nic:2: send_slots.queued '${queued}', handed '${handed}' (want both > 0)"
+[ -z "$(cell_ctr nic:0 send_slots.handed)" ] || bad "nic:0 handed slots"
 [ $fail = 0 ] && echo "PASS"
 exit $fail
