@@ -4316,19 +4316,55 @@ END_TEST
 
 /* send-slots: five 64 MiB downloads at once through SLOTS_N slots (nic,
  * nic, nic-tagcache, sw, plain; curl --limit-rate 16M, ~4 s each alone,
- * one at 4M so that its turns run out of time), under 1 % TX loss. A 16 KiB
- * GET sent while they run is answered while they still run: a send of at
- * most 64 KiB from idle needs no slot (send_slots.free_sends). Every download must be byte-exact;
- * no more than SLOTS_N slots held at once, and SLOTS_N reached;
- * connections queued and were handed slots, turns ended by bytes and by
- * time; nothing held or waiting once all are done. */
-#define SLOTS_GETS 5
+ * one at 4M so that its turns run out of time), under 1 % TX loss, while a
+ * client that asked first on SLOTS_HOGS connections never reads: its turns
+ * must end by stall, or the line would stop behind it. A 16 KiB GET sent
+ * while the downloads run is answered while they still run: a send of at
+ * most 64 KiB from idle needs no slot (send_slots.free_sends). Every
+ * download must be byte-exact, finished while the non-reading client is
+ * still connected; no more than SLOTS_N slots held at once, and SLOTS_N
+ * reached; connections queued and were handed slots, turns ended by bytes,
+ * by time and by stall; nothing held or waiting once all are gone. */
+#define SLOTS_GETS  5
+#define SLOTS_HOGS  2
+#define SLOTS_HOG_S 60 /* the hog's life at most; killed once the downloads are done */
+
+/* A child in the server's namespace that asks for a large plain download on
+   SLOTS_HOGS connections with tiny receive buffers and never reads: its
+   connections take the slots first and then make no ACK progress. */
+static pid_t slots_hog_start(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid != 0) {
+        if (pid > 0)
+            setpgid(pid, pid);
+        return pid;
+    }
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ns_enter_or_exit(cur->srv.ns);
+    static const char req[] = "GET /bytes/67108864 HTTP/1.1\r\nHost: anic\r\n\r\n";
+    for (int i = 0; i < SLOTS_HOGS; i++) {
+        int fd = nb_connect(80, 4096);
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        if (fd < 0 || poll(&p, 1, 5000) != 1 || write(fd, req, sizeof(req) - 1) < 0)
+            _exit(1);
+    }
+    sleep(SLOTS_HOG_S); /* never reads */
+    _exit(0);
+}
+
 START_TEST(test_send_slots)
 {
     REQUIRE_SERVER();
     struct fails f = {0};
     static const int gmode[SLOTS_GETS] = {MODE_NIC, MODE_NIC, MODE_NIC_TC, MODE_SW, MODE_PLAIN};
     struct bg_get g[SLOTS_GETS] = {{0}};
+    pid_t hog = slots_hog_start();
+    if (hog < 0)
+        fail_add(&f, "send-slots: cannot start the non-reading client");
+    sleep_ms(300); /* its requests first: it takes the slots */
     g[4].limit = "4M";
     for (int i = 0; i < SLOTS_GETS; i++) {
         g[i].idx = i;
@@ -4363,6 +4399,20 @@ START_TEST(test_send_slots)
                  (unsigned long long)BG_SIZE, SLOTS_GETS - 1);
         bg_get_finish(&f, &g[i], gmode[i], what);
     }
+    int hst = 0;
+    bool hog_alive = hog > 0 && waitpid(hog, &hst, WNOHANG) == 0;
+    note("[%s] the non-reading client (%d connections) was %s when the downloads were done",
+         cur->name, SLOTS_HOGS, hog_alive ? "still connected" : "gone");
+    if (!hog_alive)
+        fail_add(&f,
+                 "send-slots: the non-reading client exited early (status 0x%x): its "
+                 "connections did not test the line",
+                 hst);
+    if (hog > 0) {
+        kill(-hog, SIGKILL);
+        kill(hog, SIGKILL);
+        waitpid(hog, NULL, 0);
+    }
     js = fetch_stats(&f, "slots", true);
     if (js) {
 #define GET(name) stat_of(&f, js, "send_slots", name)
@@ -4379,15 +4429,26 @@ START_TEST(test_send_slots)
         if (limit != SLOTS_N || peak != SLOTS_N)
             fail_add(&f, "send_slots.limit %" PRIu64 ", held_peak %" PRIu64 " (want %d and %d)",
                      limit, peak, SLOTS_N, SLOTS_N);
-        if (!queued || !handed || !e_bytes || !e_time)
+        if (!queued || !handed || !e_bytes || !e_time || e_stall < SLOTS_HOGS)
             fail_add(&f,
                      "send_slots: queued %" PRIu64 ", handed %" PRIu64 ", ended by bytes %" PRIu64
-                     ", by time %" PRIu64 " (want each > 0)",
-                     queued, handed, e_bytes, e_time);
+                     ", by time %" PRIu64 ", by stall %" PRIu64 " (want each > 0, stalls >= %d: "
+                     "the non-reading connections)",
+                     queued, handed, e_bytes, e_time, e_stall, SLOTS_HOGS);
+        /* The non-reading client's connections were reset just now; their
+           close may still be on its way: wait (bounded) for the line to empty. */
+        for (int t = 0; t < 20 && (held || waiting); t++) {
+            sleep_ms(250);
+            const char *js2 = fetch_stats(&f, "slots-end", false);
+            if (!js2)
+                break;
+            held = stat_of(&f, js2, "send_slots", "held");
+            waiting = stat_of(&f, js2, "send_slots", "waiting");
+        }
         if (held || waiting)
             fail_add(&f,
                      "send_slots: %" PRIu64 " held, %" PRIu64 " waiting after every download "
-                     "finished (want 0)",
+                     "finished and the non-reading client was gone (want 0)",
                      held, waiting);
     }
     FAILS_ASSERT(&f);
