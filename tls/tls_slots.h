@@ -15,7 +15,7 @@
  * send free_bytes before it must queue, so a short response is never held
  * behind bulk transfers.
  *
- * This file keeps the line and the holders and counts; the connection
+ * tls_slots.c keeps the line and the holders and counts; the connection
  * layer (tls_conn.c) asks before it offers send space, hands a slot to the
  * connection it names and ends turns. Everything runs under lwIP's core
  * lock; the state is one per process, as the resources it protects are.
@@ -79,8 +79,10 @@ struct tls_slot {
     uint32_t since_ms, seen_ms;   /* when the turn began, when acked_seen moved */
 };
 
-/* Replaces the configuration (a zero member but limit keeps its default).
-   Call with no connection holding or waiting: at a server's start. */
+/* Replaces the configuration; a zero member other than limit keeps its
+   current value (at first the TLS_SLOTS_DEFAULT_* ones). Call with no
+   connection holding or waiting: at a server's start, or between the
+   bench's cells. */
 void tls_slots_configure(const struct tls_slots_cfg *cfg);
 const struct tls_slots_cfg *tls_slots_cfg(void);
 const struct tls_slots_counters *tls_slots_counters(void);
