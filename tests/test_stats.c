@@ -116,8 +116,8 @@ START_TEST(lists_are_the_registry)
                   COUNT(STACK_RTO_COUNTERS) + 4 * COUNT(TLS_COUNTERS) +
                   2 * (COUNT(STACK_TLS_TX_COUNTERS) + COUNT(TLS_OFFLOAD_TX_COUNTERS)) +
                   COUNT(STACK_TLS_RX_COUNTERS) + COUNT(TLS_OFFLOAD_RX_COUNTERS) +
-                  COUNT(APP_HTTP_COUNTERS) + COUNT(APP_SERVER_COUNTERS) + COUNT(STACK_MEM_COUNTERS) +
-                  COUNT(TLS_SLOTS_COUNTERS);
+                  COUNT(APP_HTTP_COUNTERS) + COUNT(APP_SERVER_COUNTERS) +
+                  COUNT(STACK_MEM_COUNTERS) + COUNT(TLS_SLOTS_COUNTERS);
     ck_assert_uint_eq(app_stats_count(), want);
     ck_assert_uint_le(app_stats_count(), APP_STATS_MAX);
     /* a name of one section is not a counter of another */
