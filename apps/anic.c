@@ -119,11 +119,13 @@ static void usage_serve(FILE *f)
         "                        (S may have decimals, e.g. 0.5; 0 = no such timeout)\n"
         "  --max-conns N       open connections; more are refused with RST at accept\n"
         "                        (default 0 = no cap)\n"
-        "  --send-slots N      at most N connections send bulk data at once, the others\n"
+        "  --send-slots N|auto at most N connections send bulk data at once, the others\n"
         "                        wait in line for a turn (1 MiB or 200 ms); a send of at\n"
-        "                        most 64 KiB from idle needs none. For many fast flows\n"
-        "                        (64: README.md); slow clients would wait in line\n"
-        "                        (default 0 = no limit; counters send_slots.*)\n"
+        "                        most 64 KiB from idle needs none. auto (the default): no\n"
+        "                        limit until more connections send bulk than the NIC keeps\n"
+        "                        contexts resident (--nic-ctx-cache, else --nic-contexts),\n"
+        "                        then a sixteenth of that (at least 4); 0 = never a limit\n"
+        "                        (counters send_slots.*; README.md)\n"
         "  --handshake-workers N  threads running TLS handshakes off the core lock (1..16,\n"
         "                        default 2)\n"
         "  --handshake-queue N new handshakes that may wait for a worker (default 4096);\n"
@@ -530,7 +532,9 @@ static int cmd_serve(int argc, char **argv)
                 return bad("max-conns", optarg);
             break;
         case OPT_SEND_SLOTS:
-            if (parse_u32(optarg, 0, 1000000, &u) < 0)
+            if (strcmp(optarg, "auto") == 0)
+                u = APP_SEND_SLOTS_AUTO;
+            else if (parse_u32(optarg, 0, 1000000, &u) < 0)
                 return bad("send-slots", optarg);
             cfg.send_slots = u;
             break;

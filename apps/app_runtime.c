@@ -43,6 +43,7 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->tx_ring_size = 1024;
     cfg->rx_ring_size = 1024;
     cfg->max_flows = 1024;
+    cfg->send_slots = APP_SEND_SLOTS_AUTO;
     cfg->rx_reorder_bytes = 256 * 1024;
     cfg->nic_fetch_ns = NIC_FETCH_NS_DEFAULT;
     cfg->nic_scratch_kb = NIC_SCRATCH_DEFAULT / 1024;
@@ -53,6 +54,17 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->listeners[0] = (struct app_listener){80, TLS_MODE_NONE};
     cfg->listeners[1] = (struct app_listener){443, TLS_MODE_NIC};
     cfg->n_listeners = 2;
+}
+
+struct tls_slots_cfg app_send_slots_cfg(const struct app_runtime_cfg *cfg, unsigned send_slots)
+{
+    if (send_slots != APP_SEND_SLOTS_AUTO)
+        return (struct tls_slots_cfg){.limit = send_slots};
+    unsigned resident = cfg->nic_ctx_cache  ? cfg->nic_ctx_cache
+                        : cfg->nic_contexts ? cfg->nic_contexts
+                                            : cfg->max_flows;
+    unsigned limit = resident / 16 > 4 ? resident / 16 : 4;
+    return (struct tls_slots_cfg){.limit = limit, .engage_at = resident};
 }
 
 static const struct {
@@ -269,7 +281,8 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         mss = (tso_max - 40) / wire_mss * wire_mss;
     stack_rto_set_tso((uint16_t)wire_mss, (uint16_t)mss);
     LOCK_TCPIP_CORE();
-    tls_slots_configure(&(struct tls_slots_cfg){.limit = cfg->send_slots});
+    struct tls_slots_cfg slots = app_send_slots_cfg(cfg, cfg->send_slots);
+    tls_slots_configure(&slots);
     UNLOCK_TCPIP_CORE();
     struct app_server_cfg sc = {.snd_buf = cfg->snd_buf,
                                 .mss = (uint16_t)mss,

@@ -11,6 +11,7 @@
 #include "nic_fault.h"
 #include "tls_offload.h"
 #include "tls_server.h"
+#include "tls_slots.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -28,7 +29,8 @@ struct app_runtime_cfg {
     uint32_t tcp_retries_ms;  /* give up on a peer that acks nothing for this long (0 = lwIP's) */
     int packet_nice; /* nice of nic-engine and stack-irq relative to the process (--packet-nice) */
     struct app_server_limits limits; /* timeouts and the connection cap */
-    unsigned send_slots;             /* connections sending bulk at once (tls_slots.h; 0 = off) */
+    unsigned send_slots;             /* connections sending bulk at once (tls_slots.h; 0 = off;
+                                        APP_SEND_SLOTS_AUTO, the default: app_send_slots_cfg) */
     uint32_t tx_ring_size, rx_ring_size, max_flows;
     uint32_t nic_contexts;                       /* NIC flow-context table size (0 = max_flows) */
     uint32_t nic_ctx_cache;                      /* contexts resident on the NIC (0 = all) */
@@ -77,6 +79,14 @@ const char *app_offloads_format(unsigned offloads, char *buf, size_t len);
    (header 60 s, keep-alive 75 s, body 60 s, send 60 s; handshake 10 s), no
    connection cap, retransmission give-up after 900 s (Linux: ~15 min). */
 void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg);
+
+/* --send-slots auto: the limit applies only while more connections send
+   bulk data than the NIC keeps flow contexts resident (--nic-ctx-cache, or
+   the whole context table), and then it is a sixteenth of that (at least
+   4). Below that many senders, spreading the sends evicts nothing. */
+#define APP_SEND_SLOTS_AUTO (~0u)
+/* The send-slots configuration for cfg's NIC and a --send-slots value. */
+struct tls_slots_cfg app_send_slots_cfg(const struct app_runtime_cfg *cfg, unsigned send_slots);
 
 /* The one place fault seeds come from: without cfg->seed_set a random seed
    (32 bits, short enough to retype) becomes cfg->seed; then a stage whose

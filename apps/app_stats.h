@@ -30,7 +30,7 @@ struct app_stat {
     uint64_t value;
 };
 
-#define APP_STATS_MAX 384
+#define APP_STATS_MAX 448
 
 /* Fill out[] (APP_STATS_MAX entries); returns the count. */
 size_t app_stats_collect(const struct app_stats_src *src, struct app_stat *out);

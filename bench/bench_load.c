@@ -84,7 +84,8 @@ struct load_opts {
     unsigned n_flows;
     uint64_t flow_size;
     uint64_t flows_active;         /* --flows-active: transfers at once per cell (0: every flow) */
-    uint64_t slots[LOAD_MAX_LIST]; /* --send-slots LIST (anic serve's; 0: off) */
+    uint64_t slots[LOAD_MAX_LIST]; /* --send-slots LIST (anic serve's; 0: off; auto:
+                                      APP_SEND_SLOTS_AUTO) */
     unsigned n_slots;
     /* --flows with several --send-slots: each mode once per value, as if
        another mode (label "nic:64"); mode_slots[mi] is modes[mi]'s value. */
@@ -269,14 +270,26 @@ static const char *mode_label(enum tls_mode m)
     return app_mode_name(m);
 }
 
+/* A --send-slots value as the option spells it: "auto" or the number. */
+static const char *slots_name(uint64_t v, char *buf, size_t cap)
+{
+    if (v == APP_SEND_SLOTS_AUTO)
+        snprintf(buf, cap, "auto");
+    else
+        snprintf(buf, cap, "%" PRIu64, v);
+    return buf;
+}
+
 /* A --flows cell's mode column: the mode, and its send slots when
-   --send-slots listed several ("nic:64"). */
+   --send-slots listed several ("nic:64", "nic:auto"). */
 static const char *cell_label(const struct load *L, unsigned mi, char *buf, size_t cap)
 {
+    char v[16];
     if (!L->o.slots_per_mode)
         snprintf(buf, cap, "%s", mode_label(L->o.modes[mi]));
     else
-        snprintf(buf, cap, "%s:%" PRIu64, mode_label(L->o.modes[mi]), L->o.mode_slots[mi]);
+        snprintf(buf, cap, "%s:%s", mode_label(L->o.modes[mi]),
+                 slots_name(L->o.mode_slots[mi], v, sizeof(v)));
     return buf;
 }
 
@@ -1243,7 +1256,8 @@ static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *
     cell_label(L, mi, label, sizeof(label));
     if (L->o.slots_per_mode) { /* no connection is left from the last cell (flows_drain) */
         LOCK_TCPIP_CORE();
-        tls_slots_configure(&(struct tls_slots_cfg){.limit = (unsigned)L->o.mode_slots[mi]});
+        struct tls_slots_cfg sc = app_send_slots_cfg(&L->rt.cfg, (unsigned)L->o.mode_slots[mi]);
+        tls_slots_configure(&sc);
         UNLOCK_TCPIP_CORE();
     }
     unsigned active = L->o.flows_active && L->o.flows_active < n ? (unsigned)L->o.flows_active : n;
@@ -1341,14 +1355,17 @@ static int run_flows(struct load *L)
            "OpenSSL client in its own process), each repeating a %s download (GET) or upload "
            "(PUT); all connected and handshaken first, then 1 s warm-up and %u s measured\n",
            fs, L->o.seconds);
+    char sv[16];
     if (L->o.slots_per_mode)
         printf("--send-slots: each mode once per value (nic:64: nic with 64 slots; 0 = no "
-               "limit): anic lets at most that many connections send bulk data at once, the "
-               "others wait in line (send_slots.* counters)\n");
-    else if (L->o.n_slots && L->o.slots[0])
-        printf("--send-slots %" PRIu64 ": anic lets at most that many connections send bulk data "
-               "at once, the others wait in line (send_slots.* counters)\n",
-               L->o.slots[0]);
+               "limit; auto: a limit only past the NIC's resident contexts): anic lets at most "
+               "that many connections send bulk data at once, the others wait in line "
+               "(send_slots.* counters)\n");
+    else
+        printf("--send-slots %s: anic lets at most that many connections send bulk data at once, "
+               "the others wait in line (0 = no limit; auto, the default: a limit only past the "
+               "NIC's resident contexts; send_slots.* counters)\n",
+               slots_name(L->rt.cfg.send_slots, sv, sizeof(sv)));
     if (L->o.flows_active)
         printf("--flows-active %" PRIu64 ": at most that many of a cell's flows transfer at once, "
                "the other connections idle in turn\n",
@@ -1533,10 +1550,11 @@ static void usage(FILE *f)
             "  --flows-active K     at most K of the N flows transfer at once, the others\n"
             "                       stay established and idle and take turns (each finished\n"
             "                       transfer hands its turn to the longest idle; default: all)\n"
-            "  --send-slots LIST    anic's --send-slots: at most N connections send bulk data\n"
-            "                       at once, the others wait in line (default 0 = no limit);\n"
-            "                       with --flows a list runs every mode once per value, in\n"
-            "                       turn like modes (e.g. 0,64: nic:0 and nic:64)\n"
+            "  --send-slots LIST    anic's --send-slots N|auto: at most N connections send bulk\n"
+            "                       data at once, the others wait in line (0 = no limit;\n"
+            "                       default auto, anic serve's); with --flows a list runs every\n"
+            "                       mode once per value, in turn like modes (e.g. 0,auto:\n"
+            "                       nic:0 and nic:auto)\n"
             "  --cache-sizes LIST   the --flows cells once per NIC context-cache size\n"
             "                       (anic serve --nic-ctx-cache; 0 = every context resident),\n"
             "                       a fresh server each\n"
@@ -1586,6 +1604,28 @@ static int parse_list(const char *s, uint64_t *out, unsigned max, uint64_t lo, u
             return -1;
         out[n++] = v;
         p = *end ? end + 1 : end;
+    }
+    return n ? (int)n : -1;
+}
+
+/* --send-slots LIST: numbers 0..1000000 or "auto" (APP_SEND_SLOTS_AUTO). */
+static int parse_slots_list(const char *s, uint64_t *out, unsigned max)
+{
+    char buf[256];
+    if (strlen(s) >= sizeof(buf))
+        return -1;
+    strcpy(buf, s);
+    unsigned n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (n == max)
+            return -1;
+        if (strcmp(tok, "auto") == 0)
+            out[n++] = APP_SEND_SLOTS_AUTO;
+        else if (parse_list(tok, out + n, 1, 0, 1000000) == 1)
+            n++;
+        else
+            return -1;
     }
     return n ? (int)n : -1;
 }
@@ -1754,7 +1794,7 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             o->flows_active = v[0];
             break;
         case OPT_SEND_SLOTS:
-            if ((n = parse_list(optarg, o->slots, LOAD_MAX_LIST, 0, 1000000)) < 0)
+            if ((n = parse_slots_list(optarg, o->slots, LOAD_MAX_LIST)) < 0)
                 return load_bad("send-slots", optarg);
             o->n_slots = (unsigned)n;
             break;
@@ -1918,7 +1958,8 @@ int bench_load_main(int argc, char **argv)
     }
     cfg.seed = L->o.seed;
     cfg.seed_set = L->o.seed_set;
-    cfg.send_slots = L->o.n_slots ? (unsigned)L->o.slots[0] : 0;
+    if (L->o.n_slots)
+        cfg.send_slots = (unsigned)L->o.slots[0];
     if (L->o.policy_set && !L->o.conn_rate)
         cfg.offload_policy = L->o.policy; /* conn-rate sets it per mode */
     if (L->o.n_flows) {

@@ -11,7 +11,10 @@
  * - A waiter that closes leaves the line (not handed a slot); a holder
  *   that closes frees its slot.
  * - Nobody waiting: a free slot is taken at once, never queued behind
- *   nobody. */
+ *   nobody.
+ * - With engage_at (anic's --send-slots auto) every request is granted
+ *   until more than engage_at hold; then the limit applies, and it stops
+ *   applying once at most engage_at / 2 hold or wait. */
 #include <check.h>
 #include <stdint.h>
 #include <string.h>
@@ -214,6 +217,49 @@ START_TEST(many_connections_never_exceed_the_limit)
 }
 END_TEST
 
+START_TEST(engage_at_limits_only_past_it)
+{
+    enum { LIMIT = 2, ENGAGE_AT = 4 };
+    reset(LIMIT);
+    tls_slots_configure(&(struct tls_slots_cfg){.limit = LIMIT, .engage_at = ENGAGE_AT});
+    ck_assert_uint_eq(tls_slots_counters()->engaged, 0);
+    for (int i = 0; i < 4; i++) /* up to engage_at: granted, past the limit */
+        ck_assert(tls_slot_request(&conns[i], 0, 0));
+    ck_assert_uint_eq(tls_slots_counters()->engaged, 0);
+    ck_assert(tls_slot_request(&conns[4], 0, 0)); /* the fifth engages the limit */
+    ck_assert_uint_eq(tls_slots_counters()->engaged, 1);
+    ck_assert(!tls_slot_request(&conns[5], 0, 0)); /* 5 hold, limit 2: the line */
+    ck_assert(!tls_slot_request(&conns[6], 0, 0));
+    ck_assert_ptr_null(tls_slots_pop());
+    for (int i = 0; i < 3; i++) /* 2 hold, 2 wait: still engaged (4 > 4 / 2) */
+        tls_slot_end(&conns[i], TLS_SLOT_END_BYTES);
+    ck_assert_ptr_null(tls_slots_pop()); /* both slots held */
+    tls_slot_end(&conns[3], TLS_SLOT_END_BYTES);
+    struct tls_slot *s = tls_slots_pop();
+    ck_assert_ptr_eq(s, &conns[5]);
+    tls_slot_grant(s, 0, 0);
+    ck_assert_ptr_null(tls_slots_pop()); /* 2 hold, 1 waits: engaged */
+    ck_assert_uint_eq(tls_slots_counters()->engaged, 1);
+    tls_slot_end(&conns[5], TLS_SLOT_END_CLOSED); /* 1 holds, 1 waits: disengaged */
+    ck_assert_uint_eq(tls_slots_counters()->engaged, 0);
+    s = tls_slots_pop();
+    ck_assert_ptr_eq(s, &conns[6]);
+    tls_slot_grant(s, 0, 0);
+    for (int i = 0; i < 3; i++) /* granted at once again; the fifth holder engages */
+        ck_assert(tls_slot_request(&conns[i], 0, 0));
+    struct tls_slots_counters d = delta();
+    ck_assert_uint_eq(d.engagements, 2);
+    ck_assert_uint_eq(tls_slots_counters()->engaged, 1);
+    ck_assert_uint_eq(d.granted, 8);
+    ck_assert_uint_eq(d.queued, 2);
+    ck_assert_uint_eq(d.handed, 2);
+    ck_assert_uint_eq(d.ended_bytes, 4);
+    ck_assert_uint_eq(tls_slots_counters()->held, 5);
+    ck_assert_uint_eq(tls_slots_counters()->held_peak, 5);
+    ck_assert(!tls_slot_request(&conns[7], 0, 0)); /* engaged: the line */
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("slots");
@@ -223,6 +269,7 @@ int main(void)
     tcase_add_test(tc, sweep_ends_stalled_and_expired_turns);
     tcase_add_test(tc, closing_leaves_the_line_and_frees_the_slot);
     tcase_add_test(tc, many_connections_never_exceed_the_limit);
+    tcase_add_test(tc, engage_at_limits_only_past_it);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);

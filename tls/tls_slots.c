@@ -1,6 +1,7 @@
 /* tls_slots.c - send slots: the line and the holders (see tls_slots.h). */
 #include "tls_slots.h"
 
+#include <limits.h>
 #include <stddef.h>
 
 struct slot_list {
@@ -11,6 +12,7 @@ static struct {
     struct tls_slots_cfg cfg;
     struct slot_list line, holders;
     struct tls_slots_counters c;
+    bool engaged; /* the limit applies (always, without engage_at) */
 } slots = {.cfg = {.turn_bytes = TLS_SLOTS_DEFAULT_TURN_BYTES,
                    .turn_ms = TLS_SLOTS_DEFAULT_TURN_MS,
                    .stall_ms = TLS_SLOTS_DEFAULT_STALL_MS,
@@ -43,6 +45,9 @@ static void list_remove(struct slot_list *l, struct tls_slot *s)
 void tls_slots_configure(const struct tls_slots_cfg *cfg)
 {
     slots.cfg.limit = cfg->limit;
+    slots.cfg.engage_at = cfg->engage_at;
+    slots.engaged = !cfg->engage_at;
+    slots.c.engaged = cfg->limit && slots.engaged;
     if (cfg->turn_bytes)
         slots.cfg.turn_bytes = cfg->turn_bytes;
     if (cfg->turn_ms)
@@ -64,6 +69,26 @@ const struct tls_slots_counters *tls_slots_counters(void)
     return &slots.c;
 }
 
+/* The slots that may be held now: unbounded until the limit engages. */
+static unsigned cur_limit(void)
+{
+    return slots.engaged ? slots.cfg.limit : UINT_MAX;
+}
+
+static void engage_check(void)
+{
+    if (!slots.cfg.engage_at)
+        return;
+    if (!slots.engaged && slots.c.held > slots.cfg.engage_at) {
+        slots.engaged = true;
+        slots.c.engaged = 1;
+        slots.c.engagements++;
+    } else if (slots.engaged && slots.c.held + slots.c.waiting <= slots.cfg.engage_at / 2) {
+        slots.engaged = false;
+        slots.c.engaged = 0;
+    }
+}
+
 static void hold(struct tls_slot *s, uint64_t acked, uint32_t now_ms)
 {
     s->state = TLS_SLOT_HOLD;
@@ -72,6 +97,7 @@ static void hold(struct tls_slot *s, uint64_t acked, uint32_t now_ms)
     list_append(&slots.holders, s);
     if (++slots.c.held > slots.c.held_peak)
         slots.c.held_peak = slots.c.held;
+    engage_check();
 }
 
 bool tls_slot_request(struct tls_slot *s, uint64_t acked, uint32_t now_ms)
@@ -80,7 +106,7 @@ bool tls_slot_request(struct tls_slot *s, uint64_t acked, uint32_t now_ms)
         return true;
     if (s->state == TLS_SLOT_WAIT)
         return false;
-    if (slots.c.held < slots.cfg.limit && !slots.line.head) {
+    if (slots.c.held < cur_limit() && !slots.line.head) {
         hold(s, acked, now_ms);
         slots.c.granted++;
         return true;
@@ -112,6 +138,7 @@ void tls_slot_end(struct tls_slot *s, enum tls_slot_end why)
         s->state = TLS_SLOT_NONE;
         if (why == TLS_SLOT_END_CLOSED)
             slots.c.ended_closed++;
+        engage_check();
         return;
     }
     if (s->state != TLS_SLOT_HOLD)
@@ -136,11 +163,12 @@ void tls_slot_end(struct tls_slot *s, enum tls_slot_end why)
         slots.c.ended_closed++;
         break;
     }
+    engage_check();
 }
 
 bool tls_slots_free_for_line(void)
 {
-    return slots.line.head && slots.c.held < slots.cfg.limit;
+    return slots.line.head && slots.c.held < cur_limit();
 }
 
 bool tls_slots_line_waiting(void)
@@ -155,7 +183,7 @@ struct tls_slot *tls_slots_pop(void)
     struct tls_slot *s = slots.line.head;
     list_remove(&slots.line, s);
     slots.c.waiting--;
-    s->state = TLS_SLOT_NONE;
+    s->state = TLS_SLOT_NONE; /* still wanted: its grant re-checks engagement */
     return s;
 }
 

@@ -41,7 +41,9 @@
     X(ended_stall)  /* turns that ended after stall_ms without ACK progress */                     \
     X(ended_idle)   /* turns that ended with nothing left to send */                               \
     X(ended_closed) /* turns and waits that ended with their connection */                         \
-    X(free_sends)   /* idle connections that began a send of at most free_bytes without a slot */
+    X(free_sends)   /* idle connections that began a send of at most free_bytes without a slot */  \
+    X(engaged)      /* with engage_at: 1 while the limit applies (gauge) */                        \
+    X(engagements)  /* with engage_at: times the limit began to apply */
 
 #define TLS_SLOTS_CTR_FIELD(name) uint64_t name;
 struct tls_slots_counters {
@@ -54,6 +56,13 @@ struct tls_slots_cfg {
     uint32_t turn_ms;    /* ... or after this long */
     uint32_t stall_ms;   /* ... or after this long without ACK progress */
     uint32_t free_bytes; /* sent from idle without a slot */
+    /* 0: the limit always applies. Else it applies only once more than
+       engage_at connections hold turns at once (until then every request
+       is granted), and it stops applying when at most engage_at / 2 hold
+       or wait. anic's --send-slots auto sets it to the flow contexts the
+       NIC keeps resident: below that, no context is evicted by spreading
+       the sends, so no one need wait. */
+    unsigned engage_at;
 };
 
 #define TLS_SLOTS_DEFAULT_TURN_BYTES (1u << 20)
@@ -79,7 +88,7 @@ struct tls_slot {
     uint32_t since_ms, seen_ms;   /* when the turn began, when acked_seen moved */
 };
 
-/* Replaces the configuration; a zero member other than limit keeps its
+/* Replaces the configuration; a zero member other than limit and engage_at keeps its
    current value (at first the TLS_SLOTS_DEFAULT_* ones). Call with no
    connection holding or waiting: at a server's start, or between the
    bench's cells. */
