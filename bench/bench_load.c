@@ -1192,7 +1192,7 @@ static void flows_medians(const struct load *L, const struct flows_meas *meas, u
     if (by_mode)
         printf("; %s: median over %s's median, same N and direction", by_mode_head, base);
     printf(")\n");
-    printf("%6s %-7s %-4s | %8s %8s %8s %8s", "flows", "mode", "dir", "MB/s", "min", "max",
+    printf("%6s %-8s %-4s | %8s %8s %8s %8s", "flows", "mode", "dir", "MB/s", "min", "max",
            "x first");
     if (by_mode)
         printf(" %10s", by_mode_head);
@@ -1214,7 +1214,7 @@ static void flows_medians(const struct load *L, const struct flows_meas *meas, u
                         v[k] = x->mbps, h[k++] = x->host_s_gb;
                 }
                 char lb[32];
-                printf("%6" PRIu64 " %-7s %-4s |", L->o.flows[fi],
+                printf("%6" PRIu64 " %-8s %-4s |", L->o.flows[fi],
                        cell_label(L, mi, lb, sizeof(lb)), dir ? "up" : "down");
                 if (!k) { /* no round measured this cell */
                     printf(" %8s %8s %8s %8s", "-", "-", "-", "-");
@@ -1305,7 +1305,7 @@ static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
     double gb = (double)r.bytes / 1e9;
-    printf("%6u %-7s %-4s %6u %6u |", n, label, dir ? "up" : "down", r.established, r.failed);
+    printf("%6u %-8s %-4s %6u %6u |", n, label, dir ? "up" : "down", r.established, r.failed);
     *out = (struct flows_meas){0};
     if (!(r.ok && started && r.secs > 0 && gb > 0)) {
         printf(" %8s %8s %8s %8s | (no measurement: %s)\n", "-", "-", "-", "-",
@@ -1370,7 +1370,7 @@ static int run_flows(struct load *L)
         printf("--flows-active %" PRIu64 ": at most that many of a cell's flows transfer at once, "
                "the other connections idle in turn\n",
                L->o.flows_active);
-    printf("%6s %-7s %-4s %6s %6s | %8s %8s %8s %8s | %9s %10s %9s %8s\n", "flows", "mode", "dir",
+    printf("%6s %-8s %-4s %6s %6s | %8s %8s %8s %8s | %9s %10s %9s %8s\n", "flows", "mode", "dir",
            "estab", "failed", "MB/s", "x first", "host s/GB", "NIC s/GB", "cache hit", "fetch B/B",
            "evictions", "sw-fallbk");
     printf("(x first: MB/s over that of the first N in the list, same mode and direction, this "

@@ -6,9 +6,12 @@
 # measured bytes in both rounds, the turns (every one of the 24 connections
 # completed a transfer in the window while at most 4 ran at once, and none
 # failed), and the medians table with its column over the first mode.
-# Then `--flows 16 --load-modes nic --send-slots 0,2`: both variants
-# measured (nic:0, nic:2), and in the nic:2 cell's counters connections
-# waited in line and were handed slots, none in nic:0's.
+# Then `--flows 16 --load-modes nic --send-slots 0,2,auto --cache-sizes
+# 0,8`: every variant measured with both NIC caches; in the nic:2 cells'
+# counters connections waited in line and were handed slots, none in
+# nic:0's; nic:auto granted turns without a line while the 16 senders fit
+# the NIC's contexts (cache 0: all 1024 resident), and with 8 resident the
+# limit engaged (4 slots): connections waited and were handed slots.
 # Usage: tests/test_bench_flows.sh ANIC_BINARY   (exit 77 = skipped)
 set -u
 export LC_ALL=C
@@ -45,20 +48,32 @@ turns=$(grep -Ec "by 24 of 24 connections in the window, at most 4 at once \(4 a
 [ "$turns" = 8 ] || bad "expected every connection served in turns in both modes, directions and rounds ($turns of 8)"
 
 timeout --signal=TERM --kill-after=20 120 "$ANIC" bench --load --flows 16 --flow-size 1M \
-    --load-seconds 2 --load-modes nic --cache-sizes 0 --flow-dirs down --send-slots 0,2 \
+    --load-seconds 2 --load-modes nic --cache-sizes 0,8 --flow-dirs down --send-slots 0,2,auto \
     --flows-counters "$CNT" >"$OUT" 2>&1
 rc=$?
 cat "$OUT"
-[ $rc = 0 ] || bad "anic bench --send-slots 0,2 exited $rc"
-for v in nic:0 nic:2; do
-    grep -Eq "^ +16 $v +down +16 +0 \| +[0-9]+\.[0-9]+ " "$OUT" || bad "no measured $v row"
+[ $rc = 0 ] || bad "anic bench --send-slots 0,2,auto exited $rc"
+for v in nic:0 nic:2 nic:auto; do
+    rows=$(grep -Ec "^ +16 $v +down +16 +0 \| +[0-9]+\.[0-9]+ " "$OUT")
+    [ "$rows" = 2 ] || bad "$v: $rows measured rows (want one per cache size)"
 done
-# counters that moved in a cell's window, 'cell 16 nic:2 down cache 0' then '  name delta'
-cell_ctr() { awk -v c="cell 16 $1 down cache 0" -v n="$2" '/^cell /{on = ($0 == c)} on && $1 == n {print $2}' "$CNT"; }
-handed=$(cell_ctr nic:2 send_slots.handed)
-queued=$(cell_ctr nic:2 send_slots.queued)
+# counters that moved in a cell's window, 'cell 16 nic:2 down cache C' then '  name delta'
+cell_ctr() { awk -v c="cell 16 $1 down cache $2" -v n="$3" '/^cell /{on = ($0 == c)} on && $1 == n {print $2}' "$CNT"; }
+for c in 0 8; do
+    handed=$(cell_ctr nic:2 $c send_slots.handed)
+    queued=$(cell_ctr nic:2 $c send_slots.queued)
+    [ "${handed:-0}" -gt 0 ] && [ "${queued:-0}" -gt 0 ] ||
+        bad "nic:2 cache $c: send_slots.queued '${queued}', handed '${handed}' (want both > 0)"
+    [ -z "$(cell_ctr nic:0 $c send_slots.handed)$(cell_ctr nic:0 $c send_slots.granted)" ] ||
+        bad "nic:0 cache $c: slots granted or handed"
+done
+granted=$(cell_ctr nic:auto 0 send_slots.granted)
+queued=$(cell_ctr nic:auto 0 send_slots.queued)
+[ "${granted:-0}" -gt 0 ] && [ -z "$queued" ] ||
+    bad "nic:auto cache 0: send_slots.granted '${granted}', queued '${queued}' (want > 0 and none)"
+handed=$(cell_ctr nic:auto 8 send_slots.handed)
+queued=$(cell_ctr nic:auto 8 send_slots.queued)
 [ "${handed:-0}" -gt 0 ] && [ "${queued:-0}" -gt 0 ] ||
-    bad "nic:2: send_slots.queued '${queued}', handed '${handed}' (want both > 0)"
-[ -z "$(cell_ctr nic:0 send_slots.handed)" ] || bad "nic:0 handed slots"
+    bad "nic:auto cache 8: send_slots.queued '${queued}', handed '${handed}' (want both > 0)"
 [ $fail = 0 ] && echo "PASS"
 exit $fail
