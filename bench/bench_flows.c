@@ -59,6 +59,7 @@ struct fconn {
     bool waiting;      /* idle in the turn queue (flows_cfg.active < n) */
     bool served;       /* completed a transfer in the measured window */
     bool busy;         /* a transfer (not a set-up ping) in progress */
+    bool paced;        /* stopped by flows_cfg.rate, in the paced list */
 };
 
 static double mono_s(void)
@@ -83,6 +84,28 @@ static uint8_t iobuf[FLOWS_IO_CHUNK];
    indexes, and the connections handed a turn, to be driven by the main loop
    (not from inside another connection's drive). */
 static unsigned *turn_q, turn_head, turn_len, *handed, n_handed;
+/* flows_cfg.rate: body bytes moved since the transfers began, and the
+   connections stopped because that was ahead of rate x time. */
+static uint64_t paced_bytes;
+static double t_go;
+static unsigned *paced, n_paced, *resume;
+
+static bool pace_ahead(void)
+{
+    return C->rate && paced_bytes > (uint64_t)((mono_s() - t_go) * (double)C->rate);
+}
+
+/* Whether c must wait for the rate's budget (then it joins the paced list). */
+static bool pace(struct fconn *c)
+{
+    if (!pace_ahead())
+        return false;
+    if (!c->paced) {
+        c->paced = true;
+        paced[n_paced++] = (unsigned)(c - conns);
+    }
+    return true;
+}
 
 static void turn_wait(struct fconn *c)
 {
@@ -316,11 +339,14 @@ static void drive(struct fconn *c)
                 break;
             }
             if (c->body_out) {
+                if (pace(c))
+                    return;
                 size_t k = c->body_out < sizeof(iobuf) ? (size_t)c->body_out : sizeof(iobuf);
                 n = io_write(c, iobuf, k);
                 if (n <= 0)
                     goto blocked;
                 c->body_out -= (uint64_t)n;
+                paced_bytes += (uint64_t)n;
                 if (measuring)
                     bytes += (uint64_t)n;
                 break;
@@ -354,10 +380,13 @@ static void drive(struct fconn *c)
             break;
         }
         case F_BODY: {
+            if (!c->ping && pace(c))
+                return;
             size_t k = c->body_in < sizeof(iobuf) ? (size_t)c->body_in : sizeof(iobuf);
             n = io_read(c, iobuf, k);
             if (n <= 0)
                 goto blocked;
+            paced_bytes += (uint64_t)n;
             got_body(c, (uint64_t)n);
             break;
         }
@@ -390,6 +419,8 @@ __attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
     conns = calloc(cfg->n, sizeof(*conns));
     turn_q = calloc(cfg->n, sizeof(*turn_q));
     handed = calloc(cfg->n, sizeof(*handed));
+    paced = calloc(cfg->n, sizeof(*paced));
+    resume = calloc(cfg->n, sizeof(*resume));
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (cfg->tls) {
         ctx = SSL_CTX_new(TLS_client_method());
@@ -406,7 +437,7 @@ __attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
             SSL_CTX_set_read_ahead(ctx, 1);
         }
     }
-    if (!conns || !turn_q || !handed || ep < 0 || (cfg->tls && !ctx))
+    if (!conns || !turn_q || !handed || !paced || !resume || ep < 0 || (cfg->tls && !ctx))
         _exit(2);
     for (unsigned i = 0; i < cfg->n; i++)
         conns[i].fd = -1;
@@ -414,7 +445,7 @@ __attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
         iobuf[i] = (uint8_t)(i % 251);
 
     double t0 = mono_s(), deadline = t0 + cfg->setup_s;
-    double t_go = 0, t_start = 0, t_end = 0, last_ping_sweep = t0;
+    double t_start = 0, t_end = 0, last_ping_sweep = t0;
     unsigned next = 0;
     static struct epoll_event evs[256];
     for (;;) {
@@ -439,6 +470,7 @@ __attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
             next = cfg->n;
             go = true;
             t_go = now;
+            paced_bytes = 0;
         }
         if (go && go_next < cfg->n) {
             double due = (now - t_go) * 1000.0 * FLOWS_GO_PER_MS + FLOWS_GO_PER_MS;
@@ -462,11 +494,22 @@ __attribute__((noreturn)) static void child(const struct flows_cfg *cfg, int wr)
         }
         if (now > t0 + cfg->setup_s + cfg->warm_s + cfg->measure_s + FLOWS_GRACE_S)
             break;
-        int k = epoll_wait(ep, evs, 256, go && go_next < cfg->n ? 1 : 50);
+        int k = epoll_wait(ep, evs, 256, go && (go_next < cfg->n || n_paced) ? 1 : 50);
         for (int i = 0; i < k; i++)
             drive(&conns[evs[i].data.u64]);
         while (n_handed)
             drive(&conns[handed[--n_handed]]);
+        /* The budget grew by 1 ms or more: the paced connections go on, in
+           the order they stopped (each may stop again and rejoin). */
+        if (n_paced && !pace_ahead()) {
+            unsigned n = n_paced;
+            memcpy(resume, paced, n * sizeof(*paced));
+            n_paced = 0;
+            for (unsigned i = 0; i < n; i++) {
+                conns[resume[i]].paced = false;
+                drive(&conns[resume[i]]);
+            }
+        }
         /* Edge-triggered events may leave work a guard cut short: a sweep. */
         if (go && k == 0)
             for (unsigned i = 0; i < cfg->n; i++)
@@ -494,7 +537,7 @@ pid_t flows_spawn(const struct flows_cfg *c, int *rd)
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
-    char a[11][32];
+    char a[12][32];
     snprintf(a[0], sizeof(a[0]), "%" PRIu32, c->addr);
     snprintf(a[1], sizeof(a[1]), "%u", (unsigned)c->port);
     snprintf(a[2], sizeof(a[2]), "%d", c->tls);
@@ -506,9 +549,15 @@ pid_t flows_spawn(const struct flows_cfg *c, int *rd)
     snprintf(a[8], sizeof(a[8]), "%.17g", c->measure_s);
     snprintf(a[9], sizeof(a[9]), "%u", c->active);
     snprintf(a[10], sizeof(a[10]), "%ld", (long)getpid());
-    char *argv[] = {
-        "anic", FLOWS_CLIENT_CMD, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10],
-        NULL};
+    snprintf(a[11], sizeof(a[11]), "%" PRIu64, c->rate);
+    char *argv[] = {"anic", FLOWS_CLIENT_CMD,
+                    a[0],   a[1],
+                    a[2],   a[3],
+                    a[4],   a[5],
+                    a[6],   a[7],
+                    a[8],   a[9],
+                    a[10],  a[11],
+                    NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, p[1], FLOWS_REPORT_FD);
@@ -533,15 +582,15 @@ int flows_client_main(int argc, char **argv)
     /* Die with the bench that started us; it may be gone already. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     prctl(PR_SET_NAME, "flows-client"); /* not "exe", in top and perf */
-    if (argc == 12 && sscanf(argv[11], "%ld", &parent) == 1 && (long)getppid() != parent)
+    if (argc == 13 && sscanf(argv[11], "%ld", &parent) == 1 && (long)getppid() != parent)
         _exit(4);
-    if (argc != 12 || sscanf(argv[1], "%" SCNu32, &c.addr) != 1 ||
-        sscanf(argv[2], "%u", &port) != 1 || sscanf(argv[3], "%u", &tls) != 1 ||
-        sscanf(argv[4], "%u", &upload) != 1 || sscanf(argv[5], "%u", &c.n) != 1 ||
-        sscanf(argv[6], "%" SCNu64, &c.size) != 1 || sscanf(argv[7], "%lf", &c.setup_s) != 1 ||
-        sscanf(argv[8], "%lf", &c.warm_s) != 1 || sscanf(argv[9], "%lf", &c.measure_s) != 1 ||
-        sscanf(argv[10], "%u", &c.active) != 1 || c.active == 0 || c.active > c.n ||
-        fcntl(FLOWS_REPORT_FD, F_GETFD) < 0) {
+    if (argc != 13 || sscanf(argv[12], "%" SCNu64, &c.rate) != 1 ||
+        sscanf(argv[1], "%" SCNu32, &c.addr) != 1 || sscanf(argv[2], "%u", &port) != 1 ||
+        sscanf(argv[3], "%u", &tls) != 1 || sscanf(argv[4], "%u", &upload) != 1 ||
+        sscanf(argv[5], "%u", &c.n) != 1 || sscanf(argv[6], "%" SCNu64, &c.size) != 1 ||
+        sscanf(argv[7], "%lf", &c.setup_s) != 1 || sscanf(argv[8], "%lf", &c.warm_s) != 1 ||
+        sscanf(argv[9], "%lf", &c.measure_s) != 1 || sscanf(argv[10], "%u", &c.active) != 1 ||
+        c.active == 0 || c.active > c.n || fcntl(FLOWS_REPORT_FD, F_GETFD) < 0) {
         fprintf(stderr, "anic %s: internal to anic bench --load --flows\n", FLOWS_CLIENT_CMD);
         return 2;
     }

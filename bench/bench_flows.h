@@ -12,7 +12,9 @@
  * many transfer at once: a connection that finished a transfer waits idle
  * at the back of a queue and hands its turn to the one at the front, so
  * every connection stays established and takes turns (the many idle
- * keep-alive connections of a real server).
+ * keep-alive connections of a real server). With a rate, the client reads
+ * (or writes) body bytes no faster than that, all connections together: a
+ * connection that would go past it stops until the budget has grown.
  *
  * The child reports on a pipe, one line each: "START\n" when the measured
  * window begins and "END bytes secs established failed transfers errors
@@ -39,6 +41,8 @@ struct flows_cfg {
     double setup_s;   /* at most this long for connecting and handshakes */
     double warm_s;    /* transfers run this long before the window */
     double measure_s; /* the measured window */
+    uint64_t rate;    /* payload bytes/s of all connections together, from the start of the
+                         transfers (0 = as fast as they go): compares modes at one load */
 };
 
 struct flows_result {

@@ -83,6 +83,7 @@ struct load_opts {
     uint64_t flows[LOAD_MAX_LIST];
     unsigned n_flows;
     uint64_t flow_size;
+    uint64_t flow_rate; /* --flow-rate: MB/s of a --flows cell's client, all flows (0: unpaced) */
     uint64_t flows_active;         /* --flows-active: transfers at once per cell (0: every flow) */
     uint64_t slots[LOAD_MAX_LIST]; /* --send-slots LIST (anic serve's; 0: off; auto:
                                       APP_SEND_SLOTS_AUTO) */
@@ -1270,7 +1271,8 @@ static int flows_cell(struct load *L, unsigned n, int dir, unsigned mi, double *
                            .size = L->o.flow_size,
                            .setup_s = 30 + n / 20.0,
                            .warm_s = 1,
-                           .measure_s = L->o.seconds};
+                           .measure_s = L->o.seconds,
+                           .rate = L->o.flow_rate * 1000000u};
     struct flow_snap z;
     flow_snap(L, &z); /* installs refused during this cell's set-up count too */
     int rd = -1;
@@ -1355,6 +1357,11 @@ static int run_flows(struct load *L)
            "OpenSSL client in its own process), each repeating a %s download (GET) or upload "
            "(PUT); all connected and handshaken first, then 1 s warm-up and %u s measured\n",
            fs, L->o.seconds);
+    if (L->o.flow_rate)
+        printf("--flow-rate %" PRIu64 ": the client moves at most %" PRIu64
+               " MB/s, all flows together, so every mode is measured at the same load (host and "
+               "NIC s/GB compare the work per byte, not how each copes with a saturated machine)\n",
+               L->o.flow_rate, L->o.flow_rate);
     char sv[16];
     if (L->o.slots_per_mode)
         printf("--send-slots: each mode once per value (nic:64: nic with 64 slots; 0 = no "
@@ -1464,6 +1471,7 @@ enum {
     OPT_POLICY,
     OPT_FLOWS,
     OPT_FLOW_SIZE,
+    OPT_FLOW_RATE,
     OPT_FLOW_DIRS,
     OPT_CACHE_SIZES,
     OPT_FLOWS_COUNTERS,
@@ -1495,6 +1503,7 @@ static const struct option load_long[] = {
     {"offload-policy", required_argument, NULL, OPT_POLICY},
     {"flows", required_argument, NULL, OPT_FLOWS},
     {"flow-size", required_argument, NULL, OPT_FLOW_SIZE},
+    {"flow-rate", required_argument, NULL, OPT_FLOW_RATE},
     {"flow-dirs", required_argument, NULL, OPT_FLOW_DIRS},
     {"cache-sizes", required_argument, NULL, OPT_CACHE_SIZES},
     {"flows-counters", required_argument, NULL, OPT_FLOWS_COUNTERS},
@@ -1541,6 +1550,9 @@ static void usage(FILE *f)
             "                       NIC context-cache hit rate and fetch bytes per payload\n"
             "                       byte (n/a without a cache), software fallbacks\n"
             "  --flow-size BYTES    bytes per transfer, repeated (default 64M)\n"
+            "  --flow-rate MBPS     the --flows client moves at most MBPS MB/s, all flows\n"
+            "                       together (default: as fast as it can): every mode at one\n"
+            "                       load, for host and NIC CPU per byte\n"
             "  --flow-dirs LIST     down, up or down,up (default)\n"
             "  --rounds R           with --flows: every cell R times, in turn, then each\n"
             "                       cell's median MB/s and its ratio to the first N's,\n"
@@ -1779,6 +1791,11 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             if (parse_list(optarg, v, 1, 1, 1ull << 40) != 1)
                 return load_bad("flow-size", optarg);
             o->flow_size = v[0];
+            break;
+        case OPT_FLOW_RATE:
+            if (parse_list(optarg, v, 1, 1, 100000) != 1)
+                return load_bad("flow-rate", optarg);
+            o->flow_rate = v[0];
             break;
         case OPT_CACHE_SIZES:
             if ((n = parse_list(optarg, o->cache_sizes, LOAD_MAX_LIST, 0, 1u << 16)) < 0)
