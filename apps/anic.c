@@ -96,6 +96,9 @@ static void usage_serve(FILE *f)
         "  --nic-ctx-cache N   flow contexts resident on the NIC (LRU); the rest live in host\n"
         "                        blocks the driver hands over at install and are fetched on\n"
         "                        use (default 0 = all resident)\n"
+        "  --irq-coalesce-us N adaptive interrupt moderation: while the NIC interrupts the\n"
+        "                        host often, completions wait up to N us for more (default\n"
+        "                        100; 0 = an interrupt for every engine round with work)\n"
         "  --nic-fetch-ns NS   latency of one context fetch, the engine waits (default 1000;\n"
         "                        0..1000000)\n"
         "  --nic-scratch-kb K  the NIC's shared scratch and RX reorder pool (256..4194304,\n"
@@ -230,6 +233,7 @@ enum {
     OPT_NIC_FLOWS,
     OPT_NIC_CTX_CACHE,
     OPT_NIC_FETCH_NS,
+    OPT_IRQ_COALESCE,
     OPT_NIC_SCRATCH_KB,
     OPT_HS_TIMEOUT,
     OPT_HEADER_TIMEOUT,
@@ -281,6 +285,7 @@ static const struct option serve_opts[] = {
     {"nic-flows", required_argument, NULL, OPT_NIC_FLOWS},
     {"nic-ctx-cache", required_argument, NULL, OPT_NIC_CTX_CACHE},
     {"nic-fetch-ns", required_argument, NULL, OPT_NIC_FETCH_NS},
+    {"irq-coalesce-us", required_argument, NULL, OPT_IRQ_COALESCE},
     {"nic-scratch-kb", required_argument, NULL, OPT_NIC_SCRATCH_KB},
     {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
@@ -481,6 +486,10 @@ static int cmd_serve(int argc, char **argv)
         case OPT_NIC_CTX_CACHE:
             if (parse_u32(optarg, 0, 1u << 16, &cfg.nic_ctx_cache) < 0)
                 return bad("nic-ctx-cache", optarg);
+            break;
+        case OPT_IRQ_COALESCE:
+            if (parse_u32(optarg, 0, 100000, &cfg.irq_coalesce_us) < 0)
+                return bad("irq-coalesce-us", optarg);
             break;
         case OPT_NIC_FETCH_NS:
             if (parse_u32(optarg, 0, 1000000, &cfg.nic_fetch_ns) < 0)

@@ -46,6 +46,7 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg)
     cfg->send_slots = APP_SEND_SLOTS_AUTO;
     cfg->rx_reorder_bytes = 256 * 1024;
     cfg->nic_fetch_ns = NIC_FETCH_NS_DEFAULT;
+    cfg->irq_coalesce_us = APP_IRQ_COALESCE_US_DEFAULT;
     cfg->nic_scratch_kb = NIC_SCRATCH_DEFAULT / 1024;
     cfg->offloads = APP_OFFLOAD_ALL;
     nic_fault_cfg_init(&cfg->fault_tx);
@@ -246,6 +247,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .fault_rx = rt->cfg.fault_rx,
         .pcap_path = cfg->pcap_path,
         .thread_nice = cfg->packet_nice,
+        .irq_coalesce_ns = cfg->irq_coalesce_us * 1000u,
     };
     rt->dev = nic_dev_create(&dc, err, errlen);
     if (!rt->dev) {

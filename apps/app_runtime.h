@@ -32,12 +32,13 @@ struct app_runtime_cfg {
     unsigned send_slots;             /* connections sending bulk at once (tls_slots.h; 0 = off;
                                         APP_SEND_SLOTS_AUTO, the default: app_send_slots_cfg) */
     uint32_t tx_ring_size, rx_ring_size, max_flows;
-    uint32_t nic_contexts;                       /* NIC flow-context table size (0 = max_flows) */
-    uint32_t nic_ctx_cache;                      /* contexts resident on the NIC (0 = all) */
-    uint32_t nic_fetch_ns;                       /* latency of one context fetch */
-    uint32_t nic_scratch_kb;                     /* NIC shared scratch + RX reorder pool */
-    uint32_t rx_reorder_bytes;                   /* NIC RX: ciphertext held per flow across holes */
-    bool rx_hint;                                /* RX resync by host hints instead of NIC search */
+    uint32_t nic_contexts;     /* NIC flow-context table size (0 = max_flows) */
+    uint32_t nic_ctx_cache;    /* contexts resident on the NIC (0 = all) */
+    uint32_t nic_fetch_ns;     /* latency of one context fetch */
+    uint32_t irq_coalesce_us;  /* NIC interrupt moderation (nic_dev_cfg.irq_coalesce_ns) */
+    uint32_t nic_scratch_kb;   /* NIC shared scratch + RX reorder pool */
+    uint32_t rx_reorder_bytes; /* NIC RX: ciphertext held per flow across holes */
+    bool rx_hint;              /* RX resync by host hints instead of NIC search */
     struct tls_offload_policy offload_policy;    /* which connections get NIC contexts, from when */
     uint32_t record_size;                        /* TLS plaintext bytes per TX record (0 = 16384) */
     unsigned handshake_workers, handshake_queue; /* see tls_server_cfg (0 = 2, 4096) */
@@ -85,6 +86,8 @@ void app_runtime_cfg_defaults(struct app_runtime_cfg *cfg);
    the whole context table), and then it is a sixteenth of that (at least
    4). Below that many senders, spreading the sends evicts nothing. */
 #define APP_SEND_SLOTS_AUTO (~0u)
+/* --irq-coalesce-us: see nic_dev_cfg.irq_coalesce_ns. */
+#define APP_IRQ_COALESCE_US_DEFAULT 100u
 /* The send-slots configuration for cfg's NIC and a --send-slots value. */
 struct tls_slots_cfg app_send_slots_cfg(const struct app_runtime_cfg *cfg, unsigned send_slots);
 

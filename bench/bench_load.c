@@ -84,6 +84,8 @@ struct load_opts {
     unsigned n_flows;
     uint64_t flow_size;
     uint64_t flow_rate; /* --flow-rate: MB/s of a --flows cell's client, all flows (0: unpaced) */
+    uint64_t irq_coalesce_us; /* anic serve's --irq-coalesce-us */
+    bool irq_coalesce_set;
     uint64_t flows_active;         /* --flows-active: transfers at once per cell (0: every flow) */
     uint64_t slots[LOAD_MAX_LIST]; /* --send-slots LIST (anic serve's; 0: off; auto:
                                       APP_SEND_SLOTS_AUTO) */
@@ -1472,6 +1474,7 @@ enum {
     OPT_FLOWS,
     OPT_FLOW_SIZE,
     OPT_FLOW_RATE,
+    OPT_IRQ_COALESCE,
     OPT_FLOW_DIRS,
     OPT_CACHE_SIZES,
     OPT_FLOWS_COUNTERS,
@@ -1504,6 +1507,7 @@ static const struct option load_long[] = {
     {"flows", required_argument, NULL, OPT_FLOWS},
     {"flow-size", required_argument, NULL, OPT_FLOW_SIZE},
     {"flow-rate", required_argument, NULL, OPT_FLOW_RATE},
+    {"irq-coalesce-us", required_argument, NULL, OPT_IRQ_COALESCE},
     {"flow-dirs", required_argument, NULL, OPT_FLOW_DIRS},
     {"cache-sizes", required_argument, NULL, OPT_CACHE_SIZES},
     {"flows-counters", required_argument, NULL, OPT_FLOWS_COUNTERS},
@@ -1550,6 +1554,7 @@ static void usage(FILE *f)
             "                       NIC context-cache hit rate and fetch bytes per payload\n"
             "                       byte (n/a without a cache), software fallbacks\n"
             "  --flow-size BYTES    bytes per transfer, repeated (default 64M)\n"
+            "  --irq-coalesce-us N  anic serve's --irq-coalesce-us (default 100; 0 = off)\n"
             "  --flow-rate MBPS     the --flows client moves at most MBPS MB/s, all flows\n"
             "                       together (default: as fast as it can): every mode at one\n"
             "                       load, for host and NIC CPU per byte\n"
@@ -1792,6 +1797,12 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
                 return load_bad("flow-size", optarg);
             o->flow_size = v[0];
             break;
+        case OPT_IRQ_COALESCE:
+            if (parse_list(optarg, v, 1, 0, 100000) != 1)
+                return load_bad("irq-coalesce-us", optarg);
+            o->irq_coalesce_us = v[0];
+            o->irq_coalesce_set = true;
+            break;
         case OPT_FLOW_RATE:
             if (parse_list(optarg, v, 1, 1, 100000) != 1)
                 return load_bad("flow-rate", optarg);
@@ -1977,6 +1988,8 @@ int bench_load_main(int argc, char **argv)
     cfg.seed_set = L->o.seed_set;
     if (L->o.n_slots)
         cfg.send_slots = (unsigned)L->o.slots[0];
+    if (L->o.irq_coalesce_set)
+        cfg.irq_coalesce_us = (uint32_t)L->o.irq_coalesce_us;
     if (L->o.policy_set && !L->o.conn_rate)
         cfg.offload_policy = L->o.policy; /* conn-rate sets it per mode */
     if (L->o.n_flows) {

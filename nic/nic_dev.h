@@ -38,6 +38,12 @@ struct nic_dev_cfg {
     struct nic_fault_cfg fault_rx; /* kernel -> NIC */
     const char *pcap_path;         /* NULL = no capture */
     int thread_nice;               /* engine thread's nice relative to the process (0 = same) */
+    /* Adaptive interrupt moderation (0 = an interrupt for every round with
+       completions). While interrupts come often (the last one less than
+       NIC_IRQ_ADAPT x this ago), completions wait up to this long for
+       more, also across the engine's sleep; a quiet flow's first event
+       interrupts at once. Queues filling interrupt at once. */
+    uint32_t irq_coalesce_ns;
 };
 
 /* The queue memory shared with the driver. Host memory, as if mapped. */
@@ -83,6 +89,7 @@ struct nic_queues {
     X(tx_cq_backpressure)                                                                          \
     X(doorbells)                                                                                   \
     X(irqs)                                                                                        \
+    X(irqs_coalesced) /* completions that waited for more (irq_coalesce_ns) */                     \
     X(engine_sleeps)                                                                               \
     X(flow_table_full)
 #define NIC_COUNTERS_TLS(X)                                                                        \

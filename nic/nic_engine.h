@@ -47,7 +47,12 @@ struct nic_dev {
     /* engine-private ring state */
     uint32_t tx_cons, rx_cons, tx_cq_prod, rx_cq_prod;
     bool work_for_host; /* this round produced something the host should see */
-    bool rx_paused;     /* cfg.rx_pause and the host RX ring was empty: the wire waits */
+    /* Interrupt moderation (cfg.irq_coalesce_ns): completions the host was
+       not interrupted for yet, since when, and the last interrupt. */
+    bool unsignalled;
+    uint64_t unsignalled_ns, last_irq_ns;
+    uint64_t bytes_since_irq; /* TX descriptor and RX packet bytes since the last interrupt */
+    bool rx_paused;           /* cfg.rx_pause and the host RX ring was empty: the wire waits */
 
     /* doorbell / interrupt */
     int doorbell_fd, irq_fd;
