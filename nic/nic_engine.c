@@ -991,7 +991,7 @@ static unsigned engine_round(struct nic_dev *dev, uint64_t now)
     if (dev->unsignalled) {
         if (irq_now(dev, now))
             engine_irq(dev, now);
-        else if (dev->work_for_host)
+        else if (dev->work_for_host && atomic_load_explicit(&dev->irq_armed, memory_order_relaxed))
             dev->c.irqs_coalesced++;
     }
     if (now - dev->last_snapshot_ns >= STATS_SNAPSHOT_NS) {

@@ -36,6 +36,7 @@ static bool g_gso;      /* the next host_open gives the NIC a GSO "TUN" (virtio_
 static bool g_lro;      /* the next host_open turns LRO on */
 static bool g_rx_pause; /* the device waits instead of dropping without a buffer */
 static const char *g_pcap;           /* the next host_open's pcap_path */
+static uint32_t g_coalesce_ns;       /* the next host_open's irq_coalesce_ns */
 static uint64_t rx_cookie[RING_MAX]; /* driver shadow: cookie posted in each RX slot */
 
 static void host_open(uint32_t tx_size, uint32_t rx_size)
@@ -51,6 +52,7 @@ static void host_open(uint32_t tx_size, uint32_t rx_size)
         .tun_gso = g_gso,
         .lro = g_lro,
         .rx_pause = g_rx_pause,
+        .irq_coalesce_ns = g_coalesce_ns,
     };
     memset(rx_cookie, 0, sizeof(rx_cookie));
     tu_drv_open(&h, &cfg);
@@ -64,6 +66,7 @@ static void setup(void)
     g_lro = false;
     g_rx_pause = false;
     g_pcap = NULL;
+    g_coalesce_ns = 0;
     memset(&h, 0, sizeof(h));
     h.wire = -1;
 }
@@ -1115,6 +1118,101 @@ START_TEST(doorbells_write_at_most_once_per_engine_sleep)
 }
 END_TEST
 
+/* Post n TX packets (slot buffers, NIC_TXF_SIGNAL if signal), run one engine
+   round, drain the wire; returns the bytes posted. */
+static uint64_t tx_round(uint32_t n, bool signal, uint32_t *id)
+{
+    static uint8_t slot_buf[RING_MAX][TEST_MTU];
+    static uint8_t got[WIRE_BUF_LEN];
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *buf = slot_buf[nic_ring_slot(h.tx_prod, h.q->tx_size)];
+        size_t len = build_tcp(buf, 1000 + (*id)++ % 200); /* 1000..1199: long packets */
+        struct nic_tx_desc d = data_desc(buf, len, signal ? NIC_TXF_SIGNAL : 0, COOKIE_TAG);
+        tu_tx_post(&h, &d);
+        bytes += len;
+    }
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    while (tu_wire_recv(h.wire, got, WIRE_BUF_LEN) != 0) {
+    }
+    return bytes;
+}
+
+/* Adaptive interrupt moderation (nic_dev_cfg.irq_coalesce_ns): a quiet
+   device interrupts for its first completion; once interrupts come often
+   and 64 KiB moved since the last, completions wait (counted
+   irqs_coalesced) until the hold time passed or a queue fills (here the TX
+   CQ a quarter full); without moderation every round interrupts. */
+START_TEST(irq_moderation_holds_bulk_completions_until_due_or_full)
+{
+    enum { HOLD_MS = 100 };
+    g_coalesce_ns = HOLD_MS * 1000u * 1000u;
+    host_open(8, 8);
+    static uint8_t rx_bufs[RING_MAX][RX_BUF_LEN];
+    for (uint32_t i = 0; i < 8; i++) /* all RX buffers posted: none is short */
+        rx_post(rx_bufs[i], RX_BUF_LEN, i);
+    tu_rx_publish(&h);
+    uint32_t id = 0;
+    nic_dev_irq_arm(h.dev);
+    tx_round(1, false, &id); /* quiet device: at once */
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.irqs, 1);
+    ck_assert_uint_eq(c.irqs_coalesced, 0);
+    /* The host is busy (not armed) while 64 KiB and more go out. */
+    uint64_t moved = 0;
+    while (moved < 70 * 1024)
+        moved += tx_round(8, false, &id);
+    nic_dev_irq_arm(h.dev);
+    for (int r = 0; r < 3; r++) /* bulk, the last interrupt recent: held */
+        tx_round(2, false, &id);
+    c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.irqs, 1);
+    ck_assert_uint_eq(c.irqs_coalesced, 3);
+    /* A TX CQ a quarter full (8 of 32) interrupts at once. */
+    ck_assert_uint_eq(h.q->tx_cq_size, 32);
+    tx_round(8, true, &id);
+    c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.irqs, 2);
+    struct nic_cqe e;
+    while (tu_cq_take(&h, false, &e)) {
+    }
+    tu_cq_publish(&h, false);
+    /* Held again, until HOLD_MS passed. */
+    moved = 0;
+    while (moved < 70 * 1024)
+        moved += tx_round(8, false, &id);
+    nic_dev_irq_arm(h.dev);
+    tx_round(1, false, &id);
+    c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.irqs, 2);
+    ck_assert_uint_eq(c.irqs_coalesced, 4);
+    struct timespec t = {.tv_nsec = (HOLD_MS + 20) * 1000 * 1000};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR)
+        ;
+    nic_dev_poll_once(h.dev); /* nothing new: the held completions are due */
+    c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.irqs, 3);
+    tu_drv_close(&h);
+
+    /* Without moderation every round with completions interrupts. */
+    g_coalesce_ns = 0;
+    host_open(8, 8);
+    for (uint32_t i = 0; i < 8; i++)
+        rx_post(rx_bufs[i], RX_BUF_LEN, i);
+    tu_rx_publish(&h);
+    moved = 0;
+    for (int r = 0; r < 12; r++) {
+        nic_dev_irq_arm(h.dev);
+        moved += tx_round(8, false, &id);
+    }
+    ck_assert_uint_gt(moved, 70 * 1024);
+    c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.irqs, 12);
+    ck_assert_uint_eq(c.irqs_coalesced, 0);
+}
+END_TEST
+
 /* ---- TSO: a segment longer than the MTU, cut by the NIC ---- */
 
 #define TSO_MSS 1460u
@@ -1693,6 +1791,7 @@ static Suite *ring_suite(void)
     tcase_add_test(cnt, counters_match_traffic_exactly);
     tcase_add_test(cnt, idle_engine_sleeps_after_a_short_spin);
     tcase_add_test(cnt, doorbells_write_at_most_once_per_engine_sleep);
+    tcase_add_test(cnt, irq_moderation_holds_bulk_completions_until_due_or_full);
     suite_add_tcase(s, cnt);
     return s;
 }
