@@ -39,10 +39,10 @@ struct nic_dev_cfg {
     const char *pcap_path;         /* NULL = no capture */
     int thread_nice;               /* engine thread's nice relative to the process (0 = same) */
     /* Adaptive interrupt moderation (0 = an interrupt for every round with
-       completions). While interrupts come often (the last one less than
-       NIC_IRQ_ADAPT x this ago), completions wait up to this long for
-       more, also across the engine's sleep; a quiet flow's first event
-       interrupts at once. Queues filling interrupt at once. */
+       completions). During a bulk transfer (the last interrupt less than 4x
+       this ago and 64 KiB moved since), completions wait up to this long
+       for more, also across the engine's sleep; otherwise, and whenever a
+       queue fills, they interrupt at once (nic_engine.c, irq_now). */
     uint32_t irq_coalesce_ns;
 };
 
@@ -89,7 +89,7 @@ struct nic_queues {
     X(tx_cq_backpressure)                                                                          \
     X(doorbells)                                                                                   \
     X(irqs)                                                                                        \
-    X(irqs_coalesced) /* completions that waited for more (irq_coalesce_ns) */                     \
+    X(irqs_coalesced) /* rounds whose completions waited (irq_coalesce_ns; host armed) */          \
     X(engine_sleeps)                                                                               \
     X(flow_table_full)
 #define NIC_COUNTERS_TLS(X)                                                                        \
