@@ -12,6 +12,7 @@
 # nic:0's; nic:auto granted turns without a line while the 16 senders fit
 # the NIC's contexts (cache 0: all 1024 resident), and with 8 resident the
 # limit engaged (4 slots): connections waited and were handed slots.
+# Last, `--flow-rate 200` with 4 flows measures 180..204 MB/s both ways.
 # Usage: tests/test_bench_flows.sh ANIC_BINARY   (exit 77 = skipped)
 set -u
 export LC_ALL=C
@@ -75,5 +76,18 @@ handed=$(cell_ctr nic:auto 8 send_slots.handed)
 queued=$(cell_ctr nic:auto 8 send_slots.queued)
 [ "${handed:-0}" -gt 0 ] && [ "${queued:-0}" -gt 0 ] ||
     bad "nic:auto cache 8: send_slots.queued '${queued}', handed '${handed}' (want both > 0)"
+
+# --flow-rate: the paced client moves what it was told, not more (4 flows,
+# 200 MB/s: far below what any mode reaches here, so not less either).
+timeout --signal=TERM --kill-after=20 120 "$ANIC" bench --load --flows 4 --flow-size 64M \
+    --load-seconds 2 --load-modes nic --cache-sizes 0 --flow-dirs down,up --flow-rate 200 >"$OUT" 2>&1
+rc=$?
+cat "$OUT"
+[ $rc = 0 ] || bad "anic bench --flow-rate 200 exited $rc"
+for dir in down up; do
+    mbs=$(awk -v d=$dir '$1 == 4 && $2 == "nic" && $3 == d && $6 == "|" {print $7}' "$OUT")
+    awk -v m="${mbs:-0}" 'BEGIN {exit !(m >= 180 && m <= 204)}' ||
+        bad "--flow-rate 200, $dir: measured '${mbs}' MB/s (want 180..204)"
+done
 [ $fail = 0 ] && echo "PASS"
 exit $fail
