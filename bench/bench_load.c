@@ -84,8 +84,7 @@ struct load_opts {
     unsigned n_flows;
     uint64_t flow_size;
     uint64_t flow_rate; /* --flow-rate: MB/s of a --flows cell's client, all flows (0: unpaced) */
-    uint64_t irq_coalesce_us; /* anic serve's --irq-coalesce-us */
-    bool irq_coalesce_set;
+    uint64_t irq_coalesce_us;      /* anic serve's --irq-coalesce-us */
     uint64_t flows_active;         /* --flows-active: transfers at once per cell (0: every flow) */
     uint64_t slots[LOAD_MAX_LIST]; /* --send-slots LIST (anic serve's; 0: off; auto:
                                       APP_SEND_SLOTS_AUTO) */
@@ -1665,6 +1664,7 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
     o->hs_par = 4;
     o->rounds = 3;
     o->flow_size = 64ull << 20;
+    o->irq_coalesce_us = APP_IRQ_COALESCE_US_DEFAULT;
     o->flow_down = o->flow_up = true;
     bool sizes_set = false, conns_set = false, modes_set = false;
     uint64_t v[LOAD_MAX_LIST];
@@ -1801,7 +1801,6 @@ static int parse_load_opts(int argc, char **argv, struct load_opts *o)
             if (parse_list(optarg, v, 1, 0, 100000) != 1)
                 return load_bad("irq-coalesce-us", optarg);
             o->irq_coalesce_us = v[0];
-            o->irq_coalesce_set = true;
             break;
         case OPT_FLOW_RATE:
             if (parse_list(optarg, v, 1, 1, 100000) != 1)
@@ -1988,8 +1987,7 @@ int bench_load_main(int argc, char **argv)
     cfg.seed_set = L->o.seed_set;
     if (L->o.n_slots)
         cfg.send_slots = (unsigned)L->o.slots[0];
-    if (L->o.irq_coalesce_set)
-        cfg.irq_coalesce_us = (uint32_t)L->o.irq_coalesce_us;
+    cfg.irq_coalesce_us = (uint32_t)L->o.irq_coalesce_us;
     if (L->o.policy_set && !L->o.conn_rate)
         cfg.offload_policy = L->o.policy; /* conn-rate sets it per mode */
     if (L->o.n_flows) {

@@ -11,8 +11,7 @@ struct slot_list {
 static struct {
     struct tls_slots_cfg cfg;
     struct slot_list line, holders;
-    struct tls_slots_counters c;
-    bool engaged; /* the limit applies (always, without engage_at) */
+    struct tls_slots_counters c; /* c.engaged: the limit applies (always, without engage_at) */
 } slots = {.cfg = {.turn_bytes = TLS_SLOTS_DEFAULT_TURN_BYTES,
                    .turn_ms = TLS_SLOTS_DEFAULT_TURN_MS,
                    .stall_ms = TLS_SLOTS_DEFAULT_STALL_MS,
@@ -46,8 +45,7 @@ void tls_slots_configure(const struct tls_slots_cfg *cfg)
 {
     slots.cfg.limit = cfg->limit;
     slots.cfg.engage_at = cfg->engage_at;
-    slots.engaged = !cfg->engage_at;
-    slots.c.engaged = cfg->limit && slots.engaged;
+    slots.c.engaged = cfg->limit && !cfg->engage_at;
     if (cfg->turn_bytes)
         slots.cfg.turn_bytes = cfg->turn_bytes;
     if (cfg->turn_ms)
@@ -72,19 +70,17 @@ const struct tls_slots_counters *tls_slots_counters(void)
 /* The slots that may be held now: unbounded until the limit engages. */
 static unsigned cur_limit(void)
 {
-    return slots.engaged ? slots.cfg.limit : UINT_MAX;
+    return slots.c.engaged || !slots.cfg.engage_at ? slots.cfg.limit : UINT_MAX;
 }
 
 static void engage_check(void)
 {
     if (!slots.cfg.engage_at)
         return;
-    if (!slots.engaged && slots.c.held > slots.cfg.engage_at) {
-        slots.engaged = true;
+    if (!slots.c.engaged && slots.c.held > slots.cfg.engage_at) {
         slots.c.engaged = 1;
         slots.c.engagements++;
-    } else if (slots.engaged && slots.c.held + slots.c.waiting <= slots.cfg.engage_at / 2) {
-        slots.engaged = false;
+    } else if (slots.c.engaged && slots.c.held + slots.c.waiting <= slots.cfg.engage_at / 2) {
         slots.c.engaged = 0;
     }
 }
