@@ -122,7 +122,9 @@ struct bench_opts {
     bool modes_set;
     const char *csv_path;
     uint32_t mtu;
-    uint32_t rcv_wnd; /* --rcv-wnd (0 = the runtime's default) */
+    uint32_t rcv_wnd;        /* --rcv-wnd (0 = the runtime's default) */
+    uint32_t snd_buf;        /* --sndbuf (0 = the runtime's default) */
+    int64_t irq_coalesce_us; /* --irq-coalesce-us (-1 = the runtime's default) */
     unsigned repeat;
     bool repeat_set;
     struct nic_fault_cfg fault_tx, fault_rx;
@@ -259,6 +261,10 @@ static void usage(FILE *f)
         "  --mtu N           link MTU (default 1500, 576..9000)\n"
         "  --rcv-wnd BYTES   lwIP's TCP receive window per connection (65535..4194240,\n"
         "                      default 524280, as anic serve --help says)\n"
+        "  --sndbuf BYTES    lwIP's TCP send buffer per connection (8192..1048576,\n"
+        "                      default as anic serve --help says)\n"
+        "  --irq-coalesce-us N\n"
+        "                    NIC interrupt moderation, as anic serve's (0..100000)\n"
         "  --offloads LIST   segmentation offloads: tso,gso,lro (default) or none\n"
         "  --repeat N        run every transfer N times (1..%u, default 1), rounds\n"
         "                      interleaved over modes; the table shows the run with the\n"
@@ -381,6 +387,8 @@ enum {
     OPT_CSV,
     OPT_MTU,
     OPT_RCV_WND,
+    OPT_SNDBUF,
+    OPT_IRQ_COALESCE,
     OPT_REPEAT,
     OPT_FAULT_TX,
     OPT_FAULT_RX,
@@ -404,6 +412,8 @@ static const struct option bench_opts_long[] = {
     {"csv", required_argument, NULL, OPT_CSV},
     {"mtu", required_argument, NULL, OPT_MTU},
     {"rcv-wnd", required_argument, NULL, OPT_RCV_WND},
+    {"sndbuf", required_argument, NULL, OPT_SNDBUF},
+    {"irq-coalesce-us", required_argument, NULL, OPT_IRQ_COALESCE},
     {"repeat", required_argument, NULL, OPT_REPEAT},
     {"fault-tx", required_argument, NULL, OPT_FAULT_TX},
     {"fault-rx", required_argument, NULL, OPT_FAULT_RX},
@@ -560,6 +570,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
     o->csv_path = BENCH_DEFAULT_CSV;
     o->mtu = 1500;
     o->offloads = APP_OFFLOAD_ALL;
+    o->irq_coalesce_us = -1;
     o->repeat = 1;
     o->seed = BENCH_DEFAULT_SEED;
     nic_fault_cfg_init(&o->fault_tx);
@@ -599,6 +610,16 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             if (parse_uint(optarg, 65535, 4194240, &v) < 0)
                 return bad("rcv-wnd", optarg, "expected 65535..4194240");
             o->rcv_wnd = (uint32_t)v;
+            break;
+        case OPT_SNDBUF:
+            if (parse_uint(optarg, 8192, 1u << 20, &v) < 0)
+                return bad("sndbuf", optarg, "expected 8192..1048576");
+            o->snd_buf = (uint32_t)v;
+            break;
+        case OPT_IRQ_COALESCE:
+            if (parse_uint(optarg, 0, 100000, &v) < 0)
+                return bad("irq-coalesce-us", optarg, "expected 0..100000");
+            o->irq_coalesce_us = (int64_t)v;
             break;
         case OPT_REPEAT:
             if (parse_uint(optarg, 1, BENCH_MAX_REPEAT, &v) < 0) {
@@ -1839,6 +1860,10 @@ static int runtime_up(struct bench *b, const struct nic_fault_cfg *fault_tx,
     cfg.mtu = b->o.mtu;
     if (b->o.rcv_wnd)
         cfg.rcv_wnd = b->o.rcv_wnd;
+    if (b->o.snd_buf)
+        cfg.snd_buf = b->o.snd_buf;
+    if (b->o.irq_coalesce_us >= 0)
+        cfg.irq_coalesce_us = (uint32_t)b->o.irq_coalesce_us;
     cfg.offloads = b->o.offloads;
     cfg.fault_tx = *fault_tx;
     cfg.fault_rx = *fault_rx;
@@ -1929,9 +1954,11 @@ static void print_header(struct bench *b)
     printf(", %u run%s each\n", b->o.repeat, b->o.repeat > 1 ? "s" : "");
     print_machine(b);
     char ol[64];
-    printf("  namespace %s, TUN %s, lwIP host %s, MTU %u, offloads %s, rcv-wnd %u\n", b->netns,
-           b->rt.cfg.tun_name, b->host, b->rt.cfg.mtu,
-           app_offloads_format(b->rt.cfg.offloads, ol, sizeof(ol)), b->rt.cfg.rcv_wnd);
+    printf("  namespace %s, TUN %s, lwIP host %s, MTU %u, offloads %s, rcv-wnd %u, sndbuf %u,"
+           " irq-coalesce-us %u\n",
+           b->netns, b->rt.cfg.tun_name, b->host, b->rt.cfg.mtu,
+           app_offloads_format(b->rt.cfg.offloads, ol, sizeof(ol)), b->rt.cfg.rcv_wnd,
+           b->rt.cfg.snd_buf, b->rt.cfg.irq_coalesce_us);
     print_listeners(b);
     print_nic_rx(b);
     printf("  seed %" PRIu64 " (replay: --seed %" PRIu64 ")\n  fault-tx: %s\n  fault-rx: %s\n",
