@@ -51,8 +51,9 @@ struct nic_dev {
        not interrupted for yet, since when, and the last interrupt. */
     bool unsignalled;
     uint64_t unsignalled_ns, last_irq_ns;
-    uint64_t bytes_since_irq; /* TX descriptor and RX packet bytes since the last interrupt */
-    bool rx_paused;           /* cfg.rx_pause and the host RX ring was empty: the wire waits */
+    uint64_t bytes_since_irq;    /* TX descriptor and RX packet bytes since the last interrupt */
+    uint64_t tx_bytes_since_irq; /* of which TX descriptor bytes */
+    bool rx_paused;              /* cfg.rx_pause and the host RX ring was empty: the wire waits */
 
     /* doorbell / interrupt */
     int doorbell_fd, irq_fd;
