@@ -85,9 +85,10 @@ static void usage_serve(FILE *f)
         "                        cuts them into wire packets), gso (TUN reads and writes\n"
         "                        TCP super-packets, split and merged around the fault\n"
         "                        stage), lro (the NIC merges in-order packets of a flow\n"
-        "                        into one host packet up to 64 KiB); none = off\n"
-        "                        (default: all)\n"
-        "  --no-tso, --no-gso, --no-lro  leave one out\n"
+        "                        into one host packet up to 64 KiB), csum (the NIC\n"
+        "                        computes the TCP checksums sent, lwIP trusts those it\n"
+        "                        verified received); none = off (default: all)\n"
+        "  --no-tso, --no-gso, --no-lro, --no-csum  leave one out\n"
         "  --nic-contexts N    flow contexts the NIC holds (default 1024, as many as the host\n"
         "                        uses); fewer: installs fail and connections fall back to\n"
         "                        host crypto (counted *_ctx_install_failed)\n"
@@ -250,6 +251,7 @@ enum {
     OPT_NO_TSO,
     OPT_NO_GSO,
     OPT_NO_LRO,
+    OPT_NO_CSUM,
     OPT_SEED,
 };
 
@@ -302,6 +304,7 @@ static const struct option serve_opts[] = {
     {"no-tso", no_argument, NULL, OPT_NO_TSO},
     {"no-gso", no_argument, NULL, OPT_NO_GSO},
     {"no-lro", no_argument, NULL, OPT_NO_LRO},
+    {"no-csum", no_argument, NULL, OPT_NO_CSUM},
     {"seed", required_argument, NULL, OPT_SEED},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -511,6 +514,9 @@ static int cmd_serve(int argc, char **argv)
             break;
         case OPT_NO_LRO:
             cfg.offloads &= ~APP_OFFLOAD_LRO;
+            break;
+        case OPT_NO_CSUM:
+            cfg.offloads &= ~APP_OFFLOAD_CSUM;
             break;
         case OPT_RX_REORDER:
             if (parse_u32(optarg, 0, 64u << 20, &cfg.rx_reorder_bytes) < 0)

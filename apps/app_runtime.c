@@ -71,7 +71,10 @@ struct tls_slots_cfg app_send_slots_cfg(const struct app_runtime_cfg *cfg, unsig
 static const struct {
     const char *name;
     unsigned bit;
-} offload_names[] = {{"tso", APP_OFFLOAD_TSO}, {"gso", APP_OFFLOAD_GSO}, {"lro", APP_OFFLOAD_LRO}};
+} offload_names[] = {{"tso", APP_OFFLOAD_TSO},
+                     {"gso", APP_OFFLOAD_GSO},
+                     {"lro", APP_OFFLOAD_LRO},
+                     {"csum", APP_OFFLOAD_CSUM}};
 
 int app_offloads_parse(const char *list, unsigned *out)
 {
@@ -264,6 +267,7 @@ int app_runtime_start(struct app_runtime *rt, const struct app_runtime_cfg *cfg,
         .gateway = cfg->kernel_ip,
         .mtu = cfg->mtu,
         .tso_max = (cfg->offloads & APP_OFFLOAD_TSO) ? 65535 : 0,
+        .csum_offload = (cfg->offloads & APP_OFFLOAD_CSUM) != 0,
         .rx_buf_size = (cfg->offloads & APP_OFFLOAD_LRO) ? 65535 : 0,
         .rto_min_ms = cfg->rto_min_ms,
         .tcp_retries_ms = cfg->tcp_retries_ms,

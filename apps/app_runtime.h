@@ -63,11 +63,13 @@ struct app_runtime {
     struct app_stats_src stats;
 };
 
-/* Segmentation offloads between host and NIC (docs/design.md §4). */
+/* Segmentation and checksum offloads between host and NIC (docs/design.md §4, §7). */
 #define APP_OFFLOAD_TSO 0x1u /* lwIP hands the NIC segments up to 64 KiB; the NIC cuts them */
 #define APP_OFFLOAD_GSO 0x2u /* TUN reads and writes TCP super-packets (IFF_VNET_HDR) */
 #define APP_OFFLOAD_LRO 0x4u /* the NIC merges in-order packets of a flow into one host buffer */
-#define APP_OFFLOAD_ALL (APP_OFFLOAD_TSO | APP_OFFLOAD_GSO | APP_OFFLOAD_LRO)
+/* the NIC computes the TCP checksums sent; lwIP trusts those it verified received */
+#define APP_OFFLOAD_CSUM 0x8u
+#define APP_OFFLOAD_ALL  (APP_OFFLOAD_TSO | APP_OFFLOAD_GSO | APP_OFFLOAD_LRO | APP_OFFLOAD_CSUM)
 
 /* Parse a comma-separated list of offload names ("tso", "gso", "lro"; "none" = no
    offloads) into APP_OFFLOAD_* bits. Returns -1 on an unknown name. */

@@ -72,6 +72,10 @@ enum nic_tx_kind {
 #define NIC_TXF_SIGNAL    0x02 /* post a completion for this descriptor */
 #define NIC_TXF_RESYNC_OK 0x04 /* RX_RESYNC_RESP: 1 = confirm, 0 = deny */
 #define NIC_TXF_TAG_VALID 0x08 /* PROGRESS: tag[] holds the cached record tag */
+/* DATA: checksum offload. The host left the TCP checksum to the NIC (the
+   field holds anything); the NIC writes the right one before anything
+   sees the packet (the wire, the fault stage, the pcap tap). */
+#define NIC_TXF_CSUM 0x20
 #define NIC_TXF_ONESHOT                                                                            \
     0x10 /* TX PROGRESS (tagcache policy): the state applies to the next                           \
             DATA descriptor only. The NIC seeks the keystream to rec_off                           \

@@ -72,6 +72,7 @@ struct nic_queues {
     X(tx_tso_segments) /* host segments longer than the MTU cut by TSO */                          \
     X(tx_tso_packets)  /* wire packets those segments became */                                    \
     X(tx_tso_direct)   /* of those segments: written as one GSO super-packet, not cut */           \
+    X(tx_csum_filled)  /* NIC_TXF_CSUM packets whose TCP checksum the NIC computed */              \
     X(tx_bytes_copied) /* TX bytes memcpy'd: headers, TSO cut, fault stage, GSO merge */           \
     X(rx_lro_merged)   /* wire packets appended to the packet before them (LRO) */                 \
     X(rx_lro_packets)  /* completions that hold more than one wire packet */                       \

@@ -435,6 +435,21 @@ static void engine_tx_wire(struct nic_dev *dev, const uint8_t *pkt, size_t len, 
     dev->c.tx_tso_packets += nic_tso_cut(pkt, &v, mss, dev->tso_pkt, tso_emit, &e);
 }
 
+/* Checksum offload (NIC_TXF_CSUM) of a packet that goes out as it is: a
+   NIC inserts the sum on the fly; this one writes it into the host's
+   buffer, which the host does not touch before the completion (lwIP does
+   not resend a segment whose pbuf the driver still holds). A TSO segment's
+   packets (cut or GSO) and an offloaded segment's get checksums of their
+   own anyway (engine_tx_wire, nic_tls_tx_packet). */
+static void tx_csum_fill(struct nic_dev *dev, uint8_t *pkt, size_t len)
+{
+    struct nic_tcp_view v;
+    if (!nic_parse_tcp(pkt, len, &v))
+        return; /* not TCP: the host's own checksums */
+    nic_tcp_csum_fix(pkt, &v);
+    dev->c.tx_csum_filled++;
+}
+
 static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uint64_t now)
 {
     const uint8_t *host = (const uint8_t *)(uintptr_t)d->addr;
@@ -456,6 +471,8 @@ static void engine_tx_data(struct nic_dev *dev, const struct nic_tx_desc *d, uin
         engine_tx_observe(dev, pkt, d->len);
         engine_tx_wire(dev, pkt, d->len, d->mss, now);
     } else {
+        if ((d->flags & NIC_TXF_CSUM) && d->len <= dev->cfg.mtu)
+            tx_csum_fill(dev, (uint8_t *)(uintptr_t)d->addr, d->len);
         engine_tx_observe(dev, host, d->len);
         engine_tx_wire(dev, host, d->len, d->mss, now);
     }

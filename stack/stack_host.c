@@ -118,6 +118,7 @@ struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host
         return NULL;
     }
     stack_driver_set_tso(h->drv, cfg->tso_max);
+    stack_driver_set_csum_offload(h->drv, cfg->csum_offload);
     if (cfg->rx_buf_size)
         stack_driver_set_rx_buf_size(h->drv, cfg->rx_buf_size);
     ip4_addr_t ip, mask, gw;

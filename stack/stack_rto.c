@@ -1,6 +1,7 @@
 /* stack_rto.c - millisecond retransmission timer and time-based give-up for
    lwIP pcbs; see stack_rto.h. */
 #include "stack_rto.h"
+#include "stack_chksum.h"
 
 #include <stdatomic.h>
 
@@ -420,7 +421,10 @@ err_t stack_tcp_write(struct tcp_pcb *pcb, const void *buf, u16_t len, u8_t flag
             counters.tso_mss_restored++;
         }
     }
-    return tcp_write(pcb, buf, len, flags);
+    stack_chksum_copy_begin(); /* checksum offload: the copy does not sum */
+    err_t err = tcp_write(pcb, buf, len, flags);
+    stack_chksum_copy_end();
+    return err;
 }
 
 /* lwIP's persist timer (the peer's window too small for the first unsent

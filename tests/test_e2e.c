@@ -2152,6 +2152,17 @@ static void check_rx_offload(struct fails *f, const char *js)
         fail_add(f, "nic_tls.rx_tls_err = %" PRIu64 " (nothing tampered: want 0)", auth_err);
     if (!full)
         fail_add(f, "tls_nic.rx_records_full_offload = 0: the NIC decrypted no record");
+    /* The upload handler takes what it is offered: most plaintext reaches it
+       where the record lay, without the pending copy. */
+    uint64_t pt = stat_of(f, js, "tls_nic", "rx_bytes_plaintext");
+    uint64_t direct = stat_of(f, js, "tls_nic", "rx_bytes_delivered_direct");
+    note("[%s] RX plaintext %" PRIu64 " B, delivered without a copy %" PRIu64, cur->name, pt,
+         direct);
+    if (direct > pt || direct < pt / 2)
+        fail_add(f,
+                 "tls_nic.rx_bytes_delivered_direct %" PRIu64 " of rx_bytes_plaintext %" PRIu64
+                 " (want at least half, at most all)",
+                 direct, pt);
     /* Loss, reordering and corruption (a packet with a bad checksum is never
      * offloaded, and lwIP drops it) put ahead-of-hole segments in front of the
      * NIC; it must have held, jumped or resynchronised. Duplicates cannot: the
@@ -2360,6 +2371,21 @@ static void check_segmentation(struct fails *f, const char *js)
         fail_add(f, "nic.rx_lro_merged %" PRIu64 " with --offloads none (want 0)", lro);
     if (!cur->no_offloads && (cur->tests & T_RXM) && lro == 0)
         fail_add(f, "nic.rx_lro_merged 0: no upload packet was merged");
+    /* Checksum offload: every packet sent leaves its TCP checksum to the
+       NIC, every one the NIC verified skips lwIP's check. */
+    uint64_t csum_tx = stat_of(f, js, "driver", "tx_csum_offloaded");
+    uint64_t csum_rx = stat_of(f, js, "driver", "rx_csum_trusted");
+    note("[%s] checksum offload: sent %" PRIu64 " trusted %" PRIu64, cur->name, csum_tx, csum_rx);
+    if (cur->no_offloads && (csum_tx || csum_rx))
+        fail_add(f,
+                 "driver.tx_csum_offloaded %" PRIu64 " rx_csum_trusted %" PRIu64
+                 " with --offloads none (want 0)",
+                 csum_tx, csum_rx);
+    if (!cur->no_offloads && (csum_tx == 0 || csum_rx == 0))
+        fail_add(f,
+                 "driver.tx_csum_offloaded %" PRIu64 " rx_csum_trusted %" PRIu64
+                 ": checksum offload (on by default) did not act",
+                 csum_tx, csum_rx);
     if (!cur->no_offloads && (cur->tests & T_TXM) && (segs == 0 || pkts <= segs))
         fail_add(f,
                  "nic.tx_tso_segments %" PRIu64 " / packets %" PRIu64

@@ -1445,6 +1445,47 @@ START_TEST(chksum_interposed_and_exact)
 }
 END_TEST
 
+/* Checksum offload (stack_chksum.h): with it on, tcp_write's copy through
+   stack_chksum_copy_begin/_end copies without summing, and lwIP's first
+   pseudo-header check after stack_chksum_rx_trust passes without summing,
+   once; with it off, and outside those windows, lwIP's sums are exact. */
+START_TEST(chksum_offload_skips_copy_sum_and_trusts_rx_once)
+{
+    static uint8_t src[1500], dst[1500];
+    struct tu_rng r = tu_rng_for("chksum-offload", 0);
+    tu_rng_fill(&r, src, sizeof(src));
+    uint16_t want = ref_chksum(src, sizeof(src));
+    ck_assert_uint_ne(want, 0);
+    /* A TCP segment (header and payload) whose checksum field is wrong. */
+    struct pbuf *p = pbuf_alloc(PBUF_RAW, 1000, PBUF_RAM);
+    ck_assert_ptr_nonnull(p);
+    memcpy(p->payload, src, 1000);
+    ip_addr_t a, b;
+    IP_ADDR4(&a, 10, 0, 0, 1);
+    IP_ADDR4(&b, 10, 0, 0, 2);
+    u16_t bad = ip_chksum_pseudo(p, IP_PROTO_TCP, 1000, &a, &b);
+    ck_assert_uint_ne(bad, 0);
+    for (int on = 0; on < 2; on++) {
+        stack_chksum_set_offload(on != 0);
+        stack_chksum_copy_begin();
+        memset(dst, 0, sizeof(dst));
+        ck_assert_uint_eq(lwip_chksum_copy(dst, src, sizeof(src)), on ? 0 : want);
+        ck_assert_mem_eq(dst, src, sizeof(src));
+        stack_chksum_copy_end();
+        ck_assert_uint_eq(lwip_chksum_copy(dst, src, sizeof(src)), want);
+        stack_chksum_rx_trust();
+        ck_assert_uint_eq(ip_chksum_pseudo(p, IP_PROTO_TCP, 1000, &a, &b), on ? 0 : bad);
+        ck_assert_uint_eq(ip_chksum_pseudo(p, IP_PROTO_TCP, 1000, &a, &b), bad); /* once */
+        ck_assert(stack_chksum_rx_trust_end() == (on != 0));
+        stack_chksum_rx_trust(); /* not used: withdrawn */
+        ck_assert(!stack_chksum_rx_trust_end());
+        ck_assert_uint_eq(ip_chksum_pseudo(p, IP_PROTO_TCP, 1000, &a, &b), bad);
+    }
+    stack_chksum_set_offload(false);
+    pbuf_free(p);
+}
+END_TEST
+
 /* ---- 7. A SYN on a TIME_WAIT tuple ---- */
 
 /* lwIP answers a SYN on the tuple of a pcb in TIME_WAIT with an ACK, drops
@@ -1520,6 +1561,7 @@ static Suite *lwip_flags_suite(void)
     suite_add_tcase(s, tc);
     TCase *tk = tcase_create("chksum");
     tcase_add_test(tk, chksum_interposed_and_exact);
+    tcase_add_test(tk, chksum_offload_skips_copy_sum_and_trusts_rx_once);
     suite_add_tcase(s, tk);
     return s;
 }

@@ -1119,6 +1119,45 @@ START_TEST(doorbells_write_at_most_once_per_engine_sleep)
 }
 END_TEST
 
+/* Checksum offload: with NIC_TXF_CSUM the NIC writes the TCP checksum the
+   host left wrong (in the packet on the wire and in the host's buffer);
+   without it the packet goes out exactly as posted, wrong checksum and all.
+   A non-TCP packet (a UDP header in the protocol byte) is left alone. */
+START_TEST(tx_csum_flag_fills_the_tcp_checksum)
+{
+    host_open(8, 8);
+    static uint8_t buf[3][TEST_MTU], got[WIRE_BUF_LEN];
+    size_t len = build_tcp(buf[0], 5); /* 498 payload bytes */
+    ck_assert_uint_gt(len, TU_IP_HLEN + TU_TCP_HLEN);
+    buf[0][TU_IP_HLEN + 16] ^= 0x5a; /* the host summed nothing */
+    ck_assert_uint_ne(tu_tcp_csum(buf[0], len), 0);
+    memcpy(buf[1], buf[0], len);
+    memcpy(buf[2], buf[0], len);
+    buf[2][9] = 17; /* UDP: not the NIC's to fix */
+    tu_ip_csum_set(buf[2]);
+    struct nic_tx_desc d = data_desc(buf[0], len, NIC_TXF_CSUM, COOKIE_TAG);
+    tu_tx_post(&h, &d);
+    d = data_desc(buf[1], len, 0, COOKIE_TAG | 1);
+    tu_tx_post(&h, &d);
+    d = data_desc(buf[2], len, NIC_TXF_CSUM, COOKIE_TAG | 2);
+    tu_tx_post(&h, &d);
+    tu_tx_publish(&h);
+    nic_dev_poll_once(h.dev);
+    ck_assert_uint_eq(tu_wire_recv(h.wire, got, WIRE_BUF_LEN), len);
+    ck_assert_uint_eq(tu_tcp_csum(got, len), 0);
+    ck_assert_mem_eq(got + TU_IP_HLEN + TU_TCP_HLEN, buf[1] + TU_IP_HLEN + TU_TCP_HLEN,
+                     len - TU_IP_HLEN - TU_TCP_HLEN);
+    ck_assert_uint_eq(tu_wire_recv(h.wire, got, WIRE_BUF_LEN), len);
+    ck_assert_mem_eq(got, buf[1], len); /* as posted */
+    ck_assert_uint_ne(tu_tcp_csum(got, len), 0);
+    ck_assert_uint_eq(tu_wire_recv(h.wire, got, WIRE_BUF_LEN), len);
+    ck_assert_mem_eq(got, buf[2], len);
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.tx_csum_filled, 1);
+    ck_assert_uint_eq(c.tx_packets, 3);
+}
+END_TEST
+
 /* Post n TX packets (slot buffers, NIC_TXF_SIGNAL if signal), run one engine
    round (it takes at most 64), drain the wire; returns the bytes posted. */
 static uint64_t tx_round(uint32_t n, bool signal, uint32_t *id)
@@ -1849,6 +1888,7 @@ static Suite *ring_suite(void)
     tcase_add_test(cnt, doorbells_write_at_most_once_per_engine_sleep);
     tcase_add_test(cnt, irq_moderation_holds_bulk_completions_until_due_or_full);
     tcase_add_test(cnt, irq_moderation_holds_receive_bulk_with_tx_ring_empty);
+    tcase_add_test(cnt, tx_csum_flag_fills_the_tcp_checksum);
     suite_add_tcase(s, cnt);
     return s;
 }

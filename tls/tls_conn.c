@@ -964,8 +964,22 @@ static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
         /* Bounded: one pbuf's worth of records at most (see RX_PENDING_CAP). */
         if (c->rx_pt_len + len > RX_PENDING_CAP)
             return -1;
-        memcpy(c->rx_pt + c->rx_pt_len, pt, len);
-        c->rx_pt_len += len;
+        /* With nothing pending, the upper layer takes the plaintext where it
+           lies (the pbuf, or the record layer's buffer): only what it leaves
+           is copied, to be offered again by deliver_pending. Its callback
+           may close the connection; freeing waits for conn_leave. */
+        size_t taken = 0;
+        while (c->rx_pt_len == 0 && taken < len && c->state == CONN_OPEN) {
+            long n = c->up->on_data(c->up_ctx, pt + taken, len - taken);
+            if (n <= 0) {
+                c->rx_stalled = n == 0;
+                break;
+            }
+            taken += (size_t)n;
+        }
+        ctr(c)->rx_bytes_delivered_direct += taken;
+        memcpy(c->rx_pt + c->rx_pt_len, pt + taken, len - taken);
+        c->rx_pt_len += len - taken;
         ctr(c)->rx_bytes_plaintext += len;
         c->rx_app_bytes += len;
         rx_gate(c, c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx),

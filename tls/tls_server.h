@@ -50,6 +50,7 @@ struct tls_server_cfg {
     X(tx_lowat_waits)  /* send space reported as none: below stack_tcp_write_lowat, in flight */   \
     X(rx_records)                                                                                  \
     X(rx_bytes_plaintext)                                                                          \
+    X(rx_bytes_delivered_direct) /* of those, taken by the upper layer without a copy */           \
     X(rx_records_full_offload)                                                                     \
     X(rx_records_partial_offload)                                                                  \
     X(rx_records_no_offload)                                                                       \
