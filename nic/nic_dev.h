@@ -22,9 +22,13 @@ struct nic_dev;
 
 /* Device configuration (set at create, fixed afterwards). */
 struct nic_dev_cfg {
-    int tun_fd;                /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
-    bool tun_gso;              /* tun_fd has IFF_VNET_HDR + TSO4 offloads (nic_tun_open gso) */
-    bool lro;                  /* merge in-order TCP packets of a flow into one RX buffer */
+    int tun_fd;   /* open, non-blocking TUN fd (IFF_TUN|IFF_NO_PI); NIC owns it */
+    bool tun_gso; /* tun_fd has IFF_VNET_HDR + TSO4 offloads (nic_tun_open gso) */
+    bool lro;     /* merge in-order TCP packets of a flow into one RX buffer */
+    /* The host trusts NIC_RXF_CSUM_OK (checksum offload): a packet the NIC
+       merged (LRO) or decrypted keeps its TCP checksum field as it was, not
+       recomputed over the new bytes (rx_csum_left); the IPv4 header's is. */
+    bool rx_csum_trusted;
     bool rx_pause;             /* no host RX buffer: stop reading the wire, not drop (rx_pauses) */
     uint32_t tx_ring_size;     /* power of two */
     uint32_t rx_ring_size;     /* power of two */
@@ -73,6 +77,7 @@ struct nic_queues {
     X(tx_tso_packets)  /* wire packets those segments became */                                    \
     X(tx_tso_direct)   /* of those segments: written as one GSO super-packet, not cut */           \
     X(tx_csum_filled)  /* NIC_TXF_CSUM packets whose TCP checksum the NIC computed */              \
+    X(rx_csum_left)    /* merged or decrypted packets whose TCP checksum was not recomputed */     \
     X(tx_bytes_copied) /* TX bytes memcpy'd: headers, TSO cut, fault stage, GSO merge */           \
     X(rx_lro_merged)   /* wire packets appended to the packet before them (LRO) */                 \
     X(rx_lro_packets)  /* completions that hold more than one wire packet */                       \

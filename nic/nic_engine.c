@@ -112,6 +112,7 @@ struct nic_dev *nic_dev_create(const struct nic_dev_cfg *cfg, char *err, size_t 
     dev->tls = (struct nic_tls_ctx){.c = &dev->c,
                                     .flows = dev->flows,
                                     .rx_reorder_bytes = cfg->rx_reorder_bytes,
+                                    .csum_trusted = cfg->rx_csum_trusted,
                                     .post_tx_cqe = tls_post_tx_cqe,
                                     .sink = dev};
     dev->pkt = malloc(NIC_MAX_PACKET);
@@ -610,6 +611,17 @@ static bool lro_candidate(const uint8_t *pkt, size_t len, const struct nic_cqe *
            (v->tcp_flags & ~NIC_TCP_PSH) == NIC_TCP_ACK;
 }
 
+/* The TCP checksum of a packet the NIC merged, for lwIP to check again;
+   a host that trusts NIC_RXF_CSUM_OK does not (cfg.rx_csum_trusted). */
+static void rx_tcp_csum_fix(struct nic_dev *dev, uint8_t *pkt, size_t len)
+{
+    struct nic_tcp_view v;
+    if (dev->cfg.rx_csum_trusted)
+        dev->c.rx_csum_left++;
+    else if (nic_parse_tcp(pkt, len, &v))
+        nic_tcp_csum_fix(pkt, &v);
+}
+
 static void lro_flush(struct nic_dev *dev)
 {
     if (!dev->lro.open)
@@ -622,9 +634,7 @@ static void lro_flush(struct nic_dev *dev)
         p[10] = p[11] = 0;
         uint16_t ipc = nic_csum_fold(nic_csum_add(0, p, 20));
         memcpy(p + 10, &ipc, 2);
-        struct nic_tcp_view v;
-        if (nic_parse_tcp(p, tot, &v))
-            nic_tcp_csum_fix(p, &v); /* lwIP checks it again */
+        rx_tcp_csum_fix(dev, p, tot);
         dev->c.rx_lro_packets++;
     }
     dev->lro.cqe.len = (uint32_t)dev->lro.len;
@@ -823,7 +833,7 @@ static bool rx_super(struct nic_dev *dev, const struct nic_link_super *sp)
     buf[10] = buf[11] = 0;
     uint16_t ipc = nic_csum_fold(nic_csum_add(0, buf, 20));
     memcpy(buf + 10, &ipc, 2);
-    nic_tcp_csum_fix(buf, v); /* lwIP checks it */
+    rx_tcp_csum_fix(dev, buf, sp->len);
     nic_link_super_take(dev->link, sp);
     dev->c.rx_packets += sp->pkts;
     dev->c.rx_bytes += sp->wire_bytes;

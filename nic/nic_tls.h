@@ -56,6 +56,7 @@ struct nic_tls_ctx {
     struct nic_counters *c;
     struct nic_flow_table *flows;
     uint32_t rx_reorder_bytes; /* per RX flow: ciphertext held across holes */
+    bool csum_trusted;         /* nic_dev_cfg.rx_csum_trusted */
     void (*post_tx_cqe)(void *sink, const struct nic_cqe *e);
     void *sink;
     /* Device memory shared by all flows (one engine thread uses it at a

@@ -710,7 +710,10 @@ void nic_tls_rx_flow_packet(struct nic_tls_ctx *ctx, struct nic_flow *flow, uint
     if (seq_lt(f->high_seq, seq + (uint32_t)len))
         f->high_seq = seq + (uint32_t)len;
     if (decrypted) {
-        nic_tcp_csum_fix(pkt, v); /* the host stack still checks it */
+        if (ctx->csum_trusted)
+            ctx->c->rx_csum_left++;
+        else
+            nic_tcp_csum_fix(pkt, v); /* the host stack still checks it */
         cqe->flags |= NIC_RXF_DECRYPTED;
         ctx->c->rx_tls_decrypted_packets++;
         ctx->c->rx_tls_decrypted_bytes += len;

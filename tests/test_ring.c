@@ -36,6 +36,7 @@ static struct tu_drv h;
 static bool g_gso;      /* the next host_open gives the NIC a GSO "TUN" (virtio_net_hdr framing) */
 static bool g_lro;      /* the next host_open turns LRO on */
 static bool g_rx_pause; /* the device waits instead of dropping without a buffer */
+static bool g_csum_trusted;          /* nic_dev_cfg.rx_csum_trusted */
 static const char *g_pcap;           /* the next host_open's pcap_path */
 static uint32_t g_coalesce_ns;       /* the next host_open's irq_coalesce_ns */
 static uint64_t rx_cookie[RING_MAX]; /* driver shadow: cookie posted in each RX slot */
@@ -53,6 +54,7 @@ static void host_open(uint32_t tx_size, uint32_t rx_size)
         .tun_gso = g_gso,
         .lro = g_lro,
         .rx_pause = g_rx_pause,
+        .rx_csum_trusted = g_csum_trusted,
         .irq_coalesce_ns = g_coalesce_ns,
     };
     memset(rx_cookie, 0, sizeof(rx_cookie));
@@ -66,6 +68,7 @@ static void setup(void)
     g_gso = false;
     g_lro = false;
     g_rx_pause = false;
+    g_csum_trusted = false;
     g_pcap = NULL;
     g_coalesce_ns = 0;
     memset(&h, 0, sizeof(h));
@@ -1809,6 +1812,42 @@ START_TEST(lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum)
 }
 END_TEST
 
+/* A host that trusts NIC_RXF_CSUM_OK (checksum offload) gets a merged
+   packet whose IPv4 checksum is right (lwIP checks it) and whose TCP
+   checksum field was left as the first packet's: not recomputed. */
+START_TEST(lro_leaves_tcp_csum_for_a_trusting_host)
+{
+    g_lro = true;
+    g_csum_trusted = true;
+    host_open(8, 8);
+    static uint8_t bufs[8][LRO_BUF], pkt[TEST_MTU];
+    for (int i = 0; i < 8; i++)
+        rx_post(bufs[i], LRO_BUF, (uint64_t)i);
+    tu_rx_publish(&h);
+    uint16_t first_csum = 0;
+    for (uint32_t i = 0; i < 4; i++) {
+        size_t n = lro_pkt(pkt, 1000 + i * TSO_MSS, TU_TCP_ACK, 500, TSO_MSS);
+        if (i == 0)
+            first_csum = tu_get16(pkt + TU_IP_HLEN + 16);
+        tu_wire_send(h.wire, pkt, n);
+    }
+    nic_dev_poll_once(h.dev);
+    struct nic_cqe e;
+    ck_assert(tu_cq_take(&h, true, &e));
+    ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + 4 * TSO_MSS);
+    ck_assert(e.flags & NIC_RXF_CSUM_OK);
+    const uint8_t *m = bufs[e.cookie];
+    ck_assert_uint_eq(tu_ip_csum(m), 0);
+    ck_assert_uint_eq(tu_get16(m + TU_IP_HLEN + 16), first_csum);
+    ck_assert_uint_ne(tu_tcp_csum(m, e.len), 0);
+    for (size_t i = 0; i < 4 * TSO_MSS; i++)
+        ck_assert_uint_eq(m[TU_IP_HLEN + TU_TCP_HLEN + i], (uint8_t)((1000 + i) * 3u));
+    struct nic_counters c = tu_counters(h.dev);
+    ck_assert_uint_eq(c.rx_lro_merged, 3);
+    ck_assert_uint_eq(c.rx_csum_left, 1);
+}
+END_TEST
+
 /* With LRO off, the same packets complete one by one. */
 START_TEST(lro_off_completes_each_packet)
 {
@@ -1879,6 +1918,7 @@ static Suite *ring_suite(void)
     tcase_add_test(tso, gso_splits_super_packet_from_kernel);
     tcase_add_test(tso, lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum);
     tcase_add_test(tso, lro_off_completes_each_packet);
+    tcase_add_test(tso, lro_leaves_tcp_csum_for_a_trusting_host);
     suite_add_tcase(s, tso);
 
     TCase *cnt = tcase_create("counters");
