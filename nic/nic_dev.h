@@ -45,8 +45,9 @@ struct nic_dev_cfg {
     /* Adaptive interrupt moderation (0 = an interrupt for every round with
        completions). During a bulk transfer (the last interrupt less than 4x
        this ago and 64 KiB moved since), completions wait up to this long
-       for more, also across the engine's sleep; otherwise, and whenever a
-       queue fills, they interrupt at once (nic_engine.c, irq_now). */
+       for more, also across the engine's sleep; otherwise, when a sending
+       host's TX ring ran empty (it waits for them), and whenever a queue
+       fills, they interrupt at once (nic_engine.c, irq_now). */
     uint32_t irq_coalesce_ns;
 };
 

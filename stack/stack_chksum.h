@@ -16,9 +16,10 @@ uint16_t lwip_standard_chksum(const void *dataptr, int len);
    its built-in loop (correct, only slower). Cheap: one 4-byte inet_chksum. */
 bool stack_chksum_interposed(void);
 
-/* Checksum offload (docs/design.md §7), for the process's one driver:
-   while on, tcp_write's copy through stack_tcp_write does not sum the
-   payload (the NIC fills the TCP checksum: NIC_TXF_CSUM), and lwIP does
+/* Checksum offload (docs/design.md §7), process-wide as lwIP's checksum
+   code is, off by default: while on, tcp_write's copy through
+   stack_tcp_write does not sum the payload, the driver sets NIC_TXF_CSUM
+   on every DATA descriptor (the NIC fills the TCP checksum), and lwIP does
    not sum again a received packet the NIC verified (stack_chksum_rx_trust). */
 void stack_chksum_set_offload(bool on);
 bool stack_chksum_offload(void);
@@ -29,8 +30,8 @@ void stack_chksum_copy_begin(void);
 void stack_chksum_copy_end(void);
 
 /* Before lwIP's input of one packet the NIC verified (NIC_RXF_CSUM_OK), on
-   this thread: lwIP's next pseudo-header checksum (tcp_input's check, the
-   first one of a TCP segment's input) reports it valid without summing.
+   this thread, with the offload on (else a no-op): lwIP's next pseudo-header checksum (tcp_input's
+   check, the first one of a TCP segment's input) reports it valid without summing.
    stack_chksum_rx_trust_end() after the input withdraws what was not used
    and returns whether the check was skipped. */
 void stack_chksum_rx_trust(void);

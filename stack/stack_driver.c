@@ -56,8 +56,7 @@ struct stack_driver {
     const struct nic_queues *q;
     struct netif netif;
     uint32_t mtu, rx_buf_size;
-    uint32_t tso_max;  /* largest TCP segment handed to the NIC (TSO); 0 = off */
-    bool csum_offload; /* stack_driver_set_csum_offload */
+    uint32_t tso_max; /* largest TCP segment handed to the NIC (TSO); 0 = off */
 
     /* TX ring: [tx_clean, tx_prod) is with the NIC or not yet reclaimed */
     uint32_t tx_prod, tx_clean, tx_cq_cons;
@@ -205,12 +204,6 @@ uint32_t stack_driver_set_tso(struct stack_driver *drv, uint32_t max_len)
         max_len = cap;
     drv->tso_max = max_len > drv->mtu ? max_len : 0;
     return drv->tso_max;
-}
-
-void stack_driver_set_csum_offload(struct stack_driver *drv, bool on)
-{
-    drv->csum_offload = on;
-    stack_chksum_set_offload(on);
 }
 
 uint32_t stack_driver_tso_max(const struct stack_driver *drv)
@@ -393,7 +386,7 @@ static err_t driver_output(struct netif *netif, struct pbuf *p, const ip4_addr_t
     }
     if (hold->len > drv->mtu)
         d.mss = tso_mss(drv, hold);
-    if (drv->csum_offload) {
+    if (stack_chksum_offload()) {
         d.flags |= NIC_TXF_CSUM;
         drv->c.tx_csum_offloaded++;
     }
@@ -974,11 +967,11 @@ unsigned stack_driver_poll(struct stack_driver *drv, unsigned budget)
             drv->c.rx_csum_ok++;
         drv->c.rx_packets++;
         drv->c.rx_bytes += len;
-        bool trusted = (flags & NIC_RXF_CSUM_OK) && drv->csum_offload;
-        if (trusted)
-            stack_chksum_rx_trust();
+        bool verified = (flags & NIC_RXF_CSUM_OK) != 0;
+        if (verified)
+            stack_chksum_rx_trust(); /* a no-op without checksum offload */
         err_t err = rx_input(drv, p, b->data, len);
-        if (trusted && stack_chksum_rx_trust_end())
+        if (verified && stack_chksum_rx_trust_end())
             drv->c.rx_csum_trusted++;
         if (err != ERR_OK) {
             drv->c.rx_input_drops++;

@@ -176,12 +176,6 @@ uint32_t stack_driver_tx_space(struct stack_driver *drv);
    usable length, capped so that the NIC's completion room for one
    descriptor fits its TX completion queue; 0 = TSO off. */
 uint32_t stack_driver_set_tso(struct stack_driver *drv, uint32_t max_len);
-
-/* Checksum offload (docs/design.md §7): the NIC computes the TCP checksums
-   of what we send (NIC_TXF_CSUM on every DATA descriptor) and lwIP does not
-   check again what the NIC verified (NIC_RXF_CSUM_OK). Sets the process's
-   stack_chksum_set_offload. Off by default. */
-void stack_driver_set_csum_offload(struct stack_driver *drv, bool on);
 uint32_t stack_driver_tso_max(const struct stack_driver *drv);
 /* LRO (call before the first refill): RX buffers of size bytes (at least the
    MTU, at most 65472) instead of the MTU, so the NIC can merge packets of a

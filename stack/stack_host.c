@@ -1,6 +1,7 @@
 /* stack_host.c - lwIP bring-up and the host interrupt thread. */
 #define _GNU_SOURCE
 #include "stack_host.h"
+#include "stack_chksum.h"
 #include "stack_rto.h"
 
 #include <lwip/ip.h>
@@ -118,7 +119,7 @@ struct stack_host *stack_host_start(struct nic_dev *dev, const struct stack_host
         return NULL;
     }
     stack_driver_set_tso(h->drv, cfg->tso_max);
-    stack_driver_set_csum_offload(h->drv, cfg->csum_offload);
+    stack_chksum_set_offload(cfg->csum_offload); /* the driver follows it */
     if (cfg->rx_buf_size)
         stack_driver_set_rx_buf_size(h->drv, cfg->rx_buf_size);
     ip4_addr_t ip, mask, gw;

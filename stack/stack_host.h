@@ -17,7 +17,7 @@ struct stack_host_cfg {
     uint32_t mtu;
     uint32_t tso_max;     /* TSO: largest TCP segment to the NIC (stack_driver_set_tso); 0 = off */
     uint32_t rx_buf_size; /* LRO: RX buffer size (stack_driver_set_rx_buf_size); 0 = the MTU */
-    bool csum_offload;    /* checksum offload (stack_driver_set_csum_offload) */
+    bool csum_offload;    /* checksum offload (stack_chksum_set_offload) */
     /* Fine-grained RTO floor in ms (stack_rto.h); 0 = lwIP's 500 ms ticks only. */
     uint32_t rto_min_ms;
     /* Abort a connection whose data saw no ACK progress for this long (ms),

@@ -1764,6 +1764,15 @@ static size_t lro_pkt(uint8_t *p, uint32_t seq, uint8_t flags, uint16_t window, 
     return len;
 }
 
+/* Post the 8 RX buffers of an 8-slot ring, LRO_BUF bytes each (cookie =
+   index). */
+static void lro_post_bufs(uint8_t (*bufs)[LRO_BUF])
+{
+    for (int i = 0; i < 8; i++)
+        rx_post(bufs[i], LRO_BUF, (uint64_t)i);
+    tu_rx_publish(&h);
+}
+
 /* Four in-order packets merge (the last with PSH ends the merge); then a gap,
    a packet with another window, and a corrupted one each stay alone. */
 START_TEST(lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum)
@@ -1771,9 +1780,7 @@ START_TEST(lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum)
     g_lro = true;
     host_open(8, 8);
     static uint8_t bufs[8][LRO_BUF], pkt[TEST_MTU];
-    for (int i = 0; i < 8; i++)
-        rx_post(bufs[i], LRO_BUF, (uint64_t)i);
-    tu_rx_publish(&h);
+    lro_post_bufs(bufs);
     uint32_t seq = 1000;
     for (int i = 0; i < 4; i++, seq += TSO_MSS) /* 0..3: merge, PSH on 3 */
         tu_wire_send(h.wire, pkt,
@@ -1821,9 +1828,7 @@ START_TEST(lro_leaves_tcp_csum_for_a_trusting_host)
     g_csum_trusted = true;
     host_open(8, 8);
     static uint8_t bufs[8][LRO_BUF], pkt[TEST_MTU];
-    for (int i = 0; i < 8; i++)
-        rx_post(bufs[i], LRO_BUF, (uint64_t)i);
-    tu_rx_publish(&h);
+    lro_post_bufs(bufs);
     uint16_t first_csum = 0;
     for (uint32_t i = 0; i < 4; i++) {
         size_t n = lro_pkt(pkt, 1000 + i * TSO_MSS, TU_TCP_ACK, 500, TSO_MSS);
@@ -1853,9 +1858,7 @@ START_TEST(lro_off_completes_each_packet)
 {
     host_open(8, 8);
     static uint8_t bufs[8][LRO_BUF], pkt[TEST_MTU];
-    for (int i = 0; i < 8; i++)
-        rx_post(bufs[i], LRO_BUF, (uint64_t)i);
-    tu_rx_publish(&h);
+    lro_post_bufs(bufs);
     for (uint32_t i = 0; i < 4; i++)
         tu_wire_send(h.wire, pkt, lro_pkt(pkt, 1000 + i * TSO_MSS, TU_TCP_ACK, 500, TSO_MSS));
     nic_dev_poll_once(h.dev);
