@@ -1773,6 +1773,20 @@ static void lro_post_bufs(uint8_t (*bufs)[LRO_BUF])
     tu_rx_publish(&h);
 }
 
+/* One engine round; its first completion must be four TSO_MSS packets
+   merged into one, verified, with a right IPv4 header. Returns its buffer. */
+static const uint8_t *take_merged4(uint8_t (*bufs)[LRO_BUF], struct nic_cqe *e)
+{
+    nic_dev_poll_once(h.dev);
+    ck_assert(tu_cq_take(&h, true, e));
+    ck_assert_uint_eq(e->len, TU_IP_HLEN + TU_TCP_HLEN + 4 * TSO_MSS);
+    ck_assert(e->flags & NIC_RXF_CSUM_OK);
+    const uint8_t *m = bufs[e->cookie];
+    ck_assert_uint_eq(tu_get16(m + 2), e->len);
+    ck_assert_uint_eq(tu_ip_csum(m), 0);
+    return m;
+}
+
 /* Four in-order packets merge (the last with PSH ends the merge); then a gap,
    a packet with another window, and a corrupted one each stay alone. */
 START_TEST(lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum)
@@ -1790,14 +1804,8 @@ START_TEST(lro_merges_in_order_and_stops_at_gap_flags_and_bad_csum)
     size_t bl = lro_pkt(pkt, seq + 210, TU_TCP_ACK, 501, 100);
     pkt[bl - 1] ^= 1; /* bad checksum: never merged */
     tu_wire_send(h.wire, pkt, bl);
-    nic_dev_poll_once(h.dev);
     struct nic_cqe e;
-    ck_assert(tu_cq_take(&h, true, &e));
-    ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + 4 * TSO_MSS);
-    ck_assert(e.flags & NIC_RXF_CSUM_OK);
-    const uint8_t *m = bufs[e.cookie];
-    ck_assert_uint_eq(tu_get16(m + 2), e.len);
-    ck_assert_uint_eq(tu_ip_csum(m), 0);
+    const uint8_t *m = take_merged4(bufs, &e);
     ck_assert_uint_eq(tu_tcp_csum(m, e.len), 0);
     ck_assert_uint_eq(tu_get32(m + TU_IP_HLEN + 4), 1000);
     ck_assert_uint_eq(m[TU_IP_HLEN + 13], TU_TCP_ACK | TU_TCP_PSH);
@@ -1836,13 +1844,8 @@ START_TEST(lro_leaves_tcp_csum_for_a_trusting_host)
             first_csum = tu_get16(pkt + TU_IP_HLEN + 16);
         tu_wire_send(h.wire, pkt, n);
     }
-    nic_dev_poll_once(h.dev);
     struct nic_cqe e;
-    ck_assert(tu_cq_take(&h, true, &e));
-    ck_assert_uint_eq(e.len, TU_IP_HLEN + TU_TCP_HLEN + 4 * TSO_MSS);
-    ck_assert(e.flags & NIC_RXF_CSUM_OK);
-    const uint8_t *m = bufs[e.cookie];
-    ck_assert_uint_eq(tu_ip_csum(m), 0);
+    const uint8_t *m = take_merged4(bufs, &e);
     ck_assert_uint_eq(tu_get16(m + TU_IP_HLEN + 16), first_csum);
     ck_assert_uint_ne(tu_tcp_csum(m, e.len), 0);
     for (size_t i = 0; i < 4 * TSO_MSS; i++)
