@@ -657,20 +657,10 @@ static bool emit_frame(struct tls_conn *c)
     return true;
 }
 
-/* A NIC frame whose payload is n of the caller's static bytes (they stay
-   unchanged at p for the life of the process): header and nonce, the
-   payload and a blank tag go to TCP as three writes, lwIP's copy the only
-   one, and the record store keeps a pointer instead of the plaintext
-   (tls_tx_offload_record_static). All or nothing; false without room. */
-static bool emit_static(struct tls_conn *c, const uint8_t *p, size_t n)
+/* Writes the record header and explicit nonce (sequence number sn) of a
+   record of rec_len bytes to hdr. */
+static void frame_header(uint8_t hdr[TLS_PAYLOAD_OFFSET], size_t rec_len, uint64_t sn)
 {
-    static const uint8_t blank_tag[TLS_TAG_LEN];
-    size_t rec_len = n + TLS_RECORD_OVERHEAD;
-    /* Room for the bytes, and queue room for a new segment per write: then
-       only an allocation inside lwIP can fail a write. */
-    if (!tcp_room(c, rec_len) || tcp_sndqueuelen(c->pcb) + 6 > TCP_SND_QUEUELEN)
-        return false;
-    uint8_t hdr[TLS_PAYLOAD_OFFSET];
     size_t len_field = rec_len - TLS_HEADER_LEN;
     hdr[0] = TLS_CT_APPDATA;
     hdr[1] = TLS_VERSION_MAJOR;
@@ -678,23 +668,54 @@ static bool emit_static(struct tls_conn *c, const uint8_t *p, size_t n)
     hdr[3] = (uint8_t)(len_field >> 8);
     hdr[4] = (uint8_t)len_field;
     for (int i = 0; i < 8; i++)
-        hdr[TLS_HEADER_LEN + i] = (uint8_t)(c->tx_seq >> (56 - 8 * i));
-    uint32_t start = c->pcb->snd_lbb; /* seq of the first byte tcp_write queues */
-    if (!tcp_put(c, hdr, sizeof(hdr)))
-        return false; /* nothing queued */
-    if (!tcp_put(c, p, n) || !tcp_put(c, blank_tag, sizeof(blank_tag))) {
-        /* lwIP ran out of memory after taking the header: the stream has a
-           torn record and cannot continue. */
-        ctr(c)->tx_write_torn++;
-        conn_kill(c, true);
-        return false;
+        hdr[TLS_HEADER_LEN + i] = (uint8_t)(sn >> (56 - 8 * i));
+}
+
+/* NIC frames of whole records whose payloads are the caller's static bytes
+   at p (unchanged for the life of the process): as many records of
+   record_size bytes as len holds and TCP has room for. lwIP's copy is the
+   only one, and the record store keeps a pointer instead of the plaintext
+   (tls_tx_offload_record_static). A record's blank tag and the next one's
+   header and nonce go to TCP as one write: two writes per record and one
+   per run, not three per record. Returns the bytes consumed (whole records;
+   0 without room). If lwIP runs out of memory inside a record, the stream
+   has a torn record: the connection is killed (tx_write_torn). */
+static size_t emit_static_run(struct tls_conn *c, const uint8_t *p, size_t len)
+{
+    size_t n = c->srv->record_size, rec_len = n + TLS_RECORD_OVERHEAD, done = 0;
+    /* [the previous record's blank tag][this record's header and nonce] */
+    uint8_t seam[TLS_TAG_LEN + TLS_PAYLOAD_OFFSET] = {0};
+    uint8_t *hdr = seam + TLS_TAG_LEN;
+    size_t owed = 0; /* bytes of blank tag still to write: 0 or TLS_TAG_LEN */
+    /* Room for the record and the tag still owed, and queue room for a new
+       segment per write: then only an allocation inside lwIP fails a write. */
+    while (len - done >= n && tcp_room(c, owed + rec_len) &&
+           tcp_sndqueuelen(c->pcb) + 6 <= TCP_SND_QUEUELEN) {
+        frame_header(hdr, rec_len, c->tx_seq);
+        uint32_t start = c->pcb->snd_lbb + (uint32_t)owed; /* seq of the header */
+        if (!tcp_put(c, hdr - owed, owed + TLS_PAYLOAD_OFFSET)) {
+            if (!owed)
+                return done; /* nothing queued */
+            goto torn;
+        }
+        if (!tcp_put(c, p + done, n))
+            goto torn;
+        tls_tx_offload_record_static(c->txo, hdr, p + done, (uint16_t)n, start, c->tx_seq);
+        owed = TLS_TAG_LEN;
+        c->tx_seq++;
+        ctr(c)->tx_records++;
+        ctr(c)->tx_bytes_plaintext += n;
+        c->tx_app_bytes += n; /* the offload policy's count (tx_gate) */
+        done += n;
     }
-    tls_tx_offload_record_static(c->txo, hdr, p, (uint16_t)n, start, c->tx_seq);
-    c->tx_seq++;
-    ctr(c)->tx_records++;
-    ctr(c)->tx_bytes_plaintext += n;
-    c->tx_app_bytes += n; /* the offload policy's count (tx_gate) */
-    return true;
+    if (owed && !tcp_put(c, seam, owed))
+        goto torn;
+    return done;
+torn:
+    /* lwIP ran out of memory inside a record: the stream cannot continue. */
+    ctr(c)->tx_write_torn++;
+    conn_kill(c, true);
+    return done;
 }
 
 /* Seal (sw), frame for the NIC, or hand to mbed TLS one record from the
@@ -828,9 +849,10 @@ static size_t conn_send(struct tls_conn *c, const void *buf, size_t len, bool st
            them again after the next ACK (a full send buffer has data in
            flight, so one comes). */
         if (stable && c->tx_pt_len == 0 && len - done >= want && tx_frames(c)) {
-            if (!emit_static(c, p + done, want))
+            size_t sent = emit_static_run(c, p + done, len - done);
+            done += sent;
+            if (!sent || c->state != CONN_OPEN)
                 break; /* no room, or the stream tore and the connection died */
-            done += want;
             continue;
         }
         /* A static tail shorter than a record, after whole ones went out:

@@ -75,7 +75,14 @@ struct tls_offload {
     struct tls_offload_policy policy;
     struct tls_offload_counters c[TLS_TX_RESYNC_COUNT]; /* by the flow's policy */
     struct tls_offload_rx_counters rxc;
+    struct tx_record *spare; /* freed records kept for reuse (RECORD_SPARE_MAX) */
+    unsigned nspare;
 };
+
+/* Freed store entries kept for the next records: one per record had been a
+   calloc and a free, a visible part of the host's work per record of an
+   offloaded download. Bounded, so a burst of acked records returns memory. */
+#define RECORD_SPARE_MAX 256
 
 /* Serial-number arithmetic (RFC 1982 style) for 32-bit TCP sequence numbers. */
 static bool seq_lt(uint32_t a, uint32_t b)
@@ -110,7 +117,26 @@ static void record_free(struct tls_tx_offload *t, struct tx_record *r)
     if (r->p)
         pbuf_free(r->p); /* a DUMP descriptor may still hold its own reference */
     t->c->records_in_store--;
-    free(r);
+    struct tls_offload *o = t->o;
+    if (o->nspare < RECORD_SPARE_MAX) {
+        r->next = o->spare;
+        o->spare = r;
+        o->nspare++;
+    } else {
+        free(r);
+    }
+}
+
+/* A zeroed store entry, from the spares when there is one; NULL: no memory. */
+static struct tx_record *record_new(struct tls_offload *o)
+{
+    struct tx_record *r = o->spare;
+    if (!r)
+        return calloc(1, sizeof(*r));
+    o->spare = r->next;
+    o->nspare--;
+    memset(r, 0, sizeof(*r));
+    return r;
 }
 
 /* The record holding byte seq, or NULL. Retransmissions hit the oldest. */
@@ -309,6 +335,11 @@ void tls_offload_free(struct tls_offload *o)
     }
     while (o->rx_flows)
         tls_rx_offload_stop(o->rx_flows);
+    while (o->spare) {
+        struct tx_record *r = o->spare;
+        o->spare = r->next;
+        free(r);
+    }
     free(o);
 }
 
@@ -390,7 +421,7 @@ void tls_tx_offload_record_static(struct tls_tx_offload *t, const uint8_t hdr[TL
 {
     uint16_t rec_len = (uint16_t)(len + TLS_RECORD_OVERHEAD);
     t->frame_end = start_seq + rec_len;
-    struct tx_record *r = calloc(1, sizeof(*r));
+    struct tx_record *r = record_new(t->o);
     if (!r)
         return; /* a retransmission of it will be dropped and counted */
     r->ext = payload;
@@ -406,7 +437,7 @@ void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t 
                            uint64_t record_sn)
 {
     t->frame_end = start_seq + rec->len;
-    struct tx_record *r = calloc(1, sizeof(*r));
+    struct tx_record *r = record_new(t->o);
     if (!r)
         return; /* a retransmission of it will be dropped and counted */
     pbuf_ref(rec);
