@@ -637,14 +637,7 @@ static bool emit_frame(struct tls_conn *c)
     if (!tcp_room(c, rec_len))
         return false;
     uint8_t *f = c->tx_frame->payload;
-    size_t len_field = rec_len - TLS_HEADER_LEN;
-    f[0] = TLS_CT_APPDATA;
-    f[1] = TLS_VERSION_MAJOR;
-    f[2] = TLS_VERSION_MINOR;
-    f[3] = (uint8_t)(len_field >> 8);
-    f[4] = (uint8_t)len_field;
-    for (int i = 0; i < 8; i++)
-        f[TLS_HEADER_LEN + i] = (uint8_t)(c->tx_seq >> (56 - 8 * i));
+    tls_record_write_header(f, c->tx_seq, TLS_CT_APPDATA, c->tx_pt_len);
     memset(f + TLS_PAYLOAD_OFFSET + c->tx_pt_len, 0, TLS_TAG_LEN);
     uint32_t start = c->pcb->snd_lbb; /* seq of the first byte tcp_write queues */
     if (!tcp_put(c, f, rec_len))
@@ -655,20 +648,6 @@ static bool emit_frame(struct tls_conn *c)
     c->tx_frame = NULL;
     c->tx_seq++;
     return true;
-}
-
-/* Writes the record header and explicit nonce (sequence number sn) of a
-   record of rec_len bytes to hdr. */
-static void frame_header(uint8_t hdr[TLS_PAYLOAD_OFFSET], size_t rec_len, uint64_t sn)
-{
-    size_t len_field = rec_len - TLS_HEADER_LEN;
-    hdr[0] = TLS_CT_APPDATA;
-    hdr[1] = TLS_VERSION_MAJOR;
-    hdr[2] = TLS_VERSION_MINOR;
-    hdr[3] = (uint8_t)(len_field >> 8);
-    hdr[4] = (uint8_t)len_field;
-    for (int i = 0; i < 8; i++)
-        hdr[TLS_HEADER_LEN + i] = (uint8_t)(sn >> (56 - 8 * i));
 }
 
 /* NIC frames of whole records whose payloads are the caller's static bytes
@@ -691,7 +670,7 @@ static size_t emit_static_run(struct tls_conn *c, const uint8_t *p, size_t len)
        segment per write: then only an allocation inside lwIP fails a write. */
     while (len - done >= n && tcp_room(c, owed + rec_len) &&
            tcp_sndqueuelen(c->pcb) + 6 <= TCP_SND_QUEUELEN) {
-        frame_header(hdr, rec_len, c->tx_seq);
+        tls_record_write_header(hdr, c->tx_seq, TLS_CT_APPDATA, n);
         uint32_t start = c->pcb->snd_lbb + (uint32_t)owed; /* seq of the header */
         if (!tcp_put(c, hdr - owed, owed + TLS_PAYLOAD_OFFSET)) {
             if (!owed)

@@ -59,7 +59,7 @@ static void crypto_check(int ok, const char *what)
     }
 }
 
-static void write_header(uint8_t *out, uint64_t seq, uint8_t type, size_t len)
+void tls_record_write_header(uint8_t *out, uint64_t seq, uint8_t type, size_t len)
 {
     out[0] = type;
     out[1] = TLS_VERSION_MAJOR;
@@ -207,7 +207,7 @@ size_t tls_record_seal(struct tls_aead *a, uint64_t seq, uint8_t type, const uin
     uint8_t *payload = out + TLS_PAYLOAD_OFFSET;
 
     assert(len <= TLS_MAX_PLAINTEXT);
-    write_header(out, seq, type, len);
+    tls_record_write_header(out, seq, type, len);
     gcm_seal(a, seq, type, out + TLS_HEADER_LEN, pt, len, NULL, 0, payload, payload + len);
     return len + TLS_RECORD_OVERHEAD;
 }
@@ -218,7 +218,7 @@ size_t tls_record_seal2(struct tls_aead *a, uint64_t seq, uint8_t type, const ui
     uint8_t *payload = out + TLS_PAYLOAD_OFFSET;
 
     assert(len + len2 <= TLS_MAX_PLAINTEXT);
-    write_header(out, seq, type, len + len2);
+    tls_record_write_header(out, seq, type, len + len2);
     gcm_seal(a, seq, type, out + TLS_HEADER_LEN, pt, len, pt2, len2, payload, payload + len + len2);
     return len + len2 + TLS_RECORD_OVERHEAD;
 }
@@ -229,7 +229,7 @@ size_t tls_record_frame_plain(uint64_t seq, uint8_t type, const uint8_t *pt, siz
     uint8_t *payload = out + TLS_PAYLOAD_OFFSET;
 
     assert(len <= TLS_MAX_PLAINTEXT);
-    write_header(out, seq, type, len);
+    tls_record_write_header(out, seq, type, len);
     if (pt != payload && len > 0)
         memcpy(payload, pt, len);
     memset(payload + len, 0, TLS_TAG_LEN);

@@ -73,6 +73,10 @@ void tls_aead_free(struct tls_aead *a);
  * Returns the total record length (header included) or -1. */
 long tls_record_parse_header(const uint8_t hdr[TLS_HEADER_LEN]);
 
+/* Write the header and explicit nonce (seq) of a record of type with len
+ * bytes of plaintext: the first TLS_PAYLOAD_OFFSET bytes of out. */
+void tls_record_write_header(uint8_t *out, uint64_t seq, uint8_t type, size_t len);
+
 /* Seal one record into out, which needs len + TLS_RECORD_OVERHEAD bytes.
  * len <= TLS_MAX_PLAINTEXT. pt must not overlap out, except that it may be
  * exactly out + TLS_PAYLOAD_OFFSET (sealing in place). Returns the record
