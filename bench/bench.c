@@ -69,9 +69,11 @@
 #include <unistd.h>
 
 #define BENCH_DEFAULT_SIZE   (UINT64_C(256) << 20)
-#define BENCH_SWEEP_SIZE     (UINT64_C(64) << 20) /* a sweep without --size */
-#define BENCH_MICRO_SIZE     (UINT64_C(1) << 30)  /* --micro without --size */
-#define BENCH_MICRO_REPEAT   3u                   /* --micro without --repeat */
+#define BENCH_SWEEP_SIZE     (UINT64_C(64) << 20)  /* a sweep without --size */
+#define BENCH_MICRO_SIZE     (UINT64_C(1) << 30)   /* --micro without --size */
+#define BENCH_MICRO_REPEAT   3u                    /* --micro without --repeat */
+#define BENCH_INSTR_SIZE     (UINT64_C(256) << 20) /* --host-instr without --size */
+#define BENCH_INSTR_MODES    "plain,nic"           /* --host-instr without --modes */
 #define BENCH_DEFAULT_MODES  "plain,mbedtls,sw,nic,nic-tagcache"
 #define BENCH_RX_SWEEP_MODES "plain,mbedtls,sw,nic" /* --rx-*-sweep without --modes */
 #define BENCH_DEFAULT_LOSSES "0,0.5,1,2,5"
@@ -139,9 +141,10 @@ struct bench_opts {
     enum sweep_kind sweep;
     double values[BENCH_MAX_VALUES]; /* the sweep's percentages */
     unsigned n_values;
-    uint64_t seed; /* --seed: the runtime's (fault-tx S, fault-rx S+1) */
-    bool micro;    /* --micro */
-    bool vs_nginx; /* --vs-nginx */
+    uint64_t seed;   /* --seed: the runtime's (fault-tx S, fault-rx S+1) */
+    bool micro;      /* --micro */
+    bool vs_nginx;   /* --vs-nginx */
+    bool host_instr; /* --host-instr */
 };
 
 /* CPU time of this process's threads, by class, over one transfer. */
@@ -227,6 +230,7 @@ static void usage(FILE *f)
         "       anic bench --rx-loss-sweep [LIST] | --rx-reorder-sweep [LIST] [options]\n"
         "       anic bench --micro [--size BYTES] [--repeat N]\n"
         "       anic bench --vs-nginx [options]\n"
+        "       anic bench --host-instr [--modes LIST] [--size BYTES]\n"
         "\n"
         "Measures every selected mode side by side in one run: one process, one\n"
         "private network namespace (anic-bench-PID, created here and deleted at the end),\n"
@@ -340,6 +344,16 @@ static void usage(FILE *f)
         "                      plaintext byte, nic c/B = nic.tx_bytes_copied per record\n"
         "                      byte; compared with\n"
         "                      'openssl speed -evp aes-128-gcm' at 16 KiB. Needs no root.\n"
+        "  --host-instr      the host's work per byte as instructions: each mode's\n"
+        "                      (default plain,nic) download and upload of SIZE (default\n"
+        "                      256M) once under valgrind's callgrind; instructions per\n"
+        "                      byte of the host's data path (the stack-irq thread:\n"
+        "                      driver, lwIP, tls/), its ratio to plain and the target\n"
+        "                      nic / plain <= 1.05x; lwIP's timer thread, the handshake\n"
+        "                      workers and the NIC engine apart. Nearly the same every\n"
+        "                      run, unlike CPU seconds on a small shared machine, but\n"
+        "                      without syscalls and cache misses. Needs valgrind\n"
+        "                      (scripts/deps.sh).\n"
         "  --vs-nginx        also measure nginx (Debian nginx-light, started here on the\n"
         "                      namespace's loopback, stopped by PID) as rows nginx-http\n"
         "                      (127.0.0.1:8080) and nginx-https (8443): the same file\n"
@@ -405,6 +419,7 @@ enum {
     OPT_MICRO,
     OPT_OFFLOADS,
     OPT_VS_NGINX,
+    OPT_HOST_INSTR,
 };
 
 static const struct option bench_opts_long[] = {
@@ -430,6 +445,7 @@ static const struct option bench_opts_long[] = {
     {"micro", no_argument, NULL, OPT_MICRO},
     {"offloads", required_argument, NULL, OPT_OFFLOADS},
     {"vs-nginx", no_argument, NULL, OPT_VS_NGINX},
+    {"host-instr", no_argument, NULL, OPT_HOST_INSTR},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -714,6 +730,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         case OPT_VS_NGINX:
             o->vs_nginx = true;
             break;
+        case OPT_HOST_INSTR:
+            o->host_instr = true;
+            break;
         case 'h':
             usage(stdout);
             return 1;
@@ -733,6 +752,13 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         fprintf(stderr, "anic bench: --micro and --%s are separate runs\n", sweep_opt[o->sweep]);
         return 2;
     }
+    if (o->host_instr && (o->micro || o->sweep || o->vs_nginx)) {
+        fprintf(stderr, "anic bench: --host-instr is a run of its own (not with --micro, "
+                        "--vs-nginx or a sweep)\n");
+        return 2;
+    }
+    if (o->host_instr && !o->modes_set && (rc = parse_modes(BENCH_INSTR_MODES, o)) != 0)
+        return rc;
     if (o->vs_nginx && (o->micro || o->sweep)) {
         fprintf(stderr, "anic bench: --vs-nginx is for the mode comparison (not with --micro "
                         "or a sweep)\n");
@@ -754,7 +780,10 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         (rc = parse_modes(BENCH_RX_SWEEP_MODES, o)) != 0)
         return rc;
     if (!o->size_set)
-        o->size = o->micro ? BENCH_MICRO_SIZE : o->sweep ? BENCH_SWEEP_SIZE : BENCH_DEFAULT_SIZE;
+        o->size = o->micro        ? BENCH_MICRO_SIZE
+                  : o->host_instr ? BENCH_INSTR_SIZE
+                  : o->sweep      ? BENCH_SWEEP_SIZE
+                                  : BENCH_DEFAULT_SIZE;
     if (o->micro && !o->repeat_set)
         o->repeat = BENCH_MICRO_REPEAT;
     return 0;
@@ -2452,6 +2481,12 @@ int bench_main(int argc, char **argv)
     if (geteuid() != 0) {
         fprintf(stderr, "anic bench: needs root (network namespace, TUN device)\n");
         return 1;
+    }
+    if (b->o.host_instr) {
+        const char *names[APP_SERVER_MAX_LISTENERS];
+        for (unsigned i = 0; i < b->o.n_modes; i++)
+            names[i] = app_mode_name(b->o.modes[i]);
+        return bench_instr_run(names, b->o.n_modes, b->o.size);
     }
     pid_t pid = getpid();
     b->self_tid = gettid();

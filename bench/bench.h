@@ -13,4 +13,10 @@ int bench_main(int argc, char **argv);
    stdout; returns an exit status (0 ok, 1 failure, 128+signal). */
 int bench_micro_run(uint64_t record_bytes, unsigned repeat, uint32_t mtu);
 
+/* `anic bench --host-instr` (bench_instr.c): each of the n_modes modes
+   (names as --modes takes them) downloads and uploads size bytes once under
+   valgrind's callgrind; prints host instructions per byte and their ratio
+   to plain. Returns an exit status (0 ok, 1 a run failed). */
+int bench_instr_run(const char *const *modes, unsigned n_modes, uint64_t size);
+
 #endif

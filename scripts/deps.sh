@@ -4,9 +4,9 @@
 set -eu
 
 # clang + libclang-rt-14-dev: libFuzzer and the sanitizer runtimes for scripts/fuzz.sh.
-# gnuplot-nox: the plots of scripts/figures.sh.
+# gnuplot-nox: the plots of scripts/figures.sh. valgrind: anic bench --host-instr.
 PKGS="gcc make cmake pkg-config liblwip-dev libmbedtls-dev libssl-dev libpcap-dev check gnuplot-nox
-      curl openssl tshark iproute2 procps clang libclang-rt-14-dev wrk nginx-light"
+      curl openssl tshark iproute2 procps clang libclang-rt-14-dev wrk nginx-light valgrind"
 
 missing=""
 for p in $PKGS; do

@@ -488,16 +488,21 @@ static bool tcp_room(struct tls_conn *c, size_t len)
     return c->pcb && tcp_sndbuf(c->pcb) >= len;
 }
 
-/* Copy bytes into lwIP's send buffer, all or nothing. */
-static bool tcp_put(struct tls_conn *c, const void *buf, size_t len)
+/* Copy bytes into lwIP's send buffer, which the caller found room for;
+   false: lwIP failed (nothing queued). */
+static bool tcp_copy(struct tls_conn *c, const void *buf, size_t len)
 {
-    if (!tcp_room(c, len))
-        return false;
     if (stack_tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
         return false;
     if (c->srv)                         /* plain connections have no server, no counters */
         ctr(c)->tx_bytes_copied += len; /* LWIP_NETIF_TX_SINGLE_PBUF: lwIP always copies */
     return true;
+}
+
+/* Copy bytes into lwIP's send buffer, all or nothing. */
+static bool tcp_put(struct tls_conn *c, const void *buf, size_t len)
+{
+    return tcp_room(c, len) && tcp_copy(c, buf, len);
 }
 
 static int bio_send(void *arg, const unsigned char *buf, size_t len)
@@ -672,12 +677,12 @@ static size_t emit_static_run(struct tls_conn *c, const uint8_t *p, size_t len)
            tcp_sndqueuelen(c->pcb) + 6 <= TCP_SND_QUEUELEN) {
         tls_record_write_header(hdr, c->tx_seq, TLS_CT_APPDATA, n);
         uint32_t start = c->pcb->snd_lbb + (uint32_t)owed; /* seq of the header */
-        if (!tcp_put(c, hdr - owed, owed + TLS_PAYLOAD_OFFSET)) {
+        if (!tcp_copy(c, hdr - owed, owed + TLS_PAYLOAD_OFFSET)) {
             if (!owed)
                 return done; /* nothing queued */
             goto torn;
         }
-        if (!tcp_put(c, p + done, n))
+        if (!tcp_copy(c, p + done, n))
             goto torn;
         tls_tx_offload_record_static(c->txo, hdr, p + done, (uint16_t)n, start, c->tx_seq);
         owed = TLS_TAG_LEN;
@@ -687,7 +692,7 @@ static size_t emit_static_run(struct tls_conn *c, const uint8_t *p, size_t len)
         c->tx_app_bytes += n; /* the offload policy's count (tx_gate) */
         done += n;
     }
-    if (owed && !tcp_put(c, seam, owed))
+    if (owed && !tcp_copy(c, seam, owed))
         goto torn;
     return done;
 torn:

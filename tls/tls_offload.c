@@ -127,15 +127,18 @@ static void record_free(struct tls_tx_offload *t, struct tx_record *r)
     }
 }
 
-/* A zeroed store entry, from the spares when there is one; NULL: no memory. */
-static struct tx_record *record_new(struct tls_offload *o)
+/* A store entry set to init, from the spares when there is one; NULL: no
+   memory. */
+static struct tx_record *record_new(struct tls_offload *o, const struct tx_record *init)
 {
     struct tx_record *r = o->spare;
-    if (!r)
-        return calloc(1, sizeof(*r));
-    o->spare = r->next;
-    o->nspare--;
-    memset(r, 0, sizeof(*r));
+    if (r) {
+        o->spare = r->next;
+        o->nspare--;
+    } else if (!(r = malloc(sizeof(*r)))) {
+        return NULL;
+    }
+    *r = *init;
     return r;
 }
 
@@ -421,14 +424,12 @@ void tls_tx_offload_record_static(struct tls_tx_offload *t, const uint8_t hdr[TL
 {
     uint16_t rec_len = (uint16_t)(len + TLS_RECORD_OVERHEAD);
     t->frame_end = start_seq + rec_len;
-    struct tx_record *r = record_new(t->o);
+    struct tx_record init = {
+        .ext = payload, .start_seq = start_seq, .len = rec_len, .record_sn = record_sn};
+    memcpy(init.ext_hdr, hdr, TLS_PAYLOAD_OFFSET);
+    struct tx_record *r = record_new(t->o, &init);
     if (!r)
         return; /* a retransmission of it will be dropped and counted */
-    r->ext = payload;
-    memcpy(r->ext_hdr, hdr, TLS_PAYLOAD_OFFSET);
-    r->start_seq = start_seq;
-    r->len = rec_len;
-    r->record_sn = record_sn;
     store_append(t, r);
     t->c->tx_static_records++;
 }
@@ -437,14 +438,12 @@ void tls_tx_offload_record(struct tls_tx_offload *t, struct pbuf *rec, uint32_t 
                            uint64_t record_sn)
 {
     t->frame_end = start_seq + rec->len;
-    struct tx_record *r = record_new(t->o);
+    struct tx_record init = {
+        .p = rec, .start_seq = start_seq, .len = rec->len, .record_sn = record_sn};
+    struct tx_record *r = record_new(t->o, &init);
     if (!r)
         return; /* a retransmission of it will be dropped and counted */
     pbuf_ref(rec);
-    r->p = rec;
-    r->start_seq = start_seq;
-    r->len = rec->len;
-    r->record_sn = record_sn;
     store_append(t, r);
 }
 
@@ -454,9 +453,9 @@ void tls_tx_offload_acked(struct tls_tx_offload *t, struct tcp_pcb *pcb)
        that overlaps the oldest segment still queued, not just unacked bytes. */
     uint32_t keep_from = pcb->lastack;
     if (pcb->unacked)
-        keep_from = lwip_ntohl(pcb->unacked->tcphdr->seqno);
+        keep_from = PP_NTOHL(pcb->unacked->tcphdr->seqno); /* a macro: no call per ACK */
     else if (pcb->unsent)
-        keep_from = lwip_ntohl(pcb->unsent->tcphdr->seqno);
+        keep_from = PP_NTOHL(pcb->unsent->tcphdr->seqno);
     while (t->head && seq_leq(t->head->start_seq + t->head->len, keep_from))
         record_free(t, t->head);
 }
