@@ -1757,6 +1757,7 @@ static void print_targets(const struct bench *b)
            mode's runs can differ by more than the two modes' medians. */
         printf("  %-46s nic %.3f-%.3f, plain %.3f-%.3f s/GB\n", "  (its runs, least to most)",
                hn_lo / gb, hn_hi / gb, hp_lo / gb, hp_hi / gb);
+        printf("  %-46s anic bench --host-instr)\n", "  (counted, without the noise:");
     } else {
         printf(" -\n");
     }
