@@ -838,9 +838,13 @@ uint32_t app_crc32c_sw(uint32_t crc, const void *data, size_t n)
    joined by linearity: with R(c, d) the register after data d from register
    c, R(c, A B) = S(R(c, A), |B|) ^ R(0, B), where S(x, L) = R(x, L zero
    bytes) is linear in x and so a table lookup per byte of x. */
-#define CRC32C_LANE 4096u /* bytes per chain and block: three per block */
+/* Lanes: bytes per chain; a block is three lanes. The long lane does the
+   bulk; what is left (under 12 KiB: most of a 16 KiB record delivered in
+   pieces) goes through the short lane before the single chain. */
+static const size_t crc32c_lanes[2] = {4096, 256};
 
-static uint32_t crc32c_shift_tab[4][256]; /* S(x, CRC32C_LANE), per byte of x */
+/* S(x, crc32c_lanes[l]), per byte k of x */
+static uint32_t crc32c_shift_tab[2][4][256];
 
 __attribute__((target("sse4.2"))) static uint32_t crc32c_run(uint32_t c32, const uint8_t *p,
                                                              size_t n)
@@ -859,16 +863,17 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_run(uint32_t c32, const
 
 static void crc32c_shift_init(void)
 {
-    static const uint8_t zeros[CRC32C_LANE];
-    for (unsigned k = 0; k < 4; k++)
-        for (uint32_t v = 0; v < 256; v++)
-            crc32c_shift_tab[k][v] = crc32c_run(v << (8 * k), zeros, sizeof(zeros));
+    static const uint8_t zeros[4096];
+    for (unsigned l = 0; l < 2; l++)
+        for (unsigned k = 0; k < 4; k++)
+            for (uint32_t v = 0; v < 256; v++)
+                crc32c_shift_tab[l][k][v] = crc32c_run(v << (8 * k), zeros, crc32c_lanes[l]);
 }
 
-static uint32_t crc32c_shift(uint32_t x)
+static uint32_t crc32c_shift(unsigned l, uint32_t x)
 {
-    return crc32c_shift_tab[0][x & 0xff] ^ crc32c_shift_tab[1][(x >> 8) & 0xff] ^
-           crc32c_shift_tab[2][(x >> 16) & 0xff] ^ crc32c_shift_tab[3][x >> 24];
+    const uint32_t(*t)[256] = crc32c_shift_tab[l];
+    return t[0][x & 0xff] ^ t[1][(x >> 8) & 0xff] ^ t[2][(x >> 16) & 0xff] ^ t[3][x >> 24];
 }
 
 __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *data,
@@ -876,22 +881,25 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
 {
     const uint8_t *p = data;
     uint32_t c = ~crc;
-    if (n >= 3 * CRC32C_LANE) {
+    if (n >= 3 * crc32c_lanes[1]) {
         static pthread_once_t once = PTHREAD_ONCE_INIT;
         pthread_once(&once, crc32c_shift_init);
     }
-    for (; n >= 3 * CRC32C_LANE; n -= 3 * CRC32C_LANE, p += 3 * CRC32C_LANE) {
-        uint64_t a = c, b = 0, d = 0;
-        for (size_t i = 0; i < CRC32C_LANE; i += 8) {
-            uint64_t wa, wb, wd;
-            memcpy(&wa, p + i, 8);
-            memcpy(&wb, p + CRC32C_LANE + i, 8);
-            memcpy(&wd, p + 2 * CRC32C_LANE + i, 8);
-            a = __builtin_ia32_crc32di(a, wa);
-            b = __builtin_ia32_crc32di(b, wb);
-            d = __builtin_ia32_crc32di(d, wd);
+    for (unsigned l = 0; l < 2; l++) {
+        size_t lane = crc32c_lanes[l];
+        for (; n >= 3 * lane; n -= 3 * lane, p += 3 * lane) {
+            uint64_t a = c, b = 0, d = 0;
+            for (size_t i = 0; i < lane; i += 8) {
+                uint64_t wa, wb, wd;
+                memcpy(&wa, p + i, 8);
+                memcpy(&wb, p + lane + i, 8);
+                memcpy(&wd, p + 2 * lane + i, 8);
+                a = __builtin_ia32_crc32di(a, wa);
+                b = __builtin_ia32_crc32di(b, wb);
+                d = __builtin_ia32_crc32di(d, wd);
+            }
+            c = crc32c_shift(l, crc32c_shift(l, (uint32_t)a) ^ (uint32_t)b) ^ (uint32_t)d;
         }
-        c = crc32c_shift(crc32c_shift((uint32_t)a) ^ (uint32_t)b) ^ (uint32_t)d;
     }
     return ~crc32c_run(c, p, n);
 }

@@ -294,12 +294,13 @@ struct host {
     bool wrong;
 };
 
-static int on_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
+static int on_record(void *arg, uint8_t type, const uint8_t *pt, size_t len, const uint8_t *pt2,
+                     size_t len2)
 {
     struct host *h = arg;
     size_t r = h->delivered++;
-    if (r >= S.nrec || type != S.type[r] || len != S.pt_len[r] ||
-        (len && memcmp(pt, S.pt[r], len) != 0))
+    if (r >= S.nrec || type != S.type[r] || len + len2 != S.pt_len[r] ||
+        (len && memcmp(pt, S.pt[r], len) != 0) || (len2 && memcmp(pt2, S.pt[r] + len, len2) != 0))
         h->wrong = true;
     return 0;
 }

@@ -190,12 +190,13 @@ struct run {
     const char *what;
 };
 
-static int on_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
+static int on_record(void *arg, uint8_t type, const uint8_t *pt, size_t len1, const uint8_t *pt2,
+                     size_t len2)
 {
     static uint8_t want[TLS_MAX_PLAINTEXT];
     struct run *r = arg;
     const struct build *b = r->b;
-    size_t d = r->delivered;
+    size_t d = r->delivered, len = len1 + len2;
 
     FUZZ_CHECK(d < r->e->authentic, "%s: delivered record %zu, only %zu authentic", r->what, d,
                r->e->authentic);
@@ -204,8 +205,9 @@ static int on_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
                "%s: record %zu is type %u len %zu, sealed %u %zu", r->what, d, type, len, s->type,
                s->pt_len);
     record_plaintext(want, len, d);
-    FUZZ_CHECK(len == 0 || memcmp(pt, want, len) == 0, "%s: record %zu plaintext differs", r->what,
-               d);
+    FUZZ_CHECK((len1 == 0 || memcmp(pt, want, len1) == 0) &&
+                   (len2 == 0 || memcmp(pt2, want + len1, len2) == 0),
+               "%s: record %zu plaintext differs", r->what, d);
     FUZZ_CHECK(tls_rx_stream_offset(r->rx) == r->e->start[d] + s->len,
                "%s: record %zu delivered at offset %llu, ends at %zu", r->what, d,
                (unsigned long long)tls_rx_stream_offset(r->rx), r->e->start[d] + s->len);
@@ -213,7 +215,8 @@ static int on_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
                d);
     uint64_t hdr[2] = {type, len};
     fuzz_buf_put(&r->log, hdr, sizeof(hdr));
-    fuzz_buf_put(&r->log, pt, len);
+    fuzz_buf_put(&r->log, pt, len1);
+    fuzz_buf_put(&r->log, pt2, len2);
     r->delivered++;
     r->pt_bytes += len;
     return r->stop_at != 0 && r->delivered == r->stop_at;

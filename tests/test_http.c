@@ -511,7 +511,8 @@ START_TEST(test_upload_content_length)
 END_TEST
 
 /* CRC32C: RFC 3720 B.4's vectors and the check value of "123456789"; the
-   SSE4.2 path (one chain, and three chains joined for 12 KiB blocks) equals
+   SSE4.2 path (one chain, and three chains joined for 12 KiB and 768-byte
+   blocks) equals
    the table-driven one at every length and alignment, and continuing a CRC
    over a split gives the CRC of the whole. */
 START_TEST(test_crc32c_vectors_and_paths_agree)
@@ -536,8 +537,11 @@ START_TEST(test_crc32c_vectors_and_paths_agree)
             ck_assert_uint_eq(app_crc32c(app_crc32c(0, data + off, cut), data + off + cut, n - cut),
                               want);
         }
-    /* Around and across the three-chain blocks (3 x 4096 bytes). */
-    static const size_t big[] = {12287, 12288, 12289, 24576 + 8 + 3, 3 * 12288 + 5, 100000};
+    /* Around and across the three-chain blocks (3 x 4096 bytes, then
+       3 x 256 for what is left). */
+    static const size_t big[] = {767,   768,           769,           1536 + 5,
+                                 12287, 12288,         12289,         12288 + 768 + 3,
+                                 16384, 24576 + 8 + 3, 3 * 12288 + 5, 100000};
     uint8_t *buf = malloc(100000 + 8);
     tu_rng_fill(&rng, buf, 100000 + 8);
     for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++)

@@ -519,6 +519,7 @@ static void stream_free(struct stream *s)
 struct sink {
     size_t n;
     int stop_after; /* return nonzero after this many records; 0 = never */
+    size_t split;   /* records delivered in two pieces */
     struct tls_rx *rx;
     uint64_t offsets[STREAM_MAX_RECORDS]; /* tls_rx_stream_offset inside the callback */
     struct {
@@ -528,16 +529,20 @@ struct sink {
     } got[STREAM_MAX_RECORDS];
 };
 
-static int sink_fn(void *arg, uint8_t type, const uint8_t *pt, size_t len)
+static int sink_fn(void *arg, uint8_t type, const uint8_t *pt, size_t len, const uint8_t *pt2,
+                   size_t len2)
 {
     struct sink *k = arg;
     ck_assert_uint_lt(k->n, STREAM_MAX_RECORDS);
     k->got[k->n].type = type;
-    k->got[k->n].len = len;
-    k->got[k->n].pt = malloc(len + 1);
+    k->got[k->n].len = len + len2;
+    k->got[k->n].pt = malloc(len + len2 + 1);
     ck_assert_ptr_nonnull(k->got[k->n].pt);
     if (len)
         memcpy(k->got[k->n].pt, pt, len);
+    if (len2)
+        memcpy(k->got[k->n].pt + len, pt2, len2);
+    k->split += len2 > 0;
     if (k->rx)
         k->offsets[k->n] = tls_rx_stream_offset(k->rx);
     k->n++;
@@ -1198,6 +1203,15 @@ START_TEST(test_rx_view_mismatch_is_distrusted)
                 sink_check(&sink, &s, 3);
                 /* the lie touched records 1 and 2 */
                 check_stats(rx, lie ? 1 : 3, lie ? 2 : 0, 0, 0);
+                /* Believed whole, records 1 and 2 end where they lie: only
+                   their starts in the earlier chunk (1000 and 10 bytes, the
+                   latter inside the nonce) were copied, and each came in two
+                   pieces. Distrusted, both were put together in full. */
+                struct tls_rx_stats st2;
+                tls_rx_get_stats(rx, &st2);
+                size_t whole = s.rec[1].pt_len + s.rec[2].pt_len + 2 * TLS_RECORD_OVERHEAD;
+                ck_assert_uint_eq(sink.split, lie ? 0 : 2);
+                ck_assert_uint_eq(st2.bytes_reassembled, lie ? whole : 1010);
             }
             tls_rx_free(rx);
             sink_reset(&sink);

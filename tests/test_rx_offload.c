@@ -573,12 +573,14 @@ struct host_cb {
     struct host_res *res;
 };
 
-static int host_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
+static int host_record(void *arg, uint8_t type, const uint8_t *pt, size_t len, const uint8_t *pt2,
+                       size_t len2)
 {
     struct host_cb *cb = arg;
     size_t r = cb->res->records;
-    if (r >= S.nrec || type != S.type[r] || len != S.pt_len[r] ||
-        (len && memcmp(pt, S.pt + S.pt_off[r], len) != 0))
+    if (r >= S.nrec || type != S.type[r] || len + len2 != S.pt_len[r] ||
+        (len && memcmp(pt, S.pt + S.pt_off[r], len) != 0) ||
+        (len2 && memcmp(pt2, S.pt + S.pt_off[r] + len, len2) != 0))
         cb->res->wrong = true;
     struct tls_rx_stats st;
     tls_rx_get_stats(cb->rx, &st);

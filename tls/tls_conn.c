@@ -949,11 +949,35 @@ static bool rx_stats_fold(struct tls_conn *c)
     t->rx_records_partial_offload += st.records_partial_offload - seen->records_partial_offload;
     t->rx_records_no_offload += st.records_no_offload - seen->records_no_offload;
     t->rx_tls_view_mismatch += st.view_mismatch - seen->view_mismatch;
+    t->rx_bytes_reassembled += st.bytes_reassembled - seen->bytes_reassembled;
     c->rx_stats_seen = st;
     return offloaded;
 }
 
-static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
+/* The upper layer takes what it can of pt[0..len) where it lies, while
+   nothing is pending; the rest is copied to the pending buffer, to be
+   offered again by deliver_pending. Its callback may close the connection;
+   freeing waits for conn_leave. */
+static void deliver_piece(struct tls_conn *c, const uint8_t *pt, size_t len)
+{
+    if (!len)
+        return; /* pt may be NULL */
+    size_t taken = 0;
+    while (c->rx_pt_len == 0 && taken < len && c->state == CONN_OPEN) {
+        long n = c->up->on_data(c->up_ctx, pt + taken, len - taken);
+        if (n <= 0) {
+            c->rx_stalled = n == 0;
+            break;
+        }
+        taken += (size_t)n;
+    }
+    ctr(c)->rx_bytes_delivered_direct += taken;
+    memcpy(c->rx_pt + c->rx_pt_len, pt + taken, len - taken);
+    c->rx_pt_len += len - taken;
+}
+
+static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len, const uint8_t *pt2,
+                     size_t len2)
 {
     struct tls_conn *c = arg;
     ctr(c)->rx_records++;
@@ -968,33 +992,26 @@ static int sw_record(void *arg, uint8_t type, const uint8_t *pt, size_t len)
     }
     if (type == TLS_CT_APPDATA) {
         /* Bounded: one pbuf's worth of records at most (see RX_PENDING_CAP). */
-        if (c->rx_pt_len + len > RX_PENDING_CAP)
+        if (c->rx_pt_len + len + len2 > RX_PENDING_CAP)
             return -1;
         /* With nothing pending, the upper layer takes the plaintext where it
-           lies (the pbuf, or the record layer's buffer): only what it leaves
-           is copied, to be offered again by deliver_pending. Its callback
-           may close the connection; freeing waits for conn_leave. */
-        size_t taken = 0;
-        while (c->rx_pt_len == 0 && taken < len && c->state == CONN_OPEN) {
-            long n = c->up->on_data(c->up_ctx, pt + taken, len - taken);
-            if (n <= 0) {
-                c->rx_stalled = n == 0;
-                break;
-            }
-            taken += (size_t)n;
-        }
-        ctr(c)->rx_bytes_delivered_direct += taken;
-        memcpy(c->rx_pt + c->rx_pt_len, pt + taken, len - taken);
-        c->rx_pt_len += len - taken;
-        ctr(c)->rx_bytes_plaintext += len;
-        c->rx_app_bytes += len;
+           lies (the pbuf, or the record layer's buffer). */
+        deliver_piece(c, pt, len);
+        deliver_piece(c, pt2, len2);
+        ctr(c)->rx_bytes_plaintext += len + len2;
+        c->rx_app_bytes += len + len2;
         rx_gate(c, c->rx_stream_base + (uint32_t)tls_rx_stream_offset(c->rx),
                 tls_rx_next_seq(c->rx));
         return 0;
     }
-    if (type == TLS_CT_ALERT && len == 2) {
+    uint8_t body[2]; /* an alert, put together if the NIC's delivery split it */
+    if (type == TLS_CT_ALERT && len + len2 == 2) {
+        if (len)
+            memcpy(body, pt, len);
+        if (len2)
+            memcpy(body + len, pt2, len2);
         ctr(c)->alerts_received++;
-        if (pt[1] == ALERT_CLOSE_NOTIFY) {
+        if (body[1] == ALERT_CLOSE_NOTIFY) {
             ctr(c)->close_notify_rx++;
             c->eof_seen = true;
             return 1;

@@ -379,11 +379,11 @@ static int rx_fail(struct tls_rx *rx, int err)
 }
 
 static int rx_deliver(struct tls_rx *rx, enum rx_offload how, uint8_t type, const uint8_t *pt,
-                      size_t len, tls_rx_record_fn fn, void *arg)
+                      size_t len, const uint8_t *pt2, size_t len2, tls_rx_record_fn fn, void *arg)
 {
     rx->seq++;
     rx->stats.records++;
-    rx->stats.bytes_plaintext += len;
+    rx->stats.bytes_plaintext += len + len2;
     switch (how) {
     case RX_OFFLOAD_FULL:
         rx->stats.records_full_offload++;
@@ -395,7 +395,7 @@ static int rx_deliver(struct tls_rx *rx, enum rx_offload how, uint8_t type, cons
         rx->stats.records_no_offload++;
         break;
     }
-    if (fn(arg, type, pt, len) != 0)
+    if (fn(arg, type, pt, len, pt2, len2) != 0)
         return rx_fail(rx, TLS_RX_ERR_STOPPED);
     return TLS_RX_OK;
 }
@@ -415,13 +415,13 @@ static int rx_whole_record(struct tls_rx *rx, const uint8_t *rec, size_t rec_len
     const uint8_t *payload = rec + TLS_PAYLOAD_OFFSET;
 
     if (decrypted) /* the NIC decrypted and authenticated it: zero copy */
-        return rx_deliver(rx, RX_OFFLOAD_FULL, rec[0], payload, len, fn, arg);
+        return rx_deliver(rx, RX_OFFLOAD_FULL, rec[0], payload, len, NULL, 0, fn, arg);
 
     uint8_t *out = rx->buf + TLS_PAYLOAD_OFFSET;
     if (!gcm_open(rx->aead, rx->seq, rec[0], rec + TLS_HEADER_LEN, payload, len, payload + len,
                   out))
         return rx_fail(rx, TLS_RX_ERR_BAD_MAC);
-    return rx_deliver(rx, RX_OFFLOAD_NONE, rec[0], out, len, fn, arg);
+    return rx_deliver(rx, RX_OFFLOAD_NONE, rec[0], out, len, NULL, 0, fn, arg);
 }
 
 /* XOR the keystream over buf[from, to) (record offsets), clipped to the
@@ -450,6 +450,7 @@ static void rx_append(struct tls_rx *rx, const uint8_t *src, size_t n, enum rx_c
     size_t from = rx->have, to = from + n;
 
     memcpy(rx->buf + from, src, n);
+    rx->stats.bytes_reassembled += n;
     rx->have = to;
     if (kind == CHUNK_TRUSTED && from == 0)
         rx->rec_walk = rx->chunk_walk; /* a trusted chunk that runs into this record */
@@ -487,7 +488,34 @@ static int rx_finish_buffered(struct tls_rx *rx, tls_rx_record_fn fn, void *arg)
                                             payload, len, payload + len, payload))
         return rx_fail(rx, TLS_RX_ERR_BAD_MAC);
     /* buf is not touched again before fn returns. */
-    return rx_deliver(rx, how, rec[0], payload, len, fn, arg);
+    return rx_deliver(rx, how, rec[0], payload, len, NULL, 0, fn, arg);
+}
+
+/* The buffered record ends with tail[0..n), and the NIC decrypted and
+   authenticated it whole (every chunk trusted, one walk): delivered as what
+   buf holds followed by the rest of the payload where it lies in tail. */
+static int rx_finish_split(struct tls_rx *rx, const uint8_t *tail, size_t n, tls_rx_record_fn fn,
+                           void *arg)
+{
+    size_t have = rx->have, payload_end = rx->rec_len - TLS_TAG_LEN;
+    const uint8_t *pt = rx->buf + TLS_PAYLOAD_OFFSET, *pt2 = tail;
+    size_t len = 0, len2 = 0;
+    if (have < TLS_PAYLOAD_OFFSET) { /* the nonce's end is in tail */
+        pt2 = tail + (TLS_PAYLOAD_OFFSET - have);
+        len2 = payload_end - TLS_PAYLOAD_OFFSET;
+    } else if (have < payload_end) {
+        len = have - TLS_PAYLOAD_OFFSET;
+        len2 = payload_end - have;
+    } else { /* only tag bytes in tail */
+        len = payload_end - TLS_PAYLOAD_OFFSET;
+    }
+    assert(have + n == rx->rec_len && (size_t)(pt2 - tail) + len2 <= n);
+    rx->have = 0;
+    rx->rec_len = 0;
+    rx->dec_seen = false;
+    rx->sw_auth = false;
+    /* buf is not touched again before fn returns. */
+    return rx_deliver(rx, RX_OFFLOAD_FULL, rx->buf[0], pt, len, pt2, len2, fn, arg);
 }
 
 /* What a chunk's mark is worth: trusted only if the NIC's view of its first
@@ -548,6 +576,16 @@ int tls_rx_feed(struct tls_rx *rx, const uint8_t *data, size_t len, const struct
         /* Slow path: collect the header, then the body, in buf. */
         size_t want = (rx->rec_len ? rx->rec_len : TLS_HEADER_LEN) - rx->have;
         size_t n = len < want ? len : want;
+        if (rx->rec_len && n == want && kind == CHUNK_TRUSTED && !rx->sw_auth) {
+            /* The end of a record the NIC decrypted whole: not copied. */
+            rx->stream_off += n;
+            int rc = rx_finish_split(rx, data, n, fn, arg);
+            if (rc)
+                return rx_feed_result(rc);
+            data += n;
+            len -= n;
+            continue;
+        }
         rx_append(rx, data, n, kind);
         rx->stream_off += n;
         data += n;

@@ -164,11 +164,17 @@ struct tls_rx_stats {
     uint64_t records_no_offload;
     uint64_t decrypt_errors;
     uint64_t bytes_plaintext;
+    uint64_t bytes_reassembled; /* record bytes copied into the reassembly buffer */
 };
 
-/* Called once per authenticated record, in order. pt (len may be 0) is
- * valid only during the call. Return 0 to continue, nonzero to stop. */
-typedef int (*tls_rx_record_fn)(void *arg, uint8_t type, const uint8_t *pt, size_t len);
+/* Called once per authenticated record, in order. Its plaintext is
+ * pt[0..len) followed by pt2[0..len2) (either may be empty), both valid only
+ * during the call. len2 > 0 only for a record the NIC decrypted whole that
+ * ended in a later chunk than the one it began in: the bytes of the earlier
+ * chunks come from the reassembly buffer, the rest from where they lie in
+ * the last chunk, not copied. Return 0 to continue, nonzero to stop. */
+typedef int (*tls_rx_record_fn)(void *arg, uint8_t type, const uint8_t *pt, size_t len,
+                                const uint8_t *pt2, size_t len2);
 
 /* a is borrowed and must outlive the rx. first_seq = number of the first
  * record that will be fed. Returns NULL on allocation failure. */

@@ -55,6 +55,7 @@ struct tls_server_cfg {
     X(rx_records_partial_offload)                                                                  \
     X(rx_records_no_offload)                                                                       \
     X(rx_tls_view_mismatch) /* NIC marks whose record view the host did not share */               \
+    X(rx_bytes_reassembled) /* record bytes copied to put together records split across chunks */  \
     X(TlsDecryptError)                                                                             \
     X(alerts_sent)                                                                                 \
     X(alerts_received)                                                                             \
