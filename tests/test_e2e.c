@@ -2182,8 +2182,10 @@ static void check_rx_offload(struct fails *f, const char *js)
        where the record lay, without the pending copy. */
     uint64_t pt = stat_of(f, js, "tls_nic", "rx_bytes_plaintext");
     uint64_t direct = stat_of(f, js, "tls_nic", "rx_bytes_delivered_direct");
-    note("[%s] RX plaintext %" PRIu64 " B, delivered without a copy %" PRIu64, cur->name, pt,
-         direct);
+    uint64_t reassembled = stat_of(f, js, "tls_nic", "rx_bytes_reassembled");
+    note("[%s] RX plaintext %" PRIu64 " B, delivered without a copy %" PRIu64
+         ", record bytes put together %" PRIu64,
+         cur->name, pt, direct, reassembled);
     if (direct > pt || direct < pt / 2)
         fail_add(f,
                  "tls_nic.rx_bytes_delivered_direct %" PRIu64 " of rx_bytes_plaintext %" PRIu64
