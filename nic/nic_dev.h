@@ -96,7 +96,12 @@ struct nic_queues {
     X(tx_cq_backpressure)                                                                          \
     X(doorbells)                                                                                   \
     X(irqs)                                                                                        \
-    X(irqs_coalesced) /* rounds whose completions waited (irq_coalesce_ns; host armed) */          \
+    X(irqs_coalesced)   /* rounds whose completions waited (irq_coalesce_ns; host armed) */        \
+    X(irqs_unmoderated) /* of irqs: moderation off */                                              \
+    X(irqs_fresh)       /* of irqs: not bulk (quiet before, < 64 KiB since, wire paused) */        \
+    X(irqs_tx_dry)      /* of irqs: a sender's TX ring ran empty */                                \
+    X(irqs_queue)       /* of irqs: a ring or completion queue filling */                          \
+    X(irqs_due)         /* of irqs: held for irq_coalesce_ns */                                    \
     X(engine_sleeps)                                                                               \
     X(flow_table_full)
 #define NIC_COUNTERS_TLS(X)                                                                        \

@@ -239,13 +239,42 @@ int nic_dev_irq_wait(struct nic_dev *dev, int timeout_ms)
 }
 
 /* Engine side: fire the interrupt if the host armed it. */
-static void engine_irq(struct nic_dev *dev, uint64_t now)
+/* Why completions interrupt now (irq_now); IRQ_WAIT: they may wait. Each
+   interrupt raised is counted under its reason (nic.irqs_*). */
+enum irq_why {
+    IRQ_WAIT,
+    IRQ_UNMODERATED, /* irq_coalesce_ns = 0 */
+    IRQ_FRESH,       /* not a bulk transfer: quiet before, little moved, or the wire paused */
+    IRQ_TX_DRY,      /* a sender's TX ring ran empty: it waits for these */
+    IRQ_QUEUE,       /* a ring or completion queue filling */
+    IRQ_DUE,         /* held for irq_coalesce_ns */
+};
+
+static void engine_irq(struct nic_dev *dev, uint64_t now, enum irq_why why)
 {
     dev->unsignalled = false;
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&dev->irq_armed, memory_order_relaxed) &&
         atomic_exchange_explicit(&dev->irq_armed, 0, memory_order_relaxed)) {
         dev->c.irqs++;
+        switch (why) {
+        case IRQ_WAIT: /* not called with it */
+        case IRQ_UNMODERATED:
+            dev->c.irqs_unmoderated++;
+            break;
+        case IRQ_FRESH:
+            dev->c.irqs_fresh++;
+            break;
+        case IRQ_TX_DRY:
+            dev->c.irqs_tx_dry++;
+            break;
+        case IRQ_QUEUE:
+            dev->c.irqs_queue++;
+            break;
+        case IRQ_DUE:
+            dev->c.irqs_due++;
+            break;
+        }
         dev->last_irq_ns = now;
         dev->bytes_since_irq = 0;
         dev->tx_bytes_since_irq = 0;
@@ -267,22 +296,25 @@ static void engine_irq(struct nic_dev *dev, uint64_t now)
    It never waits when a queue fills: the TX ring half full (the host may
    want room), a completion queue a quarter full, fewer than half the RX
    buffers left, or the wire paused for them. */
-static bool irq_now(struct nic_dev *dev, uint64_t now)
+static enum irq_why irq_now(struct nic_dev *dev, uint64_t now)
 {
     uint64_t hold = dev->cfg.irq_coalesce_ns;
-    if (!hold || now - dev->last_irq_ns >= NIC_IRQ_ADAPT * hold ||
+    if (!hold)
+        return IRQ_UNMODERATED;
+    if (now - dev->last_irq_ns >= NIC_IRQ_ADAPT * hold ||
         dev->bytes_since_irq < NIC_IRQ_BULK_BYTES || dev->rx_paused)
-        return true;
+        return IRQ_FRESH;
     struct nic_queues *q = &dev->queues;
     uint32_t tx_used = __atomic_load_n(&q->tx_idx->prod, __ATOMIC_ACQUIRE) - dev->tx_cons;
     uint32_t tx_cq = dev->tx_cq_prod - __atomic_load_n(&q->tx_cq_idx->cons, __ATOMIC_ACQUIRE);
     uint32_t rx_cq = dev->rx_cq_prod - __atomic_load_n(&q->rx_cq_idx->cons, __ATOMIC_ACQUIRE);
     uint32_t rx_bufs = __atomic_load_n(&q->rx_idx->prod, __ATOMIC_ACQUIRE) - dev->rx_cons;
-    if ((tx_used == 0 && dev->tx_bytes_since_irq >= NIC_IRQ_BULK_BYTES) ||
-        tx_used >= q->tx_size / 2 || tx_cq >= q->tx_cq_size / 4 || rx_cq >= q->rx_cq_size / 4 ||
+    if (tx_used == 0 && dev->tx_bytes_since_irq >= NIC_IRQ_BULK_BYTES)
+        return IRQ_TX_DRY;
+    if (tx_used >= q->tx_size / 2 || tx_cq >= q->tx_cq_size / 4 || rx_cq >= q->rx_cq_size / 4 ||
         rx_bufs < q->rx_size / 2)
-        return true;
-    return now - dev->unsignalled_ns >= hold;
+        return IRQ_QUEUE;
+    return now - dev->unsignalled_ns >= hold ? IRQ_DUE : IRQ_WAIT;
 }
 
 /* --- completion queues --- */
@@ -973,8 +1005,9 @@ static void engine_sleep(struct nic_dev *dev, uint64_t now)
 {
     uint64_t irq_due = UINT64_MAX; /* completions held back interrupt then */
     if (dev->unsignalled) {
-        if (irq_now(dev, now))
-            engine_irq(dev, now);
+        enum irq_why why = irq_now(dev, now);
+        if (why != IRQ_WAIT)
+            engine_irq(dev, now, why);
         else
             irq_due = dev->unsignalled_ns + dev->cfg.irq_coalesce_ns;
     }
@@ -1024,9 +1057,10 @@ static unsigned engine_round(struct nic_dev *dev, uint64_t now)
         dev->unsignalled = true;
         dev->unsignalled_ns = now;
     }
+    enum irq_why why = dev->unsignalled ? irq_now(dev, now) : IRQ_WAIT;
     if (dev->unsignalled) {
-        if (irq_now(dev, now))
-            engine_irq(dev, now);
+        if (why != IRQ_WAIT)
+            engine_irq(dev, now, why);
         else if (dev->work_for_host && atomic_load_explicit(&dev->irq_armed, memory_order_relaxed))
             dev->c.irqs_coalesced++;
     }

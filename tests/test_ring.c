@@ -1204,6 +1204,7 @@ START_TEST(irq_moderation_holds_bulk_completions_until_due_or_full)
     tx_round(1, false, &id); /* quiet device: at once */
     struct nic_counters c = tu_counters(h.dev);
     ck_assert_uint_eq(c.irqs, 1);
+    ck_assert_uint_eq(c.irqs_fresh, 1);
     ck_assert_uint_eq(c.irqs_coalesced, 0);
     /* The host is busy (not armed) while 64 KiB and more go out. */
     uint64_t moved = 0;
@@ -1214,6 +1215,7 @@ START_TEST(irq_moderation_holds_bulk_completions_until_due_or_full)
     tx_round(2, false, &id);
     c = tu_counters(h.dev);
     ck_assert_uint_eq(c.irqs, 2);
+    ck_assert_uint_eq(c.irqs_tx_dry, 1);
     ck_assert_uint_eq(c.irqs_coalesced, 0);
     moved = 0;
     while (moved < 70 * 1024)
@@ -1230,6 +1232,7 @@ START_TEST(irq_moderation_holds_bulk_completions_until_due_or_full)
     tx_round(RING - 2, false, &id);
     c = tu_counters(h.dev);
     ck_assert_uint_eq(c.irqs, 3);
+    ck_assert_uint_eq(c.irqs_queue, 1);
     nic_dev_poll_once(h.dev); /* not armed: the ring drains */
     /* Held again, until HOLD_MS passed. */
     moved = 0;
@@ -1246,6 +1249,10 @@ START_TEST(irq_moderation_holds_bulk_completions_until_due_or_full)
     tx_round(ROUND, false, &id); /* still 2 queued, but the held completions are due */
     c = tu_counters(h.dev);
     ck_assert_uint_eq(c.irqs, 4);
+    /* every interrupt counted under one reason */
+    ck_assert_uint_eq(c.irqs_due, 1);
+    ck_assert_uint_eq(c.irqs_fresh + c.irqs_tx_dry + c.irqs_queue + c.irqs_due, 4);
+    ck_assert_uint_eq(c.irqs_unmoderated, 0);
     tu_drv_close(&h);
 
     /* Without moderation every round with completions interrupts. */
@@ -1262,6 +1269,7 @@ START_TEST(irq_moderation_holds_bulk_completions_until_due_or_full)
     ck_assert_uint_gt(moved, 70 * 1024);
     c = tu_counters(h.dev);
     ck_assert_uint_eq(c.irqs, 12);
+    ck_assert_uint_eq(c.irqs_unmoderated, 12);
     ck_assert_uint_eq(c.irqs_coalesced, 0);
 }
 END_TEST
