@@ -407,7 +407,7 @@ static void tso_autosize(struct tcp_pcb *pcb, uint32_t seg)
     }
 }
 
-err_t stack_tcp_write(struct tcp_pcb *pcb, const void *buf, u16_t len, u8_t flags)
+void stack_tcp_write_run_begin(struct tcp_pcb *pcb)
 {
     uint32_t seg_max = atomic_load_explicit(&tso_seg_max, memory_order_relaxed);
     if (pcb->unsent && pcb->mss < seg_max) { /* autosizing may have cut it */
@@ -422,8 +422,18 @@ err_t stack_tcp_write(struct tcp_pcb *pcb, const void *buf, u16_t len, u8_t flag
         }
     }
     stack_chksum_copy_begin(); /* checksum offload: the copy does not sum */
-    err_t err = tcp_write(pcb, buf, len, flags);
+}
+
+void stack_tcp_write_run_end(void)
+{
     stack_chksum_copy_end();
+}
+
+err_t stack_tcp_write(struct tcp_pcb *pcb, const void *buf, u16_t len, u8_t flags)
+{
+    stack_tcp_write_run_begin(pcb);
+    err_t err = tcp_write(pcb, buf, len, flags);
+    stack_tcp_write_run_end();
     return err;
 }
 

@@ -108,6 +108,13 @@ uint32_t stack_tcp_write_lowat(void);
    it (tcp.tso_mss_restored) until the next walk. Core lock held. */
 err_t stack_tcp_write(struct tcp_pcb *pcb, const void *buf, u16_t len, u8_t flags);
 
+/* A run of tcp_writes to one pcb with nothing else between them, for a
+   writer with many small pieces: stack_tcp_write's work done once, between
+   _begin and _end, and lwIP's tcp_write called directly for each piece (the
+   last unsent segment fits the mss after the first write). */
+void stack_tcp_write_run_begin(struct tcp_pcb *pcb);
+void stack_tcp_write_run_end(void);
+
 /* TSO autosizing: the wire MSS and the largest segment (pcb->mss) the
    application gives connections. Off until called, and when seg_max is
    below wire_mss. */

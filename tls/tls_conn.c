@@ -488,21 +488,16 @@ static bool tcp_room(struct tls_conn *c, size_t len)
     return c->pcb && tcp_sndbuf(c->pcb) >= len;
 }
 
-/* Copy bytes into lwIP's send buffer, which the caller found room for;
-   false: lwIP failed (nothing queued). */
-static bool tcp_copy(struct tls_conn *c, const void *buf, size_t len)
+/* Copy bytes into lwIP's send buffer, all or nothing. */
+static bool tcp_put(struct tls_conn *c, const void *buf, size_t len)
 {
+    if (!tcp_room(c, len))
+        return false;
     if (stack_tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
         return false;
     if (c->srv)                         /* plain connections have no server, no counters */
         ctr(c)->tx_bytes_copied += len; /* LWIP_NETIF_TX_SINGLE_PBUF: lwIP always copies */
     return true;
-}
-
-/* Copy bytes into lwIP's send buffer, all or nothing. */
-static bool tcp_put(struct tls_conn *c, const void *buf, size_t len)
-{
-    return tcp_room(c, len) && tcp_copy(c, buf, len);
 }
 
 static int bio_send(void *arg, const unsigned char *buf, size_t len)
@@ -664,6 +659,15 @@ static bool emit_frame(struct tls_conn *c)
    per run, not three per record. Returns the bytes consumed (whole records;
    0 without room). If lwIP runs out of memory inside a record, the stream
    has a torn record: the connection is killed (tx_write_torn). */
+/* One piece of a run (stack_tcp_write_run_begin), room already checked. */
+static bool tcp_copy_in_run(struct tls_conn *c, const void *buf, size_t len)
+{
+    if (tcp_write(c->pcb, buf, (u16_t)len, TCP_WRITE_FLAG_COPY) != ERR_OK)
+        return false;
+    ctr(c)->tx_bytes_copied += len; /* LWIP_NETIF_TX_SINGLE_PBUF: lwIP always copies */
+    return true;
+}
+
 static size_t emit_static_run(struct tls_conn *c, const uint8_t *p, size_t len)
 {
     size_t n = c->srv->record_size, rec_len = n + TLS_RECORD_OVERHEAD, done = 0;
@@ -673,16 +677,19 @@ static size_t emit_static_run(struct tls_conn *c, const uint8_t *p, size_t len)
     size_t owed = 0; /* bytes of blank tag still to write: 0 or TLS_TAG_LEN */
     /* Room for the record and the tag still owed, and queue room for a new
        segment per write: then only an allocation inside lwIP fails a write. */
+    stack_tcp_write_run_begin(c->pcb);
     while (len - done >= n && tcp_room(c, owed + rec_len) &&
            tcp_sndqueuelen(c->pcb) + 6 <= TCP_SND_QUEUELEN) {
         tls_record_write_header(hdr, c->tx_seq, TLS_CT_APPDATA, n);
         uint32_t start = c->pcb->snd_lbb + (uint32_t)owed; /* seq of the header */
-        if (!tcp_copy(c, hdr - owed, owed + TLS_PAYLOAD_OFFSET)) {
-            if (!owed)
+        if (!tcp_copy_in_run(c, hdr - owed, owed + TLS_PAYLOAD_OFFSET)) {
+            if (!owed) {
+                stack_tcp_write_run_end();
                 return done; /* nothing queued */
+            }
             goto torn;
         }
-        if (!tcp_copy(c, p + done, n))
+        if (!tcp_copy_in_run(c, p + done, n))
             goto torn;
         tls_tx_offload_record_static(c->txo, hdr, p + done, (uint16_t)n, start, c->tx_seq);
         owed = TLS_TAG_LEN;
@@ -692,11 +699,13 @@ static size_t emit_static_run(struct tls_conn *c, const uint8_t *p, size_t len)
         c->tx_app_bytes += n; /* the offload policy's count (tx_gate) */
         done += n;
     }
-    if (owed && !tcp_copy(c, seam, owed))
+    if (owed && !tcp_copy_in_run(c, seam, owed))
         goto torn;
+    stack_tcp_write_run_end();
     return done;
 torn:
     /* lwIP ran out of memory inside a record: the stream cannot continue. */
+    stack_tcp_write_run_end();
     ctr(c)->tx_write_torn++;
     conn_kill(c, true);
     return done;
