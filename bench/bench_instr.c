@@ -4,10 +4,11 @@
  * under valgrind's callgrind (`anic bench --modes M --tx-loss-sweep 0` or
  * `--rx-loss-sweep 0`, one curl transfer each, in the child bench's own
  * namespace), one output file per thread; the threads are told apart by
- * their start routines: the NIC engine (engine_main), the bench's own main
- * thread (bench_main), the TLS handshake workers (hs_main: work per
- * connection, not per byte, shown apart) and the rest, the host's data
- * path (the stack-irq thread, lwIP's thread).
+ * their start routines: the host's data path (irq_main: the stack-irq
+ * thread, whose instructions per byte the ratio compares), the NIC engine
+ * (engine_main), the bench's own main thread (bench_main, left out), the
+ * TLS handshake workers (hs_main: work per connection, shown apart) and the
+ * rest, shown as timers (lwIP's thread: work per second).
  *
  * Why: on a small shared machine, host CPU seconds per byte measure the
  * neighbours as much as the host: a nic-mode transfer puts the NIC's AES
@@ -75,11 +76,12 @@ static bool read_thread_file(const char *path, uint64_t *ir, enum thread_kind *k
         /* fn=(id) name or cfn=(id) name: a name is written once per file,
            where it first occurs; a thread's start routine occurs only in
            its own thread's file. */
-        const char *name = line;
+        const char *name = NULL;
         if (!strncmp(line, "cfn=(", 5) || !strncmp(line, "fn=(", 4))
-            name = strchr(line, ')') + 1;
-        else
+            name = strchr(line, ')');
+        if (!name)
             continue;
+        name++;
         while (*name == ' ')
             name++;
         if (!strncmp(name, "irq_main\n", 9))
