@@ -841,7 +841,9 @@ uint32_t app_crc32c_sw(uint32_t crc, const void *data, size_t n)
 /* Lanes: bytes per chain; a block is three lanes. The long lane does the
    bulk; what is left (under 12 KiB: most of a 16 KiB record delivered in
    pieces) goes through the short lane before the single chain. */
-static const size_t crc32c_lanes[2] = {4096, 256};
+#define CRC32C_LANE_LONG  4096u
+#define CRC32C_LANE_SHORT 256u
+static const size_t crc32c_lanes[2] = {CRC32C_LANE_LONG, CRC32C_LANE_SHORT};
 
 /* S(x, crc32c_lanes[l]), per byte k of x */
 static uint32_t crc32c_shift_tab[2][4][256];
@@ -863,7 +865,7 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_run(uint32_t c32, const
 
 static void crc32c_shift_init(void)
 {
-    static const uint8_t zeros[4096];
+    static const uint8_t zeros[CRC32C_LANE_LONG]; /* the longest lane */
     for (unsigned l = 0; l < 2; l++)
         for (unsigned k = 0; k < 4; k++)
             for (uint32_t v = 0; v < 256; v++)

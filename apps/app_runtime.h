@@ -71,7 +71,7 @@ struct app_runtime {
 #define APP_OFFLOAD_CSUM 0x8u
 #define APP_OFFLOAD_ALL  (APP_OFFLOAD_TSO | APP_OFFLOAD_GSO | APP_OFFLOAD_LRO | APP_OFFLOAD_CSUM)
 
-/* Parse a comma-separated list of offload names ("tso", "gso", "lro"; "none" = no
+/* Parse a comma-separated list of offload names ("tso", "gso", "lro", "csum"; "none" = no
    offloads) into APP_OFFLOAD_* bits. Returns -1 on an unknown name. */
 int app_offloads_parse(const char *list, unsigned *out);
 /* The names of the bits set, comma-separated, or "none". */

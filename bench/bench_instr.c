@@ -201,8 +201,10 @@ static void rm_tree(const char *dir)
 
 int bench_instr_run(const char *const *modes, unsigned n_modes, uint64_t size)
 {
-    if (n_modes > INSTR_MAX_MODES)
-        n_modes = INSTR_MAX_MODES;
+    if (n_modes > INSTR_MAX_MODES) {
+        fprintf(stderr, "anic bench --host-instr: at most %d modes\n", INSTR_MAX_MODES);
+        return 2;
+    }
     if (!have_valgrind()) {
         fprintf(stderr, "anic bench --host-instr: needs valgrind (scripts/deps.sh installs it)\n");
         return 1;

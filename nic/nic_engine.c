@@ -238,9 +238,7 @@ int nic_dev_irq_wait(struct nic_dev *dev, int timeout_ms)
     return 1;
 }
 
-/* Engine side: fire the interrupt if the host armed it. */
-/* Why completions interrupt now (irq_now); IRQ_WAIT: they may wait. Each
-   interrupt raised is counted under its reason (nic.irqs_*). */
+/* Why completions interrupt now (irq_now); IRQ_WAIT: they may wait. */
 enum irq_why {
     IRQ_WAIT,
     IRQ_UNMODERATED, /* irq_coalesce_ns = 0 */
@@ -248,33 +246,24 @@ enum irq_why {
     IRQ_TX_DRY,      /* a sender's TX ring ran empty: it waits for these */
     IRQ_QUEUE,       /* a ring or completion queue filling */
     IRQ_DUE,         /* held for irq_coalesce_ns */
+    IRQ_WHY_COUNT
 };
 
+/* Engine side: fire the interrupt if the host armed it, counted under why
+   (nic.irqs_*; never IRQ_WAIT). */
 static void engine_irq(struct nic_dev *dev, uint64_t now, enum irq_why why)
 {
+    uint64_t *const by_why[IRQ_WHY_COUNT] = {[IRQ_UNMODERATED] = &dev->c.irqs_unmoderated,
+                                             [IRQ_FRESH] = &dev->c.irqs_fresh,
+                                             [IRQ_TX_DRY] = &dev->c.irqs_tx_dry,
+                                             [IRQ_QUEUE] = &dev->c.irqs_queue,
+                                             [IRQ_DUE] = &dev->c.irqs_due};
     dev->unsignalled = false;
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&dev->irq_armed, memory_order_relaxed) &&
         atomic_exchange_explicit(&dev->irq_armed, 0, memory_order_relaxed)) {
         dev->c.irqs++;
-        switch (why) {
-        case IRQ_WAIT: /* not called with it */
-        case IRQ_UNMODERATED:
-            dev->c.irqs_unmoderated++;
-            break;
-        case IRQ_FRESH:
-            dev->c.irqs_fresh++;
-            break;
-        case IRQ_TX_DRY:
-            dev->c.irqs_tx_dry++;
-            break;
-        case IRQ_QUEUE:
-            dev->c.irqs_queue++;
-            break;
-        case IRQ_DUE:
-            dev->c.irqs_due++;
-            break;
-        }
+        (*by_why[why])++;
         dev->last_irq_ns = now;
         dev->bytes_since_irq = 0;
         dev->tx_bytes_since_irq = 0;
@@ -1057,8 +1046,8 @@ static unsigned engine_round(struct nic_dev *dev, uint64_t now)
         dev->unsignalled = true;
         dev->unsignalled_ns = now;
     }
-    enum irq_why why = dev->unsignalled ? irq_now(dev, now) : IRQ_WAIT;
     if (dev->unsignalled) {
+        enum irq_why why = irq_now(dev, now);
         if (why != IRQ_WAIT)
             engine_irq(dev, now, why);
         else if (dev->work_for_host && atomic_load_explicit(&dev->irq_armed, memory_order_relaxed))
